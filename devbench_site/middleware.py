@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from devbench_site import request_context
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestContextMiddleware:
+    """Gives each request an id (kept from a sane X-Request-ID) for logs and audit."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = (
+            incoming if _REQUEST_ID_RE.match(incoming) else request_context.new_request_id()
+        )
+        ctx = request_context.RequestContext(
+            request_id=request_id,
+            ip=request.META.get("REMOTE_ADDR"),
+            user_agent=request.headers.get("User-Agent", "")[:300],
+        )
+        request.request_id = request_id  # type: ignore[attr-defined]
+        token = request_context.bind(ctx)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_context.reset(token)
+        response["X-Request-ID"] = request_id
+        return response

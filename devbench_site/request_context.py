@@ -1,0 +1,40 @@
+"""Per-request facts (request id, client ip, user agent) for logs and audit.
+
+Set by the HTTP middleware, the MCP endpoint and websocket consumers; read by
+services that record audit events, so services need no request argument.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str = ""
+    ip: str | None = None
+    user_agent: str = ""
+
+
+_EMPTY = RequestContext()
+_current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+    "devbench_request_context", default=None
+)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def current() -> RequestContext:
+    return _current.get() or _EMPTY
+
+
+def bind(ctx: RequestContext) -> contextvars.Token[RequestContext | None]:
+    return _current.set(ctx)
+
+
+def reset(token: contextvars.Token[RequestContext | None]) -> None:
+    _current.reset(token)

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from django.http import HttpRequest
+from ninja import Router
+
+from devbench_site.errors import NotFound
+from tenants.principal import Principal
+from tenants.schemas import PrincipalOut, TenantDetailOut
+from tenants.selectors import tenant_policy_get
+
+router = Router(tags=["identity"])
+
+
+def principal_of(request: HttpRequest) -> Principal:
+    principal = request.auth  # type: ignore[attr-defined]
+    assert isinstance(principal, Principal)
+    return principal
+
+
+@router.get("/me", response=PrincipalOut, operation_id="me")
+def me(request: HttpRequest) -> dict[str, object]:
+    """Who the token belongs to: user, tenant and scopes."""
+    principal = principal_of(request)
+    user = principal.user
+    return {
+        "kind": principal.kind,
+        "user": {
+            "id": principal.user_id,
+            "username": getattr(user, "username", None),
+            "email": getattr(user, "email", None),
+        },
+        "tenant": {"slug": principal.tenant.slug, "name": principal.tenant.name},
+        "scopes": sorted(principal.scopes),
+    }
+
+
+@router.get("/tenants/{slug}", response=TenantDetailOut, operation_id="tenant_get")
+def tenant_get(request: HttpRequest, slug: str) -> dict[str, object]:
+    """The token's tenant and its policy. Any other slug is 404, whether it exists or not."""
+    principal = principal_of(request)
+    if principal.tenant.slug != slug:
+        raise NotFound("Tenant not found.", code="tenant_not_found")
+    policy = tenant_policy_get(tenant=principal.tenant)
+    return {"slug": principal.tenant.slug, "name": principal.tenant.name, "policy": policy}

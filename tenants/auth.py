@@ -1,0 +1,119 @@
+"""The one authentication function for REST, MCP and websockets.
+
+``authenticate_bearer`` turns an ``Authorization`` header into a
+:class:`Principal` or raises :class:`AuthenticationFailed` with a stable
+code. Failure detail beyond "invalid" (expired, revoked) is only given once
+the caller has proven it holds the secret, so nothing leaks to guessers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from devbench_site.errors import AuthenticationFailed, NotFound, PermissionDenied
+from tenants import tokens
+from tenants.models import ApiToken, Membership, Tenant
+from tenants.principal import ROLE_SCOPES, Principal
+
+# Writing last_used_at on every request would make each read a write.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+# Other bearer validators (e.g. OIDC) register here: (raw token, tenant slug) -> Principal
+# or None when the token is not theirs to judge.
+BearerValidator = Callable[[str, str | None], Principal | None]
+_extra_validators: list[BearerValidator] = []
+
+
+def register_bearer_validator(validator: BearerValidator) -> None:
+    if validator not in _extra_validators:
+        _extra_validators.append(validator)
+
+
+def extract_bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise AuthenticationFailed("Send 'Authorization: Bearer <token>'.", code="token_missing")
+    scheme, _, credentials = authorization.strip().partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() != "bearer" or not credentials or " " in credentials:
+        raise AuthenticationFailed(
+            "The Authorization header must read 'Bearer <token>'.", code="token_malformed"
+        )
+    return credentials
+
+
+def authenticate_bearer(authorization: str | None, *, tenant_slug: str | None = None) -> Principal:
+    """Resolve the header to a principal; with ``tenant_slug``, the token must belong to it.
+
+    A token for another tenant gets the same ``tenant_not_found`` (404) as a
+    tenant that does not exist.
+    """
+    raw = extract_bearer(authorization)
+    if tokens.looks_like_api_token(raw):
+        principal = _authenticate_api_token(raw)
+    else:
+        principal = _authenticate_other(raw, tenant_slug)
+    if tenant_slug is not None and principal.tenant.slug != tenant_slug:
+        raise NotFound("Tenant not found.", code="tenant_not_found")
+    return principal
+
+
+def _authenticate_other(raw: str, tenant_slug: str | None) -> Principal:
+    for validator in _extra_validators:
+        principal = validator(raw, tenant_slug)
+        if principal is not None:
+            return principal
+    raise AuthenticationFailed("The token is not valid.", code="token_malformed")
+
+
+def _authenticate_api_token(raw: str) -> Principal:
+    parts = tokens.parse(raw)
+    if parts is None:
+        raise AuthenticationFailed("The token is not valid.", code="token_malformed")
+    token = ApiToken.objects.select_related("tenant", "user").filter(prefix=parts.prefix).first()
+    if token is None or not tokens.secret_matches(parts.secret, token.salt, token.secret_hash):
+        raise AuthenticationFailed("The token is not valid.", code="token_invalid")
+    if token.is_revoked:
+        raise AuthenticationFailed("The token has been revoked.", code="token_revoked")
+    if token.is_expired:
+        raise AuthenticationFailed("The token has expired.", code="token_expired")
+    if not token.user.is_active:
+        raise AuthenticationFailed("The token is not valid.", code="token_invalid")
+    if not token.tenant.active:
+        raise PermissionDenied("The tenant is deactivated.", code="tenant_inactive")
+    _touch(token)
+    return Principal(
+        user=token.user,
+        tenant=token.tenant,
+        scopes=frozenset(token.scopes),
+        kind="token",
+        actor_id=f"token:{token.prefix}",
+        token_id=token.pk,
+    )
+
+
+def _touch(token: ApiToken) -> None:
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+
+
+def principal_for_member(*, user: Any, tenant: Tenant, kind: str = "session") -> Principal:
+    """A signed-in user acting in one of their tenants (web UI, websockets by session)."""
+    if getattr(user, "is_superuser", False):
+        scopes = ROLE_SCOPES["owner"]
+    else:
+        membership = Membership.objects.filter(user=user, tenant=tenant).first()
+        if membership is None or not tenant.active:
+            raise NotFound("Tenant not found.", code="tenant_not_found")
+        scopes = ROLE_SCOPES[membership.role]
+    return Principal(
+        user=user,
+        tenant=tenant,
+        scopes=scopes,
+        kind=kind,  # type: ignore[arg-type]
+        actor_id=f"user:{getattr(user, 'pk', '')}",
+    )

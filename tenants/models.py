@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+
+SLUG_VALIDATOR = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
+    "Use 1-50 lowercase letters, digits and inner hyphens.",
+    code="invalid_slug",
+)
+
+
+class Tenant(models.Model):
+    slug = models.CharField(max_length=50, unique=True, validators=[SLUG_VALIDATOR])
+    name = models.CharField(max_length=200)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    ADMIN = "admin", "Admin"
+    MEMBER = "member", "Member"
+    VIEWER = "viewer", "Viewer"
+
+
+# Roles that may administer a tenant (members, tokens, policy).
+MANAGING_ROLES = (Role.OWNER, Role.ADMIN)
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "tenant"], name="membership_unique_user_tenant")
+        ]
+        ordering = ["tenant__slug", "user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.tenant} ({self.role})"
+
+
+class Scope(models.TextChoices):
+    READ = "read", "Read"
+    WRITE = "write", "Write"
+    ADMIN = "admin", "Admin"
+
+
+class ApiToken(models.Model):
+    """A bearer token bound to one tenant and one user.
+
+    Only a salted hash of the secret is stored; the full token is shown once,
+    at creation. ``prefix`` is the public, unique lookup part of the token.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_tokens")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    salt = models.CharField(max_length=32, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class NetworkMode(models.TextChoices):
+    NONE = "none", "No network"
+    BRIDGE = "bridge", "Bridge (outbound allowed)"
+
+
+class TenantPolicy(models.Model):
+    """Per-tenant limits and rules. Services read it; admins edit it."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="policy")
+    allowed_images = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Image reference patterns (fnmatch), e.g. ["devbench/*", "python:3.11*"].',
+    )
+    require_digest = models.BooleanField(
+        default=False, help_text="Only accept image references pinned by @sha256 digest."
+    )
+    default_image = models.CharField(max_length=255, default="devbench/busybox:latest")
+    memory_limit_mb = models.PositiveIntegerField(default=512, validators=[MinValueValidator(16)])
+    cpu_limit = models.DecimalField(
+        max_digits=5, decimal_places=2, default=1, validators=[MinValueValidator(0.01)]
+    )
+    pids_limit = models.PositiveIntegerField(default=256, validators=[MinValueValidator(8)])
+    network_mode = models.CharField(
+        max_length=10, choices=NetworkMode.choices, default=NetworkMode.NONE
+    )
+    max_workspaces = models.PositiveIntegerField(default=10)
+    max_concurrent_execs = models.PositiveIntegerField(
+        default=4, help_text="Per workspace.", validators=[MinValueValidator(1)]
+    )
+    default_ttl_s = models.PositiveIntegerField(default=3600)
+    max_ttl_s = models.PositiveIntegerField(default=86400)
+    max_file_size_bytes = models.PositiveBigIntegerField(default=128 * 1024 * 1024)
+    exec_output_cap_bytes = models.PositiveBigIntegerField(default=16 * 1024 * 1024)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "tenant policies"
+
+    def __str__(self) -> str:
+        return f"policy of {self.tenant}"
+
+
+class AuditEvent(models.Model):
+    """One row per mutating action or denied request, written by services."""
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success"
+        DENIED = "denied"
+        ERROR = "error"
+
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="audit_events", null=True, blank=True
+    )
+    actor_kind = models.CharField(max_length=20)
+    actor_id = models.CharField(max_length=200, blank=True)
+    action = models.CharField(max_length=100)
+    target_type = models.CharField(max_length=50, blank=True)
+    target_id = models.CharField(max_length=100, blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    error_code = models.CharField(max_length=50, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.outcome}"

@@ -1,0 +1,64 @@
+"""Who is acting: the result of authentication, passed to every service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from devbench_site.errors import PermissionDenied
+from tenants.models import Role, Scope
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+    from tenants.models import Tenant
+
+PrincipalKind = Literal["token", "oidc", "session", "system"]
+
+# A scope grants itself and every scope below it.
+_SCOPE_RANK = {Scope.READ: 1, Scope.WRITE: 2, Scope.ADMIN: 3}
+
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    Role.OWNER: frozenset({Scope.READ, Scope.WRITE, Scope.ADMIN}),
+    Role.ADMIN: frozenset({Scope.READ, Scope.WRITE, Scope.ADMIN}),
+    Role.MEMBER: frozenset({Scope.READ, Scope.WRITE}),
+    Role.VIEWER: frozenset({Scope.READ}),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: AbstractBaseUser | None
+    tenant: Tenant
+    scopes: frozenset[str]
+    kind: PrincipalKind
+    actor_id: str = ""
+    token_id: int | None = None
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def has_scope(self, scope: str) -> bool:
+        needed = _SCOPE_RANK.get(Scope(scope), 99)
+        return any(_SCOPE_RANK.get(Scope(s), 0) >= needed for s in self.scopes)
+
+    def require_scope(self, scope: str) -> None:
+        if not self.has_scope(scope):
+            raise PermissionDenied(
+                f"This action needs the '{scope}' scope.",
+                code="scope_required",
+                extra={"required_scope": scope, "granted_scopes": sorted(self.scopes)},
+            )
+
+    @property
+    def user_id(self) -> int | None:
+        return self.user.pk if self.user is not None else None
+
+
+def system_principal(tenant: Tenant) -> Principal:
+    """For periodic jobs and reconciliation: acts inside one tenant, every scope."""
+    return Principal(
+        user=None,
+        tenant=tenant,
+        scopes=frozenset({Scope.READ, Scope.WRITE, Scope.ADMIN}),
+        kind="system",
+        actor_id="system",
+    )

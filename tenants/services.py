@@ -1,0 +1,122 @@
+"""Writes on tenants, memberships and API tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from devbench_site.errors import Conflict, ValidationFailed
+from tenants import tokens
+from tenants.models import ApiToken, Membership, Role, Scope, Tenant, TenantPolicy
+
+VALID_SCOPES = frozenset(s.value for s in Scope)
+
+
+def _full_clean(obj: Any) -> None:
+    """Field validation; uniqueness is left to the database constraint (no race)."""
+    try:
+        obj.full_clean(validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()),
+            extra={"fields": exc.message_dict},
+        ) from exc
+
+
+@transaction.atomic
+def tenant_create(*, slug: str, name: str = "", owner: Any | None = None) -> Tenant:
+    tenant = Tenant(slug=slug, name=name or slug)
+    _full_clean(tenant)
+    try:
+        with transaction.atomic():
+            tenant.save()
+    except IntegrityError as exc:
+        raise Conflict(
+            f"A tenant with slug '{slug}' already exists.", code="tenant_exists"
+        ) from exc
+    TenantPolicy.objects.create(tenant=tenant)
+    if owner is not None:
+        membership_set(tenant=tenant, user=owner, role=Role.OWNER)
+    return tenant
+
+
+def membership_set(*, tenant: Tenant, user: Any, role: str) -> Membership:
+    if role not in Role.values:
+        raise ValidationFailed(f"Unknown role '{role}'.", extra={"allowed": Role.values})
+    membership, _ = Membership.objects.update_or_create(
+        tenant=tenant, user=user, defaults={"role": role}
+    )
+    if role in (Role.OWNER, Role.ADMIN) and not user.is_staff:
+        # Tenant admins manage their tenant in the Django admin.
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    return membership
+
+
+def normalize_scopes(scopes: Iterable[str]) -> list[str]:
+    cleaned = sorted({s.strip().lower() for s in scopes if s.strip()})
+    unknown = [s for s in cleaned if s not in VALID_SCOPES]
+    if unknown or not cleaned:
+        raise ValidationFailed(
+            f"Scopes must be a non-empty subset of {sorted(VALID_SCOPES)}; "
+            f"got {unknown or 'none'}.",
+            code="invalid_scopes",
+        )
+    return cleaned
+
+
+def api_token_create(
+    *,
+    tenant: Tenant,
+    user: Any,
+    name: str,
+    scopes: Iterable[str] = (Scope.READ, Scope.WRITE),
+    expires_at: datetime | None = None,
+) -> tuple[ApiToken, str]:
+    """Create a token; returns the row and the full secret, which is never stored."""
+    if not Membership.objects.filter(tenant=tenant, user=user).exists():
+        raise ValidationFailed(
+            f"User '{user}' is not a member of tenant '{tenant.slug}'.", code="not_a_member"
+        )
+    raw, parts = tokens.generate()
+    salt = tokens.new_salt()
+    token = ApiToken(
+        tenant=tenant,
+        user=user,
+        name=name,
+        prefix=parts.prefix,
+        salt=salt,
+        secret_hash=tokens.hash_secret(parts.secret, salt),
+        scopes=normalize_scopes(scopes),
+        expires_at=expires_at,
+    )
+    _full_clean(token)
+    token.save()
+    return token, raw
+
+
+def api_token_revoke(*, token: ApiToken) -> ApiToken:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+    return token
+
+
+def user_get_or_create(*, email: str, is_superuser: bool = False) -> Any:
+    user_model = get_user_model()
+    user = user_model.objects.filter(email__iexact=email).first()
+    if user is None:
+        username = email.split("@")[0] if "@" in email else email
+        if user_model.objects.filter(username=username).exists():
+            username = email
+        user = user_model.objects.create_user(username=username, email=email)
+    if is_superuser and not user.is_superuser:
+        user.is_superuser = user.is_staff = True
+        user.save(update_fields=["is_superuser", "is_staff"])
+    return user

@@ -1,0 +1,197 @@
+"""Shared fixtures.
+
+The suite runs against PostgreSQL, Redis, the real Docker engine and a real
+Celery worker (started once per session against the test database). Tests
+that hand work to the worker must use ``transactional_db`` (via
+``live_worker``) so the worker sees committed rows.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from tests.factories import ApiTokenFactory, MembershipFactory, TenantFactory, UserFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+# Containers made by this test session carry this instance label, so cleanup
+# and reconciliation never touch anything else on the engine.
+TEST_INSTANCE = os.environ.get("DEVBENCH_INSTANCE") or f"test-{uuid.uuid4().hex[:8]}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    settings.DEVBENCH_INSTANCE = TEST_INSTANCE
+    os.environ["DEVBENCH_INSTANCE"] = TEST_INSTANCE
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _remove_test_containers()
+
+
+def _remove_test_containers() -> None:
+    try:
+        import docker
+
+        client = docker.from_env()
+        for container in client.containers.list(
+            all=True, filters={"label": f"devbench.instance={TEST_INSTANCE}"}
+        ):
+            container.remove(force=True, v=True)
+        for volume in client.volumes.list(filters={"label": f"devbench.instance={TEST_INSTANCE}"}):
+            volume.remove(force=True)
+    except Exception as exc:  # cleanup must not mask the test result
+        print(f"warning: test container cleanup failed: {exc}", file=sys.stderr)
+
+
+@pytest.fixture
+def tenant(db: Any) -> Any:
+    return TenantFactory()
+
+
+@pytest.fixture
+def other_tenant(db: Any) -> Any:
+    return TenantFactory()
+
+
+@pytest.fixture
+def make_token(db: Any) -> Callable[..., Any]:
+    def _make(tenant: Any = None, scopes: tuple[str, ...] = ("read", "write"), **kw: Any) -> Any:
+        return ApiTokenFactory(tenant=tenant or TenantFactory(), scopes=list(scopes), **kw)
+
+    return _make
+
+
+@pytest.fixture
+def token(tenant: Any, make_token: Callable[..., Any]) -> Any:
+    return make_token(tenant, scopes=("read", "write"))
+
+
+@pytest.fixture
+def api(token: Any) -> Client:
+    """A Django test client authenticated with a read+write token of ``tenant``."""
+    return Client(HTTP_AUTHORIZATION=f"Bearer {token.raw}")
+
+
+def client_for(token: Any) -> Client:
+    return Client(HTTP_AUTHORIZATION=f"Bearer {token.raw}")
+
+
+@pytest.fixture
+def tenant_admin(tenant: Any) -> Any:
+    user = UserFactory(is_staff=True)
+    MembershipFactory(user=user, tenant=tenant, role="admin")
+    return user
+
+
+def _worker_env(db_name: str) -> dict[str, str]:
+    env = dict(os.environ)
+    url = settings.DATABASES["default"]
+    env["DATABASE_URL"] = (
+        f"postgres://{url['USER']}:{url['PASSWORD']}@{url['HOST']}:{url['PORT'] or 5432}/{db_name}"
+    )
+    env["DEVBENCH_INSTANCE"] = TEST_INSTANCE
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, db_name: str, name: str) -> None:
+        self.name = name
+        self.log_path = ROOT / "var" / f"celery-{name}-{TEST_INSTANCE}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        queues = f"default,node.{settings.DEVBENCH_NODE}"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "devbench_site",
+                "worker",
+                "-P",
+                "threads",
+                "-c",
+                "16",
+                "-Q",
+                queues,
+                "-n",
+                f"{name}@{TEST_INSTANCE}",
+                "--without-mingle",
+                "--without-gossip",
+                "--loglevel=INFO",
+            ],
+            cwd=ROOT,
+            env=_worker_env(db_name),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited: {self.log_path.read_text()[-3000:]}")
+            if "ready." in self.log_path.read_text(errors="replace"):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"celery worker not ready: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup: Any, django_db_blocker: Any) -> Iterator[WorkerProcess]:
+    """One real Celery worker for the whole session, on the test database."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        db_name = connection.settings_dict["NAME"]
+    worker = WorkerProcess(db_name, "main")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def live_worker(celery_worker_process: WorkerProcess, transactional_db: Any) -> WorkerProcess:
+    """Tests that hand work to the Celery worker: committed rows, a running worker."""
+    return celery_worker_process
+
+
+@pytest.fixture
+def start_worker(
+    django_db_setup: Any, django_db_blocker: Any
+) -> Iterator[Callable[[str], WorkerProcess]]:
+    """Start extra, test-owned workers (e.g. to kill one mid-task)."""
+    from django.db import connection
+
+    started: list[WorkerProcess] = []
+    with django_db_blocker.unblock():
+        db_name = connection.settings_dict["NAME"]
+
+    def _start(name: str) -> WorkerProcess:
+        worker = WorkerProcess(db_name, name)
+        started.append(worker)
+        return worker
+
+    yield _start
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,101 @@
+"""Factories for plain rows. Stateful setup (running workspaces) goes through services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import factory
+from django.contrib.auth import get_user_model
+
+from tenants import tokens
+from tenants.models import ApiToken, AuditEvent, Membership, Role, Tenant, TenantPolicy
+from workspaces.models import Workspace
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda o: f"{o.username}@example.test")
+    password = factory.django.Password("correct horse battery staple")
+
+
+class TenantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tenant
+        skip_postgeneration_save = True
+
+    slug = factory.Sequence(lambda n: f"tenant-{n}")
+    name = factory.LazyAttribute(lambda o: o.slug.title())
+
+    @factory.post_generation
+    def policy(self, create: bool, extracted: Any, **kwargs: Any) -> None:
+        if create:
+            TenantPolicy.objects.get_or_create(tenant=self, defaults=kwargs)
+
+
+class TenantPolicyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TenantPolicy
+        django_get_or_create = ("tenant",)
+
+    tenant = factory.SubFactory(TenantFactory)
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    user = factory.SubFactory(UserFactory)
+    tenant = factory.SubFactory(TenantFactory)
+    role = Role.MEMBER
+
+
+class ApiTokenFactory(factory.django.DjangoModelFactory):
+    """Builds a token row; the raw token is on ``instance.raw`` (never stored)."""
+
+    class Meta:
+        model = ApiToken
+        exclude = ("parts",)
+
+    tenant = factory.SubFactory(TenantFactory)
+    user = factory.SubFactory(UserFactory)
+    name = factory.Sequence(lambda n: f"token-{n}")
+    scopes = factory.LazyFunction(lambda: ["read", "write"])
+    salt = factory.LazyFunction(tokens.new_salt)
+
+    @classmethod
+    def _create(cls, model_class: Any, *args: Any, **kwargs: Any) -> ApiToken:
+        raw, parts = tokens.generate()
+        kwargs["prefix"] = parts.prefix
+        kwargs["secret_hash"] = tokens.hash_secret(parts.secret, kwargs["salt"])
+        Membership.objects.get_or_create(
+            tenant=kwargs["tenant"], user=kwargs["user"], defaults={"role": Role.MEMBER}
+        )
+        token: ApiToken = super()._create(model_class, *args, **kwargs)
+        token.raw = raw  # type: ignore[attr-defined]
+        return token
+
+
+class AuditEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AuditEvent
+
+    tenant = factory.SubFactory(TenantFactory)
+    actor_kind = "token"
+    actor_id = "token:abcdefgh"
+    action = "workspace.spawn"
+    outcome = AuditEvent.Outcome.SUCCESS
+
+
+class WorkspaceFactory(factory.django.DjangoModelFactory):
+    """A row only: no container. Use workspace services for a live one."""
+
+    class Meta:
+        model = Workspace
+
+    tenant = factory.SubFactory(TenantFactory)
+    image_ref = "devbench/busybox:latest"
+    status = "running"

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import secrets
+import string
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+
+from tenants.models import Tenant
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+ALIAS_VALIDATOR = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9_.-]{0,61}[a-z0-9])?$",
+    "An alias is 1-63 lowercase letters, digits, '.', '_' or '-', starting and ending "
+    "with a letter or digit.",
+    code="invalid_alias",
+)
+
+
+def new_public_id(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
+
+
+def new_workspace_id() -> str:
+    return new_public_id("ws_")
+
+
+class WorkspaceStatus(models.TextChoices):
+    CREATING = "creating"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    REMOVING = "removing"
+    REMOVED = "removed"
+    ERROR = "error"
+
+
+# Statuses in which a workspace still holds (or is about to hold) engine resources.
+LIVE_STATUSES = (
+    WorkspaceStatus.CREATING,
+    WorkspaceStatus.RUNNING,
+    WorkspaceStatus.STOPPED,
+    WorkspaceStatus.REMOVING,
+)
+
+
+class Workspace(models.Model):
+    public_id = models.CharField(max_length=32, unique=True, default=new_workspace_id)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="workspaces")
+    # NULL (not "") for "no alias/key": the conditional unique constraints rely on it.
+    alias = models.CharField(  # noqa: DJ001
+        max_length=63, null=True, blank=True, validators=[ALIAS_VALIDATOR]
+    )
+    image_ref = models.CharField(max_length=512)
+    image_id = models.CharField(max_length=100, blank=True)
+    status = models.CharField(
+        max_length=10, choices=WorkspaceStatus.choices, default=WorkspaceStatus.CREATING
+    )
+    status_message = models.TextField(blank=True)
+    persistent = models.BooleanField(default=False)
+    ttl_s = models.PositiveIntegerField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    container_id = models.CharField(max_length=100, blank=True)
+    volume_name = models.CharField(max_length=100, blank=True)
+    node = models.CharField(max_length=100, default="local")
+    labels = models.JSONField(default=dict, blank=True)
+    limits = models.JSONField(default=dict, blank=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    idempotency_expires_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # An alias names one live workspace; removed ones release it.
+            models.UniqueConstraint(
+                fields=["tenant", "alias"],
+                condition=models.Q(alias__isnull=False) & ~models.Q(status="removed"),
+                name="workspace_unique_live_alias",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="workspace_unique_idempotency_key",
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "status"])]
+
+    def __str__(self) -> str:
+        return self.alias or self.public_id
+
+
+class Attachment(models.Model):
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="attachments")
+    client_name = models.CharField(max_length=200, blank=True)
+    session_id = models.CharField(max_length=200, blank=True)
+    principal = models.CharField(max_length=200, blank=True)
+    attached_at = models.DateTimeField(auto_now_add=True)
+    detached_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-attached_at"]
+
+    def __str__(self) -> str:
+        return f"{self.client_name or 'client'} on {self.workspace}"

@@ -1,0 +1,116 @@
+"""The container runtime interface.
+
+Everything engine-specific lives behind these two small interfaces: the
+lifecycle of a container (create, start, stop, remove, inspect, list by
+label, volumes, images) and the operations run against a live one (exec,
+archives, stats, commit; added beside the lifecycle as they land). A later
+Kubernetes driver implements the same methods.
+
+Drivers raise only :class:`devbench_site.errors.EngineError` subclasses.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+LABEL_WORKSPACE = "devbench.workspace"
+LABEL_TENANT = "devbench.tenant"
+LABEL_INSTANCE = "devbench.instance"
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    source: str  # volume name
+    target: str  # path inside the container
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to create one workspace container."""
+
+    image: str
+    name: str
+    labels: dict[str, str]
+    command: list[str]
+    entrypoint: list[str] | None = None
+    user: str = "1000:1000"
+    env: dict[str, str] = field(default_factory=dict)
+    working_dir: str = "/workspace"
+    mounts: tuple[VolumeMount, ...] = ()
+    memory_bytes: int = 512 * 1024 * 1024
+    nano_cpus: int = 1_000_000_000
+    pids_limit: int = 256
+    network_mode: str = "none"
+    read_only_rootfs: bool = True
+    tmpfs: dict[str, str] = field(
+        default_factory=lambda: {"/tmp": "rw,nosuid,nodev,size=64m"}  # noqa: S108 - in the container
+    )
+    cap_drop: tuple[str, ...] = ("ALL",)
+    cap_add: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ("no-new-privileges:true",)
+    init: bool = True
+    restart_policy: str | None = None  # e.g. "unless-stopped" for persistent workspaces
+    runtime: str | None = None
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    status: str  # engine words: created, running, paused, restarting, exited, dead
+    running: bool
+    labels: dict[str, str]
+    image_id: str
+    exit_code: int | None = None
+    started_at: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    tags: tuple[str, ...]
+    digests: tuple[str, ...]
+
+
+class RuntimeLifecycle(abc.ABC):
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise EngineUnavailable unless the engine answers."""
+
+    @abc.abstractmethod
+    def image_inspect(self, ref: str) -> ImageInfo: ...
+
+    @abc.abstractmethod
+    def volume_create(self, name: str, labels: dict[str, str]) -> None: ...
+
+    @abc.abstractmethod
+    def volume_remove(self, name: str) -> None:
+        """Remove a volume; a missing one is not an error."""
+
+    @abc.abstractmethod
+    def create(self, spec: ContainerSpec) -> ContainerInfo: ...
+
+    @abc.abstractmethod
+    def start(self, container_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def stop(self, container_id: str, *, timeout_s: int = 10) -> None: ...
+
+    @abc.abstractmethod
+    def remove(self, container_id: str, *, force: bool = True) -> None:
+        """Remove a container; a missing one is not an error."""
+
+    @abc.abstractmethod
+    def inspect(self, container_id: str) -> ContainerInfo: ...
+
+    @abc.abstractmethod
+    def list_by_labels(self, labels: dict[str, str]) -> list[ContainerInfo]:
+        """Every container (running or not) carrying all the given labels."""
+
+
+class RuntimeDriver(RuntimeLifecycle, abc.ABC):
+    """Lifecycle plus operations; the type services depend on."""

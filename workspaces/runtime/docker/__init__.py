@@ -1,0 +1,9 @@
+from workspaces.runtime.base import RuntimeDriver
+from workspaces.runtime.docker.lifecycle import DockerLifecycle
+
+
+class DockerDriver(DockerLifecycle, RuntimeDriver):
+    """The Docker Engine driver: lifecycle plus operations mixins."""
+
+
+__all__ = ["DockerDriver"]

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import threading
+
+import docker
+
+from workspaces.runtime.docker.errors import translated
+
+_lock = threading.Lock()
+_clients: dict[tuple[str, int], docker.APIClient] = {}
+
+
+def api_client(base_url: str, timeout_s: int) -> docker.APIClient:
+    """One low-level client per engine URL per process (its pool is thread-safe)."""
+    key = (base_url, timeout_s)
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            with translated(engine_url=base_url):
+                client = docker.APIClient(
+                    base_url=base_url, timeout=timeout_s, max_pool_size=64, version="auto"
+                )
+            _clients[key] = client
+        return client
+
+
+def forget_clients() -> None:
+    """Drop cached clients (after fork, or when an engine restarts)."""
+    with _lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()

@@ -1,0 +1,129 @@
+"""Container lifecycle on the Docker Engine (low-level API: one call per action)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import docker
+from docker.types import Mount
+
+from devbench_site.errors import ContainerGone
+from workspaces.runtime.base import ContainerInfo, ContainerSpec, ImageInfo, RuntimeLifecycle
+from workspaces.runtime.docker.client import api_client
+from workspaces.runtime.docker.errors import translated
+
+
+def container_info(raw: dict[str, Any]) -> ContainerInfo:
+    state = raw.get("State") or {}
+    config = raw.get("Config") or {}
+    return ContainerInfo(
+        id=raw["Id"],
+        name=(raw.get("Name") or "").lstrip("/"),
+        status=state.get("Status", "unknown"),
+        running=bool(state.get("Running")),
+        labels=dict(config.get("Labels") or {}),
+        image_id=raw.get("Image", ""),
+        exit_code=state.get("ExitCode"),
+        started_at=state.get("StartedAt"),
+        raw=raw,
+    )
+
+
+class DockerLifecycle(RuntimeLifecycle):
+    def __init__(self, *, base_url: str, timeout_s: int = 60) -> None:
+        self.base_url = base_url
+        self.timeout_s = timeout_s
+
+    @property
+    def api(self) -> docker.APIClient:
+        return api_client(self.base_url, self.timeout_s)
+
+    def ping(self) -> None:
+        with translated(engine_url=self.base_url):
+            self.api.ping()
+
+    def image_inspect(self, ref: str) -> ImageInfo:
+        with translated(engine_url=self.base_url, image=ref):
+            raw = self.api.inspect_image(ref)
+        return ImageInfo(
+            id=raw["Id"],
+            tags=tuple(raw.get("RepoTags") or ()),
+            digests=tuple(raw.get("RepoDigests") or ()),
+        )
+
+    def volume_create(self, name: str, labels: dict[str, str]) -> None:
+        with translated(engine_url=self.base_url):
+            self.api.create_volume(name=name, labels=labels)
+
+    def volume_remove(self, name: str) -> None:
+        try:
+            with translated(engine_url=self.base_url, container_id=name):
+                self.api.remove_volume(name, force=True)
+        except ContainerGone:
+            pass
+
+    def create(self, spec: ContainerSpec) -> ContainerInfo:
+        host_config = self.api.create_host_config(
+            mem_limit=spec.memory_bytes,
+            memswap_limit=spec.memory_bytes,  # no swap: the memory limit is the limit
+            nano_cpus=spec.nano_cpus,
+            pids_limit=spec.pids_limit,
+            network_mode=spec.network_mode,
+            read_only=spec.read_only_rootfs,
+            tmpfs=dict(spec.tmpfs),
+            cap_drop=list(spec.cap_drop),
+            cap_add=list(spec.cap_add) or None,
+            security_opt=list(spec.security_opt),
+            init=spec.init,
+            mounts=[
+                Mount(target=m.target, source=m.source, type="volume", read_only=m.read_only)
+                for m in spec.mounts
+            ],
+            restart_policy={"Name": spec.restart_policy} if spec.restart_policy else None,
+            runtime=spec.runtime,
+        )
+        with translated(engine_url=self.base_url, image=spec.image):
+            created = self.api.create_container(
+                image=spec.image,
+                command=spec.command,
+                entrypoint=spec.entrypoint,
+                user=spec.user,
+                environment=spec.env,
+                working_dir=spec.working_dir,
+                labels=spec.labels,
+                name=spec.name,
+                host_config=host_config,
+                detach=True,
+            )
+        return self.inspect(created["Id"])
+
+    def start(self, container_id: str) -> None:
+        with translated(engine_url=self.base_url, container_id=container_id):
+            self.api.start(container_id)
+
+    def stop(self, container_id: str, *, timeout_s: int = 10) -> None:
+        with translated(engine_url=self.base_url, container_id=container_id):
+            self.api.stop(container_id, timeout=timeout_s)
+
+    def remove(self, container_id: str, *, force: bool = True) -> None:
+        try:
+            with translated(engine_url=self.base_url, container_id=container_id):
+                self.api.remove_container(container_id, force=force, v=False)
+        except ContainerGone:
+            pass
+
+    def inspect(self, container_id: str) -> ContainerInfo:
+        with translated(engine_url=self.base_url, container_id=container_id):
+            return container_info(self.api.inspect_container(container_id))
+
+    def list_by_labels(self, labels: dict[str, str]) -> list[ContainerInfo]:
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        with translated(engine_url=self.base_url):
+            summaries = self.api.containers(all=True, filters=filters)
+        infos = []
+        for summary in summaries:
+            try:
+                infos.append(self.inspect(summary["Id"]))
+            except ContainerGone:
+                continue  # removed between list and inspect
+        return infos
