@@ -1,0 +1,126 @@
+"""Audit trail: one AuditEvent per mutating action or denied request.
+
+Services wrap each action in :func:`audited`; it records success, denial
+(PermissionDenied/PolicyDenied/AuthenticationFailed/NotFound for the actor)
+or error with the stable error code, on every interface alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from devbench_site import request_context
+from devbench_site.errors import (
+    AuthenticationFailed,
+    DevBenchError,
+    PermissionDenied,
+    PolicyDenied,
+    QuotaExceeded,
+)
+from tenants.models import AuditEvent
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant
+    from tenants.principal import Principal
+
+logger = logging.getLogger("devbench.audit")
+
+_DENIALS = (PermissionDenied, PolicyDenied, AuthenticationFailed, QuotaExceeded)
+
+
+@dataclass
+class AuditScope:
+    """Filled in by the action while it runs (e.g. the id of what it created)."""
+
+    target_id: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def audit_record(
+    *,
+    actor: Principal | None,
+    action: str,
+    outcome: str,
+    tenant: Tenant | None = None,
+    target_type: str = "",
+    target_id: str = "",
+    error_code: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    ctx = request_context.current()
+    event = AuditEvent.objects.create(
+        tenant=tenant if tenant is not None else (actor.tenant if actor else None),
+        actor_kind=actor.kind if actor else "anonymous",
+        actor_id=actor.actor_id if actor else "",
+        action=action,
+        target_type=target_type,
+        target_id=str(target_id),
+        outcome=outcome,
+        error_code=error_code,
+        ip=ctx.ip,
+        user_agent=ctx.user_agent,
+        request_id=ctx.request_id,
+        details=details or {},
+    )
+    logger.info(
+        "audit %s %s %s:%s by %s:%s",
+        action,
+        outcome,
+        target_type,
+        target_id,
+        event.actor_kind,
+        event.actor_id,
+    )
+    return event
+
+
+@contextmanager
+def audited(
+    *,
+    actor: Principal,
+    action: str,
+    target_type: str = "",
+    target_id: str = "",
+    details: dict[str, Any] | None = None,
+) -> Iterator[AuditScope]:
+    """Record the outcome of the wrapped action; exceptions propagate unchanged."""
+    scope = AuditScope(target_id=target_id, details=dict(details or {}))
+    try:
+        yield scope
+    except DevBenchError as exc:
+        outcome = (
+            AuditEvent.Outcome.DENIED if isinstance(exc, _DENIALS) else AuditEvent.Outcome.ERROR
+        )
+        audit_record(
+            actor=actor,
+            action=action,
+            outcome=outcome,
+            target_type=target_type,
+            target_id=scope.target_id,
+            error_code=exc.code,
+            details=scope.details,
+        )
+        raise
+    except Exception:
+        audit_record(
+            actor=actor,
+            action=action,
+            outcome=AuditEvent.Outcome.ERROR,
+            target_type=target_type,
+            target_id=scope.target_id,
+            error_code="internal_error",
+            details=scope.details,
+        )
+        raise
+    audit_record(
+        actor=actor,
+        action=action,
+        outcome=AuditEvent.Outcome.SUCCESS,
+        target_type=target_type,
+        target_id=scope.target_id,
+        details=scope.details,
+    )

@@ -1,0 +1,87 @@
+"""The Docker driver against the real engine."""
+
+import uuid
+
+import pytest
+from django.conf import settings
+
+from devbench_site.errors import ContainerGone, EngineUnavailable, ImageNotFound
+from workspaces.runtime.base import LABEL_INSTANCE, ContainerSpec, VolumeMount
+from workspaces.runtime.docker import DockerDriver
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def driver():
+    return DockerDriver(base_url=settings.DEVBENCH_DOCKER_HOST, timeout_s=30)
+
+
+def _spec(name: str, **overrides) -> ContainerSpec:
+    base = {
+        "image": "devbench/busybox:latest",
+        "name": name,
+        "labels": {LABEL_INSTANCE: settings.DEVBENCH_INSTANCE, "devbench.test": name},
+        "entrypoint": ["/bin/sh"],
+        "command": ["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
+    }
+    base.update(overrides)
+    return ContainerSpec(**base)
+
+
+def test_create_start_inspect_list_remove(driver):
+    name = f"drv-{uuid.uuid4().hex[:8]}"
+    volume = f"{name}-vol"
+    driver.volume_create(volume, {LABEL_INSTANCE: settings.DEVBENCH_INSTANCE})
+    info = driver.create(_spec(name, mounts=(VolumeMount(source=volume, target="/workspace"),)))
+    assert info.status == "created" and not info.running
+    driver.start(info.id)
+    running = driver.inspect(info.id)
+    assert running.running and running.status == "running"
+    assert running.labels["devbench.test"] == name
+    host = running.raw["HostConfig"]
+    assert host["CapDrop"] == ["ALL"]
+    assert host["ReadonlyRootfs"] is True
+    assert host["Init"] is True
+    assert host["NetworkMode"] == "none"
+    assert host["PidsLimit"] == 256
+    assert host["Memory"] == 512 * 1024 * 1024
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert running.raw["Config"]["User"] == "1000:1000"
+
+    listed = driver.list_by_labels({"devbench.test": name})
+    assert [c.id for c in listed] == [info.id]
+
+    driver.stop(info.id, timeout_s=5)
+    assert driver.inspect(info.id).running is False
+    driver.remove(info.id)
+    assert driver.list_by_labels({"devbench.test": name}) == []
+    driver.remove(info.id)  # removing twice is not an error
+    driver.volume_remove(volume)
+    driver.volume_remove(volume)
+
+
+def test_missing_image_is_image_not_found(driver):
+    with pytest.raises(ImageNotFound) as excinfo:
+        driver.create(_spec(f"drv-{uuid.uuid4().hex[:8]}", image="devbench/absent:nope"))
+    assert excinfo.value.code == "image_not_found"
+    assert "devbench/absent:nope" in excinfo.value.message
+    with pytest.raises(ImageNotFound):
+        driver.image_inspect("devbench/absent:nope")
+
+
+def test_removed_container_is_container_gone(driver):
+    info = driver.create(_spec(f"drv-{uuid.uuid4().hex[:8]}"))
+    driver.remove(info.id)
+    for call in (driver.inspect, driver.start):
+        with pytest.raises(ContainerGone) as excinfo:
+            call(info.id)
+        assert excinfo.value.code == "container_gone"
+
+
+def test_unreachable_engine_is_engine_unavailable(tmp_path):
+    dead = DockerDriver(base_url=f"unix://{tmp_path}/nothing.sock", timeout_s=2)
+    with pytest.raises(EngineUnavailable) as excinfo:
+        dead.ping()
+    assert excinfo.value.code == "engine_unavailable"
+    assert "nothing.sock" in excinfo.value.message
