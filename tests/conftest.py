@@ -195,3 +195,23 @@ def start_worker(
     yield _start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def actor(tenant: Any) -> Any:
+    """A read+write+admin principal of ``tenant`` for calling services directly."""
+    from tenants.principal import system_principal
+
+    return system_principal(tenant)
+
+
+@pytest.fixture
+def running_workspace(live_worker: WorkerProcess, actor: Any) -> Iterator[Any]:
+    """A live devbench/busybox workspace of ``tenant``, made through the real spawn service."""
+    from workspaces.services import workspace_kill, workspace_spawn
+
+    workspace = workspace_spawn(actor=actor, image="devbench/busybox:latest", wait=True)
+    yield workspace
+    workspace.refresh_from_db()
+    if workspace.status != "removed":
+        workspace_kill(actor=actor, workspace=workspace, force=True)
