@@ -1,4 +1,4 @@
-"""ASGI entry point (`daphne devbench_site.asgi:application`): HTTP and websockets."""
+"""ASGI entry point (`daphne devbench_site.asgi:application`): HTTP, MCP and websockets."""
 
 import os
 
@@ -11,11 +11,13 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from devbench_site.mcp_asgi import MCPRouter  # noqa: E402
 from devbench_site.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # /mcp/<tenant>/ (and its RFC 9728 metadata) bypass Django; the rest is Django.
+        "http": MCPRouter(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

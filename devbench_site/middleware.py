@@ -1,13 +1,10 @@
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
 from devbench_site import request_context
-
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class RequestContextMiddleware:
@@ -17,10 +14,7 @@ class RequestContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        incoming = request.headers.get("X-Request-ID", "")
-        request_id = (
-            incoming if _REQUEST_ID_RE.match(incoming) else request_context.new_request_id()
-        )
+        request_id = request_context.request_id_from(request.headers.get("X-Request-ID", ""))
         ctx = request_context.RequestContext(
             request_id=request_id,
             ip=request.META.get("REMOTE_ADDR"),

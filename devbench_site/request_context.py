@@ -7,6 +7,7 @@ services that record audit events, so services need no request argument.
 from __future__ import annotations
 
 import contextvars
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -24,8 +25,16 @@ _current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar
 )
 
 
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
 def new_request_id() -> str:
     return uuid.uuid4().hex
+
+
+def request_id_from(incoming: str) -> str:
+    """Keep a caller's sane X-Request-ID (for tracing across services), else make one."""
+    return incoming if _REQUEST_ID_RE.match(incoming) else new_request_id()
 
 
 def current() -> RequestContext:

@@ -208,6 +208,16 @@ DEVBENCH_DOCKER_TIMEOUT = env_int("DEVBENCH_DOCKER_TIMEOUT", 60)
 DEVBENCH_DEFAULT_IMAGE = env_str("DEVBENCH_DEFAULT_IMAGE", "devbench/busybox:latest")
 DEVBENCH_CONTAINER_RUNTIME = env_str("DEVBENCH_CONTAINER_RUNTIME", "")
 
+# --- MCP ----------------------------------------------------------------------
+# Streamable HTTP at /mcp/<tenant>/ (devbench_site.mcp_asgi) and stdio (manage.py mcp_stdio).
+# Browser pages on these origins may call the endpoint (besides same-origin pages);
+# clients that send no Origin header (agents, CLIs) are not affected.
+MCP_ALLOWED_ORIGINS = env_list("MCP_ALLOWED_ORIGINS")
+# Threads that run tool calls (ORM and engine work is blocking); long polls hold one each.
+MCP_THREADS = env_int("MCP_THREADS", 32)
+# Largest accepted request body (fs_write content travels base64-encoded inside it).
+MCP_MAX_REQUEST_BODY_BYTES = env_int("MCP_MAX_REQUEST_BODY_BYTES", 16 * 1024 * 1024)
+
 # --- Security -----------------------------------------------------------------
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not EMBEDDED)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not EMBEDDED)

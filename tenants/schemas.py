@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from ninja import Schema
+from pydantic import ConfigDict
 
 
 class UserOut(Schema):
@@ -38,4 +39,38 @@ class TenantPolicyOut(Schema):
 
 
 class TenantDetailOut(TenantOut):
+    policy: TenantPolicyOut
+
+
+class NoArguments(Schema):
+    """For tools and endpoints that take no input."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(Schema):
+    code: str
+    message: str
+
+
+class EngineStatusOut(Schema):
+    reachable: bool
+    name: str | None = None
+    version: str | None = None
+    api_version: str | None = None
+    os: str | None = None
+    arch: str | None = None
+    error: ErrorOut | None = None
+
+
+class SystemStatusOut(Schema):
+    tenant: TenantOut
+    principal_kind: str
+    scopes: list[str]
+    engine: EngineStatusOut
+    versions: dict[str, str]
+    mode: str
+    node: str
+    workspaces: dict[str, int]
+    execs: dict[str, int]
     policy: TenantPolicyOut

@@ -112,5 +112,20 @@ class RuntimeLifecycle(abc.ABC):
         """Every container (running or not) carrying all the given labels."""
 
 
-class RuntimeDriver(RuntimeLifecycle, abc.ABC):
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str  # driver kind, e.g. "docker"
+    version: str
+    api_version: str
+    os: str
+    arch: str
+
+
+class RuntimeSystem(abc.ABC):
+    @abc.abstractmethod
+    def engine_info(self) -> EngineInfo:
+        """Version facts of the engine; raises EngineUnavailable when it does not answer."""
+
+
+class RuntimeDriver(RuntimeLifecycle, RuntimeSystem, abc.ABC):
     """Lifecycle plus operations; the type services depend on."""

@@ -1,8 +1,9 @@
 from workspaces.runtime.base import RuntimeDriver
 from workspaces.runtime.docker.lifecycle import DockerLifecycle
+from workspaces.runtime.docker.system import DockerSystem
 
 
-class DockerDriver(DockerLifecycle, RuntimeDriver):
+class DockerDriver(DockerLifecycle, DockerSystem, RuntimeDriver):
     """The Docker Engine driver: lifecycle plus operations mixins."""
 
 

@@ -1,0 +1,376 @@
+"""MCP over Streamable HTTP at ``/mcp/<tenant-slug>/``, inside the Channels router.
+
+The SDK's own Starlette app routes on ``/mcp`` and needs ASGI lifespan, which
+daphne does not send; so this small endpoint does what the SDK app and
+Django's middleware would otherwise do, explicitly:
+
+* Host and Origin checks (DNS-rebinding protection): the Host must pass
+  ``ALLOWED_HOSTS``; a browser Origin must be the same origin or listed in
+  ``MCP_ALLOWED_ORIGINS`` (non-browser clients send none).
+* Authentication with :func:`tenants.auth.authenticate_bearer` bound to the
+  slug of the URL: 401 with ``WWW-Authenticate`` (and ``resource_metadata``
+  when OIDC is configured), 404 ``tenant_not_found`` for another tenant's
+  token, exactly as REST answers.
+* The principal and request facts go into the ASGI scope, where tools read
+  them (never SDK context variables).
+* A ``StreamableHTTPSessionManager`` in stateless mode, started once per event
+  loop: any web process can serve any request, both protocol generations
+  (2025-11-25 initialize handshake, 2026-07-28 single-request) included.
+* Request id, metrics; DB connections are checked around the blocking work
+  (see ``devbench_site.mcp_tools.run_blocking``).
+
+It also serves the OAuth protected-resource metadata (RFC 9728) for each
+tenant endpoint when an OIDC issuer is configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from prometheus_client import Counter, Histogram
+
+from devbench_site import request_context
+from devbench_site.errors import DevBenchError
+from devbench_site.mcp import http_server
+from devbench_site.mcp_tools import PRINCIPAL_KEY, REQUEST_CONTEXT_KEY, run_blocking
+from tenants.auth import authenticate_bearer
+
+logger = logging.getLogger("devbench.mcp")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+MCP_PATH = re.compile(r"^/mcp/(?P<slug>[^/]+)/?$")
+METADATA_PATH = re.compile(r"^/\.well-known/oauth-protected-resource/mcp/(?P<slug>[^/]+)/?$")
+
+CORS_ALLOW_HEADERS = (
+    "Authorization, Content-Type, Accept, Last-Event-ID, Mcp-Protocol-Version, "
+    "Mcp-Session-Id, Mcp-Method, Mcp-Name, X-Request-ID"
+)
+CORS_EXPOSE_HEADERS = "Mcp-Session-Id, Mcp-Protocol-Version, WWW-Authenticate, X-Request-ID"
+
+HTTP_REQUESTS = Counter(
+    "devbench_mcp_http_requests_total",
+    "MCP HTTP requests by method and status.",
+    ["method", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "devbench_mcp_http_request_seconds", "MCP HTTP request duration (seconds).", ["method"]
+)
+
+
+# --- Routing ---------------------------------------------------------------------
+
+
+class MCPRouter:
+    """HTTP in front of Django: MCP and its metadata here, everything else to ``fallback``."""
+
+    def __init__(self, fallback: ASGIApp) -> None:
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if match := MCP_PATH.match(path):
+            await mcp_endpoint(scope, receive, send, slug=match["slug"])
+        elif match := METADATA_PATH.match(path):
+            await protected_resource_metadata(scope, receive, send, slug=match["slug"])
+        else:
+            await self.fallback(scope, receive, send)
+
+
+# --- Session manager, one per event loop ----------------------------------------
+
+
+@dataclass
+class _Running:
+    manager: StreamableHTTPSessionManager
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+_managers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Running] = (
+    weakref.WeakKeyDictionary()
+)
+_factory_lock = threading.Lock()
+
+
+def _new_manager() -> StreamableHTTPSessionManager:
+    server = http_server()
+    with _factory_lock:  # streamable_http_app() replaces server.session_manager
+        server.streamable_http_app(
+            stateless_http=True,
+            json_response=False,  # SSE, so progress notifications reach the caller
+            max_request_body_size=settings.MCP_MAX_REQUEST_BODY_BYTES,
+            # Host/Origin are checked here, with Django's ALLOWED_HOSTS semantics.
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
+        return server.session_manager
+
+
+async def _keep_running(running: _Running) -> None:
+    try:
+        async with running.manager.run():
+            running.ready.set()
+            await asyncio.Event().wait()  # until the loop shuts down
+    finally:
+        running.ready.set()  # wake waiters even if run() failed
+
+
+async def session_manager() -> StreamableHTTPSessionManager:
+    """The manager of the running loop, started on first use."""
+    loop = asyncio.get_running_loop()
+    running = _managers.get(loop)
+    if running is None or (running.task is not None and running.task.done()):
+        running = _Running(manager=_new_manager())
+        running.task = loop.create_task(_keep_running(running), name="devbench-mcp-manager")
+        _managers[loop] = running
+    await running.ready.wait()
+    if running.task is not None and running.task.done():
+        running.task.result()  # re-raise what stopped it
+        raise RuntimeError("The MCP session manager stopped.")
+    return running.manager
+
+
+# --- Helpers ---------------------------------------------------------------------
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return ""
+
+
+def _host_allowed(host: str) -> bool:
+    domain, _port = split_domain_port(host)
+    allowed = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]  # as Django does
+    return bool(domain) and validate_host(domain, allowed)
+
+
+def _origin_allowed(origin: str, host: str) -> bool:
+    if not origin:
+        return True  # not a browser: DNS rebinding needs one
+    if origin in settings.MCP_ALLOWED_ORIGINS:
+        return True
+    return urlsplit(origin).netloc.lower() == host.lower()
+
+
+def _cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
+    if not origin:
+        return []
+    return [
+        (b"access-control-allow-origin", origin.encode("latin-1")),
+        (b"access-control-expose-headers", CORS_EXPOSE_HEADERS.encode()),
+        (b"vary", b"Origin"),
+    ]
+
+
+async def _send_json(
+    send: Send,
+    status: int,
+    body: dict[str, Any],
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"cache-control", b"no-store"),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _send_error(
+    send: Send, exc: DevBenchError, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await _send_json(send, exc.http_status, exc.as_dict(), headers)
+
+
+def oidc_issuer() -> str:
+    """The OIDC issuer whose access tokens the MCP endpoint accepts ("" when none)."""
+    return str(getattr(settings, "OIDC_ISSUER", "") or "")
+
+
+def _base_url(scope: Scope, host: str) -> str:
+    scheme = str(scope.get("scheme") or "http")
+    proxy_header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    if proxy_header:
+        forwarded = _header(scope, b"x-forwarded-proto")
+        if forwarded:
+            scheme = forwarded.split(",")[0].strip()
+    return f"{scheme}://{host}"
+
+
+def resource_url(scope: Scope, host: str, slug: str) -> str:
+    return f"{_base_url(scope, host)}/mcp/{slug}"
+
+
+def metadata_url(scope: Scope, host: str, slug: str) -> str:
+    return f"{_base_url(scope, host)}/.well-known/oauth-protected-resource/mcp/{slug}"
+
+
+def _www_authenticate(exc: DevBenchError, scope: Scope, host: str, slug: str) -> bytes:
+    # RFC 6750: no error code when the request carried no credentials at all.
+    parts = ['Bearer realm="devbench"']
+    if exc.code != "token_missing":
+        parts.append(f'error="invalid_token", error_description="{exc.code}"')
+    if oidc_issuer():
+        parts.append(f'resource_metadata="{metadata_url(scope, host, slug)}"')
+    return ", ".join(parts).encode("latin-1")
+
+
+async def _guard(scope: Scope, send: Send) -> tuple[str, str] | None:
+    """Host and Origin checks; answers and returns None when the request must stop."""
+    host = _header(scope, b"host")
+    origin = _header(scope, b"origin")
+    if not _host_allowed(host):
+        await _send_error(
+            send,
+            DevBenchError(
+                "The Host header is not allowed.", code="host_not_allowed", http_status=400
+            ),
+        )
+        return None
+    if not _origin_allowed(origin, host):
+        await _send_error(
+            send,
+            DevBenchError(
+                "Requests from this Origin are not allowed.",
+                code="origin_not_allowed",
+                http_status=403,
+            ),
+        )
+        return None
+    return host, origin
+
+
+# --- Endpoints -------------------------------------------------------------------
+
+
+async def mcp_endpoint(scope: Scope, receive: Receive, send: Send, *, slug: str) -> None:
+    started = time.perf_counter()
+    method = str(scope.get("method", ""))
+    status_seen = 0
+    ctx = request_context.RequestContext(
+        request_id=request_context.request_id_from(_header(scope, b"x-request-id")),
+        ip=(scope.get("client") or (None,))[0],
+        user_agent=_header(scope, b"user-agent")[:300],
+    )
+    extra_headers: list[tuple[bytes, bytes]] = [(b"x-request-id", ctx.request_id.encode())]
+
+    async def send_with_headers(message: Message) -> None:
+        nonlocal status_seen
+        if message["type"] == "http.response.start":
+            status_seen = int(message["status"])
+            message = {**message, "headers": [*message.get("headers", []), *extra_headers]}
+        await send(message)
+
+    try:
+        checked = await _guard(scope, send_with_headers)
+        if checked is None:
+            return
+        host, origin = checked
+        extra_headers.extend(_cors_headers(origin))
+        if method == "OPTIONS":
+            await _preflight(send_with_headers)
+            return
+        try:
+            principal = await run_blocking(
+                authenticate_bearer,
+                _header(scope, b"authorization") or None,
+                tenant_slug=slug,
+                request=ctx,
+            )
+        except DevBenchError as exc:
+            headers = []
+            if exc.http_status == 401:
+                headers.append((b"www-authenticate", _www_authenticate(exc, scope, host, slug)))
+            await _send_error(send_with_headers, exc, headers)
+            return
+        manager = await session_manager()
+        inner = {**scope, PRINCIPAL_KEY: principal, REQUEST_CONTEXT_KEY: ctx}
+        await manager.handle_request(inner, receive, send_with_headers)
+    except Exception:
+        logger.exception("MCP request %s failed", ctx.request_id)
+        if not status_seen:
+            await _send_error(
+                send_with_headers,
+                DevBenchError(
+                    "Internal error; quote the request id when reporting it.",
+                    code="internal_error",
+                    http_status=500,
+                    extra={"request_id": ctx.request_id},
+                ),
+            )
+    finally:
+        HTTP_REQUESTS.labels(method, str(status_seen or 0)).inc()
+        HTTP_SECONDS.labels(method).observe(time.perf_counter() - started)
+
+
+async def _preflight(send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 204,
+            "headers": [
+                (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+                (b"access-control-allow-headers", CORS_ALLOW_HEADERS.encode()),
+                (b"access-control-max-age", b"600"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def protected_resource_metadata(
+    scope: Scope, receive: Receive, send: Send, *, slug: str
+) -> None:
+    """RFC 9728 metadata of ``/mcp/<slug>``: which authorization server issues its tokens.
+
+    Answered for any slug, existing or not, so it reveals no tenant names.
+    """
+    checked = await _guard(scope, send)
+    if checked is None:
+        return
+    host, origin = checked
+    issuer = oidc_issuer()
+    if not issuer or scope.get("method") not in ("GET", "HEAD"):
+        await _send_error(send, DevBenchError("Not found.", code="not_found", http_status=404))
+        return
+    await _send_json(
+        send,
+        200,
+        {
+            "resource": resource_url(scope, host, slug),
+            "authorization_servers": [issuer],
+            "bearer_methods_supported": ["header"],
+            "resource_name": f"DevBench MCP ({slug})",
+        },
+        _cors_headers(origin),
+    )

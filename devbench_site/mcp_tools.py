@@ -1,0 +1,350 @@
+"""How apps declare MCP tools, and the one place MCP maps errors.
+
+Each app's ``mcp.py`` makes a :class:`ToolSet` and declares its tools with
+``@tools.tool(...)``: the shared pydantic input model (the one REST uses), an
+output model, a title, the four behaviour hints and an agent-oriented
+docstring (what the tool does, when to use it, its limits). A handler gets a
+:class:`ToolCall` (who acts, request facts, progress) and the validated
+arguments, calls ONE service or selector and returns what the output model
+describes. Sync handlers run on a worker thread (the ORM and the engine
+client block); async handlers (long waits with progress) hop to a thread with
+:meth:`ToolCall.run`.
+
+Errors are mapped here, once: a ``DevBenchError`` becomes a tool result with
+``isError: true`` whose structured content is the REST body
+``{"code", "message", "extra"}``; invalid arguments become
+``validation_failed`` naming the fields; anything else is logged with the
+request id and answered with a generic ``internal_error``.
+
+Identity comes from the transport, never from SDK context variables: the HTTP
+endpoint authenticates and puts the principal into the ASGI scope; stdio
+passes an ``authenticate`` callable through the server lifespan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import close_old_connections
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from prometheus_client import Counter, Histogram
+from pydantic import BaseModel, ValidationError
+
+from devbench_site import request_context
+from devbench_site.errors import AuthenticationFailed, DevBenchError, ValidationFailed
+from devbench_site.request_context import RequestContext
+from tenants.principal import Principal
+
+logger = logging.getLogger("devbench.mcp")
+
+# Keys the HTTP endpoint sets in the ASGI scope, and stdio in the lifespan state.
+PRINCIPAL_KEY = "devbench.principal"
+REQUEST_CONTEXT_KEY = "devbench.request_context"
+AUTHENTICATE_KEY = "devbench.authenticate"
+
+INTERNAL_ERROR_MESSAGE = "Internal error; quote the request id when reporting it."
+
+TOOL_CALLS = Counter(
+    "devbench_mcp_tool_calls_total", "MCP tool calls by tool and outcome code.", ["tool", "outcome"]
+)
+TOOL_SECONDS = Histogram(
+    "devbench_mcp_tool_call_seconds", "MCP tool call duration (seconds).", ["tool"]
+)
+
+T = TypeVar("T")
+
+
+# --- Blocking work ---------------------------------------------------------------
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _get_executor() -> ThreadPoolExecutor:
+    """A dedicated pool: long polls hold a thread each and must not starve other work."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=settings.MCP_THREADS, thread_name_prefix="devbench-mcp"
+            )
+        return _executor
+
+
+def _hygienic(fn: Callable[..., T], request: RequestContext) -> Callable[..., T]:
+    """Run ``fn`` as Django's request cycle would: fresh-enough DB connection, request facts bound.
+
+    Django's request_started/finished signals do not fire on the MCP path, so
+    the connection of the worker thread is checked before and after each call.
+    """
+
+    def run(*args: Any, **kwargs: Any) -> T:
+        close_old_connections()
+        token = request_context.bind(request)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            request_context.reset(token)
+            close_old_connections()
+
+    return run
+
+
+async def run_blocking(
+    fn: Callable[..., T], /, *args: Any, request: RequestContext, **kwargs: Any
+) -> T:
+    """Run blocking (ORM, engine) work on the MCP thread pool."""
+    runner = sync_to_async(_hygienic(fn, request), thread_sensitive=False, executor=_get_executor())
+    return await runner(*args, **kwargs)
+
+
+# --- Declaring tools -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """What a handler knows about the call besides its arguments."""
+
+    principal: Principal
+    request: RequestContext
+    context: Context[Any, Any]
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Call a blocking service from an async handler."""
+        return await run_blocking(fn, *args, request=self.request, **kwargs)
+
+    async def progress(
+        self, progress: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """A progress notification; a no-op when the client sent no progress token."""
+        await self.context.report_progress(progress, total, message)
+
+
+Handler = Callable[[ToolCall, Any], Any]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    title: str
+    description: str
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    annotations: ToolAnnotations
+    handler: Handler
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.handler)
+
+
+class ToolSet:
+    """The tools of one app; ``devbench_site.mcp`` collects every app's set."""
+
+    def __init__(self) -> None:
+        self.specs: list[ToolSpec] = []
+
+    def tool(
+        self,
+        *,
+        input: type[BaseModel],
+        output: type[BaseModel],
+        title: str,
+        read_only: bool,
+        destructive: bool,
+        idempotent: bool,
+        open_world: bool,
+        name: str | None = None,
+    ) -> Callable[[Callable[[ToolCall, Any], T]], Callable[[ToolCall, Any], T]]:
+        """Declare a tool; the handler's docstring is the description agents read."""
+
+        def decorator(fn: Callable[[ToolCall, Any], T]) -> Callable[[ToolCall, Any], T]:
+            description = inspect.cleandoc(fn.__doc__ or "")
+            tool_name = name or fn.__name__
+            if not description:
+                raise ImproperlyConfigured(f"MCP tool {tool_name} needs a docstring.")
+            self.specs.append(
+                ToolSpec(
+                    name=tool_name,
+                    title=title,
+                    description=description,
+                    input_model=input,
+                    output_model=output,
+                    annotations=ToolAnnotations(
+                        title=title,
+                        read_only_hint=read_only,
+                        destructive_hint=destructive,
+                        idempotent_hint=idempotent,
+                        open_world_hint=open_world,
+                    ),
+                    handler=fn,
+                )
+            )
+            return fn
+
+        return decorator
+
+
+class _DevBenchTool(Tool):
+    """A tool whose schema is a shared model and whose run() maps errors itself."""
+
+    async def run(
+        self, arguments: dict[str, Any], context: Context[Any, Any], convert_result: bool = False
+    ) -> Any:
+        return await self.fn(arguments, context)
+
+
+def object_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True)
+    schema.setdefault("type", "object")
+    return schema
+
+
+def build_tool(spec: ToolSpec) -> Tool:
+    async def invoke(arguments: dict[str, Any], context: Context[Any, Any]) -> CallToolResult:
+        return await _invoke(spec, arguments, context)
+
+    return _DevBenchTool(
+        fn=invoke,
+        name=spec.name,
+        title=spec.title,
+        description=spec.description,
+        parameters=object_schema(spec.input_model),
+        fn_metadata=FuncMetadata(
+            arg_model=ArgModelBase, output_schema=object_schema(spec.output_model)
+        ),
+        is_async=True,
+        context_kwarg=None,
+        annotations=spec.annotations,
+    )
+
+
+# --- Calling tools ---------------------------------------------------------------
+
+
+async def _invoke(
+    spec: ToolSpec, arguments: Mapping[str, Any], context: Context[Any, Any]
+) -> CallToolResult:
+    started = time.perf_counter()
+    request = _request_context(context)
+    outcome = "ok"
+    try:
+        principal = await _principal(context, request)
+        args = validate_arguments(spec.input_model, arguments)
+        call = ToolCall(principal=principal, request=request, context=context)
+        if spec.is_async:
+            result = await spec.handler(call, args)
+            structured = await run_blocking(_dump, spec.output_model, result, request=request)
+        else:
+            structured = await run_blocking(_call_and_dump, spec, call, args, request=request)
+        return CallToolResult(
+            content=[TextContent(type="text", text=json.dumps(structured))],
+            structured_content=structured,
+        )
+    except DevBenchError as exc:
+        outcome = exc.code
+        return error_result(exc)
+    except Exception:
+        outcome = "internal_error"
+        logger.exception("MCP tool %s failed (request %s)", spec.name, request.request_id)
+        return error_result(
+            DevBenchError(
+                INTERNAL_ERROR_MESSAGE,
+                code="internal_error",
+                http_status=500,
+                extra={"request_id": request.request_id},
+            )
+        )
+    finally:
+        TOOL_CALLS.labels(spec.name, outcome).inc()
+        TOOL_SECONDS.labels(spec.name).observe(time.perf_counter() - started)
+
+
+def _call_and_dump(spec: ToolSpec, call: ToolCall, args: BaseModel) -> dict[str, Any]:
+    return _dump(spec.output_model, spec.handler(call, args))
+
+
+def _dump(model: type[BaseModel], result: Any) -> dict[str, Any]:
+    """Runs on the worker thread: output schemas may read related rows."""
+    instance = result if isinstance(result, model) else model.model_validate(result)
+    return instance.model_dump(mode="json", by_alias=True)
+
+
+def error_result(exc: DevBenchError) -> CallToolResult:
+    """The MCP face of an error: the same code, message and extra as the REST body."""
+    body = exc.as_dict()
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(body))],
+        structured_content=body,
+        is_error=True,
+    )
+
+
+def validate_arguments(model: type[BaseModel], arguments: Mapping[str, Any]) -> Any:
+    try:
+        return model.model_validate(_pre_parse(model, arguments))
+    except ValidationError as exc:
+        errors = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors)
+        raise ValidationFailed(
+            f"Invalid arguments: {fields or 'arguments'}.",
+            code="validation_failed",
+            extra={"errors": errors},
+        ) from exc
+
+
+def _pre_parse(model: type[BaseModel], arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """Accept lists and objects sent as JSON text, as some clients do."""
+    parsed = dict(arguments)
+    for key, value in arguments.items():
+        field = model.model_fields.get(key)
+        if field is None or field.annotation is str or not isinstance(value, str):
+            continue
+        if value.lstrip()[:1] in ("[", "{"):
+            # Not JSON after all: validation rejects it and names the field.
+            with contextlib.suppress(ValueError):
+                parsed[key] = json.loads(value)
+    return parsed
+
+
+def _request_context(context: Context[Any, Any]) -> RequestContext:
+    http_request = context.request_context.request
+    if http_request is not None:
+        ctx = http_request.scope.get(REQUEST_CONTEXT_KEY)
+        if isinstance(ctx, RequestContext):
+            return ctx
+    return RequestContext(request_id=request_context.new_request_id(), user_agent="mcp-stdio")
+
+
+async def _principal(context: Context[Any, Any], request: RequestContext) -> Principal:
+    http_request = context.request_context.request
+    if http_request is not None:
+        principal = http_request.scope.get(PRINCIPAL_KEY)
+    else:
+        state = context.request_context.lifespan_context
+        authenticate: Callable[[], Principal] | None = (
+            state.get(AUTHENTICATE_KEY) if isinstance(state, Mapping) else None
+        )
+        # stdio re-checks the token on every call, so a revoked token stops working.
+        principal = await run_blocking(authenticate, request=request) if authenticate else None
+    if not isinstance(principal, Principal):
+        raise AuthenticationFailed("Authentication required.", code="token_missing")
+    return principal
