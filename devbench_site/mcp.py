@@ -45,7 +45,11 @@ def tool_specs() -> list[ToolSpec]:
     return specs
 
 
-def build_server(*, authenticate: Callable[[], Principal] | None = None) -> MCPServer[Any]:
+def build_server(
+    *,
+    authenticate: Callable[[], Principal] | None = None,
+    specs: list[ToolSpec] | None = None,
+) -> MCPServer[Any]:
     """A new server. ``authenticate`` is for transports without an HTTP request (stdio)."""
     lifespan = None
     if authenticate is not None:
@@ -59,7 +63,7 @@ def build_server(*, authenticate: Callable[[], Principal] | None = None) -> MCPS
         title="DevBench",
         version=DEVBENCH_VERSION,
         instructions=INSTRUCTIONS,
-        tools=[build_tool(spec) for spec in tool_specs()],
+        tools=[build_tool(spec) for spec in (tool_specs() if specs is None else specs)],
         lifespan=lifespan,
     )
 

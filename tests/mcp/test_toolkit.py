@@ -1,0 +1,196 @@
+"""The tool toolkit in-process: argument validation, the one error mapping, progress."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import anyio
+import pytest
+from mcp.client import Client
+from pydantic import BaseModel, ConfigDict
+
+from devbench_site.errors import AuthenticationFailed, Conflict
+from devbench_site.mcp import build_server
+from devbench_site.mcp_tools import ToolCall, ToolSet
+from tenants.principal import Principal
+from tests.factories import TenantFactory
+
+
+class EchoIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    tags: list[str] = []
+    count: int = 1
+
+
+class EchoOut(BaseModel):
+    name: str
+    tags: list[str]
+    actor: str
+    request_id: str
+
+
+tools = ToolSet()
+
+
+@tools.tool(
+    input=EchoIn,
+    output=EchoOut,
+    title="Echo",
+    read_only=True,
+    destructive=False,
+    idempotent=True,
+    open_world=False,
+)
+def echo(call: ToolCall, args: EchoIn) -> dict[str, Any]:
+    """Echo the arguments back."""
+    return {
+        "name": args.name,
+        "tags": args.tags,
+        "actor": call.principal.actor_id,
+        "request_id": call.request.request_id,
+    }
+
+
+@tools.tool(
+    input=EchoIn,
+    output=EchoOut,
+    title="Conflict",
+    read_only=False,
+    destructive=False,
+    idempotent=False,
+    open_world=False,
+)
+def conflict(call: ToolCall, args: EchoIn) -> dict[str, Any]:
+    """Always conflicts."""
+    raise Conflict("Alias taken.", code="alias_taken", extra={"alias": args.name})
+
+
+@tools.tool(
+    input=EchoIn,
+    output=EchoOut,
+    title="Crash",
+    read_only=False,
+    destructive=False,
+    idempotent=False,
+    open_world=False,
+)
+def crash(call: ToolCall, args: EchoIn) -> dict[str, Any]:
+    """Always crashes."""
+    raise RuntimeError("secret internals")
+
+
+@tools.tool(
+    input=EchoIn,
+    output=EchoOut,
+    title="Slow",
+    read_only=True,
+    destructive=False,
+    idempotent=True,
+    open_world=False,
+)
+async def slow(call: ToolCall, args: EchoIn) -> dict[str, Any]:
+    """Reports progress while it works."""
+    for step in range(args.count):
+        await call.progress(step + 1, args.count, f"step {step + 1}")
+    return await call.run(echo, call, args)
+
+
+def principal() -> Principal:
+    return Principal(
+        user=None,
+        tenant=TenantFactory.build(slug="acme"),
+        scopes=frozenset({"read"}),
+        kind="token",
+        actor_id="token:abc",
+    )
+
+
+def call(name: str, arguments: dict[str, Any], authenticate: Any = principal, **kw: Any) -> Any:
+    server = build_server(authenticate=authenticate, specs=tools.specs)
+
+    async def scenario() -> Any:
+        async with Client(server) as client:
+            return await client.call_tool(name, arguments, **kw)
+
+    return anyio.run(scenario)
+
+
+def test_tools_publish_their_shared_schemas_and_hints() -> None:
+    server = build_server(authenticate=principal, specs=tools.specs)
+
+    async def scenario() -> Any:
+        async with Client(server) as client:
+            return (await client.list_tools()).tools
+
+    listed = {t.name: t for t in anyio.run(scenario)}
+    assert listed["echo"].input_schema["properties"].keys() == {"name", "tags", "count"}
+    assert listed["echo"].input_schema["required"] == ["name"]
+    assert listed["echo"].output_schema["properties"].keys() == EchoOut.model_fields.keys()
+    assert listed["echo"].description == "Echo the arguments back."
+    hints = listed["conflict"].annotations
+    assert (hints.read_only_hint, hints.idempotent_hint) == (False, False)
+
+
+def test_success_is_structured_and_in_text() -> None:
+    result = call("echo", {"name": "a", "tags": ["x"]})
+    assert result.is_error is False
+    assert result.structured_content["actor"] == "token:abc"
+    assert json.loads(result.content[0].text) == result.structured_content
+
+
+def test_lists_sent_as_json_text_are_accepted() -> None:
+    result = call("echo", {"name": "a", "tags": '["x", "y"]'})
+    assert result.structured_content["tags"] == ["x", "y"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fields"),
+    [({}, ["name"]), ({"name": "a", "count": "many"}, ["count"]), ({"name": "a", "x": 1}, ["x"])],
+)
+def test_invalid_arguments_name_the_field(arguments: dict[str, Any], fields: list[str]) -> None:
+    result = call("echo", arguments)
+    assert result.is_error is True
+    body = result.structured_content
+    assert body["code"] == "validation_failed"
+    assert [e["loc"] for e in body["extra"]["errors"]] == [[f] for f in fields]
+    assert all(f in body["message"] for f in fields)
+
+
+def test_devbench_errors_keep_code_message_and_extra() -> None:
+    result = call("conflict", {"name": "web"})
+    assert result.is_error is True
+    expected = {"code": "alias_taken", "message": "Alias taken.", "extra": {"alias": "web"}}
+    assert result.structured_content == expected
+    assert json.loads(result.content[0].text) == expected
+
+
+def test_unexpected_errors_are_logged_with_a_request_id(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="devbench.mcp"):
+        result = call("crash", {"name": "a"})
+    body = result.structured_content
+    assert result.is_error is True and body["code"] == "internal_error"
+    assert "secret internals" not in result.content[0].text
+    request_id = body["extra"]["request_id"]
+    assert any(request_id in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_authentication_failure_is_a_tool_error() -> None:
+    def refuse() -> Principal:
+        raise AuthenticationFailed("The token has been revoked.", code="token_revoked")
+
+    result = call("echo", {"name": "a"}, authenticate=refuse)
+    assert result.is_error is True and result.structured_content["code"] == "token_revoked"
+
+
+def test_progress_reaches_the_client() -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    result = call("slow", {"name": "a", "count": 3}, progress_callback=on_progress)
+    assert result.is_error is False
+    assert seen == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]

@@ -1,0 +1,198 @@
+"""Live MCP servers and official clients for tests: daphne processes on the test database.
+
+Imported by the conftest of tests/mcp and tests/e2e. Tests that talk to a
+live server create their rows with ``transactional_db`` (``live_mcp`` implies
+it), so the server process sees them.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+from mcp.client import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.conftest import ROOT, TEST_INSTANCE, _worker_env
+
+LISTENING = re.compile(rb"Listening on TCP address 127\.0\.0\.1:(\d+)")
+ALLOWED_ORIGIN = "https://agents.example.test"
+HANDSHAKE = "legacy"  # 2025-11-25: initialize handshake
+MODERN = "2026-07-28"  # single self-contained requests
+MODES = (HANDSHAKE, MODERN)
+
+
+class DaphneProcess:
+    """A real web process (HTTP + MCP + websockets) on a free port."""
+
+    def __init__(self, db_name: str, name: str, extra_env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log_path = ROOT / "var" / f"daphne-{name}-{TEST_INSTANCE}.log"
+        self.access_log = ROOT / "var" / f"daphne-{name}-{TEST_INSTANCE}.access.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.access_log.write_text("")
+        env = _worker_env(db_name)
+        env["MCP_ALLOWED_ORIGINS"] = ALLOWED_ORIGIN
+        env.update(extra_env or {})
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-e",
+                "tcp:port=0:interface=127.0.0.1",
+                "--access-log",
+                str(self.access_log),
+                "devbench_site.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.port = self._wait_listening()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    def _wait_listening(self, timeout_s: float = 60) -> int:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daphne exited: {self.log_path.read_text()[-3000:]}")
+            if match := LISTENING.search(self.log_path.read_bytes()):
+                return int(match.group(1))
+            time.sleep(0.1)
+        raise RuntimeError(f"daphne not listening: {self.log_path.read_text()[-3000:]}")
+
+    def mcp_url(self, slug: str) -> str:
+        return f"{self.base_url}/mcp/{slug}/"
+
+    def mcp_requests_served(self) -> int:
+        return sum(1 for line in self.access_log.read_text().splitlines() if '"POST /mcp/' in line)
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def _db_name(django_db_blocker: Any) -> str:
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        return str(connection.settings_dict["NAME"])
+
+
+@pytest.fixture(scope="session")
+def mcp_server_process(django_db_setup: Any, django_db_blocker: Any) -> Iterator[DaphneProcess]:
+    """One daphne process for the session, on the test database."""
+    server = DaphneProcess(_db_name(django_db_blocker), "main")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_daphne(
+    django_db_setup: Any, django_db_blocker: Any
+) -> Iterator[Callable[..., DaphneProcess]]:
+    """Extra, test-owned web processes (e.g. with other settings)."""
+    started: list[DaphneProcess] = []
+    db_name = _db_name(django_db_blocker)
+
+    def _start(name: str, extra_env: dict[str, str] | None = None) -> DaphneProcess:
+        server = DaphneProcess(db_name, name, extra_env)
+        started.append(server)
+        return server
+
+    yield _start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def live_mcp(mcp_server_process: DaphneProcess, transactional_db: Any) -> DaphneProcess:
+    """The session's web process, with committed rows visible to it."""
+    return mcp_server_process
+
+
+@asynccontextmanager
+async def http_client(
+    url: str,
+    token: str | None,
+    *,
+    mode: str = MODERN,
+    transport: httpx2.AsyncBaseTransport | None = None,
+) -> AsyncIterator[Client]:
+    """The official Python client over Streamable HTTP with a bearer token."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        httpx2.AsyncClient(
+            headers=headers, timeout=httpx2.Timeout(120), transport=transport
+        ) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+    ):
+        yield client
+
+
+def stdio_params(slug: str, token: str | None, env: dict[str, str]) -> StdioServerParameters:
+    """``manage.py mcp_stdio`` on the test database, the token in DEVBENCH_TOKEN."""
+    child_env = {**env, "DEVBENCH_INSTANCE": TEST_INSTANCE}
+    child_env.pop("DEVBENCH_TOKEN", None)
+    if token is not None:
+        child_env["DEVBENCH_TOKEN"] = token
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["manage.py", "mcp_stdio", "--tenant", slug],
+        cwd=str(ROOT),
+        env=child_env,
+    )
+
+
+@asynccontextmanager
+async def stdio_client(slug: str, token: str | None, env: dict[str, str]) -> AsyncIterator[Client]:
+    """The official Python client launching ``manage.py mcp_stdio`` as a subprocess."""
+    async with Client(stdio_params(slug, token, env)) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def server_env(django_db_setup: Any, django_db_blocker: Any) -> dict[str, str]:
+    """Environment of a DevBench process on the test database (for stdio servers)."""
+    return _worker_env(_db_name(django_db_blocker))
+
+
+def raw_post(
+    url: str,
+    body: dict[str, Any],
+    *,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+    method: str = "POST",
+) -> httpx.Response:
+    """One JSON-RPC POST outside any client library (for the HTTP-level checks)."""
+    all_headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "Mcp-Protocol-Version": "2025-11-25",
+    }
+    if token:
+        all_headers["Authorization"] = f"Bearer {token}"
+    all_headers.update(headers or {})
+    return httpx.request(method, url, json=body, headers=all_headers, timeout=60)
