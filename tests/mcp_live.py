@@ -7,6 +7,8 @@ it), so the server process sees them.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -196,3 +198,35 @@ def raw_post(
         all_headers["Authorization"] = f"Bearer {token}"
     all_headers.update(headers or {})
     return httpx.request(method, url, json=body, headers=all_headers, timeout=60)
+
+
+JS_CLIENT_DIR = ROOT / "tests" / "mcp_client_js"
+
+
+@pytest.fixture(scope="session")
+def js_client() -> Callable[..., dict[str, Any]]:
+    """The TypeScript SDK client (installed once per session with ``npm ci``)."""
+    subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=JS_CLIENT_DIR,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+    def run(url: str, token: str, scenario: str = "list") -> dict[str, Any]:
+        done = subprocess.run(
+            ["node", "check.mjs", url, scenario],
+            cwd=JS_CLIENT_DIR,
+            env={**os.environ, "DEVBENCH_TOKEN": token},
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        lines = done.stdout.decode().strip().splitlines()
+        assert lines, f"no report from the JS client: {done.stderr.decode()[-3000:]}"
+        report: dict[str, Any] = json.loads(lines[-1])
+        report["exit_code"] = done.returncode
+        return report
+
+    return run

@@ -1,0 +1,29 @@
+"""An independent MCP client (the official TypeScript SDK) against a live web process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.mcp_live import DaphneProcess
+
+pytestmark = [pytest.mark.e2e]
+
+
+def test_js_client_lists_described_tools(
+    live_mcp: DaphneProcess, js_client: Any, tenant: Any, token: Any
+) -> None:
+    report = js_client(live_mcp.mcp_url(tenant.slug), token.raw)
+    assert report["problems"] == []
+    assert report["exit_code"] == 0
+    assert report["protocolVersion"] == "2025-11-25"
+    assert "system_status" in report["tools"]
+
+
+def test_js_client_is_refused_for_another_tenant(
+    live_mcp: DaphneProcess, js_client: Any, other_tenant: Any, token: Any
+) -> None:
+    report = js_client(live_mcp.mcp_url(other_tenant.slug), token.raw)
+    assert report["exit_code"] == 1
+    assert any("404" in p or "tenant_not_found" in p for p in report["problems"])
