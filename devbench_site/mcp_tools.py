@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import anyio
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -56,6 +57,9 @@ logger = logging.getLogger("devbench.mcp")
 PRINCIPAL_KEY = "devbench.principal"
 REQUEST_CONTEXT_KEY = "devbench.request_context"
 AUTHENTICATE_KEY = "devbench.authenticate"
+
+# Waiting tools (exec_run, exec_poll) tell the client they are alive this often.
+PROGRESS_INTERVAL_S = 1.0
 
 INTERNAL_ERROR_MESSAGE = "Internal error; quote the request id when reporting it."
 
@@ -133,6 +137,37 @@ class ToolCall:
     ) -> None:
         """A progress notification; a no-op when the client sent no progress token."""
         await self.context.report_progress(progress, total, message)
+
+    async def run_reporting(
+        self,
+        fn: Callable[..., T],
+        /,
+        *args: Any,
+        total_s: float | None,
+        label: str,
+        interval_s: float = PROGRESS_INTERVAL_S,
+        **kwargs: Any,
+    ) -> T:
+        """Call a blocking service that waits, sending progress (seconds waited) meanwhile.
+
+        When the client cancels the call, this returns at once: the waiting ends
+        for the client, while what the service waits for (an exec) carries on.
+        """
+        started = time.monotonic()
+
+        async def heartbeat() -> None:
+            while True:
+                await anyio.sleep(interval_s)
+                waited = round(time.monotonic() - started, 1)
+                await self.progress(waited, total_s, f"{label} ({waited:g} s)")
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(heartbeat)
+            try:
+                result = await self.run(fn, *args, **kwargs)
+            finally:
+                group.cancel_scope.cancel()
+        return result
 
 
 Handler = Callable[[ToolCall, Any], Any]

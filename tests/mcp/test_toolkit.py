@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from typing import Any
 
 import anyio
@@ -194,3 +196,61 @@ def test_progress_reaches_the_client() -> None:
     result = call("slow", {"name": "a", "count": 3}, progress_callback=on_progress)
     assert result.is_error is False
     assert seen == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
+
+
+finished = threading.Event()
+handler_returned = threading.Event()
+
+
+def wait_blocking(seconds: float) -> None:
+    time.sleep(seconds)
+    finished.set()
+
+
+@tools.tool(
+    input=EchoIn,
+    output=EchoOut,
+    title="Wait",
+    read_only=True,
+    destructive=False,
+    idempotent=True,
+    open_world=False,
+)
+async def waiting(call: ToolCall, args: EchoIn) -> dict[str, Any]:
+    """Waits in a blocking call while telling the client it is alive."""
+    await call.run_reporting(
+        wait_blocking, args.count / 10, total_s=args.count / 10, label="waiting", interval_s=0.1
+    )
+    handler_returned.set()
+    return await call.run(echo, call, args)
+
+
+def test_blocking_waits_send_progress_meanwhile() -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    result = call("waiting", {"name": "a", "count": 8}, progress_callback=on_progress)
+    assert result.is_error is False
+    assert len(seen) >= 3
+    assert [p for p, _, _ in seen] == sorted(p for p, _, _ in seen)
+    assert all(total == 0.8 and message.startswith("waiting") for _, total, message in seen)
+
+
+def test_cancelling_the_call_ends_the_wait_not_the_work() -> None:
+    finished.clear()
+    handler_returned.clear()
+    server = build_server(authenticate=principal, specs=tools.specs)
+
+    async def scenario() -> float:
+        async with Client(server) as client:
+            started = time.monotonic()
+            with anyio.move_on_after(0.3):
+                await client.call_tool("waiting", {"name": "a", "count": 15})
+            return time.monotonic() - started
+
+    assert anyio.run(scenario) < 1.2
+    assert finished.wait(5)  # the blocking work itself carried on to its end
+    time.sleep(0.2)
+    assert not handler_returned.is_set()  # but the tool stopped waiting for it
