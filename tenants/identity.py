@@ -46,7 +46,7 @@ def oidc_user_resolve(*, provider_id: str, subject: str, claims: dict[str, Any])
 
 
 def _user_create(*, claims: dict[str, Any]) -> Any:
-    from allauth.account.utils import generate_unique_username
+    from allauth.utils import generate_unique_username
 
     user_model = get_user_model()
     username = generate_unique_username(
