@@ -106,7 +106,7 @@ def _audit_refusal(exc: DevBenchError, attempt: _Attempt, tenant_slug: str | Non
             tenant=tenant,
             error_code=exc.code,
             details={
-                "credential": attempt.credential,
+                "auth_kind": attempt.credential,
                 "token_prefix": attempt.token_prefix,
                 "requested_tenant": tenant_slug or "",
             },

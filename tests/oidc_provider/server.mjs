@@ -67,6 +67,11 @@ server.listen(0, '127.0.0.1', () => {
         },
       },
     },
+    // Like most enterprise providers can be set up to: groups in JWT access tokens too.
+    extraTokenClaims: (ctx, token) => {
+      const groups = accounts[token.accountId]?.groups;
+      return groups ? { groups } : undefined;
+    },
     findAccount: (ctx, id) => ({
       accountId: id,
       claims: () => ({ sub: id, preferred_username: id, ...(accounts[id] ?? {}) }),
