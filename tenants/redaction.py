@@ -24,7 +24,7 @@ _SECRET_NAME = re.compile(
 # Names that contain a secret word but carry no secret.
 _NOT_SECRET = frozenset({"idempotency_key", "kid", "token_kind", "token_prefix", "key_id"})
 
-_ENV_PAIR = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)=([^\s'\"]*)")
+_ENV_PAIR = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)=([^\s'\";&|]*)")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 _API_TOKEN = re.compile(r"\bdbt_[A-Za-z0-9]+_[A-Za-z0-9_-]+")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
