@@ -10,9 +10,9 @@ from __future__ import annotations
 
 
 def reset_caches() -> None:
-    """Forget discovery documents and key sets (tests; key rotation by hand)."""
-    from tenants.oidc.config import reset_discovery_cache
+    """Forget the provider list, discovery documents and key sets (tests; changes by hand)."""
+    from tenants.oidc.config import reset_provider_caches
     from tenants.oidc.verify import reset_key_cache
 
-    reset_discovery_cache()
+    reset_provider_caches()
     reset_key_cache()

@@ -21,8 +21,8 @@ from django.conf import settings
 
 from devbench_site.errors import NotFound
 from tenants import identity as identity_services
-from tenants import selectors
-from tenants.models import Tenant
+from tenants.models import Membership
+from tenants.oidc.config import provider_list
 from tenants.oidc.errors import TenantRequired, token_invalid
 from tenants.oidc.verify import TokenIdentity, looks_like_jwt, verify_jwt, verify_opaque
 from tenants.principal import ROLE_SCOPES, Principal
@@ -30,14 +30,13 @@ from tenants.principal import ROLE_SCOPES, Principal
 
 def validate_bearer(raw: str, tenant_slug: str | None) -> Principal | None:
     """A principal for an OIDC access token; None when no OIDC provider is configured."""
-    from tenants.oidc.config import provider_list
-
-    if not provider_list():
+    providers = provider_list()
+    if not providers:
         return None
     if looks_like_jwt(raw):
-        identity = verify_jwt(raw)
+        identity = verify_jwt(raw, providers=providers)
     else:
-        found = verify_opaque(raw)
+        found = verify_opaque(raw, providers=providers)
         if found is None:
             raise token_invalid()
         identity = found
@@ -48,13 +47,10 @@ def validate_bearer(raw: str, tenant_slug: str | None) -> Principal | None:
     )
     if not user.is_active:
         raise token_invalid()
-    tenant = _tenant_for(user=user, tenant_slug=tenant_slug)
-    membership = selectors.membership_get(user=user, tenant=tenant)
-    if membership is None:
-        raise NotFound("Tenant not found.", code="tenant_not_found")
+    membership = _membership_for(user=user, tenant_slug=tenant_slug)
     return Principal(
         user=user,
-        tenant=tenant,
+        tenant=membership.tenant,
         scopes=narrow_scopes(ROLE_SCOPES[membership.role], identity.claims),
         kind="oidc",
         actor_id=f"user:{user.pk}",
@@ -67,20 +63,22 @@ def validate_bearer(raw: str, tenant_slug: str | None) -> Principal | None:
     )
 
 
-def _tenant_for(*, user: Any, tenant_slug: str | None) -> Tenant:
+def _membership_for(*, user: Any, tenant_slug: str | None) -> Membership:
+    """The membership in the named tenant, or in the user's only tenant (one query)."""
+    memberships = Membership.objects.select_related("tenant").filter(user=user, tenant__active=True)
     if tenant_slug:
-        tenant = Tenant.objects.filter(slug=tenant_slug, active=True).first()
-        if tenant is None or selectors.membership_get(user=user, tenant=tenant) is None:
+        membership = memberships.filter(tenant__slug=tenant_slug).first()
+        if membership is None:
             raise NotFound("Tenant not found.", code="tenant_not_found")
-        return tenant
-    tenants = list(selectors.tenant_list_for_user(user=user)[:21])
-    if len(tenants) == 1:
-        return tenants[0]
-    if not tenants:
+        return membership
+    found = list(memberships.order_by("tenant__slug")[:21])
+    if len(found) == 1:
+        return found[0]
+    if not found:
         raise TenantRequired("You are not a member of any tenant; ask a tenant admin to add you.")
     raise TenantRequired(
         "You belong to several tenants: name one with the X-DevBench-Tenant header.",
-        extra={"tenants": sorted(t.slug for t in tenants[:20])},
+        extra={"tenants": [m.tenant.slug for m in found[:20]]},
     )
 
 

@@ -12,7 +12,8 @@ in an app's ``settings`` tune bearer tokens:
 * ``accept_opaque_tokens``: try non-JWT tokens at this provider's userinfo
   endpoint (default true).
 
-Discovery documents are cached in-process for ``OIDC_DISCOVERY_TTL`` seconds.
+Discovery documents are cached in-process for ``OIDC_DISCOVERY_TTL`` seconds, the
+list of apps for ``OIDC_PROVIDERS_CACHE_TTL`` seconds.
 """
 
 from __future__ import annotations
@@ -67,21 +68,32 @@ def _provider_from_app(app: Any) -> OidcProvider | None:
     )
 
 
+_providers_lock = threading.Lock()
+_providers: tuple[float, list[OidcProvider]] | None = None
+
+
 def provider_list() -> list[OidcProvider]:
-    """Every configured OpenID Connect app (database first, then settings)."""
+    """Every configured OpenID Connect app (database first, then settings).
+
+    Kept in-process for ``OIDC_PROVIDERS_CACHE_TTL`` seconds: reading the apps costs
+    more than verifying a token, and they change rarely.
+    """
+    global _providers
     from allauth.socialaccount.adapter import get_adapter
 
+    now = time.monotonic()
+    with _providers_lock:
+        cached = _providers
+    if cached is not None and cached[0] > now:
+        return cached[1]
     providers = []
     for app in get_adapter().list_apps(None, provider="openid_connect"):
         provider = _provider_from_app(app)
         if provider is not None:
             providers.append(provider)
+    with _providers_lock:
+        _providers = (now + settings.OIDC_PROVIDERS_CACHE_TTL, providers)
     return providers
-
-
-def provider_for_issuer(issuer: str) -> OidcProvider | None:
-    wanted = _normalize_issuer(issuer)
-    return next((p for p in provider_list() if p.issuer == wanted), None)
 
 
 _discovery_lock = threading.Lock()
@@ -111,6 +123,9 @@ def provider_metadata(provider: OidcProvider) -> dict[str, Any]:
     return metadata
 
 
-def reset_discovery_cache() -> None:
+def reset_provider_caches() -> None:
+    global _providers
+    with _providers_lock:
+        _providers = None
     with _discovery_lock:
         _discovery.clear()

@@ -22,7 +22,7 @@ from django.core.cache import cache
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from devbench_site.errors import AuthenticationFailed
-from tenants.oidc.config import OidcProvider, provider_for_issuer, provider_list, provider_metadata
+from tenants.oidc.config import OidcProvider, provider_metadata
 from tenants.oidc.errors import ProviderUnreachable, token_invalid
 
 # Asymmetric algorithms only: "none" and HMAC (a shared secret) never verify a bearer token.
@@ -79,7 +79,7 @@ def _signing_key(provider: OidcProvider, kid: str) -> jwt.PyJWK:
         raise token_invalid("The token is not signed by a key of its issuer.") from exc
 
 
-def verify_jwt(raw: str) -> TokenIdentity:
+def verify_jwt(raw: str, *, providers: list[OidcProvider]) -> TokenIdentity:
     try:
         header = jwt.get_unverified_header(raw)
         unverified = jwt.decode(raw, options={"verify_signature": False})
@@ -88,7 +88,8 @@ def verify_jwt(raw: str) -> TokenIdentity:
     alg, kid, issuer = header.get("alg"), header.get("kid"), unverified.get("iss")
     if alg not in ALLOWED_ALGORITHMS or not isinstance(kid, str) or not isinstance(issuer, str):
         raise token_invalid("The token is not a well-formed JWT.")
-    provider = provider_for_issuer(issuer)
+    wanted = issuer.rstrip("/")
+    provider = next((p for p in providers if p.issuer == wanted), None)
     if provider is None:
         raise token_invalid("The token's issuer is not trusted.")
     key = _signing_key(provider, kid)
@@ -177,10 +178,10 @@ def _userinfo(provider: OidcProvider, raw: str) -> dict[str, Any] | None:
     return claims
 
 
-def verify_opaque(raw: str) -> TokenIdentity | None:
+def verify_opaque(raw: str, *, providers: list[OidcProvider]) -> TokenIdentity | None:
     """Ask each provider that accepts opaque tokens; None if no provider knows the token."""
     unreachable: ProviderUnreachable | None = None
-    for provider in provider_list():
+    for provider in providers:
         if not provider.accept_opaque:
             continue
         try:
