@@ -28,12 +28,18 @@ def configure(settings: Any, *apps: dict[str, Any]) -> None:
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _forget_providers() -> Iterator[None]:
+    """No provider list, discovery document or key set outlives the test that set it up."""
+    yield
+    reset_caches()
+
+
 @pytest.fixture
-def oidc(settings: Any, oidc_provider: Provider, db: Any) -> Iterator[Provider]:
+def oidc(settings: Any, oidc_provider: Provider, db: Any) -> Provider:
     """Django trusts the test provider (sign-in and bearer tokens); caches start empty."""
     configure(settings, oidc_provider.app_config())
-    yield oidc_provider
-    reset_caches()
+    return oidc_provider
 
 
 @pytest.fixture
