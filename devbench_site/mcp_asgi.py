@@ -48,6 +48,7 @@ from devbench_site.errors import DevBenchError
 from devbench_site.mcp import http_server
 from devbench_site.mcp_tools import PRINCIPAL_KEY, REQUEST_CONTEXT_KEY, run_blocking
 from tenants.auth import authenticate_bearer
+from tenants.oidc.config import provider_list
 
 logger = logging.getLogger("devbench.mcp")
 
@@ -212,9 +213,9 @@ async def _send_error(
     await _send_json(send, exc.http_status, exc.as_dict(), headers)
 
 
-def oidc_issuer() -> str:
-    """The OIDC issuer whose access tokens the MCP endpoint accepts ("" when none)."""
-    return str(getattr(settings, "OIDC_ISSUER", "") or "")
+def oidc_issuers() -> list[str]:
+    """Issuers whose access tokens the endpoint accepts (blocking: apps may live in the DB)."""
+    return [provider.issuer for provider in provider_list()]
 
 
 def _base_url(scope: Scope, host: str) -> str:
@@ -235,12 +236,15 @@ def metadata_url(scope: Scope, host: str, slug: str) -> str:
     return f"{_base_url(scope, host)}/.well-known/oauth-protected-resource/mcp/{slug}"
 
 
-def _www_authenticate(exc: DevBenchError, scope: Scope, host: str, slug: str) -> bytes:
+def _www_authenticate(
+    exc: DevBenchError, scope: Scope, host: str, slug: str, *, oidc: bool
+) -> bytes:
     # RFC 6750: no error code when the request carried no credentials at all.
     parts = ['Bearer realm="devbench"']
     if exc.code != "token_missing":
         parts.append(f'error="invalid_token", error_description="{exc.code}"')
-    if oidc_issuer():
+    if oidc:
+        # RFC 9728: where an OAuth-capable client learns which server issues tokens.
         parts.append(f'resource_metadata="{metadata_url(scope, host, slug)}"')
     return ", ".join(parts).encode("latin-1")
 
@@ -310,7 +314,9 @@ async def mcp_endpoint(scope: Scope, receive: Receive, send: Send, *, slug: str)
         except DevBenchError as exc:
             headers = []
             if exc.http_status == 401:
-                headers.append((b"www-authenticate", _www_authenticate(exc, scope, host, slug)))
+                oidc = bool(await run_blocking(oidc_issuers, request=ctx))
+                challenge = _www_authenticate(exc, scope, host, slug, oidc=oidc)
+                headers.append((b"www-authenticate", challenge))
             await _send_error(send_with_headers, exc, headers)
             return
         manager = await session_manager()
@@ -351,16 +357,19 @@ async def _preflight(send: Send) -> None:
 async def protected_resource_metadata(
     scope: Scope, receive: Receive, send: Send, *, slug: str
 ) -> None:
-    """RFC 9728 metadata of ``/mcp/<slug>``: which authorization server issues its tokens.
+    """RFC 9728 metadata of ``/mcp/<slug>``: which authorization servers issue its tokens.
 
-    Answered for any slug, existing or not, so it reveals no tenant names.
+    Answered for any slug, existing or not, so it reveals no tenant names. The
+    providers' JWT audience (``api_audience``) must accept the tokens clients
+    request for this resource (docs/mcp.md).
     """
     checked = await _guard(scope, send)
     if checked is None:
         return
     host, origin = checked
-    issuer = oidc_issuer()
-    if not issuer or scope.get("method") not in ("GET", "HEAD"):
+    ctx = request_context.RequestContext(request_id=request_context.new_request_id())
+    issuers = await run_blocking(oidc_issuers, request=ctx)
+    if not issuers or scope.get("method") not in ("GET", "HEAD"):
         await _send_error(send, DevBenchError("Not found.", code="not_found", http_status=404))
         return
     await _send_json(
@@ -368,8 +377,11 @@ async def protected_resource_metadata(
         200,
         {
             "resource": resource_url(scope, host, slug),
-            "authorization_servers": [issuer],
+            "authorization_servers": issuers,
             "bearer_methods_supported": ["header"],
+            "scopes_supported": [
+                f"{settings.OIDC_SCOPE_PREFIX}{name}" for name in ("read", "write", "admin")
+            ],
             "resource_name": f"DevBench MCP ({slug})",
         },
         _cors_headers(origin),
