@@ -319,6 +319,19 @@ async def mcp_endpoint(scope: Scope, receive: Receive, send: Send, *, slug: str)
                 headers.append((b"www-authenticate", challenge))
             await _send_error(send_with_headers, exc, headers)
             return
+        if method == "GET":
+            # A standalone SSE stream could never carry anything without sessions;
+            # 405 tells clients to go on without one (as the spec allows).
+            await _send_error(
+                send_with_headers,
+                DevBenchError(
+                    "This endpoint is stateless: POST requests only.",
+                    code="method_not_allowed",
+                    http_status=405,
+                ),
+                [(b"allow", b"POST, DELETE, OPTIONS")],
+            )
+            return
         manager = await session_manager()
         inner = {**scope, PRINCIPAL_KEY: principal, REQUEST_CONTEXT_KEY: ctx}
         await manager.handle_request(inner, receive, send_with_headers)

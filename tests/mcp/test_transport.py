@@ -212,3 +212,29 @@ def test_stateless_two_processes_answer_alternately(
         assert anyio.run(scenario, mode) == [False, False, False]
     assert live_mcp.mcp_requests_served() - before[0] >= 4
     assert second.mcp_requests_served() - before[1] >= 4
+
+
+def test_get_stream_is_405_without_sessions(
+    live_mcp: DaphneProcess, tenant: Any, token: Any
+) -> None:
+    response = httpx.get(
+        live_mcp.mcp_url(tenant.slug),
+        headers={"Authorization": f"Bearer {token.raw}", "Accept": "text/event-stream"},
+        timeout=10,
+    )
+    assert response.status_code == 405
+    assert "POST" in response.headers["Allow"]
+
+
+def test_oversized_body_is_refused(live_mcp: DaphneProcess, tenant: Any, token: Any) -> None:
+    response = httpx.post(
+        live_mcp.mcp_url(tenant.slug),
+        content=b"x" * (17 * 1024 * 1024),
+        headers={
+            "Authorization": f"Bearer {token.raw}",
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+        },
+        timeout=60,
+    )
+    assert response.status_code == 413
