@@ -1,8 +1,9 @@
 from workspaces.runtime.base import RuntimeDriver
 from workspaces.runtime.docker.lifecycle import DockerLifecycle
+from workspaces.runtime.docker.stats import DockerStats
 
 
-class DockerDriver(DockerLifecycle, RuntimeDriver):
+class DockerDriver(DockerLifecycle, DockerStats, RuntimeDriver):
     """The Docker Engine driver: lifecycle plus operations mixins."""
 
 
