@@ -111,7 +111,6 @@ def image_reference_parse(text: str) -> ImageReference:
     """Parse and normalise; an untagged, undigested reference means ``:latest``."""
     if not isinstance(text, str) or not text.strip():
         raise _invalid(str(text), "it is empty")
-    text = text.strip()
     if len(text) > MAX_REFERENCE_LENGTH:
         raise _invalid(text[:80] + "…", f"it is longer than {MAX_REFERENCE_LENGTH} characters")
     match = REFERENCE_RE.fullmatch(text)
