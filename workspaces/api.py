@@ -1,12 +1,11 @@
 """REST face of the workspace services: parse, call one service, shape the answer."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from django.http import HttpRequest
 from ninja import Query, Router
 from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.responses import Status
 
 from devbench_site.errors import ValidationFailed
 from tenants.api import principal_of
@@ -33,7 +32,7 @@ _SPAWN_STATUS: dict[str, int] = {WorkspaceStatus.RUNNING: 201, WorkspaceStatus.C
     response={200: WorkspaceOut, 201: WorkspaceOut, 202: WorkspaceOut},
     operation_id="workspace_spawn",
 )
-def workspace_spawn(request: HttpRequest, payload: SpawnIn) -> tuple[int, Workspace]:
+def workspace_spawn(request: HttpRequest, payload: SpawnIn) -> Status[Workspace]:
     """Spawn a workspace: 201 once it runs, or 202 while it is created (`wait: false`).
 
     An `idempotency_key` (or the `Idempotency-Key` header) makes retries safe:
@@ -55,7 +54,7 @@ def workspace_spawn(request: HttpRequest, payload: SpawnIn) -> tuple[int, Worksp
         limits=payload.limits.model_dump() if payload.limits else None,
         wait=payload.wait,
     )
-    return _SPAWN_STATUS.get(workspace.status, 200), workspace
+    return Status(_SPAWN_STATUS.get(workspace.status, 200), workspace)
 
 
 @router.get("/workspaces", response=list[WorkspaceOut], operation_id="workspace_list")
@@ -89,7 +88,7 @@ def workspace_kill(
 
 
 @router.post("/workspaces/{ref}/attach", response={201: AttachOut}, operation_id="workspace_attach")
-def workspace_attach(request: HttpRequest, ref: str, payload: AttachBody) -> tuple[int, AttachOut]:
+def workspace_attach(request: HttpRequest, ref: str, payload: AttachBody) -> Status[AttachOut]:
     """Register a client working in a running workspace; answers its roots."""
     result = services.workspace_attach(
         actor=principal_of(request),
@@ -97,7 +96,7 @@ def workspace_attach(request: HttpRequest, ref: str, payload: AttachBody) -> tup
         client_name=payload.client_name,
         session_id=payload.session_id,
     )
-    return 201, AttachOut.from_result(result)
+    return Status(201, AttachOut.from_result(result))
 
 
 @router.get("/workspaces/{ref}/stats", response=StatsOut, operation_id="workspace_stats")
