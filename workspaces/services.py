@@ -48,10 +48,12 @@ from workspaces.selectors import workspace_get, workspace_require_running
 from workspaces.spec import WORKSPACE_ROOT, engine_name
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
-# Polling the row while waiting for the worker: quick at first (a spawn takes a
-# few hundred milliseconds), then at most a few queries per second.
-_WAIT_FIRST_DELAY_S = 0.01
-_WAIT_MAX_DELAY_S = 0.2
+# Polling the row while waiting for the worker: every few tens of milliseconds
+# while a spawn is typically done (a primary-key read is cheap), then slower.
+_WAIT_FIRST_DELAY_S = 0.005
+_WAIT_FAST_DELAY_S = 0.03
+_WAIT_FAST_FOR_S = 5.0
+_WAIT_SLOW_DELAY_S = 0.25
 
 
 def _validate_alias(alias: str | None) -> None:
@@ -239,7 +241,8 @@ def workspace_error(*, workspace: Workspace) -> DevBenchError:
 def workspace_wait_running(*, workspace: Workspace, timeout_s: float | None = None) -> Workspace:
     """Watch the row until the worker has finished with it; works across processes."""
     timeout = settings.DEVBENCH_SPAWN_WAIT_S if timeout_s is None else timeout_s
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     delay = _WAIT_FIRST_DELAY_S
     rows = Workspace.objects.filter(pk=workspace.pk)
     while rows.values_list("status", flat=True).first() == WorkspaceStatus.CREATING:
@@ -251,7 +254,8 @@ def workspace_wait_running(*, workspace: Workspace, timeout_s: float | None = No
                 extra={"workspace_id": workspace.public_id},
             )
         time.sleep(delay)
-        delay = min(delay * 1.5, _WAIT_MAX_DELAY_S)
+        fast = time.monotonic() - started < _WAIT_FAST_FOR_S
+        delay = min(delay * 2, _WAIT_FAST_DELAY_S) if fast else _WAIT_SLOW_DELAY_S
     workspace.refresh_from_db()
     if workspace.status == WorkspaceStatus.ERROR:
         raise workspace_error(workspace=workspace)
