@@ -64,10 +64,16 @@ class ImageReference:
 
     @property
     def familiar_name(self) -> str:
-        """The short name the engine shows (``busybox``, ``devbench/base``)."""
+        """The short name the engine shows (``busybox``, ``devbench/base``), unambiguous."""
         if self.domain != DEFAULT_DOMAIN:
             return self.name
-        return self.path.removeprefix(OFFICIAL_PREFIX)
+        path = self.path
+        remainder = path.removeprefix(OFFICIAL_PREFIX)
+        if remainder != path and "/" not in remainder:
+            path = remainder
+        if "/" in path and _looks_like_domain(path.partition("/")[0]):
+            return self.name  # "docker.io/0.0/x": dropping the domain would change its meaning
+        return path
 
     def _suffix(self) -> str:
         return (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
@@ -91,15 +97,21 @@ def _invalid(text: str, why: str) -> ValidationFailed:
     )
 
 
+def _looks_like_domain(component: str) -> bool:
+    return (
+        any(c in component for c in ".:")
+        or component == "localhost"
+        or (component.lower() != component)
+    )
+
+
 def _split_domain(name: str) -> tuple[str, str]:
     """Docker's rule: the first component is a registry if it looks like a host."""
     first, sep, rest = name.partition("/")
-    if not sep or (
-        not any(c in first for c in ".:") and first != "localhost" and first.lower() == first
-    ):
-        domain, path = DEFAULT_DOMAIN, name
-    else:
+    if sep and _looks_like_domain(first):
         domain, path = first, rest
+    else:
+        domain, path = DEFAULT_DOMAIN, name
     if domain in LEGACY_DOMAINS:
         domain = DEFAULT_DOMAIN
     if domain == DEFAULT_DOMAIN and "/" not in path:

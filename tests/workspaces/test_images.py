@@ -40,6 +40,9 @@ DIGEST = "sha256:" + "ab" * 32
             f"python:3.11@{DIGEST}",
         ),
         ("a__b/c-d.e_f:T_1.x-y", "docker.io/a__b/c-d.e_f:T_1.x-y", "a__b/c-d.e_f:T_1.x-y"),
+        # Familiar forms that would read differently keep what disambiguates them.
+        ("library/a/b", "docker.io/library/a/b:latest", "library/a/b:latest"),
+        ("docker.io/0.0/app", "docker.io/0.0/app:latest", "docker.io/0.0/app:latest"),
     ],
 )
 def test_parse_normalises_like_the_engine(text, canonical, familiar):
@@ -84,7 +87,11 @@ _domain = st.sampled_from(
 
 @st.composite
 def references(draw):
-    text = draw(_domain) + "/".join(draw(st.lists(_component, min_size=1, max_size=3)))
+    domain = draw(_domain)
+    components = draw(st.lists(_component, min_size=1, max_size=3))
+    if not domain and len(components) > 1 and "." in components[0]:
+        components[0] = components[0].replace(".", "-")  # it would name a registry
+    text = domain + "/".join(components)
     if draw(st.booleans()):
         text += ":" + draw(_tag)
     if draw(st.booleans()):

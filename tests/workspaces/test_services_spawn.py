@@ -262,3 +262,19 @@ def test_kill_semantics(live_worker, actor, tenant, other_tenant):
     assert kills.filter(outcome="success", tenant=tenant).count() == 3
     refused = kills.get(tenant=other_tenant)
     assert refused.error_code == "workspace_not_found" and refused.outcome != "success"
+
+
+def test_provisioning_is_routed_to_the_workspace_node_queue(
+    live_worker, start_worker, actor, settings, kill_after
+):
+    import redis
+
+    settings.DEVBENCH_NODE = "elsewhere"  # no worker serves node.elsewhere yet
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.delete("node.elsewhere")
+    workspace = workspace_spawn(actor=actor, image=BUSYBOX, wait=False)
+    kill_after.append(workspace)
+    assert workspace.node == "elsewhere"
+    assert broker.llen("node.elsewhere") == 1  # waiting on its node's queue, not "default"
+    start_worker("elsewhere")  # listens on default,node.elsewhere
+    assert workspace_wait_running(workspace=workspace).status == WorkspaceStatus.RUNNING
