@@ -25,7 +25,7 @@ from tenants.selectors import tenant_policy_get
 from workspaces.models import Attachment, Workspace, WorkspaceStatus
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import LABEL_INSTANCE, LABEL_WORKSPACE, ContainerInfo
-from workspaces.spec import container_spec, workspace_labels
+from workspaces.spec import container_spec, engine_name, workspace_labels
 
 
 def _discard_engine_objects(*, workspace: Workspace, container_id: str, volume: bool) -> None:
@@ -76,6 +76,9 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
     policy = tenant_policy_get(tenant=workspace.tenant)
     driver = get_driver()
     rows = Workspace.objects.filter(pk=workspace.pk, status=WorkspaceStatus.CREATING)
+    if not workspace.volume_name:  # rows made before spawns named their volume
+        workspace.volume_name = f"{engine_name(workspace)}-data"
+        rows.update(volume_name=workspace.volume_name)
     container_id = ""
     try:
         driver.volume_create(workspace.volume_name, workspace_labels(workspace))

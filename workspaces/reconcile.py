@@ -120,6 +120,8 @@ def _reconcile_present(
         ):
             _record(report, workspace, "marked_running")
         return
+    if container.status == "restarting":
+        return  # the engine's restart policy is already bringing it back
     if workspace.persistent:
         # Persistent workspaces should always run: an engine or host restart, or
         # a crash the restart policy gave up on, is undone here.

@@ -132,8 +132,6 @@ def test_interrupted_kill_and_lost_provisioning_are_finished(live_worker, actor,
         status="creating",
         image_id=get_driver().image_inspect(BUSYBOX).id,
     )
-    lost.volume_name = f"devbench-{settings.DEVBENCH_INSTANCE}-{lost.public_id}-data"
-    lost.save()
     Workspace.objects.filter(pk=lost.pk).update(updated_at=long_ago)
 
     actions = {(a.workspace_id, a.action) for a in reconcile.reconcile_node().actions}
@@ -141,6 +139,8 @@ def test_interrupted_kill_and_lost_provisioning_are_finished(live_worker, actor,
     assert status_of(half_killed) == "removed"
     assert get_driver().list_by_labels({"devbench.workspace": half_killed.public_id}) == []
     wait_for(lambda: status_of(lost) == "running", what="the re-queued provisioning")
+    lost.refresh_from_db()
+    assert lost.volume_name.endswith(f"{lost.public_id}-data")  # named by provisioning
     workspace_kill(actor=actor, workspace=lost, force=True)
 
 
