@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx
 import httpx2
 import pytest
@@ -230,3 +231,25 @@ def js_client() -> Callable[..., dict[str, Any]]:
         return report
 
     return run
+
+
+def mcp_call(url: str, token: str, name: str, arguments: dict[str, Any] | None = None) -> Any:
+    """One tool call from a fresh official client (2026-07-28: no handshake to pay for)."""
+
+    async def scenario() -> Any:
+        async with http_client(url, token) as client:
+            return await client.call_tool(name, arguments or {})
+
+    return anyio.run(scenario)
+
+
+def ok(result: Any) -> dict[str, Any]:
+    """The structured content of a successful call (fails the test with the error body)."""
+    assert result.is_error is False, result.structured_content
+    content: dict[str, Any] = result.structured_content
+    return content
+
+
+def error_code(result: Any) -> str:
+    assert result.is_error is True, result.structured_content
+    return str(result.structured_content["code"])

@@ -185,3 +185,14 @@ class GcOut(Schema):
     node: str
     containers_removed: list[str]
     volumes_removed: list[str]
+
+
+class ListContainersIn(WorkspaceListQuery):
+    """MCP list_containers: the REST list filters plus a size bound (MCP has no pagination)."""
+
+    limit: int = Field(50, ge=1, le=500, description="At most this many, newest first.")
+
+
+class WorkspaceListOut(Schema):
+    workspaces: list[WorkspaceOut]
+    truncated: bool = Field(description="More workspaces match than limit.")

@@ -24,12 +24,12 @@ async function call(client, name, args) {
 async function workflow(client) {
   const ws = await call(client, "spawn", { image: "devbench/busybox:latest" });
   try {
-    const run = await call(client, "exec_run", { workspace: ws.id, cmd: ["echo", "hi from js"] });
+    const run = await call(client, "exec_run", { container_id: ws.id, cmd: ["echo", "hi from js"] });
     if (run.exit_code !== 0 || !run.stdout.includes("hi from js")) {
       problem(`exec_run gave ${JSON.stringify(run)}`);
     }
   } finally {
-    await call(client, "kill", { workspace: ws.id });
+    await call(client, "kill", { container_id: ws.id, force: true });
   }
 }
 

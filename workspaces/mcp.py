@@ -1,0 +1,209 @@
+"""MCP tools for workspaces: parse, call one service or selector, format.
+
+spawn, attach, kill, list_containers, container_stats (agents), reconcile and
+garbage_collect (tenant admins). ``container_id`` is always the workspace id
+(``ws_…``) or its alias: the engine's own ids never leave DevBench.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devbench_site.mcp_tools import ToolCall, ToolSet
+from tenants.schemas import NoArguments
+from workspaces import reconcile, selectors, services
+from workspaces.models import Workspace
+from workspaces.schemas import (
+    AttachIn,
+    AttachOut,
+    GcOut,
+    KillIn,
+    ListContainersIn,
+    ReconcileOut,
+    SpawnIn,
+    StatsIn,
+    StatsOut,
+    WorkspaceListOut,
+    WorkspaceOut,
+)
+
+tools = ToolSet()
+
+
+@tools.tool(
+    input=SpawnIn,
+    output=WorkspaceOut,
+    title="Spawn a workspace",
+    read_only=False,
+    destructive=False,
+    idempotent=False,
+    open_world=False,
+)
+def spawn(call: ToolCall, args: SpawnIn) -> Workspace:
+    """Create an isolated Linux workspace: a container with a persistent /workspace volume.
+
+    Use it when you need somewhere to run commands or keep files; reuse a
+    workspace you already have (list_containers, attach) rather than spawning
+    many. Returns the workspace; pass its "id" (ws_...) or its alias as
+    container_id to the exec_* and fs_* tools. By default it answers once the
+    workspace runs (about a second); with wait=false it answers at once with
+    status "creating". Send an idempotency_key if you may retry: the same key
+    returns the same workspace. The tenant policy decides the allowed images
+    (default image if you give none), memory/CPU/pids ceilings (ask for less
+    with limits), how many live workspaces you may have (quota_exceeded) and
+    the TTL: ephemeral workspaces expire (ttl_s), persistent ones do not and
+    keep their volume after a kill. Commands run as uid 1000 with no network
+    unless the policy allows it. Needs the "write" scope.
+    """
+    return services.workspace_spawn(
+        actor=call.principal,
+        image=args.image,
+        alias=args.alias,
+        persistent=args.persistent,
+        ttl_s=args.ttl_s,
+        idempotency_key=args.idempotency_key,
+        limits=args.limits.model_dump() if args.limits else None,
+        wait=args.wait,
+    )
+
+
+@tools.tool(
+    input=AttachIn,
+    output=AttachOut,
+    title="Attach to a workspace",
+    read_only=False,
+    destructive=False,
+    idempotent=False,
+    open_world=False,
+)
+def attach(call: ToolCall, args: AttachIn) -> AttachOut:
+    """Start working in an existing, running workspace (found by id or alias).
+
+    Use it to resume work in a workspace spawned earlier (by you or a
+    teammate of the same tenant). Records your client_name/session_id on the
+    workspace and returns its container_id and its roots (["/workspace"]:
+    where your files live). A workspace that is not running answers
+    workspace_not_running; an unknown one workspace_not_found. Needs "read".
+    """
+    result = services.workspace_attach(
+        actor=call.principal,
+        target=args.target,
+        client_name=args.client_name,
+        session_id=args.session_id,
+    )
+    return AttachOut.from_result(result)
+
+
+@tools.tool(
+    input=KillIn,
+    output=WorkspaceOut,
+    title="Kill a workspace",
+    read_only=False,
+    destructive=True,
+    idempotent=True,
+    open_world=False,
+)
+def kill(call: ToolCall, args: KillIn) -> Workspace:
+    """Stop and remove a workspace and its running commands.
+
+    Use it when you are done: it frees the tenant's quota. The /workspace
+    volume is deleted too unless the workspace is persistent (remove_volume
+    overrides that). force=true kills at once instead of a graceful stop.
+    Killing an already removed workspace changes nothing. Needs "write".
+    """
+    workspace = selectors.workspace_get(actor=call.principal, ref=args.container_id)
+    return services.workspace_kill(
+        actor=call.principal,
+        workspace=workspace,
+        force=args.force,
+        remove_volume=args.remove_volume,
+    )
+
+
+@tools.tool(
+    input=ListContainersIn,
+    output=WorkspaceListOut,
+    title="List workspaces",
+    read_only=True,
+    destructive=False,
+    idempotent=True,
+    open_world=False,
+)
+def list_containers(call: ToolCall, args: ListContainersIn) -> dict[str, Any]:
+    """List the tenant's workspaces, newest first: id, alias, image, status, TTL, limits.
+
+    Use it to find a workspace to reuse before spawning a new one. Removed
+    workspaces are left out unless include_removed=true; filter by status
+    (creating, running, stopped, removing, removed, error) or alias. At most
+    "limit" are returned ("truncated" tells whether more exist). Needs "read".
+    """
+    rows = list(
+        selectors.workspace_list(
+            actor=call.principal,
+            status=args.status,
+            alias=args.alias,
+            include_removed=args.include_removed,
+        )[: args.limit + 1]
+    )
+    return {"workspaces": rows[: args.limit], "truncated": len(rows) > args.limit}
+
+
+@tools.tool(
+    input=StatsIn,
+    output=StatsOut,
+    title="Workspace resource use",
+    read_only=True,
+    destructive=False,
+    idempotent=True,
+    open_world=False,
+)
+def container_stats(call: ToolCall, args: StatsIn) -> StatsOut:
+    """One reading of a running workspace's resource use (takes about one second).
+
+    CPU percent (100 = one full CPU), memory used and its limit (MiB, %),
+    number of processes, network and block I/O bytes. Use it to check
+    whether a command is busy or the workspace is near its memory limit.
+    Needs "read"; a workspace that is not running answers workspace_not_running.
+    """
+    workspace = selectors.workspace_get(actor=call.principal, ref=args.container_id)
+    stats = services.workspace_stats(actor=call.principal, workspace=workspace)
+    return StatsOut.from_stats(workspace, stats)
+
+
+@tools.tool(
+    input=NoArguments,
+    output=ReconcileOut,
+    title="Reconcile workspaces",
+    name="reconcile",
+    read_only=False,
+    destructive=False,
+    idempotent=True,
+    open_world=False,
+)
+def reconcile_workspaces(call: ToolCall, args: NoArguments) -> reconcile.ReconcileReport:
+    """Bring the tenant's workspace records in line with the container engine, now.
+
+    For administrators after an engine restart or crash (it also runs
+    periodically): restarts or marks workspaces whose containers stopped or
+    vanished and lists every action taken. Needs the "admin" scope.
+    """
+    return reconcile.workspace_reconcile(actor=call.principal)
+
+
+@tools.tool(
+    input=NoArguments,
+    output=GcOut,
+    title="Collect garbage",
+    read_only=False,
+    destructive=True,
+    idempotent=True,
+    open_world=False,
+)
+def garbage_collect(call: ToolCall, args: NoArguments) -> reconcile.GcReport:
+    """Remove the tenant's containers and volumes that no live workspace owns, now.
+
+    For administrators (it also runs periodically): deletes leftovers of
+    failed or interrupted operations and lists what was removed. Live
+    workspaces are never touched. Needs the "admin" scope.
+    """
+    return reconcile.workspace_gc(actor=call.principal)
