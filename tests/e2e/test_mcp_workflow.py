@@ -1,0 +1,70 @@
+"""An agent's whole session through the official Python client, over each transport.
+
+Real web process (daphne) or ``manage.py mcp_stdio`` subprocess, real Celery
+worker, real engine; the same steps over Streamable HTTP in both protocol
+generations and over stdio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import anyio
+import pytest
+from mcp.client import Client
+
+from tests.mcp_live import HANDSHAKE, MODERN, DaphneProcess, http_client, ok, stdio_client
+from workspaces.models import Workspace
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.integration, pytest.mark.slow]
+
+Connect = Callable[[], AbstractAsyncContextManager[Client]]
+
+
+@pytest.fixture(params=["http-2025-11-25", "http-2026-07-28", "stdio"])
+def connect(
+    request: pytest.FixtureRequest,
+    live_mcp: DaphneProcess,
+    live_worker: Any,
+    server_env: dict[str, str],
+    tenant: Any,
+    token: Any,
+) -> Connect:
+    if request.param == "stdio":
+        return lambda: stdio_client(tenant.slug, token.raw, server_env)
+    mode = HANDSHAKE if request.param.endswith("2025-11-25") else MODERN
+    return lambda: http_client(live_mcp.mcp_url(tenant.slug), token.raw, mode=mode)
+
+
+async def _call(client: Client, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return ok(await client.call_tool(name, arguments))
+
+
+async def session(connect: Connect) -> dict[str, dict[str, Any]]:
+    """Every step's result by name; the workspace is killed whatever happens."""
+    steps: dict[str, dict[str, Any]] = {}
+    async with connect() as client:
+        steps["tools"] = {"names": sorted(t.name for t in (await client.list_tools()).tools)}
+        steps["status"] = await _call(client, "system_status", {})
+        ws = await _call(client, "spawn", {"image": "devbench/busybox:latest", "alias": "agent"})
+        steps["spawn"] = ws
+        try:
+            steps["attach"] = await _call(client, "attach", {"target": "agent"})
+            steps["list"] = await _call(client, "list_containers", {})
+        finally:
+            steps["kill"] = await _call(client, "kill", {"container_id": ws["id"]})
+    return steps
+
+
+def test_agent_session(connect: Connect, tenant: Any) -> None:
+    steps = anyio.run(session, connect)
+    assert {"spawn", "kill", "system_status", "list_containers"} <= set(steps["tools"]["names"])
+    assert steps["status"]["tenant"]["slug"] == tenant.slug
+    ws_id = steps["spawn"]["id"]
+    assert steps["spawn"]["status"] == "running"
+    assert steps["attach"]["container_id"] == ws_id
+    assert [w["id"] for w in steps["list"]["workspaces"]] == [ws_id]
+    assert steps["kill"]["status"] == "removed"
+    assert Workspace.objects.get(public_id=ws_id).status == "removed"
