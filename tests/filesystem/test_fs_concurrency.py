@@ -50,7 +50,7 @@ def test_two_writers_with_the_same_etag_exactly_one_wins(running_workspace, acto
         contents = [f"writer-a-{round_no}".encode(), f"writer-b-{round_no}".encode()]
         results = _race(
             [
-                lambda c=c: fs_write(
+                lambda c=c, current=current: fs_write(
                     actor=actor, workspace=ws, path=path, content=c, if_match_etag=current
                 )
                 for c in contents

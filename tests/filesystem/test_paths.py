@@ -87,7 +87,7 @@ def test_normalise_never_yields_a_path_outside_the_root(raw):
 
 
 def _fs(entries: dict[str, str]) -> dict[str, PathStat]:
-    """A fake tree: path -> 'dir' | 'file' | '->target' (a symlink, target as the engine gives it)."""
+    """A fake tree: path -> 'dir', 'file' or '->target' (a link; target as the engine says)."""
     tree = {"/workspace": PathStat(name="workspace", kind="dir", size=0, mode=0o755, mtime="")}
     for path, what in entries.items():
         if what.startswith("->"):
