@@ -111,7 +111,7 @@ def read_file(
     except EnginePathNotFound as exc:
         raise not_found(path) from exc
     with reader:
-        archive = open_stream(reader)
+        archive = open_stream(reader, bulk=True)
         member = archive.next()
         if member is None or not member.isreg():
             raise PathNotFound(f"{path} is not a regular file.", extra={"path": path})

@@ -164,6 +164,11 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-def open_stream(reader: Readable) -> tarfile.TarFile:
-    """Read a tar stream front to back (the engine's archives are plain tar)."""
-    return tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK)  # type: ignore[call-overload]
+def open_stream(reader: Readable, *, bulk: bool = False) -> tarfile.TarFile:
+    """Read a tar stream front to back (the engine's archives are plain tar).
+
+    tarfile's stream buffer is re-sliced on every read: a large buffer suits one
+    big member (``bulk``), a small one many small headers (listings).
+    """
+    bufsize = CHUNK if bulk else 16 * tarfile.BLOCKSIZE
+    return tarfile.open(fileobj=reader, mode="r|", bufsize=bufsize)  # type: ignore[call-overload]
