@@ -231,3 +231,27 @@ def test_archive_members_never_keep_foreign_owners_or_special_bits(env, wdir):
         tar.addfile(info, io.BytesIO(b"#!"))
     fs_upload_archive(actor=env.actor, workspace=env.workspace, path=wdir, archive=buf.getvalue())
     assert env.must("stat", "-c", "%u:%g %a", f"{wdir}/suid").split() == [b"1000:1000", b"755"]
+
+
+def test_a_compressed_archive_cannot_expand_past_the_limits(env, wdir):
+    from tenants.models import TenantPolicy
+
+    TenantPolicy.objects.update_or_create(tenant=env.tenant, defaults={"max_file_size_bytes": 3000})
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for i in range(5):  # each file within the limit, together past 4x of it
+            info = tarfile.TarInfo(f"zeros-{i}")
+            info.size = 2900
+            tar.addfile(info, io.BytesIO(b"\0" * 2900))
+    with pytest.raises(DevBenchError) as exc:
+        fs_upload_archive(
+            actor=env.actor, workspace=env.workspace, path=wdir, archive=buf.getvalue()
+        )
+    assert exc.value.code == "file_too_large"
+    assert exc.value.extra["reason"] == "archive_total"
+    single = _tar(("one", b"x" * 3001))
+    with pytest.raises(DevBenchError) as exc:
+        fs_upload_archive(actor=env.actor, workspace=env.workspace, path=wdir, archive=single)
+    assert exc.value.code == "file_too_large"
+    assert exc.value.extra["member"] == "one"
+    assert env.must("ls", "-A", wdir) == b""

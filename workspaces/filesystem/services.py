@@ -18,7 +18,7 @@ import tarfile
 from collections.abc import Iterable
 from typing import IO, BinaryIO
 
-from devbench_site.errors import DevBenchError
+from devbench_site.errors import DevBenchError, ValidationFailed
 from tenants.audit import audited
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
@@ -52,7 +52,8 @@ from workspaces.filesystem.upload import plan_upload
 from workspaces.models import Workspace
 from workspaces.runtime.base import EngineCommandFailed, PathStat
 
-# An uploaded archive may hold several files, each within the per-file limit.
+# An uploaded archive may hold several files, each within the per-file limit; the
+# archive itself and its extracted content are bounded by this many times the limit.
 ARCHIVE_LIMIT_FACTOR = 4
 
 
@@ -85,7 +86,9 @@ def fs_write(
     ) as audit:
         target = open_target(actor=actor, workspace=workspace, scope="write")
         if mode is not None and not 0 <= mode <= 0o777:
-            raise InvalidPath("mode must be permission bits (0 to 0o777).", code="invalid_mode")
+            raise ValidationFailed(
+                "mode must be permission bits (0 to 0o777).", code="invalid_mode"
+            )
         limit = tenant_policy_get(tenant=actor.tenant).max_file_size_bytes
         resolved = target.resolve(path, follow_final=True)
         audit.details["path"] = resolved.path
@@ -311,7 +314,9 @@ def fs_upload_archive(
         limit = tenant_policy_get(tenant=actor.tenant).max_file_size_bytes
         body = spool(archive, limit=limit * ARCHIVE_LIMIT_FACTOR)
         with body.file:
-            plan = plan_upload(body.file, member_limit=limit)
+            plan = plan_upload(
+                body.file, member_limit=limit, total_limit=limit * ARCHIVE_LIMIT_FACTOR
+            )
             if dest.stat is not None:
                 # The engine follows existing symlinks below the destination while it
                 # extracts: every parent directory of a member must resolve inside.

@@ -75,7 +75,7 @@ def _relative(member: tarfile.TarInfo) -> str:
     return rel
 
 
-def plan_upload(body: Spool, *, member_limit: int) -> UploadPlan:
+def plan_upload(body: Spool, *, member_limit: int, total_limit: int) -> UploadPlan:
     """Read and check every member header of a (possibly compressed) tar archive."""
     try:
         # Kept open for the second pass (re-emitting members); the caller closes the spool.
@@ -91,6 +91,8 @@ def plan_upload(body: Spool, *, member_limit: int) -> UploadPlan:
     try:
         for member in archive:
             _add(plan, member, symlinks=symlinks, regular=regular, member_limit=member_limit)
+            if plan.total_bytes > total_limit:  # a compressed archive can expand a lot
+                raise too_large(plan.total_bytes, total_limit, reason="archive_total")
     except (tarfile.TarError, EOFError) as exc:
         raise InvalidArchive(f"The archive is damaged: {exc}", extra={"reason": "damaged"}) from exc
     return plan
