@@ -161,8 +161,9 @@ class DockerArchive(RuntimeArchive):
         # held whole. noOverwriteDirNonDir: as `docker cp`, a file in the tar
         # never wipes an existing directory.
         params = {"path": path, "noOverwriteDirNonDir": "true"}
+        body = data if isinstance(data, bytes) else iter(data)  # a list would go out as a form
         with translated(engine_url=self.base_url, container_id=container_id):
-            response = self.api._put(self._archive_url(container_id), params=params, data=data)
+            response = self.api._put(self._archive_url(container_id), params=params, data=body)
         self._check(container_id, path, response)
 
     def _run_fixed(self, container_id: str, argv: list[str], *, user: str) -> None:
