@@ -78,7 +78,7 @@ def _if_match(request: HttpRequest, given: str | None) -> str | None:
     return given if given is not None else request.headers.get("If-Match")
 
 
-def _json_body(request: HttpRequest, model: type[FsWriteBody], *, limit: int) -> FsWriteBody:
+def _json_body(request: HttpRequest, *, limit: int) -> FsWriteBody:
     """A JSON body read in chunks, refused once it passes ``limit`` bytes."""
     data = bytearray()
     for chunk in _body_chunks(request):
@@ -86,7 +86,7 @@ def _json_body(request: HttpRequest, model: type[FsWriteBody], *, limit: int) ->
         if len(data) > limit:
             raise too_large(None, limit, hint="send large files as application/octet-stream")
     try:
-        return model.model_validate_json(bytes(data))
+        return FsWriteBody.model_validate_json(bytes(data))
     except pydantic.ValidationError as exc:
         raise NinjaValidationError(
             [dict(e, loc=("body", *e["loc"])) for e in exc.errors(include_url=False)]
@@ -158,7 +158,7 @@ def fs_write(
     content_type = request.content_type or ""
     if content_type == "application/json" or content_type.endswith("+json"):
         limit = tenant_policy_get(tenant=actor.tenant).max_file_size_bytes * 4 // 3 + 65536
-        body = _json_body(request, FsWriteBody, limit=limit)
+        body = _json_body(request, limit=limit)
         content, etag, bits, parents = (
             body.content_bytes(),
             body.if_match_etag,

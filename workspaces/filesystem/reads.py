@@ -39,27 +39,18 @@ def fs_read(
     *, actor: Principal, workspace: Workspace, path: str, offset: int = 0, length: int | None = None
 ) -> FileContent:
     """A file (or a byte range) in memory; ranges above the policy's file limit are refused."""
-    target = open_target(actor=actor, workspace=workspace, scope="read")
-    resolved = existing(target, path, follow_final=True)
-    stat = access.require_file(resolved)
-    limit = tenant_policy_get(tenant=actor.tenant).max_file_size_bytes
-    wanted = _range(stat.size, offset, length)
-    if wanted > limit:
-        raise too_large(wanted, limit, hint="read a range (offset/length) or stream the file")
-    sink = new_spool()
-    with sink:
-        size, etag = access.read_file(
-            target, resolved.path, offset=offset, length=length, sink=sink
-        )
-        sink.seek(0)
-        content = sink.read()
+    stream = _spooled(
+        actor=actor, workspace=workspace, path=path, offset=offset, length=length, bounded=True
+    )
+    with stream.body:
+        content = stream.body.read()
     return FileContent(
-        path=resolved.path,
-        size=size,
-        etag=etag,
+        path=stream.path,
+        size=stream.size,
+        etag=stream.etag,
         offset=offset,
         content=content,
-        mime_type=access.mime_type(resolved.path),
+        mime_type=stream.mime_type,
     )
 
 
@@ -67,10 +58,28 @@ def fs_read_stream(
     *, actor: Principal, workspace: Workspace, path: str, offset: int = 0, length: int | None = None
 ) -> FileStream:
     """A file (or a byte range) of any size, spooled (memory, then disk) for streaming out."""
+    return _spooled(
+        actor=actor, workspace=workspace, path=path, offset=offset, length=length, bounded=False
+    )
+
+
+def _spooled(
+    *,
+    actor: Principal,
+    workspace: Workspace,
+    path: str,
+    offset: int,
+    length: int | None,
+    bounded: bool,
+) -> FileStream:
     target = open_target(actor=actor, workspace=workspace, scope="read")
     resolved = existing(target, path, follow_final=True)
     stat = access.require_file(resolved)
-    _range(stat.size, offset, length)
+    wanted = _range(stat.size, offset, length)
+    if bounded:
+        limit = tenant_policy_get(tenant=actor.tenant).max_file_size_bytes
+        if wanted > limit:
+            raise too_large(wanted, limit, hint="read a range (offset/length) or stream the file")
     body = new_spool()
     try:
         size, etag = access.read_file(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -25,6 +25,37 @@ def parse_engine_time(value: str) -> datetime | None:
 
 def from_epoch(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+class Chunks(Iterator[bytes]):
+    """A body in chunks that is closed at its end, on error, or by ``close()``.
+
+    Unlike a generator, ``close()`` releases the body even if iteration never
+    started (a client that hangs up before the first byte).
+    """
+
+    def __init__(self, read: Callable[[int], bytes], close: Callable[[], None]) -> None:
+        self._read = read
+        self._close = close
+        self._closed = False
+
+    def __next__(self) -> bytes:
+        if self._closed:
+            raise StopIteration
+        try:
+            chunk = self._read(CHUNK)
+        except BaseException:
+            self.close()
+            raise
+        if not chunk:
+            self.close()
+            raise StopIteration
+        return chunk
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close()
 
 
 @dataclass(frozen=True)
@@ -106,15 +137,8 @@ class FileStream:
     mime_type: str | None
     body: Spool
 
-    def chunks(self) -> Iterator[bytes]:
-        try:
-            while chunk := self.body.read(CHUNK):
-                yield chunk
-        finally:
-            self.body.close()
-
-    def close(self) -> None:
-        self.body.close()
+    def chunks(self) -> Chunks:
+        return Chunks(self.body.read, self.body.close)
 
 
 @dataclass(frozen=True)
@@ -164,12 +188,5 @@ class ArchiveDownload:
     filename: str
     reader: ArchiveReader
 
-    def chunks(self) -> Iterator[bytes]:
-        try:
-            while chunk := self.reader.read(CHUNK):
-                yield chunk
-        finally:
-            self.reader.close()
-
-    def close(self) -> None:
-        self.reader.close()
+    def chunks(self) -> Chunks:
+        return Chunks(self.reader.read, self.reader.close)
