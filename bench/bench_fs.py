@@ -87,6 +87,9 @@ def setup_django() -> subprocess.Popen[bytes] | None:
     import django
 
     django.setup()
+    import logging
+
+    logging.getLogger("devbench.audit").setLevel(logging.WARNING)  # one line per write otherwise
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
