@@ -15,13 +15,13 @@ from workspaces.filesystem.errors import (
     EtagMismatch,
     IsADirectory,
     PathNotFound,
-    WorkspaceNotRunning,
 )
 from workspaces.filesystem.paths import Resolved, normalise, resolve
 from workspaces.filesystem.tario import CHUNK, Spool, open_stream
-from workspaces.models import Workspace, WorkspaceStatus
+from workspaces.models import Workspace
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import EnginePathNotFound, PathStat, RuntimeDriver
+from workspaces.selectors import workspace_require_running
 from workspaces.spec import WORKSPACE_UID
 
 WORKSPACE_USER = f"{WORKSPACE_UID}:{WORKSPACE_UID}"
@@ -55,12 +55,7 @@ def open_target(*, actor: Principal, workspace: Workspace, scope: str) -> Target
     actor.require_scope(scope)
     if workspace.tenant_id != actor.tenant.pk:
         raise NotFound(f"Workspace '{workspace.public_id}' not found.", code="workspace_not_found")
-    if workspace.status != WorkspaceStatus.RUNNING or not workspace.container_id:
-        raise WorkspaceNotRunning(
-            f"Workspace {workspace.public_id} is {workspace.status}; files can be used "
-            "while it is running.",
-            extra={"workspace": workspace.public_id, "status": workspace.status},
-        )
+    workspace_require_running(workspace=workspace)
     return Target(workspace=workspace, driver=get_driver(), container_id=workspace.container_id)
 
 

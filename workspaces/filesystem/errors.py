@@ -54,11 +54,6 @@ class PathLocked(Conflict):
     default_message = "Another change to this path is in progress; retry."
 
 
-class WorkspaceNotRunning(Conflict):
-    default_code = "workspace_not_running"
-    default_message = "The workspace is not running."
-
-
 class EtagMismatch(PreconditionFailed):
     default_code = "precondition_failed"
     default_message = "The file changed: its ETag no longer matches if_match_etag."

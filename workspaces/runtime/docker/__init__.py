@@ -1,9 +1,10 @@
 from workspaces.runtime.base import RuntimeDriver
 from workspaces.runtime.docker.archive import DockerArchive
 from workspaces.runtime.docker.lifecycle import DockerLifecycle
+from workspaces.runtime.docker.stats import DockerStats
 
 
-class DockerDriver(DockerLifecycle, DockerArchive, RuntimeDriver):
+class DockerDriver(DockerLifecycle, DockerStats, DockerArchive, RuntimeDriver):
     """The Docker Engine driver: lifecycle plus operations mixins."""
 
 
