@@ -24,55 +24,32 @@ from __future__ import annotations
 
 import argparse
 import io
-import math
 import os
-import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import ratio_line, summarize, timed  # noqa: E402
 
 IMAGE = "devbench/busybox:latest"
 MiB = 1024 * 1024
 
 
-# --- timing (kept here: no shared bench helpers yet) ------------------------------
-
-
-def percentile(samples: list[float], pct: float) -> float:
-    ordered = sorted(samples)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
-def measure(fn: Callable[[], object], runs: int) -> list[float]:
-    fn()  # warm-up: connections, caches
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return samples
-
-
 def row(name: str, size: int | None, ours: list[float], raw: list[float]) -> str:
-    o50, o95 = statistics.median(ours) * 1000, percentile(ours, 95) * 1000
-    r50, r95 = statistics.median(raw) * 1000, percentile(raw, 95) * 1000
-    speed = ""
+    """The shared ratio line, plus throughput at the p50 for transfers."""
+    line = ratio_line(name, ours, raw, label="raw")
     if size:
-        speed = f" | MB/s {size / MiB / (o50 / 1000):7.1f} vs {size / MiB / (r50 / 1000):7.1f}"
-    return (
-        f"{name:<20} ours p50 {o50:8.1f} ms p95 {o95:8.1f} ms | "
-        f"raw p50 {r50:8.1f} ms p95 {r95:8.1f} ms | x{o50 / r50:5.2f} / x{o95 / r95:5.2f}"
-        f"{speed}  (n={len(ours)})"
-    )
+        o, r = summarize(ours).p50_ms / 1000, summarize(raw).p50_ms / 1000
+        line += f" | MB/s {size / MiB / o:6.1f} vs {size / MiB / r:6.1f}"
+    return line
 
 
 # --- setup ---------------------------------------------------------------------------
@@ -89,7 +66,8 @@ def setup_django() -> subprocess.Popen[bytes] | None:
     django.setup()
     import logging
 
-    logging.getLogger("devbench.audit").setLevel(logging.WARNING)  # one line per write otherwise
+    for name in ("devbench.audit", "celery"):  # one line per write / task otherwise
+        logging.getLogger(name).setLevel(logging.WARNING)
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
@@ -233,8 +211,8 @@ def main() -> None:
             ours()
             raw()
             for _ in range(runs):
-                ours_s += measure_once(ours)
-                raw_s += measure_once(raw)
+                ours_s.append(timed(ours))
+                raw_s.append(timed(raw))
             rows.append(row(name, size, ours_s, raw_s))
             print(rows[-1], flush=True)
         listed = fs_list(
@@ -247,12 +225,6 @@ def main() -> None:
         if worker is not None:
             worker.terminate()
             worker.wait(timeout=20)
-
-
-def measure_once(fn: Callable[[], object]) -> list[float]:
-    start = time.perf_counter()
-    fn()
-    return [time.perf_counter() - start]
 
 
 class _Chunks(io.RawIOBase):
