@@ -230,3 +230,38 @@ class ArchiveUploadOut(Schema):
     symlinks: int
     hardlinks: int
     bytes: int = Field(..., description="File content extracted, in bytes.")
+
+
+# --- MCP tool arguments: the REST inputs plus the workspace they act on ---------------
+
+
+class WorkspaceRefIn(Schema):
+    container_id: str = Field(..., min_length=1, description="Workspace id (ws_…) or alias.")
+
+
+class FsReadInput(FsReadIn, WorkspaceRefIn):
+    pass
+
+
+class FsWriteInput(FsWriteIn, WorkspaceRefIn):
+    pass
+
+
+class FsStatInput(FsPathIn, WorkspaceRefIn):
+    pass
+
+
+class FsListInput(FsListIn, WorkspaceRefIn):
+    pass
+
+
+class FsDeleteInput(FsDeleteIn, WorkspaceRefIn):
+    pass
+
+
+class FsMkdirInput(FsMkdirIn, WorkspaceRefIn):
+    pass
+
+
+class FsMoveInput(FsMoveIn, WorkspaceRefIn):
+    pass
