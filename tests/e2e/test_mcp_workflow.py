@@ -50,9 +50,21 @@ async def session(connect: Connect) -> dict[str, dict[str, Any]]:
         steps["status"] = await _call(client, "system_status", {})
         ws = await _call(client, "spawn", {"image": "devbench/busybox:latest", "alias": "agent"})
         steps["spawn"] = ws
+        ref = {"container_id": ws["id"]}
         try:
             steps["attach"] = await _call(client, "attach", {"target": "agent"})
             steps["list"] = await _call(client, "list_containers", {})
+            steps["fs_write"] = await _call(
+                client, "fs_write", {**ref, "path": "src/main.py", "content": "print('hi')\n"}
+            )
+            steps["fs_read"] = await _call(client, "fs_read", {**ref, "path": "src/main.py"})
+            steps["fs_list"] = await _call(client, "fs_list", {**ref, "path": "src"})
+            steps["fs_stat"] = await _call(client, "fs_stat", {**ref, "path": "src/main.py"})
+            steps["fs_move"] = await _call(
+                client, "fs_move", {**ref, "path": "src/main.py", "destination": "app.py"}
+            )
+            steps["fs_delete"] = await _call(client, "fs_delete", {**ref, "path": "app.py"})
+            steps["fs_list_after"] = await _call(client, "fs_list", {**ref})
         finally:
             steps["kill"] = await _call(client, "kill", {"container_id": ws["id"]})
     return steps
@@ -66,5 +78,12 @@ def test_agent_session(connect: Connect, tenant: Any) -> None:
     assert steps["spawn"]["status"] == "running"
     assert steps["attach"]["container_id"] == ws_id
     assert [w["id"] for w in steps["list"]["workspaces"]] == [ws_id]
+    assert steps["fs_write"]["created"] is True
+    assert steps["fs_read"]["content"] == "print('hi')\n"
+    assert steps["fs_read"]["etag"] == steps["fs_write"]["etag"] == steps["fs_stat"]["etag"]
+    assert [e["name"] for e in steps["fs_list"]["entries"]] == ["main.py"]
+    assert steps["fs_move"]["path"] == "/workspace/app.py"
+    assert steps["fs_delete"]["status"] == "deleted"
+    assert [e["name"] for e in steps["fs_list_after"]["entries"]] == ["src"]
     assert steps["kill"]["status"] == "removed"
     assert Workspace.objects.get(public_id=ws_id).status == "removed"
