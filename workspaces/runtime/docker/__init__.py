@@ -1,8 +1,9 @@
 from workspaces.runtime.base import RuntimeDriver
+from workspaces.runtime.docker.exec import DockerExec
 from workspaces.runtime.docker.lifecycle import DockerLifecycle
 
 
-class DockerDriver(DockerLifecycle, RuntimeDriver):
+class DockerDriver(DockerLifecycle, DockerExec, RuntimeDriver):
     """The Docker Engine driver: lifecycle plus operations mixins."""
 
 
