@@ -48,8 +48,8 @@ def exec_user(exec_: Exec) -> str:
     return "0:0" if exec_.as_root else f"{WORKSPACE_UID}:{WORKSPACE_UID}"
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}/{threading.current_thread().name}"
+def worker_name(worker: str = "") -> str:
+    return f"{worker or socket.gethostname()}/{threading.current_thread().name}"
 
 
 @dataclass
@@ -65,8 +65,11 @@ class _Output:
 
 
 class ExecRunner:
-    def __init__(self, exec_: Exec, *, driver: RuntimeDriver | None = None) -> None:
+    def __init__(
+        self, exec_: Exec, *, driver: RuntimeDriver | None = None, worker: str = ""
+    ) -> None:
         self.exec = exec_
+        self.worker = worker_name(worker)
         self.driver = driver or get_driver()
         self.cap = tenant_policy_get(tenant=exec_.tenant).exec_output_cap_bytes
         self.out = _Output()
@@ -81,7 +84,7 @@ class ExecRunner:
     # --- entry ---------------------------------------------------------------
 
     def run(self) -> None:
-        if not state.claim(self.exec, worker=worker_name()):
+        if not state.claim(self.exec, worker=self.worker):
             logger.info("exec %s is not waiting to start; not running it again", self.exec)
             return
         workspace = self.exec.workspace
@@ -318,5 +321,5 @@ class ExecRunner:
         return text.splitlines()[0][:1000] if text else "The command could not be started."
 
 
-def run_exec(exec_: Exec) -> None:
-    ExecRunner(exec_).run()
+def run_exec(exec_: Exec, *, worker: str = "") -> None:
+    ExecRunner(exec_, worker=worker).run()

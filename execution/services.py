@@ -356,14 +356,15 @@ def exec_run(
 # --- runner side (called by tasks) ----------------------------------------------
 
 
-def exec_execute(*, exec_pk: int) -> None:
-    """Run an admitted exec to its end (the runner task). Safe to call twice."""
+def exec_execute(*, exec_pk: int, worker: str = "") -> None:
+    """Run an admitted exec to its end (the runner task). Safe to call twice: only the
+    call that moves it from starting to running runs it."""
     from execution.runner import run_exec
 
     exec_ = Exec.objects.select_related("workspace", "tenant").filter(pk=exec_pk).first()
     if exec_ is None or exec_.status != ExecStatus.STARTING:
         return
-    run_exec(exec_)
+    run_exec(exec_, worker=worker)
 
 
 def exec_kill_processes(*, exec_pk: int) -> None:

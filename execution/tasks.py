@@ -9,15 +9,15 @@ exec running or finished and returns; killing twice kills nothing more.
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
 
 from devbench_site.errors import EngineUnavailable
 from execution import services
 
 
-@shared_task(name="execution.exec_run", acks_late=True, ignore_result=True)
-def exec_run_task(exec_pk: int) -> None:
-    services.exec_execute(exec_pk=exec_pk)
+@shared_task(bind=True, name="execution.exec_run", acks_late=True, ignore_result=True)
+def exec_run_task(self: Task, exec_pk: int) -> None:
+    services.exec_execute(exec_pk=exec_pk, worker=self.request.hostname or "")
 
 
 @shared_task(
