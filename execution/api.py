@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 
 from execution import services
 from execution.schemas import (
@@ -38,7 +38,7 @@ class PollParams(Schema):
     response={200: ExecRunOut, 202: ExecOut},
     operation_id="exec_start",
 )
-def exec_start(request: HttpRequest, workspace_id: str, payload: ExecStartIn) -> tuple[int, Any]:
+def exec_start(request: HttpRequest, workspace_id: str, payload: ExecStartIn) -> Status[Any]:
     """Run a command in a running workspace.
 
     Answers 202 with the exec at once; poll ``GET /execs/{id}`` or stream
@@ -47,11 +47,11 @@ def exec_start(request: HttpRequest, workspace_id: str, payload: ExecStartIn) ->
     """
     actor = _principal(request)
     workspace = workspace_get(actor=actor, ref=workspace_id)
-    args = payload.dict(exclude={"wait"})
+    args = payload.model_dump(exclude={"wait"})
     if payload.wait:
-        return 200, services.exec_run(actor=actor, workspace=workspace, **args)
+        return Status(200, services.exec_run(actor=actor, workspace=workspace, **args))
     exec_ = services.exec_start(actor=actor, workspace=workspace, **args)
-    return 202, exec_out(exec_)
+    return Status(202, exec_out(exec_))
 
 
 @router.get("/workspaces/{workspace_id}/execs", response=list[ExecOut], operation_id="exec_list")
