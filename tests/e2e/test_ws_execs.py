@@ -172,7 +172,9 @@ def test_shell_needs_write_scope_and_own_tenant(server, tenant, other_tenant, ma
     assert _close_code(server, path, token=make_token(tenant, scopes=("read",))) == 4403
     assert _close_code(server, path, token=make_token(other_tenant)) == 4404
     stopped = WorkspaceFactory(tenant=tenant, status="stopped", container_id="x")
-    code = _close_code(server, f"/ws/workspaces/{stopped.public_id}/shell", token=make_token(tenant))
+    code = _close_code(
+        server, f"/ws/workspaces/{stopped.public_id}/shell", token=make_token(tenant)
+    )
     assert code == 4409
 
 
@@ -195,4 +197,3 @@ def _read_to_close(ws, timeout_s=20):
                 frames.append(json.loads(frame))
     except ConnectionClosed as closed:
         return frames, closed.rcvd.code if closed.rcvd else None
-
