@@ -11,6 +11,7 @@ from devbench_site.errors import NotFound
 from execution.coalesce import encode
 from execution.models import Exec, ExecChunk, Stream
 from tenants.principal import Principal
+from tenants.selectors import tenant_ids_managed_by
 from workspaces.models import Workspace
 
 # One poll/websocket batch carries at most this much output (the client asks again).
@@ -42,19 +43,11 @@ def exec_list(*, actor: Principal, workspace: Workspace) -> QuerySet[Exec]:
     return Exec.objects.select_related("workspace").filter(tenant=actor.tenant, workspace=workspace)
 
 
-def exec_get_for_member(*, user: Any, exec_id: str) -> Exec:
-    """An exec of any tenant the signed-in user belongs to (browser sessions have no tenant)."""
-    if not getattr(user, "is_authenticated", False):
-        raise NotFound(f"Exec '{exec_id}' not found.", code="exec_not_found")
-    qs = Exec.objects.select_related("workspace", "tenant").filter(
-        public_id=exec_id, tenant__active=True
-    )
-    if not user.is_superuser:
-        qs = qs.filter(tenant__memberships__user=user)
-    exec_ = qs.first()
-    if exec_ is None:
-        raise NotFound(f"Exec '{exec_id}' not found.", code="exec_not_found")
-    return exec_
+def exec_list_managed(*, user: Any) -> QuerySet[Exec]:
+    """Execs of the tenants the user administers (the admin site); superusers see all."""
+    qs = Exec.objects.select_related("workspace", "tenant")
+    ids = tenant_ids_managed_by(user=user)
+    return qs if ids is None else qs.filter(tenant_id__in=ids)
 
 
 def exec_messages_after(
