@@ -18,11 +18,19 @@ from tenants.principal import Principal
 logger = logging.getLogger(__name__)
 
 
+# Names the tenant for OIDC access tokens (a user may belong to several tenants). With an
+# API token, which is bound to one tenant, a different slug is tenant_not_found (404).
+TENANT_HEADER = "X-DevBench-Tenant"
+
+
 class BearerAuth(HttpBearer):
     """Ninja face of :func:`tenants.auth.authenticate_bearer`."""
 
     def __call__(self, request: HttpRequest) -> Principal:
-        return authenticate_bearer(request.headers.get("Authorization"))
+        return authenticate_bearer(
+            request.headers.get("Authorization"),
+            tenant_slug=request.headers.get(TENANT_HEADER, "").strip() or None,
+        )
 
     def authenticate(self, request: HttpRequest, token: str) -> Principal:  # pragma: no cover
         return authenticate_bearer(f"Bearer {token}")
@@ -33,7 +41,9 @@ api = NinjaAPI(
     version="1.0.0",
     description=(
         "Isolated Docker workspaces for agents, people and integrations. "
-        "Authenticate with `Authorization: Bearer <token>`. Errors share one shape: "
+        "Authenticate with `Authorization: Bearer <token>`: an API token, or an OpenID "
+        "Connect access token plus `X-DevBench-Tenant: <slug>` when its user belongs to "
+        "several tenants. Errors share one shape: "
         '`{"code": "...", "message": "...", "extra": {...}}`; branch on `code`.'
     ),
     auth=BearerAuth(),

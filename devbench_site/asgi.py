@@ -9,12 +9,19 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from devbench_site.routing import websocket_origin_validator, websocket_urlpatterns  # noqa: E402
 
+# The embedded mode has no front web server: serve static files here.
+http_app = (
+    ASGIStaticFilesHandler(django_asgi_app) if settings.DEVBENCH_SERVE_STATIC else django_asgi_app
+)
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": websocket_origin_validator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

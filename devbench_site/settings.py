@@ -164,6 +164,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+DEVBENCH_SERVE_STATIC = env_bool("DEVBENCH_SERVE_STATIC", EMBEDDED)
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
@@ -234,6 +235,93 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+
+# =============================================================================
+# --- Identity: sign-in (allauth), OIDC bearer tokens, sessions, audit ---------
+# Owned by the identity work (tenants/). Every value comes from the environment;
+# defaults are documented in docs/identity.md.
+# =============================================================================
+import json as _json  # noqa: E402
+from typing import Any as _Any  # noqa: E402
+
+SOCIALACCOUNT_ADAPTER = "tenants.adapters.SocialAccountAdapter"
+# Providers for browser sign-in AND bearer tokens: a JSON list of allauth openid_connect
+# apps, e.g. [{"provider_id": "corp", "name": "Corp SSO", "client_id": "devbench",
+# "secret": "...", "settings": {"server_url": "https://sso.example.com/realms/x",
+# "api_audience": "devbench-api"}}]. Apps can also be added in the admin (Social applications).
+try:
+    _oidc_apps = _json.loads(env_str("DEVBENCH_OIDC_PROVIDERS", "[]") or "[]")
+except ValueError as _exc:
+    raise ImproperlyConfigured("DEVBENCH_OIDC_PROVIDERS must be a JSON list of apps.") from _exc
+if not isinstance(_oidc_apps, list):
+    raise ImproperlyConfigured("DEVBENCH_OIDC_PROVIDERS must be a JSON list of apps.")
+for _app in _oidc_apps:
+    # PKCE on unless an app says otherwise: it protects the code even for confidential clients.
+    _app.setdefault("settings", {}).setdefault("oauth_pkce_enabled", True)
+SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"APPS": _oidc_apps, "OAUTH_PKCE_ENABLED": True}}
+SOCIALACCOUNT_AUTO_SIGNUP = True
+# Never link a provider's user to a local account by email (see tenants/identity.py).
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = False
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_LOGIN_ON_GET = False  # a POST (with CSRF) starts sign-in with a provider
+SOCIALACCOUNT_REQUESTS_TIMEOUT = env_int("OIDC_HTTP_TIMEOUT", 5)
+ACCOUNT_SIGNUP_FIELDS = ["username*", "email", "password1*", "password2*"]
+# Local sign-up is off by default: accounts come from a provider or an admin.
+ACCOUNT_ALLOW_SIGNUP = env_bool("ACCOUNT_ALLOW_SIGNUP", False)
+SOCIALACCOUNT_ALLOW_SIGNUP = env_bool("SOCIALACCOUNT_ALLOW_SIGNUP", True)
+ACCOUNT_ADAPTER = "tenants.adapters.AccountAdapter"
+ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_SESSION_REMEMBER = None
+
+# Bearer tokens from the providers above (tenants/oidc/).
+OIDC_HTTP_TIMEOUT = env_int("OIDC_HTTP_TIMEOUT", 5)
+OIDC_DISCOVERY_TTL = env_int("OIDC_DISCOVERY_TTL", 3600)
+OIDC_PROVIDERS_CACHE_TTL = env_int("OIDC_PROVIDERS_CACHE_TTL", 10)
+OIDC_JWKS_TTL = env_int("OIDC_JWKS_TTL", 3600)
+OIDC_JWKS_REFRESH_COOLDOWN = env_int("OIDC_JWKS_REFRESH_COOLDOWN", 30)
+OIDC_USERINFO_CACHE_TTL = env_int("OIDC_USERINFO_CACHE_TTL", 60)
+OIDC_LEEWAY = env_int("OIDC_LEEWAY", 30)
+OIDC_SCOPE_PREFIX = env_str("OIDC_SCOPE_PREFIX", "devbench:")
+
+if REDIS_URL:
+    # Userinfo answers for opaque tokens are shared by every web process.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"devbench:{DEVBENCH_INSTANCE}",
+        }
+    }
+
+# Sessions: cookies are Secure outside the embedded mode (see "Security" above).
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600)
+SESSION_COOKIE_NAME = env_str("SESSION_COOKIE_NAME", "devbench_session")
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+
+# Audit: rows older than this many days are deleted by tenants.audit_purge (0 keeps all).
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365)
+AUDIT_PURGE_BATCH = env_int("AUDIT_PURGE_BATCH", 5000)
+# One JSON object per audit event on the devbench.audit logger (stderr by default).
+_logging: dict[str, _Any] = LOGGING
+_logging["formatters"]["audit_json"] = {"format": "%(message)s"}
+_logging["handlers"]["audit"] = {"class": "logging.StreamHandler", "formatter": "audit_json"}
+_logging["loggers"]["devbench.audit"] = {
+    "handlers": ["audit"],
+    "level": env_str("AUDIT_LOG_LEVEL", "INFO"),
+    "propagate": False,
+}
+
+# --- Identity: periodic tasks (keep this block after any CELERY_BEAT_SCHEDULE) ----------
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "tenants.audit_purge": {
+        "task": "tenants.audit_purge",
+        "schedule": env_int("AUDIT_PURGE_INTERVAL_S", 3600),
+    },
+}
+# =============================================================================
 
 # --- Execution (execution/): limits, liveness and its periodic job --------------
 # Longest timeout_s a caller may ask for; exec_run uses the default when none is given.

@@ -5,6 +5,7 @@ Querysets come from the same selectors the API uses; superusers see all.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -12,9 +13,18 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from tenants import selectors, services
-from tenants.models import ApiToken, AuditEvent, Membership, Scope, Tenant, TenantPolicy
+from tenants.models import (
+    ApiToken,
+    AuditEvent,
+    Membership,
+    MembershipRule,
+    Scope,
+    Tenant,
+    TenantPolicy,
+)
 
 
 def _manages_any(request: HttpRequest) -> bool:
@@ -49,6 +59,19 @@ class TenantScopedAdmin(admin.ModelAdmin):
                 get_user_model().objects.filter(memberships__tenant_id__in=ids).distinct()
             )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class ManagedTenantFilter(admin.SimpleListFilter):
+    """Tenant filter listing only the tenants the admin manages (never others' names)."""
+
+    title = "tenant"
+    parameter_name = "tenant"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(t.pk), t.slug) for t in selectors.tenant_list_managed(user=request.user)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(tenant_id=self.value()) if self.value() else queryset
 
 
 @admin.register(Tenant)
@@ -99,8 +122,9 @@ class MembershipForm(forms.ModelForm):
 @admin.register(Membership)
 class MembershipAdmin(TenantScopedAdmin):
     form = MembershipForm
-    list_display = ("user", "tenant", "role", "created_at")
-    list_filter = ("role",)
+    list_display = ("user", "tenant", "role", "granted_by", "created_at")
+    list_filter = ("role", ManagedTenantFilter)
+    readonly_fields = ("granted_by",)
     search_fields = ("user__username", "user__email", "tenant__slug")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
@@ -238,8 +262,33 @@ class TenantPolicyAdmin(TenantScopedAdmin):
         return bool(request.user.is_superuser)
 
 
+def _scoped_values_filter(field: str, label: str) -> type[admin.SimpleListFilter]:
+    """A filter over the distinct values of ``field`` among the events the admin may see."""
+
+    class ScopedValuesFilter(admin.SimpleListFilter):
+        title = label
+        parameter_name = field
+
+        def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+            values = (
+                selectors.audit_event_list_managed(user=request.user)
+                .exclude(**{field: ""})
+                .order_by(field)
+                .values_list(field, flat=True)
+                .distinct()[:200]
+            )
+            return [(v, v) for v in values]
+
+        def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+            return queryset.filter(**{field: self.value()}) if self.value() else queryset
+
+    return ScopedValuesFilter
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(TenantScopedAdmin):
+    """Read-only: events are evidence; nobody edits or deletes them here (retention does)."""
+
     list_display = (
         "created_at",
         "tenant",
@@ -251,11 +300,41 @@ class AuditEventAdmin(TenantScopedAdmin):
         "outcome",
         "error_code",
     )
-    list_filter = ("outcome", "action")
-    search_fields = ("action", "target_id", "actor_id", "request_id")
+    list_filter = (
+        "outcome",
+        ManagedTenantFilter,
+        _scoped_values_filter("action", "action"),
+        _scoped_values_filter("actor_kind", "actor kind"),
+        _scoped_values_filter("error_code", "error code"),
+    )
+    list_select_related = ("tenant",)
+    search_fields = ("action", "target_id", "actor_id", "request_id", "error_code")
+    date_hierarchy = "created_at"
+    fields = (
+        "created_at",
+        "tenant",
+        "action",
+        "outcome",
+        "error_code",
+        "actor_kind",
+        "actor_id",
+        "target_type",
+        "target_id",
+        "request_id",
+        "ip",
+        "user_agent",
+        "details_pretty",
+    )
+    readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
         return selectors.audit_event_list_managed(user=request.user)
+
+    @admin.display(description="details")
+    def details_pretty(self, obj: AuditEvent) -> str:
+        return format_html(
+            "<pre>{}</pre>", json.dumps(obj.details, indent=2, sort_keys=True, default=str)
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -265,3 +344,15 @@ class AuditEventAdmin(TenantScopedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(MembershipRule)
+class MembershipRuleAdmin(TenantScopedAdmin):
+    """Claim -> membership rules of sign-in providers, for the admin's own tenants."""
+
+    list_display = ("provider_id", "claim", "value", "tenant", "role", "active")
+    list_filter = ("provider_id", "role", "active", ManagedTenantFilter)
+    search_fields = ("provider_id", "claim", "value", "tenant__slug")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[MembershipRule]:
+        return selectors.membership_rule_list_managed(user=request.user)

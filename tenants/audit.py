@@ -3,10 +3,16 @@
 Services wrap each action in :func:`audited`; it records success, denial
 (PermissionDenied/PolicyDenied/AuthenticationFailed/NotFound for the actor)
 or error with the stable error code, on every interface alike.
+
+Details are redacted (:mod:`tenants.redaction`) before they are stored, and
+each event is also written as one JSON object per line to the
+``devbench.audit`` logger, for log shipping. Rows older than
+``AUDIT_RETENTION_DAYS`` are purged by a periodic task.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +28,7 @@ from devbench_site.errors import (
     QuotaExceeded,
 )
 from tenants.models import AuditEvent
+from tenants.redaction import redact
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -50,32 +57,56 @@ def audit_record(
     target_id: str = "",
     error_code: str = "",
     details: dict[str, Any] | None = None,
+    actor_kind: str | None = None,
+    actor_id: str | None = None,
 ) -> AuditEvent:
+    """Store one event (details redacted) and log it as a JSON line.
+
+    ``actor_kind``/``actor_id`` describe who acted when there is no principal
+    (a refused token, a membership rule); they default to the actor's.
+    """
     ctx = request_context.current()
     event = AuditEvent.objects.create(
         tenant=tenant if tenant is not None else (actor.tenant if actor else None),
-        actor_kind=actor.kind if actor else "anonymous",
-        actor_id=actor.actor_id if actor else "",
+        actor_kind=actor_kind or (actor.kind if actor else "anonymous"),
+        actor_id=(actor_id if actor_id is not None else (actor.actor_id if actor else ""))[:200],
         action=action,
         target_type=target_type,
-        target_id=str(target_id),
+        target_id=str(target_id)[:100],
         outcome=outcome,
         error_code=error_code,
         ip=ctx.ip,
         user_agent=ctx.user_agent,
         request_id=ctx.request_id,
-        details=details or {},
+        details=redact(details or {}),
     )
-    logger.info(
-        "audit %s %s %s:%s by %s:%s",
-        action,
-        outcome,
-        target_type,
-        target_id,
-        event.actor_kind,
-        event.actor_id,
-    )
+    logger.info(audit_event_json(event))
     return event
+
+
+def audit_event_json(event: AuditEvent) -> str:
+    """One line of JSON per event: stable keys, ISO time, already-redacted details."""
+    return json.dumps(
+        {
+            "type": "audit",
+            "id": event.pk,
+            "time": event.created_at.isoformat(),
+            "tenant": event.tenant.slug if event.tenant_id and event.tenant else None,
+            "actor_kind": event.actor_kind,
+            "actor_id": event.actor_id,
+            "action": event.action,
+            "target_type": event.target_type,
+            "target_id": event.target_id,
+            "outcome": event.outcome,
+            "error_code": event.error_code,
+            "ip": event.ip,
+            "user_agent": event.user_agent,
+            "request_id": event.request_id,
+            "details": event.details,
+        },
+        default=str,
+        sort_keys=True,
+    )
 
 
 @contextmanager

@@ -8,16 +8,22 @@ the caller has proven it holds the secret, so nothing leaks to guessers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
 
-from devbench_site.errors import AuthenticationFailed, NotFound, PermissionDenied
+from devbench_site.errors import AuthenticationFailed, DevBenchError, NotFound, PermissionDenied
 from tenants import tokens
-from tenants.models import ApiToken, Membership, Tenant
+from tenants.audit import audit_record
+from tenants.models import ApiToken, AuditEvent, Membership, Tenant
+from tenants.oidc.errors import TenantRequired
 from tenants.principal import ROLE_SCOPES, Principal
+
+logger = logging.getLogger(__name__)
 
 # Writing last_used_at on every request would make each read a write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -45,20 +51,68 @@ def extract_bearer(authorization: str | None) -> str:
     return credentials
 
 
+@dataclass
+class _Attempt:
+    """What is known about a refused attempt, for its audit event."""
+
+    credential: str = ""  # "api_token" or "other" (an OIDC token)
+    token_prefix: str = ""
+    tenant: Tenant | None = None
+
+
 def authenticate_bearer(authorization: str | None, *, tenant_slug: str | None = None) -> Principal:
     """Resolve the header to a principal; with ``tenant_slug``, the token must belong to it.
 
     A token for another tenant gets the same ``tenant_not_found`` (404) as a
-    tenant that does not exist.
+    tenant that does not exist. Every refusal of a presented credential (401,
+    403, 404 tenant, 400 tenant_required) is recorded as a ``auth.bearer``
+    audit event, in the requested tenant (or the token's) when there is one.
     """
+    attempt = _Attempt()
+    try:
+        return _authenticate(authorization, tenant_slug, attempt)
+    except (AuthenticationFailed, PermissionDenied, NotFound, TenantRequired) as exc:
+        if exc.code != "token_missing":
+            _audit_refusal(exc, attempt, tenant_slug)
+        raise
+
+
+def _authenticate(
+    authorization: str | None, tenant_slug: str | None, attempt: _Attempt
+) -> Principal:
     raw = extract_bearer(authorization)
     if tokens.looks_like_api_token(raw):
-        principal = _authenticate_api_token(raw)
+        attempt.credential = "api_token"
+        principal = _authenticate_api_token(raw, attempt)
     else:
+        attempt.credential = "other"
         principal = _authenticate_other(raw, tenant_slug)
     if tenant_slug is not None and principal.tenant.slug != tenant_slug:
         raise NotFound("Tenant not found.", code="tenant_not_found")
     return principal
+
+
+def _audit_refusal(exc: DevBenchError, attempt: _Attempt, tenant_slug: str | None) -> None:
+    tenant = attempt.tenant
+    if tenant_slug:
+        tenant = Tenant.objects.filter(slug=tenant_slug).first() or tenant
+    try:
+        audit_record(
+            actor=None,
+            actor_kind="anonymous",
+            actor_id=f"token:{attempt.token_prefix}" if attempt.token_prefix else "",
+            action="auth.bearer",
+            outcome=AuditEvent.Outcome.DENIED,
+            tenant=tenant,
+            error_code=exc.code,
+            details={
+                "auth_kind": attempt.credential,
+                "token_prefix": attempt.token_prefix,
+                "requested_tenant": tenant_slug or "",
+            },
+        )
+    except Exception:  # the refusal itself must reach the client
+        logger.exception("could not record a refused authentication")
 
 
 def _authenticate_other(raw: str, tenant_slug: str | None) -> Principal:
@@ -69,11 +123,14 @@ def _authenticate_other(raw: str, tenant_slug: str | None) -> Principal:
     raise AuthenticationFailed("The token is not valid.", code="token_malformed")
 
 
-def _authenticate_api_token(raw: str) -> Principal:
+def _authenticate_api_token(raw: str, attempt: _Attempt) -> Principal:
     parts = tokens.parse(raw)
     if parts is None:
         raise AuthenticationFailed("The token is not valid.", code="token_malformed")
+    attempt.token_prefix = parts.prefix
     token = ApiToken.objects.select_related("tenant", "user").filter(prefix=parts.prefix).first()
+    if token is not None:
+        attempt.tenant = token.tenant
     if token is None or not tokens.secret_matches(parts.secret, token.salt, token.secret_hash):
         raise AuthenticationFailed("The token is not valid.", code="token_invalid")
     if token.is_revoked:

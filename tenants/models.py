@@ -42,6 +42,9 @@ class Membership(models.Model):
     )
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    # Empty: added by hand (rules never touch it). Otherwise the id of the sign-in provider
+    # whose membership rules granted it; those rules update or remove it at each sign-in.
+    granted_by = models.CharField(max_length=100, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -52,6 +55,48 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.tenant} ({self.role})"
+
+
+# Higher wins when several membership rules match the same tenant.
+ROLE_RANK = {Role.VIEWER: 1, Role.MEMBER: 2, Role.ADMIN: 3, Role.OWNER: 4}
+
+
+class MembershipRule(models.Model):
+    """Maps a claim value of one sign-in provider to a membership (tenant + role).
+
+    Applied at each sign-in with that provider (browser, and the first bearer token
+    of a new user): memberships the rules grant are created, updated or removed;
+    memberships added by hand are left alone.
+    """
+
+    provider_id = models.CharField(
+        max_length=100,
+        help_text="The allauth provider id of the OpenID Connect app (e.g. 'corp-sso').",
+    )
+    claim = models.CharField(
+        max_length=100,
+        default="groups",
+        help_text="Claim name; a dotted path reaches into objects (e.g. 'realm_access.roles').",
+    )
+    value = models.CharField(
+        max_length=200, help_text="Exact value; matches a string claim or any item of a list."
+    )
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="membership_rules")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider_id", "claim", "value", "tenant"],
+                name="membership_rule_unique",
+            )
+        ]
+        ordering = ["provider_id", "claim", "value"]
+
+    def __str__(self) -> str:
+        return f"{self.provider_id}: {self.claim} = {self.value} -> {self.tenant} ({self.role})"
 
 
 class Scope(models.TextChoices):

@@ -41,7 +41,17 @@ class Principal:
         return any(_SCOPE_RANK.get(Scope(s), 0) >= needed for s in self.scopes)
 
     def require_scope(self, scope: str) -> None:
+        """Raise ``scope_required`` (403), recording the refusal in the audit log."""
         if not self.has_scope(scope):
+            from tenants.audit import audit_record
+
+            audit_record(
+                actor=self,
+                action="scope.denied",
+                outcome="denied",
+                error_code="scope_required",
+                details={"required_scope": scope, "granted_scopes": sorted(self.scopes)},
+            )
             raise PermissionDenied(
                 f"This action needs the '{scope}' scope.",
                 code="scope_required",

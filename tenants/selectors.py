@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import QuerySet
 
 from devbench_site.errors import NotFound
-from tenants.models import MANAGING_ROLES, ApiToken, AuditEvent, Membership, Tenant, TenantPolicy
+from tenants.models import (
+    MANAGING_ROLES,
+    ApiToken,
+    AuditEvent,
+    Membership,
+    MembershipRule,
+    Tenant,
+    TenantPolicy,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -53,6 +61,10 @@ def tenant_policy_list_managed(*, user: Any) -> QuerySet[TenantPolicy]:
 
 def audit_event_list_managed(*, user: Any) -> QuerySet[AuditEvent]:
     return _scoped(AuditEvent.objects.select_related("tenant"), user=user)
+
+
+def membership_rule_list_managed(*, user: Any) -> QuerySet[MembershipRule]:
+    return _scoped(MembershipRule.objects.select_related("tenant"), user=user)
 
 
 def tenant_list_for_user(*, user: Any) -> QuerySet[Tenant]:

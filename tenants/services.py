@@ -46,11 +46,13 @@ def tenant_create(*, slug: str, name: str = "", owner: Any | None = None) -> Ten
     return tenant
 
 
-def membership_set(*, tenant: Tenant, user: Any, role: str) -> Membership:
+def membership_set(*, tenant: Tenant, user: Any, role: str, granted_by: str = "") -> Membership:
+    """Add or change a membership. ``granted_by`` names the provider whose rules grant it;
+    empty (the default, e.g. an admin's edit) makes it a hand-made one that rules leave alone."""
     if role not in Role.values:
         raise ValidationFailed(f"Unknown role '{role}'.", extra={"allowed": Role.values})
     membership, _ = Membership.objects.update_or_create(
-        tenant=tenant, user=user, defaults={"role": role}
+        tenant=tenant, user=user, defaults={"role": role, "granted_by": granted_by}
     )
     if role in (Role.OWNER, Role.ADMIN) and not user.is_staff:
         # Tenant admins manage their tenant in the Django admin.
@@ -120,3 +122,30 @@ def user_get_or_create(*, email: str, is_superuser: bool = False) -> Any:
         user.is_superuser = user.is_staff = True
         user.save(update_fields=["is_superuser", "is_staff"])
     return user
+
+
+def audit_event_purge(*, retention_days: int | None = None, batch_size: int | None = None) -> int:
+    """Delete audit events older than the retention period, in batches; returns the count.
+
+    ``retention_days`` defaults to ``AUDIT_RETENTION_DAYS``; 0 keeps everything.
+    Batches keep each delete short, so writers of new events are never blocked long.
+    """
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    from tenants.models import AuditEvent
+
+    days = settings.AUDIT_RETENTION_DAYS if retention_days is None else retention_days
+    if days <= 0:
+        return 0
+    size = batch_size or settings.AUDIT_PURGE_BATCH
+    cutoff = timezone.now() - timedelta(days=days)
+    total = 0
+    while True:
+        ids = list(
+            AuditEvent.objects.filter(created_at__lt=cutoff).values_list("pk", flat=True)[:size]
+        )
+        if not ids:
+            return total
+        total += AuditEvent.objects.filter(pk__in=ids).delete()[0]

@@ -4,6 +4,7 @@ import json
 import time
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -126,14 +127,14 @@ def test_authentication_ways_and_tenant_isolation(server, tenant, other_tenant, 
     MembershipFactory(user=member, tenant=tenant)
     browser = Client()
     browser.force_login(member)
-    cookie = {"Cookie": f"sessionid={browser.cookies['sessionid'].value}"}
+    cookie = _session_cookie(browser)
     with _open(server, path, headers=cookie) as ws:
         assert _receive_all(ws)[0][-1]["type"] == "complete"
 
     outsider = UserFactory()
     MembershipFactory(user=outsider, tenant=other_tenant)
     browser.force_login(outsider)
-    cookie = {"Cookie": f"sessionid={browser.cookies['sessionid'].value}"}
+    cookie = _session_cookie(browser)
     assert _close_code(server, path, headers=cookie) == 4404
 
     assert _close_code(server, path, token=theirs) == 4404  # another tenant: as if missing
@@ -176,6 +177,11 @@ def test_shell_needs_write_scope_and_own_tenant(server, tenant, other_tenant, ma
         server, f"/ws/workspaces/{stopped.public_id}/shell", token=make_token(tenant)
     )
     assert code == 4409
+
+
+def _session_cookie(browser):
+    name = settings.SESSION_COOKIE_NAME
+    return {"Cookie": f"{name}={browser.cookies[name].value}"}
 
 
 def _read_until(ws, needle, timeout_s=20):

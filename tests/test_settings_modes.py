@@ -1,0 +1,98 @@
+"""Both run modes start from one settings module; production refuses insecure defaults."""
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_MODE_VARS = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "SECURE_SSL_REDIRECT",
+    "SESSION_COOKIE_SECURE",
+    "CSRF_COOKIE_SECURE",
+    "SECURE_HSTS_SECONDS",
+)
+PROBE = (
+    "import django, json; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps({'db': s.DATABASES['default']['ENGINE'], "
+    "'layer': s.CHANNEL_LAYERS['default']['BACKEND'], 'inproc': s.CELERY_TASKS_IN_PROCESS, "
+    "'broker': s.CELERY_BROKER_URL, 'debug': s.DEBUG}))"
+)
+
+
+def _run(args, **env):
+    base = {k: v for k, v in os.environ.items() if k not in _MODE_VARS}
+    base.update({"DJANGO_SETTINGS_MODULE": "devbench_site.settings", **env})
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=base, capture_output=True, text=True, timeout=120
+    )
+
+
+def _prod_env(**overrides):
+    env = {
+        "DATABASE_URL": "postgres://devbench:devbench@127.0.0.1:5432/devbench",
+        "REDIS_URL": "redis://127.0.0.1:6379/9",
+        "SECRET_KEY": secrets.token_urlsafe(60),
+        "ALLOWED_HOSTS": "devbench.example.com",
+    }
+    env.update(overrides)
+    return env
+
+
+def test_embedded_mode_uses_sqlite_memory_layer_and_in_process_tasks(tmp_path):
+    result = _run(["-c", PROBE], DEVBENCH_VAR_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["db"].endswith("sqlite3")
+    assert probe["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert probe["inproc"] is True
+    assert (tmp_path / "secret_key").exists()
+    check = _run(["manage.py", "check"], DEVBENCH_VAR_DIR=str(tmp_path))
+    assert check.returncode == 0, check.stderr
+
+
+def test_production_mode_uses_postgres_redis_and_celery():
+    result = _run(["-c", PROBE], **_prod_env())
+    assert result.returncode == 0, result.stderr
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["db"].endswith("postgresql")
+    assert probe["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert probe["inproc"] is False
+    assert probe["broker"].startswith("redis://")
+    assert probe["debug"] is False
+
+
+def test_production_check_deploy_is_clean():
+    result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **_prod_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"SECRET_KEY": ""}, "SECRET_KEY"),
+        ({"SECRET_KEY": "django-insecure-" + "x" * 60}, "SECRET_KEY"),
+        ({"SECRET_KEY": "short"}, "SECRET_KEY"),
+        ({"DEBUG": "true"}, "DEBUG"),
+        ({"ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS"),
+        ({"ALLOWED_HOSTS": "*"}, "ALLOWED_HOSTS"),
+        ({"DATABASE_URL": "mysql://x@y/z"}, "postgres://"),
+        ({"REDIS_URL": ""}, "both DATABASE_URL and REDIS_URL"),
+        ({"DEBUG": "maybe"}, "boolean"),
+    ],
+)
+def test_production_refuses_insecure_or_broken_configuration(overrides, message):
+    result = _run(["manage.py", "check"], **_prod_env(**overrides))
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert message in result.stderr
