@@ -6,7 +6,7 @@ import time
 import pytest
 from django.conf import settings
 from django.test import Client
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from execution.models import Exec, ExecChunk
@@ -122,24 +122,28 @@ def test_authentication_ways_and_tenant_isolation(server, tenant, other_tenant, 
         messages, code = _receive_all(ws)
     assert messages[-1]["type"] == "complete" and code == 1000
 
-    # the browser session of a member
+    # the browser session of a member (browsers always send Origin)
     member = UserFactory()
     MembershipFactory(user=member, tenant=tenant)
     browser = Client()
     browser.force_login(member)
-    cookie = _session_cookie(browser)
-    with _open(server, path, headers=cookie) as ws:
+    own_origin = {"Origin": f"http://{server.host}"}
+    with _open(server, path, headers={**_session_cookie(browser), **own_origin}) as ws:
         assert _receive_all(ws)[0][-1]["type"] == "complete"
+    # a cookie from another site's page, or a cookie without any Origin: refused at handshake
+    for origin in ({"Origin": "https://evil.example"}, {}):
+        with pytest.raises(InvalidStatus) as refused:
+            _open(server, path, headers={**_session_cookie(browser), **origin})
+        assert refused.value.response.status_code == 403
 
     outsider = UserFactory()
     MembershipFactory(user=outsider, tenant=other_tenant)
     browser.force_login(outsider)
-    cookie = _session_cookie(browser)
-    assert _close_code(server, path, headers=cookie) == 4404
+    assert _close_code(server, path, headers={**_session_cookie(browser), **own_origin}) == 4404
 
     assert _close_code(server, path, token=theirs) == 4404  # another tenant: as if missing
     assert _close_code(server, "/ws/execs/ex_0000000000000000/", token=mine) == 4404
-    assert _close_code(server, path) == 4401  # no credentials
+    assert _close_code(server, path, headers=own_origin) == 4401  # no credentials
     assert _close_code(server, f"{path}?token=dbt_not_a_token") == 4401
     assert _close_code(server, f"{path}?after_seq=x", token=mine) == 4400
 
