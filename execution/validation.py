@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 
 from devbench_site.errors import ValidationFailed
+from tenants.redaction import REDACTED, is_secret_name
 
 # Set by the platform on every exec so its whole process tree can be found and
 # killed; a caller may not set it.
@@ -18,18 +19,14 @@ MAX_CMD_BYTES = 128 * 1024
 MAX_ENV_BYTES = 128 * 1024
 MAX_ENV_VARS = 256
 MAX_WAIT_S = 30.0
-REDACTED = "***"
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
-_SECRET_NAME = re.compile(
-    r"(secret|token|passw|pwd|pass$|key|credential|auth|cookie|session|private|signature|"
-    r"cert|dsn|conn)",
-    re.IGNORECASE,
-)
+# Beyond the audit's own list: names that often carry credentials in env variables.
+_MORE_SECRET_NAMES = re.compile(r"(pass$|auth|signature|cert|dsn|conn)", re.IGNORECASE)
 
 
 def looks_secret(name: str) -> bool:
-    return bool(_SECRET_NAME.search(name))
+    return is_secret_name(name) or bool(_MORE_SECRET_NAMES.search(name))
 
 
 def redact_env(env: Mapping[str, str]) -> dict[str, str]:

@@ -6,6 +6,7 @@ import pytest
 
 from execution.models import Exec, ExecStatus
 from tenants.models import TenantPolicy
+from tenants.redaction import REDACTED
 from tests.conftest import client_for
 from tests.factories import WorkspaceFactory
 
@@ -43,7 +44,7 @@ def test_start_poll_list_and_cancel(api, running_workspace):
     assert response.status_code == 202, response.content
     started = response.json()
     exec_id = started["exec_id"]
-    assert started["workspace_id"] == ws and started["env"] == {"SECRET_KEY": "***", "A": "b"}
+    assert started["workspace_id"] == ws and started["env"] == {"SECRET_KEY": REDACTED, "A": "b"}
 
     polled = api.get(f"/api/v1/execs/{exec_id}", {"after_seq": 0, "wait_s": 10}).json()
     assert [(m["seq"], m["stream"], m["data"], m["encoding"]) for m in polled["messages"]] == [

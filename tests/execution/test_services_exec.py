@@ -19,6 +19,7 @@ from execution.services import (
     exec_wait,
 )
 from tenants.models import AuditEvent, TenantPolicy
+from tenants.redaction import REDACTED
 from tests.execution.helpers import container_run, leftovers, wait_for
 from tests.factories import WorkspaceFactory
 
@@ -250,9 +251,9 @@ def test_secrets_in_env_never_reach_the_audit_log(running_workspace, actor):
     )
     assert r.stdout == "s3cr3t-value\n"  # the process got it
     event = AuditEvent.objects.get(action="exec.start", target_id=r.exec_id)
-    assert event.details["env"] == {"API_TOKEN": "***", "COLOR": "blue"}
+    assert event.details["env"] == {"API_TOKEN": REDACTED, "COLOR": "blue"}
     assert "s3cr3t" not in str(AuditEvent.objects.values_list("details", flat=True))
-    assert Exec.objects.get(public_id=r.exec_id).env == {"API_TOKEN": "***", "COLOR": "blue"}
+    assert Exec.objects.get(public_id=r.exec_id).env == {"API_TOKEN": REDACTED, "COLOR": "blue"}
 
 
 @pytest.mark.django_db
