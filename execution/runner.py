@@ -111,12 +111,32 @@ class ExecRunner:
         reader.daemon = True
         reader.start()
         try:
-            self._pump()
-        finally:
-            self._stop.set()
-            self.stream.close()
-        reader.join(timeout=5)
-        self._finish()
+            try:
+                self._pump()
+            finally:
+                self._stop.set()
+                self.stream.close()
+            reader.join(timeout=5)
+            self._finish()
+        except Exception:
+            # Whatever broke (e.g. the database went away mid-run): stop the processes and
+            # end the exec if we still can; if not, reconciliation marks it lost.
+            logger.exception("runner of %s failed", self.exec)
+            self._abort()
+            raise
+
+    def _abort(self) -> None:
+        try:
+            if self.end_reason is None:
+                self._kill(ExecStatus.FAILED)
+            state.finish(
+                self.exec,
+                ExecStatus.FAILED,
+                error_code="internal_error",
+                error="The runner failed; output stored until then is kept.",
+            )
+        except Exception:
+            logger.exception("could not end exec %s after its runner failed", self.exec)
 
     def _spec(self) -> ExecSpec:
         env = dict(self.exec.env or {})

@@ -289,3 +289,27 @@ def test_poll_refuses_a_wait_over_30_seconds(tenant, actor):
     with pytest.raises(ValidationFailed) as err:
         exec_poll(actor=actor, exec_id="ex_x", wait_s=31)
     assert err.value.code == "invalid_wait"
+
+
+def test_a_runner_that_breaks_stops_its_processes_and_fails_the_exec(
+    running_workspace, actor, monkeypatch
+):
+    from execution import runner
+
+    # A row only (no task sent): this test runs the runner itself.
+    exec_ = Exec.objects.create(
+        tenant=running_workspace.tenant,
+        workspace=running_workspace,
+        cmd=["sh", "-c", "echo x; sleep 9001"],
+        status=ExecStatus.STARTING,
+    )
+
+    def broken_insert(rows):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(runner, "insert_chunks", broken_insert)
+    with pytest.raises(RuntimeError):
+        runner.run_exec(Exec.objects.select_related("workspace", "tenant").get(pk=exec_.pk))
+    exec_.refresh_from_db()
+    assert (exec_.status, exec_.error_code) == (ExecStatus.FAILED, "internal_error")
+    assert leftovers(running_workspace, "sleep 9001") == []
