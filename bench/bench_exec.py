@@ -4,6 +4,9 @@
     BENCH_REDIS_URL=redis://127.0.0.1:6379/5 \\
     .venv/bin/python bench/bench_exec.py [--rounds 30] [--stream-rounds 5] [--stream-mib 8]
 
+Give it a Redis database nobody else uses at the same time: a Celery worker of
+another run on the same queues would take its tasks.
+
 Needs PostgreSQL (the database is created and migrated if missing), Redis and
 the Docker engine with devbench/busybox built. It starts its own Celery
 worker and daphne server, spawns one busybox workspace, and prints p50/p95
@@ -40,7 +43,9 @@ def _environment() -> dict[str, str]:
     env["DATABASE_URL"] = os.environ.get(
         "BENCH_DATABASE_URL", "postgres://devbench:devbench@127.0.0.1:5432/devbench_bench"
     )
-    env["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
+    env["REDIS_URL"] = os.environ.get(
+        "BENCH_REDIS_URL", os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
+    )
     env.setdefault("SECRET_KEY", secrets.token_urlsafe(60))
     env.update(
         ALLOWED_HOSTS="127.0.0.1,localhost",
