@@ -24,8 +24,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -38,6 +40,18 @@ from tenants.principal import Principal
 from workspaces.selectors import workspace_get
 
 logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+
+def _in_thread(func: Callable[..., R]) -> Callable[..., Any]:
+    """Run sync code (ORM, engine) off the event loop in a pool thread of its own.
+
+    ``database_sync_to_async`` defaults to one thread shared by every consumer of
+    the process; a slow call there (a cancel waiting for the end, an engine call)
+    would stall every other websocket's database access.
+    """
+    return database_sync_to_async(func, thread_sensitive=False)
 
 
 class _DevBenchConsumer(AsyncWebsocketConsumer):
@@ -74,7 +88,7 @@ class ExecStreamConsumer(_DevBenchConsumer):
             self.sent_seq = ws_auth.int_param(params, "after_seq", 0)
             if self.sent_seq < 0:
                 raise ValidationFailed("after_seq must not be negative.", code="invalid_seq")
-            self.principal, exec_ = await database_sync_to_async(ws_auth.resolve)(
+            self.principal, exec_ = await _in_thread(ws_auth.resolve)(
                 self.scope, lambda p: services.exec_get(actor=p, exec_id=exec_id)
             )
         except Exception as exc:
@@ -109,9 +123,7 @@ class ExecStreamConsumer(_DevBenchConsumer):
 
     async def _cancel(self) -> None:
         try:
-            await database_sync_to_async(services.exec_cancel)(
-                actor=self.principal, exec_id=self.exec_id
-            )
+            await _in_thread(services.exec_cancel)(actor=self.principal, exec_id=self.exec_id)
         except DevBenchError as exc:
             await self.send(text_data=json.dumps({"type": "error", **exc.as_dict()}))
         await self._pump()
@@ -127,7 +139,7 @@ class ExecStreamConsumer(_DevBenchConsumer):
         async with self.lock:
             try:
                 while not self.done:
-                    result = await database_sync_to_async(services.exec_poll)(
+                    result = await _in_thread(services.exec_poll)(
                         actor=self.principal, exec_id=self.exec_id, after_seq=self.sent_seq
                     )
                     for message in result.messages:
@@ -164,7 +176,7 @@ class ExecStreamConsumer(_DevBenchConsumer):
 
 class ShellConsumer(_DevBenchConsumer):
     session: ShellSession | None = None
-    reader: asyncio.Task[None] | None = None
+    reader: threading.Thread | None = None
 
     async def connect(self) -> None:
         await self.accept()
@@ -174,29 +186,40 @@ class ShellConsumer(_DevBenchConsumer):
             params = ws_auth.query_params(self.scope)
             rows = ws_auth.int_param(params, "rows", 24)
             cols = ws_auth.int_param(params, "cols", 80)
-            principal, workspace = await database_sync_to_async(ws_auth.resolve)(
+            principal, workspace = await _in_thread(ws_auth.resolve)(
                 self.scope, lambda p: workspace_get(actor=p, ref=ref)
             )
-            self.session = await database_sync_to_async(shell_open)(
+            self.session = await _in_thread(shell_open)(
                 actor=principal, workspace=workspace, rows=rows, cols=cols
             )
         except Exception as exc:
             await self._fail(exc)
             return
-        self.reader = asyncio.create_task(self._forward_output(self.session))
+        # A thread of its own blocks on the tty (a pool thread would be held for the
+        # shell's whole life); each frame is sent before the next read: back-pressure.
+        loop = asyncio.get_running_loop()
+        self.reader = threading.Thread(
+            target=self._forward_output,
+            args=(self.session, loop),
+            name=f"shell-{self.session.shell_id}",
+            daemon=True,
+        )
+        self.reader.start()
 
-    async def _forward_output(self, session: ShellSession) -> None:
+    def _forward_output(self, session: ShellSession, loop: asyncio.AbstractEventLoop) -> None:
+        def on_loop(coro: Any) -> None:
+            asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60)
+
         try:
-            while True:
-                data = await asyncio.to_thread(session.read)
-                if not data:
-                    break
-                await self.send(bytes_data=data)
-            exit_code = await asyncio.to_thread(session.exit_code)
-            await self.send(text_data=json.dumps({"type": "exit", "exit_code": exit_code}))
-            await self.close(code=1000)
+            while data := session.read():
+                on_loop(self.send(bytes_data=data))
+            if self.session is session:  # ended by itself, not by the client leaving
+                exit_code = session.exit_code()
+                on_loop(self.send(text_data=json.dumps({"type": "exit", "exit_code": exit_code})))
+                on_loop(self.close(code=1000))
         except Exception as exc:
-            await self._fail(exc)
+            with contextlib.suppress(Exception):
+                on_loop(self._fail(exc))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         session = self.session
@@ -230,7 +253,5 @@ class ShellConsumer(_DevBenchConsumer):
     async def disconnect(self, code: int) -> None:
         session, self.session = self.session, None
         if session is not None:
-            # Kills the shell's whole process tree; also ends the reader.
+            # Kills the shell's whole process tree; its output ends, and so does the reader.
             await asyncio.to_thread(session.close)
-        if self.reader is not None:
-            self.reader.cancel()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from devbench_site.errors import Conflict, ValidationFailed
@@ -78,6 +79,18 @@ class ShellSession:
         self.tty.close()
 
 
+def _initial_resize(tty: InteractiveExec, *, rows: int, cols: int) -> None:
+    # The engine refuses a resize until the process has started; it starts at once.
+    for attempt in range(10):
+        try:
+            tty.resize(rows=rows, cols=cols)
+            return
+        except Exception:  # the shell works at the default size; not worth failing for
+            if attempt == 9:
+                logger.info("initial resize of a shell failed", exc_info=True)
+            time.sleep(0.02)
+
+
 def shell_open(
     *, actor: Principal, workspace: Workspace, rows: int = 24, cols: int = 80
 ) -> ShellSession:
@@ -107,10 +120,7 @@ def shell_open(
                 user=user,
             ),
         )
-        try:
-            tty.resize(rows=rows, cols=cols)
-        except Exception:  # the shell works at the default size; not worth failing for
-            logger.info("initial resize of shell %s failed", shell_id, exc_info=True)
+        _initial_resize(tty, rows=rows, cols=cols)
     return ShellSession(
         shell_id=shell_id,
         workspace_id=workspace.public_id,
