@@ -236,6 +236,45 @@ LOGGING = {
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
 
+# --- Workspaces: lifecycle, policy, periodic jobs (workspaces app) ---------------
+# Image patterns (fnmatch) a tenant may use when its policy lists none.
+DEVBENCH_ALLOWED_IMAGES = env_list("DEVBENCH_ALLOWED_IMAGES", ["devbench/*"])
+# How long a resolved image reference is trusted before asking the engine again.
+DEVBENCH_IMAGE_CACHE_TTL_S = env_int("DEVBENCH_IMAGE_CACHE_TTL_S", 30)
+# How long spawn(wait=True) waits for the worker to bring a workspace up.
+DEVBENCH_SPAWN_WAIT_S = env_int("DEVBENCH_SPAWN_WAIT_S", 120)
+# A spawn replayed with the same idempotency key returns the same workspace this long.
+DEVBENCH_IDEMPOTENCY_TTL_S = env_int("DEVBENCH_IDEMPOTENCY_TTL_S", 86400)
+# Seconds given to a workspace's processes to exit on kill before they are killed.
+DEVBENCH_STOP_TIMEOUT_S = env_int("DEVBENCH_STOP_TIMEOUT_S", 5)
+# The embedded in-process scheduler: "auto" (embedded mode, serving processes only),
+# "on" or "off". Production runs `celery -A devbench_site beat` instead.
+DEVBENCH_SCHEDULER = env_str("DEVBENCH_SCHEDULER", "auto")
+if DEVBENCH_SCHEDULER not in ("auto", "on", "off"):
+    raise ImproperlyConfigured("DEVBENCH_SCHEDULER must be auto, on or off.")
+
+# Periodic jobs, run by Celery beat in production and by devbench_site.scheduler in
+# the embedded mode (same entries, same tasks). The dispatchers fan out per node.
+CELERY_BEAT_SCHEDULE = {
+    "workspaces-reconcile": {
+        "task": "workspaces.reconcile_dispatch",
+        "schedule": float(env_int("DEVBENCH_RECONCILE_INTERVAL_S", 60)),
+    },
+    "workspaces-expire": {
+        "task": "workspaces.expire_due",
+        "schedule": float(env_int("DEVBENCH_EXPIRE_INTERVAL_S", 30)),
+    },
+    "workspaces-gc": {
+        "task": "workspaces.gc_dispatch",
+        "schedule": float(env_int("DEVBENCH_GC_INTERVAL_S", 300)),
+    },
+    "workspaces-idempotency-expire": {
+        "task": "workspaces.idempotency_expire",
+        "schedule": float(env_int("DEVBENCH_IDEMPOTENCY_EXPIRE_INTERVAL_S", 600)),
+    },
+}
+# --- end of the workspaces section ------------------------------------------------
+
 # =============================================================================
 # --- Identity: sign-in (allauth), OIDC bearer tokens, sessions, audit ---------
 # Owned by the identity work (tenants/). Every value comes from the environment;

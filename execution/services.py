@@ -41,7 +41,8 @@ from execution.validation import (
 from tenants.audit import audited
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
-from workspaces.models import Workspace, WorkspaceStatus
+from workspaces.models import Workspace
+from workspaces.selectors import workspace_require_running
 
 # Reads live in selectors; re-exported so every interface imports exec_* from here.
 __all__ = [
@@ -90,15 +91,6 @@ class ExecRunResult:
     usage: ExecUsage
     error_code: str
     error: str
-
-
-def _require_running(workspace: Workspace) -> None:
-    if workspace.status != WorkspaceStatus.RUNNING or not workspace.container_id:
-        raise Conflict(
-            f"Workspace '{workspace.public_id}' is {workspace.status}, not running.",
-            code="workspace_not_running",
-            extra={"workspace_id": workspace.public_id, "status": workspace.status},
-        )
 
 
 def _audit_cmd(cmd: list[str]) -> str:
@@ -177,7 +169,7 @@ def _exec_create(
             return existing
     with transaction.atomic():
         locked = state.lock_workspace(workspace.pk)
-        _require_running(locked)
+        workspace_require_running(workspace=locked)
         state.admit_waiting(locked)
         limit = tenant_policy_get(tenant=locked.tenant).max_concurrent_execs
         active = Exec.objects.filter(workspace=locked, status__in=SLOT_STATUSES).count()

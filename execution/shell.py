@@ -13,14 +13,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from devbench_site.errors import Conflict, ValidationFailed
+from devbench_site.errors import ValidationFailed
 from execution.proctree import kill_process_tree
 from execution.validation import MARKER_ENV
 from tenants.audit import audited
 from tenants.principal import Principal
-from workspaces.models import Workspace, WorkspaceStatus, new_public_id
+from workspaces.models import Workspace, new_public_id
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import ExecSpec, InteractiveExec, RuntimeDriver
+from workspaces.selectors import workspace_require_running
 from workspaces.spec import WORKSPACE_UID
 
 logger = logging.getLogger(__name__)
@@ -105,11 +106,7 @@ def shell_open(
         target_id=workspace.public_id,
         details={"shell_id": shell_id},
     ):
-        if workspace.status != WorkspaceStatus.RUNNING or not workspace.container_id:
-            raise Conflict(
-                f"Workspace '{workspace.public_id}' is {workspace.status}, not running.",
-                code="workspace_not_running",
-            )
+        workspace_require_running(workspace=workspace)
         driver = get_driver()
         user = f"{WORKSPACE_UID}:{WORKSPACE_UID}"
         tty = driver.exec_open_tty(

@@ -1,3 +1,121 @@
-from ninja import Router
+"""REST face of the workspace services: parse, call one service, shape the answer."""
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Query, Router
+from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.responses import Status
+
+from devbench_site.errors import ValidationFailed
+from tenants.api import principal_of
+from workspaces import reconcile, selectors, services
+from workspaces.models import Workspace, WorkspaceStatus
+from workspaces.schemas import (
+    AttachBody,
+    AttachOut,
+    GcOut,
+    ReconcileOut,
+    SpawnIn,
+    StatsOut,
+    WorkspaceListQuery,
+    WorkspaceOut,
+)
 
 router = Router(tags=["workspaces"])
+
+_SPAWN_STATUS: dict[str, int] = {WorkspaceStatus.RUNNING: 201, WorkspaceStatus.CREATING: 202}
+
+
+@router.post(
+    "/workspaces",
+    response={200: WorkspaceOut, 201: WorkspaceOut, 202: WorkspaceOut},
+    operation_id="workspace_spawn",
+)
+def workspace_spawn(request: HttpRequest, payload: SpawnIn) -> Status[Workspace]:
+    """Spawn a workspace: 201 once it runs, or 202 while it is created (`wait: false`).
+
+    An `idempotency_key` (or the `Idempotency-Key` header) makes retries safe:
+    the same key returns the same workspace.
+    """
+    header_key = request.headers.get("Idempotency-Key") or None
+    if header_key and payload.idempotency_key and header_key != payload.idempotency_key:
+        raise ValidationFailed(
+            "The Idempotency-Key header and the idempotency_key field differ.",
+            code="invalid_idempotency_key",
+        )
+    workspace = services.workspace_spawn(
+        actor=principal_of(request),
+        image=payload.image,
+        alias=payload.alias,
+        persistent=payload.persistent,
+        ttl_s=payload.ttl_s,
+        idempotency_key=payload.idempotency_key or header_key,
+        limits=payload.limits.model_dump() if payload.limits else None,
+        wait=payload.wait,
+    )
+    return Status(_SPAWN_STATUS.get(workspace.status, 200), workspace)
+
+
+@router.get("/workspaces", response=list[WorkspaceOut], operation_id="workspace_list")
+@paginate(LimitOffsetPagination)
+def workspace_list(request: HttpRequest, filters: Query[WorkspaceListQuery]) -> Any:
+    """The tenant's workspaces, newest first (removed ones only with `include_removed`)."""
+    return selectors.workspace_list(
+        actor=principal_of(request),
+        status=filters.status,
+        alias=filters.alias,
+        include_removed=filters.include_removed,
+    )
+
+
+@router.get("/workspaces/{ref}", response=WorkspaceOut, operation_id="workspace_get")
+def workspace_get(request: HttpRequest, ref: str) -> Workspace:
+    """One workspace by id (`ws_…`) or alias."""
+    return selectors.workspace_get(actor=principal_of(request), ref=ref)
+
+
+@router.delete("/workspaces/{ref}", response=WorkspaceOut, operation_id="workspace_kill")
+def workspace_kill(
+    request: HttpRequest, ref: str, force: bool = False, remove_volume: bool | None = None
+) -> Workspace:
+    """Stop and remove a workspace; a persistent one keeps its volume unless `remove_volume`."""
+    actor = principal_of(request)
+    workspace = selectors.workspace_get(actor=actor, ref=ref)
+    return services.workspace_kill(
+        actor=actor, workspace=workspace, force=force, remove_volume=remove_volume
+    )
+
+
+@router.post("/workspaces/{ref}/attach", response={201: AttachOut}, operation_id="workspace_attach")
+def workspace_attach(request: HttpRequest, ref: str, payload: AttachBody) -> Status[AttachOut]:
+    """Register a client working in a running workspace; answers its roots."""
+    result = services.workspace_attach(
+        actor=principal_of(request),
+        target=ref,
+        client_name=payload.client_name,
+        session_id=payload.session_id,
+    )
+    return Status(201, AttachOut.from_result(result))
+
+
+@router.get("/workspaces/{ref}/stats", response=StatsOut, operation_id="workspace_stats")
+def workspace_stats(request: HttpRequest, ref: str) -> StatsOut:
+    """CPU, memory, processes, network and block I/O of a running workspace (~1 s)."""
+    actor = principal_of(request)
+    workspace = selectors.workspace_get(actor=actor, ref=ref)
+    return StatsOut.from_stats(
+        workspace, services.workspace_stats(actor=actor, workspace=workspace)
+    )
+
+
+@router.post("/maintenance/reconcile", response=ReconcileOut, operation_id="reconcile")
+def reconcile_run(request: HttpRequest) -> reconcile.ReconcileReport:
+    """Bring the tenant's workspaces in line with the engine now (admin scope)."""
+    return reconcile.workspace_reconcile(actor=principal_of(request))
+
+
+@router.post("/maintenance/gc", response=GcOut, operation_id="garbage_collect")
+def garbage_collect(request: HttpRequest) -> reconcile.GcReport:
+    """Remove the tenant's containers and volumes that no live workspace owns (admin scope)."""
+    return reconcile.workspace_gc(actor=principal_of(request))

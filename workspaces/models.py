@@ -58,6 +58,8 @@ class Workspace(models.Model):
         max_length=10, choices=WorkspaceStatus.choices, default=WorkspaceStatus.CREATING
     )
     status_message = models.TextField(blank=True)
+    # The stable code of the error that put the workspace in ``error`` (or stopped it).
+    error_code = models.CharField(max_length=50, blank=True)
     persistent = models.BooleanField(default=False)
     ttl_s = models.PositiveIntegerField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
@@ -89,10 +91,17 @@ class Workspace(models.Model):
                 name="workspace_unique_idempotency_key",
             ),
         ]
-        indexes = [models.Index(fields=["tenant", "status"])]
+        indexes = [
+            models.Index(fields=["tenant", "status"]),
+            models.Index(fields=["node", "status"]),
+        ]
 
     def __str__(self) -> str:
         return self.alias or self.public_id
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_STATUSES
 
 
 class Attachment(models.Model):

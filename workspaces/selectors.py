@@ -2,27 +2,65 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 
-from devbench_site.errors import NotFound
+from devbench_site.errors import Conflict, NotFound
 from tenants.principal import Principal
+from tenants.selectors import tenant_ids_managed_by
 from workspaces.models import Workspace, WorkspaceStatus
 
 
-def workspace_list(*, actor: Principal, include_removed: bool = False) -> QuerySet[Workspace]:
-    qs = Workspace.objects.filter(tenant=actor.tenant)
-    if not include_removed:
+def workspace_list(
+    *,
+    actor: Principal,
+    include_removed: bool = False,
+    status: str | None = None,
+    alias: str | None = None,
+) -> QuerySet[Workspace]:
+    """The actor's tenant's workspaces, newest first; removed ones only when asked."""
+    actor.require_scope("read")
+    qs = Workspace.objects.filter(tenant=actor.tenant).select_related("tenant")
+    if status is not None:
+        qs = qs.filter(status=status)
+    elif not include_removed:
         qs = qs.exclude(status=WorkspaceStatus.REMOVED)
+    if alias is not None:
+        qs = qs.filter(alias=alias)
     return qs
+
+
+def _not_found(ref: str) -> NotFound:
+    # The same body whether the workspace is missing or another tenant's: no existence leak.
+    return NotFound(f"Workspace '{ref}' not found.", code="workspace_not_found")
 
 
 def workspace_get(*, actor: Principal, ref: str) -> Workspace:
     """By public id (``ws_…``) or by alias of a live workspace, inside the actor's tenant."""
-    qs = Workspace.objects.filter(tenant=actor.tenant)
+    actor.require_scope("read")
+    qs = Workspace.objects.filter(tenant=actor.tenant).select_related("tenant")
     if ref.startswith("ws_"):
         workspace = qs.filter(public_id=ref).first()
     else:
         workspace = qs.filter(alias=ref).exclude(status=WorkspaceStatus.REMOVED).first()
     if workspace is None:
-        raise NotFound(f"Workspace '{ref}' not found.", code="workspace_not_found")
+        raise _not_found(ref)
     return workspace
+
+
+def workspace_require_running(*, workspace: Workspace) -> None:
+    """Raise ``workspace_not_running`` unless the workspace can run commands and file calls."""
+    if workspace.status != WorkspaceStatus.RUNNING or not workspace.container_id:
+        raise Conflict(
+            f"Workspace '{workspace}' is {workspace.status}, not running.",
+            code="workspace_not_running",
+            extra={"workspace_id": workspace.public_id, "status": workspace.status},
+        )
+
+
+def workspace_list_managed(*, user: Any) -> QuerySet[Workspace]:
+    """For the admin: workspaces of the tenants the user administers (all for superusers)."""
+    ids = tenant_ids_managed_by(user=user)
+    qs = Workspace.objects.select_related("tenant", "created_by")
+    return qs if ids is None else qs.filter(tenant_id__in=ids)

@@ -1,19 +1,59 @@
-"""Workspace actions. Every interface (REST, MCP, web, tasks) calls these."""
+"""Workspace actions. Every interface (REST, MCP, web, tasks) calls these.
+
+A spawn writes the row (``creating``) in the request and hands the engine work
+to a Celery task on the workspace's node queue (``node.<node>``), queued when
+the transaction commits. ``wait=True`` then watches the row until the worker
+has brought the workspace up, so it works whichever process runs the task.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from devbench_site.errors import DevBenchError, ValidationFailed
+from devbench_site.errors import (
+    Conflict,
+    DevBenchError,
+    EngineError,
+    EngineTimeout,
+    NotFound,
+    QuotaExceeded,
+    ValidationFailed,
+)
 from tenants.audit import audited
+from tenants.models import TenantPolicy
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
-from workspaces.models import ALIAS_VALIDATOR, Workspace, WorkspaceStatus
+from workspaces.images import image_check, image_reference_parse
+from workspaces.models import (
+    ALIAS_VALIDATOR,
+    LIVE_STATUSES,
+    Attachment,
+    Workspace,
+    WorkspaceStatus,
+)
+from workspaces.policy import limits_resolve, ttl_resolve
+from workspaces.provisioning import workspace_provision as workspace_provision  # re-export
+from workspaces.provisioning import workspace_provision_enqueue, workspace_teardown
 from workspaces.runtime import get_driver
-from workspaces.spec import container_spec, engine_name, workspace_labels
+from workspaces.runtime.base import ContainerStats
+from workspaces.selectors import workspace_get, workspace_require_running
+from workspaces.spec import WORKSPACE_ROOT, engine_name
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+# Polling the row while waiting for the worker: every few tens of milliseconds
+# while a spawn is typically done (a primary-key read is cheap), then slower.
+_WAIT_FIRST_DELAY_S = 0.005
+_WAIT_FAST_DELAY_S = 0.03
+_WAIT_FAST_FOR_S = 5.0
+_WAIT_SLOW_DELAY_S = 0.25
 
 
 def _validate_alias(alias: str | None) -> None:
@@ -23,6 +63,98 @@ def _validate_alias(alias: str | None) -> None:
         ALIAS_VALIDATOR(alias)
     except Exception as exc:
         raise ValidationFailed(str(ALIAS_VALIDATOR.message), code="invalid_alias") from exc
+    if alias.startswith("ws_"):
+        raise ValidationFailed(
+            "An alias may not start with 'ws_': that prefix names workspace ids.",
+            code="invalid_alias",
+        )
+
+
+def _validate_idempotency_key(key: str | None) -> None:
+    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH):
+        raise ValidationFailed(
+            f"An idempotency key is 1-{MAX_IDEMPOTENCY_KEY_LENGTH} characters.",
+            code="invalid_idempotency_key",
+        )
+
+
+def _idempotent_replay(*, actor: Principal, key: str | None) -> Workspace | None:
+    """The workspace an unexpired idempotency key already made, if any."""
+    if key is None:
+        return None
+    workspace = (
+        Workspace.objects.select_related("tenant")
+        .filter(tenant=actor.tenant, idempotency_key=key)
+        .first()
+    )
+    if workspace is None:
+        return None
+    if workspace.idempotency_expires_at and workspace.idempotency_expires_at <= timezone.now():
+        # Expired: release the key so this request makes a new workspace.
+        Workspace.objects.filter(pk=workspace.pk).update(idempotency_key=None)
+        return None
+    return workspace
+
+
+def _check_replay(
+    workspace: Workspace, *, image_ref: str, alias: str | None, persistent: bool
+) -> None:
+    asked = {"image": image_ref, "alias": alias, "persistent": persistent}
+    had = {
+        "image": workspace.image_ref,
+        "alias": workspace.alias,
+        "persistent": workspace.persistent,
+    }
+    if asked != had:
+        raise Conflict(
+            "This idempotency key was already used for a different spawn request.",
+            code="idempotency_key_reused",
+            extra={"workspace_id": workspace.public_id},
+        )
+
+
+def _workspace_create(
+    *, actor: Principal, policy: TenantPolicy, idempotency_key: str | None, fields: dict[str, Any]
+) -> tuple[Workspace, bool]:
+    """Insert the row under the tenant's policy lock: quota and key checks are race-free."""
+    try:
+        with transaction.atomic():
+            locked = TenantPolicy.objects.select_for_update().get(pk=policy.pk)
+            existing = _idempotent_replay(actor=actor, key=idempotency_key)
+            if existing is not None:
+                return existing, False
+            live = Workspace.objects.filter(tenant=actor.tenant, status__in=LIVE_STATUSES).count()
+            if live >= locked.max_workspaces:
+                raise QuotaExceeded(
+                    f"The tenant already has {live} workspaces, the most its policy allows; "
+                    "kill one first.",
+                    code="workspace_quota_exceeded",
+                    extra={"limit": "max_workspaces", "max": locked.max_workspaces, "live": live},
+                )
+            alias = fields.get("alias")
+            if (
+                alias
+                and Workspace.objects.filter(tenant=actor.tenant, alias=alias)
+                .exclude(status=WorkspaceStatus.REMOVED)
+                .exists()
+            ):
+                raise Conflict(
+                    f"The alias '{alias}' already names a workspace.",
+                    code="alias_in_use",
+                    extra={"alias": alias},
+                )
+            workspace = Workspace(tenant=actor.tenant, idempotency_key=idempotency_key, **fields)
+            workspace.volume_name = f"{engine_name(workspace)}-data"
+            workspace.save(force_insert=True)
+            transaction.on_commit(lambda: workspace_provision_enqueue(workspace=workspace))
+            return workspace, True
+    except IntegrityError:
+        # Only reachable without the lock's protection (e.g. a key row committed by
+        # a process that skipped it); the constraint is the last word.
+        existing = _idempotent_replay(actor=actor, key=idempotency_key)
+        if existing is not None:
+            return existing, False
+        raise Conflict("The alias already names a workspace.", code="alias_in_use") from None
 
 
 def workspace_spawn(
@@ -34,48 +166,100 @@ def workspace_spawn(
     ttl_s: int | None = None,
     idempotency_key: str | None = None,
     wait: bool = True,
+    limits: Mapping[str, Any] | None = None,
+    wait_timeout_s: float | None = None,
 ) -> Workspace:
-    """Create a workspace row and its container."""
+    """Create a workspace. ``wait=True``: return it running or raise why it is not;
+    ``wait=False``: return it ``creating`` at once. A repeated ``idempotency_key``
+    returns the workspace the first request made (exactly one is ever created)."""
     actor.require_scope("write")
+    if wait and transaction.get_connection().in_atomic_block:
+        raise RuntimeError(
+            "workspace_spawn(wait=True) inside a transaction would wait for itself: the "
+            "provisioning task is queued only when the transaction commits."
+        )
     with audited(actor=actor, action="workspace.spawn", target_type="workspace") as audit:
         _validate_alias(alias)
+        _validate_idempotency_key(idempotency_key)
         policy = tenant_policy_get(tenant=actor.tenant)
-        ttl = None if persistent else (ttl_s or policy.default_ttl_s)
-        workspace = Workspace.objects.create(
-            tenant=actor.tenant,
-            alias=alias,
-            image_ref=image or policy.default_image,
-            persistent=persistent,
-            ttl_s=ttl,
-            expires_at=timezone.now() + timedelta(seconds=ttl) if ttl else None,
-            idempotency_key=idempotency_key,
-            created_by_id=actor.user_id,
-        )
+        image_ref = image_reference_parse(image or policy.default_image).familiar()
+        workspace = _idempotent_replay(actor=actor, key=idempotency_key)
+        if workspace is None:
+            resolved = image_check(policy=policy, image=image)
+            ttl = ttl_resolve(policy=policy, persistent=persistent, ttl_s=ttl_s)
+            effective = limits_resolve(policy=policy, requested=limits)
+            now = timezone.now()
+            idem_ttl = timedelta(seconds=settings.DEVBENCH_IDEMPOTENCY_TTL_S)
+            workspace, created = _workspace_create(
+                actor=actor,
+                policy=policy,
+                idempotency_key=idempotency_key,
+                fields={
+                    "alias": alias,
+                    "image_ref": image_ref,
+                    "image_id": resolved.info.id,
+                    "persistent": persistent,
+                    "ttl_s": ttl,
+                    "expires_at": now + timedelta(seconds=ttl) if ttl else None,
+                    "idempotency_expires_at": now + idem_ttl if idempotency_key else None,
+                    "limits": effective.as_dict(),
+                    "node": settings.DEVBENCH_NODE,
+                    "created_by_id": actor.user_id,
+                },
+            )
+        else:
+            created = False
         audit.target_id = workspace.public_id
-        workspace_provision(workspace=workspace)
+        if not created:
+            _check_replay(workspace, image_ref=image_ref, alias=alias, persistent=persistent)
+            audit.details["replayed"] = True
+        if wait:
+            workspace = workspace_wait_running(workspace=workspace, timeout_s=wait_timeout_s)
     return workspace
 
 
-def workspace_provision(*, workspace: Workspace) -> Workspace:
-    """Engine work of a spawn: volume, container, start. Marks the row running or error."""
-    driver = get_driver()
-    policy = tenant_policy_get(tenant=workspace.tenant)
-    try:
-        image = driver.image_inspect(workspace.image_ref)
-        workspace.image_id = image.id
-        workspace.volume_name = workspace.volume_name or f"{engine_name(workspace)}-data"
-        driver.volume_create(workspace.volume_name, workspace_labels(workspace))
-        info = driver.create(container_spec(workspace, policy))
-        workspace.container_id = info.id
-        driver.start(info.id)
-    except DevBenchError as exc:
-        workspace.status = WorkspaceStatus.ERROR
-        workspace.status_message = f"{exc.code}: {exc.message}"
-        workspace.save()
-        raise
-    workspace.status = WorkspaceStatus.RUNNING
-    workspace.status_message = ""
-    workspace.save()
+def _error_class(code: str) -> type[DevBenchError]:
+    pending: list[type[DevBenchError]] = [DevBenchError]
+    while pending:
+        cls = pending.pop()
+        if cls.default_code == code:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return EngineError
+
+
+def workspace_error(*, workspace: Workspace) -> DevBenchError:
+    """The error that stopped a workspace, rebuilt from its row (code, message, class)."""
+    code = workspace.error_code or "workspace_error"
+    return _error_class(code)(
+        workspace.status_message or "The workspace failed.",
+        code=code,
+        extra={"workspace_id": workspace.public_id},
+    )
+
+
+def workspace_wait_running(*, workspace: Workspace, timeout_s: float | None = None) -> Workspace:
+    """Watch the row until the worker has finished with it; works across processes."""
+    timeout = settings.DEVBENCH_SPAWN_WAIT_S if timeout_s is None else timeout_s
+    started = time.monotonic()
+    deadline = started + timeout
+    delay = _WAIT_FIRST_DELAY_S
+    rows = Workspace.objects.filter(pk=workspace.pk)
+    while rows.values_list("status", flat=True).first() == WorkspaceStatus.CREATING:
+        if time.monotonic() >= deadline:
+            raise EngineTimeout(
+                f"Workspace '{workspace}' is still being created after {timeout:g} s; it will "
+                "come up later (poll it) or end in error.",
+                code="spawn_timeout",
+                extra={"workspace_id": workspace.public_id},
+            )
+        time.sleep(delay)
+        fast = time.monotonic() - started < _WAIT_FAST_FOR_S
+        delay = min(delay * 2, _WAIT_FAST_DELAY_S) if fast else _WAIT_SLOW_DELAY_S
+    workspace.refresh_from_db()
+    if workspace.status == WorkspaceStatus.ERROR:
+        raise workspace_error(workspace=workspace)
+    workspace_require_running(workspace=workspace)  # killed while it was being created
     return workspace
 
 
@@ -85,23 +269,63 @@ def workspace_kill(
     workspace: Workspace,
     force: bool = False,
     remove_volume: bool | None = None,
+    reason: str = "",
 ) -> Workspace:
-    """Stop and remove the container; a persistent workspace keeps its volume unless asked."""
+    """Stop and remove the container; a persistent workspace keeps its volume unless asked.
+
+    Killing a removed workspace is a no-op; a kill interrupted half-way (engine
+    down) leaves it ``removing`` and is finished by the next kill or reconciliation.
+    """
     actor.require_scope("write")
     with audited(
         actor=actor, action="workspace.kill", target_type="workspace", target_id=workspace.public_id
-    ):
+    ) as audit:
+        if workspace.tenant_id != actor.tenant.pk:
+            raise NotFound(f"Workspace '{workspace}' not found.", code="workspace_not_found")
+        audit.details.update(force=force, remove_volume=remove_volume)
+        if reason:
+            audit.details["reason"] = reason
         with transaction.atomic():
-            workspace.status = WorkspaceStatus.REMOVING
-            workspace.save(update_fields=["status", "updated_at"])
-        driver = get_driver()
-        if workspace.container_id:
-            if not force:
-                driver.stop(workspace.container_id, timeout_s=10)
-            driver.remove(workspace.container_id, force=True)
-        drop_volume = (not workspace.persistent) if remove_volume is None else remove_volume
-        if drop_volume and workspace.volume_name:
-            driver.volume_remove(workspace.volume_name)
-        workspace.status = WorkspaceStatus.REMOVED
-        workspace.save(update_fields=["status", "updated_at"])
+            row = Workspace.objects.select_for_update().get(pk=workspace.pk)
+            if row.status != WorkspaceStatus.REMOVED:
+                row.status = WorkspaceStatus.REMOVING
+                row.save(update_fields=["status", "updated_at"])
+        if row.status == WorkspaceStatus.REMOVING:
+            workspace_teardown(workspace=row, force=force, remove_volume=remove_volume)
+        workspace.refresh_from_db()
     return workspace
+
+
+@dataclass(frozen=True)
+class AttachResult:
+    workspace: Workspace
+    attachment: Attachment
+    roots: tuple[str, ...]
+
+
+def workspace_attach(
+    *, actor: Principal, target: str, client_name: str = "", session_id: str = ""
+) -> AttachResult:
+    """Record that a client works in a running workspace (by id or alias) and where."""
+    actor.require_scope("read")
+    with audited(actor=actor, action="workspace.attach", target_type="workspace") as audit:
+        workspace = workspace_get(actor=actor, ref=target)
+        audit.target_id = workspace.public_id
+        workspace_require_running(workspace=workspace)
+        attachment = Attachment.objects.create(
+            workspace=workspace,
+            client_name=client_name[:200],
+            session_id=session_id[:200],
+            principal=actor.actor_id[:200],
+        )
+        audit.details.update(client_name=attachment.client_name, session_id=attachment.session_id)
+    return AttachResult(workspace=workspace, attachment=attachment, roots=(WORKSPACE_ROOT,))
+
+
+def workspace_stats(*, actor: Principal, workspace: Workspace) -> ContainerStats:
+    """One resource reading of a running workspace (takes about a second)."""
+    actor.require_scope("read")
+    if workspace.tenant_id != actor.tenant.pk:
+        raise NotFound(f"Workspace '{workspace}' not found.", code="workspace_not_found")
+    workspace_require_running(workspace=workspace)
+    return get_driver().stats(workspace.container_id)

@@ -105,7 +105,7 @@ def test_refused_api_tokens_are_recorded_without_the_secret(db, lines):
 
 
 @pytest.mark.docker
-def test_spawn_and_kill_by_an_oidc_user_are_audited(oidc, acme_beta, lines):
+def test_spawn_and_kill_by_an_oidc_user_are_audited(live_worker, oidc, acme_beta, lines):
     from workspaces.services import workspace_kill, workspace_spawn
 
     principal = authenticate_bearer(

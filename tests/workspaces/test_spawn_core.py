@@ -6,10 +6,10 @@ from workspaces.models import WorkspaceStatus
 from workspaces.runtime import get_driver
 from workspaces.services import workspace_kill, workspace_spawn
 
-pytestmark = [pytest.mark.django_db, pytest.mark.docker]
+pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
 
-def test_spawn_runs_a_confined_container_and_kill_removes_it(tenant):
+def test_spawn_runs_a_confined_container_and_kill_removes_it(live_worker, tenant):
     actor = system_principal(tenant)
     workspace = workspace_spawn(actor=actor, alias="first")
     assert workspace.status == WorkspaceStatus.RUNNING

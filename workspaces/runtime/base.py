@@ -79,6 +79,33 @@ class ImageInfo:
     digests: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class VolumeInfo:
+    name: str
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ContainerStats:
+    """One resource reading, computed from the engine's two samples (now and ~1 s before)."""
+
+    cpu_percent: float  # 100.0 = one full CPU
+    memory_used_bytes: int  # page cache that can be reclaimed is not counted, as `docker stats`
+    memory_limit_bytes: int
+    pids: int
+    network_rx_bytes: int
+    network_tx_bytes: int
+    block_read_bytes: int
+    block_write_bytes: int
+    read_at: str  # the engine's timestamp of the reading
+
+    @property
+    def memory_percent(self) -> float:
+        if self.memory_limit_bytes <= 0:
+            return 0.0
+        return self.memory_used_bytes * 100.0 / self.memory_limit_bytes
+
+
 class RuntimeLifecycle(abc.ABC):
     @abc.abstractmethod
     def ping(self) -> None:
@@ -113,6 +140,10 @@ class RuntimeLifecycle(abc.ABC):
     @abc.abstractmethod
     def list_by_labels(self, labels: dict[str, str]) -> list[ContainerInfo]:
         """Every container (running or not) carrying all the given labels."""
+
+    @abc.abstractmethod
+    def volume_list_by_labels(self, labels: dict[str, str]) -> list[VolumeInfo]:
+        """Every volume carrying all the given labels."""
 
 
 # --- exec operations -----------------------------------------------------------
@@ -221,5 +252,11 @@ class RuntimeExec(abc.ABC):
         return state
 
 
-class RuntimeDriver(RuntimeLifecycle, RuntimeExec, abc.ABC):
+class RuntimeStats(abc.ABC):
+    @abc.abstractmethod
+    def stats(self, container_id: str) -> ContainerStats:
+        """One reading of a running container's resource use (takes about a second)."""
+
+
+class RuntimeDriver(RuntimeLifecycle, RuntimeStats, RuntimeExec, abc.ABC):
     """Lifecycle plus operations; the type services depend on."""

@@ -8,7 +8,13 @@ import docker
 from docker.types import Mount
 
 from devbench_site.errors import ContainerGone
-from workspaces.runtime.base import ContainerInfo, ContainerSpec, ImageInfo, RuntimeLifecycle
+from workspaces.runtime.base import (
+    ContainerInfo,
+    ContainerSpec,
+    ImageInfo,
+    RuntimeLifecycle,
+    VolumeInfo,
+)
 from workspaces.runtime.docker.client import api_client
 from workspaces.runtime.docker.errors import translated
 
@@ -127,3 +133,12 @@ class DockerLifecycle(RuntimeLifecycle):
             except ContainerGone:
                 continue  # removed between list and inspect
         return infos
+
+    def volume_list_by_labels(self, labels: dict[str, str]) -> list[VolumeInfo]:
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        with translated(engine_url=self.base_url):
+            answer = self.api.volumes(filters=filters)
+        return [
+            VolumeInfo(name=v["Name"], labels=dict(v.get("Labels") or {}))
+            for v in (answer or {}).get("Volumes") or []
+        ]

@@ -1,0 +1,53 @@
+"""Helpers for workspace tests: a raw engine client (to act as the outside world)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import docker
+import pytest
+
+from workspaces.models import Workspace
+
+
+@pytest.fixture(scope="session")
+def engine() -> docker.DockerClient:
+    """docker-py, for what the platform does not offer yet (exec) or must not (sabotage)."""
+    return docker.from_env()
+
+
+def wait_for(check: Callable[[], Any], *, timeout_s: float = 60, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+def status_of(workspace: Workspace) -> str:
+    return Workspace.objects.values_list("status", flat=True).get(pk=workspace.pk)
+
+
+@pytest.fixture
+def kill_after() -> Iterator[list[Workspace]]:
+    """Workspaces appended here are force-killed at teardown, whatever the test did."""
+    from tenants.principal import system_principal
+    from workspaces.services import workspace_kill
+
+    made: list[Workspace] = []
+    yield made
+    for workspace in made:
+        workspace.refresh_from_db()
+        if workspace.status == "creating":
+            wait_for(lambda w=workspace: status_of(w) != "creating", what="spawn to settle")
+            workspace.refresh_from_db()
+        if workspace.status != "removed":
+            actor = system_principal(workspace.tenant)
+            workspace_kill(actor=actor, workspace=workspace, force=True, remove_volume=True)

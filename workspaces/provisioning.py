@@ -1,0 +1,152 @@
+"""Engine side of the workspace lifecycle, run by workers and reconciliation.
+
+These functions take rows, not principals: the public actions in
+``workspaces.services`` check scopes, tenancy and audit before calling them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from django.conf import settings
+from django.utils import timezone
+
+from devbench_site.errors import (
+    ContainerGone,
+    DevBenchError,
+    EngineError,
+    EngineTimeout,
+    EngineUnavailable,
+)
+from tenants.audit import audit_record
+from tenants.models import AuditEvent, TenantPolicy
+from tenants.principal import system_principal
+from tenants.selectors import tenant_policy_get
+from workspaces.models import Attachment, Workspace, WorkspaceStatus
+from workspaces.runtime import get_driver
+from workspaces.runtime.base import LABEL_INSTANCE, LABEL_WORKSPACE, ContainerInfo
+from workspaces.spec import container_spec, engine_name, workspace_labels
+
+
+def _discard_engine_objects(*, workspace: Workspace, container_id: str, volume: bool) -> None:
+    driver = get_driver()
+    if container_id:
+        driver.remove(container_id, force=True)
+    if volume and workspace.volume_name:
+        driver.volume_remove(workspace.volume_name)
+
+
+def workspace_containers(*, workspace: Workspace) -> list[ContainerInfo]:
+    """The engine's containers of a workspace, found by label (not by the id on the row)."""
+    return get_driver().list_by_labels(
+        {LABEL_WORKSPACE: workspace.public_id, LABEL_INSTANCE: settings.DEVBENCH_INSTANCE}
+    )
+
+
+def _create_or_adopt_container(workspace: Workspace, policy: TenantPolicy) -> ContainerInfo:
+    try:
+        return get_driver().create(container_spec(workspace, policy))
+    except EngineError as exc:
+        if exc.code != "engine_conflict":
+            raise
+        # A re-delivered task: the container of the first attempt already exists.
+        found = workspace_containers(workspace=workspace)
+        if not found:
+            raise
+        return found[0]
+
+
+def workspace_provision_enqueue(*, workspace: Workspace) -> None:
+    """Queue the provisioning task on the workspace's node (call once the row is committed)."""
+    from workspaces.tasks import workspace_provision_task
+
+    workspace_provision_task.apply_async(args=[workspace.pk], queue=f"node.{workspace.node}")
+
+
+def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Workspace | None:
+    """Engine work of a spawn: volume, container, start; the row ends running or error.
+
+    Safe to run twice (tasks are acked late) and safe against a kill that lands
+    while it runs: the final state change only applies to a row still
+    ``creating``, and whatever was built for a row that is not is removed.
+    """
+    workspace = Workspace.objects.select_related("tenant").filter(pk=workspace_id).first()
+    if workspace is None or workspace.status != WorkspaceStatus.CREATING:
+        return workspace
+    policy = tenant_policy_get(tenant=workspace.tenant)
+    driver = get_driver()
+    rows = Workspace.objects.filter(pk=workspace.pk, status=WorkspaceStatus.CREATING)
+    if not workspace.volume_name:  # rows made before spawns named their volume
+        workspace.volume_name = f"{engine_name(workspace)}-data"
+        rows.update(volume_name=workspace.volume_name)
+    container_id = ""
+    try:
+        driver.volume_create(workspace.volume_name, workspace_labels(workspace))
+        container = _create_or_adopt_container(workspace, policy)
+        container_id = container.id
+        if not container.running:
+            driver.start(container_id)
+    except DevBenchError as exc:
+        if not final_attempt and isinstance(exc, EngineUnavailable | EngineTimeout):
+            raise  # the task retries; the row stays creating
+        # A persistent workspace may be re-provisioned onto a volume with data: keep it.
+        _discard_engine_objects(
+            workspace=workspace, container_id=container_id, volume=not workspace.persistent
+        )
+        rows.update(
+            status=WorkspaceStatus.ERROR,
+            error_code=exc.code,
+            status_message=exc.message,
+            container_id="",
+            updated_at=timezone.now(),
+        )
+        audit_record(
+            actor=system_principal(workspace.tenant),
+            action="workspace.provision",
+            outcome=AuditEvent.Outcome.ERROR,
+            target_type="workspace",
+            target_id=workspace.public_id,
+            error_code=exc.code,
+        )
+        workspace.refresh_from_db()
+        return workspace
+    if not rows.update(
+        status=WorkspaceStatus.RUNNING,
+        container_id=container_id,
+        error_code="",
+        status_message="",
+        updated_at=timezone.now(),
+    ):
+        workspace.refresh_from_db()
+        if workspace.status == WorkspaceStatus.RUNNING and workspace.container_id == container_id:
+            return workspace  # a duplicate run of this task finished first, same container
+        # Killed while we were building it: do not leave the container behind.
+        _discard_engine_objects(
+            workspace=workspace, container_id=container_id, volume=not workspace.persistent
+        )
+        return workspace
+    workspace.refresh_from_db()
+    return workspace
+
+
+def workspace_teardown(
+    *, workspace: Workspace, force: bool = False, remove_volume: bool | None = None
+) -> None:
+    """Engine side of a kill; the row must already be ``removing``. Ends ``removed``."""
+    driver = get_driver()
+    container_ids = [workspace.container_id] if workspace.container_id else []
+    if not container_ids:
+        # Killed while creating: the container may exist without its id on the row yet.
+        container_ids = [c.id for c in workspace_containers(workspace=workspace)]
+    for container_id in container_ids:
+        if not force:
+            with contextlib.suppress(ContainerGone):
+                driver.stop(container_id, timeout_s=settings.DEVBENCH_STOP_TIMEOUT_S)
+        driver.remove(container_id, force=True)
+    drop_volume = (not workspace.persistent) if remove_volume is None else remove_volume
+    if drop_volume and workspace.volume_name:
+        driver.volume_remove(workspace.volume_name)
+    now = timezone.now()
+    Workspace.objects.filter(pk=workspace.pk).update(status=WorkspaceStatus.REMOVED, updated_at=now)
+    Attachment.objects.filter(workspace=workspace, detached_at__isnull=True).update(detached_at=now)
+    workspace.status = WorkspaceStatus.REMOVED
