@@ -14,8 +14,9 @@ for:
 * the round trip of `true` and `echo hi`: REST ``POST .../execs`` with
   ``wait: true`` (exec row, Celery task, docker exec, stored output, answer)
   against docker-py ``exec_create`` + ``exec_start`` + ``exec_inspect``;
-* streaming throughput: a command writing N MiB, read by a websocket client
-  from POST to "complete", against reading the raw docker exec stream.
+* a command writing N MiB: run with ``wait: true`` (stored, then returned in
+  the answer), and streamed to a websocket client from POST to "complete",
+  each against reading the raw docker exec stream; also as MiB/s.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import Timer, print_ratios, summarize  # noqa: E402
+
 INSTANCE = f"bench-{uuid.uuid4().hex[:8]}"
 
 
@@ -62,26 +67,6 @@ def _environment() -> dict[str, str]:
 
 ENV = _environment()
 os.environ.update(ENV)
-
-
-# --- timing ---------------------------------------------------------------------
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def timed(fn: Callable[[], object], rounds: int, warmup: int = 2) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return samples
 
 
 # --- processes --------------------------------------------------------------------
@@ -208,11 +193,21 @@ def main() -> None:
 
             return run
 
-        rows: list[tuple[str, list[float], list[float], str]] = []
-        for label, cmd in (("true", ["true"]), ("echo hi", ["echo", "hi"])):
-            ours = timed(rest_run(cmd), args.rounds)
-            theirs = timed(raw_run(cmd), args.rounds)
-            rows.append((f"round trip `{label}` (ms)", ours, theirs, "ms"))
+        ours, raw_docker = Timer(), Timer()
+
+        def measure(
+            name: str, fn_ours: Callable[[], object], fn_raw: Callable[[], object], n: int
+        ) -> None:
+            # Alternate ours and raw, so both see the same load of the shared machine.
+            fn_ours(), fn_raw()  # warm up
+            for _ in range(n):
+                with ours(name):
+                    fn_ours()
+                with raw_docker(name):
+                    fn_raw()
+
+        measure("`true`", rest_run(["true"]), raw_run(["true"]), args.rounds)
+        measure("`echo hi`", rest_run(["echo", "hi"]), raw_run(["echo", "hi"]), args.rounds)
 
         size = args.stream_mib * 1024 * 1024
         stream_cmd = [
@@ -248,27 +243,20 @@ def main() -> None:
             assert received == size, (received, size)
             return received
 
-        mib = size / (1024 * 1024)
-        stored = timed(rest_run(stream_cmd), args.stream_rounds, warmup=1)
-        ours = timed(ws_stream, args.stream_rounds, warmup=1)
-        theirs = timed(raw_stream, args.stream_rounds, warmup=1)
-        rows.append(
-            (
-                f"run {args.stream_mib} MiB output, stored (MiB/s)",
-                [mib / s for s in stored],
-                [mib / s for s in theirs],
-                "MiB/s",
+        stored, streamed = f"{args.stream_mib}MiB exec_run", f"{args.stream_mib}MiB to ws"
+        measure(stored, rest_run(stream_cmd), raw_stream, args.stream_rounds)
+        measure(streamed, ws_stream, raw_stream, args.stream_rounds)
+
+        names = ["`true`", "`echo hi`", stored, streamed]
+        print_ratios([(n, ours.samples[n], raw_docker.samples[n]) for n in names])
+        print()
+        mib = float(args.stream_mib)
+        for name in (stored, streamed):
+            a, b = summarize(ours.samples[name]), summarize(raw_docker.samples[name])
+            print(
+                f"{name:<14} throughput p50: ours {mib * 1000 / a.p50_ms:6.1f} MiB/s | "
+                f"docker {mib * 1000 / b.p50_ms:6.1f} MiB/s"
             )
-        )
-        rows.append(
-            (
-                f"stream {args.stream_mib} MiB to a client (MiB/s)",
-                [mib / s for s in ours],
-                [mib / s for s in theirs],
-                "MiB/s",
-            )
-        )
-        _report(rows)
     finally:
         if workspace is not None:
             workspace_kill(actor=actor, workspace=workspace, force=True)
@@ -278,24 +266,6 @@ def main() -> None:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-def _report(rows: list[tuple[str, list[float], list[float], str]]) -> None:
-    header = (
-        f"{'operation':40} {'devbench p50':>13} {'p95':>9} {'raw p50':>9} {'p95':>9} {'ratio':>7}"
-    )
-    print(header)
-    print("-" * len(header))
-    for label, ours, theirs, unit in rows:
-        scale = 1000.0 if unit == "ms" else 1.0
-        # Latency: the higher percentile is the slow tail; throughput: the low one is.
-        tail = 95 if unit == "ms" else 5
-        o50, o95 = percentile(ours, 50) * scale, percentile(ours, tail) * scale
-        r50, r95 = percentile(theirs, 50) * scale, percentile(theirs, tail) * scale
-        ratio = o50 / r50 if unit == "ms" else r50 / o50  # >1: DevBench is slower
-        print(f"{label:40} {o50:13.1f} {o95:9.1f} {r50:9.1f} {r95:9.1f} {ratio:6.2f}x")
-    print("ratio > 1: DevBench is that many times slower than raw docker-py (at p50).")
-    print("For throughput the p95 column is the slow tail (the 95th-percentile duration).")
 
 
 if __name__ == "__main__":
