@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from execution import notify
@@ -21,6 +21,7 @@ from execution.models import (
     SLOT_STATUSES,
     TERMINAL_STATUSES,
     Exec,
+    ExecChunk,
     ExecStatus,
 )
 from execution.validation import redact_env
@@ -149,7 +150,10 @@ def _finish_locked(
     qs = Exec.objects.filter(pk=exec_.pk, status__in=list(from_statuses))
     if extra is not None:
         qs = qs.filter(extra)
+    # The stored output is final now; a runner that died had not reported its last seqs.
+    last_seq = ExecChunk.objects.filter(exec_id=exec_.pk).aggregate(m=Max("seq"))["m"] or 0
     done = qs.update(
+        last_seq=last_seq,
         status=status,
         exit_code=exit_code,
         error_code=error_code,
@@ -164,7 +168,7 @@ def _finish_locked(
             error_code,
             error,
         )
-        exec_.finished_at, exec_.env = now, env
+        exec_.finished_at, exec_.env, exec_.last_seq = now, env, last_seq
         _publish_on_commit(exec_)
     return bool(done)
 

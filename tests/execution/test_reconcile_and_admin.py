@@ -28,6 +28,8 @@ def test_stale_running_exec_becomes_lost_once_and_frees_its_slot(tenant):
     TenantPolicy.objects.filter(tenant=tenant).update(max_concurrent_execs=1)
     stale = _exec(tenant, status=ExecStatus.RUNNING, heartbeat_at=_ago(120), last_seq=1)
     ExecChunk.objects.create(exec=stale, seq=1, stream=1, data=b"kept\n")
+    # stored after its last heartbeat, so not yet counted in last_seq
+    ExecChunk.objects.create(exec=stale, seq=2, stream=1, data=b"late\n")
     waiting = _exec(tenant, workspace=stale.workspace, status=ExecStatus.QUEUED)
     fresh = _exec(tenant, status=ExecStatus.RUNNING, heartbeat_at=timezone.now())
 
@@ -39,7 +41,8 @@ def test_stale_running_exec_becomes_lost_once_and_frees_its_slot(tenant):
     assert (stale.status, stale.error_code) == (ExecStatus.LOST, "runner_lost")
     assert waiting.status == ExecStatus.STARTING  # the freed slot went to the queued one
     assert fresh.status == ExecStatus.RUNNING
-    assert list(stale.chunks.values_list("data", flat=True)) == [b"kept\n"]
+    assert list(stale.chunks.values_list("data", flat=True)) == [b"kept\n", b"late\n"]
+    assert stale.last_seq == 2  # a poll after seq 1 is not "complete" before seq 2
     assert exec_reconcile(stale_after_s=30).lost == []
 
 
