@@ -14,9 +14,11 @@ from __future__ import annotations
 import abc
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from devbench_site.errors import EngineError
 
 LABEL_WORKSPACE = "devbench.workspace"
 LABEL_TENANT = "devbench.tenant"
@@ -258,5 +260,98 @@ class RuntimeStats(abc.ABC):
         """One reading of a running container's resource use (takes about a second)."""
 
 
-class RuntimeDriver(RuntimeLifecycle, RuntimeStats, RuntimeExec, abc.ABC):
+# --- archive (file) operations ---------------------------------------------------
+
+PathKind = Literal["file", "dir", "symlink", "other"]
+
+
+@dataclass(frozen=True)
+class PathStat:
+    """What the engine reports about one path, without following a final symlink."""
+
+    name: str
+    kind: PathKind
+    size: int
+    mode: int  # permission bits only (0o7777)
+    mtime: str  # RFC 3339, as the engine reports it
+    # The engine reports a symlink's target fully resolved (absolute, in the
+    # container's scope), not the link's text.
+    link_target: str = ""
+
+
+class EnginePathNotFound(EngineError):
+    default_code = "not_found"
+    default_status = 404
+    default_message = "The path does not exist in the container."
+
+
+class EngineSymlinkLoop(EngineError):
+    default_code = "symlink_loop"
+    default_status = 422
+    default_message = "Too many levels of symbolic links."
+
+
+class EngineCommandFailed(EngineError):
+    """A fixed file command (rename, remove) exited non-zero inside the container."""
+
+    default_code = "fs_command_failed"
+    default_status = 409
+    default_message = "The file operation failed inside the workspace."
+
+
+class ArchiveReader(abc.ABC):
+    """A tar stream of one path, read like a binary file; ``stat`` describes the path."""
+
+    stat: PathStat
+
+    @abc.abstractmethod
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes of the tar stream; ``b""`` at the end."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the engine connection (also mid-stream)."""
+
+    def __enter__(self) -> ArchiveReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RuntimeArchive(abc.ABC):
+    """File access through the engine's archive API, plus the two changes it cannot express.
+
+    Paths are absolute container paths. The engine follows symlinks in the
+    parent components of a path (scoped to the container's root) but never the
+    final component; confining paths to a directory is the caller's job.
+    """
+
+    @abc.abstractmethod
+    def path_stat(self, container_id: str, path: str) -> PathStat | None:
+        """The path's stat, or ``None`` if it does not exist."""
+
+    @abc.abstractmethod
+    def archive_get(self, container_id: str, path: str) -> ArchiveReader:
+        """A tar stream of the path (EnginePathNotFound if it is missing)."""
+
+    @abc.abstractmethod
+    def archive_put(self, container_id: str, path: str, data: Iterable[bytes]) -> None:
+        """Extract a tar stream into the existing directory ``path``, streamed in chunks.
+
+        An existing directory is never replaced by a non-directory (or vice versa).
+        """
+
+    @abc.abstractmethod
+    def path_rename(self, container_id: str, src: str, dst: str, *, user: str) -> None:
+        """Atomically rename ``src`` to ``dst`` (replacing a non-directory) as ``user``."""
+
+    @abc.abstractmethod
+    def path_remove(
+        self, container_id: str, path: str, *, kind: PathKind, recursive: bool, user: str
+    ) -> None:
+        """Remove a file, symlink or directory (an empty one unless ``recursive``) as ``user``."""
+
+
+class RuntimeDriver(RuntimeLifecycle, RuntimeStats, RuntimeArchive, RuntimeExec, abc.ABC):
     """Lifecycle plus operations; the type services depend on."""

@@ -1,10 +1,11 @@
 from workspaces.runtime.base import RuntimeDriver
+from workspaces.runtime.docker.archive import DockerArchive
 from workspaces.runtime.docker.exec import DockerExec
 from workspaces.runtime.docker.lifecycle import DockerLifecycle
 from workspaces.runtime.docker.stats import DockerStats
 
 
-class DockerDriver(DockerLifecycle, DockerStats, DockerExec, RuntimeDriver):
+class DockerDriver(DockerLifecycle, DockerStats, DockerArchive, DockerExec, RuntimeDriver):
     """The Docker Engine driver: lifecycle plus operations mixins."""
 
 

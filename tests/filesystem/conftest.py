@@ -1,0 +1,70 @@
+"""One running workspace per test module (the tests here use separate directories in it)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import pytest
+
+from tenants.principal import Principal, system_principal
+from tests.factories import TenantFactory
+from workspaces.models import Workspace
+
+
+@dataclass
+class FsEnv:
+    tenant: Any
+    actor: Principal
+    workspace: Workspace
+
+    def sh(self, *argv: str, user: str = "1000:1000") -> tuple[int, bytes]:
+        """Run a command inside the workspace container, as the workspace user by default."""
+        container = docker.from_env().containers.get(self.workspace.container_id)
+        result = container.exec_run(list(argv), user=user)
+        return result.exit_code, result.output
+
+    def must(self, *argv: str) -> bytes:
+        code, output = self.sh(*argv)
+        assert code == 0, output
+        return output
+
+
+@pytest.fixture(scope="module")
+def fs_env(
+    django_db_setup: Any, django_db_blocker: Any, celery_worker_process: Any
+) -> Iterator[FsEnv]:
+    from workspaces.services import workspace_kill, workspace_spawn
+
+    with django_db_blocker.unblock():
+        tenant = TenantFactory()
+        actor = system_principal(tenant)
+        workspace = workspace_spawn(actor=actor, image="devbench/busybox:latest", wait=True)
+    yield FsEnv(tenant=tenant, actor=actor, workspace=workspace)
+    with django_db_blocker.unblock():
+        workspace.refresh_from_db()
+        if workspace.status != "removed":
+            workspace_kill(actor=actor, workspace=workspace, force=True)
+        tenant.delete()
+
+
+@pytest.fixture
+def env(fs_env: FsEnv, db: Any) -> FsEnv:
+    fs_env.workspace.refresh_from_db()
+    return fs_env
+
+
+@pytest.fixture
+def wdir(env: FsEnv) -> str:
+    """A fresh directory of this test inside the shared workspace."""
+    path = f"/workspace/t-{uuid.uuid4().hex[:10]}"
+    env.must("mkdir", path)
+    return path
+
+
+@pytest.fixture
+def sh(env: FsEnv) -> Callable[..., tuple[int, bytes]]:
+    return env.sh

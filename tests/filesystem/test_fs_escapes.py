@@ -1,0 +1,257 @@
+"""Escape attempts: paths, symlinks made inside the workspace, hostile tar archives.
+
+The links are created from inside the container, as the workspace user, the
+way a process in the workspace would.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+
+from devbench_site.errors import DevBenchError
+from tenants.models import AuditEvent
+from workspaces.filesystem.services import (
+    fs_delete,
+    fs_download_archive,
+    fs_list,
+    fs_mkdir,
+    fs_move,
+    fs_read,
+    fs_stat,
+    fs_upload_archive,
+    fs_write,
+)
+
+pytestmark = [pytest.mark.docker, pytest.mark.integration]
+
+PASSWD = b"root:x:0:0"
+
+
+def _code(call) -> str:
+    with pytest.raises(DevBenchError) as exc:
+        call()
+    return exc.value.code
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/etc/passwd", "../etc/passwd", "/workspace/../etc/passwd", "/workspacex/f", "/", "/.."],
+)
+def test_paths_outside_the_root_are_refused(env, path):
+    assert _code(lambda: fs_read(actor=env.actor, workspace=env.workspace, path=path)) == (
+        "path_outside_workspace"
+    )
+    assert (
+        _code(lambda: fs_write(actor=env.actor, workspace=env.workspace, path=path, content=b"x"))
+        == "path_outside_workspace"
+    )
+    assert AuditEvent.objects.filter(
+        action="fs.write", outcome="denied", error_code="path_outside_workspace"
+    ).exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("a\x00b", "nul_byte"),
+        ("", "empty"),
+        ("x" * 256, "name_too_long"),
+        ("a/" * 2100, "path_too_long"),
+    ],
+)
+def test_invalid_paths_are_refused(env, path, reason):
+    with pytest.raises(DevBenchError) as exc:
+        fs_stat(actor=env.actor, workspace=env.workspace, path=path)
+    assert exc.value.code == "invalid_path"
+    assert exc.value.extra["reason"] == reason
+
+
+@pytest.mark.parametrize("link_target", ["/etc", "/", "../../etc", "/workspace/../etc"])
+def test_a_link_out_of_the_workspace_is_never_followed(env, wdir, link_target):
+    env.must("ln", "-s", link_target, f"{wdir}/out")
+    env.must("touch", f"{wdir}/x")
+    via = f"{wdir}/out/etc/passwd" if link_target == "/" else f"{wdir}/out/passwd"
+    for call in (
+        lambda: fs_read(actor=env.actor, workspace=env.workspace, path=via),
+        lambda: fs_stat(actor=env.actor, workspace=env.workspace, path=via),
+        lambda: fs_list(actor=env.actor, workspace=env.workspace, path=f"{wdir}/out"),
+        lambda: fs_download_archive(actor=env.actor, workspace=env.workspace, path=f"{wdir}/out"),
+        lambda: fs_write(
+            actor=env.actor, workspace=env.workspace, path=f"{wdir}/out/evil", content=b"x"
+        ),
+        lambda: fs_mkdir(actor=env.actor, workspace=env.workspace, path=f"{wdir}/out/d"),
+        lambda: fs_delete(actor=env.actor, workspace=env.workspace, path=via),
+        lambda: fs_move(
+            actor=env.actor, workspace=env.workspace, path=via, destination=f"{wdir}/stolen"
+        ),
+        lambda: fs_move(
+            actor=env.actor,
+            workspace=env.workspace,
+            path=f"{wdir}/x",
+            destination=f"{wdir}/out/x",
+        ),
+        lambda: fs_upload_archive(
+            actor=env.actor, workspace=env.workspace, path=f"{wdir}/out", archive=_tar(("f", b"x"))
+        ),
+    ):
+        assert _code(call) == "path_outside_workspace"
+    # The link itself is an ordinary entry: it can be described and deleted.
+    stat = fs_stat(actor=env.actor, workspace=env.workspace, path=f"{wdir}/out")
+    assert (stat.kind, stat.link_target) == ("symlink", link_target)
+    fs_delete(actor=env.actor, workspace=env.workspace, path=f"{wdir}/out")
+    assert env.must("ls", "-A", wdir).split() == [b"x"]
+    assert env.must("head", "-c", "10", "/etc/passwd") == PASSWD
+
+
+def test_a_final_link_out_is_not_followed_for_reads_or_writes(env, wdir):
+    env.must("ln", "-s", "/etc/passwd", f"{wdir}/pw")
+    assert _code(lambda: fs_read(actor=env.actor, workspace=env.workspace, path=f"{wdir}/pw")) == (
+        "path_outside_workspace"
+    )
+    assert (
+        _code(
+            lambda: fs_write(
+                actor=env.actor, workspace=env.workspace, path=f"{wdir}/pw", content=b""
+            )
+        )
+        == "path_outside_workspace"
+    )
+    # Deleting or moving the link touches only the link.
+    fs_move(actor=env.actor, workspace=env.workspace, path=f"{wdir}/pw", destination=f"{wdir}/pw2")
+    fs_delete(actor=env.actor, workspace=env.workspace, path=f"{wdir}/pw2")
+    assert env.must("head", "-c", "10", "/etc/passwd") == PASSWD
+
+
+def test_links_inside_the_workspace_are_followed(env, wdir):
+    env.must("mkdir", f"{wdir}/real")
+    env.must("ln", "-s", "real", f"{wdir}/alias")
+    env.must("ln", "-s", f"{wdir}/real/f", f"{wdir}/abs-link")
+    fs_write(actor=env.actor, workspace=env.workspace, path=f"{wdir}/alias/f", content=b"via")
+    assert env.must("cat", f"{wdir}/real/f") == b"via"
+    assert (
+        fs_read(actor=env.actor, workspace=env.workspace, path=f"{wdir}/abs-link").content == b"via"
+    )
+    # Writing through a final link replaces the target's content; the link stays a link.
+    fs_write(actor=env.actor, workspace=env.workspace, path=f"{wdir}/abs-link", content=b"new")
+    assert env.must("cat", f"{wdir}/real/f") == b"new"
+    assert env.must("readlink", f"{wdir}/abs-link").strip() == f"{wdir}/real/f".encode()
+    listing = fs_list(actor=env.actor, workspace=env.workspace, path=f"{wdir}/alias")
+    assert [e.path for e in listing.entries] == [f"{wdir}/real/f"]
+
+
+def test_a_symlink_loop_is_a_clear_error(env, wdir):
+    env.must("ln", "-s", "loop", f"{wdir}/loop")
+    assert _code(
+        lambda: fs_read(actor=env.actor, workspace=env.workspace, path=f"{wdir}/loop")
+    ) == ("symlink_loop")
+
+
+def _tar(*members: tuple[str, bytes] | tarfile.TarInfo) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for member in members:
+            if isinstance(member, tarfile.TarInfo):
+                tar.addfile(member)
+            else:
+                name, data = member
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _link(name: str, target: str, *, hard: bool = False) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE
+    info.linkname = target
+    return info
+
+
+def _special(name: str, kind: bytes) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.devmajor, info.devminor = 1, 3
+    return info
+
+
+@pytest.mark.parametrize(
+    ("members", "reason"),
+    [
+        ([("/etc/evil", b"x")], "absolute_path"),
+        ([("../evil", b"x")], "OutsideDestinationError"),
+        ([("a/../../evil", b"x")], "OutsideDestinationError"),
+        ([_link("up", "../../etc")], "LinkOutsideDestinationError"),
+        ([_link("abs", "/etc/passwd")], "AbsoluteLinkError"),
+        ([_link("hard", "/etc/passwd", hard=True)], "AbsoluteLinkError"),
+        ([_link("hard", "../../../etc/passwd", hard=True)], "LinkOutsideDestinationError"),
+        ([_link("hard", "missing", hard=True)], "hardlink_target"),
+        ([_special("null", tarfile.CHRTYPE)], "member_type"),
+        ([_special("sda", tarfile.BLKTYPE)], "member_type"),
+        ([_special("pipe", tarfile.FIFOTYPE)], "member_type"),
+        ([_link("l", "."), ("l/f", b"x")], "below_symlink"),
+        ([("f", b"x"), ("f/g", b"y")], "below_file"),
+        ([("x" * 300, b"x")], "invalid_path"),
+    ],
+)
+def test_hostile_archives_are_refused_whole(env, wdir, members, reason):
+    # A harmless member comes first: a refused archive must leave no trace at all.
+    archive = _tar(("first-ok.txt", b"ok"), *members)
+    with pytest.raises(DevBenchError) as exc:
+        fs_upload_archive(actor=env.actor, workspace=env.workspace, path=wdir, archive=archive)
+    assert exc.value.code == "invalid_archive"
+    assert exc.value.extra["reason"] == reason
+    assert env.must("ls", "-A", wdir) == b""  # nothing at all was extracted
+
+
+def test_an_archive_cannot_extract_through_an_existing_link_out(env, wdir):
+    env.must("ln", "-s", "/tmp", f"{wdir}/tmplink")
+    archive = _tar(("tmplink/planted", b"x"))
+    assert (
+        _code(
+            lambda: fs_upload_archive(
+                actor=env.actor, workspace=env.workspace, path=wdir, archive=archive
+            )
+        )
+        == "path_outside_workspace"
+    )
+    assert env.sh("test", "-e", "/tmp/planted")[0] != 0
+
+
+def test_archive_members_never_keep_foreign_owners_or_special_bits(env, wdir):
+    info = tarfile.TarInfo("suid")
+    info.size = 2
+    info.mode = 0o6777
+    info.uid = info.gid = 0
+    info.pax_headers = {"SCHILY.xattr.user.evil": "1"}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(b"#!"))
+    fs_upload_archive(actor=env.actor, workspace=env.workspace, path=wdir, archive=buf.getvalue())
+    assert env.must("stat", "-c", "%u:%g %a", f"{wdir}/suid").split() == [b"1000:1000", b"755"]
+
+
+def test_a_compressed_archive_cannot_expand_past_the_limits(env, wdir):
+    from tenants.models import TenantPolicy
+
+    TenantPolicy.objects.update_or_create(tenant=env.tenant, defaults={"max_file_size_bytes": 3000})
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for i in range(5):  # each file within the limit, together past 4x of it
+            info = tarfile.TarInfo(f"zeros-{i}")
+            info.size = 2900
+            tar.addfile(info, io.BytesIO(b"\0" * 2900))
+    with pytest.raises(DevBenchError) as exc:
+        fs_upload_archive(
+            actor=env.actor, workspace=env.workspace, path=wdir, archive=buf.getvalue()
+        )
+    assert exc.value.code == "file_too_large"
+    assert exc.value.extra["reason"] == "archive_total"
+    single = _tar(("one", b"x" * 3001))
+    with pytest.raises(DevBenchError) as exc:
+        fs_upload_archive(actor=env.actor, workspace=env.workspace, path=wdir, archive=single)
+    assert exc.value.code == "file_too_large"
+    assert exc.value.extra["member"] == "one"
+    assert env.must("ls", "-A", wdir) == b""

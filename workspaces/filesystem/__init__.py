@@ -1,0 +1,1 @@
+"""Binary-exact, confined file operations in workspaces (through the engine's archive API)."""

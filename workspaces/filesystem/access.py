@@ -1,0 +1,143 @@
+"""The pieces every filesystem service shares: checks, path resolution, file reads.
+
+Kept apart from ``services.py`` so that file holds only the actions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+from dataclasses import dataclass, field
+
+from devbench_site.errors import NotFound, PreconditionFailed
+from tenants.principal import Principal
+from workspaces.filesystem.errors import (
+    EtagMismatch,
+    IsADirectory,
+    PathNotFound,
+)
+from workspaces.filesystem.paths import Resolved, normalise, resolve
+from workspaces.filesystem.tario import CHUNK, Spool, open_stream
+from workspaces.models import Workspace
+from workspaces.runtime import get_driver
+from workspaces.runtime.base import EnginePathNotFound, PathStat, RuntimeDriver
+from workspaces.selectors import workspace_require_running
+from workspaces.spec import WORKSPACE_UID
+
+WORKSPACE_USER = f"{WORKSPACE_UID}:{WORKSPACE_UID}"
+
+
+@dataclass
+class Target:
+    """A running workspace's container, with a per-operation stat cache."""
+
+    workspace: Workspace
+    driver: RuntimeDriver
+    container_id: str
+    _stats: dict[str, PathStat | None] = field(default_factory=dict)
+
+    def stat(self, path: str) -> PathStat | None:
+        if path not in self._stats:
+            self._stats[path] = self.driver.path_stat(self.container_id, path)
+        return self._stats[path]
+
+    def fresh_stat(self, path: str) -> PathStat | None:
+        """Bypass the cache: under a lock, the state right now is what counts."""
+        self._stats.pop(path, None)
+        return self.stat(path)
+
+    def resolve(self, path: str, *, follow_final: bool) -> Resolved:
+        return resolve(normalise(path), self.stat, follow_final=follow_final)
+
+
+def open_target(*, actor: Principal, workspace: Workspace, scope: str) -> Target:
+    """Scope, tenant and state checks shared by every operation."""
+    actor.require_scope(scope)
+    if workspace.tenant_id != actor.tenant.pk:
+        raise NotFound(f"Workspace '{workspace.public_id}' not found.", code="workspace_not_found")
+    workspace_require_running(workspace=workspace)
+    return Target(workspace=workspace, driver=get_driver(), container_id=workspace.container_id)
+
+
+def not_found(path: str) -> PathNotFound:
+    return PathNotFound(f"{path} does not exist.", extra={"path": path})
+
+
+def existing(target: Target, path: str, *, follow_final: bool) -> Resolved:
+    resolved = target.resolve(path, follow_final=follow_final)
+    if resolved.stat is None:
+        raise not_found(resolved.path)
+    return resolved
+
+
+def require_file(resolved: Resolved) -> PathStat:
+    stat = resolved.stat
+    if stat is None:
+        raise not_found(resolved.path)
+    if stat.kind == "dir":
+        raise IsADirectory(f"{resolved.path} is a directory.", extra={"path": resolved.path})
+    if stat.kind != "file":
+        raise PathNotFound(f"{resolved.path} is not a regular file.", extra={"path": resolved.path})
+    return stat
+
+
+def mime_type(path: str) -> str | None:
+    return mimetypes.guess_type(path, strict=False)[0]
+
+
+def clean_etag(value: str) -> str:
+    """Accept an ETag as sent in JSON or an HTTP header: ``abc``, ``"abc"``, ``W/"abc"``."""
+    value = value.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"')
+
+
+def read_file(
+    target: Target, path: str, *, offset: int = 0, length: int | None = None, sink: Spool | None
+) -> tuple[int, str]:
+    """Stream a file off the engine: hash all of it, copy ``[offset, offset+length)`` to ``sink``.
+
+    Returns (size, etag). The engine lstat's the final component: if it was
+    swapped for a link or a directory since it was resolved, nothing is read.
+    """
+    try:
+        reader = target.driver.archive_get(target.container_id, path)
+    except EnginePathNotFound as exc:
+        raise not_found(path) from exc
+    with reader:
+        archive = open_stream(reader, bulk=True)
+        member = archive.next()
+        if member is None or not member.isreg():
+            raise PathNotFound(f"{path} is not a regular file.", extra={"path": path})
+        body = archive.extractfile(member)
+        assert body is not None
+        digest = hashlib.sha256()
+        end = member.size if length is None else min(member.size, offset + length)
+        position = 0
+        while chunk := body.read(CHUNK):
+            digest.update(chunk)
+            if sink is not None and position < end and position + len(chunk) > offset:
+                sink.write(chunk[max(offset - position, 0) : end - position])
+            position += len(chunk)
+    return member.size, digest.hexdigest()
+
+
+def check_etag(target: Target, path: str, stat: PathStat | None, if_match_etag: str) -> None:
+    """412 unless the file at ``path`` has exactly this content hash (``*``: any file)."""
+    wanted = clean_etag(if_match_etag)
+    if stat is None:
+        raise EtagMismatch(
+            f"{path} does not exist, so it cannot match if_match_etag.",
+            extra={"path": path, "current_etag": None},
+        )
+    if stat.kind != "file":
+        raise PreconditionFailed(
+            f"{path} is not a file; if_match_etag applies to files.",
+            extra={"path": path, "current_etag": None},
+        )
+    if wanted == "*":
+        return
+    _, current = read_file(target, path, sink=None)
+    if current != wanted:
+        raise EtagMismatch(extra={"path": path, "current_etag": current})

@@ -1,0 +1,206 @@
+"""Read-only file operations: read, stat, list, download. Scope ``read``; not audited."""
+
+from __future__ import annotations
+
+import posixpath
+import tarfile
+
+from devbench_site.errors import ValidationFailed
+from tenants.principal import Principal
+from tenants.selectors import tenant_policy_get
+from workspaces.filesystem import access
+from workspaces.filesystem.access import existing, open_target
+from workspaces.filesystem.errors import NotADirectory
+from workspaces.filesystem.paths import ROOT
+from workspaces.filesystem.results import (
+    ArchiveDownload,
+    DirEntry,
+    DirListing,
+    FileContent,
+    FileStat,
+    FileStream,
+    from_epoch,
+    parse_engine_time,
+)
+from workspaces.filesystem.tario import new_spool, open_stream, too_large
+from workspaces.models import Workspace
+from workspaces.runtime.base import PathKind
+
+MAX_LIST_ENTRIES = 10_000
+
+
+def _range(size: int, offset: int, length: int | None) -> int:
+    if offset < 0 or (length is not None and length < 0):
+        raise ValidationFailed("offset and length must not be negative.", code="invalid_range")
+    return max(0, min(size - offset, size if length is None else length))
+
+
+def fs_read(
+    *, actor: Principal, workspace: Workspace, path: str, offset: int = 0, length: int | None = None
+) -> FileContent:
+    """A file (or a byte range) in memory; ranges above the policy's file limit are refused."""
+    stream = _spooled(
+        actor=actor, workspace=workspace, path=path, offset=offset, length=length, bounded=True
+    )
+    with stream.body:
+        content = stream.body.read()
+    return FileContent(
+        path=stream.path,
+        size=stream.size,
+        etag=stream.etag,
+        offset=offset,
+        content=content,
+        mime_type=stream.mime_type,
+    )
+
+
+def fs_read_stream(
+    *, actor: Principal, workspace: Workspace, path: str, offset: int = 0, length: int | None = None
+) -> FileStream:
+    """A file (or a byte range) of any size, spooled (memory, then disk) for streaming out."""
+    return _spooled(
+        actor=actor, workspace=workspace, path=path, offset=offset, length=length, bounded=False
+    )
+
+
+def _spooled(
+    *,
+    actor: Principal,
+    workspace: Workspace,
+    path: str,
+    offset: int,
+    length: int | None,
+    bounded: bool,
+) -> FileStream:
+    target = open_target(actor=actor, workspace=workspace, scope="read")
+    resolved = existing(target, path, follow_final=True)
+    stat = access.require_file(resolved)
+    wanted = _range(stat.size, offset, length)
+    if bounded:
+        limit = tenant_policy_get(tenant=actor.tenant).max_file_size_bytes
+        if wanted > limit:
+            raise too_large(wanted, limit, hint="read a range (offset/length) or stream the file")
+    body = new_spool()
+    try:
+        size, etag = access.read_file(
+            target, resolved.path, offset=offset, length=length, sink=body
+        )
+        count = body.tell()
+        body.seek(0)
+    except BaseException:
+        body.close()
+        raise
+    return FileStream(
+        path=resolved.path,
+        size=size,
+        etag=etag,
+        offset=offset,
+        length=count,
+        mime_type=access.mime_type(resolved.path),
+        body=body,
+    )
+
+
+def fs_download_archive(*, actor: Principal, workspace: Workspace, path: str) -> ArchiveDownload:
+    """A tar stream of a file or directory, straight from the engine."""
+    target = open_target(actor=actor, workspace=workspace, scope="read")
+    resolved = existing(target, path, follow_final=True)
+    reader = target.driver.archive_get(target.container_id, resolved.path)
+    name = posixpath.basename(resolved.path) or "workspace"
+    return ArchiveDownload(path=resolved.path, filename=f"{name}.tar", reader=reader)
+
+
+def fs_stat(*, actor: Principal, workspace: Workspace, path: str) -> FileStat:
+    """What is at ``path``; a final symlink is described, not followed. Files carry an ETag."""
+    target = open_target(actor=actor, workspace=workspace, scope="read")
+    resolved = existing(target, path, follow_final=False)
+    stat = resolved.stat
+    assert stat is not None
+    etag = None
+    link_target = None
+    if stat.kind == "file":
+        _, etag = access.read_file(target, resolved.path, sink=None)
+    elif stat.kind == "symlink":
+        link_target = _link_text(target, resolved.path)
+    return FileStat(
+        path=resolved.path,
+        name=posixpath.basename(resolved.path) or posixpath.basename(ROOT),
+        kind=stat.kind,
+        size=stat.size,
+        mode=stat.mode,
+        mtime=parse_engine_time(stat.mtime),
+        link_target=link_target,
+        etag=etag,
+        mime_type=access.mime_type(resolved.path) if stat.kind == "file" else None,
+    )
+
+
+def _link_text(target: access.Target, path: str) -> str | None:
+    """A symlink's own text (the engine's stat gives it resolved): its tar header has it."""
+    with target.driver.archive_get(target.container_id, path) as reader:
+        member = open_stream(reader).next()
+    return _text(member.linkname) if member is not None and member.issym() else None
+
+
+def _text(name: str) -> str:
+    # Names that are not UTF-8 cannot travel in JSON: they are shown with U+FFFD.
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _kind(member: tarfile.TarInfo) -> PathKind:
+    if member.isdir():
+        return "dir"
+    if member.issym():
+        return "symlink"
+    return "file" if member.isreg() else "other"
+
+
+def fs_list(
+    *,
+    actor: Principal,
+    workspace: Workspace,
+    path: str = ROOT,
+    recursive: bool = False,
+    max_entries: int = 1000,
+) -> DirListing:
+    """The entries of a directory (its whole tree with ``recursive``), in path order.
+
+    The engine streams the directory as a tar, so listing costs as much as
+    reading the tree (names only are kept). At most ``max_entries`` entries
+    come back; ``truncated`` says there were more.
+    """
+    if not 1 <= max_entries <= MAX_LIST_ENTRIES:
+        raise ValidationFailed(
+            f"max_entries must be between 1 and {MAX_LIST_ENTRIES}.", code="invalid_max_entries"
+        )
+    target = open_target(actor=actor, workspace=workspace, scope="read")
+    resolved = existing(target, path, follow_final=True)
+    if resolved.kind != "dir":
+        raise NotADirectory(f"{resolved.path} is not a directory.", extra={"path": resolved.path})
+    entries: list[DirEntry] = []
+    truncated = False
+    with target.driver.archive_get(target.container_id, resolved.path) as reader:
+        for member in open_stream(reader):
+            # Names are "<dir name>/<relative path>"; the first member is the directory.
+            _, _, relative = member.name.partition("/")
+            if not relative or (not recursive and "/" in relative):
+                continue
+            if len(entries) == max_entries:
+                truncated = True
+                break
+            entries.append(_entry(resolved.path, relative, member))
+    return DirListing(path=resolved.path, entries=tuple(entries), truncated=truncated)
+
+
+def _entry(base: str, relative: str, member: tarfile.TarInfo) -> DirEntry:
+    relative = _text(relative)
+    link = _text(member.linkname) if member.issym() else ""
+    return DirEntry(
+        name=posixpath.basename(relative),
+        path=f"{base}/{relative}",
+        kind=_kind(member),
+        size=member.size if member.isreg() else 0,
+        mode=member.mode & 0o7777,
+        mtime=from_epoch(member.mtime),
+        link_target=link or None,
+    )

@@ -1,0 +1,232 @@
+"""Input and output models of the file operations, shared by REST and MCP.
+
+Field names follow the MCP roadmap (path, content, encoding, if_match_etag,
+offset/length, recursive, max_entries). ``encoding`` is ``utf-8`` (alias
+``text``) or ``base64``. Outputs are built from the services' results with
+``Out.from_orm(result)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Literal
+
+from ninja import Field, Schema
+from pydantic import field_validator
+
+from devbench_site.errors import ValidationFailed
+from workspaces.filesystem.errors import NotUtf8
+from workspaces.filesystem.paths import ROOT
+from workspaces.filesystem.reads import MAX_LIST_ENTRIES
+from workspaces.filesystem.results import FileContent
+
+Encoding = Literal["utf-8", "text", "base64"]
+
+PATH_HELP = f"Path in the workspace: absolute under {ROOT}, or relative to it."
+ETAG_HELP = (
+    "Only act if the file's current ETag (sha256 of its content, from fs_read/fs_stat) "
+    "is this one; '*' means 'any existing file'. A mismatch is precondition_failed (412)."
+)
+
+
+def encode_content(data: bytes, encoding: Encoding) -> str:
+    if encoding == "base64":
+        return base64.b64encode(data).decode("ascii")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NotUtf8(extra={"offset": exc.start}) from exc
+
+
+def decode_content(content: str, encoding: Encoding) -> bytes:
+    if encoding == "base64":
+        try:
+            return base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValidationFailed("content is not valid base64.", code="invalid_base64") from exc
+    try:
+        return content.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationFailed(
+            "content holds text that is not valid Unicode; send it as base64.",
+            code="invalid_content",
+        ) from exc
+
+
+def parse_mode(value: int | str | None) -> int | None:
+    """Permission bits as an int (420) or an octal string ('644', '0644', '0o644')."""
+    if value is None or isinstance(value, int):
+        result = value
+    else:
+        text = value.strip().lower().removeprefix("0o")
+        try:
+            result = int(text, 8)
+        except ValueError as exc:
+            raise ValueError("mode must be octal permission bits such as '0644'") from exc
+    if result is not None and not 0 <= result <= 0o777:
+        raise ValueError("mode must be between 0 and 0o777 (no setuid/setgid/sticky bits)")
+    return result
+
+
+class FsReadQuery(Schema):
+    encoding: Encoding = Field(
+        "utf-8", description="How content is returned: utf-8 text or base64."
+    )
+    offset: int = Field(0, ge=0, description="First byte to return.")
+    length: int | None = Field(None, ge=0, description="Bytes to return (default: to the end).")
+
+
+class FsReadIn(FsReadQuery):
+    path: str = Field(..., description=PATH_HELP)
+
+
+class FsReadOut(Schema):
+    path: str
+    content: str
+    encoding: Literal["utf-8", "base64"]
+    etag: str = Field(..., description="sha256 of the whole file's content.")
+    size: int = Field(..., description="Size of the whole file in bytes.")
+    offset: int
+    length: int = Field(..., description="Bytes returned in content.")
+    mime_type: str | None
+
+    @classmethod
+    def build(cls, result: FileContent, encoding: Encoding) -> FsReadOut:
+        wire: Literal["utf-8", "base64"] = "base64" if encoding == "base64" else "utf-8"
+        return cls(
+            path=result.path,
+            content=encode_content(result.content, wire),
+            encoding=wire,
+            etag=result.etag,
+            size=result.size,
+            offset=result.offset,
+            length=result.length,
+            mime_type=result.mime_type,
+        )
+
+
+class FsWriteBody(Schema):
+    content: str = Field(..., description="The whole new content, in `encoding`.")
+    encoding: Encoding = "utf-8"
+    if_match_etag: str | None = Field(None, description=ETAG_HELP)
+    mode: int | str | None = Field(
+        None,
+        description="Permission bits, e.g. '0644' or 420; default: keep the file's (new: 0644).",
+    )
+    create_parents: bool = Field(True, description="Create missing parent directories.")
+
+    @field_validator("mode")
+    @classmethod
+    def _check_mode(cls, value: int | str | None) -> int | None:
+        return parse_mode(value)
+
+    def content_bytes(self) -> bytes:
+        return decode_content(self.content, self.encoding)
+
+    def mode_bits(self) -> int | None:
+        return parse_mode(self.mode)
+
+
+class FsWriteIn(FsWriteBody):
+    path: str = Field(..., description=PATH_HELP)
+
+
+class FsWriteOut(Schema):
+    path: str
+    etag: str
+    size: int
+    mode: int
+    created: bool
+
+
+class FsPathIn(Schema):
+    path: str = Field(..., description=PATH_HELP)
+
+
+class FsStatOut(Schema):
+    path: str
+    name: str
+    kind: Literal["file", "dir", "symlink", "other"]
+    is_dir: bool
+    size: int
+    permissions: str = Field(..., description="Octal permission bits, e.g. '0644'.")
+    mtime: datetime | None
+    link_target: str | None = Field(None, description="A symlink's text (it is not followed).")
+    etag: str | None = Field(None, description="Files only: sha256 of the content.")
+    mime_type: str | None = None
+
+
+class FsListQuery(Schema):
+    recursive: bool = Field(False, description="List the whole tree, not just direct entries.")
+    max_entries: int = Field(1000, ge=1, le=MAX_LIST_ENTRIES)
+
+
+class FsListIn(FsListQuery):
+    path: str = Field(ROOT, description=PATH_HELP)
+
+
+class FsEntryOut(Schema):
+    name: str
+    path: str
+    kind: Literal["file", "dir", "symlink", "other"]
+    is_dir: bool
+    size: int
+    permissions: str
+    mtime: datetime | None
+    link_target: str | None = None
+
+
+class FsListOut(Schema):
+    path: str
+    entries: list[FsEntryOut]
+    truncated: bool = Field(..., description="More entries exist than max_entries.")
+
+
+class FsDeleteQuery(Schema):
+    recursive: bool = Field(False, description="Delete a non-empty directory and its contents.")
+    if_match_etag: str | None = Field(None, description=ETAG_HELP)
+
+
+class FsDeleteIn(FsDeleteQuery):
+    path: str = Field(..., description=PATH_HELP)
+
+
+class FsDeleteOut(Schema):
+    path: str
+    kind: str
+    status: Literal["deleted"]
+
+
+class FsMkdirIn(Schema):
+    path: str = Field(..., description=PATH_HELP)
+    parents: bool = Field(
+        False, description="Create missing parents; an existing directory is fine."
+    )
+
+
+class FsMkdirOut(Schema):
+    path: str
+    created: bool
+
+
+class FsMoveIn(Schema):
+    path: str = Field(..., description="What to move. " + PATH_HELP)
+    destination: str = Field(..., description="Its new path (the parent must exist).")
+    overwrite: bool = Field(False, description="Replace an existing file (never a directory).")
+
+
+class FsMoveOut(Schema):
+    path: str = Field(..., description="The new path.")
+    source: str
+    kind: str
+
+
+class ArchiveUploadOut(Schema):
+    path: str
+    files: int
+    directories: int
+    symlinks: int
+    hardlinks: int
+    bytes: int = Field(..., description="File content extracted, in bytes.")

@@ -1,0 +1,208 @@
+"""File operations on the Docker Engine: the archive API, streamed both ways.
+
+Reads and writes go through ``GET/HEAD/PUT /containers/{id}/archive``: no
+process runs in the container, the image needs no tools, and it works while
+the workspace is busy. The engine cannot rename or unlink, so those two run as
+tiny fixed commands (``mv``/``rm``/``rmdir`` with an argv, never a shell) as
+the workspace user, which can do nothing the workspace user could not do anyway.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import posixpath
+from collections.abc import Iterable
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+
+from devbench_site.errors import ContainerGone
+from workspaces.runtime.base import (
+    ArchiveReader,
+    EngineCommandFailed,
+    EnginePathNotFound,
+    EngineSymlinkLoop,
+    PathKind,
+    PathStat,
+    RuntimeArchive,
+)
+from workspaces.runtime.docker.errors import translated
+
+STAT_HEADER = "X-Docker-Container-Path-Stat"
+
+# Go's os.FileMode type bits, as the engine encodes them in the stat header.
+_GO_MODE_DIR = 1 << 31
+_GO_MODE_SYMLINK = 1 << 27
+_GO_MODE_TYPE = (
+    _GO_MODE_DIR | _GO_MODE_SYMLINK | (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19)
+)
+# Go keeps setuid/setgid/sticky outside the low bits.
+_GO_SETUID, _GO_SETGID, _GO_STICKY = 1 << 23, 1 << 22, 1 << 20
+
+# Exit codes of the engine when the command itself cannot be started.
+_CANNOT_RUN = (126, 127)
+
+
+def parse_stat(header: str) -> PathStat:
+    raw = json.loads(base64.b64decode(header))
+    go_mode = int(raw.get("mode", 0))
+    kind: PathKind
+    if go_mode & _GO_MODE_DIR:
+        kind = "dir"
+    elif go_mode & _GO_MODE_SYMLINK:
+        kind = "symlink"
+    elif go_mode & _GO_MODE_TYPE:
+        kind = "other"
+    else:
+        kind = "file"
+    mode = go_mode & 0o777
+    mode |= 0o4000 if go_mode & _GO_SETUID else 0
+    mode |= 0o2000 if go_mode & _GO_SETGID else 0
+    mode |= 0o1000 if go_mode & _GO_STICKY else 0
+    return PathStat(
+        name=raw.get("name", ""),
+        kind=kind,
+        size=int(raw.get("size", 0)),
+        mode=mode,
+        mtime=raw.get("mtime", ""),
+        link_target=raw.get("linkTarget", "") or "",
+    )
+
+
+class DockerArchiveReader(ArchiveReader):
+    def __init__(self, response: requests.Response, stat: PathStat, *, engine_url: str) -> None:
+        self._response = response
+        self._engine_url = engine_url
+        self.stat = stat
+
+    def read(self, size: int = -1) -> bytes:
+        with translated(engine_url=self._engine_url):
+            data: bytes = self._response.raw.read(None if size < 0 else size, decode_content=True)
+        return data
+
+    def close(self) -> None:
+        self._response.close()
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("message", ""))
+    except ValueError:
+        return response.text
+
+
+class DockerArchive(RuntimeArchive):
+    base_url: str
+
+    @property
+    def api(self) -> docker.APIClient:  # provided by DockerLifecycle
+        raise NotImplementedError
+
+    def _archive_url(self, container_id: str) -> str:
+        url: str = self.api._url("/containers/{0}/archive", container_id)
+        return url
+
+    def _missing(self, container_id: str, path: str, message: str = "") -> EnginePathNotFound:
+        """A 404 is a missing path only if the container is still there."""
+        if "no such container" in message.lower():
+            raise ContainerGone(extra={"container_id": container_id})
+        if not message:  # HEAD answers carry no body: ask the engine directly
+            with translated(engine_url=self.base_url, container_id=container_id):
+                self.api.inspect_container(container_id)
+        return EnginePathNotFound(f"{path} does not exist.", extra={"path": path})
+
+    def _check(self, container_id: str, path: str, response: requests.Response) -> None:
+        if response.status_code < 400:
+            return
+        message = _message(response)
+        response.close()
+        if response.status_code == 404:
+            raise self._missing(container_id, path, message or "missing")
+        if "too many links" in message:
+            raise EngineSymlinkLoop(extra={"path": path})
+        with translated(engine_url=self.base_url, container_id=container_id):
+            self.api._raise_for_status(response)
+
+    def path_stat(self, container_id: str, path: str) -> PathStat | None:
+        with translated(engine_url=self.base_url, container_id=container_id):
+            response = self.api.head(self._archive_url(container_id), params={"path": path})
+        if response.status_code == 404:
+            self._missing(container_id, path)
+            return None
+        if response.status_code >= 400:
+            # A HEAD answer has no body: ask again to learn why (a symlink loop?).
+            self.archive_get(container_id, path).close()
+            with translated(engine_url=self.base_url, container_id=container_id):
+                self.api._raise_for_status(response)
+        return parse_stat(response.headers[STAT_HEADER])
+
+    def archive_get(self, container_id: str, path: str) -> ArchiveReader:
+        with translated(engine_url=self.base_url, container_id=container_id):
+            # identity: the engine would otherwise gzip the tar, at a CPU cost on both ends.
+            response = self.api._get(
+                self._archive_url(container_id),
+                params={"path": path},
+                stream=True,
+                headers={"Accept-Encoding": "identity"},
+            )
+        self._check(container_id, path, response)
+        try:
+            stat = parse_stat(response.headers[STAT_HEADER])
+        except BaseException:
+            response.close()
+            raise
+        return DockerArchiveReader(response, stat, engine_url=self.base_url)
+
+    def archive_put(self, container_id: str, path: str, data: Iterable[bytes]) -> None:
+        # A generator body goes out with chunked transfer encoding: nothing is
+        # held whole. noOverwriteDirNonDir: as `docker cp`, a file in the tar
+        # never wipes an existing directory.
+        params = {"path": path, "noOverwriteDirNonDir": "true"}
+        body = data if isinstance(data, bytes) else iter(data)  # a list would go out as a form
+        with translated(engine_url=self.base_url, container_id=container_id):
+            response = self.api._put(self._archive_url(container_id), params=params, data=body)
+        self._check(container_id, path, response)
+
+    def _run_fixed(self, container_id: str, argv: list[str], *, user: str) -> None:
+        """Run one fixed command (an argv, no shell) and raise if it fails."""
+        for arg in argv[1:]:
+            # Defence in depth: callers pass normalised absolute paths and flags only.
+            if not arg.startswith(("/", "-")) or "\x00" in arg:
+                raise ValueError(f"refusing unsafe argument {arg!r}")
+        with translated(engine_url=self.base_url, container_id=container_id):
+            created: dict[str, Any] = self.api.exec_create(
+                container_id, argv, user=user, workdir="/", environment={"LC_ALL": "C"}
+            )
+            output: bytes = self.api.exec_start(created["Id"])
+            exit_code = self.api.exec_inspect(created["Id"]).get("ExitCode")
+        if exit_code == 0:
+            return
+        text = output.decode(errors="replace").strip()
+        if exit_code in _CANNOT_RUN:
+            raise EngineCommandFailed(
+                f"The workspace image cannot run '{argv[0]}', which this file operation needs.",
+                code="workspace_tool_missing",
+                extra={"command": argv[0], "output": text[-500:]},
+            )
+        raise EngineCommandFailed(
+            f"'{argv[0]}' failed in the workspace: {text[-500:] or f'exit code {exit_code}'}",
+            extra={"command": argv[0], "exit_code": exit_code, "output": text[-500:]},
+        )
+
+    def path_rename(self, container_id: str, src: str, dst: str, *, user: str) -> None:
+        # -T: rename(2) semantics, never "move into dst" when dst is a directory.
+        self._run_fixed(container_id, ["mv", "-f", "-T", "--", src, dst], user=user)
+
+    def path_remove(
+        self, container_id: str, path: str, *, kind: PathKind, recursive: bool, user: str
+    ) -> None:
+        if posixpath.normpath(path) in ("/", "."):
+            raise ValueError("refusing to remove the container root")
+        if kind == "dir" and not recursive:
+            argv = ["rmdir", "--", path]  # fails on a non-empty directory, as it should
+        else:
+            argv = ["rm", "-rf" if recursive else "-f", "--", path]
+        self._run_fixed(container_id, argv, user=user)
