@@ -9,12 +9,11 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from devbench_site.mcp_asgi import MCPRouter  # noqa: E402
-from devbench_site.routing import websocket_urlpatterns  # noqa: E402
+from devbench_site.routing import websocket_origin_validator, websocket_urlpatterns  # noqa: E402
 
 # The embedded mode has no front web server: serve static files here.
 http_app = (
@@ -25,7 +24,7 @@ application = ProtocolTypeRouter(
     {
         # /mcp/<tenant>/ (and its RFC 9728 metadata) bypass Django; the rest is Django.
         "http": MCPRouter(http_app),
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": websocket_origin_validator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
     }

@@ -371,3 +371,23 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 # =============================================================================
+
+# --- Execution (execution/): limits, liveness and its periodic job --------------
+# Longest timeout_s a caller may ask for; exec_run uses the default when none is given.
+DEVBENCH_EXEC_MAX_TIMEOUT_S = env_int("DEVBENCH_EXEC_MAX_TIMEOUT_S", 24 * 3600)
+DEVBENCH_EXEC_RUN_DEFAULT_TIMEOUT_S = env_int("DEVBENCH_EXEC_RUN_DEFAULT_TIMEOUT_S", 300)
+# The runner touches heartbeat_at this often; a running exec whose heartbeat is
+# older than the stale limit has lost its runner and is marked ``lost``.
+DEVBENCH_EXEC_HEARTBEAT_S = env_int("DEVBENCH_EXEC_HEARTBEAT_S", 2)
+DEVBENCH_EXEC_STALE_AFTER_S = env_int("DEVBENCH_EXEC_STALE_AFTER_S", 30)
+# A "starting" exec no worker has claimed after this long gets its task sent again
+# (claiming is conditional, so a duplicate never runs it twice).
+DEVBENCH_EXEC_REDISPATCH_AFTER_S = env_int("DEVBENCH_EXEC_REDISPATCH_AFTER_S", 120)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "execution-reconcile": {
+        "task": "execution.exec_reconcile",
+        "schedule": float(env_int("DEVBENCH_EXEC_RECONCILE_INTERVAL_S", 15)),
+        "options": {"queue": "default"},
+    },
+}

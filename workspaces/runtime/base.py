@@ -12,7 +12,9 @@ Drivers raise only :class:`devbench_site.errors.EngineError` subclasses.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -161,6 +163,112 @@ class RuntimeSystem(abc.ABC):
         """Version facts of the engine; raises EngineUnavailable when it does not answer."""
 
 
+# --- exec operations -----------------------------------------------------------
+
+STREAM_STDOUT = 1
+STREAM_STDERR = 2
+
+
+@dataclass(frozen=True)
+class ExecSpec:
+    """One command to run beside a workspace's main process."""
+
+    cmd: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str | None = None  # None: the container's working directory
+    user: str = "1000:1000"
+    tty: bool = False
+    stdin: bool = False
+
+
+@dataclass(frozen=True)
+class ExecState:
+    id: str
+    running: bool
+    exit_code: int | None
+    # Process id seen by the engine; 0 when the process never started (bad cmd/cwd).
+    pid: int
+
+
+class ExecOutput(abc.ABC):
+    """The demultiplexed output of a started exec: ``(stream, data)`` frames in engine order.
+
+    Iteration blocks until the next frame and ends when the process and every
+    descendant holding its stdout/stderr are gone. ``close`` (from any thread)
+    unblocks a reader.
+    """
+
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator[tuple[int, bytes]]: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class InteractiveExec(abc.ABC):
+    """A started exec with a tty: raw bytes both ways, resizable."""
+
+    id: str
+
+    @abc.abstractmethod
+    def read(self, max_bytes: int = 65536) -> bytes:
+        """Block for output; ``b""`` once the process has ended."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def resize(self, *, rows: int, cols: int) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class RuntimeExec(abc.ABC):
+    @abc.abstractmethod
+    def exec_create(self, container_id: str, spec: ExecSpec) -> str:
+        """Prepare an exec; returns its engine id. Nothing runs until it is started."""
+
+    @abc.abstractmethod
+    def exec_stream(self, exec_id: str) -> ExecOutput:
+        """Start a prepared (non-tty) exec and return its demultiplexed output."""
+
+    @abc.abstractmethod
+    def exec_inspect(self, exec_id: str) -> ExecState: ...
+
+    @abc.abstractmethod
+    def exec_open_tty(self, container_id: str, spec: ExecSpec) -> InteractiveExec:
+        """Create and start an exec with a tty and stdin attached."""
+
+    def exec_collect(
+        self, container_id: str, spec: ExecSpec, *, timeout_s: float = 30
+    ) -> tuple[int | None, bytes, bytes]:
+        """Run a short helper command to the end: (exit code, stdout, stderr)."""
+        exec_id = self.exec_create(container_id, spec)
+        output = self.exec_stream(exec_id)
+        out, err = bytearray(), bytearray()
+        timer = threading.Timer(timeout_s, output.close)
+        timer.start()
+        try:
+            for stream, data in output:
+                (err if stream == STREAM_STDERR else out).extend(data)
+        finally:
+            timer.cancel()
+            output.close()
+        return self.exec_wait(exec_id).exit_code, bytes(out), bytes(err)
+
+    def exec_wait(self, exec_id: str, *, timeout_s: float = 5) -> ExecState:
+        """The state once the engine has recorded the exit (it lags the end of output)."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.002
+        state = self.exec_inspect(exec_id)
+        while state.running and time.monotonic() < deadline:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            state = self.exec_inspect(exec_id)
+        return state
+
+
 class RuntimeStats(abc.ABC):
     @abc.abstractmethod
     def stats(self, container_id: str) -> ContainerStats:
@@ -260,5 +368,7 @@ class RuntimeArchive(abc.ABC):
         """Remove a file, symlink or directory (an empty one unless ``recursive``) as ``user``."""
 
 
-class RuntimeDriver(RuntimeLifecycle, RuntimeStats, RuntimeArchive, RuntimeSystem, abc.ABC):
+class RuntimeDriver(
+    RuntimeLifecycle, RuntimeStats, RuntimeArchive, RuntimeExec, RuntimeSystem, abc.ABC
+):
     """Lifecycle plus operations; the type services depend on."""

@@ -1,0 +1,272 @@
+"""Exec benchmark: DevBench against raw docker-py doing the same work, in one run.
+
+    BENCH_DATABASE_URL=postgres://devbench:devbench@127.0.0.1:5432/devbench_bench \\
+    BENCH_REDIS_URL=redis://127.0.0.1:6379/5 \\
+    .venv/bin/python bench/bench_exec.py [--rounds 30] [--stream-rounds 5] [--stream-mib 8]
+
+Give it a Redis database nobody else uses at the same time: a Celery worker of
+another run on the same queues would take its tasks.
+
+Needs PostgreSQL (the database is created and migrated if missing), Redis and
+the Docker engine with devbench/busybox built. It starts its own Celery
+worker and daphne server, spawns one busybox workspace, and prints p50/p95
+for:
+* the round trip of `true` and `echo hi`: REST ``POST .../execs`` with
+  ``wait: true`` (exec row, Celery task, docker exec, stored output, answer)
+  against docker-py ``exec_create`` + ``exec_start`` + ``exec_inspect``;
+* a command writing N MiB: run with ``wait: true`` (stored, then returned in
+  the answer), and streamed to a websocket client from POST to "complete",
+  each against reading the raw docker exec stream; also as MiB/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import Timer, print_ratios, summarize  # noqa: E402
+
+INSTANCE = f"bench-{uuid.uuid4().hex[:8]}"
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = os.environ.get(
+        "BENCH_DATABASE_URL", "postgres://devbench:devbench@127.0.0.1:5432/devbench_bench"
+    )
+    env["REDIS_URL"] = os.environ.get(
+        "BENCH_REDIS_URL", os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
+    )
+    env.setdefault("SECRET_KEY", secrets.token_urlsafe(60))
+    env.update(
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SECURE_SSL_REDIRECT="false",
+        SESSION_COOKIE_SECURE="false",
+        CSRF_COOKIE_SECURE="false",
+        SECURE_HSTS_SECONDS="0",
+        DEVBENCH_INSTANCE=INSTANCE,
+        DJANGO_SETTINGS_MODULE="devbench_site.settings",
+        LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+ENV = _environment()
+os.environ.update(ENV)
+
+
+# --- processes --------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(cmd: list[str], ready: Callable[[], bool], name: str) -> subprocess.Popen[bytes]:
+    log = (ROOT / "var" / f"{name}-{INSTANCE}.log").open("wb")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start; see {log.name}")
+        time.sleep(0.1)
+    return proc
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _ensure_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+# --- the benchmark ----------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--stream-rounds", type=int, default=5)
+    parser.add_argument("--stream-mib", type=int, default=8)
+    args = parser.parse_args()
+
+    (ROOT / "var").mkdir(exist_ok=True)
+    _ensure_database(ENV["DATABASE_URL"])
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+    import docker
+    import httpx
+    from websockets.sync.client import connect
+
+    from tenants.models import TenantPolicy
+    from tenants.principal import system_principal
+    from tenants.services import api_token_create, tenant_create, user_get_or_create
+    from workspaces.services import workspace_kill, workspace_spawn
+
+    tenant = tenant_create(slug=INSTANCE)
+    TenantPolicy.objects.filter(tenant=tenant).update(
+        exec_output_cap_bytes=(args.stream_mib + 8) * 1024 * 1024, max_concurrent_execs=8
+    )
+    user = user_get_or_create(email=f"{INSTANCE}@bench.invalid")
+    from tenants.services import membership_set
+
+    membership_set(tenant=tenant, user=user, role="member")
+    _, token = api_token_create(tenant=tenant, user=user, name="bench")
+
+    queues = "default,node." + os.environ.get("DEVBENCH_NODE", "local")
+    worker_log = ROOT / "var" / f"celery-{INSTANCE}.log"
+    worker = _start(
+        [sys.executable, "-m", "celery", "-A", "devbench_site", "worker", "-P", "threads",
+         "-c", "16", "-Q", queues, "-n", f"bench@{INSTANCE}", "--without-mingle",
+         "--without-gossip", "--loglevel=INFO"],
+        lambda: worker_log.exists() and "ready." in worker_log.read_text(errors="replace"),
+        "celery",
+    )  # fmt: skip
+    port = _free_port()
+    daphne = _start(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+         "devbench_site.asgi:application"],
+        lambda: _port_open(port),
+        "daphne",
+    )  # fmt: skip
+    actor = system_principal(tenant)
+    workspace = None
+    try:
+        workspace = workspace_spawn(actor=actor, image="devbench/busybox:latest", wait=True)
+        container = workspace.container_id
+        raw = docker.APIClient(version="auto")
+        http = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=120,
+        )
+        execs_url = f"/api/v1/workspaces/{workspace.public_id}/execs"
+
+        def rest_run(cmd: list[str]) -> Callable[[], object]:
+            def run() -> object:
+                response = http.post(execs_url, json={"cmd": cmd, "wait": True})
+                body = response.json()
+                assert body["status"] == "completed", body
+                return body
+
+            return run
+
+        def raw_run(cmd: list[str]) -> Callable[[], object]:
+            def run() -> object:
+                exec_id = raw.exec_create(container, cmd, user="1000:1000")["Id"]
+                output = raw.exec_start(exec_id)
+                assert raw.exec_inspect(exec_id)["ExitCode"] is not None
+                return output
+
+            return run
+
+        ours, raw_docker = Timer(), Timer()
+
+        def measure(
+            name: str, fn_ours: Callable[[], object], fn_raw: Callable[[], object], n: int
+        ) -> None:
+            # Alternate ours and raw, so both see the same load of the shared machine.
+            fn_ours(), fn_raw()  # warm up
+            for _ in range(n):
+                with ours(name):
+                    fn_ours()
+                with raw_docker(name):
+                    fn_raw()
+
+        measure("`true`", rest_run(["true"]), raw_run(["true"]), args.rounds)
+        measure("`echo hi`", rest_run(["echo", "hi"]), raw_run(["echo", "hi"]), args.rounds)
+
+        size = args.stream_mib * 1024 * 1024
+        stream_cmd = [
+            "sh",
+            "-c",
+            f"yes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ | head -c {size}",
+        ]
+
+        def ws_stream() -> object:
+            exec_id = http.post(execs_url, json={"cmd": stream_cmd}).json()["exec_id"]
+            received = 0
+            with connect(
+                f"ws://127.0.0.1:{port}/ws/execs/{exec_id}/",
+                additional_headers={"Authorization": f"Bearer {token}"},
+                max_size=None,
+            ) as ws:
+                for frame in ws:
+                    message = json.loads(frame)
+                    if message["type"] == "output":
+                        data = message["data"]
+                        encoded = message["encoding"] == "base64"
+                        received += len(base64.b64decode(data) if encoded else data.encode())
+                    elif message["type"] == "complete":
+                        break
+            assert received == size, (received, size)
+            return received
+
+        def raw_stream() -> object:
+            exec_id = raw.exec_create(container, stream_cmd, user="1000:1000")["Id"]
+            received = 0
+            for out, err in raw.exec_start(exec_id, stream=True, demux=True):
+                received += len(out or b"") + len(err or b"")
+            assert received == size, (received, size)
+            return received
+
+        stored, streamed = f"{args.stream_mib}MiB exec_run", f"{args.stream_mib}MiB to ws"
+        measure(stored, rest_run(stream_cmd), raw_stream, args.stream_rounds)
+        measure(streamed, ws_stream, raw_stream, args.stream_rounds)
+
+        names = ["`true`", "`echo hi`", stored, streamed]
+        print_ratios([(n, ours.samples[n], raw_docker.samples[n]) for n in names])
+        print()
+        mib = float(args.stream_mib)
+        for name in (stored, streamed):
+            a, b = summarize(ours.samples[name]), summarize(raw_docker.samples[name])
+            print(
+                f"{name:<14} throughput p50: ours {mib * 1000 / a.p50_ms:6.1f} MiB/s | "
+                f"docker {mib * 1000 / b.p50_ms:6.1f} MiB/s"
+            )
+    finally:
+        if workspace is not None:
+            workspace_kill(actor=actor, workspace=workspace, force=True)
+        for proc in (daphne, worker):
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""Websockets: an exec's output live, and an interactive shell.
+
+Routes: ``/ws/execs/<exec id>/`` and ``/ws/workspaces/<workspace id or alias>/shell``.
+
+Exec stream protocol (server -> client, JSON text frames):
+  {"type": "output", "seq", "stream", "data", "encoding"}   in seq order, no gaps or
+      repeats (a gap only where the output cap dropped the oldest output);
+  {"type": "complete", "status", "exit_code", ...}          last, then close 1000.
+Connect with ``?after_seq=N`` to resume after the last seq received. Client ->
+server: ``{"type": "cancel"}`` cancels the exec.
+
+Shell protocol: binary frames both ways are raw tty bytes; text frames from
+the client are JSON ``{"type": "stdin", "data": "..."}`` or
+``{"type": "resize", "rows", "cols"}``; the server ends with
+``{"type": "exit", "exit_code"}`` and closes.
+
+Errors close the socket with 4000 + the HTTP status of the error (4401, 4403,
+4404, 4409…); another tenant's exec or workspace is 4404, like a missing one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from devbench_site import request_context
+from devbench_site.errors import DevBenchError, ValidationFailed
+from execution import notify, services, ws_auth
+from execution.shell import ShellSession, shell_open
+from tenants.principal import Principal
+from workspaces.selectors import workspace_get
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+
+def _in_thread(func: Callable[..., R]) -> Callable[..., Any]:
+    """Run sync code (ORM, engine) off the event loop in a pool thread of its own.
+
+    ``database_sync_to_async`` defaults to one thread shared by every consumer of
+    the process; a slow call there (a cancel waiting for the end, an engine call)
+    would stall every other websocket's database access.
+    """
+    return database_sync_to_async(func, thread_sensitive=False)
+
+
+class _DevBenchConsumer(AsyncWebsocketConsumer):
+    async def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, DevBenchError):
+            code = ws_auth.close_code(exc)
+            with contextlib.suppress(Exception):
+                await self.send(text_data=json.dumps({"type": "error", **exc.as_dict()}))
+        else:
+            logger.exception("websocket %s failed", self.scope.get("path"), exc_info=exc)
+            code = ws_auth.CLOSE_INTERNAL
+        await self.close(code=code)
+
+    def _bind_context(self) -> None:
+        request_context.bind(ws_auth.request_context_of(self.scope))
+
+
+class ExecStreamConsumer(_DevBenchConsumer):
+    principal: Principal
+    exec_id: str
+    sent_seq: int
+
+    async def connect(self) -> None:
+        # Accept first: close codes only reach a client after the handshake.
+        await self.accept()
+        self._bind_context()
+        self.done = False
+        self.lock = asyncio.Lock()
+        self.fallback: asyncio.Task[None] | None = None
+        self.canceller: asyncio.Task[None] | None = None
+        exec_id = self.scope["url_route"]["kwargs"]["exec_id"]
+        try:
+            params = ws_auth.query_params(self.scope)
+            self.sent_seq = ws_auth.int_param(params, "after_seq", 0)
+            if self.sent_seq < 0:
+                raise ValidationFailed("after_seq must not be negative.", code="invalid_seq")
+            self.principal, exec_ = await _in_thread(ws_auth.resolve)(
+                self.scope, lambda p: services.exec_get(actor=p, exec_id=exec_id)
+            )
+        except Exception as exc:
+            await self._fail(exc)
+            return
+        self.exec_id = exec_.public_id
+        self.group = notify.exec_group(self.exec_id)
+        # Subscribe before reading the backlog: nothing stored later can be missed.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self._pump()
+        if not self.done:
+            self.fallback = asyncio.create_task(self._recheck())
+
+    async def disconnect(self, code: int) -> None:
+        self.done = True
+        fallback = getattr(self, "fallback", None)
+        if fallback is not None:
+            fallback.cancel()
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def exec_event(self, message: dict[str, Any]) -> None:
+        await self._pump()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            message = json.loads(text_data or "{}")
+        except ValueError:
+            return
+        if isinstance(message, dict) and message.get("type") == "cancel" and not self.done:
+            self.canceller = asyncio.create_task(self._cancel())
+
+    async def _cancel(self) -> None:
+        try:
+            await _in_thread(services.exec_cancel)(actor=self.principal, exec_id=self.exec_id)
+        except DevBenchError as exc:
+            await self.send(text_data=json.dumps({"type": "error", **exc.as_dict()}))
+        await self._pump()
+
+    async def _recheck(self) -> None:
+        # The channel layer may drop wake-ups (full channel); the database does not.
+        while not self.done:
+            await asyncio.sleep(notify.RECHECK_S)
+            await self._pump()
+
+    async def _pump(self) -> None:
+        """Send everything stored after the last sent seq; finish once the exec has ended."""
+        async with self.lock:
+            try:
+                while not self.done:
+                    result = await _in_thread(services.exec_poll)(
+                        actor=self.principal, exec_id=self.exec_id, after_seq=self.sent_seq
+                    )
+                    for message in result.messages:
+                        await self.send(text_data=json.dumps({"type": "output", **asdict(message)}))
+                        self.sent_seq = message.seq
+                    if result.complete:
+                        await self._complete(result)
+                    if not result.messages:
+                        return
+            except Exception as exc:
+                self.done = True
+                await self._fail(exc)
+
+    async def _complete(self, result: services.ExecPollResult) -> None:
+        self.done = True
+        await self.send(
+            text_data=json.dumps(
+                {
+                    "type": "complete",
+                    "exec_id": result.exec_id,
+                    "status": result.status,
+                    "exit_code": result.exit_code,
+                    "last_seq": result.next_seq,
+                    "truncated": result.truncated,
+                    "first_seq": result.first_seq,
+                    "usage": asdict(result.usage),
+                    "error_code": result.error_code,
+                    "error": result.error,
+                }
+            )
+        )
+        await self.close(code=1000)
+
+
+class ShellConsumer(_DevBenchConsumer):
+    session: ShellSession | None = None
+    reader: threading.Thread | None = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        self._bind_context()
+        ref = self.scope["url_route"]["kwargs"]["workspace_id"]
+        try:
+            params = ws_auth.query_params(self.scope)
+            rows = ws_auth.int_param(params, "rows", 24)
+            cols = ws_auth.int_param(params, "cols", 80)
+            principal, workspace = await _in_thread(ws_auth.resolve)(
+                self.scope, lambda p: workspace_get(actor=p, ref=ref)
+            )
+            self.session = await _in_thread(shell_open)(
+                actor=principal, workspace=workspace, rows=rows, cols=cols
+            )
+        except Exception as exc:
+            await self._fail(exc)
+            return
+        # A thread of its own blocks on the tty (a pool thread would be held for the
+        # shell's whole life); each frame is sent before the next read: back-pressure.
+        loop = asyncio.get_running_loop()
+        self.reader = threading.Thread(
+            target=self._forward_output,
+            args=(self.session, loop),
+            name=f"shell-{self.session.shell_id}",
+            daemon=True,
+        )
+        self.reader.start()
+
+    def _forward_output(self, session: ShellSession, loop: asyncio.AbstractEventLoop) -> None:
+        def on_loop(coro: Any) -> None:
+            asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60)
+
+        try:
+            while data := session.read():
+                on_loop(self.send(bytes_data=data))
+            if self.session is session:  # ended by itself, not by the client leaving
+                exit_code = session.exit_code()
+                on_loop(self.send(text_data=json.dumps({"type": "exit", "exit_code": exit_code})))
+                on_loop(self.close(code=1000))
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                on_loop(self._fail(exc))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        session = self.session
+        if session is None:
+            return
+        try:
+            if bytes_data is not None:
+                await asyncio.to_thread(session.write, bytes_data)
+                return
+            message = json.loads(text_data or "{}")
+            kind = message.get("type") if isinstance(message, dict) else None
+            if kind == "stdin" and isinstance(message.get("data"), str):
+                await asyncio.to_thread(session.write, message["data"].encode())
+            elif kind == "resize":
+                rows, cols = int(message.get("rows", 0)), int(message.get("cols", 0))
+                await asyncio.to_thread(session.resize, rows=rows, cols=cols)
+            else:
+                raise ValidationFailed(
+                    'Send binary frames, or {"type": "stdin"|"resize", ...}.',
+                    code="invalid_message",
+                )
+        except DevBenchError as exc:
+            await self.send(text_data=json.dumps({"type": "error", **exc.as_dict()}))
+        except (ValueError, TypeError):
+            await self.send(
+                text_data=json.dumps(
+                    {"type": "error", "code": "invalid_message", "message": "Not valid JSON."}
+                )
+            )
+
+    async def disconnect(self, code: int) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            # Kills the shell's whole process tree; its output ends, and so does the reader.
+            await asyncio.to_thread(session.close)

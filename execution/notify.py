@@ -1,0 +1,138 @@
+"""Waking listeners of an exec through the channel layer.
+
+Only a wake-up call travels here: ``{"type": "exec.event", "last_seq", "status"}``
+on the group ``exec.<public id>``. Listeners then read the database, which is
+the source of truth, so a dropped message (a full channel, a late subscriber)
+costs latency, never data: every waiter also re-reads the database on its own
+at least every ``RECHECK_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any
+
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPE = "exec.event"
+RECHECK_S = 1.0
+# The in-memory layer (embedded mode) is bound to one event loop; waiters poll the DB.
+IN_MEMORY_POLL_S = 0.05
+
+
+def exec_group(public_id: str) -> str:
+    return f"exec.{public_id}"
+
+
+def _layer() -> BaseChannelLayer | None:
+    layer: BaseChannelLayer | None = get_channel_layer()
+    return layer
+
+
+def layer_crosses_processes(layer: BaseChannelLayer | None) -> bool:
+    return layer is not None and not isinstance(layer, InMemoryChannelLayer)
+
+
+class _LoopThread:
+    """One long-lived event loop per process for fire-and-forget publishing.
+
+    A fresh loop per message (``async_to_sync``) would open a new Redis
+    connection each time; this keeps one pool warm for every runner thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():  # new, or inherited by fork
+                self._loop = asyncio.new_event_loop()
+                self._pid = os.getpid()
+                thread = threading.Thread(
+                    target=self._loop.run_forever, name="exec-notify", daemon=True
+                )
+                thread.start()
+            loop = self._loop
+        return asyncio.run_coroutine_threadsafe(coro, loop)
+
+
+_publisher = _LoopThread()
+
+
+def _log_failure(future: Future[Any]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        logger.warning("exec event not delivered (listeners fall back to polling): %r", exc)
+
+
+def publish(public_id: str, *, last_seq: int, status: str) -> None:
+    """Tell listeners of the exec that output or status changed (after it is committed)."""
+    layer = _layer()
+    if not layer_crosses_processes(layer):
+        return
+    assert layer is not None
+    message = {"type": EVENT_TYPE, "last_seq": last_seq, "status": status}
+    future = _publisher.submit(layer.group_send(exec_group(public_id), message))
+    future.add_done_callback(_log_failure)
+
+
+def wait_until(public_id: str, check: Callable[[], bool], *, timeout_s: float) -> bool:
+    """Block (sync code) until ``check()`` is true or ``timeout_s`` passes; returns the last check.
+
+    ``check`` reads the database and runs in the calling thread. It is called
+    once up front, after each wake-up of the exec's group, and at least every
+    ``RECHECK_S``.
+    """
+    if check():
+        return True
+    if timeout_s <= 0:
+        return False
+    layer = _layer()
+    if not layer_crosses_processes(layer):
+        return _poll(check, timeout_s=timeout_s)
+    assert layer is not None
+    return bool(async_to_sync(_wait_on_group)(layer, public_id, check, timeout_s))
+
+
+def _poll(check: Callable[[], bool], *, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(min(IN_MEMORY_POLL_S, max(0.0, deadline - time.monotonic())))
+        if check():
+            return True
+    return check()
+
+
+async def _wait_on_group(
+    layer: BaseChannelLayer, public_id: str, check: Callable[[], bool], timeout_s: float
+) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    group = exec_group(public_id)
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    try:
+        # Subscribed before this check: nothing committed after it can be missed.
+        async_check = sync_to_async(check)
+        while True:
+            if await async_check():
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(layer.receive(channel), timeout=min(remaining, RECHECK_S))
+    finally:
+        await layer.group_discard(group, channel)

@@ -1,0 +1,368 @@
+"""The exec runner: one docker exec, streamed into ExecChunk rows.
+
+It runs inside a Celery task on the workspace's node. A reader thread pulls
+demultiplexed frames off the engine; the runner thread coalesces them,
+stores each batch (one transaction, seq strictly increasing from 1), then
+publishes a wake-up. It also beats ``heartbeat_at`` (reconciliation marks an
+exec whose runner died ``lost``), watches for cancellation and the timeout,
+and enforces the tenant's output cap by dropping the oldest chunks.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from devbench_site.errors import DevBenchError
+from execution import notify, state
+from execution.coalesce import Coalescer
+from execution.models import Exec, ExecChunk, ExecStatus, Stream
+from execution.proctree import kill_process_tree
+from execution.validation import MARKER_ENV
+from tenants.selectors import tenant_policy_get
+from workspaces.models import WorkspaceStatus
+from workspaces.runtime import get_driver
+from workspaces.runtime.base import ExecOutput, ExecSpec, RuntimeDriver
+from workspaces.spec import WORKSPACE_UID
+
+logger = logging.getLogger(__name__)
+
+# Output already waiting in the reader is stored together (several ≤64 KiB chunks in
+# one transaction) up to this much: fewer commits, no added latency.
+STORE_BATCH_BYTES = 1024 * 1024
+# After a kill, how long the output may take to end before the runner stops reading.
+KILL_DRAIN_S = 10.0
+# Engine exit codes for "the process could not be started" (bad program or cwd).
+_START_FAILURE_CODES = (126, 127)
+# Reader -> runner queue items: a frame, or None once the output has ended.
+_IDLE: tuple[int, bytes] = (0, b"")
+
+
+def exec_user(exec_: Exec) -> str:
+    return "0:0" if exec_.as_root else f"{WORKSPACE_UID}:{WORKSPACE_UID}"
+
+
+def worker_name(worker: str = "") -> str:
+    return f"{worker or socket.gethostname()}/{threading.current_thread().name}"
+
+
+@dataclass
+class _Output:
+    """What has been stored so far (mirrors the row's accounting columns)."""
+
+    last_seq: int = 0
+    first_seq: int = 1
+    stored_bytes: int = 0
+    truncated: bool = False
+    produced: dict[int, int] = field(default_factory=lambda: {Stream.STDOUT: 0, Stream.STDERR: 0})
+    sizes: collections.deque[tuple[int, int]] = field(default_factory=collections.deque)
+
+
+class ExecRunner:
+    def __init__(
+        self, exec_: Exec, *, driver: RuntimeDriver | None = None, worker: str = ""
+    ) -> None:
+        self.exec = exec_
+        self.worker = worker_name(worker)
+        self.driver = driver or get_driver()
+        self.cap = tenant_policy_get(tenant=exec_.tenant).exec_output_cap_bytes
+        self.out = _Output()
+        self.coalescer = Coalescer()
+        self.frames: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=256)
+        self.stream: ExecOutput | None = None
+        self.reader_error: BaseException | None = None
+        self.end_reason: ExecStatus | None = None  # set once we kill: cancelled / timed_out
+        self.kill_detail = ""
+        self._stop = threading.Event()
+
+    # --- entry ---------------------------------------------------------------
+
+    def run(self) -> None:
+        if not state.claim(self.exec, worker=self.worker):
+            logger.info("exec %s is not waiting to start; not running it again", self.exec)
+            return
+        workspace = self.exec.workspace
+        if workspace.status != WorkspaceStatus.RUNNING or not workspace.container_id:
+            state.finish(
+                self.exec,
+                ExecStatus.FAILED,
+                error_code="workspace_not_running",
+                error=f"The workspace is {workspace.status}, not running.",
+            )
+            return
+        try:
+            engine_id = self.driver.exec_create(workspace.container_id, self._spec())
+            Exec.objects.filter(pk=self.exec.pk).update(engine_exec_id=engine_id)
+            self.exec.engine_exec_id = engine_id
+            self.stream = self.driver.exec_stream(engine_id)
+        except DevBenchError as exc:
+            state.finish(self.exec, ExecStatus.FAILED, error_code=exc.code, error=exc.message)
+            return
+        reader = threading.Thread(target=self._read, name=f"exec-read-{self.exec.public_id}")
+        reader.daemon = True
+        reader.start()
+        try:
+            try:
+                self._pump()
+            finally:
+                self._stop.set()
+                self.stream.close()
+            reader.join(timeout=5)
+            self._finish()
+        except Exception:
+            # Whatever broke (e.g. the database went away mid-run): stop the processes and
+            # end the exec if we still can; if not, reconciliation marks it lost.
+            logger.exception("runner of %s failed", self.exec)
+            self._abort()
+            raise
+
+    def _abort(self) -> None:
+        try:
+            if self.end_reason is None:
+                self._kill(ExecStatus.FAILED)
+            state.finish(
+                self.exec,
+                ExecStatus.FAILED,
+                error_code="internal_error",
+                error="The runner failed; output stored until then is kept.",
+            )
+        except Exception:
+            logger.exception("could not end exec %s after its runner failed", self.exec)
+
+    def _spec(self) -> ExecSpec:
+        env = dict(self.exec.env or {})
+        env[MARKER_ENV] = self.exec.public_id
+        return ExecSpec(
+            cmd=list(self.exec.cmd),
+            env=env,
+            workdir=self.exec.cwd or None,
+            user=exec_user(self.exec),
+        )
+
+    # --- reading -------------------------------------------------------------
+
+    def _read(self) -> None:
+        assert self.stream is not None
+        try:
+            for frame in self.stream:
+                if not self._put(frame):
+                    return
+        except BaseException as exc:  # reported by the runner thread
+            self.reader_error = exc
+        finally:
+            self._put(None)
+
+    def _put(self, item: tuple[int, bytes] | None) -> bool:
+        # Blocks while the runner is busy storing (back-pressure on the engine),
+        # but never past the runner giving up on the output.
+        while not self._stop.is_set():
+            try:
+                self.frames.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _pump(self) -> None:
+        heartbeat_s = float(settings.DEVBENCH_EXEC_HEARTBEAT_S)
+        started = time.monotonic()
+        deadline = started + self.exec.timeout_s if self.exec.timeout_s else None
+        next_beat = started  # check for a cancel that came before we started
+        killed_at: float | None = None
+        while True:
+            now = time.monotonic()
+            if now >= next_beat:
+                next_beat = now + heartbeat_s
+                if self._beat() and killed_at is None:
+                    killed_at = self._kill(ExecStatus.CANCELLED)
+            if deadline is not None and now >= deadline and killed_at is None:
+                killed_at = self._kill(ExecStatus.TIMED_OUT)
+            if killed_at is not None and time.monotonic() - killed_at > KILL_DRAIN_S:
+                logger.warning("output of %s did not end after the kill", self.exec)
+                return
+            wake = [next_beat]
+            if deadline is not None and killed_at is None:
+                wake.append(deadline)
+            flush_at = self.coalescer.next_deadline()
+            if flush_at is not None:
+                wake.append(flush_at)
+            if killed_at is not None:
+                wake.append(killed_at + KILL_DRAIN_S)
+            try:
+                frame = self.frames.get(timeout=max(0.0, min(wake) - time.monotonic()))
+            except queue.Empty:
+                frame = _IDLE
+            if frame is None:
+                return
+            # Take what is already waiting too before deciding to store.
+            while frame is not _IDLE and frame is not None:
+                self._accept(frame)
+                if self.coalescer.pending_bytes >= STORE_BATCH_BYTES:
+                    break
+                try:
+                    frame = self.frames.get_nowait()
+                except queue.Empty:
+                    break
+                if frame is None:
+                    self.frames.put(None)  # seen again at the top of the loop
+            if self.coalescer.due(time.monotonic()):
+                self._store(self.coalescer.take())
+
+    def _accept(self, frame: tuple[int, bytes]) -> None:
+        stream, data = frame
+        self.out.produced[stream] = self.out.produced.get(stream, 0) + len(data)
+        self.coalescer.add(stream, data, time.monotonic())
+
+    # --- storing -------------------------------------------------------------
+
+    def _store(self, chunks: list[tuple[int, bytes]]) -> None:
+        if not chunks:
+            return
+        out = self.out
+        rows = []
+        for stream, data in chunks:
+            out.last_seq += 1
+            rows.append(ExecChunk(exec_id=self.exec.pk, seq=out.last_seq, stream=stream, data=data))
+            out.sizes.append((out.last_seq, len(data)))
+            out.stored_bytes += len(data)
+        drop_through = 0
+        while out.stored_bytes > self.cap and len(out.sizes) > 1:
+            seq, size = out.sizes.popleft()
+            out.stored_bytes -= size
+            drop_through = seq
+        with transaction.atomic():
+            insert_chunks(rows)
+            if drop_through:
+                # Keep the tail: the oldest chunks go first.
+                ExecChunk.objects.filter(exec_id=self.exec.pk, seq__lte=drop_through).delete()
+                out.first_seq, out.truncated = drop_through + 1, True
+                Exec.objects.filter(pk=self.exec.pk).update(
+                    first_seq=out.first_seq, truncated=True, last_seq=out.last_seq
+                )
+        self.exec.last_seq = out.last_seq
+        notify.publish(self.exec.public_id, last_seq=out.last_seq, status=ExecStatus.RUNNING)
+
+    def _accounting(self) -> dict[str, object]:
+        return {
+            "last_seq": self.out.last_seq,
+            "first_seq": self.out.first_seq,
+            "truncated": self.out.truncated,
+            "stdout_bytes": self.out.produced.get(Stream.STDOUT, 0),
+            "stderr_bytes": self.out.produced.get(Stream.STDERR, 0),
+        }
+
+    def _beat(self) -> bool:
+        """Touch the heartbeat; True when a cancel has been requested."""
+        Exec.objects.filter(pk=self.exec.pk, status=ExecStatus.RUNNING).update(
+            heartbeat_at=timezone.now(), **self._accounting()
+        )
+        row = Exec.objects.filter(pk=self.exec.pk).values("status", "cancel_requested_at").first()
+        if row is None:
+            return True
+        if row["status"] != ExecStatus.RUNNING:
+            # Someone else ended it (e.g. marked lost after a long stall): stop the processes.
+            return True
+        return row["cancel_requested_at"] is not None
+
+    # --- ending --------------------------------------------------------------
+
+    def _kill(self, reason: ExecStatus) -> float:
+        self.end_reason = reason
+        result = kill_process_tree(
+            driver=self.driver,
+            container_id=self.exec.workspace.container_id,
+            exec_public_id=self.exec.public_id,
+            user=exec_user(self.exec),
+        )
+        if not result.cleared:
+            self.kill_detail = result.detail or "some processes may be left"
+        return time.monotonic()
+
+    def _finish(self) -> None:
+        self._store(self.coalescer.take(final=True))
+        Exec.objects.filter(pk=self.exec.pk).update(**self._accounting())
+        self.exec.last_seq = self.out.last_seq
+        exit_code: int | None = None
+        pid = -1
+        error_code, error = "", ""
+        try:
+            final = self.driver.exec_wait(self.exec.engine_exec_id)
+            exit_code, pid = final.exit_code, final.pid
+        except DevBenchError as exc:
+            error_code, error = exc.code, exc.message
+        if self.end_reason is None and self._cancel_requested():
+            # The kill task stopped it before this runner noticed the request.
+            self.end_reason = ExecStatus.CANCELLED
+        if self.end_reason is not None:
+            state.finish(
+                self.exec,
+                self.end_reason,
+                exit_code=exit_code,
+                error_code="processes_left" if self.kill_detail else "",
+                error=self.kill_detail,
+            )
+        elif isinstance(self.reader_error, DevBenchError):
+            err = self.reader_error
+            state.finish(self.exec, ExecStatus.FAILED, error_code=err.code, error=err.message)
+        elif self.reader_error is not None:
+            state.finish(
+                self.exec, ExecStatus.FAILED, error_code="internal_error", error="reader failed"
+            )
+            logger.error("reading exec %s failed", self.exec, exc_info=self.reader_error)
+        elif error_code:
+            state.finish(self.exec, ExecStatus.FAILED, error_code=error_code, error=error)
+        elif pid == 0 and exit_code in _START_FAILURE_CODES:
+            state.finish(
+                self.exec,
+                ExecStatus.FAILED,
+                exit_code=exit_code,
+                error_code="exec_start_failed",
+                error=self._first_output_line(),
+            )
+        else:
+            state.finish(self.exec, ExecStatus.COMPLETED, exit_code=exit_code)
+
+    def _cancel_requested(self) -> bool:
+        return Exec.objects.filter(pk=self.exec.pk, cancel_requested_at__isnull=False).exists()
+
+    def _first_output_line(self) -> str:
+        first = (
+            ExecChunk.objects.filter(exec_id=self.exec.pk)
+            .order_by("seq")
+            .values_list("data", flat=True)
+        ).first()
+        text = bytes(first or b"").decode(errors="replace").strip()
+        return text.splitlines()[0][:1000] if text else "The command could not be started."
+
+
+def insert_chunks(rows: list[ExecChunk]) -> None:
+    """Insert chunk rows; on PostgreSQL with binary parameters in one pipelined batch.
+
+    Django's default client-side binding would spell every byte of a 64 KiB
+    chunk out as an escaped literal in the SQL text, which the server must parse.
+    """
+    if connection.vendor != "postgresql":
+        ExecChunk.objects.bulk_create(rows)
+        return
+    import psycopg
+
+    meta = ExecChunk._meta
+    column = {field.name: field.column for field in meta.concrete_fields}
+    columns = ", ".join(str(column[name]) for name in ("exec", "seq", "stream", "data"))
+    sql = f"INSERT INTO {meta.db_table} ({columns}) VALUES (%s, %s, %s, %b)"  # noqa: S608
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.executemany(sql, [(r.exec_id, r.seq, r.stream, r.data) for r in rows])
+
+
+def run_exec(exec_: Exec, *, worker: str = "") -> None:
+    ExecRunner(exec_, worker=worker).run()

@@ -1,0 +1,162 @@
+"""Input and output models of execs, shared by REST (ninja) and MCP tools.
+
+Field names follow the MCP roadmap: ``exec_start(container_id, cmd, cwd, env,
+as_root, timeout_s, idempotency_key) -> exec_id, status`` and
+``exec_poll(exec_id, after_seq, wait_s) -> messages, complete, exit_code, usage``.
+``container_id`` is a workspace id (``ws_…``) or alias.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from ninja import Field, Schema
+
+from execution.models import Exec
+from execution.validation import MAX_WAIT_S, redact_env
+
+ExecStatusName = Literal[
+    "queued", "starting", "running", "completed", "failed", "timed_out", "cancelled", "lost"
+]
+
+
+class ExecCommand(Schema):
+    cmd: list[str] = Field(..., min_length=1, description="Program and arguments (no shell).")
+    cwd: str | None = Field(None, description="Absolute working directory; default /workspace.")
+    env: dict[str, str] | None = Field(None, description="Extra environment variables.")
+    as_root: bool = Field(False, description="Run as root (uid 0) instead of uid 1000.")
+    timeout_s: int | None = Field(
+        None, ge=1, description="Kill the whole process tree after this many seconds."
+    )
+    idempotency_key: str | None = Field(
+        None, max_length=200, description="Retrying with the same key returns the same exec."
+    )
+    queue: bool = Field(
+        False,
+        description="When the workspace runs its maximum of concurrent execs, wait in line "
+        "instead of failing with concurrency_limit_exceeded.",
+    )
+
+
+class ExecStartIn(ExecCommand):
+    """REST body of POST /workspaces/{id}/execs."""
+
+    wait: bool = Field(
+        False,
+        description="Wait for the end and return stdout/stderr/exit_code (exec_run); "
+        "otherwise return at once with the exec id (202).",
+    )
+
+
+class ExecStartInput(ExecCommand):
+    """MCP exec_start / exec_run arguments."""
+
+    container_id: str = Field(..., description="Workspace id (ws_…) or alias.")
+
+
+class ExecPollInput(Schema):
+    exec_id: str
+    after_seq: int = Field(0, ge=0, description="Return output with a seq above this.")
+    wait_s: float = Field(
+        0, ge=0, le=MAX_WAIT_S, description="Wait up to this long for new output or the end."
+    )
+
+
+class ExecIdInput(Schema):
+    exec_id: str
+
+
+class ExecListInput(Schema):
+    container_id: str
+
+
+class ExecStartOut(Schema):
+    exec_id: str
+    status: ExecStatusName
+
+
+class ExecMessageOut(Schema):
+    seq: int
+    stream: Literal["stdout", "stderr"]
+    data: str
+    encoding: Literal["utf-8", "base64"] = Field(
+        description="utf-8: data is the text; base64: the chunk is not valid UTF-8 "
+        "(binary output), decode data to get the bytes."
+    )
+
+
+class ExecUsageOut(Schema):
+    duration_ms: int | None
+    stdout_bytes: int
+    stderr_bytes: int
+
+
+class ExecPollOut(Schema):
+    exec_id: str
+    status: ExecStatusName
+    complete: bool = Field(description="The exec has ended and every stored chunk was returned.")
+    exit_code: int | None
+    messages: list[ExecMessageOut]
+    next_seq: int = Field(description="Pass as after_seq in the next poll.")
+    truncated: bool = Field(description="The output cap dropped the oldest output.")
+    first_seq: int = Field(description="Oldest seq still stored.")
+    usage: ExecUsageOut
+    error_code: str
+    error: str
+
+
+class ExecRunOut(Schema):
+    exec_id: str
+    status: ExecStatusName
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    truncated: bool
+    usage: ExecUsageOut
+    error_code: str
+    error: str
+
+
+class ExecOut(Schema):
+    exec_id: str
+    workspace_id: str
+    status: ExecStatusName
+    cmd: list[str]
+    cwd: str
+    env: dict[str, str] = Field(description="Values of secret-looking names are redacted.")
+    as_root: bool
+    timeout_s: int | None
+    exit_code: int | None
+    error_code: str
+    error: str
+    truncated: bool
+    last_seq: int
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    usage: ExecUsageOut
+
+
+def exec_out(exec_: Exec) -> dict[str, Any]:
+    return {
+        "exec_id": exec_.public_id,
+        "workspace_id": exec_.workspace.public_id,
+        "status": exec_.status,
+        "cmd": exec_.cmd,
+        "cwd": exec_.cwd,
+        "env": redact_env(exec_.env or {}),
+        "as_root": exec_.as_root,
+        "timeout_s": exec_.timeout_s,
+        "exit_code": exec_.exit_code,
+        "error_code": exec_.error_code,
+        "error": exec_.error,
+        "truncated": exec_.truncated,
+        "last_seq": exec_.last_seq,
+        "cancel_requested": exec_.cancel_requested_at is not None,
+        "created_at": exec_.created_at,
+        "started_at": exec_.started_at,
+        "finished_at": exec_.finished_at,
+        "usage": exec_.usage,
+    }

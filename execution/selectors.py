@@ -1,0 +1,87 @@
+"""Tenant-scoped reads of execs and their output. Another tenant's exec is NotFound."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import QuerySet
+
+from devbench_site.errors import NotFound
+from execution.coalesce import encode
+from execution.models import Exec, ExecChunk, Stream
+from tenants.principal import Principal
+from tenants.selectors import tenant_ids_managed_by
+from workspaces.models import Workspace
+
+# One poll/websocket batch carries at most this much output (the client asks again).
+MAX_BATCH_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ExecMessage:
+    seq: int
+    stream: str  # "stdout" | "stderr"
+    data: str
+    encoding: str  # "utf-8" | "base64"
+
+
+def exec_get(*, actor: Principal, exec_id: str) -> Exec:
+    exec_ = (
+        Exec.objects.select_related("workspace", "tenant")
+        .filter(tenant=actor.tenant, public_id=exec_id)
+        .first()
+    )
+    if exec_ is None:
+        raise NotFound(f"Exec '{exec_id}' not found.", code="exec_not_found")
+    return exec_
+
+
+def exec_list(*, actor: Principal, workspace: Workspace) -> QuerySet[Exec]:
+    if workspace.tenant_id != actor.tenant.pk:
+        raise NotFound("Workspace not found.", code="workspace_not_found")
+    return Exec.objects.select_related("workspace").filter(tenant=actor.tenant, workspace=workspace)
+
+
+def exec_list_managed(*, user: Any) -> QuerySet[Exec]:
+    """Execs of the tenants the user administers (the admin site); superusers see all."""
+    qs = Exec.objects.select_related("workspace", "tenant")
+    ids = tenant_ids_managed_by(user=user)
+    return qs if ids is None else qs.filter(tenant_id__in=ids)
+
+
+def exec_messages_after(
+    *, exec_pk: int, after_seq: int, max_bytes: int = MAX_BATCH_BYTES
+) -> list[ExecMessage]:
+    """Stored chunks with seq > ``after_seq`` in order, up to ``max_bytes`` (at least one)."""
+    messages: list[ExecMessage] = []
+    total = 0
+    # Chunks are at most 64 KiB: fetch a bounded number of rows per query.
+    limit = max(1, max_bytes // (16 * 1024))
+    cursor = after_seq
+    while True:
+        rows = list(
+            ExecChunk.objects.filter(exec_id=exec_pk, seq__gt=cursor)
+            .order_by("seq")
+            .values_list("seq", "stream", "data")[:limit]
+        )
+        for seq, stream, data in rows:
+            raw = bytes(data)
+            if messages and total + len(raw) > max_bytes:
+                return messages
+            text, encoding = encode(raw)
+            messages.append(ExecMessage(seq, Stream(stream).label, text, encoding))
+            total += len(raw)
+            cursor = seq
+        if len(rows) < limit:
+            return messages
+
+
+def exec_output(*, exec_pk: int) -> tuple[bytes, bytes]:
+    """All stored output of an exec, per stream, joined (exec_run's result)."""
+    out, err = bytearray(), bytearray()
+    for stream, data in (
+        ExecChunk.objects.filter(exec_id=exec_pk).order_by("seq").values_list("stream", "data")
+    ).iterator(chunk_size=64):
+        (err if stream == Stream.STDERR else out).extend(data)
+    return bytes(out), bytes(err)

@@ -1,0 +1,128 @@
+"""Interactive shells (a tty exec) for browser users.
+
+A shell is not an Exec row: it has no stored output and no concurrency slot.
+It is audited when opened, and its whole process tree is killed when the
+websocket goes away. The engine connection is held by the web process that
+serves the websocket, so that process needs access to the workspace's engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from devbench_site.errors import ValidationFailed
+from execution.proctree import kill_process_tree
+from execution.validation import MARKER_ENV
+from tenants.audit import audited
+from tenants.principal import Principal
+from workspaces.models import Workspace, new_public_id
+from workspaces.runtime import get_driver
+from workspaces.runtime.base import ExecSpec, InteractiveExec, RuntimeDriver
+from workspaces.selectors import workspace_require_running
+from workspaces.spec import WORKSPACE_UID
+
+logger = logging.getLogger(__name__)
+
+# bash when the image has it, else sh; as a login shell so the image's profile applies.
+SHELL_CMD = [
+    "/bin/sh",
+    "-c",
+    "if command -v bash >/dev/null 2>&1; then exec bash -l; fi; exec sh -l",
+]
+MAX_TTY_SIZE = 1000
+
+
+def _check_size(rows: int, cols: int) -> None:
+    if not (1 <= rows <= MAX_TTY_SIZE and 1 <= cols <= MAX_TTY_SIZE):
+        raise ValidationFailed(
+            f"rows and cols must be from 1 to {MAX_TTY_SIZE}.", code="invalid_tty_size"
+        )
+
+
+@dataclass
+class ShellSession:
+    shell_id: str
+    workspace_id: str
+    container_id: str
+    user: str
+    tty: InteractiveExec
+    driver: RuntimeDriver
+    _closed: threading.Event = field(default_factory=threading.Event)
+
+    def read(self) -> bytes:
+        """Block for output; ``b""`` once the shell has ended."""
+        return self.tty.read()
+
+    def write(self, data: bytes) -> None:
+        self.tty.write(data)
+
+    def resize(self, *, rows: int, cols: int) -> None:
+        _check_size(rows, cols)
+        self.tty.resize(rows=rows, cols=cols)
+
+    def exit_code(self) -> int | None:
+        return self.driver.exec_wait(self.tty.id, timeout_s=2).exit_code
+
+    def close(self) -> None:
+        """End the shell and everything started from it (idempotent)."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        kill_process_tree(
+            driver=self.driver,
+            container_id=self.container_id,
+            exec_public_id=self.shell_id,
+            user=self.user,
+        )
+        self.tty.close()
+
+
+def _initial_resize(tty: InteractiveExec, *, rows: int, cols: int) -> None:
+    # The engine refuses a resize until the process has started; it starts at once.
+    for attempt in range(10):
+        try:
+            tty.resize(rows=rows, cols=cols)
+            return
+        except Exception:  # the shell works at the default size; not worth failing for
+            if attempt == 9:
+                logger.info("initial resize of a shell failed", exc_info=True)
+            time.sleep(0.02)
+
+
+def shell_open(
+    *, actor: Principal, workspace: Workspace, rows: int = 24, cols: int = 80
+) -> ShellSession:
+    """Start a login shell on a tty in the workspace, as uid 1000."""
+    actor.require_scope("write")
+    _check_size(rows, cols)
+    shell_id = new_public_id("sh_")
+    with audited(
+        actor=actor,
+        action="exec.shell",
+        target_type="workspace",
+        target_id=workspace.public_id,
+        details={"shell_id": shell_id},
+    ):
+        workspace_require_running(workspace=workspace)
+        driver = get_driver()
+        user = f"{WORKSPACE_UID}:{WORKSPACE_UID}"
+        tty = driver.exec_open_tty(
+            workspace.container_id,
+            ExecSpec(
+                cmd=SHELL_CMD,
+                env={"TERM": "xterm-256color", MARKER_ENV: shell_id},
+                user=user,
+            ),
+        )
+        _initial_resize(tty, rows=rows, cols=cols)
+    return ShellSession(
+        shell_id=shell_id,
+        workspace_id=workspace.public_id,
+        container_id=workspace.container_id,
+        user=user,
+        tty=tty,
+        driver=driver,
+    )

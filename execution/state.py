@@ -1,0 +1,190 @@
+"""Status transitions of an exec, each a conditional UPDATE.
+
+Whoever's UPDATE matches first wins (runner, cancel, reconciliation), so an
+exec ends in exactly one terminal state. Transitions that free or take a
+slot lock the workspace row first (always workspace, then exec: no deadlock)
+so the count of active execs is exact across processes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from execution import notify
+from execution.models import (
+    SLOT_STATUSES,
+    TERMINAL_STATUSES,
+    Exec,
+    ExecChunk,
+    ExecStatus,
+)
+from execution.validation import redact_env
+from tenants.selectors import tenant_policy_get
+from workspaces.models import Workspace, WorkspaceStatus
+
+logger = logging.getLogger(__name__)
+
+NON_TERMINAL = (ExecStatus.QUEUED, ExecStatus.STARTING, ExecStatus.RUNNING)
+
+
+def runner_queue(node: str) -> str:
+    return f"node.{node}"
+
+
+def dispatch(exec_: Exec) -> None:
+    """Send the runner task to the workspace's node once the current transaction commits."""
+    from execution.tasks import exec_run_task  # tasks import services, which import this
+
+    pk, queue = exec_.pk, runner_queue(exec_.node)
+    transaction.on_commit(lambda: exec_run_task.apply_async(args=[pk], queue=queue))
+
+
+def lock_workspace(workspace_id: int) -> Workspace:
+    return Workspace.objects.select_for_update().get(pk=workspace_id)
+
+
+def admit_waiting(workspace: Workspace) -> list[Exec]:
+    """Start queued execs, oldest first, while slots are free. The workspace row must be locked.
+
+    Queued execs of a workspace that is no longer running fail instead.
+    """
+    if workspace.status != WorkspaceStatus.RUNNING:
+        for exec_ in Exec.objects.filter(workspace=workspace, status=ExecStatus.QUEUED):
+            _finish_locked(
+                exec_,
+                ExecStatus.FAILED,
+                from_statuses=(ExecStatus.QUEUED,),
+                error_code="workspace_not_running",
+                error=f"The workspace is {workspace.status}, not running.",
+            )
+        return []
+    limit = tenant_policy_get(tenant=workspace.tenant).max_concurrent_execs
+    active = Exec.objects.filter(workspace=workspace, status__in=SLOT_STATUSES).count()
+    if active >= limit:
+        return []
+    admitted = []
+    now = timezone.now()
+    waiting = Exec.objects.filter(workspace=workspace, status=ExecStatus.QUEUED).order_by(
+        "created_at", "id"
+    )[: limit - active]
+    for exec_ in waiting:
+        if Exec.objects.filter(pk=exec_.pk, status=ExecStatus.QUEUED).update(
+            status=ExecStatus.STARTING, dispatched_at=now
+        ):
+            exec_.status, exec_.dispatched_at = ExecStatus.STARTING, now
+            dispatch(exec_)
+            _publish_on_commit(exec_)
+            admitted.append(exec_)
+    return admitted
+
+
+def claim(exec_: Exec, *, worker: str) -> bool:
+    """starting -> running for exactly one runner; a re-delivered task gets False."""
+    now = timezone.now()
+    claimed = Exec.objects.filter(pk=exec_.pk, status=ExecStatus.STARTING).update(
+        status=ExecStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker
+    )
+    if claimed:
+        exec_.status, exec_.started_at, exec_.heartbeat_at, exec_.worker = (
+            ExecStatus.RUNNING,
+            now,
+            now,
+            worker,
+        )
+        notify.publish(exec_.public_id, last_seq=exec_.last_seq, status=exec_.status)
+    return bool(claimed)
+
+
+def finish(
+    exec_: Exec,
+    status: ExecStatus,
+    *,
+    from_statuses: Iterable[str] = NON_TERMINAL,
+    extra: Q | None = None,
+    exit_code: int | None = None,
+    error_code: str = "",
+    error: str = "",
+    finished_at: datetime | None = None,
+) -> bool:
+    """Move the exec to a terminal status unless another actor already did; frees its slot.
+
+    ``extra`` narrows the conditional UPDATE further (e.g. "heartbeat still stale").
+    """
+    with transaction.atomic():
+        workspace = lock_workspace(exec_.workspace_id)
+        done = _finish_locked(
+            exec_,
+            status,
+            from_statuses=from_statuses,
+            extra=extra,
+            exit_code=exit_code,
+            error_code=error_code,
+            error=error,
+            finished_at=finished_at,
+        )
+        if done:
+            admit_waiting(workspace)
+    return done
+
+
+def _finish_locked(
+    exec_: Exec,
+    status: ExecStatus,
+    *,
+    from_statuses: Iterable[str],
+    extra: Q | None = None,
+    exit_code: int | None = None,
+    error_code: str = "",
+    error: str = "",
+    finished_at: datetime | None = None,
+) -> bool:
+    assert status in TERMINAL_STATUSES
+    now = finished_at or timezone.now()
+    env = redact_env(exec_.env or {})
+    qs = Exec.objects.filter(pk=exec_.pk, status__in=list(from_statuses))
+    if extra is not None:
+        qs = qs.filter(extra)
+    # The stored output is final now; a runner that died had not reported its last seqs.
+    last_seq = ExecChunk.objects.filter(exec_id=exec_.pk).aggregate(m=Max("seq"))["m"] or 0
+    done = qs.update(
+        last_seq=last_seq,
+        status=status,
+        exit_code=exit_code,
+        error_code=error_code,
+        error=error[:10_000],
+        finished_at=now,
+        env=env,
+    )
+    if done:
+        exec_.status, exec_.exit_code, exec_.error_code, exec_.error = (
+            status,
+            exit_code,
+            error_code,
+            error,
+        )
+        exec_.finished_at, exec_.env, exec_.last_seq = now, env, last_seq
+        _publish_on_commit(exec_)
+    return bool(done)
+
+
+def _publish_on_commit(exec_: Exec) -> None:
+    public_id, status = exec_.public_id, str(exec_.status)
+    last_seq = exec_.last_seq
+    transaction.on_commit(lambda: notify.publish(public_id, last_seq=last_seq, status=status))
+
+
+def request_cancel(exec_: Exec) -> bool:
+    """Flag a running exec for cancellation (its runner or the kill task acts on it)."""
+    now = timezone.now()
+    flagged = Exec.objects.filter(
+        pk=exec_.pk, status__in=NON_TERMINAL, cancel_requested_at__isnull=True
+    ).update(cancel_requested_at=now)
+    if flagged:
+        exec_.cancel_requested_at = now
+    return bool(flagged)

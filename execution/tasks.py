@@ -1,0 +1,38 @@
+"""Celery tasks of execution: thin, each loads ids and calls one service.
+
+The runner and kill tasks go to the workspace's node queue (``node.<name>``,
+given at send time) because they talk to that node's engine. Both are
+``acks_late`` and safe to run twice: the runner claims its exec with a
+conditional UPDATE (starting -> running), so a re-delivered task finds the
+exec running or finished and returns; killing twice kills nothing more.
+"""
+
+from __future__ import annotations
+
+from celery import Task, shared_task
+
+from devbench_site.errors import EngineUnavailable
+from execution import services
+
+
+@shared_task(bind=True, name="execution.exec_run", acks_late=True, ignore_result=True)
+def exec_run_task(self: Task, exec_pk: int) -> None:
+    services.exec_execute(exec_pk=exec_pk, worker=self.request.hostname or "")
+
+
+@shared_task(
+    name="execution.exec_kill",
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(EngineUnavailable,),
+    retry_backoff=True,
+    max_retries=5,
+    time_limit=120,
+)
+def exec_kill_task(exec_pk: int) -> None:
+    services.exec_kill_processes(exec_pk=exec_pk)
+
+
+@shared_task(name="execution.exec_reconcile", acks_late=True, ignore_result=True, time_limit=300)
+def exec_reconcile_task() -> None:
+    services.exec_reconcile()

@@ -1,0 +1,107 @@
+"""Who is on the other end of a websocket, and which of their objects it may open.
+
+Three ways in, checked in this order:
+* ``Authorization: Bearer <token>`` (non-browser clients),
+* ``?token=<token>`` in the URL (browsers cannot set headers on a websocket;
+  keep such URLs out of logs),
+* the Django session of a signed-in browser user: they act in each tenant
+  they belong to, and an object is looked up in those tenants.
+
+An object the principal may not see is NotFound, exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
+
+from devbench_site.errors import (
+    AuthenticationFailed,
+    DevBenchError,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
+from devbench_site.request_context import RequestContext, new_request_id
+from tenants.auth import authenticate_bearer, principal_for_member
+from tenants.principal import Principal
+from tenants.selectors import tenant_list_for_user
+
+T = TypeVar("T")
+
+# Close codes (4000-4999 are the application's): HTTP status + 4000.
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_CONFLICT = 4409
+CLOSE_INTERNAL = 4500
+
+
+def close_code(exc: DevBenchError) -> int:
+    if isinstance(exc, AuthenticationFailed):
+        return CLOSE_UNAUTHENTICATED
+    if isinstance(exc, PermissionDenied):
+        return CLOSE_FORBIDDEN
+    if isinstance(exc, NotFound):
+        return CLOSE_NOT_FOUND
+    if isinstance(exc, ValidationFailed):
+        return CLOSE_BAD_REQUEST
+    if 400 <= exc.http_status < 500:
+        return 4000 + exc.http_status
+    return CLOSE_INTERNAL
+
+
+def query_params(scope: dict[str, Any]) -> dict[str, str]:
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return {key: values[-1] for key, values in parse_qs(raw).items()}
+
+
+def int_param(params: dict[str, str], name: str, default: int) -> int:
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ValidationFailed(f"{name} must be an integer.", code=f"invalid_{name}") from exc
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def request_context_of(scope: dict[str, Any]) -> RequestContext:
+    client = scope.get("client") or (None, None)
+    return RequestContext(
+        request_id=new_request_id(),
+        ip=client[0],
+        user_agent=(_header(scope, b"user-agent") or "")[:300],
+    )
+
+
+def resolve(scope: dict[str, Any], lookup: Callable[[Principal], T]) -> tuple[Principal, T]:
+    """Authenticate the websocket and find the object with ``lookup`` (sync; DB access)."""
+    header = _header(scope, b"authorization")
+    token = query_params(scope).get("token")
+    if header or token:
+        principal = authenticate_bearer(header or f"Bearer {token}")
+        return principal, lookup(principal)
+    user = scope.get("user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        raise AuthenticationFailed(
+            "Send 'Authorization: Bearer <token>', ?token=<token>, or sign in.",
+            code="token_missing",
+        )
+    missing = NotFound("Not found.", code="not_found")
+    for tenant in tenant_list_for_user(user=user):
+        principal = principal_for_member(user=user, tenant=tenant)
+        try:
+            return principal, lookup(principal)
+        except NotFound as exc:
+            missing = exc
+    raise missing

@@ -1,0 +1,40 @@
+"""Helpers for exec tests: look inside the container without going through execs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from workspaces.runtime import get_driver
+from workspaces.runtime.base import ExecSpec
+
+
+def container_run(workspace: Any, *cmd: str, user: str = "1000:1000") -> str:
+    """Run a helper command straight through the driver (no Exec row, no slot)."""
+    exit_code, out, err = get_driver().exec_collect(
+        workspace.container_id, ExecSpec(cmd=list(cmd), user=user)
+    )
+    assert exit_code == 0, (exit_code, out, err)
+    return out.decode()
+
+
+def processes(workspace: Any) -> list[str]:
+    """Command lines of every process in the container (as `ps` shows them)."""
+    lines = container_run(workspace, "ps", "-o", "args").splitlines()[1:]
+    return [line.strip() for line in lines]
+
+
+def leftovers(workspace: Any, needle: str) -> list[str]:
+    return [p for p in processes(workspace) if needle in p and not p.startswith("ps ")]
+
+
+def wait_for(condition: Callable[[], Any], *, timeout_s: float = 30, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(0.05)

@@ -1,0 +1,165 @@
+"""Exec operations on the Docker Engine: demultiplexed streaming, inspect, interactive tty.
+
+docker-py's ``exec_start(socket=True)`` hands over the hijacked connection;
+reading it ourselves (with docker-py's frame parser) lets another thread
+close it to stop a reader, which the iterator docker-py builds cannot do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+
+from devbench_site.errors import EngineError
+from workspaces.runtime.base import ExecOutput, ExecSpec, ExecState, InteractiveExec, RuntimeExec
+from workspaces.runtime.docker.errors import translated
+
+
+def _raw_socket(sock: Any) -> socket.socket | None:
+    """The OS-level socket under docker-py's wrapper (SocketIO or a plain socket)."""
+    if isinstance(sock, socket.socket):
+        return sock
+    raw = getattr(sock, "_sock", None)
+    return raw if isinstance(raw, socket.socket) else None
+
+
+def _prepare(sock: Any) -> None:
+    # The client-wide request timeout must not end a quiet, long-running stream.
+    raw = _raw_socket(sock)
+    if raw is not None:
+        raw.settimeout(None)
+
+
+def _shutdown(sock: Any) -> None:
+    raw = _raw_socket(sock)
+    if raw is not None:
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()
+    response = getattr(sock, "_response", None)
+    if response is not None:
+        with contextlib.suppress(Exception):
+            response.close()
+
+
+class DockerExecOutput(ExecOutput):
+    def __init__(self, sock: Any, engine_url: str) -> None:
+        self._sock = sock
+        self._engine_url = engine_url
+        self._closed = threading.Event()
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        from docker.utils.socket import frames_iter
+
+        try:
+            for stream, data in frames_iter(self._sock, tty=False):
+                if data:
+                    yield stream, data
+        except OSError as exc:
+            if not self._closed.is_set():
+                raise EngineError(
+                    f"The exec output stream from {self._engine_url} broke: {exc}",
+                    code="exec_stream_broken",
+                ) from exc
+        except ValueError:
+            # Reading a socket another thread has just closed.
+            if not self._closed.is_set():
+                raise
+
+    def close(self) -> None:
+        self._closed.set()
+        _shutdown(self._sock)
+
+
+class DockerInteractiveExec(InteractiveExec):
+    def __init__(self, *, api: docker.APIClient, exec_id: str, sock: Any, engine_url: str) -> None:
+        self.id = exec_id
+        self._api = api
+        self._sock = sock
+        self._raw = _raw_socket(sock)
+        self._engine_url = engine_url
+
+    def read(self, max_bytes: int = 65536) -> bytes:
+        try:
+            if self._raw is not None:
+                return self._raw.recv(max_bytes)
+            data: bytes | None = self._sock.read(max_bytes)
+            return data or b""
+        except (OSError, ValueError):
+            return b""
+
+    def write(self, data: bytes) -> None:
+        try:
+            if self._raw is not None:
+                self._raw.sendall(data)
+            else:
+                self._sock.write(data)
+        except OSError as exc:
+            raise EngineError(
+                "The shell's input stream is closed.", code="exec_stream_broken"
+            ) from exc
+
+    def resize(self, *, rows: int, cols: int) -> None:
+        with translated(engine_url=self._engine_url):
+            self._api.exec_resize(self.id, height=rows, width=cols)
+
+    def close(self) -> None:
+        _shutdown(self._sock)
+
+
+class DockerExec(RuntimeExec):
+    base_url: str
+
+    @property
+    def api(self) -> docker.APIClient:  # provided by DockerLifecycle
+        raise NotImplementedError
+
+    def exec_create(self, container_id: str, spec: ExecSpec) -> str:
+        with translated(engine_url=self.base_url, container_id=container_id):
+            created = self.api.exec_create(
+                container_id,
+                spec.cmd,
+                stdout=True,
+                stderr=True,
+                stdin=spec.stdin,
+                tty=spec.tty,
+                user=spec.user,
+                environment=spec.env or None,
+                workdir=spec.workdir,
+            )
+        exec_id: str = created["Id"]
+        return exec_id
+
+    def exec_stream(self, exec_id: str) -> ExecOutput:
+        with translated(engine_url=self.base_url, container_id=exec_id):
+            sock = self.api.exec_start(exec_id, tty=False, socket=True)
+        _prepare(sock)
+        return DockerExecOutput(sock, self.base_url)
+
+    def exec_inspect(self, exec_id: str) -> ExecState:
+        with translated(engine_url=self.base_url, container_id=exec_id):
+            raw = self.api.exec_inspect(exec_id)
+        return ExecState(
+            id=exec_id,
+            running=bool(raw.get("Running")),
+            exit_code=raw.get("ExitCode"),
+            pid=int(raw.get("Pid") or 0),
+        )
+
+    def exec_open_tty(self, container_id: str, spec: ExecSpec) -> InteractiveExec:
+        tty_spec = ExecSpec(
+            cmd=spec.cmd, env=spec.env, workdir=spec.workdir, user=spec.user, tty=True, stdin=True
+        )
+        exec_id = self.exec_create(container_id, tty_spec)
+        with translated(engine_url=self.base_url, container_id=container_id):
+            sock = self.api.exec_start(exec_id, tty=True, socket=True)
+        _prepare(sock)
+        return DockerInteractiveExec(
+            api=self.api, exec_id=exec_id, sock=sock, engine_url=self.base_url
+        )
