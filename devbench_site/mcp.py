@@ -20,7 +20,12 @@ from devbench_site.status import DEVBENCH_VERSION
 from tenants.principal import Principal
 
 # Each module exposes ``tools``, a ToolSet.
-TOOL_MODULES = ("tenants.mcp", "workspaces.mcp", "workspaces.filesystem.mcp")
+TOOL_MODULES = (
+    "tenants.mcp",
+    "workspaces.mcp",
+    "execution.mcp",
+    "workspaces.filesystem.mcp",
+)
 
 INSTRUCTIONS = """\
 DevBench gives you isolated Linux workspaces (Docker containers) in one tenant.

@@ -161,12 +161,19 @@ class ToolCall:
                 waited = round(time.monotonic() - started, 1)
                 await self.progress(waited, total_s, f"{label} ({waited:g} s)")
 
+        failure: Exception | None = None
         async with anyio.create_task_group() as group:
             group.start_soon(heartbeat)
             try:
                 result = await self.run(fn, *args, **kwargs)
+            except Exception as exc:
+                # Raised outside the group, or anyio would wrap it in an ExceptionGroup
+                # and the one error mapping would no longer recognise it.
+                failure = exc
             finally:
                 group.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
         return result
 
 

@@ -160,3 +160,10 @@ def exec_out(exec_: Exec) -> dict[str, Any]:
         "finished_at": exec_.finished_at,
         "usage": exec_.usage,
     }
+
+
+class ExecListOut(Schema):
+    """MCP list_execs: the newest execs of a workspace."""
+
+    execs: list[ExecOut]
+    truncated: bool = Field(description="The workspace has older execs than these.")

@@ -207,6 +207,26 @@ def wait_blocking(seconds: float) -> None:
     finished.set()
 
 
+def refuse_blocking(seconds: float) -> None:
+    time.sleep(seconds)
+    raise Conflict("Busy.", code="busy", extra={"after": seconds})
+
+
+@tools.tool(
+    input=EchoIn,
+    output=EchoOut,
+    title="Refuse",
+    read_only=True,
+    destructive=False,
+    idempotent=True,
+    open_world=False,
+)
+async def refusing(call: ToolCall, args: EchoIn) -> dict[str, Any]:
+    """Waits, then refuses."""
+    await call.run_reporting(refuse_blocking, 0.3, total_s=None, label="waiting", interval_s=0.1)
+    return {}
+
+
 @tools.tool(
     input=EchoIn,
     output=EchoOut,
@@ -254,3 +274,13 @@ def test_cancelling_the_call_ends_the_wait_not_the_work() -> None:
     assert finished.wait(5)  # the blocking work itself carried on to its end
     time.sleep(0.2)
     assert not handler_returned.is_set()  # but the tool stopped waiting for it
+
+
+def test_errors_of_a_waiting_service_keep_their_code() -> None:
+    result = call("refusing", {"name": "a"})
+    assert result.is_error is True
+    assert result.structured_content == {
+        "code": "busy",
+        "message": "Busy.",
+        "extra": {"after": 0.3},
+    }
