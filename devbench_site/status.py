@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db.models import Count
 
 from devbench_site.errors import DevBenchError
+from execution.models import Exec
 from tenants.models import TenantPolicy
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
@@ -80,5 +81,6 @@ def system_status_get(*, actor: Principal) -> SystemStatus:
         mode="embedded" if settings.EMBEDDED else "production",
         node=settings.DEVBENCH_NODE,
         workspaces=_counts_by_status(workspace_list(actor=actor).order_by()),
+        execs=_counts_by_status(Exec.objects.filter(tenant=actor.tenant).order_by()),
         policy=tenant_policy_get(tenant=actor.tenant),
     )

@@ -27,3 +27,17 @@ def test_js_client_is_refused_for_another_tenant(
     report = js_client(live_mcp.mcp_url(other_tenant.slug), token.raw)
     assert report["exit_code"] == 1
     assert any("404" in p or "tenant_not_found" in p for p in report["problems"])
+
+
+@pytest.mark.docker
+@pytest.mark.integration
+def test_js_client_runs_spawn_exec_kill(
+    live_mcp: DaphneProcess, live_worker: Any, js_client: Any, tenant: Any, token: Any
+) -> None:
+    report = js_client(live_mcp.mcp_url(tenant.slug), token.raw, "workflow")
+    assert report["problems"] == [], report
+    assert [s["name"] for s in report["steps"]] == ["spawn", "exec_run", "kill"]
+    assert report["steps"][1]["structured"]["stdout"] == "hi from js\n"
+    assert report["steps"][2]["structured"]["status"] == "removed"
+    tools = set(report["tools"])
+    assert {"spawn", "exec_run", "exec_poll", "fs_read", "fs_write", "kill"} <= tools

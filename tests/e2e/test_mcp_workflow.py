@@ -54,6 +54,24 @@ async def session(connect: Connect) -> dict[str, dict[str, Any]]:
         try:
             steps["attach"] = await _call(client, "attach", {"target": "agent"})
             steps["list"] = await _call(client, "list_containers", {})
+            steps["exec_run"] = await _call(client, "exec_run", {**ref, "cmd": ["echo", "hi"]})
+            started = await _call(
+                client,
+                "exec_start",
+                {**ref, "cmd": ["sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.3; done"]},
+            )
+            polls, after = [], 0
+            while not (polls and polls[-1]["complete"]):
+                polls.append(
+                    await _call(
+                        client,
+                        "exec_poll",
+                        {"exec_id": started["exec_id"], "after_seq": after, "wait_s": 10},
+                    )
+                )
+                after = polls[-1]["next_seq"]
+            steps["exec_poll"] = {"polls": polls}
+            steps["list_execs"] = await _call(client, "list_execs", ref)
             steps["fs_write"] = await _call(
                 client, "fs_write", {**ref, "path": "src/main.py", "content": "print('hi')\n"}
             )
@@ -74,10 +92,16 @@ def test_agent_session(connect: Connect, tenant: Any) -> None:
     steps = anyio.run(session, connect)
     assert {"spawn", "kill", "system_status", "list_containers"} <= set(steps["tools"]["names"])
     assert steps["status"]["tenant"]["slug"] == tenant.slug
+    assert steps["status"]["engine"]["reachable"] is True
     ws_id = steps["spawn"]["id"]
     assert steps["spawn"]["status"] == "running"
     assert steps["attach"]["container_id"] == ws_id
     assert [w["id"] for w in steps["list"]["workspaces"]] == [ws_id]
+    assert steps["exec_run"]["stdout"] == "hi\n" and steps["exec_run"]["exit_code"] == 0
+    polls = steps["exec_poll"]["polls"]
+    assert "".join(m["data"] for p in polls for m in p["messages"]) == "1\n2\n3\n"
+    assert polls[-1]["status"] == "completed" and polls[-1]["exit_code"] == 0
+    assert len(steps["list_execs"]["execs"]) == 2
     assert steps["fs_write"]["created"] is True
     assert steps["fs_read"]["content"] == "print('hi')\n"
     assert steps["fs_read"]["etag"] == steps["fs_write"]["etag"] == steps["fs_stat"]["etag"]

@@ -46,6 +46,7 @@ def test_both_protocol_generations_list_and_call(
     assert body["scopes"] == ["read", "write"]
     assert body["engine"]["reachable"] is True and body["engine"]["version"]
     assert body["policy"]["default_image"] == "devbench/busybox:latest"
+    assert body["workspaces"] == {"total": 0} and body["execs"] == {"total": 0}
 
 
 def test_without_slash_is_the_same_endpoint(
