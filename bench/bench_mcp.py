@@ -95,6 +95,8 @@ def _spawn_logged(name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
 def _daphne() -> subprocess.Popen[bytes]:
     log_path = Path(tempfile.gettempdir()) / "devbench-bench-daphne.log"
     log_path.write_bytes(b"")
+    # INFO: daphne announces its port in the log. No periodic jobs: they only add noise.
+    env = {**os.environ, "LOG_LEVEL": "INFO", "DEVBENCH_SCHEDULER": "off"}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -105,6 +107,7 @@ def _daphne() -> subprocess.Popen[bytes]:
             "devbench_site.asgi:application",
         ],
         cwd=ROOT,
+        env=env,
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
     )
@@ -127,7 +130,8 @@ def main() -> None:
     try:
         import anyio
 
-        anyio.run(run, processes[0].port, args.runs)  # type: ignore[attr-defined]
+        slug, token = _credentials()
+        anyio.run(run, processes[0].port, args.runs, slug, token)  # type: ignore[attr-defined]
     finally:
         for proc in processes:
             proc.terminate()
@@ -135,11 +139,13 @@ def main() -> None:
 
 
 def _credentials() -> tuple[str, str]:
-    from tenants.services import api_token_create, tenant_create
-    from tests.factories import UserFactory
+    from django.contrib.auth import get_user_model
 
-    tenant = tenant_create(slug=f"bench-{uuid.uuid4().hex[:6]}", name="Bench")
-    user = UserFactory()
+    from tenants.services import api_token_create, tenant_create
+
+    name = f"bench-{uuid.uuid4().hex[:6]}"
+    user = get_user_model().objects.create_user(name, f"{name}@bench.invalid")
+    tenant = tenant_create(slug=name, name="Bench", owner=user)
     _, raw = api_token_create(tenant=tenant, user=user, name="bench", scopes=["read", "write"])
     return tenant.slug, raw
 
@@ -204,12 +210,11 @@ class RawDocker:
         return dict(stat)
 
 
-async def run(port: int, runs: int) -> None:
+async def run(port: int, runs: int, slug: str, token: str) -> None:
     import httpx2
     from mcp.client import Client
     from mcp.client.streamable_http import streamable_http_client
 
-    slug, token = _credentials()
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {token}"}
     raw = RawDocker()

@@ -45,6 +45,7 @@ class DaphneProcess:
         self.access_log.write_text("")
         env = _worker_env(db_name)
         env["MCP_ALLOWED_ORIGINS"] = ALLOWED_ORIGIN
+        env["LOG_LEVEL"] = "INFO"  # daphne announces its port at INFO
         env.update(extra_env or {})
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
