@@ -17,7 +17,7 @@ Django's middleware would otherwise do, explicitly:
   loop: any web process can serve any request, both protocol generations
   (2025-11-25 initialize handshake, 2026-07-28 single-request) included.
 * Request id, metrics; DB connections are checked around the blocking work
-  (see ``devbench_site.mcp_tools.run_blocking``).
+  (one thread and one connection per request: ``devbench_site.mcp_lane``).
 
 It also serves the OAuth protected-resource metadata (RFC 9728) for each
 tenant endpoint when an OIDC issuer is configured.
@@ -26,46 +26,35 @@ tenant endpoint when an OIDC issuer is configured.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.http.request import split_domain_port, validate_host
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from prometheus_client import Counter, Histogram
 
-from devbench_site import request_context
+from devbench_site import mcp_http, request_context
 from devbench_site.errors import DevBenchError
 from devbench_site.mcp import http_server
-from devbench_site.mcp_tools import PRINCIPAL_KEY, REQUEST_CONTEXT_KEY, run_blocking
+from devbench_site.mcp_http import Message, Receive, Scope, Send
+from devbench_site.mcp_lane import BlockingLane
+from devbench_site.mcp_tools import LANE_KEY, PRINCIPAL_KEY
 from tenants.auth import authenticate_bearer
 from tenants.oidc.config import provider_list
 
 logger = logging.getLogger("devbench.mcp")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 MCP_PATH = re.compile(r"^/mcp/(?P<slug>[^/]+)/?$")
 METADATA_PATH = re.compile(r"^/\.well-known/oauth-protected-resource/mcp/(?P<slug>[^/]+)/?$")
-
-CORS_ALLOW_HEADERS = (
-    "Authorization, Content-Type, Accept, Last-Event-ID, Mcp-Protocol-Version, "
-    "Mcp-Session-Id, Mcp-Method, Mcp-Name, X-Request-ID"
-)
-CORS_EXPOSE_HEADERS = "Mcp-Session-Id, Mcp-Protocol-Version, WWW-Authenticate, X-Request-ID"
 
 HTTP_REQUESTS = Counter(
     "devbench_mcp_http_requests_total",
@@ -149,91 +138,17 @@ async def session_manager() -> StreamableHTTPSessionManager:
     return running.manager
 
 
-# --- Helpers ---------------------------------------------------------------------
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return ""
-
-
-def _host_allowed(host: str) -> bool:
-    domain, _port = split_domain_port(host)
-    allowed = list(settings.ALLOWED_HOSTS)
-    if settings.DEBUG and not allowed:
-        allowed = [".localhost", "127.0.0.1", "[::1]"]  # as Django does
-    return bool(domain) and validate_host(domain, allowed)
-
-
-def _origin_allowed(origin: str, host: str) -> bool:
-    if not origin:
-        return True  # not a browser: DNS rebinding needs one
-    if origin in settings.MCP_ALLOWED_ORIGINS:
-        return True
-    return urlsplit(origin).netloc.lower() == host.lower()
-
-
-def _cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
-    if not origin:
-        return []
-    return [
-        (b"access-control-allow-origin", origin.encode("latin-1")),
-        (b"access-control-expose-headers", CORS_EXPOSE_HEADERS.encode()),
-        (b"vary", b"Origin"),
-    ]
-
-
-async def _send_json(
-    send: Send,
-    status: int,
-    body: dict[str, Any],
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                (b"cache-control", b"no-store"),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
-async def _send_error(
-    send: Send, exc: DevBenchError, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    await _send_json(send, exc.http_status, exc.as_dict(), headers)
-
-
 def oidc_issuers() -> list[str]:
     """Issuers whose access tokens the endpoint accepts (blocking: apps may live in the DB)."""
     return [provider.issuer for provider in provider_list()]
 
 
-def _base_url(scope: Scope, host: str) -> str:
-    scheme = str(scope.get("scheme") or "http")
-    proxy_header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
-    if proxy_header:
-        forwarded = _header(scope, b"x-forwarded-proto")
-        if forwarded:
-            scheme = forwarded.split(",")[0].strip()
-    return f"{scheme}://{host}"
-
-
 def resource_url(scope: Scope, host: str, slug: str) -> str:
-    return f"{_base_url(scope, host)}/mcp/{slug}"
+    return f"{mcp_http.base_url(scope, host)}/mcp/{slug}"
 
 
 def metadata_url(scope: Scope, host: str, slug: str) -> str:
-    return f"{_base_url(scope, host)}/.well-known/oauth-protected-resource/mcp/{slug}"
+    return f"{mcp_http.base_url(scope, host)}/.well-known/oauth-protected-resource/mcp/{slug}"
 
 
 def _www_authenticate(
@@ -249,31 +164,6 @@ def _www_authenticate(
     return ", ".join(parts).encode("latin-1")
 
 
-async def _guard(scope: Scope, send: Send) -> tuple[str, str] | None:
-    """Host and Origin checks; answers and returns None when the request must stop."""
-    host = _header(scope, b"host")
-    origin = _header(scope, b"origin")
-    if not _host_allowed(host):
-        await _send_error(
-            send,
-            DevBenchError(
-                "The Host header is not allowed.", code="host_not_allowed", http_status=400
-            ),
-        )
-        return None
-    if not _origin_allowed(origin, host):
-        await _send_error(
-            send,
-            DevBenchError(
-                "Requests from this Origin are not allowed.",
-                code="origin_not_allowed",
-                http_status=403,
-            ),
-        )
-        return None
-    return host, origin
-
-
 # --- Endpoints -------------------------------------------------------------------
 
 
@@ -282,11 +172,12 @@ async def mcp_endpoint(scope: Scope, receive: Receive, send: Send, *, slug: str)
     method = str(scope.get("method", ""))
     status_seen = 0
     ctx = request_context.RequestContext(
-        request_id=request_context.request_id_from(_header(scope, b"x-request-id")),
+        request_id=request_context.request_id_from(mcp_http.header(scope, b"x-request-id")),
         ip=(scope.get("client") or (None,))[0],
-        user_agent=_header(scope, b"user-agent")[:300],
+        user_agent=mcp_http.header(scope, b"user-agent")[:300],
     )
     extra_headers: list[tuple[bytes, bytes]] = [(b"x-request-id", ctx.request_id.encode())]
+    lane = BlockingLane(ctx)
 
     async def send_with_headers(message: Message) -> None:
         nonlocal status_seen
@@ -296,33 +187,32 @@ async def mcp_endpoint(scope: Scope, receive: Receive, send: Send, *, slug: str)
         await send(message)
 
     try:
-        checked = await _guard(scope, send_with_headers)
+        checked = await mcp_http.guard(scope, send_with_headers)
         if checked is None:
             return
         host, origin = checked
-        extra_headers.extend(_cors_headers(origin))
+        extra_headers.extend(mcp_http.cors_headers(origin))
         if method == "OPTIONS":
-            await _preflight(send_with_headers)
+            await mcp_http.preflight(send_with_headers)
             return
         try:
-            principal = await run_blocking(
+            principal = await lane.run(
                 authenticate_bearer,
-                _header(scope, b"authorization") or None,
+                mcp_http.header(scope, b"authorization") or None,
                 tenant_slug=slug,
-                request=ctx,
             )
         except DevBenchError as exc:
             headers = []
             if exc.http_status == 401:
-                oidc = bool(await run_blocking(oidc_issuers, request=ctx))
+                oidc = bool(await lane.run(oidc_issuers))
                 challenge = _www_authenticate(exc, scope, host, slug, oidc=oidc)
                 headers.append((b"www-authenticate", challenge))
-            await _send_error(send_with_headers, exc, headers)
+            await mcp_http.send_error(send_with_headers, exc, headers)
             return
         if method == "GET":
             # A standalone SSE stream could never carry anything without sessions;
             # 405 tells clients to go on without one (as the spec allows).
-            await _send_error(
+            await mcp_http.send_error(
                 send_with_headers,
                 DevBenchError(
                     "This endpoint is stateless: POST requests only.",
@@ -333,12 +223,12 @@ async def mcp_endpoint(scope: Scope, receive: Receive, send: Send, *, slug: str)
             )
             return
         manager = await session_manager()
-        inner = {**scope, PRINCIPAL_KEY: principal, REQUEST_CONTEXT_KEY: ctx}
+        inner = {**scope, PRINCIPAL_KEY: principal, LANE_KEY: lane}
         await manager.handle_request(inner, receive, send_with_headers)
     except Exception:
         logger.exception("MCP request %s failed", ctx.request_id)
         if not status_seen:
-            await _send_error(
+            await mcp_http.send_error(
                 send_with_headers,
                 DevBenchError(
                     "Internal error; quote the request id when reporting it.",
@@ -348,23 +238,9 @@ async def mcp_endpoint(scope: Scope, receive: Receive, send: Send, *, slug: str)
                 ),
             )
     finally:
+        lane.close()
         HTTP_REQUESTS.labels(method, str(status_seen or 0)).inc()
         HTTP_SECONDS.labels(method).observe(time.perf_counter() - started)
-
-
-async def _preflight(send: Send) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 204,
-            "headers": [
-                (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
-                (b"access-control-allow-headers", CORS_ALLOW_HEADERS.encode()),
-                (b"access-control-max-age", b"600"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": b""})
 
 
 async def protected_resource_metadata(
@@ -376,16 +252,21 @@ async def protected_resource_metadata(
     providers' JWT audience (``api_audience``) must accept the tokens clients
     request for this resource (docs/mcp.md).
     """
-    checked = await _guard(scope, send)
+    checked = await mcp_http.guard(scope, send)
     if checked is None:
         return
     host, origin = checked
-    ctx = request_context.RequestContext(request_id=request_context.new_request_id())
-    issuers = await run_blocking(oidc_issuers, request=ctx)
+    lane = BlockingLane(request_context.RequestContext(request_id=request_context.new_request_id()))
+    try:
+        issuers = await lane.run(oidc_issuers)
+    finally:
+        lane.close()
     if not issuers or scope.get("method") not in ("GET", "HEAD"):
-        await _send_error(send, DevBenchError("Not found.", code="not_found", http_status=404))
+        await mcp_http.send_error(
+            send, DevBenchError("Not found.", code="not_found", http_status=404)
+        )
         return
-    await _send_json(
+    await mcp_http.send_json(
         send,
         200,
         {
@@ -397,5 +278,5 @@ async def protected_resource_metadata(
             ],
             "resource_name": f"DevBench MCP ({slug})",
         },
-        _cors_headers(origin),
+        mcp_http.cors_headers(origin),
     )

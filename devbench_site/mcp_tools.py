@@ -27,18 +27,13 @@ import contextlib
 import inspect
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
-from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import close_old_connections
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
@@ -48,6 +43,7 @@ from pydantic import BaseModel, ValidationError
 
 from devbench_site import request_context
 from devbench_site.errors import AuthenticationFailed, DevBenchError, ValidationFailed
+from devbench_site.mcp_lane import BlockingLane
 from devbench_site.request_context import RequestContext
 from tenants.principal import Principal
 
@@ -55,7 +51,7 @@ logger = logging.getLogger("devbench.mcp")
 
 # Keys the HTTP endpoint sets in the ASGI scope, and stdio in the lifespan state.
 PRINCIPAL_KEY = "devbench.principal"
-REQUEST_CONTEXT_KEY = "devbench.request_context"
+LANE_KEY = "devbench.lane"
 AUTHENTICATE_KEY = "devbench.authenticate"
 
 # Waiting tools (exec_run, exec_poll) tell the client they are alive this often.
@@ -73,50 +69,6 @@ TOOL_SECONDS = Histogram(
 T = TypeVar("T")
 
 
-# --- Blocking work ---------------------------------------------------------------
-
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-
-
-def _get_executor() -> ThreadPoolExecutor:
-    """A dedicated pool: long polls hold a thread each and must not starve other work."""
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(
-                max_workers=settings.MCP_THREADS, thread_name_prefix="devbench-mcp"
-            )
-        return _executor
-
-
-def _hygienic(fn: Callable[..., T], request: RequestContext) -> Callable[..., T]:
-    """Run ``fn`` as Django's request cycle would: fresh-enough DB connection, request facts bound.
-
-    Django's request_started/finished signals do not fire on the MCP path, so
-    the connection of the worker thread is checked before and after each call.
-    """
-
-    def run(*args: Any, **kwargs: Any) -> T:
-        close_old_connections()
-        token = request_context.bind(request)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            request_context.reset(token)
-            close_old_connections()
-
-    return run
-
-
-async def run_blocking(
-    fn: Callable[..., T], /, *args: Any, request: RequestContext, **kwargs: Any
-) -> T:
-    """Run blocking (ORM, engine) work on the MCP thread pool."""
-    runner = sync_to_async(_hygienic(fn, request), thread_sensitive=False, executor=_get_executor())
-    return await runner(*args, **kwargs)
-
-
 # --- Declaring tools -------------------------------------------------------------
 
 
@@ -125,12 +77,16 @@ class ToolCall:
     """What a handler knows about the call besides its arguments."""
 
     principal: Principal
-    request: RequestContext
+    lane: BlockingLane
     context: Context[Any, Any]
+
+    @property
+    def request(self) -> RequestContext:
+        return self.lane.request
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Call a blocking service from an async handler."""
-        return await run_blocking(fn, *args, request=self.request, **kwargs)
+        return await self.lane.run(fn, *args, **kwargs)
 
     async def progress(
         self, progress: float, total: float | None = None, message: str | None = None
@@ -283,17 +239,18 @@ async def _invoke(
     spec: ToolSpec, arguments: Mapping[str, Any], context: Context[Any, Any]
 ) -> CallToolResult:
     started = time.perf_counter()
-    request = _request_context(context)
+    lane, own_lane = _lane(context)
+    request = lane.request
     outcome = "ok"
     try:
-        principal = await _principal(context, request)
+        principal = await _principal(context, lane)
         args = validate_arguments(spec.input_model, arguments)
-        call = ToolCall(principal=principal, request=request, context=context)
+        call = ToolCall(principal=principal, lane=lane, context=context)
         if spec.is_async:
             result = await spec.handler(call, args)
-            structured = await run_blocking(_dump, spec.output_model, result, request=request)
+            structured = await lane.run(_dump, spec.output_model, result)
         else:
-            structured = await run_blocking(_call_and_dump, spec, call, args, request=request)
+            structured = await lane.run(_call_and_dump, spec, call, args)
         return CallToolResult(
             content=[TextContent(type="text", text=json.dumps(structured))],
             structured_content=structured,
@@ -313,6 +270,8 @@ async def _invoke(
             )
         )
     finally:
+        if own_lane:
+            lane.close()
         TOOL_CALLS.labels(spec.name, outcome).inc()
         TOOL_SECONDS.labels(spec.name).observe(time.perf_counter() - started)
 
@@ -367,16 +326,18 @@ def _pre_parse(model: type[BaseModel], arguments: Mapping[str, Any]) -> dict[str
     return parsed
 
 
-def _request_context(context: Context[Any, Any]) -> RequestContext:
+def _lane(context: Context[Any, Any]) -> tuple[BlockingLane, bool]:
+    """The HTTP request's lane, or (stdio, in-process) one for this call: (lane, owned)."""
     http_request = context.request_context.request
     if http_request is not None:
-        ctx = http_request.scope.get(REQUEST_CONTEXT_KEY)
-        if isinstance(ctx, RequestContext):
-            return ctx
-    return RequestContext(request_id=request_context.new_request_id(), user_agent="mcp-stdio")
+        lane = http_request.scope.get(LANE_KEY)
+        if isinstance(lane, BlockingLane):
+            return lane, False
+    request = RequestContext(request_id=request_context.new_request_id(), user_agent="mcp-stdio")
+    return BlockingLane(request), True
 
 
-async def _principal(context: Context[Any, Any], request: RequestContext) -> Principal:
+async def _principal(context: Context[Any, Any], lane: BlockingLane) -> Principal:
     http_request = context.request_context.request
     if http_request is not None:
         principal = http_request.scope.get(PRINCIPAL_KEY)
@@ -386,7 +347,7 @@ async def _principal(context: Context[Any, Any], request: RequestContext) -> Pri
             state.get(AUTHENTICATE_KEY) if isinstance(state, Mapping) else None
         )
         # stdio re-checks the token on every call, so a revoked token stops working.
-        principal = await run_blocking(authenticate, request=request) if authenticate else None
+        principal = await lane.run(authenticate) if authenticate else None
     if not isinstance(principal, Principal):
         raise AuthenticationFailed("Authentication required.", code="token_missing")
     return principal

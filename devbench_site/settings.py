@@ -214,8 +214,6 @@ DEVBENCH_CONTAINER_RUNTIME = env_str("DEVBENCH_CONTAINER_RUNTIME", "")
 # Browser pages on these origins may call the endpoint (besides same-origin pages);
 # clients that send no Origin header (agents, CLIs) are not affected.
 MCP_ALLOWED_ORIGINS = env_list("MCP_ALLOWED_ORIGINS")
-# Threads that run tool calls (ORM and engine work is blocking); long polls hold one each.
-MCP_THREADS = env_int("MCP_THREADS", 32)
 # Largest accepted request body (fs_write content travels base64-encoded inside it).
 MCP_MAX_REQUEST_BODY_BYTES = env_int("MCP_MAX_REQUEST_BODY_BYTES", 16 * 1024 * 1024)
 

@@ -239,3 +239,18 @@ def test_oversized_body_is_refused(live_mcp: DaphneProcess, tenant: Any, token: 
         timeout=60,
     )
     assert response.status_code == 413
+
+
+def test_plain_http_is_redirected_when_https_is_required(
+    start_daphne: Any, transactional_db: Any, tenant: Any, token: Any
+) -> None:
+    server = start_daphne(
+        "https", {"SECURE_SSL_REDIRECT": "true", "SECURE_PROXY_SSL_HEADER": "true"}
+    )
+    url = server.mcp_url(tenant.slug)
+    plain = raw_post(url, LIST, token=token.raw)
+    assert plain.status_code == 308  # keeps the method: a client may follow it with its POST
+    assert plain.headers["Location"] == f"https://127.0.0.1:{server.port}/mcp/{tenant.slug}/"
+    assert plain.json()["code"] == "https_required"
+    behind_tls_proxy = raw_post(url, LIST, token=token.raw, headers={"X-Forwarded-Proto": "https"})
+    assert behind_tls_proxy.status_code == 200
