@@ -18,7 +18,7 @@ def _free_port() -> int:
 
 
 class DaphneServer:
-    def __init__(self, db_name: str) -> None:
+    def __init__(self, db_name: str, extra_env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.log_path: Path = ROOT / "var" / f"daphne-{self.port}-{TEST_INSTANCE}.log"
@@ -36,7 +36,7 @@ class DaphneServer:
                 "devbench_site.asgi:application",
             ],
             cwd=ROOT,
-            env=_worker_env(db_name),
+            env={**_worker_env(db_name), **(extra_env or {})},
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
