@@ -6,9 +6,9 @@ output model, a title, the four behaviour hints and an agent-oriented
 docstring (what the tool does, when to use it, its limits). A handler gets a
 :class:`ToolCall` (who acts, request facts, progress) and the validated
 arguments, calls ONE service or selector and returns what the output model
-describes. Sync handlers run on a worker thread (the ORM and the engine
-client block); async handlers (long waits with progress) hop to a thread with
-:meth:`ToolCall.run`.
+describes. Sync handlers run on the request's thread (the ORM and the engine
+client block; see ``devbench_site.mcp_lane``); async handlers (long waits with
+progress) hop to it with :meth:`ToolCall.run`.
 
 Errors are mapped here, once: a ``DevBenchError`` becomes a tool result with
 ``isError: true`` whose structured content is the REST body
