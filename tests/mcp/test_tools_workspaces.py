@@ -169,6 +169,9 @@ def test_scopes_are_enforced(server: DaphneProcess, tenant: Any, make_token: Any
     assert refused.structured_content["extra"]["required_scope"] == "write"
     assert Workspace.objects.filter(tenant=tenant).count() == 0
     assert ok(mcp_call(url, reader.raw, "list_containers", {}))["workspaces"] == []
+    too_many = mcp_call(url, reader.raw, "list_containers", {"limit": 0})
+    assert error_code(too_many) == "validation_failed"
+    assert too_many.structured_content["extra"]["errors"][0]["loc"] == ["limit"]
     assert ok(mcp_call(url, reader.raw, "system_status", {}))["scopes"] == ["read"]
 
     for tool in ("reconcile", "garbage_collect"):
