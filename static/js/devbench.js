@@ -11,7 +11,8 @@
   async function postJSON(url, body) {
     const response = await fetch(url, {
       method: "POST",
-      body: body || new FormData(),
+      // No body at all rather than an empty multipart one (daphne answers that with 400).
+      body: body || null,
       credentials: "same-origin",
       headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
     });

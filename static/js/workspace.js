@@ -179,7 +179,13 @@
     };
     rows.addEventListener("click", pick);
     rows.addEventListener("keydown", pick);
-    rows.addEventListener("devbench:refreshed", () => { if (current) highlight(current.execId); });
+    rows.addEventListener("devbench:refreshed", () => {
+      if (!current) return;
+      highlight(current.execId);
+      // The stream only speaks when there is output: the list knows when a quiet one runs.
+      const row = rows.querySelector('[data-exec-id="' + CSS.escape(current.execId) + '"]');
+      if (row && !current.done && !TERMINAL.includes(row.dataset.status)) current.setStatus(row.dataset.status);
+    });
   }
 
   if (cancelButton) {

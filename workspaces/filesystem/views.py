@@ -7,6 +7,8 @@ confinement, size limits, audit); these views only parse forms and render.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -22,11 +24,12 @@ from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
-from devbench_site.errors import ValidationFailed
+from devbench_site.errors import DevBenchError, ValidationFailed
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from tenants.web import tenant_view
 from workspaces.filesystem import services
+from workspaces.filesystem.errors import PathNotFound
 from workspaces.filesystem.paths import ROOT
 from workspaces.models import Workspace
 from workspaces.selectors import workspace_get
@@ -56,6 +59,18 @@ def _crumbs(path: str) -> list[tuple[str, str]]:
 def _path_field(request: HttpRequest, name: str = "path") -> str:
     value = (request.POST if request.method == "POST" else request.GET).get(name, "")
     return value or ROOT
+
+
+@contextmanager
+def _form_paths() -> Iterator[None]:
+    """A missing path typed in (or posted by) a form is a message on the form's page,
+    not a 404 page: only what the URL names (tenant, workspace) is a page that is not there."""
+    try:
+        yield
+    except PathNotFound as exc:
+        raise DevBenchError(
+            exc.message, code=exc.code, http_status=exc.http_status, extra=exc.extra
+        ) from exc
 
 
 @require_GET
@@ -155,12 +170,13 @@ def file_upload(request: HttpRequest, actor: Principal, ref: str) -> HttpRespons
         raise ValidationFailed("Choose a file to upload.", code="file_required")
     # Browsers send a base name; anything else is not a place to write to.
     name = posixpath.basename(uploaded.name.replace("\\", "/"))
-    result = services.fs_write(
-        actor=actor,
-        workspace=workspace,
-        path=posixpath.join(directory, name),
-        content=uploaded.chunks(),
-    )
+    with _form_paths():
+        result = services.fs_write(
+            actor=actor,
+            workspace=workspace,
+            path=posixpath.join(directory, name),
+            content=uploaded.chunks(),
+        )
     verb = "Uploaded" if result.created else "Replaced"
     messages.success(request, f"{verb} {result.path} ({result.size} bytes).")
     return HttpResponseRedirect(files_url(actor, workspace, posixpath.dirname(result.path)))
@@ -173,9 +189,10 @@ def dir_make(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
     name = request.POST.get("name", "").strip()
     if not name:
         raise ValidationFailed("Name the new folder.", code="invalid_path")
-    result = services.fs_mkdir(
-        actor=actor, workspace=workspace, path=posixpath.join(_path_field(request, "dir"), name)
-    )
+    with _form_paths():
+        result = services.fs_mkdir(
+            actor=actor, workspace=workspace, path=posixpath.join(_path_field(request, "dir"), name)
+        )
     messages.success(request, f"Created the folder {result.path}.")
     return HttpResponseRedirect(files_url(actor, workspace, posixpath.dirname(result.path)))
 
@@ -184,11 +201,12 @@ def dir_make(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
 @tenant_view
 def path_delete(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
     workspace = workspace_get(actor=actor, ref=ref)
-    result = services.fs_delete(
-        actor=actor,
-        workspace=workspace,
-        path=_path_field(request),
-        recursive=request.POST.get("recursive") == "on",
-    )
+    with _form_paths():
+        result = services.fs_delete(
+            actor=actor,
+            workspace=workspace,
+            path=_path_field(request),
+            recursive=request.POST.get("recursive") == "on",
+        )
     messages.success(request, f"Deleted {result.path}.")
     return HttpResponseRedirect(files_url(actor, workspace, posixpath.dirname(result.path)))
