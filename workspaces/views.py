@@ -19,7 +19,7 @@ from devbench_site.errors import ValidationFailed
 from execution.selectors import exec_list
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
-from tenants.web import tenant_view
+from tenants.web import tenant_view, wants_json
 from workspaces import selectors, services
 from workspaces.models import Workspace, WorkspaceStatus
 
@@ -110,6 +110,8 @@ def workspace_spawn(request: HttpRequest, actor: Principal) -> HttpResponse:
         wait=False,
     )
     messages.success(request, f"Workspace {workspace} is being created from {workspace.image_ref}.")
+    if wants_json(request):
+        return JsonResponse({"id": workspace.public_id, "redirect": _list_url(actor)}, status=202)
     return HttpResponseRedirect(_list_url(actor))
 
 

@@ -64,6 +64,25 @@
     }
   }, true);
 
+  /* Forms marked data-fetch post from the script: a refusal is shown as a message and
+     what was typed stays in the form; success follows the answer's redirect. Without
+     scripts the same form posts normally and the server redirects with a message. */
+  document.addEventListener("submit", async (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-fetch")) return;
+    event.preventDefault();
+    const button = form.querySelector("button[type=submit]");
+    if (button) button.disabled = true;
+    try {
+      const answer = await postJSON(form.action, new FormData(form));
+      window.location.assign(answer.redirect || window.location.href);
+    } catch (err) {
+      document.querySelectorAll(".flash-error").forEach((old) => old.remove());
+      flash("error", err.message, err.code);
+      if (button) button.disabled = false;
+    }
+  });
+
   document.addEventListener("click", (event) => {
     const back = event.target.closest("[data-history-back]");
     if (back) history.back();

@@ -43,7 +43,8 @@
   function connect() {
     reconnect.hidden = true;
     setState("Connecting…");
-    const url = wsBase + el.dataset.wsPath + "?rows=" + term.rows + "&cols=" + term.cols;
+    const url = wsBase + el.dataset.wsPath + "?rows=" + term.rows + "&cols=" + term.cols +
+      "&tenant=" + encodeURIComponent(el.dataset.tenant);
     const ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     socket = ws;

@@ -69,6 +69,7 @@
     }
 
     setStatus(status) {
+      output.dataset.empty = TERMINAL.includes(status) ? "No output." : "Waiting for output…";
       statusBadge.textContent = status.replace("_", " ");
       statusBadge.className = "badge badge-" + status;
       panel.dataset.status = status;
@@ -76,7 +77,8 @@
     }
 
     connect() {
-      const url = wsBase + "/ws/execs/" + encodeURIComponent(this.execId) + "/?after_seq=" + this.lastSeq;
+      const url = wsBase + "/ws/execs/" + encodeURIComponent(this.execId) + "/?after_seq=" +
+        this.lastSeq + "&tenant=" + encodeURIComponent(commands.dataset.tenant);
       const socket = new WebSocket(url);
       this.socket = socket;
       socket.onmessage = (event) => {

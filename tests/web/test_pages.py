@@ -275,6 +275,13 @@ def test_spawn_errors_are_messages_with_their_code(web, tenant):
         assert response.status_code == 200
         assert [c for c, _ in messages_of(response)] == [code], data
         assert response.request["PATH_INFO"] == _ws_url(tenant)
+    # the page's script posts the same form and reads the refusal as JSON
+    refused = web.post(
+        _ws_url(tenant, suffix="spawn"),
+        {"image": "elsewhere/tool:1"},
+        HTTP_ACCEPT="application/json",
+    )
+    assert refused.status_code == 403 and refused.json()["code"] == "image_not_allowed"
     assert not Workspace.objects.filter(tenant=tenant).exists()
 
 

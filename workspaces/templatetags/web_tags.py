@@ -6,6 +6,8 @@ from datetime import datetime
 
 from django import template
 from django.utils import timezone
+from django.utils.html import conditional_escape
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -36,3 +38,12 @@ def from_now(moment: datetime | None) -> str:
     if seconds <= 0:
         return "now"
     return f"in {_span(seconds)}" if seconds >= 60 else "in less than a minute"
+
+
+@register.filter
+def breakable(reference: str) -> str:
+    """An image reference that may wrap after '/' and before ':' or '@', nowhere else."""
+    text = conditional_escape(reference)
+    for mark, spot in (("/", "/<wbr>"), (":", "<wbr>:"), ("@", "<wbr>@")):
+        text = text.replace(mark, spot)
+    return mark_safe(text)  # noqa: S308 - escaped above; only <wbr> added
