@@ -43,7 +43,7 @@ def from_now(moment: datetime | None) -> str:
 @register.filter
 def breakable(reference: str) -> str:
     """An image reference that may wrap after '/' and before ':' or '@', nowhere else."""
-    text = conditional_escape(reference)
+    text = str(conditional_escape(reference))
     for mark, spot in (("/", "/<wbr>"), (":", "<wbr>:"), ("@", "<wbr>@")):
         text = text.replace(mark, spot)
     return mark_safe(text)  # noqa: S308 - escaped above; only <wbr> added
