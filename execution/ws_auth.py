@@ -3,7 +3,8 @@
 Three ways in, checked in this order:
 * ``Authorization: Bearer <token>`` (non-browser clients),
 * ``?token=<token>`` in the URL (browsers cannot set headers on a websocket;
-  keep such URLs out of logs),
+  keep such URLs out of logs); ``X-DevBench-Tenant`` or ``?tenant=<slug>``
+  names the tenant for a bearer token that is valid in several,
 * the Django session of a signed-in browser user: with ``?tenant=<slug>`` (the
   web pages send it) they act in that tenant, as on the page that opened the
   socket; without it, in each tenant they belong to, and an object is looked
@@ -89,9 +90,12 @@ def request_context_of(scope: dict[str, Any]) -> RequestContext:
 def resolve(scope: dict[str, Any], lookup: Callable[[Principal], T]) -> tuple[Principal, T]:
     """Authenticate the websocket and find the object with ``lookup`` (sync; DB access)."""
     header = _header(scope, b"authorization")
-    token = query_params(scope).get("token")
+    params = query_params(scope)
+    token = params.get("token")
     if header or token:
-        principal = authenticate_bearer(header or f"Bearer {token}")
+        # OIDC users in several tenants name one, as on REST (X-DevBench-Tenant).
+        tenant_slug = _header(scope, b"x-devbench-tenant") or params.get("tenant") or None
+        principal = authenticate_bearer(header or f"Bearer {token}", tenant_slug=tenant_slug)
         return principal, lookup(principal)
     user = scope.get("user")
     if user is None or not getattr(user, "is_authenticated", False):
@@ -99,7 +103,7 @@ def resolve(scope: dict[str, Any], lookup: Callable[[Principal], T]) -> tuple[Pr
             "Send 'Authorization: Bearer <token>', ?token=<token>, or sign in.",
             code="token_missing",
         )
-    slug = query_params(scope).get("tenant")
+    slug = params.get("tenant")
     if slug:
         # One tenant, resolved like a page's: also right for a superuser acting in a
         # tenant they are not a member of.

@@ -27,7 +27,7 @@ def server(django_db_setup: Any, django_db_blocker: Any) -> Iterator[DaphneServe
 
     with django_db_blocker.unblock():
         db_name = connection.settings_dict["NAME"]
-    daphne = DaphneServer(db_name, env={"DEVBENCH_SERVE_STATIC": "true"})
+    daphne = DaphneServer(db_name, extra_env={"DEVBENCH_SERVE_STATIC": "true"})
     yield daphne
     daphne.stop()
 

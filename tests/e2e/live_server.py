@@ -18,12 +18,12 @@ def _free_port() -> int:
 
 
 class DaphneServer:
-    def __init__(self, db_name: str, *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, db_name: str, extra_env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.log_path: Path = ROOT / "var" / f"daphne-{self.port}-{TEST_INSTANCE}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._env = {**_worker_env(db_name), **(env or {})}
+        self._env = {**_worker_env(db_name), **(extra_env or {})}
         self._log = self.log_path.open("wb")
         self._start()
 

@@ -172,6 +172,7 @@ def test_gc_touches_only_this_installations_orphans(live_worker, actor, engine):
 
 
 def test_periodic_jobs_expire_and_reconcile_through_the_worker(live_worker, actor, engine):
+    app.loader.import_default_modules()  # what a worker does at start: autodiscover tasks
     for entry in settings.CELERY_BEAT_SCHEDULE.values():
         assert entry["task"] in app.tasks, entry  # every beat entry names a real task
 
