@@ -5,8 +5,10 @@ Three ways in, checked in this order:
 * ``?token=<token>`` in the URL (browsers cannot set headers on a websocket;
   keep such URLs out of logs); ``X-DevBench-Tenant`` or ``?tenant=<slug>``
   names the tenant for a bearer token that is valid in several,
-* the Django session of a signed-in browser user: they act in each tenant
-  they belong to, and an object is looked up in those tenants.
+* the Django session of a signed-in browser user: with ``?tenant=<slug>`` (the
+  web pages send it) they act in that tenant, as on the page that opened the
+  socket; without it, in each tenant they belong to, and an object is looked
+  up in those tenants.
 
 An object the principal may not see is NotFound, exactly like a missing one.
 """
@@ -27,7 +29,7 @@ from devbench_site.errors import (
 from devbench_site.request_context import RequestContext, new_request_id
 from tenants.auth import authenticate_bearer, principal_for_member
 from tenants.principal import Principal
-from tenants.selectors import tenant_list_for_user
+from tenants.selectors import tenant_get_by_slug, tenant_list_for_user
 
 T = TypeVar("T")
 
@@ -101,6 +103,12 @@ def resolve(scope: dict[str, Any], lookup: Callable[[Principal], T]) -> tuple[Pr
             "Send 'Authorization: Bearer <token>', ?token=<token>, or sign in.",
             code="token_missing",
         )
+    slug = params.get("tenant")
+    if slug:
+        # One tenant, resolved like a page's: also right for a superuser acting in a
+        # tenant they are not a member of.
+        principal = principal_for_member(user=user, tenant=tenant_get_by_slug(slug=slug))
+        return principal, lookup(principal)
     missing = NotFound("Not found.", code="not_found")
     for tenant in tenant_list_for_user(user=user):
         principal = principal_for_member(user=user, tenant=tenant)

@@ -23,7 +23,11 @@ class DaphneServer:
         self.host = f"127.0.0.1:{self.port}"
         self.log_path: Path = ROOT / "var" / f"daphne-{self.port}-{TEST_INSTANCE}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._env = {**_worker_env(db_name), **(extra_env or {})}
         self._log = self.log_path.open("wb")
+        self._start()
+
+    def _start(self) -> None:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -36,11 +40,16 @@ class DaphneServer:
                 "devbench_site.asgi:application",
             ],
             cwd=ROOT,
-            env={**_worker_env(db_name), **(extra_env or {})},
+            env=self._env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
         self._wait_ready()
+
+    def restart(self) -> None:
+        """Stop the process and start a new one on the same port (clients must reconnect)."""
+        self._stop_process()
+        self._start()
 
     def _wait_ready(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
@@ -57,7 +66,14 @@ class DaphneServer:
     def ws_url(self, path: str) -> str:
         return f"ws://{self.host}{path}"
 
+    def url(self, path: str = "/") -> str:
+        return f"http://{self.host}{path}"
+
     def stop(self) -> None:
+        self._stop_process()
+        self._log.close()
+
+    def _stop_process(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -65,4 +81,3 @@ class DaphneServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()

@@ -1,0 +1,25 @@
+"""Web pages of workspaces and their files, under ``/t/<tenant>/`` (namespace ``web``)."""
+
+from django.urls import path
+from django.views.generic import RedirectView
+
+from workspaces import views
+from workspaces.filesystem import views as files
+
+tenant_urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="web:workspace_list"), name="tenant_home"),
+    path("workspaces/", views.workspace_list, name="workspace_list"),
+    path("workspaces/rows", views.workspace_rows, name="workspace_rows"),
+    path("workspaces/spawn", views.workspace_spawn, name="workspace_spawn"),
+    path("workspaces/<str:ref>/", views.workspace_detail, name="workspace_detail"),
+    path("workspaces/<str:ref>/shell", views.workspace_shell, name="workspace_shell"),
+    path("workspaces/<str:ref>/status", views.workspace_status, name="workspace_status"),
+    path("workspaces/<str:ref>/kill", views.workspace_kill, name="workspace_kill"),
+    path("workspaces/<str:ref>/files/", files.files_browse, name="workspace_files"),
+    path("workspaces/<str:ref>/files/view", files.file_view, name="file_view"),
+    path("workspaces/<str:ref>/files/download", files.file_download, name="file_download"),
+    path("workspaces/<str:ref>/files/archive", files.archive_download, name="archive_download"),
+    path("workspaces/<str:ref>/files/upload", files.file_upload, name="file_upload"),
+    path("workspaces/<str:ref>/files/mkdir", files.dir_make, name="dir_make"),
+    path("workspaces/<str:ref>/files/delete", files.path_delete, name="path_delete"),
+]

@@ -1,0 +1,165 @@
+"""Web pages of workspaces: the list with the spawn form, one workspace, kill.
+
+Thin like every interface: parse the form, call one service or selector,
+render. Scopes are the services' business (a viewer's spawn is refused there);
+the templates only hide what the actor's scopes would refuse anyway.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from devbench_site.errors import ValidationFailed
+from execution.selectors import exec_list
+from tenants.principal import Principal
+from tenants.selectors import tenant_policy_get
+from tenants.web import tenant_view, wants_json
+from workspaces import selectors, services
+from workspaces.models import Workspace, WorkspaceStatus
+
+# The newest commands shown on a workspace's page.
+RECENT_EXECS = 25
+# Offered in the spawn form (seconds); only those within the policy's ceiling are shown.
+TTL_CHOICES = [
+    (15 * 60, "15 minutes"),
+    (3600, "1 hour"),
+    (4 * 3600, "4 hours"),
+    (8 * 3600, "8 hours"),
+    (24 * 3600, "1 day"),
+    (7 * 24 * 3600, "7 days"),
+]
+
+
+def _list_url(actor: Principal) -> str:
+    return reverse("web:workspace_list", kwargs={"tenant": actor.tenant.slug})
+
+
+def detail_url(actor: Principal, workspace: Workspace) -> str:
+    return reverse(
+        "web:workspace_detail",
+        kwargs={"tenant": actor.tenant.slug, "ref": workspace.public_id},
+    )
+
+
+def _duration(seconds: int) -> str:
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+def _optional_int(value: str | None, *, field: str, code: str) -> int | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValidationFailed(f"{field} must be a whole number.", code=code) from None
+
+
+@require_GET
+@tenant_view
+def workspace_list(request: HttpRequest, actor: Principal) -> HttpResponse:
+    policy = tenant_policy_get(tenant=actor.tenant)
+    return render(
+        request,
+        "workspaces/list.html",
+        {
+            "workspaces": selectors.workspace_list(actor=actor),
+            "policy": policy,
+            "default_ttl": _duration(min(policy.default_ttl_s, policy.max_ttl_s)),
+            "ttl_choices": [(s, label) for s, label in TTL_CHOICES if s <= policy.max_ttl_s],
+            # A fresh key per rendered form: a double submit spawns one workspace.
+            "spawn_key": uuid.uuid4().hex,
+        },
+    )
+
+
+@require_GET
+@tenant_view
+def workspace_rows(request: HttpRequest, actor: Principal) -> HttpResponse:
+    """The list's rows alone, for the page to refresh statuses in place."""
+    return render(
+        request, "workspaces/_rows.html", {"workspaces": selectors.workspace_list(actor=actor)}
+    )
+
+
+@require_POST
+@tenant_view
+def workspace_spawn(request: HttpRequest, actor: Principal) -> HttpResponse:
+    form = request.POST
+    persistent = form.get("persistent") == "on"
+    workspace = services.workspace_spawn(
+        actor=actor,
+        image=form.get("image", "").strip() or None,
+        alias=form.get("alias", "").strip() or None,
+        persistent=persistent,
+        ttl_s=None
+        if persistent
+        else _optional_int(form.get("ttl_s"), field="The time to live", code="invalid_ttl"),
+        idempotency_key=form.get("idempotency_key") or None,
+        # The page shows it creating and refreshes until it runs (or fails).
+        wait=False,
+    )
+    messages.success(request, f"Workspace {workspace} is being created from {workspace.image_ref}.")
+    if wants_json(request):
+        return JsonResponse({"id": workspace.public_id, "redirect": _list_url(actor)}, status=202)
+    return HttpResponseRedirect(_list_url(actor))
+
+
+@require_GET
+@tenant_view
+def workspace_detail(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
+    workspace = selectors.workspace_get(actor=actor, ref=ref)
+    return render(
+        request,
+        "workspaces/detail.html",
+        {
+            "workspace": workspace,
+            "tab": "commands",
+            "execs": exec_list(actor=actor, workspace=workspace)[:RECENT_EXECS],
+            "open_exec": request.GET.get("exec", ""),
+        },
+    )
+
+
+@require_GET
+@tenant_view
+def workspace_shell(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
+    workspace = selectors.workspace_get(actor=actor, ref=ref)
+    return render(request, "workspaces/shell.html", {"workspace": workspace, "tab": "shell"})
+
+
+@require_GET
+@tenant_view
+def workspace_status(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
+    """The workspace's state as JSON, polled by its page while it is being created."""
+    workspace = selectors.workspace_get(actor=actor, ref=ref)
+    return JsonResponse(
+        {
+            "id": workspace.public_id,
+            "status": workspace.status,
+            "status_message": workspace.status_message,
+            "error_code": workspace.error_code,
+        }
+    )
+
+
+@require_POST
+@tenant_view
+def workspace_kill(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
+    workspace = selectors.workspace_get(actor=actor, ref=ref)
+    workspace = services.workspace_kill(actor=actor, workspace=workspace)
+    if workspace.status == WorkspaceStatus.REMOVED:
+        messages.success(request, f"Workspace {workspace} was killed.")
+    else:
+        messages.warning(request, f"Workspace {workspace} is {workspace.status}.")
+    return HttpResponseRedirect(_list_url(actor))
