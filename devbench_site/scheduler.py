@@ -34,11 +34,18 @@ class Job:
     next_at: float = 0.0
 
 
+def _task(task_name: str) -> Any:
+    from devbench_site.celery import app
+
+    if task_name not in app.tasks:
+        # A web process never imports the apps' task modules; a worker does at start.
+        app.loader.import_default_modules()
+    return app.tasks[task_name]
+
+
 def _send(task_name: str, options: Mapping[str, Any]) -> Callable[[], Any]:
     def run() -> Any:
-        from devbench_site.celery import app
-
-        return app.tasks[task_name].apply_async(**dict(options))
+        return _task(task_name).apply_async(**dict(options))
 
     return run
 

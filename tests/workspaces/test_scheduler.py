@@ -112,3 +112,28 @@ def test_started_once_and_only_when_configured(settings, monkeypatch):
     assert first is not None and scheduler.maybe_start(serving) is first
     assert len(started) == 1
     assert {j.name for j in first.jobs} == set(settings.CELERY_BEAT_SCHEDULE)
+
+
+def test_every_beat_job_finds_its_task_in_a_fresh_web_process(tmp_path):
+    """A web process has not imported the task modules; the scheduler must still send."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import django; django.setup()\n"
+        "from django.conf import settings\n"
+        "from devbench_site.scheduler import _task\n"
+        "for entry in settings.CELERY_BEAT_SCHEDULE.values():\n"
+        "    print(_task(entry['task']).name)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(DJANGO_SETTINGS_MODULE="devbench_site.settings", DEVBENCH_VAR_DIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    from django.conf import settings
+
+    expected = sorted(e["task"] for e in settings.CELERY_BEAT_SCHEDULE.values())
+    assert sorted(result.stdout.split()) == expected
