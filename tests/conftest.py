@@ -9,12 +9,8 @@ that hand work to the worker must use ``transactional_db`` (via
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
-import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,11 +18,7 @@ from django.conf import settings
 from django.test import Client
 
 from tests.factories import ApiTokenFactory, MembershipFactory, TenantFactory, UserFactory
-
-ROOT = Path(__file__).resolve().parent.parent
-# Containers made by this test session carry this instance label, so cleanup
-# and reconciliation never touch anything else on the engine.
-TEST_INSTANCE = os.environ.get("DEVBENCH_INSTANCE") or f"test-{uuid.uuid4().hex[:8]}"
+from tests.processes import TEST_INSTANCE, ManagedProcess, service_env
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -93,69 +85,21 @@ def tenant_admin(tenant: Any) -> Any:
     return user
 
 
-def _worker_env(db_name: str) -> dict[str, str]:
-    env = dict(os.environ)
-    url = settings.DATABASES["default"]
-    env["DATABASE_URL"] = (
-        f"postgres://{url['USER']}:{url['PASSWORD']}@{url['HOST']}:{url['PORT'] or 5432}/{db_name}"
-    )
-    env["DEVBENCH_INSTANCE"] = TEST_INSTANCE
-    return env
+class WorkerProcess(ManagedProcess):
+    """A real Celery worker (threads pool) on the default and this node's queue."""
 
+    what = "celery worker"
 
-class WorkerProcess:
     def __init__(self, db_name: str, name: str) -> None:
         self.name = name
-        self.log_path = ROOT / "var" / f"celery-{name}-{TEST_INSTANCE}.log"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         queues = f"default,node.{settings.DEVBENCH_NODE}"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "devbench_site",
-                "worker",
-                "-P",
-                "threads",
-                "-c",
-                "16",
-                "-Q",
-                queues,
-                "-n",
-                f"{name}@{TEST_INSTANCE}",
-                "--without-mingle",
-                "--without-gossip",
-                "--loglevel=INFO",
-            ],
-            cwd=ROOT,
-            env=_worker_env(db_name),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self._wait_ready()
+        argv = [sys.executable, "-m", "celery", "-A", "devbench_site", "worker", "-P", "threads",
+                "-c", "16", "-Q", queues, "-n", f"{name}@{TEST_INSTANCE}", "--without-mingle",
+                "--without-gossip", "--loglevel=INFO"]  # fmt: skip
+        super().__init__(argv, env=service_env(db_name), log_name=f"celery-{name}")
 
-    def _wait_ready(self, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"celery worker exited: {self.log_path.read_text()[-3000:]}")
-            if "ready." in self.log_path.read_text(errors="replace"):
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"celery worker not ready: {self.log_path.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+    def is_ready(self) -> bool:
+        return "ready." in self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,7 +24,7 @@ from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import ROOT, TEST_INSTANCE, _worker_env
+from tests.processes import ROOT, TEST_INSTANCE, ManagedProcess, service_env
 
 LISTENING = re.compile(rb"Listening on TCP address 127\.0\.0\.1:(\d+)")
 ALLOWED_ORIGIN = "https://agents.example.test"
@@ -34,67 +33,37 @@ MODERN = "2026-07-28"  # single self-contained requests
 MODES = (HANDSHAKE, MODERN)
 
 
-class DaphneProcess:
-    """A real web process (HTTP + MCP + websockets) on a free port."""
+class DaphneProcess(ManagedProcess):
+    """A real web process (HTTP + MCP + websockets) on a port the kernel picks."""
+
+    what = "daphne"
 
     def __init__(self, db_name: str, name: str, extra_env: dict[str, str] | None = None) -> None:
         self.name = name
-        self.log_path = ROOT / "var" / f"daphne-{name}-{TEST_INSTANCE}.log"
         self.access_log = ROOT / "var" / f"daphne-{name}-{TEST_INSTANCE}.access.log"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.access_log.parent.mkdir(parents=True, exist_ok=True)
         self.access_log.write_text("")
-        env = _worker_env(db_name)
+        env = service_env(db_name)
         env["MCP_ALLOWED_ORIGINS"] = ALLOWED_ORIGIN
         env["LOG_LEVEL"] = "INFO"  # daphne announces its port at INFO
         env.update(extra_env or {})
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-e",
-                "tcp:port=0:interface=127.0.0.1",
-                "--access-log",
-                str(self.access_log),
-                "devbench_site.asgi:application",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self.port = self._wait_listening()
+        argv = [sys.executable, "-m", "daphne", "-e", "tcp:port=0:interface=127.0.0.1",
+                "--access-log", str(self.access_log), "devbench_site.asgi:application"]  # fmt: skip
+        self.port = 0
+        super().__init__(argv, env=env, log_name=f"daphne-{name}")
         self.base_url = f"http://127.0.0.1:{self.port}"
 
-    def _wait_listening(self, timeout_s: float = 60) -> int:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daphne exited: {self.log_path.read_text()[-3000:]}")
-            if match := LISTENING.search(self.log_path.read_bytes()):
-                return int(match.group(1))
-            time.sleep(0.1)
-        raise RuntimeError(f"daphne not listening: {self.log_path.read_text()[-3000:]}")
+    def is_ready(self) -> bool:
+        match = LISTENING.search(self.log_path.read_bytes())
+        if match:
+            self.port = int(match.group(1))
+        return match is not None
 
     def mcp_url(self, slug: str) -> str:
         return f"{self.base_url}/mcp/{slug}/"
 
     def mcp_requests_served(self) -> int:
         return sum(1 for line in self.access_log.read_text().splitlines() if '"POST /mcp/' in line)
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
 
 
 def _db_name(django_db_blocker: Any) -> str:
@@ -179,7 +148,7 @@ async def stdio_client(slug: str, token: str | None, env: dict[str, str]) -> Asy
 @pytest.fixture(scope="session")
 def server_env(django_db_setup: Any, django_db_blocker: Any) -> dict[str, str]:
     """Environment of a DevBench process on the test database (for stdio servers)."""
-    return _worker_env(_db_name(django_db_blocker))
+    return service_env(_db_name(django_db_blocker))
 
 
 def raw_post(

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, TEST_INSTANCE
+from tests.processes import ROOT, TEST_INSTANCE
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -9,8 +9,8 @@ import anyio
 import pytest
 from django.utils import timezone
 
-from tests.conftest import ROOT
 from tests.mcp_live import stdio_client, stdio_params
+from tests.processes import ROOT
 
 pytestmark = [pytest.mark.e2e]
 
