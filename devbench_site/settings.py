@@ -122,12 +122,26 @@ TEMPLATES = [
 if DATABASE_URL:
     if not DATABASE_URL.startswith(("postgres://", "postgresql://")):
         raise ImproperlyConfigured("DATABASE_URL must be a postgres:// URL.")
+    # A per-process connection pool: Celery closes the connection around every task and
+    # Django at the end of every request, which without a pool means a new PostgreSQL
+    # connection (~8 ms) each time. A running exec holds one connection for its life, so
+    # DATABASE_POOL_MAX_SIZE must cover a worker's concurrency (-c) plus a few.
+    DATABASE_POOL = env_bool("DATABASE_POOL", True)
     DATABASES = {
         "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0), conn_health_checks=True
+            DATABASE_URL,
+            conn_max_age=0 if DATABASE_POOL else env_int("DATABASE_CONN_MAX_AGE", 0),
+            conn_health_checks=not DATABASE_POOL,
         )
     }
     DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
+    if DATABASE_POOL:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env_int("DATABASE_POOL_MIN_SIZE", 1),
+            "max_size": env_int("DATABASE_POOL_MAX_SIZE", 40),
+            # Waiting longer than this for a free connection is an error, not a hang.
+            "timeout": float(env_int("DATABASE_POOL_TIMEOUT_S", 30)),
+        }
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
