@@ -8,7 +8,7 @@ unreachable engine; it reports it.
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any
 
@@ -45,6 +45,25 @@ class SystemStatus:
     workspaces: dict[str, int]
     policy: TenantPolicy
     execs: dict[str, int] = field(default_factory=dict)
+
+    def as_payload(self) -> dict[str, Any]:
+        """The shape of ``SystemStatusOut``, shared by REST and MCP."""
+        return {
+            "tenant": self.principal.tenant,
+            "principal_kind": self.principal.kind,
+            "scopes": sorted(self.principal.scopes),
+            "engine": {
+                "reachable": self.engine.reachable,
+                **(asdict(self.engine.info) if self.engine.info else {}),
+                "error": self.engine.error,
+            },
+            "versions": self.versions,
+            "mode": self.mode,
+            "node": self.node,
+            "workspaces": self.workspaces,
+            "execs": self.execs,
+            "policy": self.policy,
+        }
 
 
 def _package_version(name: str) -> str:

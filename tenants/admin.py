@@ -131,11 +131,20 @@ class MembershipAdmin(TenantScopedAdmin):
         return selectors.membership_list_managed(user=request.user)
 
     def save_model(self, request: HttpRequest, obj: Membership, form: Any, change: bool) -> None:
-        user = form.cleaned_data.get("user") or services.user_get_or_create(
-            email=form.cleaned_data["email"]
-        )
-        saved = services.membership_set(tenant=obj.tenant, user=user, role=obj.role)
-        obj.pk, obj.user = saved.pk, user
+        user = form.cleaned_data.get("user")
+        if user is not None:
+            saved = services.membership_set(tenant=obj.tenant, user=user, role=obj.role)
+        else:
+            saved = services.membership_invite(
+                tenant=obj.tenant,
+                email=form.cleaned_data["email"],
+                role=obj.role,
+                site_url=request.build_absolute_uri("/"),
+                invited_by=request.user.get_username(),
+            )
+            if not saved.user.has_usable_password():
+                messages.info(request, f"An invitation was mailed to {saved.user.email}.")
+        obj.pk, obj.user = saved.pk, saved.user
 
 
 class ApiTokenAddForm(forms.ModelForm):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from devbench_site.mcp_tools import ToolCall, ToolSet
@@ -34,21 +33,4 @@ def system_status(call: ToolCall, args: NoArguments) -> dict[str, Any]:
     concurrent-exec quotas, TTLs, file size and exec output caps).
     Takes no arguments; needs the "read" scope.
     """
-    status = system_status_get(actor=call.principal)
-    engine = status.engine
-    return {
-        "tenant": status.principal.tenant,
-        "principal_kind": status.principal.kind,
-        "scopes": sorted(status.principal.scopes),
-        "engine": {
-            "reachable": engine.reachable,
-            **(asdict(engine.info) if engine.info else {}),
-            "error": engine.error,
-        },
-        "versions": status.versions,
-        "mode": status.mode,
-        "node": status.node,
-        "workspaces": status.workspaces,
-        "execs": status.execs,
-        "policy": status.policy,
-    }
+    return system_status_get(actor=call.principal).as_payload()

@@ -61,6 +61,21 @@ def membership_set(*, tenant: Tenant, user: Any, role: str, granted_by: str = ""
     return membership
 
 
+def membership_invite(
+    *, tenant: Tenant, email: str, role: str, site_url: str, invited_by: str = ""
+) -> Membership:
+    """Add a person by email; one without a password yet is mailed a link to choose one."""
+    from tenants.invitations import invitation_send
+
+    user = user_get_or_create(email=email)
+    membership = membership_set(tenant=tenant, user=user, role=role)
+    if not user.has_usable_password() and user.is_active:
+        invitation_send(
+            user=user, tenant=tenant, role=role, site_url=site_url, invited_by=invited_by
+        )
+    return membership
+
+
 def normalize_scopes(scopes: Iterable[str]) -> list[str]:
     cleaned = sorted({s.strip().lower() for s in scopes if s.strip()})
     unknown = [s for s in cleaned if s not in VALID_SCOPES]

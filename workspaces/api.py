@@ -99,6 +99,27 @@ def workspace_attach(request: HttpRequest, ref: str, payload: AttachBody) -> Sta
     return Status(201, AttachOut.from_result(result))
 
 
+@router.post("/workspaces/{ref}/stop", response=WorkspaceOut, operation_id="workspace_stop")
+def workspace_stop(request: HttpRequest, ref: str) -> Workspace:
+    """Stop a running workspace; its container and files stay for a later start.
+
+    Commands still running end with it. Reconciliation leaves it stopped, and it
+    still expires at its TTL. Stopping a stopped workspace changes nothing.
+    """
+    actor = principal_of(request)
+    workspace = selectors.workspace_get(actor=actor, ref=ref)
+    return services.workspace_stop(actor=actor, workspace=workspace)
+
+
+@router.post("/workspaces/{ref}/start", response=WorkspaceOut, operation_id="workspace_start")
+def workspace_start(request: HttpRequest, ref: str) -> Workspace:
+    """Start a stopped workspace again, with the files it had (`workspace_not_stopped` for
+    a workspace that is neither stopped nor running)."""
+    actor = principal_of(request)
+    workspace = selectors.workspace_get(actor=actor, ref=ref)
+    return services.workspace_start(actor=actor, workspace=workspace)
+
+
 @router.get("/workspaces/{ref}/stats", response=StatsOut, operation_id="workspace_stats")
 def workspace_stats(request: HttpRequest, ref: str) -> StatsOut:
     """CPU, memory, processes, network and block I/O of a running workspace (~1 s)."""

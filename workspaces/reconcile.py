@@ -26,7 +26,7 @@ from workspaces.models import LIVE_STATUSES, Workspace, WorkspaceStatus
 from workspaces.provisioning import workspace_provision_enqueue, workspace_teardown
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import LABEL_INSTANCE, LABEL_TENANT, LABEL_WORKSPACE, ContainerInfo
-from workspaces.services import workspace_kill
+from workspaces.services import STOPPED_ON_REQUEST, workspace_kill
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +122,8 @@ def _reconcile_present(
         return
     if container.status == "restarting":
         return  # the engine's restart policy is already bringing it back
+    if workspace.status == WorkspaceStatus.STOPPED and workspace.error_code == STOPPED_ON_REQUEST:
+        return  # stopped on purpose: only workspace_start brings it back
     if workspace.persistent:
         # Persistent workspaces should always run: an engine or host restart, or
         # a crash the restart policy gave up on, is undone here.

@@ -296,6 +296,74 @@ def workspace_kill(
     return workspace
 
 
+# error_code of a workspace stopped on request: reconciliation leaves it stopped.
+STOPPED_ON_REQUEST = "stopped_on_request"
+
+
+def _locked_own(*, actor: Principal, workspace: Workspace) -> Workspace:
+    if workspace.tenant_id != actor.tenant.pk:
+        raise NotFound(f"Workspace '{workspace}' not found.", code="workspace_not_found")
+    return Workspace.objects.select_for_update().get(pk=workspace.pk)
+
+
+def workspace_stop(*, actor: Principal, workspace: Workspace, timeout_s: int = 10) -> Workspace:
+    """Stop a running workspace's container, keeping it and its files for a later start.
+
+    Running commands end with the container. A stopped workspace still expires
+    at its TTL; stopping one that is already stopped changes nothing.
+    """
+    actor.require_scope("write")
+    with (
+        audited(
+            actor=actor,
+            action="workspace.stop",
+            target_type="workspace",
+            target_id=workspace.public_id,
+        ),
+        transaction.atomic(),
+    ):
+        row = _locked_own(actor=actor, workspace=workspace)
+        if row.status == WorkspaceStatus.STOPPED:
+            return row
+        workspace_require_running(workspace=row)
+        get_driver().stop(row.container_id, timeout_s=timeout_s)
+        row.status = WorkspaceStatus.STOPPED
+        row.error_code = STOPPED_ON_REQUEST
+        row.status_message = f"Stopped on request by {actor.actor_id or actor.kind}."
+        row.save(update_fields=["status", "error_code", "status_message", "updated_at"])
+    return row
+
+
+def workspace_start(*, actor: Principal, workspace: Workspace) -> Workspace:
+    """Start a stopped workspace again (same container, same /workspace files)."""
+    actor.require_scope("write")
+    with (
+        audited(
+            actor=actor,
+            action="workspace.start",
+            target_type="workspace",
+            target_id=workspace.public_id,
+        ),
+        transaction.atomic(),
+    ):
+        row = _locked_own(actor=actor, workspace=workspace)
+        if row.status == WorkspaceStatus.RUNNING:
+            return row
+        if row.status != WorkspaceStatus.STOPPED:
+            raise Conflict(
+                f"Workspace {row.public_id} is {row.status}; only a stopped workspace "
+                "can be started.",
+                code="workspace_not_stopped",
+                extra={"status": row.status},
+            )
+        get_driver().start(row.container_id)
+        row.status = WorkspaceStatus.RUNNING
+        row.error_code = ""
+        row.status_message = ""
+        row.save(update_fields=["status", "error_code", "status_message", "updated_at"])
+    return row
+
+
 @dataclass(frozen=True)
 class AttachResult:
     workspace: Workspace

@@ -162,3 +162,49 @@ def test_superuser_sees_everything(two_tenants):
     client.force_login(root)
     tokens = client.get("/admin/tenants/apitoken/").content.decode()
     assert "token-of-alpha" in tokens and "token-of-bravo" in tokens
+
+
+def test_member_added_by_email_is_invited_and_sets_a_password(two_tenants, mailoutbox):
+    c, a = two_tenants["client"], two_tenants["a"]
+    response = c.post(
+        "/admin/tenants/membership/add/",
+        {"tenant": a.pk, "email": "newcomer@example.test", "role": "member"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "invitation was mailed" in response.content.decode()
+    assert len(mailoutbox) == 1
+    mail = mailoutbox[0]
+    assert mail.to == ["newcomer@example.test"] and a.name in mail.subject
+    link = re.search(r"http://testserver(/accounts/password/reset/key/\S+)", mail.body).group(1)
+
+    invitee = Client()
+    form_page = invitee.get(link, follow=True)
+    assert form_page.status_code == 200
+    set_url = form_page.redirect_chain[-1][0] if form_page.redirect_chain else link
+    done = invitee.post(
+        set_url, {"password1": "a-Long-pass-4-dev", "password2": "a-Long-pass-4-dev"}
+    )
+    assert done.status_code == 302, done.content.decode()[:2000]
+
+    signed_in = Client()
+    login = signed_in.post(
+        "/accounts/login/", {"login": "newcomer@example.test", "password": "a-Long-pass-4-dev"}
+    )
+    assert login.status_code == 302
+    assert signed_in.get(f"/t/{a.slug}/workspaces/").status_code == 200
+    assert signed_in.get(f"/t/{two_tenants['b'].slug}/workspaces/").status_code == 404
+    # The link works once.
+    assert Client().get(link, follow=True).content.decode().count("password1") == 0
+
+
+def test_existing_user_added_by_email_gets_no_invitation(two_tenants, mailoutbox):
+    c, a = two_tenants["client"], two_tenants["a"]
+    UserFactory(username="known", email="known@example.test")  # has a password
+    response = c.post(
+        "/admin/tenants/membership/add/",
+        {"tenant": a.pk, "email": "known@example.test", "role": "viewer"},
+    )
+    assert response.status_code == 302
+    assert mailoutbox == []
+    assert Membership.objects.get(tenant=a, user__username="known").role == "viewer"

@@ -134,3 +134,19 @@ def test_inactive_user_token_is_invalid(token):
     with pytest.raises(AuthenticationFailed) as excinfo:
         authenticate_bearer(f"Bearer {token.raw}")
     assert excinfo.value.code == "token_invalid"
+
+
+def test_system_status_over_rest(api, tenant, make_token):
+    from tests.factories import WorkspaceFactory
+
+    WorkspaceFactory(tenant=tenant, status="running")
+    WorkspaceFactory(status="running")  # another tenant's: not counted
+    response = api.get("/api/v1/system/status")
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["tenant"]["slug"] == tenant.slug
+    assert body["scopes"] == ["read", "write"]
+    assert body["engine"]["reachable"] is True
+    assert body["workspaces"] == {"running": 1, "total": 1}
+    assert body["policy"]["max_workspaces"] == 10
+    assert body["mode"] == "production"
