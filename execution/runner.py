@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -289,7 +290,6 @@ class ExecRunner:
 
     def _finish(self) -> None:
         self._store(self.coalescer.take(final=True))
-        Exec.objects.filter(pk=self.exec.pk).update(**self._accounting())
         self.exec.last_seq = self.out.last_seq
         exit_code: int | None = None
         pid = -1
@@ -303,8 +303,7 @@ class ExecRunner:
             # The kill task stopped it before this runner noticed the request.
             self.end_reason = ExecStatus.CANCELLED
         if self.end_reason is not None:
-            state.finish(
-                self.exec,
+            self._end(
                 self.end_reason,
                 exit_code=exit_code,
                 error_code="processes_left" if self.kill_detail else "",
@@ -312,24 +311,28 @@ class ExecRunner:
             )
         elif isinstance(self.reader_error, DevBenchError):
             err = self.reader_error
-            state.finish(self.exec, ExecStatus.FAILED, error_code=err.code, error=err.message)
+            self._end(ExecStatus.FAILED, error_code=err.code, error=err.message)
         elif self.reader_error is not None:
-            state.finish(
-                self.exec, ExecStatus.FAILED, error_code="internal_error", error="reader failed"
-            )
+            self._end(ExecStatus.FAILED, error_code="internal_error", error="reader failed")
             logger.error("reading exec %s failed", self.exec, exc_info=self.reader_error)
         elif error_code:
-            state.finish(self.exec, ExecStatus.FAILED, error_code=error_code, error=error)
+            self._end(ExecStatus.FAILED, error_code=error_code, error=error)
         elif pid == 0 and exit_code in _START_FAILURE_CODES:
-            state.finish(
-                self.exec,
+            self._end(
                 ExecStatus.FAILED,
                 exit_code=exit_code,
                 error_code="exec_start_failed",
                 error=self._first_output_line(),
             )
         else:
-            state.finish(self.exec, ExecStatus.COMPLETED, exit_code=exit_code)
+            self._end(ExecStatus.COMPLETED, exit_code=exit_code)
+
+    def _end(self, status: ExecStatus, **kwargs: Any) -> None:
+        """The terminal UPDATE, carrying the output accounting; if another actor ended the
+        exec first (e.g. marked it lost), the accounting is still written."""
+        accounting = self._accounting()
+        if not state.finish(self.exec, status, fields=accounting, **kwargs):
+            Exec.objects.filter(pk=self.exec.pk).update(**accounting)
 
     def _cancel_requested(self) -> bool:
         return Exec.objects.filter(pk=self.exec.pk, cancel_requested_at__isnull=False).exists()

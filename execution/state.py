@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Max, Q
@@ -46,7 +47,12 @@ def dispatch(exec_: Exec) -> None:
 
 
 def lock_workspace(workspace_id: int) -> Workspace:
-    return Workspace.objects.select_for_update().get(pk=workspace_id)
+    # The tenant comes along (its policy is read under the lock) but is not locked.
+    return (
+        Workspace.objects.select_related("tenant")
+        .select_for_update(of=("self",))
+        .get(pk=workspace_id)
+    )
 
 
 def admit_waiting(workspace: Workspace) -> list[Exec]:
@@ -64,15 +70,17 @@ def admit_waiting(workspace: Workspace) -> list[Exec]:
                 error=f"The workspace is {workspace.status}, not running.",
             )
         return []
+    waiting = Exec.objects.filter(workspace=workspace, status=ExecStatus.QUEUED)
+    # The common case (nobody waiting) costs one query, not the policy and a count.
+    if not waiting.exists():
+        return []
     limit = tenant_policy_get(tenant=workspace.tenant).max_concurrent_execs
     active = Exec.objects.filter(workspace=workspace, status__in=SLOT_STATUSES).count()
     if active >= limit:
         return []
     admitted = []
     now = timezone.now()
-    waiting = Exec.objects.filter(workspace=workspace, status=ExecStatus.QUEUED).order_by(
-        "created_at", "id"
-    )[: limit - active]
+    waiting = waiting.order_by("created_at", "id")[: limit - active]
     for exec_ in waiting:
         if Exec.objects.filter(pk=exec_.pk, status=ExecStatus.QUEUED).update(
             status=ExecStatus.STARTING, dispatched_at=now
@@ -111,10 +119,12 @@ def finish(
     error_code: str = "",
     error: str = "",
     finished_at: datetime | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> bool:
     """Move the exec to a terminal status unless another actor already did; frees its slot.
 
-    ``extra`` narrows the conditional UPDATE further (e.g. "heartbeat still stale").
+    ``extra`` narrows the conditional UPDATE further (e.g. "heartbeat still stale");
+    ``fields`` are more columns that UPDATE sets (the runner's output accounting).
     """
     with transaction.atomic():
         workspace = lock_workspace(exec_.workspace_id)
@@ -127,6 +137,7 @@ def finish(
             error_code=error_code,
             error=error,
             finished_at=finished_at,
+            fields=fields,
         )
         if done:
             admit_waiting(workspace)
@@ -143,6 +154,7 @@ def _finish_locked(
     error_code: str = "",
     error: str = "",
     finished_at: datetime | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> bool:
     assert status in TERMINAL_STATUSES
     now = finished_at or timezone.now()
@@ -153,13 +165,16 @@ def _finish_locked(
     # The stored output is final now; a runner that died had not reported its last seqs.
     last_seq = ExecChunk.objects.filter(exec_id=exec_.pk).aggregate(m=Max("seq"))["m"] or 0
     done = qs.update(
-        last_seq=last_seq,
-        status=status,
-        exit_code=exit_code,
-        error_code=error_code,
-        error=error[:10_000],
-        finished_at=now,
-        env=env,
+        **{
+            **(fields or {}),
+            "last_seq": last_seq,
+            "status": status,
+            "exit_code": exit_code,
+            "error_code": error_code,
+            "error": error[:10_000],
+            "finished_at": now,
+            "env": env,
+        }
     )
     if done:
         exec_.status, exec_.exit_code, exec_.error_code, exec_.error = (
