@@ -49,7 +49,7 @@ def _parsed(handler: _Lines) -> list[dict[str, Any]]:
 def test_each_event_is_one_redacted_json_line(db, actor, lines):
     with audited(actor=actor, action="exec.start", target_type="exec") as scope:
         scope.target_id = "ex_1"
-        scope.details["env"] = {"OPENAI_API_KEY": "sk-123", "LANG": "C"}
+        scope.details["env"] = {"SERVICE_API_KEY": "sk-123", "LANG": "C"}
         scope.details["notify"] = "ops@example.com"
     [line] = lines.lines
     assert "\n" not in line
@@ -57,7 +57,7 @@ def test_each_event_is_one_redacted_json_line(db, actor, lines):
     assert event["type"] == "audit" and event["action"] == "exec.start"
     assert event["tenant"] == actor.tenant.slug and event["outcome"] == "success"
     assert event["details"] == {
-        "env": {"OPENAI_API_KEY": "[redacted]", "LANG": "C"},
+        "env": {"SERVICE_API_KEY": "[redacted]", "LANG": "C"},
         "notify": ("o***@example.com"),
     }
     stored = AuditEvent.objects.get(pk=event["id"])
