@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -38,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import ratio_line, summarize, timed  # noqa: E402
+from _workers import start_celery_worker  # noqa: E402
 
 IMAGE = "devbench/busybox:latest"
 MiB = 1024 * 1024
@@ -73,22 +73,7 @@ def setup_django() -> subprocess.Popen[bytes] | None:
     call_command("migrate", verbosity=0)
     if not production:
         return None
-    from django.conf import settings
-
-    log = (Path(tempfile.gettempdir()) / "devbench-bench-fs-worker.log").open("wb")
-    worker = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "celery", "-A", "devbench_site", "worker"),
-            *("-P", "threads", "-c", "4", "-Q", f"default,node.{settings.DEVBENCH_NODE}"),
-            *("-n", f"bench-fs@{settings.DEVBENCH_INSTANCE}", "--without-mingle"),
-            "--without-gossip",
-        ],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    time.sleep(3)  # the worker connects to Redis before the spawn is queued
-    return worker
+    return start_celery_worker("fs", concurrency=4)
 
 
 def tar_of(files: dict[str, bytes]) -> bytes:

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import Timer, print_ratios  # noqa: E402
+from _workers import start_celery_worker  # noqa: E402
 
 IMAGE = "devbench/busybox:latest"
 KEEPER = ["-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
@@ -54,42 +55,13 @@ def _setup() -> list[subprocess.Popen[bytes]]:
     import django
 
     django.setup()
-    from django.conf import settings
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
     processes = [_daphne()]
     if production:
-        processes.append(
-            _spawn_logged(
-                "worker",
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "devbench_site",
-                    "worker",
-                    "-P",
-                    "threads",
-                    "-c",
-                    "8",
-                    "-Q",
-                    f"default,node.{settings.DEVBENCH_NODE}",
-                    "-n",
-                    f"bench@{uuid.uuid4().hex[:6]}",
-                    "--without-mingle",
-                    "--without-gossip",
-                ],
-            )
-        )
-        time.sleep(5)  # let it connect before the first task
+        processes.append(start_celery_worker("mcp"))
     return processes
-
-
-def _spawn_logged(name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
-    log = (Path(tempfile.gettempdir()) / f"devbench-bench-{name}.log").open("wb")
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _daphne() -> subprocess.Popen[bytes]:

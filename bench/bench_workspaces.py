@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import Timer, print_ratios  # noqa: E402
+from _workers import start_celery_worker  # noqa: E402
 
 IMAGE = "devbench/busybox:latest"
 KEEPER = ["-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
@@ -49,35 +49,7 @@ def _setup_django() -> subprocess.Popen[bytes] | None:
     call_command("migrate", verbosity=0)
     if not production:
         return None
-    from django.conf import settings
-
-    log_path = Path(tempfile.gettempdir()) / "devbench-bench-worker.log"
-    log = log_path.open("wb")
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "devbench_site",
-            "worker",
-            "-P",
-            "threads",
-            "-c",
-            "8",
-            "-Q",
-            f"default,node.{settings.DEVBENCH_NODE}",
-            "-n",
-            f"bench@{uuid.uuid4().hex[:6]}",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    time.sleep(5)  # let it connect before the first task
-    return worker
+    return start_celery_worker("workspaces")
 
 
 def main() -> None:

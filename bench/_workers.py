@@ -1,0 +1,36 @@
+"""The Celery worker a production-path benchmark needs, started the same way everywhere."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_celery_worker(
+    name: str, *, concurrency: int = 8, timeout_s: float = 60
+) -> subprocess.Popen[bytes]:
+    """A worker on the default and this node's queue, returned once it reports ready."""
+    from django.conf import settings
+
+    log_path = Path(tempfile.gettempdir()) / f"devbench-bench-{name}-worker.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "devbench_site", "worker", "-P", "threads",
+         "-c", str(concurrency), "-Q", f"default,node.{settings.DEVBENCH_NODE}",
+         "-n", f"bench-{name}@{uuid.uuid4().hex[:6]}", "--without-mingle", "--without-gossip",
+         "--loglevel=INFO"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    while "ready." not in log_path.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"celery worker did not start; see {log_path}")
+        time.sleep(0.1)
+    return proc
