@@ -42,6 +42,7 @@ from tenants.audit import audited
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from workspaces.models import Workspace
+from workspaces.nodes import node_queue
 from workspaces.selectors import workspace_require_running
 
 # Reads live in selectors; re-exported so every interface imports exec_* from here.
@@ -295,7 +296,7 @@ def exec_cancel(*, actor: Principal, exec_id: str) -> Exec:
 def _send_kill(exec_: Exec) -> None:
     from execution.tasks import exec_kill_task
 
-    pk, queue = exec_.pk, state.runner_queue(exec_.node)
+    pk, queue = exec_.pk, node_queue(exec_.node)
     transaction.on_commit(lambda: exec_kill_task.apply_async(args=[pk], queue=queue))
 
 
@@ -363,7 +364,7 @@ def exec_kill_processes(*, exec_pk: int) -> None:
     """Kill what is left of an exec in its container (cancel, or a lost runner's exec)."""
     from execution.proctree import kill_process_tree
     from execution.runner import exec_user
-    from workspaces.runtime import get_driver
+    from workspaces.nodes import workspace_driver
 
     exec_ = Exec.objects.select_related("workspace").filter(pk=exec_pk).first()
     if exec_ is None or not exec_.workspace.container_id:
@@ -371,7 +372,7 @@ def exec_kill_processes(*, exec_pk: int) -> None:
     if exec_.status not in (ExecStatus.RUNNING, ExecStatus.LOST):
         return
     kill_process_tree(
-        driver=get_driver(),
+        driver=workspace_driver(exec_.workspace),
         container_id=exec_.workspace.container_id,
         exec_public_id=exec_.public_id,
         user=exec_user(exec_),
@@ -400,6 +401,26 @@ def _mark_lost(exec_: Exec, *, stale_after_s: float) -> bool:
     )
     if lost:
         _send_kill(exec_)
+    return lost
+
+
+def exec_lose_node(*, node: str) -> list[str]:
+    """The node went down: its running (and claimed) execs end ``lost`` at once; the
+    output stored until then stays readable. Queued ones fail when admitted."""
+    lost = []
+    for exec_ in Exec.objects.filter(
+        node=node, status__in=(ExecStatus.STARTING, ExecStatus.RUNNING)
+    ):
+        if state.finish(
+            exec_,
+            ExecStatus.LOST,
+            from_statuses=(ExecStatus.STARTING, ExecStatus.RUNNING),
+            error_code="node_unavailable",
+            error=(
+                f"Node '{node}' went down while this exec ran; output stored until then is kept."
+            ),
+        ):
+            lost.append(exec_.public_id)
     return lost
 
 

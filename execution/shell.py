@@ -2,8 +2,9 @@
 
 A shell is not an Exec row: it has no stored output and no concurrency slot.
 It is audited when opened, and its whole process tree is killed when the
-websocket goes away. The engine connection is held by the web process that
-serves the websocket, so that process needs access to the workspace's engine.
+websocket goes away. The web process serving the websocket holds one
+connection to the workspace's node agent (or to the engine, where it serves
+that node itself), which carries the tty both ways and its resizes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from execution.validation import MARKER_ENV
 from tenants.audit import audited
 from tenants.principal import Principal
 from workspaces.models import Workspace, new_public_id
-from workspaces.runtime import get_driver
+from workspaces.nodes import workspace_driver
 from workspaces.runtime.base import ExecSpec, InteractiveExec, RuntimeDriver
 from workspaces.selectors import workspace_require_running
 from workspaces.spec import WORKSPACE_UID
@@ -107,7 +108,7 @@ def shell_open(
         details={"shell_id": shell_id},
     ):
         workspace_require_running(workspace=workspace)
-        driver = get_driver()
+        driver = workspace_driver(workspace)
         user = f"{WORKSPACE_UID}:{WORKSPACE_UID}"
         tty = driver.exec_open_tty(
             workspace.container_id,

@@ -28,21 +28,18 @@ from execution.models import (
 from execution.validation import redact_env
 from tenants.selectors import tenant_policy_get
 from workspaces.models import Workspace, WorkspaceStatus
+from workspaces.nodes import node_queue
 
 logger = logging.getLogger(__name__)
 
 NON_TERMINAL = (ExecStatus.QUEUED, ExecStatus.STARTING, ExecStatus.RUNNING)
 
 
-def runner_queue(node: str) -> str:
-    return f"node.{node}"
-
-
 def dispatch(exec_: Exec) -> None:
     """Send the runner task to the workspace's node once the current transaction commits."""
     from execution.tasks import exec_run_task  # tasks import services, which import this
 
-    pk, queue = exec_.pk, runner_queue(exec_.node)
+    pk, queue = exec_.pk, node_queue(exec_.node)
     transaction.on_commit(lambda: exec_run_task.apply_async(args=[pk], queue=queue))
 
 

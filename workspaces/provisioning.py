@@ -23,13 +23,13 @@ from tenants.models import AuditEvent, TenantPolicy
 from tenants.principal import system_principal
 from tenants.selectors import tenant_policy_get
 from workspaces.models import Attachment, Workspace, WorkspaceStatus
-from workspaces.runtime import get_driver
+from workspaces.nodes import node_queue, workspace_driver
 from workspaces.runtime.base import LABEL_INSTANCE, LABEL_WORKSPACE, ContainerInfo
 from workspaces.spec import container_spec, engine_name, workspace_labels
 
 
 def _discard_engine_objects(*, workspace: Workspace, container_id: str, volume: bool) -> None:
-    driver = get_driver()
+    driver = workspace_driver(workspace)
     if container_id:
         driver.remove(container_id, force=True)
     if volume and workspace.volume_name:
@@ -38,14 +38,14 @@ def _discard_engine_objects(*, workspace: Workspace, container_id: str, volume: 
 
 def workspace_containers(*, workspace: Workspace) -> list[ContainerInfo]:
     """The engine's containers of a workspace, found by label (not by the id on the row)."""
-    return get_driver().list_by_labels(
+    return workspace_driver(workspace).list_by_labels(
         {LABEL_WORKSPACE: workspace.public_id, LABEL_INSTANCE: settings.DEVBENCH_INSTANCE}
     )
 
 
 def _create_or_adopt_container(workspace: Workspace, policy: TenantPolicy) -> ContainerInfo:
     try:
-        return get_driver().create(container_spec(workspace, policy))
+        return workspace_driver(workspace).create(container_spec(workspace, policy))
     except EngineError as exc:
         if exc.code != "engine_conflict":
             raise
@@ -60,7 +60,7 @@ def workspace_provision_enqueue(*, workspace: Workspace) -> None:
     """Queue the provisioning task on the workspace's node (call once the row is committed)."""
     from workspaces.tasks import workspace_provision_task
 
-    workspace_provision_task.apply_async(args=[workspace.pk], queue=f"node.{workspace.node}")
+    workspace_provision_task.apply_async(args=[workspace.pk], queue=node_queue(workspace.node))
 
 
 def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Workspace | None:
@@ -74,7 +74,7 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
     if workspace is None or workspace.status != WorkspaceStatus.CREATING:
         return workspace
     policy = tenant_policy_get(tenant=workspace.tenant)
-    driver = get_driver()
+    driver = workspace_driver(workspace)
     rows = Workspace.objects.filter(pk=workspace.pk, status=WorkspaceStatus.CREATING)
     if not workspace.volume_name:  # rows made before spawns named their volume
         workspace.volume_name = f"{engine_name(workspace)}-data"
@@ -133,7 +133,7 @@ def workspace_teardown(
     *, workspace: Workspace, force: bool = False, remove_volume: bool | None = None
 ) -> None:
     """Engine side of a kill; the row must already be ``removing``. Ends ``removed``."""
-    driver = get_driver()
+    driver = workspace_driver(workspace)
     container_ids = [workspace.container_id] if workspace.container_id else []
     if not container_ids:
         # Killed while creating: the container may exist without its id on the row yet.
