@@ -44,6 +44,8 @@ def _remove_test_containers() -> None:
             container.remove(force=True, v=True)
         for volume in client.volumes.list(filters={"label": f"devbench.instance={TEST_INSTANCE}"}):
             volume.remove(force=True)
+        for image in client.images.list(filters={"label": f"devbench.instance={TEST_INSTANCE}"}):
+            client.images.remove(image.id, force=True)  # snapshots and templates
     except Exception as exc:  # cleanup must not mask the test result
         print(f"warning: test container cleanup failed: {exc}", file=sys.stderr)
 

@@ -203,9 +203,29 @@ class ResolvedImage:
     info: ImageInfo
 
 
+# Snapshot images (``devbench-snapshots/<tenant>:sn_…``) are spawned by snapshot id only,
+# looked up within the tenant: never by reference, tag or digest.
+RESERVED_PREFIXES = ("devbench-snapshots/",)
+LABEL_SNAPSHOT = "devbench.snapshot"
+
+
+def _not_present(reference: ImageReference) -> ImageNotFound:
+    return ImageNotFound(
+        f"Image '{reference.familiar()}' is not present on the engine.",
+        extra={"image": reference.familiar()},
+    )
+
+
 def image_allowed(*, policy: TenantPolicy, image: str | None) -> ImageReference:
     """Parse and apply the tenant's image policy (no engine involved)."""
     reference = image_reference_parse(image or policy.default_image)
+    if reference.domain == DEFAULT_DOMAIN and reference.path.startswith(RESERVED_PREFIXES):
+        raise PolicyDenied(
+            f"Image '{reference.familiar()}' is a snapshot image: spawn a snapshot with "
+            '"snapshot": "sn_…" instead of "image".',
+            code="image_not_allowed",
+            extra={"image": reference.familiar()},
+        )
     patterns = allowed_image_patterns(policy)
     if not image_reference_allowed(reference, patterns):
         raise PolicyDenied(
@@ -229,4 +249,9 @@ def image_check(
 ) -> ResolvedImage:
     """Parse, apply the tenant's image policy, and resolve to an image on the node."""
     reference = image_allowed(policy=policy, image=image)
-    return ResolvedImage(reference=reference, info=image_resolve(reference, node=node))
+    info = image_resolve(reference, node=node)
+    if LABEL_SNAPSHOT in info.labels:
+        # A snapshot's image reached by id or digest: it answers like a missing image,
+        # whoever's it is (snapshots are spawned by snapshot id, within the tenant).
+        raise _not_present(reference)
+    return ResolvedImage(reference=reference, info=info)

@@ -75,6 +75,10 @@ class Workspace(models.Model):
     node = models.CharField(max_length=100, default="local")
     labels = models.JSONField(default=dict, blank=True)
     limits = models.JSONField(default=dict, blank=True)
+    # The snapshot it was spawned (or forked) from: its image holds the first files.
+    snapshot = models.ForeignKey(
+        "Snapshot", on_delete=models.SET_NULL, null=True, blank=True, related_name="workspaces"
+    )
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     idempotency_expires_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
@@ -176,3 +180,52 @@ class Node(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+def new_snapshot_id() -> str:
+    return new_public_id("sn_")
+
+
+class SnapshotStatus(models.TextChoices):
+    CREATING = "creating"
+    READY = "ready"
+
+
+class Snapshot(models.Model):
+    """A workspace's image plus its /workspace contents, as one image on a node.
+
+    The image lives in the tenant's namespace (``devbench-snapshots/<tenant>``,
+    tag = the public id) and carries the tenant's label; only this row (looked
+    up within the tenant) makes it spawnable.
+    """
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_snapshot_id)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="snapshots")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True, max_length=2000)
+    status = models.CharField(
+        max_length=10, choices=SnapshotStatus.choices, default=SnapshotStatus.CREATING
+    )
+    # The source is kept by id: the snapshot outlives its workspace.
+    source_workspace = models.ForeignKey(
+        Workspace, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    source_workspace_public_id = models.CharField(max_length=32, blank=True)
+    base_image_ref = models.CharField(max_length=512, blank=True)
+    image_ref = models.CharField(max_length=512, blank=True)
+    image_id = models.CharField(max_length=100, blank=True)
+    node = models.CharField(max_length=100, default="local")
+    # Bytes the snapshot adds to its base image (the /workspace layer): what quotas count.
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.public_id})"

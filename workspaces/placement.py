@@ -124,12 +124,20 @@ def required_labels(
     return labels
 
 
-def node_place(*, labels: Mapping[str, str], memory_bytes: int, cpus: float) -> Node:
-    """The node a new workspace with these needs goes to (or why there is none)."""
+def node_place(
+    *,
+    labels: Mapping[str, str],
+    memory_bytes: int,
+    cpus: float,
+    only: Iterable[str] | None = None,
+) -> Node:
+    """The node a new workspace with these needs goes to (or why there is none);
+    ``only``: among these nodes (e.g. those holding its snapshot's image)."""
     node_ensure_local()
+    candidates = Node.objects.all() if only is None else Node.objects.filter(name__in=list(only))
     labelled = [
         n
-        for n in Node.objects.all()
+        for n in candidates
         if all(str(n.labels.get(k)) == v and k in n.labels for k, v in labels.items())
     ]
     if not labelled:

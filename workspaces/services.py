@@ -24,6 +24,7 @@ from devbench_site.errors import (
     EngineError,
     EngineTimeout,
     NotFound,
+    PolicyDenied,
     QuotaExceeded,
     ValidationFailed,
 )
@@ -31,16 +32,23 @@ from tenants.audit import audited
 from tenants.models import TenantPolicy
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
-from workspaces.images import image_allowed, image_check, image_reference_parse
+from workspaces.images import (
+    allowed_image_patterns,
+    image_allowed,
+    image_check,
+    image_reference_allowed,
+    image_reference_parse,
+)
 from workspaces.models import (
     ALIAS_VALIDATOR,
     LIVE_STATUSES,
     Attachment,
     Node,
+    Snapshot,
     Workspace,
     WorkspaceStatus,
 )
-from workspaces.nodes import workspace_driver
+from workspaces.nodes import node_driver, workspace_driver
 from workspaces.placement import (
     CapacityExhausted,
     limits_reservation,
@@ -51,8 +59,9 @@ from workspaces.placement import (
 from workspaces.policy import limits_resolve, ttl_resolve
 from workspaces.provisioning import workspace_provision as workspace_provision  # re-export
 from workspaces.provisioning import workspace_provision_enqueue, workspace_teardown
-from workspaces.runtime.base import ContainerStats
+from workspaces.runtime.base import ContainerStats, ImageInfo
 from workspaces.selectors import workspace_get, workspace_require_running
+from workspaces.snapshots.selectors import snapshot_get_ready
 from workspaces.spec import WORKSPACE_ROOT, engine_name
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
@@ -193,11 +202,14 @@ def workspace_spawn(
     limits: Mapping[str, Any] | None = None,
     wait_timeout_s: float | None = None,
     node_labels: Mapping[str, str] | None = None,
+    snapshot: str | None = None,
 ) -> Workspace:
     """Create a workspace on a node placed by capacity and labels (the policy's plus
-    ``node_labels``). ``wait=True``: return it running or raise why it is not;
-    ``wait=False``: return it ``creating`` at once. A repeated ``idempotency_key``
-    returns the workspace the first request made (exactly one is ever created)."""
+    ``node_labels``); ``snapshot`` (``sn_…``, instead of ``image``): with that snapshot's
+    image and /workspace files, on a node holding it. ``wait=True``: return it running
+    or raise why it is not; ``wait=False``: return it ``creating`` at once. A repeated
+    ``idempotency_key`` returns the workspace the first request made (exactly one is ever
+    created)."""
     actor.require_scope("write")
     if wait and transaction.get_connection().in_atomic_block:
         raise RuntimeError(
@@ -208,13 +220,19 @@ def workspace_spawn(
         _validate_alias(alias)
         _validate_idempotency_key(idempotency_key)
         policy = tenant_policy_get(tenant=actor.tenant)
-        image_ref = image_reference_parse(image or policy.default_image).familiar()
+        source = _spawn_source(actor=actor, image=image, snapshot=snapshot)
+        image_ref = (
+            source.image_ref
+            if source is not None
+            else image_reference_parse(image or policy.default_image).familiar()
+        )
         workspace = _idempotent_replay(actor=actor, key=idempotency_key)
         if workspace is None:
             workspace, created = _place_and_create(
                 actor=actor,
                 policy=policy,
                 image=image,
+                snapshot=source,
                 image_ref=image_ref,
                 alias=alias,
                 persistent=persistent,
@@ -224,6 +242,8 @@ def workspace_spawn(
                 idempotency_key=idempotency_key,
             )
             audit.details["node"] = workspace.node
+            if source is not None:
+                audit.details["snapshot"] = source.public_id
         else:
             created = False
         audit.target_id = workspace.public_id
@@ -238,11 +258,37 @@ def workspace_spawn(
 _PLACEMENT_ATTEMPTS = 5
 
 
+def _spawn_source(*, actor: Principal, image: str | None, snapshot: str | None) -> Snapshot | None:
+    if snapshot is None:
+        return None
+    if image is not None:
+        raise ValidationFailed(
+            "Give either an image or a snapshot, not both: a snapshot brings its own image.",
+            code="image_and_snapshot",
+        )
+    return snapshot_get_ready(actor=actor, ref=snapshot)
+
+
+def _snapshot_image(*, policy: TenantPolicy, snapshot: Snapshot, node: str) -> ImageInfo:
+    """The snapshot's image on the node; its base image must still be allowed."""
+    base = image_reference_parse(snapshot.base_image_ref)
+    patterns = allowed_image_patterns(policy)
+    if not image_reference_allowed(base, patterns):
+        raise PolicyDenied(
+            f"Snapshot '{snapshot.public_id}' is of image '{base.familiar()}', which the tenant "
+            "policy no longer allows.",
+            code="image_not_allowed",
+            extra={"image": base.familiar(), "allowed_images": patterns},
+        )
+    return node_driver(node).image_inspect(snapshot.image_id)
+
+
 def _place_and_create(
     *,
     actor: Principal,
     policy: TenantPolicy,
     image: str | None,
+    snapshot: Snapshot | None,
     image_ref: str,
     alias: str | None,
     persistent: bool,
@@ -251,14 +297,23 @@ def _place_and_create(
     node_labels: Mapping[str, str] | None,
     idempotency_key: str | None,
 ) -> tuple[Workspace, bool]:
-    image_allowed(policy=policy, image=image)
+    if snapshot is None:
+        image_allowed(policy=policy, image=image)
     ttl = ttl_resolve(policy=policy, persistent=persistent, ttl_s=ttl_s)
     effective = limits_resolve(policy=policy, requested=limits)
     labels = required_labels(policy_labels=policy.node_labels, requested=node_labels)
     memory_bytes, cpus = limits_reservation(effective.as_dict())
     for _ in range(_PLACEMENT_ATTEMPTS):
-        node = node_place(labels=labels, memory_bytes=memory_bytes, cpus=cpus)
-        resolved = image_check(policy=policy, image=image, node=node.name)
+        node = node_place(
+            labels=labels,
+            memory_bytes=memory_bytes,
+            cpus=cpus,
+            only=None if snapshot is None else [snapshot.node],
+        )
+        if snapshot is None:
+            image_id = image_check(policy=policy, image=image, node=node.name).info.id
+        else:
+            image_id = _snapshot_image(policy=policy, snapshot=snapshot, node=node.name).id
         now = timezone.now()
         idem_ttl = timedelta(seconds=settings.DEVBENCH_IDEMPOTENCY_TTL_S)
         try:
@@ -270,7 +325,8 @@ def _place_and_create(
                 fields={
                     "alias": alias,
                     "image_ref": image_ref,
-                    "image_id": resolved.info.id,
+                    "image_id": image_id,
+                    "snapshot": snapshot,
                     "persistent": persistent,
                     "ttl_s": ttl,
                     "expires_at": now + timedelta(seconds=ttl) if ttl else None,

@@ -23,6 +23,7 @@ from devbench_site.errors import EngineError
 LABEL_WORKSPACE = "devbench.workspace"
 LABEL_TENANT = "devbench.tenant"
 LABEL_INSTANCE = "devbench.instance"
+LABEL_SNAPSHOT = "devbench.snapshot"
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ class ImageInfo:
     id: str
     tags: tuple[str, ...]
     digests: tuple[str, ...]
+    labels: dict[str, str] = field(default_factory=dict)
+    size: int = 0  # bytes, every layer included
 
 
 @dataclass(frozen=True)
@@ -368,7 +371,43 @@ class RuntimeArchive(abc.ABC):
         """Remove a file, symlink or directory (an empty one unless ``recursive``) as ``user``."""
 
 
+# --- images ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaptureSpec:
+    """What a snapshot captures: a container's image plus one directory's contents."""
+
+    container_id: str
+    base_image: str  # the image the container runs (id or reference)
+    path: str  # absolute directory in the container, e.g. /workspace
+    repository: str  # the new image's repository and tag
+    tag: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class RuntimeImages(abc.ABC):
+    @abc.abstractmethod
+    def snapshot_capture(self, spec: CaptureSpec) -> ImageInfo:
+        """A new image: ``base_image`` plus ``path``'s contents (owners, modes, links).
+
+        The container is paused while its files are copied, so the copy is
+        consistent, and continues afterwards whatever happens.
+        """
+
+    @abc.abstractmethod
+    def image_remove(self, ref: str) -> None:
+        """Remove an image tag (and its layers when nothing else uses them); a missing
+        image is not an error; one a container uses is ``engine_conflict``."""
+
+
 class RuntimeDriver(
-    RuntimeLifecycle, RuntimeStats, RuntimeArchive, RuntimeExec, RuntimeSystem, abc.ABC
+    RuntimeLifecycle,
+    RuntimeStats,
+    RuntimeArchive,
+    RuntimeExec,
+    RuntimeSystem,
+    RuntimeImages,
+    abc.ABC,
 ):
     """Lifecycle plus operations; the type services depend on."""

@@ -23,6 +23,7 @@ from devbench_site.errors import DevBenchError, EngineError, EngineUnavailable
 from workspaces.runtime import wire
 from workspaces.runtime.base import (
     ArchiveReader,
+    CaptureSpec,
     ContainerInfo,
     ContainerSpec,
     ContainerStats,
@@ -185,6 +186,13 @@ class RemoteDriver(RuntimeDriver):
 
     def image_inspect(self, ref: str) -> ImageInfo:
         result: ImageInfo = self._call("image_inspect", ref=ref)
+        return result
+
+    def image_remove(self, ref: str) -> None:
+        self._call("image_remove", ref=ref)
+
+    def snapshot_capture(self, spec: CaptureSpec) -> ImageInfo:
+        result: ImageInfo = self._call("snapshot_capture", spec=spec)
         return result
 
     def volume_create(self, name: str, labels: dict[str, str]) -> None:

@@ -25,6 +25,7 @@ from pydantic import TypeAdapter
 
 from devbench_site.errors import DevBenchError, EngineError
 from workspaces.runtime.base import (
+    CaptureSpec,
     ContainerInfo,
     ContainerSpec,
     ContainerStats,
@@ -50,6 +51,8 @@ CALLS: dict[str, tuple[dict[str, Any], Any]] = {
     "ping": ({}, None),
     "engine_info": ({}, EngineInfo),
     "image_inspect": ({"ref": str}, ImageInfo),
+    "image_remove": ({"ref": str}, None),
+    "snapshot_capture": ({"spec": CaptureSpec}, ImageInfo),
     "volume_create": ({"name": str, "labels": dict[str, str]}, None),
     "volume_remove": ({"name": str}, None),
     "create": ({"spec": ContainerSpec}, ContainerInfo),
