@@ -33,9 +33,9 @@ def manifest(workspace: Workspace) -> str:
     return sh(workspace, MANIFEST)
 
 
-def spawn(actor: Any, kill_after: list[Workspace], **kwargs: Any) -> Workspace:
+def spawn(actor: Any, made: list[Workspace], **kwargs: Any) -> Workspace:
     from workspaces.services import workspace_spawn
 
     workspace = workspace_spawn(actor=actor, **kwargs)
-    kill_after.append(workspace)
+    made.append(workspace)
     return workspace

@@ -45,8 +45,9 @@ import io, zipfile
 buf = io.BytesIO()
 with zipfile.ZipFile(buf, "w") as whl:
     whl.writestr("snapdemo/__init__.py", "VALUE = 42\n")
-    whl.writestr("snapdemo-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: snapdemo\nVersion: 1.0\n")
-    whl.writestr("snapdemo-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    info = "snapdemo-1.0.dist-info/"
+    whl.writestr(info + "METADATA", "Metadata-Version: 2.1\nName: snapdemo\nVersion: 1.0\n")
+    whl.writestr(info + "WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
     whl.writestr("snapdemo-1.0.dist-info/RECORD", "")
 open("snapdemo-1.0-py3-none-any.whl", "wb").write(buf.getvalue())
 import glob
