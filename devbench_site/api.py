@@ -115,11 +115,13 @@ def _add_routers() -> None:
     from tenants.api import router as tenants_router
     from workspaces.api import router as workspaces_router
     from workspaces.filesystem.api import router as filesystem_router
+    from workspaces.snapshots.api import router as snapshots_router
 
     api.add_router("/", tenants_router)
     api.add_router("/", workspaces_router)
     api.add_router("/", execution_router)
     api.add_router("/", filesystem_router)
+    api.add_router("/", snapshots_router)
 
 
 _add_routers()

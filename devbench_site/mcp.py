@@ -25,6 +25,7 @@ TOOL_MODULES = (
     "workspaces.mcp",
     "execution.mcp",
     "workspaces.filesystem.mcp",
+    "workspaces.snapshots.mcp",
 )
 
 INSTRUCTIONS = """\

@@ -16,7 +16,9 @@ from devbench_site.errors import DevBenchError
 from tenants.admin import TenantScopedAdmin
 from tenants.auth import principal_for_member
 from workspaces import selectors, services
-from workspaces.models import Attachment, Workspace, WorkspaceStatus
+from workspaces.models import Attachment, Snapshot, Workspace, WorkspaceStatus
+from workspaces.snapshots import selectors as snapshot_selectors
+from workspaces.snapshots import services as snapshot_services
 
 
 class AttachmentInline(admin.TabularInline):
@@ -72,3 +74,49 @@ class WorkspaceAdmin(TenantScopedAdmin):
                 continue
             killed += 1
         self.message_user(request, f"Killed {killed} workspace(s).")
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(TenantScopedAdmin):
+    """Snapshots are taken through the API, MCP or web UI; here they are listed and
+    deleted through the same service (refused while a workspace uses one)."""
+
+    list_display = (
+        "public_id",
+        "name",
+        "tenant",
+        "status",
+        "source_workspace_public_id",
+        "base_image_ref",
+        "size_bytes",
+        "node",
+        "created_at",
+    )
+    list_filter = ("status", "node")
+    search_fields = ("public_id", "name", "source_workspace_public_id", "tenant__slug")
+    actions = ("delete_snapshots",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Snapshot]:
+        return snapshot_selectors.snapshot_list_managed(user=request.user)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [f.name for f in Snapshot._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # capture needs a running workspace and the engine
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a row delete would orphan the image: use the action
+
+    @admin.action(description="Delete selected snapshots (and their images)")
+    def delete_snapshots(self, request: HttpRequest, queryset: QuerySet[Snapshot]) -> None:
+        deleted = 0
+        for snapshot in queryset:
+            try:
+                actor = principal_for_member(user=request.user, tenant=snapshot.tenant)
+                snapshot_services.snapshot_delete(actor=actor, snapshot=snapshot)
+            except DevBenchError as exc:
+                self.message_user(request, f"{snapshot}: {exc.message}", messages.ERROR)
+                continue
+            deleted += 1
+        self.message_user(request, f"Deleted {deleted} snapshot(s).")

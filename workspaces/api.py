@@ -47,6 +47,7 @@ def workspace_spawn(request: HttpRequest, payload: SpawnIn) -> Status[Workspace]
     workspace = services.workspace_spawn(
         actor=principal_of(request),
         image=payload.image,
+        snapshot=payload.snapshot,
         alias=payload.alias,
         persistent=payload.persistent,
         ttl_s=payload.ttl_s,

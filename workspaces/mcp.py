@@ -53,11 +53,13 @@ def spawn(call: ToolCall, args: SpawnIn) -> Workspace:
     with limits), how many live workspaces you may have (quota_exceeded) and
     the TTL: ephemeral workspaces expire (ttl_s), persistent ones do not and
     keep their volume after a kill. Commands run as uid 1000 with no network
-    unless the policy allows it. Needs the "write" scope.
+    unless the policy allows it. snapshot=sn_... (instead of image) restores a
+    snapshot's image and /workspace files. Needs the "write" scope.
     """
     return services.workspace_spawn(
         actor=call.principal,
         image=args.image,
+        snapshot=args.snapshot,
         alias=args.alias,
         persistent=args.persistent,
         ttl_s=args.ttl_s,

@@ -40,6 +40,12 @@ class SpawnIn(Schema):
         description="Image reference, e.g. devbench/busybox:latest or name@sha256:…; "
         "default: the tenant policy's default image.",
     )
+    snapshot: str | None = Field(
+        None,
+        max_length=32,
+        description="Spawn from this snapshot (sn_…) instead of an image: its image and its "
+        "/workspace files, restored exactly.",
+    )
     alias: str | None = Field(None, max_length=63, description="A name unique among live ones.")
     persistent: bool = Field(
         False, description="Survives restarts and keeps its volume after a kill; never expires."
@@ -81,12 +87,17 @@ class WorkspaceOut(Schema):
     expires_at: datetime | None
     node: str
     limits: LimitsOut | None
+    snapshot: str | None = Field(description="The snapshot it was spawned from (sn_…), if any.")
     created_at: datetime
     updated_at: datetime
 
     @staticmethod
     def resolve_id(obj: Workspace) -> str:
         return obj.public_id
+
+    @staticmethod
+    def resolve_snapshot(obj: Workspace) -> str | None:
+        return obj.snapshot.public_id if obj.snapshot_id and obj.snapshot else None
 
     @staticmethod
     def resolve_container_id(obj: Workspace) -> str:

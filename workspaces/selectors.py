@@ -22,7 +22,7 @@ def workspace_list(
 ) -> QuerySet[Workspace]:
     """The actor's tenant's workspaces, newest first; removed ones only when asked."""
     actor.require_scope("read")
-    qs = Workspace.objects.filter(tenant=actor.tenant).select_related("tenant")
+    qs = Workspace.objects.filter(tenant=actor.tenant).select_related("tenant", "snapshot")
     if status is not None:
         qs = qs.filter(status=status)
     elif not include_removed:

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.mcp_live import (  # noqa: F401 - fixtures
+    live_mcp,
+    mcp_server_process,
+    server_env,
+    start_daphne,
+)
 from tests.workspaces.conftest import engine, kill_after, wait_for  # noqa: F401 - fixtures
 from workspaces.models import Workspace
 from workspaces.nodes import workspace_driver

@@ -30,6 +30,10 @@ EXPECTED = {
     "fs_delete",
     "fs_mkdir",
     "fs_move",
+    "snapshot_create",
+    "snapshot_list",
+    "snapshot_delete",
+    "fork",
 }
 SPECS = {spec.name: spec for spec in tool_specs()}
 
