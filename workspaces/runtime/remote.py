@@ -264,19 +264,22 @@ class RemoteDriver(RuntimeDriver):
             ).encode() + body
             sock.sendall(request)
             reader = sock.makefile("rb")
-            response = http.client.HTTPResponse(sock)
-            response.fp = reader  # parse the head from the same buffer the tty then reads
-            response.begin()
+            status, headers = _read_head(reader)
+            if status != 101:
+                length = int(headers.get("content-length", "0"))
+                try:
+                    body_json = json.loads(reader.read(length))
+                except ValueError:
+                    body_json = None
+                raise wire.error_from(body_json, status)
         except OSError as exc:
             sock.close()
             raise self._unavailable(exc) from exc
-        if response.status != 101:
-            try:
-                self._raise_for(response)
-            finally:
-                sock.close()
+        except DevBenchError:
+            sock.close()
+            raise
         sock.settimeout(None)
-        return _RemoteTty(sock, reader, str(response.getheader(wire.EXEC_ID_HEADER, "")))
+        return _RemoteTty(sock, reader, headers.get(wire.EXEC_ID_HEADER.lower(), ""))
 
     # --- archives -------------------------------------------------------------------------
 
@@ -322,6 +325,19 @@ class RemoteDriver(RuntimeDriver):
             recursive=recursive,
             user=user,
         )
+
+
+def _read_head(reader: Any) -> tuple[int, dict[str, str]]:
+    """The status and (lower-cased) headers of an HTTP response head."""
+    status_line = reader.readline(1024).decode("latin-1")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise ConnectionError(f"not an HTTP response: {status_line!r}")
+    headers = {}
+    while line := reader.readline(8192).decode("latin-1").strip():
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers
 
 
 def _broken(driver: RemoteDriver, exc: BaseException) -> EngineUnavailable:
