@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 
 from workspaces import views
 from workspaces.filesystem import views as files
+from workspaces.snapshots import views as snapshots
 
 tenant_urlpatterns = [
     path("", RedirectView.as_view(pattern_name="web:workspace_list"), name="tenant_home"),
@@ -15,6 +16,13 @@ tenant_urlpatterns = [
     path("workspaces/<str:ref>/shell", views.workspace_shell, name="workspace_shell"),
     path("workspaces/<str:ref>/status", views.workspace_status, name="workspace_status"),
     path("workspaces/<str:ref>/kill", views.workspace_kill, name="workspace_kill"),
+    path(
+        "workspaces/<str:ref>/snapshots", snapshots.workspace_snapshots, name="workspace_snapshots"
+    ),
+    path("workspaces/<str:ref>/snapshots/take", snapshots.snapshot_take, name="snapshot_take"),
+    path("workspaces/<str:ref>/fork", snapshots.workspace_fork, name="workspace_fork"),
+    path("snapshots/<str:snapshot_id>/spawn", snapshots.snapshot_spawn, name="snapshot_spawn"),
+    path("snapshots/<str:snapshot_id>/delete", snapshots.snapshot_delete, name="snapshot_delete"),
     path("workspaces/<str:ref>/files/", files.files_browse, name="workspace_files"),
     path("workspaces/<str:ref>/files/view", files.file_view, name="file_view"),
     path("workspaces/<str:ref>/files/download", files.file_download, name="file_download"),

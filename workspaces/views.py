@@ -21,7 +21,8 @@ from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from tenants.web import tenant_view, wants_json
 from workspaces import selectors, services
-from workspaces.models import Workspace, WorkspaceStatus
+from workspaces.models import SnapshotStatus, Workspace, WorkspaceStatus
+from workspaces.snapshots.selectors import snapshot_list
 
 # The newest commands shown on a workspace's page.
 RECENT_EXECS = 25
@@ -74,6 +75,7 @@ def workspace_list(request: HttpRequest, actor: Principal) -> HttpResponse:
         "workspaces/list.html",
         {
             "workspaces": selectors.workspace_list(actor=actor),
+            "snapshots": snapshot_list(actor=actor).filter(status=SnapshotStatus.READY)[:100],
             "policy": policy,
             "default_ttl": _duration(min(policy.default_ttl_s, policy.max_ttl_s)),
             "ttl_choices": [(s, label) for s, label in TTL_CHOICES if s <= policy.max_ttl_s],
@@ -97,9 +99,12 @@ def workspace_rows(request: HttpRequest, actor: Principal) -> HttpResponse:
 def workspace_spawn(request: HttpRequest, actor: Principal) -> HttpResponse:
     form = request.POST
     persistent = form.get("persistent") == "on"
+    snapshot = form.get("snapshot", "").strip() or None
     workspace = services.workspace_spawn(
         actor=actor,
-        image=form.get("image", "").strip() or None,
+        # A chosen snapshot brings its own image: the image field is then ignored.
+        image=None if snapshot else form.get("image", "").strip() or None,
+        snapshot=snapshot,
         alias=form.get("alias", "").strip() or None,
         persistent=persistent,
         ttl_s=None
