@@ -298,6 +298,9 @@ LOGGING = {
 DEVBENCH_ALLOWED_IMAGES = env_list("DEVBENCH_ALLOWED_IMAGES", ["devbench/*"])
 # How long a resolved image reference is trusted before asking the engine again.
 DEVBENCH_IMAGE_CACHE_TTL_S = env_int("DEVBENCH_IMAGE_CACHE_TTL_S", 30)
+# host[:port] of the registry snapshots are pushed to (credentials: the installation's
+# Registry row for that host); empty: a snapshot stays on the node that took it.
+DEVBENCH_SNAPSHOT_REGISTRY = env_str("DEVBENCH_SNAPSHOT_REGISTRY", "")
 # How long spawn(wait=True) waits for the worker to bring a workspace up.
 DEVBENCH_SPAWN_WAIT_S = env_int("DEVBENCH_SPAWN_WAIT_S", 120)
 # A spawn replayed with the same idempotency key returns the same workspace this long.

@@ -6,9 +6,9 @@ Policy patterns (fnmatch) match the familiar form (``busybox:latest``), the
 fully qualified form, or the bare repository name, so ``devbench/*``,
 ``python:3.11*`` and ``docker.io/library/python*`` all work as written.
 
-No registry is reachable from the engine, so an image is only ever resolved
-to one already on the engine; a workspace then runs that exact image id even
-if the tag moves later.
+An image not on the node is pulled there when its reference names a registry
+host (``workspaces.registries.services``); a workspace then runs that exact
+image id even if the tag moves later.
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def _not_present(reference: ImageReference) -> ImageNotFound:
 def image_allowed(*, policy: TenantPolicy, image: str | None) -> ImageReference:
     """Parse and apply the tenant's image policy (no engine involved)."""
     reference = image_reference_parse(image or policy.default_image)
-    if reference.domain == DEFAULT_DOMAIN and reference.path.startswith(RESERVED_PREFIXES):
+    if reference.path.startswith(RESERVED_PREFIXES):
         raise PolicyDenied(
             f"Image '{reference.familiar()}' is a snapshot image: spawn a snapshot with "
             '"snapshot": "sn_…" instead of "image".',
@@ -249,7 +249,17 @@ def image_check(
 ) -> ResolvedImage:
     """Parse, apply the tenant's image policy, and resolve to an image on the node."""
     reference = image_allowed(policy=policy, image=image)
-    info = image_resolve(reference, node=node)
+    try:
+        info = image_resolve(reference, node=node)
+    except ImageNotFound:
+        from workspaces.registries.services import image_pull, image_pullable
+
+        if not image_pullable(reference=reference, tenant_id=policy.tenant_id):
+            raise
+        image_pull(
+            reference=reference, tenant_id=policy.tenant_id, node=node or settings.DEVBENCH_NODE
+        )
+        info = image_resolve(reference, node=node)
     if LABEL_SNAPSHOT in info.labels:
         # A snapshot's image reached by id or digest: it answers like a missing image,
         # whoever's it is (snapshots are spawned by snapshot id, within the tenant).

@@ -215,6 +215,9 @@ class Snapshot(models.Model):
     image_ref = models.CharField(max_length=512, blank=True)
     image_id = models.CharField(max_length=100, blank=True)
     node = models.CharField(max_length=100, default="local")
+    # Where the snapshot travels between nodes: ``host/repository@sha256:…`` in the
+    # installation's snapshot registry (empty: it lives on ``node`` only).
+    registry_ref = models.CharField(max_length=600, blank=True)
     # Bytes the snapshot adds to its base image (the /workspace layer): what quotas count.
     size_bytes = models.PositiveBigIntegerField(default=0)
     created_by = models.ForeignKey(
@@ -229,3 +232,42 @@ class Snapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.public_id})"
+
+
+class Registry(models.Model):
+    """Credentials for one image registry host: a tenant's, or the installation's
+    (``tenant`` empty) used for every tenant without its own and for snapshots.
+
+    The password is stored encrypted (``workspaces.registries.crypto``) and never
+    leaves the platform except to the engine that pulls or pushes.
+    """
+
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, null=True, blank=True, related_name="registries"
+    )
+    host = models.CharField(
+        max_length=255, help_text="Registry host[:port] as image references name it."
+    )
+    username = models.CharField(max_length=200, blank=True)
+    password_encrypted = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["host"]
+        verbose_name_plural = "registries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "host"],
+                condition=models.Q(tenant__isnull=False),
+                name="registry_unique_tenant_host",
+            ),
+            models.UniqueConstraint(
+                fields=["host"],
+                condition=models.Q(tenant__isnull=True),
+                name="registry_unique_installation_host",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host} ({self.tenant or 'installation'})"

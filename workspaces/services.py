@@ -48,7 +48,7 @@ from workspaces.models import (
     Workspace,
     WorkspaceStatus,
 )
-from workspaces.nodes import node_driver, workspace_driver
+from workspaces.nodes import workspace_driver
 from workspaces.placement import (
     CapacityExhausted,
     limits_reservation,
@@ -62,6 +62,7 @@ from workspaces.provisioning import workspace_provision_enqueue, workspace_teard
 from workspaces.runtime.base import ContainerStats, ImageInfo
 from workspaces.selectors import workspace_get, workspace_require_running
 from workspaces.snapshots.selectors import snapshot_get_ready
+from workspaces.snapshots.services import snapshot_image_on
 from workspaces.spec import WORKSPACE_ROOT, engine_name
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
@@ -280,7 +281,7 @@ def _snapshot_image(*, policy: TenantPolicy, snapshot: Snapshot, node: str) -> I
             code="image_not_allowed",
             extra={"image": base.familiar(), "allowed_images": patterns},
         )
-    return node_driver(node).image_inspect(snapshot.image_id)
+    return snapshot_image_on(snapshot=snapshot, node=node)
 
 
 def _place_and_create(
@@ -308,7 +309,8 @@ def _place_and_create(
             labels=labels,
             memory_bytes=memory_bytes,
             cpus=cpus,
-            only=None if snapshot is None else [snapshot.node],
+            # Without a registry copy a snapshot spawns where its image is.
+            only=None if snapshot is None or snapshot.registry_ref else [snapshot.node],
         )
         if snapshot is None:
             image_id = image_check(policy=policy, image=image, node=node.name).info.id

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
+from tests.environments.registry import RegistryProcess
 from tests.mcp_live import (  # noqa: F401 - fixtures
     live_mcp,
     mcp_server_process,
@@ -45,3 +49,11 @@ def spawn(actor: Any, made: list[Workspace], **kwargs: Any) -> Workspace:
     workspace = workspace_spawn(actor=actor, **kwargs)
     made.append(workspace)
     return workspace
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[RegistryProcess]:
+    """A registry with authentication (user ``pusher``) for the module's tests."""
+    process = RegistryProcess(username="pusher", password="s3cret-" + "registry-pass")
+    yield process
+    process.stop()

@@ -386,6 +386,26 @@ class CaptureSpec:
     labels: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RegistryAuth:
+    """Credentials for one registry; never logged (the repr hides the password)."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+class RegistryAuthFailed(EngineError):
+    default_code = "registry_auth_failed"
+    default_status = 502
+    default_message = "The registry refused the credentials."
+
+
+class RegistryUnreachable(EngineError):
+    default_code = "registry_unreachable"
+    default_status = 502
+    default_message = "The registry could not be reached or refused the request."
+
+
 class RuntimeImages(abc.ABC):
     @abc.abstractmethod
     def snapshot_capture(self, spec: CaptureSpec) -> ImageInfo:
@@ -394,6 +414,16 @@ class RuntimeImages(abc.ABC):
         The container is paused while its files are copied, so the copy is
         consistent, and continues afterwards whatever happens.
         """
+
+    @abc.abstractmethod
+    def image_pull(self, ref: str, *, auth: RegistryAuth | None = None) -> ImageInfo:
+        """Pull ``ref`` (``host/path:tag`` or ``@sha256:…``) onto this engine; progress is
+        logged per layer. RegistryAuthFailed, ImageNotFound or RegistryUnreachable."""
+
+    @abc.abstractmethod
+    def image_push(self, source: str, ref: str, *, auth: RegistryAuth | None = None) -> str:
+        """Tag the local image ``source`` as ``ref`` and push it; returns the registry
+        digest (``sha256:…``). The local tag ``ref`` is removed again afterwards."""
 
     @abc.abstractmethod
     def image_remove(self, ref: str) -> None:

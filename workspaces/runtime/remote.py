@@ -35,6 +35,7 @@ from workspaces.runtime.base import (
     InteractiveExec,
     PathKind,
     PathStat,
+    RegistryAuth,
     RuntimeDriver,
     VolumeInfo,
 )
@@ -190,6 +191,14 @@ class RemoteDriver(RuntimeDriver):
 
     def image_remove(self, ref: str) -> None:
         self._call("image_remove", ref=ref)
+
+    def image_pull(self, ref: str, *, auth: RegistryAuth | None = None) -> ImageInfo:
+        result: ImageInfo = self._call("image_pull", ref=ref, auth=auth)
+        return result
+
+    def image_push(self, source: str, ref: str, *, auth: RegistryAuth | None = None) -> str:
+        result: str = self._call("image_push", source=source, ref=ref, auth=auth)
+        return result
 
     def snapshot_capture(self, spec: CaptureSpec) -> ImageInfo:
         result: ImageInfo = self._call("snapshot_capture", spec=spec)

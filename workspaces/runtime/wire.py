@@ -34,6 +34,7 @@ from workspaces.runtime.base import (
     ExecState,
     ImageInfo,
     PathStat,
+    RegistryAuth,
     VolumeInfo,
 )
 
@@ -52,6 +53,8 @@ CALLS: dict[str, tuple[dict[str, Any], Any]] = {
     "engine_info": ({}, EngineInfo),
     "image_inspect": ({"ref": str}, ImageInfo),
     "image_remove": ({"ref": str}, None),
+    "image_pull": ({"ref": str, "auth": RegistryAuth | None}, ImageInfo),
+    "image_push": ({"source": str, "ref": str, "auth": RegistryAuth | None}, str),
     "snapshot_capture": ({"spec": CaptureSpec}, ImageInfo),
     "volume_create": ({"name": str, "labels": dict[str, str]}, None),
     "volume_remove": ({"name": str}, None),

@@ -18,18 +18,21 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from devbench_site.errors import DevBenchError, NotFound
+from devbench_site.errors import DevBenchError, ImageNotFound, NotFound
 from tenants.audit import audited
 from tenants.models import TenantPolicy
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from workspaces.models import LIVE_STATUSES, Snapshot, SnapshotStatus, Workspace
 from workspaces.nodes import node_driver
+from workspaces.registries.selectors import registry_auth, registry_for
+from workspaces.registries.services import snapshot_registry
 from workspaces.runtime.base import (
     LABEL_INSTANCE,
     LABEL_SNAPSHOT,
     LABEL_TENANT,
     CaptureSpec,
+    ImageInfo,
 )
 from workspaces.selectors import workspace_require_running
 from workspaces.snapshots.errors import (
@@ -154,6 +157,31 @@ def _capture(*, snapshot: Snapshot, workspace: Workspace) -> None:
     snapshot.image_ref = f"{repository}:{snapshot.public_id}"
     snapshot.image_id = info.id
     snapshot.size_bytes = max(0, info.size - base.size)
+    host = snapshot_registry()
+    if host:
+        # Pushed from the node that holds it, so any node can pull it for a spawn.
+        remote = f"{host}/{repository}"
+        auth = registry_auth(registry_for(tenant_id=None, host=host))
+        digest = driver.image_push(info.id, f"{remote}:{snapshot.public_id}", auth=auth)
+        snapshot.registry_ref = f"{remote}@{digest}"
+
+
+def snapshot_image_on(*, snapshot: Snapshot, node: str) -> ImageInfo:
+    """The snapshot's image on ``node``, pulled from the snapshot registry if it is not
+    there yet (same image id: the registry keeps the image's config)."""
+    driver = node_driver(node)
+    try:
+        info = driver.image_inspect(snapshot.image_id)
+    except ImageNotFound:
+        if not snapshot.registry_ref:
+            raise
+        host = snapshot.registry_ref.split("/", 1)[0]
+        auth = registry_auth(registry_for(tenant_id=None, host=host))
+        driver.image_pull(snapshot.registry_ref, auth=auth)
+        info = driver.image_inspect(snapshot.image_id)
+    if info.labels.get(LABEL_SNAPSHOT) != snapshot.public_id:
+        raise ImageNotFound(f"Snapshot '{snapshot.public_id}' has no image on node {node}.")
+    return info
 
 
 def _discard(snapshot: Snapshot) -> None:

@@ -1,9 +1,12 @@
-"""Images on the Docker Engine: snapshot capture (pause, copy, commit) and removal."""
+"""Images on the Docker Engine: snapshot capture (pause, copy, commit), pull, push, removal."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import posixpath
+import re
+from collections.abc import Iterable
 from typing import Any
 
 import docker
@@ -13,11 +16,67 @@ from workspaces.runtime.base import (
     ArchiveReader,
     CaptureSpec,
     ImageInfo,
+    RegistryAuth,
+    RegistryAuthFailed,
+    RegistryUnreachable,
     RuntimeImages,
 )
 from workspaces.runtime.docker.errors import translated
 
+logger = logging.getLogger(__name__)
+
 _COPY_CHUNK = 1024 * 1024
+_DIGEST_RE = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+_AUTH_WORDS = ("unauthorized", "authentication required", "no basic auth", "denied")
+_MISSING_WORDS = ("manifest unknown", "not found", "name unknown")
+
+
+def _split(ref: str) -> tuple[str, str | None]:
+    """(repository, tag or digest) as the engine's pull/push calls take them."""
+    if "@" in ref:
+        repository, digest = ref.split("@", 1)
+        return repository, digest
+    head, sep, tag = ref.rpartition(":")
+    if sep and "/" not in tag:
+        return head, tag
+    return ref, "latest"
+
+
+def _auth_config(auth: RegistryAuth | None) -> dict[str, str] | None:
+    return None if auth is None else {"username": auth.username, "password": auth.password}
+
+
+def _registry_error(ref: str, message: str, *, host: str) -> EngineError:
+    lowered = message.lower()
+    if any(word in lowered for word in _AUTH_WORDS):
+        return RegistryAuthFailed(
+            f"The registry {host} refused the credentials for '{ref}': check the registry's "
+            "username and password.",
+            extra={"image": ref, "registry": host},
+        )
+    if any(word in lowered for word in _MISSING_WORDS):
+        return ImageNotFound(
+            f"Image '{ref}' is not in the registry {host}.", extra={"image": ref, "registry": host}
+        )
+    return RegistryUnreachable(
+        f"The registry {host} failed for '{ref}': {message}",
+        extra={"image": ref, "registry": host},
+    )
+
+
+def _consume(ref: str, events: Iterable[dict[str, Any]], *, host: str, verb: str) -> list[str]:
+    """Read a pull/push progress stream to its end: its status lines; raise its error."""
+    statuses: list[str] = []
+    done = 0
+    for event in events:
+        if "error" in event:
+            raise _registry_error(ref, str(event.get("error")), host=host)
+        status = str(event.get("status") or "")
+        if status in ("Pull complete", "Pushed", "Layer already exists", "Already exists"):
+            done += 1
+            logger.info("%s %s: layer %s %s (%d done)", verb, ref, event.get("id"), status, done)
+        statuses.append(status)
+    return statuses
 
 
 def image_info(raw: dict[str, Any]) -> ImageInfo:
@@ -88,6 +147,44 @@ class DockerImages(RuntimeImages):
                 translated(engine_url=self.base_url, container_id=spec.container_id),
             ):
                 api.unpause(spec.container_id)
+
+    def image_pull(self, ref: str, *, auth: RegistryAuth | None = None) -> ImageInfo:
+        repository, tag = _split(ref)
+        host = repository.split("/", 1)[0]
+        try:
+            with translated(engine_url=self.base_url, image=ref):
+                events = self.api.pull(
+                    repository, tag=tag, stream=True, decode=True, auth_config=_auth_config(auth)
+                )
+                _consume(ref, events, host=host, verb="pull")
+        except EngineError as exc:
+            if isinstance(exc, RegistryAuthFailed | RegistryUnreachable):
+                raise
+            # The engine answers a refused pull before streaming: classify its own message.
+            raise _registry_error(ref, str(exc.__cause__ or exc.message), host=host) from exc
+        with translated(engine_url=self.base_url, image=ref):
+            return image_info(self.api.inspect_image(ref))
+
+    def image_push(self, source: str, ref: str, *, auth: RegistryAuth | None = None) -> str:
+        repository, tag = _split(ref)
+        host = repository.split("/", 1)[0]
+        with translated(engine_url=self.base_url, image=source):
+            self.api.tag(source, repository, tag=tag)
+        try:
+            with translated(engine_url=self.base_url, image=ref):
+                events = self.api.push(
+                    repository, tag=tag, stream=True, decode=True, auth_config=_auth_config(auth)
+                )
+                statuses = _consume(ref, events, host=host, verb="push")
+        finally:
+            with contextlib.suppress(EngineError), translated(engine_url=self.base_url, image=ref):
+                self.api.remove_image(ref, noprune=True)
+        for status in reversed(statuses):
+            if match := _DIGEST_RE.search(status):
+                return match.group(1)
+        raise RegistryUnreachable(
+            f"The registry {host} did not report a digest for '{ref}'.", extra={"image": ref}
+        )
 
     def image_remove(self, ref: str) -> None:
         try:
