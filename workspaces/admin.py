@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -16,7 +17,9 @@ from devbench_site.errors import DevBenchError
 from tenants.admin import TenantScopedAdmin
 from tenants.auth import principal_for_member
 from workspaces import selectors, services
-from workspaces.models import Attachment, Snapshot, Workspace, WorkspaceStatus
+from workspaces.models import Attachment, Registry, Snapshot, Workspace, WorkspaceStatus
+from workspaces.registries import selectors as registry_selectors
+from workspaces.registries import services as registry_services
 from workspaces.snapshots import selectors as snapshot_selectors
 from workspaces.snapshots import services as snapshot_services
 
@@ -120,3 +123,42 @@ class SnapshotAdmin(TenantScopedAdmin):
                 continue
             deleted += 1
         self.message_user(request, f"Deleted {deleted} snapshot(s).")
+
+
+class RegistryForm(forms.ModelForm):
+    # Write-only: the stored password is never rendered back (empty keeps it).
+    password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Stored encrypted; leave empty to keep the current one.",
+    )
+
+    class Meta:
+        model = Registry
+        fields = ("tenant", "host", "username")
+
+
+@admin.register(Registry)
+class RegistryAdmin(TenantScopedAdmin):
+    """Registry credentials: a tenant admin manages the tenant's; installation-level rows
+    (no tenant) are for superusers. The password is write-only."""
+
+    form = RegistryForm
+    list_display = ("host", "tenant", "username", "updated_at")
+    search_fields = ("host", "username", "tenant__slug")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Registry]:
+        return registry_selectors.registry_list_managed(user=request.user)
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if not request.user.is_superuser:
+            form.base_fields["tenant"].required = True  # installation rows: superusers only
+        return form
+
+    def save_model(self, request: HttpRequest, obj: Registry, form: Any, change: bool) -> None:
+        password = form.cleaned_data.get("password") or None
+        actor = principal_for_member(user=request.user, tenant=obj.tenant) if obj.tenant else None
+        registry_services.registry_save(actor=actor, registry=obj, password=password)

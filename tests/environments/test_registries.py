@@ -104,3 +104,41 @@ def test_allow_list_and_digest_pinning_apply_before_any_pull(
     pinned = f"{pushed['repository']}@{pushed['digest']}"
     workspace = spawn(actor, kill_after, image=pinned)
     assert sh(workspace, "echo pinned") == "pinned\n"
+
+
+@pytest.mark.django_db
+def test_admin_keeps_the_password_write_only_and_tenant_scoped():
+    from django.test import Client
+
+    from tests.factories import MembershipFactory, TenantFactory, UserFactory
+
+    mine, theirs = TenantFactory(), TenantFactory()
+    admin_user = UserFactory(is_staff=True)
+    MembershipFactory(user=admin_user, tenant=mine, role="admin")
+    client = Client()
+    client.force_login(admin_user)
+    response = client.post(
+        "/admin/workspaces/registry/add/",
+        {"tenant": mine.pk, "host": "registry.example:5000", "username": "u", "password": "pw-1"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    row = Registry.objects.get(tenant=mine)
+    assert decrypt(row.password_encrypted) == "pw-1" and "pw-1" not in row.password_encrypted
+    page = client.get(f"/admin/workspaces/registry/{row.pk}/change/").content.decode()
+    assert "pw-1" not in page and row.password_encrypted not in page
+    # Saving without a password keeps the stored one.
+    client.post(
+        f"/admin/workspaces/registry/{row.pk}/change/",
+        {"tenant": mine.pk, "host": "registry.example:5000", "username": "u2", "password": ""},
+    )
+    row.refresh_from_db()
+    assert row.username == "u2" and decrypt(row.password_encrypted) == "pw-1"
+    assert AuditEvent.objects.filter(action="registry.save").count() == 2
+    assert "pw-1" not in str(list(AuditEvent.objects.values_list("details", flat=True)))
+
+    other = Registry.objects.create(tenant=theirs, host="theirs.example")
+    installation = Registry.objects.create(tenant=None, host="all.example")
+    listing = client.get("/admin/workspaces/registry/").content.decode()
+    assert "theirs.example" not in listing and "all.example" not in listing
+    for hidden in (other, installation):
+        assert client.get(f"/admin/workspaces/registry/{hidden.pk}/change/").status_code == 302
