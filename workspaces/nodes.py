@@ -28,7 +28,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from devbench_site.errors import EngineUnavailable
+from core.errors import EngineUnavailable
 from workspaces.models import LIVE_STATUSES, Node, NodeState, Workspace, WorkspaceStatus
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import RuntimeDriver
@@ -107,6 +107,15 @@ def node_driver(name: str) -> RuntimeDriver:
             extra={"node": name},
         )
     return _remote(name, url, token)
+
+
+def engine_ready() -> None:
+    """This process's engine where it has one; else at least one node must be up."""
+    if settings.DEVBENCH_ENGINE_DIRECT:
+        get_driver().ping()
+        return
+    if not Node.objects.filter(state=NodeState.ACTIVE).exists():
+        raise RuntimeError("No node is active (every node is down, draining or unregistered).")
 
 
 def workspace_driver(workspace: Workspace) -> RuntimeDriver:

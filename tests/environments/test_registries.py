@@ -8,7 +8,7 @@ import docker
 import pytest
 from django.core.cache import cache
 
-from devbench_site.errors import ImageNotFound, PolicyDenied
+from core.errors import ImageNotFound, PolicyDenied
 from tenants.models import AuditEvent, TenantPolicy
 from tests.environments.conftest import BUSYBOX, sh, spawn
 from workspaces.models import Registry

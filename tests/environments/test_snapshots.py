@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from devbench_site.errors import ImageNotFound, NotFound, PolicyDenied
+from core.errors import ImageNotFound, NotFound, PolicyDenied
 from tenants.models import AuditEvent, TenantPolicy
 from tenants.principal import system_principal
 from tests.environments.conftest import BASE, BUSYBOX, manifest, sh, spawn

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
 
 _INFO = b"devbench registry credentials v1"
 

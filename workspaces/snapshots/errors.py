@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devbench_site.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
+from core.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
 
 
 class SnapshotNotFound(NotFound):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from devbench_site.mcp_tools import ToolCall, ToolSet
+from core.mcp.tools import ToolCall, ToolSet
 from workspaces.models import Snapshot, Workspace
 from workspaces.schemas import WorkspaceOut
 from workspaces.selectors import workspace_get

@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from devbench_site.errors import DevBenchError, ImageNotFound, NotFound
+from core.errors import DevBenchError, ImageNotFound, NotFound
 from tenants.audit import audited
 from tenants.models import TenantPolicy
 from tenants.principal import Principal

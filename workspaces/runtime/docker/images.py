@@ -11,7 +11,7 @@ from typing import Any
 
 import docker
 
-from devbench_site.errors import ContainerGone, EngineError, ImageNotFound
+from core.errors import ContainerGone, EngineError, ImageNotFound
 from workspaces.runtime.base import (
     ArchiveReader,
     CaptureSpec,
