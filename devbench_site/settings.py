@@ -268,6 +268,7 @@ MCP_TOOL_MODULES = (
     "workspaces.mcp",
     "workspaces.filesystem.mcp",
     "workspaces.snapshots.mcp",
+    "workspaces.environment_templates.mcp",
 )
 # Browser pages on these origins may call the endpoint (besides same-origin pages);
 # clients that send no Origin header (agents, CLIs) are not affected.
@@ -310,6 +311,10 @@ DEVBENCH_IMAGE_CACHE_TTL_S = env_int("DEVBENCH_IMAGE_CACHE_TTL_S", 30)
 # host[:port] of the registry snapshots are pushed to (credentials: the installation's
 # Registry row for that host); empty: a snapshot stays on the node that took it.
 DEVBENCH_SNAPSHOT_REGISTRY = env_str("DEVBENCH_SNAPSHOT_REGISTRY", "")
+# Template builds: the longest a build may run, the largest Dockerfile + context, image.
+DEVBENCH_TEMPLATE_BUILD_TIMEOUT_S = env_int("DEVBENCH_TEMPLATE_BUILD_TIMEOUT_S", 600)
+DEVBENCH_TEMPLATE_CONTEXT_MAX_BYTES = env_int("DEVBENCH_TEMPLATE_CONTEXT_MAX_BYTES", 10 * 1024**2)
+DEVBENCH_TEMPLATE_MAX_IMAGE_BYTES = env_int("DEVBENCH_TEMPLATE_MAX_IMAGE_BYTES", 4 * 1024**3)
 # How long spawn(wait=True) waits for the worker to bring a workspace up.
 DEVBENCH_SPAWN_WAIT_S = env_int("DEVBENCH_SPAWN_WAIT_S", 120)
 # A spawn replayed with the same idempotency key returns the same workspace this long.

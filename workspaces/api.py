@@ -48,6 +48,7 @@ def workspace_spawn(request: HttpRequest, payload: SpawnIn) -> Status[Workspace]
         actor=principal_of(request),
         image=payload.image,
         snapshot=payload.snapshot,
+        template=payload.template,
         alias=payload.alias,
         persistent=payload.persistent,
         ttl_s=payload.ttl_s,

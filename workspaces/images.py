@@ -205,8 +205,9 @@ class ResolvedImage:
 
 # Snapshot images (``devbench-snapshots/<tenant>:sn_…``) are spawned by snapshot id only,
 # looked up within the tenant: never by reference, tag or digest.
-RESERVED_PREFIXES = ("devbench-snapshots/",)
+RESERVED_PREFIXES = ("devbench-snapshots/", "devbench-templates/")
 LABEL_SNAPSHOT = "devbench.snapshot"
+LABEL_TEMPLATE = "devbench.template"
 
 
 def _not_present(reference: ImageReference) -> ImageNotFound:
@@ -221,8 +222,8 @@ def image_allowed(*, policy: TenantPolicy, image: str | None) -> ImageReference:
     reference = image_reference_parse(image or policy.default_image)
     if reference.path.startswith(RESERVED_PREFIXES):
         raise PolicyDenied(
-            f"Image '{reference.familiar()}' is a snapshot image: spawn a snapshot with "
-            '"snapshot": "sn_…" instead of "image".',
+            f"Image '{reference.familiar()}' is a snapshot or template image: spawn it with "
+            '"snapshot": "sn_…" or "template": "<name>" instead of "image".',
             code="image_not_allowed",
             extra={"image": reference.familiar()},
         )
@@ -260,7 +261,7 @@ def image_check(
             reference=reference, tenant_id=policy.tenant_id, node=node or settings.DEVBENCH_NODE
         )
         info = image_resolve(reference, node=node)
-    if LABEL_SNAPSHOT in info.labels:
+    if LABEL_SNAPSHOT in info.labels or LABEL_TEMPLATE in info.labels:
         # A snapshot's image reached by id or digest: it answers like a missing image,
         # whoever's it is (snapshots are spawned by snapshot id, within the tenant).
         raise _not_present(reference)

@@ -55,12 +55,14 @@ def spawn(call: ToolCall[Principal], args: SpawnIn) -> Workspace:
     the TTL: ephemeral workspaces expire (ttl_s), persistent ones do not and
     keep their volume after a kill. Commands run as uid 1000 with no network
     unless the policy allows it. snapshot=sn_... (instead of image) restores a
-    snapshot's image and /workspace files. Needs the "write" scope.
+    snapshot's image and /workspace files; template=<name> (see template_list)
+    uses a prepared environment. Needs the "write" scope.
     """
     return services.workspace_spawn(
         actor=call.principal,
         image=args.image,
         snapshot=args.snapshot,
+        template=args.template,
         alias=args.alias,
         persistent=args.persistent,
         ttl_s=args.ttl_s,

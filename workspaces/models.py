@@ -79,6 +79,9 @@ class Workspace(models.Model):
     snapshot = models.ForeignKey(
         "Snapshot", on_delete=models.SET_NULL, null=True, blank=True, related_name="workspaces"
     )
+    template = models.ForeignKey(
+        "Template", on_delete=models.SET_NULL, null=True, blank=True, related_name="workspaces"
+    )
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     idempotency_expires_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
@@ -271,3 +274,69 @@ class Registry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host} ({self.tenant or 'installation'})"
+
+
+def new_template_id() -> str:
+    return new_public_id("tp_")
+
+
+class TemplateStatus(models.TextChoices):
+    BUILDING = "building"
+    READY = "ready"
+    FAILED = "failed"
+
+
+TEMPLATE_NAME_VALIDATOR = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9_.-]{0,61}[a-z0-9])?$",
+    "A template name is 1-63 lowercase letters, digits, '.', '_' or '-'.",
+    code="invalid_template_name",
+)
+
+
+class Template(models.Model):
+    """A named, versioned environment of a tenant: a registry/local image reference, or
+    an image built from a Dockerfile (and a small context) on a node, its log kept.
+
+    Spawning by name uses the newest ready version. Built images live in the tenant's
+    namespace (``devbench-templates/<tenant>``), refused as an ``image`` like snapshots.
+    """
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_template_id)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="env_templates")
+    name = models.CharField(max_length=63, validators=[TEMPLATE_NAME_VALIDATOR])
+    version = models.PositiveIntegerField(default=1)
+    description = models.TextField(blank=True, max_length=2000)
+    # Either an image reference (checked against the tenant policy at spawn) ...
+    image = models.CharField(max_length=512, blank=True)
+    # ... or a Dockerfile and an optional tar context built on ``node``.
+    dockerfile = models.TextField(blank=True)
+    context = models.BinaryField(blank=True, default=b"", editable=False)
+    status = models.CharField(
+        max_length=10, choices=TemplateStatus.choices, default=TemplateStatus.READY
+    )
+    build_log = models.TextField(blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    status_message = models.TextField(blank=True)
+    image_ref = models.CharField(max_length=512, blank=True)  # the built image's tag
+    image_id = models.CharField(max_length=100, blank=True)
+    node = models.CharField(max_length=100, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name", "version"], name="template_unique_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.version} ({self.public_id})"
+
+    @property
+    def built(self) -> bool:
+        return bool(self.dockerfile)

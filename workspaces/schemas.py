@@ -46,6 +46,12 @@ class SpawnIn(Schema):
         description="Spawn from this snapshot (sn_…) instead of an image: its image and its "
         "/workspace files, restored exactly.",
     )
+    template: str | None = Field(
+        None,
+        max_length=63,
+        description="Spawn from this template (its name: the newest ready version; or tp_…) "
+        "instead of an image.",
+    )
     alias: str | None = Field(None, max_length=63, description="A name unique among live ones.")
     persistent: bool = Field(
         False, description="Survives restarts and keeps its volume after a kill; never expires."

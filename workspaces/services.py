@@ -32,6 +32,8 @@ from tenants.audit import audited
 from tenants.models import TenantPolicy
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
+from workspaces.environment_templates.selectors import template_for_spawn
+from workspaces.environment_templates.services import template_image
 from workspaces.images import (
     allowed_image_patterns,
     image_allowed,
@@ -45,6 +47,7 @@ from workspaces.models import (
     Attachment,
     Node,
     Snapshot,
+    Template,
     Workspace,
     WorkspaceStatus,
 )
@@ -204,10 +207,12 @@ def workspace_spawn(
     wait_timeout_s: float | None = None,
     node_labels: Mapping[str, str] | None = None,
     snapshot: str | None = None,
+    template: str | None = None,
 ) -> Workspace:
     """Create a workspace on a node placed by capacity and labels (the policy's plus
     ``node_labels``); ``snapshot`` (``sn_…``, instead of ``image``): with that snapshot's
-    image and /workspace files, on a node holding it. ``wait=True``: return it running
+    image and /workspace files, on a node holding it; ``template`` (a name or ``tp_…``): its
+    newest ready version's image. ``wait=True``: return it running
     or raise why it is not; ``wait=False``: return it ``creating`` at once. A repeated
     ``idempotency_key`` returns the workspace the first request made (exactly one is ever
     created)."""
@@ -222,11 +227,13 @@ def workspace_spawn(
         _validate_idempotency_key(idempotency_key)
         policy = tenant_policy_get(tenant=actor.tenant)
         source = _spawn_source(actor=actor, image=image, snapshot=snapshot)
-        image_ref = (
-            source.image_ref
-            if source is not None
-            else image_reference_parse(image or policy.default_image).familiar()
-        )
+        env = _spawn_template(actor=actor, image=image, snapshot=snapshot, template=template)
+        if source is not None:
+            image_ref = source.image_ref
+        elif env is not None:
+            image_ref = env.image or env.image_ref
+        else:
+            image_ref = image_reference_parse(image or policy.default_image).familiar()
         workspace = _idempotent_replay(actor=actor, key=idempotency_key)
         if workspace is None:
             workspace, created = _place_and_create(
@@ -234,6 +241,7 @@ def workspace_spawn(
                 policy=policy,
                 image=image,
                 snapshot=source,
+                template=env,
                 image_ref=image_ref,
                 alias=alias,
                 persistent=persistent,
@@ -245,6 +253,8 @@ def workspace_spawn(
             audit.details["node"] = workspace.node
             if source is not None:
                 audit.details["snapshot"] = source.public_id
+            if env is not None:
+                audit.details["template"] = env.public_id
         else:
             created = False
         audit.target_id = workspace.public_id
@@ -270,6 +280,19 @@ def _spawn_source(*, actor: Principal, image: str | None, snapshot: str | None) 
     return snapshot_get_ready(actor=actor, ref=snapshot)
 
 
+def _spawn_template(
+    *, actor: Principal, image: str | None, snapshot: str | None, template: str | None
+) -> Template | None:
+    if template is None:
+        return None
+    if image is not None or snapshot is not None:
+        raise ValidationFailed(
+            "Give one of image, snapshot or template: a template brings its own image.",
+            code="image_and_template",
+        )
+    return template_for_spawn(actor=actor, ref=template)
+
+
 def _snapshot_image(*, policy: TenantPolicy, snapshot: Snapshot, node: str) -> ImageInfo:
     """The snapshot's image on the node; its base image must still be allowed."""
     base = image_reference_parse(snapshot.base_image_ref)
@@ -284,12 +307,22 @@ def _snapshot_image(*, policy: TenantPolicy, snapshot: Snapshot, node: str) -> I
     return snapshot_image_on(snapshot=snapshot, node=node)
 
 
+def _nodes_holding(*, snapshot: Snapshot | None, template: Template | None) -> list[str] | None:
+    """Where the workspace's image is, when only some nodes can have it."""
+    if snapshot is not None and not snapshot.registry_ref:
+        return [snapshot.node]  # without a registry copy a snapshot spawns where it is
+    if template is not None and template.dockerfile:
+        return [template.node]  # a built template's image is on the node that built it
+    return None
+
+
 def _place_and_create(
     *,
     actor: Principal,
     policy: TenantPolicy,
     image: str | None,
     snapshot: Snapshot | None,
+    template: Template | None,
     image_ref: str,
     alias: str | None,
     persistent: bool,
@@ -298,7 +331,7 @@ def _place_and_create(
     node_labels: Mapping[str, str] | None,
     idempotency_key: str | None,
 ) -> tuple[Workspace, bool]:
-    if snapshot is None:
+    if snapshot is None and template is None:
         image_allowed(policy=policy, image=image)
     ttl = ttl_resolve(policy=policy, persistent=persistent, ttl_s=ttl_s)
     effective = limits_resolve(policy=policy, requested=limits)
@@ -310,12 +343,14 @@ def _place_and_create(
             memory_bytes=memory_bytes,
             cpus=cpus,
             # Without a registry copy a snapshot spawns where its image is.
-            only=None if snapshot is None or snapshot.registry_ref else [snapshot.node],
+            only=_nodes_holding(snapshot=snapshot, template=template),
         )
-        if snapshot is None:
-            image_id = image_check(policy=policy, image=image, node=node.name).info.id
-        else:
+        if snapshot is not None:
             image_id = _snapshot_image(policy=policy, snapshot=snapshot, node=node.name).id
+        elif template is not None:
+            image_id = template_image(policy=policy, template=template, node=node.name)
+        else:
+            image_id = image_check(policy=policy, image=image, node=node.name).info.id
         now = timezone.now()
         idem_ttl = timedelta(seconds=settings.DEVBENCH_IDEMPOTENCY_TTL_S)
         try:
@@ -329,6 +364,7 @@ def _place_and_create(
                     "image_ref": image_ref,
                     "image_id": image_id,
                     "snapshot": snapshot,
+                    "template": template,
                     "persistent": persistent,
                     "ttl_s": ttl,
                     "expires_at": now + timedelta(seconds=ttl) if ttl else None,

@@ -15,6 +15,7 @@ from django.conf import settings
 
 from core.errors import EngineTimeout, EngineUnavailable
 from workspaces import node_worker, nodes, reconcile
+from workspaces.environment_templates import tasks as template_tasks  # noqa: F401 - registers
 from workspaces.provisioning import workspace_provision
 
 logger = logging.getLogger(__name__)

@@ -34,6 +34,7 @@ EXPECTED = {
     "snapshot_list",
     "snapshot_delete",
     "fork",
+    "template_list",
 }
 SPECS = {spec.name: spec for spec in tool_specs()}
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -406,6 +406,25 @@ class RegistryUnreachable(EngineError):
     default_message = "The registry could not be reached or refused the request."
 
 
+@dataclass(frozen=True)
+class BuildSpec:
+    """An image build: a tar context holding a Dockerfile, under limits."""
+
+    context: bytes  # a tar with the Dockerfile at its root
+    repository: str
+    tag: str
+    labels: dict[str, str] = field(default_factory=dict)
+    network_mode: str = "none"
+    timeout_s: int = 600
+    memory_bytes: int = 1024 * 1024 * 1024
+
+
+class BuildFailed(EngineError):
+    default_code = "template_build_failed"
+    default_status = 422
+    default_message = "The image build failed; its log says why."
+
+
 class RuntimeImages(abc.ABC):
     @abc.abstractmethod
     def snapshot_capture(self, spec: CaptureSpec) -> ImageInfo:
@@ -424,6 +443,12 @@ class RuntimeImages(abc.ABC):
     def image_push(self, source: str, ref: str, *, auth: RegistryAuth | None = None) -> str:
         """Tag the local image ``source`` as ``ref`` and push it; returns the registry
         digest (``sha256:…``). The local tag ``ref`` is removed again afterwards."""
+
+    def image_build(self, spec: BuildSpec) -> Generator[str, None, str]:
+        """Build on this engine, yielding log lines; ends with the image's id as the
+        generator's return value; raises BuildFailed (with the engine's reason) or
+        EngineTimeout past ``timeout_s``. Runs where the engine is (a node worker)."""
+        raise EngineError("Image builds run in the node's worker, not through its agent.")
 
     @abc.abstractmethod
     def image_remove(self, ref: str) -> None:

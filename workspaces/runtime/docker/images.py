@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import posixpath
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Generator, Iterable
 from typing import Any
 
 import docker
 
-from core.errors import ContainerGone, EngineError, ImageNotFound
+from core.errors import ContainerGone, EngineError, EngineTimeout, ImageNotFound
 from workspaces.runtime.base import (
     ArchiveReader,
+    BuildFailed,
+    BuildSpec,
     CaptureSpec,
     ImageInfo,
     RegistryAuth,
@@ -185,6 +189,43 @@ class DockerImages(RuntimeImages):
         raise RegistryUnreachable(
             f"The registry {host} did not report a digest for '{ref}'.", extra={"image": ref}
         )
+
+    def image_build(self, spec: BuildSpec) -> Generator[str, None, str]:
+        ref = f"{spec.repository}:{spec.tag}"
+        deadline = time.monotonic() + spec.timeout_s
+        # The build's own client: a long build must not hold the shared pool's timeout.
+        client = docker.APIClient(base_url=self.base_url, version="auto", timeout=spec.timeout_s)
+        try:
+            with translated(engine_url=self.base_url, image=ref):
+                events = client.build(
+                    fileobj=io.BytesIO(spec.context),
+                    custom_context=True,
+                    tag=ref,
+                    labels=spec.labels,
+                    network_mode=spec.network_mode,
+                    pull=False,  # FROM names images already on the node (or pulled first)
+                    rm=True,
+                    forcerm=True,
+                    decode=True,
+                    container_limits={"memory": spec.memory_bytes, "memswap": spec.memory_bytes},
+                )
+                for event in events:
+                    if time.monotonic() > deadline:
+                        raise EngineTimeout(
+                            f"The build ran longer than {spec.timeout_s} s and was stopped.",
+                            code="template_build_timeout",
+                        )
+                    if "error" in event:
+                        message = str(event.get("error") or "").strip()
+                        yield message
+                        raise BuildFailed(f"The build failed: {message}")
+                    text = str(event.get("stream") or event.get("status") or "")
+                    if text:
+                        yield text.rstrip("\n")
+        finally:
+            client.close()
+        with translated(engine_url=self.base_url, image=ref):
+            return str(self.api.inspect_image(ref)["Id"])
 
     def image_remove(self, ref: str) -> None:
         try:
