@@ -297,11 +297,11 @@ def test_node_loss_and_return(live_cluster: Cluster, rest: Any, tenant: Any) -> 
         )
         assert error_code(tool) == "workspace_unavailable"
         with _ws(live_cluster, f"/ws/workspaces/{lost_one['id']}/shell", rest.token) as ws:
-            try:
-                while True:
-                    ws.recv(timeout=30)
-            except ConnectionClosed as closed:
-                assert closed.rcvd is not None and closed.rcvd.code == 4503
+            error = json.loads(ws.recv(timeout=30))
+            assert error["type"] == "error" and error["code"] == "workspace_unavailable"
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=30)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4503
         user = UserFactory()
         MembershipFactory(user=user, tenant=tenant, role="member")
         browser = Client()
