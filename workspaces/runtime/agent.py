@@ -15,7 +15,6 @@ import json
 import logging
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,7 +22,7 @@ from typing import Any
 
 from devbench_site.errors import DevBenchError, EngineError, ValidationFailed
 from workspaces.runtime import wire
-from workspaces.runtime.base import InteractiveExec, RuntimeDriver
+from workspaces.runtime.base import InteractiveExec, RuntimeDriver, resize_when_started
 
 logger = logging.getLogger(__name__)
 
@@ -264,19 +263,8 @@ class _Handler(BaseHTTPRequestHandler):
                 tty.write(payload)
             elif kind == wire.TTY_RESIZE:
                 size = json.loads(payload)
-                _resize(tty, rows=int(size["rows"]), cols=int(size["cols"]))
-
-
-def _resize(tty: InteractiveExec, *, rows: int, cols: int) -> None:
-    # The engine refuses a resize until the process has started; it starts at once.
-    for attempt in range(10):
-        try:
-            tty.resize(rows=rows, cols=cols)
-            return
-        except Exception:  # the shell works at its old size; not worth failing for
-            if attempt == 9:
-                logger.info("agent: resize of a shell failed", exc_info=True)
-            time.sleep(0.02)
+                if not resize_when_started(tty, rows=int(size["rows"]), cols=int(size["cols"])):
+                    logger.info("agent: a shell refused a resize")
 
 
 def agent_serve(*, bind: str, driver: RuntimeDriver, token: str) -> AgentServer:
