@@ -16,7 +16,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import close_old_connections
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
 from workspaces import nodes
 from workspaces.runtime import get_driver
 from workspaces.runtime.agent import AgentServer, agent_serve

@@ -28,7 +28,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from devbench_site.errors import EngineUnavailable
+from core.errors import EngineUnavailable
 from workspaces.models import LIVE_STATUSES, Node, NodeState, Workspace, WorkspaceStatus
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import RuntimeDriver
@@ -260,6 +260,15 @@ def nodes_serving() -> list[str]:
     """Nodes that may take engine work now (not down), plus the ones this process serves."""
     names = set(Node.objects.exclude(state=NodeState.DOWN).values_list("name", flat=True))
     return sorted(names | set(local_node_names()))
+
+
+def engine_ready() -> None:
+    """Readiness: this process's engine where it has one, else at least one active node."""
+    if settings.DEVBENCH_ENGINE_DIRECT:
+        get_driver().ping()
+        return
+    if not Node.objects.filter(state=NodeState.ACTIVE).exists():
+        raise NodeUnavailable("No node is active (every node is down, draining or unregistered).")
 
 
 def live_workspaces_on(node: str) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from devbench_site.errors import DevBenchError, ValidationFailed
+from core.errors import DevBenchError, ValidationFailed
 from workspaces.models import LIVE_STATUSES, Node, NodeState, Workspace
 from workspaces.nodes import node_ensure_local, node_is_local
 

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from devbench_site.errors import ImageNotFound, ValidationFailed
+from core.errors import ImageNotFound, ValidationFailed
 from execution.models import Exec, ExecChunk, ExecStatus
 from tests.factories import TenantFactory, UserFactory, WorkspaceFactory
 from workspaces.models import Node, Workspace

@@ -20,7 +20,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from devbench_site.errors import DevBenchError, EngineError, ValidationFailed
+from core.errors import DevBenchError, EngineError, ValidationFailed
 from workspaces.runtime import wire
 from workspaces.runtime.base import InteractiveExec, PathStat, RuntimeDriver, resize_when_started
 

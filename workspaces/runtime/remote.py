@@ -19,7 +19,7 @@ import urllib.parse
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from devbench_site.errors import DevBenchError, EngineError, EngineUnavailable
+from core.errors import DevBenchError, EngineError, EngineUnavailable
 from workspaces.runtime import wire
 from workspaces.runtime.base import (
     ArchiveReader,

@@ -23,7 +23,7 @@ from typing import Any
 from django.utils.module_loading import import_string
 from pydantic import TypeAdapter
 
-from devbench_site.errors import DevBenchError, EngineError
+from core.errors import DevBenchError, EngineError
 from workspaces.runtime.base import (
     ContainerInfo,
     ContainerSpec,
