@@ -308,6 +308,8 @@ def test_node_loss_and_return(live_cluster: Cluster, rest: Any, tenant: Any) -> 
         browser.force_login(user)
         page = browser.get(f"/t/{tenant.slug}/workspaces/{lost_one['id']}/status").json()
         assert page["status"] == "unavailable"
+        html = browser.get(f"/t/{tenant.slug}/workspaces/{lost_one['id']}/").content.decode()
+        assert "node_unavailable" in html and "stopped answering" in html
 
         # The exec ended lost; what it printed before is still there.
         polled = rest.get(f"/execs/{exec_id}").json()
