@@ -221,6 +221,12 @@ def _mark_down(node: Node) -> bool:
     return True
 
 
+def _reconcile_soon(name: str) -> None:
+    from workspaces.tasks import reconcile_node_task
+
+    reconcile_node_task.apply_async(args=[name], queue=node_queue(name))
+
+
 def nodes_check() -> list[str]:
     """Heartbeat the nodes this process serves; mark silent ones down. Returns those."""
     for name in local_node_names():
@@ -228,7 +234,8 @@ def nodes_check() -> list[str]:
             get_driver().ping()
         except EngineUnavailable:
             continue  # an engine that does not answer keeps no node alive
-        node_heartbeat(name=name)
+        if node_heartbeat(name=name):
+            _reconcile_soon(name)  # back: bring its workspaces in line (as a worker does)
     cutoff = timezone.now() - timedelta(seconds=settings.DEVBENCH_NODE_DOWN_AFTER_S)
     down = []
     for node in Node.objects.exclude(state=NodeState.DOWN).filter(heartbeat_at__lt=cutoff):
