@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 
 from core.errors import ValidationFailed
@@ -21,7 +20,12 @@ from tenants.audit import audited
 from tenants.principal import Principal
 from workspaces.models import Workspace, new_public_id
 from workspaces.nodes import workspace_driver
-from workspaces.runtime.base import ExecSpec, InteractiveExec, RuntimeDriver
+from workspaces.runtime.base import (
+    ExecSpec,
+    InteractiveExec,
+    RuntimeDriver,
+    resize_when_started,
+)
 from workspaces.selectors import workspace_require_running
 from workspaces.spec import WORKSPACE_UID
 
@@ -81,18 +85,6 @@ class ShellSession:
         self.tty.close()
 
 
-def _initial_resize(tty: InteractiveExec, *, rows: int, cols: int) -> None:
-    # The engine refuses a resize until the process has started; it starts at once.
-    for attempt in range(10):
-        try:
-            tty.resize(rows=rows, cols=cols)
-            return
-        except Exception:  # the shell works at the default size; not worth failing for
-            if attempt == 9:
-                logger.info("initial resize of a shell failed", exc_info=True)
-            time.sleep(0.02)
-
-
 def shell_open(
     *, actor: Principal, workspace: Workspace, rows: int = 24, cols: int = 80
 ) -> ShellSession:
@@ -118,7 +110,8 @@ def shell_open(
                 user=user,
             ),
         )
-        _initial_resize(tty, rows=rows, cols=cols)
+        if not resize_when_started(tty, rows=rows, cols=cols):
+            logger.info("initial resize of shell %s failed", shell_id)
     return ShellSession(
         shell_id=shell_id,
         workspace_id=workspace.public_id,

@@ -9,5 +9,5 @@ class WorkspacesConfig(AppConfig):
         from core import health
         from workspaces.nodes import engine_ready
 
-        # /readyz reports the engine (or the nodes) beside the database and Redis.
+        # /readyz reports the engine (or, without one, the nodes) beside the database and Redis.
         health.register_check("docker", engine_ready)

@@ -109,15 +109,6 @@ def node_driver(name: str) -> RuntimeDriver:
     return _remote(name, url, token)
 
 
-def engine_ready() -> None:
-    """This process's engine where it has one; else at least one node must be up."""
-    if settings.DEVBENCH_ENGINE_DIRECT:
-        get_driver().ping()
-        return
-    if not Node.objects.filter(state=NodeState.ACTIVE).exists():
-        raise RuntimeError("No node is active (every node is down, draining or unregistered).")
-
-
 def workspace_driver(workspace: Workspace) -> RuntimeDriver:
     return node_driver(workspace.node)
 
@@ -230,6 +221,12 @@ def _mark_down(node: Node) -> bool:
     return True
 
 
+def _reconcile_soon(name: str) -> None:
+    from workspaces.tasks import reconcile_node_task
+
+    reconcile_node_task.apply_async(args=[name], queue=node_queue(name))
+
+
 def nodes_check() -> list[str]:
     """Heartbeat the nodes this process serves; mark silent ones down. Returns those."""
     for name in local_node_names():
@@ -237,7 +234,8 @@ def nodes_check() -> list[str]:
             get_driver().ping()
         except EngineUnavailable:
             continue  # an engine that does not answer keeps no node alive
-        node_heartbeat(name=name)
+        if node_heartbeat(name=name):
+            _reconcile_soon(name)  # back: bring its workspaces in line (as a worker does)
     cutoff = timezone.now() - timedelta(seconds=settings.DEVBENCH_NODE_DOWN_AFTER_S)
     down = []
     for node in Node.objects.exclude(state=NodeState.DOWN).filter(heartbeat_at__lt=cutoff):
@@ -269,6 +267,15 @@ def nodes_serving() -> list[str]:
     """Nodes that may take engine work now (not down), plus the ones this process serves."""
     names = set(Node.objects.exclude(state=NodeState.DOWN).values_list("name", flat=True))
     return sorted(names | set(local_node_names()))
+
+
+def engine_ready() -> None:
+    """Readiness: this process's engine where it has one, else at least one active node."""
+    if settings.DEVBENCH_ENGINE_DIRECT:
+        get_driver().ping()
+        return
+    if not Node.objects.filter(state=NodeState.ACTIVE).exists():
+        raise NodeUnavailable("No node is active (every node is down, draining or unregistered).")
 
 
 def live_workspaces_on(node: str) -> int:

@@ -36,6 +36,11 @@ class CapacityExhausted(DevBenchError):
     default_message = "No node has room for another workspace."
 
 
+class NodeLabelsConflict(ValidationFailed):
+    default_code = "node_labels_conflict"
+    default_message = "The requested node labels contradict the tenant policy's."
+
+
 class NoNodeMatches(ValidationFailed):
     default_code = "node_labels_unmatched"
     default_status = 422
@@ -115,9 +120,8 @@ def required_labels(
     labels = {str(k): str(v) for k, v in (requested or {}).items()}
     for key, value in (policy_labels or {}).items():
         if key in labels and labels[key] != str(value):
-            raise ValidationFailed(
+            raise NodeLabelsConflict(
                 f"The tenant policy requires node label {key}={value}.",
-                code="node_labels_conflict",
                 extra={"label": key, "policy": str(value), "requested": labels[key]},
             )
         labels[str(key)] = str(value)

@@ -89,6 +89,10 @@ def cluster(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Cluster]:
             worker.stop()
         for engine in engines.values():
             engine.destroy()
+        with django_db_blocker.unblock():  # a last heartbeat may have registered them again
+            from workspaces.models import Node
+
+            Node.objects.filter(name__in=list(NODES)).delete()
         settings.DEVBENCH_NODE_HEARTBEAT_S, settings.DEVBENCH_NODE_DOWN_AFTER_S = saved
 
 

@@ -297,17 +297,19 @@ def test_node_loss_and_return(live_cluster: Cluster, rest: Any, tenant: Any) -> 
         )
         assert error_code(tool) == "workspace_unavailable"
         with _ws(live_cluster, f"/ws/workspaces/{lost_one['id']}/shell", rest.token) as ws:
-            try:
-                while True:
-                    ws.recv(timeout=30)
-            except ConnectionClosed as closed:
-                assert closed.rcvd is not None and closed.rcvd.code == 4503
+            error = json.loads(ws.recv(timeout=30))
+            assert error["type"] == "error" and error["code"] == "workspace_unavailable"
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=30)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4503
         user = UserFactory()
         MembershipFactory(user=user, tenant=tenant, role="member")
         browser = Client()
         browser.force_login(user)
         page = browser.get(f"/t/{tenant.slug}/workspaces/{lost_one['id']}/status").json()
         assert page["status"] == "unavailable"
+        html = browser.get(f"/t/{tenant.slug}/workspaces/{lost_one['id']}/").content.decode()
+        assert "node_unavailable" in html and "stopped answering" in html
 
         # The exec ended lost; what it printed before is still there.
         polled = rest.get(f"/execs/{exec_id}").json()

@@ -15,7 +15,6 @@ import json
 import logging
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,13 +22,13 @@ from typing import Any
 
 from core.errors import DevBenchError, EngineError, ValidationFailed
 from workspaces.runtime import wire
-from workspaces.runtime.base import InteractiveExec, RuntimeDriver
+from workspaces.runtime.base import InteractiveExec, PathStat, RuntimeDriver, resize_when_started
 
 logger = logging.getLogger(__name__)
 
 # An idle keep-alive connection is dropped after this long (callers retry on a fresh one).
 IDLE_TIMEOUT_S = 120
-_COPY_CHUNK = 256 * 1024
+_COPY_CHUNK = 1024 * 1024
 
 
 class _BadRequest(Exception):
@@ -56,6 +55,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: AgentServer
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT_S
+    rbufsize = _COPY_CHUNK  # uploads arrive in large chunks: fewer, larger reads
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("agent: " + format, *args)
@@ -145,7 +145,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _write_chunk(self, data: bytes) -> None:
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.write(b"%x\r\n" % len(data))
+        self.wfile.write(data)
+        self.wfile.write(b"\r\n")
 
     def _end_chunked(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
@@ -175,17 +177,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(exc)
             return
         with reader:
-            stat = json.dumps(wire.dump(type(reader.stat), reader.stat))
-            self._start_chunked({wire.STAT_HEADER: stat})
+            # The connection is the stream's own: its end is the end of the tar, so no
+            # chunk framing to build here and parse there.
+            self.close_connection = True
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "application/x-tar")
+            self.send_header("Connection", "close")
+            self.send_header(wire.STAT_HEADER, json.dumps(wire.dump(PathStat, reader.stat)))
+            self.end_headers()
             try:
                 while data := reader.read(_COPY_CHUNK):
-                    self._write_chunk(data)
+                    self.wfile.write(data)
             except Exception:
-                # Headers are gone: a broken stream (no terminating chunk) tells the caller.
+                # Headers are gone: the caller sees a tar stream that ends early.
                 logger.warning("agent: archive stream of %s broke", args["path"], exc_info=True)
-                self.close_connection = True
-                return
-            self._end_chunked()
 
     def _archive_put(self) -> None:
         try:
@@ -264,19 +269,8 @@ class _Handler(BaseHTTPRequestHandler):
                 tty.write(payload)
             elif kind == wire.TTY_RESIZE:
                 size = json.loads(payload)
-                _resize(tty, rows=int(size["rows"]), cols=int(size["cols"]))
-
-
-def _resize(tty: InteractiveExec, *, rows: int, cols: int) -> None:
-    # The engine refuses a resize until the process has started; it starts at once.
-    for attempt in range(10):
-        try:
-            tty.resize(rows=rows, cols=cols)
-            return
-        except Exception:  # the shell works at its old size; not worth failing for
-            if attempt == 9:
-                logger.info("agent: resize of a shell failed", exc_info=True)
-            time.sleep(0.02)
+                if not resize_when_started(tty, rows=int(size["rows"]), cols=int(size["cols"])):
+                    logger.info("agent: a shell refused a resize")
 
 
 def agent_serve(*, bind: str, driver: RuntimeDriver, token: str) -> AgentServer:

@@ -306,17 +306,30 @@ class RemoteDriver(RuntimeDriver):
         return _RemoteArchiveReader(conn, response, stat, self)
 
     def archive_put(self, container_id: str, path: str, data: Iterable[bytes]) -> None:
-        conn, response = self._open_stream(
-            "archive_put",
-            body=(bytes(chunk) for chunk in data if chunk),
-            headers={
-                "Content-Type": "application/x-tar",
-                "X-Container-Id": container_id,
-                "X-Path": json.dumps(path),
-            },
-        )
+        conn = self._connect(timeout_s=None)
         try:
+            conn.putrequest("POST", wire.API_PREFIX + "archive_put")
+            for name, value in self._headers(
+                {
+                    "Content-Type": "application/x-tar",
+                    "Transfer-Encoding": "chunked",
+                    "X-Container-Id": container_id,
+                    "X-Path": json.dumps(path),
+                }
+            ).items():
+                conn.putheader(name, value)
+            conn.endheaders()
+            for chunk in data:
+                if chunk:  # framed by hand: http.client would copy every chunk to frame it
+                    conn.send(b"%x\r\n" % len(chunk))
+                    conn.send(chunk)
+                    conn.send(b"\r\n")
+            conn.send(b"0\r\n\r\n")
+            response = conn.getresponse()
+            self._raise_for(response)
             response.read()
+        except OSError as exc:
+            raise _broken(self, exc) from exc
         finally:
             conn.close()
 
