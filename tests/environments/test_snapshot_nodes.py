@@ -56,6 +56,8 @@ def second_node(django_db_setup: Any, django_db_blocker: Any) -> Iterator[NodeWo
         if worker is not None:
             worker.stop()
         engine.destroy()
+        with django_db_blocker.unblock():  # a last heartbeat may have registered it again
+            Node.objects.filter(name=NODE).delete()
 
 
 def _wait_registered(name: str) -> Node:
