@@ -17,7 +17,17 @@ from core.errors import DevBenchError
 from tenants.admin import TenantScopedAdmin
 from tenants.auth import principal_for_member
 from workspaces import selectors, services
-from workspaces.models import Attachment, Node, Registry, Snapshot, Workspace, WorkspaceStatus
+from workspaces.environment_templates import selectors as template_selectors
+from workspaces.environment_templates import services as template_services
+from workspaces.models import (
+    Attachment,
+    Node,
+    Registry,
+    Snapshot,
+    Template,
+    Workspace,
+    WorkspaceStatus,
+)
 from workspaces.nodes import live_workspaces_on, node_set_drain
 from workspaces.placement import MIB, NodeLoad, node_loads
 from workspaces.registries import selectors as registry_selectors
@@ -251,3 +261,49 @@ class NodeAdmin(admin.ModelAdmin):
         for node in queryset:
             node_set_drain(node=node, drain=False)
         self.message_user(request, f"{queryset.count()} node(s) take new workspaces again.")
+
+
+@admin.register(Template)
+class TemplateAdmin(TenantScopedAdmin):
+    """Templates are made over REST or the web UI; here they are listed, rebuilt and
+    deleted through the same services."""
+
+    list_display = ("public_id", "name", "version", "tenant", "status", "image", "node")
+    list_filter = ("status",)
+    search_fields = ("public_id", "name", "tenant__slug")
+    actions = ("rebuild_templates", "delete_templates")
+    exclude = ("context",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Template]:
+        return template_selectors.template_list_managed(user=request.user)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [f.name for f in Template._meta.fields if f.name != "context"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # made over REST or the web UI (a build needs a node)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a row delete would orphan the image: use the action
+
+    def _each(
+        self, request: HttpRequest, queryset: QuerySet[Template], act: Any, verb: str
+    ) -> None:
+        done = 0
+        for template in queryset:
+            try:
+                actor = principal_for_member(user=request.user, tenant=template.tenant)
+                act(actor=actor, template=template)
+            except DevBenchError as exc:
+                self.message_user(request, f"{template}: {exc.message}", messages.ERROR)
+                continue
+            done += 1
+        self.message_user(request, f"{verb} {done} template(s).")
+
+    @admin.action(description="Rebuild selected templates (as a new version)")
+    def rebuild_templates(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
+        self._each(request, queryset, template_services.template_rebuild, "Rebuilt")
+
+    @admin.action(description="Delete selected templates (and their images)")
+    def delete_templates(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
+        self._each(request, queryset, template_services.template_delete, "Deleted")

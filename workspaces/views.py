@@ -21,7 +21,8 @@ from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from tenants.web import tenant_view, wants_json
 from workspaces import selectors, services
-from workspaces.models import SnapshotStatus, Workspace, WorkspaceStatus
+from workspaces.environment_templates.selectors import template_list
+from workspaces.models import SnapshotStatus, TemplateStatus, Workspace, WorkspaceStatus
 from workspaces.snapshots.selectors import snapshot_list
 
 # The newest commands shown on a workspace's page.
@@ -76,6 +77,13 @@ def workspace_list(request: HttpRequest, actor: Principal) -> HttpResponse:
         {
             "workspaces": selectors.workspace_list(actor=actor),
             "snapshots": snapshot_list(actor=actor).filter(status=SnapshotStatus.READY)[:100],
+            "templates": sorted(
+                set(
+                    template_list(actor=actor)
+                    .filter(status=TemplateStatus.READY)
+                    .values_list("name", flat=True)
+                )
+            ),
             "policy": policy,
             "default_ttl": _duration(min(policy.default_ttl_s, policy.max_ttl_s)),
             "ttl_choices": [(s, label) for s, label in TTL_CHOICES if s <= policy.max_ttl_s],
@@ -100,11 +108,13 @@ def workspace_spawn(request: HttpRequest, actor: Principal) -> HttpResponse:
     form = request.POST
     persistent = form.get("persistent") == "on"
     snapshot = form.get("snapshot", "").strip() or None
+    template = None if snapshot else form.get("template", "").strip() or None
     workspace = services.workspace_spawn(
         actor=actor,
-        # A chosen snapshot brings its own image: the image field is then ignored.
-        image=None if snapshot else form.get("image", "").strip() or None,
+        # A chosen snapshot or template brings its own image: the image field is ignored.
+        image=None if snapshot or template else form.get("image", "").strip() or None,
         snapshot=snapshot,
+        template=template,
         alias=form.get("alias", "").strip() or None,
         persistent=persistent,
         ttl_s=None
