@@ -163,3 +163,38 @@ def test_another_tenant_sees_no_template(live_worker, live_mcp, api, tenant, tok
     )
     assert theirs["templates"] == []
     assert Template.objects.filter(public_id=template_id).exists()
+
+
+def test_build_log_streams_over_a_websocket_and_tenants_are_walled(
+    live_worker, live_mcp, api, token, make_token
+):
+    from websockets.sync.client import connect
+
+    dockerfile = (
+        "FROM devbench/busybox:latest\nRUN echo first-line && sleep 1 && echo second-line\n"
+        "RUN echo last-step\n"
+    )
+    created = _post(api, "/api/v1/templates", {"name": "streamed", "dockerfile": dockerfile})
+    template_id = created.json()["id"]
+    url = live_mcp.base_url.replace("http://", "ws://") + f"/ws/templates/{template_id}/log"
+    messages: list[dict[str, Any]] = []
+    with connect(url, additional_headers={"Authorization": f"Bearer {token.raw}"}) as ws:
+        for raw in ws:
+            messages.append(json.loads(raw))
+    assert messages[-1]["type"] == "complete" and messages[-1]["status"] == "ready"
+    pieces = [m for m in messages if m["type"] == "log"]
+    offset = 0
+    for piece in pieces:  # contiguous, in order, nothing repeated
+        assert piece["offset"] == offset
+        offset += len(piece["text"])
+    text = "".join(p["text"] for p in pieces)
+    assert "first-line" in text and "second-line" in text and "last-step" in text
+    assert text == Template.objects.get(public_id=template_id).build_log
+
+    other = make_token(TenantFactory(), scopes=("read", "write"))
+    with connect(url, additional_headers={"Authorization": f"Bearer {other.raw}"}) as ws:
+        first = json.loads(ws.recv(timeout=10))
+        assert first["type"] == "error" and first["code"] == "template_not_found"
+        with pytest.raises(Exception):
+            ws.recv(timeout=10)
+        assert ws.close_code == 4404
