@@ -112,7 +112,9 @@ class DockerImages(RuntimeImages):
             helper = api.create_container(
                 image=spec.base_image,
                 command=["/bin/true"],
-                labels=spec.labels,
+                # Not the instance's labels: garbage collection must not take the helper
+                # away mid-capture. The image gets spec.labels at commit.
+                labels={"devbench.capture": spec.tag},
                 network_disabled=True,
                 host_config=api.create_host_config(network_mode="none"),
             )["Id"]
@@ -120,7 +122,9 @@ class DockerImages(RuntimeImages):
             self._copy_paused(spec, helper)
             ref = f"{spec.repository}:{spec.tag}"
             with translated(engine_url=self.base_url, container_id=helper):
-                api.commit(helper, repository=spec.repository, tag=spec.tag)
+                api.commit(
+                    helper, repository=spec.repository, tag=spec.tag, conf={"Labels": spec.labels}
+                )
             with translated(engine_url=self.base_url, image=ref):
                 return image_info(api.inspect_image(ref))
         finally:
