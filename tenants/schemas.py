@@ -37,6 +37,8 @@ class TenantPolicyOut(Schema):
     max_ttl_s: int
     max_file_size_bytes: int
     exec_output_cap_bytes: int
+    max_snapshots: int
+    max_snapshot_bytes: int
 
 
 class TenantDetailOut(TenantOut):
