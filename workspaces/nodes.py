@@ -60,6 +60,12 @@ def node_queue(node: str) -> str:
     return f"node.{node}"
 
 
+def queue_node(queue: str) -> str | None:
+    """The node whose queue this is (``node_queue``'s inverse), else None."""
+    prefix = node_queue("")
+    return queue[len(prefix) :] or None if queue.startswith(prefix) else None
+
+
 def node_serve_locally(name: str) -> None:
     """Declare that this process calls ``name``'s engine itself (its node worker does)."""
     with _lock:
