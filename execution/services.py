@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core.errors import Conflict, NotFound
+from core.errors import IdempotencyKeyReused
 from execution import notify, state
 from execution.errors import ConcurrencyLimitExceeded
 from execution.models import SLOT_STATUSES, Exec, ExecStatus, ExecUsage
@@ -42,7 +42,7 @@ from tenants.audit import audited
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from workspaces.models import Workspace
-from workspaces.selectors import workspace_require_running
+from workspaces.selectors import workspace_require_own, workspace_require_running
 
 # Reads live in selectors; re-exported so every interface imports exec_* from here.
 __all__ = [
@@ -131,8 +131,7 @@ def exec_start(
         "queue": queue,
     }
     with audited(actor=actor, action="exec.start", target_type="exec", details=details) as audit:
-        if workspace.tenant_id != actor.tenant.pk:
-            raise NotFound("Workspace not found.", code="workspace_not_found")
+        workspace_require_own(actor=actor, workspace=workspace)
         exec_ = _exec_create(
             actor=actor,
             workspace=workspace,
@@ -182,7 +181,8 @@ def _exec_create(
             raise ConcurrencyLimitExceeded(
                 f"Workspace '{locked.public_id}' already runs {active} of {limit} concurrent "
                 "execs; wait for one to end, cancel one, or pass queue=true.",
-                extra={"limit": limit, "active": active},
+                limit=limit,
+                active=active,
             )
         try:
             with transaction.atomic():
@@ -221,10 +221,9 @@ def _idempotent_replay(
     if existing is None:
         return None
     if existing.workspace_id != workspace.pk or existing.cmd != cmd:
-        raise Conflict(
+        raise IdempotencyKeyReused(
             "This idempotency_key was already used for a different exec.",
-            code="idempotency_key_reused",
-            extra={"exec_id": existing.public_id},
+            exec_id=existing.public_id,
         )
     return existing
 

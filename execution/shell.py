@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from core.errors import ValidationFailed
+from execution.errors import InvalidTtySize
 from execution.proctree import kill_process_tree
 from execution.validation import MARKER_ENV
 from tenants.audit import audited
@@ -37,9 +37,7 @@ MAX_TTY_SIZE = 1000
 
 def _check_size(rows: int, cols: int) -> None:
     if not (1 <= rows <= MAX_TTY_SIZE and 1 <= cols <= MAX_TTY_SIZE):
-        raise ValidationFailed(
-            f"rows and cols must be from 1 to {MAX_TTY_SIZE}.", code="invalid_tty_size"
-        )
+        raise InvalidTtySize(f"rows and cols must be from 1 to {MAX_TTY_SIZE}.")
 
 
 @dataclass

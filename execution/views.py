@@ -15,8 +15,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from core.errors import ValidationFailed
 from execution import services
+from execution.errors import InvalidCmd, InvalidTimeout
 from execution.models import Exec
 from tenants.principal import Principal
 from tenants.web import back_url, tenant_view, wants_json
@@ -59,9 +59,7 @@ def _timeout(value: str | None) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise ValidationFailed(
-            "The timeout must be a whole number of seconds.", code="invalid_timeout"
-        ) from None
+        raise InvalidTimeout("The timeout must be a whole number of seconds.") from None
 
 
 @require_POST
@@ -70,7 +68,7 @@ def exec_start(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse
     workspace = workspace_get(actor=actor, ref=ref)
     command = request.POST.get("command", "")
     if not command.strip():
-        raise ValidationFailed("Type a command to run.", code="invalid_cmd")
+        raise InvalidCmd("Type a command to run.")
     exec_ = services.exec_start(
         actor=actor,
         workspace=workspace,

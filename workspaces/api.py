@@ -7,7 +7,7 @@ from ninja import Query, Router
 from ninja.pagination import LimitOffsetPagination, paginate
 from ninja.responses import Status
 
-from core.errors import ValidationFailed
+from core.errors import InvalidIdempotencyKey
 from tenants.api import principal_of
 from workspaces import reconcile, selectors, services
 from workspaces.models import Workspace, WorkspaceStatus
@@ -40,9 +40,8 @@ def workspace_spawn(request: HttpRequest, payload: SpawnIn) -> Status[Workspace]
     """
     header_key = request.headers.get("Idempotency-Key") or None
     if header_key and payload.idempotency_key and header_key != payload.idempotency_key:
-        raise ValidationFailed(
-            "The Idempotency-Key header and the idempotency_key field differ.",
-            code="invalid_idempotency_key",
+        raise InvalidIdempotencyKey(
+            "The Idempotency-Key header and the idempotency_key field differ."
         )
     workspace = services.workspace_spawn(
         actor=principal_of(request),

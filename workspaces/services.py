@@ -19,18 +19,23 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import (
-    Conflict,
     DevBenchError,
-    EngineError,
-    EngineTimeout,
-    NotFound,
-    QuotaExceeded,
-    ValidationFailed,
+    IdempotencyKeyReused,
+    InvalidIdempotencyKey,
+    StoredError,
+    error_rebuilt,
 )
 from tenants.audit import audited
 from tenants.models import TenantPolicy
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
+from workspaces.errors import (
+    AliasInUse,
+    InvalidAlias,
+    SpawnTimeout,
+    WorkspaceNotStopped,
+    WorkspaceQuotaExceeded,
+)
 from workspaces.images import image_check, image_reference_parse
 from workspaces.models import (
     ALIAS_VALIDATOR,
@@ -44,7 +49,7 @@ from workspaces.provisioning import workspace_provision as workspace_provision  
 from workspaces.provisioning import workspace_provision_enqueue, workspace_teardown
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import ContainerStats
-from workspaces.selectors import workspace_get, workspace_require_running
+from workspaces.selectors import workspace_get, workspace_require_own, workspace_require_running
 from workspaces.spec import WORKSPACE_ROOT, engine_name
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
@@ -62,19 +67,15 @@ def _validate_alias(alias: str | None) -> None:
     try:
         ALIAS_VALIDATOR(alias)
     except Exception as exc:
-        raise ValidationFailed(str(ALIAS_VALIDATOR.message), code="invalid_alias") from exc
+        raise InvalidAlias(str(ALIAS_VALIDATOR.message)) from exc
     if alias.startswith("ws_"):
-        raise ValidationFailed(
-            "An alias may not start with 'ws_': that prefix names workspace ids.",
-            code="invalid_alias",
-        )
+        raise InvalidAlias("An alias may not start with 'ws_': that prefix names workspace ids.")
 
 
 def _validate_idempotency_key(key: str | None) -> None:
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH):
-        raise ValidationFailed(
-            f"An idempotency key is 1-{MAX_IDEMPOTENCY_KEY_LENGTH} characters.",
-            code="invalid_idempotency_key",
+        raise InvalidIdempotencyKey(
+            f"An idempotency key is 1-{MAX_IDEMPOTENCY_KEY_LENGTH} characters."
         )
 
 
@@ -106,10 +107,9 @@ def _check_replay(
         "persistent": workspace.persistent,
     }
     if asked != had:
-        raise Conflict(
+        raise IdempotencyKeyReused(
             "This idempotency key was already used for a different spawn request.",
-            code="idempotency_key_reused",
-            extra={"workspace_id": workspace.public_id},
+            workspace_id=workspace.public_id,
         )
 
 
@@ -125,11 +125,12 @@ def _workspace_create(
                 return existing, False
             live = Workspace.objects.filter(tenant=actor.tenant, status__in=LIVE_STATUSES).count()
             if live >= locked.max_workspaces:
-                raise QuotaExceeded(
+                raise WorkspaceQuotaExceeded(
                     f"The tenant already has {live} workspaces, the most its policy allows; "
                     "kill one first.",
-                    code="workspace_quota_exceeded",
-                    extra={"limit": "max_workspaces", "max": locked.max_workspaces, "live": live},
+                    limit="max_workspaces",
+                    max=locked.max_workspaces,
+                    live=live,
                 )
             alias = fields.get("alias")
             if (
@@ -138,11 +139,7 @@ def _workspace_create(
                 .exclude(status=WorkspaceStatus.REMOVED)
                 .exists()
             ):
-                raise Conflict(
-                    f"The alias '{alias}' already names a workspace.",
-                    code="alias_in_use",
-                    extra={"alias": alias},
-                )
+                raise AliasInUse(f"The alias '{alias}' already names a workspace.", alias=alias)
             workspace = Workspace(tenant=actor.tenant, idempotency_key=idempotency_key, **fields)
             workspace.volume_name = f"{engine_name(workspace)}-data"
             workspace.save(force_insert=True)
@@ -154,7 +151,7 @@ def _workspace_create(
         existing = _idempotent_replay(actor=actor, key=idempotency_key)
         if existing is not None:
             return existing, False
-        raise Conflict("The alias already names a workspace.", code="alias_in_use") from None
+        raise AliasInUse("The alias already names a workspace.") from None
 
 
 def workspace_spawn(
@@ -218,22 +215,11 @@ def workspace_spawn(
     return workspace
 
 
-def _error_class(code: str) -> type[DevBenchError]:
-    pending: list[type[DevBenchError]] = [DevBenchError]
-    while pending:
-        cls = pending.pop()
-        if cls.default_code == code:
-            return cls
-        pending.extend(cls.__subclasses__())
-    return EngineError
-
-
 def workspace_error(*, workspace: Workspace) -> DevBenchError:
     """The error that stopped a workspace, rebuilt from its row (code, message, class)."""
-    code = workspace.error_code or "workspace_error"
-    return _error_class(code)(
-        workspace.status_message or "The workspace failed.",
-        code=code,
+    return error_rebuilt(
+        code=workspace.error_code or StoredError.code,
+        message=workspace.status_message or "The workspace failed.",
         extra={"workspace_id": workspace.public_id},
     )
 
@@ -247,11 +233,10 @@ def workspace_wait_running(*, workspace: Workspace, timeout_s: float | None = No
     rows = Workspace.objects.filter(pk=workspace.pk)
     while rows.values_list("status", flat=True).first() == WorkspaceStatus.CREATING:
         if time.monotonic() >= deadline:
-            raise EngineTimeout(
+            raise SpawnTimeout(
                 f"Workspace '{workspace}' is still being created after {timeout:g} s; it will "
                 "come up later (poll it) or end in error.",
-                code="spawn_timeout",
-                extra={"workspace_id": workspace.public_id},
+                workspace_id=workspace.public_id,
             )
         time.sleep(delay)
         fast = time.monotonic() - started < _WAIT_FAST_FOR_S
@@ -280,8 +265,7 @@ def workspace_kill(
     with audited(
         actor=actor, action="workspace.kill", target_type="workspace", target_id=workspace.public_id
     ) as audit:
-        if workspace.tenant_id != actor.tenant.pk:
-            raise NotFound(f"Workspace '{workspace}' not found.", code="workspace_not_found")
+        workspace_require_own(actor=actor, workspace=workspace)
         audit.details.update(force=force, remove_volume=remove_volume)
         if reason:
             audit.details["reason"] = reason
@@ -301,8 +285,7 @@ STOPPED_ON_REQUEST = "stopped_on_request"
 
 
 def _locked_own(*, actor: Principal, workspace: Workspace) -> Workspace:
-    if workspace.tenant_id != actor.tenant.pk:
-        raise NotFound(f"Workspace '{workspace}' not found.", code="workspace_not_found")
+    workspace_require_own(actor=actor, workspace=workspace)
     return Workspace.objects.select_for_update().get(pk=workspace.pk)
 
 
@@ -350,11 +333,10 @@ def workspace_start(*, actor: Principal, workspace: Workspace) -> Workspace:
         if row.status == WorkspaceStatus.RUNNING:
             return row
         if row.status != WorkspaceStatus.STOPPED:
-            raise Conflict(
+            raise WorkspaceNotStopped(
                 f"Workspace {row.public_id} is {row.status}; only a stopped workspace "
                 "can be started.",
-                code="workspace_not_stopped",
-                extra={"status": row.status},
+                status=row.status,
             )
         get_driver().start(row.container_id)
         row.status = WorkspaceStatus.RUNNING
@@ -393,7 +375,6 @@ def workspace_attach(
 def workspace_stats(*, actor: Principal, workspace: Workspace) -> ContainerStats:
     """One resource reading of a running workspace (takes about a second)."""
     actor.require_scope("read")
-    if workspace.tenant_id != actor.tenant.pk:
-        raise NotFound(f"Workspace '{workspace}' not found.", code="workspace_not_found")
+    workspace_require_own(actor=actor, workspace=workspace)
     workspace_require_running(workspace=workspace)
     return get_driver().stats(workspace.container_id)

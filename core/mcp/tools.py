@@ -42,7 +42,12 @@ from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ValidationError
 
 from core import request_context
-from core.errors import AuthenticationFailed, DevBenchError, InternalError, invalid_input
+from core.errors import (
+    DevBenchError,
+    InternalError,
+    InvalidInput,
+    TokenMissing,
+)
 from core.mcp.lane import BlockingLane
 from core.request_context import RequestContext
 
@@ -293,7 +298,7 @@ def validate_arguments(model: type[BaseModel], arguments: Mapping[str, Any]) -> 
         return model.model_validate(_pre_parse(model, arguments))
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
-        raise invalid_input(errors, what="arguments") from exc
+        raise InvalidInput(errors, what="arguments") from exc
 
 
 def _pre_parse(model: type[BaseModel], arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -333,5 +338,5 @@ async def _principal(context: Context[Any, Any], lane: BlockingLane) -> object:
         # stdio re-checks the token on every call, so a revoked token stops working.
         principal = await lane.run(authenticate) if authenticate else None
     if principal is None:
-        raise AuthenticationFailed("Authentication required.", code="token_missing")
+        raise TokenMissing("Authentication required.")
     return principal

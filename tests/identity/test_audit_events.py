@@ -72,9 +72,13 @@ def test_the_audit_logger_writes_bare_json_lines():
     assert config["formatters"]["audit_json"]["format"] == "%(message)s"
 
 
+class PolicySaysNo(PermissionDenied):
+    code = "policy_says_no"
+
+
 def test_denied_action_is_recorded_with_code(db, actor, lines):
     with pytest.raises(PermissionDenied), audited(actor=actor, action="workspace.kill"):
-        raise PermissionDenied("no", code="policy_says_no")
+        raise PolicySaysNo("no")
     [event] = _parsed(lines)
     assert (event["outcome"], event["error_code"]) == ("denied", "policy_says_no")
 

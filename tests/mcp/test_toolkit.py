@@ -13,9 +13,10 @@ import pytest
 from mcp.client import Client
 from pydantic import BaseModel, ConfigDict
 
-from core.errors import AuthenticationFailed, Conflict
+from core.errors import Conflict
 from core.mcp.server import build_server
 from core.mcp.tools import ToolCall, ToolSet
+from tenants.errors import TokenRevoked
 from tenants.principal import Principal
 from tests.factories import TenantFactory
 
@@ -32,6 +33,14 @@ class EchoOut(BaseModel):
     tags: list[str]
     actor: str
     request_id: str
+
+
+class AliasTaken(Conflict):
+    code = "alias_taken"
+
+
+class Busy(Conflict):
+    code = "busy"
 
 
 tools = ToolSet()
@@ -67,7 +76,7 @@ def echo(call: ToolCall, args: EchoIn) -> dict[str, Any]:
 )
 def conflict(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Always conflicts."""
-    raise Conflict("Alias taken.", code="alias_taken", extra={"alias": args.name})
+    raise AliasTaken("Alias taken.", extra={"alias": args.name})
 
 
 @tools.tool(
@@ -181,7 +190,7 @@ def test_unexpected_errors_are_logged_with_a_request_id(caplog: pytest.LogCaptur
 
 def test_authentication_failure_is_a_tool_error() -> None:
     def refuse() -> Principal:
-        raise AuthenticationFailed("The token has been revoked.", code="token_revoked")
+        raise TokenRevoked()
 
     result = call("echo", {"name": "a"}, authenticate=refuse)
     assert result.is_error is True and result.structured_content["code"] == "token_revoked"
@@ -209,7 +218,7 @@ def wait_blocking(seconds: float) -> None:
 
 def refuse_blocking(seconds: float) -> None:
     time.sleep(seconds)
-    raise Conflict("Busy.", code="busy", extra={"after": seconds})
+    raise Busy("Busy.", extra={"after": seconds})
 
 
 @tools.tool(

@@ -16,10 +16,10 @@ from django.utils.http import content_disposition_header
 from ninja import Query, Router
 from ninja.errors import ValidationError as NinjaValidationError
 
-from core.errors import ValidationFailed
 from tenants.api import principal_of
 from tenants.selectors import tenant_policy_get
 from workspaces.filesystem import services
+from workspaces.filesystem.errors import FileTooLarge, InvalidMode
 from workspaces.filesystem.schemas import (
     ArchiveUploadOut,
     FsDeleteOut,
@@ -37,7 +37,7 @@ from workspaces.filesystem.schemas import (
     FsWriteOut,
     parse_mode,
 )
-from workspaces.filesystem.tario import CHUNK, too_large
+from workspaces.filesystem.tario import CHUNK
 from workspaces.models import Workspace
 from workspaces.selectors import workspace_get
 
@@ -84,7 +84,9 @@ def _json_body(request: HttpRequest, *, limit: int) -> FsWriteBody:
     for chunk in _body_chunks(request):
         data += chunk
         if len(data) > limit:
-            raise too_large(None, limit, hint="send large files as application/octet-stream")
+            raise FileTooLarge(
+                limit_bytes=limit, hint="send large files as application/octet-stream"
+            )
     try:
         return FsWriteBody.model_validate_json(bytes(data))
     except pydantic.ValidationError as exc:
@@ -169,7 +171,7 @@ def fs_write(
         try:
             bits = parse_mode(mode)
         except ValueError as exc:
-            raise ValidationFailed(str(exc), code="invalid_mode") from exc
+            raise InvalidMode(str(exc)) from exc
         content, etag, parents = _body_chunks(request), if_match_etag, create_parents
     result = services.fs_write(
         actor=actor,

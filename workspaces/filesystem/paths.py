@@ -40,7 +40,7 @@ StatFn = Callable[[str], PathStat | None]
 
 
 def _invalid(path: str, reason: str, message: str) -> InvalidPath:
-    return InvalidPath(message, extra={"path": path[:300], "reason": reason})
+    return InvalidPath(message, path=path[:300], reason=reason)
 
 
 def normalise(path: str) -> str:
@@ -65,7 +65,7 @@ def normalise(path: str) -> str:
             continue
         if part == "..":
             if not parts:
-                raise PathOutsideWorkspace(extra={"path": path[:300]})
+                raise PathOutsideWorkspace(path=path[:300])
             parts.pop()
             continue
         if len(part.encode("utf-8")) > NAME_MAX:
@@ -76,8 +76,7 @@ def normalise(path: str) -> str:
     clean = "/" + "/".join(parts)
     if not is_within_root(clean):
         raise PathOutsideWorkspace(
-            f"'{clean[:200]}' is outside the workspace; paths live under {ROOT}.",
-            extra={"path": clean[:300]},
+            f"'{clean[:200]}' is outside the workspace; paths live under {ROOT}.", path=clean[:300]
         )
     if len(clean.encode("utf-8")) > PATH_MAX:
         raise _invalid(path, "path_too_long", f"The path is longer than {PATH_MAX} bytes.")
@@ -117,7 +116,8 @@ class Resolved:
 def _escape(link: str, target: str) -> PathOutsideWorkspace:
     return PathOutsideWorkspace(
         f"The symlink {link} points outside the workspace ({target[:200]}); it is not followed.",
-        extra={"symlink": link, "target": target[:300]},
+        symlink=link,
+        target=target[:300],
     )
 
 
@@ -140,7 +140,7 @@ def resolve(path: str, stat: StatFn, *, follow_final: bool) -> Resolved:
             continue
         if name == "..":  # only from a link target: lexical, as the target is joined
             if not done:
-                raise PathOutsideWorkspace(extra={"path": path[:300]})
+                raise PathOutsideWorkspace(path=path[:300])
             done.pop()
             continue
         current = join_root([*done, name])
@@ -148,7 +148,7 @@ def resolve(path: str, stat: StatFn, *, follow_final: bool) -> Resolved:
         found = stat(current)
         if found is None:
             if ".." in pending:  # as the kernel: nothing can be below a missing directory
-                raise PathNotFound(f"{current} does not exist.", extra={"path": current[:300]})
+                raise PathNotFound(f"{current} does not exist.", path=current[:300])
             rest = normalise(posixpath.join(current, *pending))
             return Resolved(
                 path=rest,
@@ -171,7 +171,7 @@ def resolve(path: str, stat: StatFn, *, follow_final: bool) -> Resolved:
                 pending.extendleft(reversed(target.split("/")))
             continue
         if not last and found.kind != "dir":
-            raise NotADirectory(f"{current} is not a directory.", extra={"path": current[:300]})
+            raise NotADirectory(f"{current} is not a directory.", path=current[:300])
         done.append(name)
         final = found if last else None
     resolved = join_root(done)

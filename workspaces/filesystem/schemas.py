@@ -16,8 +16,7 @@ from typing import Literal
 from ninja import Field, Schema
 from pydantic import field_validator
 
-from core.errors import ValidationFailed
-from workspaces.filesystem.errors import NotUtf8
+from workspaces.filesystem.errors import InvalidBase64, InvalidContent, NotUtf8
 from workspaces.filesystem.paths import ROOT
 from workspaces.filesystem.reads import MAX_LIST_ENTRIES
 from workspaces.filesystem.results import FileContent
@@ -37,7 +36,7 @@ def encode_content(data: bytes, encoding: Encoding) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise NotUtf8(extra={"offset": exc.start}) from exc
+        raise NotUtf8(offset=exc.start) from exc
 
 
 def decode_content(content: str, encoding: Encoding) -> bytes:
@@ -45,13 +44,12 @@ def decode_content(content: str, encoding: Encoding) -> bytes:
         try:
             return base64.b64decode(content, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise ValidationFailed("content is not valid base64.", code="invalid_base64") from exc
+            raise InvalidBase64("content is not valid base64.") from exc
     try:
         return content.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ValidationFailed(
-            "content holds text that is not valid Unicode; send it as base64.",
-            code="invalid_content",
+        raise InvalidContent(
+            "content holds text that is not valid Unicode; send it as base64."
         ) from exc
 
 

@@ -18,7 +18,7 @@ import tarfile
 from collections.abc import Iterable
 from typing import IO, BinaryIO
 
-from core.errors import DevBenchError, ValidationFailed
+from core.errors import DevBenchError
 from tenants.audit import audited
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
@@ -27,6 +27,7 @@ from workspaces.filesystem.access import Target, existing, not_found, open_targe
 from workspaces.filesystem.errors import (
     AlreadyExists,
     DirectoryNotEmpty,
+    InvalidMode,
     InvalidPath,
     IsADirectory,
     NotADirectory,
@@ -86,14 +87,12 @@ def fs_write(
     ) as audit:
         target = open_target(actor=actor, workspace=workspace, scope="write")
         if mode is not None and not 0 <= mode <= 0o777:
-            raise ValidationFailed(
-                "mode must be permission bits (0 to 0o777).", code="invalid_mode"
-            )
+            raise InvalidMode("mode must be permission bits (0 to 0o777).")
         limit = tenant_policy_get(tenant=actor.tenant).max_file_size_bytes
         resolved = target.resolve(path, follow_final=True)
         audit.details["path"] = resolved.path
         if resolved.path == ROOT:
-            raise IsADirectory(f"{ROOT} is a directory.", extra={"path": ROOT})
+            raise IsADirectory(f"{ROOT} is a directory.", path=ROOT)
         missing_dirs = resolved.missing[:-1]
         if missing_dirs and not create_parents:
             raise not_found(posixpath.dirname(resolved.path))
@@ -101,9 +100,7 @@ def fs_write(
         with body.file, path_lock(workspace_pk=workspace.pk, paths=[resolved.path]):
             current = target.fresh_stat(resolved.path)
             if current is not None and current.kind == "dir":
-                raise IsADirectory(
-                    f"{resolved.path} is a directory.", extra={"path": resolved.path}
-                )
+                raise IsADirectory(f"{resolved.path} is a directory.", path=resolved.path)
             if if_match_etag is not None:
                 access.check_etag(target, resolved.path, current, if_match_etag)
             file_mode = mode if mode is not None else (current.mode & 0o777 if current else 0o644)
@@ -169,7 +166,7 @@ def fs_delete(
         resolved = target.resolve(path, follow_final=False)
         audit.details["path"] = resolved.path
         if resolved.path == ROOT:
-            raise InvalidPath("The workspace root cannot be deleted.", extra={"reason": "root"})
+            raise InvalidPath("The workspace root cannot be deleted.", reason="root")
         with path_lock(workspace_pk=workspace.pk, paths=[resolved.path]):
             current = target.fresh_stat(resolved.path)
             if current is None:
@@ -188,7 +185,7 @@ def fs_delete(
                 if "not empty" in str(exc.extra.get("output", "")).lower():
                     raise DirectoryNotEmpty(
                         f"{resolved.path} is not empty; delete it with recursive=true.",
-                        extra={"path": resolved.path},
+                        path=resolved.path,
                     ) from exc
                 raise
     return FileDeleteResult(path=resolved.path, kind=current.kind)
@@ -212,8 +209,7 @@ def fs_mkdir(
             if resolved.stat.kind == "dir" and parents:
                 return MkdirResult(path=resolved.path, created=False)
             raise AlreadyExists(
-                f"{resolved.path} already exists.",
-                extra={"path": resolved.path, "kind": resolved.stat.kind},
+                f"{resolved.path} already exists.", path=resolved.path, kind=resolved.stat.kind
             )
         if len(resolved.missing) > 1 and not parents:
             raise not_found(posixpath.dirname(resolved.path))
@@ -250,13 +246,9 @@ def fs_move(
         dest = target.resolve(destination, follow_final=False)
         audit.details.update(path=source.path, destination=dest.path)
         if ROOT in (source.path, dest.path):
-            raise InvalidPath(
-                "The workspace root cannot be moved or replaced.", extra={"reason": "root"}
-            )
+            raise InvalidPath("The workspace root cannot be moved or replaced.", reason="root")
         if dest.path.startswith(source.path + "/"):
-            raise InvalidPath(
-                "A directory cannot be moved into itself.", extra={"reason": "into_itself"}
-            )
+            raise InvalidPath("A directory cannot be moved into itself.", reason="into_itself")
         if len(dest.missing) > 1:
             raise not_found(posixpath.dirname(dest.path))
         with path_lock(workspace_pk=workspace.pk, paths=[source.path, dest.path]):
@@ -277,14 +269,13 @@ def _check_replace(current: PathStat | None, kind: str, path: str, overwrite: bo
     if not overwrite:
         raise AlreadyExists(
             f"{path} already exists; pass overwrite=true to replace a file.",
-            extra={"path": path, "kind": current.kind},
+            path=path,
+            kind=current.kind,
         )
     if current.kind == "dir":
-        raise IsADirectory(f"{path} is a directory and is never replaced.", extra={"path": path})
+        raise IsADirectory(f"{path} is a directory and is never replaced.", path=path)
     if kind == "dir":
-        raise NotADirectory(
-            f"{path} is not a directory; a directory cannot replace it.", extra={"path": path}
-        )
+        raise NotADirectory(f"{path} is not a directory; a directory cannot replace it.", path=path)
 
 
 def fs_upload_archive(
@@ -310,7 +301,7 @@ def fs_upload_archive(
         dest = target.resolve(path, follow_final=True)
         audit.details["path"] = dest.path
         if dest.stat is not None and dest.stat.kind != "dir":
-            raise NotADirectory(f"{dest.path} is not a directory.", extra={"path": dest.path})
+            raise NotADirectory(f"{dest.path} is not a directory.", path=dest.path)
         limit = tenant_policy_get(tenant=actor.tenant).max_file_size_bytes
         body = spool(archive, limit=limit * ARCHIVE_LIMIT_FACTOR)
         with body.file:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from core.errors import DevBenchError
-from workspaces.filesystem.errors import InvalidArchive
+from workspaces.filesystem.errors import FileTooLarge, InvalidArchive
 from workspaces.filesystem.paths import ROOT, normalise
-from workspaces.filesystem.tario import Spool, new_info, too_large
+from workspaces.filesystem.tario import Spool, new_info
 
 # Only the filter's path arithmetic uses this; nothing is extracted on this host.
 _FILTER_ROOT = "/nonexistent/devbench-upload"
@@ -31,8 +31,7 @@ _ALLOWED |= {tarfile.SYMTYPE, tarfile.LNKTYPE}
 
 def _refuse(member: str, reason: str, message: str) -> InvalidArchive:
     return InvalidArchive(
-        f"Archive member '{member[:200]}': {message}",
-        extra={"member": member[:300], "reason": reason},
+        f"Archive member '{member[:200]}': {message}", member=member[:300], reason=reason
     )
 
 
@@ -82,8 +81,7 @@ def plan_upload(body: Spool, *, member_limit: int, total_limit: int) -> UploadPl
         archive = tarfile.open(fileobj=body, mode="r:*")  # noqa: SIM115
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise InvalidArchive(
-            "The upload is not a tar archive (plain, gzip, bzip2 or xz).",
-            extra={"reason": "not_a_tar"},
+            "The upload is not a tar archive (plain, gzip, bzip2 or xz).", reason="not_a_tar"
         ) from exc
     plan = UploadPlan(archive=archive)
     symlinks: set[str] = set()
@@ -92,9 +90,11 @@ def plan_upload(body: Spool, *, member_limit: int, total_limit: int) -> UploadPl
         for member in archive:
             _add(plan, member, symlinks=symlinks, regular=regular, member_limit=member_limit)
             if plan.total_bytes > total_limit:  # a compressed archive can expand a lot
-                raise too_large(plan.total_bytes, total_limit, reason="archive_total")
+                raise FileTooLarge(
+                    size_bytes=plan.total_bytes, limit_bytes=total_limit, reason="archive_total"
+                )
     except (tarfile.TarError, EOFError) as exc:
-        raise InvalidArchive(f"The archive is damaged: {exc}", extra={"reason": "damaged"}) from exc
+        raise InvalidArchive(f"The archive is damaged: {exc}", reason="damaged") from exc
     return plan
 
 
@@ -139,7 +139,9 @@ def _add(
         plan.hardlinks += 1
     else:
         if member.size > member_limit:
-            raise too_large(member.size, member_limit, member=member.name[:300])
+            raise FileTooLarge(
+                size_bytes=member.size, limit_bytes=member_limit, member=member.name[:300]
+            )
         # Group/other write and setuid/setgid/sticky never survive an upload.
         info = new_info(rel, size=member.size, mode=(member.mode & 0o755) | 0o600, mtime=mtime)
         regular.add(rel)

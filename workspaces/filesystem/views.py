@@ -24,12 +24,11 @@ from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
-from core.errors import DevBenchError, ValidationFailed
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from tenants.web import tenant_view
 from workspaces.filesystem import services
-from workspaces.filesystem.errors import PathNotFound
+from workspaces.filesystem.errors import FileRequired, FormPathNotFound, InvalidPath, PathNotFound
 from workspaces.filesystem.paths import ROOT
 from workspaces.models import Workspace
 from workspaces.selectors import workspace_get
@@ -68,9 +67,7 @@ def _form_paths() -> Iterator[None]:
     try:
         yield
     except PathNotFound as exc:
-        raise DevBenchError(
-            exc.message, code=exc.code, http_status=exc.http_status, extra=exc.extra
-        ) from exc
+        raise FormPathNotFound(exc) from exc
 
 
 @require_GET
@@ -167,7 +164,7 @@ def file_upload(request: HttpRequest, actor: Principal, ref: str) -> HttpRespons
     directory = _path_field(request, "dir")
     uploaded = request.FILES.get("file")
     if uploaded is None or not uploaded.name:
-        raise ValidationFailed("Choose a file to upload.", code="file_required")
+        raise FileRequired("Choose a file to upload.")
     # Browsers send a base name; anything else is not a place to write to.
     name = posixpath.basename(uploaded.name.replace("\\", "/"))
     with _form_paths():
@@ -188,7 +185,7 @@ def dir_make(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
     workspace = workspace_get(actor=actor, ref=ref)
     name = request.POST.get("name", "").strip()
     if not name:
-        raise ValidationFailed("Name the new folder.", code="invalid_path")
+        raise InvalidPath("Name the new folder.")
     with _form_paths():
         result = services.fs_mkdir(
             actor=actor, workspace=workspace, path=posixpath.join(_path_field(request, "dir"), name)
