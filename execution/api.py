@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 
-from execution import services
+from execution import selectors, services
 from execution.schemas import (
     ExecOut,
     ExecPollOut,
@@ -70,7 +70,7 @@ def exec_list(request: HttpRequest, workspace_id: str) -> list[dict[str, Any]]:
     """The workspace's execs, newest first."""
     actor = _principal(request)
     workspace = workspace_get(actor=actor, ref=workspace_id)
-    return [exec_out(e) for e in services.exec_list(actor=actor, workspace=workspace)[:200]]
+    return [exec_out(e) for e in selectors.exec_list(actor=actor, workspace=workspace)[:200]]
 
 
 @router.get("/execs/{exec_id}", response=ExecPollOut, operation_id="exec_poll")
@@ -90,7 +90,7 @@ def exec_poll(
 @router.get("/execs/{exec_id}/detail", response=ExecOut, operation_id="exec_get")
 def exec_get(request: HttpRequest, exec_id: str) -> dict[str, Any]:
     """The exec itself: command, status, timings, output accounting."""
-    return exec_out(services.exec_get(actor=_principal(request), exec_id=exec_id))
+    return exec_out(selectors.exec_get(actor=_principal(request), exec_id=exec_id))
 
 
 @router.post("/execs/{exec_id}/cancel", response=ExecOut, operation_id="exec_cancel")

@@ -34,7 +34,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from core import request_context
 from core.errors import DevBenchError
-from execution import notify, services, ws_auth
+from execution import notify, selectors, services, ws_auth
 from execution.errors import InvalidMessage, InvalidSeq, InvalidTtySize
 from execution.shell import ShellSession, shell_open
 from tenants.principal import Principal
@@ -90,7 +90,7 @@ class ExecStreamConsumer(_DevBenchConsumer):
             if self.sent_seq < 0:
                 raise InvalidSeq("after_seq must not be negative.")
             self.principal, exec_ = await _in_thread(ws_auth.resolve)(
-                self.scope, lambda p: services.exec_get(actor=p, exec_id=exec_id)
+                self.scope, lambda p: selectors.exec_get(actor=p, exec_id=exec_id)
             )
         except Exception as exc:
             await self._fail(exc)

@@ -12,7 +12,7 @@ from typing import Any
 
 from core.mcp.tools import ToolCall, ToolSet
 from core.schemas import NoArguments
-from execution import services
+from execution import selectors, services
 from execution.schemas import (
     ExecIdInput,
     ExecListInput,
@@ -196,7 +196,7 @@ def list_execs(call: ToolCall[Principal], args: ExecListInput) -> dict[str, Any]
     Values of secret-looking environment variables are redacted. Needs "read".
     """
     workspace = workspace_get(actor=call.principal, ref=args.container_id)
-    rows = list(services.exec_list(actor=call.principal, workspace=workspace)[: LIST_LIMIT + 1])
+    rows = list(selectors.exec_list(actor=call.principal, workspace=workspace)[: LIST_LIMIT + 1])
     return {
         "execs": [exec_out(e) for e in rows[:LIST_LIMIT]],
         "truncated": len(rows) > LIST_LIMIT,

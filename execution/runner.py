@@ -70,9 +70,15 @@ class _Output:
 
 class ExecRunner:
     def __init__(
-        self, exec_: Exec, *, driver: RuntimeDriver | None = None, worker: str = ""
+        self,
+        exec_: Exec,
+        *,
+        senders: state.Senders,
+        driver: RuntimeDriver | None = None,
+        worker: str = "",
     ) -> None:
         self.exec = exec_
+        self.senders = senders
         self.worker = worker_name(worker)
         self.driver = driver or get_driver()
         self.cap = tenant_policy_get(tenant=exec_.tenant).exec_output_cap_bytes
@@ -98,6 +104,7 @@ class ExecRunner:
                 ExecStatus.FAILED,
                 error_code="workspace_not_running",
                 error=f"The workspace is {workspace.status}, not running.",
+                senders=self.senders,
             )
             return
         try:
@@ -106,7 +113,13 @@ class ExecRunner:
             self.exec.engine_exec_id = engine_id
             self.stream = self.driver.exec_stream(engine_id)
         except DevBenchError as exc:
-            state.finish(self.exec, ExecStatus.FAILED, error_code=exc.code, error=exc.message)
+            state.finish(
+                self.exec,
+                ExecStatus.FAILED,
+                error_code=exc.code,
+                error=exc.message,
+                senders=self.senders,
+            )
             return
         reader = threading.Thread(target=self._read, name=f"exec-read-{self.exec.public_id}")
         reader.daemon = True
@@ -135,6 +148,7 @@ class ExecRunner:
                 ExecStatus.FAILED,
                 error_code="internal_error",
                 error="The runner failed; output stored until then is kept.",
+                senders=self.senders,
             )
         except Exception:
             logger.exception("could not end exec %s after its runner failed", self.exec)
@@ -331,7 +345,7 @@ class ExecRunner:
         """The terminal UPDATE, carrying the output accounting; if another actor ended the
         exec first (e.g. marked it lost), the accounting is still written."""
         accounting = self._accounting()
-        if not state.finish(self.exec, status, fields=accounting, **kwargs):
+        if not state.finish(self.exec, status, fields=accounting, senders=self.senders, **kwargs):
             Exec.objects.filter(pk=self.exec.pk).update(**accounting)
 
     def _cancel_requested(self) -> bool:
@@ -367,5 +381,5 @@ def insert_chunks(rows: list[ExecChunk]) -> None:
         cursor.executemany(sql, [(r.exec_id, r.seq, r.stream, r.data) for r in rows])
 
 
-def run_exec(exec_: Exec, *, worker: str = "") -> None:
-    ExecRunner(exec_, worker=worker).run()
+def run_exec(exec_: Exec, *, senders: state.Senders, worker: str = "") -> None:
+    ExecRunner(exec_, senders=senders, worker=worker).run()

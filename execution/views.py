@@ -15,7 +15,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from execution import services
+from execution import selectors, services
 from execution.errors import InvalidCmd, InvalidTimeout
 from execution.models import Exec
 from tenants.principal import Principal
@@ -92,7 +92,7 @@ def exec_rows(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
         "execution/_exec_rows.html",
         {
             "workspace": workspace,
-            "execs": services.exec_list(actor=actor, workspace=workspace)[:RECENT_EXECS],
+            "execs": selectors.exec_list(actor=actor, workspace=workspace)[:RECENT_EXECS],
         },
     )
 

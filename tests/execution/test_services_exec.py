@@ -12,12 +12,13 @@ from core.errors import Conflict, ValidationFailed
 from execution.models import Exec, ExecChunk, ExecStatus
 from execution.services import (
     exec_cancel,
-    exec_execute,
     exec_poll,
     exec_run,
     exec_start,
     exec_wait,
 )
+from execution.tasks import SENDERS
+from execution.worker import exec_execute
 from tenants.models import AuditEvent, TenantPolicy
 from tenants.redaction import REDACTED
 from tests.execution.helpers import container_run, leftovers, wait_for
@@ -223,11 +224,11 @@ def test_a_redelivered_runner_task_does_not_run_the_exec_again(running_workspace
         actor=actor, workspace=running_workspace, cmd=["sh", "-c", "echo once; sleep 4001"]
     )
     wait_for(lambda: leftovers(running_workspace, "sleep 4001"), what="the exec to run")
-    exec_execute(exec_pk=exec_.pk)  # as if Celery delivered the task again
+    exec_execute(exec_pk=exec_.pk, senders=SENDERS)  # as if Celery delivered the task again
     assert len(leftovers(running_workspace, "sleep 4001")) == 1
     exec_cancel(actor=actor, exec_id=exec_.public_id)
     done = Exec.objects.get(pk=exec_.pk)
-    exec_execute(exec_pk=exec_.pk)
+    exec_execute(exec_pk=exec_.pk, senders=SENDERS)
     assert Exec.objects.get(pk=exec_.pk).status == done.status == ExecStatus.CANCELLED
     assert ExecChunk.objects.filter(exec=exec_).count() == 1
 
@@ -309,7 +310,9 @@ def test_a_runner_that_breaks_stops_its_processes_and_fails_the_exec(
 
     monkeypatch.setattr(runner, "insert_chunks", broken_insert)
     with pytest.raises(RuntimeError):
-        runner.run_exec(Exec.objects.select_related("workspace", "tenant").get(pk=exec_.pk))
+        runner.run_exec(
+            Exec.objects.select_related("workspace", "tenant").get(pk=exec_.pk), senders=SENDERS
+        )
     exec_.refresh_from_db()
     assert (exec_.status, exec_.error_code) == (ExecStatus.FAILED, "internal_error")
     assert leftovers(running_workspace, "sleep 9001") == []

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from execution.models import Exec
-from execution.services import exec_output, exec_wait
+from execution.selectors import exec_output
+from execution.services import exec_wait
 from tests.execution.helpers import leftovers, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
