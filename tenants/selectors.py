@@ -86,6 +86,5 @@ def tenant_get_by_slug(*, slug: str) -> Tenant:
 
 
 def tenant_policy_get(*, tenant: Tenant) -> TenantPolicy:
-    """The tenant's policy; a tenant made without one gets the defaults."""
-    policy, _ = TenantPolicy.objects.get_or_create(tenant=tenant)
-    return policy
+    """The tenant's policy (created with the tenant; read fresh, never cached on it)."""
+    return TenantPolicy.objects.get(tenant_id=tenant.pk)

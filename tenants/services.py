@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from tenants import tokens
 from tenants.errors import InvalidFields, InvalidRole, InvalidScopes, NotAMember, TenantExists
-from tenants.models import ApiToken, Membership, Role, Scope, Tenant, TenantPolicy
+from tenants.models import ApiToken, Membership, Role, Scope, Tenant
 
 VALID_SCOPES = frozenset(s.value for s in Scope)
 
@@ -35,7 +35,6 @@ def tenant_create(*, slug: str, name: str = "", owner: Any | None = None) -> Ten
             tenant.save()
     except IntegrityError as exc:
         raise TenantExists(f"A tenant with slug '{slug}' already exists.") from exc
-    TenantPolicy.objects.create(tenant=tenant)
     if owner is not None:
         membership_set(tenant=tenant, user=owner, role=Role.OWNER)
     return tenant

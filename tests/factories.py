@@ -32,8 +32,9 @@ class TenantFactory(factory.django.DjangoModelFactory):
 
     @factory.post_generation
     def policy(self, create: bool, extracted: Any, **kwargs: Any) -> None:
-        if create:
-            TenantPolicy.objects.get_or_create(tenant=self, defaults=kwargs)
+        """``policy__<field>=...`` sets fields of the policy the tenant is created with."""
+        if create and kwargs:
+            TenantPolicy.objects.filter(tenant=self).update(**kwargs)
 
 
 class TenantPolicyFactory(factory.django.DjangoModelFactory):
