@@ -126,15 +126,18 @@ def main() -> None:
         stream, _ = api.get_archive(cid, path, chunk_size=MiB)
         raw = _Chunks(stream)
         count = 0
-        with tarfile.open(fileobj=raw, mode="r|") as tar:  # type: ignore[call-overload]
-            member = tar.extractfile(tar.next())
+        with tarfile.open(fileobj=raw, mode="r|") as tar:
+            first = tar.next()
+            assert first is not None
+            member = tar.extractfile(first)
+            assert member is not None
             while chunk := member.read(MiB):
                 count += len(chunk)
         return count
 
     def raw_list(path: str) -> int:
         stream, _ = api.get_archive(cid, path, chunk_size=MiB)
-        with tarfile.open(fileobj=_Chunks(stream), mode="r|") as tar:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=_Chunks(stream), mode="r|") as tar:
             return sum(1 for _ in tar)
 
     def ours_read_streamed(path: str) -> int:

@@ -21,6 +21,7 @@ Prints p50/p95 and ratios: MCP vs docker, REST vs docker, MCP vs REST.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import subprocess
@@ -230,7 +231,7 @@ async def run(port: int, runs: int, slug: str, token: str) -> None:
             for i in range(runs + 1):  # round 0 warms connections and caches
                 record = i > 0
                 args = {"container_id": ws, "path": stat_path}
-                await timed(mcp_t, "fs_stat", record, lambda a=args: tool("fs_stat", a))
+                await timed(mcp_t, "fs_stat", record, functools.partial(tool, "fs_stat", args))
                 await timed(
                     rest_t,
                     "fs_stat",
@@ -242,7 +243,9 @@ async def run(port: int, runs: int, slug: str, token: str) -> None:
                 )
 
                 run_args = {"container_id": ws, "cmd": ["echo", "hi"]}
-                await timed(mcp_t, "exec_run", record, lambda a=run_args: tool("exec_run", a))
+                await timed(
+                    mcp_t, "exec_run", record, functools.partial(tool, "exec_run", run_args)
+                )
                 await timed(
                     rest_t,
                     "exec_run",

@@ -60,7 +60,8 @@ async def session(connect: Connect) -> dict[str, dict[str, Any]]:
                 "exec_start",
                 {**ref, "cmd": ["sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.3; done"]},
             )
-            polls, after = [], 0
+            polls: list[dict[str, Any]] = []
+            after = 0
             while not (polls and polls[-1]["complete"]):
                 polls.append(
                     await _call(

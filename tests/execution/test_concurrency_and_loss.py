@@ -2,6 +2,7 @@
 
 import threading
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -27,7 +28,7 @@ def _limit(tenant, n):
 def test_simultaneous_starts_never_exceed_the_limit(running_workspace, actor, tenant):
     _limit(tenant, 2)
     barrier = threading.Barrier(6)
-    results = []
+    results: list[Exec | ConcurrencyLimitExceeded] = []
 
     def start():
         try:
@@ -105,8 +106,8 @@ def test_a_worker_killed_mid_exec_leaves_it_lost_with_its_output(
 
     wait_for(
         lambda: (
-            Exec.objects.get(pk=exec_.pk).heartbeat_at
-            < timezone.now() - timezone.timedelta(seconds=3)
+            (Exec.objects.get(pk=exec_.pk).heartbeat_at or timezone.now())
+            < timezone.now() - timedelta(seconds=3)
         ),
         what="the heartbeat to go stale",
     )

@@ -4,6 +4,7 @@ import base64
 import itertools
 import threading
 import time
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -126,7 +127,7 @@ def test_long_poll_returns_as_soon_as_output_arrives(running_workspace, actor):
     )
     idle = exec_poll(actor=actor, exec_id=exec_.public_id, wait_s=0.5)
     assert idle.messages == [] and not idle.complete
-    box = {}
+    box: dict[str, Any] = {}
 
     def poll():
         started = time.monotonic()

@@ -8,6 +8,7 @@ import io
 import os
 import tarfile
 import tracemalloc
+from typing import Any
 
 import pytest
 
@@ -310,7 +311,7 @@ def test_another_tenants_workspace_is_404_like_a_missing_one(env, wdir, make_tok
         ("put", f"/archive?path={wdir}", b"x"),
     ]
     for method, suffix, body in requests:
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if isinstance(body, bytes):
             kwargs = {"data": body, "content_type": "application/octet-stream"}
         elif body is not None:

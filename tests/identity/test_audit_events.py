@@ -66,7 +66,7 @@ def test_each_event_is_one_redacted_json_line(db, actor, lines):
 
 
 def test_the_audit_logger_writes_bare_json_lines():
-    config = settings.LOGGING
+    config: dict[str, Any] = settings.LOGGING
     assert config["loggers"]["devbench.audit"]["handlers"] == ["audit"]
     assert config["handlers"]["audit"]["formatter"] == "audit_json"
     assert config["formatters"]["audit_json"]["format"] == "%(message)s"
@@ -168,7 +168,7 @@ def test_zero_retention_keeps_everything(db, settings):
 
 
 def test_purge_is_scheduled_periodically():
-    entry = settings.CELERY_BEAT_SCHEDULE["tenants.audit_purge"]
+    entry: dict[str, Any] = settings.CELERY_BEAT_SCHEDULE["tenants.audit_purge"]
     assert entry["task"] == "tenants.audit_purge" and entry["schedule"] > 0
 
 

@@ -264,7 +264,7 @@ def test_blocking_waits_send_progress_meanwhile() -> None:
     assert result.is_error is False
     assert len(seen) >= 3
     assert [p for p, _, _ in seen] == sorted(p for p, _, _ in seen)
-    assert all(total == 0.8 and message.startswith("waiting") for _, total, message in seen)
+    assert all(total == 0.8 and (message or "").startswith("waiting") for _, total, message in seen)
 
 
 def test_cancelling_the_call_ends_the_wait_not_the_work() -> None:

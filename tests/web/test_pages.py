@@ -248,7 +248,9 @@ def test_posts_need_the_csrf_token(member, tenant):
 
     # the token the page hands out makes the same post go through (to the service)
     page = strict.get(_ws_url(tenant))
-    token = re.search(r'name="csrf-token" content="([^"]+)"', page.content.decode()).group(1)
+    found = re.search(r'name="csrf-token" content="([^"]+)"', page.content.decode())
+    assert found is not None
+    token = found.group(1)
     response = strict.post(
         _ws_url(tenant, workspace, "execs/"),
         {"command": ""},

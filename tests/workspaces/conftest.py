@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -46,8 +47,12 @@ def kill_after() -> Iterator[list[Workspace]]:
     for workspace in made:
         workspace.refresh_from_db()
         if workspace.status == "creating":
-            wait_for(lambda w=workspace: status_of(w) != "creating", what="spawn to settle")
+            wait_for(functools.partial(_settled, workspace), what="spawn to settle")
             workspace.refresh_from_db()
         if workspace.status != "removed":
             actor = system_principal(workspace.tenant)
             workspace_kill(actor=actor, workspace=workspace, force=True, remove_volume=True)
+
+
+def _settled(workspace: Workspace) -> bool:
+    return status_of(workspace) != "creating"

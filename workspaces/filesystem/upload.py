@@ -98,6 +98,20 @@ def plan_upload(body: Spool, *, member_limit: int, total_limit: int) -> UploadPl
     return plan
 
 
+def _ancestors(
+    member: tarfile.TarInfo, rel: str, *, symlinks: set[str], regular: set[str]
+) -> list[str]:
+    """The directories above a member, none of which may be a link or a file of the archive."""
+    parents = rel.split("/")[:-1]
+    ancestors = ["/".join(parents[:depth]) for depth in range(1, len(parents) + 1)]
+    for ancestor in ancestors:
+        if ancestor in symlinks:
+            raise _refuse(member.name, "below_symlink", f"it lies below the symlink '{ancestor}'.")
+        if ancestor in regular:
+            raise _refuse(member.name, "below_file", f"it lies below the file '{ancestor}'.")
+    return ancestors
+
+
 def _add(
     plan: UploadPlan,
     member: tarfile.TarInfo,
@@ -111,14 +125,7 @@ def _add(
     rel = _relative(member)
     if not rel:
         return  # the archive's own root directory: the destination already is it
-    parents = rel.split("/")[:-1]
-    for depth in range(1, len(parents) + 1):
-        ancestor = "/".join(parents[:depth])
-        if ancestor in symlinks:
-            raise _refuse(member.name, "below_symlink", f"it lies below the symlink '{ancestor}'.")
-        if ancestor in regular:
-            raise _refuse(member.name, "below_file", f"it lies below the file '{ancestor}'.")
-        plan.ancestors.add(ancestor)
+    plan.ancestors.update(_ancestors(member, rel, symlinks=symlinks, regular=regular))
     mtime = member.mtime
     if member.isdir():
         info = new_info(rel, type=tarfile.DIRTYPE, mode=0o755, mtime=mtime)
