@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.mcp.tools import ToolCall, ToolSet
+from core.mcp.tools import READ, REPEATABLE_DESTROY, RUN, ToolCall, ToolSet
 from core.schemas import NoArguments
 from execution import selectors, services
 from execution.schemas import (
@@ -40,10 +40,7 @@ LIST_LIMIT = 100
     input=NoArguments,
     output=SystemStatusOut,
     title="System status",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 def system_status(call: ToolCall[Principal], args: NoArguments) -> dict[str, Any]:
     """Report whether DevBench can work right now and what the caller may do.
@@ -65,10 +62,7 @@ def system_status(call: ToolCall[Principal], args: NoArguments) -> dict[str, Any
     input=ExecStartInput,
     output=ExecRunOut,
     title="Run a command",
-    read_only=False,
-    destructive=True,
-    idempotent=False,
-    open_world=True,
+    hints=RUN,
 )
 async def exec_run(call: ToolCall[Principal], args: ExecStartInput) -> services.ExecRunResult:
     """Run a command in a workspace, wait for it to end, and return its output.
@@ -103,10 +97,7 @@ async def exec_run(call: ToolCall[Principal], args: ExecStartInput) -> services.
     input=ExecStartInput,
     output=ExecStartOut,
     title="Start a command",
-    read_only=False,
-    destructive=True,
-    idempotent=False,
-    open_world=True,
+    hints=RUN,
 )
 def exec_start(call: ToolCall[Principal], args: ExecStartInput) -> dict[str, Any]:
     """Start a command in a workspace and return at once with its exec_id.
@@ -130,10 +121,7 @@ def exec_start(call: ToolCall[Principal], args: ExecStartInput) -> dict[str, Any
     input=ExecPollInput,
     output=ExecPollOut,
     title="Read a command's output",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 async def exec_poll(call: ToolCall[Principal], args: ExecPollInput) -> services.ExecPollResult:
     """Get a command's output after a sequence number, and its state.
@@ -165,10 +153,7 @@ async def exec_poll(call: ToolCall[Principal], args: ExecPollInput) -> services.
     input=ExecIdInput,
     output=ExecOut,
     title="Cancel a command",
-    read_only=False,
-    destructive=True,
-    idempotent=True,
-    open_world=False,
+    hints=REPEATABLE_DESTROY,
 )
 def exec_cancel(call: ToolCall[Principal], args: ExecIdInput) -> dict[str, Any]:
     """Cancel a command: a queued one never runs, a running one has its whole process
@@ -183,10 +168,7 @@ def exec_cancel(call: ToolCall[Principal], args: ExecIdInput) -> dict[str, Any]:
     input=ExecListInput,
     output=ExecListOut,
     title="List commands",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 def list_execs(call: ToolCall[Principal], args: ExecListInput) -> dict[str, Any]:
     """List the commands run in a workspace, newest first (at most 100): exec_id,

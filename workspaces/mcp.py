@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.mcp.tools import ToolCall, ToolSet
+from core.mcp.tools import ADD, READ, REPEATABLE_CHANGE, REPEATABLE_DESTROY, ToolCall, ToolSet
 from core.schemas import NoArguments
 from tenants.principal import Principal
 from workspaces import reconcile, selectors, services
@@ -35,10 +35,7 @@ tools = ToolSet()
     input=SpawnIn,
     output=WorkspaceOut,
     title="Spawn a workspace",
-    read_only=False,
-    destructive=False,
-    idempotent=False,
-    open_world=False,
+    hints=ADD,
 )
 def spawn(call: ToolCall[Principal], args: SpawnIn) -> Workspace:
     """Create an isolated Linux workspace: a container with a persistent /workspace volume.
@@ -72,10 +69,7 @@ def spawn(call: ToolCall[Principal], args: SpawnIn) -> Workspace:
     input=AttachIn,
     output=AttachOut,
     title="Attach to a workspace",
-    read_only=False,
-    destructive=False,
-    idempotent=False,
-    open_world=False,
+    hints=ADD,
 )
 def attach(call: ToolCall[Principal], args: AttachIn) -> AttachOut:
     """Start working in an existing, running workspace (found by id or alias).
@@ -99,10 +93,7 @@ def attach(call: ToolCall[Principal], args: AttachIn) -> AttachOut:
     input=KillIn,
     output=WorkspaceOut,
     title="Kill a workspace",
-    read_only=False,
-    destructive=True,
-    idempotent=True,
-    open_world=False,
+    hints=REPEATABLE_DESTROY,
 )
 def kill(call: ToolCall[Principal], args: KillIn) -> Workspace:
     """Stop and remove a workspace and its running commands.
@@ -125,10 +116,7 @@ def kill(call: ToolCall[Principal], args: KillIn) -> Workspace:
     input=ListContainersIn,
     output=WorkspaceListOut,
     title="List workspaces",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 def list_containers(call: ToolCall[Principal], args: ListContainersIn) -> dict[str, Any]:
     """List the tenant's workspaces, newest first: id, alias, image, status, TTL, limits.
@@ -153,10 +141,7 @@ def list_containers(call: ToolCall[Principal], args: ListContainersIn) -> dict[s
     input=StatsIn,
     output=StatsOut,
     title="Workspace resource use",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 def container_stats(call: ToolCall[Principal], args: StatsIn) -> StatsOut:
     """One reading of a running workspace's resource use (takes about one second).
@@ -176,10 +161,7 @@ def container_stats(call: ToolCall[Principal], args: StatsIn) -> StatsOut:
     output=ReconcileOut,
     title="Reconcile workspaces",
     name="reconcile",
-    read_only=False,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=REPEATABLE_CHANGE,
 )
 def reconcile_workspaces(call: ToolCall[Principal], args: NoArguments) -> reconcile.ReconcileReport:
     """Bring the tenant's workspace records in line with the container engine, now.
@@ -195,10 +177,7 @@ def reconcile_workspaces(call: ToolCall[Principal], args: NoArguments) -> reconc
     input=NoArguments,
     output=GcOut,
     title="Collect garbage",
-    read_only=False,
-    destructive=True,
-    idempotent=True,
-    open_world=False,
+    hints=REPEATABLE_DESTROY,
 )
 def garbage_collect(call: ToolCall[Principal], args: NoArguments) -> reconcile.GcReport:
     """Remove the tenant's containers and volumes that no live workspace owns, now.

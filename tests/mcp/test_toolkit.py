@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from core.errors import Conflict
 from core.mcp.server import build_server
-from core.mcp.tools import ToolCall, ToolSet
+from core.mcp.tools import ADD, READ, ToolCall, ToolSet
 from tenants.errors import TokenRevoked
 from tenants.principal import Principal
 from tests.factories import TenantFactory
@@ -50,10 +50,7 @@ tools = ToolSet()
     input=EchoIn,
     output=EchoOut,
     title="Echo",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 def echo(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Echo the arguments back."""
@@ -69,10 +66,7 @@ def echo(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     input=EchoIn,
     output=EchoOut,
     title="Conflict",
-    read_only=False,
-    destructive=False,
-    idempotent=False,
-    open_world=False,
+    hints=ADD,
 )
 def conflict(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Always conflicts."""
@@ -83,10 +77,7 @@ def conflict(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     input=EchoIn,
     output=EchoOut,
     title="Crash",
-    read_only=False,
-    destructive=False,
-    idempotent=False,
-    open_world=False,
+    hints=ADD,
 )
 def crash(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Always crashes."""
@@ -97,10 +88,7 @@ def crash(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     input=EchoIn,
     output=EchoOut,
     title="Slow",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 async def slow(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Reports progress while it works."""
@@ -225,10 +213,7 @@ def refuse_blocking(seconds: float) -> None:
     input=EchoIn,
     output=EchoOut,
     title="Refuse",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 async def refusing(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Waits, then refuses."""
@@ -240,10 +225,7 @@ async def refusing(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     input=EchoIn,
     output=EchoOut,
     title="Wait",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 async def waiting(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Waits in a blocking call while telling the client it is alive."""

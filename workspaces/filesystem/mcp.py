@@ -9,7 +9,7 @@ conditional writes and deletes (``if_match_etag`` → ``precondition_failed``).
 
 from __future__ import annotations
 
-from core.mcp.tools import ToolCall, ToolSet
+from core.mcp.tools import ADD, DESTROY, READ, REPEATABLE_DESTROY, ToolCall, ToolSet
 from tenants.principal import Principal
 from workspaces.filesystem import services
 from workspaces.filesystem.results import (
@@ -50,10 +50,7 @@ def _workspace(call: ToolCall[Principal], ref: str) -> Workspace:
     input=FsReadInput,
     output=FsReadOut,
     title="Read a file",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 def fs_read(call: ToolCall[Principal], args: FsReadInput) -> FsReadOut:
     """Read a file of a workspace, whole or a byte range (offset, length).
@@ -80,10 +77,7 @@ def fs_read(call: ToolCall[Principal], args: FsReadInput) -> FsReadOut:
     input=FsWriteInput,
     output=FsWriteOut,
     title="Write a file",
-    read_only=False,
-    destructive=True,
-    idempotent=True,
-    open_world=False,
+    hints=REPEATABLE_DESTROY,
 )
 def fs_write(call: ToolCall[Principal], args: FsWriteInput) -> FileWriteResult:
     """Create or replace a whole file atomically (readers never see half a file).
@@ -111,10 +105,7 @@ def fs_write(call: ToolCall[Principal], args: FsWriteInput) -> FileWriteResult:
     input=FsStatInput,
     output=FsStatOut,
     title="Describe a path",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 def fs_stat(call: ToolCall[Principal], args: FsStatInput) -> FileStat:
     """Tell what is at a path: kind (file, dir, symlink, other), size, permissions,
@@ -132,10 +123,7 @@ def fs_stat(call: ToolCall[Principal], args: FsStatInput) -> FileStat:
     input=FsListInput,
     output=FsListOut,
     title="List a directory",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 def fs_list(call: ToolCall[Principal], args: FsListInput) -> DirListing:
     """List a directory's entries (default /workspace), in path order, with kind,
@@ -159,10 +147,7 @@ def fs_list(call: ToolCall[Principal], args: FsListInput) -> DirListing:
     input=FsDeleteInput,
     output=FsDeleteOut,
     title="Delete a path",
-    read_only=False,
-    destructive=True,
-    idempotent=False,
-    open_world=False,
+    hints=DESTROY,
 )
 def fs_delete(call: ToolCall[Principal], args: FsDeleteInput) -> FileDeleteResult:
     """Delete a file, a symlink (never its target) or a directory.
@@ -185,10 +170,7 @@ def fs_delete(call: ToolCall[Principal], args: FsDeleteInput) -> FileDeleteResul
     input=FsMkdirInput,
     output=FsMkdirOut,
     title="Make a directory",
-    read_only=False,
-    destructive=False,
-    idempotent=False,
-    open_world=False,
+    hints=ADD,
 )
 def fs_mkdir(call: ToolCall[Principal], args: FsMkdirInput) -> MkdirResult:
     """Create a directory. parents=true also creates missing parents and accepts an
@@ -207,10 +189,7 @@ def fs_mkdir(call: ToolCall[Principal], args: FsMkdirInput) -> MkdirResult:
     input=FsMoveInput,
     output=FsMoveOut,
     title="Move or rename",
-    read_only=False,
-    destructive=True,
-    idempotent=False,
-    open_world=False,
+    hints=DESTROY,
 )
 def fs_move(call: ToolCall[Principal], args: FsMoveInput) -> MoveResult:
     """Rename or move a file, directory or symlink atomically within the workspace.
