@@ -32,8 +32,13 @@ from execution.validation import MARKER_ENV
 from tenants.selectors import tenant_policy_get
 from workspaces.models import WorkspaceStatus
 from workspaces.runtime import get_driver
-from workspaces.runtime.base import ExecOutput, ExecSpec, RuntimeDriver
-from workspaces.spec import WORKSPACE_UID
+from workspaces.runtime.base import (
+    ROOT_USER,
+    WORKSPACE_USER,
+    ExecOutput,
+    ExecSpec,
+    RuntimeDriver,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +54,7 @@ _IDLE: tuple[int, bytes] = (0, b"")
 
 
 def exec_user(exec_: Exec) -> str:
-    return "0:0" if exec_.as_root else f"{WORKSPACE_UID}:{WORKSPACE_UID}"
+    return ROOT_USER if exec_.as_root else WORKSPACE_USER
 
 
 def worker_name(worker: str = "") -> str:

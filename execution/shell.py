@@ -20,9 +20,8 @@ from tenants.audit import audited
 from tenants.principal import Principal
 from workspaces.models import Workspace, new_public_id
 from workspaces.runtime import get_driver
-from workspaces.runtime.base import ExecSpec, InteractiveExec, RuntimeDriver
+from workspaces.runtime.base import WORKSPACE_USER, ExecSpec, InteractiveExec, RuntimeDriver
 from workspaces.selectors import workspace_require_running
-from workspaces.spec import WORKSPACE_UID
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +105,7 @@ def shell_open(
     ):
         workspace_require_running(workspace=workspace)
         driver = get_driver()
-        user = f"{WORKSPACE_UID}:{WORKSPACE_UID}"
+        user = WORKSPACE_USER
         tty = driver.exec_open_tty(
             workspace.container_id,
             ExecSpec(

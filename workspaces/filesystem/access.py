@@ -21,9 +21,6 @@ from workspaces.models import Workspace
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import EnginePathNotFound, PathStat, RuntimeDriver
 from workspaces.selectors import workspace_require_own, workspace_require_running
-from workspaces.spec import WORKSPACE_UID
-
-WORKSPACE_USER = f"{WORKSPACE_UID}:{WORKSPACE_UID}"
 
 
 @dataclass

@@ -51,7 +51,7 @@ from workspaces.filesystem.results import (
 from workspaces.filesystem.tario import SpooledBody, dir_infos, new_info, spool, tar_stream
 from workspaces.filesystem.upload import plan_upload
 from workspaces.models import Workspace
-from workspaces.runtime.base import EngineCommandFailed, PathStat
+from workspaces.runtime.base import WORKSPACE_USER, EngineCommandFailed, PathStat
 
 # An uploaded archive may hold several files, each within the per-file limit; the
 # archive itself and its extracted content are bounded by this many times the limit.
@@ -133,7 +133,7 @@ def _commit(
     target.driver.archive_put(target.container_id, put_into, tar_stream(entries))
     temp_path = posixpath.join(posixpath.dirname(final), temp_name)
     try:
-        target.driver.path_rename(target.container_id, temp_path, final, user=access.WORKSPACE_USER)
+        target.driver.path_rename(target.container_id, temp_path, final, user=WORKSPACE_USER)
     except BaseException:
         with contextlib.suppress(DevBenchError):
             target.driver.path_remove(
@@ -141,7 +141,7 @@ def _commit(
                 temp_path,
                 kind="file",
                 recursive=False,
-                user=access.WORKSPACE_USER,
+                user=WORKSPACE_USER,
             )
         raise
 
@@ -179,7 +179,7 @@ def fs_delete(
                     resolved.path,
                     kind=current.kind,
                     recursive=recursive,
-                    user=access.WORKSPACE_USER,
+                    user=WORKSPACE_USER,
                 )
             except EngineCommandFailed as exc:
                 if "not empty" in str(exc.extra.get("output", "")).lower():
@@ -258,7 +258,7 @@ def fs_move(
             if dest.path != source.path:
                 _check_replace(target.fresh_stat(dest.path), moving.kind, dest.path, overwrite)
                 target.driver.path_rename(
-                    target.container_id, source.path, dest.path, user=access.WORKSPACE_USER
+                    target.container_id, source.path, dest.path, user=WORKSPACE_USER
                 )
     return MoveResult(path=dest.path, source=source.path, kind=moving.kind)
 

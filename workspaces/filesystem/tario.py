@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import IO, BinaryIO, Protocol
 
 from workspaces.filesystem.errors import FileTooLarge
-from workspaces.spec import WORKSPACE_UID
+from workspaces.runtime.base import WORKSPACE_UID
 
 CHUNK = 1024 * 1024
 FLUSH = 256 * 1024  # small tar pieces are sent together, large ones as they come

@@ -24,6 +24,11 @@ LABEL_WORKSPACE = "devbench.workspace"
 LABEL_TENANT = "devbench.tenant"
 LABEL_INSTANCE = "devbench.instance"
 
+# Who runs in a workspace: the image-independent non-root user that owns /workspace.
+WORKSPACE_UID = 1000
+WORKSPACE_USER = f"{WORKSPACE_UID}:{WORKSPACE_UID}"  # uid:gid, as the engine takes it
+ROOT_USER = "0:0"
+
 
 @dataclass(frozen=True)
 class VolumeMount:
@@ -41,7 +46,7 @@ class ContainerSpec:
     labels: dict[str, str]
     command: list[str]
     entrypoint: list[str] | None = None
-    user: str = "1000:1000"
+    user: str = WORKSPACE_USER
     env: dict[str, str] = field(default_factory=dict)
     working_dir: str = "/workspace"
     mounts: tuple[VolumeMount, ...] = ()
@@ -176,7 +181,7 @@ class ExecSpec:
     cmd: list[str]
     env: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None  # None: the container's working directory
-    user: str = "1000:1000"
+    user: str = WORKSPACE_USER
     tty: bool = False
     stdin: bool = False
 
