@@ -9,7 +9,8 @@ has brought the workspace up, so it works whichever process runs the task.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -284,9 +285,21 @@ def workspace_kill(
 STOPPED_ON_REQUEST = "stopped_on_request"
 
 
-def _locked_own(*, actor: Principal, workspace: Workspace) -> Workspace:
-    workspace_require_own(actor=actor, workspace=workspace)
-    return Workspace.objects.select_for_update().get(pk=workspace.pk)
+@contextmanager
+def _locked_change(*, actor: Principal, workspace: Workspace, action: str) -> Iterator[Workspace]:
+    """A change of the actor's workspace: scope checked, audited, its row locked."""
+    actor.require_scope("write")
+    with (
+        audited(actor=actor, action=action, target_type="workspace", target_id=workspace.public_id),
+        transaction.atomic(),
+    ):
+        workspace_require_own(actor=actor, workspace=workspace)
+        yield Workspace.objects.select_for_update().get(pk=workspace.pk)
+
+
+def _set_status(row: Workspace, status: str, *, error_code: str = "", message: str = "") -> None:
+    row.status, row.error_code, row.status_message = status, error_code, message
+    row.save(update_fields=["status", "error_code", "status_message", "updated_at"])
 
 
 def workspace_stop(*, actor: Principal, workspace: Workspace, timeout_s: int = 10) -> Workspace:
@@ -295,41 +308,23 @@ def workspace_stop(*, actor: Principal, workspace: Workspace, timeout_s: int = 1
     Running commands end with the container. A stopped workspace still expires
     at its TTL; stopping one that is already stopped changes nothing.
     """
-    actor.require_scope("write")
-    with (
-        audited(
-            actor=actor,
-            action="workspace.stop",
-            target_type="workspace",
-            target_id=workspace.public_id,
-        ),
-        transaction.atomic(),
-    ):
-        row = _locked_own(actor=actor, workspace=workspace)
+    with _locked_change(actor=actor, workspace=workspace, action="workspace.stop") as row:
         if row.status == WorkspaceStatus.STOPPED:
             return row
         workspace_require_running(workspace=row)
         get_driver().stop(row.container_id, timeout_s=timeout_s)
-        row.status = WorkspaceStatus.STOPPED
-        row.error_code = STOPPED_ON_REQUEST
-        row.status_message = f"Stopped on request by {actor.actor_id or actor.kind}."
-        row.save(update_fields=["status", "error_code", "status_message", "updated_at"])
+        _set_status(
+            row,
+            WorkspaceStatus.STOPPED,
+            error_code=STOPPED_ON_REQUEST,
+            message=f"Stopped on request by {actor.actor_id or actor.kind}.",
+        )
     return row
 
 
 def workspace_start(*, actor: Principal, workspace: Workspace) -> Workspace:
     """Start a stopped workspace again (same container, same /workspace files)."""
-    actor.require_scope("write")
-    with (
-        audited(
-            actor=actor,
-            action="workspace.start",
-            target_type="workspace",
-            target_id=workspace.public_id,
-        ),
-        transaction.atomic(),
-    ):
-        row = _locked_own(actor=actor, workspace=workspace)
+    with _locked_change(actor=actor, workspace=workspace, action="workspace.start") as row:
         if row.status == WorkspaceStatus.RUNNING:
             return row
         if row.status != WorkspaceStatus.STOPPED:
@@ -339,10 +334,7 @@ def workspace_start(*, actor: Principal, workspace: Workspace) -> Workspace:
                 status=row.status,
             )
         get_driver().start(row.container_id)
-        row.status = WorkspaceStatus.RUNNING
-        row.error_code = ""
-        row.status_message = ""
-        row.save(update_fields=["status", "error_code", "status_message", "updated_at"])
+        _set_status(row, WorkspaceStatus.RUNNING)
     return row
 
 
