@@ -15,11 +15,12 @@ import itertools
 import posixpath
 import secrets
 import tarfile
-from collections.abc import Iterable
-from typing import IO, BinaryIO
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any, BinaryIO
 
 from core.errors import DevBenchError
-from tenants.audit import audited
+from tenants.audit import AuditScope, audited
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from workspaces.filesystem import access
@@ -62,6 +63,22 @@ def _audit_path(path: str) -> dict[str, str]:
     return {"path": path[:500] if isinstance(path, str) else repr(path)}
 
 
+@contextmanager
+def _changing(
+    *, actor: Principal, workspace: Workspace, action: str, path: str, **details: Any
+) -> Iterator[tuple[Target, AuditScope]]:
+    """Every file change: audited (with its path), needs "write", on the actor's running
+    workspace."""
+    with audited(
+        actor=actor,
+        action=action,
+        target_type="workspace",
+        target_id=workspace.public_id,
+        details={**_audit_path(path), **details},
+    ) as audit:
+        yield open_target(actor=actor, workspace=workspace, scope="write"), audit
+
+
 def fs_write(
     *,
     actor: Principal,
@@ -78,14 +95,10 @@ def fs_write(
     reaches the workspace. ``mode`` defaults to the replaced file's permissions
     (0644 for a new file). A final symlink is followed, within the workspace.
     """
-    with audited(
-        actor=actor,
-        action="fs.write",
-        target_type="workspace",
-        target_id=workspace.public_id,
-        details=_audit_path(path),
-    ) as audit:
-        target = open_target(actor=actor, workspace=workspace, scope="write")
+    with _changing(actor=actor, workspace=workspace, action="fs.write", path=path) as (
+        target,
+        audit,
+    ):
         if mode is not None and not 0 <= mode <= 0o777:
             raise InvalidMode("mode must be permission bits (0 to 0o777).")
         limit = tenant_policy_get(tenant=actor.tenant).max_file_size_bytes
@@ -155,14 +168,9 @@ def fs_delete(
     if_match_etag: str | None = None,
 ) -> FileDeleteResult:
     """Delete a file, symlink (never its target) or directory (non-empty: ``recursive``)."""
-    with audited(
-        actor=actor,
-        action="fs.delete",
-        target_type="workspace",
-        target_id=workspace.public_id,
-        details={**_audit_path(path), "recursive": recursive},
-    ) as audit:
-        target = open_target(actor=actor, workspace=workspace, scope="write")
+    with _changing(
+        actor=actor, workspace=workspace, action="fs.delete", path=path, recursive=recursive
+    ) as (target, audit):
         resolved = target.resolve(path, follow_final=False)
         audit.details["path"] = resolved.path
         if resolved.path == ROOT:
@@ -195,14 +203,10 @@ def fs_mkdir(
     *, actor: Principal, workspace: Workspace, path: str, parents: bool = False
 ) -> MkdirResult:
     """Create a directory (and, with ``parents``, missing parents; an existing one is fine)."""
-    with audited(
-        actor=actor,
-        action="fs.mkdir",
-        target_type="workspace",
-        target_id=workspace.public_id,
-        details=_audit_path(path),
-    ) as audit:
-        target = open_target(actor=actor, workspace=workspace, scope="write")
+    with _changing(actor=actor, workspace=workspace, action="fs.mkdir", path=path) as (
+        target,
+        audit,
+    ):
         resolved = target.resolve(path, follow_final=True)
         audit.details["path"] = resolved.path
         if resolved.stat is not None:
@@ -234,14 +238,13 @@ def fs_move(
     With ``overwrite`` an existing file at the destination is replaced; a
     directory never is.
     """
-    with audited(
+    with _changing(
         actor=actor,
+        workspace=workspace,
         action="fs.move",
-        target_type="workspace",
-        target_id=workspace.public_id,
-        details={**_audit_path(path), "destination": _audit_path(destination)["path"]},
-    ) as audit:
-        target = open_target(actor=actor, workspace=workspace, scope="write")
+        path=path,
+        destination=_audit_path(destination)["path"],
+    ) as (target, audit):
         source = existing(target, path, follow_final=False)
         dest = target.resolve(destination, follow_final=False)
         audit.details.update(path=source.path, destination=dest.path)
@@ -290,14 +293,10 @@ def fs_upload_archive(
     The whole archive is spooled and checked before anything is extracted:
     a refused member leaves the workspace untouched.
     """
-    with audited(
-        actor=actor,
-        action="fs.upload_archive",
-        target_type="workspace",
-        target_id=workspace.public_id,
-        details=_audit_path(path),
-    ) as audit:
-        target = open_target(actor=actor, workspace=workspace, scope="write")
+    with _changing(actor=actor, workspace=workspace, action="fs.upload_archive", path=path) as (
+        target,
+        audit,
+    ):
         dest = target.resolve(path, follow_final=True)
         audit.details["path"] = dest.path
         if dest.stat is not None and dest.stat.kind != "dir":
