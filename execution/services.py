@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import IdempotencyKeyReused
+from core.idempotency import idempotent_replay, made_at_plus_window
 from execution import notify, state
 from execution.errors import ConcurrencyLimitExceeded
 from execution.models import SLOT_STATUSES, Exec, ExecStatus, ExecUsage
@@ -142,12 +143,9 @@ def _exec_create(
     idempotency_key: str | None,
     queue: bool,
 ) -> Exec:
-    if idempotency_key is not None:
-        existing = _idempotent_replay(
-            actor=actor, workspace=workspace, cmd=cmd, key=idempotency_key
-        )
-        if existing is not None:
-            return existing
+    existing = _idempotent_replay(actor=actor, workspace=workspace, cmd=cmd, key=idempotency_key)
+    if existing is not None:
+        return existing
     with transaction.atomic():
         locked = state.lock_workspace(workspace.pk)
         workspace_require_running(workspace=locked)
@@ -197,9 +195,13 @@ def _exec_create(
 
 
 def _idempotent_replay(
-    *, actor: Principal, workspace: Workspace, cmd: list[str], key: str
+    *, actor: Principal, workspace: Workspace, cmd: list[str], key: str | None
 ) -> Exec | None:
-    existing = Exec.objects.filter(tenant=actor.tenant, idempotency_key=key).first()
+    """The exec an unexpired key already started; the same key for another command (or
+    workspace) is idempotency_key_reused."""
+    existing = idempotent_replay(
+        Exec.objects.filter(tenant=actor.tenant), key=key, expires_at=made_at_plus_window
+    )
     if existing is None:
         return None
     if existing.workspace_id != workspace.pk or existing.cmd != cmd:

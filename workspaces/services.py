@@ -26,6 +26,7 @@ from core.errors import (
     StoredError,
     error_rebuilt,
 )
+from core.idempotency import idempotent_replay, key_window
 from tenants.audit import audited
 from tenants.models import TenantPolicy
 from tenants.principal import Principal
@@ -82,20 +83,11 @@ def _validate_idempotency_key(key: str | None) -> None:
 
 def _idempotent_replay(*, actor: Principal, key: str | None) -> Workspace | None:
     """The workspace an unexpired idempotency key already made, if any."""
-    if key is None:
-        return None
-    workspace = (
-        Workspace.objects.select_related("tenant")
-        .filter(tenant=actor.tenant, idempotency_key=key)
-        .first()
+    return idempotent_replay(
+        Workspace.objects.select_related("tenant").filter(tenant=actor.tenant),
+        key=key,
+        expires_at=lambda workspace: workspace.idempotency_expires_at,
     )
-    if workspace is None:
-        return None
-    if workspace.idempotency_expires_at and workspace.idempotency_expires_at <= timezone.now():
-        # Expired: release the key so this request makes a new workspace.
-        Workspace.objects.filter(pk=workspace.pk).update(idempotency_key=None)
-        return None
-    return workspace
 
 
 def _check_replay(
@@ -187,7 +179,6 @@ def workspace_spawn(
             ttl = ttl_resolve(policy=policy, persistent=persistent, ttl_s=ttl_s)
             effective = limits_resolve(policy=policy, requested=limits)
             now = timezone.now()
-            idem_ttl = timedelta(seconds=settings.DEVBENCH_IDEMPOTENCY_TTL_S)
             workspace, created = _workspace_create(
                 actor=actor,
                 policy=policy,
@@ -199,7 +190,7 @@ def workspace_spawn(
                     "persistent": persistent,
                     "ttl_s": ttl,
                     "expires_at": now + timedelta(seconds=ttl) if ttl else None,
-                    "idempotency_expires_at": now + idem_ttl if idempotency_key else None,
+                    "idempotency_expires_at": now + key_window() if idempotency_key else None,
                     "limits": effective.as_dict(),
                     "node": settings.DEVBENCH_NODE,
                     "created_by_id": actor.user_id,
