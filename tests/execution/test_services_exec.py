@@ -4,10 +4,12 @@ import base64
 import itertools
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from core.errors import Conflict, ValidationFailed
 from execution.models import Exec, ExecChunk, ExecStatus
@@ -242,6 +244,20 @@ def test_idempotency_key_returns_the_same_exec(running_workspace, actor):
         exec_start(actor=actor, workspace=running_workspace, cmd=["false"], idempotency_key="k1")
     assert err.value.code == "idempotency_key_reused"
     exec_wait(exec_=first, timeout_s=30)
+
+
+def test_an_exec_idempotency_key_expires_like_a_spawn_key(running_workspace, actor, settings):
+    first = exec_start(actor=actor, workspace=running_workspace, cmd=["true"], idempotency_key="k2")
+    exec_wait(exec_=first, timeout_s=30)
+    window = timedelta(seconds=settings.DEVBENCH_IDEMPOTENCY_TTL_S)
+    Exec.objects.filter(pk=first.pk).update(created_at=timezone.now() - window)
+    # Past its window the key starts a new exec, even for another command.
+    fresh = exec_start(
+        actor=actor, workspace=running_workspace, cmd=["false"], idempotency_key="k2"
+    )
+    assert fresh.pk != first.pk
+    assert Exec.objects.get(pk=first.pk).idempotency_key is None
+    exec_wait(exec_=fresh, timeout_s=30)
 
 
 def test_secrets_in_env_never_reach_the_audit_log(running_workspace, actor):
