@@ -15,7 +15,8 @@ import anyio
 import pytest
 from mcp.client import Client
 
-from tests.mcp_live import HANDSHAKE, MODERN, DaphneProcess, http_client, ok, stdio_client
+from tests.mcp_live import HANDSHAKE, MODERN, http_client, ok, stdio_client
+from tests.processes import DaphneServer
 from workspaces.models import Workspace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.integration, pytest.mark.slow]
@@ -26,7 +27,7 @@ Connect = Callable[[], AbstractAsyncContextManager[Client]]
 @pytest.fixture(params=["http-2025-11-25", "http-2026-07-28", "stdio"])
 def connect(
     request: pytest.FixtureRequest,
-    live_mcp: DaphneProcess,
+    live_mcp: DaphneServer,
     live_worker: Any,
     server_env: dict[str, str],
     tenant: Any,

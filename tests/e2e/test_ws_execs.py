@@ -11,9 +11,9 @@ from websockets.sync.client import connect
 
 from execution.models import Exec, ExecChunk
 from execution.services import exec_start
-from tests.e2e.live_server import DaphneServer
-from tests.execution.helpers import container_run, leftovers, wait_for
+from tests.execution.helpers import container_run, leftovers
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
+from tests.processes import DaphneServer, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.docker]
 

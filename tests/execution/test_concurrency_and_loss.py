@@ -15,7 +15,8 @@ from execution.services import exec_cancel, exec_poll, exec_start, exec_wait
 from execution.tasks import SENDERS
 from execution.worker import exec_reconcile
 from tenants.models import TenantPolicy
-from tests.execution.helpers import leftovers, wait_for
+from tests.execution.helpers import leftovers
+from tests.processes import wait_for
 from workspaces.models import Workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]

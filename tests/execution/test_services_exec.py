@@ -24,8 +24,9 @@ from execution.tasks import SENDERS
 from execution.worker import exec_execute
 from tenants.models import AuditEvent, TenantPolicy
 from tenants.redaction import REDACTED
-from tests.execution.helpers import container_run, leftovers, wait_for
+from tests.execution.helpers import container_run, leftovers
 from tests.factories import WorkspaceFactory
+from tests.processes import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 

@@ -6,10 +6,10 @@ import pytest
 from websockets.sync.client import connect
 
 from execution.models import Exec
-from tests.e2e.live_server import DaphneServer
 from tests.e2e.test_ws_execs import _receive_all
 from tests.factories import WorkspaceFactory
 from tests.identity.oidc import cli_tokens
+from tests.processes import DaphneServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -13,7 +13,8 @@ import pytest
 from tenants.models import MembershipRule
 from tests.factories import TenantFactory
 from tests.identity.oidc import PROVIDER_ID, Provider, cli_tokens, start_provider
-from tests.mcp_live import DaphneProcess, http_client, raw_post
+from tests.mcp_live import http_client, raw_post
+from tests.processes import DaphneServer
 
 pytestmark = [pytest.mark.e2e]
 
@@ -28,7 +29,7 @@ def provider() -> Iterator[Provider]:
 
 
 @pytest.fixture
-def oidc_server(provider: Provider, start_daphne: Any, transactional_db: Any) -> DaphneProcess:
+def oidc_server(provider: Provider, start_daphne: Any, transactional_db: Any) -> DaphneServer:
     apps = json.dumps([provider.app_config()])
     return start_daphne("oidc", {"DEVBENCH_OIDC_PROVIDERS": apps})
 
@@ -43,7 +44,7 @@ def acme(transactional_db: Any) -> Any:
 
 
 def test_unauthenticated_answer_points_to_the_metadata(
-    oidc_server: DaphneProcess, provider: Provider, acme: Any
+    oidc_server: DaphneServer, provider: Provider, acme: Any
 ) -> None:
     response = raw_post(oidc_server.mcp_url("acme"), LIST)
     assert response.status_code == 401
@@ -59,14 +60,14 @@ def test_unauthenticated_answer_points_to_the_metadata(
     assert "devbench:read" in body["scopes_supported"]
 
 
-def test_metadata_reveals_no_tenant_names(oidc_server: DaphneProcess, acme: Any) -> None:
+def test_metadata_reveals_no_tenant_names(oidc_server: DaphneServer, acme: Any) -> None:
     known = httpx.get(f"{oidc_server.base_url}/.well-known/oauth-protected-resource/mcp/acme")
     unknown = httpx.get(f"{oidc_server.base_url}/.well-known/oauth-protected-resource/mcp/zzz")
     assert known.status_code == unknown.status_code == 200
 
 
 def test_provider_access_token_works_with_role_scopes(
-    oidc_server: DaphneProcess, provider: Provider, acme: Any
+    oidc_server: DaphneServer, provider: Provider, acme: Any
 ) -> None:
     access_token = str(cli_tokens(provider, login="bob")["access_token"])  # acme viewer
 
@@ -81,7 +82,7 @@ def test_provider_access_token_works_with_role_scopes(
 
 
 def test_provider_access_token_is_404_on_a_tenant_it_has_no_membership_in(
-    oidc_server: DaphneProcess, provider: Provider, acme: Any
+    oidc_server: DaphneServer, provider: Provider, acme: Any
 ) -> None:
     TenantFactory(slug="beta")
     access_token = str(cli_tokens(provider, login="bob")["access_token"])

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import docker
 import pytest
 
+from tests.processes import wait_for
 from workspaces.models import Workspace
 
 
@@ -17,19 +16,6 @@ from workspaces.models import Workspace
 def engine() -> docker.DockerClient:
     """docker-py, for what the platform does not offer yet (exec) or must not (sabotage)."""
     return docker.from_env()
-
-
-def wait_for(check: Callable[[], Any], *, timeout_s: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    delay = 0.05
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
 
 
 def status_of(workspace: Workspace) -> str:

@@ -8,7 +8,7 @@ import pytest
 
 from tenants.models import AuditEvent
 from tests.conftest import client_for
-from tests.workspaces.conftest import wait_for
+from tests.processes import wait_for
 from workspaces.models import Workspace
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]

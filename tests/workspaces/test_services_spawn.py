@@ -23,7 +23,8 @@ from core.errors import (
 from tenants.models import AuditEvent, TenantPolicy
 from tenants.principal import Principal, system_principal
 from tests.factories import WorkspaceFactory
-from tests.workspaces.conftest import status_of, wait_for
+from tests.processes import wait_for
+from tests.workspaces.conftest import status_of
 from workspaces.models import Workspace, WorkspaceStatus
 from workspaces.provisioning import workspace_provision, workspace_provision_enqueue
 from workspaces.runtime import get_driver
