@@ -8,8 +8,17 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 
+from execution.models import Exec, ExecChunk, Stream
 from tenants import tokens
-from tenants.models import ApiToken, AuditEvent, Membership, Role, Tenant, TenantPolicy
+from tenants.models import (
+    ApiToken,
+    AuditEvent,
+    Membership,
+    MembershipRule,
+    Role,
+    Tenant,
+    TenantPolicy,
+)
 from workspaces.models import Workspace
 
 M = TypeVar("M")
@@ -115,3 +124,35 @@ class WorkspaceFactory(ModelFactory[Workspace]):
     tenant = factory.SubFactory(TenantFactory)
     image_ref = "devbench/busybox:latest"
     status = "running"
+
+
+class ExecFactory(ModelFactory[Exec]):
+    """An exec row only (nothing runs): for reads, lists, admin and isolation tests."""
+
+    class Meta:
+        model = Exec
+
+    workspace = factory.SubFactory(WorkspaceFactory, container_id="c")
+    tenant = factory.SelfAttribute("workspace.tenant")
+    cmd = factory.LazyFunction(lambda: ["true"])
+
+
+class ExecChunkFactory(ModelFactory[ExecChunk]):
+    class Meta:
+        model = ExecChunk
+
+    exec = factory.SubFactory(ExecFactory)
+    seq = factory.Sequence(lambda n: n + 1)
+    stream = Stream.STDOUT
+    data = b"output\n"
+
+
+class MembershipRuleFactory(ModelFactory[MembershipRule]):
+    """Grants ``role`` in ``tenant`` to sign-ins of ``provider_id`` whose claim has ``value``."""
+
+    class Meta:
+        model = MembershipRule
+
+    tenant = factory.SubFactory(TenantFactory)
+    provider_id = "corp"
+    value = factory.Sequence(lambda n: f"group-{n}")

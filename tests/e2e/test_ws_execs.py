@@ -9,10 +9,10 @@ from django.test import Client
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from execution.models import Exec, ExecChunk
+from execution.models import ExecChunk
 from execution.services import exec_start
 from tests.execution.helpers import container_run, leftovers
-from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
+from tests.factories import ExecFactory, MembershipFactory, UserFactory, WorkspaceFactory
 from tests.processes import DaphneServer, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.docker]
@@ -111,9 +111,7 @@ def test_cancel_from_the_websocket(server, running_workspace, actor, token):
 @pytest.mark.django_db(transaction=True)
 def test_authentication_ways_and_tenant_isolation(server, tenant, other_tenant, make_token):
     workspace = WorkspaceFactory(tenant=tenant, container_id="x")
-    exec_ = Exec.objects.create(
-        tenant=tenant, workspace=workspace, cmd=["true"], status="completed", exit_code=0
-    )
+    exec_ = ExecFactory(workspace=workspace, status="completed", exit_code=0)
     path = f"/ws/execs/{exec_.public_id}/"
     mine, theirs = make_token(tenant), make_token(other_tenant)
 

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from execution.models import Exec, ExecStatus
+from execution.models import ExecStatus
 from tenants.models import TenantPolicy
 from tenants.redaction import REDACTED
 from tests.conftest import client_for
-from tests.factories import WorkspaceFactory
+from tests.factories import ExecFactory, WorkspaceFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -110,9 +110,7 @@ def test_read_only_token_cannot_start_or_cancel(make_token, tenant):
     reader = client_for(make_token(tenant, scopes=("read",)))
     response = _post(reader, f"/api/v1/workspaces/{workspace.public_id}/execs", {"cmd": ["true"]})
     assert (response.status_code, response.json()["code"]) == (403, "scope_required")
-    exec_ = Exec.objects.create(
-        tenant=tenant, workspace=workspace, cmd=["true"], status=ExecStatus.COMPLETED
-    )
+    exec_ = ExecFactory(workspace=workspace, status=ExecStatus.COMPLETED)
     response = reader.post(f"/api/v1/execs/{exec_.public_id}/cancel")
     assert (response.status_code, response.json()["code"]) == (403, "scope_required")
     assert reader.get(f"/api/v1/execs/{exec_.public_id}").status_code == 200
@@ -121,7 +119,7 @@ def test_read_only_token_cannot_start_or_cancel(make_token, tenant):
 @pytest.mark.django_db
 def test_another_tenants_execs_are_not_found(api, make_token, other_tenant):
     workspace = WorkspaceFactory(tenant=other_tenant, container_id="x")
-    theirs = Exec.objects.create(tenant=other_tenant, workspace=workspace, cmd=["true"])
+    theirs = ExecFactory(workspace=workspace)
     missing_id = "ex_" + "0" * 16
 
     def same_as_missing(method, path_of):

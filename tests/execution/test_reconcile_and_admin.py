@@ -6,19 +6,26 @@ import pytest
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from execution.models import Exec, ExecChunk, ExecStatus
+from execution.models import ExecStatus
 from execution.services import exec_poll
 from execution.tasks import SENDERS, exec_reconcile_task
 from execution.worker import exec_reconcile
 from tenants.models import TenantPolicy
-from tests.factories import MembershipFactory, TenantFactory, UserFactory, WorkspaceFactory
+from tests.factories import (
+    ExecChunkFactory,
+    ExecFactory,
+    MembershipFactory,
+    TenantFactory,
+    UserFactory,
+    WorkspaceFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
 
 def _exec(tenant, **fields):
-    workspace = fields.pop("workspace", None) or WorkspaceFactory(tenant=tenant, container_id="c")
-    return Exec.objects.create(tenant=tenant, workspace=workspace, cmd=["true"], **fields)
+    fields.setdefault("workspace", WorkspaceFactory(tenant=tenant, container_id="c"))
+    return ExecFactory(**fields)
 
 
 def _ago(seconds):
@@ -28,9 +35,9 @@ def _ago(seconds):
 def test_stale_running_exec_becomes_lost_once_and_frees_its_slot(tenant):
     TenantPolicy.objects.filter(tenant=tenant).update(max_concurrent_execs=1)
     stale = _exec(tenant, status=ExecStatus.RUNNING, heartbeat_at=_ago(120), last_seq=1)
-    ExecChunk.objects.create(exec=stale, seq=1, stream=1, data=b"kept\n")
+    ExecChunkFactory(exec=stale, seq=1, data=b"kept\n")
     # stored after its last heartbeat, so not yet counted in last_seq
-    ExecChunk.objects.create(exec=stale, seq=2, stream=1, data=b"late\n")
+    ExecChunkFactory(exec=stale, seq=2, data=b"late\n")
     waiting = _exec(tenant, workspace=stale.workspace, status=ExecStatus.QUEUED)
     fresh = _exec(tenant, status=ExecStatus.RUNNING, heartbeat_at=timezone.now())
 

@@ -25,7 +25,7 @@ from execution.worker import exec_execute
 from tenants.models import AuditEvent, TenantPolicy
 from tenants.redaction import REDACTED
 from tests.execution.helpers import container_run, leftovers
-from tests.factories import WorkspaceFactory
+from tests.factories import ExecFactory, WorkspaceFactory
 from tests.processes import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -316,8 +316,7 @@ def test_a_runner_that_breaks_stops_its_processes_and_fails_the_exec(
     from execution import runner
 
     # A row only (no task sent): this test runs the runner itself.
-    exec_ = Exec.objects.create(
-        tenant=running_workspace.tenant,
+    exec_ = ExecFactory(
         workspace=running_workspace,
         cmd=["sh", "-c", "echo x; sleep 9001"],
         status=ExecStatus.STARTING,

@@ -10,8 +10,7 @@ import anyio
 import httpx
 import pytest
 
-from tenants.models import MembershipRule
-from tests.factories import TenantFactory
+from tests.factories import MembershipRuleFactory, TenantFactory
 from tests.identity.oidc import PROVIDER_ID, Provider, cli_tokens, start_provider
 from tests.mcp_live import http_client, raw_post
 from tests.processes import DaphneServer
@@ -37,7 +36,7 @@ def oidc_server(provider: Provider, start_daphne: Any, transactional_db: Any) ->
 @pytest.fixture
 def acme(transactional_db: Any) -> Any:
     tenant = TenantFactory(slug="acme")
-    MembershipRule.objects.create(
+    MembershipRuleFactory(
         provider_id=PROVIDER_ID, claim="groups", value="acme-viewers", tenant=tenant, role="viewer"
     )
     return tenant

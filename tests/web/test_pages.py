@@ -15,7 +15,13 @@ from django.test import Client
 from execution.models import Exec
 from tenants.models import AuditEvent
 from tenants.web import SESSION_TENANT_KEY
-from tests.factories import MembershipFactory, TenantFactory, UserFactory, WorkspaceFactory
+from tests.factories import (
+    ExecFactory,
+    MembershipFactory,
+    TenantFactory,
+    UserFactory,
+    WorkspaceFactory,
+)
 from tests.web.conftest import messages_of, signed_in
 from workspaces.models import Workspace
 
@@ -91,12 +97,8 @@ def test_workspace_list_shows_rows_and_the_spawn_form(web, tenant):
 
 def test_workspace_page_lists_recent_commands(web, tenant):
     workspace = WorkspaceFactory(tenant=tenant, alias="beta", container_id="c")
-    Exec.objects.create(
-        tenant=tenant,
-        workspace=workspace,
-        cmd=["/bin/sh", "-c", "make test"],
-        status="completed",
-        exit_code=2,
+    ExecFactory(
+        workspace=workspace, cmd=["/bin/sh", "-c", "make test"], status="completed", exit_code=2
     )
     response = web.get(_ws_url(tenant, workspace))
     html = response.content.decode()
@@ -148,9 +150,7 @@ def test_another_tenants_slug_is_the_same_404_as_a_missing_one(web, other_tenant
 
 def test_another_tenants_workspace_and_exec_are_404_under_my_slug(web, tenant, other_tenant):
     foreign = WorkspaceFactory(tenant=other_tenant, container_id="c")
-    foreign_exec = Exec.objects.create(
-        tenant=other_tenant, workspace=foreign, cmd=["true"], status="running"
-    )
+    foreign_exec = ExecFactory(workspace=foreign, status="running")
     for suffix in ("", "shell", "status", "files/", "files/view?path=a", "execs/rows"):
         response = web.get(_ws_url(tenant, foreign, suffix))
         assert response.status_code == 404, suffix
@@ -192,9 +192,7 @@ def test_viewer_sees_a_read_only_ui(viewer_web, tenant):
 
 def test_viewer_actions_are_refused_server_side(viewer_web, tenant):
     workspace = WorkspaceFactory(tenant=tenant, container_id="c")
-    running = Exec.objects.create(
-        tenant=tenant, workspace=workspace, cmd=["true"], status="running"
-    )
+    running = ExecFactory(workspace=workspace, status="running")
     posts = {
         _ws_url(tenant, suffix="spawn"): {"image": "", "alias": "nope"},
         _ws_url(tenant, workspace, "kill"): {},
