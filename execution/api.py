@@ -12,7 +12,7 @@ from execution.schemas import (
     ExecOut,
     ExecPollOut,
     ExecRunOut,
-    ExecStartIn,
+    ExecStartBody,
     exec_out,
 )
 from execution.status import system_status_get
@@ -49,7 +49,7 @@ class PollParams(Schema):
     response={200: ExecRunOut, 202: ExecOut},
     operation_id="exec_start",
 )
-def exec_start(request: HttpRequest, workspace_id: str, payload: ExecStartIn) -> Status[Any]:
+def exec_start(request: HttpRequest, workspace_id: str, payload: ExecStartBody) -> Status[Any]:
     """Run a command in a running workspace.
 
     Answers 202 with the exec at once; poll ``GET /execs/{id}`` or stream

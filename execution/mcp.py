@@ -14,14 +14,14 @@ from core.mcp.tools import READ, REPEATABLE_DESTROY, RUN, ToolCall, ToolSet
 from core.schemas import NoArguments
 from execution import selectors, services
 from execution.schemas import (
-    ExecIdInput,
-    ExecListInput,
+    ExecCancelIn,
+    ExecListIn,
     ExecListOut,
     ExecOut,
-    ExecPollInput,
+    ExecPollIn,
     ExecPollOut,
     ExecRunOut,
-    ExecStartInput,
+    ExecStartIn,
     ExecStartOut,
     exec_out,
 )
@@ -59,12 +59,12 @@ def system_status(call: ToolCall[Principal], args: NoArguments) -> dict[str, Any
 
 
 @tools.tool(
-    input=ExecStartInput,
+    input=ExecStartIn,
     output=ExecRunOut,
     title="Run a command",
     hints=RUN,
 )
-async def exec_run(call: ToolCall[Principal], args: ExecStartInput) -> services.ExecRunResult:
+async def exec_run(call: ToolCall[Principal], args: ExecStartIn) -> services.ExecRunResult:
     """Run a command in a workspace, wait for it to end, and return its output.
 
     The tool to use for anything that ends within minutes (builds, tests,
@@ -94,12 +94,12 @@ async def exec_run(call: ToolCall[Principal], args: ExecStartInput) -> services.
 
 
 @tools.tool(
-    input=ExecStartInput,
+    input=ExecStartIn,
     output=ExecStartOut,
     title="Start a command",
     hints=RUN,
 )
-def exec_start(call: ToolCall[Principal], args: ExecStartInput) -> dict[str, Any]:
+def exec_start(call: ToolCall[Principal], args: ExecStartIn) -> dict[str, Any]:
     """Start a command in a workspace and return at once with its exec_id.
 
     For long-running or interactive-progress work (servers, long builds,
@@ -118,12 +118,12 @@ def exec_start(call: ToolCall[Principal], args: ExecStartInput) -> dict[str, Any
 
 
 @tools.tool(
-    input=ExecPollInput,
+    input=ExecPollIn,
     output=ExecPollOut,
     title="Read a command's output",
     hints=READ,
 )
-async def exec_poll(call: ToolCall[Principal], args: ExecPollInput) -> services.ExecPollResult:
+async def exec_poll(call: ToolCall[Principal], args: ExecPollIn) -> services.ExecPollResult:
     """Get a command's output after a sequence number, and its state.
 
     Call it repeatedly with after_seq = the previous answer's next_seq: each
@@ -150,12 +150,12 @@ async def exec_poll(call: ToolCall[Principal], args: ExecPollInput) -> services.
 
 
 @tools.tool(
-    input=ExecIdInput,
+    input=ExecCancelIn,
     output=ExecOut,
     title="Cancel a command",
     hints=REPEATABLE_DESTROY,
 )
-def exec_cancel(call: ToolCall[Principal], args: ExecIdInput) -> dict[str, Any]:
+def exec_cancel(call: ToolCall[Principal], args: ExecCancelIn) -> dict[str, Any]:
     """Cancel a command: a queued one never runs, a running one has its whole process
     tree killed. Answers once it has ended (status cancelled), with its details.
 
@@ -165,12 +165,12 @@ def exec_cancel(call: ToolCall[Principal], args: ExecIdInput) -> dict[str, Any]:
 
 
 @tools.tool(
-    input=ExecListInput,
+    input=ExecListIn,
     output=ExecListOut,
     title="List commands",
     hints=READ,
 )
-def list_execs(call: ToolCall[Principal], args: ExecListInput) -> dict[str, Any]:
+def list_execs(call: ToolCall[Principal], args: ExecListIn) -> dict[str, Any]:
     """List the commands run in a workspace, newest first (at most 100): exec_id,
     cmd, status, exit_code, timings and output accounting.
 

@@ -39,7 +39,7 @@ class ExecCommand(Schema):
     )
 
 
-class ExecStartIn(ExecCommand):
+class ExecStartBody(ExecCommand):
     """REST body of POST /workspaces/{id}/execs."""
 
     wait: bool = Field(
@@ -49,13 +49,13 @@ class ExecStartIn(ExecCommand):
     )
 
 
-class ExecStartInput(ExecCommand):
+class ExecStartIn(ExecCommand):
     """MCP exec_start / exec_run arguments."""
 
     container_id: str = Field(..., description="Workspace id (ws_…) or alias.")
 
 
-class ExecPollInput(Schema):
+class ExecPollIn(Schema):
     exec_id: str
     after_seq: int = Field(0, ge=0, description="Return output with a seq above this.")
     wait_s: float = Field(
@@ -63,11 +63,11 @@ class ExecPollInput(Schema):
     )
 
 
-class ExecIdInput(Schema):
+class ExecCancelIn(Schema):
     exec_id: str
 
 
-class ExecListInput(Schema):
+class ExecListIn(Schema):
     container_id: str
 
 

@@ -26,9 +26,9 @@ from workspaces.filesystem.schemas import (
     FsDeleteQuery,
     FsListOut,
     FsListQuery,
-    FsMkdirIn,
+    FsMkdirBody,
     FsMkdirOut,
-    FsMoveIn,
+    FsMoveBody,
     FsMoveOut,
     FsReadOut,
     FsReadQuery,
@@ -227,7 +227,7 @@ def fs_list(
 
 
 @router.post(f"{FILES}/mkdir", response=FsMkdirOut, operation_id="fs_mkdir")
-def fs_mkdir(request: HttpRequest, ref: str, payload: FsMkdirIn) -> Any:
+def fs_mkdir(request: HttpRequest, ref: str, payload: FsMkdirBody) -> Any:
     """Create a directory (``parents``: also missing parents, and an existing one is fine)."""
     return services.fs_mkdir(
         actor=principal_of(request),
@@ -238,7 +238,7 @@ def fs_mkdir(request: HttpRequest, ref: str, payload: FsMkdirIn) -> Any:
 
 
 @router.post(f"{FILES}/move", response=FsMoveOut, operation_id="fs_move")
-def fs_move(request: HttpRequest, ref: str, payload: FsMoveIn) -> Any:
+def fs_move(request: HttpRequest, ref: str, payload: FsMoveBody) -> Any:
     """Rename a file, directory or symlink atomically; ``overwrite`` replaces a file."""
     return services.fs_move(
         actor=principal_of(request),

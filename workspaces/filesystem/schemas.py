@@ -76,7 +76,7 @@ class FsReadQuery(Schema):
     length: int | None = Field(None, ge=0, description="Bytes to return (default: to the end).")
 
 
-class FsReadIn(FsReadQuery):
+class _FsReadArgs(FsReadQuery):
     path: str = Field(..., description=PATH_HELP)
 
 
@@ -127,7 +127,7 @@ class FsWriteBody(Schema):
         return parse_mode(self.mode)
 
 
-class FsWriteIn(FsWriteBody):
+class _FsWriteArgs(FsWriteBody):
     path: str = Field(..., description=PATH_HELP)
 
 
@@ -139,7 +139,7 @@ class FsWriteOut(Schema):
     created: bool
 
 
-class FsPathIn(Schema):
+class _FsPathArgs(Schema):
     path: str = Field(..., description=PATH_HELP)
 
 
@@ -161,7 +161,7 @@ class FsListQuery(Schema):
     max_entries: int = Field(1000, ge=1, le=MAX_LIST_ENTRIES)
 
 
-class FsListIn(FsListQuery):
+class _FsListArgs(FsListQuery):
     path: str = Field(ROOT, description=PATH_HELP)
 
 
@@ -187,7 +187,7 @@ class FsDeleteQuery(Schema):
     if_match_etag: str | None = Field(None, description=ETAG_HELP)
 
 
-class FsDeleteIn(FsDeleteQuery):
+class _FsDeleteArgs(FsDeleteQuery):
     path: str = Field(..., description=PATH_HELP)
 
 
@@ -197,7 +197,7 @@ class FsDeleteOut(Schema):
     status: Literal["deleted"]
 
 
-class FsMkdirIn(Schema):
+class FsMkdirBody(Schema):
     path: str = Field(..., description=PATH_HELP)
     parents: bool = Field(
         False, description="Create missing parents; an existing directory is fine."
@@ -209,7 +209,7 @@ class FsMkdirOut(Schema):
     created: bool
 
 
-class FsMoveIn(Schema):
+class FsMoveBody(Schema):
     path: str = Field(..., description="What to move. " + PATH_HELP)
     destination: str = Field(..., description="Its new path (the parent must exist).")
     overwrite: bool = Field(False, description="Replace an existing file (never a directory).")
@@ -233,33 +233,33 @@ class ArchiveUploadOut(Schema):
 # --- MCP tool arguments: the REST inputs plus the workspace they act on ---------------
 
 
-class WorkspaceRefIn(Schema):
+class WorkspaceRef(Schema):
     container_id: str = Field(..., min_length=1, description="Workspace id (ws_…) or alias.")
 
 
-class FsReadInput(FsReadIn, WorkspaceRefIn):
+class FsReadIn(_FsReadArgs, WorkspaceRef):
     pass
 
 
-class FsWriteInput(FsWriteIn, WorkspaceRefIn):
+class FsWriteIn(_FsWriteArgs, WorkspaceRef):
     pass
 
 
-class FsStatInput(FsPathIn, WorkspaceRefIn):
+class FsStatIn(_FsPathArgs, WorkspaceRef):
     pass
 
 
-class FsListInput(FsListIn, WorkspaceRefIn):
+class FsListIn(_FsListArgs, WorkspaceRef):
     pass
 
 
-class FsDeleteInput(FsDeleteIn, WorkspaceRefIn):
+class FsDeleteIn(_FsDeleteArgs, WorkspaceRef):
     pass
 
 
-class FsMkdirInput(FsMkdirIn, WorkspaceRefIn):
+class FsMkdirIn(FsMkdirBody, WorkspaceRef):
     pass
 
 
-class FsMoveInput(FsMoveIn, WorkspaceRefIn):
+class FsMoveIn(FsMoveBody, WorkspaceRef):
     pass
