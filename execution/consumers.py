@@ -36,6 +36,7 @@ from core import request_context
 from core.errors import DevBenchError
 from execution import notify, selectors, services, ws_auth
 from execution.errors import InvalidMessage, InvalidSeq, InvalidTtySize
+from execution.schemas import ExecEndOut
 from execution.shell import ShellSession, shell_open
 from tenants.principal import Principal
 from workspaces.selectors import workspace_get
@@ -156,22 +157,8 @@ class ExecStreamConsumer(_DevBenchConsumer):
 
     async def _complete(self, result: services.ExecPollResult) -> None:
         self.done = True
-        await self.send(
-            text_data=json.dumps(
-                {
-                    "type": "complete",
-                    "exec_id": result.exec_id,
-                    "status": result.status,
-                    "exit_code": result.exit_code,
-                    "last_seq": result.next_seq,
-                    "truncated": result.truncated,
-                    "first_seq": result.first_seq,
-                    "usage": asdict(result.usage),
-                    "error_code": result.error_code,
-                    "error": result.error,
-                }
-            )
-        )
+        end = ExecEndOut.from_poll(result).model_dump(mode="json")
+        await self.send(text_data=json.dumps({"type": "complete", **end}))
         await self.close(code=1000)
 
 

@@ -23,7 +23,6 @@ from execution.schemas import (
     ExecRunOut,
     ExecStartIn,
     ExecStartOut,
-    exec_out,
 )
 from execution.status import system_status_get
 from tenants.principal import Principal
@@ -99,7 +98,7 @@ async def exec_run(call: ToolCall[Principal], args: ExecStartIn) -> services.Exe
     title="Start a command",
     hints=RUN,
 )
-def exec_start(call: ToolCall[Principal], args: ExecStartIn) -> dict[str, Any]:
+def exec_start(call: ToolCall[Principal], args: ExecStartIn) -> ExecStartOut:
     """Start a command in a workspace and return at once with its exec_id.
 
     For long-running or interactive-progress work (servers, long builds,
@@ -114,7 +113,7 @@ def exec_start(call: ToolCall[Principal], args: ExecStartIn) -> dict[str, Any]:
     exec_ = services.exec_start(
         actor=call.principal, workspace=workspace, **args.model_dump(exclude={"container_id"})
     )
-    return {"exec_id": exec_.public_id, "status": exec_.status}
+    return ExecStartOut.from_exec(exec_)
 
 
 @tools.tool(
@@ -155,13 +154,13 @@ async def exec_poll(call: ToolCall[Principal], args: ExecPollIn) -> services.Exe
     title="Cancel a command",
     hints=REPEATABLE_DESTROY,
 )
-def exec_cancel(call: ToolCall[Principal], args: ExecCancelIn) -> dict[str, Any]:
+def exec_cancel(call: ToolCall[Principal], args: ExecCancelIn) -> ExecOut:
     """Cancel a command: a queued one never runs, a running one has its whole process
     tree killed. Answers once it has ended (status cancelled), with its details.
 
     Cancelling a command that already ended changes nothing. Needs "write".
     """
-    return exec_out(services.exec_cancel(actor=call.principal, exec_id=args.exec_id))
+    return ExecOut.from_exec(services.exec_cancel(actor=call.principal, exec_id=args.exec_id))
 
 
 @tools.tool(
@@ -180,6 +179,6 @@ def list_execs(call: ToolCall[Principal], args: ExecListIn) -> dict[str, Any]:
     workspace = workspace_get(actor=call.principal, ref=args.container_id)
     rows = list(selectors.exec_list(actor=call.principal, workspace=workspace)[: LIST_LIMIT + 1])
     return {
-        "execs": [exec_out(e) for e in rows[:LIST_LIMIT]],
+        "execs": [ExecOut.from_exec(e) for e in rows[:LIST_LIMIT]],
         "truncated": len(rows) > LIST_LIMIT,
     }

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from execution import selectors, services
 from execution.errors import InvalidCmd, InvalidTimeout
 from execution.models import Exec
+from execution.schemas import ExecPageOut
 from tenants.principal import Principal
 from tenants.web import back_url, tenant_view, wants_json
 from workspaces.models import Workspace
@@ -29,13 +30,8 @@ RECENT_EXECS = 25
 
 
 def _exec_json(exec_: Exec) -> dict[str, object]:
-    return {
-        "exec_id": exec_.public_id,
-        "status": exec_.status,
-        "exit_code": exec_.exit_code,
-        "command": command_text(exec_),
-        "stream_path": f"/ws/execs/{exec_.public_id}/",
-    }
+    page = ExecPageOut.from_exec_page(exec_, command=command_text(exec_))
+    return page.model_dump(mode="json")
 
 
 def command_text(exec_: Exec) -> str:
