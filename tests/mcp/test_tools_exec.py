@@ -11,6 +11,7 @@ from mcp.client import Client
 
 from execution.models import Exec
 from tenants.models import TenantPolicy
+from tests.isolation import assert_like_missing, mcp_answer
 from tests.mcp_live import MODES, DaphneServer, error_code, http_client, ok
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.integration]
@@ -248,8 +249,11 @@ def test_exec_tool_error_codes(
         )
 
     foreign, missing, listing = run(live_mcp, other_tenant, stranger, as_stranger)
-    assert error_code(foreign) == "exec_not_found"
-    assert foreign.structured_content["message"].replace(exec_id, "X") == (
-        missing.structured_content["message"].replace("ex_doesnotexist", "X")
+    assert_like_missing(
+        mcp_answer(foreign),
+        mcp_answer(missing),
+        theirs_id=exec_id,
+        missing_id="ex_doesnotexist",
+        code="exec_not_found",
     )
     assert error_code(listing) == "workspace_not_found"

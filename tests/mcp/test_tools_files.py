@@ -10,6 +10,7 @@ import anyio
 import pytest
 from mcp.client import Client
 
+from tests.isolation import assert_like_missing, mcp_answer
 from tests.mcp_live import error_code, http_client, ok
 from tests.processes import DaphneServer
 
@@ -163,7 +164,17 @@ def test_file_tools_respect_scope_and_tenant(
     assert error_code(write) == "scope_required"
     assert ok(listing)["entries"] == []  # nothing was written
 
-    async def as_stranger(client: Client) -> Any:
-        return await client.call_tool("fs_list", {"container_id": ws})
+    async def as_stranger(client: Client) -> tuple[Any, Any]:
+        return (
+            await client.call_tool("fs_list", {"container_id": ws}),
+            await client.call_tool("fs_list", {"container_id": "ws_doesnotexist0000"}),
+        )
 
-    assert error_code(run(live_mcp, other_tenant, stranger, as_stranger)) == "workspace_not_found"
+    foreign, missing = run(live_mcp, other_tenant, stranger, as_stranger)
+    assert_like_missing(
+        mcp_answer(foreign),
+        mcp_answer(missing),
+        theirs_id=ws,
+        missing_id="ws_doesnotexist0000",
+        code="workspace_not_found",
+    )

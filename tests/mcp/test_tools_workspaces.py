@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tenants.models import AuditEvent, TenantPolicy
+from tests.isolation import assert_like_missing, mcp_answer
 from tests.mcp_live import error_code, mcp_call, ok
 from tests.processes import DaphneServer
 from workspaces.models import Workspace
@@ -140,10 +141,12 @@ def test_another_tenants_workspace_is_not_found_like_a_missing_one(
         url = server.mcp_url(tenant.slug)
         foreign = mcp_call(url, token.raw, tool, _fill(arguments, theirs["id"]))
         missing = mcp_call(url, token.raw, tool, _fill(arguments, "ws_doesnotexist0000"))
-        assert error_code(foreign) == "workspace_not_found"
-        body, other = foreign.structured_content, missing.structured_content
-        assert body["message"].replace(theirs["id"], "X") == other["message"].replace(
-            "ws_doesnotexist0000", "X"
+        assert_like_missing(
+            mcp_answer(foreign),
+            mcp_answer(missing),
+            theirs_id=theirs["id"],
+            missing_id="ws_doesnotexist0000",
+            code="workspace_not_found",
         )
         assert Workspace.objects.get(public_id=theirs["id"]).status == "running"
     finally:

@@ -8,6 +8,7 @@ import pytest
 
 from tenants.models import AuditEvent
 from tests.conftest import client_for
+from tests.isolation import assert_like_missing, rest_answer
 from tests.processes import wait_for
 from workspaces.models import Workspace
 
@@ -142,13 +143,13 @@ def test_another_tenants_workspace_is_404_everywhere(
                 else (getattr(api, method)(path))
             )
             assert response.status_code == 404, (method, path)
-            expected = missing.json()
-            assert response.json() == {
-                **expected,
-                "message": expected["message"].replace(
-                    "ws_doesnotexist0000" if ref.startswith("ws_") else "nope", ref
-                ),
-            }
+            assert_like_missing(
+                rest_answer(response),
+                rest_answer(missing),
+                theirs_id=ref,
+                missing_id="ws_doesnotexist0000" if ref.startswith("ws_") else "nope",
+                code="workspace_not_found",
+            )
     assert api.get(URL, {"include_removed": True}).json()["count"] == 0
     assert api.get(URL, {"alias": "secret"}).json()["count"] == 0
     # Still alive for its owner.
