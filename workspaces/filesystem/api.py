@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import pydantic
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.utils.http import content_disposition_header
+from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router
 from ninja.errors import ValidationError as NinjaValidationError
 
@@ -20,6 +19,7 @@ from tenants.api import principal_of
 from tenants.selectors import tenant_policy_get
 from workspaces.filesystem import services
 from workspaces.filesystem.errors import FileTooLarge, InvalidMode
+from workspaces.filesystem.responses import archive_response, file_response
 from workspaces.filesystem.schemas import (
     ArchiveUploadOut,
     FsDeleteOut,
@@ -122,13 +122,7 @@ def fs_read(
             offset=offset,
             length=length,
         )
-        raw = StreamingHttpResponse(
-            stream.chunks(), content_type=stream.mime_type or "application/octet-stream"
-        )
-        raw["Content-Length"] = str(stream.length)
-        raw["ETag"] = f'"{stream.etag}"'
-        raw["X-File-Size"] = str(stream.size)
-        return raw
+        return file_response(stream)
     query = FsReadQuery(encoding=encoding, offset=offset, length=length)
     result = services.fs_read(
         actor=principal_of(request),
@@ -259,9 +253,7 @@ def fs_download_archive(request: HttpRequest, ref: str, path: str = PATH_QUERY) 
     download = services.fs_download_archive(
         actor=principal_of(request), workspace=_workspace(request, ref), path=path
     )
-    streamed = StreamingHttpResponse(download.chunks(), content_type="application/x-tar")
-    streamed["Content-Disposition"] = content_disposition_header(True, download.filename)
-    return streamed
+    return archive_response(download)
 
 
 _UPLOAD_DOC = {"requestBody": {"required": True, "content": _TAR_BODY}}

@@ -16,12 +16,10 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseRedirect,
-    StreamingHttpResponse,
 )
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
 from tenants.principal import Principal
@@ -30,6 +28,7 @@ from tenants.web import tenant_view
 from workspaces.filesystem import services
 from workspaces.filesystem.errors import FileRequired, FormPathNotFound, InvalidPath, PathNotFound
 from workspaces.filesystem.paths import ROOT
+from workspaces.filesystem.responses import archive_response, file_response
 from workspaces.models import Workspace
 from workspaces.selectors import workspace_get
 
@@ -133,15 +132,7 @@ def file_view(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
 def file_download(request: HttpRequest, actor: Principal, ref: str) -> HttpResponseBase:
     workspace = workspace_get(actor=actor, ref=ref)
     stream = services.fs_read_stream(actor=actor, workspace=workspace, path=_path_field(request))
-    response = StreamingHttpResponse(
-        stream.chunks(), content_type=stream.mime_type or "application/octet-stream"
-    )
-    response["Content-Length"] = str(stream.length)
-    response["ETag"] = f'"{stream.etag}"'
-    response["Content-Disposition"] = content_disposition_header(
-        True, posixpath.basename(stream.path)
-    )
-    return response
+    return file_response(stream, attachment=True)
 
 
 @require_GET
@@ -152,9 +143,7 @@ def archive_download(request: HttpRequest, actor: Principal, ref: str) -> HttpRe
     download = services.fs_download_archive(
         actor=actor, workspace=workspace, path=_path_field(request)
     )
-    response = StreamingHttpResponse(download.chunks(), content_type="application/x-tar")
-    response["Content-Disposition"] = content_disposition_header(True, download.filename)
-    return response
+    return archive_response(download)
 
 
 @require_POST
