@@ -1,6 +1,6 @@
 """The shared tenant-isolation case: another tenant's object answers exactly like a missing one.
 
-Every interface's tests use it (REST, MCP, web pages): ask for the other
+Every interface's tests use it (REST, MCP, web pages, websockets): ask for the other
 tenant's object and for an id that does not exist, the same way; the two answers
 must be the same once each id is replaced by a placeholder (status, code,
 message and extra alike), and carry the expected not-found code. An answer that
@@ -35,6 +35,13 @@ def mcp_answer(result: Any) -> Answer:
     body = result.structured_content or {}
     status = "error" if result.is_error else "ok"
     return Answer(status, body.get("code"), json.dumps(body, sort_keys=True))
+
+
+def websocket_answer(messages: list[dict[str, Any]], close_code: int | None) -> Answer:
+    """What a websocket sent before it closed, and its close code."""
+    errors = [m for m in messages if m.get("type") == "error"]
+    code = errors[-1].get("code") if errors else None
+    return Answer(close_code or 0, code, json.dumps(messages, sort_keys=True))
 
 
 def page_answer(response: Any) -> Answer:
