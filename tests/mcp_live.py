@@ -209,7 +209,7 @@ def mcp_call(url: str, token: str, name: str, arguments: dict[str, Any] | None =
 
 def ok(result: Any) -> dict[str, Any]:
     """The structured content of a successful call (fails the test with the error body)."""
-    assert result.is_error is False, result.structured_content
+    assert result.is_error is False, result.content
     content: dict[str, Any] = result.structured_content
     return content
 

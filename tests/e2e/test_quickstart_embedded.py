@@ -63,15 +63,17 @@ def embedded(tmp_path: Path):
                               capture_output=True, text=True, timeout=180)  # fmt: skip
         assert done.returncode == 0, done.stderr
     assert f"{base}/mcp/demo/" in done.stdout
+    # A first bootstrap makes no authentication attempt: no audit "denied" line.
+    assert '"outcome": "denied"' not in done.stdout + done.stderr
     token = (tmp_path / "demo-token").read_text().strip()
     assert token in done.stdout
     server = EmbeddedServer(env, port)
-    yield base, token
+    yield base, token, server
     server.stop()
 
 
 def test_demo_token_drives_rest_and_mcp_in_the_embedded_default(embedded):
-    base, token = embedded
+    base, token, server = embedded
     rest = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120)
     me = rest.get("/api/v1/me").json()
     assert me["tenant"]["slug"] == "demo" and "admin" in me["scopes"]
@@ -102,3 +104,10 @@ def test_demo_token_drives_rest_and_mcp_in_the_embedded_default(embedded):
     finally:
         killed = rest.delete(f"/api/v1/workspaces/{workspace_id}")
     assert killed.status_code == 200 and killed.json()["status"] == "removed"
+
+    # Quiet logs: one line per refused request (not two), nothing per MCP request.
+    refused = rest.post("/api/v1/workspaces", json={"image": 5})
+    assert refused.status_code == 422
+    log = server.log_tail(1_000_000)
+    assert log.count("Unprocessable Entity: /api/v1/workspaces") == 1, log[-3000:]
+    assert "Terminating session" not in log
