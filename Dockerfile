@@ -3,7 +3,7 @@
 # (scripts/build-images). Builds with the classic builder (Debian's docker.io).
 #
 # BASE_IMAGE: a Debian 12 with Python 3.11 and venv; the default is the public image.
-# Wheels in docker/wheels/ are used first (scripts/build-platform-image downloads them
+# Wheels in wheelhouse/ are used first (scripts/build-platform-image downloads them
 # on the host, so the build itself needs no network: PIP_INSTALL_ARGS=--no-index).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
@@ -14,7 +14,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/devbench
 # Requirements before the source: a code change reuses the installed layer.
 COPY requirements/base.txt /tmp/requirements.txt
-COPY docker/wheels/ /tmp/wheels/
+COPY wheelhouse/ /tmp/wheels/
 # shellcheck disable=SC2086
 RUN /opt/devbench/bin/pip install --find-links /tmp/wheels ${PIP_INSTALL_ARGS} \
         -r /tmp/requirements.txt \
@@ -23,7 +23,7 @@ COPY . /app
 RUN cd /app \
     && DATABASE_URL= REDIS_URL= DEVBENCH_VAR_DIR=/tmp/build STATIC_ROOT=/app/static \
        /opt/devbench/bin/python manage.py collectstatic --noinput -v0 \
-    && rm -rf /tmp/build /app/docker
+    && rm -rf /tmp/build /app/wheelhouse
 
 # --- runtime: the same base, the virtualenv and the app, a non-root user --------------
 FROM ${BASE_IMAGE} AS runtime
