@@ -21,7 +21,7 @@ RUN /opt/devbench/bin/pip install --find-links /tmp/wheels ${PIP_INSTALL_ARGS} \
     && /opt/devbench/bin/python -m compileall -q /opt/devbench/lib
 COPY . /app
 RUN cd /app \
-    && DATABASE_URL= REDIS_URL= DEVBENCH_VAR_DIR=/tmp/build STATIC_ROOT=/app/static \
+    && DATABASE_URL= REDIS_URL= DEVBENCH_VAR_DIR=/tmp/build STATIC_ROOT=/app/staticfiles \
        /opt/devbench/bin/python manage.py collectstatic --noinput -v0 \
     && rm -rf /tmp/build /app/wheelhouse
 
@@ -29,7 +29,7 @@ RUN cd /app \
 FROM ${BASE_IMAGE} AS runtime
 ENV PATH=/opt/devbench/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 LANG=C.UTF-8 \
-    STATIC_ROOT=/app/static DEVBENCH_VAR_DIR=/app/var \
+    STATIC_ROOT=/app/staticfiles DEVBENCH_VAR_DIR=/app/var \
     DEVBENCH_HOST=0.0.0.0 DEVBENCH_PORT=8000
 RUN groupadd --system --gid 10001 devbench \
     && useradd --system --uid 10001 --gid devbench --home-dir /app --no-create-home \

@@ -58,7 +58,7 @@ def test_image_runs_as_a_user_and_holds_no_local_state(image: str) -> None:
                  "id -u; id -g; ls -A /app; ls -A /app/var | wc -l")  # fmt: skip
     uid, gid, *entries, var_entries = out.split()
     assert uid != "0" and gid != "0"
-    assert {"manage.py", "devbench_site", "static", "var"} <= set(entries)
+    assert {"manage.py", "devbench_site", "staticfiles", "var"} <= set(entries)
     assert not {".git", ".venv", "tests", "bench", "wheelhouse", ".env"} & set(entries)
     assert var_entries == "0"  # no secret key, password, token or database of the build host
 
