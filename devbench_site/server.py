@@ -51,7 +51,7 @@ class Worker(UvicornWorker):
 
     * ``lifespan: off``: the Channels router has no lifespan handler; the MCP
       session manager starts on each worker's loop at its first request
-      (devbench_site.mcp_asgi).
+      (core.mcp.endpoint).
     * ``proxy_headers: False``: whether ``X-Forwarded-Proto`` is trusted is
       Django's ``SECURE_PROXY_SSL_HEADER`` setting alone, on every path.
     * No ``Server`` header naming the software.
