@@ -40,6 +40,7 @@ RUN install -d -o devbench -g devbench -m 0750 /app/var
 WORKDIR /app
 USER devbench
 EXPOSE 8000
+# The web server's probe (compose turns it off for the worker and beat).
 HEALTHCHECK --interval=30s --timeout=3s \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ['DEVBENCH_PORT'], timeout=2)"]
 CMD ["scripts/serve"]
