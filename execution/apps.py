@@ -14,6 +14,7 @@ class ExecutionConfig(AppConfig):
 
 
 def _execs_lost_with_node(sender: Any, node: str, **_: Any) -> None:
-    from execution.services import exec_lose_node
+    from execution.tasks import SENDERS
+    from execution.worker import exec_lose_node
 
-    exec_lose_node(node=node)
+    exec_lose_node(node=node, senders=SENDERS)

@@ -13,7 +13,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from core.errors import ValidationFailed
+from execution.errors import InvalidTtySize
 from execution.proctree import kill_process_tree
 from execution.validation import MARKER_ENV
 from tenants.audit import audited
@@ -21,13 +21,13 @@ from tenants.principal import Principal
 from workspaces.models import Workspace, new_public_id
 from workspaces.nodes import workspace_driver
 from workspaces.runtime.base import (
+    WORKSPACE_USER,
     ExecSpec,
     InteractiveExec,
     RuntimeDriver,
     resize_when_started,
 )
 from workspaces.selectors import workspace_require_running
-from workspaces.spec import WORKSPACE_UID
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +42,7 @@ MAX_TTY_SIZE = 1000
 
 def _check_size(rows: int, cols: int) -> None:
     if not (1 <= rows <= MAX_TTY_SIZE and 1 <= cols <= MAX_TTY_SIZE):
-        raise ValidationFailed(
-            f"rows and cols must be from 1 to {MAX_TTY_SIZE}.", code="invalid_tty_size"
-        )
+        raise InvalidTtySize(f"rows and cols must be from 1 to {MAX_TTY_SIZE}.")
 
 
 @dataclass
@@ -101,7 +99,7 @@ def shell_open(
     ):
         workspace_require_running(workspace=workspace)
         driver = workspace_driver(workspace)
-        user = f"{WORKSPACE_UID}:{WORKSPACE_UID}"
+        user = WORKSPACE_USER
         tty = driver.exec_open_tty(
             workspace.container_id,
             ExecSpec(

@@ -43,7 +43,7 @@ def _register(name: str, server: AgentServer, token: str) -> None:
 
 
 def _heartbeat_loop(
-    name: str, server: AgentServer, token: str, on_return: Callable[[str], None]
+    names: list[str], server: AgentServer, token: str, on_return: Callable[[str], None]
 ) -> None:
     while not _stop.wait(settings.DEVBENCH_NODE_HEARTBEAT_S):
         close_old_connections()
@@ -51,29 +51,31 @@ def _heartbeat_loop(
             get_driver().ping()
         except DevBenchError:
             continue  # an engine that does not answer keeps no node alive
-        try:
-            if nodes.node_heartbeat(name=name):
-                logger.warning("node %s is back", name)
-                on_return(name)
-            elif not nodes.Node.objects.filter(name=name).exists():
-                _register(name, server, token)  # the row was deleted: register again
-        except Exception:  # the database may be away for a moment; try again next beat
-            logger.exception("node %s: heartbeat failed", name)
+        for name in names:
+            try:
+                if nodes.node_heartbeat(name=name):
+                    logger.warning("node %s is back", name)
+                    on_return(name)
+                elif not nodes.Node.objects.filter(name=name).exists():
+                    _register(name, server, token)  # the row was deleted: register again
+            except Exception:  # the database may be away for a moment; try again next beat
+                logger.exception("node %s: heartbeat failed", name)
 
 
-def node_worker_start(*, name: str, on_return: Callable[[str], None]) -> None:
-    """Serve node ``name``'s engine from this process and keep its row alive."""
+def node_worker_start(*, names: list[str], on_return: Callable[[str], None]) -> None:
+    """Serve these nodes' engine (this process's) and keep their rows alive."""
     if "server" in _state:
         return
-    nodes.node_serve_locally(name)
     token = settings.DEVBENCH_NODE_AGENT_TOKEN or secrets.token_urlsafe(32)
     server = agent_serve(bind=settings.DEVBENCH_NODE_AGENT_BIND, driver=get_driver(), token=token)
     _state["server"] = server
-    _register(name, server, token)
+    for name in names:
+        nodes.node_serve_locally(name)
+        _register(name, server, token)
     _stop.clear()
     threading.Thread(
         target=_heartbeat_loop,
-        args=(name, server, token, on_return),
+        args=(names, server, token, on_return),
         name="node-heartbeat",
         daemon=True,
     ).start()

@@ -29,6 +29,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.errors import EngineUnavailable
+from core.queues import node_queue
 from workspaces.models import LIVE_STATUSES, Node, NodeState, Workspace, WorkspaceStatus
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import RuntimeDriver
@@ -50,14 +51,15 @@ _REACHABLE_STATUSES = (WorkspaceStatus.CREATING, WorkspaceStatus.RUNNING, Worksp
 
 
 class WorkspaceUnavailable(EngineUnavailable):
-    default_code = "workspace_unavailable"
-    default_status = 503
+    code = "workspace_unavailable"
+    http_status = 503
     default_message = "The workspace's node is down; it returns when its node does."
 
 
-def node_queue(node: str) -> str:
-    """The Celery queue of a node's worker: every engine task for the node goes there."""
-    return f"node.{node}"
+def queue_node(queue: str) -> str | None:
+    """The node whose queue this is (``node_queue``'s inverse), else None."""
+    prefix = node_queue("")
+    return queue[len(prefix) :] or None if queue.startswith(prefix) else None
 
 
 def node_serve_locally(name: str) -> None:
@@ -104,7 +106,7 @@ def node_driver(name: str) -> RuntimeDriver:
         raise NodeUnavailable(
             f"Node '{name}' is {'down' if url else 'not serving'}; its workspaces return "
             "when it does.",
-            extra={"node": name},
+            node=name,
         )
     return _remote(name, url, token)
 
@@ -275,7 +277,9 @@ def engine_ready() -> None:
         get_driver().ping()
         return
     if not Node.objects.filter(state=NodeState.ACTIVE).exists():
-        raise NodeUnavailable("No node is active (every node is down, draining or unregistered).")
+        raise NodeUnavailable(
+            "No node is active (every node is down, draining or unregistered).", node=""
+        )
 
 
 def live_workspaces_on(node: str) -> int:

@@ -31,19 +31,18 @@ MIB = 1024 * 1024
 
 
 class CapacityExhausted(DevBenchError):
-    default_code = "capacity_exhausted"
-    default_status = 503
+    code = "capacity_exhausted"
+    http_status = 503
     default_message = "No node has room for another workspace."
 
 
 class NodeLabelsConflict(ValidationFailed):
-    default_code = "node_labels_conflict"
+    code = "node_labels_conflict"
     default_message = "The requested node labels contradict the tenant policy's."
 
 
 class NoNodeMatches(ValidationFailed):
-    default_code = "node_labels_unmatched"
-    default_status = 422
+    code = "node_labels_unmatched"
     default_message = "No node carries the required labels."
 
 

@@ -18,12 +18,13 @@ from core.errors import (
     EngineTimeout,
     EngineUnavailable,
 )
+from core.queues import node_queue
 from tenants.audit import audit_record
 from tenants.models import AuditEvent, TenantPolicy
 from tenants.principal import system_principal
 from tenants.selectors import tenant_policy_get
 from workspaces.models import Attachment, Workspace, WorkspaceStatus
-from workspaces.nodes import node_queue, workspace_driver
+from workspaces.nodes import workspace_driver
 from workspaces.runtime.base import LABEL_INSTANCE, LABEL_WORKSPACE, ContainerInfo
 from workspaces.spec import container_spec, engine_name, workspace_labels
 

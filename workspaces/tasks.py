@@ -11,7 +11,6 @@ from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
-from django.conf import settings
 
 from core.errors import EngineTimeout, EngineUnavailable
 from workspaces import node_worker, nodes, reconcile
@@ -88,14 +87,16 @@ def _reconcile_now(name: str) -> None:
 
 @worker_ready.connect
 def _node_worker_start(sender: Any = None, **_: Any) -> None:
-    """A node's worker registers its node, serves its agent and heartbeats; then (as
-    any restarted platform) it brings its node's workspaces back in line at once."""
-    name = settings.DEVBENCH_NODE
-    queues = set(sender.app.amqp.queues.consume_from or ()) if sender is not None else set()
-    if nodes.node_queue(name) not in queues:
+    """A node's worker registers its node(s) — every ``node.<name>`` queue it consumes —
+    serves them through its agent and heartbeats; then (as any restarted platform) it
+    brings their workspaces back in line at once."""
+    queues = sender.app.amqp.queues.consume_from or () if sender is not None else ()
+    names = sorted(filter(None, (nodes.queue_node(q) for q in queues)))
+    if not names:
         return  # a worker of the default queue only: no engine of its own
-    node_worker.node_worker_start(name=name, on_return=_reconcile_now)
-    _reconcile_now(name)
+    node_worker.node_worker_start(names=names, on_return=_reconcile_now)
+    for name in names:
+        _reconcile_now(name)
 
 
 @worker_shutdown.connect

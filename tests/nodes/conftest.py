@@ -15,9 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.mcp_live import DaphneProcess
 from tests.nodes.cluster import DEAD_DOCKER_HOST, Engine, NodeWorker
-from tests.processes import TEST_INSTANCE
+from tests.processes import TEST_INSTANCE, DaphneServer
 
 POOL = {"pool": TEST_INSTANCE}  # only this session's test nodes carry it
 # name -> (workspace capacity, labels besides the pool's)
@@ -39,7 +38,7 @@ FAST_LIVENESS = {"DEVBENCH_NODE_HEARTBEAT_S": "1", "DEVBENCH_NODE_DOWN_AFTER_S":
 class Cluster:
     engines: dict[str, Engine]
     workers: dict[str, NodeWorker]
-    web: DaphneProcess
+    web: DaphneServer
     db_name: str
 
     def wait_nodes(self, names: Any = None, timeout_s: float = 30) -> None:
@@ -71,10 +70,10 @@ def cluster(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Cluster]:
             workers[name] = NodeWorker(
                 db_name, node=name, engine=engines[name], env={**_node_env(name), **FAST_LIVENESS}
             )
-        web = DaphneProcess(
+        web = DaphneServer(
             db_name,
-            "engineless",
-            {
+            name="engineless",
+            extra_env={
                 "DEVBENCH_ENGINE_DIRECT": "false",
                 "DOCKER_HOST": DEAD_DOCKER_HOST,
                 "DEVBENCH_NODE": "web",

@@ -21,9 +21,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.execution.helpers import wait_for
 from tests.mcp_live import error_code, mcp_call, ok
 from tests.nodes.conftest import Cluster
+from tests.processes import wait_for
 from workspaces.models import Node, Workspace
 from workspaces.nodes import node_set_drain, nodes_check
 

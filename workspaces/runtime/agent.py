@@ -35,6 +35,14 @@ class _BadRequest(Exception):
     pass
 
 
+class AgentBadRequest(ValidationFailed):
+    code = "agent_bad_request"
+
+
+class AgentCallFailed(EngineError):
+    code = "node_agent_error"
+
+
 class AgentServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -79,7 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drain_body()
                 self._send_json(HTTPStatus.NOT_FOUND, {"error": {"code": "unknown_method"}})
         except _BadRequest as exc:
-            self._send_error(ValidationFailed(str(exc), code="agent_bad_request"))
+            self._send_error(AgentBadRequest(str(exc)))
 
     def _authorised(self) -> bool:
         given = self.headers.get("Authorization", "")
@@ -164,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         except Exception:
             logger.exception("agent: %s failed", method)
-            self._send_error(EngineError(f"The node agent failed running {method}."))
+            self._send_error(AgentCallFailed(f"The node agent failed running {method}."))
             return
         self._send_json(HTTPStatus.OK, {"result": wire.dump(result_type, result)})
 

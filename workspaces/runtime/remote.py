@@ -46,9 +46,16 @@ _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
 class NodeUnavailable(EngineUnavailable):
-    default_code = "node_unavailable"
-    default_status = 503
+    code = "node_unavailable"
+    http_status = 503
     default_message = "The node holding this workspace cannot be reached."
+
+    def __init__(self, message: str | None = None, *, node: str) -> None:
+        super().__init__(message, extra={"node": node})
+
+
+class NodeAgentMisconfigured(EngineError):
+    code = "node_agent_misconfigured"
 
 
 class _Connection(http.client.HTTPConnection):
@@ -66,7 +73,7 @@ class RemoteDriver(RuntimeDriver):
     def __init__(self, *, node: str, url: str, token: str, timeout_s: float = 60) -> None:
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme != "http" or not parsed.hostname:
-            raise EngineError(f"Node {node}: agent URL {url!r} is not http://host:port.")
+            raise NodeAgentMisconfigured(f"Node {node}: agent URL {url!r} is not http://host:port.")
         self.node = node
         self.url = url
         self._host = parsed.hostname
@@ -80,7 +87,7 @@ class RemoteDriver(RuntimeDriver):
     def _unavailable(self, exc: BaseException) -> NodeUnavailable:
         return NodeUnavailable(
             f"Node '{self.node}' cannot be reached ({type(exc).__name__}: {exc}).",
-            extra={"node": self.node},
+            node=self.node,
         )
 
     def _connect(self, *, timeout_s: float | None) -> _Connection:
@@ -365,7 +372,7 @@ def _read_head(reader: Any) -> tuple[int, dict[str, str]]:
 def _broken(driver: RemoteDriver, exc: BaseException) -> EngineUnavailable:
     return NodeUnavailable(
         f"The stream from node '{driver.node}' broke ({type(exc).__name__}).",
-        extra={"node": driver.node},
+        node=driver.node,
     )
 
 
@@ -448,7 +455,9 @@ class _RemoteTty(InteractiveExec):
             try:
                 self._sock.sendall(wire.FRAME.pack(kind, len(payload)) + payload)
             except OSError as exc:
-                raise EngineUnavailable("The shell's connection to its node is gone.") from exc
+                raise NodeUnavailable(
+                    "The shell's connection to its node is gone.", node=""
+                ) from exc
 
     def write(self, data: bytes) -> None:
         self._send(wire.TTY_STDIN, data)

@@ -3,8 +3,8 @@
 Plain calls are ``POST /v1/<method>`` with a JSON object of keyword arguments
 and answer ``{"result": ...}``; argument and result types come from the table
 below (pydantic converts the runtime dataclasses both ways). Errors answer
-with the error's HTTP status and ``{"error": {type, code, message, extra}}``,
-rebuilt on the caller's side as the same ``EngineError`` subclass.
+with the error's HTTP status and ``{"error": {code, message, extra}}``, rebuilt
+on the caller's side as the class with that code.
 
 Streams: ``archive_get`` answers the raw tar stream (the path's stat in the
 ``X-Path-Stat`` header); ``archive_put`` sends it as a chunked request body;
@@ -20,10 +20,9 @@ import functools
 import struct
 from typing import Any
 
-from django.utils.module_loading import import_string
 from pydantic import TypeAdapter
 
-from core.errors import DevBenchError, EngineError
+from core.errors import DevBenchError, EngineError, error_rebuilt
 from workspaces.runtime.base import (
     CaptureSpec,
     ContainerInfo,
@@ -107,25 +106,27 @@ def load_args(types: dict[str, Any], raw: Any) -> dict[str, Any]:
 
 
 def error_body(exc: DevBenchError) -> dict[str, Any]:
-    cls = type(exc)
-    return {"error": {"type": f"{cls.__module__}.{cls.__qualname__}", **exc.as_dict()}}
+    return {"error": exc.as_dict()}
+
+
+class AgentError(EngineError):
+    """An answer of a node agent that carries no error this process knows."""
+
+    code = "node_agent_error"
 
 
 def error_from(body: Any, status: int) -> DevBenchError:
-    """The error the agent raised, as the same class where this process knows it."""
+    """The error the agent raised, as the same class (by its code) where this process
+    knows it; the agent's HTTP status is kept."""
     error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return EngineError(f"The node agent answered HTTP {status}.", http_status=502)
-    cls: type[DevBenchError] = EngineError
-    try:
-        found = import_string(str(error.get("type", "")))
-        if isinstance(found, type) and issubclass(found, DevBenchError):
-            cls = found
-    except ImportError:
-        pass
-    return cls(
-        str(error.get("message") or "The node agent reported an error."),
-        code=str(error.get("code") or cls.default_code),
-        http_status=status,
-        extra=error.get("extra") if isinstance(error.get("extra"), dict) else {},
-    )
+    if not isinstance(error, dict) or not error.get("code"):
+        exc: DevBenchError = AgentError(f"The node agent answered HTTP {status}.")
+    else:
+        extra = error.get("extra")
+        exc = error_rebuilt(
+            code=str(error["code"]),
+            message=str(error.get("message") or "The node agent reported an error."),
+            extra=extra if isinstance(extra, dict) else {},
+        )
+    exc.http_status = status
+    return exc
