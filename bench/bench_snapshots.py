@@ -18,6 +18,7 @@ volume from the image in both).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import uuid
 from pathlib import Path
@@ -26,10 +27,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _raw import IMAGE, RawDocker
 from _timing import Timer, print_ratios
-from bench_workspaces import KEEPER, _noop, _setup_django
-
-IMAGE = "devbench/busybox:latest"
+from _workers import setup_django
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--mb", type=int, default=100)
     args = parser.parse_args()
-    worker = _setup_django()
+    worker = setup_django("snapshots")
     try:
         run(args.runs, args.mb)
     finally:
@@ -47,9 +47,7 @@ def main() -> None:
 
 
 def run(runs: int, mb: int) -> None:
-    import docker
     from django.conf import settings
-    from docker.types import Mount
 
     from tenants.models import Tenant
     from tenants.principal import system_principal
@@ -58,41 +56,14 @@ def run(runs: int, mb: int) -> None:
     from workspaces.services import workspace_kill, workspace_spawn
     from workspaces.snapshots.services import snapshot_create, snapshot_delete
 
-    raw = docker.APIClient(version="auto", timeout=600)
+    rd = RawDocker()
+    raw = rd.api
     tenant = Tenant.objects.create(slug=f"bench-{uuid.uuid4().hex[:6]}", name="Bench")
     actor = system_principal(tenant)
-    labels = {"devbench.instance": settings.DEVBENCH_INSTANCE}
     fill = f"cd /workspace && for i in $(seq {mb}); do head -c 1048576 /dev/urandom > f$i; done"
 
-    def raw_start(image: str) -> tuple[str, str]:
-        name = f"bench-raw-{uuid.uuid4().hex[:10]}"
-        raw.create_volume(name=f"{name}-data", labels=labels)
-        host = raw.create_host_config(
-            mem_limit=512 * 1024 * 1024,
-            memswap_limit=512 * 1024 * 1024,
-            nano_cpus=10**9,
-            pids_limit=256,
-            network_mode="none",
-            read_only=True,
-            tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"},
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges:true"],
-            init=True,
-            mounts=[Mount(target="/workspace", source=f"{name}-data", type="volume")],
-        )
-        created = raw.create_container(
-            image=image, entrypoint=["/bin/sh"], command=KEEPER, user="1000:1000",
-            working_dir="/workspace", labels=labels, name=name, host_config=host, detach=True,
-        )  # fmt: skip
-        raw.start(created["Id"])
-        return created["Id"], f"{name}-data"
-
-    def raw_remove(container_id: str, volume: str) -> None:
-        raw.remove_container(container_id, force=True)
-        raw.remove_volume(volume, force=True)
-
     def raw_snapshot(container_id: str) -> str:
-        helper = raw.create_container(image=IMAGE, command=["/bin/true"], labels=labels)["Id"]
+        helper = raw.create_container(image=IMAGE, command=["/bin/true"], labels=rd.labels)["Id"]
         stream, _ = raw.get_archive(container_id, "/workspace", chunk_size=1024 * 1024)
         raw.put_archive(helper, "/", stream)
         tag = uuid.uuid4().hex[:12]
@@ -104,7 +75,7 @@ def run(runs: int, mb: int) -> None:
     workspace_driver(source).exec_collect(
         source.container_id, ExecSpec(cmd=["/bin/sh", "-c", fill]), timeout_s=300
     )
-    raw_source, raw_volume = raw_start(IMAGE)
+    raw_source = rd.spawn(IMAGE)
     code = raw.exec_start(raw.exec_create(raw_source, ["/bin/sh", "-c", fill], user="1000:1000"))
     del code
 
@@ -124,7 +95,7 @@ def run(runs: int, mb: int) -> None:
             made["copy"] = workspace_spawn(actor=actor, snapshot=made["snapshot"].public_id)
 
         def base_spawn() -> None:
-            made["raw_copy"] = raw_start(made["raw_image"])
+            made["raw_copy"] = rd.spawn(made["raw_image"])
 
         # The disk is shared and noisy: alternate who goes first.
         for op, pair in (
@@ -132,16 +103,16 @@ def run(runs: int, mb: int) -> None:
             ("spawn-from-snapshot", [(ours, ours_spawn), (base, base_spawn)]),
         ):
             for timer, call in pair if i % 2 else pair[::-1]:
-                with timer(op) if record else _noop():
+                with timer(op) if record else contextlib.nullcontext():
                     call()
         snapshot, copy = made["snapshot"], made["copy"]
         raw_image, raw_copy = made["raw_image"], made["raw_copy"]
         workspace_kill(actor=actor, workspace=copy, force=True)
         snapshot_delete(actor=actor, snapshot=snapshot)
-        raw_remove(*raw_copy)
+        rd.kill(raw_copy)
         raw.remove_image(raw_image, force=True)
     workspace_kill(actor=actor, workspace=source, force=True)
-    raw_remove(raw_source, raw_volume)
+    rd.kill(raw_source)
 
     mode = "embedded" if settings.EMBEDDED else "production (Celery worker)"
     print(f"DevBench snapshots vs raw docker-py, {runs} runs, {mode} mode, {mb} MB /workspace")

@@ -117,7 +117,9 @@ class DigestRequired(PolicyDenied):
 
 class ImageAndSnapshot(ValidationFailed):
     code = "image_and_snapshot"
-    default_message = "Give either an image or a snapshot, not both: a snapshot brings its own image."
+    default_message = (
+        "Give either an image or a snapshot, not both: a snapshot brings its own image."
+    )
 
 
 class ImageAndTemplate(ValidationFailed):

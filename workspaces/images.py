@@ -213,7 +213,7 @@ LABEL_TEMPLATE = "devbench.template"
 def _not_present(reference: ImageReference) -> ImageNotFound:
     return ImageNotFound(
         f"Image '{reference.familiar()}' is not present on the engine.",
-        extra={"image": reference.familiar()},
+        image=reference.familiar(),
     )
 
 
@@ -221,11 +221,11 @@ def image_allowed(*, policy: TenantPolicy, image: str | None) -> ImageReference:
     """Parse and apply the tenant's image policy (no engine involved)."""
     reference = image_reference_parse(image or policy.default_image)
     if reference.path.startswith(RESERVED_PREFIXES):
-        raise PolicyDenied(
+        raise ImageNotAllowed(
             f"Image '{reference.familiar()}' is a snapshot or template image: spawn it with "
             '"snapshot": "sn_…" or "template": "<name>" instead of "image".',
-            code="image_not_allowed",
-            extra={"image": reference.familiar()},
+            image=reference.familiar(),
+            allowed_images=allowed_image_patterns(policy),
         )
     patterns = allowed_image_patterns(policy)
     if not image_reference_allowed(reference, patterns):

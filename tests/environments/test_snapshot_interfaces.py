@@ -12,7 +12,7 @@ from tenants.models import AuditEvent, TenantPolicy
 from tests.conftest import client_for
 from tests.environments.conftest import BUSYBOX, sh
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
-from tests.mcp_live import DaphneProcess, error_code, mcp_call, ok
+from tests.mcp_live import DaphneServer, error_code, mcp_call, ok
 from workspaces.models import Snapshot, Workspace
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
@@ -103,7 +103,7 @@ def test_rest_another_tenant_sees_nothing(live_worker, api, tenant, make_token, 
 
 
 @pytest.fixture
-def server(live_mcp: DaphneProcess, live_worker: Any) -> DaphneProcess:
+def server(live_mcp: DaphneServer, live_worker: Any) -> DaphneServer:
     return live_mcp
 
 

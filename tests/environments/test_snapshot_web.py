@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from tests.environments.conftest import BUSYBOX, sh, spawn
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
+from tests.processes import wait_for
 from tests.web.conftest import messages_of, signed_in
 from workspaces.models import Snapshot, Workspace, WorkspaceStatus
 
@@ -44,13 +47,8 @@ def test_take_list_spawn_fork_and_delete_from_the_pages(live_worker, actor, tena
     fork_ws = Workspace.objects.get(tenant=tenant, alias="webfork")
     kill_after.append(fork_ws)
     assert forked["Location"] == f"/t/{tenant.slug}/workspaces/{fork_ws.public_id}/"
-    from tests.workspaces.conftest import wait_for
-
     for workspace in (made, fork_ws):
-        wait_for(
-            lambda w=workspace: Workspace.objects.get(pk=w.pk).status == WorkspaceStatus.RUNNING,
-            what="spawn from the page",
-        )
+        wait_for(partial(_running, workspace.pk), what="spawn from the page")
         workspace.refresh_from_db()
         assert sh(workspace, "cat /workspace/note") == "from-web\n"
 
@@ -78,3 +76,7 @@ def test_another_tenants_member_gets_not_found(live_worker, actor, tenant, kill_
     assert "private" not in web.get(f"/t/{other.slug}/workspaces/").content.decode()
     assert Snapshot.objects.filter(pk=snapshot.pk).exists()
     assert not Workspace.objects.filter(tenant=other).exists()
+
+
+def _running(pk: int) -> bool:
+    return bool(Workspace.objects.get(pk=pk).status == WorkspaceStatus.RUNNING)

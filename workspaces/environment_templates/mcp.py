@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.mcp.tools import ToolCall, ToolSet
+from core.mcp.tools import READ, ToolCall, ToolSet
+from tenants.principal import Principal
 from workspaces.environment_templates import selectors
 from workspaces.environment_templates.schemas import TemplateListIn, TemplateListOut
 
@@ -15,12 +16,9 @@ tools = ToolSet()
     input=TemplateListIn,
     output=TemplateListOut,
     title="List templates",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
-def template_list(call: ToolCall, args: TemplateListIn) -> dict[str, Any]:
+def template_list(call: ToolCall[Principal], args: TemplateListIn) -> dict[str, Any]:
     """List the tenant's environment templates: name, version, status, kind.
 
     Use it to find a prepared environment, then spawn with template=<name> (the

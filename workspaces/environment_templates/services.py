@@ -26,7 +26,9 @@ from tenants.models import AuditEvent, TenantPolicy
 from tenants.principal import Principal, system_principal
 from tenants.selectors import tenant_policy_get
 from workspaces.environment_templates.errors import (
+    InvalidTemplateName,
     TemplateContextTooLarge,
+    TemplateImageTooLarge,
     TemplateInUse,
     TemplateInvalid,
     TemplateNotFound,
@@ -41,7 +43,7 @@ from workspaces.models import (
 )
 from workspaces.nodes import node_driver, node_queue
 from workspaces.placement import node_place, required_labels
-from workspaces.runtime.base import LABEL_INSTANCE, LABEL_TENANT, BuildFailed, BuildSpec
+from workspaces.runtime.base import LABEL_INSTANCE, LABEL_TENANT, BuildSpec
 
 TEMPLATE_REPOSITORY_PREFIX = "devbench-templates/"
 LABEL_TEMPLATE = "devbench.template"
@@ -55,9 +57,7 @@ def _validate_name(name: str) -> None:
     try:
         TEMPLATE_NAME_VALIDATOR(name)
     except Exception as exc:
-        raise TemplateInvalid(
-            str(TEMPLATE_NAME_VALIDATOR.message), code="invalid_template_name"
-        ) from exc
+        raise InvalidTemplateName(str(TEMPLATE_NAME_VALIDATOR.message)) from exc
 
 
 def dockerfile_images(dockerfile: str) -> list[str]:
@@ -257,10 +257,9 @@ def template_build_run(*, template_id: int) -> Template | None:
         info = driver.image_inspect(image_id)
         if info.size > settings.DEVBENCH_TEMPLATE_MAX_IMAGE_BYTES:
             driver.image_remove(f"{repository}:{tag}")
-            raise BuildFailed(
+            raise TemplateImageTooLarge(
                 f"The built image is {info.size} bytes; the limit is "
-                f"{settings.DEVBENCH_TEMPLATE_MAX_IMAGE_BYTES}.",
-                code="template_image_too_large",
+                f"{settings.DEVBENCH_TEMPLATE_MAX_IMAGE_BYTES}."
             )
     except DevBenchError as exc:
         _append_log(template.pk, "".join(pending))

@@ -19,8 +19,8 @@ _INFO = b"devbench registry credentials v1"
 
 
 class CredentialsUnreadable(DevBenchError):
-    default_code = "registry_credentials_unreadable"
-    default_status = 500
+    code = "registry_credentials_unreadable"
+    http_status = 500
     default_message = (
         "The stored registry password cannot be decrypted (SECRET_KEY changed without "
         "SECRET_KEY_FALLBACKS): set the registry's password again."

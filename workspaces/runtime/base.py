@@ -18,7 +18,7 @@ from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from core.errors import EngineError
+from core.errors import EngineError, EngineTimeout
 
 LABEL_WORKSPACE = "devbench.workspace"
 LABEL_TENANT = "devbench.tenant"
@@ -433,14 +433,14 @@ class RegistryAuth:
 
 
 class RegistryAuthFailed(EngineError):
-    default_code = "registry_auth_failed"
-    default_status = 502
+    code = "registry_auth_failed"
+    http_status = 502
     default_message = "The registry refused the credentials."
 
 
 class RegistryUnreachable(EngineError):
-    default_code = "registry_unreachable"
-    default_status = 502
+    code = "registry_unreachable"
+    http_status = 502
     default_message = "The registry could not be reached or refused the request."
 
 
@@ -457,10 +457,15 @@ class BuildSpec:
     memory_bytes: int = 1024 * 1024 * 1024
 
 
-class BuildFailed(EngineError):
-    default_code = "template_build_failed"
-    default_status = 422
+class TemplateBuildFailed(EngineError):
+    code = "template_build_failed"
+    http_status = 422
     default_message = "The image build failed; its log says why."
+
+
+class TemplateBuildTimeout(EngineTimeout):
+    code = "template_build_timeout"
+    default_message = "The build ran longer than allowed and was stopped."
 
 
 class RuntimeImages(abc.ABC):
@@ -484,7 +489,7 @@ class RuntimeImages(abc.ABC):
 
     def image_build(self, spec: BuildSpec) -> Generator[str, None, str]:
         """Build on this engine, yielding log lines; ends with the image's id as the
-        generator's return value; raises BuildFailed (with the engine's reason) or
+        generator's return value; raises TemplateBuildFailed (with the engine's reason) or
         EngineTimeout past ``timeout_s``. Runs where the engine is (a node worker)."""
         raise EngineError("Image builds run in the node's worker, not through its agent.")
 

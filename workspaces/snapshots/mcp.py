@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.mcp.tools import ToolCall, ToolSet
+from core.mcp.tools import ADD, DESTROY, READ, ToolCall, ToolSet
+from tenants.principal import Principal
 from workspaces.models import Snapshot, Workspace
 from workspaces.schemas import WorkspaceOut
 from workspaces.selectors import workspace_get
@@ -26,12 +27,9 @@ tools = ToolSet()
     input=SnapshotCreateIn,
     output=SnapshotOut,
     title="Snapshot a workspace",
-    read_only=False,
-    destructive=False,
-    idempotent=False,
-    open_world=False,
+    hints=ADD,
 )
-def snapshot_create(call: ToolCall, args: SnapshotCreateIn) -> Snapshot:
+def snapshot_create(call: ToolCall[Principal], args: SnapshotCreateIn) -> Snapshot:
     """Save a running workspace: its image and every file under /workspace.
 
     Use it before a risky change (restore by spawning with snapshot=<id>) or to
@@ -51,12 +49,9 @@ def snapshot_create(call: ToolCall, args: SnapshotCreateIn) -> Snapshot:
     input=SnapshotListIn,
     output=SnapshotListOut,
     title="List snapshots",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
-def snapshot_list(call: ToolCall, args: SnapshotListIn) -> dict[str, Any]:
+def snapshot_list(call: ToolCall[Principal], args: SnapshotListIn) -> dict[str, Any]:
     """List the tenant's snapshots, newest first: id, name, source workspace, size.
 
     Filter by the workspace they were taken of (workspace=ws_...). At most
@@ -72,12 +67,9 @@ def snapshot_list(call: ToolCall, args: SnapshotListIn) -> dict[str, Any]:
     input=SnapshotDeleteIn,
     output=SnapshotDeleteOut,
     title="Delete a snapshot",
-    read_only=False,
-    destructive=True,
-    idempotent=False,
-    open_world=False,
+    hints=DESTROY,
 )
-def snapshot_delete(call: ToolCall, args: SnapshotDeleteIn) -> SnapshotDeleteOut:
+def snapshot_delete(call: ToolCall[Principal], args: SnapshotDeleteIn) -> SnapshotDeleteOut:
     """Delete a snapshot and free its quota.
 
     Refused with snapshot_in_use while a live workspace was spawned (or
@@ -92,12 +84,9 @@ def snapshot_delete(call: ToolCall, args: SnapshotDeleteIn) -> SnapshotDeleteOut
     input=ForkIn,
     output=WorkspaceOut,
     title="Fork a workspace",
-    read_only=False,
-    destructive=False,
-    idempotent=False,
-    open_world=False,
+    hints=ADD,
 )
-def fork(call: ToolCall, args: ForkIn) -> Workspace:
+def fork(call: ToolCall[Principal], args: ForkIn) -> Workspace:
     """Copy a running workspace into a new, independent one (snapshot + spawn).
 
     Use it to try something without disturbing the original: the copy starts

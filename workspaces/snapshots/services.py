@@ -18,11 +18,12 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from core.errors import DevBenchError, ImageNotFound, NotFound
+from core.errors import DevBenchError, ImageNotFound
 from tenants.audit import audited
 from tenants.models import TenantPolicy
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
+from workspaces.errors import WorkspaceNotFound
 from workspaces.models import LIVE_STATUSES, Snapshot, SnapshotStatus, Workspace
 from workspaces.nodes import node_driver
 from workspaces.registries.selectors import registry_auth, registry_for
@@ -93,7 +94,7 @@ def _quota_check(policy: TenantPolicy, *, adding_bytes: int = 0, counting_new: b
 
 def _own_workspace(actor: Principal, workspace: Workspace) -> None:
     if workspace.tenant_id != actor.tenant.pk:
-        raise NotFound(f"Workspace '{workspace}' not found.", code="workspace_not_found")
+        raise WorkspaceNotFound(workspace)
 
 
 def snapshot_create(
@@ -180,7 +181,10 @@ def snapshot_image_on(*, snapshot: Snapshot, node: str) -> ImageInfo:
         driver.image_pull(snapshot.registry_ref, auth=auth)
         info = driver.image_inspect(snapshot.image_id)
     if info.labels.get(LABEL_SNAPSHOT) != snapshot.public_id:
-        raise ImageNotFound(f"Snapshot '{snapshot.public_id}' has no image on node {node}.")
+        raise ImageNotFound(
+            f"Snapshot '{snapshot.public_id}' has no image on node {node}.",
+            image=snapshot.image_id,
+        )
     return info
 
 

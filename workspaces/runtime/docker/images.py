@@ -13,10 +13,9 @@ from typing import Any
 
 import docker
 
-from core.errors import ContainerGone, EngineError, EngineTimeout, ImageNotFound
+from core.errors import ContainerGone, EngineError, ImageNotFound
 from workspaces.runtime.base import (
     ArchiveReader,
-    BuildFailed,
     BuildSpec,
     CaptureSpec,
     ImageInfo,
@@ -24,6 +23,8 @@ from workspaces.runtime.base import (
     RegistryAuthFailed,
     RegistryUnreachable,
     RuntimeImages,
+    TemplateBuildFailed,
+    TemplateBuildTimeout,
 )
 from workspaces.runtime.docker.errors import translated
 
@@ -59,9 +60,9 @@ def _registry_error(ref: str, message: str, *, host: str) -> EngineError:
             extra={"image": ref, "registry": host},
         )
     if any(word in lowered for word in _MISSING_WORDS):
-        return ImageNotFound(
-            f"Image '{ref}' is not in the registry {host}.", extra={"image": ref, "registry": host}
-        )
+        missing = ImageNotFound(f"Image '{ref}' is not in the registry {host}.", image=ref)
+        missing.extra["registry"] = host
+        return missing
     return RegistryUnreachable(
         f"The registry {host} failed for '{ref}': {message}",
         extra={"image": ref, "registry": host},
@@ -215,14 +216,13 @@ class DockerImages(RuntimeImages):
                 )
                 for event in events:
                     if time.monotonic() > deadline:
-                        raise EngineTimeout(
-                            f"The build ran longer than {spec.timeout_s} s and was stopped.",
-                            code="template_build_timeout",
+                        raise TemplateBuildTimeout(
+                            f"The build ran longer than {spec.timeout_s} s and was stopped."
                         )
                     if "error" in event:
                         message = str(event.get("error") or "").strip()
                         yield message
-                        raise BuildFailed(f"The build failed: {message}")
+                        raise TemplateBuildFailed(f"The build failed: {message}")
                     text = str(event.get("stream") or event.get("status") or "")
                     if text:
                         yield text.rstrip("\n")

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0003_policy_node_labels'),
+        ('tenants', '0004_policy_node_labels'),
     ]
 
     operations = [
