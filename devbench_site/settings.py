@@ -199,8 +199,16 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "DevBench <devbench@localhost
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+            # channels-redis with a socket timeout longer than its blocking pop and a
+            # bounded, blocking connection pool (devbench_site/channel_layer.py).
+            "BACKEND": "devbench_site.channel_layer.WakeupChannelLayer",
+            "CONFIG": {
+                "hosts": [env_str("CHANNEL_LAYER_URL", REDIS_URL)],
+                "capacity": 1000,
+                "expiry": 30,
+                "socket_timeout_s": float(env_int("CHANNEL_LAYER_SOCKET_TIMEOUT_S", 15)),
+                "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 1000),
+            },
         }
     }
 else:

@@ -14,6 +14,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 class DaphneServer(ManagedProcess):
     """Daphne on a fixed free port, so a restart keeps the address clients use."""
 
@@ -29,11 +37,7 @@ class DaphneServer(ManagedProcess):
         super().__init__(argv, env=env, log_name=f"daphne-{self.port}")
 
     def is_ready(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
+        return port_open(self.port)
 
     def ws_url(self, path: str) -> str:
         return f"ws://{self.host}{path}"
