@@ -27,7 +27,7 @@ from devbench_site.errors import DevBenchError
 from execution import notify, state
 from execution.coalesce import Coalescer
 from execution.models import Exec, ExecChunk, ExecStatus, Stream
-from execution.proctree import kill_process_tree
+from execution.proctree import SUBREAPER, kill_process_tree, subreaper_start_failure
 from execution.validation import MARKER_ENV
 from tenants.selectors import tenant_policy_get
 from workspaces.models import WorkspaceStatus
@@ -143,7 +143,7 @@ class ExecRunner:
         env = dict(self.exec.env or {})
         env[MARKER_ENV] = self.exec.public_id
         return ExecSpec(
-            cmd=list(self.exec.cmd),
+            cmd=[*SUBREAPER, *self.exec.cmd],
             env=env,
             workdir=self.exec.cwd or None,
             user=exec_user(self.exec),
@@ -317,12 +317,12 @@ class ExecRunner:
             logger.error("reading exec %s failed", self.exec, exc_info=self.reader_error)
         elif error_code:
             self._end(ExecStatus.FAILED, error_code=error_code, error=error)
-        elif pid == 0 and exit_code in _START_FAILURE_CODES:
+        elif exit_code in _START_FAILURE_CODES and (start_failure := self._start_failure(pid)):
             self._end(
                 ExecStatus.FAILED,
                 exit_code=exit_code,
                 error_code="exec_start_failed",
-                error=self._first_output_line(),
+                error=start_failure,
             )
         else:
             self._end(ExecStatus.COMPLETED, exit_code=exit_code)
@@ -336,6 +336,13 @@ class ExecRunner:
 
     def _cancel_requested(self) -> bool:
         return Exec.objects.filter(pk=self.exec.pk, cancel_requested_at__isnull=False).exists()
+
+    def _start_failure(self, pid: int) -> str | None:
+        """Why the command could not be started (bad program or cwd), or None if it ran."""
+        first_line = self._first_output_line()
+        if pid == 0:  # the engine could not start the exec at all
+            return first_line
+        return subreaper_start_failure(first_line)
 
     def _first_output_line(self) -> str:
         first = (
