@@ -11,7 +11,8 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer
 
-from devbench_site.errors import DevBenchError
+from devbench_site.errors import DevBenchError, RateLimited
+from devbench_site.ratelimit import rate_limit_hit, retry_after_header
 from tenants.auth import authenticate_bearer
 from tenants.principal import Principal
 
@@ -27,10 +28,12 @@ class BearerAuth(HttpBearer):
     """Ninja face of :func:`tenants.auth.authenticate_bearer`."""
 
     def __call__(self, request: HttpRequest) -> Principal:
-        return authenticate_bearer(
+        principal = authenticate_bearer(
             request.headers.get("Authorization"),
             tenant_slug=request.headers.get(TENANT_HEADER, "").strip() or None,
         )
+        rate_limit_hit(principal)
+        return principal
 
     def authenticate(self, request: HttpRequest, token: str) -> Principal:  # pragma: no cover
         return authenticate_bearer(f"Bearer {token}")
@@ -55,6 +58,8 @@ def error_response(request: HttpRequest, exc: DevBenchError) -> HttpResponse:
     response = api.create_response(request, exc.as_dict(), status=exc.http_status)
     if exc.http_status == 401:
         response["WWW-Authenticate"] = f'Bearer error="{exc.code}"'
+    if isinstance(exc, RateLimited):
+        response["Retry-After"] = retry_after_header(exc)
     return response
 
 

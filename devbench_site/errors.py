@@ -111,3 +111,12 @@ class ContainerGone(EngineError):
     default_code = "container_gone"
     default_status = 410
     default_message = "The container no longer exists on the engine."
+
+
+class RateLimited(DevBenchError):
+    """Too many requests for a token (or user) or a tenant; ``extra.retry_after_s`` says
+    when to try again (also the ``Retry-After`` header on HTTP)."""
+
+    default_code = "rate_limited"
+    default_status = 429
+    default_message = "Too many requests; retry later."

@@ -41,11 +41,12 @@ from mcp.server.transport_security import TransportSecuritySettings
 from prometheus_client import Counter, Histogram
 
 from devbench_site import mcp_http, request_context
-from devbench_site.errors import DevBenchError
+from devbench_site.errors import DevBenchError, RateLimited
 from devbench_site.mcp import http_server
 from devbench_site.mcp_http import Message, Receive, Scope, Send
 from devbench_site.mcp_lane import BlockingLane
 from devbench_site.mcp_tools import LANE_KEY, PRINCIPAL_KEY
+from devbench_site.ratelimit import rate_limit_hit, retry_after_header
 from tenants.auth import authenticate_bearer
 from tenants.oidc.config import provider_list
 
@@ -201,8 +202,11 @@ async def mcp_endpoint(scope: Scope, receive: Receive, send: Send, *, slug: str)
                 mcp_http.header(scope, b"authorization") or None,
                 tenant_slug=slug,
             )
+            await lane.run(rate_limit_hit, principal)
         except DevBenchError as exc:
             headers = []
+            if isinstance(exc, RateLimited):
+                headers.append((b"retry-after", retry_after_header(exc).encode()))
             if exc.http_status == 401:
                 oidc = bool(await lane.run(oidc_issuers))
                 challenge = _www_authenticate(exc, scope, host, slug, oidc=oidc)

@@ -214,6 +214,13 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# --- Rate limits ------------------------------------------------------------------
+# Per credential (API token, OIDC or signed-in user) and per tenant, over REST, MCP and
+# websocket connects together; "limits" notation ("600/minute", "20/second"), empty: none.
+DEVBENCH_RATE_LIMIT_PER_TOKEN = env_str("DEVBENCH_RATE_LIMIT_PER_TOKEN", "1200/minute")
+DEVBENCH_RATE_LIMIT_PER_TENANT = env_str("DEVBENCH_RATE_LIMIT_PER_TENANT", "6000/minute")
+DEVBENCH_RATE_LIMIT_STORAGE = env_str("DEVBENCH_RATE_LIMIT_STORAGE", REDIS_URL or "memory://")
+
 # --- Celery -------------------------------------------------------------------
 # Embedded: the same task code runs on an in-process thread pool
 # (devbench_site.tasks_inprocess); no broker is needed.
