@@ -12,8 +12,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from devbench_site import http_server  # noqa: E402
 from devbench_site.mcp_asgi import MCPRouter  # noqa: E402
 from devbench_site.routing import websocket_origin_validator, websocket_urlpatterns  # noqa: E402
+
+# Header and body size limits, access-log redaction: the server has no settings for them.
+http_server.install()
 
 # The embedded mode has no front web server: serve static files here.
 http_app = (

@@ -214,6 +214,12 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# --- Request size limits of the web server (devbench_site/http_server.py) ------------
+# Headers: 431 above this many bytes in total. Bodies: 413 above this (it must exceed the
+# largest file any tenant policy allows, max_file_size_bytes, plus archive overhead).
+DEVBENCH_MAX_REQUEST_HEADER_BYTES = env_int("DEVBENCH_MAX_REQUEST_HEADER_BYTES", 32 * 1024)
+DEVBENCH_MAX_REQUEST_BODY_BYTES = env_int("DEVBENCH_MAX_REQUEST_BODY_BYTES", 1024 * 1024 * 1024)
+
 # --- Rate limits ------------------------------------------------------------------
 # Per credential (API token, OIDC or signed-in user) and per tenant, over REST, MCP and
 # websocket connects together; "limits" notation ("600/minute", "20/second"), empty: none.
