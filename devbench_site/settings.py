@@ -220,6 +220,10 @@ else:
 DEVBENCH_MAX_REQUEST_HEADER_BYTES = env_int("DEVBENCH_MAX_REQUEST_HEADER_BYTES", 32 * 1024)
 DEVBENCH_MAX_REQUEST_BODY_BYTES = env_int("DEVBENCH_MAX_REQUEST_BODY_BYTES", 1024 * 1024 * 1024)
 
+# --- /metrics: loopback (or these networks), or the bearer token when one is set --------
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
 # --- Rate limits ------------------------------------------------------------------
 # Per credential (API token, OIDC or signed-in user) and per tenant, over REST, MCP and
 # websocket connects together; "limits" notation ("600/minute", "20/second"), empty: none.
