@@ -94,6 +94,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
@@ -219,6 +220,25 @@ else:
 # largest file any tenant policy allows, max_file_size_bytes, plus archive overhead).
 DEVBENCH_MAX_REQUEST_HEADER_BYTES = env_int("DEVBENCH_MAX_REQUEST_HEADER_BYTES", 32 * 1024)
 DEVBENCH_MAX_REQUEST_BODY_BYTES = env_int("DEVBENCH_MAX_REQUEST_BODY_BYTES", 1024 * 1024 * 1024)
+
+# --- Content-Security-Policy of the web pages (django-csp) --------------------------
+# Scripts only from our static files (the pages have no inline script). Styles also
+# inline: xterm.js styles the terminal through <style> elements it creates itself.
+# 'self' covers the same-origin ws:/wss: websockets. The JSON API is left out.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/api/"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- /metrics: loopback (or these networks), or the bearer token when one is set --------
 METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])
