@@ -23,6 +23,9 @@ What survives: only a process the exec made a child of some other process
 tree, which it cannot do (no capabilities, no engine socket, no ptrace of
 others), or one started after the exec ended normally and its subreaper
 exited (then it belongs to no exec: a background daemon left on purpose).
+Under gVisor, which has no subreapers, also a process that cleared its
+environment, left its session *and* lost its parent (a double fork) before
+the kill.
 """
 
 from __future__ import annotations
@@ -41,6 +44,17 @@ logger = logging.getLogger(__name__)
 # init; "-s" registers it as a child subreaper of the exec's tree. It exits with
 # the command's exit status (128 + n after signal n).
 SUBREAPER = ["/sbin/docker-init", "-s", "--"]
+# gVisor as packaged in Debian 12 does not implement PR_SET_CHILD_SUBREAPER (the
+# subreaper would refuse to start): there execs run without one, and the kill finds
+# their processes by marker, session and descent from living ones only.
+RUNTIMES_WITHOUT_SUBREAPER = frozenset({"runsc"})
+
+
+def exec_command(cmd: list[str], *, runtime: str) -> list[str]:
+    """``cmd`` as the engine should run it: under the exec's own subreaper where possible."""
+    return list(cmd) if runtime in RUNTIMES_WITHOUT_SUBREAPER else [*SUBREAPER, *cmd]
+
+
 # What it prints (exit 127/126) when the command itself cannot be started.
 _SUBREAPER_EXEC_FAILED = re.compile(r"^\[FATAL tini \(\d+\)\] (exec .* failed: .*)$")
 

@@ -27,7 +27,7 @@ from devbench_site.errors import DevBenchError
 from execution import notify, state
 from execution.coalesce import Coalescer
 from execution.models import Exec, ExecChunk, ExecStatus, Stream
-from execution.proctree import SUBREAPER, kill_process_tree, subreaper_start_failure
+from execution.proctree import exec_command, kill_process_tree, subreaper_start_failure
 from execution.validation import MARKER_ENV
 from tenants.selectors import tenant_policy_get
 from workspaces.models import WorkspaceStatus
@@ -44,6 +44,9 @@ STORE_BATCH_BYTES = 1024 * 1024
 KILL_DRAIN_S = 10.0
 # Engine exit codes for "the process could not be started" (bad program or cwd).
 _START_FAILURE_CODES = (126, 127)
+# Container id -> its runtime; a container never changes runtime.
+_runtimes: dict[str, str] = {}
+RUNTIME_CACHE_SIZE = 10_000
 # Reader -> runner queue items: a frame, or None once the output has ended.
 _IDLE: tuple[int, bytes] = (0, b"")
 
@@ -139,11 +142,23 @@ class ExecRunner:
         except Exception:
             logger.exception("could not end exec %s after its runner failed", self.exec)
 
+    def _runtime(self) -> str:
+        """The container runtime of the workspace (runc, runsc...), asked once per container."""
+        container_id = self.exec.workspace.container_id
+        runtime = _runtimes.get(container_id)
+        if runtime is None:
+            raw = self.driver.inspect(container_id).raw
+            runtime = str(raw.get("HostConfig", {}).get("Runtime") or "")
+            if len(_runtimes) > RUNTIME_CACHE_SIZE:
+                _runtimes.clear()
+            _runtimes[container_id] = runtime
+        return runtime
+
     def _spec(self) -> ExecSpec:
         env = dict(self.exec.env or {})
         env[MARKER_ENV] = self.exec.public_id
         return ExecSpec(
-            cmd=[*SUBREAPER, *self.exec.cmd],
+            cmd=exec_command(list(self.exec.cmd), runtime=self._runtime()),
             env=env,
             workdir=self.exec.cwd or None,
             user=exec_user(self.exec),
