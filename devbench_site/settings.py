@@ -79,15 +79,17 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.socialaccount",
     "allauth.socialaccount.providers.openid_connect",
+    "core",
     "tenants",
     "workspaces",
     "execution",
+    "devbench_site.apps.SiteConfig",
 ]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "devbench_site.middleware.RequestContextMiddleware",
+    "core.middleware.RequestContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -201,8 +203,8 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             # channels-redis with a socket timeout longer than its blocking pop and a
-            # bounded, blocking connection pool (devbench_site/channel_layer.py).
-            "BACKEND": "devbench_site.channel_layer.WakeupChannelLayer",
+            # bounded, blocking connection pool (core/channel_layer.py).
+            "BACKEND": "core.channel_layer.WakeupChannelLayer",
             "CONFIG": {
                 "hosts": [env_str("CHANNEL_LAYER_URL", REDIS_URL)],
                 "capacity": 1000,
@@ -215,7 +217,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# --- Request size limits of the web server (devbench_site/http_server.py) ------------
+# --- Request size limits of the web server (core/http_server.py) ------------
 # Headers: 431 above this many bytes in total. Bodies: 413 above this (it must exceed the
 # largest file any tenant policy allows, max_file_size_bytes, plus archive overhead).
 DEVBENCH_MAX_REQUEST_HEADER_BYTES = env_int("DEVBENCH_MAX_REQUEST_HEADER_BYTES", 32 * 1024)
@@ -279,7 +281,13 @@ DEVBENCH_DEFAULT_IMAGE = env_str("DEVBENCH_DEFAULT_IMAGE", "devbench/busybox:lat
 DEVBENCH_CONTAINER_RUNTIME = env_str("DEVBENCH_CONTAINER_RUNTIME", "")
 
 # --- MCP ----------------------------------------------------------------------
-# Streamable HTTP at /mcp/<tenant>/ (devbench_site.mcp_asgi) and stdio (manage.py mcp_stdio).
+# Streamable HTTP at /mcp/<tenant>/ (core.mcp.endpoint) and stdio (manage.py mcp_stdio).
+# The modules whose ``tools`` (a core.mcp.tools.ToolSet) make up the one server.
+MCP_TOOL_MODULES = (
+    "execution.mcp",
+    "workspaces.mcp",
+    "workspaces.filesystem.mcp",
+)
 # Browser pages on these origins may call the endpoint (besides same-origin pages);
 # clients that send no Origin header (agents, CLIs) are not affected.
 MCP_ALLOWED_ORIGINS = env_list("MCP_ALLOWED_ORIGINS")

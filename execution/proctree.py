@@ -34,7 +34,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from devbench_site.errors import EngineError
+from core.errors import EngineError
 from execution.validation import MARKER_ENV
 from workspaces.runtime.base import ExecSpec, RuntimeDriver
 

@@ -19,17 +19,17 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
-from devbench_site.errors import (
+from core.errors import (
     AuthenticationFailed,
     DevBenchError,
     NotFound,
     PermissionDenied,
     ValidationFailed,
 )
-from devbench_site.ratelimit import rate_limit_hit
-from devbench_site.request_context import RequestContext, new_request_id
-from tenants.auth import authenticate_bearer, principal_for_member
+from core.request_context import RequestContext, new_request_id
+from tenants.auth import authenticate_bearer_limited, principal_for_member
 from tenants.principal import Principal
+from tenants.ratelimit import rate_limit_hit
 from tenants.selectors import tenant_get_by_slug, tenant_list_for_user
 
 T = TypeVar("T")
@@ -96,8 +96,9 @@ def resolve(scope: dict[str, Any], lookup: Callable[[Principal], T]) -> tuple[Pr
     if header or token:
         # OIDC users in several tenants name one, as on REST (X-DevBench-Tenant).
         tenant_slug = _header(scope, b"x-devbench-tenant") or params.get("tenant") or None
-        principal = authenticate_bearer(header or f"Bearer {token}", tenant_slug=tenant_slug)
-        rate_limit_hit(principal)
+        principal = authenticate_bearer_limited(
+            header or f"Bearer {token}", tenant_slug=tenant_slug
+        )
         return principal, lookup(principal)
     user = scope.get("user")
     if user is None or not getattr(user, "is_authenticated", False):

@@ -14,16 +14,23 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.http import HttpRequest
 from django.utils import timezone
+from ninja.security import HttpBearer
 
-from devbench_site.errors import AuthenticationFailed, DevBenchError, NotFound, PermissionDenied
+from core.errors import AuthenticationFailed, DevBenchError, NotFound, PermissionDenied
 from tenants import tokens
 from tenants.audit import audit_record
 from tenants.models import ApiToken, AuditEvent, Membership, Tenant
 from tenants.oidc.errors import TenantRequired
 from tenants.principal import ROLE_SCOPES, Principal
+from tenants.ratelimit import rate_limit_hit
 
 logger = logging.getLogger(__name__)
+
+# Names the tenant for OIDC access tokens (a user may belong to several tenants). With an
+# API token, which is bound to one tenant, a different slug is tenant_not_found (404).
+TENANT_HEADER = "X-DevBench-Tenant"
 
 # Writing last_used_at on every request would make each read a write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -174,3 +181,26 @@ def principal_for_member(*, user: Any, tenant: Tenant, kind: str = "session") ->
         kind=kind,  # type: ignore[arg-type]
         actor_id=f"user:{getattr(user, 'pk', '')}",
     )
+
+
+def authenticate_bearer_limited(
+    authorization: str | None, *, tenant_slug: str | None = None
+) -> Principal:
+    """:func:`authenticate_bearer`, then one hit on the principal's rate limits: what
+    REST, MCP and websockets authenticate bearer tokens with."""
+    principal = authenticate_bearer(authorization, tenant_slug=tenant_slug)
+    rate_limit_hit(principal)
+    return principal
+
+
+class BearerAuth(HttpBearer):
+    """The REST face of :func:`authenticate_bearer_limited`."""
+
+    def __call__(self, request: HttpRequest) -> Principal:
+        return authenticate_bearer_limited(
+            request.headers.get("Authorization"),
+            tenant_slug=request.headers.get(TENANT_HEADER, "").strip() or None,
+        )
+
+    def authenticate(self, request: HttpRequest, token: str) -> Principal:  # pragma: no cover
+        return authenticate_bearer(f"Bearer {token}")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.utils import timezone
 
-from devbench_site.errors import (
+from core.errors import (
     ContainerGone,
     DevBenchError,
     EngineError,

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from devbench_site.http_server import redact
+from core.http_server import redact
 from tests.mcp_live import DaphneProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]

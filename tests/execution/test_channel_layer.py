@@ -9,7 +9,7 @@ import pytest
 from channels_redis.core import RedisChannelLayer
 from redis.exceptions import TimeoutError as RedisTimeout
 
-from devbench_site.channel_layer import WakeupChannelLayer
+from core.channel_layer import WakeupChannelLayer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

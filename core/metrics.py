@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django_prometheus.exports import ExportToDjangoView
 
-from devbench_site.errors import PermissionDenied
+from core.errors import PermissionDenied
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

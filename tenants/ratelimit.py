@@ -24,7 +24,7 @@ from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import SlidingWindowCounterRateLimiter
 
-from devbench_site.errors import RateLimited
+from core.errors import RateLimited
 from tenants.principal import Principal
 
 logger = logging.getLogger(__name__)
@@ -104,11 +104,4 @@ def rate_limit_hit(principal: Principal) -> None:
             logger.warning("rate limit not checked (%s): %r", scope, exc)
             continue
         retry_after_s = max(1, math.ceil(reset_at - time.time()))
-        raise RateLimited(
-            f"Too many requests for this {scope}; retry in {retry_after_s} s.",
-            extra={"scope": scope, "limit": str(item), "retry_after_s": retry_after_s},
-        )
-
-
-def retry_after_header(exc: RateLimited) -> str:
-    return str(int(exc.extra.get("retry_after_s", 1)))
+        raise RateLimited(scope=scope, limit=str(item), retry_after_s=retry_after_s)
