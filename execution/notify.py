@@ -205,7 +205,7 @@ async def _wait_on_group(
     finally:
         if receiving is not None:
             receiving.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await receiving
         if channel:
             await unsubscribe(layer, public_id, channel)

@@ -96,10 +96,10 @@ while [ "$round" -lt 50 ]; do
   round=$((round + 1))
   victims=$(scan)
   if [ -z "$victims" ]; then echo "$round"; exit 0; fi
-  stopped=""
-  while [ "$victims" != "$stopped" ]; do  # freeze until no new process appears
+  stopped=""; looks=0
+  while [ "$victims" != "$stopped" ] && [ "$looks" -lt 50 ]; do  # freeze until none is new
     kill -STOP $victims 2>/dev/null
-    stopped=$victims
+    stopped=$victims; looks=$((looks + 1))
     victims=$(scan)
   done
   kill -KILL $victims 2>/dev/null
