@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from websockets.sync.client import connect
 
 from tests.e2e.live_server import DaphneServer, _free_port, port_open
+from tests.mcp_live import http_client, ok
 from tests.processes import ManagedProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
@@ -194,3 +196,27 @@ def test_waits_and_websockets_answer_while_redis_is_down(
         exec_id = _start(http, running_workspace, "echo back")
         polled = http.get(f"/api/v1/execs/{exec_id}", params={"wait_s": 20})
     assert [m["data"] for m in polled.json()["messages"]] == ["back\n"]
+
+
+MCP_N = 20
+
+
+def test_concurrent_mcp_exec_runs(server: DaphneServer, running_workspace: Any, token: Any) -> None:
+    from tenants.models import TenantPolicy
+
+    TenantPolicy.objects.filter(tenant=running_workspace.tenant).update(max_concurrent_execs=MCP_N)
+    url = server.url(f"/mcp/{running_workspace.tenant.slug}/")
+    script = "sleep 6; echo {i}"
+
+    async def one(i: int) -> Any:
+        async with http_client(url, token.raw) as client:
+            args = {"container_id": running_workspace.public_id, "cmd": ["sh", "-c", script]}
+            args["cmd"][2] = script.format(i=i)
+            return ok(await client.call_tool("exec_run", args))
+
+    async def scenario() -> list[Any]:
+        return list(await asyncio.gather(*(one(i) for i in range(MCP_N))))
+
+    results = anyio.run(scenario)
+    assert sorted(int(r["stdout"]) for r in results) == list(range(MCP_N))
+    assert {r["status"] for r in results} == {"completed"}
