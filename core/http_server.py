@@ -107,12 +107,15 @@ def install() -> None:
     if _installed:
         return
     _installed = True
-    channel_class: Any = http.HTTPChannel
-    request_class: Any = http.Request
+    _limit_headers(http.HTTPChannel)
+    _limit_bodies(http.HTTPChannel, http.Request)
+    _redact_access_log()
+
+
+def _limit_headers(channel_class: Any) -> None:
     limit = _header_limit()
     channel_class.totalHeadersSize = limit
     channel_class.MAX_LENGTH = limit
-
     line_received = channel_class.lineReceived
 
     def lineReceived(self: Any, line: bytes) -> None:
@@ -126,7 +129,13 @@ def install() -> None:
     def lineLengthExceeded(self: Any, line: bytes) -> None:
         _headers_too_large(self)
 
+    channel_class.lineReceived = lineReceived
+    channel_class.lineLengthExceeded = lineLengthExceeded
+
+
+def _limit_bodies(channel_class: Any, request_class: Any) -> None:
     all_headers_received = channel_class.allHeadersReceived
+    handle_content_chunk = request_class.handleContentChunk
 
     def allHeadersReceived(self: Any) -> None:
         if getattr(self, "_devbench_refused", False):
@@ -135,8 +144,6 @@ def install() -> None:
             _body_too_large(self)
             return
         all_headers_received(self)
-
-    handle_content_chunk = request_class.handleContentChunk
 
     def handleContentChunk(self: Any, data: bytes) -> None:
         if getattr(self.channel, "_devbench_refused", False):
@@ -147,11 +154,11 @@ def install() -> None:
             return
         handle_content_chunk(self, data)
 
-    channel_class.lineReceived = lineReceived
-    channel_class.lineLengthExceeded = lineLengthExceeded
     channel_class.allHeadersReceived = allHeadersReceived
     request_class.handleContentChunk = handleContentChunk
 
+
+def _redact_access_log() -> None:
     log_action = AccessLogGenerator.__call__
 
     def redacted_log(self: Any, protocol: str, action: str, details: dict[str, Any]) -> None:

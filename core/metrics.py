@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django_prometheus.exports import ExportToDjangoView
 
-from core.errors import PermissionDenied
+from core.errors import MetricsForbidden
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -48,9 +48,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         authorization=request.headers.get("Authorization", ""),
     )
     if not allowed:
-        refused = PermissionDenied(
-            "Metrics are for allowed networks or the metrics token.", code="metrics_forbidden"
-        )
+        refused = MetricsForbidden()
         return JsonResponse(refused.as_dict(), status=refused.http_status)
     response: HttpResponse = ExportToDjangoView(request)
     return response

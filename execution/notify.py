@@ -166,26 +166,28 @@ async def unsubscribe(layer: BaseChannelLayer, public_id: str, channel: str) -> 
         await asyncio.wait_for(layer.group_discard(exec_group(public_id), channel), SETUP_TIMEOUT_S)
 
 
+async def _open_channel(layer: BaseChannelLayer, public_id: str) -> str:
+    """A new channel subscribed to the exec's group, or "" if the layer cannot now."""
+    try:
+        # Bounded: a paused Redis must not hold the wait before its first recheck.
+        channel: str = await asyncio.wait_for(layer.new_channel(), SETUP_TIMEOUT_S)
+    except Exception as exc:  # a Redis error, or TimeoutError
+        logger.warning("exec wait without a channel (polling the database): %r", exc)
+        return ""
+    return channel if await subscribe(layer, public_id, channel) else ""
+
+
 async def _wait_on_group(
     layer: BaseChannelLayer, public_id: str, check: Callable[[], bool], timeout_s: float
 ) -> bool:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     async_check = sync_to_async(check)
-    channel = ""
     receiving: asyncio.Future[Any] | None = None
+    # Subscribed before the first check: nothing committed after it can be missed.
+    channel = await _open_channel(layer, public_id)
     try:
-        try:
-            # Bounded: a paused Redis must not hold the wait before its first recheck.
-            channel = await asyncio.wait_for(layer.new_channel(), SETUP_TIMEOUT_S)
-        except Exception as exc:  # a Redis error, or TimeoutError
-            logger.warning("exec wait without a channel (polling the database): %r", exc)
-        if channel and not await subscribe(layer, public_id, channel):
-            channel = ""
-        # Subscribed before this check: nothing committed after it can be missed.
-        while True:
-            if await async_check():
-                return True
+        while not await async_check():
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
@@ -194,18 +196,24 @@ async def _wait_on_group(
                 continue
             # One receive per waiter, kept across rechecks: cancelling it every
             # recheck would drop the Redis connection of the blocking pop each time.
-            if receiving is None:
-                receiving = asyncio.ensure_future(layer.receive(channel))
+            receiving = receiving or asyncio.ensure_future(layer.receive(channel))
             done, _ = await asyncio.wait({receiving}, timeout=min(remaining, RECHECK_S))
             if done:
                 finished, receiving = receiving, None
                 if finished.exception() is not None:
                     logger.warning("exec wake-ups lost (polling): %r", finished.exception())
                     channel = ""
+        return True
     finally:
-        if receiving is not None:
-            receiving.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await receiving
-        if channel:
-            await unsubscribe(layer, public_id, channel)
+        await _close_channel(layer, public_id, channel, receiving)
+
+
+async def _close_channel(
+    layer: BaseChannelLayer, public_id: str, channel: str, receiving: asyncio.Future[Any] | None
+) -> None:
+    if receiving is not None:
+        receiving.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await receiving
+    if channel:
+        await unsubscribe(layer, public_id, channel)

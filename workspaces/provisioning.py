@@ -17,10 +17,12 @@ from django.utils import timezone
 from core.errors import (
     ContainerGone,
     DevBenchError,
+    EngineConflict,
     EngineError,
     EngineTimeout,
     EngineUnavailable,
 )
+from core.queues import node_queue
 from tenants.audit import audit_record
 from tenants.models import AuditEvent, TenantPolicy
 from tenants.principal import system_principal
@@ -47,7 +49,7 @@ def _retry_conflicts(step: Callable[[], None]) -> None:
             step()
             return
         except EngineError as exc:
-            if exc.code != "engine_conflict" or time.monotonic() > deadline:
+            if not isinstance(exc, EngineConflict) or time.monotonic() > deadline:
                 raise
             time.sleep(CONFLICT_PAUSE_S)
 
@@ -104,7 +106,7 @@ def workspace_provision_enqueue(*, workspace: Workspace) -> None:
     """Queue the provisioning task on the workspace's node (call once the row is committed)."""
     from workspaces.tasks import workspace_provision_task
 
-    workspace_provision_task.apply_async(args=[workspace.pk], queue=f"node.{workspace.node}")
+    workspace_provision_task.apply_async(args=[workspace.pk], queue=node_queue(workspace.node))
 
 
 def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Workspace | None:

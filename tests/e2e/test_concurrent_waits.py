@@ -19,9 +19,8 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.e2e.live_server import DaphneServer, _free_port, port_open
 from tests.mcp_live import http_client, ok
-from tests.processes import ManagedProcess
+from tests.processes import DaphneServer, ManagedProcess, free_port, port_open
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
 
@@ -97,7 +96,7 @@ class OwnRedis(ManagedProcess):
     stop_grace_s = 5.0
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no"]  # fmt: skip

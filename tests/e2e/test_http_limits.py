@@ -11,18 +11,19 @@ import pytest
 from websockets.sync.client import connect
 
 from core.http_server import redact
-from tests.mcp_live import DaphneProcess
+from tests.mcp_live import web_process
+from tests.processes import DaphneServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
-def server(django_db_setup: Any, django_db_blocker: Any) -> Iterator[DaphneProcess]:
+def server(django_db_setup: Any, django_db_blocker: Any) -> Iterator[DaphneServer]:
     from django.db import connection
 
     with django_db_blocker.unblock():
         db_name = connection.settings_dict["NAME"]
-    daphne = DaphneProcess(db_name, "limits", {"DEVBENCH_MAX_REQUEST_BODY_BYTES": "4096"})
+    daphne = web_process(db_name, "limits", {"DEVBENCH_MAX_REQUEST_BODY_BYTES": "4096"})
     yield daphne
     daphne.stop()
 

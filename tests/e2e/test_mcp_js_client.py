@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from tests.mcp_live import DaphneProcess
+from tests.processes import DaphneServer
 
 pytestmark = [pytest.mark.e2e]
 
 
 def test_js_client_lists_described_tools(
-    live_mcp: DaphneProcess, js_client: Any, tenant: Any, token: Any
+    live_mcp: DaphneServer, js_client: Any, tenant: Any, token: Any
 ) -> None:
     report = js_client(live_mcp.mcp_url(tenant.slug), token.raw)
     assert report["problems"] == []
@@ -22,7 +22,7 @@ def test_js_client_lists_described_tools(
 
 
 def test_js_client_is_refused_for_another_tenant(
-    live_mcp: DaphneProcess, js_client: Any, other_tenant: Any, token: Any
+    live_mcp: DaphneServer, js_client: Any, other_tenant: Any, token: Any
 ) -> None:
     report = js_client(live_mcp.mcp_url(other_tenant.slug), token.raw)
     assert report["exit_code"] == 1
@@ -32,7 +32,7 @@ def test_js_client_is_refused_for_another_tenant(
 @pytest.mark.docker
 @pytest.mark.integration
 def test_js_client_runs_spawn_exec_kill(
-    live_mcp: DaphneProcess, live_worker: Any, js_client: Any, tenant: Any, token: Any
+    live_mcp: DaphneServer, live_worker: Any, js_client: Any, tenant: Any, token: Any
 ) -> None:
     report = js_client(live_mcp.mcp_url(tenant.slug), token.raw, "workflow")
     assert report["problems"] == [], report
