@@ -327,7 +327,12 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
+        # Django's own console handler (DEBUG only) would print each request warning
+        # a second time, beside the root handler: one handler, the root's.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.channels.server": {"level": "WARNING"},
+        # The MCP SDK announces the end of every stateless request at INFO.
+        "mcp.server.streamable_http": {"level": "WARNING"},
         "devbench.audit": {
             "handlers": ["audit"],
             "level": env_str("AUDIT_LOG_LEVEL", "INFO"),

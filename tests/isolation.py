@@ -32,7 +32,12 @@ def rest_answer(response: Any) -> Answer:
 
 
 def mcp_answer(result: Any) -> Answer:
-    body = result.structured_content or {}
+    if result.is_error:
+        # An error result carries the REST body as JSON text, and no structured content.
+        assert result.structured_content is None, result.structured_content
+        body = json.loads(result.content[0].text)
+    else:
+        body = result.structured_content or {}
     status = "error" if result.is_error else "ok"
     return Answer(status, body.get("code"), json.dumps(body, sort_keys=True))
 

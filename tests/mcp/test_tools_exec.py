@@ -12,7 +12,7 @@ from mcp.client import Client
 from execution.models import Exec
 from tenants.models import TenantPolicy
 from tests.isolation import assert_like_missing, mcp_answer
-from tests.mcp_live import MODES, DaphneServer, error_code, http_client, ok
+from tests.mcp_live import MODES, DaphneServer, error_body, error_code, http_client, ok
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.integration]
 
@@ -181,7 +181,7 @@ def test_exec_cancel_and_concurrency(
 
     out = run(live_mcp, tenant, token, steps)
     assert error_code(out["busy"]) == "concurrency_limit_exceeded"
-    assert out["busy"].structured_content["extra"] == {"limit": 1, "active": 1}
+    assert error_body(out["busy"])["extra"] == {"limit": 1, "active": 1}
     assert out["cancelled"]["status"] == "cancelled" and out["again"]["status"] == "cancelled"
     assert out["last"]["status"] == "cancelled" and out["last"]["complete"] is True
     assert out["after"]["status"] == "completed"  # the slot was freed

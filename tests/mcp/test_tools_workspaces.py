@@ -8,7 +8,7 @@ import pytest
 
 from tenants.models import AuditEvent, TenantPolicy
 from tests.isolation import assert_like_missing, mcp_answer
-from tests.mcp_live import error_code, mcp_call, ok
+from tests.mcp_live import error_body, error_code, mcp_call, ok
 from tests.processes import DaphneServer
 from workspaces.models import Workspace
 
@@ -170,12 +170,12 @@ def test_scopes_are_enforced(server: DaphneServer, tenant: Any, make_token: Any)
 
     refused = mcp_call(url, reader.raw, "spawn", {"image": BUSYBOX})
     assert error_code(refused) == "scope_required"
-    assert refused.structured_content["extra"]["required_scope"] == "write"
+    assert error_body(refused)["extra"]["required_scope"] == "write"
     assert Workspace.objects.filter(tenant=tenant).count() == 0
     assert ok(mcp_call(url, reader.raw, "list_containers", {}))["workspaces"] == []
     too_many = mcp_call(url, reader.raw, "list_containers", {"limit": 0})
     assert error_code(too_many) == "validation_failed"
-    assert too_many.structured_content["extra"]["errors"][0]["loc"] == ["limit"]
+    assert error_body(too_many)["extra"]["errors"][0]["loc"] == ["limit"]
     assert ok(mcp_call(url, reader.raw, "system_status", {}))["scopes"] == ["read"]
 
     for tool in ("reconcile", "garbage_collect"):

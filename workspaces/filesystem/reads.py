@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import posixpath
-import tarfile
 
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
@@ -27,6 +26,7 @@ from workspaces.filesystem.results import (
     parse_engine_time,
 )
 from workspaces.filesystem.tario import new_spool, open_stream
+from workspaces.filesystem.tarlib import tarfile
 from workspaces.models import Workspace
 from workspaces.runtime.base import PathKind
 

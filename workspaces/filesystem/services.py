@@ -14,7 +14,6 @@ import contextlib
 import itertools
 import posixpath
 import secrets
-import tarfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any, BinaryIO
@@ -50,6 +49,7 @@ from workspaces.filesystem.results import (
     MoveResult,
 )
 from workspaces.filesystem.tario import SpooledBody, dir_infos, new_info, spool, tar_stream
+from workspaces.filesystem.tarlib import tarfile
 from workspaces.filesystem.upload import plan_upload
 from workspaces.models import Workspace
 from workspaces.runtime.base import WORKSPACE_USER, EngineCommandFailed, PathStat
