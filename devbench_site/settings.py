@@ -97,6 +97,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
@@ -202,12 +203,56 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "DevBench <devbench@localhost
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+            # channels-redis with a socket timeout longer than its blocking pop and a
+            # bounded, blocking connection pool (core/channel_layer.py).
+            "BACKEND": "core.channel_layer.WakeupChannelLayer",
+            "CONFIG": {
+                "hosts": [env_str("CHANNEL_LAYER_URL", REDIS_URL)],
+                "capacity": 1000,
+                "expiry": 30,
+                "socket_timeout_s": float(env_int("CHANNEL_LAYER_SOCKET_TIMEOUT_S", 15)),
+                "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 1000),
+            },
         }
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Request size limits of the web server (core/http_server.py) ------------
+# Headers: 431 above this many bytes in total. Bodies: 413 above this (it must exceed the
+# largest file any tenant policy allows, max_file_size_bytes, plus archive overhead).
+DEVBENCH_MAX_REQUEST_HEADER_BYTES = env_int("DEVBENCH_MAX_REQUEST_HEADER_BYTES", 32 * 1024)
+DEVBENCH_MAX_REQUEST_BODY_BYTES = env_int("DEVBENCH_MAX_REQUEST_BODY_BYTES", 1024 * 1024 * 1024)
+
+# --- Content-Security-Policy of the web pages (django-csp) --------------------------
+# Scripts only from our static files (the pages have no inline script). Styles also
+# inline: xterm.js styles the terminal through <style> elements it creates itself.
+# 'self' covers the same-origin ws:/wss: websockets. The JSON API is left out.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/api/"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# --- /metrics: loopback (or these networks), or the bearer token when one is set --------
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
+# --- Rate limits ------------------------------------------------------------------
+# Per credential (API token, OIDC or signed-in user) and per tenant, over REST, MCP and
+# websocket connects together; "limits" notation ("600/minute", "20/second"), empty: none.
+DEVBENCH_RATE_LIMIT_PER_TOKEN = env_str("DEVBENCH_RATE_LIMIT_PER_TOKEN", "1200/minute")
+DEVBENCH_RATE_LIMIT_PER_TENANT = env_str("DEVBENCH_RATE_LIMIT_PER_TENANT", "6000/minute")
+DEVBENCH_RATE_LIMIT_STORAGE = env_str("DEVBENCH_RATE_LIMIT_STORAGE", REDIS_URL or "memory://")
 
 # --- Celery -------------------------------------------------------------------
 # Embedded: the same task code runs on an in-process thread pool

@@ -157,6 +157,12 @@ class NetworkMode(models.TextChoices):
     BRIDGE = "bridge", "Bridge (outbound allowed)"
 
 
+class ContainerRuntime(models.TextChoices):
+    DEFAULT = "", "Engine default"
+    RUNC = "runc", "runc"
+    GVISOR = "runsc", "gVisor (runsc)"
+
+
 class TenantPolicy(models.Model):
     """Per-tenant limits and rules. Services read it; admins edit it."""
 
@@ -177,6 +183,16 @@ class TenantPolicy(models.Model):
     pids_limit = models.PositiveIntegerField(default=256, validators=[MinValueValidator(8)])
     network_mode = models.CharField(
         max_length=10, choices=NetworkMode.choices, default=NetworkMode.NONE
+    )
+    runtime = models.CharField(
+        max_length=10,
+        choices=ContainerRuntime.choices,
+        default=ContainerRuntime.DEFAULT,
+        blank=True,
+        help_text=(
+            "Container runtime of new workspaces. gVisor (runsc) runs them on its own "
+            "kernel, without network; the node needs it installed (scripts/runsc-setup)."
+        ),
     )
     max_workspaces = models.PositiveIntegerField(default=10)
     max_concurrent_execs = models.PositiveIntegerField(

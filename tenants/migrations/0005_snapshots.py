@@ -7,6 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('tenants', '0004_policy_node_labels'),
+        ('tenants', '0004_policy_runtime'),
     ]
 
     operations = [

@@ -65,6 +65,9 @@ class ContainerSpec:
     init: bool = True
     restart_policy: str | None = None  # e.g. "unless-stopped" for persistent workspaces
     runtime: str | None = None
+    # "private": the container sees only its own cgroup tree (an engine on cgroup v1
+    # defaults to "host", which shows the host's cgroup hierarchy inside).
+    cgroupns: str = "private"
 
 
 @dataclass(frozen=True)
