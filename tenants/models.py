@@ -202,6 +202,12 @@ class TenantPolicy(models.Model):
     max_ttl_s = models.PositiveIntegerField(default=86400)
     max_file_size_bytes = models.PositiveBigIntegerField(default=128 * 1024 * 1024)
     exec_output_cap_bytes = models.PositiveBigIntegerField(default=16 * 1024 * 1024)
+    node_labels = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Labels a node must carry to hold the tenant's workspaces, e.g. "
+        '{"runtime": "gvisor"}.',
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -53,6 +53,22 @@ class EngineStatusOut(Schema):
     error: ErrorOut | None = None
 
 
+class NodeStatusOut(Schema):
+    """A node's capacity and what live workspaces reserve of it (admin scope only)."""
+
+    name: str
+    state: str
+    labels: dict[str, str]
+    heartbeat_at: str | None
+    version: str
+    max_workspaces: int
+    memory_bytes: int
+    cpus: float
+    workspaces: int
+    memory_reserved_bytes: int
+    cpus_reserved: float
+
+
 class SystemStatusOut(Schema):
     tenant: TenantOut
     principal_kind: str
@@ -64,3 +80,4 @@ class SystemStatusOut(Schema):
     workspaces: dict[str, int]
     execs: dict[str, int]
     policy: TenantPolicyOut
+    nodes: list[NodeStatusOut] = []

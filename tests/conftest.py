@@ -24,6 +24,9 @@ from tests.processes import TEST_INSTANCE, ManagedProcess, service_env
 def pytest_configure(config: pytest.Config) -> None:
     settings.DEVBENCH_INSTANCE = TEST_INSTANCE
     os.environ["DEVBENCH_INSTANCE"] = TEST_INSTANCE
+    # Tests call services in this process against the local engine (the single-host
+    # shape); tests/nodes runs web processes without one.
+    settings.DEVBENCH_ENGINE_DIRECT = True
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -16,7 +16,9 @@ from core.errors import DevBenchError
 from tenants.admin import TenantScopedAdmin
 from tenants.auth import principal_for_member
 from workspaces import selectors, services
-from workspaces.models import Attachment, Workspace, WorkspaceStatus
+from workspaces.models import Attachment, Node, Workspace, WorkspaceStatus
+from workspaces.nodes import live_workspaces_on, node_set_drain
+from workspaces.placement import MIB, NodeLoad, node_loads
 
 
 class AttachmentInline(admin.TabularInline):
@@ -72,3 +74,90 @@ class WorkspaceAdmin(TenantScopedAdmin):
                 continue
             killed += 1
         self.message_user(request, f"Killed {killed} workspace(s).")
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    """Nodes belong to the installation, not to a tenant: superusers only.
+
+    Capacity and labels are edited here (a worker's DEVBENCH_NODE_* settings win
+    when it registers); the agent's secret is never shown.
+    """
+
+    list_display = (
+        "name",
+        "state",
+        "labels",
+        "load_workspaces",
+        "load_memory",
+        "load_cpus",
+        "heartbeat_at",
+        "version",
+    )
+    list_filter = ("state", "drain")
+    fields = (
+        "name",
+        "state",
+        "drain",
+        "labels",
+        "max_workspaces",
+        "memory_bytes",
+        "cpus",
+        "engine_endpoint",
+        "agent_url",
+        "heartbeat_at",
+        "version",
+    )
+    readonly_fields = ("state", "engine_endpoint", "agent_url", "heartbeat_at", "version")
+    actions = ("drain_nodes", "undrain_nodes")
+
+    def _superuser(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._superuser(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._superuser(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._superuser(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a node's worker registers it
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._superuser(request) and (obj is None or not live_workspaces_on(obj.name))
+
+    def _load(self, obj: Node) -> NodeLoad:
+        return node_loads([obj])[0]  # one query per row: an installation has few nodes
+
+    @admin.display(description="workspaces")
+    def load_workspaces(self, obj: Node) -> str:
+        return f"{self._load(obj).workspaces} / {obj.max_workspaces}"
+
+    @admin.display(description="memory reserved")
+    def load_memory(self, obj: Node) -> str:
+        used = self._load(obj).memory_bytes // MIB
+        return f"{used} / {obj.memory_bytes // MIB} MiB" if obj.memory_bytes else f"{used} MiB"
+
+    @admin.display(description="CPUs reserved")
+    def load_cpus(self, obj: Node) -> str:
+        used = self._load(obj).cpus
+        return f"{used:g} / {float(obj.cpus):g}" if obj.cpus else f"{used:g}"
+
+    def save_model(self, request: HttpRequest, obj: Node, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        node_set_drain(node=obj, drain=obj.drain)  # keeps state in step with the flag
+
+    @admin.action(description="Drain: place nothing new on the selected nodes")
+    def drain_nodes(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        for node in queryset:
+            node_set_drain(node=node, drain=True)
+        self.message_user(request, f"Draining {queryset.count()} node(s).")
+
+    @admin.action(description="Undrain: place workspaces on the selected nodes again")
+    def undrain_nodes(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        for node in queryset:
+            node_set_drain(node=node, drain=False)
+        self.message_user(request, f"{queryset.count()} node(s) take new workspaces again.")

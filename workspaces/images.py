@@ -23,7 +23,7 @@ from django.core.cache import cache
 from core.errors import ImageNotFound, ValidationFailed
 from tenants.models import TenantPolicy
 from workspaces.errors import DigestRequired, ImageNotAllowed, InvalidImageReference
-from workspaces.runtime import get_driver
+from workspaces.nodes import node_driver
 from workspaces.runtime.base import ImageInfo
 
 DEFAULT_DOMAIN = "docker.io"
@@ -155,8 +155,8 @@ def image_reference_allowed(reference: ImageReference, patterns: list[str]) -> b
     return any(fnmatchcase(c, p) for p in patterns for c in candidates)
 
 
-def _resolve_uncached(reference: ImageReference) -> ImageInfo:
-    driver = get_driver()
+def _resolve_uncached(reference: ImageReference, node: str) -> ImageInfo:
+    driver = node_driver(node)
     try:
         return driver.image_inspect(reference.familiar())
     except ImageNotFound:
@@ -178,18 +178,23 @@ def _resolve_uncached(reference: ImageReference) -> ImageInfo:
     return info
 
 
-def image_resolve(reference: ImageReference) -> ImageInfo:
-    """The local image for a reference; answers are cached briefly (failures are not)."""
-    key = f"devbench:image:{reference.canonical()}"
+def _cache_key(reference: ImageReference, node: str | None) -> str:
+    return f"devbench:image:{node or settings.DEVBENCH_NODE}:{reference.canonical()}"
+
+
+def image_resolve(reference: ImageReference, *, node: str | None = None) -> ImageInfo:
+    """The image for a reference on a node's engine (default: this process's node);
+    answers are cached briefly (failures are not)."""
+    key = _cache_key(reference, node)
     info = cache.get(key)
     if not isinstance(info, ImageInfo):
-        info = _resolve_uncached(reference)
+        info = _resolve_uncached(reference, node or settings.DEVBENCH_NODE)
         cache.set(key, info, timeout=settings.DEVBENCH_IMAGE_CACHE_TTL_S)
     return info
 
 
-def image_forget(reference: ImageReference) -> None:
-    cache.delete(f"devbench:image:{reference.canonical()}")
+def image_forget(reference: ImageReference, *, node: str | None = None) -> None:
+    cache.delete(_cache_key(reference, node))
 
 
 @dataclass(frozen=True)
@@ -198,8 +203,8 @@ class ResolvedImage:
     info: ImageInfo
 
 
-def image_check(*, policy: TenantPolicy, image: str | None) -> ResolvedImage:
-    """Parse, apply the tenant's image policy, and resolve to a local image."""
+def image_allowed(*, policy: TenantPolicy, image: str | None) -> ImageReference:
+    """Parse and apply the tenant's image policy (no engine involved)."""
     reference = image_reference_parse(image or policy.default_image)
     patterns = allowed_image_patterns(policy)
     if not image_reference_allowed(reference, patterns):
@@ -215,4 +220,12 @@ def image_check(*, policy: TenantPolicy, image: str | None) -> ResolvedImage:
             f"'{reference.familiar_name}@sha256:<digest>'.",
             image=reference.familiar(),
         )
-    return ResolvedImage(reference=reference, info=image_resolve(reference))
+    return reference
+
+
+def image_check(
+    *, policy: TenantPolicy, image: str | None, node: str | None = None
+) -> ResolvedImage:
+    """Parse, apply the tenant's image policy, and resolve to an image on the node."""
+    reference = image_allowed(policy=policy, image=image)
+    return ResolvedImage(reference=reference, info=image_resolve(reference, node=node))

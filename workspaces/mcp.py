@@ -61,6 +61,7 @@ def spawn(call: ToolCall[Principal], args: WorkspaceSpawnIn) -> Workspace:
         ttl_s=args.ttl_s,
         idempotency_key=args.idempotency_key,
         limits=args.limits.model_dump() if args.limits else None,
+        node_labels=args.node_labels,
         wait=args.wait,
     )
 

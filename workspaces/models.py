@@ -34,6 +34,9 @@ class WorkspaceStatus(models.TextChoices):
     REMOVING = "removing"
     REMOVED = "removed"
     ERROR = "error"
+    # Its node is down: nothing can reach it until the node returns (reconciliation
+    # then restores what survived from ``prior_status``).
+    UNAVAILABLE = "unavailable"
 
 
 # Statuses in which a workspace still holds (or is about to hold) engine resources.
@@ -42,6 +45,7 @@ LIVE_STATUSES = (
     WorkspaceStatus.RUNNING,
     WorkspaceStatus.STOPPED,
     WorkspaceStatus.REMOVING,
+    WorkspaceStatus.UNAVAILABLE,
 )
 
 
@@ -55,8 +59,11 @@ class Workspace(models.Model):
     image_ref = models.CharField(max_length=512)
     image_id = models.CharField(max_length=100, blank=True)
     status = models.CharField(
-        max_length=10, choices=WorkspaceStatus.choices, default=WorkspaceStatus.CREATING
+        max_length=11, choices=WorkspaceStatus.choices, default=WorkspaceStatus.CREATING
     )
+    # While ``unavailable``: the status and error code it had when its node went down.
+    prior_status = models.CharField(max_length=11, blank=True)
+    prior_error_code = models.CharField(max_length=50, blank=True)
     status_message = models.TextField(blank=True)
     # The stable code of the error that put the workspace in ``error`` (or stopped it).
     error_code = models.CharField(max_length=50, blank=True)
@@ -117,3 +124,55 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client_name or 'client'} on {self.workspace}"
+
+
+NODE_NAME_VALIDATOR = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9_.-]{0,61}[a-z0-9])?$",
+    "A node name is 1-63 lowercase letters, digits, '.', '_' or '-'.",
+    code="invalid_node_name",
+)
+
+
+class NodeState(models.TextChoices):
+    ACTIVE = "active"
+    DRAINING = "draining"  # existing workspaces keep working; nothing new is placed
+    DOWN = "down"  # no heartbeat for DEVBENCH_NODE_DOWN_AFTER_S
+
+
+class Node(models.Model):
+    """One Docker host and its node worker. Admin-managed; tenants only see the name.
+
+    The worker registers the row and heartbeats; the engine endpoint is what the
+    worker reports (display only): TLS material for a TCP engine stays in the
+    worker's own environment. Web processes reach the engine through the worker's
+    agent (``agent_url``, authenticated with ``agent_token``).
+    """
+
+    name = models.CharField(max_length=63, unique=True, validators=[NODE_NAME_VALIDATOR])
+    engine_endpoint = models.CharField(max_length=300, blank=True)
+    agent_url = models.CharField(max_length=300, blank=True)
+    agent_token = models.CharField(max_length=100, blank=True)
+    max_workspaces = models.PositiveIntegerField(default=100)
+    memory_bytes = models.PositiveBigIntegerField(
+        default=0, help_text="Memory the node's workspaces may reserve in all; 0: no limit."
+    )
+    cpus = models.DecimalField(
+        max_digits=7,
+        decimal_places=2,
+        default=0,
+        help_text="CPUs the node's workspaces may reserve in all; 0: no limit.",
+    )
+    labels = models.JSONField(default=dict, blank=True, help_text='e.g. {"runtime": "gvisor"}')
+    state = models.CharField(max_length=10, choices=NodeState.choices, default=NodeState.ACTIVE)
+    # An admin's drain survives the node going down and coming back.
+    drain = models.BooleanField(default=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    version = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -52,6 +52,11 @@ class WorkspaceSpawnIn(Schema):
         description="Repeat a spawn safely: the same key returns the same workspace.",
     )
     limits: LimitsIn | None = Field(None, description="Ask for less than the policy's ceilings.")
+    node_labels: dict[str, str] | None = Field(
+        None,
+        max_length=16,
+        description='Labels the node must carry (besides the policy\'s), e.g. {"disk": "ssd"}.',
+    )
     wait: bool = Field(
         True,
         description="true: answer once it runs (201); false: answer at once with status "
@@ -65,7 +70,10 @@ class WorkspaceOut(Schema):
     alias: str | None
     image: str
     image_id: str
-    status: str = Field(description="creating, running, stopped, removing, removed or error.")
+    status: str = Field(
+        description="creating, running, stopped, removing, removed, error, or unavailable "
+        "(its node is down; it returns with its node)."
+    )
     error_code: str = Field(description="Why it is in error or stopped; empty otherwise.")
     status_message: str
     persistent: bool

@@ -38,18 +38,26 @@ from workspaces.errors import (
     WorkspaceNotStopped,
     WorkspaceQuotaExceeded,
 )
-from workspaces.images import image_check, image_reference_parse
+from workspaces.images import image_allowed, image_check, image_reference_parse
 from workspaces.models import (
     ALIAS_VALIDATOR,
     LIVE_STATUSES,
     Attachment,
+    Node,
     Workspace,
     WorkspaceStatus,
+)
+from workspaces.nodes import workspace_driver
+from workspaces.placement import (
+    CapacityExhausted,
+    limits_reservation,
+    node_has_room,
+    node_place,
+    required_labels,
 )
 from workspaces.policy import limits_resolve, ttl_resolve
 from workspaces.provisioning import workspace_provision as workspace_provision  # re-export
 from workspaces.provisioning import workspace_provision_enqueue, workspace_teardown
-from workspaces.runtime import get_driver
 from workspaces.runtime.base import ContainerStats
 from workspaces.selectors import workspace_get, workspace_require_own, workspace_require_running
 from workspaces.spec import WORKSPACE_ROOT, engine_name
@@ -106,10 +114,20 @@ def _check_replay(
         )
 
 
+class _NodeFilled(Exception):
+    """The chosen node filled up between placement and the insert: place again."""
+
+
 def _workspace_create(
-    *, actor: Principal, policy: TenantPolicy, idempotency_key: str | None, fields: dict[str, Any]
+    *,
+    actor: Principal,
+    policy: TenantPolicy,
+    idempotency_key: str | None,
+    node: Node,
+    fields: dict[str, Any],
 ) -> tuple[Workspace, bool]:
-    """Insert the row under the tenant's policy lock: quota and key checks are race-free."""
+    """Insert the row under the tenant's policy lock and the node's: quota, key and
+    node capacity checks are race-free."""
     try:
         with transaction.atomic():
             locked = TenantPolicy.objects.select_for_update().get(pk=policy.pk)
@@ -133,7 +151,13 @@ def _workspace_create(
                 .exists()
             ):
                 raise AliasInUse(f"The alias '{alias}' already names a workspace.", alias=alias)
-            workspace = Workspace(tenant=actor.tenant, idempotency_key=idempotency_key, **fields)
+            locked_node = Node.objects.select_for_update().get(pk=node.pk)
+            reserve = limits_reservation(fields["limits"])
+            if not node_has_room(node=locked_node, memory_bytes=reserve[0], cpus=reserve[1]):
+                raise _NodeFilled
+            workspace = Workspace(
+                tenant=actor.tenant, idempotency_key=idempotency_key, node=node.name, **fields
+            )
             workspace.volume_name = f"{engine_name(workspace)}-data"
             workspace.save(force_insert=True)
             transaction.on_commit(lambda: workspace_provision_enqueue(workspace=workspace))
@@ -158,8 +182,10 @@ def workspace_spawn(
     wait: bool = True,
     limits: Mapping[str, Any] | None = None,
     wait_timeout_s: float | None = None,
+    node_labels: Mapping[str, str] | None = None,
 ) -> Workspace:
-    """Create a workspace. ``wait=True``: return it running or raise why it is not;
+    """Create a workspace on a node placed by capacity and labels (the policy's plus
+    ``node_labels``). ``wait=True``: return it running or raise why it is not;
     ``wait=False``: return it ``creating`` at once. A repeated ``idempotency_key``
     returns the workspace the first request made (exactly one is ever created)."""
     actor.require_scope("write")
@@ -175,27 +201,19 @@ def workspace_spawn(
         image_ref = image_reference_parse(image or policy.default_image).familiar()
         workspace = _idempotent_replay(actor=actor, key=idempotency_key)
         if workspace is None:
-            resolved = image_check(policy=policy, image=image)
-            ttl = ttl_resolve(policy=policy, persistent=persistent, ttl_s=ttl_s)
-            effective = limits_resolve(policy=policy, requested=limits)
-            now = timezone.now()
-            workspace, created = _workspace_create(
+            workspace, created = _place_and_create(
                 actor=actor,
                 policy=policy,
+                image=image,
+                image_ref=image_ref,
+                alias=alias,
+                persistent=persistent,
+                ttl_s=ttl_s,
+                limits=limits,
+                node_labels=node_labels,
                 idempotency_key=idempotency_key,
-                fields={
-                    "alias": alias,
-                    "image_ref": image_ref,
-                    "image_id": resolved.info.id,
-                    "persistent": persistent,
-                    "ttl_s": ttl,
-                    "expires_at": now + timedelta(seconds=ttl) if ttl else None,
-                    "idempotency_expires_at": now + key_window() if idempotency_key else None,
-                    "limits": effective.as_dict(),
-                    "node": settings.DEVBENCH_NODE,
-                    "created_by_id": actor.user_id,
-                },
             )
+            audit.details["node"] = workspace.node
         else:
             created = False
         audit.target_id = workspace.public_id
@@ -205,6 +223,57 @@ def workspace_spawn(
         if wait:
             workspace = workspace_wait_running(workspace=workspace, timeout_s=wait_timeout_s)
     return workspace
+
+
+_PLACEMENT_ATTEMPTS = 5
+
+
+def _place_and_create(
+    *,
+    actor: Principal,
+    policy: TenantPolicy,
+    image: str | None,
+    image_ref: str,
+    alias: str | None,
+    persistent: bool,
+    ttl_s: int | None,
+    limits: Mapping[str, Any] | None,
+    node_labels: Mapping[str, str] | None,
+    idempotency_key: str | None,
+) -> tuple[Workspace, bool]:
+    image_allowed(policy=policy, image=image)
+    ttl = ttl_resolve(policy=policy, persistent=persistent, ttl_s=ttl_s)
+    effective = limits_resolve(policy=policy, requested=limits)
+    labels = required_labels(policy_labels=policy.node_labels, requested=node_labels)
+    memory_bytes, cpus = limits_reservation(effective.as_dict())
+    for _ in range(_PLACEMENT_ATTEMPTS):
+        node = node_place(labels=labels, memory_bytes=memory_bytes, cpus=cpus)
+        resolved = image_check(policy=policy, image=image, node=node.name)
+        now = timezone.now()
+        try:
+            return _workspace_create(
+                actor=actor,
+                policy=policy,
+                idempotency_key=idempotency_key,
+                node=node,
+                fields={
+                    "alias": alias,
+                    "image_ref": image_ref,
+                    "image_id": resolved.info.id,
+                    "persistent": persistent,
+                    "ttl_s": ttl,
+                    "expires_at": now + timedelta(seconds=ttl) if ttl else None,
+                    "idempotency_expires_at": now + key_window() if idempotency_key else None,
+                    "limits": effective.as_dict(),
+                    "created_by_id": actor.user_id,
+                },
+            )
+        except _NodeFilled:
+            continue
+    raise CapacityExhausted(
+        "Every node that fitted filled up while this spawn was placed; try again.",
+        extra={"labels": labels},
+    )
 
 
 def workspace_error(*, workspace: Workspace) -> DevBenchError:
@@ -303,7 +372,7 @@ def workspace_stop(*, actor: Principal, workspace: Workspace, timeout_s: int = 1
         if row.status == WorkspaceStatus.STOPPED:
             return row
         workspace_require_running(workspace=row)
-        get_driver().stop(row.container_id, timeout_s=timeout_s)
+        workspace_driver(row).stop(row.container_id, timeout_s=timeout_s)
         _set_status(
             row,
             WorkspaceStatus.STOPPED,
@@ -324,7 +393,7 @@ def workspace_start(*, actor: Principal, workspace: Workspace) -> Workspace:
                 "can be started.",
                 status=row.status,
             )
-        get_driver().start(row.container_id)
+        workspace_driver(row).start(row.container_id)
         _set_status(row, WorkspaceStatus.RUNNING)
     return row
 
@@ -360,4 +429,4 @@ def workspace_stats(*, actor: Principal, workspace: Workspace) -> ContainerStats
     actor.require_scope("read")
     workspace_require_own(actor=actor, workspace=workspace)
     workspace_require_running(workspace=workspace)
-    return get_driver().stats(workspace.container_id)
+    return workspace_driver(workspace).stats(workspace.container_id)

@@ -232,6 +232,19 @@ class InteractiveExec(abc.ABC):
     def close(self) -> None: ...
 
 
+def resize_when_started(tty: InteractiveExec, *, rows: int, cols: int) -> bool:
+    """Resize a just-opened tty: the engine refuses until the process has started, which
+    it does at once, so a few quick retries. False if it never took (the shell still
+    works at its old size)."""
+    for _ in range(10):
+        try:
+            tty.resize(rows=rows, cols=cols)
+            return True
+        except Exception:
+            time.sleep(0.02)
+    return False
+
+
 class RuntimeExec(abc.ABC):
     @abc.abstractmethod
     def exec_create(self, container_id: str, spec: ExecSpec) -> str:
