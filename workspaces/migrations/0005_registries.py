@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0005_snapshots'),
+        ('tenants', '0006_snapshots'),
         ('workspaces', '0004_snapshots'),
     ]
 

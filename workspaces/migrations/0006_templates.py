@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0005_snapshots'),
+        ('tenants', '0006_snapshots'),
         ('workspaces', '0005_registries'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

@@ -6,8 +6,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0004_policy_node_labels'),
         ('tenants', '0004_policy_runtime'),
+        ('tenants', '0005_policy_node_labels'),
     ]
 
     operations = [
