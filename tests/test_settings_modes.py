@@ -65,7 +65,8 @@ def test_production_mode_uses_postgres_redis_and_celery():
     assert result.returncode == 0, result.stderr
     probe = json.loads(result.stdout.strip().splitlines()[-1])
     assert probe["db"].endswith("postgresql")
-    assert probe["layer"] == "channels_redis.core.RedisChannelLayer"
+    # The Redis channel layer, with socket timeouts that outlast its blocking pop.
+    assert probe["layer"] == "core.channel_layer.WakeupChannelLayer"
     assert probe["inproc"] is False
     assert probe["broker"].startswith("redis://")
     assert probe["debug"] is False
