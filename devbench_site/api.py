@@ -30,6 +30,7 @@ class BearerAuth(HttpBearer):
         return authenticate_bearer(
             request.headers.get("Authorization"),
             tenant_slug=request.headers.get(TENANT_HEADER, "").strip() or None,
+            cached=True,
         )
 
     def authenticate(self, request: HttpRequest, token: str) -> Principal:  # pragma: no cover

@@ -200,6 +200,7 @@ async def mcp_endpoint(scope: Scope, receive: Receive, send: Send, *, slug: str)
                 authenticate_bearer,
                 mcp_http.header(scope, b"authorization") or None,
                 tenant_slug=slug,
+                cached=True,
             )
         except DevBenchError as exc:
             headers = []

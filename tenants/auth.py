@@ -17,7 +17,7 @@ from typing import Any
 from django.utils import timezone
 
 from devbench_site.errors import AuthenticationFailed, DevBenchError, NotFound, PermissionDenied
-from tenants import tokens
+from tenants import token_cache, tokens
 from tenants.audit import audit_record
 from tenants.models import ApiToken, AuditEvent, Membership, Tenant
 from tenants.oidc.errors import TenantRequired
@@ -60,8 +60,14 @@ class _Attempt:
     tenant: Tenant | None = None
 
 
-def authenticate_bearer(authorization: str | None, *, tenant_slug: str | None = None) -> Principal:
+def authenticate_bearer(
+    authorization: str | None, *, tenant_slug: str | None = None, cached: bool = False
+) -> Principal:
     """Resolve the header to a principal; with ``tenant_slug``, the token must belong to it.
+
+    With ``cached``, an API token verified in this process in the last
+    ``DEVBENCH_TOKEN_CACHE_S`` seconds is accepted without a database query
+    (see :mod:`tenants.token_cache` for the revocation bound).
 
     A token for another tenant gets the same ``tenant_not_found`` (404) as a
     tenant that does not exist. Every refusal of a presented credential (401,
@@ -70,7 +76,7 @@ def authenticate_bearer(authorization: str | None, *, tenant_slug: str | None = 
     """
     attempt = _Attempt()
     try:
-        return _authenticate(authorization, tenant_slug, attempt)
+        return _authenticate(authorization, tenant_slug, attempt, cached)
     except (AuthenticationFailed, PermissionDenied, NotFound, TenantRequired) as exc:
         if exc.code != "token_missing":
             _audit_refusal(exc, attempt, tenant_slug)
@@ -78,12 +84,14 @@ def authenticate_bearer(authorization: str | None, *, tenant_slug: str | None = 
 
 
 def _authenticate(
-    authorization: str | None, tenant_slug: str | None, attempt: _Attempt
+    authorization: str | None, tenant_slug: str | None, attempt: _Attempt, cached: bool
 ) -> Principal:
     raw = extract_bearer(authorization)
     if tokens.looks_like_api_token(raw):
         attempt.credential = "api_token"
-        principal = _authenticate_api_token(raw, attempt)
+        principal = (cached and token_cache.get(raw)) or _authenticate_api_token(
+            raw, attempt, cache=cached
+        )
     else:
         attempt.credential = "other"
         principal = _authenticate_other(raw, tenant_slug)
@@ -123,7 +131,7 @@ def _authenticate_other(raw: str, tenant_slug: str | None) -> Principal:
     raise AuthenticationFailed("The token is not valid.", code="token_malformed")
 
 
-def _authenticate_api_token(raw: str, attempt: _Attempt) -> Principal:
+def _authenticate_api_token(raw: str, attempt: _Attempt, *, cache: bool) -> Principal:
     parts = tokens.parse(raw)
     if parts is None:
         raise AuthenticationFailed("The token is not valid.", code="token_malformed")
@@ -142,7 +150,7 @@ def _authenticate_api_token(raw: str, attempt: _Attempt) -> Principal:
     if not token.tenant.active:
         raise PermissionDenied("The tenant is deactivated.", code="tenant_inactive")
     _touch(token)
-    return Principal(
+    principal = Principal(
         user=token.user,
         tenant=token.tenant,
         scopes=frozenset(token.scopes),
@@ -150,6 +158,9 @@ def _authenticate_api_token(raw: str, attempt: _Attempt) -> Principal:
         actor_id=f"token:{token.prefix}",
         token_id=token.pk,
     )
+    if cache:
+        token_cache.put(raw, principal, expires_at=token.expires_at)
+    return principal
 
 
 def _touch(token: ApiToken) -> None:
