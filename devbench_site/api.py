@@ -12,6 +12,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer
 
 from devbench_site.errors import DevBenchError
+from devbench_site.fastjson import OrjsonParser, OrjsonRenderer
 from tenants.auth import authenticate_bearer
 from tenants.principal import Principal
 
@@ -48,6 +49,8 @@ api = NinjaAPI(
         '`{"code": "...", "message": "...", "extra": {...}}`; branch on `code`.'
     ),
     auth=BearerAuth(),
+    renderer=OrjsonRenderer(),
+    parser=OrjsonParser(),
     urls_namespace="api-v1",
 )
 
