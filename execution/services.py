@@ -244,11 +244,16 @@ def exec_poll(
     wait_s = validate_wait(wait_s)
     exec_ = exec_get(actor=actor, exec_id=exec_id)
     found: list[ExecMessage] = []
+    fresh = True  # just read: the first check needs no second read of the row
 
     def check() -> bool:
-        nonlocal found
+        nonlocal found, fresh
         # Status first: if it is terminal, every chunk is already stored.
-        _refresh(exec_)
+        if fresh:
+            fresh = False
+            _reconcile_one(exec_)
+        else:
+            _refresh(exec_)
         found = exec_messages_after(exec_pk=exec_.pk, after_seq=after_seq)
         return bool(found) or exec_.is_terminal
 
