@@ -26,6 +26,11 @@ class ExecMessage:
     encoding: str  # "utf-8" | "base64"
 
 
+def exec_message(*, seq: int, stream: int, data: bytes) -> ExecMessage:
+    text, encoding = encode(data)
+    return ExecMessage(seq, Stream(stream).label, text, encoding)
+
+
 def exec_get(*, actor: Principal, exec_id: str) -> Exec:
     exec_ = (
         Exec.objects.select_related("workspace", "tenant")
@@ -69,8 +74,7 @@ def exec_messages_after(
             raw = bytes(data)
             if messages and total + len(raw) > max_bytes:
                 return messages
-            text, encoding = encode(raw)
-            messages.append(ExecMessage(seq, Stream(stream).label, text, encoding))
+            messages.append(exec_message(seq=seq, stream=stream, data=raw))
             total += len(raw)
             cursor = seq
         if len(rows) < limit:
