@@ -32,19 +32,15 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import io
 import json
 import os
 import re
-import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -55,37 +51,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# The production environment (BENCH_DATABASE_URL, BENCH_REDIS_URL) and its process
+# helpers are bench_exec's; importing it sets os.environ for this run.
 from _timing import percentile  # noqa: E402
 from _workers import start_celery_worker  # noqa: E402
+from bench_exec import (  # noqa: E402
+    ENV,
+    INSTANCE,
+    _ensure_database,
+    _free_port,
+    _port_open,
+)
+from bench_fs import _Chunks, tar_of  # noqa: E402
+from bench_mcp import RawDocker  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-INSTANCE = f"bench-{uuid.uuid4().hex[:8]}"
 MiB = 1024 * 1024
 IMAGE = "devbench/busybox:latest"
-
-
-def _environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env["DATABASE_URL"] = os.environ.get(
-        "BENCH_DATABASE_URL", "postgres://devbench:devbench@127.0.0.1:5432/devbench_bench"
-    )
-    env["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
-    env.setdefault("SECRET_KEY", secrets.token_urlsafe(60))
-    env.update(
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        SECURE_SSL_REDIRECT="false",
-        SESSION_COOKIE_SECURE="false",
-        CSRF_COOKIE_SECURE="false",
-        SECURE_HSTS_SECONDS="0",
-        DEVBENCH_INSTANCE=INSTANCE,
-        DJANGO_SETTINGS_MODULE="devbench_site.settings",
-        LOG_LEVEL="WARNING",
-    )
-    return env
-
-
-ENV = _environment()
-os.environ.update(ENV)
 
 
 # --- results ---------------------------------------------------------------------------
@@ -122,29 +104,6 @@ def p50(samples: list[float]) -> float:
 
 
 # --- processes -------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def start_web(port: int) -> tuple[subprocess.Popen[bytes], str]:
@@ -496,15 +455,6 @@ class Bench:
         container = self.container(ws)
         files_url = f"/api/v1/workspaces/{ws['id']}/files"
 
-        def tar_of(entries: dict[str, bytes]) -> bytes:
-            buf = io.BytesIO()
-            with tarfile.open(fileobj=buf, mode="w") as tar:
-                for name, data in entries.items():
-                    info = tarfile.TarInfo(name)
-                    info.size, info.uid, info.gid, info.mode = len(data), 1000, 1000, 0o644
-                    tar.addfile(info, io.BytesIO(data))
-            return buf.getvalue()
-
         def raw_read(path: str) -> int:
             stream, _ = self.raw.get_archive(container, path)
             with tarfile.open(fileobj=_Chunks(stream), mode="r|") as tar:
@@ -649,31 +599,7 @@ class Bench:
     def spawn_row(self) -> None:
         """REST spawn (``wait: true``) | volume + create + start with the same hardening."""
         print("cold spawn")
-        from bench_workspaces import KEEPER
-        from docker.types import Mount
-
-        def raw_spawn() -> tuple[str, str]:
-            name = f"{INSTANCE}-raw-{uuid.uuid4().hex[:8]}"
-            self.raw.create_volume(name=f"{name}-data")
-            host = self.raw.create_host_config(
-                mem_limit=512 * MiB,
-                memswap_limit=512 * MiB,
-                nano_cpus=10**9,
-                pids_limit=256,
-                network_mode="none",
-                read_only=True,
-                tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"},
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges:true"],
-                init=True,
-                mounts=[Mount(target="/workspace", source=f"{name}-data", type="volume")],
-            )
-            created = self.raw.create_container(
-                image=IMAGE, entrypoint=["/bin/sh"], command=KEEPER, user="1000:1000",
-                working_dir="/workspace", name=name, host_config=host, detach=True,
-            )  # fmt: skip
-            self.raw.start(created["Id"])
-            return created["Id"], f"{name}-data"
+        raw_docker = RawDocker()
 
         ours: list[float] = []
         raw: list[float] = []
@@ -682,15 +608,14 @@ class Bench:
             body = self.spawn()
             took_ours = time.perf_counter() - start
             start = time.perf_counter()
-            container, volume = raw_spawn()
+            container = raw_docker.spawn()
             took_raw = time.perf_counter() - start
             if i:
                 ours.append(took_ours)
                 raw.append(took_raw)
             self.rest("DELETE", f"/api/v1/workspaces/{body['id']}")
             self.workspaces.remove(body["id"])
-            self.raw.remove_container(container, force=True)
-            self.raw.remove_volume(volume, force=True)
+            raw_docker.kill(container)
         self.ratio_row("spawn", "cold spawn", ours, raw, 1.15)
 
     # --- driver ---
@@ -706,7 +631,7 @@ class Bench:
             f"/api/v1/workspaces/{ws['id']}/execs",
             json={"cmd": ["echo", "hi"], "wait": True},
         )
-        self.raw.put_archive(container, "/workspace", _tar_bytes({"hello.txt": b"hello\n"}))
+        self.raw.put_archive(container, "/workspace", tar_of({"hello.txt": b"hello\n"}))
         if not self.args.skip_reads:
             self.control_reads(ws, exec_["exec_id"], "/workspace/hello.txt")
             self.reads_under_writes(ws)
@@ -763,36 +688,6 @@ class Bench:
             self.worker.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.worker.kill()
-
-
-class _Chunks(io.RawIOBase):
-    """A file over an iterator of byte chunks (get_archive's stream)."""
-
-    def __init__(self, chunks: Any) -> None:
-        self.chunks, self.buffer = iter(chunks), b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while not self.buffer:
-            try:
-                self.buffer = next(self.chunks)
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self.buffer))
-        b[:n], self.buffer = self.buffer[:n], self.buffer[n:]
-        return n
-
-
-def _tar_bytes(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in entries.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.uid, info.gid = len(data), 1000, 1000
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def markdown_table() -> str:

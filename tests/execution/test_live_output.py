@@ -107,4 +107,3 @@ def test_watchers_get_output_before_it_is_stored_and_the_end_waits_for_it(
     stored = list(ExecChunk.objects.filter(exec=exec_).order_by("seq").values_list("seq", "data"))
     assert [(seq, bytes(data)) for seq, data in stored] == [(c[0], bytes(c[2])) for c in seen]
     assert exec_.last_seq == len(seen)
-
