@@ -1,6 +1,6 @@
 """Every row of the performance goal table, DevBench beside the raw engine, in one run.
 
-    bench/run [--quick] [--duration 10] [--rounds 30]
+    bench/run [--quick] [--duration 10] [--rounds 30] [--rows reads,execs,...] [--profile]
 
 (``bench/run`` installs ``wrk`` when missing, then runs this file.) Production
 mode: PostgreSQL, Redis, a Celery worker and the web server (``scripts/serve``
@@ -299,7 +299,11 @@ class Bench:
         for name, url in urls.items():
             levels = (1, 4, 16, 50) if name == "GET workspace" else (1, 50)
             for connections in levels:
+                profile = self.args.profile and name == "GET workspace" and connections == 50
+                spy = self.profiler(d) if profile else None
                 load = wrk(url, self.token, connections, d)
+                if spy is not None:
+                    spy.wait(timeout=60)
                 if name == "/healthz":
                     goal = "≥ 2000 req/s" if connections == 50 else ""
                     met = load.rps >= 2000 if connections == 50 else None
@@ -618,6 +622,17 @@ class Bench:
             raw_docker.kill(container)
         self.ratio_row("spawn", "cold spawn", ours, raw, 1.15)
 
+    def profiler(self, duration_s: int) -> subprocess.Popen[bytes]:
+        """py-spy on the web server (all its processes) while a wrk row runs."""
+        RESULTS.mkdir(exist_ok=True)
+        self.profile_path = RESULTS / f"profile-{INSTANCE}.txt"
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(self.web.pid),
+             "--subprocesses", "--gil", "--format", "raw", "--rate", "200", "--nonblocking",
+             "--duration", str(duration_s), "--output", str(self.profile_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
     # --- driver ---
 
     def run(self) -> None:
@@ -632,13 +647,18 @@ class Bench:
             json={"cmd": ["echo", "hi"], "wait": True},
         )
         self.raw.put_archive(container, "/workspace", tar_of({"hello.txt": b"hello\n"}))
-        if not self.args.skip_reads:
+        rows = set(self.args.rows.split(","))
+        if "reads" in rows:
             self.control_reads(ws, exec_["exec_id"], "/workspace/hello.txt")
             self.reads_under_writes(ws)
-        self.execs(ws)
-        self.files(ws)
-        self.streaming(ws)
-        self.spawn_row()
+        if "execs" in rows:
+            self.execs(ws)
+        if "files" in rows:
+            self.files(ws)
+        if "streaming" in rows:
+            self.streaming(ws)
+        if "spawn" in rows:
+            self.spawn_row()
         self.memory["web_after_mib"] = rss_mib(self.web.pid)
         self.memory["worker_after_mib"] = rss_mib(self.worker.pid)
         add(
@@ -677,6 +697,9 @@ class Bench:
         print(markdown_table())
         print(f"\nweb server: {self.web_label}; load average at the end {load[0]:.1f}")
         print(f"wrote {json_path} and {png}")
+        if self.args.profile and getattr(self, "profile_path", None):
+            print(f"\nprofile (GET workspace, 50 clients): {self.profile_path}")
+            print(profile_summary(self.profile_path))
 
     def close(self) -> None:
         for ws_id in list(self.workspaces):
@@ -688,6 +711,27 @@ class Bench:
             self.worker.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.worker.kill()
+
+
+def profile_summary(path: Path, top: int = 25) -> str:
+    """Share of GIL-holding samples per function, inclusive (collapsed stacks from py-spy)."""
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        seen = set()
+        for frame in stack.split(";"):
+            # "function (path/to/module.py:line)" -> "function (module.py)"
+            name = re.sub(r"\(.*?([^/]+\.py):\d+\)", r"(\1)", frame.strip())
+            if name not in seen:
+                seen.add(name)
+                inclusive[name] = inclusive.get(name, 0) + n
+    ranked = sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]
+    return "\n".join(f"{100 * n / max(total, 1):5.1f}%  {name}" for name, n in ranked)
 
 
 def markdown_table() -> str:
@@ -736,7 +780,14 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk / rate row")
     parser.add_argument("--rounds", type=int, default=30, help="samples per latency row")
     parser.add_argument("--quick", action="store_true", help="3 s loads, 8 rounds")
-    parser.add_argument("--skip-reads", action="store_true", help="leave out the wrk rows")
+    parser.add_argument(
+        "--rows",
+        default="reads,execs,files,streaming,spawn",
+        help="which groups of rows to run (comma-separated)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the web server during GET workspace x50"
+    )
     args = parser.parse_args()
     if args.quick:
         args.duration, args.rounds = 3, 8

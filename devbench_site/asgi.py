@@ -12,6 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from devbench_site.health import HealthzFastPath  # noqa: E402
 from devbench_site.mcp_asgi import MCPRouter  # noqa: E402
 from devbench_site.routing import websocket_origin_validator, websocket_urlpatterns  # noqa: E402
 
@@ -23,7 +24,7 @@ http_app = (
 application = ProtocolTypeRouter(
     {
         # /mcp/<tenant>/ (and its RFC 9728 metadata) bypass Django; the rest is Django.
-        "http": MCPRouter(http_app),
+        "http": HealthzFastPath(MCPRouter(http_app)),
         "websocket": websocket_origin_validator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -32,14 +32,12 @@ def exec_message(*, seq: int, stream: int, data: bytes) -> ExecMessage:
 
 
 def exec_get(*, actor: Principal, exec_id: str) -> Exec:
-    exec_ = (
-        Exec.objects.select_related("workspace", "tenant")
-        .filter(tenant=actor.tenant, public_id=exec_id)
-        .first()
-    )
-    if exec_ is None:
-        raise NotFound(f"Exec '{exec_id}' not found.", code="exec_not_found")
-    return exec_
+    try:  # public ids are unique: no ORDER BY needed, unlike first()
+        return Exec.objects.select_related("workspace", "tenant").get(
+            tenant=actor.tenant, public_id=exec_id
+        )
+    except Exec.DoesNotExist:
+        raise NotFound(f"Exec '{exec_id}' not found.", code="exec_not_found") from None
 
 
 def exec_list(*, actor: Principal, workspace: Workspace) -> QuerySet[Exec]:
