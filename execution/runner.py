@@ -22,7 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
 from execution import notify, state
 from execution.coalesce import MAX_DELAY_S, Coalescer
 from execution.models import Exec, ExecChunk, ExecStatus, Stream

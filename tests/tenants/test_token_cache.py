@@ -11,7 +11,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from devbench_site.errors import AuthenticationFailed, PermissionDenied
+from core.errors import AuthenticationFailed, PermissionDenied
 from tenants import token_cache
 from tenants.auth import authenticate_bearer
 from tenants.models import ApiToken, Tenant

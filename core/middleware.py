@@ -6,7 +6,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
-from devbench_site import request_context
+from core import request_context
 
 
 class RequestContextMiddleware:
