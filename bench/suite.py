@@ -109,7 +109,7 @@ def p50(samples: list[float]) -> float:
 def start_web(port: int) -> tuple[subprocess.Popen[bytes], str]:
     """scripts/serve (every core) when the repository has it, else one daphne."""
     serve = ROOT / "scripts" / "serve"
-    env = dict(ENV, HOST="127.0.0.1", PORT=str(port), DEVBENCH_BIND=f"127.0.0.1:{port}")
+    env = dict(ENV, DEVBENCH_HOST="127.0.0.1", DEVBENCH_PORT=str(port))
     if serve.exists():
         cmd, label = [str(serve)], "scripts/serve"
     else:

@@ -44,6 +44,8 @@ STORE_BATCH_BYTES = 1024 * 1024
 # to be coalesced: a watcher sees it within milliseconds; the database write is batched
 # behind it anyway.
 LIVE_FLUSH_S = 0.005
+# When a running exec first proves it is alive and checks for a cancel.
+FIRST_BEAT_S = 0.2
 # After a kill, how long the output may take to end before the runner stops reading.
 KILL_DRAIN_S = 10.0
 # Engine exit codes for "the process could not be started" (bad program or cwd).
@@ -96,10 +98,9 @@ class ExecRunner:
             )
             return
         try:
-            engine_id = self.driver.exec_create(workspace.container_id, self._spec())
-            Exec.objects.filter(pk=self.exec.pk).update(engine_exec_id=engine_id)
-            self.exec.engine_exec_id = engine_id
-            self.stream = self.driver.exec_stream(engine_id)
+            # The engine's id is informational: written with the first heartbeat or the end.
+            self.exec.engine_exec_id = self.driver.exec_create(workspace.container_id, self._spec())
+            self.stream = self.driver.exec_stream(self.exec.engine_exec_id)
         except DevBenchError as exc:
             state.finish(self.exec, ExecStatus.FAILED, error_code=exc.code, error=exc.message)
             return
@@ -174,7 +175,10 @@ class ExecRunner:
         heartbeat_s = float(settings.DEVBENCH_EXEC_HEARTBEAT_S)
         started = time.monotonic()
         deadline = started + self.exec.timeout_s if self.exec.timeout_s else None
-        next_beat = started  # check for a cancel that came before we started
+        # The first beat soon, not at once: it catches a cancel that raced with the start
+        # (the kill task may have found nothing to kill yet), and a short exec ends before
+        # it and saves its two queries.
+        next_beat = started + min(FIRST_BEAT_S, heartbeat_s)
         killed_at: float | None = None
         while True:
             self.store.check()
@@ -236,6 +240,7 @@ class ExecRunner:
     def _accounting(self) -> dict[str, object]:
         return {
             **self.store.accounting(),
+            "engine_exec_id": self.exec.engine_exec_id,
             "stdout_bytes": self.produced.get(Stream.STDOUT, 0),
             "stderr_bytes": self.produced.get(Stream.STDERR, 0),
         }

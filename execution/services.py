@@ -8,6 +8,7 @@ the workspace's node queue on commit; output lands in ExecChunk rows that
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from core.errors import Conflict, NotFound
@@ -172,8 +173,13 @@ def _exec_create(
         workspace_require_running(workspace=locked)
         state.admit_waiting(locked)
         limit = tenant_policy_get(tenant=locked.tenant).max_concurrent_execs
-        active = Exec.objects.filter(workspace=locked, status__in=SLOT_STATUSES).count()
-        waiting = Exec.objects.filter(workspace=locked, status=ExecStatus.QUEUED).exists()
+        counts = Exec.objects.filter(
+            workspace=locked, status__in=(*SLOT_STATUSES, ExecStatus.QUEUED)
+        ).aggregate(
+            active=Count("pk", filter=Q(status__in=SLOT_STATUSES)),
+            waiting=Count("pk", filter=Q(status=ExecStatus.QUEUED)),
+        )
+        active, waiting = counts["active"], counts["waiting"]
         if active < limit and not waiting:
             status = ExecStatus.STARTING
         elif queue:
@@ -184,8 +190,10 @@ def _exec_create(
                 "execs; wait for one to end, cancel one, or pass queue=true.",
                 extra={"limit": limit, "active": active},
             )
+        # Only an idempotency key can collide (its unique constraint): without one, no
+        # savepoint (two fewer round trips).
         try:
-            with transaction.atomic():
+            with transaction.atomic() if idempotency_key else contextlib.nullcontext():
                 exec_ = Exec.objects.create(
                     tenant=locked.tenant,
                     workspace=locked,
