@@ -200,7 +200,7 @@ async def run(port: int, runs: int, slug: str, token: str) -> None:
         async def tool(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
             result = await client.call_tool(name, arguments)
             if result.is_error:
-                raise RuntimeError(f"{name}: {result.structured_content}")
+                raise RuntimeError(f"{name}: {result.content[0].text}")
             return dict(result.structured_content or {})
 
         async def rest(method: str, path: str, **kw: Any) -> Any:

@@ -273,7 +273,14 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        # Django's own console handler (DEBUG only) would print each request warning
+        # a second time, beside the root handler: one handler, the root's.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.channels.server": {"level": "WARNING"},
+        # The MCP SDK announces the end of every stateless request at INFO.
+        "mcp.server.streamable_http": {"level": "WARNING"},
+    },
 }
 
 # --- Workspaces: lifecycle, policy, periodic jobs (workspaces app) ---------------

@@ -8,7 +8,6 @@ it), so the server process sees them.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+from tests.node import ensure_node_modules, node_argv, node_env
 from tests.processes import ROOT, TEST_INSTANCE, ManagedProcess, service_env
 
 LISTENING = re.compile(rb"Listening on TCP address 127\.0\.0\.1:(\d+)")
@@ -176,20 +176,14 @@ JS_CLIENT_DIR = ROOT / "tests" / "mcp_client_js"
 
 @pytest.fixture(scope="session")
 def js_client() -> Callable[..., dict[str, Any]]:
-    """The TypeScript SDK client (installed once per session with ``npm ci``)."""
-    subprocess.run(
-        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=JS_CLIENT_DIR,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    """The TypeScript SDK client (installed with ``npm ci`` when its lock file changed)."""
+    ensure_node_modules(JS_CLIENT_DIR)
 
     def run(url: str, token: str, scenario: str = "list") -> dict[str, Any]:
         done = subprocess.run(
-            ["node", "check.mjs", url, scenario],
+            node_argv("check.mjs", url, scenario),
             cwd=JS_CLIENT_DIR,
-            env={**os.environ, "DEVBENCH_TOKEN": token},
+            env=node_env({"DEVBENCH_TOKEN": token}),
             capture_output=True,
             timeout=300,
             check=False,
@@ -215,11 +209,20 @@ def mcp_call(url: str, token: str, name: str, arguments: dict[str, Any] | None =
 
 def ok(result: Any) -> dict[str, Any]:
     """The structured content of a successful call (fails the test with the error body)."""
-    assert result.is_error is False, result.structured_content
+    assert result.is_error is False, result.content
     content: dict[str, Any] = result.structured_content
     return content
 
 
-def error_code(result: Any) -> str:
+def error_body(result: Any) -> dict[str, Any]:
+    """The REST error body an error result carries as JSON text (and no structured content)."""
     assert result.is_error is True, result.structured_content
-    return str(result.structured_content["code"])
+    assert result.structured_content is None, result.structured_content
+    assert len(result.content) == 1 and result.content[0].type == "text", result.content
+    body: dict[str, Any] = json.loads(result.content[0].text)
+    assert set(body) == {"code", "message", "extra"}, body
+    return body
+
+
+def error_code(result: Any) -> str:
+    return str(error_body(result)["code"])

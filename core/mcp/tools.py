@@ -11,8 +11,10 @@ client block; see ``core.mcp.lane``); async handlers (long waits with
 progress) hop to it with :meth:`ToolCall.run`.
 
 Errors are mapped here, once: a ``DevBenchError`` becomes a tool result with
-``isError: true`` whose structured content is the REST body
-``{"code", "message", "extra"}``; invalid arguments become
+``isError: true`` whose text content is the REST body
+``{"code", "message", "extra"}`` as JSON, and which carries no structured
+content (clients such as the TypeScript SDK check structured content against
+the tool's output schema, which describes success); invalid arguments become
 ``validation_failed`` naming the fields; anything else is logged with the
 request id and answered with a generic ``internal_error``.
 
@@ -279,11 +281,15 @@ def _dump(model: type[BaseModel], result: Any) -> dict[str, Any]:
 
 
 def error_result(exc: DevBenchError) -> CallToolResult:
-    """The MCP face of an error: the same code, message and extra as the REST body."""
-    body = exc.as_dict()
+    """The MCP face of an error: the REST body (code, message, extra) as JSON text.
+
+    No ``structuredContent``: a client validates structured content against the
+    tool's output schema (the success shape), and the official TypeScript SDK
+    throws instead of returning the result when it does not match. JSON text
+    content is the one place every client passes through untouched.
+    """
     return CallToolResult(
-        content=[TextContent(type="text", text=json.dumps(body))],
-        structured_content=body,
+        content=[TextContent(type="text", text=json.dumps(exc.as_dict()))],
         is_error=True,
     )
 

@@ -18,6 +18,7 @@ from core.mcp.server import build_server
 from core.mcp.tools import ToolCall, ToolSet
 from tenants.principal import Principal
 from tests.factories import TenantFactory
+from tests.mcp_live import error_body
 
 
 class EchoIn(BaseModel):
@@ -153,9 +154,7 @@ def test_lists_sent_as_json_text_are_accepted() -> None:
     [({}, ["name"]), ({"name": "a", "count": "many"}, ["count"]), ({"name": "a", "x": 1}, ["x"])],
 )
 def test_invalid_arguments_name_the_field(arguments: dict[str, Any], fields: list[str]) -> None:
-    result = call("echo", arguments)
-    assert result.is_error is True
-    body = result.structured_content
+    body = error_body(call("echo", arguments))
     assert body["code"] == "validation_failed"
     assert [e["loc"] for e in body["extra"]["errors"]] == [[f] for f in fields]
     assert all(f in body["message"] for f in fields)
@@ -163,17 +162,15 @@ def test_invalid_arguments_name_the_field(arguments: dict[str, Any], fields: lis
 
 def test_devbench_errors_keep_code_message_and_extra() -> None:
     result = call("conflict", {"name": "web"})
-    assert result.is_error is True
     expected = {"code": "alias_taken", "message": "Alias taken.", "extra": {"alias": "web"}}
-    assert result.structured_content == expected
-    assert json.loads(result.content[0].text) == expected
+    assert error_body(result) == expected
 
 
 def test_unexpected_errors_are_logged_with_a_request_id(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="devbench.mcp"):
         result = call("crash", {"name": "a"})
-    body = result.structured_content
-    assert result.is_error is True and body["code"] == "internal_error"
+    body = error_body(result)
+    assert body["code"] == "internal_error"
     assert "secret internals" not in result.content[0].text
     request_id = body["extra"]["request_id"]
     assert any(request_id in r.getMessage() and r.exc_info for r in caplog.records)
@@ -184,7 +181,7 @@ def test_authentication_failure_is_a_tool_error() -> None:
         raise AuthenticationFailed("The token has been revoked.", code="token_revoked")
 
     result = call("echo", {"name": "a"}, authenticate=refuse)
-    assert result.is_error is True and result.structured_content["code"] == "token_revoked"
+    assert error_body(result)["code"] == "token_revoked"
 
 
 def test_progress_reaches_the_client() -> None:
@@ -277,9 +274,7 @@ def test_cancelling_the_call_ends_the_wait_not_the_work() -> None:
 
 
 def test_errors_of_a_waiting_service_keep_their_code() -> None:
-    result = call("refusing", {"name": "a"})
-    assert result.is_error is True
-    assert result.structured_content == {
+    assert error_body(call("refusing", {"name": "a"})) == {
         "code": "busy",
         "message": "Busy.",
         "extra": {"after": 0.3},

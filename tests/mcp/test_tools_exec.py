@@ -11,7 +11,7 @@ from mcp.client import Client
 
 from execution.models import Exec
 from tenants.models import TenantPolicy
-from tests.mcp_live import MODES, DaphneProcess, error_code, http_client, ok
+from tests.mcp_live import MODES, DaphneProcess, error_body, error_code, http_client, ok
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.integration]
 
@@ -182,7 +182,7 @@ def test_exec_cancel_and_concurrency(
 
     out = run(live_mcp, tenant, token, steps)
     assert error_code(out["busy"]) == "concurrency_limit_exceeded"
-    assert out["busy"].structured_content["extra"] == {"limit": 1, "active": 1}
+    assert error_body(out["busy"])["extra"] == {"limit": 1, "active": 1}
     assert out["cancelled"]["status"] == "cancelled" and out["again"]["status"] == "cancelled"
     assert out["last"]["status"] == "cancelled" and out["last"]["complete"] is True
     assert out["after"]["status"] == "completed"  # the slot was freed
@@ -251,7 +251,7 @@ def test_exec_tool_error_codes(
 
     foreign, missing, listing = run(live_mcp, other_tenant, stranger, as_stranger)
     assert error_code(foreign) == "exec_not_found"
-    assert foreign.structured_content["message"].replace(exec_id, "X") == (
-        missing.structured_content["message"].replace("ex_doesnotexist", "X")
+    assert error_body(foreign)["message"].replace(exec_id, "X") == (
+        error_body(missing)["message"].replace("ex_doesnotexist", "X")
     )
     assert error_code(listing) == "workspace_not_found"

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tenants.models import AuditEvent, TenantPolicy
-from tests.mcp_live import DaphneProcess, error_code, mcp_call, ok
+from tests.mcp_live import DaphneProcess, error_body, error_code, mcp_call, ok
 from workspaces.models import Workspace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.integration]
@@ -140,7 +140,7 @@ def test_another_tenants_workspace_is_not_found_like_a_missing_one(
         foreign = mcp_call(url, token.raw, tool, _fill(arguments, theirs["id"]))
         missing = mcp_call(url, token.raw, tool, _fill(arguments, "ws_doesnotexist0000"))
         assert error_code(foreign) == "workspace_not_found"
-        body, other = foreign.structured_content, missing.structured_content
+        body, other = error_body(foreign), error_body(missing)
         assert body["message"].replace(theirs["id"], "X") == other["message"].replace(
             "ws_doesnotexist0000", "X"
         )
@@ -166,12 +166,12 @@ def test_scopes_are_enforced(server: DaphneProcess, tenant: Any, make_token: Any
 
     refused = mcp_call(url, reader.raw, "spawn", {"image": BUSYBOX})
     assert error_code(refused) == "scope_required"
-    assert refused.structured_content["extra"]["required_scope"] == "write"
+    assert error_body(refused)["extra"]["required_scope"] == "write"
     assert Workspace.objects.filter(tenant=tenant).count() == 0
     assert ok(mcp_call(url, reader.raw, "list_containers", {}))["workspaces"] == []
     too_many = mcp_call(url, reader.raw, "list_containers", {"limit": 0})
     assert error_code(too_many) == "validation_failed"
-    assert too_many.structured_content["extra"]["errors"][0]["loc"] == ["limit"]
+    assert error_body(too_many)["extra"]["errors"][0]["loc"] == ["limit"]
     assert ok(mcp_call(url, reader.raw, "system_status", {}))["scopes"] == ["read"]
 
     for tool in ("reconcile", "garbage_collect"):

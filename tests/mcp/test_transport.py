@@ -16,6 +16,7 @@ from tests.mcp_live import (
     MODERN,
     MODES,
     DaphneProcess,
+    error_body,
     http_client,
     raw_post,
 )
@@ -29,13 +30,15 @@ LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
 def test_both_protocol_generations_list_and_call(
     live_mcp: DaphneProcess, tenant: Any, token: Any, mode: str
 ) -> None:
-    async def scenario() -> tuple[str, list[Any], Any]:
+    async def scenario() -> tuple[str, list[Any], Any, Any]:
         async with http_client(live_mcp.mcp_url(tenant.slug), token.raw, mode=mode) as client:
             tools = (await client.list_tools()).tools
             result = await client.call_tool("system_status", {})
-            return client.protocol_version, tools, result
+            # A tool with an output schema failing: the client returns the error result.
+            failed = await client.call_tool("kill", {"container_id": "ws_doesnotexist00"})
+            return client.protocol_version, tools, result, failed
 
-    version, tools, result = anyio.run(scenario)
+    version, tools, result, failed = anyio.run(scenario)
     assert version == ("2025-11-25" if mode == HANDSHAKE else MODERN)
     status = next(t for t in tools if t.name == "system_status")
     assert status.annotations is not None and status.annotations.read_only_hint is True
@@ -47,6 +50,8 @@ def test_both_protocol_generations_list_and_call(
     assert body["engine"]["reachable"] is True and body["engine"]["version"]
     assert body["policy"]["default_image"] == "devbench/busybox:latest"
     assert body["workspaces"] == {"total": 0} and body["execs"] == {"total": 0}
+    assert next(t for t in tools if t.name == "kill").output_schema is not None
+    assert error_body(failed)["code"] == "workspace_not_found"
 
 
 def test_without_slash_is_the_same_endpoint(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import posixpath
-import tarfile
 
 from core.errors import ValidationFailed
 from tenants.principal import Principal
@@ -23,6 +22,7 @@ from workspaces.filesystem.results import (
     parse_engine_time,
 )
 from workspaces.filesystem.tario import new_spool, open_stream, too_large
+from workspaces.filesystem.tarlib import tarfile
 from workspaces.models import Workspace
 from workspaces.runtime.base import PathKind
 

@@ -14,7 +14,6 @@ import contextlib
 import itertools
 import posixpath
 import secrets
-import tarfile
 from collections.abc import Iterable
 from typing import IO, BinaryIO
 
@@ -48,6 +47,7 @@ from workspaces.filesystem.results import (
     MoveResult,
 )
 from workspaces.filesystem.tario import SpooledBody, dir_infos, new_info, spool, tar_stream
+from workspaces.filesystem.tarlib import tarfile
 from workspaces.filesystem.upload import plan_upload
 from workspaces.models import Workspace
 from workspaces.runtime.base import EngineCommandFailed, PathStat

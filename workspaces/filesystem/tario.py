@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from typing import IO, BinaryIO, Protocol
 
 from workspaces.filesystem.errors import FileTooLarge
+from workspaces.filesystem.tarlib import tarfile
 from workspaces.spec import WORKSPACE_UID
 
 CHUNK = 1024 * 1024

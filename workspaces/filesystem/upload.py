@@ -13,7 +13,6 @@ attributes, no setuid bits.
 from __future__ import annotations
 
 import posixpath
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO
@@ -22,6 +21,7 @@ from core.errors import DevBenchError
 from workspaces.filesystem.errors import InvalidArchive
 from workspaces.filesystem.paths import ROOT, normalise
 from workspaces.filesystem.tario import Spool, new_info, too_large
+from workspaces.filesystem.tarlib import tarfile
 
 # Only the filter's path arithmetic uses this; nothing is extracted on this host.
 _FILTER_ROOT = "/nonexistent/devbench-upload"
@@ -79,7 +79,7 @@ def plan_upload(body: Spool, *, member_limit: int, total_limit: int) -> UploadPl
     """Read and check every member header of a (possibly compressed) tar archive."""
     try:
         # Kept open for the second pass (re-emitting members); the caller closes the spool.
-        archive = tarfile.open(fileobj=body, mode="r:*")  # noqa: SIM115
+        archive = tarfile.open(fileobj=body, mode="r:*")
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise InvalidArchive(
             "The upload is not a tar archive (plain, gzip, bzip2 or xz).",
