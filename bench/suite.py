@@ -409,7 +409,11 @@ class Bench:
             ours, raw = self.alternate(mcp_run(cmd), raw_run(cmd), n)
             self.ratio_row("exec", f"exec {label} round trip, MCP exec_run", ours, raw, 1.25)
 
-        # 20 in flight, for a fixed time each
+        self.exec_rate(url, raw_run(["true"]))
+
+    def exec_rate(self, url: str, raw_true: Callable[[], object]) -> None:
+        """Execs per second with 20 in flight, for a fixed time each: ours, then raw."""
+
         def rate(fn: Callable[[], object]) -> float:
             stop_at = time.monotonic() + self.args.duration
             counts = [0] * 20
@@ -439,7 +443,7 @@ class Bench:
             return client.post(url, json={"cmd": ["true"], "wait": True})
 
         ours_rate = rate(rest_threaded)
-        raw_rate = rate(raw_run(["true"]))
+        raw_rate = rate(raw_true)
         ratio = ours_rate / raw_rate
         add(
             Row(
@@ -497,6 +501,9 @@ class Bench:
             ours, raw = self.alternate(ours_read, raw_read_file, n)
             self.ratio_row("files", f"read {label}", ours, raw, 1.3)
 
+        self.files_list(container, files_url)
+
+    def files_list(self, container: str, files_url: str) -> None:
         tree = {f"tree/d{i // 100}/f{i}.txt": b"x" * 10 for i in range(1000)}
         self.raw.put_archive(container, "/workspace", tar_of(tree))
 
@@ -569,7 +576,15 @@ class Bench:
             )
         )
 
-        # A line printed mid-run: its delay behind the first line, ours minus raw.
+        self.stream_gap(container, watch, n)
+
+    def stream_gap(
+        self,
+        container: str,
+        watch: Callable[[list[str], Callable[[bytes], None]], None],
+        n: int,
+    ) -> None:
+        """A line printed mid-run: its delay behind the first line, ours minus raw."""
         gap_cmd = ["sh", "-c", "echo a; sleep 0.3; echo b"]
 
         def ours_gap() -> float:

@@ -10,6 +10,7 @@ Every variable is listed in README.md ("Configuration").
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 
@@ -96,6 +97,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
@@ -201,12 +203,56 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "DevBench <devbench@localhost
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+            # channels-redis with a socket timeout longer than its blocking pop and a
+            # bounded, blocking connection pool (core/channel_layer.py).
+            "BACKEND": "core.channel_layer.WakeupChannelLayer",
+            "CONFIG": {
+                "hosts": [env_str("CHANNEL_LAYER_URL", REDIS_URL)],
+                "capacity": 1000,
+                "expiry": 30,
+                "socket_timeout_s": float(env_int("CHANNEL_LAYER_SOCKET_TIMEOUT_S", 15)),
+                "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 1000),
+            },
         }
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Request size limits of the web server (core/http_server.py) ------------
+# Headers: 431 above this many bytes in total. Bodies: 413 above this (it must exceed the
+# largest file any tenant policy allows, max_file_size_bytes, plus archive overhead).
+DEVBENCH_MAX_REQUEST_HEADER_BYTES = env_int("DEVBENCH_MAX_REQUEST_HEADER_BYTES", 32 * 1024)
+DEVBENCH_MAX_REQUEST_BODY_BYTES = env_int("DEVBENCH_MAX_REQUEST_BODY_BYTES", 1024 * 1024 * 1024)
+
+# --- Content-Security-Policy of the web pages (django-csp) --------------------------
+# Scripts only from our static files (the pages have no inline script). Styles also
+# inline: xterm.js styles the terminal through <style> elements it creates itself.
+# 'self' covers the same-origin ws:/wss: websockets. The JSON API is left out.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/api/"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# --- /metrics: loopback (or these networks), or the bearer token when one is set --------
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
+# --- Rate limits ------------------------------------------------------------------
+# Per credential (API token, OIDC or signed-in user) and per tenant, over REST, MCP and
+# websocket connects together; "limits" notation ("600/minute", "20/second"), empty: none.
+DEVBENCH_RATE_LIMIT_PER_TOKEN = env_str("DEVBENCH_RATE_LIMIT_PER_TOKEN", "1200/minute")
+DEVBENCH_RATE_LIMIT_PER_TENANT = env_str("DEVBENCH_RATE_LIMIT_PER_TENANT", "6000/minute")
+DEVBENCH_RATE_LIMIT_STORAGE = env_str("DEVBENCH_RATE_LIMIT_STORAGE", REDIS_URL or "memory://")
 
 # --- Celery -------------------------------------------------------------------
 # Embedded: the same task code runs on an in-process thread pool
@@ -270,8 +316,15 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # One JSON object per audit event on the devbench.audit logger (stderr by default).
+        "audit_json": {"format": "%(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "audit": {"class": "logging.StreamHandler", "formatter": "audit_json"},
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         # Django's own console handler (DEBUG only) would print each request warning
@@ -280,10 +333,15 @@ LOGGING = {
         "django.channels.server": {"level": "WARNING"},
         # The MCP SDK announces the end of every stateless request at INFO.
         "mcp.server.streamable_http": {"level": "WARNING"},
+        "devbench.audit": {
+            "handlers": ["audit"],
+            "level": env_str("AUDIT_LOG_LEVEL", "INFO"),
+            "propagate": False,
+        },
     },
 }
 
-# --- Workspaces: lifecycle, policy, periodic jobs (workspaces app) ---------------
+# --- Workspaces: lifecycle, policy (workspaces/) ----------------------------------
 # Image patterns (fnmatch) a tenant may use when its policy lists none.
 DEVBENCH_ALLOWED_IMAGES = env_list("DEVBENCH_ALLOWED_IMAGES", ["devbench/*"])
 # How long a resolved image reference is trusted before asking the engine again.
@@ -300,43 +358,15 @@ DEVBENCH_SCHEDULER = env_str("DEVBENCH_SCHEDULER", "auto")
 if DEVBENCH_SCHEDULER not in ("auto", "on", "off"):
     raise ImproperlyConfigured("DEVBENCH_SCHEDULER must be auto, on or off.")
 
-# Periodic jobs, run by Celery beat in production and by devbench_site.scheduler in
-# the embedded mode (same entries, same tasks). The dispatchers fan out per node.
-CELERY_BEAT_SCHEDULE = {
-    "workspaces-reconcile": {
-        "task": "workspaces.reconcile_dispatch",
-        "schedule": float(env_int("DEVBENCH_RECONCILE_INTERVAL_S", 60)),
-    },
-    "workspaces-expire": {
-        "task": "workspaces.expire_due",
-        "schedule": float(env_int("DEVBENCH_EXPIRE_INTERVAL_S", 30)),
-    },
-    "workspaces-gc": {
-        "task": "workspaces.gc_dispatch",
-        "schedule": float(env_int("DEVBENCH_GC_INTERVAL_S", 300)),
-    },
-    "workspaces-idempotency-expire": {
-        "task": "workspaces.idempotency_expire",
-        "schedule": float(env_int("DEVBENCH_IDEMPOTENCY_EXPIRE_INTERVAL_S", 600)),
-    },
-}
-# --- end of the workspaces section ------------------------------------------------
-
-# =============================================================================
-# --- Identity: sign-in (allauth), OIDC bearer tokens, sessions, audit ---------
-# Owned by the identity work (tenants/). Every value comes from the environment;
-# defaults are documented in docs/identity.md.
-# =============================================================================
-import json as _json  # noqa: E402
-from typing import Any as _Any  # noqa: E402
-
+# --- Identity: sign-in (allauth), OIDC bearer tokens, sessions, audit (tenants/) ----
+# Every value comes from the environment; defaults are documented in docs/identity.md.
 SOCIALACCOUNT_ADAPTER = "tenants.adapters.SocialAccountAdapter"
 # Providers for browser sign-in AND bearer tokens: a JSON list of allauth openid_connect
 # apps, e.g. [{"provider_id": "corp", "name": "Corp SSO", "client_id": "devbench",
 # "secret": "...", "settings": {"server_url": "https://sso.example.com/realms/x",
 # "api_audience": "devbench-api"}}]. Apps can also be added in the admin (Social applications).
 try:
-    _oidc_apps = _json.loads(env_str("DEVBENCH_OIDC_PROVIDERS", "[]") or "[]")
+    _oidc_apps = json.loads(env_str("DEVBENCH_OIDC_PROVIDERS", "[]") or "[]")
 except ValueError as _exc:
     raise ImproperlyConfigured("DEVBENCH_OIDC_PROVIDERS must be a JSON list of apps.") from _exc
 if not isinstance(_oidc_apps, list):
@@ -389,27 +419,8 @@ CSRF_COOKIE_SAMESITE = "Lax"
 # Audit: rows older than this many days are deleted by tenants.audit_purge (0 keeps all).
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365)
 AUDIT_PURGE_BATCH = env_int("AUDIT_PURGE_BATCH", 5000)
-# One JSON object per audit event on the devbench.audit logger (stderr by default).
-_logging: dict[str, _Any] = LOGGING
-_logging["formatters"]["audit_json"] = {"format": "%(message)s"}
-_logging["handlers"]["audit"] = {"class": "logging.StreamHandler", "formatter": "audit_json"}
-_logging["loggers"]["devbench.audit"] = {
-    "handlers": ["audit"],
-    "level": env_str("AUDIT_LOG_LEVEL", "INFO"),
-    "propagate": False,
-}
 
-# --- Identity: periodic tasks (keep this block after any CELERY_BEAT_SCHEDULE) ----------
-CELERY_BEAT_SCHEDULE = {
-    **globals().get("CELERY_BEAT_SCHEDULE", {}),
-    "tenants.audit_purge": {
-        "task": "tenants.audit_purge",
-        "schedule": env_int("AUDIT_PURGE_INTERVAL_S", 3600),
-    },
-}
-# =============================================================================
-
-# --- Execution (execution/): limits, liveness and its periodic job --------------
+# --- Execution: limits and liveness (execution/) --------------------------------
 # Longest timeout_s a caller may ask for; exec_run uses the default when none is given.
 DEVBENCH_EXEC_MAX_TIMEOUT_S = env_int("DEVBENCH_EXEC_MAX_TIMEOUT_S", 24 * 3600)
 DEVBENCH_EXEC_RUN_DEFAULT_TIMEOUT_S = env_int("DEVBENCH_EXEC_RUN_DEFAULT_TIMEOUT_S", 300)
@@ -422,11 +433,34 @@ DEVBENCH_EXEC_STALE_AFTER_S = env_int("DEVBENCH_EXEC_STALE_AFTER_S", 30)
 # A "starting" exec no worker has claimed after this long gets its task sent again
 # (claiming is conditional, so a duplicate never runs it twice).
 DEVBENCH_EXEC_REDISPATCH_AFTER_S = env_int("DEVBENCH_EXEC_REDISPATCH_AFTER_S", 120)
+
+# --- Periodic jobs ------------------------------------------------------------
+# Run by Celery beat in production and by devbench_site.scheduler in the embedded mode
+# (same entries, same tasks). The workspace dispatchers fan out per node.
 CELERY_BEAT_SCHEDULE = {
-    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "workspaces-reconcile": {
+        "task": "workspaces.reconcile_dispatch",
+        "schedule": float(env_int("DEVBENCH_RECONCILE_INTERVAL_S", 60)),
+    },
+    "workspaces-expire": {
+        "task": "workspaces.expire_due",
+        "schedule": float(env_int("DEVBENCH_EXPIRE_INTERVAL_S", 30)),
+    },
+    "workspaces-gc": {
+        "task": "workspaces.gc_dispatch",
+        "schedule": float(env_int("DEVBENCH_GC_INTERVAL_S", 300)),
+    },
+    "workspaces-idempotency-expire": {
+        "task": "workspaces.idempotency_expire",
+        "schedule": float(env_int("DEVBENCH_IDEMPOTENCY_EXPIRE_INTERVAL_S", 600)),
+    },
     "execution-reconcile": {
         "task": "execution.exec_reconcile",
         "schedule": float(env_int("DEVBENCH_EXEC_RECONCILE_INTERVAL_S", 15)),
         "options": {"queue": "default"},
+    },
+    "tenants.audit_purge": {
+        "task": "tenants.audit_purge",
+        "schedule": float(env_int("AUDIT_PURGE_INTERVAL_S", 3600)),
     },
 }

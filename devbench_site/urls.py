@@ -1,7 +1,9 @@
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 
 from core.health import healthz, readyz
+from core.metrics import metrics
 from devbench_site.api import api
 from execution.urls import tenant_urlpatterns as execution_pages
 from tenants import views as tenant_pages
@@ -14,12 +16,16 @@ web_urlpatterns: list[URLPattern | URLResolver] = [
     path("t/<slug:tenant>/", include(workspace_pages + execution_pages)),
 ]
 
+# One sign-in form: the admin's sends to the site's (allauth), whose failed attempts are
+# rate limited (ACCOUNT_RATE_LIMITS), instead of offering an unlimited form of its own.
+admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", api.urls),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics, name="prometheus-django-metrics"),
     path("", include((web_urlpatterns, "web"))),
 ]

@@ -17,6 +17,7 @@ import queue
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -27,13 +28,18 @@ from execution import notify, state
 from execution.coalesce import MAX_DELAY_S, Coalescer
 from execution.models import Exec, ExecChunk, ExecStatus, Stream
 from execution.persist import OutputStore
-from execution.proctree import kill_process_tree
+from execution.proctree import exec_command, kill_process_tree, subreaper_start_failure
 from execution.validation import MARKER_ENV
 from tenants.selectors import tenant_policy_get
 from workspaces.models import WorkspaceStatus
 from workspaces.runtime import get_driver
-from workspaces.runtime.base import ExecOutput, ExecSpec, RuntimeDriver
-from workspaces.spec import WORKSPACE_UID
+from workspaces.runtime.base import (
+    ROOT_USER,
+    WORKSPACE_USER,
+    ExecOutput,
+    ExecSpec,
+    RuntimeDriver,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,23 +56,52 @@ FIRST_BEAT_S = 0.2
 KILL_DRAIN_S = 10.0
 # Engine exit codes for "the process could not be started" (bad program or cwd).
 _START_FAILURE_CODES = (126, 127)
+# Container id -> its runtime; a container never changes runtime.
+_runtimes: dict[str, str] = {}
+RUNTIME_CACHE_SIZE = 10_000
 # Reader -> runner queue items: a frame, or None once the output has ended.
 _IDLE: tuple[int, bytes] = (0, b"")
 
 
 def exec_user(exec_: Exec) -> str:
-    return "0:0" if exec_.as_root else f"{WORKSPACE_UID}:{WORKSPACE_UID}"
+    return ROOT_USER if exec_.as_root else WORKSPACE_USER
 
 
 def worker_name(worker: str = "") -> str:
     return f"{worker or socket.gethostname()}/{threading.current_thread().name}"
 
 
+@dataclass
+class _Timers:
+    """When the pump must wake: the next heartbeat, the timeout, the end of the drain."""
+
+    heartbeat_s: float
+    next_beat: float
+    deadline: float | None
+    killed_at: float | None = None
+
+    def wake_at(self, flush_at: float | None) -> float:
+        wake = [self.next_beat]
+        if self.deadline is not None and self.killed_at is None:
+            wake.append(self.deadline)
+        if flush_at is not None:
+            wake.append(flush_at)
+        if self.killed_at is not None:
+            wake.append(self.killed_at + KILL_DRAIN_S)
+        return min(wake)
+
+
 class ExecRunner:
     def __init__(
-        self, exec_: Exec, *, driver: RuntimeDriver | None = None, worker: str = ""
+        self,
+        exec_: Exec,
+        *,
+        senders: state.Senders,
+        driver: RuntimeDriver | None = None,
+        worker: str = "",
     ) -> None:
         self.exec = exec_
+        self.senders = senders
         self.worker = worker_name(worker)
         self.driver = driver or get_driver()
         cap = tenant_policy_get(tenant=exec_.tenant).exec_output_cap_bytes
@@ -95,6 +130,7 @@ class ExecRunner:
                 ExecStatus.FAILED,
                 error_code="workspace_not_running",
                 error=f"The workspace is {workspace.status}, not running.",
+                senders=self.senders,
             )
             return
         try:
@@ -102,7 +138,13 @@ class ExecRunner:
             self.exec.engine_exec_id = self.driver.exec_create(workspace.container_id, self._spec())
             self.stream = self.driver.exec_stream(self.exec.engine_exec_id)
         except DevBenchError as exc:
-            state.finish(self.exec, ExecStatus.FAILED, error_code=exc.code, error=exc.message)
+            state.finish(
+                self.exec,
+                ExecStatus.FAILED,
+                error_code=exc.code,
+                error=exc.message,
+                senders=self.senders,
+            )
             return
         reader = threading.Thread(target=self._read, name=f"exec-read-{self.exec.public_id}")
         reader.daemon = True
@@ -133,15 +175,28 @@ class ExecRunner:
                 ExecStatus.FAILED,
                 error_code="internal_error",
                 error="The runner failed; output stored until then is kept.",
+                senders=self.senders,
             )
         except Exception:
             logger.exception("could not end exec %s after its runner failed", self.exec)
+
+    def _runtime(self) -> str:
+        """The container runtime of the workspace (runc, runsc...), asked once per container."""
+        container_id = self.exec.workspace.container_id
+        runtime = _runtimes.get(container_id)
+        if runtime is None:
+            raw = self.driver.inspect(container_id).raw
+            runtime = str(raw.get("HostConfig", {}).get("Runtime") or "")
+            if len(_runtimes) > RUNTIME_CACHE_SIZE:
+                _runtimes.clear()
+            _runtimes[container_id] = runtime
+        return runtime
 
     def _spec(self) -> ExecSpec:
         env = dict(self.exec.env or {})
         env[MARKER_ENV] = self.exec.public_id
         return ExecSpec(
-            cmd=list(self.exec.cmd),
+            cmd=exec_command(list(self.exec.cmd), runtime=self._runtime()),
             env=env,
             workdir=self.exec.cwd or None,
             user=exec_user(self.exec),
@@ -172,53 +227,59 @@ class ExecRunner:
         return False
 
     def _pump(self) -> None:
-        heartbeat_s = float(settings.DEVBENCH_EXEC_HEARTBEAT_S)
+        """Move frames from the reader into stored chunks until the output ends, keeping
+        the heartbeat, the timeout and a requested cancel on time meanwhile."""
         started = time.monotonic()
-        deadline = started + self.exec.timeout_s if self.exec.timeout_s else None
-        # The first beat soon, not at once: it catches a cancel that raced with the start
-        # (the kill task may have found nothing to kill yet), and a short exec ends before
-        # it and saves its two queries.
-        next_beat = started + min(FIRST_BEAT_S, heartbeat_s)
-        killed_at: float | None = None
-        while True:
-            self.store.check()
-            now = time.monotonic()
-            if now >= next_beat:
-                next_beat = now + heartbeat_s
-                if self._beat() and killed_at is None:
-                    killed_at = self._kill(ExecStatus.CANCELLED)
-            if deadline is not None and now >= deadline and killed_at is None:
-                killed_at = self._kill(ExecStatus.TIMED_OUT)
-            if killed_at is not None and time.monotonic() - killed_at > KILL_DRAIN_S:
-                logger.warning("output of %s did not end after the kill", self.exec)
-                return
-            wake = [next_beat]
-            if deadline is not None and killed_at is None:
-                wake.append(deadline)
-            flush_at = self.coalescer.next_deadline()
-            if flush_at is not None:
-                wake.append(flush_at)
-            if killed_at is not None:
-                wake.append(killed_at + KILL_DRAIN_S)
+        heartbeat_s = float(settings.DEVBENCH_EXEC_HEARTBEAT_S)
+        timers = _Timers(
+            heartbeat_s=heartbeat_s,
+            # The first beat soon, not at once: it catches a cancel that raced with the
+            # start (the kill task may have found nothing to kill yet), and a short exec
+            # ends before it and saves its two queries.
+            next_beat=started + min(FIRST_BEAT_S, heartbeat_s),
+            deadline=started + self.exec.timeout_s if self.exec.timeout_s else None,
+        )
+        while self._keep_time(timers):
             try:
-                frame = self.frames.get(timeout=max(0.0, min(wake) - time.monotonic()))
+                wait_s = max(0.0, timers.wake_at(self.coalescer.next_deadline()) - time.monotonic())
+                frame = self.frames.get(timeout=wait_s)
             except queue.Empty:
                 frame = _IDLE
             if frame is None:
                 return
-            # Take what is already waiting too before deciding to store.
-            while frame is not _IDLE and frame is not None:
-                self._accept(frame)
-                if self.coalescer.pending_bytes >= STORE_BATCH_BYTES:
-                    break
-                try:
-                    frame = self.frames.get_nowait()
-                except queue.Empty:
-                    break
-                if frame is None:
-                    self.frames.put(None)  # seen again at the top of the loop
+            self._take(frame)
             if self.coalescer.due(time.monotonic()):
                 self._emit(self.coalescer.take())
+
+    def _keep_time(self, timers: _Timers) -> bool:
+        """Heartbeat (which reports a cancel) and timeout; False once the output has not
+        ended within KILL_DRAIN_S of a kill."""
+        self.store.check()
+        now = time.monotonic()
+        if now >= timers.next_beat:
+            timers.next_beat = now + timers.heartbeat_s
+            if self._beat() and timers.killed_at is None:
+                timers.killed_at = self._kill(ExecStatus.CANCELLED)
+        if timers.deadline is not None and now >= timers.deadline and timers.killed_at is None:
+            timers.killed_at = self._kill(ExecStatus.TIMED_OUT)
+        if timers.killed_at is not None and time.monotonic() - timers.killed_at > KILL_DRAIN_S:
+            logger.warning("output of %s did not end after the kill", self.exec)
+            return False
+        return True
+
+    def _take(self, frame: tuple[int, bytes]) -> None:
+        """Accept a frame and what is already waiting too, before deciding to store."""
+        next_frame: tuple[int, bytes] | None = frame
+        while next_frame is not _IDLE and next_frame is not None:
+            self._accept(next_frame)
+            if self.coalescer.pending_bytes >= STORE_BATCH_BYTES:
+                break
+            try:
+                next_frame = self.frames.get_nowait()
+            except queue.Empty:
+                break
+            if next_frame is None:
+                self.frames.put(None)  # seen again by _pump
 
     def _accept(self, frame: tuple[int, bytes]) -> None:
         stream, data = frame
@@ -304,12 +365,12 @@ class ExecRunner:
             logger.error("reading exec %s failed", self.exec, exc_info=self.reader_error)
         elif error_code:
             self._end(ExecStatus.FAILED, error_code=error_code, error=error)
-        elif pid == 0 and exit_code in _START_FAILURE_CODES:
+        elif exit_code in _START_FAILURE_CODES and (start_failure := self._start_failure(pid)):
             self._end(
                 ExecStatus.FAILED,
                 exit_code=exit_code,
                 error_code="exec_start_failed",
-                error=self._first_output_line(),
+                error=start_failure,
             )
         else:
             self._end(ExecStatus.COMPLETED, exit_code=exit_code)
@@ -318,11 +379,18 @@ class ExecRunner:
         """The terminal UPDATE, carrying the output accounting; if another actor ended the
         exec first (e.g. marked it lost), the accounting is still written."""
         accounting = self._accounting()
-        if not state.finish(self.exec, status, fields=accounting, **kwargs):
+        if not state.finish(self.exec, status, fields=accounting, senders=self.senders, **kwargs):
             Exec.objects.filter(pk=self.exec.pk).update(**accounting)
 
     def _cancel_requested(self) -> bool:
         return Exec.objects.filter(pk=self.exec.pk, cancel_requested_at__isnull=False).exists()
+
+    def _start_failure(self, pid: int) -> str | None:
+        """Why the command could not be started (bad program or cwd), or None if it ran."""
+        first_line = self._first_output_line()
+        if pid == 0:  # the engine could not start the exec at all
+            return first_line
+        return subreaper_start_failure(first_line)
 
     def _first_output_line(self) -> str:
         first = (
@@ -334,5 +402,5 @@ class ExecRunner:
         return text.splitlines()[0][:1000] if text else "The command could not be started."
 
 
-def run_exec(exec_: Exec, *, worker: str = "") -> None:
-    ExecRunner(exec_, worker=worker).run()
+def run_exec(exec_: Exec, *, senders: state.Senders, worker: str = "") -> None:
+    ExecRunner(exec_, senders=senders, worker=worker).run()

@@ -24,11 +24,14 @@ from core.errors import (
     DevBenchError,
     NotFound,
     PermissionDenied,
+    ResourceNotFound,
+    TokenMissing,
     ValidationFailed,
 )
 from core.request_context import RequestContext, new_request_id
-from tenants.auth import authenticate_bearer, principal_for_member
+from tenants.auth import authenticate_bearer_limited, principal_for_member
 from tenants.principal import Principal
+from tenants.ratelimit import rate_limit_hit
 from tenants.selectors import tenant_get_by_slug, tenant_list_for_user
 
 T = TypeVar("T")
@@ -61,14 +64,17 @@ def query_params(scope: dict[str, Any]) -> dict[str, str]:
     return {key: values[-1] for key, values in parse_qs(raw).items()}
 
 
-def int_param(params: dict[str, str], name: str, default: int) -> int:
+def int_param(
+    params: dict[str, str], name: str, default: int, *, error: type[ValidationFailed]
+) -> int:
+    """An integer query parameter; ``error`` is the one the value's range check raises too."""
     value = params.get(name)
     if value is None or value == "":
         return default
     try:
         return int(value)
     except ValueError as exc:
-        raise ValidationFailed(f"{name} must be an integer.", code=f"invalid_{name}") from exc
+        raise error(f"{name} must be an integer.") from exc
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -95,25 +101,28 @@ def resolve(scope: dict[str, Any], lookup: Callable[[Principal], T]) -> tuple[Pr
     if header or token:
         # OIDC users in several tenants name one, as on REST (X-DevBench-Tenant).
         tenant_slug = _header(scope, b"x-devbench-tenant") or params.get("tenant") or None
-        principal = authenticate_bearer(header or f"Bearer {token}", tenant_slug=tenant_slug)
+        principal = authenticate_bearer_limited(
+            header or f"Bearer {token}", tenant_slug=tenant_slug
+        )
         return principal, lookup(principal)
     user = scope.get("user")
     if user is None or not getattr(user, "is_authenticated", False):
-        raise AuthenticationFailed(
-            "Send 'Authorization: Bearer <token>', ?token=<token>, or sign in.",
-            code="token_missing",
-        )
+        raise TokenMissing("Send 'Authorization: Bearer <token>', ?token=<token>, or sign in.")
     slug = params.get("tenant")
     if slug:
         # One tenant, resolved like a page's: also right for a superuser acting in a
         # tenant they are not a member of.
         principal = principal_for_member(user=user, tenant=tenant_get_by_slug(slug=slug))
+        rate_limit_hit(principal)
         return principal, lookup(principal)
-    missing = NotFound("Not found.", code="not_found")
+    missing: NotFound = ResourceNotFound()
     for tenant in tenant_list_for_user(user=user):
         principal = principal_for_member(user=user, tenant=tenant)
         try:
-            return principal, lookup(principal)
+            found = lookup(principal)
         except NotFound as exc:
             missing = exc
+            continue
+        rate_limit_hit(principal)
+        return principal, found
     raise missing

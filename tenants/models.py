@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.validators import MinValueValidator, RegexValidator
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 SLUG_VALIDATOR = RegexValidator(
@@ -23,6 +25,15 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """A tenant always has its policy: it is created with the tenant, whatever creates
+        the tenant (service, admin, fixtures), so reading it never has to write."""
+        creating = self._state.adding
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if creating:
+                TenantPolicy.objects.get_or_create(tenant_id=self.pk)
 
 
 class Role(models.TextChoices):
@@ -146,6 +157,12 @@ class NetworkMode(models.TextChoices):
     BRIDGE = "bridge", "Bridge (outbound allowed)"
 
 
+class ContainerRuntime(models.TextChoices):
+    DEFAULT = "", "Engine default"
+    RUNC = "runc", "runc"
+    GVISOR = "runsc", "gVisor (runsc)"
+
+
 class TenantPolicy(models.Model):
     """Per-tenant limits and rules. Services read it; admins edit it."""
 
@@ -166,6 +183,16 @@ class TenantPolicy(models.Model):
     pids_limit = models.PositiveIntegerField(default=256, validators=[MinValueValidator(8)])
     network_mode = models.CharField(
         max_length=10, choices=NetworkMode.choices, default=NetworkMode.NONE
+    )
+    runtime = models.CharField(
+        max_length=10,
+        choices=ContainerRuntime.choices,
+        default=ContainerRuntime.DEFAULT,
+        blank=True,
+        help_text=(
+            "Container runtime of new workspaces. gVisor (runsc) runs them on its own "
+            "kernel, without network; the node needs it installed (scripts/runsc-setup)."
+        ),
     )
     max_workspaces = models.PositiveIntegerField(default=10)
     max_concurrent_execs = models.PositiveIntegerField(

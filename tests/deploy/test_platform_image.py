@@ -38,7 +38,7 @@ def docker(*args: str, check: bool = True, timeout: float = 600) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def image() -> Iterator[str]:
     tag = f"devbench/platform:test-{TEST_INSTANCE}"
     done = subprocess.run(

@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from tests.mcp_live import JS_CLIENT_DIR, DaphneProcess
+from tests.mcp_live import JS_CLIENT_DIR
+from tests.processes import DaphneServer
 
 pytestmark = [pytest.mark.e2e]
 
 
 def test_js_client_lists_described_tools(
-    live_mcp: DaphneProcess, js_client: Any, tenant: Any, token: Any
+    live_mcp: DaphneServer, js_client: Any, tenant: Any, token: Any
 ) -> None:
     report = js_client(live_mcp.mcp_url(tenant.slug), token.raw)
     assert report["problems"] == []
@@ -23,7 +24,7 @@ def test_js_client_lists_described_tools(
 
 
 def test_js_client_is_refused_for_another_tenant(
-    live_mcp: DaphneProcess, js_client: Any, other_tenant: Any, token: Any
+    live_mcp: DaphneServer, js_client: Any, other_tenant: Any, token: Any
 ) -> None:
     report = js_client(live_mcp.mcp_url(other_tenant.slug), token.raw)
     assert report["exit_code"] == 1
@@ -33,7 +34,7 @@ def test_js_client_is_refused_for_another_tenant(
 @pytest.mark.docker
 @pytest.mark.integration
 def test_js_client_runs_spawn_exec_kill(
-    live_mcp: DaphneProcess, live_worker: Any, js_client: Any, tenant: Any, token: Any
+    live_mcp: DaphneServer, live_worker: Any, js_client: Any, tenant: Any, token: Any
 ) -> None:
     report = js_client(live_mcp.mcp_url(tenant.slug), token.raw, "workflow")
     assert report["problems"] == [], report
@@ -47,7 +48,7 @@ def test_js_client_runs_spawn_exec_kill(
 @pytest.mark.docker
 @pytest.mark.integration
 def test_js_client_reads_the_error_code_of_each_app(
-    live_mcp: DaphneProcess, live_worker: Any, js_client: Any, tenant: Any, token: Any
+    live_mcp: DaphneServer, live_worker: Any, js_client: Any, tenant: Any, token: Any
 ) -> None:
     """The SDK hands back tool errors (it threw on schema-mismatched structured content)."""
     report = js_client(live_mcp.mcp_url(tenant.slug), token.raw, "errors")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,36 +16,13 @@ import httpx
 import pytest
 
 from tests.mcp_live import mcp_call, ok
-from tests.processes import ROOT, TEST_INSTANCE, ManagedProcess
+from tests.processes import ROOT, TEST_INSTANCE, DaphneServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
 
 _PRODUCTION_VARS = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE",
                     "ALLOWED_HOSTS", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE",
                     "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS")  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class EmbeddedServer(ManagedProcess):
-    what = "embedded daphne"
-
-    def __init__(self, env: dict[str, str], port: int) -> None:
-        self.port = port
-        argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                "devbench_site.asgi:application"]  # fmt: skip
-        super().__init__(argv, env=env, log_name=f"embedded-{port}")
-
-    def is_ready(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
 
 
 @pytest.fixture
@@ -57,7 +33,7 @@ def embedded(tmp_path: Path):
         DEVBENCH_VAR_DIR=str(tmp_path),
         DEVBENCH_INSTANCE=TEST_INSTANCE,
     )
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     for argv in (["migrate", "--noinput", "-v0"], ["bootstrap_demo", "--base-url", base]):
         done = subprocess.run([sys.executable, "manage.py", *argv], cwd=ROOT, env=env,
@@ -68,7 +44,7 @@ def embedded(tmp_path: Path):
     assert '"outcome": "denied"' not in done.stdout + done.stderr
     token = (tmp_path / "demo-token").read_text().strip()
     assert token in done.stdout
-    server = EmbeddedServer(env, port)
+    server = DaphneServer(env=env, name="embedded", port=port)
     yield base, token, server
     server.stop()
 

@@ -17,6 +17,7 @@ from django.db import connection
 
 from execution import notify, persist, runner
 from execution.models import Exec, ExecChunk, ExecStatus
+from execution.tasks import SENDERS
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -75,7 +76,7 @@ def test_watchers_get_output_before_it_is_stored_and_the_end_waits_for_it(
 
     def run_it() -> None:
         try:
-            runner.run_exec(loaded)
+            runner.run_exec(loaded, senders=SENDERS)
         finally:
             connection.close()  # a worker thread's connection, like the runner's own
 

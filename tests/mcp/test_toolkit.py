@@ -13,9 +13,10 @@ import pytest
 from mcp.client import Client
 from pydantic import BaseModel, ConfigDict
 
-from core.errors import AuthenticationFailed, Conflict
+from core.errors import Conflict
 from core.mcp.server import build_server
-from core.mcp.tools import ToolCall, ToolSet
+from core.mcp.tools import ADD, READ, ToolCall, ToolSet
+from tenants.errors import TokenRevoked
 from tenants.principal import Principal
 from tests.factories import TenantFactory
 from tests.mcp_live import error_body
@@ -35,6 +36,14 @@ class EchoOut(BaseModel):
     request_id: str
 
 
+class AliasTaken(Conflict):
+    code = "alias_taken"
+
+
+class Busy(Conflict):
+    code = "busy"
+
+
 tools = ToolSet()
 
 
@@ -42,10 +51,7 @@ tools = ToolSet()
     input=EchoIn,
     output=EchoOut,
     title="Echo",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 def echo(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Echo the arguments back."""
@@ -61,24 +67,18 @@ def echo(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     input=EchoIn,
     output=EchoOut,
     title="Conflict",
-    read_only=False,
-    destructive=False,
-    idempotent=False,
-    open_world=False,
+    hints=ADD,
 )
 def conflict(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Always conflicts."""
-    raise Conflict("Alias taken.", code="alias_taken", extra={"alias": args.name})
+    raise AliasTaken("Alias taken.", extra={"alias": args.name})
 
 
 @tools.tool(
     input=EchoIn,
     output=EchoOut,
     title="Crash",
-    read_only=False,
-    destructive=False,
-    idempotent=False,
-    open_world=False,
+    hints=ADD,
 )
 def crash(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Always crashes."""
@@ -89,10 +89,7 @@ def crash(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     input=EchoIn,
     output=EchoOut,
     title="Slow",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 async def slow(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Reports progress while it works."""
@@ -178,7 +175,7 @@ def test_unexpected_errors_are_logged_with_a_request_id(caplog: pytest.LogCaptur
 
 def test_authentication_failure_is_a_tool_error() -> None:
     def refuse() -> Principal:
-        raise AuthenticationFailed("The token has been revoked.", code="token_revoked")
+        raise TokenRevoked()
 
     result = call("echo", {"name": "a"}, authenticate=refuse)
     assert error_body(result)["code"] == "token_revoked"
@@ -206,17 +203,14 @@ def wait_blocking(seconds: float) -> None:
 
 def refuse_blocking(seconds: float) -> None:
     time.sleep(seconds)
-    raise Conflict("Busy.", code="busy", extra={"after": seconds})
+    raise Busy("Busy.", extra={"after": seconds})
 
 
 @tools.tool(
     input=EchoIn,
     output=EchoOut,
     title="Refuse",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 async def refusing(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Waits, then refuses."""
@@ -228,10 +222,7 @@ async def refusing(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     input=EchoIn,
     output=EchoOut,
     title="Wait",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 async def waiting(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Waits in a blocking call while telling the client it is alive."""
@@ -252,7 +243,7 @@ def test_blocking_waits_send_progress_meanwhile() -> None:
     assert result.is_error is False
     assert len(seen) >= 3
     assert [p for p, _, _ in seen] == sorted(p for p, _, _ in seen)
-    assert all(total == 0.8 and message.startswith("waiting") for _, total, message in seen)
+    assert all(total == 0.8 and (message or "").startswith("waiting") for _, total, message in seen)
 
 
 def test_cancelling_the_call_ends_the_wait_not_the_work() -> None:

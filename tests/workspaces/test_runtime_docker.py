@@ -1,6 +1,7 @@
 """The Docker driver against the real engine."""
 
 import uuid
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -18,7 +19,7 @@ def driver():
 
 
 def _spec(name: str, **overrides) -> ContainerSpec:
-    base = {
+    base: dict[str, Any] = {
         "image": "devbench/busybox:latest",
         "name": name,
         "labels": {LABEL_INSTANCE: settings.DEVBENCH_INSTANCE, "devbench.test": name},
@@ -47,6 +48,7 @@ def test_create_start_inspect_list_remove(driver):
     assert host["PidsLimit"] == 256
     assert host["Memory"] == 512 * 1024 * 1024
     assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert host["CgroupnsMode"] == "private"
     assert running.raw["Config"]["User"] == "1000:1000"
 
     listed = driver.list_by_labels({"devbench.test": name})

@@ -87,6 +87,7 @@ class DockerLifecycle(RuntimeLifecycle):
             ],
             restart_policy={"Name": spec.restart_policy} if spec.restart_policy else None,
             runtime=spec.runtime,
+            cgroupns=spec.cgroupns,
         )
         with translated(engine_url=self.base_url, image=spec.image):
             created = self.api.create_container(
