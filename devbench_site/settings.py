@@ -281,6 +281,31 @@ DEVBENCH_DOCKER_TIMEOUT = env_int("DEVBENCH_DOCKER_TIMEOUT", 60)
 DEVBENCH_DEFAULT_IMAGE = env_str("DEVBENCH_DEFAULT_IMAGE", "devbench/busybox:latest")
 DEVBENCH_CONTAINER_RUNTIME = env_str("DEVBENCH_CONTAINER_RUNTIME", "")
 
+# --- Nodes (several Docker hosts; docs/nodes.md) --------------------------------
+# Whether this process calls the engine of its own node (DEVBENCH_NODE) itself. The
+# embedded mode does; production web processes do not (they reach every engine through
+# its node worker's agent), and a node worker always does for its own node.
+DEVBENCH_ENGINE_DIRECT = env_bool("DEVBENCH_ENGINE_DIRECT", EMBEDDED)
+# The node worker's agent: where it listens, the URL web processes use to reach it
+# (default: http://<bind address>:<port>), and its shared secret (default: generated
+# at start and stored on the Node row, which only the platform's processes can read).
+DEVBENCH_NODE_AGENT_BIND = env_str("DEVBENCH_NODE_AGENT_BIND", "127.0.0.1:0")
+DEVBENCH_NODE_AGENT_URL = env_str("DEVBENCH_NODE_AGENT_URL", "")
+DEVBENCH_NODE_AGENT_TOKEN = env_str("DEVBENCH_NODE_AGENT_TOKEN", "")
+# What the node worker registers (unset: keep the row's values; memory and CPUs
+# default to the engine's). Labels: comma-separated key=value pairs.
+DEVBENCH_NODE_MAX_WORKSPACES = env_int("DEVBENCH_NODE_MAX_WORKSPACES", 0)
+DEVBENCH_NODE_MEMORY_MB = env_int("DEVBENCH_NODE_MEMORY_MB", 0)
+DEVBENCH_NODE_CPUS = env_str("DEVBENCH_NODE_CPUS", "")
+DEVBENCH_NODE_LABELS = env_str("DEVBENCH_NODE_LABELS", "")
+DEVBENCH_NODE_HEARTBEAT_S = env_int("DEVBENCH_NODE_HEARTBEAT_S", 5)
+# A node without a heartbeat this long is down: its workspaces become unavailable.
+DEVBENCH_NODE_DOWN_AFTER_S = env_int("DEVBENCH_NODE_DOWN_AFTER_S", 30)
+# "spread": the node with the most free capacity; "pack": the fullest that fits.
+DEVBENCH_PLACEMENT = env_str("DEVBENCH_PLACEMENT", "spread")
+if DEVBENCH_PLACEMENT not in ("spread", "pack"):
+    raise ImproperlyConfigured("DEVBENCH_PLACEMENT must be spread or pack.")
+
 # --- MCP ----------------------------------------------------------------------
 # Streamable HTTP at /mcp/<tenant>/ (core.mcp.endpoint) and stdio (manage.py mcp_stdio).
 # The modules whose ``tools`` (a core.mcp.tools.ToolSet) make up the one server.
@@ -288,6 +313,8 @@ MCP_TOOL_MODULES = (
     "execution.mcp",
     "workspaces.mcp",
     "workspaces.filesystem.mcp",
+    "workspaces.snapshots.mcp",
+    "workspaces.environment_templates.mcp",
 )
 # Browser pages on these origins may call the endpoint (besides same-origin pages);
 # clients that send no Origin header (agents, CLIs) are not affected.
@@ -346,6 +373,13 @@ LOGGING = {
 DEVBENCH_ALLOWED_IMAGES = env_list("DEVBENCH_ALLOWED_IMAGES", ["devbench/*"])
 # How long a resolved image reference is trusted before asking the engine again.
 DEVBENCH_IMAGE_CACHE_TTL_S = env_int("DEVBENCH_IMAGE_CACHE_TTL_S", 30)
+# host[:port] of the registry snapshots are pushed to (credentials: the installation's
+# Registry row for that host); empty: a snapshot stays on the node that took it.
+DEVBENCH_SNAPSHOT_REGISTRY = env_str("DEVBENCH_SNAPSHOT_REGISTRY", "")
+# Template builds: the longest a build may run, the largest Dockerfile + context, image.
+DEVBENCH_TEMPLATE_BUILD_TIMEOUT_S = env_int("DEVBENCH_TEMPLATE_BUILD_TIMEOUT_S", 600)
+DEVBENCH_TEMPLATE_CONTEXT_MAX_BYTES = env_int("DEVBENCH_TEMPLATE_CONTEXT_MAX_BYTES", 10 * 1024**2)
+DEVBENCH_TEMPLATE_MAX_IMAGE_BYTES = env_int("DEVBENCH_TEMPLATE_MAX_IMAGE_BYTES", 4 * 1024**3)
 # How long spawn(wait=True) waits for the worker to bring a workspace up.
 DEVBENCH_SPAWN_WAIT_S = env_int("DEVBENCH_SPAWN_WAIT_S", 120)
 # A spawn replayed with the same idempotency key returns the same workspace this long.
@@ -449,6 +483,10 @@ CELERY_BEAT_SCHEDULE = {
     "workspaces-gc": {
         "task": "workspaces.gc_dispatch",
         "schedule": float(env_int("DEVBENCH_GC_INTERVAL_S", 300)),
+    },
+    "workspaces-nodes-check": {
+        "task": "workspaces.nodes_check",
+        "schedule": float(env_int("DEVBENCH_NODES_CHECK_INTERVAL_S", 5)),
     },
     "workspaces-idempotency-expire": {
         "task": "workspaces.idempotency_expire",

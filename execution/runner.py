@@ -32,7 +32,7 @@ from execution.proctree import exec_command, kill_process_tree, subreaper_start_
 from execution.validation import MARKER_ENV
 from tenants.selectors import tenant_policy_get
 from workspaces.models import WorkspaceStatus
-from workspaces.runtime import get_driver
+from workspaces.nodes import workspace_driver
 from workspaces.runtime.base import (
     ROOT_USER,
     WORKSPACE_USER,
@@ -103,7 +103,7 @@ class ExecRunner:
         self.exec = exec_
         self.senders = senders
         self.worker = worker_name(worker)
-        self.driver = driver or get_driver()
+        self.driver = driver or workspace_driver(exec_.workspace)
         cap = tenant_policy_get(tenant=exec_.tenant).exec_output_cap_bytes
         self.live = notify.live_output()
         self.store = OutputStore(exec_, cap=cap, threaded=self.live)

@@ -54,7 +54,7 @@ def close_code(exc: DevBenchError) -> int:
         return CLOSE_NOT_FOUND
     if isinstance(exc, ValidationFailed):
         return CLOSE_BAD_REQUEST
-    if 400 <= exc.http_status < 500:
+    if 400 <= exc.http_status < 600:  # e.g. 4503 while the workspace's node is down
         return 4000 + exc.http_status
     return CLOSE_INTERNAL
 

@@ -202,6 +202,19 @@ class TenantPolicy(models.Model):
     max_ttl_s = models.PositiveIntegerField(default=86400)
     max_file_size_bytes = models.PositiveBigIntegerField(default=128 * 1024 * 1024)
     exec_output_cap_bytes = models.PositiveBigIntegerField(default=16 * 1024 * 1024)
+    max_snapshots = models.PositiveIntegerField(
+        default=20, help_text="Snapshots the tenant may keep (forks make one each)."
+    )
+    max_snapshot_bytes = models.PositiveBigIntegerField(
+        default=10 * 1024**3,
+        help_text="Total size of the tenant's snapshots (the files each one adds to its image).",
+    )
+    node_labels = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Labels a node must carry to hold the tenant's workspaces, e.g. "
+        '{"runtime": "gvisor"}.',
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -37,6 +37,8 @@ class TenantPolicyOut(Schema):
     max_ttl_s: int
     max_file_size_bytes: int
     exec_output_cap_bytes: int
+    max_snapshots: int
+    max_snapshot_bytes: int
 
 
 class TenantDetailOut(TenantOut):
@@ -53,6 +55,22 @@ class EngineStatusOut(Schema):
     error: ErrorOut | None = None
 
 
+class NodeStatusOut(Schema):
+    """A node's capacity and what live workspaces reserve of it (admin scope only)."""
+
+    name: str
+    state: str
+    labels: dict[str, str]
+    heartbeat_at: str | None
+    version: str
+    max_workspaces: int
+    memory_bytes: int
+    cpus: float
+    workspaces: int
+    memory_reserved_bytes: int
+    cpus_reserved: float
+
+
 class SystemStatusOut(Schema):
     tenant: TenantOut
     principal_kind: str
@@ -64,3 +82,4 @@ class SystemStatusOut(Schema):
     workspaces: dict[str, int]
     execs: dict[str, int]
     policy: TenantPolicyOut
+    nodes: list[NodeStatusOut] = []

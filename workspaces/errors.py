@@ -113,3 +113,15 @@ class DigestRequired(PolicyDenied):
 
     def __init__(self, message: str, *, image: str) -> None:
         super().__init__(message, extra={"image": image})
+
+
+class ImageAndSnapshot(ValidationFailed):
+    code = "image_and_snapshot"
+    default_message = (
+        "Give either an image or a snapshot, not both: a snapshot brings its own image."
+    )
+
+
+class ImageAndTemplate(ValidationFailed):
+    code = "image_and_template"
+    default_message = "Give one of image, snapshot or template: a template brings its own image."

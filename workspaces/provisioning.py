@@ -28,7 +28,7 @@ from tenants.models import AuditEvent, TenantPolicy
 from tenants.principal import system_principal
 from tenants.selectors import tenant_policy_get
 from workspaces.models import Attachment, Workspace, WorkspaceStatus
-from workspaces.runtime import get_driver
+from workspaces.nodes import workspace_driver
 from workspaces.runtime.base import LABEL_INSTANCE, LABEL_WORKSPACE, ContainerInfo
 from workspaces.spec import container_spec, engine_name, workspace_labels
 
@@ -57,7 +57,7 @@ def _retry_conflicts(step: Callable[[], None]) -> None:
 def _remove_everything(*, workspace: Workspace, known_id: str, force: bool, volume: bool) -> None:
     """Remove the workspace's containers (the known one and any found by label), then its
     volume. Finding by label catches a container created after the caller looked."""
-    driver = get_driver()
+    driver = workspace_driver(workspace)
     ids = {c.id for c in workspace_containers(workspace=workspace)}
     if known_id:
         ids.add(known_id)
@@ -84,14 +84,14 @@ def _discard_engine_objects(*, workspace: Workspace, container_id: str, volume: 
 
 def workspace_containers(*, workspace: Workspace) -> list[ContainerInfo]:
     """The engine's containers of a workspace, found by label (not by the id on the row)."""
-    return get_driver().list_by_labels(
+    return workspace_driver(workspace).list_by_labels(
         {LABEL_WORKSPACE: workspace.public_id, LABEL_INSTANCE: settings.DEVBENCH_INSTANCE}
     )
 
 
 def _create_or_adopt_container(workspace: Workspace, policy: TenantPolicy) -> ContainerInfo:
     try:
-        return get_driver().create(container_spec(workspace, policy))
+        return workspace_driver(workspace).create(container_spec(workspace, policy))
     except EngineError as exc:
         if exc.code != "engine_conflict":
             raise
@@ -120,7 +120,7 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
     if workspace is None or workspace.status != WorkspaceStatus.CREATING:
         return workspace
     policy = tenant_policy_get(tenant=workspace.tenant)
-    driver = get_driver()
+    driver = workspace_driver(workspace)
     rows = Workspace.objects.filter(pk=workspace.pk, status=WorkspaceStatus.CREATING)
     if not workspace.volume_name:  # rows made before spawns named their volume
         workspace.volume_name = f"{engine_name(workspace)}-data"
