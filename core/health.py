@@ -7,6 +7,7 @@ The database and Redis are checked here; apps add what they depend on with
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -56,6 +57,35 @@ def _describe(exc: Exception) -> str:
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
+
+
+_HEALTHZ_BODY = b'{"status": "ok"}'
+_HEALTHZ_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(_HEALTHZ_BODY)).encode()),
+    (b"cache-control", b"max-age=0, no-cache, no-store, must-revalidate, private"),
+]
+
+
+class HealthzFastPath:
+    """``GET /healthz`` answered before Django: a liveness probe needs no middleware,
+    database or session, and a loaded server should still answer it at once. Same
+    body as :func:`healthz` (which serves it under WSGI and the test client)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/healthz"
+            and scope["method"] in ("GET", "HEAD")
+        ):
+            await send({"type": "http.response.start", "status": 200, "headers": _HEALTHZ_HEADERS})
+            body = b"" if scope["method"] == "HEAD" else _HEALTHZ_BODY
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
 
 
 @never_cache

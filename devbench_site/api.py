@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ninja import NinjaAPI
 
+from core.fastjson import OrjsonParser, OrjsonRenderer
 from core.rest import install_error_handlers
 from core.version import API_VERSION
 from execution.api import router as execution_router
@@ -25,6 +26,8 @@ api = NinjaAPI(
         '`{"code": "...", "message": "...", "extra": {...}}`; branch on `code`.'
     ),
     auth=BearerAuth(),
+    renderer=OrjsonRenderer(),
+    parser=OrjsonParser(),
     urls_namespace="api-v1",
 )
 install_error_handlers(api)

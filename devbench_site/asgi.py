@@ -13,6 +13,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from core import http_server  # noqa: E402
+from core.health import HealthzFastPath  # noqa: E402
 from core.mcp.endpoint import MCPRouter  # noqa: E402
 from devbench_site.routing import websocket_origin_validator, websocket_urlpatterns  # noqa: E402
 from tenants.auth import authenticate_bearer_limited  # noqa: E402
@@ -29,7 +30,9 @@ http_app = (
 application = ProtocolTypeRouter(
     {
         # /mcp/<tenant>/ (and its RFC 9728 metadata) bypass Django; the rest is Django.
-        "http": MCPRouter(http_app, authenticate=authenticate_bearer_limited, issuers=oidc_issuers),
+        "http": HealthzFastPath(
+            MCPRouter(http_app, authenticate=authenticate_bearer_limited, issuers=oidc_issuers)
+        ),
         "websocket": websocket_origin_validator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -461,6 +461,8 @@ DEVBENCH_EXEC_RUN_DEFAULT_TIMEOUT_S = env_int("DEVBENCH_EXEC_RUN_DEFAULT_TIMEOUT
 # The runner touches heartbeat_at this often; a running exec whose heartbeat is
 # older than the stale limit has lost its runner and is marked ``lost``.
 DEVBENCH_EXEC_HEARTBEAT_S = env_int("DEVBENCH_EXEC_HEARTBEAT_S", 2)
+# Seconds a verified API token is remembered per process (revocation bound; 0: off).
+DEVBENCH_TOKEN_CACHE_S = env_int("DEVBENCH_TOKEN_CACHE_S", 5)
 DEVBENCH_EXEC_STALE_AFTER_S = env_int("DEVBENCH_EXEC_STALE_AFTER_S", 30)
 # A "starting" exec no worker has claimed after this long gets its task sent again
 # (claiming is conditional, so a duplicate never runs it twice).

@@ -32,11 +32,12 @@ from typing import Any, TypeVar
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from core import request_context
+from core import fastjson, request_context
 from core.errors import DevBenchError
 from execution import notify, selectors, services, ws_auth
 from execution.errors import InvalidMessage, InvalidSeq, InvalidTtySize
 from execution.schemas import ExecEndOut
+from execution.selectors import ExecMessage, exec_message
 from execution.shell import ShellSession, shell_open
 from tenants.principal import Principal
 from workspaces.selectors import workspace_get
@@ -54,6 +55,10 @@ def _in_thread(func: Callable[..., R]) -> Callable[..., Any]:
     would stall every other websocket's database access.
     """
     return database_sync_to_async(func, thread_sensitive=False)
+
+
+def _output_frame(message: ExecMessage) -> str:
+    return fastjson.dumps_text({"type": "output", **asdict(message)})
 
 
 class _DevBenchConsumer(AsyncWebsocketConsumer):
@@ -114,7 +119,28 @@ class ExecStreamConsumer(_DevBenchConsumer):
             await notify.unsubscribe(self.channel_layer, self.exec_id, self.channel_name)
 
     async def exec_event(self, message: dict[str, Any]) -> None:
+        chunks = message.get("chunks")
+        if chunks:
+            if await self._send_live(chunks):
+                return
+        elif message.get("status") == "running" and message.get("last_seq", 0) <= self.sent_seq:
+            return  # stored now, but already sent live
         await self._pump()
+
+    async def _send_live(self, chunks: list[list[Any]]) -> bool:
+        """Send output published before it was stored; False if some came before it that
+        this socket missed (the database has it, or will: read it from there)."""
+        async with self.lock:
+            if self.done:
+                return True
+            if chunks[0][0] > self.sent_seq + 1:
+                return False
+            for seq, stream, data in chunks:
+                if seq > self.sent_seq:
+                    message = exec_message(seq=seq, stream=stream, data=data)
+                    await self.send(text_data=_output_frame(message))
+                    self.sent_seq = seq
+            return True
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -146,7 +172,7 @@ class ExecStreamConsumer(_DevBenchConsumer):
                         actor=self.principal, exec_id=self.exec_id, after_seq=self.sent_seq
                     )
                     for message in result.messages:
-                        await self.send(text_data=json.dumps({"type": "output", **asdict(message)}))
+                        await self.send(text_data=_output_frame(message))
                         self.sent_seq = message.seq
                     if result.complete:
                         await self._complete(result)

@@ -1,10 +1,14 @@
 """Waking listeners of an exec through the channel layer.
 
-Only a wake-up call travels here: ``{"type": "exec.event", "last_seq", "status"}``
-on the group ``exec.<public id>``. Listeners then read the database, which is
-the source of truth, so a dropped message (a full channel, a late subscriber)
-costs latency, never data: every waiter also re-reads the database on its own
-at least every ``RECHECK_S``.
+Messages go to the group ``exec.<public id>``, all as ``{"type": "exec.event",
+"last_seq", "status"}``: a wake-up after a change is stored, or, with
+``"chunks": [[seq, stream, data], ...]``, output not yet stored, published by
+the runner before it stores it (watchers show it at once, deduplicated by seq).
+Listeners read the database, which is the source of truth, whenever they miss
+something, so a dropped message (a full channel, a late subscriber) costs
+latency, never data: every waiter also re-reads the database on its own at
+least every ``RECHECK_S``. One process publishes an exec's messages in the order
+they were published.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ EVENT_TYPE = "exec.event"
 RECHECK_S = 1.0
 # The in-memory layer (embedded mode) is bound to one event loop; waiters poll the DB.
 IN_MEMORY_POLL_S = 0.05
+# Live output is split into messages of at most this much data.
+MAX_MESSAGE_BYTES = 256 * 1024
 # How often a waiter whose channel layer failed reads the database instead.
 FALLBACK_POLL_S = 0.25
 # Longest a waiter spends subscribing (or unsubscribing) before it polls instead.
@@ -82,16 +88,67 @@ def _log_failure(future: Future[Any]) -> None:
         logger.warning("exec event not delivered (listeners fall back to polling): %r", exc)
 
 
-def publish(public_id: str, *, last_seq: int, status: str) -> None:
-    """Tell listeners of the exec that output or status changed (after it is committed)."""
+def live_output() -> bool:
+    """Whether output can reach watchers in other processes before it is stored."""
+    return layer_crosses_processes(_layer())
+
+
+# Per group: a lock that keeps its messages in publishing order, and how many use it.
+# Only touched on the publisher's loop thread.
+_ordered: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+
+async def _send_in_order(layer: BaseChannelLayer, group: str, message: dict[str, Any]) -> None:
+    # Coroutines start in submission order and asyncio.Lock wakes waiters first in,
+    # first out: messages of one exec leave in the order they were published.
+    lock, users = _ordered.setdefault(group, (asyncio.Lock(), [0]))
+    users[0] += 1
+    try:
+        async with lock:
+            # Bounded: a paused Redis must not hold every later message of the exec.
+            await asyncio.wait_for(layer.group_send(group, message), SETUP_TIMEOUT_S)
+    finally:
+        users[0] -= 1
+        if not users[0]:
+            del _ordered[group]
+
+
+def _send(public_id: str, message: dict[str, Any]) -> None:
     layer = _layer()
     if not layer_crosses_processes(layer):
         return
     assert layer is not None
-    message = {"type": EVENT_TYPE, "last_seq": last_seq, "status": status}
-    send = layer.group_send(exec_group(public_id), message)
-    future = _publisher.submit(asyncio.wait_for(send, SETUP_TIMEOUT_S))
+    future = _publisher.submit(_send_in_order(layer, exec_group(public_id), message))
     future.add_done_callback(_log_failure)
+
+
+def publish(public_id: str, *, last_seq: int, status: str) -> None:
+    """Tell listeners of the exec that output or status changed (after it is committed)."""
+    _send(public_id, {"type": EVENT_TYPE, "last_seq": last_seq, "status": status})
+
+
+def publish_output(public_id: str, chunks: list[tuple[int, int, bytes]]) -> None:
+    """Show numbered ``(seq, stream, data)`` chunks to live watchers before they are stored."""
+    batch: list[tuple[int, int, bytes]] = []
+    size = 0
+    for chunk in chunks:
+        if batch and size + len(chunk[2]) > MAX_MESSAGE_BYTES:
+            _send_output(public_id, batch)
+            batch, size = [], 0
+        batch.append(chunk)
+        size += len(chunk[2])
+    if batch:
+        _send_output(public_id, batch)
+
+
+def _send_output(public_id: str, batch: list[tuple[int, int, bytes]]) -> None:
+    message = {
+        "type": EVENT_TYPE,
+        "last_seq": batch[-1][0],
+        "status": "running",
+        "chunks": [list(chunk) for chunk in batch],
+    }
+    _send(public_id, message)
 
 
 def wait_until(public_id: str, check: Callable[[], bool], *, timeout_s: float) -> bool:

@@ -1,32 +1,33 @@
-"""The exec runner: one docker exec, streamed into ExecChunk rows.
+"""The exec runner: one docker exec, streamed to watchers and into ExecChunk rows.
 
 It runs inside a Celery task on the workspace's node. A reader thread pulls
-demultiplexed frames off the engine; the runner thread coalesces them,
-stores each batch (one transaction, seq strictly increasing from 1), then
-publishes a wake-up. It also beats ``heartbeat_at`` (reconciliation marks an
-exec whose runner died ``lost``), watches for cancellation and the timeout,
-and enforces the tenant's output cap by dropping the oldest chunks.
+demultiplexed frames off the engine; the runner thread coalesces them into
+chunks, numbers them (seq strictly increasing from 1), publishes them to live
+watchers and hands them to an :class:`~execution.persist.OutputStore`, which
+stores them behind the live path (and enforces the tenant's output cap by
+dropping the oldest chunks). It also beats ``heartbeat_at`` (reconciliation
+marks an exec whose runner died ``lost``) and watches for cancellation and the
+timeout. The terminal state is written only once every chunk is stored.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import queue
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
 from django.utils import timezone
 
 from core.errors import DevBenchError
 from execution import notify, state
-from execution.coalesce import Coalescer
+from execution.coalesce import MAX_DELAY_S, Coalescer
 from execution.models import Exec, ExecChunk, ExecStatus, Stream
+from execution.persist import OutputStore
 from execution.proctree import exec_command, kill_process_tree, subreaper_start_failure
 from execution.validation import MARKER_ENV
 from tenants.selectors import tenant_policy_get
@@ -42,9 +43,15 @@ from workspaces.runtime.base import (
 
 logger = logging.getLogger(__name__)
 
-# Output already waiting in the reader is stored together (several ≤64 KiB chunks in
-# one transaction) up to this much: fewer commits, no added latency.
+# Output already waiting in the reader is taken together (several ≤64 KiB chunks) up to
+# this much before it is handed on: fewer messages and commits, no added latency.
 STORE_BATCH_BYTES = 1024 * 1024
+# With live watchers (a channel layer across processes) output waits at most this long
+# to be coalesced: a watcher sees it within milliseconds; the database write is batched
+# behind it anyway.
+LIVE_FLUSH_S = 0.005
+# When a running exec first proves it is alive and checks for a cancel.
+FIRST_BEAT_S = 0.2
 # After a kill, how long the output may take to end before the runner stops reading.
 KILL_DRAIN_S = 10.0
 # Engine exit codes for "the process could not be started" (bad program or cwd).
@@ -62,18 +69,6 @@ def exec_user(exec_: Exec) -> str:
 
 def worker_name(worker: str = "") -> str:
     return f"{worker or socket.gethostname()}/{threading.current_thread().name}"
-
-
-@dataclass
-class _Output:
-    """What has been stored so far (mirrors the row's accounting columns)."""
-
-    last_seq: int = 0
-    first_seq: int = 1
-    stored_bytes: int = 0
-    truncated: bool = False
-    produced: dict[int, int] = field(default_factory=lambda: {Stream.STDOUT: 0, Stream.STDERR: 0})
-    sizes: collections.deque[tuple[int, int]] = field(default_factory=collections.deque)
 
 
 @dataclass
@@ -109,9 +104,12 @@ class ExecRunner:
         self.senders = senders
         self.worker = worker_name(worker)
         self.driver = driver or workspace_driver(exec_.workspace)
-        self.cap = tenant_policy_get(tenant=exec_.tenant).exec_output_cap_bytes
-        self.out = _Output()
-        self.coalescer = Coalescer()
+        cap = tenant_policy_get(tenant=exec_.tenant).exec_output_cap_bytes
+        self.live = notify.live_output()
+        self.store = OutputStore(exec_, cap=cap, threaded=self.live)
+        self.coalescer = Coalescer(max_delay_s=LIVE_FLUSH_S if self.live else MAX_DELAY_S)
+        self.next_seq = 1
+        self.produced: dict[int, int] = {Stream.STDOUT: 0, Stream.STDERR: 0}
         self.frames: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=256)
         self.stream: ExecOutput | None = None
         self.reader_error: BaseException | None = None
@@ -136,10 +134,9 @@ class ExecRunner:
             )
             return
         try:
-            engine_id = self.driver.exec_create(workspace.container_id, self._spec())
-            Exec.objects.filter(pk=self.exec.pk).update(engine_exec_id=engine_id)
-            self.exec.engine_exec_id = engine_id
-            self.stream = self.driver.exec_stream(engine_id)
+            # The engine's id is informational: written with the first heartbeat or the end.
+            self.exec.engine_exec_id = self.driver.exec_create(workspace.container_id, self._spec())
+            self.stream = self.driver.exec_stream(self.exec.engine_exec_id)
         except DevBenchError as exc:
             state.finish(
                 self.exec,
@@ -169,6 +166,8 @@ class ExecRunner:
 
     def _abort(self) -> None:
         try:
+            # Nothing is stored after the terminal state: let the store finish or fail first.
+            self.store.close(raise_error=False)
             if self.end_reason is None:
                 self._kill(ExecStatus.FAILED)
             state.finish(
@@ -231,9 +230,13 @@ class ExecRunner:
         """Move frames from the reader into stored chunks until the output ends, keeping
         the heartbeat, the timeout and a requested cancel on time meanwhile."""
         started = time.monotonic()
+        heartbeat_s = float(settings.DEVBENCH_EXEC_HEARTBEAT_S)
         timers = _Timers(
-            heartbeat_s=float(settings.DEVBENCH_EXEC_HEARTBEAT_S),
-            next_beat=started,  # check for a cancel that came before we started
+            heartbeat_s=heartbeat_s,
+            # The first beat soon, not at once: it catches a cancel that raced with the
+            # start (the kill task may have found nothing to kill yet), and a short exec
+            # ends before it and saves its two queries.
+            next_beat=started + min(FIRST_BEAT_S, heartbeat_s),
             deadline=started + self.exec.timeout_s if self.exec.timeout_s else None,
         )
         while self._keep_time(timers):
@@ -246,11 +249,12 @@ class ExecRunner:
                 return
             self._take(frame)
             if self.coalescer.due(time.monotonic()):
-                self._store(self.coalescer.take())
+                self._emit(self.coalescer.take())
 
     def _keep_time(self, timers: _Timers) -> bool:
         """Heartbeat (which reports a cancel) and timeout; False once the output has not
         ended within KILL_DRAIN_S of a kill."""
+        self.store.check()
         now = time.monotonic()
         if now >= timers.next_beat:
             timers.next_beat = now + timers.heartbeat_s
@@ -279,45 +283,27 @@ class ExecRunner:
 
     def _accept(self, frame: tuple[int, bytes]) -> None:
         stream, data = frame
-        self.out.produced[stream] = self.out.produced.get(stream, 0) + len(data)
+        self.produced[stream] = self.produced.get(stream, 0) + len(data)
         self.coalescer.add(stream, data, time.monotonic())
 
     # --- storing -------------------------------------------------------------
 
-    def _store(self, chunks: list[tuple[int, bytes]]) -> None:
+    def _emit(self, chunks: list[tuple[int, bytes]]) -> None:
+        """Number the chunks, show them to live watchers, then hand them to the store."""
         if not chunks:
             return
-        out = self.out
-        rows = []
-        for stream, data in chunks:
-            out.last_seq += 1
-            rows.append(ExecChunk(exec_id=self.exec.pk, seq=out.last_seq, stream=stream, data=data))
-            out.sizes.append((out.last_seq, len(data)))
-            out.stored_bytes += len(data)
-        drop_through = 0
-        while out.stored_bytes > self.cap and len(out.sizes) > 1:
-            seq, size = out.sizes.popleft()
-            out.stored_bytes -= size
-            drop_through = seq
-        with transaction.atomic():
-            insert_chunks(rows)
-            if drop_through:
-                # Keep the tail: the oldest chunks go first.
-                ExecChunk.objects.filter(exec_id=self.exec.pk, seq__lte=drop_through).delete()
-                out.first_seq, out.truncated = drop_through + 1, True
-                Exec.objects.filter(pk=self.exec.pk).update(
-                    first_seq=out.first_seq, truncated=True, last_seq=out.last_seq
-                )
-        self.exec.last_seq = out.last_seq
-        notify.publish(self.exec.public_id, last_seq=out.last_seq, status=ExecStatus.RUNNING)
+        numbered = [(self.next_seq + i, stream, data) for i, (stream, data) in enumerate(chunks)]
+        self.next_seq += len(numbered)
+        if self.live:
+            notify.publish_output(self.exec.public_id, numbered)
+        self.store.put(numbered)
 
     def _accounting(self) -> dict[str, object]:
         return {
-            "last_seq": self.out.last_seq,
-            "first_seq": self.out.first_seq,
-            "truncated": self.out.truncated,
-            "stdout_bytes": self.out.produced.get(Stream.STDOUT, 0),
-            "stderr_bytes": self.out.produced.get(Stream.STDERR, 0),
+            **self.store.accounting(),
+            "engine_exec_id": self.exec.engine_exec_id,
+            "stdout_bytes": self.produced.get(Stream.STDOUT, 0),
+            "stderr_bytes": self.produced.get(Stream.STDERR, 0),
         }
 
     def _beat(self) -> bool:
@@ -348,8 +334,7 @@ class ExecRunner:
         return time.monotonic()
 
     def _finish(self) -> None:
-        self._store(self.coalescer.take(final=True))
-        self.exec.last_seq = self.out.last_seq
+        self._emit(self.coalescer.take(final=True))
         exit_code: int | None = None
         pid = -1
         error_code, error = "", ""
@@ -361,6 +346,10 @@ class ExecRunner:
         if self.end_reason is None and self._cancel_requested():
             # The kill task stopped it before this runner noticed the request.
             self.end_reason = ExecStatus.CANCELLED
+        # The engine was asked while the last chunks were being stored; the terminal
+        # state waits for them.
+        self.store.close()
+        self.exec.last_seq = self.store.out.last_seq
         if self.end_reason is not None:
             self._end(
                 self.end_reason,
@@ -411,26 +400,6 @@ class ExecRunner:
         ).first()
         text = bytes(first or b"").decode(errors="replace").strip()
         return text.splitlines()[0][:1000] if text else "The command could not be started."
-
-
-def insert_chunks(rows: list[ExecChunk]) -> None:
-    """Insert chunk rows; on PostgreSQL with binary parameters in one pipelined batch.
-
-    Django's default client-side binding would spell every byte of a 64 KiB
-    chunk out as an escaped literal in the SQL text, which the server must parse.
-    """
-    if connection.vendor != "postgresql":
-        ExecChunk.objects.bulk_create(rows)
-        return
-    import psycopg
-
-    meta = ExecChunk._meta
-    column = {field.name: field.column for field in meta.concrete_fields}
-    columns = ", ".join(str(column[name]) for name in ("exec", "seq", "stream", "data"))
-    sql = f"INSERT INTO {meta.db_table} ({columns}) VALUES (%s, %s, %s, %b)"  # noqa: S608
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.executemany(sql, [(r.exec_id, r.seq, r.stream, r.data) for r in rows])
 
 
 def run_exec(exec_: Exec, *, senders: state.Senders, worker: str = "") -> None:

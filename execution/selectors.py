@@ -27,15 +27,18 @@ class ExecMessage:
     encoding: str  # "utf-8" | "base64"
 
 
+def exec_message(*, seq: int, stream: int, data: bytes) -> ExecMessage:
+    text, encoding = encode(data)
+    return ExecMessage(seq, Stream(stream).label, text, encoding)
+
+
 def exec_get(*, actor: Principal, exec_id: str) -> Exec:
-    exec_ = (
-        Exec.objects.select_related("workspace", "tenant")
-        .filter(tenant=actor.tenant, public_id=exec_id)
-        .first()
-    )
-    if exec_ is None:
-        raise ExecNotFound(f"Exec '{exec_id}' not found.")
-    return exec_
+    try:  # public ids are unique: no ORDER BY needed, unlike first()
+        return Exec.objects.select_related("workspace", "tenant").get(
+            tenant=actor.tenant, public_id=exec_id
+        )
+    except Exec.DoesNotExist:
+        raise ExecNotFound(f"Exec '{exec_id}' not found.") from None
 
 
 def exec_list(*, actor: Principal, workspace: Workspace) -> QuerySet[Exec]:
@@ -69,8 +72,7 @@ def exec_messages_after(
             raw = bytes(data)
             if messages and total + len(raw) > max_bytes:
                 return messages
-            text, encoding = encode(raw)
-            messages.append(ExecMessage(seq, Stream(stream).label, text, encoding))
+            messages.append(exec_message(seq=seq, stream=stream, data=raw))
             total += len(raw)
             cursor = seq
         if len(rows) < limit:

@@ -10,6 +10,7 @@ the workspace's node queue on commit; output lands in ExecChunk rows that
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from core.errors import IdempotencyKeyReused
@@ -151,8 +153,13 @@ def _exec_create(
         workspace_require_running(workspace=locked)
         state.admit_waiting(locked, senders=SENDERS)
         limit = tenant_policy_get(tenant=locked.tenant).max_concurrent_execs
-        active = Exec.objects.filter(workspace=locked, status__in=SLOT_STATUSES).count()
-        waiting = Exec.objects.filter(workspace=locked, status=ExecStatus.QUEUED).exists()
+        counts = Exec.objects.filter(
+            workspace=locked, status__in=(*SLOT_STATUSES, ExecStatus.QUEUED)
+        ).aggregate(
+            active=Count("pk", filter=Q(status__in=SLOT_STATUSES)),
+            waiting=Count("pk", filter=Q(status=ExecStatus.QUEUED)),
+        )
+        active, waiting = counts["active"], counts["waiting"]
         if active < limit and not waiting:
             status = ExecStatus.STARTING
         elif queue:
@@ -164,8 +171,10 @@ def _exec_create(
                 limit=limit,
                 active=active,
             )
+        # Only an idempotency key can collide (its unique constraint): without one, no
+        # savepoint (two fewer round trips).
         try:
-            with transaction.atomic():
+            with transaction.atomic() if idempotency_key else contextlib.nullcontext():
                 exec_ = Exec.objects.create(
                     tenant=locked.tenant,
                     workspace=locked,
@@ -213,15 +222,21 @@ def _idempotent_replay(
 
 
 def _refresh(exec_: Exec) -> Exec:
-    """The row again; a running exec whose heartbeat is stale is marked lost on the spot, so
-    a client looking at it learns at once (no need to wait for the periodic job)."""
+    """The row again, checked like :func:`_reconcile_one`."""
     exec_.refresh_from_db()
-    if exec_.status == ExecStatus.RUNNING and exec_.heartbeat_at is not None:
-        stale_after_s = float(settings.DEVBENCH_EXEC_STALE_AFTER_S)
-        if exec_.heartbeat_at < timezone.now() - timedelta(seconds=stale_after_s):
-            state.mark_lost(exec_, stale_after_s=stale_after_s, senders=SENDERS)
-            exec_.refresh_from_db()
+    _reconcile_one(exec_)
     return exec_
+
+
+def _reconcile_one(exec_: Exec) -> None:
+    """A running exec whose heartbeat is stale is marked lost on the spot, so a client
+    looking at it learns at once (no need to wait for the periodic job)."""
+    if exec_.status != ExecStatus.RUNNING or exec_.heartbeat_at is None:
+        return
+    stale_after_s = float(settings.DEVBENCH_EXEC_STALE_AFTER_S)
+    if exec_.heartbeat_at < timezone.now() - timedelta(seconds=stale_after_s):
+        state.mark_lost(exec_, stale_after_s=stale_after_s, senders=SENDERS)
+        exec_.refresh_from_db()
 
 
 def exec_poll(
@@ -233,11 +248,16 @@ def exec_poll(
     wait_s = validate_wait(wait_s)
     exec_ = exec_get(actor=actor, exec_id=exec_id)
     found: list[ExecMessage] = []
+    fresh = True  # just read: the first check needs no second read of the row
 
     def check() -> bool:
-        nonlocal found
+        nonlocal found, fresh
         # Status first: if it is terminal, every chunk is already stored.
-        _refresh(exec_)
+        if fresh:
+            fresh = False
+            _reconcile_one(exec_)
+        else:
+            _refresh(exec_)
         found = exec_messages_after(exec_pk=exec_.pk, after_seq=after_seq)
         return bool(found) or exec_.is_terminal
 

@@ -7,11 +7,19 @@ class TenantsConfig(AppConfig):
 
     def ready(self) -> None:
         from allauth.account.signals import user_logged_in
+        from django.contrib.auth import get_user_model
+        from django.db.models.signals import post_delete, post_save
 
-        from tenants import adapters
+        from tenants import adapters, token_cache
         from tenants.auth import register_bearer_validator
+        from tenants.models import ApiToken, Tenant
         from tenants.oidc.bearer import validate_bearer
 
         # OIDC access tokens on every interface that calls authenticate_bearer.
         register_bearer_validator(validate_bearer)
         user_logged_in.connect(adapters.on_user_logged_in, dispatch_uid="tenants.rules_on_login")
+        # A change to what a cached token verification depends on applies at once here.
+        for model in (ApiToken, Tenant, get_user_model()):
+            for name, signal in (("save", post_save), ("delete", post_delete)):
+                uid = f"tenants.token_cache.{model._meta.label_lower}.{name}"
+                signal.connect(token_cache.clear, sender=model, dispatch_uid=uid)

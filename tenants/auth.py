@@ -25,7 +25,7 @@ from core.errors import (
     PermissionDenied,
     TokenMissing,
 )
-from tenants import tokens
+from tenants import token_cache, tokens
 from tenants.audit import audit_record
 from tenants.errors import (
     TenantInactive,
@@ -79,8 +79,14 @@ class _Attempt:
     tenant: Tenant | None = None
 
 
-def authenticate_bearer(authorization: str | None, *, tenant_slug: str | None = None) -> Principal:
+def authenticate_bearer(
+    authorization: str | None, *, tenant_slug: str | None = None, cached: bool = False
+) -> Principal:
     """Resolve the header to a principal; with ``tenant_slug``, the token must belong to it.
+
+    With ``cached``, an API token verified in this process in the last
+    ``DEVBENCH_TOKEN_CACHE_S`` seconds is accepted without a database query
+    (see :mod:`tenants.token_cache` for the revocation bound).
 
     A token for another tenant gets the same ``tenant_not_found`` (404) as a
     tenant that does not exist. Every refusal of a presented credential (401,
@@ -89,7 +95,7 @@ def authenticate_bearer(authorization: str | None, *, tenant_slug: str | None = 
     """
     attempt = _Attempt()
     try:
-        return _authenticate(authorization, tenant_slug, attempt)
+        return _authenticate(authorization, tenant_slug, attempt, cached)
     except (AuthenticationFailed, PermissionDenied, NotFound, TenantRequired) as exc:
         if exc.code != "token_missing":
             _audit_refusal(exc, attempt, tenant_slug)
@@ -97,12 +103,14 @@ def authenticate_bearer(authorization: str | None, *, tenant_slug: str | None = 
 
 
 def _authenticate(
-    authorization: str | None, tenant_slug: str | None, attempt: _Attempt
+    authorization: str | None, tenant_slug: str | None, attempt: _Attempt, cached: bool
 ) -> Principal:
     raw = extract_bearer(authorization)
     if tokens.looks_like_api_token(raw):
         attempt.credential = "api_token"
-        principal = _authenticate_api_token(raw, attempt)
+        principal = (cached and token_cache.get(raw)) or _authenticate_api_token(
+            raw, attempt, cache=cached
+        )
     else:
         attempt.credential = "other"
         principal = _authenticate_other(raw, tenant_slug)
@@ -142,7 +150,7 @@ def _authenticate_other(raw: str, tenant_slug: str | None) -> Principal:
     raise TokenMalformed("The token is not valid.")
 
 
-def _authenticate_api_token(raw: str, attempt: _Attempt) -> Principal:
+def _authenticate_api_token(raw: str, attempt: _Attempt, *, cache: bool) -> Principal:
     parts = tokens.parse(raw)
     if parts is None:
         raise TokenMalformed("The token is not valid.")
@@ -161,7 +169,7 @@ def _authenticate_api_token(raw: str, attempt: _Attempt) -> Principal:
     if not token.tenant.active:
         raise TenantInactive("The tenant is deactivated.")
     _touch(token)
-    return Principal(
+    principal = Principal(
         user=token.user,
         tenant=token.tenant,
         scopes=frozenset(token.scopes),
@@ -169,6 +177,9 @@ def _authenticate_api_token(raw: str, attempt: _Attempt) -> Principal:
         actor_id=f"token:{token.prefix}",
         token_id=token.pk,
     )
+    if cache:
+        token_cache.put(raw, principal, expires_at=token.expires_at)
+    return principal
 
 
 def _touch(token: ApiToken) -> None:
@@ -196,11 +207,12 @@ def principal_for_member(*, user: Any, tenant: Tenant, kind: str = "session") ->
 
 
 def authenticate_bearer_limited(
-    authorization: str | None, *, tenant_slug: str | None = None
+    authorization: str | None, *, tenant_slug: str | None = None, cached: bool = False
 ) -> Principal:
     """:func:`authenticate_bearer`, then one hit on the principal's rate limits: what
-    REST, MCP and websockets authenticate bearer tokens with."""
-    principal = authenticate_bearer(authorization, tenant_slug=tenant_slug)
+    REST, MCP and websockets authenticate bearer tokens with. The hit comes after the
+    token cache too, so a cached principal is counted like any other."""
+    principal = authenticate_bearer(authorization, tenant_slug=tenant_slug, cached=cached)
     rate_limit_hit(principal)
     return principal
 
@@ -212,6 +224,7 @@ class BearerAuth(HttpBearer):
         return authenticate_bearer_limited(
             request.headers.get("Authorization"),
             tenant_slug=request.headers.get(TENANT_HEADER, "").strip() or None,
+            cached=True,
         )
 
     def authenticate(self, request: HttpRequest, token: str) -> Principal:  # pragma: no cover

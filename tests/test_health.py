@@ -79,3 +79,27 @@ def test_readyz_reports_an_unreachable_engine(settings, tmp_path):
     assert response.status_code == 503
     assert response.json()["down"] == ["docker"]
     assert "absent.sock" in response.json()["checks"]["docker"]["error"]
+
+
+def test_asgi_healthz_answers_before_django_and_the_rest_still_reaches_it():
+    import asyncio
+
+    import httpx
+
+    from devbench_site.asgi import application
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+            health = await client.get("/healthz")
+            head = await client.head("/healthz")
+            other = await client.get("/api/v1/me", headers={"X-Request-ID": "req-42"})
+            return health, head, other
+
+    health, head, other = asyncio.run(scenario())
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert "no-store" in health.headers["cache-control"]
+    assert head.status_code == 200 and head.content == b""
+    # Django (and the async request-context middleware) still serve everything else.
+    assert other.status_code == 401 and other.json()["code"] == "token_missing"
+    assert other.headers["X-Request-ID"] == "req-42"

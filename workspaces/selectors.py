@@ -37,13 +37,16 @@ def workspace_get(*, actor: Principal, ref: str) -> Workspace:
     actor.require_scope("read")
     qs = Workspace.objects.filter(tenant=actor.tenant).select_related("tenant")
     if ref.startswith("ws_"):
-        workspace = qs.filter(public_id=ref).first()
+        qs = qs.filter(public_id=ref)
     else:
-        workspace = qs.filter(alias=ref).exclude(status=WorkspaceStatus.REMOVED).first()
-    if workspace is None:
-        # The same body whether the workspace is missing or another tenant's: no leak.
-        raise WorkspaceNotFound(ref)
-    return workspace
+        qs = qs.filter(alias=ref).exclude(status=WorkspaceStatus.REMOVED)
+    # Both lookups are unique (public id; alias of a live workspace): get() needs no
+    # ORDER BY, which first() would add to every request.
+    try:
+        return qs.get()
+    except Workspace.DoesNotExist:
+        # The same error whether the workspace is missing or another tenant's: no leak.
+        raise WorkspaceNotFound(ref) from None
 
 
 def workspace_require_own(*, actor: Principal, workspace: Workspace) -> None:

@@ -223,6 +223,7 @@ async def mcp_endpoint(
                 authenticate,
                 mcp_http.header(scope, b"authorization") or None,
                 tenant_slug=slug,
+                cached=True,
             )
         except DevBenchError as exc:
             headers = []

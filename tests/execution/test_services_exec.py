@@ -340,7 +340,7 @@ def test_poll_refuses_a_wait_over_30_seconds(tenant, actor):
 def test_a_runner_that_breaks_stops_its_processes_and_fails_the_exec(
     running_workspace, actor, monkeypatch
 ):
-    from execution import runner
+    from execution import persist, runner
 
     # A row only (no task sent): this test runs the runner itself.
     exec_ = ExecFactory(
@@ -352,7 +352,7 @@ def test_a_runner_that_breaks_stops_its_processes_and_fails_the_exec(
     def broken_insert(rows):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(runner, "insert_chunks", broken_insert)
+    monkeypatch.setattr(persist, "insert_chunks", broken_insert)
     with pytest.raises(RuntimeError):
         runner.run_exec(
             Exec.objects.select_related("workspace", "tenant").get(pk=exec_.pk), senders=SENDERS

@@ -363,3 +363,14 @@ def test_openapi_lists_the_file_operations(client):
         "fs_upload_archive",
         "fs_upload_archive_post",
     }
+
+
+def test_stat_is_one_query_once_the_token_is_known(
+    env, wdir, client, django_assert_max_num_queries
+):
+    env.must("sh", "-c", f"echo hello > {wdir}/a.txt")
+    assert client.get("/api/v1/me").status_code == 200
+    with django_assert_max_num_queries(1):  # the workspace row; the rest is the engine
+        response = client.get(f"{files(env, '/stat')}?path={wdir}/a.txt")
+    assert response.status_code == 200, response.content
+    assert response.json()["etag"] == hashlib.sha256(b"hello\n").hexdigest()

@@ -1,0 +1,110 @@
+"""Output reaches live watchers before it is stored; the terminal state waits for storage.
+
+The runner runs in this process (a row only, no task sent), with the database
+write of chunks held back, while a listener on the exec's channel-layer group
+plays a watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from channels.layers import get_channel_layer
+from django.db import connection
+
+from execution import notify, persist, runner
+from execution.models import Exec, ExecChunk, ExecStatus
+from execution.tasks import SENDERS
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+
+class Listener:
+    """A channel-layer subscriber of one exec's group, on a loop thread of its own."""
+
+    def __init__(self, public_id: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.layer = get_channel_layer()
+        self.group = notify.exec_group(public_id)
+        self.channel = self._run(self._subscribe())
+
+    def _run(self, coro: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def _subscribe(self) -> str:
+        channel: str = await self.layer.new_channel()
+        await self.layer.group_add(self.group, channel)
+        return channel
+
+    def next_output(self) -> list[list[Any]]:
+        """The chunks of the next message that carries output (wake-ups are skipped)."""
+        while True:
+            message = self._run(self.layer.receive(self.channel))
+            if message.get("chunks"):
+                return list(message["chunks"])
+
+    def close(self) -> None:
+        self._run(self.layer.group_discard(self.group, self.channel))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def test_watchers_get_output_before_it_is_stored_and_the_end_waits_for_it(
+    running_workspace: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert notify.live_output()  # production mode: a channel layer across processes
+    exec_ = Exec.objects.create(
+        tenant=running_workspace.tenant,
+        workspace=running_workspace,
+        cmd=["sh", "-c", "echo first; echo second >&2"],
+        status=ExecStatus.STARTING,
+    )
+    release = threading.Event()
+    stored_while_held: list[int] = []
+    real_insert = persist.insert_chunks
+
+    def held_insert(rows: list[ExecChunk]) -> None:
+        assert release.wait(60), "the test never released the store"
+        real_insert(rows)
+
+    monkeypatch.setattr(persist, "insert_chunks", held_insert)
+    listener = Listener(exec_.public_id)
+    loaded = Exec.objects.select_related("workspace", "tenant").get(pk=exec_.pk)
+
+    def run_it() -> None:
+        try:
+            runner.run_exec(loaded, senders=SENDERS)
+        finally:
+            connection.close()  # a worker thread's connection, like the runner's own
+
+    run = threading.Thread(target=run_it)
+    run.start()
+    try:
+        seen: list[list[Any]] = []
+        while sum(len(bytes(c[2])) for c in seen) < len(b"first\nsecond\n"):
+            seen += listener.next_output()
+        stored_while_held.append(ExecChunk.objects.filter(exec=exec_).count())
+        run.join(timeout=1.0)  # the command has ended; the runner must still be waiting
+        still_running = run.is_alive()
+        status_while_held = Exec.objects.get(pk=exec_.pk).status
+    finally:
+        release.set()
+        run.join(timeout=60)
+        listener.close()
+
+    assert [c[0] for c in seen] == list(range(1, len(seen) + 1))  # numbered in order
+    by_stream: dict[int, bytes] = {1: b"", 2: b""}
+    for _, stream, data in seen:
+        by_stream[stream] += bytes(data)
+    assert by_stream == {1: b"first\n", 2: b"second\n"}
+    assert stored_while_held == [0]  # the watcher did not wait for the database
+    assert still_running and status_while_held == ExecStatus.RUNNING
+
+    exec_.refresh_from_db()
+    assert exec_.status == ExecStatus.COMPLETED and exec_.exit_code == 0
+    stored = list(ExecChunk.objects.filter(exec=exec_).order_by("seq").values_list("seq", "data"))
+    assert [(seq, bytes(data)) for seq, data in stored] == [(c[0], bytes(c[2])) for c in seen]
+    assert exec_.last_seq == len(seen)

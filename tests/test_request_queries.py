@@ -1,0 +1,84 @@
+"""The control reads an agent repeats most cost a fixed, small number of queries.
+
+A verified token is remembered (``tenants.token_cache``), so once warm a read
+pays only for the rows it returns. These bounds are the minimum today: a new
+query on one of these paths is a regression to justify, not a detail.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from execution.models import Exec, ExecChunk, ExecStatus, Stream
+from tests.factories import WorkspaceFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def warm(api: Client) -> Client:
+    assert api.get("/api/v1/me").status_code == 200  # the token is now verified and remembered
+    return api
+
+
+@pytest.fixture
+def workspace(tenant: Any) -> Any:
+    return WorkspaceFactory(tenant=tenant, container_id="c0ffee")
+
+
+@pytest.fixture
+def finished_exec(tenant: Any, workspace: Any) -> Exec:
+    exec_ = Exec.objects.create(
+        tenant=tenant,
+        workspace=workspace,
+        cmd=["echo", "hi"],
+        status=ExecStatus.COMPLETED,
+        exit_code=0,
+        last_seq=2,
+    )
+    ExecChunk.objects.create(exec=exec_, seq=1, stream=Stream.STDOUT, data=b"hi\n")
+    ExecChunk.objects.create(exec=exec_, seq=2, stream=Stream.STDERR, data=b"warn\n")
+    return exec_
+
+
+def test_me_needs_no_query(warm: Client, django_assert_max_num_queries: Any) -> None:
+    with django_assert_max_num_queries(0):
+        assert warm.get("/api/v1/me").status_code == 200
+
+
+def test_workspace_get_is_one_query(
+    warm: Client, workspace: Any, django_assert_max_num_queries: Any
+) -> None:
+    with django_assert_max_num_queries(1):
+        response = warm.get(f"/api/v1/workspaces/{workspace.public_id}")
+    assert response.status_code == 200 and response.json()["id"] == workspace.public_id
+
+
+def test_workspace_list_is_count_and_page(
+    warm: Client, tenant: Any, django_assert_max_num_queries: Any
+) -> None:
+    WorkspaceFactory.create_batch(5, tenant=tenant)
+    with django_assert_max_num_queries(2):
+        response = warm.get("/api/v1/workspaces")
+    assert response.status_code == 200 and response.json()["count"] == 5
+
+
+def test_exec_poll_is_the_row_and_its_output(
+    warm: Client, finished_exec: Exec, django_assert_max_num_queries: Any
+) -> None:
+    with django_assert_max_num_queries(2):
+        response = warm.get(f"/api/v1/execs/{finished_exec.public_id}")
+    body = response.json()
+    assert response.status_code == 200 and body["complete"] is True
+    assert [m["data"] for m in body["messages"]] == ["hi\n", "warn\n"]
+
+
+def test_exec_poll_after_the_last_seq_is_the_same_two(
+    warm: Client, finished_exec: Exec, django_assert_max_num_queries: Any
+) -> None:
+    with django_assert_max_num_queries(2):
+        response = warm.get(f"/api/v1/execs/{finished_exec.public_id}?after_seq=2")
+    assert response.json()["messages"] == [] and response.json()["complete"] is True
