@@ -5,12 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
+from ninja.parser import Parser
 from ninja.security import HttpBearer
 
+from core.refusals import audit_invalid_input
+from core.validation import client_errors, json_loads_strict
 from devbench_site.errors import DevBenchError
 from tenants.auth import authenticate_bearer
 from tenants.principal import Principal
@@ -36,6 +41,21 @@ class BearerAuth(HttpBearer):
         return authenticate_bearer(f"Bearer {token}")
 
 
+class StrictJsonParser(Parser):
+    """Bodies are RFC 8259 JSON: ``NaN``/``Infinity`` and overflowing numbers are refused."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        try:
+            return json_loads_strict(request.body)
+        except (ValueError, RecursionError) as exc:
+            # ninja wraps this in a 400; the handler below answers it as it is.
+            raise DevBenchError(
+                "The request body is not valid JSON (RFC 8259: finite numbers, UTF-8).",
+                code="invalid_json",
+                http_status=400,
+            ) from exc
+
+
 api = NinjaAPI(
     title="DevBench API",
     version="1.0.0",
@@ -48,6 +68,7 @@ api = NinjaAPI(
     ),
     auth=BearerAuth(),
     urls_namespace="api-v1",
+    parser=StrictJsonParser(),
 )
 
 
@@ -65,10 +86,13 @@ def _devbench_error(request: HttpRequest, exc: DevBenchError) -> HttpResponse:
 
 @api.exception_handler(NinjaValidationError)
 def _validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
-    errors: list[dict[str, Any]] = [
-        {"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")}
-        for e in exc.errors
-    ]
+    errors = client_errors(exc.errors)
+    audit_invalid_input(
+        actor=getattr(request, "auth", None),
+        interface="rest",
+        operation=f"{request.method} {request.path}",
+        errors=exc.errors,
+    )
     fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors)
     return error_response(
         request,
@@ -77,6 +101,31 @@ def _validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpRe
             code="validation_failed",
             http_status=422,
             extra={"errors": errors},
+        ),
+    )
+
+
+def _audit_body_refused(request: HttpRequest, error_type: str) -> None:
+    audit_invalid_input(
+        actor=getattr(request, "auth", None),
+        interface="rest",
+        operation=f"{request.method} {request.path}",
+        errors=[{"loc": ["body"], "type": error_type}],
+    )
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    _audit_body_refused(request, "payload_too_large")
+    return error_response(
+        request,
+        DevBenchError(
+            f"The JSON body is larger than {limit} bytes; send files as "
+            "application/octet-stream or an archive.",
+            code="payload_too_large",
+            http_status=413,
+            extra={"max_bytes": limit},
         ),
     )
 
@@ -90,6 +139,9 @@ def _auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
 
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, DevBenchError):  # raised by the parser, wrapped by ninja
+        _audit_body_refused(request, exc.__cause__.code)
+        return error_response(request, exc.__cause__)
     return error_response(
         request, DevBenchError(str(exc), code="http_error", http_status=exc.status_code)
     )

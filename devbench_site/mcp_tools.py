@@ -30,7 +30,8 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import anyio
 from django.core.exceptions import ImproperlyConfigured
@@ -41,6 +42,8 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ValidationError
 
+from core.refusals import audit_invalid_input
+from core.validation import client_errors, json_loads_strict
 from devbench_site import request_context
 from devbench_site.errors import AuthenticationFailed, DevBenchError, ValidationFailed
 from devbench_site.mcp_lane import BlockingLane
@@ -244,7 +247,19 @@ async def _invoke(
     outcome = "ok"
     try:
         principal = await _principal(context, lane)
-        args = validate_arguments(spec.input_model, arguments)
+        try:
+            args = validate_arguments(spec.input_model, arguments)
+        except ValidationFailed as exc:
+            refused = exc.__cause__
+            errors = refused.errors() if isinstance(refused, ValidationError) else []
+            await lane.run(
+                audit_invalid_input,
+                actor=principal,
+                interface="mcp",
+                operation=spec.name,
+                errors=errors,
+            )
+            raise
         call = ToolCall(principal=principal, lane=lane, context=context)
         if spec.is_async:
             result = await spec.handler(call, args)
@@ -297,13 +312,11 @@ def error_result(exc: DevBenchError) -> CallToolResult:
 
 
 def validate_arguments(model: type[BaseModel], arguments: Mapping[str, Any]) -> Any:
+    """Arguments are JSON, so checked strictly (``"yes"`` is not a boolean)."""
     try:
-        return model.model_validate(_pre_parse(model, arguments))
+        return model.model_validate(_pre_parse(model, arguments), strict=True)
     except ValidationError as exc:
-        errors = [
-            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
+        errors = client_errors(exc.errors(include_url=False))
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors)
         raise ValidationFailed(
             f"Invalid arguments: {fields or 'arguments'}.",
@@ -317,13 +330,24 @@ def _pre_parse(model: type[BaseModel], arguments: Mapping[str, Any]) -> dict[str
     parsed = dict(arguments)
     for key, value in arguments.items():
         field = model.model_fields.get(key)
-        if field is None or field.annotation is str or not isinstance(value, str):
+        if field is None or _takes_text(field.annotation) or not isinstance(value, str):
             continue
         if value.lstrip()[:1] in ("[", "{"):
             # Not JSON after all: validation rejects it and names the field.
-            with contextlib.suppress(ValueError):
-                parsed[key] = json.loads(value)
+            with contextlib.suppress(ValueError, RecursionError):
+                parsed[key] = json_loads_strict(value)
     return parsed
+
+
+def _takes_text(annotation: Any) -> bool:
+    """Whether a field accepts a string as it is (then JSON text stays text)."""
+    if annotation is str:
+        return True
+    if get_origin(annotation) is Annotated:
+        return _takes_text(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return any(_takes_text(arg) for arg in get_args(annotation))
+    return False
 
 
 def _lane(context: Context[Any, Any]) -> tuple[BlockingLane, bool]:

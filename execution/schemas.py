@@ -9,28 +9,68 @@ as_root, timeout_s, idempotency_key) -> exec_id, status`` and
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from django.conf import settings
 from ninja import Field, Schema
+from pydantic import StringConstraints
 
+from core.validation import LINE_PATTERN, MAX_SAFE_INT, InputModel, Line, QueryModel, Text
 from execution.models import Exec
-from execution.validation import MAX_WAIT_S, redact_env
+from execution.validation import (
+    MARKER_ENV,
+    MAX_CMD_BYTES,
+    MAX_ENV_BYTES,
+    MAX_ENV_VARS,
+    MAX_WAIT_S,
+    redact_env,
+)
+from workspaces.schemas import WorkspaceRef
+
+# An exec id (ex_…), in a path or an argument.
+ExecRef = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=LINE_PATTERN)]
+EnvName = Annotated[
+    str, StringConstraints(pattern=rf"^(?!{MARKER_ENV}$)[A-Za-z_][A-Za-z0-9_]{{0,254}}$")
+]
+AbsolutePath = Annotated[str, StringConstraints(max_length=4096, pattern=r"^/[^\u0000]*$")]
+MAX_CMD_ARGS = 4096
 
 ExecStatusName = Literal[
     "queued", "starting", "running", "completed", "failed", "timed_out", "cancelled", "lost"
 ]
 
 
-class ExecCommand(Schema):
-    cmd: list[str] = Field(..., min_length=1, description="Program and arguments (no shell).")
-    cwd: str | None = Field(None, description="Absolute working directory; default /workspace.")
-    env: dict[str, str] | None = Field(None, description="Extra environment variables.")
+class ExecCommand(InputModel):
+    cmd: list[Text] = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_CMD_ARGS,
+        # The program may not be empty; the arguments may.
+        json_schema_extra={"prefixItems": [{"type": "string", "minLength": 1}]},
+        description="Program and arguments (no shell); the program (cmd[0]) is not empty, "
+        f"and all of it is at most {MAX_CMD_BYTES} bytes.",
+    )
+    cwd: AbsolutePath | None = Field(
+        None, description="Absolute working directory; default /workspace."
+    )
+    env: dict[EnvName, Text] | None = Field(
+        None,
+        max_length=MAX_ENV_VARS,
+        description=f"Extra environment variables (at most {MAX_ENV_VARS}, "
+        f"{MAX_ENV_BYTES} bytes in all; {MARKER_ENV} is set by DevBench).",
+    )
     as_root: bool = Field(False, description="Run as root (uid 0) instead of uid 1000.")
     timeout_s: int | None = Field(
-        None, ge=1, description="Kill the whole process tree after this many seconds."
+        None,
+        ge=1,
+        le=settings.DEVBENCH_EXEC_MAX_TIMEOUT_S,
+        description="Kill the whole process tree after this many seconds.",
     )
-    idempotency_key: str | None = Field(
-        None, max_length=200, description="Retrying with the same key returns the same exec."
+    idempotency_key: Line | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Retrying with the same key returns the same exec.",
     )
     queue: bool = Field(
         False,
@@ -52,23 +92,30 @@ class ExecStartIn(ExecCommand):
 class ExecStartInput(ExecCommand):
     """MCP exec_start / exec_run arguments."""
 
-    container_id: str = Field(..., description="Workspace id (ws_…) or alias.")
+    container_id: WorkspaceRef = Field(..., description="Workspace id (ws_…) or alias.")
 
 
-class ExecPollInput(Schema):
-    exec_id: str
-    after_seq: int = Field(0, ge=0, description="Return output with a seq above this.")
+class ExecPollQuery(QueryModel):
+    """REST query of GET /execs/{id}."""
+
+    after_seq: int = Field(
+        0, ge=0, le=MAX_SAFE_INT, description="Return output with a seq above this."
+    )
     wait_s: float = Field(
         0, ge=0, le=MAX_WAIT_S, description="Wait up to this long for new output or the end."
     )
 
 
-class ExecIdInput(Schema):
-    exec_id: str
+class ExecPollInput(ExecPollQuery):
+    exec_id: ExecRef
 
 
-class ExecListInput(Schema):
-    container_id: str
+class ExecIdInput(InputModel):
+    exec_id: ExecRef
+
+
+class ExecListInput(InputModel):
+    container_id: WorkspaceRef
 
 
 class ExecStartOut(Schema):

@@ -3,10 +3,11 @@
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Query, Router
+from ninja import Field, Header, Query, Router
 from ninja.pagination import LimitOffsetPagination, paginate
 from ninja.responses import Status
 
+from core.validation import MAX_SAFE_INT, IdempotencyKey, QueryModel
 from devbench_site.errors import ValidationFailed
 from tenants.api import principal_of
 from workspaces import reconcile, selectors, services
@@ -20,9 +21,27 @@ from workspaces.schemas import (
     StatsOut,
     WorkspaceListQuery,
     WorkspaceOut,
+    WorkspaceRef,
 )
 
 router = Router(tags=["workspaces"])
+
+MAX_PAGE_LIMIT = 1000
+IDEMPOTENCY_HEADER = Header(
+    None, alias="Idempotency-Key", description="The same as the idempotency_key field."
+)
+
+
+class BoundedLimitOffset(LimitOffsetPagination):
+    """limit/offset with upper bounds the database (bigint) and the schema agree on."""
+
+    class Input(QueryModel):
+        limit: int = Field(100, ge=1, le=MAX_PAGE_LIMIT, description="At most this many items.")
+        offset: int = Field(0, ge=0, le=MAX_SAFE_INT, description="Items to skip.")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_limit=MAX_PAGE_LIMIT, **kwargs)
+
 
 _SPAWN_STATUS: dict[str, int] = {WorkspaceStatus.RUNNING: 201, WorkspaceStatus.CREATING: 202}
 
@@ -32,13 +51,16 @@ _SPAWN_STATUS: dict[str, int] = {WorkspaceStatus.RUNNING: 201, WorkspaceStatus.C
     response={200: WorkspaceOut, 201: WorkspaceOut, 202: WorkspaceOut},
     operation_id="workspace_spawn",
 )
-def workspace_spawn(request: HttpRequest, payload: SpawnIn) -> Status[Workspace]:
+def workspace_spawn(
+    request: HttpRequest,
+    payload: SpawnIn,
+    header_key: IdempotencyKey | None = IDEMPOTENCY_HEADER,
+) -> Status[Workspace]:
     """Spawn a workspace: 201 once it runs, or 202 while it is created (`wait: false`).
 
     An `idempotency_key` (or the `Idempotency-Key` header) makes retries safe:
     the same key returns the same workspace.
     """
-    header_key = request.headers.get("Idempotency-Key") or None
     if header_key and payload.idempotency_key and header_key != payload.idempotency_key:
         raise ValidationFailed(
             "The Idempotency-Key header and the idempotency_key field differ.",
@@ -58,7 +80,7 @@ def workspace_spawn(request: HttpRequest, payload: SpawnIn) -> Status[Workspace]
 
 
 @router.get("/workspaces", response=list[WorkspaceOut], operation_id="workspace_list")
-@paginate(LimitOffsetPagination)
+@paginate(BoundedLimitOffset)
 def workspace_list(request: HttpRequest, filters: Query[WorkspaceListQuery]) -> Any:
     """The tenant's workspaces, newest first (removed ones only with `include_removed`)."""
     return selectors.workspace_list(
@@ -70,14 +92,14 @@ def workspace_list(request: HttpRequest, filters: Query[WorkspaceListQuery]) -> 
 
 
 @router.get("/workspaces/{ref}", response=WorkspaceOut, operation_id="workspace_get")
-def workspace_get(request: HttpRequest, ref: str) -> Workspace:
+def workspace_get(request: HttpRequest, ref: WorkspaceRef) -> Workspace:
     """One workspace by id (`ws_…`) or alias."""
     return selectors.workspace_get(actor=principal_of(request), ref=ref)
 
 
 @router.delete("/workspaces/{ref}", response=WorkspaceOut, operation_id="workspace_kill")
 def workspace_kill(
-    request: HttpRequest, ref: str, force: bool = False, remove_volume: bool | None = None
+    request: HttpRequest, ref: WorkspaceRef, force: bool = False, remove_volume: bool | None = None
 ) -> Workspace:
     """Stop and remove a workspace; a persistent one keeps its volume unless `remove_volume`."""
     actor = principal_of(request)
@@ -88,7 +110,9 @@ def workspace_kill(
 
 
 @router.post("/workspaces/{ref}/attach", response={201: AttachOut}, operation_id="workspace_attach")
-def workspace_attach(request: HttpRequest, ref: str, payload: AttachBody) -> Status[AttachOut]:
+def workspace_attach(
+    request: HttpRequest, ref: WorkspaceRef, payload: AttachBody
+) -> Status[AttachOut]:
     """Register a client working in a running workspace; answers its roots."""
     result = services.workspace_attach(
         actor=principal_of(request),
@@ -100,7 +124,7 @@ def workspace_attach(request: HttpRequest, ref: str, payload: AttachBody) -> Sta
 
 
 @router.post("/workspaces/{ref}/stop", response=WorkspaceOut, operation_id="workspace_stop")
-def workspace_stop(request: HttpRequest, ref: str) -> Workspace:
+def workspace_stop(request: HttpRequest, ref: WorkspaceRef) -> Workspace:
     """Stop a running workspace; its container and files stay for a later start.
 
     Commands still running end with it. Reconciliation leaves it stopped, and it
@@ -112,7 +136,7 @@ def workspace_stop(request: HttpRequest, ref: str) -> Workspace:
 
 
 @router.post("/workspaces/{ref}/start", response=WorkspaceOut, operation_id="workspace_start")
-def workspace_start(request: HttpRequest, ref: str) -> Workspace:
+def workspace_start(request: HttpRequest, ref: WorkspaceRef) -> Workspace:
     """Start a stopped workspace again, with the files it had (`workspace_not_stopped` for
     a workspace that is neither stopped nor running)."""
     actor = principal_of(request)
@@ -121,7 +145,7 @@ def workspace_start(request: HttpRequest, ref: str) -> Workspace:
 
 
 @router.get("/workspaces/{ref}/stats", response=StatsOut, operation_id="workspace_stats")
-def workspace_stats(request: HttpRequest, ref: str) -> StatsOut:
+def workspace_stats(request: HttpRequest, ref: WorkspaceRef) -> StatsOut:
     """CPU, memory, processes, network and block I/O of a running workspace (~1 s)."""
     actor = principal_of(request)
     workspace = selectors.workspace_get(actor=actor, ref=ref)

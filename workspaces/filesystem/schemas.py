@@ -11,20 +11,37 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from ninja import Field, Schema
-from pydantic import field_validator
+from pydantic import StringConstraints, field_validator
 
+from core.validation import MAX_SAFE_INT, InputModel, Line, QueryModel, Text
 from devbench_site.errors import ValidationFailed
 from workspaces.filesystem.errors import NotUtf8
-from workspaces.filesystem.paths import ROOT
+from workspaces.filesystem.paths import PATH_MAX, ROOT
 from workspaces.filesystem.reads import MAX_LIST_ENTRIES
 from workspaces.filesystem.results import FileContent
+from workspaces.schemas import WorkspaceRef
 
 Encoding = Literal["utf-8", "text", "base64"]
 
+# A path in the workspace (the service normalises it and keeps it under the root).
+FsPath = Annotated[Text, StringConstraints(min_length=1, max_length=PATH_MAX)]
+# What normalises to the workspace root itself (which cannot be deleted or moved).
+ROOT_SPELLINGS = r"^(/workspace)?(/|/?\.)*/?$"
+FsMutablePath = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=PATH_MAX, pattern=rf"^(?!{ROOT_SPELLINGS[1:-1]}$)[^\u0000]*$"
+    ),
+]
+Etag = Annotated[Line, StringConstraints(min_length=1, max_length=200)]
+# Permission bits as an octal string: '644', '0644' or '0o644'.
+OctalMode = Annotated[str, StringConstraints(pattern=r"^(0[oO]?)?[0-7]{1,3}$")]
+
 PATH_HELP = f"Path in the workspace: absolute under {ROOT}, or relative to it."
+ROOT_HELP = f"Not the workspace root ({ROOT}) itself."
 ETAG_HELP = (
     "Only act if the file's current ETag (sha256 of its content, from fs_read/fs_stat) "
     "is this one; '*' means 'any existing file'. A mismatch is precondition_failed (412)."
@@ -70,16 +87,18 @@ def parse_mode(value: int | str | None) -> int | None:
     return result
 
 
-class FsReadQuery(Schema):
+class FsReadQuery(QueryModel):
     encoding: Encoding = Field(
         "utf-8", description="How content is returned: utf-8 text or base64."
     )
-    offset: int = Field(0, ge=0, description="First byte to return.")
-    length: int | None = Field(None, ge=0, description="Bytes to return (default: to the end).")
+    offset: int = Field(0, ge=0, le=MAX_SAFE_INT, description="First byte to return.")
+    length: int | None = Field(
+        None, ge=0, le=MAX_SAFE_INT, description="Bytes to return (default: to the end)."
+    )
 
 
 class FsReadIn(FsReadQuery):
-    path: str = Field(..., description=PATH_HELP)
+    path: FsPath = Field(..., description=PATH_HELP)
 
 
 class FsReadOut(Schema):
@@ -107,11 +126,15 @@ class FsReadOut(Schema):
         )
 
 
-class FsWriteBody(Schema):
-    content: str = Field(..., description="The whole new content, in `encoding`.")
+class FsWriteBody(InputModel):
+    content: str = Field(
+        ...,
+        description="The whole new content, in `encoding` (utf-8 text may hold any "
+        "character, NUL included; it is file content, never stored elsewhere).",
+    )
     encoding: Encoding = "utf-8"
-    if_match_etag: str | None = Field(None, description=ETAG_HELP)
-    mode: int | str | None = Field(
+    if_match_etag: Etag | None = Field(None, description=ETAG_HELP)
+    mode: Annotated[int, Field(ge=0, le=0o777)] | OctalMode | None = Field(
         None,
         description="Permission bits, e.g. '0644' or 420; default: keep the file's (new: 0644).",
     )
@@ -130,7 +153,7 @@ class FsWriteBody(Schema):
 
 
 class FsWriteIn(FsWriteBody):
-    path: str = Field(..., description=PATH_HELP)
+    path: FsPath = Field(..., description=PATH_HELP)
 
 
 class FsWriteOut(Schema):
@@ -141,8 +164,8 @@ class FsWriteOut(Schema):
     created: bool
 
 
-class FsPathIn(Schema):
-    path: str = Field(..., description=PATH_HELP)
+class FsPathIn(InputModel):
+    path: FsPath = Field(..., description=PATH_HELP)
 
 
 class FsStatOut(Schema):
@@ -158,13 +181,13 @@ class FsStatOut(Schema):
     mime_type: str | None = None
 
 
-class FsListQuery(Schema):
+class FsListQuery(QueryModel):
     recursive: bool = Field(False, description="List the whole tree, not just direct entries.")
     max_entries: int = Field(1000, ge=1, le=MAX_LIST_ENTRIES)
 
 
 class FsListIn(FsListQuery):
-    path: str = Field(ROOT, description=PATH_HELP)
+    path: FsPath = Field(ROOT, description=PATH_HELP)
 
 
 class FsEntryOut(Schema):
@@ -184,13 +207,13 @@ class FsListOut(Schema):
     truncated: bool = Field(..., description="More entries exist than max_entries.")
 
 
-class FsDeleteQuery(Schema):
+class FsDeleteQuery(QueryModel):
     recursive: bool = Field(False, description="Delete a non-empty directory and its contents.")
-    if_match_etag: str | None = Field(None, description=ETAG_HELP)
+    if_match_etag: Etag | None = Field(None, description=ETAG_HELP)
 
 
 class FsDeleteIn(FsDeleteQuery):
-    path: str = Field(..., description=PATH_HELP)
+    path: FsMutablePath = Field(..., description=PATH_HELP + " " + ROOT_HELP)
 
 
 class FsDeleteOut(Schema):
@@ -199,8 +222,8 @@ class FsDeleteOut(Schema):
     status: Literal["deleted"]
 
 
-class FsMkdirIn(Schema):
-    path: str = Field(..., description=PATH_HELP)
+class FsMkdirIn(InputModel):
+    path: FsPath = Field(..., description=PATH_HELP)
     parents: bool = Field(
         False, description="Create missing parents; an existing directory is fine."
     )
@@ -211,9 +234,11 @@ class FsMkdirOut(Schema):
     created: bool
 
 
-class FsMoveIn(Schema):
-    path: str = Field(..., description="What to move. " + PATH_HELP)
-    destination: str = Field(..., description="Its new path (the parent must exist).")
+class FsMoveIn(InputModel):
+    path: FsMutablePath = Field(..., description="What to move. " + PATH_HELP + " " + ROOT_HELP)
+    destination: FsMutablePath = Field(
+        ..., description="Its new path (the parent must exist). " + ROOT_HELP
+    )
     overwrite: bool = Field(False, description="Replace an existing file (never a directory).")
 
 
@@ -235,8 +260,8 @@ class ArchiveUploadOut(Schema):
 # --- MCP tool arguments: the REST inputs plus the workspace they act on ---------------
 
 
-class WorkspaceRefIn(Schema):
-    container_id: str = Field(..., min_length=1, description="Workspace id (ws_…) or alias.")
+class WorkspaceRefIn(InputModel):
+    container_id: WorkspaceRef = Field(..., description="Workspace id (ws_…) or alias.")
 
 
 class FsReadInput(FsReadIn, WorkspaceRefIn):
