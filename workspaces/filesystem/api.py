@@ -232,7 +232,7 @@ def fs_list(
     return services.fs_list(
         actor=principal_of(request),
         workspace=_workspace(request, ref),
-        path=query.path,
+        path=path,
         recursive=query.recursive,
         max_entries=query.max_entries,
     )
