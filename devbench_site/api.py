@@ -14,6 +14,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 from ninja.security import HttpBearer
 
+from core.openapi import add_error_responses
 from core.refusals import audit_invalid_input
 from core.validation import client_errors, json_loads_strict
 from devbench_site.errors import DevBenchError
@@ -56,7 +57,15 @@ class StrictJsonParser(Parser):
             ) from exc
 
 
-api = NinjaAPI(
+class DevBenchAPI(NinjaAPI):
+    def get_openapi_schema(
+        self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None
+    ) -> Any:
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        return add_error_responses(schema)
+
+
+api = DevBenchAPI(
     title="DevBench API",
     version="1.0.0",
     description=(
