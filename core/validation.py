@@ -53,6 +53,18 @@ IdempotencyKey = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=LINE_PATTERN)
 ]
 
+
+def only_declared_keys(schema: dict[str, Any]) -> None:
+    """``json_schema_extra`` of a dict field with a key pattern: other keys are refused.
+
+    Pydantic publishes a key pattern as ``patternProperties``, which alone lets any
+    other key through; the server refuses them, so the schema says so too.
+    """
+    for branch in [schema, *schema.get("anyOf", [])]:
+        if "patternProperties" in branch:
+            branch["additionalProperties"] = False
+
+
 # The messages clients read for the two rules, instead of the pattern itself.
 _PATTERN_MESSAGES = {
     TEXT_PATTERN: "Must not contain NUL characters.",

@@ -15,7 +15,16 @@ from django.conf import settings
 from ninja import Field, Schema
 from pydantic import StringConstraints
 
-from core.validation import LINE_PATTERN, MAX_SAFE_INT, InputModel, Line, QueryModel, Text
+from core.validation import (
+    LINE_PATTERN,
+    MAX_SAFE_INT,
+    TEXT_PATTERN,
+    InputModel,
+    Line,
+    QueryModel,
+    Text,
+    only_declared_keys,
+)
 from execution.models import Exec
 from execution.validation import (
     MARKER_ENV,
@@ -46,7 +55,9 @@ class ExecCommand(InputModel):
         min_length=1,
         max_length=MAX_CMD_ARGS,
         # The program may not be empty; the arguments may.
-        json_schema_extra={"prefixItems": [{"type": "string", "minLength": 1}]},
+        json_schema_extra={
+            "prefixItems": [{"type": "string", "minLength": 1, "pattern": TEXT_PATTERN}]
+        },
         description="Program and arguments (no shell); the program (cmd[0]) is not empty, "
         f"and all of it is at most {MAX_CMD_BYTES} bytes.",
     )
@@ -56,6 +67,7 @@ class ExecCommand(InputModel):
     env: dict[EnvName, Text] | None = Field(
         None,
         max_length=MAX_ENV_VARS,
+        json_schema_extra=only_declared_keys,
         description=f"Extra environment variables (at most {MAX_ENV_VARS}, "
         f"{MAX_ENV_BYTES} bytes in all; {MARKER_ENV} is set by DevBench).",
     )
