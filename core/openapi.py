@@ -106,7 +106,7 @@ OPERATION_ERRORS: dict[str, list[Codes]] = {
             504: ["spawn_timeout"],
         },
     ],
-    "workspace_list": [],
+    "workspace_list": [{422: ["invalid_alias"]}],
     "workspace_get": [WORKSPACE],
     "workspace_kill": [WORKSPACE, ENGINE],
     "workspace_attach": [BODY, RUNNING],
@@ -121,7 +121,13 @@ OPERATION_ERRORS: dict[str, list[Codes]] = {
         ENGINE,
         {
             409: ["idempotency_key_reused"],
-            422: ["invalid_cmd", "invalid_cwd", "invalid_env", "invalid_timeout"],
+            422: [
+                "invalid_cmd",
+                "invalid_cwd",
+                "invalid_env",
+                "invalid_timeout",
+                "invalid_idempotency_key",
+            ],
             429: ["concurrency_limit_exceeded"],
         },
     ],

@@ -9,10 +9,13 @@ refused fields (their input escaped and cut, see
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from core.validation import safe_errors
+
+logger = logging.getLogger("devbench.audit")
 
 ACTION = "input.invalid"
 
@@ -24,14 +27,19 @@ def audit_invalid_input(
     from tenants.models import AuditEvent
     from tenants.principal import Principal
 
-    audit_record(
-        actor=actor if isinstance(actor, Principal) else None,
-        action=ACTION,
-        outcome=AuditEvent.Outcome.ERROR,
-        error_code="validation_failed",
-        details={
-            "interface": interface,
-            "operation": operation[:300],
-            "errors": safe_errors(list(errors)[:20]),
-        },
-    )
+    try:
+        audit_record(
+            actor=actor if isinstance(actor, Principal) else None,
+            action=ACTION,
+            outcome=AuditEvent.Outcome.ERROR,
+            error_code="validation_failed",
+            details={
+                "interface": interface,
+                "operation": operation[:300],
+                "errors": safe_errors(list(errors)[:20]),
+            },
+        )
+    except Exception:
+        # Values are escaped, so this is the database itself failing: the client still
+        # gets its refusal (not a 500), and the log says what could not be recorded.
+        logger.exception("could not audit a refused %s input to %s", interface, operation[:300])

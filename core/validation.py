@@ -34,6 +34,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from devbench_site.errors import DevBenchError
+
 # The largest integer a JSON client (IEEE double) reads exactly; below bigint's max.
 MAX_SAFE_INT = 2**53 - 1
 # Columns declared as PostgreSQL integer.
@@ -70,6 +72,40 @@ _PATTERN_MESSAGES = {
     TEXT_PATTERN: "Must not contain NUL characters.",
     LINE_PATTERN: "Must not contain control characters (including NUL, tab and newline).",
 }
+
+
+# The stable code a refusal of one of these fields answers with (the services used
+# these codes before the schemas checked the same rules; clients branch on them).
+# Any other field, or errors on fields of different codes: ``validation_failed``.
+FIELD_CODES = {
+    "alias": "invalid_alias",
+    "image": "invalid_image_reference",
+    "ttl_s": "invalid_ttl",
+    "limits": "invalid_limits",
+    "idempotency_key": "invalid_idempotency_key",
+    "cmd": "invalid_cmd",
+    "cwd": "invalid_cwd",
+    "env": "invalid_env",
+    "timeout_s": "invalid_timeout",
+    "wait_s": "invalid_wait",
+    "after_seq": "invalid_seq",
+    "path": "invalid_path",
+    "destination": "invalid_path",
+    "mode": "invalid_mode",
+    "max_entries": "invalid_max_entries",
+}
+
+
+def refusal_code(errors: Iterable[Mapping[str, Any]], *, skip: int = 0) -> str:
+    """The code of a validation refusal: the fields' own code when they share one.
+
+    ``skip`` leading loc items are not field names (REST: ``body``/``query``/``path``).
+    """
+    codes = set()
+    for error in errors:
+        names = [p for p in list(error.get("loc", []))[skip:] if isinstance(p, str)]
+        codes.add(next((FIELD_CODES[n] for n in names if n in FIELD_CODES), "validation_failed"))
+    return codes.pop() if len(codes) == 1 else "validation_failed"
 
 
 def client_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -111,6 +147,12 @@ class QueryModel(BaseModel):
 
 
 # --- Reading JSON bodies ------------------------------------------------------------
+
+
+class InvalidJson(DevBenchError):
+    default_code = "invalid_json"
+    default_status = 400
+    default_message = "The request body is not valid JSON (RFC 8259: finite numbers, UTF-8)."
 
 
 def _refuse_constant(name: str) -> Any:

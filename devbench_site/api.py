@@ -16,7 +16,7 @@ from ninja.security import HttpBearer
 
 from core.openapi import add_error_responses
 from core.refusals import audit_invalid_input
-from core.validation import client_errors, json_loads_strict
+from core.validation import InvalidJson, client_errors, json_loads_strict, refusal_code
 from devbench_site.errors import DevBenchError
 from tenants.auth import authenticate_bearer
 from tenants.principal import Principal
@@ -50,11 +50,7 @@ class StrictJsonParser(Parser):
             return json_loads_strict(request.body)
         except (ValueError, RecursionError) as exc:
             # ninja wraps this in a 400; the handler below answers it as it is.
-            raise DevBenchError(
-                "The request body is not valid JSON (RFC 8259: finite numbers, UTF-8).",
-                code="invalid_json",
-                http_status=400,
-            ) from exc
+            raise InvalidJson() from exc
 
 
 class DevBenchAPI(NinjaAPI):
@@ -107,7 +103,7 @@ def _validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpRe
         request,
         DevBenchError(
             f"Invalid request: {fields or 'body'}.",
-            code="validation_failed",
+            code=refusal_code(exc.errors, skip=1),
             http_status=422,
             extra={"errors": errors},
         ),

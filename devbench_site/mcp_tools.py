@@ -43,7 +43,7 @@ from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ValidationError
 
 from core.refusals import audit_invalid_input
-from core.validation import client_errors, json_loads_strict
+from core.validation import client_errors, json_loads_strict, refusal_code
 from devbench_site import request_context
 from devbench_site.errors import AuthenticationFailed, DevBenchError, ValidationFailed
 from devbench_site.mcp_lane import BlockingLane
@@ -320,7 +320,7 @@ def validate_arguments(model: type[BaseModel], arguments: Mapping[str, Any]) -> 
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors)
         raise ValidationFailed(
             f"Invalid arguments: {fields or 'arguments'}.",
-            code="validation_failed",
+            code=refusal_code(errors),
             extra={"errors": errors},
         ) from exc
 

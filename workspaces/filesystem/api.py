@@ -14,9 +14,10 @@ import pydantic
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from ninja import Query, Router
+from ninja.errors import HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
-from core.validation import MAX_SAFE_INT
+from core.validation import MAX_SAFE_INT, InvalidJson, json_loads_strict
 from devbench_site.errors import ValidationFailed
 from tenants.api import principal_of
 from tenants.selectors import tenant_policy_get
@@ -93,7 +94,12 @@ def _json_body(request: HttpRequest, *, limit: int) -> FsWriteBody:
         if len(data) > limit:
             raise too_large(None, limit, hint="send large files as application/octet-stream")
     try:
-        return FsWriteBody.model_validate_json(bytes(data))
+        parsed = json_loads_strict(bytes(data))
+    except (ValueError, RecursionError):
+        # Answered (and audited) like every other unreadable body.
+        raise HttpError(400, InvalidJson.default_message) from InvalidJson()
+    try:
+        return FsWriteBody.model_validate(parsed)
     except pydantic.ValidationError as exc:
         raise NinjaValidationError(
             [dict(e, loc=("body", *e["loc"])) for e in exc.errors(include_url=False)]
