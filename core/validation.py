@@ -34,8 +34,6 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from devbench_site.errors import DevBenchError
-
 # The largest integer a JSON client (IEEE double) reads exactly; below bigint's max.
 MAX_SAFE_INT = 2**53 - 1
 # Columns declared as PostgreSQL integer.
@@ -147,12 +145,6 @@ class QueryModel(BaseModel):
 
 
 # --- Reading JSON bodies ------------------------------------------------------------
-
-
-class InvalidJson(DevBenchError):
-    default_code = "invalid_json"
-    default_status = 400
-    default_message = "The request body is not valid JSON (RFC 8259: finite numbers, UTF-8)."
 
 
 def _refuse_constant(name: str) -> Any:

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
 from execution import notify, state
 from execution.coalesce import Coalescer
 from execution.models import Exec, ExecChunk, ExecStatus, Stream

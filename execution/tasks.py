@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
-from devbench_site.errors import EngineUnavailable
+from core.errors import EngineUnavailable
 from execution import services
 
 

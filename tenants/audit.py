@@ -19,15 +19,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.validation import escape_unstorable
-from devbench_site import request_context
-from devbench_site.errors import (
+from core import request_context
+from core.errors import (
     AuthenticationFailed,
     DevBenchError,
     PermissionDenied,
     PolicyDenied,
     QuotaExceeded,
 )
+from core.validation import escape_unstorable
 from tenants.models import AuditEvent
 from tenants.redaction import redact
 

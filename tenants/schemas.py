@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from ninja import Schema
-from pydantic import ConfigDict
+
+from core.schemas import ErrorOut
 
 
 class UserOut(Schema):
@@ -40,17 +41,6 @@ class TenantPolicyOut(Schema):
 
 class TenantDetailOut(TenantOut):
     policy: TenantPolicyOut
-
-
-class NoArguments(Schema):
-    """For tools and endpoints that take no input."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class ErrorOut(Schema):
-    code: str
-    message: str
 
 
 class EngineStatusOut(Schema):

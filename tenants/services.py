@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from devbench_site.errors import Conflict, ValidationFailed
+from core.errors import Conflict, ValidationFailed
 from tenants import tokens
 from tenants.models import ApiToken, Membership, Role, Scope, Tenant, TenantPolicy
 

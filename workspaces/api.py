@@ -7,8 +7,8 @@ from ninja import Field, Header, Query, Router
 from ninja.pagination import LimitOffsetPagination, paginate
 from ninja.responses import Status
 
+from core.errors import ValidationFailed
 from core.validation import MAX_SAFE_INT, IdempotencyKey, QueryModel
-from devbench_site.errors import ValidationFailed
 from tenants.api import principal_of
 from workspaces import reconcile, selectors, services
 from workspaces.models import Workspace, WorkspaceStatus

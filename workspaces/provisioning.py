@@ -11,7 +11,7 @@ import contextlib
 from django.conf import settings
 from django.utils import timezone
 
-from devbench_site.errors import (
+from core.errors import (
     ContainerGone,
     DevBenchError,
     EngineError,

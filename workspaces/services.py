@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from devbench_site.errors import (
+from core.errors import (
     Conflict,
     DevBenchError,
     EngineError,

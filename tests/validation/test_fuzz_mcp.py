@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp.client import Client
 
+from core.mcp.server import build_server, tool_specs
+from core.mcp.tools import ToolSpec, object_schema
 from core.validation import FIELD_CODES
-from devbench_site.mcp import build_server, tool_specs
-from devbench_site.mcp_tools import ToolSpec, object_schema
 from tenants.auth import authenticate_bearer
 from tenants.models import AuditEvent, TenantPolicy
 from tests.validation.fuzz import assert_error_shape, has_surrogate, nasty_value

@@ -17,8 +17,8 @@ from ninja import Query, Router
 from ninja.errors import HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
-from core.validation import MAX_SAFE_INT, InvalidJson, json_loads_strict
-from devbench_site.errors import ValidationFailed
+from core.errors import InvalidJson, ValidationFailed
+from core.validation import MAX_SAFE_INT, json_loads_strict
 from tenants.api import principal_of
 from tenants.selectors import tenant_policy_get
 from workspaces.filesystem import services

@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 import tarfile
 
-from devbench_site.errors import ValidationFailed
+from core.errors import ValidationFailed
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from workspaces.filesystem import access

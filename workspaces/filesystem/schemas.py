@@ -16,8 +16,8 @@ from typing import Annotated, Literal
 from ninja import Field, Schema
 from pydantic import StringConstraints, field_validator
 
+from core.errors import ValidationFailed
 from core.validation import MAX_SAFE_INT, InputModel, Line, QueryModel, Text
-from devbench_site.errors import ValidationFailed
 from workspaces.filesystem.errors import NotUtf8
 from workspaces.filesystem.paths import PATH_MAX, ROOT
 from workspaces.filesystem.reads import MAX_LIST_ENTRIES

@@ -18,7 +18,7 @@ import tarfile
 from collections.abc import Iterable
 from typing import IO, BinaryIO
 
-from devbench_site.errors import DevBenchError, ValidationFailed
+from core.errors import DevBenchError, ValidationFailed
 from tenants.audit import audited
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get

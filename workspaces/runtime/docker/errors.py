@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import docker.errors
 import requests.exceptions
 
-from devbench_site.errors import (
+from core.errors import (
     ContainerGone,
     EngineError,
     EngineTimeout,

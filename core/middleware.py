@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from devbench_site import request_context
+from core import request_context
 
 
 class RequestContextMiddleware:

@@ -7,7 +7,10 @@ the message.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
+
+from core.validation import client_errors, refusal_code
 
 
 class DevBenchError(Exception):
@@ -111,3 +114,52 @@ class ContainerGone(EngineError):
     default_code = "container_gone"
     default_status = 410
     default_message = "The container no longer exists on the engine."
+
+
+class InternalError(DevBenchError):
+    """What every interface answers for an unexpected failure; the details go to the log."""
+
+    default_code = "internal_error"
+    default_status = 500
+    default_message = "Internal error; quote the request id when reporting it."
+
+    def __init__(self, *, request_id: str) -> None:
+        super().__init__(extra={"request_id": request_id})
+
+
+class InvalidJson(DevBenchError):
+    default_code = "invalid_json"
+    default_status = 400
+    default_message = "The request body is not valid JSON (RFC 8259: finite numbers, UTF-8)."
+
+
+class PayloadTooLarge(DevBenchError):
+    default_code = "payload_too_large"
+    default_status = 413
+    default_message = "The request body is too large."
+
+    def __init__(self, *, max_bytes: int) -> None:
+        super().__init__(
+            f"The JSON body is larger than {max_bytes} bytes; send files as "
+            "application/octet-stream or an archive.",
+            extra={"max_bytes": max_bytes},
+        )
+
+
+def invalid_input(errors: Iterable[Mapping[str, Any]], *, what: str) -> ValidationFailed:
+    """A refusal naming the offending fields, from pydantic-style errors.
+
+    ``what`` is the noun of the message: "request" (REST, whose locs start with
+    body/query/path) or "arguments" (MCP). The code is the fields' own stable code
+    when they share one (``invalid_alias``…), else ``validation_failed``; the
+    refused input itself is never echoed (see :mod:`core.validation`).
+    """
+    errors = list(errors)
+    details = client_errors(errors)
+    fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in details)
+    fallback = "body" if what == "request" else what
+    return ValidationFailed(
+        f"Invalid {what}: {fields or fallback}.",
+        code=refusal_code(errors, skip=1 if what == "request" else 0),
+        extra={"errors": details},
+    )
