@@ -70,7 +70,7 @@ def test_every_tool_survives_hostile_arguments(fuzz_principal: Any, spec: ToolSp
     refused: list[int] = []
 
     @settings(
-        max_examples=25,
+        max_examples=20,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )

@@ -147,7 +147,7 @@ def test_every_operation_survives_hostile_input(
     fuzz_client: Client, path: str, method: str, operation: dict[str, Any]
 ) -> None:
     @settings(
-        max_examples=25,
+        max_examples=20,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
