@@ -8,9 +8,13 @@ the message.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+import pydantic
 
 from core.validation import client_errors, refusal_code
+
+M = TypeVar("M", bound=pydantic.BaseModel)
 
 
 class DevBenchError(Exception):
@@ -163,3 +167,17 @@ def invalid_input(errors: Iterable[Mapping[str, Any]], *, what: str) -> Validati
         code=refusal_code(errors, skip=1 if what == "request" else 0),
         extra={"errors": details},
     )
+
+
+def parse_input(
+    model: type[M], data: Any, *, what: str = "arguments", strict: bool | None = None
+) -> M:
+    """``data`` read through an input model, or its refusal (for websockets and forms).
+
+    Forms send text, so they pass ``strict=False``; JSON messages keep the model's
+    strictness.
+    """
+    try:
+        return model.model_validate(data, strict=strict)
+    except pydantic.ValidationError as exc:
+        raise invalid_input(exc.errors(include_url=False), what=what) from exc

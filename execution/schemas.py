@@ -26,6 +26,7 @@ from core.validation import (
     only_declared_keys,
 )
 from execution.models import Exec
+from execution.shell import MAX_TTY_SIZE
 from execution.validation import (
     MARKER_ENV,
     MAX_CMD_BYTES,
@@ -116,6 +117,21 @@ class ExecPollQuery(QueryModel):
     wait_s: float = Field(
         0, ge=0, le=MAX_WAIT_S, description="Wait up to this long for new output or the end."
     )
+
+
+class ShellQuery(QueryModel):
+    """Query of the shell websocket: the terminal's size."""
+
+    rows: int = Field(24, ge=1, le=MAX_TTY_SIZE)
+    cols: int = Field(80, ge=1, le=MAX_TTY_SIZE)
+
+
+class ShellResizeIn(InputModel):
+    """``{"type": "resize", "rows", "cols"}`` on the shell websocket."""
+
+    type: Literal["resize"]
+    rows: int = Field(ge=1, le=MAX_TTY_SIZE)
+    cols: int = Field(ge=1, le=MAX_TTY_SIZE)
 
 
 class ExecPollInput(ExecPollQuery):

@@ -15,9 +15,10 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from core.errors import ValidationFailed
+from core.errors import ValidationFailed, parse_input
 from execution import services
 from execution.models import Exec
+from execution.schemas import ExecCommand
 from tenants.principal import Principal
 from tenants.web import back_url, tenant_view, wants_json
 from workspaces.models import Workspace
@@ -71,11 +72,15 @@ def exec_start(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse
     command = request.POST.get("command", "")
     if not command.strip():
         raise ValidationFailed("Type a command to run.", code="invalid_cmd")
+    # The same input model as REST and MCP (a form sends text: not strict).
+    args = parse_input(
+        ExecCommand,
+        {"cmd": [SHELL, "-c", command], "timeout_s": _timeout(request.POST.get("timeout_s"))},
+        what="form",
+        strict=False,
+    )
     exec_ = services.exec_start(
-        actor=actor,
-        workspace=workspace,
-        cmd=[SHELL, "-c", command],
-        timeout_s=_timeout(request.POST.get("timeout_s")),
+        actor=actor, workspace=workspace, cmd=args.cmd, timeout_s=args.timeout_s
     )
     if wants_json(request):
         return JsonResponse(_exec_json(exec_), status=202)

@@ -19,12 +19,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
+import pydantic
+
 from core.errors import (
     AuthenticationFailed,
     DevBenchError,
     NotFound,
     PermissionDenied,
     ValidationFailed,
+    parse_input,
 )
 from core.request_context import RequestContext, new_request_id
 from tenants.auth import authenticate_bearer, principal_for_member
@@ -32,6 +35,7 @@ from tenants.principal import Principal
 from tenants.selectors import tenant_get_by_slug, tenant_list_for_user
 
 T = TypeVar("T")
+M = TypeVar("M", bound=pydantic.BaseModel)
 
 # Close codes (4000-4999 are the application's): HTTP status + 4000.
 CLOSE_BAD_REQUEST = 4400
@@ -61,14 +65,9 @@ def query_params(scope: dict[str, Any]) -> dict[str, str]:
     return {key: values[-1] for key, values in parse_qs(raw).items()}
 
 
-def int_param(params: dict[str, str], name: str, default: int) -> int:
-    value = params.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise ValidationFailed(f"{name} must be an integer.", code=f"invalid_{name}") from exc
+def parse(model: type[M], data: Any) -> M:
+    """A websocket's query or message read through the same models as REST and MCP."""
+    return parse_input(model, data)
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:

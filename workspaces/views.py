@@ -15,13 +15,14 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from core.errors import ValidationFailed
+from core.errors import parse_input
 from execution.selectors import exec_list
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from tenants.web import tenant_view, wants_json
 from workspaces import selectors, services
 from workspaces.models import Workspace, WorkspaceStatus
+from workspaces.schemas import SpawnIn
 
 # The newest commands shown on a workspace's page.
 RECENT_EXECS = 25
@@ -53,16 +54,6 @@ def _duration(seconds: int) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds} seconds"
-
-
-def _optional_int(value: str | None, *, field: str, code: str) -> int | None:
-    value = (value or "").strip()
-    if not value:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ValidationFailed(f"{field} must be a whole number.", code=code) from None
 
 
 @require_GET
@@ -97,15 +88,27 @@ def workspace_rows(request: HttpRequest, actor: Principal) -> HttpResponse:
 def workspace_spawn(request: HttpRequest, actor: Principal) -> HttpResponse:
     form = request.POST
     persistent = form.get("persistent") == "on"
+    ttl = None if persistent else (form.get("ttl_s") or "").strip() or None
+    # The same input model as REST and MCP (a form sends text: not strict).
+    spawn = parse_input(
+        SpawnIn,
+        {
+            "image": form.get("image", "").strip() or None,
+            "alias": form.get("alias", "").strip() or None,
+            "persistent": persistent,
+            "ttl_s": ttl,
+            "idempotency_key": form.get("idempotency_key") or None,
+        },
+        what="form",
+        strict=False,
+    )
     workspace = services.workspace_spawn(
         actor=actor,
-        image=form.get("image", "").strip() or None,
-        alias=form.get("alias", "").strip() or None,
-        persistent=persistent,
-        ttl_s=None
-        if persistent
-        else _optional_int(form.get("ttl_s"), field="The time to live", code="invalid_ttl"),
-        idempotency_key=form.get("idempotency_key") or None,
+        image=spawn.image,
+        alias=spawn.alias,
+        persistent=spawn.persistent,
+        ttl_s=spawn.ttl_s,
+        idempotency_key=spawn.idempotency_key,
         # The page shows it creating and refreshes until it runs (or fails).
         wait=False,
     )
