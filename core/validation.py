@@ -81,6 +81,7 @@ FIELD_CODES = {
     "ttl_s": "invalid_ttl",
     "limits": "invalid_limits",
     "idempotency_key": "invalid_idempotency_key",
+    "Idempotency-Key": "invalid_idempotency_key",
     "cmd": "invalid_cmd",
     "cwd": "invalid_cwd",
     "env": "invalid_env",

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from ninja import Field, Schema
-from pydantic import StringConstraints
+from pydantic import StringConstraints, field_validator
 
 from core.validation import (
     LINE_PATTERN,
@@ -85,6 +85,14 @@ class ExecCommand(InputModel):
         max_length=200,
         description="Retrying with the same key returns the same exec.",
     )
+    @field_validator("cmd")
+    @classmethod
+    def _program_not_empty(cls, cmd: list[str]) -> list[str]:
+        # The schema says it with prefixItems; a model checks it here.
+        if not cmd[0]:
+            raise ValueError("cmd[0] (the program) must not be empty")
+        return cmd
+
     queue: bool = Field(
         False,
         description="When the workspace runs its maximum of concurrent execs, wait in line "
