@@ -85,6 +85,7 @@ class ExecCommand(InputModel):
         max_length=200,
         description="Retrying with the same key returns the same exec.",
     )
+
     @field_validator("cmd")
     @classmethod
     def _program_not_empty(cls, cmd: list[str]) -> list[str]:

@@ -244,6 +244,13 @@ def test_deleting_the_root_is_refused_by_schema_and_server(
     _error(api.delete(FILES, QUERY_STRING=f"path={path}"), 422, "invalid_path")
 
 
+def test_every_operation_declares_its_errors(openapi: dict[str, Any]) -> None:
+    from core.openapi import OPERATION_ERRORS
+
+    declared = {op["operationId"] for item in openapi["paths"].values() for op in item.values()}
+    assert declared == set(OPERATION_ERRORS)
+
+
 def test_every_operation_documents_its_errors(openapi: dict[str, Any]) -> None:
     assert openapi["components"]["schemas"]["Error"]["required"] == ["code", "message", "extra"]
     operations = [
