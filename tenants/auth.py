@@ -21,7 +21,7 @@ from ninja.security import HttpBearer
 from core.errors import AuthenticationFailed, DevBenchError, NotFound, PermissionDenied
 from tenants import tokens
 from tenants.audit import audit_record
-from tenants.models import ApiToken, AuditEvent, Membership, Tenant
+from tenants.models import ApiToken, AuditEvent, Membership, Tenant, is_slug
 from tenants.oidc.errors import TenantRequired
 from tenants.principal import ROLE_SCOPES, Principal
 
@@ -86,6 +86,9 @@ def authenticate_bearer(authorization: str | None, *, tenant_slug: str | None = 
 def _authenticate(
     authorization: str | None, tenant_slug: str | None, attempt: _Attempt
 ) -> Principal:
+    if tenant_slug is not None and not is_slug(tenant_slug):
+        # No tenant has such a slug (a NUL or a newline cannot even be looked up).
+        raise NotFound("Tenant not found.", code="tenant_not_found")
     raw = extract_bearer(authorization)
     if tokens.looks_like_api_token(raw):
         attempt.credential = "api_token"
@@ -100,7 +103,7 @@ def _authenticate(
 
 def _audit_refusal(exc: DevBenchError, attempt: _Attempt, tenant_slug: str | None) -> None:
     tenant = attempt.tenant
-    if tenant_slug:
+    if tenant_slug and is_slug(tenant_slug):
         tenant = Tenant.objects.filter(slug=tenant_slug).first() or tenant
     try:
         audit_record(

@@ -1,15 +1,23 @@
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
+SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$"
 SLUG_VALIDATOR = RegexValidator(
-    r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
+    SLUG_PATTERN,
     "Use 1-50 lowercase letters, digits and inner hyphens.",
     code="invalid_slug",
 )
+
+
+def is_slug(value: str) -> bool:
+    """Whether ``value`` can name a tenant at all (checked before any lookup)."""
+    return re.fullmatch(SLUG_PATTERN, value) is not None
 
 
 class Tenant(models.Model):

@@ -266,3 +266,21 @@ def test_every_operation_documents_its_errors(openapi: dict[str, Any]) -> None:
             }
             assert response["x-error-codes"]
             assert all(f"`{c}`" in response["description"] for c in response["x-error-codes"])
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({"HTTP_X_DEVBENCH_TENANT": "a\x00b"}, 404, "tenant_not_found"),
+        ({"HTTP_X_DEVBENCH_TENANT": "A b\n"}, 404, "tenant_not_found"),
+        ({"HTTP_USER_AGENT": "ua\x00\x1b"}, 422, "validation_failed"),
+        ({"HTTP_X_REQUEST_ID": "r\x00"}, 422, "validation_failed"),
+    ],
+)
+def test_hostile_headers_are_refused_before_any_lookup(
+    token: Any, headers: dict[str, str], status: int, code: str
+) -> None:
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token.raw}", **headers)
+    response = client.post(WS, "[1]", content_type="application/json")
+    _error(response, status, code)
+    assert AuditEvent.objects.filter(request_id=response["X-Request-ID"]).exists()
