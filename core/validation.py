@@ -54,6 +54,19 @@ IdempotencyKey = Annotated[
 ]
 
 
+_LINE_RE = re.compile(LINE_PATTERN[1:-1])  # fullmatch: a final newline is no exception
+
+
+def is_line(value: str, *, max_length: int) -> bool:
+    """Whether ``value`` is a ``Line`` of at most ``max_length`` (for lookups by a name or id
+    that did not come through a model: such a value can name nothing)."""
+    return (
+        len(value) <= max_length
+        and _LINE_RE.match(value) is not None
+        and (value.isascii() or not any("\ud800" <= c <= "\udfff" for c in value))
+    )
+
+
 def only_declared_keys(schema: dict[str, Any]) -> None:
     """``json_schema_extra`` of a dict field with a key pattern: other keys are refused.
 
@@ -135,14 +148,15 @@ def client_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 class InputModel(BaseModel):
     """A request body or MCP tool arguments: JSON in, so types are checked strictly."""
 
-    # python-re: patterns may look ahead (ECMA-262 can, as the published schema needs).
-    model_config = ConfigDict(strict=True, allow_inf_nan=False, regex_engine="python-re")
+    # Patterns run on pydantic's Rust engine, where (as in ECMA-262, unlike Python's re)
+    # ``$`` is the end of the text, never before a final newline.
+    model_config = ConfigDict(strict=True, allow_inf_nan=False)
 
 
 class QueryModel(BaseModel):
     """Query-string parameters: text in, so ``"5"`` is a number and ``"true"`` a boolean."""
 
-    model_config = ConfigDict(allow_inf_nan=False, regex_engine="python-re")
+    model_config = ConfigDict(allow_inf_nan=False)
 
 
 # --- Reading JSON bodies ------------------------------------------------------------

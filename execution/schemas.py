@@ -39,11 +39,17 @@ from workspaces.schemas import WorkspaceRef
 
 # An exec id (ex_…), in a path or an argument.
 ExecRef = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=LINE_PATTERN)]
-EnvName = Annotated[
-    str, StringConstraints(pattern=rf"^(?!{MARKER_ENV}$)[A-Za-z_][A-Za-z0-9_]{{0,254}}$")
-]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")]
 AbsolutePath = Annotated[str, StringConstraints(max_length=4096, pattern=r"^/[^\u0000]*$")]
 MAX_CMD_ARGS = 4096
+
+
+def _env_schema(schema: dict[str, Any]) -> None:
+    only_declared_keys(schema)
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "object":
+            branch["not"] = {"required": [MARKER_ENV]}
+
 
 ExecStatusName = Literal[
     "queued", "starting", "running", "completed", "failed", "timed_out", "cancelled", "lost"
@@ -68,7 +74,7 @@ class ExecCommand(InputModel):
     env: dict[EnvName, Text] | None = Field(
         None,
         max_length=MAX_ENV_VARS,
-        json_schema_extra=only_declared_keys,
+        json_schema_extra=_env_schema,
         description=f"Extra environment variables (at most {MAX_ENV_VARS}, "
         f"{MAX_ENV_BYTES} bytes in all; {MARKER_ENV} is set by DevBench).",
     )
@@ -85,6 +91,13 @@ class ExecCommand(InputModel):
         max_length=200,
         description="Retrying with the same key returns the same exec.",
     )
+
+    @field_validator("env")
+    @classmethod
+    def _no_marker(cls, env: dict[str, str] | None) -> dict[str, str] | None:
+        if env and MARKER_ENV in env:
+            raise ValueError(f"{MARKER_ENV} is set by DevBench")
+        return env
 
     @field_validator("cmd")
     @classmethod

@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from core.errors import NotFound
+from core.validation import escape_unstorable, is_line
 from execution.coalesce import encode
 from execution.models import Exec, ExecChunk, Stream
 from tenants.principal import Principal
@@ -31,9 +32,11 @@ def exec_get(*, actor: Principal, exec_id: str) -> Exec:
         Exec.objects.select_related("workspace", "tenant")
         .filter(tenant=actor.tenant, public_id=exec_id)
         .first()
+        if is_line(exec_id, max_length=64)  # else no exec has such an id
+        else None
     )
     if exec_ is None:
-        raise NotFound(f"Exec '{exec_id}' not found.", code="exec_not_found")
+        raise NotFound(f"Exec '{escape_unstorable(exec_id)}' not found.", code="exec_not_found")
     return exec_
 
 

@@ -25,8 +25,15 @@ if TYPE_CHECKING:
 # A workspace id (ws_…) or alias, in a path or an argument.
 WorkspaceRef = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=LINE_PATTERN)]
 # The alias rule of workspaces.models.ALIAS_VALIDATOR; 'ws_' names ids.
+# Spelled without look-ahead (the Rust engine has none): one character, or a name not
+# starting with 'w', or 'w' + not 's', or 'ws' + not '_'.
 Alias = Annotated[
-    str, StringConstraints(pattern=r"^(?!ws_)[a-z0-9](?:[a-z0-9_.-]{0,61}[a-z0-9])?$")
+    str,
+    StringConstraints(
+        pattern=r"^(?:[a-z0-9]|[a-vx-z0-9][a-z0-9_.-]{0,61}[a-z0-9]"
+        r"|w(?:[a-z0-9]|[a-rt-z0-9_.-][a-z0-9_.-]{0,60}[a-z0-9]"
+        r"|s(?:[a-z0-9]|[a-z0-9.-][a-z0-9_.-]{0,59}[a-z0-9])))$"
+    ),
 ]
 WorkspaceStatusName = Literal["creating", "running", "stopped", "removing", "removed", "error"]
 # Ten years: beyond any policy's max_ttl_s, within what a date can hold.

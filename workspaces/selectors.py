@@ -7,6 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from core.errors import Conflict, NotFound
+from core.validation import escape_unstorable, is_line
 from tenants.principal import Principal
 from tenants.selectors import tenant_ids_managed_by
 from workspaces.models import Workspace, WorkspaceStatus
@@ -33,12 +34,14 @@ def workspace_list(
 
 def _not_found(ref: str) -> NotFound:
     # The same body whether the workspace is missing or another tenant's: no existence leak.
-    return NotFound(f"Workspace '{ref}' not found.", code="workspace_not_found")
+    return NotFound(f"Workspace '{escape_unstorable(ref)}' not found.", code="workspace_not_found")
 
 
 def workspace_get(*, actor: Principal, ref: str) -> Workspace:
     """By public id (``ws_…``) or by alias of a live workspace, inside the actor's tenant."""
     actor.require_scope("read")
+    if not is_line(ref, max_length=63):  # no workspace has such a name (from a web URL, say)
+        raise _not_found(ref)
     qs = Workspace.objects.filter(tenant=actor.tenant).select_related("tenant")
     if ref.startswith("ws_"):
         workspace = qs.filter(public_id=ref).first()

@@ -43,6 +43,10 @@ def _post(api: Client, url: str, body: str, **kw: Any) -> Any:
         ("get", f"{WS}?alias=a%00b", None, "invalid_alias"),
         ("post", WS, '{"idempotency_key": "k\\u0000"}', "invalid_idempotency_key"),
         ("post", WS, '{"alias": "a\\u0000b"}', "invalid_alias"),
+        # A final newline is no exception ($ is the end of the text, as in ECMA-262).
+        ("post", WS, '{"alias": "box\\n"}', "invalid_alias"),
+        ("post", WS, '{"idempotency_key": "k\\n"}', "invalid_idempotency_key"),
+        ("post", f"{WS}/ws_x/attach", '{"client_name": "me\\n"}', "validation_failed"),
         ("post", WS, '{"image": "busybox\\u001b[0m"}', "invalid_image_reference"),
         ("post", f"{WS}/ws_x/attach", '{"client_name": "a\\u0000"}', "validation_failed"),
         ("post", f"{WS}/ws_x/attach", '{"session_id": "\\u0007"}', "validation_failed"),

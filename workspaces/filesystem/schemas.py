@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 from ninja import Field, Schema
-from pydantic import StringConstraints, field_validator
+from pydantic import AfterValidator, GetJsonSchemaHandler, StringConstraints, field_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from core.errors import ValidationFailed
 from core.validation import MAX_SAFE_INT, InputModel, Line, QueryModel, Text
@@ -30,12 +33,27 @@ Encoding = Literal["utf-8", "text", "base64"]
 FsPath = Annotated[Text, StringConstraints(min_length=1, max_length=PATH_MAX)]
 # What normalises to the workspace root itself (which cannot be deleted or moved).
 ROOT_SPELLINGS = r"^(/workspace)?(/|/?\.)*/?$"
-FsMutablePath = Annotated[
-    str,
-    StringConstraints(
-        min_length=1, max_length=PATH_MAX, pattern=rf"^(?!{ROOT_SPELLINGS[1:-1]}$)[^\u0000]*$"
-    ),
-]
+_ROOT_RE = re.compile(ROOT_SPELLINGS[1:-1])
+
+
+def _not_root(path: str) -> str:
+    if _ROOT_RE.fullmatch(path):
+        raise ValueError(f"The workspace root ({ROOT}) itself cannot be deleted or moved")
+    return path
+
+
+class _NotRootSchema:
+    """The same rule in the published schema: ``not`` one of the root's spellings."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["not"] = {"pattern": ROOT_SPELLINGS}
+        return schema
+
+
+FsMutablePath = Annotated[FsPath, AfterValidator(_not_root), _NotRootSchema()]
 Etag = Annotated[Line, StringConstraints(min_length=1, max_length=200)]
 # Permission bits as an octal string: '644', '0644' or '0o644'.
 OctalMode = Annotated[str, StringConstraints(pattern=r"^(0[oO]?)?[0-7]{1,3}$")]
