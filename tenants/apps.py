@@ -8,10 +8,14 @@ class TenantsConfig(AppConfig):
     def ready(self) -> None:
         from allauth.account.signals import user_logged_in
 
+        from core.refusals import register_recorder
         from tenants import adapters
+        from tenants.audit import audit_refused_input
         from tenants.auth import register_bearer_validator
         from tenants.oidc.bearer import validate_bearer
 
         # OIDC access tokens on every interface that calls authenticate_bearer.
         register_bearer_validator(validate_bearer)
+        # Refusals of the validation layer (REST, MCP) land in the audit log.
+        register_recorder(audit_refused_input)
         user_logged_in.connect(adapters.on_user_logged_in, dispatch_uid="tenants.rules_on_login")

@@ -163,3 +163,16 @@ def audited(
         target_id=scope.target_id,
         details=scope.details,
     )
+
+
+def audit_refused_input(actor: object, details: dict[str, Any]) -> None:
+    """Records a refusal of the validation layer (registered with :mod:`core.refusals`)."""
+    from tenants.principal import Principal
+
+    audit_record(
+        actor=actor if isinstance(actor, Principal) else None,
+        action="input.invalid",
+        outcome=AuditEvent.Outcome.ERROR,
+        error_code="validation_failed",
+        details=details,
+    )
