@@ -14,12 +14,13 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.parser import Parser
 
 from core.errors import (
-    AuthenticationFailed,
     DevBenchError,
+    HttpStatusError,
     InternalError,
+    InvalidInput,
     InvalidJson,
     PayloadTooLarge,
-    invalid_input,
+    TokenMissing,
 )
 from core.openapi import add_error_responses
 from core.refusals import audit_invalid_input
@@ -78,27 +79,23 @@ def install_error_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(NinjaValidationError)
     def validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
         _audit_refusal(request, exc.errors)
-        return respond(request, invalid_input(exc.errors, what="request"))
+        return respond(request, InvalidInput(exc.errors, what="request"))
 
     @api.exception_handler(RequestDataTooBig)
     def too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
-        _audit_refusal(request, [{"loc": ["body"], "type": PayloadTooLarge.default_code}])
+        _audit_refusal(request, [{"loc": ["body"], "type": PayloadTooLarge.code}])
         return respond(request, PayloadTooLarge(max_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE))
 
     @api.exception_handler(AuthenticationError)
     def auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-        return respond(
-            request, AuthenticationFailed("Authentication required.", code="token_missing")
-        )
+        return respond(request, TokenMissing("Authentication required."))
 
     @api.exception_handler(HttpError)
     def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
         if isinstance(exc.__cause__, DevBenchError):  # raised by the parser, wrapped by ninja
             _audit_refusal(request, [{"loc": ["body"], "type": exc.__cause__.code}])
             return respond(request, exc.__cause__)
-        return respond(
-            request, DevBenchError(str(exc), code="http_error", http_status=exc.status_code)
-        )
+        return respond(request, HttpStatusError(str(exc), status=exc.status_code))
 
     @api.exception_handler(Exception)
     def unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:

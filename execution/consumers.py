@@ -33,10 +33,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from core import request_context
-from core.errors import DevBenchError, ValidationFailed
+from core.errors import DevBenchError
 from core.validation import json_loads_strict
-from execution import notify, services, ws_auth
-from execution.schemas import ExecPollQuery, ShellQuery, ShellResizeIn
+from execution import notify, selectors, services, ws_auth
+from execution.errors import InvalidMessage
+from execution.schemas import ExecEndOut, ExecPollQuery, ShellQuery, ShellResizeIn
 from execution.shell import ShellSession, shell_open
 from tenants.principal import Principal
 from workspaces.selectors import workspace_get
@@ -89,7 +90,7 @@ class ExecStreamConsumer(_DevBenchConsumer):
             query = ws_auth.parse(ExecPollQuery, ws_auth.query_params(self.scope))
             self.sent_seq = query.after_seq
             self.principal, exec_ = await _in_thread(ws_auth.resolve)(
-                self.scope, lambda p: services.exec_get(actor=p, exec_id=exec_id)
+                self.scope, lambda p: selectors.exec_get(actor=p, exec_id=exec_id)
             )
         except Exception as exc:
             await self._fail(exc)
@@ -155,22 +156,8 @@ class ExecStreamConsumer(_DevBenchConsumer):
 
     async def _complete(self, result: services.ExecPollResult) -> None:
         self.done = True
-        await self.send(
-            text_data=json.dumps(
-                {
-                    "type": "complete",
-                    "exec_id": result.exec_id,
-                    "status": result.status,
-                    "exit_code": result.exit_code,
-                    "last_seq": result.next_seq,
-                    "truncated": result.truncated,
-                    "first_seq": result.first_seq,
-                    "usage": asdict(result.usage),
-                    "error_code": result.error_code,
-                    "error": result.error,
-                }
-            )
-        )
+        end = ExecEndOut.from_poll(result).model_dump(mode="json")
+        await self.send(text_data=json.dumps({"type": "complete", **end}))
         await self.close(code=1000)
 
 
@@ -237,10 +224,7 @@ class ShellConsumer(_DevBenchConsumer):
                 resize = ws_auth.parse(ShellResizeIn, message)
                 await asyncio.to_thread(session.resize, rows=resize.rows, cols=resize.cols)
             else:
-                raise ValidationFailed(
-                    'Send binary frames, or {"type": "stdin"|"resize", ...}.',
-                    code="invalid_message",
-                )
+                raise InvalidMessage('Send binary frames, or {"type": "stdin"|"resize", ...}.')
         except DevBenchError as exc:
             await self.send(text_data=json.dumps({"type": "error", **exc.as_dict()}))
         except (ValueError, TypeError, RecursionError):

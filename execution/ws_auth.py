@@ -26,6 +26,8 @@ from core.errors import (
     DevBenchError,
     NotFound,
     PermissionDenied,
+    ResourceNotFound,
+    TokenMissing,
     ValidationFailed,
     parse_input,
 )
@@ -98,17 +100,14 @@ def resolve(scope: dict[str, Any], lookup: Callable[[Principal], T]) -> tuple[Pr
         return principal, lookup(principal)
     user = scope.get("user")
     if user is None or not getattr(user, "is_authenticated", False):
-        raise AuthenticationFailed(
-            "Send 'Authorization: Bearer <token>', ?token=<token>, or sign in.",
-            code="token_missing",
-        )
+        raise TokenMissing("Send 'Authorization: Bearer <token>', ?token=<token>, or sign in.")
     slug = params.get("tenant")
     if slug:
         # One tenant, resolved like a page's: also right for a superuser acting in a
         # tenant they are not a member of.
         principal = principal_for_member(user=user, tenant=tenant_get_by_slug(slug=slug))
         return principal, lookup(principal)
-    missing = NotFound("Not found.", code="not_found")
+    missing: NotFound = ResourceNotFound()
     for tenant in tenant_list_for_user(user=user):
         principal = principal_for_member(user=user, tenant=tenant)
         try:

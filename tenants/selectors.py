@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import QuerySet
 
-from core.errors import NotFound
+from tenants.errors import TenantNotFound
 from tenants.models import (
     MANAGING_ROLES,
     ApiToken,
@@ -82,11 +82,10 @@ def membership_get(*, user: Any, tenant: Tenant) -> Membership | None:
 def tenant_get_by_slug(*, slug: str) -> Tenant:
     tenant = Tenant.objects.filter(slug=slug, active=True).first() if is_slug(slug) else None
     if tenant is None:
-        raise NotFound("Tenant not found.", code="tenant_not_found")
+        raise TenantNotFound("Tenant not found.")
     return tenant
 
 
 def tenant_policy_get(*, tenant: Tenant) -> TenantPolicy:
-    """The tenant's policy; a tenant made without one gets the defaults."""
-    policy, _ = TenantPolicy.objects.get_or_create(tenant=tenant)
-    return policy
+    """The tenant's policy (created with the tenant; read fresh, never cached on it)."""
+    return TenantPolicy.objects.get(tenant_id=tenant.pk)

@@ -11,9 +11,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core.errors import Conflict, ValidationFailed
 from tenants import tokens
-from tenants.models import ApiToken, Membership, Role, Scope, Tenant, TenantPolicy
+from tenants.errors import InvalidFields, InvalidRole, InvalidScopes, NotAMember, TenantExists
+from tenants.models import ApiToken, Membership, Role, Scope, Tenant
 
 VALID_SCOPES = frozenset(s.value for s in Scope)
 
@@ -23,10 +23,7 @@ def _full_clean(obj: Any) -> None:
     try:
         obj.full_clean(validate_unique=False, validate_constraints=False)
     except ValidationError as exc:
-        raise ValidationFailed(
-            "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()),
-            extra={"fields": exc.message_dict},
-        ) from exc
+        raise InvalidFields(fields=exc.message_dict) from exc
 
 
 @transaction.atomic
@@ -37,10 +34,7 @@ def tenant_create(*, slug: str, name: str = "", owner: Any | None = None) -> Ten
         with transaction.atomic():
             tenant.save()
     except IntegrityError as exc:
-        raise Conflict(
-            f"A tenant with slug '{slug}' already exists.", code="tenant_exists"
-        ) from exc
-    TenantPolicy.objects.create(tenant=tenant)
+        raise TenantExists(f"A tenant with slug '{slug}' already exists.") from exc
     if owner is not None:
         membership_set(tenant=tenant, user=owner, role=Role.OWNER)
     return tenant
@@ -50,7 +44,7 @@ def membership_set(*, tenant: Tenant, user: Any, role: str, granted_by: str = ""
     """Add or change a membership. ``granted_by`` names the provider whose rules grant it;
     empty (the default, e.g. an admin's edit) makes it a hand-made one that rules leave alone."""
     if role not in Role.values:
-        raise ValidationFailed(f"Unknown role '{role}'.", extra={"allowed": Role.values})
+        raise InvalidRole(role=role, allowed=Role.values)
     membership, _ = Membership.objects.update_or_create(
         tenant=tenant, user=user, defaults={"role": role, "granted_by": granted_by}
     )
@@ -80,10 +74,8 @@ def normalize_scopes(scopes: Iterable[str]) -> list[str]:
     cleaned = sorted({s.strip().lower() for s in scopes if s.strip()})
     unknown = [s for s in cleaned if s not in VALID_SCOPES]
     if unknown or not cleaned:
-        raise ValidationFailed(
-            f"Scopes must be a non-empty subset of {sorted(VALID_SCOPES)}; "
-            f"got {unknown or 'none'}.",
-            code="invalid_scopes",
+        raise InvalidScopes(
+            f"Scopes must be a non-empty subset of {sorted(VALID_SCOPES)}; got {unknown or 'none'}."
         )
     return cleaned
 
@@ -98,9 +90,7 @@ def api_token_create(
 ) -> tuple[ApiToken, str]:
     """Create a token; returns the row and the full secret, which is never stored."""
     if not Membership.objects.filter(tenant=tenant, user=user).exists():
-        raise ValidationFailed(
-            f"User '{user}' is not a member of tenant '{tenant.slug}'.", code="not_a_member"
-        )
+        raise NotAMember(f"User '{user}' is not a member of tenant '{tenant.slug}'.")
     raw, parts = tokens.generate()
     salt = tokens.new_salt()
     token = ApiToken(

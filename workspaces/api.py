@@ -7,21 +7,21 @@ from ninja import Field, Header, Query, Router
 from ninja.pagination import LimitOffsetPagination, paginate
 from ninja.responses import Status
 
-from core.errors import ValidationFailed
+from core.errors import InvalidIdempotencyKey
 from core.validation import MAX_SAFE_INT, IdempotencyKey, QueryModel
 from tenants.api import principal_of
 from workspaces import reconcile, selectors, services
 from workspaces.models import Workspace, WorkspaceStatus
 from workspaces.schemas import (
-    AttachBody,
-    AttachOut,
     GcOut,
     ReconcileOut,
-    SpawnIn,
-    StatsOut,
+    WorkspaceAttachBody,
+    WorkspaceAttachOut,
     WorkspaceListQuery,
     WorkspaceOut,
     WorkspaceRef,
+    WorkspaceSpawnIn,
+    WorkspaceStatsOut,
 )
 
 router = Router(tags=["workspaces"])
@@ -53,7 +53,7 @@ _SPAWN_STATUS: dict[str, int] = {WorkspaceStatus.RUNNING: 201, WorkspaceStatus.C
 )
 def workspace_spawn(
     request: HttpRequest,
-    payload: SpawnIn,
+    payload: WorkspaceSpawnIn,
     header_key: IdempotencyKey | None = IDEMPOTENCY_HEADER,
 ) -> Status[Workspace]:
     """Spawn a workspace: 201 once it runs, or 202 while it is created (`wait: false`).
@@ -62,9 +62,8 @@ def workspace_spawn(
     the same key returns the same workspace.
     """
     if header_key and payload.idempotency_key and header_key != payload.idempotency_key:
-        raise ValidationFailed(
-            "The Idempotency-Key header and the idempotency_key field differ.",
-            code="invalid_idempotency_key",
+        raise InvalidIdempotencyKey(
+            "The Idempotency-Key header and the idempotency_key field differ."
         )
     workspace = services.workspace_spawn(
         actor=principal_of(request),
@@ -109,10 +108,12 @@ def workspace_kill(
     )
 
 
-@router.post("/workspaces/{ref}/attach", response={201: AttachOut}, operation_id="workspace_attach")
+@router.post(
+    "/workspaces/{ref}/attach", response={201: WorkspaceAttachOut}, operation_id="workspace_attach"
+)
 def workspace_attach(
-    request: HttpRequest, ref: WorkspaceRef, payload: AttachBody
-) -> Status[AttachOut]:
+    request: HttpRequest, ref: WorkspaceRef, payload: WorkspaceAttachBody
+) -> Status[WorkspaceAttachOut]:
     """Register a client working in a running workspace; answers its roots."""
     result = services.workspace_attach(
         actor=principal_of(request),
@@ -120,7 +121,7 @@ def workspace_attach(
         client_name=payload.client_name,
         session_id=payload.session_id,
     )
-    return Status(201, AttachOut.from_result(result))
+    return Status(201, WorkspaceAttachOut.from_result(result))
 
 
 @router.post("/workspaces/{ref}/stop", response=WorkspaceOut, operation_id="workspace_stop")
@@ -144,12 +145,12 @@ def workspace_start(request: HttpRequest, ref: WorkspaceRef) -> Workspace:
     return services.workspace_start(actor=actor, workspace=workspace)
 
 
-@router.get("/workspaces/{ref}/stats", response=StatsOut, operation_id="workspace_stats")
-def workspace_stats(request: HttpRequest, ref: WorkspaceRef) -> StatsOut:
+@router.get("/workspaces/{ref}/stats", response=WorkspaceStatsOut, operation_id="workspace_stats")
+def workspace_stats(request: HttpRequest, ref: WorkspaceRef) -> WorkspaceStatsOut:
     """CPU, memory, processes, network and block I/O of a running workspace (~1 s)."""
     actor = principal_of(request)
     workspace = selectors.workspace_get(actor=actor, ref=ref)
-    return StatsOut.from_stats(
+    return WorkspaceStatsOut.from_stats(
         workspace, services.workspace_stats(actor=actor, workspace=workspace)
     )
 

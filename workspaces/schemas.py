@@ -56,7 +56,7 @@ class LimitsOut(Schema):
     pids: int
 
 
-class SpawnIn(InputModel):
+class WorkspaceSpawnIn(InputModel):
     image: Line | None = Field(
         None,
         min_length=1,
@@ -132,16 +132,16 @@ class WorkspaceListQuery(QueryModel):
     include_removed: bool = False
 
 
-class AttachBody(InputModel):
+class WorkspaceAttachBody(InputModel):
     client_name: Line = Field("", max_length=200)
     session_id: Line = Field("", max_length=200)
 
 
-class AttachIn(AttachBody):
+class WorkspaceAttachIn(WorkspaceAttachBody):
     target: WorkspaceRef = Field(description="Workspace id (ws_…) or alias.")
 
 
-class AttachOut(Schema):
+class WorkspaceAttachOut(Schema):
     container_id: str
     alias: str | None
     roots: list[str]
@@ -149,7 +149,7 @@ class AttachOut(Schema):
     status: str
 
     @classmethod
-    def from_result(cls, result: AttachResult) -> AttachOut:
+    def from_result(cls, result: AttachResult) -> WorkspaceAttachOut:
         return cls(
             container_id=result.workspace.public_id,
             alias=result.workspace.alias,
@@ -159,7 +159,7 @@ class AttachOut(Schema):
         )
 
 
-class KillIn(InputModel):
+class WorkspaceKillIn(InputModel):
     container_id: WorkspaceRef = Field(description="Workspace id (ws_…) or alias.")
     force: bool = Field(False, description="Kill at once instead of stopping gracefully.")
     remove_volume: bool | None = Field(
@@ -167,11 +167,11 @@ class KillIn(InputModel):
     )
 
 
-class StatsIn(InputModel):
+class WorkspaceStatsIn(InputModel):
     container_id: WorkspaceRef = Field(description="Workspace id (ws_…) or alias.")
 
 
-class StatsOut(Schema):
+class WorkspaceStatsOut(Schema):
     container_id: str
     cpu_percent: float = Field(description="100 = one full CPU, over the last second.")
     memory_usage_mb: float
@@ -185,7 +185,7 @@ class StatsOut(Schema):
     timestamp: str
 
     @classmethod
-    def from_stats(cls, workspace: Workspace, stats: ContainerStats) -> StatsOut:
+    def from_stats(cls, workspace: Workspace, stats: ContainerStats) -> WorkspaceStatsOut:
         mib = 1024 * 1024
         return cls(
             container_id=workspace.public_id,
@@ -220,7 +220,7 @@ class GcOut(Schema):
     volumes_removed: list[str]
 
 
-class ListContainersIn(WorkspaceListQuery):
+class WorkspaceListIn(WorkspaceListQuery):
     """MCP list_containers: the REST list filters plus a size bound (MCP has no pagination)."""
 
     limit: int = Field(50, ge=1, le=500, description="At most this many, newest first.")

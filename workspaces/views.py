@@ -22,7 +22,7 @@ from tenants.selectors import tenant_policy_get
 from tenants.web import tenant_view, wants_json
 from workspaces import selectors, services
 from workspaces.models import Workspace, WorkspaceStatus
-from workspaces.schemas import SpawnIn
+from workspaces.schemas import WorkspaceSpawnIn
 
 # The newest commands shown on a workspace's page.
 RECENT_EXECS = 25
@@ -91,7 +91,7 @@ def workspace_spawn(request: HttpRequest, actor: Principal) -> HttpResponse:
     ttl = None if persistent else (form.get("ttl_s") or "").strip() or None
     # The same input model as REST and MCP (a form sends text: not strict).
     spawn = parse_input(
-        SpawnIn,
+        WorkspaceSpawnIn,
         {
             "image": form.get("image", "").strip() or None,
             "alias": form.get("alias", "").strip() or None,

@@ -218,17 +218,17 @@ def _validator(openapi: dict[str, Any], name: str) -> Any:
 @pytest.mark.parametrize(
     ("model", "value", "url"),
     [
-        ("SpawnIn", {"alias": ""}, WS),
-        ("SpawnIn", {"alias": "ws_taken"}, WS),
-        ("SpawnIn", {"ttl_s": 10**12}, WS),
-        ("ExecStartIn", {"cmd": [""]}, f"{WS}/ws_x/execs"),
-        ("ExecStartIn", {"cmd": ["sh"], "timeout_s": 10**12}, f"{WS}/ws_x/execs"),
-        ("ExecStartIn", {"cmd": ["sh"], "env": {"1BAD": "x"}}, f"{WS}/ws_x/execs"),
-        ("ExecStartIn", {"cmd": ["sh"], "env": {"DEVBENCH_EXEC_ID": "x"}}, f"{WS}/ws_x/execs"),
-        ("ExecStartIn", {"cmd": ["sh"], "cwd": "relative"}, f"{WS}/ws_x/execs"),
-        ("FsMoveIn", {"path": "a", "destination": ""}, f"{FILES}/move"),
-        ("FsMoveIn", {"path": "/workspace", "destination": "b"}, f"{FILES}/move"),
-        ("FsMkdirIn", {"path": ""}, f"{FILES}/mkdir"),
+        ("WorkspaceSpawnIn", {"alias": ""}, WS),
+        ("WorkspaceSpawnIn", {"alias": "ws_taken"}, WS),
+        ("WorkspaceSpawnIn", {"ttl_s": 10**12}, WS),
+        ("ExecStartBody", {"cmd": [""]}, f"{WS}/ws_x/execs"),
+        ("ExecStartBody", {"cmd": ["sh"], "timeout_s": 10**12}, f"{WS}/ws_x/execs"),
+        ("ExecStartBody", {"cmd": ["sh"], "env": {"1BAD": "x"}}, f"{WS}/ws_x/execs"),
+        ("ExecStartBody", {"cmd": ["sh"], "env": {"DEVBENCH_EXEC_ID": "x"}}, f"{WS}/ws_x/execs"),
+        ("ExecStartBody", {"cmd": ["sh"], "cwd": "relative"}, f"{WS}/ws_x/execs"),
+        ("FsMoveBody", {"path": "a", "destination": ""}, f"{FILES}/move"),
+        ("FsMoveBody", {"path": "/workspace", "destination": "b"}, f"{FILES}/move"),
+        ("FsMkdirBody", {"path": ""}, f"{FILES}/mkdir"),
     ],
 )
 def test_the_schema_refuses_what_the_server_refuses(
@@ -284,7 +284,8 @@ def test_every_operation_documents_its_errors(openapi: dict[str, Any]) -> None:
 def test_hostile_headers_are_refused_before_any_lookup(
     token: Any, headers: dict[str, str], status: int, code: str
 ) -> None:
-    client = Client(HTTP_AUTHORIZATION=f"Bearer {token.raw}", **headers)
+    environ: dict[str, Any] = {"HTTP_AUTHORIZATION": f"Bearer {token.raw}", **headers}
+    client = Client(**environ)
     response = client.post(WS, "[1]", content_type="application/json")
     _error(response, status, code)
     assert AuditEvent.objects.filter(request_id=response["X-Request-ID"]).exists()

@@ -25,6 +25,7 @@ from core.mcp.tools import ToolSpec, object_schema
 from core.validation import FIELD_CODES
 from tenants.auth import authenticate_bearer
 from tenants.models import AuditEvent, TenantPolicy
+from tests.mcp_live import error_body
 from tests.validation.fuzz import assert_error_shape, has_surrogate, nasty_value
 
 SPECS = tool_specs()
@@ -96,7 +97,8 @@ def test_every_tool_survives_hostile_arguments(fuzz_principal: Any, spec: ToolSp
                 return await client.call_tool(spec.name, arguments)
 
         result = anyio.run(scenario)
-        body = result.structured_content
+        # An error result carries its body as JSON text only (no structured content).
+        body = error_body(result) if result.is_error else result.structured_content
         json.dumps(body, allow_nan=False)  # never a non-finite number in an answer
         if result.is_error:
             assert_error_shape(body)

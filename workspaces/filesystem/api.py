@@ -11,29 +11,31 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import pydantic
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.utils.http import content_disposition_header
+from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router
 from ninja.errors import HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
-from core.errors import InvalidJson, ValidationFailed
+from core.errors import InvalidJson
 from core.validation import MAX_SAFE_INT, json_loads_strict
 from tenants.api import principal_of
 from tenants.selectors import tenant_policy_get
 from workspaces.filesystem import services
+from workspaces.filesystem.errors import FileTooLarge, InvalidMode
+from workspaces.filesystem.responses import archive_response, file_response
 from workspaces.filesystem.schemas import (
     PATH_HELP,
     ArchiveUploadOut,
     Etag,
-    FsDeleteIn,
     FsDeleteOut,
+    FsDeleteQuery,
     FsListOut,
     FsListQuery,
-    FsMkdirIn,
+    FsMkdirBody,
     FsMkdirOut,
-    FsMoveIn,
+    FsMoveBody,
     FsMoveOut,
+    FsMutablePath,
     FsPath,
     FsReadOut,
     FsReadQuery,
@@ -43,7 +45,7 @@ from workspaces.filesystem.schemas import (
     OctalMode,
     parse_mode,
 )
-from workspaces.filesystem.tario import CHUNK, too_large
+from workspaces.filesystem.tario import CHUNK
 from workspaces.models import Workspace
 from workspaces.schemas import WorkspaceRef
 from workspaces.selectors import workspace_get
@@ -92,7 +94,9 @@ def _json_body(request: HttpRequest, *, limit: int) -> FsWriteBody:
     for chunk in _body_chunks(request):
         data += chunk
         if len(data) > limit:
-            raise too_large(None, limit, hint="send large files as application/octet-stream")
+            raise FileTooLarge(
+                limit_bytes=limit, hint="send large files as application/octet-stream"
+            )
     try:
         parsed = json_loads_strict(bytes(data))
     except (ValueError, RecursionError):
@@ -133,13 +137,7 @@ def fs_read(
             offset=offset,
             length=length,
         )
-        raw = StreamingHttpResponse(
-            stream.chunks(), content_type=stream.mime_type or "application/octet-stream"
-        )
-        raw["Content-Length"] = str(stream.length)
-        raw["ETag"] = f'"{stream.etag}"'
-        raw["X-File-Size"] = str(stream.size)
-        return raw
+        return file_response(stream)
     query = FsReadQuery(encoding=encoding, offset=offset, length=length)
     result = services.fs_read(
         actor=principal_of(request),
@@ -182,7 +180,7 @@ def fs_write(
         try:
             bits = parse_mode(mode)
         except ValueError as exc:
-            raise ValidationFailed(str(exc), code="invalid_mode") from exc
+            raise InvalidMode(str(exc)) from exc
         content, etag, parents = _body_chunks(request), if_match_etag, create_parents
     result = services.fs_write(
         actor=actor,
@@ -201,14 +199,15 @@ def fs_write(
 def fs_delete(
     request: HttpRequest,
     ref: WorkspaceRef,
-    query: Query[FsDeleteIn],
+    query: Query[FsDeleteQuery],
+    path: FsMutablePath = PATH_QUERY,
 ) -> Any:
     """Delete a file, a symlink (not its target) or a directory (``recursive`` if not empty).
     ``if_match_etag`` (or ``If-Match``) makes it conditional."""
     return services.fs_delete(
         actor=principal_of(request),
         workspace=_workspace(request, ref),
-        path=query.path,
+        path=path,
         recursive=query.recursive,
         if_match_etag=_if_match(request, query.if_match_etag),
     )
@@ -245,7 +244,7 @@ def fs_list(
 
 
 @router.post(f"{FILES}/mkdir", response=FsMkdirOut, operation_id="fs_mkdir")
-def fs_mkdir(request: HttpRequest, ref: WorkspaceRef, payload: FsMkdirIn) -> Any:
+def fs_mkdir(request: HttpRequest, ref: WorkspaceRef, payload: FsMkdirBody) -> Any:
     """Create a directory (``parents``: also missing parents, and an existing one is fine)."""
     return services.fs_mkdir(
         actor=principal_of(request),
@@ -256,7 +255,7 @@ def fs_mkdir(request: HttpRequest, ref: WorkspaceRef, payload: FsMkdirIn) -> Any
 
 
 @router.post(f"{FILES}/move", response=FsMoveOut, operation_id="fs_move")
-def fs_move(request: HttpRequest, ref: WorkspaceRef, payload: FsMoveIn) -> Any:
+def fs_move(request: HttpRequest, ref: WorkspaceRef, payload: FsMoveBody) -> Any:
     """Rename a file, directory or symlink atomically; ``overwrite`` replaces a file."""
     return services.fs_move(
         actor=principal_of(request),
@@ -277,9 +276,7 @@ def fs_download_archive(request: HttpRequest, ref: WorkspaceRef, path: FsPath = 
     download = services.fs_download_archive(
         actor=principal_of(request), workspace=_workspace(request, ref), path=path
     )
-    streamed = StreamingHttpResponse(download.chunks(), content_type="application/x-tar")
-    streamed["Content-Disposition"] = content_disposition_header(True, download.filename)
-    return streamed
+    return archive_response(download)
 
 
 _UPLOAD_DOC = {"requestBody": {"required": True, "content": _TAR_BODY}}

@@ -19,9 +19,8 @@ from pydantic import AfterValidator, GetJsonSchemaHandler, StringConstraints, fi
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from core.errors import ValidationFailed
 from core.validation import MAX_SAFE_INT, InputModel, Line, QueryModel, Text
-from workspaces.filesystem.errors import NotUtf8
+from workspaces.filesystem.errors import InvalidBase64, InvalidContent, NotUtf8
 from workspaces.filesystem.paths import PATH_MAX, ROOT
 from workspaces.filesystem.reads import MAX_LIST_ENTRIES
 from workspaces.filesystem.results import FileContent
@@ -72,7 +71,7 @@ def encode_content(data: bytes, encoding: Encoding) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise NotUtf8(extra={"offset": exc.start}) from exc
+        raise NotUtf8(offset=exc.start) from exc
 
 
 def decode_content(content: str, encoding: Encoding) -> bytes:
@@ -80,13 +79,12 @@ def decode_content(content: str, encoding: Encoding) -> bytes:
         try:
             return base64.b64decode(content, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise ValidationFailed("content is not valid base64.", code="invalid_base64") from exc
+            raise InvalidBase64("content is not valid base64.") from exc
     try:
         return content.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ValidationFailed(
-            "content holds text that is not valid Unicode; send it as base64.",
-            code="invalid_content",
+        raise InvalidContent(
+            "content holds text that is not valid Unicode; send it as base64."
         ) from exc
 
 
@@ -115,7 +113,7 @@ class FsReadQuery(QueryModel):
     )
 
 
-class FsReadIn(FsReadQuery):
+class _FsReadArgs(FsReadQuery):
     path: FsPath = Field(..., description=PATH_HELP)
 
 
@@ -170,7 +168,7 @@ class FsWriteBody(InputModel):
         return parse_mode(self.mode)
 
 
-class FsWriteIn(FsWriteBody):
+class _FsWriteArgs(FsWriteBody):
     path: FsPath = Field(..., description=PATH_HELP)
 
 
@@ -182,7 +180,7 @@ class FsWriteOut(Schema):
     created: bool
 
 
-class FsPathIn(InputModel):
+class _FsPathArgs(InputModel):
     path: FsPath = Field(..., description=PATH_HELP)
 
 
@@ -204,7 +202,7 @@ class FsListQuery(QueryModel):
     max_entries: int = Field(1000, ge=1, le=MAX_LIST_ENTRIES)
 
 
-class FsListIn(FsListQuery):
+class _FsListArgs(FsListQuery):
     path: FsPath = Field(ROOT, description=PATH_HELP)
 
 
@@ -230,7 +228,7 @@ class FsDeleteQuery(QueryModel):
     if_match_etag: Etag | None = Field(None, description=ETAG_HELP)
 
 
-class FsDeleteIn(FsDeleteQuery):
+class _FsDeleteArgs(FsDeleteQuery):
     path: FsMutablePath = Field(..., description=PATH_HELP + " " + ROOT_HELP)
 
 
@@ -240,7 +238,7 @@ class FsDeleteOut(Schema):
     status: Literal["deleted"]
 
 
-class FsMkdirIn(InputModel):
+class FsMkdirBody(InputModel):
     path: FsPath = Field(..., description=PATH_HELP)
     parents: bool = Field(
         False, description="Create missing parents; an existing directory is fine."
@@ -252,7 +250,7 @@ class FsMkdirOut(Schema):
     created: bool
 
 
-class FsMoveIn(InputModel):
+class FsMoveBody(InputModel):
     path: FsMutablePath = Field(..., description="What to move. " + PATH_HELP + " " + ROOT_HELP)
     destination: FsMutablePath = Field(
         ..., description="Its new path (the parent must exist). " + ROOT_HELP
@@ -278,33 +276,33 @@ class ArchiveUploadOut(Schema):
 # --- MCP tool arguments: the REST inputs plus the workspace they act on ---------------
 
 
-class WorkspaceRefIn(InputModel):
+class _WorkspaceArgs(InputModel):
     container_id: WorkspaceRef = Field(..., description="Workspace id (ws_…) or alias.")
 
 
-class FsReadInput(FsReadIn, WorkspaceRefIn):
+class FsReadIn(_FsReadArgs, _WorkspaceArgs):
     pass
 
 
-class FsWriteInput(FsWriteIn, WorkspaceRefIn):
+class FsWriteIn(_FsWriteArgs, _WorkspaceArgs):
     pass
 
 
-class FsStatInput(FsPathIn, WorkspaceRefIn):
+class FsStatIn(_FsPathArgs, _WorkspaceArgs):
     pass
 
 
-class FsListInput(FsListIn, WorkspaceRefIn):
+class FsListIn(_FsListArgs, _WorkspaceArgs):
     pass
 
 
-class FsDeleteInput(FsDeleteIn, WorkspaceRefIn):
+class FsDeleteIn(_FsDeleteArgs, _WorkspaceArgs):
     pass
 
 
-class FsMkdirInput(FsMkdirIn, WorkspaceRefIn):
+class FsMkdirIn(FsMkdirBody, _WorkspaceArgs):
     pass
 
 
-class FsMoveInput(FsMoveIn, WorkspaceRefIn):
+class FsMoveIn(FsMoveBody, _WorkspaceArgs):
     pass
