@@ -15,12 +15,11 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
+from core.errors import DevBenchError, MethodNotAllowed, RouteNotFound
+
 API_PREFIX = "/api/v1/"
 
-_ANSWERS = {
-    404: ("route_not_found", "No API operation at this path."),
-    405: ("method_not_allowed", "This path does not support the method."),
-}
+_ANSWERS: dict[int, type[DevBenchError]] = {404: RouteNotFound, 405: MethodNotAllowed}
 
 
 class ApiFallbackMiddleware:
@@ -36,12 +35,11 @@ class ApiFallbackMiddleware:
             or response.get("Content-Type", "").startswith("application/json")
         ):
             return response
-        code, message = answer
         extra: dict[str, Any] = {"method": request.method} if response.status_code == 405 else {}
         if "Allow" in response:
             extra["allowed"] = sorted(m.strip() for m in response["Allow"].split(","))
         replacement = HttpResponse(
-            json.dumps({"code": code, "message": message, "extra": extra}),
+            json.dumps(answer(extra=extra).as_dict()),
             status=response.status_code,
             content_type="application/json",
         )

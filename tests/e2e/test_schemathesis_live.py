@@ -30,8 +30,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tenants.models import TenantPolicy
-from tests.e2e.live_server import DaphneServer
 from tests.factories import ApiTokenFactory, TenantFactory
+from tests.processes import DaphneServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
