@@ -146,6 +146,15 @@ class NetworkMode(models.TextChoices):
     BRIDGE = "bridge", "Bridge (outbound allowed)"
 
 
+class ScanSeverity(models.TextChoices):
+    """Severities of image scan findings (Trivy's scale), lowest first."""
+
+    LOW = "LOW", "Low"
+    MEDIUM = "MEDIUM", "Medium"
+    HIGH = "HIGH", "High"
+    CRITICAL = "CRITICAL", "Critical"
+
+
 class TenantPolicy(models.Model):
     """Per-tenant limits and rules. Services read it; admins edit it."""
 
@@ -175,6 +184,18 @@ class TenantPolicy(models.Model):
     max_ttl_s = models.PositiveIntegerField(default=86400)
     max_file_size_bytes = models.PositiveBigIntegerField(default=128 * 1024 * 1024)
     exec_output_cap_bytes = models.PositiveBigIntegerField(default=16 * 1024 * 1024)
+    exec_retention_days = models.PositiveIntegerField(
+        default=30,
+        help_text="Finished execs and their output are deleted after this many days (0: kept).",
+    )
+    image_scan_block_severity = models.CharField(
+        max_length=10,
+        choices=ScanSeverity.choices,
+        blank=True,
+        default="",
+        help_text="Refuse to spawn images whose scan report has a finding of this severity "
+        "or higher (empty: scan reports never block).",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -20,6 +20,8 @@ from tenants.models import (
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
+    from tenants.principal import Principal
+
     AnyUser = AbstractBaseUser | AnonymousUser
 
 
@@ -89,3 +91,53 @@ def tenant_policy_get(*, tenant: Tenant) -> TenantPolicy:
     """The tenant's policy; a tenant made without one gets the defaults."""
     policy, _ = TenantPolicy.objects.get_or_create(tenant=tenant)
     return policy
+
+
+# --- Tenant administration: the actor's own tenant, admin scope -----------------------
+
+
+def tenant_require_admin(*, actor: Principal, slug: str) -> Tenant:
+    """The actor's tenant when ``slug`` names it and the actor administers it.
+
+    Any other slug is ``tenant_not_found`` whether it exists or not (no existence leak);
+    the admin scope is checked only for the actor's own tenant.
+    """
+    if actor.tenant.slug != slug:
+        raise NotFound("Tenant not found.", code="tenant_not_found")
+    actor.require_scope("admin")
+    return actor.tenant
+
+
+def member_list(*, actor: Principal) -> QuerySet[Membership]:
+    actor.require_scope("admin")
+    return (
+        Membership.objects.filter(tenant=actor.tenant)
+        .select_related("user")
+        .order_by("user__username", "pk")
+    )
+
+
+def member_get(*, actor: Principal, user_id: int) -> Membership:
+    membership = member_list(actor=actor).filter(user_id=user_id).first()
+    if membership is None:
+        raise NotFound("Member not found.", code="member_not_found")
+    return membership
+
+
+def api_token_list(
+    *, actor: Principal, prefix: str | None = None, include_revoked: bool = False
+) -> QuerySet[ApiToken]:
+    actor.require_scope("admin")
+    qs = ApiToken.objects.filter(tenant=actor.tenant).select_related("user")
+    if prefix:
+        qs = qs.filter(prefix__startswith=prefix)
+    if not include_revoked:
+        qs = qs.filter(revoked_at__isnull=True)
+    return qs.order_by("-created_at", "-pk")
+
+
+def api_token_get(*, actor: Principal, prefix: str) -> ApiToken:
+    token = api_token_list(actor=actor, include_revoked=True).filter(prefix=prefix).first()
+    if token is None:
+        raise NotFound("Token not found.", code="token_not_found")
+    return token

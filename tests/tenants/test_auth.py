@@ -73,10 +73,10 @@ def test_future_expiry_is_accepted(make_token):
     assert client_for(token).get("/api/v1/me").status_code == 200
 
 
-def test_revoked_token_is_rejected(api, token):
+def test_revoked_token_is_rejected(api, token, actor):
     from tenants.services import api_token_revoke
 
-    api_token_revoke(token=token)
+    api_token_revoke(actor=actor, token=token)
     response = api.get("/api/v1/me")
     assert response.status_code == 401
     assert response.json()["code"] == "token_revoked"
