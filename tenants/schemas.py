@@ -84,6 +84,11 @@ class SystemStatusOut(Schema):
 # --- Tenant administration (REST: /tenants/{slug}/members, /tokens, /policy) ---------
 
 RoleName = Literal["owner", "admin", "member", "viewer"]
+ScopeName = Literal["read", "write", "admin"]
+
+
+def _default_scopes() -> list[ScopeName]:
+    return ["read", "write"]
 
 
 class MemberOut(Schema):
@@ -130,9 +135,7 @@ class ApiTokenCreateIn(Schema):
     user_id: int | None = Field(
         default=None, description="A member of the tenant; default: the caller's user."
     )
-    scopes: list[Literal["read", "write", "admin"]] = Field(
-        default_factory=lambda: ["read", "write"], min_length=1
-    )
+    scopes: list[ScopeName] = Field(default_factory=_default_scopes, min_length=1)
     expires_at: datetime | None = None
 
 
