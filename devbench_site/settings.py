@@ -16,6 +16,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from devbench_site import logs as _logs
 from devbench_site.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -259,14 +260,20 @@ if env_bool("SECURE_PROXY_SSL_HEADER", False):
 # Health and metrics answer probes over plain HTTP inside the cluster.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
+# JSON lines (LOG_FORMAT=json, the default) or readable lines (plain), every record with the
+# request id that caused it and secrets scrubbed: see devbench_site/logs.py.
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured("LOG_FORMAT must be json or plain.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"structured": _logs.formatter(LOG_FORMAT)},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+_logs.configure_structlog()
 
 # --- Workspaces: lifecycle, policy, periodic jobs (workspaces app) ---------------
 # Image patterns (fnmatch) a tenant may use when its policy lists none.
@@ -410,6 +417,27 @@ CELERY_BEAT_SCHEDULE = {
     "execution-reconcile": {
         "task": "execution.exec_reconcile",
         "schedule": float(env_int("DEVBENCH_EXEC_RECONCILE_INTERVAL_S", 15)),
+        "options": {"queue": "default"},
+    },
+}
+
+# --- Operations (devbench_site/metrics.py, execution retention, worker shutdown) ---------
+# A `tenant` label on spawn and exec series: only for installations with few tenants.
+DEVBENCH_METRICS_TENANT_LABEL = env_bool("DEVBENCH_METRICS_TENANT_LABEL", False)
+# A Celery worker serves its own metrics on this port (0: none); see docs/operations.md.
+DEVBENCH_WORKER_METRICS_PORT = env_int("DEVBENCH_WORKER_METRICS_PORT", 0)
+DEVBENCH_WORKER_METRICS_ADDR = env_str("DEVBENCH_WORKER_METRICS_ADDR", "127.0.0.1")
+# Finished execs (and their output) older than the tenant policy's exec_retention_days
+# are deleted by this job, this many rows per transaction.
+DEVBENCH_EXEC_PURGE_BATCH = env_int("DEVBENCH_EXEC_PURGE_BATCH", 500)
+# On SIGTERM a worker stops taking tasks and gives its running execs this long to end;
+# then it cancels them (output kept, status cancelled, error_code worker_shutdown).
+DEVBENCH_WORKER_DRAIN_TIMEOUT_S = env_int("DEVBENCH_WORKER_DRAIN_TIMEOUT_S", 30)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "execution-purge": {
+        "task": "execution.exec_purge",
+        "schedule": float(env_int("DEVBENCH_EXEC_PURGE_INTERVAL_S", 3600)),
         "options": {"queue": "default"},
     },
 }

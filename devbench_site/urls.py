@@ -3,6 +3,7 @@ from django.urls import URLPattern, URLResolver, include, path
 
 from devbench_site.api import api
 from devbench_site.health import healthz, readyz
+from devbench_site.metrics import metrics_view
 from execution.urls import tenant_urlpatterns as execution_pages
 from tenants import views as tenant_pages
 from workspaces.urls import tenant_urlpatterns as workspace_pages
@@ -20,6 +21,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", api.urls),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics_view, name="prometheus-django-metrics"),
     path("", include((web_urlpatterns, "web"))),
 ]

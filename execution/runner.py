@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from devbench_site import metrics
 from devbench_site.errors import DevBenchError
 from execution import notify, state
 from execution.coalesce import Coalescer
@@ -44,6 +45,10 @@ STORE_BATCH_BYTES = 1024 * 1024
 KILL_DRAIN_S = 10.0
 # Engine exit codes for "the process could not be started" (bad program or cwd).
 _START_FAILURE_CODES = (126, 127)
+_OUTPUT_BYTES: dict[int, Any] = {
+    Stream.STDOUT: metrics.EXEC_OUTPUT_BYTES.labels(stream="stdout"),
+    Stream.STDERR: metrics.EXEC_OUTPUT_BYTES.labels(stream="stderr"),
+}
 # Reader -> runner queue items: a frame, or None once the output has ended.
 _IDLE: tuple[int, bytes] = (0, b"")
 
@@ -221,6 +226,7 @@ class ExecRunner:
     def _accept(self, frame: tuple[int, bytes]) -> None:
         stream, data = frame
         self.out.produced[stream] = self.out.produced.get(stream, 0) + len(data)
+        _OUTPUT_BYTES[stream].inc(len(data))
         self.coalescer.add(stream, data, time.monotonic())
 
     # --- storing -------------------------------------------------------------

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from devbench_site import metrics
 from execution import notify
 from execution.models import (
     SLOT_STATUSES,
@@ -185,6 +186,10 @@ def _finish_locked(
         )
         exec_.finished_at, exec_.env, exec_.last_seq = now, env, last_seq
         _publish_on_commit(exec_)
+        started = exec_.started_at
+        metrics.EXEC_SECONDS.labels(status=str(status), tenant=metrics.tenant_label(exec_)).observe(
+            max(0.0, (now - started).total_seconds()) if started else 0.0
+        )
     return bool(done)
 
 

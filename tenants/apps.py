@@ -15,3 +15,12 @@ class TenantsConfig(AppConfig):
         # OIDC access tokens on every interface that calls authenticate_bearer.
         register_bearer_validator(validate_bearer)
         user_logged_in.connect(adapters.on_user_logged_in, dispatch_uid="tenants.rules_on_login")
+        from django.contrib.auth.signals import user_login_failed
+
+        from devbench_site import metrics
+
+        user_login_failed.connect(
+            lambda **_: metrics.AUTH_FAILURES.labels(code="login_failed").inc(),
+            dispatch_uid="tenants.count_login_failures",
+            weak=False,
+        )

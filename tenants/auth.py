@@ -16,6 +16,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from devbench_site import metrics
 from devbench_site.errors import AuthenticationFailed, DevBenchError, NotFound, PermissionDenied
 from tenants import tokens
 from tenants.audit import audit_record
@@ -72,6 +73,7 @@ def authenticate_bearer(authorization: str | None, *, tenant_slug: str | None = 
     try:
         return _authenticate(authorization, tenant_slug, attempt)
     except (AuthenticationFailed, PermissionDenied, NotFound, TenantRequired) as exc:
+        metrics.AUTH_FAILURES.labels(code=exc.code).inc()
         if exc.code != "token_missing":
             _audit_refusal(exc, attempt, tenant_slug)
         raise

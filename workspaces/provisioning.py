@@ -7,10 +7,12 @@ These functions take rows, not principals: the public actions in
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from django.conf import settings
 from django.utils import timezone
 
+from devbench_site import metrics
 from devbench_site.errors import (
     ContainerGone,
     DevBenchError,
@@ -26,6 +28,8 @@ from workspaces.models import Attachment, Workspace, WorkspaceStatus
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import LABEL_INSTANCE, LABEL_WORKSPACE, ContainerInfo
 from workspaces.spec import container_spec, engine_name, workspace_labels
+
+logger = logging.getLogger(__name__)
 
 
 def _discard_engine_objects(*, workspace: Workspace, container_id: str, volume: bool) -> None:
@@ -93,6 +97,18 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
         _discard_engine_objects(
             workspace=workspace, container_id=container_id, volume=not workspace.persistent
         )
+        logger.warning(
+            "workspace %s failed to start: %s",
+            workspace.public_id,
+            exc.code,
+            extra={"workspace": workspace.public_id, "code": exc.code},
+        )
+        metrics.SPAWNS.labels(
+            outcome="failed",
+            code=exc.code,
+            warm="false",
+            tenant=metrics.tenant_label(workspace.tenant),
+        ).inc()
         rows.update(
             status=WorkspaceStatus.ERROR,
             error_code=exc.code,
@@ -126,6 +142,19 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
         )
         return workspace
     workspace.refresh_from_db()
+    logger.info(
+        "workspace %s is running on node %s",
+        workspace.public_id,
+        workspace.node,
+        extra={"workspace": workspace.public_id, "node": workspace.node},
+    )
+    # Counted once: only the run whose UPDATE moved the row to running gets here.
+    metrics.SPAWNS.labels(
+        outcome="success", code="", warm="false", tenant=metrics.tenant_label(workspace.tenant)
+    ).inc()
+    metrics.SPAWN_SECONDS.labels(warm="false").observe(
+        max(0.0, (timezone.now() - workspace.created_at).total_seconds())
+    )
     return workspace
 
 

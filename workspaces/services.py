@@ -8,8 +8,9 @@ has brought the workspace up, so it works whichever process runs the task.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from devbench_site import metrics
 from devbench_site.errors import (
     Conflict,
     DevBenchError,
@@ -27,7 +29,7 @@ from devbench_site.errors import (
     QuotaExceeded,
     ValidationFailed,
 )
-from tenants.audit import audited
+from tenants.audit import AuditScope, audited
 from tenants.models import TenantPolicy
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
@@ -157,6 +159,70 @@ def _workspace_create(
         raise Conflict("The alias already names a workspace.", code="alias_in_use") from None
 
 
+@contextlib.contextmanager
+def _rejections_counted(actor: Principal) -> Iterator[None]:
+    """Count a spawn refused before any engine work (scope, input, policy, quota, image)."""
+    try:
+        yield
+    except DevBenchError as exc:
+        metrics.SPAWNS.labels(
+            outcome="rejected",
+            code=exc.code,
+            warm="false",
+            tenant=metrics.tenant_label(actor.tenant),
+        ).inc()
+        raise
+
+
+def _spawn_admit(
+    *,
+    actor: Principal,
+    image: str | None,
+    alias: str | None,
+    persistent: bool,
+    ttl_s: int | None,
+    idempotency_key: str | None,
+    limits: Mapping[str, Any] | None,
+    audit: AuditScope,
+) -> Workspace:
+    """Everything a spawn checks and writes in the request: the row (or the replayed one)."""
+    _validate_alias(alias)
+    _validate_idempotency_key(idempotency_key)
+    policy = tenant_policy_get(tenant=actor.tenant)
+    image_ref = image_reference_parse(image or policy.default_image).familiar()
+    workspace = _idempotent_replay(actor=actor, key=idempotency_key)
+    if workspace is None:
+        resolved = image_check(policy=policy, image=image)
+        ttl = ttl_resolve(policy=policy, persistent=persistent, ttl_s=ttl_s)
+        effective = limits_resolve(policy=policy, requested=limits)
+        now = timezone.now()
+        idem_ttl = timedelta(seconds=settings.DEVBENCH_IDEMPOTENCY_TTL_S)
+        workspace, created = _workspace_create(
+            actor=actor,
+            policy=policy,
+            idempotency_key=idempotency_key,
+            fields={
+                "alias": alias,
+                "image_ref": image_ref,
+                "image_id": resolved.info.id,
+                "persistent": persistent,
+                "ttl_s": ttl,
+                "expires_at": now + timedelta(seconds=ttl) if ttl else None,
+                "idempotency_expires_at": now + idem_ttl if idempotency_key else None,
+                "limits": effective.as_dict(),
+                "node": settings.DEVBENCH_NODE,
+                "created_by_id": actor.user_id,
+            },
+        )
+    else:
+        created = False
+    audit.target_id = workspace.public_id
+    if not created:
+        _check_replay(workspace, image_ref=image_ref, alias=alias, persistent=persistent)
+        audit.details["replayed"] = True
+    return workspace
+
+
 def workspace_spawn(
     *,
     actor: Principal,
@@ -172,47 +238,25 @@ def workspace_spawn(
     """Create a workspace. ``wait=True``: return it running or raise why it is not;
     ``wait=False``: return it ``creating`` at once. A repeated ``idempotency_key``
     returns the workspace the first request made (exactly one is ever created)."""
-    actor.require_scope("write")
+    with _rejections_counted(actor):
+        actor.require_scope("write")
     if wait and transaction.get_connection().in_atomic_block:
         raise RuntimeError(
             "workspace_spawn(wait=True) inside a transaction would wait for itself: the "
             "provisioning task is queued only when the transaction commits."
         )
     with audited(actor=actor, action="workspace.spawn", target_type="workspace") as audit:
-        _validate_alias(alias)
-        _validate_idempotency_key(idempotency_key)
-        policy = tenant_policy_get(tenant=actor.tenant)
-        image_ref = image_reference_parse(image or policy.default_image).familiar()
-        workspace = _idempotent_replay(actor=actor, key=idempotency_key)
-        if workspace is None:
-            resolved = image_check(policy=policy, image=image)
-            ttl = ttl_resolve(policy=policy, persistent=persistent, ttl_s=ttl_s)
-            effective = limits_resolve(policy=policy, requested=limits)
-            now = timezone.now()
-            idem_ttl = timedelta(seconds=settings.DEVBENCH_IDEMPOTENCY_TTL_S)
-            workspace, created = _workspace_create(
+        with _rejections_counted(actor):
+            workspace = _spawn_admit(
                 actor=actor,
-                policy=policy,
+                image=image,
+                alias=alias,
+                persistent=persistent,
+                ttl_s=ttl_s,
                 idempotency_key=idempotency_key,
-                fields={
-                    "alias": alias,
-                    "image_ref": image_ref,
-                    "image_id": resolved.info.id,
-                    "persistent": persistent,
-                    "ttl_s": ttl,
-                    "expires_at": now + timedelta(seconds=ttl) if ttl else None,
-                    "idempotency_expires_at": now + idem_ttl if idempotency_key else None,
-                    "limits": effective.as_dict(),
-                    "node": settings.DEVBENCH_NODE,
-                    "created_by_id": actor.user_id,
-                },
+                limits=limits,
+                audit=audit,
             )
-        else:
-            created = False
-        audit.target_id = workspace.public_id
-        if not created:
-            _check_replay(workspace, image_ref=image_ref, alias=alias, persistent=persistent)
-            audit.details["replayed"] = True
         if wait:
             workspace = workspace_wait_running(workspace=workspace, timeout_s=wait_timeout_s)
     return workspace

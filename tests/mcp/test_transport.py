@@ -10,6 +10,7 @@ import httpx2
 import pytest
 from django.utils import timezone
 
+from tests.bodies import error_body
 from tests.mcp_live import (
     ALLOWED_ORIGIN,
     HANDSHAKE,
@@ -97,7 +98,7 @@ def test_other_tenant_is_404_like_a_missing_one(
     foreign = raw_post(live_mcp.mcp_url(other_tenant.slug), LIST, token=token.raw)
     missing = raw_post(live_mcp.mcp_url("no-such-tenant"), LIST, token=token.raw)
     assert foreign.status_code == missing.status_code == 404
-    assert foreign.json() == missing.json()
+    assert error_body(foreign) == error_body(missing)
     assert foreign.json()["code"] == "tenant_not_found"
 
 

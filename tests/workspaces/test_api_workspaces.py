@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tenants.models import AuditEvent
+from tests.bodies import error_body
 from tests.conftest import client_for
 from tests.workspaces.conftest import wait_for
 from workspaces.models import Workspace
@@ -139,8 +140,8 @@ def test_another_tenants_workspace_is_404_everywhere(
                 else (getattr(api, method)(path))
             )
             assert response.status_code == 404, (method, path)
-            expected = missing.json()
-            assert response.json() == {
+            expected = error_body(missing)
+            assert error_body(response) == {
                 **expected,
                 "message": expected["message"].replace(
                     "ws_doesnotexist0000" if ref.startswith("ws_") else "nope", ref

@@ -6,6 +6,7 @@ import posixpath
 import tarfile
 
 from devbench_site.errors import ValidationFailed
+from devbench_site.metrics import counted_file_operation
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from workspaces.filesystem import access
@@ -35,6 +36,7 @@ def _range(size: int, offset: int, length: int | None) -> int:
     return max(0, min(size - offset, size if length is None else length))
 
 
+@counted_file_operation("read")
 def fs_read(
     *, actor: Principal, workspace: Workspace, path: str, offset: int = 0, length: int | None = None
 ) -> FileContent:
@@ -54,6 +56,7 @@ def fs_read(
     )
 
 
+@counted_file_operation("read")
 def fs_read_stream(
     *, actor: Principal, workspace: Workspace, path: str, offset: int = 0, length: int | None = None
 ) -> FileStream:
@@ -101,6 +104,7 @@ def _spooled(
     )
 
 
+@counted_file_operation("download_archive")
 def fs_download_archive(*, actor: Principal, workspace: Workspace, path: str) -> ArchiveDownload:
     """A tar stream of a file or directory, straight from the engine."""
     target = open_target(actor=actor, workspace=workspace, scope="read")
@@ -110,6 +114,7 @@ def fs_download_archive(*, actor: Principal, workspace: Workspace, path: str) ->
     return ArchiveDownload(path=resolved.path, filename=f"{name}.tar", reader=reader)
 
 
+@counted_file_operation("stat")
 def fs_stat(*, actor: Principal, workspace: Workspace, path: str) -> FileStat:
     """What is at ``path``; a final symlink is described, not followed. Files carry an ETag."""
     target = open_target(actor=actor, workspace=workspace, scope="read")
@@ -155,6 +160,7 @@ def _kind(member: tarfile.TarInfo) -> PathKind:
     return "file" if member.isreg() else "other"
 
 
+@counted_file_operation("list")
 def fs_list(
     *,
     actor: Principal,

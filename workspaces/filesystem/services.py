@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import IO, BinaryIO
 
 from devbench_site.errors import DevBenchError, ValidationFailed
+from devbench_site.metrics import counted_file_operation
 from tenants.audit import audited
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
@@ -61,6 +62,7 @@ def _audit_path(path: str) -> dict[str, str]:
     return {"path": path[:500] if isinstance(path, str) else repr(path)}
 
 
+@counted_file_operation("write")
 def fs_write(
     *,
     actor: Principal,
@@ -149,6 +151,7 @@ def _commit(
         raise
 
 
+@counted_file_operation("delete")
 def fs_delete(
     *,
     actor: Principal,
@@ -194,6 +197,7 @@ def fs_delete(
     return FileDeleteResult(path=resolved.path, kind=current.kind)
 
 
+@counted_file_operation("mkdir")
 def fs_mkdir(
     *, actor: Principal, workspace: Workspace, path: str, parents: bool = False
 ) -> MkdirResult:
@@ -225,6 +229,7 @@ def fs_mkdir(
     return MkdirResult(path=resolved.path, created=True)
 
 
+@counted_file_operation("move")
 def fs_move(
     *,
     actor: Principal,
@@ -287,6 +292,7 @@ def _check_replace(current: PathStat | None, kind: str, path: str, overwrite: bo
         )
 
 
+@counted_file_operation("upload_archive")
 def fs_upload_archive(
     *,
     actor: Principal,

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import docker.errors
 import requests.exceptions
 
+from devbench_site import metrics
 from devbench_site.errors import (
     ContainerGone,
     EngineError,
@@ -28,7 +29,18 @@ def _engine_message(exc: docker.errors.APIError) -> str:
 def translated(
     *, engine_url: str, container_id: str | None = None, image: str | None = None
 ) -> Iterator[None]:
-    """Run engine calls, re-raising failures as specific, actionable errors."""
+    """Run engine calls, re-raising failures as specific, actionable errors (counted by
+    kind in ``devbench_engine_errors_total``)."""
+    try:
+        with _translating(engine_url=engine_url, container_id=container_id, image=image):
+            yield
+    except EngineError as exc:
+        metrics.ENGINE_ERRORS.labels(kind=exc.code).inc()
+        raise
+
+
+@contextmanager
+def _translating(*, engine_url: str, container_id: str | None, image: str | None) -> Iterator[None]:
     try:
         yield
     except docker.errors.ImageNotFound as exc:
