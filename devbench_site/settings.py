@@ -221,6 +221,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # acks_late tasks longer than the visibility timeout would be delivered twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200)}
 CELERY_TIMEZONE = "UTC"
+# Workers log through settings.LOGGING (JSON lines with request ids), not Celery's format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 DEVBENCH_IN_PROCESS_WORKERS = env_int("DEVBENCH_IN_PROCESS_WORKERS", 8)
 
 # --- DevBench -----------------------------------------------------------------
