@@ -7,7 +7,8 @@ change goes through the same audited services as the Django admin.
 
 from typing import Any
 
-from django.http import HttpRequest
+from django.db.models import QuerySet
+from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Query, Router
 from ninja.pagination import LimitOffsetPagination, paginate
 from ninja.responses import Status
@@ -15,13 +16,16 @@ from ninja.responses import Status
 from devbench_site.errors import NotFound
 from tenants import selectors, services
 from tenants.api import principal_of
-from tenants.models import ApiToken, Membership, TenantPolicy
+from tenants.audit import audit_event_json
+from tenants.models import ApiToken, AuditEvent, Membership, TenantPolicy
 from tenants.principal import Principal
 from tenants.schemas import (
     ApiTokenCreatedOut,
     ApiTokenCreateIn,
     ApiTokenListQuery,
     ApiTokenOut,
+    AuditEventOut,
+    AuditListQuery,
     MemberInviteIn,
     MemberOut,
     MemberUpdateIn,
@@ -174,3 +178,50 @@ def tenant_policy_update(
     return services.tenant_policy_update(
         actor=actor, changes=payload.model_dump(exclude_unset=True)
     )
+
+
+def _audit_events(request: HttpRequest, filters: AuditListQuery) -> QuerySet[AuditEvent]:
+    return selectors.audit_event_list(
+        actor=principal_of(request),
+        actor_id=filters.actor,
+        action=filters.action,
+        outcome=filters.outcome,
+        since=filters.since,
+        until=filters.until,
+        target_type=filters.target_type,
+        target_id=filters.target_id,
+        request_id=filters.request_id,
+    )
+
+
+@router.get("/audit", response=list[AuditEventOut], operation_id="audit_event_list")
+@paginate(LimitOffsetPagination)
+def audit_event_list(request: HttpRequest, filters: Query[AuditListQuery]) -> Any:
+    """The tenant's audit events, newest first, filtered (admin scope)."""
+    return _audit_events(request, filters)
+
+
+@router.get(
+    "/audit/export",
+    operation_id="audit_event_export",
+    response={200: str},
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "One JSON object per line (the audit log line format).",
+                "content": {"application/x-ndjson": {}},
+            }
+        }
+    },
+)
+def audit_event_export(
+    request: HttpRequest, filters: Query[AuditListQuery]
+) -> StreamingHttpResponse:
+    """Every matching event as JSON lines, streamed (same filters as the list)."""
+    events = _audit_events(request, filters)
+    response = StreamingHttpResponse(
+        (audit_event_json(e) + "\n" for e in events.iterator(chunk_size=500)),
+        content_type="application/x-ndjson",
+    )
+    response["Content-Disposition"] = 'attachment; filename="audit.jsonl"'
+    return response

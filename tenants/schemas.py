@@ -165,3 +165,35 @@ class TenantPolicyUpdateIn(Schema):
     exec_output_cap_bytes: int | None = None
     exec_retention_days: int | None = None
     image_scan_block_severity: Literal["", "LOW", "MEDIUM", "HIGH", "CRITICAL"] | None = None
+
+
+# --- Audit (REST: /audit, /audit/export) -----------------------------------------------
+
+
+class AuditEventOut(Schema):
+    id: int
+    created_at: datetime
+    actor_kind: str
+    actor_id: str
+    action: str
+    target_type: str
+    target_id: str
+    outcome: str
+    error_code: str
+    ip: str | None
+    user_agent: str
+    request_id: str
+    details: dict[str, object]
+
+
+class AuditListQuery(Schema):
+    actor: str | None = Field(default=None, description="Exact actor id, e.g. `token:ab12cd34`.")
+    action: str | None = Field(
+        default=None, description="An action (`workspace.spawn`) or a family (`fs.*`)."
+    )
+    outcome: Literal["success", "denied", "error"] | None = None
+    since: datetime | None = Field(default=None, description="From this time (inclusive).")
+    until: datetime | None = Field(default=None, description="Before this time.")
+    target_type: str | None = None
+    target_id: str | None = Field(default=None, description="The object, e.g. a workspace id.")
+    request_id: str | None = None

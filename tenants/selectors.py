@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import QuerySet
@@ -141,3 +142,45 @@ def api_token_get(*, actor: Principal, prefix: str) -> ApiToken:
     if token is None:
         raise NotFound("Token not found.", code="token_not_found")
     return token
+
+
+def audit_event_list(
+    *,
+    actor: Principal,
+    actor_id: str | None = None,
+    action: str | None = None,
+    outcome: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    request_id: str | None = None,
+) -> QuerySet[AuditEvent]:
+    """The actor's tenant's audit events, newest first (admin scope).
+
+    ``action`` ending in ``.`` or ``*`` matches a family (``fs.`` for every file action);
+    ``since`` is inclusive, ``until`` exclusive.
+    """
+    actor.require_scope("admin")
+    qs = AuditEvent.objects.filter(tenant=actor.tenant).select_related("tenant")
+    if actor_id:
+        qs = qs.filter(actor_id=actor_id)
+    if action:
+        family = action.rstrip("*")
+        if family != action or action.endswith("."):
+            qs = qs.filter(action__startswith=family)
+        else:
+            qs = qs.filter(action=action)
+    if outcome:
+        qs = qs.filter(outcome=outcome)
+    if since:
+        qs = qs.filter(created_at__gte=since)
+    if until:
+        qs = qs.filter(created_at__lt=until)
+    if target_type:
+        qs = qs.filter(target_type=target_type)
+    if target_id:
+        qs = qs.filter(target_id=target_id)
+    if request_id:
+        qs = qs.filter(request_id=request_id)
+    return qs.order_by("-created_at", "-pk")
