@@ -9,10 +9,14 @@ exec running or finished and returns; killing twice kills nothing more.
 
 from __future__ import annotations
 
+import logging
+
 from celery import Task, shared_task
 
 from devbench_site.errors import EngineUnavailable
-from execution import services
+from execution import retention, services
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, name="execution.exec_run", acks_late=True, ignore_result=True)
@@ -31,6 +35,18 @@ def exec_run_task(self: Task, exec_pk: int) -> None:
 )
 def exec_kill_task(exec_pk: int) -> None:
     services.exec_kill_processes(exec_pk=exec_pk)
+
+
+@shared_task(name="execution.exec_purge", acks_late=True, ignore_result=True, time_limit=3600)
+def exec_purge_task() -> None:
+    report = retention.exec_purge()
+    if report.execs:
+        logger.info(
+            "purged %d execs (%d output chunks) past their retention",
+            report.execs,
+            report.chunks,
+            extra={"purged_execs": report.execs, "purged_chunks": report.chunks},
+        )
 
 
 @shared_task(name="execution.exec_reconcile", acks_late=True, ignore_result=True, time_limit=300)
