@@ -27,6 +27,7 @@ from devbench_site import metrics
 from devbench_site.errors import DevBenchError
 from execution import notify, state
 from execution.coalesce import Coalescer
+from execution.drain import drain_deadline
 from execution.models import Exec, ExecChunk, ExecStatus, Stream
 from execution.proctree import kill_process_tree
 from execution.validation import MARKER_ENV
@@ -88,6 +89,7 @@ class ExecRunner:
         self.reader_error: BaseException | None = None
         self.end_reason: ExecStatus | None = None  # set once we kill: cancelled / timed_out
         self.kill_detail = ""
+        self.shutdown = False  # ended because its worker shut down
         self._stop = threading.Event()
 
     # --- entry ---------------------------------------------------------------
@@ -192,6 +194,11 @@ class ExecRunner:
                     killed_at = self._kill(ExecStatus.CANCELLED)
             if deadline is not None and now >= deadline and killed_at is None:
                 killed_at = self._kill(ExecStatus.TIMED_OUT)
+            drain_at = drain_deadline()
+            if drain_at is not None and now >= drain_at and killed_at is None:
+                # The worker is shutting down and this exec did not end in time.
+                self.shutdown = True
+                killed_at = self._kill(ExecStatus.FAILED)
             if killed_at is not None and time.monotonic() - killed_at > KILL_DRAIN_S:
                 logger.warning("output of %s did not end after the kill", self.exec)
                 return
@@ -203,6 +210,8 @@ class ExecRunner:
                 wake.append(flush_at)
             if killed_at is not None:
                 wake.append(killed_at + KILL_DRAIN_S)
+            elif drain_at is not None:
+                wake.append(drain_at)
             try:
                 frame = self.frames.get(timeout=max(0.0, min(wake) - time.monotonic()))
             except queue.Empty:
@@ -308,7 +317,15 @@ class ExecRunner:
         if self.end_reason is None and self._cancel_requested():
             # The kill task stopped it before this runner noticed the request.
             self.end_reason = ExecStatus.CANCELLED
-        if self.end_reason is not None:
+        if self.shutdown:
+            self._end(
+                ExecStatus.FAILED,
+                exit_code=exit_code,
+                error_code="worker_shutdown",
+                error="The worker running it shut down before it ended; output until "
+                "then is kept. " + self.kill_detail,
+            )
+        elif self.end_reason is not None:
             self._end(
                 self.end_reason,
                 exit_code=exit_code,

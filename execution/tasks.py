@@ -12,15 +12,20 @@ from __future__ import annotations
 import logging
 
 from celery import Task, shared_task
+from celery.exceptions import Reject
 
 from devbench_site.errors import EngineUnavailable
 from execution import retention, services
+from execution.drain import drain_deadline
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, name="execution.exec_run", acks_late=True, ignore_result=True)
 def exec_run_task(self: Task, exec_pk: int) -> None:
+    if drain_deadline() is not None:
+        # This worker is shutting down: give the exec back to the queue, unstarted.
+        raise Reject("worker shutting down", requeue=True)
     services.exec_execute(exec_pk=exec_pk, worker=self.request.hostname or "")
 
 
