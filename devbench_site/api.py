@@ -114,11 +114,13 @@ def _add_routers() -> None:
     from execution.api import router as execution_router
     from tenants.admin_api import router as tenant_admin_router
     from tenants.api import router as tenants_router
+    from usage.api import router as usage_router
     from workspaces.api import router as workspaces_router
     from workspaces.filesystem.api import router as filesystem_router
 
     api.add_router("/", tenants_router)
     api.add_router("/", tenant_admin_router)
+    api.add_router("/", usage_router)
     api.add_router("/", workspaces_router)
     api.add_router("/", execution_router)
     api.add_router("/", filesystem_router)

@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "tenants",
     "workspaces",
     "execution",
+    "usage",
 ]
 
 MIDDLEWARE = [
@@ -437,6 +438,11 @@ DEVBENCH_EXEC_PURGE_BATCH = env_int("DEVBENCH_EXEC_PURGE_BATCH", 500)
 DEVBENCH_WORKER_DRAIN_TIMEOUT_S = env_int("DEVBENCH_WORKER_DRAIN_TIMEOUT_S", 30)
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "usage-meter": {
+        "task": "usage.meter_dispatch",
+        "schedule": float(env_int("DEVBENCH_USAGE_INTERVAL_S", 60)),
+        "options": {"queue": "default"},
+    },
     "execution-purge": {
         "task": "execution.exec_purge",
         "schedule": float(env_int("DEVBENCH_EXEC_PURGE_INTERVAL_S", 3600)),

@@ -28,6 +28,7 @@ from execution.models import (
 )
 from execution.validation import redact_env
 from tenants.selectors import tenant_policy_get
+from usage.services import usage_exec_record
 from workspaces.models import Workspace, WorkspaceStatus
 
 logger = logging.getLogger(__name__)
@@ -187,6 +188,7 @@ def _finish_locked(
         exec_.finished_at, exec_.env, exec_.last_seq = now, env, last_seq
         _publish_on_commit(exec_)
         started = exec_.started_at
+        usage_exec_record(tenant_id=exec_.tenant_id, started_at=started, finished_at=now)
         metrics.EXEC_SECONDS.labels(status=str(status), tenant=metrics.tenant_label(exec_)).observe(
             max(0.0, (now - started).total_seconds()) if started else 0.0
         )

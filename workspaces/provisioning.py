@@ -24,6 +24,7 @@ from tenants.audit import audit_record
 from tenants.models import AuditEvent, TenantPolicy
 from tenants.principal import system_principal
 from tenants.selectors import tenant_policy_get
+from usage.services import usage_run_sync
 from workspaces.models import Attachment, Workspace, WorkspaceStatus
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import LABEL_INSTANCE, LABEL_WORKSPACE, ContainerInfo
@@ -142,6 +143,7 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
         )
         return workspace
     workspace.refresh_from_db()
+    usage_run_sync(workspace=workspace, at=workspace.updated_at)
     logger.info(
         "workspace %s is running on node %s",
         workspace.public_id,

@@ -33,6 +33,7 @@ from tenants.audit import AuditScope, audited
 from tenants.models import TenantPolicy
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
+from usage.services import usage_run_sync
 from workspaces.images import image_check, image_reference_parse
 from workspaces.models import (
     ALIAS_VALIDATOR,
@@ -334,6 +335,7 @@ def workspace_kill(
             if row.status != WorkspaceStatus.REMOVED:
                 row.status = WorkspaceStatus.REMOVING
                 row.save(update_fields=["status", "updated_at"])
+                usage_run_sync(workspace=row, at=row.updated_at)
         if row.status == WorkspaceStatus.REMOVING:
             workspace_teardown(workspace=row, force=force, remove_volume=remove_volume)
         workspace.refresh_from_db()
@@ -375,6 +377,7 @@ def workspace_stop(*, actor: Principal, workspace: Workspace, timeout_s: int = 1
         row.error_code = STOPPED_ON_REQUEST
         row.status_message = f"Stopped on request by {actor.actor_id or actor.kind}."
         row.save(update_fields=["status", "error_code", "status_message", "updated_at"])
+        usage_run_sync(workspace=row, at=row.updated_at)
     return row
 
 
@@ -405,6 +408,7 @@ def workspace_start(*, actor: Principal, workspace: Workspace) -> Workspace:
         row.error_code = ""
         row.status_message = ""
         row.save(update_fields=["status", "error_code", "status_message", "updated_at"])
+        usage_run_sync(workspace=row, at=row.updated_at)
     return row
 
 
