@@ -424,6 +424,11 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Image vulnerability scans (workspaces/scanning.py): the scanner class (empty: none) and
+# where TrivyReportDirectory finds `trivy image -f json` reports.
+DEVBENCH_IMAGE_SCANNER = env_str("DEVBENCH_IMAGE_SCANNER", "")
+DEVBENCH_IMAGE_SCAN_REPORTS = env_str("DEVBENCH_IMAGE_SCAN_REPORTS", str(VAR_DIR / "scan-reports"))
+
 # --- Operations (devbench_site/metrics.py, execution retention, worker shutdown) ---------
 # A `tenant` label on spawn and exec series: only for installations with few tenants.
 DEVBENCH_METRICS_TENANT_LABEL = env_bool("DEVBENCH_METRICS_TENANT_LABEL", False)

@@ -24,6 +24,7 @@ from devbench_site.errors import ImageNotFound, PolicyDenied, ValidationFailed
 from tenants.models import TenantPolicy
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import ImageInfo
+from workspaces.scanning import image_scan_check
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAINS = frozenset({"index.docker.io", "registry-1.docker.io"})
@@ -216,4 +217,6 @@ def image_check(*, policy: TenantPolicy, image: str | None) -> ResolvedImage:
             code="digest_required",
             extra={"image": reference.familiar()},
         )
-    return ResolvedImage(reference=reference, info=image_resolve(reference))
+    info = image_resolve(reference)
+    image_scan_check(policy=policy, image=info, name=reference.familiar())
+    return ResolvedImage(reference=reference, info=info)
