@@ -6,13 +6,21 @@ from devbench_site.health import healthz, readyz
 from devbench_site.metrics import metrics_view
 from execution.urls import tenant_urlpatterns as execution_pages
 from tenants import views as tenant_pages
+from tenants.audit_views import audit_export, audit_page
+from usage.views import usage_page
 from workspaces.urls import tenant_urlpatterns as workspace_pages
+
+ops_pages = [
+    path("usage/", usage_page, name="usage"),
+    path("audit/", audit_page, name="audit"),
+    path("audit/export", audit_export, name="audit_export"),
+]
 
 # The web UI (namespace "web"): "/" lands on the user's tenant, pages live under /t/<slug>/.
 web_urlpatterns: list[URLPattern | URLResolver] = [
     path("", tenant_pages.home, name="home"),
     path("t/", tenant_pages.tenant_picker, name="tenant_picker"),
-    path("t/<slug:tenant>/", include(workspace_pages + execution_pages)),
+    path("t/<slug:tenant>/", include(workspace_pages + execution_pages + ops_pages)),
 ]
 
 urlpatterns = [
