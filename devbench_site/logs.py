@@ -2,7 +2,7 @@
 
 Every record, ours and the libraries' (Django, Celery, daphne/uvicorn), goes
 through structlog's ``ProcessorFormatter``: it gets a timestamp, level, logger
-name, the current request id (:mod:`devbench_site.request_context`: set at the
+name, the current request id (:mod:`core.request_context`: set at the
 edge of each HTTP, MCP and websocket request and in each Celery task caused by
 one) and is scrubbed of secrets (bearer tokens, API tokens, JWTs, ``token=…``
 in query strings, passwords) before it is written.
@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-from devbench_site import request_context
+from core import request_context
 
 
 def add_request_context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:

@@ -80,16 +80,18 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.socialaccount",
     "allauth.socialaccount.providers.openid_connect",
+    "core",
     "tenants",
     "workspaces",
     "execution",
     "usage",
+    "devbench_site.apps.SiteConfig",
 ]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "devbench_site.middleware.RequestContextMiddleware",
+    "core.middleware.RequestContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -238,7 +240,13 @@ DEVBENCH_DEFAULT_IMAGE = env_str("DEVBENCH_DEFAULT_IMAGE", "devbench/busybox:lat
 DEVBENCH_CONTAINER_RUNTIME = env_str("DEVBENCH_CONTAINER_RUNTIME", "")
 
 # --- MCP ----------------------------------------------------------------------
-# Streamable HTTP at /mcp/<tenant>/ (devbench_site.mcp_asgi) and stdio (manage.py mcp_stdio).
+# Streamable HTTP at /mcp/<tenant>/ (core.mcp.endpoint) and stdio (manage.py mcp_stdio).
+# The modules whose ``tools`` (a core.mcp.tools.ToolSet) make up the one server.
+MCP_TOOL_MODULES = (
+    "execution.mcp",
+    "workspaces.mcp",
+    "workspaces.filesystem.mcp",
+)
 # Browser pages on these origins may call the endpoint (besides same-origin pages);
 # clients that send no Origin header (agents, CLIs) are not affected.
 MCP_ALLOWED_ORIGINS = env_list("MCP_ALLOWED_ORIGINS")

@@ -17,7 +17,8 @@ from typing import Any
 import structlog
 from celery.signals import before_task_publish, task_postrun, task_prerun, worker_init
 
-from devbench_site import metrics, request_context
+from core import metrics, request_context
+from devbench_site.metrics import worker_metrics_serve
 
 HEADER = "devbench_request_id"
 
@@ -68,6 +69,6 @@ def _serve_worker_metrics(**_: Any) -> None:
     from django.conf import settings
 
     if settings.DEVBENCH_WORKER_METRICS_PORT:
-        metrics.worker_metrics_serve(
+        worker_metrics_serve(
             settings.DEVBENCH_WORKER_METRICS_PORT, settings.DEVBENCH_WORKER_METRICS_ADDR
         )

@@ -16,7 +16,7 @@ from celery import Task
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from devbench_site import request_context
+from core import request_context
 
 logger = logging.getLogger(__name__)
 

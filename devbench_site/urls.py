@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 
+from core.health import healthz, readyz
 from devbench_site.api import api
-from devbench_site.health import healthz, readyz
 from devbench_site.metrics import metrics_view
 from execution.urls import tenant_urlpatterns as execution_pages
 from tenants import views as tenant_pages

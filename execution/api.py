@@ -15,8 +15,10 @@ from execution.schemas import (
     ExecStartIn,
     exec_out,
 )
+from execution.status import system_status_get
 from execution.validation import MAX_WAIT_S
 from tenants.principal import Principal
+from tenants.schemas import SystemStatusOut
 from workspaces.selectors import workspace_get
 
 router = Router(tags=["execution"])
@@ -26,6 +28,15 @@ def _principal(request: HttpRequest) -> Principal:
     principal = request.auth  # type: ignore[attr-defined]
     assert isinstance(principal, Principal)
     return principal
+
+
+@router.get(
+    "/system/status", response=SystemStatusOut, operation_id="system_status", tags=["identity"]
+)
+def system_status(request: HttpRequest) -> dict[str, object]:
+    """Engine reachability and versions, the caller's scopes, the tenant's workspace and
+    exec counts by status, and its policy: what a client checks before starting work."""
+    return system_status_get(actor=_principal(request)).as_payload()
 
 
 class PollParams(Schema):

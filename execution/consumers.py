@@ -32,8 +32,8 @@ from typing import Any, TypeVar
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from devbench_site import request_context
-from devbench_site.errors import DevBenchError, ValidationFailed
+from core import request_context
+from core.errors import DevBenchError, ValidationFailed
 from execution import notify, services, ws_auth
 from execution.shell import ShellSession, shell_open
 from tenants.principal import Principal

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devbench_site.errors import QuotaExceeded
+from core.errors import QuotaExceeded
 
 
 class ConcurrencyLimitExceeded(QuotaExceeded):

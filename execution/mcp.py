@@ -1,4 +1,4 @@
-"""MCP tools for commands in workspaces: parse, call one service, format.
+"""MCP tools for commands in workspaces, and the system status: parse, call one service, format.
 
 exec_run (start, wait, return the output: the tool agents use most),
 exec_start + exec_poll for long commands, exec_cancel, list_execs. The two
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from devbench_site.mcp_tools import ToolCall, ToolSet
+from core.mcp.tools import ToolCall, ToolSet
+from core.schemas import NoArguments
 from execution import services
 from execution.schemas import (
     ExecIdInput,
@@ -24,12 +25,40 @@ from execution.schemas import (
     ExecStartOut,
     exec_out,
 )
+from execution.status import system_status_get
+from tenants.principal import Principal
+from tenants.schemas import SystemStatusOut
 from workspaces.selectors import workspace_get
 
 tools = ToolSet()
 
 # list_execs answers at most this many, newest first.
 LIST_LIMIT = 100
+
+
+@tools.tool(
+    input=NoArguments,
+    output=SystemStatusOut,
+    title="System status",
+    read_only=True,
+    destructive=False,
+    idempotent=True,
+    open_world=False,
+)
+def system_status(call: ToolCall[Principal], args: NoArguments) -> dict[str, Any]:
+    """Report whether DevBench can work right now and what the caller may do.
+
+    Use it first in a session, or when other tools fail with engine errors.
+    Returns: whether the container engine is reachable (with its version, or
+    the error code), DevBench/Python/Django/MCP versions, the caller's tenant
+    and scopes ("read" lists and reads; "write" spawns, runs and writes;
+    "admin" reconciles and collects garbage), counts of the tenant's
+    workspaces and execs by status, and the tenant policy (allowed images,
+    default image, memory/CPU/pids limits, network mode, workspace and
+    concurrent-exec quotas, TTLs, file size and exec output caps).
+    Takes no arguments; needs the "read" scope.
+    """
+    return system_status_get(actor=call.principal).as_payload()
 
 
 @tools.tool(
@@ -41,7 +70,7 @@ LIST_LIMIT = 100
     idempotent=False,
     open_world=True,
 )
-async def exec_run(call: ToolCall, args: ExecStartInput) -> services.ExecRunResult:
+async def exec_run(call: ToolCall[Principal], args: ExecStartInput) -> services.ExecRunResult:
     """Run a command in a workspace, wait for it to end, and return its output.
 
     The tool to use for anything that ends within minutes (builds, tests,
@@ -79,7 +108,7 @@ async def exec_run(call: ToolCall, args: ExecStartInput) -> services.ExecRunResu
     idempotent=False,
     open_world=True,
 )
-def exec_start(call: ToolCall, args: ExecStartInput) -> dict[str, Any]:
+def exec_start(call: ToolCall[Principal], args: ExecStartInput) -> dict[str, Any]:
     """Start a command in a workspace and return at once with its exec_id.
 
     For long-running or interactive-progress work (servers, long builds,
@@ -106,7 +135,7 @@ def exec_start(call: ToolCall, args: ExecStartInput) -> dict[str, Any]:
     idempotent=True,
     open_world=False,
 )
-async def exec_poll(call: ToolCall, args: ExecPollInput) -> services.ExecPollResult:
+async def exec_poll(call: ToolCall[Principal], args: ExecPollInput) -> services.ExecPollResult:
     """Get a command's output after a sequence number, and its state.
 
     Call it repeatedly with after_seq = the previous answer's next_seq: each
@@ -141,7 +170,7 @@ async def exec_poll(call: ToolCall, args: ExecPollInput) -> services.ExecPollRes
     idempotent=True,
     open_world=False,
 )
-def exec_cancel(call: ToolCall, args: ExecIdInput) -> dict[str, Any]:
+def exec_cancel(call: ToolCall[Principal], args: ExecIdInput) -> dict[str, Any]:
     """Cancel a command: a queued one never runs, a running one has its whole process
     tree killed. Answers once it has ended (status cancelled), with its details.
 
@@ -159,7 +188,7 @@ def exec_cancel(call: ToolCall, args: ExecIdInput) -> dict[str, Any]:
     idempotent=True,
     open_world=False,
 )
-def list_execs(call: ToolCall, args: ExecListInput) -> dict[str, Any]:
+def list_execs(call: ToolCall[Principal], args: ExecListInput) -> dict[str, Any]:
     """List the commands run in a workspace, newest first (at most 100): exec_id,
     cmd, status, exit_code, timings and output accounting.
 

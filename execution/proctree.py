@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from devbench_site.errors import EngineError
+from core.errors import EngineError
 from execution.validation import MARKER_ENV
 from workspaces.runtime.base import ExecSpec, RuntimeDriver
 

@@ -23,8 +23,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from devbench_site import metrics
-from devbench_site.errors import DevBenchError
+from core import metrics
+from core.errors import DevBenchError
 from execution import notify, state
 from execution.coalesce import Coalescer
 from execution.drain import drain_deadline

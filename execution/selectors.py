@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from devbench_site.errors import NotFound
+from core.errors import NotFound
 from execution.coalesce import encode
 from execution.models import Exec, ExecChunk, Stream
 from tenants.principal import Principal

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from devbench_site.errors import Conflict, NotFound
+from core.errors import Conflict, NotFound
 from execution import notify, state
 from execution.errors import ConcurrencyLimitExceeded
 from execution.models import SLOT_STATUSES, Exec, ExecStatus, ExecUsage

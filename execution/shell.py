@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from devbench_site.errors import ValidationFailed
+from core.errors import ValidationFailed
 from execution.proctree import kill_process_tree
 from execution.validation import MARKER_ENV
 from tenants.audit import audited

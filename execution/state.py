@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from devbench_site import metrics
+from core import metrics
 from execution import notify
 from execution.models import (
     SLOT_STATUSES,

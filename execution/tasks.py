@@ -14,7 +14,7 @@ import logging
 from celery import Task, shared_task
 from celery.exceptions import Reject
 
-from devbench_site.errors import EngineUnavailable
+from core.errors import EngineUnavailable
 from execution import retention, services
 from execution.drain import drain_deadline
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 
-from devbench_site.errors import ValidationFailed
+from core.errors import ValidationFailed
 from tenants.redaction import REDACTED, is_secret_name
 
 # Set by the platform on every exec so its whole process tree can be found and

@@ -15,7 +15,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from devbench_site.errors import ValidationFailed
+from core.errors import ValidationFailed
 from execution import services
 from execution.models import Exec
 from tenants.principal import Principal

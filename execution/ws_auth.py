@@ -19,14 +19,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
-from devbench_site.errors import (
+from core.errors import (
     AuthenticationFailed,
     DevBenchError,
     NotFound,
     PermissionDenied,
     ValidationFailed,
 )
-from devbench_site.request_context import RequestContext, new_request_id
+from core.request_context import RequestContext, new_request_id
 from tenants.auth import authenticate_bearer, principal_for_member
 from tenants.principal import Principal
 from tenants.selectors import tenant_get_by_slug, tenant_list_for_user

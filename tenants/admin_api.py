@@ -13,7 +13,7 @@ from ninja import Query, Router
 from ninja.pagination import LimitOffsetPagination, paginate
 from ninja.responses import Status
 
-from devbench_site.errors import NotFound
+from core.errors import NotFound
 from tenants import selectors, services
 from tenants.api import principal_of
 from tenants.audit import audit_event_json

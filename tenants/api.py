@@ -3,10 +3,9 @@ from __future__ import annotations
 from django.http import HttpRequest
 from ninja import Router
 
-from devbench_site.errors import NotFound
-from devbench_site.status import system_status_get
+from core.errors import NotFound
 from tenants.principal import Principal
-from tenants.schemas import PrincipalOut, SystemStatusOut, TenantDetailOut
+from tenants.schemas import PrincipalOut, TenantDetailOut
 from tenants.selectors import tenant_policy_get
 
 router = Router(tags=["identity"])
@@ -33,13 +32,6 @@ def me(request: HttpRequest) -> dict[str, object]:
         "tenant": {"slug": principal.tenant.slug, "name": principal.tenant.name},
         "scopes": sorted(principal.scopes),
     }
-
-
-@router.get("/system/status", response=SystemStatusOut, operation_id="system_status")
-def system_status(request: HttpRequest) -> dict[str, object]:
-    """Engine reachability and versions, the caller's scopes, the tenant's workspace and
-    exec counts by status, and its policy: what a client checks before starting work."""
-    return system_status_get(actor=principal_of(request)).as_payload()
 
 
 @router.get("/tenants/{slug}", response=TenantDetailOut, operation_id="tenant_get")

@@ -17,7 +17,7 @@ class TenantsConfig(AppConfig):
         user_logged_in.connect(adapters.on_user_logged_in, dispatch_uid="tenants.rules_on_login")
         from django.contrib.auth.signals import user_login_failed
 
-        from devbench_site import metrics
+        from core import metrics
 
         user_login_failed.connect(
             lambda **_: metrics.AUTH_FAILURES.labels(code="login_failed").inc(),

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from devbench_site import request_context
-from devbench_site.errors import (
+from core import request_context
+from core.errors import (
     AuthenticationFailed,
     DevBenchError,
     PermissionDenied,

@@ -11,7 +11,7 @@ from django.shortcuts import render
 from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_GET
 
-from devbench_site.errors import ValidationFailed
+from core.errors import ValidationFailed
 from tenants.audit import audit_event_json
 from tenants.principal import Principal
 from tenants.selectors import audit_event_list

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.http import HttpRequest
 from django.utils import timezone
+from ninja.security import HttpBearer
 
-from devbench_site import metrics
-from devbench_site.errors import AuthenticationFailed, DevBenchError, NotFound, PermissionDenied
+from core import metrics
+from core.errors import AuthenticationFailed, DevBenchError, NotFound, PermissionDenied
 from tenants import tokens
 from tenants.audit import audit_record
 from tenants.models import ApiToken, AuditEvent, Membership, Tenant
@@ -25,6 +27,10 @@ from tenants.oidc.errors import TenantRequired
 from tenants.principal import ROLE_SCOPES, Principal
 
 logger = logging.getLogger(__name__)
+
+# Names the tenant for OIDC access tokens (a user may belong to several tenants). With an
+# API token, which is bound to one tenant, a different slug is tenant_not_found (404).
+TENANT_HEADER = "X-DevBench-Tenant"
 
 # Writing last_used_at on every request would make each read a write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -176,3 +182,16 @@ def principal_for_member(*, user: Any, tenant: Tenant, kind: str = "session") ->
         kind=kind,  # type: ignore[arg-type]
         actor_id=f"user:{getattr(user, 'pk', '')}",
     )
+
+
+class BearerAuth(HttpBearer):
+    """The REST face of :func:`authenticate_bearer`."""
+
+    def __call__(self, request: HttpRequest) -> Principal:
+        return authenticate_bearer(
+            request.headers.get("Authorization"),
+            tenant_slug=request.headers.get(TENANT_HEADER, "").strip() or None,
+        )
+
+    def authenticate(self, request: HttpRequest, token: str) -> Principal:  # pragma: no cover
+        return authenticate_bearer(f"Bearer {token}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from devbench_site.errors import PermissionDenied
+from core.errors import PermissionDenied
 from tenants.models import Role, Scope
 
 if TYPE_CHECKING:

@@ -6,6 +6,8 @@ from typing import Literal
 from ninja import Schema
 from pydantic import ConfigDict, Field
 
+from core.schemas import ErrorOut
+
 
 class UserOut(Schema):
     id: int | None
@@ -45,17 +47,6 @@ class TenantPolicyOut(Schema):
 
 class TenantDetailOut(TenantOut):
     policy: TenantPolicyOut
-
-
-class NoArguments(Schema):
-    """For tools and endpoints that take no input."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class ErrorOut(Schema):
-    code: str
-    message: str
 
 
 class EngineStatusOut(Schema):

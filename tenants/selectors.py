@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import QuerySet
 
-from devbench_site.errors import NotFound
+from core.errors import NotFound
 from tenants.models import (
     MANAGING_ROLES,
     ApiToken,

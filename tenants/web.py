@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils.functional import SimpleLazyObject
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from devbench_site.errors import DevBenchError, NotFound
+from core.errors import DevBenchError, NotFound
 from tenants.auth import principal_for_member
 from tenants.principal import Principal
 from tenants.selectors import tenant_get_by_slug, tenant_list_for_user

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import yaml
 
-from devbench_site import metrics
+import core.metrics
+import devbench_site.metrics
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 SERIES = re.compile(r"\b(devbench_[a-z_]+)")
 
 
 def _exported() -> set[str]:
-    source = Path(metrics.__file__).read_text()
-    return set(SERIES.findall(source))
+    sources = (Path(m.__file__).read_text() for m in (core.metrics, devbench_site.metrics))
+    return {name for source in sources for name in SERIES.findall(source)}
 
 
 def _base(name: str) -> str:

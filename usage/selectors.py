@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from devbench_site.errors import ValidationFailed
+from core.errors import ValidationFailed
 from tenants.models import Tenant
 from tenants.principal import Principal
 from usage.models import RunState, UsageDay, WorkspaceRun

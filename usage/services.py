@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
 from usage.models import RunState, UsageDay, WorkspaceRun
 from workspaces.models import Workspace, WorkspaceStatus
 

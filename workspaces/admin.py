@@ -12,7 +12,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
 from tenants.admin import TenantScopedAdmin
 from tenants.auth import principal_for_member
 from workspaces import selectors, services

@@ -7,7 +7,7 @@ from ninja import Query, Router
 from ninja.pagination import LimitOffsetPagination, paginate
 from ninja.responses import Status
 
-from devbench_site.errors import ValidationFailed
+from core.errors import ValidationFailed
 from tenants.api import principal_of
 from workspaces import reconcile, selectors, services
 from workspaces.models import Workspace, WorkspaceStatus

@@ -6,8 +6,8 @@ class WorkspacesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # The embedded mode's periodic jobs (TTL expiry, GC, reconciliation): started
-        # once, and only in a process that serves requests (see the scheduler).
-        from devbench_site import scheduler
+        from core import health
+        from workspaces.runtime import get_driver
 
-        scheduler.maybe_start()
+        # /readyz reports the engine beside the database and Redis.
+        health.register_check("docker", lambda: get_driver().ping())

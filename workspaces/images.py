@@ -20,7 +20,7 @@ from fnmatch import fnmatchcase
 from django.conf import settings
 from django.core.cache import cache
 
-from devbench_site.errors import ImageNotFound, PolicyDenied, ValidationFailed
+from core.errors import ImageNotFound, PolicyDenied, ValidationFailed
 from tenants.models import TenantPolicy
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import ImageInfo

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from devbench_site.mcp_tools import ToolCall, ToolSet
-from tenants.schemas import NoArguments
+from core.mcp.tools import ToolCall, ToolSet
+from core.schemas import NoArguments
+from tenants.principal import Principal
 from workspaces import reconcile, selectors, services
 from workspaces.models import Workspace
 from workspaces.schemas import (
@@ -39,7 +40,7 @@ tools = ToolSet()
     idempotent=False,
     open_world=False,
 )
-def spawn(call: ToolCall, args: SpawnIn) -> Workspace:
+def spawn(call: ToolCall[Principal], args: SpawnIn) -> Workspace:
     """Create an isolated Linux workspace: a container with a persistent /workspace volume.
 
     Use it when you need somewhere to run commands or keep files; reuse a
@@ -76,7 +77,7 @@ def spawn(call: ToolCall, args: SpawnIn) -> Workspace:
     idempotent=False,
     open_world=False,
 )
-def attach(call: ToolCall, args: AttachIn) -> AttachOut:
+def attach(call: ToolCall[Principal], args: AttachIn) -> AttachOut:
     """Start working in an existing, running workspace (found by id or alias).
 
     Use it to resume work in a workspace spawned earlier (by you or a
@@ -103,7 +104,7 @@ def attach(call: ToolCall, args: AttachIn) -> AttachOut:
     idempotent=True,
     open_world=False,
 )
-def kill(call: ToolCall, args: KillIn) -> Workspace:
+def kill(call: ToolCall[Principal], args: KillIn) -> Workspace:
     """Stop and remove a workspace and its running commands.
 
     Use it when you are done: it frees the tenant's quota. The /workspace
@@ -129,7 +130,7 @@ def kill(call: ToolCall, args: KillIn) -> Workspace:
     idempotent=True,
     open_world=False,
 )
-def list_containers(call: ToolCall, args: ListContainersIn) -> dict[str, Any]:
+def list_containers(call: ToolCall[Principal], args: ListContainersIn) -> dict[str, Any]:
     """List the tenant's workspaces, newest first: id, alias, image, status, TTL, limits.
 
     Use it to find a workspace to reuse before spawning a new one. Removed
@@ -157,7 +158,7 @@ def list_containers(call: ToolCall, args: ListContainersIn) -> dict[str, Any]:
     idempotent=True,
     open_world=False,
 )
-def container_stats(call: ToolCall, args: StatsIn) -> StatsOut:
+def container_stats(call: ToolCall[Principal], args: StatsIn) -> StatsOut:
     """One reading of a running workspace's resource use (takes about one second).
 
     CPU percent (100 = one full CPU), memory used and its limit (MiB, %),
@@ -180,7 +181,7 @@ def container_stats(call: ToolCall, args: StatsIn) -> StatsOut:
     idempotent=True,
     open_world=False,
 )
-def reconcile_workspaces(call: ToolCall, args: NoArguments) -> reconcile.ReconcileReport:
+def reconcile_workspaces(call: ToolCall[Principal], args: NoArguments) -> reconcile.ReconcileReport:
     """Bring the tenant's workspace records in line with the container engine, now.
 
     For administrators after an engine restart or crash (it also runs
@@ -199,7 +200,7 @@ def reconcile_workspaces(call: ToolCall, args: NoArguments) -> reconcile.Reconci
     idempotent=True,
     open_world=False,
 )
-def garbage_collect(call: ToolCall, args: NoArguments) -> reconcile.GcReport:
+def garbage_collect(call: ToolCall[Principal], args: NoArguments) -> reconcile.GcReport:
     """Remove the tenant's containers and volumes that no live workspace owns, now.
 
     For administrators (it also runs periodically): deletes leftovers of

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from devbench_site.errors import PolicyDenied, ValidationFailed
+from core.errors import PolicyDenied, ValidationFailed
 from tenants.models import TenantPolicy
 
 # Floors below which a workspace cannot even start its keeper process.

@@ -12,8 +12,8 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
-from devbench_site import metrics
-from devbench_site.errors import (
+from core import metrics
+from core.errors import (
     ContainerGone,
     DevBenchError,
     EngineError,

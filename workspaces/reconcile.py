@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
 from tenants.audit import audit_record, audited
 from tenants.models import AuditEvent, Tenant
 from tenants.principal import Principal, system_principal

@@ -28,7 +28,7 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from devbench_site.errors import PolicyDenied
+from core.errors import PolicyDenied
 from tenants.models import TenantPolicy
 from workspaces.runtime.base import ImageInfo
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from devbench_site.errors import Conflict, NotFound
+from core.errors import Conflict, NotFound
 from tenants.principal import Principal
 from tenants.selectors import tenant_ids_managed_by
 from workspaces.models import Workspace, WorkspaceStatus

@@ -19,8 +19,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from devbench_site import metrics
-from devbench_site.errors import (
+from core import metrics
+from core.errors import (
     Conflict,
     DevBenchError,
     EngineError,

@@ -13,7 +13,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
-from devbench_site.errors import EngineTimeout, EngineUnavailable
+from core.errors import EngineTimeout, EngineUnavailable
 from workspaces import reconcile
 from workspaces.provisioning import workspace_provision
 

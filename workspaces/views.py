@@ -15,7 +15,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from devbench_site.errors import ValidationFailed
+from core.errors import ValidationFailed
 from execution.selectors import exec_list
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get

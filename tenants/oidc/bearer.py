@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
-from devbench_site.errors import NotFound
+from core.errors import NotFound
 from tenants import identity as identity_services
 from tenants.models import Membership
 from tenants.oidc.config import provider_list

@@ -129,3 +129,8 @@ def reset_provider_caches() -> None:
         _providers = None
     with _discovery_lock:
         _discovery.clear()
+
+
+def oidc_issuers() -> list[str]:
+    """Issuers whose access tokens are accepted (blocking: apps may live in the DB)."""
+    return [provider.issuer for provider in provider_list()]

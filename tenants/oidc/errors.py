@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devbench_site.errors import AuthenticationFailed, DevBenchError
+from core.errors import AuthenticationFailed, DevBenchError
 
 
 class ProviderUnreachable(DevBenchError):

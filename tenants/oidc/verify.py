@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.cache import cache
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
-from devbench_site.errors import AuthenticationFailed
+from core.errors import AuthenticationFailed
 from tenants.oidc.config import OidcProvider, provider_metadata
 from tenants.oidc.errors import ProviderUnreachable, token_invalid
 

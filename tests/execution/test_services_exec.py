@@ -8,7 +8,7 @@ import time
 import pytest
 from django.db import connection
 
-from devbench_site.errors import Conflict, ValidationFailed
+from core.errors import Conflict, ValidationFailed
 from execution.models import Exec, ExecChunk, ExecStatus
 from execution.services import (
     exec_cancel,

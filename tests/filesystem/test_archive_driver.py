@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from devbench_site.errors import ContainerGone, EngineError
+from core.errors import ContainerGone, EngineError
 from workspaces.filesystem.services import fs_read, fs_write
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import EngineCommandFailed, EnginePathNotFound

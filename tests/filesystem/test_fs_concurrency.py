@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from django.db import connection
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
 from workspaces.filesystem.services import fs_read, fs_read_stream, fs_write
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]

@@ -11,7 +11,7 @@ import tarfile
 
 import pytest
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
 from tenants.models import AuditEvent
 from workspaces.filesystem.services import (
     fs_delete,

@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
 from tenants.models import AuditEvent, Scope, TenantPolicy
 from tenants.principal import Principal
 from workspaces.filesystem.services import (

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
 from workspaces.filesystem.access import clean_etag
 from workspaces.filesystem.paths import NAME_MAX, PATH_MAX, normalise, resolve
 from workspaces.runtime.base import PathStat

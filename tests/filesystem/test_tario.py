@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
 from workspaces.filesystem.results import Chunks
 from workspaces.filesystem.tario import SPOOL_MEMORY_BYTES, dir_infos, new_info, spool, tar_stream
 

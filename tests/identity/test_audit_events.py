@@ -14,7 +14,7 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
-from devbench_site.errors import PermissionDenied
+from core.errors import PermissionDenied
 from tenants.audit import audit_record, audited
 from tenants.auth import authenticate_bearer
 from tenants.models import AuditEvent

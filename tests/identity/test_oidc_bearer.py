@@ -15,7 +15,7 @@ import jwt
 import pytest
 from django.test import Client
 
-from devbench_site.errors import NotFound
+from core.errors import NotFound
 from tenants.auth import authenticate_bearer
 from tenants.models import AuditEvent
 from tests.bodies import error_body

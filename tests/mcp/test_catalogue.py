@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from devbench_site.mcp import tool_specs
-from devbench_site.mcp_tools import object_schema
+from core.mcp.server import tool_specs
+from core.mcp.tools import object_schema
 
 EXPECTED = {
     "system_status",

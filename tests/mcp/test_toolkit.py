@@ -13,9 +13,9 @@ import pytest
 from mcp.client import Client
 from pydantic import BaseModel, ConfigDict
 
-from devbench_site.errors import AuthenticationFailed, Conflict
-from devbench_site.mcp import build_server
-from devbench_site.mcp_tools import ToolCall, ToolSet
+from core.errors import AuthenticationFailed, Conflict
+from core.mcp.server import build_server
+from core.mcp.tools import ToolCall, ToolSet
 from tenants.principal import Principal
 from tests.factories import TenantFactory
 

@@ -220,7 +220,7 @@ def test_another_tenants_admin_token_gets_404_like_missing(two: dict[str, Any]) 
 
 
 def test_no_scope_escalation_through_tokens(two: dict[str, Any], make_token: Any) -> None:
-    from devbench_site.errors import PermissionDenied
+    from core.errors import PermissionDenied
     from tenants.auth import principal_for_member
     from tenants.services import api_token_create
 

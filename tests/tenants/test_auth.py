@@ -4,7 +4,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from devbench_site.errors import AuthenticationFailed, NotFound, PermissionDenied
+from core.errors import AuthenticationFailed, NotFound, PermissionDenied
 from tenants.auth import authenticate_bearer
 from tenants.models import ApiToken
 from tests.bodies import error_body

@@ -76,7 +76,7 @@ def test_usage_matches_a_scripted_workload(live_worker: Any, actor: Any, tenant:
 
 
 def test_usage_range_is_validated(db: Any, actor: Any) -> None:
-    from devbench_site.errors import ValidationFailed
+    from core.errors import ValidationFailed
 
     today = timezone.now().date()
     with pytest.raises(ValidationFailed):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devbench_site.errors import NotFound
+from core.errors import NotFound
 from execution import ws_auth
 from tests.factories import MembershipFactory, TenantFactory, UserFactory, WorkspaceFactory
 from workspaces.selectors import workspace_get

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devbench_site.errors import ImageNotFound, PolicyDenied, ValidationFailed
+from core.errors import ImageNotFound, PolicyDenied, ValidationFailed
 from tenants.models import TenantPolicy
 from workspaces.images import (
     ImageReference,

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from devbench_site.errors import PolicyDenied, ValidationFailed
+from core.errors import PolicyDenied, ValidationFailed
 from tenants.models import TenantPolicy
 from workspaces.policy import WorkspaceLimits, limits_resolve, ttl_resolve
 

@@ -11,8 +11,8 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from core.errors import Conflict
 from devbench_site.celery import app
-from devbench_site.errors import Conflict
 from tenants.models import AuditEvent
 from tests.conftest import client_for
 from tests.factories import WorkspaceFactory

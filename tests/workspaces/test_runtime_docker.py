@@ -5,7 +5,7 @@ import uuid
 import pytest
 from django.conf import settings
 
-from devbench_site.errors import ContainerGone, EngineUnavailable, ImageNotFound
+from core.errors import ContainerGone, EngineUnavailable, ImageNotFound
 from workspaces.runtime.base import LABEL_INSTANCE, ContainerSpec, VolumeMount
 from workspaces.runtime.docker import DockerDriver
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from devbench_site.errors import PolicyDenied
+from core.errors import PolicyDenied
 from tenants.models import AuditEvent, TenantPolicy
 from workspaces.images import image_reference_parse, image_resolve
 from workspaces.scanning import TrivyReportDirectory, get_scanner, parse_trivy_report

@@ -9,7 +9,7 @@ import pytest
 from django.db import connections, transaction
 from django.utils import timezone
 
-from devbench_site.errors import (
+from core.errors import (
     Conflict,
     EngineTimeout,
     ImageNotFound,

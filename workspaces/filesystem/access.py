@@ -9,7 +9,7 @@ import hashlib
 import mimetypes
 from dataclasses import dataclass, field
 
-from devbench_site.errors import NotFound, PreconditionFailed
+from core.errors import NotFound, PreconditionFailed
 from tenants.principal import Principal
 from workspaces.filesystem.errors import (
     EtagMismatch,

@@ -16,7 +16,7 @@ from django.utils.http import content_disposition_header
 from ninja import Query, Router
 from ninja.errors import ValidationError as NinjaValidationError
 
-from devbench_site.errors import ValidationFailed
+from core.errors import ValidationFailed
 from tenants.api import principal_of
 from tenants.selectors import tenant_policy_get
 from workspaces.filesystem import services

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devbench_site.errors import (
+from core.errors import (
     Conflict,
     DevBenchError,
     NotFound,

@@ -9,7 +9,8 @@ conditional writes and deletes (``if_match_etag`` → ``precondition_failed``).
 
 from __future__ import annotations
 
-from devbench_site.mcp_tools import ToolCall, ToolSet
+from core.mcp.tools import ToolCall, ToolSet
+from tenants.principal import Principal
 from workspaces.filesystem import services
 from workspaces.filesystem.results import (
     DirListing,
@@ -41,7 +42,7 @@ from workspaces.selectors import workspace_get
 tools = ToolSet()
 
 
-def _workspace(call: ToolCall, ref: str) -> Workspace:
+def _workspace(call: ToolCall[Principal], ref: str) -> Workspace:
     return workspace_get(actor=call.principal, ref=ref)
 
 
@@ -54,7 +55,7 @@ def _workspace(call: ToolCall, ref: str) -> Workspace:
     idempotent=True,
     open_world=False,
 )
-def fs_read(call: ToolCall, args: FsReadInput) -> FsReadOut:
+def fs_read(call: ToolCall[Principal], args: FsReadInput) -> FsReadOut:
     """Read a file of a workspace, whole or a byte range (offset, length).
 
     Returns the content as UTF-8 text (encoding "utf-8", the default: a file
@@ -84,7 +85,7 @@ def fs_read(call: ToolCall, args: FsReadInput) -> FsReadOut:
     idempotent=True,
     open_world=False,
 )
-def fs_write(call: ToolCall, args: FsWriteInput) -> FileWriteResult:
+def fs_write(call: ToolCall[Principal], args: FsWriteInput) -> FileWriteResult:
     """Create or replace a whole file atomically (readers never see half a file).
 
     content is the complete new content, UTF-8 text or base64 (encoding).
@@ -115,7 +116,7 @@ def fs_write(call: ToolCall, args: FsWriteInput) -> FileWriteResult:
     idempotent=True,
     open_world=False,
 )
-def fs_stat(call: ToolCall, args: FsStatInput) -> FileStat:
+def fs_stat(call: ToolCall[Principal], args: FsStatInput) -> FileStat:
     """Tell what is at a path: kind (file, dir, symlink, other), size, permissions,
     modification time, a symlink's target (not followed) and, for files, the ETag.
 
@@ -136,7 +137,7 @@ def fs_stat(call: ToolCall, args: FsStatInput) -> FileStat:
     idempotent=True,
     open_world=False,
 )
-def fs_list(call: ToolCall, args: FsListInput) -> DirListing:
+def fs_list(call: ToolCall[Principal], args: FsListInput) -> DirListing:
     """List a directory's entries (default /workspace), in path order, with kind,
     size, permissions and modification time.
 
@@ -163,7 +164,7 @@ def fs_list(call: ToolCall, args: FsListInput) -> DirListing:
     idempotent=False,
     open_world=False,
 )
-def fs_delete(call: ToolCall, args: FsDeleteInput) -> FileDeleteResult:
+def fs_delete(call: ToolCall[Principal], args: FsDeleteInput) -> FileDeleteResult:
     """Delete a file, a symlink (never its target) or a directory.
 
     A non-empty directory needs recursive=true (else directory_not_empty).
@@ -189,7 +190,7 @@ def fs_delete(call: ToolCall, args: FsDeleteInput) -> FileDeleteResult:
     idempotent=False,
     open_world=False,
 )
-def fs_mkdir(call: ToolCall, args: FsMkdirInput) -> MkdirResult:
+def fs_mkdir(call: ToolCall[Principal], args: FsMkdirInput) -> MkdirResult:
     """Create a directory. parents=true also creates missing parents and accepts an
     existing directory (like mkdir -p); otherwise an existing path answers
     already_exists and a missing parent not_found. Needs "write".
@@ -211,7 +212,7 @@ def fs_mkdir(call: ToolCall, args: FsMkdirInput) -> MkdirResult:
     idempotent=False,
     open_world=False,
 )
-def fs_move(call: ToolCall, args: FsMoveInput) -> MoveResult:
+def fs_move(call: ToolCall[Principal], args: FsMoveInput) -> MoveResult:
     """Rename or move a file, directory or symlink atomically within the workspace.
 
     The destination's parent must exist. An existing destination answers

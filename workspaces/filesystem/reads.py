@@ -5,8 +5,8 @@ from __future__ import annotations
 import posixpath
 import tarfile
 
-from devbench_site.errors import ValidationFailed
-from devbench_site.metrics import counted_file_operation
+from core.errors import ValidationFailed
+from core.metrics import counted_file_operation
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from workspaces.filesystem import access

@@ -16,7 +16,7 @@ from typing import Literal
 from ninja import Field, Schema
 from pydantic import field_validator
 
-from devbench_site.errors import ValidationFailed
+from core.errors import ValidationFailed
 from workspaces.filesystem.errors import NotUtf8
 from workspaces.filesystem.paths import ROOT
 from workspaces.filesystem.reads import MAX_LIST_ENTRIES

@@ -18,8 +18,8 @@ import tarfile
 from collections.abc import Iterable
 from typing import IO, BinaryIO
 
-from devbench_site.errors import DevBenchError, ValidationFailed
-from devbench_site.metrics import counted_file_operation
+from core.errors import DevBenchError, ValidationFailed
+from core.metrics import counted_file_operation
 from tenants.audit import audited
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get

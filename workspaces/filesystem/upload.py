@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
 from workspaces.filesystem.errors import InvalidArchive
 from workspaces.filesystem.paths import ROOT, normalise
 from workspaces.filesystem.tario import Spool, new_info, too_large

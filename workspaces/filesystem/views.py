@@ -24,7 +24,7 @@ from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
-from devbench_site.errors import DevBenchError, ValidationFailed
+from core.errors import DevBenchError, ValidationFailed
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from tenants.web import tenant_view

@@ -6,7 +6,7 @@ label, volumes, images) and the operations run against a live one (exec,
 archives, stats, commit; added beside the lifecycle as they land). A later
 Kubernetes driver implements the same methods.
 
-Drivers raise only :class:`devbench_site.errors.EngineError` subclasses.
+Drivers raise only :class:`core.errors.EngineError` subclasses.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from devbench_site.errors import EngineError
+from core.errors import EngineError
 
 LABEL_WORKSPACE = "devbench.workspace"
 LABEL_TENANT = "devbench.tenant"

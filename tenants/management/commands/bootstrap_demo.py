@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
 from tenants import services
 from tenants.auth import authenticate_bearer
 from tenants.models import Membership, Tenant

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
 from tenants import services
 
 

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
 from tenants import services
 from tenants.models import Tenant
 from tenants.principal import operator_principal

@@ -15,8 +15,8 @@ import anyio
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
-from devbench_site.errors import DevBenchError
-from devbench_site.mcp import build_server
+from core.errors import DevBenchError
+from core.mcp.server import build_server
 from tenants.auth import authenticate_bearer
 from tenants.principal import Principal
 

@@ -19,7 +19,7 @@ import docker
 import docker.errors
 import requests
 
-from devbench_site.errors import ContainerGone
+from core.errors import ContainerGone
 from workspaces.runtime.base import (
     ArchiveReader,
     EngineCommandFailed,

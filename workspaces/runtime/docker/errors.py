@@ -8,8 +8,8 @@ from contextlib import contextmanager
 import docker.errors
 import requests.exceptions
 
-from devbench_site import metrics
-from devbench_site.errors import (
+from core import metrics
+from core.errors import (
     ContainerGone,
     EngineError,
     EngineTimeout,

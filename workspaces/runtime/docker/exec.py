@@ -15,7 +15,7 @@ from typing import Any
 
 import docker
 
-from devbench_site.errors import EngineError
+from core.errors import EngineError
 from workspaces.runtime.base import ExecOutput, ExecSpec, ExecState, InteractiveExec, RuntimeExec
 from workspaces.runtime.docker.errors import translated
 

@@ -7,7 +7,7 @@ from typing import Any
 import docker
 from docker.types import Mount
 
-from devbench_site.errors import ContainerGone
+from core.errors import ContainerGone
 from workspaces.runtime.base import (
     ContainerInfo,
     ContainerSpec,

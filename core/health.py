@@ -1,4 +1,8 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes.
+
+The database and Redis are checked here; apps add what they depend on with
+:func:`register_check` (the workspaces app adds the container engine).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 
-from devbench_site.errors import DevBenchError
-from workspaces.runtime import get_driver
+from core.errors import DevBenchError
 
 CHECK_TIMEOUT_S = 2.0
 
@@ -33,15 +36,15 @@ def _check_redis() -> None:
         client.close()
 
 
-def _check_engine() -> None:
-    get_driver().ping()
-
-
-CHECKS: dict[str, Callable[[], None]] = {
+CHECKS: dict[str, Callable[[], object]] = {
     "database": _check_database,
     "redis": _check_redis,
-    "docker": _check_engine,
 }
+
+
+def register_check(name: str, check: Callable[[], object]) -> None:
+    """Add a readiness check; it is down when it raises."""
+    CHECKS[name] = check
 
 
 def _describe(exc: Exception) -> str:

@@ -7,7 +7,7 @@ docstring (what the tool does, when to use it, its limits). A handler gets a
 :class:`ToolCall` (who acts, request facts, progress) and the validated
 arguments, calls ONE service or selector and returns what the output model
 describes. Sync handlers run on the request's thread (the ORM and the engine
-client block; see ``devbench_site.mcp_lane``); async handlers (long waits with
+client block; see ``core.mcp.lane``); async handlers (long waits with
 progress) hop to it with :meth:`ToolCall.run`.
 
 Errors are mapped here, once: a ``DevBenchError`` becomes a tool result with
@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 from django.core.exceptions import ImproperlyConfigured
@@ -41,11 +41,10 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ValidationError
 
-from devbench_site import request_context
-from devbench_site.errors import AuthenticationFailed, DevBenchError, ValidationFailed
-from devbench_site.mcp_lane import BlockingLane
-from devbench_site.request_context import RequestContext
-from tenants.principal import Principal
+from core import request_context
+from core.errors import AuthenticationFailed, DevBenchError, InternalError, invalid_input
+from core.mcp.lane import BlockingLane
+from core.request_context import RequestContext
 
 logger = logging.getLogger("devbench.mcp")
 
@@ -57,8 +56,6 @@ AUTHENTICATE_KEY = "devbench.authenticate"
 # Waiting tools (exec_run, exec_poll) tell the client they are alive this often.
 PROGRESS_INTERVAL_S = 1.0
 
-INTERNAL_ERROR_MESSAGE = "Internal error; quote the request id when reporting it."
-
 TOOL_CALLS = Counter(
     "devbench_mcp_tool_calls_total", "MCP tool calls by tool and outcome code.", ["tool", "outcome"]
 )
@@ -67,16 +64,18 @@ TOOL_SECONDS = Histogram(
 )
 
 T = TypeVar("T")
+# Who acts: the transport's authentication decides (the tenants app's Principal).
+P = TypeVar("P")
 
 
 # --- Declaring tools -------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class ToolCall:
+class ToolCall(Generic[P]):
     """What a handler knows about the call besides its arguments."""
 
-    principal: Principal
+    principal: P
     lane: BlockingLane
     context: Context[Any, Any]
 
@@ -133,7 +132,7 @@ class ToolCall:
         return result
 
 
-Handler = Callable[[ToolCall, Any], Any]
+Handler = Callable[[ToolCall[Any], Any], Any]
 
 
 @dataclass(frozen=True)
@@ -152,7 +151,7 @@ class ToolSpec:
 
 
 class ToolSet:
-    """The tools of one app; ``devbench_site.mcp`` collects every app's set."""
+    """The tools of one app; ``core.mcp.server`` collects every app's set."""
 
     def __init__(self) -> None:
         self.specs: list[ToolSpec] = []
@@ -168,10 +167,10 @@ class ToolSet:
         idempotent: bool,
         open_world: bool,
         name: str | None = None,
-    ) -> Callable[[Callable[[ToolCall, Any], T]], Callable[[ToolCall, Any], T]]:
+    ) -> Callable[[Callable[[ToolCall[Any], Any], T]], Callable[[ToolCall[Any], Any], T]]:
         """Declare a tool; the handler's docstring is the description agents read."""
 
-        def decorator(fn: Callable[[ToolCall, Any], T]) -> Callable[[ToolCall, Any], T]:
+        def decorator(fn: Callable[[ToolCall[Any], Any], T]) -> Callable[[ToolCall[Any], Any], T]:
             description = inspect.cleandoc(fn.__doc__ or "")
             tool_name = name or fn.__name__
             if not description:
@@ -261,14 +260,7 @@ async def _invoke(
     except Exception:
         outcome = "internal_error"
         logger.exception("MCP tool %s failed (request %s)", spec.name, request.request_id)
-        return error_result(
-            DevBenchError(
-                INTERNAL_ERROR_MESSAGE,
-                code="internal_error",
-                http_status=500,
-                extra={"request_id": request.request_id},
-            )
-        )
+        return error_result(InternalError(request_id=request.request_id))
     finally:
         if own_lane:
             lane.close()
@@ -276,7 +268,7 @@ async def _invoke(
         TOOL_SECONDS.labels(spec.name).observe(time.perf_counter() - started)
 
 
-def _call_and_dump(spec: ToolSpec, call: ToolCall, args: BaseModel) -> dict[str, Any]:
+def _call_and_dump(spec: ToolSpec, call: ToolCall[Any], args: BaseModel) -> dict[str, Any]:
     return _dump(spec.output_model, spec.handler(call, args))
 
 
@@ -300,16 +292,8 @@ def validate_arguments(model: type[BaseModel], arguments: Mapping[str, Any]) -> 
     try:
         return model.model_validate(_pre_parse(model, arguments))
     except ValidationError as exc:
-        errors = [
-            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors)
-        raise ValidationFailed(
-            f"Invalid arguments: {fields or 'arguments'}.",
-            code="validation_failed",
-            extra={"errors": errors},
-        ) from exc
+        errors = exc.errors(include_url=False, include_input=False)
+        raise invalid_input(errors, what="arguments") from exc
 
 
 def _pre_parse(model: type[BaseModel], arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -337,17 +321,17 @@ def _lane(context: Context[Any, Any]) -> tuple[BlockingLane, bool]:
     return BlockingLane(request), True
 
 
-async def _principal(context: Context[Any, Any], lane: BlockingLane) -> Principal:
+async def _principal(context: Context[Any, Any], lane: BlockingLane) -> object:
     http_request = context.request_context.request
     if http_request is not None:
         principal = http_request.scope.get(PRINCIPAL_KEY)
     else:
         state = context.request_context.lifespan_context
-        authenticate: Callable[[], Principal] | None = (
+        authenticate: Callable[[], object] | None = (
             state.get(AUTHENTICATE_KEY) if isinstance(state, Mapping) else None
         )
         # stdio re-checks the token on every call, so a revoked token stops working.
         principal = await lane.run(authenticate) if authenticate else None
-    if not isinstance(principal, Principal):
+    if principal is None:
         raise AuthenticationFailed("Authentication required.", code="token_missing")
     return principal

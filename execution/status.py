@@ -16,7 +16,8 @@ import django
 from django.conf import settings
 from django.db.models import Count
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
+from core.version import VERSION
 from execution.models import Exec
 from tenants.models import TenantPolicy
 from tenants.principal import Principal
@@ -24,8 +25,6 @@ from tenants.selectors import tenant_policy_get
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import EngineInfo
 from workspaces.selectors import workspace_list
-
-DEVBENCH_VERSION = "0.1.0"
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ def system_status_get(*, actor: Principal) -> SystemStatus:
         principal=actor,
         engine=_engine_status(),
         versions={
-            "devbench": DEVBENCH_VERSION,
+            "devbench": VERSION,
             "python": platform.python_version(),
             "django": django.get_version(),
             "mcp": _package_version("mcp"),

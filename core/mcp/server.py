@@ -1,7 +1,7 @@
-"""The one DevBench MCP server, assembled from every app's ``mcp.py``.
+"""The one DevBench MCP server, assembled from the tool sets of ``settings.MCP_TOOL_MODULES``.
 
-The same tools serve Streamable HTTP (``devbench_site.mcp_asgi``, identity
-from the ASGI scope) and stdio (``manage.py mcp_stdio``, identity from an
+The same tools serve Streamable HTTP (``core.mcp.endpoint``, identity from the
+ASGI scope) and stdio (``manage.py mcp_stdio``, identity from an
 ``authenticate`` callable handed over through the server lifespan).
 """
 
@@ -13,19 +13,11 @@ from contextlib import asynccontextmanager
 from importlib import import_module
 from typing import Any
 
+from django.conf import settings
 from mcp.server.mcpserver import MCPServer
 
-from devbench_site.mcp_tools import AUTHENTICATE_KEY, ToolSet, ToolSpec, build_tool
-from devbench_site.status import DEVBENCH_VERSION
-from tenants.principal import Principal
-
-# Each module exposes ``tools``, a ToolSet.
-TOOL_MODULES = (
-    "tenants.mcp",
-    "workspaces.mcp",
-    "execution.mcp",
-    "workspaces.filesystem.mcp",
-)
+from core.mcp.tools import AUTHENTICATE_KEY, ToolSet, ToolSpec, build_tool
+from core.version import VERSION
 
 INSTRUCTIONS = """\
 DevBench gives you isolated Linux workspaces (Docker containers) in one tenant.
@@ -39,7 +31,8 @@ Errors come back as tool results with isError true and a JSON body
 
 def tool_specs() -> list[ToolSpec]:
     specs: list[ToolSpec] = []
-    for module_name in TOOL_MODULES:
+    # Each module exposes ``tools``, a ToolSet.
+    for module_name in settings.MCP_TOOL_MODULES:
         toolset = import_module(module_name).tools
         assert isinstance(toolset, ToolSet)
         specs.extend(toolset.specs)
@@ -52,7 +45,7 @@ def tool_specs() -> list[ToolSpec]:
 
 def build_server(
     *,
-    authenticate: Callable[[], Principal] | None = None,
+    authenticate: Callable[[], object] | None = None,
     specs: list[ToolSpec] | None = None,
 ) -> MCPServer[Any]:
     """A new server. ``authenticate`` is for transports without an HTTP request (stdio)."""
@@ -66,7 +59,7 @@ def build_server(
     return MCPServer(
         name="devbench",
         title="DevBench",
-        version=DEVBENCH_VERSION,
+        version=VERSION,
         instructions=INSTRUCTIONS,
         tools=[build_tool(spec) for spec in (tool_specs() if specs is None else specs)],
         lifespan=lifespan,

@@ -7,17 +7,18 @@ Django's middleware would otherwise do, explicitly:
 * Host and Origin checks (DNS-rebinding protection): the Host must pass
   ``ALLOWED_HOSTS``; a browser Origin must be the same origin or listed in
   ``MCP_ALLOWED_ORIGINS`` (non-browser clients send none).
-* Authentication with :func:`tenants.auth.authenticate_bearer` bound to the
-  slug of the URL: 401 with ``WWW-Authenticate`` (and ``resource_metadata``
-  when OIDC is configured), 404 ``tenant_not_found`` for another tenant's
-  token, exactly as REST answers.
+* Authentication with the ``authenticate`` callable the site hands in
+  (``tenants.auth.authenticate_bearer``) bound to the slug of the URL: 401
+  with ``WWW-Authenticate`` (and ``resource_metadata`` when OIDC is
+  configured), 404 ``tenant_not_found`` for another tenant's token, exactly as
+  REST answers.
 * The principal and request facts go into the ASGI scope, where tools read
   them (never SDK context variables).
 * A ``StreamableHTTPSessionManager`` in stateless mode, started once per event
   loop: any web process can serve any request, both protocol generations
   (2025-11-25 initialize handshake, 2026-07-28 single-request) included.
 * Request id, metrics; DB connections are checked around the blocking work
-  (one thread and one connection per request: ``devbench_site.mcp_lane``).
+  (one thread and one connection per request: ``core.mcp.lane``).
 
 It also serves the OAuth protected-resource metadata (RFC 9728) for each
 tenant endpoint when an OIDC issuer is configured.
@@ -40,18 +41,21 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from prometheus_client import Counter, Histogram
 
-from devbench_site import mcp_http, request_context
-from devbench_site.errors import DevBenchError
-from devbench_site.mcp import http_server
-from devbench_site.mcp_http import Message, Receive, Scope, Send
-from devbench_site.mcp_lane import BlockingLane
-from devbench_site.mcp_tools import LANE_KEY, PRINCIPAL_KEY
-from tenants.auth import authenticate_bearer
-from tenants.oidc.config import provider_list
+from core import request_context
+from core.errors import DevBenchError, InternalError
+from core.mcp import http as mcp_http
+from core.mcp.http import Message, Receive, Scope, Send
+from core.mcp.lane import BlockingLane
+from core.mcp.server import http_server
+from core.mcp.tools import LANE_KEY, PRINCIPAL_KEY
 
 logger = logging.getLogger("devbench.mcp")
 
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+# (Authorization header or None, tenant_slug=...) -> the principal; raises DevBenchError.
+Authenticate = Callable[..., object]
+# The issuers whose access tokens ``Authenticate`` accepts (blocking: may read the DB).
+Issuers = Callable[[], list[str]]
 
 MCP_PATH = re.compile(r"^/mcp/(?P<slug>[^/]+)/?$")
 METADATA_PATH = re.compile(r"^/\.well-known/oauth-protected-resource/mcp/(?P<slug>[^/]+)/?$")
@@ -72,15 +76,26 @@ HTTP_SECONDS = Histogram(
 class MCPRouter:
     """HTTP in front of Django: MCP and its metadata here, everything else to ``fallback``."""
 
-    def __init__(self, fallback: ASGIApp) -> None:
+    def __init__(self, fallback: ASGIApp, *, authenticate: Authenticate, issuers: Issuers) -> None:
         self.fallback = fallback
+        self.authenticate = authenticate
+        self.issuers = issuers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if match := MCP_PATH.match(path):
-            await mcp_endpoint(scope, receive, send, slug=match["slug"])
+            await mcp_endpoint(
+                scope,
+                receive,
+                send,
+                slug=match["slug"],
+                authenticate=self.authenticate,
+                issuers=self.issuers,
+            )
         elif match := METADATA_PATH.match(path):
-            await protected_resource_metadata(scope, receive, send, slug=match["slug"])
+            await protected_resource_metadata(
+                scope, receive, send, slug=match["slug"], issuers=self.issuers
+            )
         else:
             await self.fallback(scope, receive, send)
 
@@ -138,11 +153,6 @@ async def session_manager() -> StreamableHTTPSessionManager:
     return running.manager
 
 
-def oidc_issuers() -> list[str]:
-    """Issuers whose access tokens the endpoint accepts (blocking: apps may live in the DB)."""
-    return [provider.issuer for provider in provider_list()]
-
-
 def resource_url(scope: Scope, host: str, slug: str) -> str:
     return f"{mcp_http.base_url(scope, host)}/mcp/{slug}"
 
@@ -167,7 +177,15 @@ def _www_authenticate(
 # --- Endpoints -------------------------------------------------------------------
 
 
-async def mcp_endpoint(scope: Scope, receive: Receive, send: Send, *, slug: str) -> None:
+async def mcp_endpoint(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    slug: str,
+    authenticate: Authenticate,
+    issuers: Issuers,
+) -> None:
     started = time.perf_counter()
     method = str(scope.get("method", ""))
     status_seen = 0
@@ -197,14 +215,14 @@ async def mcp_endpoint(scope: Scope, receive: Receive, send: Send, *, slug: str)
             return
         try:
             principal = await lane.run(
-                authenticate_bearer,
+                authenticate,
                 mcp_http.header(scope, b"authorization") or None,
                 tenant_slug=slug,
             )
         except DevBenchError as exc:
             headers = []
             if exc.http_status == 401:
-                oidc = bool(await lane.run(oidc_issuers))
+                oidc = bool(await lane.run(issuers))
                 challenge = _www_authenticate(exc, scope, host, slug, oidc=oidc)
                 headers.append((b"www-authenticate", challenge))
             await mcp_http.send_error(send_with_headers, exc, headers)
@@ -230,12 +248,7 @@ async def mcp_endpoint(scope: Scope, receive: Receive, send: Send, *, slug: str)
         if not status_seen:
             await mcp_http.send_error(
                 send_with_headers,
-                DevBenchError(
-                    "Internal error; quote the request id when reporting it.",
-                    code="internal_error",
-                    http_status=500,
-                    extra={"request_id": ctx.request_id},
-                ),
+                InternalError(request_id=ctx.request_id),
             )
     finally:
         lane.close()
@@ -244,7 +257,7 @@ async def mcp_endpoint(scope: Scope, receive: Receive, send: Send, *, slug: str)
 
 
 async def protected_resource_metadata(
-    scope: Scope, receive: Receive, send: Send, *, slug: str
+    scope: Scope, receive: Receive, send: Send, *, slug: str, issuers: Issuers
 ) -> None:
     """RFC 9728 metadata of ``/mcp/<slug>``: which authorization servers issue its tokens.
 
@@ -258,10 +271,10 @@ async def protected_resource_metadata(
     host, origin = checked
     lane = BlockingLane(request_context.RequestContext(request_id=request_context.new_request_id()))
     try:
-        issuers = await lane.run(oidc_issuers)
+        issuer_urls = await lane.run(issuers)
     finally:
         lane.close()
-    if not issuers or scope.get("method") not in ("GET", "HEAD"):
+    if not issuer_urls or scope.get("method") not in ("GET", "HEAD"):
         await mcp_http.send_error(
             send, DevBenchError("Not found.", code="not_found", http_status=404)
         )
@@ -271,7 +284,7 @@ async def protected_resource_metadata(
         200,
         {
             "resource": resource_url(scope, host, slug),
-            "authorization_servers": issuers,
+            "authorization_servers": issuer_urls,
             "bearer_methods_supported": ["header"],
             "scopes_supported": [
                 f"{settings.OIDC_SCOPE_PREFIX}{name}" for name in ("read", "write", "admin")

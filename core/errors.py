@@ -7,6 +7,7 @@ the message.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 
@@ -32,7 +33,7 @@ class DevBenchError(Exception):
     def as_dict(self) -> dict[str, Any]:
         """The error body of every interface; with the id of the request being served
         (also in the ``X-Request-ID`` header), which an operator finds in the logs."""
-        from devbench_site.request_context import current
+        from core.request_context import current
 
         body: dict[str, Any] = {"code": self.code, "message": self.message, "extra": self.extra}
         request_id = current().request_id
@@ -119,3 +120,28 @@ class ContainerGone(EngineError):
     default_code = "container_gone"
     default_status = 410
     default_message = "The container no longer exists on the engine."
+
+
+class InternalError(DevBenchError):
+    """What every interface answers for an unexpected failure; the details go to the log."""
+
+    default_code = "internal_error"
+    default_status = 500
+    default_message = "Internal error; quote the request id when reporting it."
+
+    def __init__(self, *, request_id: str) -> None:
+        super().__init__(extra={"request_id": request_id})
+
+
+def invalid_input(errors: Iterable[Mapping[str, Any]], *, what: str) -> ValidationFailed:
+    """``validation_failed`` naming the offending fields, from pydantic-style errors.
+
+    ``what`` is the noun of the message: "request" (REST) or "arguments" (MCP).
+    """
+    details = [
+        {"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in errors
+    ]
+    fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in details)
+    fallback = "body" if what == "request" else what
+    return ValidationFailed(f"Invalid {what}: {fields or fallback}.", extra={"errors": details})

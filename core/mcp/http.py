@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from devbench_site.errors import DevBenchError
+from core.errors import DevBenchError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

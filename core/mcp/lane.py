@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections
 
-from devbench_site import request_context
-from devbench_site.request_context import RequestContext
+from core import request_context
+from core.request_context import RequestContext
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from devbench_site import request_context
+from core import request_context
 
 # One line per request (method, path, status, duration), with its request id.
 access_log = logging.getLogger("devbench.request")
