@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,3 +36,21 @@ def start_celery_worker(
             raise RuntimeError(f"celery worker did not start; see {log_path}")
         time.sleep(0.1)
     return proc
+
+
+def setup_django(name: str, *, concurrency: int = 8) -> subprocess.Popen[bytes] | None:
+    """Django on the embedded default, or on DATABASE_URL with a Celery worker (returned)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "devbench_site.settings")
+    os.environ.setdefault("DEVBENCH_INSTANCE", f"bench-{uuid.uuid4().hex[:6]}")
+    production = bool(os.environ.get("DATABASE_URL"))
+    if not production:
+        os.environ["DEVBENCH_VAR_DIR"] = tempfile.mkdtemp(prefix="devbench-bench-")
+    import django
+
+    django.setup()
+    for logger in ("devbench.audit", "celery"):  # one line per action / task otherwise
+        logging.getLogger(logger).setLevel(logging.WARNING)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return start_celery_worker(name, concurrency=concurrency) if production else None

@@ -127,10 +127,6 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
 
-    import docker
-    import httpx
-    from websockets.sync.client import connect
-
     from tenants.models import TenantPolicy
     from tenants.principal import system_principal
     from tenants.services import api_token_create, tenant_create, user_get_or_create
@@ -167,33 +163,12 @@ def main() -> None:
     workspace = None
     try:
         workspace = workspace_spawn(actor=actor, image="devbench/busybox:latest", wait=True)
-        container = workspace.container_id
-        raw = docker.APIClient(version="auto")
-        http = httpx.Client(
-            base_url=f"http://127.0.0.1:{port}",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=120,
+        clients = _Clients(
+            port=port,
+            token=token,
+            container=workspace.container_id,
+            execs_url=f"/api/v1/workspaces/{workspace.public_id}/execs",
         )
-        execs_url = f"/api/v1/workspaces/{workspace.public_id}/execs"
-
-        def rest_run(cmd: list[str]) -> Callable[[], object]:
-            def run() -> object:
-                response = http.post(execs_url, json={"cmd": cmd, "wait": True})
-                body = response.json()
-                assert body["status"] == "completed", body
-                return body
-
-            return run
-
-        def raw_run(cmd: list[str]) -> Callable[[], object]:
-            def run() -> object:
-                exec_id = raw.exec_create(container, cmd, user="1000:1000")["Id"]
-                output = raw.exec_start(exec_id)
-                assert raw.exec_inspect(exec_id)["ExitCode"] is not None
-                return output
-
-            return run
-
         ours, raw_docker = Timer(), Timer()
 
         def measure(
@@ -207,66 +182,116 @@ def main() -> None:
                 with raw_docker(name):
                     fn_raw()
 
-        measure("`true`", rest_run(["true"]), raw_run(["true"]), args.rounds)
-        measure("`echo hi`", rest_run(["echo", "hi"]), raw_run(["echo", "hi"]), args.rounds)
-
+        for cmd in (["true"], ["echo", "hi"]):
+            measure(f"`{' '.join(cmd)}`", clients.rest_run(cmd), clients.raw_run(cmd), args.rounds)
         size = args.stream_mib * 1024 * 1024
         stream_cmd = [
             "sh",
             "-c",
             f"yes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ | head -c {size}",
         ]
+        stored, streamed = f"{args.stream_mib}MiB exec_run", f"{args.stream_mib}MiB to ws"
+        raw_stream = clients.raw_stream(stream_cmd, size)
+        measure(stored, clients.rest_run(stream_cmd), raw_stream, args.stream_rounds)
+        measure(streamed, clients.ws_stream(stream_cmd, size), raw_stream, args.stream_rounds)
+        _report(ours, raw_docker, ["`true`", "`echo hi`"], [stored, streamed], args.stream_mib)
+    finally:
+        if workspace is not None:
+            workspace_kill(actor=actor, workspace=workspace, force=True)
+        _stop(daphne, worker)
 
-        def ws_stream() -> object:
-            exec_id = http.post(execs_url, json={"cmd": stream_cmd}).json()["exec_id"]
+
+class _Clients:
+    """Our REST API and websocket, and the raw docker-py client, on one workspace."""
+
+    def __init__(self, *, port: int, token: str, container: str, execs_url: str) -> None:
+        import docker
+        import httpx
+
+        self.port, self.token, self.container, self.execs_url = port, token, container, execs_url
+        self.raw = docker.APIClient(version="auto")
+        self.http = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=120,
+        )
+
+    def rest_run(self, cmd: list[str]) -> Callable[[], object]:
+        def run() -> object:
+            body = self.http.post(self.execs_url, json={"cmd": cmd, "wait": True}).json()
+            assert body["status"] == "completed", body
+            return body
+
+        return run
+
+    def raw_run(self, cmd: list[str]) -> Callable[[], object]:
+        def run() -> object:
+            exec_id = self.raw.exec_create(self.container, cmd, user="1000:1000")["Id"]
+            output = self.raw.exec_start(exec_id)
+            assert self.raw.exec_inspect(exec_id)["ExitCode"] is not None
+            return output
+
+        return run
+
+    def ws_stream(self, cmd: list[str], size: int) -> Callable[[], object]:
+        from websockets.sync.client import connect
+
+        def run() -> object:
+            exec_id = self.http.post(self.execs_url, json={"cmd": cmd}).json()["exec_id"]
             received = 0
             with connect(
-                f"ws://127.0.0.1:{port}/ws/execs/{exec_id}/",
-                additional_headers={"Authorization": f"Bearer {token}"},
+                f"ws://127.0.0.1:{self.port}/ws/execs/{exec_id}/",
+                additional_headers={"Authorization": f"Bearer {self.token}"},
                 max_size=None,
             ) as ws:
                 for frame in ws:
                     message = json.loads(frame)
-                    if message["type"] == "output":
-                        data = message["data"]
-                        encoded = message["encoding"] == "base64"
-                        received += len(base64.b64decode(data) if encoded else data.encode())
-                    elif message["type"] == "complete":
+                    if message["type"] == "complete":
                         break
+                    if message["type"] == "output":
+                        received += _decoded_size(message)
             assert received == size, (received, size)
             return received
 
-        def raw_stream() -> object:
-            exec_id = raw.exec_create(container, stream_cmd, user="1000:1000")["Id"]
+        return run
+
+    def raw_stream(self, cmd: list[str], size: int) -> Callable[[], object]:
+        def run() -> object:
+            exec_id = self.raw.exec_create(self.container, cmd, user="1000:1000")["Id"]
             received = 0
-            for out, err in raw.exec_start(exec_id, stream=True, demux=True):
+            for out, err in self.raw.exec_start(exec_id, stream=True, demux=True):
                 received += len(out or b"") + len(err or b"")
             assert received == size, (received, size)
             return received
 
-        stored, streamed = f"{args.stream_mib}MiB exec_run", f"{args.stream_mib}MiB to ws"
-        measure(stored, rest_run(stream_cmd), raw_stream, args.stream_rounds)
-        measure(streamed, ws_stream, raw_stream, args.stream_rounds)
+        return run
 
-        names = ["`true`", "`echo hi`", stored, streamed]
-        print_ratios([(n, ours.samples[n], raw_docker.samples[n]) for n in names])
-        print()
-        mib = float(args.stream_mib)
-        for name in (stored, streamed):
-            a, b = summarize(ours.samples[name]), summarize(raw_docker.samples[name])
-            print(
-                f"{name:<14} throughput p50: ours {mib * 1000 / a.p50_ms:6.1f} MiB/s | "
-                f"docker {mib * 1000 / b.p50_ms:6.1f} MiB/s"
-            )
-    finally:
-        if workspace is not None:
-            workspace_kill(actor=actor, workspace=workspace, force=True)
-        for proc in (daphne, worker):
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+
+def _decoded_size(message: dict[str, str]) -> int:
+    data = message["data"]
+    return len(base64.b64decode(data) if message["encoding"] == "base64" else data.encode())
+
+
+def _report(
+    ours: Timer, raw_docker: Timer, short: list[str], streams: list[str], stream_mib: int
+) -> None:
+    print_ratios([(n, ours.samples[n], raw_docker.samples[n]) for n in [*short, *streams]])
+    print()
+    for name in streams:
+        a, b = summarize(ours.samples[name]), summarize(raw_docker.samples[name])
+        print(
+            f"{name:<14} throughput p50: ours {stream_mib * 1000 / a.p50_ms:6.1f} MiB/s | "
+            f"docker {stream_mib * 1000 / b.p50_ms:6.1f} MiB/s"
+        )
+
+
+def _stop(*procs: subprocess.Popen[bytes]) -> None:
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 if __name__ == "__main__":

@@ -25,10 +25,8 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import subprocess
 import sys
 import tarfile
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -37,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import ratio_line, summarize, timed  # noqa: E402
-from _workers import start_celery_worker  # noqa: E402
+from _workers import setup_django  # noqa: E402
 
 IMAGE = "devbench/busybox:latest"
 MiB = 1024 * 1024
@@ -55,27 +53,6 @@ def row(name: str, size: int | None, ours: list[float], raw: list[float]) -> str
 # --- setup ---------------------------------------------------------------------------
 
 
-def setup_django() -> subprocess.Popen[bytes] | None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "devbench_site.settings")
-    os.environ.setdefault("DEVBENCH_INSTANCE", f"bench-{uuid.uuid4().hex[:6]}")
-    production = bool(os.environ.get("DATABASE_URL"))
-    if not production:
-        os.environ["DEVBENCH_VAR_DIR"] = tempfile.mkdtemp(prefix="devbench-bench-")
-    import django
-
-    django.setup()
-    import logging
-
-    for name in ("devbench.audit", "celery"):  # one line per write / task otherwise
-        logging.getLogger(name).setLevel(logging.WARNING)
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    if not production:
-        return None
-    return start_celery_worker("fs", concurrency=4)
-
-
 def tar_of(files: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -91,7 +68,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--big-runs", type=int, default=5)
     args = parser.parse_args()
-    worker = setup_django()
+    worker = setup_django("fs", concurrency=4)
 
     import docker
 
@@ -126,15 +103,18 @@ def main() -> None:
         stream, _ = api.get_archive(cid, path, chunk_size=MiB)
         raw = _Chunks(stream)
         count = 0
-        with tarfile.open(fileobj=raw, mode="r|") as tar:  # type: ignore[call-overload]
-            member = tar.extractfile(tar.next())
+        with tarfile.open(fileobj=raw, mode="r|") as tar:
+            first = tar.next()
+            assert first is not None
+            member = tar.extractfile(first)
+            assert member is not None
             while chunk := member.read(MiB):
                 count += len(chunk)
         return count
 
     def raw_list(path: str) -> int:
         stream, _ = api.get_archive(cid, path, chunk_size=MiB)
-        with tarfile.open(fileobj=_Chunks(stream), mode="r|") as tar:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=_Chunks(stream), mode="r|") as tar:
             return sum(1 for _ in tar)
 
     def ours_read_streamed(path: str) -> int:

@@ -21,6 +21,7 @@ Prints p50/p95 and ratios: MCP vs docker, REST vs docker, MCP vs REST.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import subprocess
@@ -36,11 +37,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _raw import RawDocker  # noqa: E402
 from _timing import Timer, print_ratios  # noqa: E402
 from _workers import start_celery_worker  # noqa: E402
 
 IMAGE = "devbench/busybox:latest"
-KEEPER = ["-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
 LISTENING = re.compile(rb"Listening on TCP address 127\.0\.0\.1:(\d+)")
 OPS = ("fs_stat", "exec_run", "spawn")
 
@@ -128,66 +129,6 @@ def _credentials() -> tuple[str, str]:
     return tenant.slug, raw
 
 
-class RawDocker:
-    """The engine work each operation boils down to, with the same security options."""
-
-    def __init__(self) -> None:
-        import docker
-        from django.conf import settings
-
-        self.api = docker.APIClient(version="auto")
-        self.labels = {"devbench.instance": settings.DEVBENCH_INSTANCE}
-
-    def spawn(self) -> str:
-        from docker.types import Mount
-
-        name = f"bench-raw-{uuid.uuid4().hex[:10]}"
-        self.api.create_volume(name=f"{name}-data", labels=self.labels)
-        host = self.api.create_host_config(
-            mem_limit=512 * 1024 * 1024,
-            memswap_limit=512 * 1024 * 1024,
-            nano_cpus=10**9,
-            pids_limit=256,
-            network_mode="none",
-            read_only=True,
-            tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"},
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges:true"],
-            init=True,
-            mounts=[Mount(target="/workspace", source=f"{name}-data", type="volume")],
-        )
-        created = self.api.create_container(
-            image=IMAGE,
-            entrypoint=["/bin/sh"],
-            command=KEEPER,
-            user="1000:1000",
-            working_dir="/workspace",
-            labels=self.labels,
-            name=name,
-            host_config=host,
-            detach=True,
-        )
-        self.api.start(created["Id"])
-        return str(created["Id"])
-
-    def kill(self, container_id: str) -> None:
-        name = self.api.inspect_container(container_id)["Name"].lstrip("/")
-        self.api.remove_container(container_id, force=True)
-        self.api.remove_volume(f"{name}-data", force=True)
-
-    def exec_echo(self, container_id: str) -> bytes:
-        exec_id = self.api.exec_create(container_id, ["echo", "hi"], user="1000:1000")["Id"]
-        output: bytes = self.api.exec_start(exec_id)
-        self.api.exec_inspect(exec_id)  # the exit code, as our exec_run reports it
-        return output
-
-    def stat(self, container_id: str, path: str) -> dict[str, Any]:
-        stream, stat = self.api.get_archive(container_id, path)
-        for _ in stream:  # drain: the engine sends the tar whatever we need
-            pass
-        return dict(stat)
-
-
 async def run(port: int, runs: int, slug: str, token: str) -> None:
     import httpx2
     from mcp.client import Client
@@ -206,7 +147,7 @@ async def run(port: int, runs: int, slug: str, token: str) -> None:
         async def tool(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
             result = await client.call_tool(name, arguments)
             if result.is_error:
-                raise RuntimeError(f"{name}: {result.structured_content}")
+                raise RuntimeError(f"{name}: {result.content}")
             return dict(result.structured_content or {})
 
         async def rest(method: str, path: str, **kw: Any) -> Any:
@@ -236,7 +177,7 @@ async def run(port: int, runs: int, slug: str, token: str) -> None:
             for i in range(runs + 1):  # round 0 warms connections and caches
                 record = i > 0
                 args = {"container_id": ws, "path": stat_path}
-                await timed(mcp_t, "fs_stat", record, lambda a=args: tool("fs_stat", a))
+                await timed(mcp_t, "fs_stat", record, functools.partial(tool, "fs_stat", args))
                 await timed(
                     rest_t,
                     "fs_stat",
@@ -248,7 +189,9 @@ async def run(port: int, runs: int, slug: str, token: str) -> None:
                 )
 
                 run_args = {"container_id": ws, "cmd": ["echo", "hi"]}
-                await timed(mcp_t, "exec_run", record, lambda a=run_args: tool("exec_run", a))
+                await timed(
+                    mcp_t, "exec_run", record, functools.partial(tool, "exec_run", run_args)
+                )
                 await timed(
                     rest_t,
                     "exec_run",

@@ -1,33 +1,36 @@
 """The one error hierarchy of DevBench.
 
 Services raise these; each interface (REST, MCP, websocket, web views) maps
-them once. ``code`` is stable and documented: clients branch on it, never on
-the message.
+them once to ``{"code", "message", "extra"}``. ``code`` is stable and
+documented: clients branch on it, never on the message.
+
+Two kinds of classes:
+
+* **Families** (``NotFound``, ``Conflict``, ``ValidationFailed`` ...) carry the
+  HTTP status and are what callers catch. They have no code and cannot be
+  raised themselves.
+* **Errors**: one subclass per stable code (``WorkspaceNotFound``,
+  ``TenantNotFound`` ...), with a default message and, where the body carries
+  more, typed keyword fields that become ``extra``. An app's errors live in its
+  ``errors.py``; the ones here are shared by several apps or by the kernel.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 
 class DevBenchError(Exception):
-    default_code: ClassVar[str] = "error"
-    default_status: ClassVar[int] = 500
-    default_message: ClassVar[str] = "The request could not be completed."
+    code: str  # set by every raisable error, never by a family
+    http_status: int = 500
+    default_message: str = "The request could not be completed."
 
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        code: str | None = None,
-        http_status: int | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, message: str | None = None, *, extra: Mapping[str, Any] | None = None):
+        if not getattr(self, "code", ""):
+            raise TypeError(f"{type(self).__name__} is a family of errors: raise a subclass.")
         self.message = message or self.default_message
-        self.code = code or self.default_code
-        self.http_status = http_status or self.default_status
-        self.extra: dict[str, Any] = extra or {}
+        self.extra: dict[str, Any] = dict(extra or {})
         super().__init__(self.message)
 
     def as_dict(self) -> dict[str, Any]:
@@ -42,106 +45,215 @@ class DevBenchError(Exception):
         return body
 
 
+def present(**fields: Any) -> dict[str, Any]:
+    """The fields that have a value: optional extras are left out, not sent as null."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+# --- Families ----------------------------------------------------------------------
+
+
 class AuthenticationFailed(DevBenchError):
-    default_code = "token_invalid"
-    default_status = 401
+    http_status = 401
     default_message = "Authentication credentials were missing or invalid."
 
 
 class PermissionDenied(DevBenchError):
-    default_code = "permission_denied"
-    default_status = 403
+    http_status = 403
     default_message = "You do not have permission to perform this action."
 
 
 class PolicyDenied(DevBenchError):
-    default_code = "policy_denied"
-    default_status = 403
+    http_status = 403
     default_message = "The tenant policy does not allow this."
 
 
 class NotFound(DevBenchError):
-    default_code = "not_found"
-    default_status = 404
+    http_status = 404
     default_message = "Not found."
 
 
 class Conflict(DevBenchError):
-    default_code = "conflict"
-    default_status = 409
+    http_status = 409
     default_message = "The request conflicts with the current state."
 
 
 class PreconditionFailed(DevBenchError):
-    default_code = "precondition_failed"
-    default_status = 412
+    http_status = 412
     default_message = "A precondition of the request was not met."
 
 
 class ValidationFailed(DevBenchError):
-    default_code = "validation_failed"
-    default_status = 422
+    http_status = 422
     default_message = "The request is not valid."
 
 
 class QuotaExceeded(DevBenchError):
-    default_code = "quota_exceeded"
-    default_status = 429
+    http_status = 429
     default_message = "A quota of the tenant policy is exhausted."
 
 
 class EngineError(DevBenchError):
     """Root of everything the container engine reports."""
 
-    default_code = "engine_error"
-    default_status = 502
+    http_status = 502
     default_message = "The container engine reported an error."
 
 
-class EngineUnavailable(EngineError):
-    default_code = "engine_unavailable"
-    default_status = 503
-    default_message = "The container engine cannot be reached."
+# --- Requests and transports ---------------------------------------------------------
 
 
-class EngineTimeout(EngineError):
-    default_code = "engine_timeout"
-    default_status = 504
-    default_message = "The container engine did not answer in time."
+class TokenMissing(AuthenticationFailed):
+    code = "token_missing"
+    default_message = "Authentication required."
 
 
-class ImageNotFound(EngineError):
-    default_code = "image_not_found"
-    default_status = 422
-    default_message = "The image is not present on the engine."
+class InvalidInput(ValidationFailed):
+    """A request body or tool arguments that do not fit the schema, naming the fields."""
+
+    code = "validation_failed"
+
+    def __init__(self, errors: Iterable[Mapping[str, Any]], *, what: str) -> None:
+        """``what`` is the noun of the message: "request" (REST) or "arguments" (MCP)."""
+        details = [
+            {"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in errors
+        ]
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in details)
+        fallback = "body" if what == "request" else what
+        super().__init__(f"Invalid {what}: {fields or fallback}.", extra={"errors": details})
 
 
-class ContainerGone(EngineError):
-    default_code = "container_gone"
-    default_status = 410
-    default_message = "The container no longer exists on the engine."
+class ResourceNotFound(NotFound):
+    """A path or object the caller cannot name more precisely (no tenant to look in)."""
+
+    code = "not_found"
+
+
+class MethodNotAllowed(DevBenchError):
+    code = "method_not_allowed"
+    http_status = 405
+
+
+class HostNotAllowed(DevBenchError):
+    code = "host_not_allowed"
+    http_status = 400
+    default_message = "The Host header is not allowed."
+
+
+class OriginNotAllowed(PermissionDenied):
+    code = "origin_not_allowed"
+    default_message = "Requests from this Origin are not allowed."
+
+
+class HttpStatusError(DevBenchError):
+    """An HTTP error raised by the REST framework itself (e.g. 405), with its status."""
+
+    code = "http_error"
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.http_status = status
 
 
 class InternalError(DevBenchError):
     """What every interface answers for an unexpected failure; the details go to the log."""
 
-    default_code = "internal_error"
-    default_status = 500
+    code = "internal_error"
+    http_status = 500
     default_message = "Internal error; quote the request id when reporting it."
 
     def __init__(self, *, request_id: str) -> None:
         super().__init__(extra={"request_id": request_id})
 
 
-def invalid_input(errors: Iterable[Mapping[str, Any]], *, what: str) -> ValidationFailed:
-    """``validation_failed`` naming the offending fields, from pydantic-style errors.
+class IdempotencyKeyReused(Conflict):
+    """The key already named a different request (spawn or exec): the earlier object's id."""
 
-    ``what`` is the noun of the message: "request" (REST) or "arguments" (MCP).
-    """
-    details = [
-        {"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")}
-        for e in errors
-    ]
-    fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in details)
-    fallback = "body" if what == "request" else what
-    return ValidationFailed(f"Invalid {what}: {fields or fallback}.", extra={"errors": details})
+    code = "idempotency_key_reused"
+
+    def __init__(
+        self, message: str, *, workspace_id: str | None = None, exec_id: str | None = None
+    ) -> None:
+        super().__init__(message, extra=present(workspace_id=workspace_id, exec_id=exec_id))
+
+
+class InvalidIdempotencyKey(ValidationFailed):
+    code = "invalid_idempotency_key"
+
+
+# --- The container engine ----------------------------------------------------------
+
+
+class EngineRefused(EngineError):
+    code = "engine_error"
+
+    def __init__(self, message: str, *, engine_status: int, container_id: str | None) -> None:
+        super().__init__(
+            message, extra={"engine_status": engine_status, "container_id": container_id}
+        )
+
+
+class EngineConflict(EngineRefused):
+    """The engine answered 409 (e.g. a name or a state clash)."""
+
+    code = "engine_conflict"
+    http_status = 409
+
+
+class EngineUnavailable(EngineError):
+    code = "engine_unavailable"
+    http_status = 503
+    default_message = "The container engine cannot be reached."
+
+
+class EngineTimeout(EngineError):
+    code = "engine_timeout"
+    http_status = 504
+    default_message = "The container engine did not answer in time."
+
+
+class ImageNotFound(EngineError):
+    code = "image_not_found"
+    http_status = 422
+    default_message = "The image is not present on the engine."
+
+    def __init__(self, message: str | None = None, *, image: str | None) -> None:
+        super().__init__(message, extra={"image": image})
+
+
+class ContainerGone(EngineError):
+    code = "container_gone"
+    http_status = 410
+    default_message = "The container no longer exists on the engine."
+
+    def __init__(self, message: str | None = None, *, container_id: str | None) -> None:
+        super().__init__(message, extra={"container_id": container_id})
+
+
+class ExecStreamBroken(EngineError):
+    code = "exec_stream_broken"
+    default_message = "The exec stream broke."
+
+
+class StoredError(EngineError):
+    """A stored error code that no class claims (a row written by an older version)."""
+
+    code = "workspace_error"
+
+
+def error_rebuilt(*, code: str, message: str, extra: Mapping[str, Any]) -> DevBenchError:
+    """An error stored by its code (e.g. on a workspace row), rebuilt as an instance of the
+    class that has that code, so callers catch it by its family as when it was raised."""
+    pending: list[type[DevBenchError]] = [DevBenchError]
+    cls: type[DevBenchError] = StoredError
+    while pending:
+        candidate = pending.pop(0)
+        if getattr(candidate, "code", None) == code:
+            cls = candidate
+            break
+        pending.extend(candidate.__subclasses__())
+    exc = DevBenchError.__new__(cls)
+    DevBenchError.__init__(exc, message, extra=extra)  # not cls.__init__: its fields are gone
+    exc.code = code
+    return exc

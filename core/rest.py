@@ -9,7 +9,13 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
-from core.errors import AuthenticationFailed, DevBenchError, InternalError, invalid_input
+from core.errors import (
+    DevBenchError,
+    HttpStatusError,
+    InternalError,
+    InvalidInput,
+    TokenMissing,
+)
 
 logger = logging.getLogger("devbench.api")
 
@@ -29,19 +35,15 @@ def install_error_handlers(api: NinjaAPI) -> None:
 
     @api.exception_handler(NinjaValidationError)
     def validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
-        return respond(request, invalid_input(exc.errors, what="request"))
+        return respond(request, InvalidInput(exc.errors, what="request"))
 
     @api.exception_handler(AuthenticationError)
     def auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-        return respond(
-            request, AuthenticationFailed("Authentication required.", code="token_missing")
-        )
+        return respond(request, TokenMissing("Authentication required."))
 
     @api.exception_handler(HttpError)
     def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-        return respond(
-            request, DevBenchError(str(exc), code="http_error", http_status=exc.status_code)
-        )
+        return respond(request, HttpStatusError(str(exc), status=exc.status_code))
 
     @api.exception_handler(Exception)
     def unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:

@@ -10,6 +10,7 @@ Every variable is listed in README.md ("Configuration").
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 
@@ -279,14 +280,33 @@ if LOG_FORMAT not in ("json", "plain"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"structured": _logs.formatter(LOG_FORMAT)},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
+    "formatters": {
+        "structured": _logs.formatter(LOG_FORMAT),
+        # One JSON object per audit event on the devbench.audit logger (stderr by default).
+        "audit_json": {"format": "%(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "structured"},
+        "audit": {"class": "logging.StreamHandler", "formatter": "audit_json"},
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        # Django's own console handler (DEBUG only) would print each request warning
+        # a second time, beside the root handler: one handler, the root's.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.channels.server": {"level": "WARNING"},
+        # The MCP SDK announces the end of every stateless request at INFO.
+        "mcp.server.streamable_http": {"level": "WARNING"},
+        "devbench.audit": {
+            "handlers": ["audit"],
+            "level": env_str("AUDIT_LOG_LEVEL", "INFO"),
+            "propagate": False,
+        },
+    },
 }
 _logs.configure_structlog()
 
-# --- Workspaces: lifecycle, policy, periodic jobs (workspaces app) ---------------
+# --- Workspaces: lifecycle, policy (workspaces/) ----------------------------------
 # Image patterns (fnmatch) a tenant may use when its policy lists none.
 DEVBENCH_ALLOWED_IMAGES = env_list("DEVBENCH_ALLOWED_IMAGES", ["devbench/*"])
 # How long a resolved image reference is trusted before asking the engine again.
@@ -303,43 +323,15 @@ DEVBENCH_SCHEDULER = env_str("DEVBENCH_SCHEDULER", "auto")
 if DEVBENCH_SCHEDULER not in ("auto", "on", "off"):
     raise ImproperlyConfigured("DEVBENCH_SCHEDULER must be auto, on or off.")
 
-# Periodic jobs, run by Celery beat in production and by devbench_site.scheduler in
-# the embedded mode (same entries, same tasks). The dispatchers fan out per node.
-CELERY_BEAT_SCHEDULE = {
-    "workspaces-reconcile": {
-        "task": "workspaces.reconcile_dispatch",
-        "schedule": float(env_int("DEVBENCH_RECONCILE_INTERVAL_S", 60)),
-    },
-    "workspaces-expire": {
-        "task": "workspaces.expire_due",
-        "schedule": float(env_int("DEVBENCH_EXPIRE_INTERVAL_S", 30)),
-    },
-    "workspaces-gc": {
-        "task": "workspaces.gc_dispatch",
-        "schedule": float(env_int("DEVBENCH_GC_INTERVAL_S", 300)),
-    },
-    "workspaces-idempotency-expire": {
-        "task": "workspaces.idempotency_expire",
-        "schedule": float(env_int("DEVBENCH_IDEMPOTENCY_EXPIRE_INTERVAL_S", 600)),
-    },
-}
-# --- end of the workspaces section ------------------------------------------------
-
-# =============================================================================
-# --- Identity: sign-in (allauth), OIDC bearer tokens, sessions, audit ---------
-# Owned by the identity work (tenants/). Every value comes from the environment;
-# defaults are documented in docs/identity.md.
-# =============================================================================
-import json as _json  # noqa: E402
-from typing import Any as _Any  # noqa: E402
-
+# --- Identity: sign-in (allauth), OIDC bearer tokens, sessions, audit (tenants/) ----
+# Every value comes from the environment; defaults are documented in docs/identity.md.
 SOCIALACCOUNT_ADAPTER = "tenants.adapters.SocialAccountAdapter"
 # Providers for browser sign-in AND bearer tokens: a JSON list of allauth openid_connect
 # apps, e.g. [{"provider_id": "corp", "name": "Corp SSO", "client_id": "devbench",
 # "secret": "...", "settings": {"server_url": "https://sso.example.com/realms/x",
 # "api_audience": "devbench-api"}}]. Apps can also be added in the admin (Social applications).
 try:
-    _oidc_apps = _json.loads(env_str("DEVBENCH_OIDC_PROVIDERS", "[]") or "[]")
+    _oidc_apps = json.loads(env_str("DEVBENCH_OIDC_PROVIDERS", "[]") or "[]")
 except ValueError as _exc:
     raise ImproperlyConfigured("DEVBENCH_OIDC_PROVIDERS must be a JSON list of apps.") from _exc
 if not isinstance(_oidc_apps, list):
@@ -392,27 +384,8 @@ CSRF_COOKIE_SAMESITE = "Lax"
 # Audit: rows older than this many days are deleted by tenants.audit_purge (0 keeps all).
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365)
 AUDIT_PURGE_BATCH = env_int("AUDIT_PURGE_BATCH", 5000)
-# One JSON object per audit event on the devbench.audit logger (stderr by default).
-_logging: dict[str, _Any] = LOGGING
-_logging["formatters"]["audit_json"] = {"format": "%(message)s"}
-_logging["handlers"]["audit"] = {"class": "logging.StreamHandler", "formatter": "audit_json"}
-_logging["loggers"]["devbench.audit"] = {
-    "handlers": ["audit"],
-    "level": env_str("AUDIT_LOG_LEVEL", "INFO"),
-    "propagate": False,
-}
 
-# --- Identity: periodic tasks (keep this block after any CELERY_BEAT_SCHEDULE) ----------
-CELERY_BEAT_SCHEDULE = {
-    **globals().get("CELERY_BEAT_SCHEDULE", {}),
-    "tenants.audit_purge": {
-        "task": "tenants.audit_purge",
-        "schedule": env_int("AUDIT_PURGE_INTERVAL_S", 3600),
-    },
-}
-# =============================================================================
-
-# --- Execution (execution/): limits, liveness and its periodic job --------------
+# --- Execution: limits and liveness (execution/) --------------------------------
 # Longest timeout_s a caller may ask for; exec_run uses the default when none is given.
 DEVBENCH_EXEC_MAX_TIMEOUT_S = env_int("DEVBENCH_EXEC_MAX_TIMEOUT_S", 24 * 3600)
 DEVBENCH_EXEC_RUN_DEFAULT_TIMEOUT_S = env_int("DEVBENCH_EXEC_RUN_DEFAULT_TIMEOUT_S", 300)
@@ -423,12 +396,35 @@ DEVBENCH_EXEC_STALE_AFTER_S = env_int("DEVBENCH_EXEC_STALE_AFTER_S", 30)
 # A "starting" exec no worker has claimed after this long gets its task sent again
 # (claiming is conditional, so a duplicate never runs it twice).
 DEVBENCH_EXEC_REDISPATCH_AFTER_S = env_int("DEVBENCH_EXEC_REDISPATCH_AFTER_S", 120)
+
+# --- Periodic jobs ------------------------------------------------------------
+# Run by Celery beat in production and by devbench_site.scheduler in the embedded mode
+# (same entries, same tasks). The workspace dispatchers fan out per node.
 CELERY_BEAT_SCHEDULE = {
-    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "workspaces-reconcile": {
+        "task": "workspaces.reconcile_dispatch",
+        "schedule": float(env_int("DEVBENCH_RECONCILE_INTERVAL_S", 60)),
+    },
+    "workspaces-expire": {
+        "task": "workspaces.expire_due",
+        "schedule": float(env_int("DEVBENCH_EXPIRE_INTERVAL_S", 30)),
+    },
+    "workspaces-gc": {
+        "task": "workspaces.gc_dispatch",
+        "schedule": float(env_int("DEVBENCH_GC_INTERVAL_S", 300)),
+    },
+    "workspaces-idempotency-expire": {
+        "task": "workspaces.idempotency_expire",
+        "schedule": float(env_int("DEVBENCH_IDEMPOTENCY_EXPIRE_INTERVAL_S", 600)),
+    },
     "execution-reconcile": {
         "task": "execution.exec_reconcile",
         "schedule": float(env_int("DEVBENCH_EXEC_RECONCILE_INTERVAL_S", 15)),
         "options": {"queue": "default"},
+    },
+    "tenants.audit_purge": {
+        "task": "tenants.audit_purge",
+        "schedule": float(env_int("AUDIT_PURGE_INTERVAL_S", 3600)),
     },
 }
 

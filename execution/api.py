@@ -7,13 +7,12 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 
-from execution import services
+from execution import selectors, services
 from execution.schemas import (
     ExecOut,
     ExecPollOut,
     ExecRunOut,
-    ExecStartIn,
-    exec_out,
+    ExecStartBody,
 )
 from execution.status import system_status_get
 from execution.validation import MAX_WAIT_S
@@ -49,7 +48,7 @@ class PollParams(Schema):
     response={200: ExecRunOut, 202: ExecOut},
     operation_id="exec_start",
 )
-def exec_start(request: HttpRequest, workspace_id: str, payload: ExecStartIn) -> Status[Any]:
+def exec_start(request: HttpRequest, workspace_id: str, payload: ExecStartBody) -> Status[Any]:
     """Run a command in a running workspace.
 
     Answers 202 with the exec at once; poll ``GET /execs/{id}`` or stream
@@ -62,15 +61,17 @@ def exec_start(request: HttpRequest, workspace_id: str, payload: ExecStartIn) ->
     if payload.wait:
         return Status(200, services.exec_run(actor=actor, workspace=workspace, **args))
     exec_ = services.exec_start(actor=actor, workspace=workspace, **args)
-    return Status(202, exec_out(exec_))
+    return Status(202, ExecOut.from_exec(exec_))
 
 
 @router.get("/workspaces/{workspace_id}/execs", response=list[ExecOut], operation_id="exec_list")
-def exec_list(request: HttpRequest, workspace_id: str) -> list[dict[str, Any]]:
+def exec_list(request: HttpRequest, workspace_id: str) -> list[ExecOut]:
     """The workspace's execs, newest first."""
     actor = _principal(request)
     workspace = workspace_get(actor=actor, ref=workspace_id)
-    return [exec_out(e) for e in services.exec_list(actor=actor, workspace=workspace)[:200]]
+    return [
+        ExecOut.from_exec(e) for e in selectors.exec_list(actor=actor, workspace=workspace)[:200]
+    ]
 
 
 @router.get("/execs/{exec_id}", response=ExecPollOut, operation_id="exec_poll")
@@ -88,12 +89,12 @@ def exec_poll(
 
 
 @router.get("/execs/{exec_id}/detail", response=ExecOut, operation_id="exec_get")
-def exec_get(request: HttpRequest, exec_id: str) -> dict[str, Any]:
+def exec_get(request: HttpRequest, exec_id: str) -> ExecOut:
     """The exec itself: command, status, timings, output accounting."""
-    return exec_out(services.exec_get(actor=_principal(request), exec_id=exec_id))
+    return ExecOut.from_exec(selectors.exec_get(actor=_principal(request), exec_id=exec_id))
 
 
 @router.post("/execs/{exec_id}/cancel", response=ExecOut, operation_id="exec_cancel")
-def exec_cancel(request: HttpRequest, exec_id: str) -> dict[str, Any]:
+def exec_cancel(request: HttpRequest, exec_id: str) -> ExecOut:
     """Cancel: a queued exec never runs; a running one has its whole process tree killed."""
-    return exec_out(services.exec_cancel(actor=_principal(request), exec_id=exec_id))
+    return ExecOut.from_exec(services.exec_cancel(actor=_principal(request), exec_id=exec_id))

@@ -33,8 +33,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from core import request_context
-from core.errors import DevBenchError, ValidationFailed
-from execution import notify, services, ws_auth
+from core.errors import DevBenchError
+from execution import notify, selectors, services, ws_auth
+from execution.errors import InvalidMessage, InvalidSeq, InvalidTtySize
+from execution.schemas import ExecEndOut
 from execution.shell import ShellSession, shell_open
 from tenants.principal import Principal
 from workspaces.selectors import workspace_get
@@ -85,11 +87,11 @@ class ExecStreamConsumer(_DevBenchConsumer):
         exec_id = self.scope["url_route"]["kwargs"]["exec_id"]
         try:
             params = ws_auth.query_params(self.scope)
-            self.sent_seq = ws_auth.int_param(params, "after_seq", 0)
+            self.sent_seq = ws_auth.int_param(params, "after_seq", 0, error=InvalidSeq)
             if self.sent_seq < 0:
-                raise ValidationFailed("after_seq must not be negative.", code="invalid_seq")
+                raise InvalidSeq("after_seq must not be negative.")
             self.principal, exec_ = await _in_thread(ws_auth.resolve)(
-                self.scope, lambda p: services.exec_get(actor=p, exec_id=exec_id)
+                self.scope, lambda p: selectors.exec_get(actor=p, exec_id=exec_id)
             )
         except Exception as exc:
             await self._fail(exc)
@@ -155,22 +157,8 @@ class ExecStreamConsumer(_DevBenchConsumer):
 
     async def _complete(self, result: services.ExecPollResult) -> None:
         self.done = True
-        await self.send(
-            text_data=json.dumps(
-                {
-                    "type": "complete",
-                    "exec_id": result.exec_id,
-                    "status": result.status,
-                    "exit_code": result.exit_code,
-                    "last_seq": result.next_seq,
-                    "truncated": result.truncated,
-                    "first_seq": result.first_seq,
-                    "usage": asdict(result.usage),
-                    "error_code": result.error_code,
-                    "error": result.error,
-                }
-            )
-        )
+        end = ExecEndOut.from_poll(result).model_dump(mode="json")
+        await self.send(text_data=json.dumps({"type": "complete", **end}))
         await self.close(code=1000)
 
 
@@ -184,8 +172,8 @@ class ShellConsumer(_DevBenchConsumer):
         ref = self.scope["url_route"]["kwargs"]["workspace_id"]
         try:
             params = ws_auth.query_params(self.scope)
-            rows = ws_auth.int_param(params, "rows", 24)
-            cols = ws_auth.int_param(params, "cols", 80)
+            rows = ws_auth.int_param(params, "rows", 24, error=InvalidTtySize)
+            cols = ws_auth.int_param(params, "cols", 80, error=InvalidTtySize)
             principal, workspace = await _in_thread(ws_auth.resolve)(
                 self.scope, lambda p: workspace_get(actor=p, ref=ref)
             )
@@ -237,10 +225,7 @@ class ShellConsumer(_DevBenchConsumer):
                 rows, cols = int(message.get("rows", 0)), int(message.get("cols", 0))
                 await asyncio.to_thread(session.resize, rows=rows, cols=cols)
             else:
-                raise ValidationFailed(
-                    'Send binary frames, or {"type": "stdin"|"resize", ...}.',
-                    code="invalid_message",
-                )
+                raise InvalidMessage('Send binary frames, or {"type": "stdin"|"resize", ...}.')
         except DevBenchError as exc:
             await self.send(text_data=json.dumps({"type": "error", **exc.as_dict()}))
         except (ValueError, TypeError):

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.mcp.tools import ToolCall, ToolSet
+from core.mcp.tools import READ, REPEATABLE_DESTROY, RUN, ToolCall, ToolSet
 from core.schemas import NoArguments
-from execution import services
+from execution import selectors, services
 from execution.schemas import (
-    ExecIdInput,
-    ExecListInput,
+    ExecCancelIn,
+    ExecListIn,
     ExecListOut,
     ExecOut,
-    ExecPollInput,
+    ExecPollIn,
     ExecPollOut,
     ExecRunOut,
-    ExecStartInput,
+    ExecStartIn,
     ExecStartOut,
-    exec_out,
 )
 from execution.status import system_status_get
 from tenants.principal import Principal
@@ -40,10 +39,7 @@ LIST_LIMIT = 100
     input=NoArguments,
     output=SystemStatusOut,
     title="System status",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 def system_status(call: ToolCall[Principal], args: NoArguments) -> dict[str, Any]:
     """Report whether DevBench can work right now and what the caller may do.
@@ -62,15 +58,12 @@ def system_status(call: ToolCall[Principal], args: NoArguments) -> dict[str, Any
 
 
 @tools.tool(
-    input=ExecStartInput,
+    input=ExecStartIn,
     output=ExecRunOut,
     title="Run a command",
-    read_only=False,
-    destructive=True,
-    idempotent=False,
-    open_world=True,
+    hints=RUN,
 )
-async def exec_run(call: ToolCall[Principal], args: ExecStartInput) -> services.ExecRunResult:
+async def exec_run(call: ToolCall[Principal], args: ExecStartIn) -> services.ExecRunResult:
     """Run a command in a workspace, wait for it to end, and return its output.
 
     The tool to use for anything that ends within minutes (builds, tests,
@@ -100,15 +93,12 @@ async def exec_run(call: ToolCall[Principal], args: ExecStartInput) -> services.
 
 
 @tools.tool(
-    input=ExecStartInput,
+    input=ExecStartIn,
     output=ExecStartOut,
     title="Start a command",
-    read_only=False,
-    destructive=True,
-    idempotent=False,
-    open_world=True,
+    hints=RUN,
 )
-def exec_start(call: ToolCall[Principal], args: ExecStartInput) -> dict[str, Any]:
+def exec_start(call: ToolCall[Principal], args: ExecStartIn) -> ExecStartOut:
     """Start a command in a workspace and return at once with its exec_id.
 
     For long-running or interactive-progress work (servers, long builds,
@@ -123,19 +113,16 @@ def exec_start(call: ToolCall[Principal], args: ExecStartInput) -> dict[str, Any
     exec_ = services.exec_start(
         actor=call.principal, workspace=workspace, **args.model_dump(exclude={"container_id"})
     )
-    return {"exec_id": exec_.public_id, "status": exec_.status}
+    return ExecStartOut.from_exec(exec_)
 
 
 @tools.tool(
-    input=ExecPollInput,
+    input=ExecPollIn,
     output=ExecPollOut,
     title="Read a command's output",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
-async def exec_poll(call: ToolCall[Principal], args: ExecPollInput) -> services.ExecPollResult:
+async def exec_poll(call: ToolCall[Principal], args: ExecPollIn) -> services.ExecPollResult:
     """Get a command's output after a sequence number, and its state.
 
     Call it repeatedly with after_seq = the previous answer's next_seq: each
@@ -162,33 +149,27 @@ async def exec_poll(call: ToolCall[Principal], args: ExecPollInput) -> services.
 
 
 @tools.tool(
-    input=ExecIdInput,
+    input=ExecCancelIn,
     output=ExecOut,
     title="Cancel a command",
-    read_only=False,
-    destructive=True,
-    idempotent=True,
-    open_world=False,
+    hints=REPEATABLE_DESTROY,
 )
-def exec_cancel(call: ToolCall[Principal], args: ExecIdInput) -> dict[str, Any]:
+def exec_cancel(call: ToolCall[Principal], args: ExecCancelIn) -> ExecOut:
     """Cancel a command: a queued one never runs, a running one has its whole process
     tree killed. Answers once it has ended (status cancelled), with its details.
 
     Cancelling a command that already ended changes nothing. Needs "write".
     """
-    return exec_out(services.exec_cancel(actor=call.principal, exec_id=args.exec_id))
+    return ExecOut.from_exec(services.exec_cancel(actor=call.principal, exec_id=args.exec_id))
 
 
 @tools.tool(
-    input=ExecListInput,
+    input=ExecListIn,
     output=ExecListOut,
     title="List commands",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
-def list_execs(call: ToolCall[Principal], args: ExecListInput) -> dict[str, Any]:
+def list_execs(call: ToolCall[Principal], args: ExecListIn) -> dict[str, Any]:
     """List the commands run in a workspace, newest first (at most 100): exec_id,
     cmd, status, exit_code, timings and output accounting.
 
@@ -196,8 +177,8 @@ def list_execs(call: ToolCall[Principal], args: ExecListInput) -> dict[str, Any]
     Values of secret-looking environment variables are redacted. Needs "read".
     """
     workspace = workspace_get(actor=call.principal, ref=args.container_id)
-    rows = list(services.exec_list(actor=call.principal, workspace=workspace)[: LIST_LIMIT + 1])
+    rows = list(selectors.exec_list(actor=call.principal, workspace=workspace)[: LIST_LIMIT + 1])
     return {
-        "execs": [exec_out(e) for e in rows[:LIST_LIMIT]],
+        "execs": [ExecOut.from_exec(e) for e in rows[:LIST_LIMIT]],
         "truncated": len(rows) > LIST_LIMIT,
     }

@@ -34,8 +34,13 @@ from execution.validation import MARKER_ENV
 from tenants.selectors import tenant_policy_get
 from workspaces.models import WorkspaceStatus
 from workspaces.runtime import get_driver
-from workspaces.runtime.base import ExecOutput, ExecSpec, RuntimeDriver
-from workspaces.spec import WORKSPACE_UID
+from workspaces.runtime.base import (
+    ROOT_USER,
+    WORKSPACE_USER,
+    ExecOutput,
+    ExecSpec,
+    RuntimeDriver,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +60,7 @@ _IDLE: tuple[int, bytes] = (0, b"")
 
 
 def exec_user(exec_: Exec) -> str:
-    return "0:0" if exec_.as_root else f"{WORKSPACE_UID}:{WORKSPACE_UID}"
+    return ROOT_USER if exec_.as_root else WORKSPACE_USER
 
 
 def worker_name(worker: str = "") -> str:
@@ -74,11 +79,39 @@ class _Output:
     sizes: collections.deque[tuple[int, int]] = field(default_factory=collections.deque)
 
 
+@dataclass
+class _Timers:
+    """When the pump must wake: the next heartbeat, the timeout, the end of the drain."""
+
+    heartbeat_s: float
+    next_beat: float
+    deadline: float | None
+    killed_at: float | None = None
+
+    def wake_at(self, flush_at: float | None) -> float:
+        wake = [self.next_beat]
+        if self.deadline is not None and self.killed_at is None:
+            wake.append(self.deadline)
+        if flush_at is not None:
+            wake.append(flush_at)
+        if self.killed_at is not None:
+            wake.append(self.killed_at + KILL_DRAIN_S)
+        elif (drain_at := drain_deadline()) is not None:
+            wake.append(drain_at)
+        return min(wake)
+
+
 class ExecRunner:
     def __init__(
-        self, exec_: Exec, *, driver: RuntimeDriver | None = None, worker: str = ""
+        self,
+        exec_: Exec,
+        *,
+        senders: state.Senders,
+        driver: RuntimeDriver | None = None,
+        worker: str = "",
     ) -> None:
         self.exec = exec_
+        self.senders = senders
         self.worker = worker_name(worker)
         self.driver = driver or get_driver()
         self.cap = tenant_policy_get(tenant=exec_.tenant).exec_output_cap_bytes
@@ -105,6 +138,7 @@ class ExecRunner:
                 ExecStatus.FAILED,
                 error_code="workspace_not_running",
                 error=f"The workspace is {workspace.status}, not running.",
+                senders=self.senders,
             )
             return
         try:
@@ -113,7 +147,13 @@ class ExecRunner:
             self.exec.engine_exec_id = engine_id
             self.stream = self.driver.exec_stream(engine_id)
         except DevBenchError as exc:
-            state.finish(self.exec, ExecStatus.FAILED, error_code=exc.code, error=exc.message)
+            state.finish(
+                self.exec,
+                ExecStatus.FAILED,
+                error_code=exc.code,
+                error=exc.message,
+                senders=self.senders,
+            )
             return
         reader = threading.Thread(target=self._read, name=f"exec-read-{self.exec.public_id}")
         reader.daemon = True
@@ -142,6 +182,7 @@ class ExecRunner:
                 ExecStatus.FAILED,
                 error_code="internal_error",
                 error="The runner failed; output stored until then is kept.",
+                senders=self.senders,
             )
         except Exception:
             logger.exception("could not end exec %s after its runner failed", self.exec)
@@ -181,56 +222,59 @@ class ExecRunner:
         return False
 
     def _pump(self) -> None:
-        heartbeat_s = float(settings.DEVBENCH_EXEC_HEARTBEAT_S)
+        """Move frames from the reader into stored chunks until the output ends, keeping
+        the heartbeat, the timeout and a requested cancel on time meanwhile."""
         started = time.monotonic()
-        deadline = started + self.exec.timeout_s if self.exec.timeout_s else None
-        next_beat = started  # check for a cancel that came before we started
-        killed_at: float | None = None
-        while True:
-            now = time.monotonic()
-            if now >= next_beat:
-                next_beat = now + heartbeat_s
-                if self._beat() and killed_at is None:
-                    killed_at = self._kill(ExecStatus.CANCELLED)
-            if deadline is not None and now >= deadline and killed_at is None:
-                killed_at = self._kill(ExecStatus.TIMED_OUT)
-            drain_at = drain_deadline()
-            if drain_at is not None and now >= drain_at and killed_at is None:
-                # The worker is shutting down and this exec did not end in time.
-                self.shutdown = True
-                killed_at = self._kill(ExecStatus.FAILED)
-            if killed_at is not None and time.monotonic() - killed_at > KILL_DRAIN_S:
-                logger.warning("output of %s did not end after the kill", self.exec)
-                return
-            wake = [next_beat]
-            if deadline is not None and killed_at is None:
-                wake.append(deadline)
-            flush_at = self.coalescer.next_deadline()
-            if flush_at is not None:
-                wake.append(flush_at)
-            if killed_at is not None:
-                wake.append(killed_at + KILL_DRAIN_S)
-            elif drain_at is not None:
-                wake.append(drain_at)
+        timers = _Timers(
+            heartbeat_s=float(settings.DEVBENCH_EXEC_HEARTBEAT_S),
+            next_beat=started,  # check for a cancel that came before we started
+            deadline=started + self.exec.timeout_s if self.exec.timeout_s else None,
+        )
+        while self._keep_time(timers):
             try:
-                frame = self.frames.get(timeout=max(0.0, min(wake) - time.monotonic()))
+                wait_s = max(0.0, timers.wake_at(self.coalescer.next_deadline()) - time.monotonic())
+                frame = self.frames.get(timeout=wait_s)
             except queue.Empty:
                 frame = _IDLE
             if frame is None:
                 return
-            # Take what is already waiting too before deciding to store.
-            while frame is not _IDLE and frame is not None:
-                self._accept(frame)
-                if self.coalescer.pending_bytes >= STORE_BATCH_BYTES:
-                    break
-                try:
-                    frame = self.frames.get_nowait()
-                except queue.Empty:
-                    break
-                if frame is None:
-                    self.frames.put(None)  # seen again at the top of the loop
+            self._take(frame)
             if self.coalescer.due(time.monotonic()):
                 self._store(self.coalescer.take())
+
+    def _keep_time(self, timers: _Timers) -> bool:
+        """Heartbeat (which reports a cancel), timeout and the worker's drain; False once
+        the output has not ended within KILL_DRAIN_S of a kill."""
+        now = time.monotonic()
+        if now >= timers.next_beat:
+            timers.next_beat = now + timers.heartbeat_s
+            if self._beat() and timers.killed_at is None:
+                timers.killed_at = self._kill(ExecStatus.CANCELLED)
+        if timers.deadline is not None and now >= timers.deadline and timers.killed_at is None:
+            timers.killed_at = self._kill(ExecStatus.TIMED_OUT)
+        drain_at = drain_deadline()
+        if drain_at is not None and now >= drain_at and timers.killed_at is None:
+            # The worker is shutting down and this exec did not end in time.
+            self.shutdown = True
+            timers.killed_at = self._kill(ExecStatus.FAILED)
+        if timers.killed_at is not None and time.monotonic() - timers.killed_at > KILL_DRAIN_S:
+            logger.warning("output of %s did not end after the kill", self.exec)
+            return False
+        return True
+
+    def _take(self, frame: tuple[int, bytes]) -> None:
+        """Accept a frame and what is already waiting too, before deciding to store."""
+        next_frame: tuple[int, bytes] | None = frame
+        while next_frame is not _IDLE and next_frame is not None:
+            self._accept(next_frame)
+            if self.coalescer.pending_bytes >= STORE_BATCH_BYTES:
+                break
+            try:
+                next_frame = self.frames.get_nowait()
+            except queue.Empty:
+                break
+            if next_frame is None:
+                self.frames.put(None)  # seen again by _pump
 
     def _accept(self, frame: tuple[int, bytes]) -> None:
         stream, data = frame
@@ -354,7 +398,7 @@ class ExecRunner:
         """The terminal UPDATE, carrying the output accounting; if another actor ended the
         exec first (e.g. marked it lost), the accounting is still written."""
         accounting = self._accounting()
-        if not state.finish(self.exec, status, fields=accounting, **kwargs):
+        if not state.finish(self.exec, status, fields=accounting, senders=self.senders, **kwargs):
             Exec.objects.filter(pk=self.exec.pk).update(**accounting)
 
     def _cancel_requested(self) -> bool:
@@ -390,5 +434,5 @@ def insert_chunks(rows: list[ExecChunk]) -> None:
         cursor.executemany(sql, [(r.exec_id, r.seq, r.stream, r.data) for r in rows])
 
 
-def run_exec(exec_: Exec, *, worker: str = "") -> None:
-    ExecRunner(exec_, worker=worker).run()
+def run_exec(exec_: Exec, *, senders: state.Senders, worker: str = "") -> None:
+    ExecRunner(exec_, senders=senders, worker=worker).run()

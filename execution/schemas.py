@@ -9,16 +9,24 @@ as_root, timeout_s, idempotency_key) -> exec_id, status`` and
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from ninja import Field, Schema
 
-from execution.models import Exec
+from execution.models import Exec, ExecUsage
 from execution.validation import MAX_WAIT_S, redact_env
+
+if TYPE_CHECKING:
+    from execution.services import ExecPollResult
 
 ExecStatusName = Literal[
     "queued", "starting", "running", "completed", "failed", "timed_out", "cancelled", "lost"
 ]
+
+
+def status_name(status: str) -> ExecStatusName:
+    """A status as the schemas type it (ExecStatus values are exactly these names)."""
+    return cast(ExecStatusName, str(status))
 
 
 class ExecCommand(Schema):
@@ -39,7 +47,7 @@ class ExecCommand(Schema):
     )
 
 
-class ExecStartIn(ExecCommand):
+class ExecStartBody(ExecCommand):
     """REST body of POST /workspaces/{id}/execs."""
 
     wait: bool = Field(
@@ -49,13 +57,13 @@ class ExecStartIn(ExecCommand):
     )
 
 
-class ExecStartInput(ExecCommand):
+class ExecStartIn(ExecCommand):
     """MCP exec_start / exec_run arguments."""
 
     container_id: str = Field(..., description="Workspace id (ws_…) or alias.")
 
 
-class ExecPollInput(Schema):
+class ExecPollIn(Schema):
     exec_id: str
     after_seq: int = Field(0, ge=0, description="Return output with a seq above this.")
     wait_s: float = Field(
@@ -63,17 +71,21 @@ class ExecPollInput(Schema):
     )
 
 
-class ExecIdInput(Schema):
+class ExecCancelIn(Schema):
     exec_id: str
 
 
-class ExecListInput(Schema):
+class ExecListIn(Schema):
     container_id: str
 
 
 class ExecStartOut(Schema):
     exec_id: str
     status: ExecStatusName
+
+    @classmethod
+    def from_exec(cls, exec_: Exec) -> ExecStartOut:
+        return cls(exec_id=exec_.public_id, status=status_name(exec_.status))
 
 
 class ExecMessageOut(Schema):
@@ -90,6 +102,14 @@ class ExecUsageOut(Schema):
     duration_ms: int | None
     stdout_bytes: int
     stderr_bytes: int
+
+    @classmethod
+    def from_usage(cls, usage: ExecUsage) -> ExecUsageOut:
+        return cls(
+            duration_ms=usage.duration_ms,
+            stdout_bytes=usage.stdout_bytes,
+            stderr_bytes=usage.stderr_bytes,
+        )
 
 
 class ExecPollOut(Schema):
@@ -138,28 +158,29 @@ class ExecOut(Schema):
     finished_at: datetime | None
     usage: ExecUsageOut
 
-
-def exec_out(exec_: Exec) -> dict[str, Any]:
-    return {
-        "exec_id": exec_.public_id,
-        "workspace_id": exec_.workspace.public_id,
-        "status": exec_.status,
-        "cmd": exec_.cmd,
-        "cwd": exec_.cwd,
-        "env": redact_env(exec_.env or {}),
-        "as_root": exec_.as_root,
-        "timeout_s": exec_.timeout_s,
-        "exit_code": exec_.exit_code,
-        "error_code": exec_.error_code,
-        "error": exec_.error,
-        "truncated": exec_.truncated,
-        "last_seq": exec_.last_seq,
-        "cancel_requested": exec_.cancel_requested_at is not None,
-        "created_at": exec_.created_at,
-        "started_at": exec_.started_at,
-        "finished_at": exec_.finished_at,
-        "usage": exec_.usage,
-    }
+    @classmethod
+    def from_exec(cls, exec_: Exec) -> ExecOut:
+        """The one exec payload (REST, MCP and, with page extras, the web UI)."""
+        return cls(
+            exec_id=exec_.public_id,
+            workspace_id=exec_.workspace.public_id,
+            status=status_name(exec_.status),
+            cmd=exec_.cmd,
+            cwd=exec_.cwd,
+            env=redact_env(exec_.env or {}),
+            as_root=exec_.as_root,
+            timeout_s=exec_.timeout_s,
+            exit_code=exec_.exit_code,
+            error_code=exec_.error_code,
+            error=exec_.error,
+            truncated=exec_.truncated,
+            last_seq=exec_.last_seq,
+            cancel_requested=exec_.cancel_requested_at is not None,
+            created_at=exec_.created_at,
+            started_at=exec_.started_at,
+            finished_at=exec_.finished_at,
+            usage=ExecUsageOut.from_usage(exec_.usage),
+        )
 
 
 class ExecListOut(Schema):
@@ -167,3 +188,46 @@ class ExecListOut(Schema):
 
     execs: list[ExecOut]
     truncated: bool = Field(description="The workspace has older execs than these.")
+
+
+class ExecPageOut(ExecOut):
+    """The exec as the web UI's scripts get it: the payload plus what the page shows."""
+
+    command: str = Field(description="What the user typed, or the argv joined.")
+    stream_path: str = Field(description="The websocket path of its live output.")
+
+    @classmethod
+    def from_exec_page(cls, exec_: Exec, *, command: str) -> ExecPageOut:
+        return cls(
+            **ExecOut.from_exec(exec_).model_dump(),
+            command=command,
+            stream_path=f"/ws/execs/{exec_.public_id}/",
+        )
+
+
+class ExecEndOut(Schema):
+    """How an exec ended: the websocket's last ("complete") message."""
+
+    exec_id: str
+    status: ExecStatusName
+    exit_code: int | None
+    last_seq: int
+    truncated: bool
+    first_seq: int
+    usage: ExecUsageOut
+    error_code: str
+    error: str
+
+    @classmethod
+    def from_poll(cls, result: ExecPollResult) -> ExecEndOut:
+        return cls(
+            exec_id=result.exec_id,
+            status=status_name(result.status),
+            exit_code=result.exit_code,
+            last_seq=result.next_seq,
+            truncated=result.truncated,
+            first_seq=result.first_seq,
+            usage=ExecUsageOut.from_usage(result.usage),
+            error_code=result.error_code,
+            error=result.error,
+        )

@@ -7,12 +7,13 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from core.errors import NotFound
 from execution.coalesce import encode
+from execution.errors import ExecNotFound
 from execution.models import Exec, ExecChunk, Stream
 from tenants.principal import Principal
 from tenants.selectors import tenant_ids_managed_by
 from workspaces.models import Workspace
+from workspaces.selectors import workspace_require_own
 
 # One poll/websocket batch carries at most this much output (the client asks again).
 MAX_BATCH_BYTES = 1024 * 1024
@@ -33,13 +34,12 @@ def exec_get(*, actor: Principal, exec_id: str) -> Exec:
         .first()
     )
     if exec_ is None:
-        raise NotFound(f"Exec '{exec_id}' not found.", code="exec_not_found")
+        raise ExecNotFound(f"Exec '{exec_id}' not found.")
     return exec_
 
 
 def exec_list(*, actor: Principal, workspace: Workspace) -> QuerySet[Exec]:
-    if workspace.tenant_id != actor.tenant.pk:
-        raise NotFound("Workspace not found.", code="workspace_not_found")
+    workspace_require_own(actor=actor, workspace=workspace)
     return Exec.objects.select_related("workspace").filter(tenant=actor.tenant, workspace=workspace)
 
 

@@ -1,9 +1,11 @@
-"""Exec actions. REST, MCP, websockets and tasks all call these.
+"""Exec actions callers take: REST, MCP, websockets and web views call these.
 
 Data path (DESIGN.md "Exec: the data path"): ``exec_start`` writes the row
 and takes a slot under the workspace row lock, then the runner task goes to
 the workspace's node queue on commit; output lands in ExecChunk rows that
-``exec_poll`` (and the websocket consumer) read after a seq.
+``exec_poll`` (and the websocket consumer) read after a seq. Reads are in
+``execution.selectors``; what the workers do (run, kill, reconcile) is in
+``execution.worker``.
 """
 
 from __future__ import annotations
@@ -15,20 +17,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from core.errors import Conflict, NotFound
+from core.errors import IdempotencyKeyReused
+from core.idempotency import idempotent_replay, made_at_plus_window
 from execution import notify, state
 from execution.errors import ConcurrencyLimitExceeded
 from execution.models import SLOT_STATUSES, Exec, ExecStatus, ExecUsage
-from execution.selectors import (
-    ExecMessage,
-    exec_get,
-    exec_list,
-    exec_messages_after,
-    exec_output,
-)
+from execution.selectors import ExecMessage, exec_get, exec_messages_after, exec_output
+from execution.tasks import SENDERS
 from execution.validation import (
     redact_env,
     validate_after_seq,
@@ -42,21 +39,7 @@ from tenants.audit import audited
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from workspaces.models import Workspace
-from workspaces.selectors import workspace_require_running
-
-# Reads live in selectors; re-exported so every interface imports exec_* from here.
-__all__ = [
-    "ExecPollResult",
-    "ExecRunResult",
-    "ExecUsage",
-    "exec_cancel",
-    "exec_get",
-    "exec_list",
-    "exec_poll",
-    "exec_reconcile",
-    "exec_run",
-    "exec_start",
-]
+from workspaces.selectors import workspace_require_own, workspace_require_running
 
 # exec_cancel waits this long for the exec to reach its terminal state.
 CANCEL_WAIT_S = 10.0
@@ -131,8 +114,7 @@ def exec_start(
         "queue": queue,
     }
     with audited(actor=actor, action="exec.start", target_type="exec", details=details) as audit:
-        if workspace.tenant_id != actor.tenant.pk:
-            raise NotFound("Workspace not found.", code="workspace_not_found")
+        workspace_require_own(actor=actor, workspace=workspace)
         exec_ = _exec_create(
             actor=actor,
             workspace=workspace,
@@ -161,16 +143,13 @@ def _exec_create(
     idempotency_key: str | None,
     queue: bool,
 ) -> Exec:
-    if idempotency_key is not None:
-        existing = _idempotent_replay(
-            actor=actor, workspace=workspace, cmd=cmd, key=idempotency_key
-        )
-        if existing is not None:
-            return existing
+    existing = _idempotent_replay(actor=actor, workspace=workspace, cmd=cmd, key=idempotency_key)
+    if existing is not None:
+        return existing
     with transaction.atomic():
         locked = state.lock_workspace(workspace.pk)
         workspace_require_running(workspace=locked)
-        state.admit_waiting(locked)
+        state.admit_waiting(locked, senders=SENDERS)
         limit = tenant_policy_get(tenant=locked.tenant).max_concurrent_execs
         active = Exec.objects.filter(workspace=locked, status__in=SLOT_STATUSES).count()
         waiting = Exec.objects.filter(workspace=locked, status=ExecStatus.QUEUED).exists()
@@ -182,7 +161,8 @@ def _exec_create(
             raise ConcurrencyLimitExceeded(
                 f"Workspace '{locked.public_id}' already runs {active} of {limit} concurrent "
                 "execs; wait for one to end, cancel one, or pass queue=true.",
-                extra={"limit": limit, "active": active},
+                limit=limit,
+                active=active,
             )
         try:
             with transaction.atomic():
@@ -205,7 +185,7 @@ def _exec_create(
             # The same key, concurrently, on another workspace's lock.
             exec_ = None
         if exec_ is not None and status == ExecStatus.STARTING:
-            state.dispatch(exec_)
+            state.dispatch(exec_, senders=SENDERS)
     if exec_ is None:
         assert idempotency_key is not None
         replay = _idempotent_replay(actor=actor, workspace=workspace, cmd=cmd, key=idempotency_key)
@@ -215,23 +195,32 @@ def _exec_create(
 
 
 def _idempotent_replay(
-    *, actor: Principal, workspace: Workspace, cmd: list[str], key: str
+    *, actor: Principal, workspace: Workspace, cmd: list[str], key: str | None
 ) -> Exec | None:
-    existing = Exec.objects.filter(tenant=actor.tenant, idempotency_key=key).first()
+    """The exec an unexpired key already started; the same key for another command (or
+    workspace) is idempotency_key_reused."""
+    existing = idempotent_replay(
+        Exec.objects.filter(tenant=actor.tenant), key=key, expires_at=made_at_plus_window
+    )
     if existing is None:
         return None
     if existing.workspace_id != workspace.pk or existing.cmd != cmd:
-        raise Conflict(
+        raise IdempotencyKeyReused(
             "This idempotency_key was already used for a different exec.",
-            code="idempotency_key_reused",
-            extra={"exec_id": existing.public_id},
+            exec_id=existing.public_id,
         )
     return existing
 
 
 def _refresh(exec_: Exec) -> Exec:
+    """The row again; a running exec whose heartbeat is stale is marked lost on the spot, so
+    a client looking at it learns at once (no need to wait for the periodic job)."""
     exec_.refresh_from_db()
-    _reconcile_one(exec_)
+    if exec_.status == ExecStatus.RUNNING and exec_.heartbeat_at is not None:
+        stale_after_s = float(settings.DEVBENCH_EXEC_STALE_AFTER_S)
+        if exec_.heartbeat_at < timezone.now() - timedelta(seconds=stale_after_s):
+            state.mark_lost(exec_, stale_after_s=stale_after_s, senders=SENDERS)
+            exec_.refresh_from_db()
     return exec_
 
 
@@ -287,16 +276,10 @@ def exec_cancel(*, actor: Principal, exec_id: str) -> Exec:
             exec_,
             ExecStatus.CANCELLED,
             from_statuses=(ExecStatus.QUEUED, ExecStatus.STARTING),
+            senders=SENDERS,
         ) and state.request_cancel(exec_):
-            _send_kill(exec_)
+            state.send_kill(exec_, senders=SENDERS)
     return exec_wait(exec_=exec_, timeout_s=CANCEL_WAIT_S)
-
-
-def _send_kill(exec_: Exec) -> None:
-    from execution.tasks import exec_kill_task
-
-    pk, queue = exec_.pk, state.runner_queue(exec_.node)
-    transaction.on_commit(lambda: exec_kill_task.apply_async(args=[pk], queue=queue))
 
 
 def exec_run(
@@ -343,107 +326,3 @@ def exec_run(
         error_code=exec_.error_code,
         error=exec_.error,
     )
-
-
-# --- runner side (called by tasks) ----------------------------------------------
-
-
-def exec_execute(*, exec_pk: int, worker: str = "") -> None:
-    """Run an admitted exec to its end (the runner task). Safe to call twice: only the
-    call that moves it from starting to running runs it."""
-    from execution.runner import run_exec
-
-    exec_ = Exec.objects.select_related("workspace", "tenant").filter(pk=exec_pk).first()
-    if exec_ is None or exec_.status != ExecStatus.STARTING:
-        return
-    run_exec(exec_, worker=worker)
-
-
-def exec_kill_processes(*, exec_pk: int) -> None:
-    """Kill what is left of an exec in its container (cancel, or a lost runner's exec)."""
-    from execution.proctree import kill_process_tree
-    from execution.runner import exec_user
-    from workspaces.runtime import get_driver
-
-    exec_ = Exec.objects.select_related("workspace").filter(pk=exec_pk).first()
-    if exec_ is None or not exec_.workspace.container_id:
-        return
-    if exec_.status not in (ExecStatus.RUNNING, ExecStatus.LOST):
-        return
-    kill_process_tree(
-        driver=get_driver(),
-        container_id=exec_.workspace.container_id,
-        exec_public_id=exec_.public_id,
-        user=exec_user(exec_),
-    )
-
-
-@dataclass(frozen=True)
-class ReconcileReport:
-    lost: list[str]
-    redispatched: list[str]
-    admitted: list[str]
-
-
-def _mark_lost(exec_: Exec, *, stale_after_s: float) -> bool:
-    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
-    lost = state.finish(
-        exec_,
-        ExecStatus.LOST,
-        from_statuses=(ExecStatus.RUNNING,),
-        extra=Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True),
-        error_code="runner_lost",
-        error=(
-            f"The worker running this exec stopped answering (no heartbeat for "
-            f"{stale_after_s:g} s); output stored until then is kept."
-        ),
-    )
-    if lost:
-        _send_kill(exec_)
-    return lost
-
-
-def _reconcile_one(exec_: Exec) -> None:
-    """On-demand check while a client looks at the exec (no periodic job needed)."""
-    if exec_.status != ExecStatus.RUNNING or exec_.heartbeat_at is None:
-        return
-    stale_after_s = float(settings.DEVBENCH_EXEC_STALE_AFTER_S)
-    if exec_.heartbeat_at < timezone.now() - timedelta(seconds=stale_after_s):
-        _mark_lost(exec_, stale_after_s=stale_after_s)
-        exec_.refresh_from_db()
-
-
-def exec_reconcile(*, stale_after_s: float | None = None) -> ReconcileReport:
-    """Periodic repair: running execs without a heartbeat become ``lost``; starting ones no
-    worker claimed get their task again; queued ones are admitted where slots are free."""
-    stale = float(
-        stale_after_s if stale_after_s is not None else settings.DEVBENCH_EXEC_STALE_AFTER_S
-    )
-    now = timezone.now()
-    lost: list[str] = []
-    for exec_ in Exec.objects.filter(
-        status=ExecStatus.RUNNING, heartbeat_at__lt=now - timedelta(seconds=stale)
-    ):
-        if _mark_lost(exec_, stale_after_s=stale):
-            lost.append(exec_.public_id)
-    redispatched: list[str] = []
-    redispatch_cutoff = now - timedelta(seconds=settings.DEVBENCH_EXEC_REDISPATCH_AFTER_S)
-    for exec_ in Exec.objects.filter(
-        status=ExecStatus.STARTING, dispatched_at__lt=redispatch_cutoff
-    ):
-        with transaction.atomic():
-            if Exec.objects.filter(pk=exec_.pk, status=ExecStatus.STARTING).update(
-                dispatched_at=now
-            ):
-                state.dispatch(exec_)
-                redispatched.append(exec_.public_id)
-    admitted: list[str] = []
-    workspace_ids = set(
-        Exec.objects.filter(status=ExecStatus.QUEUED).values_list("workspace_id", flat=True)
-    )
-    for workspace_id in workspace_ids:
-        with transaction.atomic():
-            admitted += [
-                e.public_id for e in state.admit_waiting(state.lock_workspace(workspace_id))
-            ]
-    return ReconcileReport(lost=lost, redispatched=redispatched, admitted=admitted)

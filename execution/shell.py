@@ -13,16 +13,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from core.errors import ValidationFailed
+from execution.errors import InvalidTtySize
 from execution.proctree import kill_process_tree
 from execution.validation import MARKER_ENV
 from tenants.audit import audited
 from tenants.principal import Principal
 from workspaces.models import Workspace, new_public_id
 from workspaces.runtime import get_driver
-from workspaces.runtime.base import ExecSpec, InteractiveExec, RuntimeDriver
+from workspaces.runtime.base import WORKSPACE_USER, ExecSpec, InteractiveExec, RuntimeDriver
 from workspaces.selectors import workspace_require_running
-from workspaces.spec import WORKSPACE_UID
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +36,7 @@ MAX_TTY_SIZE = 1000
 
 def _check_size(rows: int, cols: int) -> None:
     if not (1 <= rows <= MAX_TTY_SIZE and 1 <= cols <= MAX_TTY_SIZE):
-        raise ValidationFailed(
-            f"rows and cols must be from 1 to {MAX_TTY_SIZE}.", code="invalid_tty_size"
-        )
+        raise InvalidTtySize(f"rows and cols must be from 1 to {MAX_TTY_SIZE}.")
 
 
 @dataclass
@@ -108,7 +105,7 @@ def shell_open(
     ):
         workspace_require_running(workspace=workspace)
         driver = get_driver()
-        user = f"{WORKSPACE_UID}:{WORKSPACE_UID}"
+        user = WORKSPACE_USER
         tty = driver.exec_open_tty(
             workspace.container_id,
             ExecSpec(

@@ -4,13 +4,18 @@ Whoever's UPDATE matches first wins (runner, cancel, reconciliation), so an
 exec ends in exactly one terminal state. Transitions that free or take a
 slot lock the workspace row first (always workspace, then exec: no deadlock)
 so the count of active execs is exact across processes.
+
+Transitions that queue a task (admitting an exec sends its runner; losing one
+sends a kill) take the ``Senders`` from their caller: this module never imports
+the tasks, whose module imports the code that calls this one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -18,6 +23,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from core import metrics
+from core.queues import node_queue
 from execution import notify
 from execution.models import (
     SLOT_STATUSES,
@@ -36,16 +42,28 @@ logger = logging.getLogger(__name__)
 NON_TERMINAL = (ExecStatus.QUEUED, ExecStatus.STARTING, ExecStatus.RUNNING)
 
 
-def runner_queue(node: str) -> str:
-    return f"node.{node}"
+# Queues one task about an exec: (exec pk, the queue of the exec's node).
+Sender = Callable[[int, str], object]
 
 
-def dispatch(exec_: Exec) -> None:
+@dataclass(frozen=True)
+class Senders:
+    """How the exec tasks are queued (``execution.tasks.SENDERS``; tests may record)."""
+
+    run: Sender
+    kill: Sender
+
+
+def dispatch(exec_: Exec, *, senders: Senders) -> None:
     """Send the runner task to the workspace's node once the current transaction commits."""
-    from execution.tasks import exec_run_task  # tasks import services, which import this
+    pk, queue = exec_.pk, node_queue(exec_.node)
+    transaction.on_commit(lambda: senders.run(pk, queue))
 
-    pk, queue = exec_.pk, runner_queue(exec_.node)
-    transaction.on_commit(lambda: exec_run_task.apply_async(args=[pk], queue=queue))
+
+def send_kill(exec_: Exec, *, senders: Senders) -> None:
+    """Send the kill task (process tree of the exec) to its node once the transaction commits."""
+    pk, queue = exec_.pk, node_queue(exec_.node)
+    transaction.on_commit(lambda: senders.kill(pk, queue))
 
 
 def lock_workspace(workspace_id: int) -> Workspace:
@@ -57,7 +75,7 @@ def lock_workspace(workspace_id: int) -> Workspace:
     )
 
 
-def admit_waiting(workspace: Workspace) -> list[Exec]:
+def admit_waiting(workspace: Workspace, *, senders: Senders) -> list[Exec]:
     """Start queued execs, oldest first, while slots are free. The workspace row must be locked.
 
     Queued execs of a workspace that is no longer running fail instead.
@@ -88,7 +106,7 @@ def admit_waiting(workspace: Workspace) -> list[Exec]:
             status=ExecStatus.STARTING, dispatched_at=now
         ):
             exec_.status, exec_.dispatched_at = ExecStatus.STARTING, now
-            dispatch(exec_)
+            dispatch(exec_, senders=senders)
             _publish_on_commit(exec_)
             admitted.append(exec_)
     return admitted
@@ -122,8 +140,10 @@ def finish(
     error: str = "",
     finished_at: datetime | None = None,
     fields: dict[str, Any] | None = None,
+    senders: Senders,
 ) -> bool:
-    """Move the exec to a terminal status unless another actor already did; frees its slot.
+    """Move the exec to a terminal status unless another actor already did; frees its slot
+    (admitting the next queued exec, whose runner ``senders`` sends).
 
     ``extra`` narrows the conditional UPDATE further (e.g. "heartbeat still stale");
     ``fields`` are more columns that UPDATE sets (the runner's output accounting).
@@ -142,7 +162,7 @@ def finish(
             fields=fields,
         )
         if done:
-            admit_waiting(workspace)
+            admit_waiting(workspace, senders=senders)
     return done
 
 
@@ -210,3 +230,24 @@ def request_cancel(exec_: Exec) -> bool:
     if flagged:
         exec_.cancel_requested_at = now
     return bool(flagged)
+
+
+def mark_lost(exec_: Exec, *, stale_after_s: float, senders: Senders) -> bool:
+    """running -> lost if its heartbeat is still older than ``stale_after_s``; its processes
+    are killed (the runner that stopped answering may still have them)."""
+    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
+    lost = finish(
+        exec_,
+        ExecStatus.LOST,
+        from_statuses=(ExecStatus.RUNNING,),
+        extra=Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True),
+        error_code="runner_lost",
+        error=(
+            f"The worker running this exec stopped answering (no heartbeat for "
+            f"{stale_after_s:g} s); output stored until then is kept."
+        ),
+        senders=senders,
+    )
+    if lost:
+        send_kill(exec_, senders=senders)
+    return lost

@@ -1,10 +1,13 @@
-"""Celery tasks of execution: thin, each loads ids and calls one service.
+"""Celery tasks of execution: thin, each loads ids and calls one worker function.
 
 The runner and kill tasks go to the workspace's node queue (``node.<name>``,
 given at send time) because they talk to that node's engine. Both are
 ``acks_late`` and safe to run twice: the runner claims its exec with a
 conditional UPDATE (starting -> running), so a re-delivered task finds the
 exec running or finished and returns; killing twice kills nothing more.
+
+``SENDERS`` is how everything else queues these tasks: the services and the
+worker functions receive it, so no module below this one imports the tasks.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from celery import Task, shared_task
 from celery.exceptions import Reject
 
 from core.errors import EngineUnavailable
-from execution import retention, services
+from execution import retention
 from execution.drain import drain_deadline
+from execution.state import Senders
+from execution.worker import exec_execute, exec_kill_processes, exec_reconcile
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +31,7 @@ def exec_run_task(self: Task, exec_pk: int) -> None:
     if drain_deadline() is not None:
         # This worker is shutting down: give the exec back to the queue, unstarted.
         raise Reject("worker shutting down", requeue=True)
-    services.exec_execute(exec_pk=exec_pk, worker=self.request.hostname or "")
+    exec_execute(exec_pk=exec_pk, senders=SENDERS, worker=self.request.hostname or "")
 
 
 @shared_task(
@@ -39,7 +44,7 @@ def exec_run_task(self: Task, exec_pk: int) -> None:
     time_limit=120,
 )
 def exec_kill_task(exec_pk: int) -> None:
-    services.exec_kill_processes(exec_pk=exec_pk)
+    exec_kill_processes(exec_pk=exec_pk)
 
 
 @shared_task(name="execution.exec_purge", acks_late=True, ignore_result=True, time_limit=3600)
@@ -56,4 +61,10 @@ def exec_purge_task() -> None:
 
 @shared_task(name="execution.exec_reconcile", acks_late=True, ignore_result=True, time_limit=300)
 def exec_reconcile_task() -> None:
-    services.exec_reconcile()
+    exec_reconcile(senders=SENDERS)
+
+
+SENDERS = Senders(
+    run=lambda pk, queue: exec_run_task.apply_async(args=[pk], queue=queue),
+    kill=lambda pk, queue: exec_kill_task.apply_async(args=[pk], queue=queue),
+)

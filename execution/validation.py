@@ -8,7 +8,14 @@ from typing import Any
 
 from django.conf import settings
 
-from core.errors import ValidationFailed
+from execution.errors import (
+    InvalidCmd,
+    InvalidCwd,
+    InvalidEnv,
+    InvalidSeq,
+    InvalidTimeout,
+    InvalidWait,
+)
 from tenants.redaction import REDACTED, is_secret_name
 
 # Set by the platform on every exec so its whole process tree can be found and
@@ -36,18 +43,15 @@ def redact_env(env: Mapping[str, str]) -> dict[str, str]:
 
 def validate_cmd(cmd: Any) -> list[str]:
     if not isinstance(cmd, list) or not cmd:
-        raise ValidationFailed("cmd must be a non-empty list of strings.", code="invalid_cmd")
+        raise InvalidCmd("cmd must be a non-empty list of strings.")
     if not all(isinstance(part, str) for part in cmd):
-        raise ValidationFailed("Every item of cmd must be a string.", code="invalid_cmd")
+        raise InvalidCmd("Every item of cmd must be a string.")
     if not cmd[0]:
-        raise ValidationFailed("cmd[0] (the program) must not be empty.", code="invalid_cmd")
+        raise InvalidCmd("cmd[0] (the program) must not be empty.")
     if any("\x00" in part for part in cmd):
-        raise ValidationFailed("cmd must not contain NUL characters.", code="invalid_cmd")
+        raise InvalidCmd("cmd must not contain NUL characters.")
     if sum(len(part.encode()) for part in cmd) > MAX_CMD_BYTES:
-        raise ValidationFailed(
-            f"cmd is longer than {MAX_CMD_BYTES} bytes; write a script file instead.",
-            code="invalid_cmd",
-        )
+        raise InvalidCmd(f"cmd is longer than {MAX_CMD_BYTES} bytes; write a script file instead.")
     return list(cmd)
 
 
@@ -55,9 +59,8 @@ def validate_cwd(cwd: str | None) -> str:
     if cwd is None or cwd == "":
         return ""
     if not cwd.startswith("/") or "\x00" in cwd or len(cwd) > 4096:
-        raise ValidationFailed(
-            "cwd must be an absolute path inside the workspace container (e.g. /workspace).",
-            code="invalid_cwd",
+        raise InvalidCwd(
+            "cwd must be an absolute path inside the workspace container (e.g. /workspace)."
         )
     return cwd
 
@@ -66,25 +69,21 @@ def validate_env(env: Mapping[str, Any] | None) -> dict[str, str]:
     if not env:
         return {}
     if len(env) > MAX_ENV_VARS:
-        raise ValidationFailed(f"At most {MAX_ENV_VARS} env variables.", code="invalid_env")
+        raise InvalidEnv(f"At most {MAX_ENV_VARS} env variables.")
     total = 0
     for name, value in env.items():
         if not isinstance(name, str) or not _ENV_NAME.match(name):
-            raise ValidationFailed(
+            raise InvalidEnv(
                 f"Env variable name {name!r} is not valid: use letters, digits and '_', "
-                "not starting with a digit.",
-                code="invalid_env",
+                "not starting with a digit."
             )
         if name == MARKER_ENV:
-            raise ValidationFailed(f"{MARKER_ENV} is set by DevBench.", code="invalid_env")
+            raise InvalidEnv(f"{MARKER_ENV} is set by DevBench.")
         if not isinstance(value, str) or "\x00" in value:
-            raise ValidationFailed(
-                f"Env variable {name} must be a string without NUL characters.",
-                code="invalid_env",
-            )
+            raise InvalidEnv(f"Env variable {name} must be a string without NUL characters.")
         total += len(name) + len(value.encode())
     if total > MAX_ENV_BYTES:
-        raise ValidationFailed(f"env is larger than {MAX_ENV_BYTES} bytes.", code="invalid_env")
+        raise InvalidEnv(f"env is larger than {MAX_ENV_BYTES} bytes.")
     return dict(env)
 
 
@@ -93,22 +92,17 @@ def validate_timeout(timeout_s: int | None) -> int | None:
         return None
     limit = settings.DEVBENCH_EXEC_MAX_TIMEOUT_S
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, int) or not 1 <= timeout_s <= limit:
-        raise ValidationFailed(
-            f"timeout_s must be a whole number of seconds from 1 to {limit}.",
-            code="invalid_timeout",
-        )
+        raise InvalidTimeout(f"timeout_s must be a whole number of seconds from 1 to {limit}.")
     return timeout_s
 
 
 def validate_wait(wait_s: float) -> float:
     if not 0 <= wait_s <= MAX_WAIT_S:
-        raise ValidationFailed(
-            f"wait_s must be from 0 to {MAX_WAIT_S:g} seconds.", code="invalid_wait"
-        )
+        raise InvalidWait(f"wait_s must be from 0 to {MAX_WAIT_S:g} seconds.")
     return float(wait_s)
 
 
 def validate_after_seq(after_seq: int) -> int:
     if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
-        raise ValidationFailed("after_seq must be 0 or a seq already received.", code="invalid_seq")
+        raise InvalidSeq("after_seq must be 0 or a seq already received.")
     return after_seq

@@ -15,9 +15,10 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from core.errors import ValidationFailed
-from execution import services
+from execution import selectors, services
+from execution.errors import InvalidCmd, InvalidTimeout
 from execution.models import Exec
+from execution.schemas import ExecPageOut
 from tenants.principal import Principal
 from tenants.web import back_url, tenant_view, wants_json
 from workspaces.models import Workspace
@@ -29,13 +30,8 @@ RECENT_EXECS = 25
 
 
 def _exec_json(exec_: Exec) -> dict[str, object]:
-    return {
-        "exec_id": exec_.public_id,
-        "status": exec_.status,
-        "exit_code": exec_.exit_code,
-        "command": command_text(exec_),
-        "stream_path": f"/ws/execs/{exec_.public_id}/",
-    }
+    page = ExecPageOut.from_exec_page(exec_, command=command_text(exec_))
+    return page.model_dump(mode="json")
 
 
 def command_text(exec_: Exec) -> str:
@@ -59,9 +55,7 @@ def _timeout(value: str | None) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise ValidationFailed(
-            "The timeout must be a whole number of seconds.", code="invalid_timeout"
-        ) from None
+        raise InvalidTimeout("The timeout must be a whole number of seconds.") from None
 
 
 @require_POST
@@ -70,7 +64,7 @@ def exec_start(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse
     workspace = workspace_get(actor=actor, ref=ref)
     command = request.POST.get("command", "")
     if not command.strip():
-        raise ValidationFailed("Type a command to run.", code="invalid_cmd")
+        raise InvalidCmd("Type a command to run.")
     exec_ = services.exec_start(
         actor=actor,
         workspace=workspace,
@@ -94,7 +88,7 @@ def exec_rows(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
         "execution/_exec_rows.html",
         {
             "workspace": workspace,
-            "execs": services.exec_list(actor=actor, workspace=workspace)[:RECENT_EXECS],
+            "execs": selectors.exec_list(actor=actor, workspace=workspace)[:RECENT_EXECS],
         },
     )
 

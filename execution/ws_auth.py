@@ -24,6 +24,8 @@ from core.errors import (
     DevBenchError,
     NotFound,
     PermissionDenied,
+    ResourceNotFound,
+    TokenMissing,
     ValidationFailed,
 )
 from core.request_context import RequestContext, new_request_id
@@ -61,14 +63,17 @@ def query_params(scope: dict[str, Any]) -> dict[str, str]:
     return {key: values[-1] for key, values in parse_qs(raw).items()}
 
 
-def int_param(params: dict[str, str], name: str, default: int) -> int:
+def int_param(
+    params: dict[str, str], name: str, default: int, *, error: type[ValidationFailed]
+) -> int:
+    """An integer query parameter; ``error`` is the one the value's range check raises too."""
     value = params.get(name)
     if value is None or value == "":
         return default
     try:
         return int(value)
     except ValueError as exc:
-        raise ValidationFailed(f"{name} must be an integer.", code=f"invalid_{name}") from exc
+        raise error(f"{name} must be an integer.") from exc
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -99,17 +104,14 @@ def resolve(scope: dict[str, Any], lookup: Callable[[Principal], T]) -> tuple[Pr
         return principal, lookup(principal)
     user = scope.get("user")
     if user is None or not getattr(user, "is_authenticated", False):
-        raise AuthenticationFailed(
-            "Send 'Authorization: Bearer <token>', ?token=<token>, or sign in.",
-            code="token_missing",
-        )
+        raise TokenMissing("Send 'Authorization: Bearer <token>', ?token=<token>, or sign in.")
     slug = params.get("tenant")
     if slug:
         # One tenant, resolved like a page's: also right for a superuser acting in a
         # tenant they are not a member of.
         principal = principal_for_member(user=user, tenant=tenant_get_by_slug(slug=slug))
         return principal, lookup(principal)
-    missing = NotFound("Not found.", code="not_found")
+    missing: NotFound = ResourceNotFound()
     for tenant in tenant_list_for_user(user=user):
         principal = principal_for_member(user=user, tenant=tenant)
         try:

@@ -68,6 +68,19 @@ class TenantScopedAdmin(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class ReadOnlyTenantScopedAdmin(TenantScopedAdmin):
+    """Records (events, execs): seen by the admins of their tenant, changed by nobody here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class ManagedTenantFilter(admin.SimpleListFilter):
     """Tenant filter listing only the tenants the admin manages (never others' names)."""
 
@@ -322,7 +335,7 @@ def _scoped_values_filter(field: str, label: str) -> type[admin.SimpleListFilter
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(TenantScopedAdmin):
+class AuditEventAdmin(ReadOnlyTenantScopedAdmin):
     """Read-only: events are evidence; nobody edits or deletes them here (retention does)."""
 
     list_display = (
@@ -371,15 +384,6 @@ class AuditEventAdmin(TenantScopedAdmin):
         return format_html(
             "<pre>{}</pre>", json.dumps(obj.details, indent=2, sort_keys=True, default=str)
         )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(MembershipRule)

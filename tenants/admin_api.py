@@ -13,10 +13,10 @@ from ninja import Query, Router
 from ninja.pagination import LimitOffsetPagination, paginate
 from ninja.responses import Status
 
-from core.errors import NotFound
 from tenants import selectors, services
 from tenants.api import principal_of
 from tenants.audit import audit_event_json
+from tenants.errors import MemberNotFound
 from tenants.models import ApiToken, AuditEvent, Membership, TenantPolicy
 from tenants.principal import Principal
 from tenants.schemas import (
@@ -133,7 +133,7 @@ def api_token_create(request: HttpRequest, slug: str, payload: ApiTokenCreateIn)
     actor = _admin(request, slug)
     if payload.user_id is None:
         if actor.user is None:
-            raise NotFound("Member not found.", code="member_not_found")
+            raise MemberNotFound()
         user = actor.user
     else:
         user = selectors.member_get(actor=actor, user_id=payload.user_id).user

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.http import HttpRequest
 from ninja import Router
 
-from core.errors import NotFound
+from tenants.errors import TenantNotFound
 from tenants.principal import Principal
 from tenants.schemas import PrincipalOut, TenantDetailOut
 from tenants.selectors import tenant_policy_get
@@ -39,6 +39,6 @@ def tenant_get(request: HttpRequest, slug: str) -> dict[str, object]:
     """The token's tenant and its policy. Any other slug is 404, whether it exists or not."""
     principal = principal_of(request)
     if principal.tenant.slug != slug:
-        raise NotFound("Tenant not found.", code="tenant_not_found")
+        raise TenantNotFound("Tenant not found.")
     policy = tenant_policy_get(tenant=principal.tenant)
     return {"slug": principal.tenant.slug, "name": principal.tenant.name, "policy": policy}

@@ -11,8 +11,8 @@ from django.shortcuts import render
 from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_GET
 
-from core.errors import ValidationFailed
 from tenants.audit import audit_event_json
+from tenants.errors import InvalidOutcome, InvalidTime
 from tenants.principal import Principal
 from tenants.selectors import audit_event_list
 from tenants.web import tenant_view
@@ -29,14 +29,14 @@ def _when(value: str, field: str) -> datetime | None:
     if parsed is None and (day := parse_date(value)) is not None:
         parsed = datetime(day.year, day.month, day.day)
     if parsed is None:
-        raise ValidationFailed(f"{field} must be a date or a date and time.", code="invalid_time")
+        raise InvalidTime(field=field)
     return parsed
 
 
 def _events(request: HttpRequest, actor: Principal) -> tuple[Any, dict[str, str]]:
     given = {name: request.GET.get(name, "").strip() for name in _FILTERS}
     if given["outcome"] not in ("", "success", "denied", "error"):
-        raise ValidationFailed("outcome is success, denied or error.", code="invalid_outcome")
+        raise InvalidOutcome()
     events = audit_event_list(
         actor=actor,
         actor_id=given["actor"] or None,

@@ -19,9 +19,23 @@ from django.utils import timezone
 from ninja.security import HttpBearer
 
 from core import metrics
-from core.errors import AuthenticationFailed, DevBenchError, NotFound, PermissionDenied
+from core.errors import (
+    AuthenticationFailed,
+    DevBenchError,
+    NotFound,
+    PermissionDenied,
+    TokenMissing,
+)
 from tenants import tokens
 from tenants.audit import audit_record
+from tenants.errors import (
+    TenantInactive,
+    TenantNotFound,
+    TokenExpired,
+    TokenInvalid,
+    TokenMalformed,
+    TokenRevoked,
+)
 from tenants.models import ApiToken, AuditEvent, Membership, Tenant
 from tenants.oidc.errors import TenantRequired
 from tenants.principal import ROLE_SCOPES, Principal
@@ -48,13 +62,11 @@ def register_bearer_validator(validator: BearerValidator) -> None:
 
 def extract_bearer(authorization: str | None) -> str:
     if not authorization:
-        raise AuthenticationFailed("Send 'Authorization: Bearer <token>'.", code="token_missing")
+        raise TokenMissing("Send 'Authorization: Bearer <token>'.")
     scheme, _, credentials = authorization.strip().partition(" ")
     credentials = credentials.strip()
     if scheme.lower() != "bearer" or not credentials or " " in credentials:
-        raise AuthenticationFailed(
-            "The Authorization header must read 'Bearer <token>'.", code="token_malformed"
-        )
+        raise TokenMalformed("The Authorization header must read 'Bearer <token>'.")
     return credentials
 
 
@@ -96,7 +108,7 @@ def _authenticate(
         attempt.credential = "other"
         principal = _authenticate_other(raw, tenant_slug)
     if tenant_slug is not None and principal.tenant.slug != tenant_slug:
-        raise NotFound("Tenant not found.", code="tenant_not_found")
+        raise TenantNotFound("Tenant not found.")
     return principal
 
 
@@ -128,27 +140,27 @@ def _authenticate_other(raw: str, tenant_slug: str | None) -> Principal:
         principal = validator(raw, tenant_slug)
         if principal is not None:
             return principal
-    raise AuthenticationFailed("The token is not valid.", code="token_malformed")
+    raise TokenMalformed("The token is not valid.")
 
 
 def _authenticate_api_token(raw: str, attempt: _Attempt) -> Principal:
     parts = tokens.parse(raw)
     if parts is None:
-        raise AuthenticationFailed("The token is not valid.", code="token_malformed")
+        raise TokenMalformed("The token is not valid.")
     attempt.token_prefix = parts.prefix
     token = ApiToken.objects.select_related("tenant", "user").filter(prefix=parts.prefix).first()
     if token is not None:
         attempt.tenant = token.tenant
     if token is None or not tokens.secret_matches(parts.secret, token.salt, token.secret_hash):
-        raise AuthenticationFailed("The token is not valid.", code="token_invalid")
+        raise TokenInvalid("The token is not valid.")
     if token.is_revoked:
-        raise AuthenticationFailed("The token has been revoked.", code="token_revoked")
+        raise TokenRevoked("The token has been revoked.")
     if token.is_expired:
-        raise AuthenticationFailed("The token has expired.", code="token_expired")
+        raise TokenExpired("The token has expired.")
     if not token.user.is_active:
-        raise AuthenticationFailed("The token is not valid.", code="token_invalid")
+        raise TokenInvalid("The token is not valid.")
     if not token.tenant.active:
-        raise PermissionDenied("The tenant is deactivated.", code="tenant_inactive")
+        raise TenantInactive("The tenant is deactivated.")
     _touch(token)
     return Principal(
         user=token.user,
@@ -173,7 +185,7 @@ def principal_for_member(*, user: Any, tenant: Tenant, kind: str = "session") ->
     else:
         membership = Membership.objects.filter(user=user, tenant=tenant).first()
         if membership is None or not tenant.active:
-            raise NotFound("Tenant not found.", code="tenant_not_found")
+            raise TenantNotFound("Tenant not found.")
         scopes = ROLE_SCOPES[membership.role]
     return Principal(
         user=user,

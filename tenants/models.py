@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.validators import MinValueValidator, RegexValidator
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 SLUG_VALIDATOR = RegexValidator(
@@ -23,6 +25,15 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """A tenant always has its policy: it is created with the tenant, whatever creates
+        the tenant (service, admin, fixtures), so reading it never has to write."""
+        creating = self._state.adding
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if creating:
+                TenantPolicy.objects.get_or_create(tenant_id=self.pk)
 
 
 class Role(models.TextChoices):

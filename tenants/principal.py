@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from core.errors import PermissionDenied
+from tenants.errors import ScopeRequired
 from tenants.models import Role, Scope
 
 if TYPE_CHECKING:
@@ -52,10 +52,9 @@ class Principal:
                 error_code="scope_required",
                 details={"required_scope": scope, "granted_scopes": sorted(self.scopes)},
             )
-            raise PermissionDenied(
-                f"This action needs the '{scope}' scope.",
-                code="scope_required",
-                extra={"required_scope": scope, "granted_scopes": sorted(self.scopes)},
+            raise ScopeRequired(
+                required_scope=scope,
+                granted_scopes=sorted(self.scopes),
             )
 
     @property

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import QuerySet
 
-from core.errors import NotFound
+from tenants.errors import MemberNotFound, TenantNotFound, TokenNotFound
 from tenants.models import (
     MANAGING_ROLES,
     ApiToken,
@@ -84,14 +84,13 @@ def membership_get(*, user: Any, tenant: Tenant) -> Membership | None:
 def tenant_get_by_slug(*, slug: str) -> Tenant:
     tenant = Tenant.objects.filter(slug=slug, active=True).first()
     if tenant is None:
-        raise NotFound("Tenant not found.", code="tenant_not_found")
+        raise TenantNotFound("Tenant not found.")
     return tenant
 
 
 def tenant_policy_get(*, tenant: Tenant) -> TenantPolicy:
-    """The tenant's policy; a tenant made without one gets the defaults."""
-    policy, _ = TenantPolicy.objects.get_or_create(tenant=tenant)
-    return policy
+    """The tenant's policy (created with the tenant; read fresh, never cached on it)."""
+    return TenantPolicy.objects.get(tenant_id=tenant.pk)
 
 
 # --- Tenant administration: the actor's own tenant, admin scope -----------------------
@@ -104,7 +103,7 @@ def tenant_require_admin(*, actor: Principal, slug: str) -> Tenant:
     the admin scope is checked only for the actor's own tenant.
     """
     if actor.tenant.slug != slug:
-        raise NotFound("Tenant not found.", code="tenant_not_found")
+        raise TenantNotFound()
     actor.require_scope("admin")
     return actor.tenant
 
@@ -121,7 +120,7 @@ def member_list(*, actor: Principal) -> QuerySet[Membership]:
 def member_get(*, actor: Principal, user_id: int) -> Membership:
     membership = member_list(actor=actor).filter(user_id=user_id).first()
     if membership is None:
-        raise NotFound("Member not found.", code="member_not_found")
+        raise MemberNotFound()
     return membership
 
 
@@ -140,7 +139,7 @@ def api_token_list(
 def api_token_get(*, actor: Principal, prefix: str) -> ApiToken:
     token = api_token_list(actor=actor, include_revoked=True).filter(prefix=prefix).first()
     if token is None:
-        raise NotFound("Token not found.", code="token_not_found")
+        raise TokenNotFound()
     return token
 
 

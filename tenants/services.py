@@ -17,9 +17,20 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from tenants import tokens
 from tenants.audit import audit_record, audited
+from tenants.errors import (
+    InvalidFields,
+    InvalidRole,
+    InvalidScopes,
+    LastOwner,
+    MemberNotFound,
+    NotAMember,
+    ScopeEscalation,
+    TenantExists,
+    TokenNotFound,
+    UnknownPolicyField,
+)
 from tenants.models import (
     MANAGING_ROLES,
     ApiToken,
@@ -40,10 +51,7 @@ def _full_clean(obj: Any) -> None:
     try:
         obj.full_clean(validate_unique=False, validate_constraints=False)
     except ValidationError as exc:
-        raise ValidationFailed(
-            "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()),
-            extra={"fields": exc.message_dict},
-        ) from exc
+        raise InvalidFields(fields=exc.message_dict) from exc
 
 
 def _require_admin(actor: Principal) -> None:
@@ -62,10 +70,7 @@ def tenant_create(
         with transaction.atomic():
             tenant.save()
     except IntegrityError as exc:
-        raise Conflict(
-            f"A tenant with slug '{slug}' already exists.", code="tenant_exists"
-        ) from exc
-    TenantPolicy.objects.create(tenant=tenant)
+        raise TenantExists(f"A tenant with slug '{slug}' already exists.") from exc
     actor = operator_principal(tenant, name=actor_id.removeprefix("cli:"))
     audit_record(
         actor=actor,
@@ -82,19 +87,14 @@ def tenant_create(
 
 def _check_role(role: str) -> None:
     if role not in Role.values:
-        raise ValidationFailed(
-            f"Unknown role '{role}'.", code="invalid_role", extra={"allowed": Role.values}
-        )
+        raise InvalidRole(role=role, allowed=Role.values)
 
 
 def _refuse_last_owner(*, tenant: Tenant, user: Any) -> None:
     """A tenant always keeps one owner: nobody demotes or removes the last one."""
     owners = Membership.objects.select_for_update().filter(tenant=tenant, role=Role.OWNER)
     if [m.user_id for m in owners] == [user.pk]:
-        raise Conflict(
-            "This is the tenant's only owner; make someone else owner first.",
-            code="last_owner",
-        )
+        raise LastOwner()
 
 
 def membership_write(*, tenant: Tenant, user: Any, role: str, granted_by: str = "") -> Membership:
@@ -150,7 +150,7 @@ def membership_remove(*, actor: Principal, membership: Membership) -> int:
         transaction.atomic(),
     ):
         if membership.tenant_id != actor.tenant.pk:
-            raise NotFound("Member not found.", code="member_not_found")
+            raise MemberNotFound()
         audit.details.update({"username": user.get_username(), "role": membership.role})
         if membership.role == Role.OWNER:
             _refuse_last_owner(tenant=actor.tenant, user=user)
@@ -185,10 +185,8 @@ def normalize_scopes(scopes: Iterable[str]) -> list[str]:
     cleaned = sorted({s.strip().lower() for s in scopes if s.strip()})
     unknown = [s for s in cleaned if s not in VALID_SCOPES]
     if unknown or not cleaned:
-        raise ValidationFailed(
-            f"Scopes must be a non-empty subset of {sorted(VALID_SCOPES)}; "
-            f"got {unknown or 'none'}.",
-            code="invalid_scopes",
+        raise InvalidScopes(
+            f"Scopes must be a non-empty subset of {sorted(VALID_SCOPES)}; got {unknown or 'none'}."
         )
     return cleaned
 
@@ -207,18 +205,12 @@ def api_token_create(
     with audited(actor=actor, action="api_token.create", target_type="api_token") as audit:
         tenant = actor.tenant
         if not Membership.objects.filter(tenant=tenant, user=user).exists():
-            raise ValidationFailed(
-                f"User '{user}' is not a member of tenant '{tenant.slug}'.", code="not_a_member"
-            )
+            raise NotAMember(f"User '{user}' is not a member of tenant '{tenant.slug}'.")
         wanted = normalize_scopes(scopes)
         audit.details.update({"name": name, "scopes": wanted, "user_id": user.pk})
         beyond = [s for s in wanted if not actor.has_scope(s)]
         if beyond:
-            raise PermissionDenied(
-                f"A token cannot get scopes its creator lacks: {beyond}.",
-                code="scope_escalation",
-                extra={"scopes": beyond},
-            )
+            raise ScopeEscalation(scopes=beyond)
         raw, parts = tokens.generate()
         salt = tokens.new_salt()
         token = ApiToken(
@@ -244,7 +236,7 @@ def api_token_revoke(*, actor: Principal, token: ApiToken) -> ApiToken:
         actor=actor, action="api_token.revoke", target_type="api_token", target_id=token.prefix
     ) as audit:
         if token.tenant_id != actor.tenant.pk:
-            raise NotFound("Token not found.", code="token_not_found")
+            raise TokenNotFound()
         audit.details["name"] = token.name
         if token.revoked_at is None:
             token.revoked_at = timezone.now()
@@ -296,12 +288,8 @@ def tenant_policy_update(*, actor: Principal, changes: Mapping[str, Any]) -> Ten
     ):
         unknown = sorted(set(changes) - set(POLICY_FIELDS))
         if unknown:
-            raise ValidationFailed(
-                f"Not policy fields: {', '.join(unknown)}.",
-                code="unknown_policy_field",
-                extra={"fields": {name: ["Not a policy field."] for name in unknown}},
-            )
-        policy, _ = TenantPolicy.objects.select_for_update().get_or_create(tenant=actor.tenant)
+            raise UnknownPolicyField(fields=unknown)
+        policy = TenantPolicy.objects.select_for_update().get(tenant=actor.tenant)
         diff: dict[str, dict[str, Any]] = {}
         for name, value in changes.items():
             old = getattr(policy, name)
@@ -311,10 +299,7 @@ def tenant_policy_update(*, actor: Principal, changes: Mapping[str, Any]) -> Ten
         audit.details["changes"] = diff
         _full_clean(policy)
         if policy.max_ttl_s and policy.default_ttl_s > policy.max_ttl_s:
-            raise ValidationFailed(
-                "default_ttl_s: must not exceed max_ttl_s.",
-                extra={"fields": {"default_ttl_s": ["Must not exceed max_ttl_s."]}},
-            )
+            raise InvalidFields(fields={"default_ttl_s": ["Must not exceed max_ttl_s."]})
         policy.save()
     return policy
 

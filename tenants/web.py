@@ -25,6 +25,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from core.errors import DevBenchError, NotFound
 from tenants.auth import principal_for_member
+from tenants.errors import TenantNotFound
 from tenants.principal import Principal
 from tenants.selectors import tenant_get_by_slug, tenant_list_for_user
 
@@ -83,7 +84,7 @@ def tenant_view(view: View) -> View:
             actor = principal_for_member(user=request.user, tenant=tenant_get_by_slug(slug=tenant))
         except NotFound:
             # The same answer for a missing, inactive or foreign tenant.
-            return error_page(request, NotFound("Tenant not found.", code="tenant_not_found"))
+            return error_page(request, TenantNotFound("Tenant not found."))
         request.devbench_actor = actor  # type: ignore[attr-defined]
         remember_tenant(request, actor.tenant.slug)
         home = reverse("web:workspace_list", kwargs={"tenant": actor.tenant.slug})

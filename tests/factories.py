@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 
+from execution.models import Exec, ExecChunk, Stream
 from tenants import tokens
-from tenants.models import ApiToken, AuditEvent, Membership, Role, Tenant, TenantPolicy
+from tenants.models import (
+    ApiToken,
+    AuditEvent,
+    Membership,
+    MembershipRule,
+    Role,
+    Tenant,
+    TenantPolicy,
+)
 from workspaces.models import Workspace
 
+M = TypeVar("M")
 
-class UserFactory(factory.django.DjangoModelFactory):
+
+class ModelFactory(factory.django.DjangoModelFactory[M]):
+    """A factory whose call mypy knows returns the model row (factory_boy leaves it untyped)."""
+
+    class Meta:
+        abstract = True
+
+    if TYPE_CHECKING:
+
+        def __new__(cls, *args: Any, **kwargs: Any) -> M:  # type: ignore[misc]
+            ...
+
+
+class UserFactory(ModelFactory[User]):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
@@ -22,7 +46,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.django.Password("correct horse battery staple")
 
 
-class TenantFactory(factory.django.DjangoModelFactory):
+class TenantFactory(ModelFactory[Tenant]):
     class Meta:
         model = Tenant
         skip_postgeneration_save = True
@@ -32,11 +56,12 @@ class TenantFactory(factory.django.DjangoModelFactory):
 
     @factory.post_generation
     def policy(self, create: bool, extracted: Any, **kwargs: Any) -> None:
-        if create:
-            TenantPolicy.objects.get_or_create(tenant=self, defaults=kwargs)
+        """``policy__<field>=...`` sets fields of the policy the tenant is created with."""
+        if create and kwargs:
+            TenantPolicy.objects.filter(tenant=self).update(**kwargs)  # type: ignore[misc]
 
 
-class TenantPolicyFactory(factory.django.DjangoModelFactory):
+class TenantPolicyFactory(ModelFactory[TenantPolicy]):
     class Meta:
         model = TenantPolicy
         django_get_or_create = ("tenant",)
@@ -44,7 +69,7 @@ class TenantPolicyFactory(factory.django.DjangoModelFactory):
     tenant = factory.SubFactory(TenantFactory)
 
 
-class MembershipFactory(factory.django.DjangoModelFactory):
+class MembershipFactory(ModelFactory[Membership]):
     class Meta:
         model = Membership
 
@@ -53,7 +78,7 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     role = Role.MEMBER
 
 
-class ApiTokenFactory(factory.django.DjangoModelFactory):
+class ApiTokenFactory(ModelFactory[Any]):  # an ApiToken with .raw set
     """Builds a token row; the raw token is on ``instance.raw`` (never stored)."""
 
     class Meta:
@@ -79,7 +104,7 @@ class ApiTokenFactory(factory.django.DjangoModelFactory):
         return token
 
 
-class AuditEventFactory(factory.django.DjangoModelFactory):
+class AuditEventFactory(ModelFactory[AuditEvent]):
     class Meta:
         model = AuditEvent
 
@@ -90,7 +115,7 @@ class AuditEventFactory(factory.django.DjangoModelFactory):
     outcome = AuditEvent.Outcome.SUCCESS
 
 
-class WorkspaceFactory(factory.django.DjangoModelFactory):
+class WorkspaceFactory(ModelFactory[Workspace]):
     """A row only: no container. Use workspace services for a live one."""
 
     class Meta:
@@ -99,3 +124,35 @@ class WorkspaceFactory(factory.django.DjangoModelFactory):
     tenant = factory.SubFactory(TenantFactory)
     image_ref = "devbench/busybox:latest"
     status = "running"
+
+
+class ExecFactory(ModelFactory[Exec]):
+    """An exec row only (nothing runs): for reads, lists, admin and isolation tests."""
+
+    class Meta:
+        model = Exec
+
+    workspace = factory.SubFactory(WorkspaceFactory, container_id="c")
+    tenant = factory.SelfAttribute("workspace.tenant")
+    cmd = factory.LazyFunction(lambda: ["true"])
+
+
+class ExecChunkFactory(ModelFactory[ExecChunk]):
+    class Meta:
+        model = ExecChunk
+
+    exec = factory.SubFactory(ExecFactory)
+    seq = factory.Sequence(lambda n: n + 1)
+    stream = Stream.STDOUT
+    data = b"output\n"
+
+
+class MembershipRuleFactory(ModelFactory[MembershipRule]):
+    """Grants ``role`` in ``tenant`` to sign-ins of ``provider_id`` whose claim has ``value``."""
+
+    class Meta:
+        model = MembershipRule
+
+    tenant = factory.SubFactory(TenantFactory)
+    provider_id = "corp"
+    value = factory.Sequence(lambda n: f"group-{n}")

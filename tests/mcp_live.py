@@ -8,8 +8,6 @@ it), so the server process sees them.
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,46 +22,19 @@ from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.processes import ROOT, TEST_INSTANCE, ManagedProcess, service_env
+from tests.node import ensure_node_modules, node_argv, node_env
+from tests.processes import ROOT, TEST_INSTANCE, DaphneServer, service_env
 
-LISTENING = re.compile(rb"Listening on TCP address 127\.0\.0\.1:(\d+)")
 ALLOWED_ORIGIN = "https://agents.example.test"
 HANDSHAKE = "legacy"  # 2025-11-25: initialize handshake
 MODERN = "2026-07-28"  # single self-contained requests
 MODES = (HANDSHAKE, MODERN)
 
 
-class DaphneProcess(ManagedProcess):
-    """A real web process (HTTP + MCP + websockets) on a port the kernel picks."""
-
-    what = "daphne"
-
-    def __init__(self, db_name: str, name: str, extra_env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.access_log = ROOT / "var" / f"daphne-{name}-{TEST_INSTANCE}.access.log"
-        self.access_log.parent.mkdir(parents=True, exist_ok=True)
-        self.access_log.write_text("")
-        env = service_env(db_name)
-        env["MCP_ALLOWED_ORIGINS"] = ALLOWED_ORIGIN
-        env["LOG_LEVEL"] = "INFO"  # daphne announces its port at INFO
-        env.update(extra_env or {})
-        argv = [sys.executable, "-m", "daphne", "-e", "tcp:port=0:interface=127.0.0.1",
-                "--access-log", str(self.access_log), "devbench_site.asgi:application"]  # fmt: skip
-        self.port = 0
-        super().__init__(argv, env=env, log_name=f"daphne-{name}")
-        self.base_url = f"http://127.0.0.1:{self.port}"
-
-    def is_ready(self) -> bool:
-        match = LISTENING.search(self.log_path.read_bytes())
-        if match:
-            self.port = int(match.group(1))
-        return match is not None
-
-    def mcp_url(self, slug: str) -> str:
-        return f"{self.base_url}/mcp/{slug}/"
-
-    def mcp_requests_served(self) -> int:
-        return sum(1 for line in self.access_log.read_text().splitlines() if '"POST /mcp/' in line)
+def web_process(db_name: str, name: str, extra_env: dict[str, str] | None = None) -> DaphneServer:
+    """A web process whose MCP endpoint also admits the test's browser origin."""
+    env = {"MCP_ALLOWED_ORIGINS": ALLOWED_ORIGIN, **(extra_env or {})}
+    return DaphneServer(db_name, extra_env=env, name=name)
 
 
 def _db_name(django_db_blocker: Any) -> str:
@@ -74,9 +45,9 @@ def _db_name(django_db_blocker: Any) -> str:
 
 
 @pytest.fixture(scope="session")
-def mcp_server_process(django_db_setup: Any, django_db_blocker: Any) -> Iterator[DaphneProcess]:
+def mcp_server_process(django_db_setup: Any, django_db_blocker: Any) -> Iterator[DaphneServer]:
     """One daphne process for the session, on the test database."""
-    server = DaphneProcess(_db_name(django_db_blocker), "main")
+    server = web_process(_db_name(django_db_blocker), "main")
     yield server
     server.stop()
 
@@ -84,13 +55,13 @@ def mcp_server_process(django_db_setup: Any, django_db_blocker: Any) -> Iterator
 @pytest.fixture
 def start_daphne(
     django_db_setup: Any, django_db_blocker: Any
-) -> Iterator[Callable[..., DaphneProcess]]:
+) -> Iterator[Callable[..., DaphneServer]]:
     """Extra, test-owned web processes (e.g. with other settings)."""
-    started: list[DaphneProcess] = []
+    started: list[DaphneServer] = []
     db_name = _db_name(django_db_blocker)
 
-    def _start(name: str, extra_env: dict[str, str] | None = None) -> DaphneProcess:
-        server = DaphneProcess(db_name, name, extra_env)
+    def _start(name: str, extra_env: dict[str, str] | None = None) -> DaphneServer:
+        server = web_process(db_name, name, extra_env)
         started.append(server)
         return server
 
@@ -100,7 +71,7 @@ def start_daphne(
 
 
 @pytest.fixture
-def live_mcp(mcp_server_process: DaphneProcess, transactional_db: Any) -> DaphneProcess:
+def live_mcp(mcp_server_process: DaphneServer, transactional_db: Any) -> DaphneServer:
     """The session's web process, with committed rows visible to it."""
     return mcp_server_process
 
@@ -176,20 +147,14 @@ JS_CLIENT_DIR = ROOT / "tests" / "mcp_client_js"
 
 @pytest.fixture(scope="session")
 def js_client() -> Callable[..., dict[str, Any]]:
-    """The TypeScript SDK client (installed once per session with ``npm ci``)."""
-    subprocess.run(
-        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=JS_CLIENT_DIR,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    """The TypeScript SDK client (installed with ``npm ci`` when its lock file changed)."""
+    ensure_node_modules(JS_CLIENT_DIR)
 
     def run(url: str, token: str, scenario: str = "list") -> dict[str, Any]:
         done = subprocess.run(
-            ["node", "check.mjs", url, scenario],
+            node_argv("check.mjs", url, scenario),
             cwd=JS_CLIENT_DIR,
-            env={**os.environ, "DEVBENCH_TOKEN": token},
+            env=node_env({"DEVBENCH_TOKEN": token}),
             capture_output=True,
             timeout=300,
             check=False,
@@ -215,11 +180,22 @@ def mcp_call(url: str, token: str, name: str, arguments: dict[str, Any] | None =
 
 def ok(result: Any) -> dict[str, Any]:
     """The structured content of a successful call (fails the test with the error body)."""
-    assert result.is_error is False, result.structured_content
+    assert result.is_error is False, result.content
     content: dict[str, Any] = result.structured_content
     return content
 
 
-def error_code(result: Any) -> str:
+def error_body(result: Any) -> dict[str, Any]:
+    """The REST error body an error result carries as JSON text (and no structured content)."""
     assert result.is_error is True, result.structured_content
-    return str(result.structured_content["code"])
+    assert result.structured_content is None, result.structured_content
+    assert len(result.content) == 1 and result.content[0].type == "text", result.content
+    body: dict[str, Any] = json.loads(result.content[0].text)
+    # The id of the request served (differs per request by design).
+    assert body.pop("request_id", None), "every error body carries its request id"
+    assert set(body) == {"code", "message", "extra"}, body
+    return body
+
+
+def error_code(result: Any) -> str:
+    return str(error_body(result)["code"])

@@ -7,12 +7,14 @@ says so, and stops with SIGTERM (SIGKILL after a grace period).
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from django.conf import settings
 
@@ -20,6 +22,34 @@ ROOT = Path(__file__).resolve().parent.parent
 # Containers made by this test session carry this instance label, so cleanup
 # and reconciliation never touch anything else on the engine.
 TEST_INSTANCE = os.environ.get("DEVBENCH_INSTANCE") or f"test-{uuid.uuid4().hex[:8]}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(check: Callable[[], Any], *, timeout_s: float = 60, what: str = "condition") -> Any:
+    """Poll ``check`` (backing off to 0.5 s) until it returns something true; return that."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
 
 
 def service_env(db_name: str) -> dict[str, str]:
@@ -87,3 +117,51 @@ class ManagedProcess:
     def stop(self) -> None:
         self._stop_process()
         self._log.close()
+
+
+class DaphneServer(ManagedProcess):
+    """A real web process (HTTP, MCP, websockets) on a port fixed at start, so a restart
+    keeps the address clients use. Serves the test database ``db_name`` unless given a
+    whole ``env`` (e.g. the embedded mode's)."""
+
+    what = "daphne"
+    stop_grace_s = 10.0
+
+    def __init__(
+        self,
+        db_name: str | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        extra_env: dict[str, str] | None = None,
+        name: str = "web",
+        port: int | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.base_url = f"http://{self.host}"
+        self.access_log = ROOT / "var" / f"daphne-{name}-{self.port}-{TEST_INSTANCE}.access.log"
+        self.access_log.parent.mkdir(parents=True, exist_ok=True)
+        self.access_log.write_text("")
+        if env is None:
+            assert db_name is not None, "a test database or a whole environment"
+            env = service_env(db_name)
+        argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+                "--access-log", str(self.access_log), "devbench_site.asgi:application"]  # fmt: skip
+        super().__init__(
+            argv, env={**env, **(extra_env or {})}, log_name=f"daphne-{name}-{self.port}"
+        )
+
+    def is_ready(self) -> bool:
+        return port_open(self.port)
+
+    def url(self, path: str = "/") -> str:
+        return f"{self.base_url}{path}"
+
+    def ws_url(self, path: str) -> str:
+        return f"ws://{self.host}{path}"
+
+    def mcp_url(self, slug: str) -> str:
+        return f"{self.base_url}/mcp/{slug}/"
+
+    def mcp_requests_served(self) -> int:
+        return sum(1 for line in self.access_log.read_text().splitlines() if '"POST /mcp/' in line)

@@ -6,6 +6,8 @@ import time
 import pytest
 from django.test import Client
 
+from tests.processes import free_port
+
 pytestmark = pytest.mark.django_db
 
 
@@ -23,16 +25,10 @@ def test_readyz_ok_when_database_redis_and_engine_answer():
     assert set(body["checks"]) == {"database", "redis", "docker"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def own_redis(tmp_path):
     """A Redis server this test owns, so it can stop it."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             shutil.which("redis-server") or "/usr/bin/redis-server",

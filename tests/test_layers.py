@@ -41,3 +41,47 @@ def test_core_imports_no_app_and_not_the_site() -> None:
 def test_apps_do_not_import_the_site_package(app: str) -> None:
     offenders = [module for module, names in imported_packages(app).items() if SITE in names]
     assert offenders == []
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("module", ["state", "runner", "worker", "selectors"])
+def test_exec_transitions_and_worker_side_import_neither_tasks_nor_caller_actions(
+    module: str,
+) -> None:
+    """Tasks import the worker side and hand it their senders: no import cycle."""
+    imported = imported_modules(ROOT / "execution" / f"{module}.py")
+    assert not imported & {"execution.tasks", "execution.services"}
+
+
+def test_reads_come_from_selectors_not_through_services() -> None:
+    import execution.selectors
+
+    readers = {name for name in vars(execution.selectors) if name.startswith("exec_")}
+    assert readers, "the selectors module has exec_* readers"
+    through_services = []
+    paths = [path for top in (*APPS, "tests") for path in sorted((ROOT / top).rglob("*.py"))]
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "services"
+                and node.attr in readers
+            ) or (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "execution.services"
+                and any(alias.name in readers for alias in node.names)
+            ):
+                through_services.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert through_services == []

@@ -16,7 +16,7 @@ SERIES = re.compile(r"\b(devbench_[a-z_]+)")
 
 
 def _exported() -> set[str]:
-    sources = (Path(m.__file__).read_text() for m in (core.metrics, devbench_site.metrics))
+    sources = (Path(str(m.__file__)).read_text() for m in (core.metrics, devbench_site.metrics))
     return {name for source in sources for name in SERIES.findall(source)}
 
 

@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from core.errors import ValidationFailed
 from tenants.models import Tenant
 from tenants.principal import Principal
+from usage.errors import InvalidRange
 from usage.models import RunState, UsageDay, WorkspaceRun
 
 MAX_DAYS = 366
@@ -38,11 +38,9 @@ def _start_of(day: date) -> datetime:
 def usage_days(*, tenant: Tenant, since: date, until: date) -> list[DayUsage]:
     """One entry per UTC day from ``since`` to ``until`` (both included), oldest first."""
     if until < since:
-        raise ValidationFailed("until must not be before since.", code="invalid_range")
+        raise InvalidRange("until must not be before since.")
     if (until - since).days >= MAX_DAYS:
-        raise ValidationFailed(
-            f"At most {MAX_DAYS} days at once.", code="invalid_range", extra={"max": MAX_DAYS}
-        )
+        raise InvalidRange(f"At most {MAX_DAYS} days at once.", max_days=MAX_DAYS)
     start, end = _start_of(since), _start_of(until + timedelta(days=1))
     now = timezone.now()
     seconds: dict[tuple[date, str], float] = {}

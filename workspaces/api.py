@@ -7,19 +7,19 @@ from ninja import Query, Router
 from ninja.pagination import LimitOffsetPagination, paginate
 from ninja.responses import Status
 
-from core.errors import ValidationFailed
+from core.errors import InvalidIdempotencyKey
 from tenants.api import principal_of
 from workspaces import reconcile, selectors, services
 from workspaces.models import Workspace, WorkspaceStatus
 from workspaces.schemas import (
-    AttachBody,
-    AttachOut,
     GcOut,
     ReconcileOut,
-    SpawnIn,
-    StatsOut,
+    WorkspaceAttachBody,
+    WorkspaceAttachOut,
     WorkspaceListQuery,
     WorkspaceOut,
+    WorkspaceSpawnIn,
+    WorkspaceStatsOut,
 )
 
 router = Router(tags=["workspaces"])
@@ -32,7 +32,7 @@ _SPAWN_STATUS: dict[str, int] = {WorkspaceStatus.RUNNING: 201, WorkspaceStatus.C
     response={200: WorkspaceOut, 201: WorkspaceOut, 202: WorkspaceOut},
     operation_id="workspace_spawn",
 )
-def workspace_spawn(request: HttpRequest, payload: SpawnIn) -> Status[Workspace]:
+def workspace_spawn(request: HttpRequest, payload: WorkspaceSpawnIn) -> Status[Workspace]:
     """Spawn a workspace: 201 once it runs, or 202 while it is created (`wait: false`).
 
     An `idempotency_key` (or the `Idempotency-Key` header) makes retries safe:
@@ -40,9 +40,8 @@ def workspace_spawn(request: HttpRequest, payload: SpawnIn) -> Status[Workspace]
     """
     header_key = request.headers.get("Idempotency-Key") or None
     if header_key and payload.idempotency_key and header_key != payload.idempotency_key:
-        raise ValidationFailed(
-            "The Idempotency-Key header and the idempotency_key field differ.",
-            code="invalid_idempotency_key",
+        raise InvalidIdempotencyKey(
+            "The Idempotency-Key header and the idempotency_key field differ."
         )
     workspace = services.workspace_spawn(
         actor=principal_of(request),
@@ -87,8 +86,12 @@ def workspace_kill(
     )
 
 
-@router.post("/workspaces/{ref}/attach", response={201: AttachOut}, operation_id="workspace_attach")
-def workspace_attach(request: HttpRequest, ref: str, payload: AttachBody) -> Status[AttachOut]:
+@router.post(
+    "/workspaces/{ref}/attach", response={201: WorkspaceAttachOut}, operation_id="workspace_attach"
+)
+def workspace_attach(
+    request: HttpRequest, ref: str, payload: WorkspaceAttachBody
+) -> Status[WorkspaceAttachOut]:
     """Register a client working in a running workspace; answers its roots."""
     result = services.workspace_attach(
         actor=principal_of(request),
@@ -96,7 +99,7 @@ def workspace_attach(request: HttpRequest, ref: str, payload: AttachBody) -> Sta
         client_name=payload.client_name,
         session_id=payload.session_id,
     )
-    return Status(201, AttachOut.from_result(result))
+    return Status(201, WorkspaceAttachOut.from_result(result))
 
 
 @router.post("/workspaces/{ref}/stop", response=WorkspaceOut, operation_id="workspace_stop")
@@ -120,12 +123,12 @@ def workspace_start(request: HttpRequest, ref: str) -> Workspace:
     return services.workspace_start(actor=actor, workspace=workspace)
 
 
-@router.get("/workspaces/{ref}/stats", response=StatsOut, operation_id="workspace_stats")
-def workspace_stats(request: HttpRequest, ref: str) -> StatsOut:
+@router.get("/workspaces/{ref}/stats", response=WorkspaceStatsOut, operation_id="workspace_stats")
+def workspace_stats(request: HttpRequest, ref: str) -> WorkspaceStatsOut:
     """CPU, memory, processes, network and block I/O of a running workspace (~1 s)."""
     actor = principal_of(request)
     workspace = selectors.workspace_get(actor=actor, ref=ref)
-    return StatsOut.from_stats(
+    return WorkspaceStatsOut.from_stats(
         workspace, services.workspace_stats(actor=actor, workspace=workspace)
     )
 

@@ -20,8 +20,9 @@ from fnmatch import fnmatchcase
 from django.conf import settings
 from django.core.cache import cache
 
-from core.errors import ImageNotFound, PolicyDenied, ValidationFailed
+from core.errors import ImageNotFound, ValidationFailed
 from tenants.models import TenantPolicy
+from workspaces.errors import DigestRequired, ImageNotAllowed, InvalidImageReference
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import ImageInfo
 from workspaces.scanning import image_scan_check
@@ -90,11 +91,10 @@ class ImageReference:
 
 
 def _invalid(text: str, why: str) -> ValidationFailed:
-    return ValidationFailed(
+    return InvalidImageReference(
         f"'{text}' is not a valid image reference: {why}. Use [registry/]name[:tag][@sha256:…], "
         "e.g. 'devbench/busybox:latest'.",
-        code="invalid_image_reference",
-        extra={"image": text},
+        image=text,
     )
 
 
@@ -174,7 +174,7 @@ def _resolve_uncached(reference: ImageReference) -> ImageInfo:
         raise ImageNotFound(
             f"Image '{reference.familiar()}' is not present on the engine: no local image of "
             f"'{repo}' has that registry digest or image id.",
-            extra={"image": reference.familiar()},
+            image=reference.familiar(),
         )
     return info
 
@@ -204,18 +204,17 @@ def image_check(*, policy: TenantPolicy, image: str | None) -> ResolvedImage:
     reference = image_reference_parse(image or policy.default_image)
     patterns = allowed_image_patterns(policy)
     if not image_reference_allowed(reference, patterns):
-        raise PolicyDenied(
+        raise ImageNotAllowed(
             f"Image '{reference.familiar()}' is not allowed by the tenant policy; allowed "
             f"patterns: {', '.join(patterns) or '(none)'}.",
-            code="image_not_allowed",
-            extra={"image": reference.familiar(), "allowed_images": patterns},
+            image=reference.familiar(),
+            allowed_images=patterns,
         )
     if policy.require_digest and reference.digest is None:
-        raise PolicyDenied(
+        raise DigestRequired(
             f"The tenant policy requires images pinned by digest: use "
             f"'{reference.familiar_name}@sha256:<digest>'.",
-            code="digest_required",
-            extra={"image": reference.familiar()},
+            image=reference.familiar(),
         )
     info = image_resolve(reference)
     image_scan_check(policy=policy, image=info, name=reference.familiar())

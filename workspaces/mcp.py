@@ -9,38 +9,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.mcp.tools import ToolCall, ToolSet
+from core.mcp.tools import ADD, READ, REPEATABLE_CHANGE, REPEATABLE_DESTROY, ToolCall, ToolSet
 from core.schemas import NoArguments
 from tenants.principal import Principal
 from workspaces import reconcile, selectors, services
 from workspaces.models import Workspace
 from workspaces.schemas import (
-    AttachIn,
-    AttachOut,
     GcOut,
-    KillIn,
-    ListContainersIn,
     ReconcileOut,
-    SpawnIn,
-    StatsIn,
-    StatsOut,
+    WorkspaceAttachIn,
+    WorkspaceAttachOut,
+    WorkspaceKillIn,
+    WorkspaceListIn,
     WorkspaceListOut,
     WorkspaceOut,
+    WorkspaceSpawnIn,
+    WorkspaceStatsIn,
+    WorkspaceStatsOut,
 )
 
 tools = ToolSet()
 
 
 @tools.tool(
-    input=SpawnIn,
+    input=WorkspaceSpawnIn,
     output=WorkspaceOut,
     title="Spawn a workspace",
-    read_only=False,
-    destructive=False,
-    idempotent=False,
-    open_world=False,
+    hints=ADD,
 )
-def spawn(call: ToolCall[Principal], args: SpawnIn) -> Workspace:
+def spawn(call: ToolCall[Principal], args: WorkspaceSpawnIn) -> Workspace:
     """Create an isolated Linux workspace: a container with a persistent /workspace volume.
 
     Use it when you need somewhere to run commands or keep files; reuse a
@@ -69,15 +66,12 @@ def spawn(call: ToolCall[Principal], args: SpawnIn) -> Workspace:
 
 
 @tools.tool(
-    input=AttachIn,
-    output=AttachOut,
+    input=WorkspaceAttachIn,
+    output=WorkspaceAttachOut,
     title="Attach to a workspace",
-    read_only=False,
-    destructive=False,
-    idempotent=False,
-    open_world=False,
+    hints=ADD,
 )
-def attach(call: ToolCall[Principal], args: AttachIn) -> AttachOut:
+def attach(call: ToolCall[Principal], args: WorkspaceAttachIn) -> WorkspaceAttachOut:
     """Start working in an existing, running workspace (found by id or alias).
 
     Use it to resume work in a workspace spawned earlier (by you or a
@@ -92,19 +86,16 @@ def attach(call: ToolCall[Principal], args: AttachIn) -> AttachOut:
         client_name=args.client_name,
         session_id=args.session_id,
     )
-    return AttachOut.from_result(result)
+    return WorkspaceAttachOut.from_result(result)
 
 
 @tools.tool(
-    input=KillIn,
+    input=WorkspaceKillIn,
     output=WorkspaceOut,
     title="Kill a workspace",
-    read_only=False,
-    destructive=True,
-    idempotent=True,
-    open_world=False,
+    hints=REPEATABLE_DESTROY,
 )
-def kill(call: ToolCall[Principal], args: KillIn) -> Workspace:
+def kill(call: ToolCall[Principal], args: WorkspaceKillIn) -> Workspace:
     """Stop and remove a workspace and its running commands.
 
     Use it when you are done: it frees the tenant's quota. The /workspace
@@ -122,15 +113,12 @@ def kill(call: ToolCall[Principal], args: KillIn) -> Workspace:
 
 
 @tools.tool(
-    input=ListContainersIn,
+    input=WorkspaceListIn,
     output=WorkspaceListOut,
     title="List workspaces",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
-def list_containers(call: ToolCall[Principal], args: ListContainersIn) -> dict[str, Any]:
+def list_containers(call: ToolCall[Principal], args: WorkspaceListIn) -> dict[str, Any]:
     """List the tenant's workspaces, newest first: id, alias, image, status, TTL, limits.
 
     Use it to find a workspace to reuse before spawning a new one. Removed
@@ -150,15 +138,12 @@ def list_containers(call: ToolCall[Principal], args: ListContainersIn) -> dict[s
 
 
 @tools.tool(
-    input=StatsIn,
-    output=StatsOut,
+    input=WorkspaceStatsIn,
+    output=WorkspaceStatsOut,
     title="Workspace resource use",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
-def container_stats(call: ToolCall[Principal], args: StatsIn) -> StatsOut:
+def container_stats(call: ToolCall[Principal], args: WorkspaceStatsIn) -> WorkspaceStatsOut:
     """One reading of a running workspace's resource use (takes about one second).
 
     CPU percent (100 = one full CPU), memory used and its limit (MiB, %),
@@ -168,7 +153,7 @@ def container_stats(call: ToolCall[Principal], args: StatsIn) -> StatsOut:
     """
     workspace = selectors.workspace_get(actor=call.principal, ref=args.container_id)
     stats = services.workspace_stats(actor=call.principal, workspace=workspace)
-    return StatsOut.from_stats(workspace, stats)
+    return WorkspaceStatsOut.from_stats(workspace, stats)
 
 
 @tools.tool(
@@ -176,10 +161,7 @@ def container_stats(call: ToolCall[Principal], args: StatsIn) -> StatsOut:
     output=ReconcileOut,
     title="Reconcile workspaces",
     name="reconcile",
-    read_only=False,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=REPEATABLE_CHANGE,
 )
 def reconcile_workspaces(call: ToolCall[Principal], args: NoArguments) -> reconcile.ReconcileReport:
     """Bring the tenant's workspace records in line with the container engine, now.
@@ -195,10 +177,7 @@ def reconcile_workspaces(call: ToolCall[Principal], args: NoArguments) -> reconc
     input=NoArguments,
     output=GcOut,
     title="Collect garbage",
-    read_only=False,
-    destructive=True,
-    idempotent=True,
-    open_world=False,
+    hints=REPEATABLE_DESTROY,
 )
 def garbage_collect(call: ToolCall[Principal], args: NoArguments) -> reconcile.GcReport:
     """Remove the tenant's containers and volumes that no live workspace owns, now.

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from core.errors import PolicyDenied, ValidationFailed
+from core.errors import PolicyDenied
 from tenants.models import TenantPolicy
+from workspaces.errors import InvalidLimits, InvalidTtl, PolicyLimitExceeded, TtlWithPersistent
 
 # Floors below which a workspace cannot even start its keeper process.
 MIN_MEMORY_MB = 16
@@ -38,10 +39,11 @@ def _ceilings(policy: TenantPolicy) -> WorkspaceLimits:
 
 
 def _denied(limit: str, requested: Any, ceiling: Any) -> PolicyDenied:
-    return PolicyDenied(
+    return PolicyLimitExceeded(
         f"The tenant policy allows at most {ceiling} for '{limit}' (asked for {requested}).",
-        code="policy_denied",
-        extra={"limit": limit, "requested": requested, "max": ceiling},
+        limit=limit,
+        requested=requested,
+        max=ceiling,
     )
 
 
@@ -51,10 +53,8 @@ def limits_resolve(*, policy: TenantPolicy, requested: Mapping[str, Any] | None)
     asked = {k: v for k, v in dict(requested or {}).items() if v is not None}
     unknown = sorted(set(asked) - {"memory_mb", "cpus", "pids"})
     if unknown:
-        raise ValidationFailed(
-            f"Unknown limit(s): {', '.join(unknown)}; use memory_mb, cpus, pids.",
-            code="invalid_limits",
-            extra={"unknown": unknown},
+        raise InvalidLimits(
+            f"Unknown limit(s): {', '.join(unknown)}; use memory_mb, cpus, pids.", unknown=unknown
         )
     floors = {"memory_mb": MIN_MEMORY_MB, "cpus": MIN_CPUS, "pids": MIN_PIDS}
     values: dict[str, Any] = {}
@@ -63,14 +63,10 @@ def limits_resolve(*, policy: TenantPolicy, requested: Mapping[str, Any] | None)
         try:
             value = float(value) if name == "cpus" else int(value)
         except (TypeError, ValueError) as exc:
-            raise ValidationFailed(
-                f"Limit '{name}' must be a number.", code="invalid_limits", extra={"limit": name}
-            ) from exc
+            raise InvalidLimits(f"Limit '{name}' must be a number.", limit=name) from exc
         if value < floors[name]:
-            raise ValidationFailed(
-                f"Limit '{name}' must be at least {floors[name]}.",
-                code="invalid_limits",
-                extra={"limit": name, "min": floors[name]},
+            raise InvalidLimits(
+                f"Limit '{name}' must be at least {floors[name]}.", limit=name, min=floors[name]
             )
         if value > ceiling:
             raise _denied(name, value, ceiling)
@@ -82,15 +78,12 @@ def ttl_resolve(*, policy: TenantPolicy, persistent: bool, ttl_s: int | None) ->
     """Seconds until an ephemeral workspace expires; persistent ones never do."""
     if persistent:
         if ttl_s is not None:
-            raise ValidationFailed(
-                "A persistent workspace does not expire: leave ttl_s unset.",
-                code="ttl_with_persistent",
-            )
+            raise TtlWithPersistent("A persistent workspace does not expire: leave ttl_s unset.")
         return None
     if ttl_s is None:
         return min(policy.default_ttl_s, policy.max_ttl_s) or None
     if ttl_s <= 0:
-        raise ValidationFailed("ttl_s must be a positive number of seconds.", code="invalid_ttl")
+        raise InvalidTtl("ttl_s must be a positive number of seconds.")
     if ttl_s > policy.max_ttl_s:
         raise _denied("ttl_s", ttl_s, policy.max_ttl_s)
     return ttl_s

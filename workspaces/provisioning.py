@@ -20,6 +20,7 @@ from core.errors import (
     EngineTimeout,
     EngineUnavailable,
 )
+from core.queues import node_queue
 from tenants.audit import audit_record
 from tenants.models import AuditEvent, TenantPolicy
 from tenants.principal import system_principal
@@ -65,7 +66,7 @@ def workspace_provision_enqueue(*, workspace: Workspace) -> None:
     """Queue the provisioning task on the workspace's node (call once the row is committed)."""
     from workspaces.tasks import workspace_provision_task
 
-    workspace_provision_task.apply_async(args=[workspace.pk], queue=f"node.{workspace.node}")
+    workspace_provision_task.apply_async(args=[workspace.pk], queue=node_queue(workspace.node))
 
 
 def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Workspace | None:

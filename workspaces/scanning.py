@@ -28,8 +28,8 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from core.errors import PolicyDenied
 from tenants.models import TenantPolicy
+from workspaces.errors import ImageNotScanned, ImageVulnerable
 from workspaces.runtime.base import ImageInfo
 
 logger = logging.getLogger(__name__)
@@ -139,24 +139,22 @@ def image_scan_check(*, policy: TenantPolicy, image: ImageInfo, name: str) -> No
     scanner = get_scanner()
     report = scanner.report(image) if scanner is not None else None
     if report is None:
-        raise PolicyDenied(
+        raise ImageNotScanned(
             f"Image '{name}' has no vulnerability scan report, and the tenant policy only "
             f"allows scanned images (blocking {floor} and above).",
-            code="image_not_scanned",
-            extra={"image": name, "image_id": image.id, "block_severity": floor},
+            image=name,
+            image_id=image.id,
+            block_severity=floor,
         )
     blocking = report.at_least(floor)
     if blocking:
         worst = max(blocking, key=lambda f: SEVERITY_RANK.get(f.severity, 0))
-        raise PolicyDenied(
+        raise ImageVulnerable(
             f"Image '{name}' has {len(blocking)} known vulnerabilities of severity {floor} or "
             f"higher (e.g. {worst.id} in {worst.package}, {worst.severity}).",
-            code="image_vulnerable",
-            extra={
-                "image": name,
-                "image_id": image.id,
-                "block_severity": floor,
-                "counts": report.counts(),
-                "findings": [f.id for f in blocking[:20]],
-            },
+            image=name,
+            image_id=image.id,
+            block_severity=floor,
+            counts=report.counts(),
+            findings=[f.id for f in blocking[:20]],
         )

@@ -33,7 +33,7 @@ class LimitsOut(Schema):
     pids: int
 
 
-class SpawnIn(Schema):
+class WorkspaceSpawnIn(Schema):
     image: str | None = Field(
         None,
         max_length=512,
@@ -99,16 +99,16 @@ class WorkspaceListQuery(Schema):
     include_removed: bool = False
 
 
-class AttachBody(Schema):
+class WorkspaceAttachBody(Schema):
     client_name: str = Field("", max_length=200)
     session_id: str = Field("", max_length=200)
 
 
-class AttachIn(AttachBody):
+class WorkspaceAttachIn(WorkspaceAttachBody):
     target: str = Field(description="Workspace id (ws_…) or alias.", min_length=1, max_length=63)
 
 
-class AttachOut(Schema):
+class WorkspaceAttachOut(Schema):
     container_id: str
     alias: str | None
     roots: list[str]
@@ -116,7 +116,7 @@ class AttachOut(Schema):
     status: str
 
     @classmethod
-    def from_result(cls, result: AttachResult) -> AttachOut:
+    def from_result(cls, result: AttachResult) -> WorkspaceAttachOut:
         return cls(
             container_id=result.workspace.public_id,
             alias=result.workspace.alias,
@@ -126,7 +126,7 @@ class AttachOut(Schema):
         )
 
 
-class KillIn(Schema):
+class WorkspaceKillIn(Schema):
     container_id: str = Field(description="Workspace id (ws_…) or alias.", min_length=1)
     force: bool = Field(False, description="Kill at once instead of stopping gracefully.")
     remove_volume: bool | None = Field(
@@ -134,11 +134,11 @@ class KillIn(Schema):
     )
 
 
-class StatsIn(Schema):
+class WorkspaceStatsIn(Schema):
     container_id: str = Field(description="Workspace id (ws_…) or alias.", min_length=1)
 
 
-class StatsOut(Schema):
+class WorkspaceStatsOut(Schema):
     container_id: str
     cpu_percent: float = Field(description="100 = one full CPU, over the last second.")
     memory_usage_mb: float
@@ -152,7 +152,7 @@ class StatsOut(Schema):
     timestamp: str
 
     @classmethod
-    def from_stats(cls, workspace: Workspace, stats: ContainerStats) -> StatsOut:
+    def from_stats(cls, workspace: Workspace, stats: ContainerStats) -> WorkspaceStatsOut:
         mib = 1024 * 1024
         return cls(
             container_id=workspace.public_id,
@@ -187,7 +187,7 @@ class GcOut(Schema):
     volumes_removed: list[str]
 
 
-class ListContainersIn(WorkspaceListQuery):
+class WorkspaceListIn(WorkspaceListQuery):
     """MCP list_containers: the REST list filters plus a size bound (MCP has no pagination)."""
 
     limit: int = Field(50, ge=1, le=500, description="At most this many, newest first.")

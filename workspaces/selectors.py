@@ -6,9 +6,9 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from core.errors import Conflict, NotFound
 from tenants.principal import Principal
 from tenants.selectors import tenant_ids_managed_by
+from workspaces.errors import WorkspaceNotFound, WorkspaceNotRunning
 from workspaces.models import Workspace, WorkspaceStatus
 
 
@@ -31,11 +31,6 @@ def workspace_list(
     return qs
 
 
-def _not_found(ref: str) -> NotFound:
-    # The same body whether the workspace is missing or another tenant's: no existence leak.
-    return NotFound(f"Workspace '{ref}' not found.", code="workspace_not_found")
-
-
 def workspace_get(*, actor: Principal, ref: str) -> Workspace:
     """By public id (``ws_…``) or by alias of a live workspace, inside the actor's tenant."""
     actor.require_scope("read")
@@ -45,17 +40,28 @@ def workspace_get(*, actor: Principal, ref: str) -> Workspace:
     else:
         workspace = qs.filter(alias=ref).exclude(status=WorkspaceStatus.REMOVED).first()
     if workspace is None:
-        raise _not_found(ref)
+        # The same body whether the workspace is missing or another tenant's: no leak.
+        raise WorkspaceNotFound(ref)
     return workspace
+
+
+def workspace_require_own(*, actor: Principal, workspace: Workspace) -> None:
+    """``workspace_not_found`` unless the workspace is the actor's tenant's.
+
+    For services handed a row (not a ref): a row of another tenant answers exactly
+    as a missing one does.
+    """
+    if workspace.tenant_id != actor.tenant.pk:
+        raise WorkspaceNotFound(workspace.public_id)
 
 
 def workspace_require_running(*, workspace: Workspace) -> None:
     """Raise ``workspace_not_running`` unless the workspace can run commands and file calls."""
     if workspace.status != WorkspaceStatus.RUNNING or not workspace.container_id:
-        raise Conflict(
+        raise WorkspaceNotRunning(
             f"Workspace '{workspace}' is {workspace.status}, not running.",
-            code="workspace_not_running",
-            extra={"workspace_id": workspace.public_id, "status": workspace.status},
+            workspace_id=workspace.public_id,
+            status=workspace.status,
         )
 
 

@@ -8,9 +8,9 @@ has brought the workspace up, so it works whichever process runs the task.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -21,19 +21,25 @@ from django.utils import timezone
 
 from core import metrics
 from core.errors import (
-    Conflict,
     DevBenchError,
-    EngineError,
-    EngineTimeout,
-    NotFound,
-    QuotaExceeded,
-    ValidationFailed,
+    IdempotencyKeyReused,
+    InvalidIdempotencyKey,
+    StoredError,
+    error_rebuilt,
 )
+from core.idempotency import idempotent_replay, key_window
 from tenants.audit import AuditScope, audited
 from tenants.models import TenantPolicy
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from usage.services import usage_run_sync
+from workspaces.errors import (
+    AliasInUse,
+    InvalidAlias,
+    SpawnTimeout,
+    WorkspaceNotStopped,
+    WorkspaceQuotaExceeded,
+)
 from workspaces.images import image_check, image_reference_parse
 from workspaces.models import (
     ALIAS_VALIDATOR,
@@ -47,7 +53,7 @@ from workspaces.provisioning import workspace_provision as workspace_provision  
 from workspaces.provisioning import workspace_provision_enqueue, workspace_teardown
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import ContainerStats
-from workspaces.selectors import workspace_get, workspace_require_running
+from workspaces.selectors import workspace_get, workspace_require_own, workspace_require_running
 from workspaces.spec import WORKSPACE_ROOT, engine_name
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
@@ -65,38 +71,25 @@ def _validate_alias(alias: str | None) -> None:
     try:
         ALIAS_VALIDATOR(alias)
     except Exception as exc:
-        raise ValidationFailed(str(ALIAS_VALIDATOR.message), code="invalid_alias") from exc
+        raise InvalidAlias(str(ALIAS_VALIDATOR.message)) from exc
     if alias.startswith("ws_"):
-        raise ValidationFailed(
-            "An alias may not start with 'ws_': that prefix names workspace ids.",
-            code="invalid_alias",
-        )
+        raise InvalidAlias("An alias may not start with 'ws_': that prefix names workspace ids.")
 
 
 def _validate_idempotency_key(key: str | None) -> None:
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH):
-        raise ValidationFailed(
-            f"An idempotency key is 1-{MAX_IDEMPOTENCY_KEY_LENGTH} characters.",
-            code="invalid_idempotency_key",
+        raise InvalidIdempotencyKey(
+            f"An idempotency key is 1-{MAX_IDEMPOTENCY_KEY_LENGTH} characters."
         )
 
 
 def _idempotent_replay(*, actor: Principal, key: str | None) -> Workspace | None:
     """The workspace an unexpired idempotency key already made, if any."""
-    if key is None:
-        return None
-    workspace = (
-        Workspace.objects.select_related("tenant")
-        .filter(tenant=actor.tenant, idempotency_key=key)
-        .first()
+    return idempotent_replay(
+        Workspace.objects.select_related("tenant").filter(tenant=actor.tenant),
+        key=key,
+        expires_at=lambda workspace: workspace.idempotency_expires_at,
     )
-    if workspace is None:
-        return None
-    if workspace.idempotency_expires_at and workspace.idempotency_expires_at <= timezone.now():
-        # Expired: release the key so this request makes a new workspace.
-        Workspace.objects.filter(pk=workspace.pk).update(idempotency_key=None)
-        return None
-    return workspace
 
 
 def _check_replay(
@@ -109,10 +102,9 @@ def _check_replay(
         "persistent": workspace.persistent,
     }
     if asked != had:
-        raise Conflict(
+        raise IdempotencyKeyReused(
             "This idempotency key was already used for a different spawn request.",
-            code="idempotency_key_reused",
-            extra={"workspace_id": workspace.public_id},
+            workspace_id=workspace.public_id,
         )
 
 
@@ -128,11 +120,12 @@ def _workspace_create(
                 return existing, False
             live = Workspace.objects.filter(tenant=actor.tenant, status__in=LIVE_STATUSES).count()
             if live >= locked.max_workspaces:
-                raise QuotaExceeded(
+                raise WorkspaceQuotaExceeded(
                     f"The tenant already has {live} workspaces, the most its policy allows; "
                     "kill one first.",
-                    code="workspace_quota_exceeded",
-                    extra={"limit": "max_workspaces", "max": locked.max_workspaces, "live": live},
+                    limit="max_workspaces",
+                    max=locked.max_workspaces,
+                    live=live,
                 )
             alias = fields.get("alias")
             if (
@@ -141,11 +134,7 @@ def _workspace_create(
                 .exclude(status=WorkspaceStatus.REMOVED)
                 .exists()
             ):
-                raise Conflict(
-                    f"The alias '{alias}' already names a workspace.",
-                    code="alias_in_use",
-                    extra={"alias": alias},
-                )
+                raise AliasInUse(f"The alias '{alias}' already names a workspace.", alias=alias)
             workspace = Workspace(tenant=actor.tenant, idempotency_key=idempotency_key, **fields)
             workspace.volume_name = f"{engine_name(workspace)}-data"
             workspace.save(force_insert=True)
@@ -157,10 +146,10 @@ def _workspace_create(
         existing = _idempotent_replay(actor=actor, key=idempotency_key)
         if existing is not None:
             return existing, False
-        raise Conflict("The alias already names a workspace.", code="alias_in_use") from None
+        raise AliasInUse("The alias already names a workspace.") from None
 
 
-@contextlib.contextmanager
+@contextmanager
 def _rejections_counted(actor: Principal) -> Iterator[None]:
     """Count a spawn refused before any engine work (scope, input, policy, quota, image)."""
     try:
@@ -197,7 +186,6 @@ def _spawn_admit(
         ttl = ttl_resolve(policy=policy, persistent=persistent, ttl_s=ttl_s)
         effective = limits_resolve(policy=policy, requested=limits)
         now = timezone.now()
-        idem_ttl = timedelta(seconds=settings.DEVBENCH_IDEMPOTENCY_TTL_S)
         workspace, created = _workspace_create(
             actor=actor,
             policy=policy,
@@ -209,7 +197,7 @@ def _spawn_admit(
                 "persistent": persistent,
                 "ttl_s": ttl,
                 "expires_at": now + timedelta(seconds=ttl) if ttl else None,
-                "idempotency_expires_at": now + idem_ttl if idempotency_key else None,
+                "idempotency_expires_at": now + key_window() if idempotency_key else None,
                 "limits": effective.as_dict(),
                 "node": settings.DEVBENCH_NODE,
                 "created_by_id": actor.user_id,
@@ -263,22 +251,11 @@ def workspace_spawn(
     return workspace
 
 
-def _error_class(code: str) -> type[DevBenchError]:
-    pending: list[type[DevBenchError]] = [DevBenchError]
-    while pending:
-        cls = pending.pop()
-        if cls.default_code == code:
-            return cls
-        pending.extend(cls.__subclasses__())
-    return EngineError
-
-
 def workspace_error(*, workspace: Workspace) -> DevBenchError:
     """The error that stopped a workspace, rebuilt from its row (code, message, class)."""
-    code = workspace.error_code or "workspace_error"
-    return _error_class(code)(
-        workspace.status_message or "The workspace failed.",
-        code=code,
+    return error_rebuilt(
+        code=workspace.error_code or StoredError.code,
+        message=workspace.status_message or "The workspace failed.",
         extra={"workspace_id": workspace.public_id},
     )
 
@@ -292,11 +269,10 @@ def workspace_wait_running(*, workspace: Workspace, timeout_s: float | None = No
     rows = Workspace.objects.filter(pk=workspace.pk)
     while rows.values_list("status", flat=True).first() == WorkspaceStatus.CREATING:
         if time.monotonic() >= deadline:
-            raise EngineTimeout(
+            raise SpawnTimeout(
                 f"Workspace '{workspace}' is still being created after {timeout:g} s; it will "
                 "come up later (poll it) or end in error.",
-                code="spawn_timeout",
-                extra={"workspace_id": workspace.public_id},
+                workspace_id=workspace.public_id,
             )
         time.sleep(delay)
         fast = time.monotonic() - started < _WAIT_FAST_FOR_S
@@ -325,8 +301,7 @@ def workspace_kill(
     with audited(
         actor=actor, action="workspace.kill", target_type="workspace", target_id=workspace.public_id
     ) as audit:
-        if workspace.tenant_id != actor.tenant.pk:
-            raise NotFound(f"Workspace '{workspace}' not found.", code="workspace_not_found")
+        workspace_require_own(actor=actor, workspace=workspace)
         audit.details.update(force=force, remove_volume=remove_volume)
         if reason:
             audit.details["reason"] = reason
@@ -346,10 +321,22 @@ def workspace_kill(
 STOPPED_ON_REQUEST = "stopped_on_request"
 
 
-def _locked_own(*, actor: Principal, workspace: Workspace) -> Workspace:
-    if workspace.tenant_id != actor.tenant.pk:
-        raise NotFound(f"Workspace '{workspace}' not found.", code="workspace_not_found")
-    return Workspace.objects.select_for_update().get(pk=workspace.pk)
+@contextmanager
+def _locked_change(*, actor: Principal, workspace: Workspace, action: str) -> Iterator[Workspace]:
+    """A change of the actor's workspace: scope checked, audited, its row locked."""
+    actor.require_scope("write")
+    with (
+        audited(actor=actor, action=action, target_type="workspace", target_id=workspace.public_id),
+        transaction.atomic(),
+    ):
+        workspace_require_own(actor=actor, workspace=workspace)
+        yield Workspace.objects.select_for_update().get(pk=workspace.pk)
+
+
+def _set_status(row: Workspace, status: str, *, error_code: str = "", message: str = "") -> None:
+    row.status, row.error_code, row.status_message = status, error_code, message
+    row.save(update_fields=["status", "error_code", "status_message", "updated_at"])
+    usage_run_sync(workspace=row, at=row.updated_at)
 
 
 def workspace_stop(*, actor: Principal, workspace: Workspace, timeout_s: int = 10) -> Workspace:
@@ -358,57 +345,33 @@ def workspace_stop(*, actor: Principal, workspace: Workspace, timeout_s: int = 1
     Running commands end with the container. A stopped workspace still expires
     at its TTL; stopping one that is already stopped changes nothing.
     """
-    actor.require_scope("write")
-    with (
-        audited(
-            actor=actor,
-            action="workspace.stop",
-            target_type="workspace",
-            target_id=workspace.public_id,
-        ),
-        transaction.atomic(),
-    ):
-        row = _locked_own(actor=actor, workspace=workspace)
+    with _locked_change(actor=actor, workspace=workspace, action="workspace.stop") as row:
         if row.status == WorkspaceStatus.STOPPED:
             return row
         workspace_require_running(workspace=row)
         get_driver().stop(row.container_id, timeout_s=timeout_s)
-        row.status = WorkspaceStatus.STOPPED
-        row.error_code = STOPPED_ON_REQUEST
-        row.status_message = f"Stopped on request by {actor.actor_id or actor.kind}."
-        row.save(update_fields=["status", "error_code", "status_message", "updated_at"])
-        usage_run_sync(workspace=row, at=row.updated_at)
+        _set_status(
+            row,
+            WorkspaceStatus.STOPPED,
+            error_code=STOPPED_ON_REQUEST,
+            message=f"Stopped on request by {actor.actor_id or actor.kind}.",
+        )
     return row
 
 
 def workspace_start(*, actor: Principal, workspace: Workspace) -> Workspace:
     """Start a stopped workspace again (same container, same /workspace files)."""
-    actor.require_scope("write")
-    with (
-        audited(
-            actor=actor,
-            action="workspace.start",
-            target_type="workspace",
-            target_id=workspace.public_id,
-        ),
-        transaction.atomic(),
-    ):
-        row = _locked_own(actor=actor, workspace=workspace)
+    with _locked_change(actor=actor, workspace=workspace, action="workspace.start") as row:
         if row.status == WorkspaceStatus.RUNNING:
             return row
         if row.status != WorkspaceStatus.STOPPED:
-            raise Conflict(
+            raise WorkspaceNotStopped(
                 f"Workspace {row.public_id} is {row.status}; only a stopped workspace "
                 "can be started.",
-                code="workspace_not_stopped",
-                extra={"status": row.status},
+                status=row.status,
             )
         get_driver().start(row.container_id)
-        row.status = WorkspaceStatus.RUNNING
-        row.error_code = ""
-        row.status_message = ""
-        row.save(update_fields=["status", "error_code", "status_message", "updated_at"])
-        usage_run_sync(workspace=row, at=row.updated_at)
+        _set_status(row, WorkspaceStatus.RUNNING)
     return row
 
 
@@ -441,7 +404,6 @@ def workspace_attach(
 def workspace_stats(*, actor: Principal, workspace: Workspace) -> ContainerStats:
     """One resource reading of a running workspace (takes about a second)."""
     actor.require_scope("read")
-    if workspace.tenant_id != actor.tenant.pk:
-        raise NotFound(f"Workspace '{workspace}' not found.", code="workspace_not_found")
+    workspace_require_own(actor=actor, workspace=workspace)
     workspace_require_running(workspace=workspace)
     return get_driver().stats(workspace.container_id)

@@ -10,12 +10,12 @@ from workspaces.runtime.base import (
     LABEL_INSTANCE,
     LABEL_TENANT,
     LABEL_WORKSPACE,
+    WORKSPACE_USER,
     ContainerSpec,
     VolumeMount,
 )
 
 WORKSPACE_ROOT = "/workspace"
-WORKSPACE_UID = 1000
 # The platform chooses the main process so any image works whatever its CMD:
 # docker-init (PID 1) reaps, this shell idles and exits cleanly on SIGTERM.
 KEEPER = ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
@@ -43,7 +43,7 @@ def container_spec(workspace: Workspace, policy: TenantPolicy) -> ContainerSpec:
         labels=workspace_labels(workspace),
         entrypoint=KEEPER[:1],
         command=KEEPER[1:],
-        user=f"{WORKSPACE_UID}:{WORKSPACE_UID}",
+        user=WORKSPACE_USER,
         working_dir=WORKSPACE_ROOT,
         mounts=(VolumeMount(source=workspace.volume_name, target=WORKSPACE_ROOT),),
         memory_bytes=memory_mb * 1024 * 1024,

@@ -14,16 +14,13 @@ from celery.signals import worker_ready
 from django.conf import settings
 
 from core.errors import EngineTimeout, EngineUnavailable
+from core.queues import node_queue
 from workspaces import reconcile
 from workspaces.provisioning import workspace_provision
 
 logger = logging.getLogger(__name__)
 
 _TRANSIENT = (EngineUnavailable, EngineTimeout)
-
-
-def node_queue(node: str) -> str:
-    return f"node.{node}"
 
 
 @shared_task(

@@ -21,6 +21,7 @@ from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from tenants.web import tenant_view, wants_json
 from workspaces import selectors, services
+from workspaces.errors import InvalidTtl
 from workspaces.models import Workspace, WorkspaceStatus
 
 # The newest commands shown on a workspace's page.
@@ -55,14 +56,14 @@ def _duration(seconds: int) -> str:
     return f"{seconds} seconds"
 
 
-def _optional_int(value: str | None, *, field: str, code: str) -> int | None:
+def _optional_int(value: str | None, *, field: str, error: type[ValidationFailed]) -> int | None:
     value = (value or "").strip()
     if not value:
         return None
     try:
         return int(value)
     except ValueError:
-        raise ValidationFailed(f"{field} must be a whole number.", code=code) from None
+        raise error(f"{field} must be a whole number.") from None
 
 
 @require_GET
@@ -104,7 +105,7 @@ def workspace_spawn(request: HttpRequest, actor: Principal) -> HttpResponse:
         persistent=persistent,
         ttl_s=None
         if persistent
-        else _optional_int(form.get("ttl_s"), field="The time to live", code="invalid_ttl"),
+        else _optional_int(form.get("ttl_s"), field="The time to live", error=InvalidTtl),
         idempotency_key=form.get("idempotency_key") or None,
         # The page shows it creating and refreshes until it runs (or fails).
         wait=False,

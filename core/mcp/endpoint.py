@@ -42,7 +42,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from prometheus_client import Counter, Histogram
 
 from core import request_context
-from core.errors import DevBenchError, InternalError
+from core.errors import DevBenchError, InternalError, MethodNotAllowed, ResourceNotFound
 from core.mcp import http as mcp_http
 from core.mcp.http import Message, Receive, Scope, Send
 from core.mcp.lane import BlockingLane
@@ -235,11 +235,7 @@ async def mcp_endpoint(
             # 405 tells clients to go on without one (as the spec allows).
             await mcp_http.send_error(
                 send_with_headers,
-                DevBenchError(
-                    "This endpoint is stateless: POST requests only.",
-                    code="method_not_allowed",
-                    http_status=405,
-                ),
+                MethodNotAllowed("This endpoint is stateless: POST requests only."),
                 [(b"allow", b"POST, DELETE, OPTIONS")],
             )
             return
@@ -279,9 +275,7 @@ async def protected_resource_metadata(
     finally:
         lane.close()
     if not issuer_urls or scope.get("method") not in ("GET", "HEAD"):
-        await mcp_http.send_error(
-            send, DevBenchError("Not found.", code="not_found", http_status=404)
-        )
+        await mcp_http.send_error(send, ResourceNotFound())
         return
     await mcp_http.send_json(
         send,

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from core.errors import DevBenchError
+from core.errors import DevBenchError, HostNotAllowed, OriginNotAllowed
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -127,22 +127,10 @@ async def guard(scope: Scope, send: Send) -> tuple[str, str] | None:
     host = header(scope, b"host")
     origin = header(scope, b"origin")
     if not host_allowed(host):
-        await send_error(
-            send,
-            DevBenchError(
-                "The Host header is not allowed.", code="host_not_allowed", http_status=400
-            ),
-        )
+        await send_error(send, HostNotAllowed())
         return None
     if not origin_allowed(origin, host):
-        await send_error(
-            send,
-            DevBenchError(
-                "Requests from this Origin are not allowed.",
-                code="origin_not_allowed",
-                http_status=403,
-            ),
-        )
+        await send_error(send, OriginNotAllowed())
         return None
     if settings.SECURE_SSL_REDIRECT and scheme(scope) != "https":
         await _redirect_to_https(scope, send, host)

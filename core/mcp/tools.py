@@ -2,7 +2,7 @@
 
 Each app's ``mcp.py`` makes a :class:`ToolSet` and declares its tools with
 ``@tools.tool(...)``: the shared pydantic input model (the one REST uses), an
-output model, a title, the four behaviour hints and an agent-oriented
+output model, a title, its behaviour hints (a preset: READ, ADD, RUN...) and an agent-oriented
 docstring (what the tool does, when to use it, its limits). A handler gets a
 :class:`ToolCall` (who acts, request facts, progress) and the validated
 arguments, calls ONE service or selector and returns what the output model
@@ -11,8 +11,10 @@ client block; see ``core.mcp.lane``); async handlers (long waits with
 progress) hop to it with :meth:`ToolCall.run`.
 
 Errors are mapped here, once: a ``DevBenchError`` becomes a tool result with
-``isError: true`` whose structured content is the REST body
-``{"code", "message", "extra"}``; invalid arguments become
+``isError: true`` whose text content is the REST body
+``{"code", "message", "extra"}`` as JSON, and which carries no structured
+content (clients such as the TypeScript SDK check structured content against
+the tool's output schema, which describes success); invalid arguments become
 ``validation_failed`` naming the fields; anything else is logged with the
 request id and answered with a generic ``internal_error``.
 
@@ -42,7 +44,12 @@ from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ValidationError
 
 from core import request_context
-from core.errors import AuthenticationFailed, DevBenchError, InternalError, invalid_input
+from core.errors import (
+    DevBenchError,
+    InternalError,
+    InvalidInput,
+    TokenMissing,
+)
 from core.mcp.lane import BlockingLane
 from core.request_context import RequestContext
 
@@ -136,6 +143,30 @@ Handler = Callable[[ToolCall[Any], Any], Any]
 
 
 @dataclass(frozen=True)
+class Hints:
+    """The four MCP behaviour hints of a tool; tools use the presets below."""
+
+    read_only: bool
+    destructive: bool
+    idempotent: bool
+    open_world: bool
+
+
+# Reads only; calling again changes nothing.
+READ = Hints(read_only=True, destructive=False, idempotent=True, open_world=False)
+# Creates something new on every call (a workspace, an attachment, a directory).
+ADD = Hints(read_only=False, destructive=False, idempotent=False, open_world=False)
+# Changes state, and calling again with the same arguments changes nothing more.
+REPEATABLE_CHANGE = Hints(read_only=False, destructive=False, idempotent=True, open_world=False)
+# Replaces or removes something; calling again changes nothing more.
+REPEATABLE_DESTROY = Hints(read_only=False, destructive=True, idempotent=True, open_world=False)
+# Removes or moves something; calling again is not the same (the source is gone).
+DESTROY = Hints(read_only=False, destructive=True, idempotent=False, open_world=False)
+# Runs a caller's command: it may do anything, including reach the network.
+RUN = Hints(read_only=False, destructive=True, idempotent=False, open_world=True)
+
+
+@dataclass(frozen=True)
 class ToolSpec:
     name: str
     title: str
@@ -162,10 +193,7 @@ class ToolSet:
         input: type[BaseModel],
         output: type[BaseModel],
         title: str,
-        read_only: bool,
-        destructive: bool,
-        idempotent: bool,
-        open_world: bool,
+        hints: Hints,
         name: str | None = None,
     ) -> Callable[[Callable[[ToolCall[Any], Any], T]], Callable[[ToolCall[Any], Any], T]]:
         """Declare a tool; the handler's docstring is the description agents read."""
@@ -184,10 +212,10 @@ class ToolSet:
                     output_model=output,
                     annotations=ToolAnnotations(
                         title=title,
-                        read_only_hint=read_only,
-                        destructive_hint=destructive,
-                        idempotent_hint=idempotent,
-                        open_world_hint=open_world,
+                        read_only_hint=hints.read_only,
+                        destructive_hint=hints.destructive,
+                        idempotent_hint=hints.idempotent,
+                        open_world_hint=hints.open_world,
                     ),
                     handler=fn,
                 )
@@ -279,11 +307,15 @@ def _dump(model: type[BaseModel], result: Any) -> dict[str, Any]:
 
 
 def error_result(exc: DevBenchError) -> CallToolResult:
-    """The MCP face of an error: the same code, message and extra as the REST body."""
-    body = exc.as_dict()
+    """The MCP face of an error: the REST body (code, message, extra) as JSON text.
+
+    No ``structuredContent``: a client validates structured content against the
+    tool's output schema (the success shape), and the official TypeScript SDK
+    throws instead of returning the result when it does not match. JSON text
+    content is the one place every client passes through untouched.
+    """
     return CallToolResult(
-        content=[TextContent(type="text", text=json.dumps(body))],
-        structured_content=body,
+        content=[TextContent(type="text", text=json.dumps(exc.as_dict()))],
         is_error=True,
     )
 
@@ -293,7 +325,7 @@ def validate_arguments(model: type[BaseModel], arguments: Mapping[str, Any]) -> 
         return model.model_validate(_pre_parse(model, arguments))
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
-        raise invalid_input(errors, what="arguments") from exc
+        raise InvalidInput(errors, what="arguments") from exc
 
 
 def _pre_parse(model: type[BaseModel], arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -333,5 +365,5 @@ async def _principal(context: Context[Any, Any], lane: BlockingLane) -> object:
         # stdio re-checks the token on every call, so a revoked token stops working.
         principal = await lane.run(authenticate) if authenticate else None
     if principal is None:
-        raise AuthenticationFailed("Authentication required.", code="token_missing")
+        raise TokenMissing("Authentication required.")
     return principal

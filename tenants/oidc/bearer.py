@@ -19,11 +19,11 @@ from typing import Any
 
 from django.conf import settings
 
-from core.errors import NotFound
 from tenants import identity as identity_services
+from tenants.errors import TenantNotFound, TokenInvalid
 from tenants.models import Membership
 from tenants.oidc.config import provider_list
-from tenants.oidc.errors import TenantRequired, token_invalid
+from tenants.oidc.errors import TenantRequired
 from tenants.oidc.verify import TokenIdentity, looks_like_jwt, verify_jwt, verify_opaque
 from tenants.principal import ROLE_SCOPES, Principal
 
@@ -38,7 +38,7 @@ def validate_bearer(raw: str, tenant_slug: str | None) -> Principal | None:
     else:
         found = verify_opaque(raw, providers=providers)
         if found is None:
-            raise token_invalid()
+            raise TokenInvalid()
         identity = found
     user = identity_services.oidc_user_resolve(
         provider_id=identity.provider.provider_id,
@@ -46,7 +46,7 @@ def validate_bearer(raw: str, tenant_slug: str | None) -> Principal | None:
         claims=identity.claims,
     )
     if not user.is_active:
-        raise token_invalid()
+        raise TokenInvalid()
     membership = _membership_for(user=user, tenant_slug=tenant_slug)
     return Principal(
         user=user,
@@ -69,7 +69,7 @@ def _membership_for(*, user: Any, tenant_slug: str | None) -> Membership:
     if tenant_slug:
         membership = memberships.filter(tenant__slug=tenant_slug).first()
         if membership is None:
-            raise NotFound("Tenant not found.", code="tenant_not_found")
+            raise TenantNotFound("Tenant not found.")
         return membership
     found = list(memberships.order_by("tenant__slug")[:21])
     if len(found) == 1:
@@ -78,7 +78,7 @@ def _membership_for(*, user: Any, tenant_slug: str | None) -> Membership:
         raise TenantRequired("You are not a member of any tenant; ask a tenant admin to add you.")
     raise TenantRequired(
         "You belong to several tenants: name one with the X-DevBench-Tenant header.",
-        extra={"tenants": [m.tenant.slug for m in found[:20]]},
+        tenants=[m.tenant.slug for m in found[:20]],
     )
 
 

@@ -116,7 +116,7 @@ def provider_metadata(provider: OidcProvider) -> dict[str, Any]:
     except (requests.RequestException, ValueError) as exc:
         raise ProviderUnreachable(
             f"The identity provider '{provider.provider_id}' cannot be reached; try again later.",
-            extra={"provider": provider.provider_id},
+            provider=provider.provider_id,
         ) from exc
     with _discovery_lock:
         _discovery[provider.discovery_url] = (now + settings.OIDC_DISCOVERY_TTL, metadata)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.errors import AuthenticationFailed, DevBenchError
+from core.errors import DevBenchError
 
 
 class ProviderUnreachable(DevBenchError):
@@ -12,18 +12,20 @@ class ProviderUnreachable(DevBenchError):
     rather than drop their credentials.
     """
 
-    default_code = "provider_unreachable"
-    default_status = 503
+    code = "provider_unreachable"
+    http_status = 503
     default_message = "The identity provider cannot be reached; try again later."
+
+    def __init__(self, message: str | None = None, *, provider: str) -> None:
+        super().__init__(message, extra={"provider": provider})
 
 
 class TenantRequired(DevBenchError):
     """An OIDC principal belongs to several (or no) tenants and named none."""
 
-    default_code = "tenant_required"
-    default_status = 400
+    code = "tenant_required"
+    http_status = 400
     default_message = "Name the tenant with the X-DevBench-Tenant header."
 
-
-def token_invalid(message: str = "The token is not valid.") -> AuthenticationFailed:
-    return AuthenticationFailed(message, code="token_invalid")
+    def __init__(self, message: str, *, tenants: list[str] | None = None) -> None:
+        super().__init__(message, extra={} if tenants is None else {"tenants": tenants})

@@ -21,9 +21,9 @@ from django.conf import settings
 from django.core.cache import cache
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
-from core.errors import AuthenticationFailed
+from tenants.errors import TokenAudience, TokenExpired, TokenInvalid
 from tenants.oidc.config import OidcProvider, provider_metadata
-from tenants.oidc.errors import ProviderUnreachable, token_invalid
+from tenants.oidc.errors import ProviderUnreachable
 
 # Asymmetric algorithms only: "none" and HMAC (a shared secret) never verify a bearer token.
 ALLOWED_ALGORITHMS = frozenset(
@@ -73,10 +73,10 @@ def _signing_key(provider: OidcProvider, kid: str) -> jwt.PyJWK:
     except jwt.PyJWKClientConnectionError as exc:
         raise ProviderUnreachable(
             f"The identity provider '{provider.provider_id}' cannot be reached; try again later.",
-            extra={"provider": provider.provider_id},
+            provider=provider.provider_id,
         ) from exc
     except jwt.PyJWKClientError as exc:
-        raise token_invalid("The token is not signed by a key of its issuer.") from exc
+        raise TokenInvalid("The token is not signed by a key of its issuer.") from exc
 
 
 def verify_jwt(raw: str, *, providers: list[OidcProvider]) -> TokenIdentity:
@@ -84,14 +84,14 @@ def verify_jwt(raw: str, *, providers: list[OidcProvider]) -> TokenIdentity:
         header = jwt.get_unverified_header(raw)
         unverified = jwt.decode(raw, options={"verify_signature": False})
     except jwt.PyJWTError as exc:
-        raise token_invalid("The token is not a well-formed JWT.") from exc
+        raise TokenInvalid("The token is not a well-formed JWT.") from exc
     alg, kid, issuer = header.get("alg"), header.get("kid"), unverified.get("iss")
     if alg not in ALLOWED_ALGORITHMS or not isinstance(kid, str) or not isinstance(issuer, str):
-        raise token_invalid("The token is not a well-formed JWT.")
+        raise TokenInvalid("The token is not a well-formed JWT.")
     wanted = issuer.rstrip("/")
     provider = next((p for p in providers if p.issuer == wanted), None)
     if provider is None:
-        raise token_invalid("The token's issuer is not trusted.")
+        raise TokenInvalid("The token's issuer is not trusted.")
     key = _signing_key(provider, kid)
     try:
         claims: dict[str, Any] = jwt.decode(
@@ -104,21 +104,17 @@ def verify_jwt(raw: str, *, providers: list[OidcProvider]) -> TokenIdentity:
             options={"require": ["exp", "iss", "sub", "aud"]},
         )
     except jwt.ExpiredSignatureError as exc:
-        raise AuthenticationFailed("The token has expired.", code="token_expired") from exc
+        raise TokenExpired("The token has expired.") from exc
     except jwt.InvalidAudienceError as exc:
-        raise AuthenticationFailed(
-            "The token is not meant for this service (audience).", code="token_audience"
-        ) from exc
+        raise TokenAudience("The token is not meant for this service (audience).") from exc
     except jwt.MissingRequiredClaimError as exc:
         if exc.claim == "aud":
-            raise AuthenticationFailed(
-                "The token names no audience.", code="token_audience"
-            ) from exc
-        raise token_invalid(f"The token lacks the '{exc.claim}' claim.") from exc
+            raise TokenAudience("The token names no audience.") from exc
+        raise TokenInvalid(f"The token lacks the '{exc.claim}' claim.") from exc
     except jwt.PyJWTError as exc:
-        raise token_invalid() from exc
+        raise TokenInvalid() from exc
     if any(name in claims for name in _ID_TOKEN_CLAIMS):
-        raise token_invalid("An ID token is not an access token.")
+        raise TokenInvalid("An ID token is not an access token.")
     return TokenIdentity(provider=provider, subject=str(claims["sub"]), claims=claims, kind="jwt")
 
 
@@ -168,9 +164,9 @@ def _userinfo(provider: OidcProvider, raw: str) -> dict[str, Any] | None:
         if status in (400, 401, 403):
             cache.set(key, _NEGATIVE, settings.OIDC_USERINFO_CACHE_TTL)
             return None
-        raise ProviderUnreachable(extra={"provider": provider.provider_id}) from exc
+        raise ProviderUnreachable(provider=provider.provider_id) from exc
     except (requests.RequestException, ValueError) as exc:
-        raise ProviderUnreachable(extra={"provider": provider.provider_id}) from exc
+        raise ProviderUnreachable(provider=provider.provider_id) from exc
     if not isinstance(claims, dict) or not claims.get("sub"):
         cache.set(key, _NEGATIVE, settings.OIDC_USERINFO_CACHE_TTL)
         return None

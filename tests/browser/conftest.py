@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.live_server import DaphneServer
+from tests.processes import DaphneServer
 
 CHROMIUM = os.environ.get("DEVBENCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from tests.mcp_live import DaphneProcess
+from tests.mcp_live import JS_CLIENT_DIR
+from tests.processes import DaphneServer
 
 pytestmark = [pytest.mark.e2e]
 
 
 def test_js_client_lists_described_tools(
-    live_mcp: DaphneProcess, js_client: Any, tenant: Any, token: Any
+    live_mcp: DaphneServer, js_client: Any, tenant: Any, token: Any
 ) -> None:
     report = js_client(live_mcp.mcp_url(tenant.slug), token.raw)
     assert report["problems"] == []
@@ -22,7 +24,7 @@ def test_js_client_lists_described_tools(
 
 
 def test_js_client_is_refused_for_another_tenant(
-    live_mcp: DaphneProcess, js_client: Any, other_tenant: Any, token: Any
+    live_mcp: DaphneServer, js_client: Any, other_tenant: Any, token: Any
 ) -> None:
     report = js_client(live_mcp.mcp_url(other_tenant.slug), token.raw)
     assert report["exit_code"] == 1
@@ -32,7 +34,7 @@ def test_js_client_is_refused_for_another_tenant(
 @pytest.mark.docker
 @pytest.mark.integration
 def test_js_client_runs_spawn_exec_kill(
-    live_mcp: DaphneProcess, live_worker: Any, js_client: Any, tenant: Any, token: Any
+    live_mcp: DaphneServer, live_worker: Any, js_client: Any, tenant: Any, token: Any
 ) -> None:
     report = js_client(live_mcp.mcp_url(tenant.slug), token.raw, "workflow")
     assert report["problems"] == [], report
@@ -41,3 +43,26 @@ def test_js_client_runs_spawn_exec_kill(
     assert report["steps"][2]["structured"]["status"] == "removed"
     tools = set(report["tools"])
     assert {"spawn", "exec_run", "exec_poll", "fs_read", "fs_write", "kill"} <= tools
+
+
+@pytest.mark.docker
+@pytest.mark.integration
+def test_js_client_reads_the_error_code_of_each_app(
+    live_mcp: DaphneServer, live_worker: Any, js_client: Any, tenant: Any, token: Any
+) -> None:
+    """The SDK hands back tool errors (it threw on schema-mismatched structured content)."""
+    report = js_client(live_mcp.mcp_url(tenant.slug), token.raw, "errors")
+    assert report["problems"] == [], report
+    pinned = json.loads((JS_CLIENT_DIR / "package.json").read_text())["dependencies"]
+    assert report["sdkVersion"] == pinned["@modelcontextprotocol/sdk"]
+    codes = {app: body["code"] for app, body in report["errors"].items()}
+    assert codes == {
+        "workspaces": "image_not_allowed",
+        "files": "path_outside_workspace",
+        "execution": "exec_not_found",
+        "tenants": "validation_failed",
+        "system": "scope_required",
+    }
+    assert "elsewhere/forbidden:1" in report["errors"]["workspaces"]["message"]
+    assert report["errors"]["system"]["extra"]["required_scope"] == "admin"
+    assert [s["name"] for s in report["steps"]][-1] == "kill"

@@ -15,7 +15,8 @@ import anyio
 import pytest
 from mcp.client import Client
 
-from tests.mcp_live import HANDSHAKE, MODERN, DaphneProcess, http_client, ok, stdio_client
+from tests.mcp_live import HANDSHAKE, MODERN, http_client, ok, stdio_client
+from tests.processes import DaphneServer
 from workspaces.models import Workspace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.integration, pytest.mark.slow]
@@ -26,7 +27,7 @@ Connect = Callable[[], AbstractAsyncContextManager[Client]]
 @pytest.fixture(params=["http-2025-11-25", "http-2026-07-28", "stdio"])
 def connect(
     request: pytest.FixtureRequest,
-    live_mcp: DaphneProcess,
+    live_mcp: DaphneServer,
     live_worker: Any,
     server_env: dict[str, str],
     tenant: Any,
@@ -60,7 +61,8 @@ async def session(connect: Connect) -> dict[str, dict[str, Any]]:
                 "exec_start",
                 {**ref, "cmd": ["sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.3; done"]},
             )
-            polls, after = [], 0
+            polls: list[dict[str, Any]] = []
+            after = 0
             while not (polls and polls[-1]["complete"]):
                 polls.append(
                     await _call(

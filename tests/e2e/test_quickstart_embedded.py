@@ -6,8 +6,8 @@ REST and on the tenant's MCP endpoint: spawn, run a command, read a file, kill.
 
 from __future__ import annotations
 
+import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,36 +16,13 @@ import httpx
 import pytest
 
 from tests.mcp_live import mcp_call, ok
-from tests.processes import ROOT, TEST_INSTANCE, ManagedProcess
+from tests.processes import ROOT, TEST_INSTANCE, DaphneServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
 
 _PRODUCTION_VARS = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE",
                     "ALLOWED_HOSTS", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE",
                     "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS")  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class EmbeddedServer(ManagedProcess):
-    what = "embedded daphne"
-
-    def __init__(self, env: dict[str, str], port: int) -> None:
-        self.port = port
-        argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                "devbench_site.asgi:application"]  # fmt: skip
-        super().__init__(argv, env=env, log_name=f"embedded-{port}")
-
-    def is_ready(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
 
 
 @pytest.fixture
@@ -56,22 +33,24 @@ def embedded(tmp_path: Path):
         DEVBENCH_VAR_DIR=str(tmp_path),
         DEVBENCH_INSTANCE=TEST_INSTANCE,
     )
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     for argv in (["migrate", "--noinput", "-v0"], ["bootstrap_demo", "--base-url", base]):
         done = subprocess.run([sys.executable, "manage.py", *argv], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=180)  # fmt: skip
         assert done.returncode == 0, done.stderr
     assert f"{base}/mcp/demo/" in done.stdout
+    # A first bootstrap makes no authentication attempt: no audit "denied" line.
+    assert '"outcome": "denied"' not in done.stdout + done.stderr
     token = (tmp_path / "demo-token").read_text().strip()
     assert token in done.stdout
-    server = EmbeddedServer(env, port)
-    yield base, token
+    server = DaphneServer(env=env, name="embedded", port=port)
+    yield base, token, server
     server.stop()
 
 
 def test_demo_token_drives_rest_and_mcp_in_the_embedded_default(embedded):
-    base, token = embedded
+    base, token, server = embedded
     rest = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120)
     me = rest.get("/api/v1/me").json()
     assert me["tenant"]["slug"] == "demo" and "admin" in me["scopes"]
@@ -102,3 +81,47 @@ def test_demo_token_drives_rest_and_mcp_in_the_embedded_default(embedded):
     finally:
         killed = rest.delete(f"/api/v1/workspaces/{workspace_id}")
     assert killed.status_code == 200 and killed.json()["status"] == "removed"
+
+    # Quiet logs: one line per refused request (not two), nothing per MCP request.
+    refused = rest.post("/api/v1/workspaces", json={"image": 5})
+    assert refused.status_code == 422
+    log = server.log_tail(1_000_000)
+    assert log.count("Unprocessable Entity: /api/v1/workspaces") == 1, log[-3000:]
+    assert "Terminating session" not in log
+
+
+def readme_example(name: str) -> str:
+    """The shell block after ``<!-- example: NAME -->`` in README.md."""
+    text = (ROOT / "README.md").read_text()
+    after = text.split(f"<!-- example: {name} -->\n```sh\n", 1)[1]
+    return after.split("\n```\n", 1)[0]
+
+
+def run_example(name: str, base: str, token_file: Path) -> str:
+    script = readme_example(name).replace("http://127.0.0.1:8000", base)
+    script = script.replace("$(cat var/demo-token)", f"$(cat {token_file})")
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_readme_examples_work_as_written(embedded, tmp_path: Path) -> None:
+    base, token, _server = embedded
+    token_file = tmp_path / "demo-token"
+    assert token_file.read_text().strip() == token
+
+    rest = run_example("rest", base, token_file)
+    assert '"alias": "demo"' in rest and '"status": "running"' in rest
+    assert '"stdout": "hello\\n1000\\n"' in rest
+    assert "my notes\n" in rest
+    assert rest.rstrip().endswith("}") and '"status": "removed"' in rest
+
+    mcp = run_example("mcp", base, token_file)
+    data = [line.removeprefix("data: ") for line in mcp.splitlines() if line.startswith("data: ")]
+    events = [json.loads(line) for line in data]
+    results = [event["result"] for event in events]
+    assert [r.get("isError", False) for r in results] == [False, False, True, False]
+    assert results[1]["structuredContent"]["stdout"] == "Linux\n"
+    assert json.loads(results[2]["content"][0]["text"])["code"] == "path_outside_workspace"
+    assert results[3]["structuredContent"]["status"] == "removed"

@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from tests.e2e.live_server import DaphneServer
+from tests.processes import DaphneServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.docker]
 

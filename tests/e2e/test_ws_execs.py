@@ -9,11 +9,12 @@ from django.test import Client
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from execution.models import Exec, ExecChunk
+from execution.models import ExecChunk
 from execution.services import exec_start
-from tests.e2e.live_server import DaphneServer
-from tests.execution.helpers import container_run, leftovers, wait_for
-from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
+from tests.execution.helpers import container_run, leftovers
+from tests.factories import ExecFactory, MembershipFactory, UserFactory, WorkspaceFactory
+from tests.isolation import assert_like_missing, websocket_answer
+from tests.processes import DaphneServer, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.docker]
 
@@ -48,9 +49,13 @@ def _receive_all(ws, *, timeout_s=30):
         return messages, closed.rcvd.code if closed.rcvd else None
 
 
-def _close_code(server, path, **kw):
+def _received(server, path, **kw):
     with _open(server, path, **kw) as ws:
-        return _receive_all(ws, timeout_s=10)[1]
+        return _receive_all(ws, timeout_s=10)
+
+
+def _close_code(server, path, **kw):
+    return _received(server, path, **kw)[1]
 
 
 def test_backlog_then_live_then_complete_and_exact_resume(server, running_workspace, actor, token):
@@ -111,9 +116,7 @@ def test_cancel_from_the_websocket(server, running_workspace, actor, token):
 @pytest.mark.django_db(transaction=True)
 def test_authentication_ways_and_tenant_isolation(server, tenant, other_tenant, make_token):
     workspace = WorkspaceFactory(tenant=tenant, container_id="x")
-    exec_ = Exec.objects.create(
-        tenant=tenant, workspace=workspace, cmd=["true"], status="completed", exit_code=0
-    )
+    exec_ = ExecFactory(workspace=workspace, status="completed", exit_code=0)
     path = f"/ws/execs/{exec_.public_id}/"
     mine, theirs = make_token(tenant), make_token(other_tenant)
 
@@ -141,8 +144,15 @@ def test_authentication_ways_and_tenant_isolation(server, tenant, other_tenant, 
     browser.force_login(outsider)
     assert _close_code(server, path, headers={**_session_cookie(browser), **own_origin}) == 4404
 
-    assert _close_code(server, path, token=theirs) == 4404  # another tenant: as if missing
-    assert _close_code(server, "/ws/execs/ex_0000000000000000/", token=mine) == 4404
+    # Another tenant's exec: exactly as if it were missing.
+    missing_id = "ex_0000000000000000"
+    foreign = websocket_answer(*_received(server, path, token=theirs))
+    missing = websocket_answer(*_received(server, f"/ws/execs/{missing_id}/", token=theirs))
+    assert foreign.status == 4404
+    assert_like_missing(
+        foreign, missing, theirs_id=exec_.public_id, missing_id=missing_id, code="exec_not_found"
+    )
+    assert _close_code(server, f"/ws/execs/{missing_id}/", token=mine) == 4404
     assert _close_code(server, path, headers=own_origin) == 4401  # no credentials
     assert _close_code(server, f"{path}?token=dbt_not_a_token") == 4401
     assert _close_code(server, f"{path}?after_seq=x", token=mine) == 4400

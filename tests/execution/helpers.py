@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from workspaces.runtime import get_driver
@@ -27,14 +25,3 @@ def processes(workspace: Any) -> list[str]:
 
 def leftovers(workspace: Any, needle: str) -> list[str]:
     return [p for p in processes(workspace) if needle in p and not p.startswith("ps ")]
-
-
-def wait_for(condition: Callable[[], Any], *, timeout_s: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        time.sleep(0.05)

@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from execution.models import Exec, ExecStatus
+from execution.models import ExecStatus
 from tenants.models import TenantPolicy
 from tenants.redaction import REDACTED
-from tests.bodies import error_body
 from tests.conftest import client_for
-from tests.factories import WorkspaceFactory
+from tests.factories import ExecFactory, WorkspaceFactory
+from tests.isolation import assert_like_missing, rest_answer
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -111,9 +111,7 @@ def test_read_only_token_cannot_start_or_cancel(make_token, tenant):
     reader = client_for(make_token(tenant, scopes=("read",)))
     response = _post(reader, f"/api/v1/workspaces/{workspace.public_id}/execs", {"cmd": ["true"]})
     assert (response.status_code, response.json()["code"]) == (403, "scope_required")
-    exec_ = Exec.objects.create(
-        tenant=tenant, workspace=workspace, cmd=["true"], status=ExecStatus.COMPLETED
-    )
+    exec_ = ExecFactory(workspace=workspace, status=ExecStatus.COMPLETED)
     response = reader.post(f"/api/v1/execs/{exec_.public_id}/cancel")
     assert (response.status_code, response.json()["code"]) == (403, "scope_required")
     assert reader.get(f"/api/v1/execs/{exec_.public_id}").status_code == 200
@@ -122,22 +120,24 @@ def test_read_only_token_cannot_start_or_cancel(make_token, tenant):
 @pytest.mark.django_db
 def test_another_tenants_execs_are_not_found(api, make_token, other_tenant):
     workspace = WorkspaceFactory(tenant=other_tenant, container_id="x")
-    theirs = Exec.objects.create(tenant=other_tenant, workspace=workspace, cmd=["true"])
+    theirs = ExecFactory(workspace=workspace)
     missing_id = "ex_" + "0" * 16
 
-    def same_as_missing(method, path_of):
-        mine = getattr(api, method)(path_of(theirs.public_id))
-        missing = getattr(api, method)(path_of(missing_id))
-        assert mine.status_code == missing.status_code == 404
-        # Identical but for the id asked about (and each answer's own request id).
-        assert json.dumps(error_body(mine)).replace(theirs.public_id, "ID") == (
-            json.dumps(error_body(missing)).replace(missing_id, "ID")
+    for method, path in [
+        ("get", "/api/v1/execs/{}"),
+        ("get", "/api/v1/execs/{}/detail"),
+        ("post", "/api/v1/execs/{}/cancel"),
+    ]:
+        mine = getattr(api, method)(path.format(theirs.public_id))
+        missing = getattr(api, method)(path.format(missing_id))
+        assert mine.status_code == 404
+        assert_like_missing(
+            rest_answer(mine),
+            rest_answer(missing),
+            theirs_id=theirs.public_id,
+            missing_id=missing_id,
+            code="exec_not_found",
         )
-        return mine.json()["code"]
-
-    assert same_as_missing("get", lambda i: f"/api/v1/execs/{i}") == "exec_not_found"
-    assert same_as_missing("get", lambda i: f"/api/v1/execs/{i}/detail") == "exec_not_found"
-    assert same_as_missing("post", lambda i: f"/api/v1/execs/{i}/cancel") == "exec_not_found"
     for response in (
         api.get(f"/api/v1/workspaces/{workspace.public_id}/execs"),
         _post(api, f"/api/v1/workspaces/{workspace.public_id}/execs", {"cmd": ["true"]}),

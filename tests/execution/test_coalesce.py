@@ -101,7 +101,7 @@ def test_per_stream_bytes_and_order_survive_exactly(frames, max_bytes):
 
 
 def _runs(items):
-    runs = []
+    runs: list[tuple[int, bytes]] = []
     for stream, data in items:
         if not data:
             continue

@@ -2,6 +2,7 @@
 
 import threading
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -10,9 +11,12 @@ from django.utils import timezone
 
 from execution.errors import ConcurrencyLimitExceeded
 from execution.models import Exec, ExecChunk, ExecStatus
-from execution.services import exec_cancel, exec_poll, exec_reconcile, exec_start, exec_wait
+from execution.services import exec_cancel, exec_poll, exec_start, exec_wait
+from execution.tasks import SENDERS
+from execution.worker import exec_reconcile
 from tenants.models import TenantPolicy
-from tests.execution.helpers import leftovers, wait_for
+from tests.execution.helpers import leftovers
+from tests.processes import wait_for
 from workspaces.models import Workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
@@ -25,7 +29,7 @@ def _limit(tenant, n):
 def test_simultaneous_starts_never_exceed_the_limit(running_workspace, actor, tenant):
     _limit(tenant, 2)
     barrier = threading.Barrier(6)
-    results = []
+    results: list[Exec | ConcurrencyLimitExceeded] = []
 
     def start():
         try:
@@ -103,12 +107,12 @@ def test_a_worker_killed_mid_exec_leaves_it_lost_with_its_output(
 
     wait_for(
         lambda: (
-            Exec.objects.get(pk=exec_.pk).heartbeat_at
-            < timezone.now() - timezone.timedelta(seconds=3)
+            (Exec.objects.get(pk=exec_.pk).heartbeat_at or timezone.now())
+            < timezone.now() - timedelta(seconds=3)
         ),
         what="the heartbeat to go stale",
     )
-    report = exec_reconcile(stale_after_s=3)
+    report = exec_reconcile(senders=SENDERS, stale_after_s=3)
     assert report.lost == [exec_.public_id]
     exec_.refresh_from_db()
     assert (exec_.status, exec_.error_code) == (ExecStatus.LOST, "runner_lost")
@@ -120,7 +124,7 @@ def test_a_worker_killed_mid_exec_leaves_it_lost_with_its_output(
     assert text == "".join(f"line {i}\n" for i in range(text.count("\n")))
     result = exec_poll(actor=actor, exec_id=exec_.public_id)
     assert result.complete and result.status == "lost"
-    assert exec_reconcile(stale_after_s=3).lost == []  # exactly one terminal state
+    assert exec_reconcile(senders=SENDERS, stale_after_s=3).lost == []  # exactly one terminal state
 
     # The orphaned processes die once a worker serves the node again (the kill task waited).
     assert leftovers(running_workspace, 'echo "line')

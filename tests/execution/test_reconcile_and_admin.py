@@ -6,18 +6,26 @@ import pytest
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from execution.models import Exec, ExecChunk, ExecStatus
-from execution.services import exec_poll, exec_reconcile
-from execution.tasks import exec_reconcile_task
+from execution.models import ExecStatus
+from execution.services import exec_poll
+from execution.tasks import SENDERS, exec_reconcile_task
+from execution.worker import exec_reconcile
 from tenants.models import TenantPolicy
-from tests.factories import MembershipFactory, TenantFactory, UserFactory, WorkspaceFactory
+from tests.factories import (
+    ExecChunkFactory,
+    ExecFactory,
+    MembershipFactory,
+    TenantFactory,
+    UserFactory,
+    WorkspaceFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
 
 def _exec(tenant, **fields):
-    workspace = fields.pop("workspace", None) or WorkspaceFactory(tenant=tenant, container_id="c")
-    return Exec.objects.create(tenant=tenant, workspace=workspace, cmd=["true"], **fields)
+    fields.setdefault("workspace", WorkspaceFactory(tenant=tenant, container_id="c"))
+    return ExecFactory(**fields)
 
 
 def _ago(seconds):
@@ -27,13 +35,13 @@ def _ago(seconds):
 def test_stale_running_exec_becomes_lost_once_and_frees_its_slot(tenant):
     TenantPolicy.objects.filter(tenant=tenant).update(max_concurrent_execs=1)
     stale = _exec(tenant, status=ExecStatus.RUNNING, heartbeat_at=_ago(120), last_seq=1)
-    ExecChunk.objects.create(exec=stale, seq=1, stream=1, data=b"kept\n")
+    ExecChunkFactory(exec=stale, seq=1, data=b"kept\n")
     # stored after its last heartbeat, so not yet counted in last_seq
-    ExecChunk.objects.create(exec=stale, seq=2, stream=1, data=b"late\n")
+    ExecChunkFactory(exec=stale, seq=2, data=b"late\n")
     waiting = _exec(tenant, workspace=stale.workspace, status=ExecStatus.QUEUED)
     fresh = _exec(tenant, status=ExecStatus.RUNNING, heartbeat_at=timezone.now())
 
-    report = exec_reconcile(stale_after_s=30)
+    report = exec_reconcile(senders=SENDERS, stale_after_s=30)
     assert report.lost == [stale.public_id]
     stale.refresh_from_db()
     waiting.refresh_from_db()
@@ -43,7 +51,7 @@ def test_stale_running_exec_becomes_lost_once_and_frees_its_slot(tenant):
     assert fresh.status == ExecStatus.RUNNING
     assert list(stale.chunks.values_list("data", flat=True)) == [b"kept\n", b"late\n"]
     assert stale.last_seq == 2  # a poll after seq 1 is not "complete" before seq 2
-    assert exec_reconcile(stale_after_s=30).lost == []
+    assert exec_reconcile(senders=SENDERS, stale_after_s=30).lost == []
 
 
 def test_periodic_task_runs_the_reconciliation(tenant):
@@ -64,14 +72,14 @@ def test_a_client_looking_at_a_stale_exec_sees_it_lost(tenant, actor):
 def test_an_unclaimed_exec_is_sent_again(tenant):
     stuck = _exec(tenant, status=ExecStatus.STARTING, dispatched_at=_ago(3600))
     recent = _exec(tenant, status=ExecStatus.STARTING, dispatched_at=timezone.now())
-    assert exec_reconcile().redispatched == [stuck.public_id]
-    assert recent.public_id not in exec_reconcile().redispatched
+    assert exec_reconcile(senders=SENDERS).redispatched == [stuck.public_id]
+    assert recent.public_id not in exec_reconcile(senders=SENDERS).redispatched
 
 
 def test_queued_execs_of_a_stopped_workspace_fail(tenant):
     workspace = WorkspaceFactory(tenant=tenant, status="stopped", container_id="c")
     queued = _exec(tenant, workspace=workspace, status=ExecStatus.QUEUED)
-    exec_reconcile()
+    exec_reconcile(senders=SENDERS)
     queued.refresh_from_db()
     assert (queued.status, queued.error_code) == (ExecStatus.FAILED, "workspace_not_running")
 
@@ -93,6 +101,6 @@ def test_admin_shows_only_the_own_tenants_execs_and_never_env(tenant):
 
 def test_a_queued_exec_with_a_free_slot_is_admitted(tenant):
     queued = _exec(tenant, status=ExecStatus.QUEUED)  # e.g. the admitting process died
-    assert exec_reconcile().admitted == [queued.public_id]
+    assert exec_reconcile(senders=SENDERS).admitted == [queued.public_id]
     queued.refresh_from_db()
     assert queued.status == ExecStatus.STARTING and queued.dispatched_at is not None

@@ -4,24 +4,29 @@ import base64
 import itertools
 import threading
 import time
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from core.errors import Conflict, ValidationFailed
 from execution.models import Exec, ExecChunk, ExecStatus
 from execution.services import (
     exec_cancel,
-    exec_execute,
     exec_poll,
     exec_run,
     exec_start,
     exec_wait,
 )
+from execution.tasks import SENDERS
+from execution.worker import exec_execute
 from tenants.models import AuditEvent, TenantPolicy
 from tenants.redaction import REDACTED
-from tests.execution.helpers import container_run, leftovers, wait_for
-from tests.factories import WorkspaceFactory
+from tests.execution.helpers import container_run, leftovers
+from tests.factories import ExecFactory, WorkspaceFactory
+from tests.processes import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -125,7 +130,7 @@ def test_long_poll_returns_as_soon_as_output_arrives(running_workspace, actor):
     )
     idle = exec_poll(actor=actor, exec_id=exec_.public_id, wait_s=0.5)
     assert idle.messages == [] and not idle.complete
-    box = {}
+    box: dict[str, Any] = {}
 
     def poll():
         started = time.monotonic()
@@ -223,11 +228,11 @@ def test_a_redelivered_runner_task_does_not_run_the_exec_again(running_workspace
         actor=actor, workspace=running_workspace, cmd=["sh", "-c", "echo once; sleep 4001"]
     )
     wait_for(lambda: leftovers(running_workspace, "sleep 4001"), what="the exec to run")
-    exec_execute(exec_pk=exec_.pk)  # as if Celery delivered the task again
+    exec_execute(exec_pk=exec_.pk, senders=SENDERS)  # as if Celery delivered the task again
     assert len(leftovers(running_workspace, "sleep 4001")) == 1
     exec_cancel(actor=actor, exec_id=exec_.public_id)
     done = Exec.objects.get(pk=exec_.pk)
-    exec_execute(exec_pk=exec_.pk)
+    exec_execute(exec_pk=exec_.pk, senders=SENDERS)
     assert Exec.objects.get(pk=exec_.pk).status == done.status == ExecStatus.CANCELLED
     assert ExecChunk.objects.filter(exec=exec_).count() == 1
 
@@ -240,6 +245,20 @@ def test_idempotency_key_returns_the_same_exec(running_workspace, actor):
         exec_start(actor=actor, workspace=running_workspace, cmd=["false"], idempotency_key="k1")
     assert err.value.code == "idempotency_key_reused"
     exec_wait(exec_=first, timeout_s=30)
+
+
+def test_an_exec_idempotency_key_expires_like_a_spawn_key(running_workspace, actor, settings):
+    first = exec_start(actor=actor, workspace=running_workspace, cmd=["true"], idempotency_key="k2")
+    exec_wait(exec_=first, timeout_s=30)
+    window = timedelta(seconds=settings.DEVBENCH_IDEMPOTENCY_TTL_S)
+    Exec.objects.filter(pk=first.pk).update(created_at=timezone.now() - window)
+    # Past its window the key starts a new exec, even for another command.
+    fresh = exec_start(
+        actor=actor, workspace=running_workspace, cmd=["false"], idempotency_key="k2"
+    )
+    assert fresh.pk != first.pk
+    assert Exec.objects.get(pk=first.pk).idempotency_key is None
+    exec_wait(exec_=fresh, timeout_s=30)
 
 
 def test_secrets_in_env_never_reach_the_audit_log(running_workspace, actor):
@@ -297,8 +316,7 @@ def test_a_runner_that_breaks_stops_its_processes_and_fails_the_exec(
     from execution import runner
 
     # A row only (no task sent): this test runs the runner itself.
-    exec_ = Exec.objects.create(
-        tenant=running_workspace.tenant,
+    exec_ = ExecFactory(
         workspace=running_workspace,
         cmd=["sh", "-c", "echo x; sleep 9001"],
         status=ExecStatus.STARTING,
@@ -309,7 +327,9 @@ def test_a_runner_that_breaks_stops_its_processes_and_fails_the_exec(
 
     monkeypatch.setattr(runner, "insert_chunks", broken_insert)
     with pytest.raises(RuntimeError):
-        runner.run_exec(Exec.objects.select_related("workspace", "tenant").get(pk=exec_.pk))
+        runner.run_exec(
+            Exec.objects.select_related("workspace", "tenant").get(pk=exec_.pk), senders=SENDERS
+        )
     exec_.refresh_from_db()
     assert (exec_.status, exec_.error_code) == (ExecStatus.FAILED, "internal_error")
     assert leftovers(running_workspace, "sleep 9001") == []

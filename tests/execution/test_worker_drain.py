@@ -9,8 +9,11 @@ import pytest
 from django.test import override_settings
 
 from execution.models import Exec, ExecChunk, ExecStatus
-from execution.services import exec_reconcile, exec_start
-from tests.execution.helpers import leftovers, wait_for
+from execution.services import exec_start
+from execution.tasks import SENDERS
+from execution.worker import exec_reconcile
+from tests.execution.helpers import leftovers
+from tests.processes import wait_for
 from workspaces.models import Workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -48,6 +51,6 @@ def test_sigterm_drains_the_worker(running_workspace, actor, start_worker):
     assert data.count("\n") >= 3
     # Its processes are gone and reconciliation finds nothing to repair.
     assert not leftovers(running_workspace, 'echo "tick')
-    assert exec_reconcile(stale_after_s=1).lost == []
+    assert exec_reconcile(senders=SENDERS, stale_after_s=1).lost == []
     log = worker.log_path.read_text()
     assert "worker draining" in log

@@ -8,11 +8,13 @@ import io
 import os
 import tarfile
 import tracemalloc
+from typing import Any
 
 import pytest
 
 from tenants.models import TenantPolicy
 from tests.conftest import client_for
+from tests.isolation import assert_like_missing, rest_answer
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
@@ -310,7 +312,7 @@ def test_another_tenants_workspace_is_404_like_a_missing_one(env, wdir, make_tok
         ("put", f"/archive?path={wdir}", b"x"),
     ]
     for method, suffix, body in requests:
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if isinstance(body, bytes):
             kwargs = {"data": body, "content_type": "application/octet-stream"}
         elif body is not None:
@@ -320,10 +322,12 @@ def test_another_tenants_workspace_is_404_like_a_missing_one(env, wdir, make_tok
             f"/api/v1/workspaces/ws_doesnotexist0000{suffix}", **kwargs
         )
         assert theirs.status_code == 404, (method, suffix, theirs.content)
-        assert theirs.json()["code"] == "workspace_not_found"
-        assert theirs.json()["extra"] == missing.json()["extra"]
-        assert theirs.json()["message"].replace(ws, "X") == missing.json()["message"].replace(
-            "ws_doesnotexist0000", "X"
+        assert_like_missing(
+            rest_answer(theirs),
+            rest_answer(missing),
+            theirs_id=ws,
+            missing_id="ws_doesnotexist0000",
+            code="workspace_not_found",
         )
     assert env.must("ls", "-A", wdir).split() == [b"secret"]
 

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import tarfile
+from collections.abc import Callable
 
 import pytest
 
@@ -218,6 +219,7 @@ def test_list_of_the_root_works(env, wdir):
 
 def test_is_a_directory_and_not_a_directory_errors(env, wdir):
     fs_write(actor=env.actor, workspace=env.workspace, path=f"{wdir}/file", content=b"x")
+    call: Callable[[], object]
     for call in (
         lambda: fs_read(actor=env.actor, workspace=env.workspace, path=wdir),
         lambda: fs_write(actor=env.actor, workspace=env.workspace, path=wdir, content=b""),

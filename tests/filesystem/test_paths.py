@@ -101,7 +101,11 @@ def _fs(entries: dict[str, str]) -> dict[str, PathStat]:
             )
         else:
             tree[path] = PathStat(
-                name=posixpath.basename(path), kind=what, size=0, mode=0o644, mtime=""
+                name=posixpath.basename(path),
+                kind="dir" if what == "dir" else "file",
+                size=0,
+                mode=0o644,
+                mtime="",
             )
     return tree
 

@@ -17,7 +17,9 @@ from workspaces.filesystem.tario import SPOOL_MEMORY_BYTES, dir_infos, new_info,
 
 @given(st.lists(st.binary(max_size=3000), min_size=1, max_size=5))
 def test_tar_stream_is_a_valid_archive_of_exactly_the_bodies(bodies):
-    entries = [(info, None) for info in dir_infos("", ["d"])]
+    entries: list[tuple[tarfile.TarInfo, io.BytesIO | None]] = [
+        (info, None) for info in dir_infos("", ["d"])
+    ]
     for i, body in enumerate(bodies):
         entries.append((new_info(f"d/f{i}", size=len(body), mode=0o640), io.BytesIO(body)))
     data = b"".join(tar_stream(entries))

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 
-from tenants.models import MembershipRule
 from tenants.oidc import reset_caches
-from tests.factories import TenantFactory
+from tests.factories import MembershipRuleFactory, TenantFactory
 from tests.identity.oidc import PROVIDER_ID, Provider, start_provider
 
 
@@ -51,7 +50,7 @@ def acme_beta(db: Any) -> dict[str, Any]:
         ("acme-viewers", acme, "viewer"),
         ("beta-users", beta, "member"),
     ):
-        MembershipRule.objects.create(
+        MembershipRuleFactory(
             provider_id=PROVIDER_ID, claim="groups", value=value, tenant=tenant, role=role
         )
     return {"acme": acme, "beta": beta}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import secrets
 import subprocess
 import tempfile
@@ -25,6 +24,8 @@ from urllib.parse import parse_qs, urljoin, urlparse
 import jwt
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.node import ensure_node_modules, node_argv, node_env
 
 PROVIDER_DIR = Path(__file__).resolve().parent.parent / "oidc_provider"
 API_AUDIENCE = "https://devbench.test/api"
@@ -46,20 +47,6 @@ ACCOUNTS = {
     "bob": {"email": "bob@example.test", "email_verified": True, "groups": ["acme-viewers"]},
     "carol": {"email": "carol@example.test", "email_verified": True, "groups": []},
 }
-
-
-def ensure_node_modules() -> None:
-    """`npm ci` when node_modules is missing or older than the lock file (npm registry only)."""
-    marker = PROVIDER_DIR / "node_modules" / ".package-lock.json"
-    lock = PROVIDER_DIR / "package-lock.json"
-    if marker.exists() and marker.stat().st_mtime >= lock.stat().st_mtime:
-        return
-    subprocess.run(
-        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=PROVIDER_DIR,
-        check=True,
-        timeout=300,
-    )
 
 
 def new_signing_key(kid: str) -> tuple[Any, dict[str, Any]]:
@@ -124,7 +111,7 @@ class Provider:
 
 
 def start_provider(accounts: dict[str, Any] | None = None) -> Provider:
-    ensure_node_modules()
+    ensure_node_modules(PROVIDER_DIR)
     kid = f"test-{secrets.token_hex(4)}"
     key, jwk = new_signing_key(kid)
     config = {
@@ -157,11 +144,11 @@ def start_provider(accounts: dict[str, Any] | None = None) -> Provider:
     config_path.write_text(json.dumps(config))
     log_path = workdir / "provider.log"
     process = subprocess.Popen(
-        ["node", str(PROVIDER_DIR / "server.mjs"), str(config_path)],
+        node_argv(str(PROVIDER_DIR / "server.mjs"), str(config_path)),
         stdout=subprocess.PIPE,
         stderr=log_path.open("wb"),
         cwd=PROVIDER_DIR,
-        env={**os.environ, "NODE_ENV": "test"},
+        env=node_env({"NODE_ENV": "test"}),
     )
     assert process.stdout is not None
     line = process.stdout.readline()  # the provider prints its issuer once it listens

@@ -10,7 +10,7 @@ from django.test import Client
 from tenants.audit import audit_record
 from tenants.models import AuditEvent, MembershipRule
 from tenants.principal import system_principal
-from tests.factories import MembershipFactory, TenantFactory, UserFactory
+from tests.factories import MembershipFactory, MembershipRuleFactory, TenantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -91,10 +91,8 @@ def test_superuser_sees_every_tenant(setup):
 
 def test_membership_rules_are_tenant_scoped(setup):
     c = setup["client"]
-    MembershipRule.objects.create(provider_id="corp", value="alpha-devs", tenant=setup["alpha"])
-    theirs = MembershipRule.objects.create(
-        provider_id="corp", value="bravo-devs", tenant=setup["bravo"]
-    )
+    MembershipRuleFactory(value="alpha-devs", tenant=setup["alpha"])
+    theirs = MembershipRuleFactory(value="bravo-devs", tenant=setup["bravo"])
     page = c.get("/admin/tenants/membershiprule/").content.decode()
     assert "alpha-devs" in page and "bravo-devs" not in page
     assert c.get(f"/admin/tenants/membershiprule/{theirs.pk}/change/").status_code == 302

@@ -66,15 +66,19 @@ def test_each_event_is_one_redacted_json_line(db, actor, lines):
 
 
 def test_the_audit_logger_writes_bare_json_lines():
-    config = settings.LOGGING
+    config: dict[str, Any] = settings.LOGGING
     assert config["loggers"]["devbench.audit"]["handlers"] == ["audit"]
     assert config["handlers"]["audit"]["formatter"] == "audit_json"
     assert config["formatters"]["audit_json"]["format"] == "%(message)s"
 
 
+class PolicySaysNo(PermissionDenied):
+    code = "policy_says_no"
+
+
 def test_denied_action_is_recorded_with_code(db, actor, lines):
     with pytest.raises(PermissionDenied), audited(actor=actor, action="workspace.kill"):
-        raise PermissionDenied("no", code="policy_says_no")
+        raise PolicySaysNo("no")
     [event] = _parsed(lines)
     assert (event["outcome"], event["error_code"]) == ("denied", "policy_says_no")
 
@@ -164,7 +168,7 @@ def test_zero_retention_keeps_everything(db, settings):
 
 
 def test_purge_is_scheduled_periodically():
-    entry = settings.CELERY_BEAT_SCHEDULE["tenants.audit_purge"]
+    entry: dict[str, Any] = settings.CELERY_BEAT_SCHEDULE["tenants.audit_purge"]
     assert entry["task"] == "tenants.audit_purge" and entry["schedule"] > 0
 
 

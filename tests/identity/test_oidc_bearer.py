@@ -33,7 +33,7 @@ pytestmark = pytest.mark.django_db
 
 
 def rest(token: str, tenant: str | None = None) -> Any:
-    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    headers: dict[str, Any] = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
     if tenant:
         headers["HTTP_X_DEVBENCH_TENANT"] = tenant
     return Client(**headers).get("/api/v1/me")
@@ -144,7 +144,7 @@ def test_unsafe_algorithms_and_id_tokens_are_refused(oidc, acme_beta):
     now = int(time.time())
     claims = {"iss": oidc.issuer, "aud": "https://devbench.test/api", "sub": "alice"}
     claims |= {"exp": now + 60}
-    unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": oidc.kid})
+    unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": oidc.kid})  # type: ignore[arg-type]
     hmac = jwt.encode(claims, "x" * 32, algorithm="HS256", headers={"kid": oidc.kid})
     for token in (unsigned, hmac, "a.b.c"):
         assert _code(rest(token, "acme")) == (401, "token_invalid"), token

@@ -5,11 +5,10 @@ import json
 import pytest
 from websockets.sync.client import connect
 
-from execution.models import Exec
-from tests.e2e.live_server import DaphneServer
 from tests.e2e.test_ws_execs import _receive_all
-from tests.factories import WorkspaceFactory
+from tests.factories import ExecFactory, WorkspaceFactory
 from tests.identity.oidc import cli_tokens
+from tests.processes import DaphneServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -25,9 +24,8 @@ def server(oidc, transactional_db, django_db_blocker):
 
 
 def _finished_exec(tenant):
-    workspace = WorkspaceFactory(tenant=tenant, container_id="x")
-    return Exec.objects.create(
-        tenant=tenant, workspace=workspace, cmd=["true"], status="completed", exit_code=0
+    return ExecFactory(
+        workspace=WorkspaceFactory(tenant=tenant, container_id="x"), status="completed", exit_code=0
     )
 
 

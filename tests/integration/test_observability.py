@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import uuid
 from collections.abc import Callable
@@ -24,20 +23,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tenants.models import AuditEvent
 from tests.conftest import WorkerProcess
-from tests.mcp_live import DaphneProcess
-from tests.processes import ManagedProcess, service_env
-from tests.workspaces.conftest import wait_for
+from tests.processes import DaphneServer, ManagedProcess, free_port, service_env, wait_for
 from workspaces.models import Workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.docker]
 
 BUSYBOX = "devbench/busybox:latest"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -72,12 +63,12 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def web(start_daphne: Callable[..., DaphneProcess]) -> DaphneProcess:
+def web(start_daphne: Callable[..., DaphneServer]) -> DaphneServer:
     return start_daphne("observability")
 
 
 def test_spawn_moves_metrics_and_its_request_id_is_everywhere(
-    live_worker: WorkerProcess, web: DaphneProcess, token: Any, tenant: Any
+    live_worker: WorkerProcess, web: DaphneServer, token: Any, tenant: Any
 ) -> None:
     worker, worker_metrics = live_worker, live_worker.metrics_url
     before = scrape(worker_metrics)

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from execution.models import Exec
-from tests.execution.helpers import wait_for
 from tests.integration.test_observability import Uvicorn
+from tests.processes import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.docker]
 

@@ -10,10 +10,10 @@ import anyio
 import httpx
 import pytest
 
-from tenants.models import MembershipRule
-from tests.factories import TenantFactory
+from tests.factories import MembershipRuleFactory, TenantFactory
 from tests.identity.oidc import PROVIDER_ID, Provider, cli_tokens, start_provider
-from tests.mcp_live import DaphneProcess, http_client, raw_post
+from tests.mcp_live import http_client, raw_post
+from tests.processes import DaphneServer
 
 pytestmark = [pytest.mark.e2e]
 
@@ -28,7 +28,7 @@ def provider() -> Iterator[Provider]:
 
 
 @pytest.fixture
-def oidc_server(provider: Provider, start_daphne: Any, transactional_db: Any) -> DaphneProcess:
+def oidc_server(provider: Provider, start_daphne: Any, transactional_db: Any) -> DaphneServer:
     apps = json.dumps([provider.app_config()])
     return start_daphne("oidc", {"DEVBENCH_OIDC_PROVIDERS": apps})
 
@@ -36,14 +36,14 @@ def oidc_server(provider: Provider, start_daphne: Any, transactional_db: Any) ->
 @pytest.fixture
 def acme(transactional_db: Any) -> Any:
     tenant = TenantFactory(slug="acme")
-    MembershipRule.objects.create(
+    MembershipRuleFactory(
         provider_id=PROVIDER_ID, claim="groups", value="acme-viewers", tenant=tenant, role="viewer"
     )
     return tenant
 
 
 def test_unauthenticated_answer_points_to_the_metadata(
-    oidc_server: DaphneProcess, provider: Provider, acme: Any
+    oidc_server: DaphneServer, provider: Provider, acme: Any
 ) -> None:
     response = raw_post(oidc_server.mcp_url("acme"), LIST)
     assert response.status_code == 401
@@ -59,14 +59,14 @@ def test_unauthenticated_answer_points_to_the_metadata(
     assert "devbench:read" in body["scopes_supported"]
 
 
-def test_metadata_reveals_no_tenant_names(oidc_server: DaphneProcess, acme: Any) -> None:
+def test_metadata_reveals_no_tenant_names(oidc_server: DaphneServer, acme: Any) -> None:
     known = httpx.get(f"{oidc_server.base_url}/.well-known/oauth-protected-resource/mcp/acme")
     unknown = httpx.get(f"{oidc_server.base_url}/.well-known/oauth-protected-resource/mcp/zzz")
     assert known.status_code == unknown.status_code == 200
 
 
 def test_provider_access_token_works_with_role_scopes(
-    oidc_server: DaphneProcess, provider: Provider, acme: Any
+    oidc_server: DaphneServer, provider: Provider, acme: Any
 ) -> None:
     access_token = str(cli_tokens(provider, login="bob")["access_token"])  # acme viewer
 
@@ -81,7 +81,7 @@ def test_provider_access_token_works_with_role_scopes(
 
 
 def test_provider_access_token_is_404_on_a_tenant_it_has_no_membership_in(
-    oidc_server: DaphneProcess, provider: Provider, acme: Any
+    oidc_server: DaphneServer, provider: Provider, acme: Any
 ) -> None:
     TenantFactory(slug="beta")
     access_token = str(cli_tokens(provider, login="bob")["access_token"])

@@ -13,11 +13,13 @@ import pytest
 from mcp.client import Client
 from pydantic import BaseModel, ConfigDict
 
-from core.errors import AuthenticationFailed, Conflict
+from core.errors import Conflict
 from core.mcp.server import build_server
-from core.mcp.tools import ToolCall, ToolSet
+from core.mcp.tools import ADD, READ, ToolCall, ToolSet
+from tenants.errors import TokenRevoked
 from tenants.principal import Principal
 from tests.factories import TenantFactory
+from tests.mcp_live import error_body
 
 
 class EchoIn(BaseModel):
@@ -34,6 +36,14 @@ class EchoOut(BaseModel):
     request_id: str
 
 
+class AliasTaken(Conflict):
+    code = "alias_taken"
+
+
+class Busy(Conflict):
+    code = "busy"
+
+
 tools = ToolSet()
 
 
@@ -41,10 +51,7 @@ tools = ToolSet()
     input=EchoIn,
     output=EchoOut,
     title="Echo",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 def echo(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Echo the arguments back."""
@@ -60,24 +67,18 @@ def echo(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     input=EchoIn,
     output=EchoOut,
     title="Conflict",
-    read_only=False,
-    destructive=False,
-    idempotent=False,
-    open_world=False,
+    hints=ADD,
 )
 def conflict(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Always conflicts."""
-    raise Conflict("Alias taken.", code="alias_taken", extra={"alias": args.name})
+    raise AliasTaken("Alias taken.", extra={"alias": args.name})
 
 
 @tools.tool(
     input=EchoIn,
     output=EchoOut,
     title="Crash",
-    read_only=False,
-    destructive=False,
-    idempotent=False,
-    open_world=False,
+    hints=ADD,
 )
 def crash(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Always crashes."""
@@ -88,10 +89,7 @@ def crash(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     input=EchoIn,
     output=EchoOut,
     title="Slow",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 async def slow(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Reports progress while it works."""
@@ -153,9 +151,7 @@ def test_lists_sent_as_json_text_are_accepted() -> None:
     [({}, ["name"]), ({"name": "a", "count": "many"}, ["count"]), ({"name": "a", "x": 1}, ["x"])],
 )
 def test_invalid_arguments_name_the_field(arguments: dict[str, Any], fields: list[str]) -> None:
-    result = call("echo", arguments)
-    assert result.is_error is True
-    body = result.structured_content
+    body = error_body(call("echo", arguments))
     assert body["code"] == "validation_failed"
     assert [e["loc"] for e in body["extra"]["errors"]] == [[f] for f in fields]
     assert all(f in body["message"] for f in fields)
@@ -163,17 +159,15 @@ def test_invalid_arguments_name_the_field(arguments: dict[str, Any], fields: lis
 
 def test_devbench_errors_keep_code_message_and_extra() -> None:
     result = call("conflict", {"name": "web"})
-    assert result.is_error is True
     expected = {"code": "alias_taken", "message": "Alias taken.", "extra": {"alias": "web"}}
-    assert result.structured_content == expected
-    assert json.loads(result.content[0].text) == expected
+    assert error_body(result) == expected
 
 
 def test_unexpected_errors_are_logged_with_a_request_id(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="devbench.mcp"):
         result = call("crash", {"name": "a"})
-    body = result.structured_content
-    assert result.is_error is True and body["code"] == "internal_error"
+    body = error_body(result)
+    assert body["code"] == "internal_error"
     assert "secret internals" not in result.content[0].text
     request_id = body["extra"]["request_id"]
     assert any(request_id in r.getMessage() and r.exc_info for r in caplog.records)
@@ -181,10 +175,10 @@ def test_unexpected_errors_are_logged_with_a_request_id(caplog: pytest.LogCaptur
 
 def test_authentication_failure_is_a_tool_error() -> None:
     def refuse() -> Principal:
-        raise AuthenticationFailed("The token has been revoked.", code="token_revoked")
+        raise TokenRevoked()
 
     result = call("echo", {"name": "a"}, authenticate=refuse)
-    assert result.is_error is True and result.structured_content["code"] == "token_revoked"
+    assert error_body(result)["code"] == "token_revoked"
 
 
 def test_progress_reaches_the_client() -> None:
@@ -209,17 +203,14 @@ def wait_blocking(seconds: float) -> None:
 
 def refuse_blocking(seconds: float) -> None:
     time.sleep(seconds)
-    raise Conflict("Busy.", code="busy", extra={"after": seconds})
+    raise Busy("Busy.", extra={"after": seconds})
 
 
 @tools.tool(
     input=EchoIn,
     output=EchoOut,
     title="Refuse",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 async def refusing(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Waits, then refuses."""
@@ -231,10 +222,7 @@ async def refusing(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     input=EchoIn,
     output=EchoOut,
     title="Wait",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
 async def waiting(call: ToolCall, args: EchoIn) -> dict[str, Any]:
     """Waits in a blocking call while telling the client it is alive."""
@@ -255,7 +243,7 @@ def test_blocking_waits_send_progress_meanwhile() -> None:
     assert result.is_error is False
     assert len(seen) >= 3
     assert [p for p, _, _ in seen] == sorted(p for p, _, _ in seen)
-    assert all(total == 0.8 and message.startswith("waiting") for _, total, message in seen)
+    assert all(total == 0.8 and (message or "").startswith("waiting") for _, total, message in seen)
 
 
 def test_cancelling_the_call_ends_the_wait_not_the_work() -> None:
@@ -277,9 +265,7 @@ def test_cancelling_the_call_ends_the_wait_not_the_work() -> None:
 
 
 def test_errors_of_a_waiting_service_keep_their_code() -> None:
-    result = call("refusing", {"name": "a"})
-    assert result.is_error is True
-    assert result.structured_content == {
+    assert error_body(call("refusing", {"name": "a"})) == {
         "code": "busy",
         "message": "Busy.",
         "extra": {"after": 0.3},

@@ -11,14 +11,13 @@ from mcp.client import Client
 
 from execution.models import Exec
 from tenants.models import TenantPolicy
-from tests.mcp_live import MODES, DaphneProcess, error_code, http_client, ok
+from tests.isolation import assert_like_missing, mcp_answer
+from tests.mcp_live import MODES, DaphneServer, error_body, error_code, http_client, ok
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.integration]
 
 
-def run(
-    server: DaphneProcess, tenant: Any, token: Any, steps: Any, mode: str = "2026-07-28"
-) -> Any:
+def run(server: DaphneServer, tenant: Any, token: Any, steps: Any, mode: str = "2026-07-28") -> Any:
     async def scenario() -> Any:
         async with http_client(server.mcp_url(tenant.slug), token.raw, mode=mode) as client:
             return await steps(client)
@@ -44,7 +43,7 @@ async def poll_to_end(
 
 
 def test_exec_run_returns_output_and_exit_code(
-    live_mcp: DaphneProcess, running_workspace: Any, tenant: Any, token: Any
+    live_mcp: DaphneServer, running_workspace: Any, tenant: Any, token: Any
 ) -> None:
     ws = running_workspace.public_id
 
@@ -79,7 +78,7 @@ def test_exec_run_returns_output_and_exit_code(
 
 
 def test_exec_start_and_long_poll(
-    live_mcp: DaphneProcess, running_workspace: Any, tenant: Any, token: Any
+    live_mcp: DaphneServer, running_workspace: Any, tenant: Any, token: Any
 ) -> None:
     ws = running_workspace.public_id
 
@@ -108,7 +107,7 @@ def test_exec_start_and_long_poll(
 
 @pytest.mark.parametrize("mode", MODES)
 def test_waiting_tools_send_progress(
-    live_mcp: DaphneProcess, running_workspace: Any, tenant: Any, token: Any, mode: str
+    live_mcp: DaphneServer, running_workspace: Any, tenant: Any, token: Any, mode: str
 ) -> None:
     ws = running_workspace.public_id
     seen: list[tuple[str, float, str | None]] = []
@@ -145,7 +144,7 @@ def test_waiting_tools_send_progress(
 
 
 def test_client_cancellation_ends_the_wait_not_the_command(
-    live_mcp: DaphneProcess, running_workspace: Any, tenant: Any, token: Any
+    live_mcp: DaphneServer, running_workspace: Any, tenant: Any, token: Any
 ) -> None:
     ws = running_workspace.public_id
     cmd = ["sh", "-c", "sleep 2; echo finished"]
@@ -164,7 +163,7 @@ def test_client_cancellation_ends_the_wait_not_the_command(
 
 
 def test_exec_cancel_and_concurrency(
-    live_mcp: DaphneProcess, running_workspace: Any, tenant: Any, token: Any
+    live_mcp: DaphneServer, running_workspace: Any, tenant: Any, token: Any
 ) -> None:
     TenantPolicy.objects.filter(tenant=tenant).update(max_concurrent_execs=1)
     ws = running_workspace.public_id
@@ -182,14 +181,14 @@ def test_exec_cancel_and_concurrency(
 
     out = run(live_mcp, tenant, token, steps)
     assert error_code(out["busy"]) == "concurrency_limit_exceeded"
-    assert out["busy"].structured_content["extra"] == {"limit": 1, "active": 1}
+    assert error_body(out["busy"])["extra"] == {"limit": 1, "active": 1}
     assert out["cancelled"]["status"] == "cancelled" and out["again"]["status"] == "cancelled"
     assert out["last"]["status"] == "cancelled" and out["last"]["complete"] is True
     assert out["after"]["status"] == "completed"  # the slot was freed
 
 
 def test_exec_tool_error_codes(
-    live_mcp: DaphneProcess,
+    live_mcp: DaphneServer,
     running_workspace: Any,
     tenant: Any,
     token: Any,
@@ -250,8 +249,11 @@ def test_exec_tool_error_codes(
         )
 
     foreign, missing, listing = run(live_mcp, other_tenant, stranger, as_stranger)
-    assert error_code(foreign) == "exec_not_found"
-    assert foreign.structured_content["message"].replace(exec_id, "X") == (
-        missing.structured_content["message"].replace("ex_doesnotexist", "X")
+    assert_like_missing(
+        mcp_answer(foreign),
+        mcp_answer(missing),
+        theirs_id=exec_id,
+        missing_id="ex_doesnotexist",
+        code="exec_not_found",
     )
     assert error_code(listing) == "workspace_not_found"

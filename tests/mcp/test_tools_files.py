@@ -10,7 +10,9 @@ import anyio
 import pytest
 from mcp.client import Client
 
-from tests.mcp_live import DaphneProcess, error_code, http_client, ok
+from tests.isolation import assert_like_missing, mcp_answer
+from tests.mcp_live import error_code, http_client, ok
+from tests.processes import DaphneServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.integration]
 
@@ -20,12 +22,12 @@ async def _session(url: str, token: str, steps: Any) -> Any:
         return await steps(client)
 
 
-def run(server: DaphneProcess, tenant: Any, token: Any, steps: Any) -> Any:
+def run(server: DaphneServer, tenant: Any, token: Any, steps: Any) -> Any:
     return anyio.run(_session, server.mcp_url(tenant.slug), token.raw, steps)
 
 
 def test_file_round_trip(
-    live_mcp: DaphneProcess, running_workspace: Any, tenant: Any, token: Any
+    live_mcp: DaphneServer, running_workspace: Any, tenant: Any, token: Any
 ) -> None:
     ws = running_workspace.public_id
     text = "hello from an agent\nsecond line\n"
@@ -91,7 +93,7 @@ def test_file_round_trip(
 
 
 def test_file_tool_error_codes(
-    live_mcp: DaphneProcess, running_workspace: Any, tenant: Any, token: Any
+    live_mcp: DaphneServer, running_workspace: Any, tenant: Any, token: Any
 ) -> None:
     ws = running_workspace.public_id
 
@@ -141,7 +143,7 @@ def test_file_tool_error_codes(
 
 
 def test_file_tools_respect_scope_and_tenant(
-    live_mcp: DaphneProcess,
+    live_mcp: DaphneServer,
     running_workspace: Any,
     tenant: Any,
     other_tenant: Any,
@@ -162,7 +164,17 @@ def test_file_tools_respect_scope_and_tenant(
     assert error_code(write) == "scope_required"
     assert ok(listing)["entries"] == []  # nothing was written
 
-    async def as_stranger(client: Client) -> Any:
-        return await client.call_tool("fs_list", {"container_id": ws})
+    async def as_stranger(client: Client) -> tuple[Any, Any]:
+        return (
+            await client.call_tool("fs_list", {"container_id": ws}),
+            await client.call_tool("fs_list", {"container_id": "ws_doesnotexist0000"}),
+        )
 
-    assert error_code(run(live_mcp, other_tenant, stranger, as_stranger)) == "workspace_not_found"
+    foreign, missing = run(live_mcp, other_tenant, stranger, as_stranger)
+    assert_like_missing(
+        mcp_answer(foreign),
+        mcp_answer(missing),
+        theirs_id=ws,
+        missing_id="ws_doesnotexist0000",
+        code="workspace_not_found",
+    )

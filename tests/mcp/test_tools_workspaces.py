@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 
 from tenants.models import AuditEvent, TenantPolicy
-from tests.mcp_live import DaphneProcess, error_code, mcp_call, ok
+from tests.isolation import assert_like_missing, mcp_answer
+from tests.mcp_live import error_body, error_code, mcp_call, ok
+from tests.processes import DaphneServer
 from workspaces.models import Workspace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.integration]
@@ -16,11 +18,11 @@ BUSYBOX = "devbench/busybox:latest"
 
 
 @pytest.fixture
-def server(live_mcp: DaphneProcess, live_worker: Any) -> DaphneProcess:
+def server(live_mcp: DaphneServer, live_worker: Any) -> DaphneServer:
     return live_mcp
 
 
-def test_spawn_list_attach_stats_kill(server: DaphneProcess, tenant: Any, token: Any) -> None:
+def test_spawn_list_attach_stats_kill(server: DaphneServer, tenant: Any, token: Any) -> None:
     url = server.mcp_url(tenant.slug)
     spawned = ok(mcp_call(url, token.raw, "spawn", {"image": BUSYBOX, "alias": "web"}))
     assert spawned["status"] == "running"
@@ -57,7 +59,7 @@ def test_spawn_list_attach_stats_kill(server: DaphneProcess, tenant: Any, token:
 
 
 def test_mcp_calls_are_audited_with_the_request_facts(
-    server: DaphneProcess, tenant: Any, token: Any
+    server: DaphneServer, tenant: Any, token: Any
 ) -> None:
     url = server.mcp_url(tenant.slug)
     spawned = ok(mcp_call(url, token.raw, "spawn", {"image": BUSYBOX}))
@@ -82,12 +84,12 @@ def test_mcp_calls_are_audited_with_the_request_facts(
     ],
 )
 def test_spawn_refusals_keep_their_codes(
-    server: DaphneProcess, tenant: Any, token: Any, arguments: dict[str, Any], code: str
+    server: DaphneServer, tenant: Any, token: Any, arguments: dict[str, Any], code: str
 ) -> None:
     assert error_code(mcp_call(server.mcp_url(tenant.slug), token.raw, "spawn", arguments)) == code
 
 
-def test_quota_and_alias_conflicts(server: DaphneProcess, tenant: Any, token: Any) -> None:
+def test_quota_and_alias_conflicts(server: DaphneServer, tenant: Any, token: Any) -> None:
     TenantPolicy.objects.filter(tenant=tenant).update(max_workspaces=1)
     url = server.mcp_url(tenant.slug)
     first = ok(mcp_call(url, token.raw, "spawn", {"image": BUSYBOX, "alias": "one"}))
@@ -102,7 +104,7 @@ def test_quota_and_alias_conflicts(server: DaphneProcess, tenant: Any, token: An
 
 
 def test_idempotency_key_returns_the_same_workspace(
-    server: DaphneProcess, tenant: Any, token: Any
+    server: DaphneServer, tenant: Any, token: Any
 ) -> None:
     url = server.mcp_url(tenant.slug)
     args = {"image": BUSYBOX, "idempotency_key": "task-17"}
@@ -123,7 +125,7 @@ def test_idempotency_key_returns_the_same_workspace(
     ],
 )
 def test_another_tenants_workspace_is_not_found_like_a_missing_one(
-    server: DaphneProcess,
+    server: DaphneServer,
     tenant: Any,
     other_tenant: Any,
     make_token: Any,
@@ -139,10 +141,12 @@ def test_another_tenants_workspace_is_not_found_like_a_missing_one(
         url = server.mcp_url(tenant.slug)
         foreign = mcp_call(url, token.raw, tool, _fill(arguments, theirs["id"]))
         missing = mcp_call(url, token.raw, tool, _fill(arguments, "ws_doesnotexist0000"))
-        assert error_code(foreign) == "workspace_not_found"
-        body, other = foreign.structured_content, missing.structured_content
-        assert body["message"].replace(theirs["id"], "X") == other["message"].replace(
-            "ws_doesnotexist0000", "X"
+        assert_like_missing(
+            mcp_answer(foreign),
+            mcp_answer(missing),
+            theirs_id=theirs["id"],
+            missing_id="ws_doesnotexist0000",
+            code="workspace_not_found",
         )
         assert Workspace.objects.get(public_id=theirs["id"]).status == "running"
     finally:
@@ -158,7 +162,7 @@ def _fill(arguments: dict[str, Any], ref: str) -> dict[str, Any]:
     return {k: (ref if v == "{id}" else v) for k, v in arguments.items()}
 
 
-def test_scopes_are_enforced(server: DaphneProcess, tenant: Any, make_token: Any) -> None:
+def test_scopes_are_enforced(server: DaphneServer, tenant: Any, make_token: Any) -> None:
     url = server.mcp_url(tenant.slug)
     reader = make_token(tenant, scopes=("read",))
     writer = make_token(tenant, scopes=("read", "write"))
@@ -166,12 +170,12 @@ def test_scopes_are_enforced(server: DaphneProcess, tenant: Any, make_token: Any
 
     refused = mcp_call(url, reader.raw, "spawn", {"image": BUSYBOX})
     assert error_code(refused) == "scope_required"
-    assert refused.structured_content["extra"]["required_scope"] == "write"
+    assert error_body(refused)["extra"]["required_scope"] == "write"
     assert Workspace.objects.filter(tenant=tenant).count() == 0
     assert ok(mcp_call(url, reader.raw, "list_containers", {}))["workspaces"] == []
     too_many = mcp_call(url, reader.raw, "list_containers", {"limit": 0})
     assert error_code(too_many) == "validation_failed"
-    assert too_many.structured_content["extra"]["errors"][0]["loc"] == ["limit"]
+    assert error_body(too_many)["extra"]["errors"][0]["loc"] == ["limit"]
     assert ok(mcp_call(url, reader.raw, "system_status", {}))["scopes"] == ["read"]
 
     for tool in ("reconcile", "garbage_collect"):
@@ -183,7 +187,7 @@ def test_scopes_are_enforced(server: DaphneProcess, tenant: Any, make_token: Any
 
 
 def test_stats_of_a_workspace_that_is_not_running(
-    server: DaphneProcess, tenant: Any, token: Any
+    server: DaphneServer, tenant: Any, token: Any
 ) -> None:
     url = server.mcp_url(tenant.slug)
     spawned = ok(mcp_call(url, token.raw, "spawn", {"image": BUSYBOX}))

@@ -10,13 +10,14 @@ import httpx2
 import pytest
 from django.utils import timezone
 
-from tests.bodies import error_body
+from tests import bodies
 from tests.mcp_live import (
     ALLOWED_ORIGIN,
     HANDSHAKE,
     MODERN,
     MODES,
-    DaphneProcess,
+    DaphneServer,
+    error_body,
     http_client,
     raw_post,
 )
@@ -28,15 +29,17 @@ LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
 
 @pytest.mark.parametrize("mode", MODES)
 def test_both_protocol_generations_list_and_call(
-    live_mcp: DaphneProcess, tenant: Any, token: Any, mode: str
+    live_mcp: DaphneServer, tenant: Any, token: Any, mode: str
 ) -> None:
-    async def scenario() -> tuple[str, list[Any], Any]:
+    async def scenario() -> tuple[str, list[Any], Any, Any]:
         async with http_client(live_mcp.mcp_url(tenant.slug), token.raw, mode=mode) as client:
             tools = (await client.list_tools()).tools
             result = await client.call_tool("system_status", {})
-            return client.protocol_version, tools, result
+            # A tool with an output schema failing: the client returns the error result.
+            failed = await client.call_tool("kill", {"container_id": "ws_doesnotexist00"})
+            return client.protocol_version, tools, result, failed
 
-    version, tools, result = anyio.run(scenario)
+    version, tools, result, failed = anyio.run(scenario)
     assert version == ("2025-11-25" if mode == HANDSHAKE else MODERN)
     status = next(t for t in tools if t.name == "system_status")
     assert status.annotations is not None and status.annotations.read_only_hint is True
@@ -48,17 +51,19 @@ def test_both_protocol_generations_list_and_call(
     assert body["engine"]["reachable"] is True and body["engine"]["version"]
     assert body["policy"]["default_image"] == "devbench/busybox:latest"
     assert body["workspaces"] == {"total": 0} and body["execs"] == {"total": 0}
+    assert next(t for t in tools if t.name == "kill").output_schema is not None
+    assert error_body(failed)["code"] == "workspace_not_found"
 
 
 def test_without_slash_is_the_same_endpoint(
-    live_mcp: DaphneProcess, tenant: Any, token: Any
+    live_mcp: DaphneServer, tenant: Any, token: Any
 ) -> None:
     response = raw_post(live_mcp.mcp_url(tenant.slug).rstrip("/"), LIST, token=token.raw)
     assert response.status_code == 200
     assert "system_status" in response.text
 
 
-def test_missing_token_is_401_with_challenge(live_mcp: DaphneProcess, tenant: Any) -> None:
+def test_missing_token_is_401_with_challenge(live_mcp: DaphneServer, tenant: Any) -> None:
     response = raw_post(live_mcp.mcp_url(tenant.slug), LIST)
     assert response.status_code == 401
     assert response.json()["code"] == "token_missing"
@@ -76,7 +81,7 @@ def test_missing_token_is_401_with_challenge(live_mcp: DaphneProcess, tenant: An
     ],
 )
 def test_bad_tokens_are_401_with_their_code(
-    live_mcp: DaphneProcess, tenant: Any, raw: str, code: str
+    live_mcp: DaphneServer, tenant: Any, raw: str, code: str
 ) -> None:
     response = raw_post(live_mcp.mcp_url(tenant.slug), LIST, token=raw)
     assert response.status_code == 401
@@ -84,7 +89,7 @@ def test_bad_tokens_are_401_with_their_code(
     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
 
 
-def test_revoked_token_is_refused(live_mcp: DaphneProcess, tenant: Any, token: Any) -> None:
+def test_revoked_token_is_refused(live_mcp: DaphneServer, tenant: Any, token: Any) -> None:
     token.revoked_at = timezone.now()
     token.save()
     response = raw_post(live_mcp.mcp_url(tenant.slug), LIST, token=token.raw)
@@ -93,16 +98,16 @@ def test_revoked_token_is_refused(live_mcp: DaphneProcess, tenant: Any, token: A
 
 
 def test_other_tenant_is_404_like_a_missing_one(
-    live_mcp: DaphneProcess, tenant: Any, other_tenant: Any, token: Any
+    live_mcp: DaphneServer, tenant: Any, other_tenant: Any, token: Any
 ) -> None:
     foreign = raw_post(live_mcp.mcp_url(other_tenant.slug), LIST, token=token.raw)
     missing = raw_post(live_mcp.mcp_url("no-such-tenant"), LIST, token=token.raw)
     assert foreign.status_code == missing.status_code == 404
-    assert error_body(foreign) == error_body(missing)
+    assert bodies.error_body(foreign) == bodies.error_body(missing)
     assert foreign.json()["code"] == "tenant_not_found"
 
 
-def test_foreign_host_is_refused(live_mcp: DaphneProcess, tenant: Any, token: Any) -> None:
+def test_foreign_host_is_refused(live_mcp: DaphneServer, tenant: Any, token: Any) -> None:
     # DNS rebinding: a hostile name resolving to this server.
     response = raw_post(
         live_mcp.mcp_url(tenant.slug), LIST, token=token.raw, headers={"Host": "evil.example"}
@@ -116,7 +121,7 @@ def test_foreign_host_is_refused(live_mcp: DaphneProcess, tenant: Any, token: An
     [("http://evil.example", False), (ALLOWED_ORIGIN, True), (None, True)],
 )
 def test_origin_rules(
-    live_mcp: DaphneProcess, tenant: Any, token: Any, origin: str | None, allowed: bool
+    live_mcp: DaphneServer, tenant: Any, token: Any, origin: str | None, allowed: bool
 ) -> None:
     headers = {"Origin": origin} if origin else {}
     response = raw_post(live_mcp.mcp_url(tenant.slug), LIST, token=token.raw, headers=headers)
@@ -129,7 +134,7 @@ def test_origin_rules(
         assert response.json()["code"] == "origin_not_allowed"
 
 
-def test_same_origin_page_and_preflight(live_mcp: DaphneProcess, tenant: Any, token: Any) -> None:
+def test_same_origin_page_and_preflight(live_mcp: DaphneServer, tenant: Any, token: Any) -> None:
     same = live_mcp.base_url
     response = raw_post(
         live_mcp.mcp_url(tenant.slug), LIST, token=token.raw, headers={"Origin": same}
@@ -144,7 +149,7 @@ def test_same_origin_page_and_preflight(live_mcp: DaphneProcess, tenant: Any, to
     assert preflight.headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
 
 
-def test_request_id_is_kept_or_made(live_mcp: DaphneProcess, tenant: Any, token: Any) -> None:
+def test_request_id_is_kept_or_made(live_mcp: DaphneServer, tenant: Any, token: Any) -> None:
     kept = raw_post(
         live_mcp.mcp_url(tenant.slug), LIST, token=token.raw, headers={"X-Request-ID": "trace-42"}
     )
@@ -155,16 +160,16 @@ def test_request_id_is_kept_or_made(live_mcp: DaphneProcess, tenant: Any, token:
     assert len(made.headers["X-Request-ID"]) == 32
 
 
-def test_protected_resource_metadata_absent_without_oidc(live_mcp: DaphneProcess) -> None:
+def test_protected_resource_metadata_absent_without_oidc(live_mcp: DaphneServer) -> None:
     response = httpx.get(f"{live_mcp.base_url}/.well-known/oauth-protected-resource/mcp/acme")
     assert response.status_code == 404
 
 
-def test_other_paths_still_reach_django(live_mcp: DaphneProcess) -> None:
+def test_other_paths_still_reach_django(live_mcp: DaphneServer) -> None:
     assert httpx.get(f"{live_mcp.base_url}/healthz").json() == {"status": "ok"}
 
 
-def test_tool_metrics_are_exported(live_mcp: DaphneProcess, tenant: Any, token: Any) -> None:
+def test_tool_metrics_are_exported(live_mcp: DaphneServer, tenant: Any, token: Any) -> None:
     async def scenario() -> None:
         async with http_client(live_mcp.mcp_url(tenant.slug), token.raw) as client:
             await client.call_tool("system_status", {"unexpected": 1})
@@ -178,7 +183,7 @@ def test_tool_metrics_are_exported(live_mcp: DaphneProcess, tenant: Any, token: 
 
 
 def test_stateless_two_processes_answer_alternately(
-    live_mcp: DaphneProcess, start_daphne: Any, tenant: Any, token: Any
+    live_mcp: DaphneServer, start_daphne: Any, tenant: Any, token: Any
 ) -> None:
     second = start_daphne("second")
     ports = [live_mcp.port, second.port]
@@ -217,7 +222,7 @@ def test_stateless_two_processes_answer_alternately(
 
 
 def test_get_stream_is_405_without_sessions(
-    live_mcp: DaphneProcess, tenant: Any, token: Any
+    live_mcp: DaphneServer, tenant: Any, token: Any
 ) -> None:
     response = httpx.get(
         live_mcp.mcp_url(tenant.slug),
@@ -228,7 +233,7 @@ def test_get_stream_is_405_without_sessions(
     assert "POST" in response.headers["Allow"]
 
 
-def test_oversized_body_is_refused(live_mcp: DaphneProcess, tenant: Any, token: Any) -> None:
+def test_oversized_body_is_refused(live_mcp: DaphneServer, tenant: Any, token: Any) -> None:
     response = httpx.post(
         live_mcp.mcp_url(tenant.slug),
         content=b"x" * (17 * 1024 * 1024),

@@ -211,7 +211,9 @@ def test_member_added_by_email_is_invited_and_sets_a_password(two_tenants, mailo
     assert len(mailoutbox) == 1
     mail = mailoutbox[0]
     assert mail.to == ["newcomer@example.test"] and a.name in mail.subject
-    link = re.search(r"http://testserver(/accounts/password/reset/key/\S+)", mail.body).group(1)
+    found = re.search(r"http://testserver(/accounts/password/reset/key/\S+)", mail.body)
+    assert found is not None
+    link = found.group(1)
 
     invitee = Client()
     form_page = invitee.get(link, follow=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from execution.models import Exec
-from execution.services import exec_output, exec_wait
-from tests.execution.helpers import leftovers, wait_for
+from execution.selectors import exec_output
+from execution.services import exec_wait
+from tests.execution.helpers import leftovers
+from tests.processes import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 

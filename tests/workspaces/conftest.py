@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+import functools
+from collections.abc import Iterator
 
 import docker
 import pytest
 
+from tests.processes import wait_for
 from workspaces.models import Workspace
 
 
@@ -16,19 +16,6 @@ from workspaces.models import Workspace
 def engine() -> docker.DockerClient:
     """docker-py, for what the platform does not offer yet (exec) or must not (sabotage)."""
     return docker.from_env()
-
-
-def wait_for(check: Callable[[], Any], *, timeout_s: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    delay = 0.05
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
 
 
 def status_of(workspace: Workspace) -> str:
@@ -46,8 +33,12 @@ def kill_after() -> Iterator[list[Workspace]]:
     for workspace in made:
         workspace.refresh_from_db()
         if workspace.status == "creating":
-            wait_for(lambda w=workspace: status_of(w) != "creating", what="spawn to settle")
+            wait_for(functools.partial(_settled, workspace), what="spawn to settle")
             workspace.refresh_from_db()
         if workspace.status != "removed":
             actor = system_principal(workspace.tenant)
             workspace_kill(actor=actor, workspace=workspace, force=True, remove_volume=True)
+
+
+def _settled(workspace: Workspace) -> bool:
+    return status_of(workspace) != "creating"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tenants.models import AuditEvent
-from tests.bodies import error_body
 from tests.conftest import client_for
-from tests.workspaces.conftest import wait_for
+from tests.isolation import assert_like_missing, rest_answer
+from tests.processes import wait_for
 from workspaces.models import Workspace
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
@@ -92,7 +94,7 @@ def test_list_get_attach_stats_kill(live_worker, api, tenant, kill_after):
 
 
 def test_errors_have_codes_not_500s(live_worker, api, tenant, make_token):
-    cases = [
+    cases: list[tuple[dict[str, Any], int, str]] = [
         ({"image": "ubuntu"}, 403, "image_not_allowed"),
         ({"image": "devbench/none"}, 422, "image_not_found"),
         ({"image": "%%%"}, 422, "invalid_image_reference"),
@@ -127,12 +129,13 @@ def test_another_tenants_workspace_is_404_everywhere(
     assert missing_id.status_code == 404
     for ref in (theirs["id"], "secret"):
         missing = api.get(f"{URL}/ws_doesnotexist0000" if ref.startswith("ws_") else f"{URL}/nope")
-        for method, path, body in [
+        requests: list[tuple[str, str, dict[str, Any] | None]] = [
             ("get", f"{URL}/{ref}", None),
             ("get", f"{URL}/{ref}/stats", None),
             ("delete", f"{URL}/{ref}", None),
             ("post", f"{URL}/{ref}/attach", {}),
-        ]:
+        ]
+        for method, path, body in requests:
             kwargs = {"content_type": "application/json"} if body is not None else {}
             response = (
                 getattr(api, method)(path, body, **kwargs)
@@ -140,13 +143,13 @@ def test_another_tenants_workspace_is_404_everywhere(
                 else (getattr(api, method)(path))
             )
             assert response.status_code == 404, (method, path)
-            expected = error_body(missing)
-            assert error_body(response) == {
-                **expected,
-                "message": expected["message"].replace(
-                    "ws_doesnotexist0000" if ref.startswith("ws_") else "nope", ref
-                ),
-            }
+            assert_like_missing(
+                rest_answer(response),
+                rest_answer(missing),
+                theirs_id=ref,
+                missing_id="ws_doesnotexist0000" if ref.startswith("ws_") else "nope",
+                code="workspace_not_found",
+            )
     assert api.get(URL, {"include_removed": True}).json()["count"] == 0
     assert api.get(URL, {"alias": "secret"}).json()["count"] == 0
     # Still alive for its owner.

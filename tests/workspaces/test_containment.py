@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.workspaces.conftest import wait_for
+from tests.processes import wait_for
 from workspaces.models import Workspace
 from workspaces.runtime import get_driver
 

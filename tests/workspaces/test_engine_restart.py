@@ -18,7 +18,7 @@ import docker
 import pytest
 
 from tenants.principal import system_principal
-from tests.workspaces.conftest import wait_for
+from tests.processes import wait_for
 from workspaces import reconcile
 from workspaces.images import image_forget, image_reference_parse
 from workspaces.models import WorkspaceStatus

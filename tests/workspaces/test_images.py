@@ -170,9 +170,9 @@ def test_check_errors_have_stable_codes_and_say_why():
         image_check(policy=_policy(require_digest=True), image="devbench/busybox:latest")
     assert excinfo.value.code == "digest_required"
 
-    with pytest.raises(ImageNotFound) as excinfo:
+    with pytest.raises(ImageNotFound) as missing:
         image_check(policy=_policy(), image="devbench/absent:1")
-    assert excinfo.value.code == "image_not_found"
+    assert missing.value.code == "image_not_found"
 
     # A digest of another repository's image does not resolve under this name.
     base = get_driver().image_inspect("devbench/base:latest")
@@ -190,7 +190,7 @@ def test_resolution_is_cached_briefly(monkeypatch):
     first = image_resolve(ref)
 
     def engine_gone(self, ref):
-        raise ImageNotFound("gone")
+        raise ImageNotFound("gone", image=str(ref))
 
     monkeypatch.setattr(type(get_driver()), "image_inspect", engine_gone)
     assert image_resolve(ref) == first  # answered from the cache

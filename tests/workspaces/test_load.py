@@ -9,7 +9,7 @@ from django.db import connections
 
 from tenants.models import TenantPolicy
 from tests.conftest import client_for
-from tests.workspaces.conftest import wait_for
+from tests.processes import wait_for
 from workspaces.models import Workspace
 from workspaces.runtime import get_driver
 

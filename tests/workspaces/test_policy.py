@@ -54,9 +54,9 @@ def test_ttl_rules():
     assert ttl_resolve(policy=policy, persistent=False, ttl_s=None) == 3600
     assert ttl_resolve(policy=policy, persistent=False, ttl_s=60) == 60
     assert ttl_resolve(policy=policy, persistent=True, ttl_s=None) is None
-    with pytest.raises(PolicyDenied) as excinfo:
+    with pytest.raises(PolicyDenied) as denied:
         ttl_resolve(policy=policy, persistent=False, ttl_s=7201)
-    assert excinfo.value.extra == {"limit": "ttl_s", "requested": 7201, "max": 7200}
+    assert denied.value.extra == {"limit": "ttl_s", "requested": 7201, "max": 7200}
     with pytest.raises(ValidationFailed) as excinfo:
         ttl_resolve(policy=policy, persistent=True, ttl_s=60)
     assert excinfo.value.code == "ttl_with_persistent"

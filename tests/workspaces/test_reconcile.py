@@ -16,7 +16,8 @@ from devbench_site.celery import app
 from tenants.models import AuditEvent
 from tests.conftest import client_for
 from tests.factories import WorkspaceFactory
-from tests.workspaces.conftest import status_of, wait_for
+from tests.processes import wait_for
+from tests.workspaces.conftest import status_of
 from workspaces import reconcile
 from workspaces.models import Workspace, WorkspaceStatus
 from workspaces.runtime import get_driver

@@ -1,6 +1,7 @@
 """The Docker driver against the real engine."""
 
 import uuid
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -18,7 +19,7 @@ def driver():
 
 
 def _spec(name: str, **overrides) -> ContainerSpec:
-    base = {
+    base: dict[str, Any] = {
         "image": "devbench/busybox:latest",
         "name": name,
         "labels": {LABEL_INSTANCE: settings.DEVBENCH_INSTANCE, "devbench.test": name},

@@ -58,7 +58,7 @@ def test_a_program_that_cannot_start_has_no_pid(container):
 def test_close_unblocks_a_waiting_reader(container):
     driver = DockerDriver(base_url=settings.DEVBENCH_DOCKER_HOST, timeout_s=30)
     output = driver.exec_stream(driver.exec_create(container, ExecSpec(cmd=["sleep", "8001"])))
-    frames = []
+    frames: list[tuple[int, bytes]] = []
     reader = threading.Thread(target=lambda: frames.extend(output))
     reader.start()
     time.sleep(0.2)

@@ -52,7 +52,7 @@ def test_the_thread_runs_jobs_and_stops():
         assert ran.wait(5)
     finally:
         sched.stop()
-    assert not sched._thread.is_alive()
+    assert sched._thread is not None and not sched._thread.is_alive()
 
 
 def test_jobs_come_from_the_beat_schedule(monkeypatch):
@@ -135,5 +135,5 @@ def test_every_beat_job_finds_its_task_in_a_fresh_web_process(tmp_path):
     assert result.returncode == 0, result.stderr
     from django.conf import settings
 
-    expected = sorted(e["task"] for e in settings.CELERY_BEAT_SCHEDULE.values())
+    expected = sorted(str(e["task"]) for e in settings.CELERY_BEAT_SCHEDULE.values())
     assert sorted(result.stdout.split()) == expected

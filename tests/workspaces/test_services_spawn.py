@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connections, transaction
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from core.errors import (
     Conflict,
+    DevBenchError,
     EngineTimeout,
     ImageNotFound,
     PermissionDenied,
@@ -21,7 +23,8 @@ from core.errors import (
 from tenants.models import AuditEvent, TenantPolicy
 from tenants.principal import Principal, system_principal
 from tests.factories import WorkspaceFactory
-from tests.workspaces.conftest import status_of, wait_for
+from tests.processes import wait_for
+from tests.workspaces.conftest import status_of
 from workspaces.models import Workspace, WorkspaceStatus
 from workspaces.provisioning import workspace_provision, workspace_provision_enqueue
 from workspaces.runtime import get_driver
@@ -150,7 +153,7 @@ def test_quota_is_race_free(live_worker, actor, tenant, kill_after):
 
 def test_policy_and_input_errors_create_nothing(live_worker, actor, tenant):
     TenantPolicy.objects.filter(tenant=tenant).update(max_ttl_s=600)
-    cases = [
+    cases: list[tuple[dict[str, Any], type[DevBenchError], str]] = [
         ({"image": "busybox"}, PolicyDenied, "image_not_allowed"),
         ({"image": "devbench/nothing-here"}, ImageNotFound, "image_not_found"),
         ({"image": "devbench/Upper"}, ValidationFailed, "invalid_image_reference"),
@@ -226,7 +229,7 @@ def test_kill_landing_during_provisioning_leaves_nothing(live_worker, actor, mon
 
     monkeypatch.setattr(type(driver), "start", start_then_killed)
     result = workspace_provision(workspace_id=workspace.pk)
-    assert result.status == WorkspaceStatus.REMOVED
+    assert result is not None and result.status == WorkspaceStatus.REMOVED
     assert driver.list_by_labels({"devbench.workspace": workspace.public_id}) == []
 
 
@@ -240,7 +243,7 @@ def test_kill_semantics(live_worker, actor, tenant, other_tenant):
     )
     attached = workspace_attach(actor=actor, target=ephemeral.public_id, client_name="cli")
 
-    with pytest.raises(Exception) as excinfo:
+    with pytest.raises(DevBenchError) as excinfo:
         workspace_kill(actor=system_principal(other_tenant), workspace=ephemeral)
     assert excinfo.value.code == "workspace_not_found"
 

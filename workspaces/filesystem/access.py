@@ -9,7 +9,6 @@ import hashlib
 import mimetypes
 from dataclasses import dataclass, field
 
-from core.errors import NotFound, PreconditionFailed
 from tenants.principal import Principal
 from workspaces.filesystem.errors import (
     EtagMismatch,
@@ -21,10 +20,7 @@ from workspaces.filesystem.tario import CHUNK, Spool, open_stream
 from workspaces.models import Workspace
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import EnginePathNotFound, PathStat, RuntimeDriver
-from workspaces.selectors import workspace_require_running
-from workspaces.spec import WORKSPACE_UID
-
-WORKSPACE_USER = f"{WORKSPACE_UID}:{WORKSPACE_UID}"
+from workspaces.selectors import workspace_require_own, workspace_require_running
 
 
 @dataclass
@@ -53,14 +49,13 @@ class Target:
 def open_target(*, actor: Principal, workspace: Workspace, scope: str) -> Target:
     """Scope, tenant and state checks shared by every operation."""
     actor.require_scope(scope)
-    if workspace.tenant_id != actor.tenant.pk:
-        raise NotFound(f"Workspace '{workspace.public_id}' not found.", code="workspace_not_found")
+    workspace_require_own(actor=actor, workspace=workspace)
     workspace_require_running(workspace=workspace)
     return Target(workspace=workspace, driver=get_driver(), container_id=workspace.container_id)
 
 
 def not_found(path: str) -> PathNotFound:
-    return PathNotFound(f"{path} does not exist.", extra={"path": path})
+    return PathNotFound(f"{path} does not exist.", path=path)
 
 
 def existing(target: Target, path: str, *, follow_final: bool) -> Resolved:
@@ -75,9 +70,9 @@ def require_file(resolved: Resolved) -> PathStat:
     if stat is None:
         raise not_found(resolved.path)
     if stat.kind == "dir":
-        raise IsADirectory(f"{resolved.path} is a directory.", extra={"path": resolved.path})
+        raise IsADirectory(f"{resolved.path} is a directory.", path=resolved.path)
     if stat.kind != "file":
-        raise PathNotFound(f"{resolved.path} is not a regular file.", extra={"path": resolved.path})
+        raise PathNotFound(f"{resolved.path} is not a regular file.", path=resolved.path)
     return stat
 
 
@@ -109,7 +104,7 @@ def read_file(
         archive = open_stream(reader, bulk=True)
         member = archive.next()
         if member is None or not member.isreg():
-            raise PathNotFound(f"{path} is not a regular file.", extra={"path": path})
+            raise PathNotFound(f"{path} is not a regular file.", path=path)
         body = archive.extractfile(member)
         assert body is not None
         digest = hashlib.sha256()
@@ -129,15 +124,15 @@ def check_etag(target: Target, path: str, stat: PathStat | None, if_match_etag: 
     if stat is None:
         raise EtagMismatch(
             f"{path} does not exist, so it cannot match if_match_etag.",
-            extra={"path": path, "current_etag": None},
+            path=path,
+            current_etag=None,
         )
     if stat.kind != "file":
-        raise PreconditionFailed(
-            f"{path} is not a file; if_match_etag applies to files.",
-            extra={"path": path, "current_etag": None},
+        raise EtagMismatch(
+            f"{path} is not a file; if_match_etag applies to files.", path=path, current_etag=None
         )
     if wanted == "*":
         return
     _, current = read_file(target, path, sink=None)
     if current != wanted:
-        raise EtagMismatch(extra={"path": path, "current_etag": current})
+        raise EtagMismatch(path=path, current_etag=current)

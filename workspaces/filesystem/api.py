@@ -11,24 +11,24 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import pydantic
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.utils.http import content_disposition_header
+from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router
 from ninja.errors import ValidationError as NinjaValidationError
 
-from core.errors import ValidationFailed
 from tenants.api import principal_of
 from tenants.selectors import tenant_policy_get
 from workspaces.filesystem import services
+from workspaces.filesystem.errors import FileTooLarge, InvalidMode
+from workspaces.filesystem.responses import archive_response, file_response
 from workspaces.filesystem.schemas import (
     ArchiveUploadOut,
     FsDeleteOut,
     FsDeleteQuery,
     FsListOut,
     FsListQuery,
-    FsMkdirIn,
+    FsMkdirBody,
     FsMkdirOut,
-    FsMoveIn,
+    FsMoveBody,
     FsMoveOut,
     FsReadOut,
     FsReadQuery,
@@ -37,7 +37,7 @@ from workspaces.filesystem.schemas import (
     FsWriteOut,
     parse_mode,
 )
-from workspaces.filesystem.tario import CHUNK, too_large
+from workspaces.filesystem.tario import CHUNK
 from workspaces.models import Workspace
 from workspaces.selectors import workspace_get
 
@@ -84,7 +84,9 @@ def _json_body(request: HttpRequest, *, limit: int) -> FsWriteBody:
     for chunk in _body_chunks(request):
         data += chunk
         if len(data) > limit:
-            raise too_large(None, limit, hint="send large files as application/octet-stream")
+            raise FileTooLarge(
+                limit_bytes=limit, hint="send large files as application/octet-stream"
+            )
     try:
         return FsWriteBody.model_validate_json(bytes(data))
     except pydantic.ValidationError as exc:
@@ -120,13 +122,7 @@ def fs_read(
             offset=offset,
             length=length,
         )
-        raw = StreamingHttpResponse(
-            stream.chunks(), content_type=stream.mime_type or "application/octet-stream"
-        )
-        raw["Content-Length"] = str(stream.length)
-        raw["ETag"] = f'"{stream.etag}"'
-        raw["X-File-Size"] = str(stream.size)
-        return raw
+        return file_response(stream)
     query = FsReadQuery(encoding=encoding, offset=offset, length=length)
     result = services.fs_read(
         actor=principal_of(request),
@@ -169,7 +165,7 @@ def fs_write(
         try:
             bits = parse_mode(mode)
         except ValueError as exc:
-            raise ValidationFailed(str(exc), code="invalid_mode") from exc
+            raise InvalidMode(str(exc)) from exc
         content, etag, parents = _body_chunks(request), if_match_etag, create_parents
     result = services.fs_write(
         actor=actor,
@@ -225,7 +221,7 @@ def fs_list(
 
 
 @router.post(f"{FILES}/mkdir", response=FsMkdirOut, operation_id="fs_mkdir")
-def fs_mkdir(request: HttpRequest, ref: str, payload: FsMkdirIn) -> Any:
+def fs_mkdir(request: HttpRequest, ref: str, payload: FsMkdirBody) -> Any:
     """Create a directory (``parents``: also missing parents, and an existing one is fine)."""
     return services.fs_mkdir(
         actor=principal_of(request),
@@ -236,7 +232,7 @@ def fs_mkdir(request: HttpRequest, ref: str, payload: FsMkdirIn) -> Any:
 
 
 @router.post(f"{FILES}/move", response=FsMoveOut, operation_id="fs_move")
-def fs_move(request: HttpRequest, ref: str, payload: FsMoveIn) -> Any:
+def fs_move(request: HttpRequest, ref: str, payload: FsMoveBody) -> Any:
     """Rename a file, directory or symlink atomically; ``overwrite`` replaces a file."""
     return services.fs_move(
         actor=principal_of(request),
@@ -257,9 +253,7 @@ def fs_download_archive(request: HttpRequest, ref: str, path: str = PATH_QUERY) 
     download = services.fs_download_archive(
         actor=principal_of(request), workspace=_workspace(request, ref), path=path
     )
-    streamed = StreamingHttpResponse(download.chunks(), content_type="application/x-tar")
-    streamed["Content-Disposition"] = content_disposition_header(True, download.filename)
-    return streamed
+    return archive_response(download)
 
 
 _UPLOAD_DOC = {"requestBody": {"required": True, "content": _TAR_BODY}}

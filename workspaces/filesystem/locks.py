@@ -47,7 +47,7 @@ def path_lock(
             for key in keys:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
         except OperationalError as exc:
-            raise PathLocked(extra={"paths": list(paths)}) from exc
+            raise PathLocked(paths=list(paths)) from exc
         yield
 
 

@@ -9,7 +9,7 @@ conditional writes and deletes (``if_match_etag`` → ``precondition_failed``).
 
 from __future__ import annotations
 
-from core.mcp.tools import ToolCall, ToolSet
+from core.mcp.tools import ADD, DESTROY, READ, REPEATABLE_DESTROY, ToolCall, ToolSet
 from tenants.principal import Principal
 from workspaces.filesystem import services
 from workspaces.filesystem.results import (
@@ -21,19 +21,19 @@ from workspaces.filesystem.results import (
     MoveResult,
 )
 from workspaces.filesystem.schemas import (
-    FsDeleteInput,
+    FsDeleteIn,
     FsDeleteOut,
-    FsListInput,
+    FsListIn,
     FsListOut,
-    FsMkdirInput,
+    FsMkdirIn,
     FsMkdirOut,
-    FsMoveInput,
+    FsMoveIn,
     FsMoveOut,
-    FsReadInput,
+    FsReadIn,
     FsReadOut,
-    FsStatInput,
+    FsStatIn,
     FsStatOut,
-    FsWriteInput,
+    FsWriteIn,
     FsWriteOut,
 )
 from workspaces.models import Workspace
@@ -47,15 +47,12 @@ def _workspace(call: ToolCall[Principal], ref: str) -> Workspace:
 
 
 @tools.tool(
-    input=FsReadInput,
+    input=FsReadIn,
     output=FsReadOut,
     title="Read a file",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
-def fs_read(call: ToolCall[Principal], args: FsReadInput) -> FsReadOut:
+def fs_read(call: ToolCall[Principal], args: FsReadIn) -> FsReadOut:
     """Read a file of a workspace, whole or a byte range (offset, length).
 
     Returns the content as UTF-8 text (encoding "utf-8", the default: a file
@@ -77,15 +74,12 @@ def fs_read(call: ToolCall[Principal], args: FsReadInput) -> FsReadOut:
 
 
 @tools.tool(
-    input=FsWriteInput,
+    input=FsWriteIn,
     output=FsWriteOut,
     title="Write a file",
-    read_only=False,
-    destructive=True,
-    idempotent=True,
-    open_world=False,
+    hints=REPEATABLE_DESTROY,
 )
-def fs_write(call: ToolCall[Principal], args: FsWriteInput) -> FileWriteResult:
+def fs_write(call: ToolCall[Principal], args: FsWriteIn) -> FileWriteResult:
     """Create or replace a whole file atomically (readers never see half a file).
 
     content is the complete new content, UTF-8 text or base64 (encoding).
@@ -108,15 +102,12 @@ def fs_write(call: ToolCall[Principal], args: FsWriteInput) -> FileWriteResult:
 
 
 @tools.tool(
-    input=FsStatInput,
+    input=FsStatIn,
     output=FsStatOut,
     title="Describe a path",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
-def fs_stat(call: ToolCall[Principal], args: FsStatInput) -> FileStat:
+def fs_stat(call: ToolCall[Principal], args: FsStatIn) -> FileStat:
     """Tell what is at a path: kind (file, dir, symlink, other), size, permissions,
     modification time, a symlink's target (not followed) and, for files, the ETag.
 
@@ -129,15 +120,12 @@ def fs_stat(call: ToolCall[Principal], args: FsStatInput) -> FileStat:
 
 
 @tools.tool(
-    input=FsListInput,
+    input=FsListIn,
     output=FsListOut,
     title="List a directory",
-    read_only=True,
-    destructive=False,
-    idempotent=True,
-    open_world=False,
+    hints=READ,
 )
-def fs_list(call: ToolCall[Principal], args: FsListInput) -> DirListing:
+def fs_list(call: ToolCall[Principal], args: FsListIn) -> DirListing:
     """List a directory's entries (default /workspace), in path order, with kind,
     size, permissions and modification time.
 
@@ -156,15 +144,12 @@ def fs_list(call: ToolCall[Principal], args: FsListInput) -> DirListing:
 
 
 @tools.tool(
-    input=FsDeleteInput,
+    input=FsDeleteIn,
     output=FsDeleteOut,
     title="Delete a path",
-    read_only=False,
-    destructive=True,
-    idempotent=False,
-    open_world=False,
+    hints=DESTROY,
 )
-def fs_delete(call: ToolCall[Principal], args: FsDeleteInput) -> FileDeleteResult:
+def fs_delete(call: ToolCall[Principal], args: FsDeleteIn) -> FileDeleteResult:
     """Delete a file, a symlink (never its target) or a directory.
 
     A non-empty directory needs recursive=true (else directory_not_empty).
@@ -182,15 +167,12 @@ def fs_delete(call: ToolCall[Principal], args: FsDeleteInput) -> FileDeleteResul
 
 
 @tools.tool(
-    input=FsMkdirInput,
+    input=FsMkdirIn,
     output=FsMkdirOut,
     title="Make a directory",
-    read_only=False,
-    destructive=False,
-    idempotent=False,
-    open_world=False,
+    hints=ADD,
 )
-def fs_mkdir(call: ToolCall[Principal], args: FsMkdirInput) -> MkdirResult:
+def fs_mkdir(call: ToolCall[Principal], args: FsMkdirIn) -> MkdirResult:
     """Create a directory. parents=true also creates missing parents and accepts an
     existing directory (like mkdir -p); otherwise an existing path answers
     already_exists and a missing parent not_found. Needs "write".
@@ -204,15 +186,12 @@ def fs_mkdir(call: ToolCall[Principal], args: FsMkdirInput) -> MkdirResult:
 
 
 @tools.tool(
-    input=FsMoveInput,
+    input=FsMoveIn,
     output=FsMoveOut,
     title="Move or rename",
-    read_only=False,
-    destructive=True,
-    idempotent=False,
-    open_world=False,
+    hints=DESTROY,
 )
-def fs_move(call: ToolCall[Principal], args: FsMoveInput) -> MoveResult:
+def fs_move(call: ToolCall[Principal], args: FsMoveIn) -> MoveResult:
     """Rename or move a file, directory or symlink atomically within the workspace.
 
     The destination's parent must exist. An existing destination answers

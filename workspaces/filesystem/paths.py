@@ -20,7 +20,7 @@ from __future__ import annotations
 import posixpath
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from workspaces.filesystem.errors import (
     InvalidPath,
@@ -40,11 +40,10 @@ StatFn = Callable[[str], PathStat | None]
 
 
 def _invalid(path: str, reason: str, message: str) -> InvalidPath:
-    return InvalidPath(message, extra={"path": path[:300], "reason": reason})
+    return InvalidPath(message, path=path[:300], reason=reason)
 
 
-def normalise(path: str) -> str:
-    """The canonical absolute form of ``path`` under the workspace root, or an error."""
+def _check_text(path: str) -> None:
     if not isinstance(path, str):
         raise _invalid(repr(path), "type", "A path must be a string.")
     if path == "":
@@ -57,15 +56,17 @@ def normalise(path: str) -> str:
         raise _invalid(path, "encoding", "A path must be valid Unicode text.") from exc
     if size > PATH_MAX:
         raise _invalid(path, "path_too_long", f"The path is longer than {PATH_MAX} bytes.")
-    if not path.startswith("/"):
-        path = f"{ROOT}/{path}"
+
+
+def _collapse(path: str) -> list[str]:
+    """The components of an absolute path with '.', '..' and empty ones applied."""
     parts: list[str] = []
     for part in path.split("/"):
         if part in ("", "."):
             continue
         if part == "..":
             if not parts:
-                raise PathOutsideWorkspace(extra={"path": path[:300]})
+                raise PathOutsideWorkspace(path=path[:300])
             parts.pop()
             continue
         if len(part.encode("utf-8")) > NAME_MAX:
@@ -73,11 +74,18 @@ def normalise(path: str) -> str:
                 path, "name_too_long", f"A path component is longer than {NAME_MAX} bytes."
             )
         parts.append(part)
-    clean = "/" + "/".join(parts)
+    return parts
+
+
+def normalise(path: str) -> str:
+    """The canonical absolute form of ``path`` under the workspace root, or an error."""
+    _check_text(path)
+    if not path.startswith("/"):
+        path = f"{ROOT}/{path}"
+    clean = "/" + "/".join(_collapse(path))
     if not is_within_root(clean):
         raise PathOutsideWorkspace(
-            f"'{clean[:200]}' is outside the workspace; paths live under {ROOT}.",
-            extra={"path": clean[:300]},
+            f"'{clean[:200]}' is outside the workspace; paths live under {ROOT}.", path=clean[:300]
         )
     if len(clean.encode("utf-8")) > PATH_MAX:
         raise _invalid(path, "path_too_long", f"The path is longer than {PATH_MAX} bytes.")
@@ -117,7 +125,8 @@ class Resolved:
 def _escape(link: str, target: str) -> PathOutsideWorkspace:
     return PathOutsideWorkspace(
         f"The symlink {link} points outside the workspace ({target[:200]}); it is not followed.",
-        extra={"symlink": link, "target": target[:300]},
+        symlink=link,
+        target=target[:300],
     )
 
 
@@ -128,54 +137,78 @@ def resolve(path: str, stat: StatFn, *, follow_final: bool) -> Resolved:
     the final component is followed only with ``follow_final``. A missing
     component ends the walk: the rest cannot hold symlinks yet.
     """
-    pending: deque[str] = deque(parts_below_root(path))
-    done: list[str] = []
-    followed = 0
-    final: PathStat | None = None
-    if not pending:
+    if not parts_below_root(path):
         return Resolved(path=ROOT, stat=stat(ROOT), existing=ROOT)
-    while pending:
-        name = pending.popleft()
-        if name in ("", "."):
+    walk = _Walk(path=path, pending=deque(parts_below_root(path)))
+    final: PathStat | None = None
+    while walk.pending:
+        name = walk.pending.popleft()
+        if walk.dots(name):
             continue
-        if name == "..":  # only from a link target: lexical, as the target is joined
-            if not done:
-                raise PathOutsideWorkspace(extra={"path": path[:300]})
-            done.pop()
-            continue
-        current = join_root([*done, name])
-        last = not pending
+        current = join_root([*walk.done, name])
+        last = not walk.pending
         found = stat(current)
         if found is None:
-            if ".." in pending:  # as the kernel: nothing can be below a missing directory
-                raise PathNotFound(f"{current} does not exist.", extra={"path": current[:300]})
-            rest = normalise(posixpath.join(current, *pending))
-            return Resolved(
-                path=rest,
-                stat=None,
-                existing=join_root(done),
-                missing=tuple(parts_below_root(rest)[len(done) :]),
-            )
+            return walk.missing(current)
         if found.kind == "symlink" and (follow_final or not last):
-            followed += 1
-            if followed > SYMLINK_MAX:
-                raise _invalid(path, "symlink_loop", "Too many levels of symbolic links.")
-            target = found.link_target
-            if target.startswith("/"):
-                clean = posixpath.normpath("/" + target.lstrip("/"))
-                if not is_within_root(clean):
-                    raise _escape(current, target)
-                done = []
-                pending.extendleft(reversed(parts_below_root(clean)))
-            else:
-                pending.extendleft(reversed(target.split("/")))
+            walk.follow(current, found.link_target)
             continue
         if not last and found.kind != "dir":
-            raise NotADirectory(f"{current} is not a directory.", extra={"path": current[:300]})
-        done.append(name)
+            raise NotADirectory(f"{current} is not a directory.", path=current[:300])
+        walk.done.append(name)
         final = found if last else None
-    resolved = join_root(done)
+    resolved = join_root(walk.done)
     if final is None:  # the walk ended on a link to a directory on the way (or the root)
         final = stat(resolved)
-    existing = resolved if final is not None and final.kind == "dir" else join_root(done[:-1])
-    return Resolved(path=resolved, stat=final, existing=existing)
+    is_dir = final is not None and final.kind == "dir"
+    return Resolved(
+        path=resolved, stat=final, existing=resolved if is_dir else join_root(walk.done[:-1])
+    )
+
+
+@dataclass
+class _Walk:
+    """Components still to visit and those resolved so far (real directories in the root)."""
+
+    path: str
+    pending: deque[str]
+    done: list[str] = field(default_factory=list)
+    followed: int = 0
+
+    def dots(self, name: str) -> bool:
+        """Apply an empty, '.' or '..' component (only link targets still hold them)."""
+        if name in ("", "."):
+            return True
+        if name != "..":
+            return False
+        # Lexical, as the target is joined.
+        if not self.done:
+            raise PathOutsideWorkspace(path=self.path[:300])
+        self.done.pop()
+        return True
+
+    def missing(self, current: str) -> Resolved:
+        """The walk reached a component that does not exist: the rest is missing too."""
+        if ".." in self.pending:  # as the kernel: nothing can be below a missing directory
+            raise PathNotFound(f"{current} does not exist.", path=current[:300])
+        rest = normalise(posixpath.join(current, *self.pending))
+        return Resolved(
+            path=rest,
+            stat=None,
+            existing=join_root(self.done),
+            missing=tuple(parts_below_root(rest)[len(self.done) :]),
+        )
+
+    def follow(self, link: str, target: str) -> None:
+        """Continue the walk at the link's target, which must stay inside the root."""
+        self.followed += 1
+        if self.followed > SYMLINK_MAX:
+            raise _invalid(self.path, "symlink_loop", "Too many levels of symbolic links.")
+        if target.startswith("/"):
+            clean = posixpath.normpath("/" + target.lstrip("/"))
+            if not is_within_root(clean):
+                raise _escape(link, target)
+            self.done = []
+            self.pending.extendleft(reversed(parts_below_root(clean)))
+        else:
+            self.pending.extendleft(reversed(target.split("/")))

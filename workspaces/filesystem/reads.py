@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import posixpath
-import tarfile
 
-from core.errors import ValidationFailed
 from core.metrics import counted_file_operation
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from workspaces.filesystem import access
 from workspaces.filesystem.access import existing, open_target
-from workspaces.filesystem.errors import NotADirectory
+from workspaces.filesystem.errors import (
+    FileTooLarge,
+    InvalidMaxEntries,
+    InvalidRange,
+    NotADirectory,
+)
 from workspaces.filesystem.paths import ROOT
 from workspaces.filesystem.results import (
     ArchiveDownload,
@@ -23,7 +26,8 @@ from workspaces.filesystem.results import (
     from_epoch,
     parse_engine_time,
 )
-from workspaces.filesystem.tario import new_spool, open_stream, too_large
+from workspaces.filesystem.tario import new_spool, open_stream
+from workspaces.filesystem.tarlib import tarfile
 from workspaces.models import Workspace
 from workspaces.runtime.base import PathKind
 
@@ -32,7 +36,7 @@ MAX_LIST_ENTRIES = 10_000
 
 def _range(size: int, offset: int, length: int | None) -> int:
     if offset < 0 or (length is not None and length < 0):
-        raise ValidationFailed("offset and length must not be negative.", code="invalid_range")
+        raise InvalidRange("offset and length must not be negative.")
     return max(0, min(size - offset, size if length is None else length))
 
 
@@ -82,7 +86,11 @@ def _spooled(
     if bounded:
         limit = tenant_policy_get(tenant=actor.tenant).max_file_size_bytes
         if wanted > limit:
-            raise too_large(wanted, limit, hint="read a range (offset/length) or stream the file")
+            raise FileTooLarge(
+                size_bytes=wanted,
+                limit_bytes=limit,
+                hint="read a range (offset/length) or stream the file",
+            )
     body = new_spool()
     try:
         size, etag = access.read_file(
@@ -176,13 +184,11 @@ def fs_list(
     come back; ``truncated`` says there were more.
     """
     if not 1 <= max_entries <= MAX_LIST_ENTRIES:
-        raise ValidationFailed(
-            f"max_entries must be between 1 and {MAX_LIST_ENTRIES}.", code="invalid_max_entries"
-        )
+        raise InvalidMaxEntries(f"max_entries must be between 1 and {MAX_LIST_ENTRIES}.")
     target = open_target(actor=actor, workspace=workspace, scope="read")
     resolved = existing(target, path, follow_final=True)
     if resolved.kind != "dir":
-        raise NotADirectory(f"{resolved.path} is not a directory.", extra={"path": resolved.path})
+        raise NotADirectory(f"{resolved.path} is not a directory.", path=resolved.path)
     entries: list[DirEntry] = []
     truncated = False
     with target.driver.archive_get(target.container_id, resolved.path) as reader:

@@ -58,8 +58,23 @@ class Chunks(Iterator[bytes]):
             self._close()
 
 
+class _Described:
+    """What the schemas read off a path besides its fields."""
+
+    kind: str
+    mode: int
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == "dir"
+
+    @property
+    def permissions(self) -> str:
+        return f"{self.mode:04o}"
+
+
 @dataclass(frozen=True)
-class FileStat:
+class FileStat(_Described):
     path: str
     name: str
     kind: str  # file | dir | symlink | other
@@ -70,17 +85,9 @@ class FileStat:
     etag: str | None = None  # files only: sha256 of the content
     mime_type: str | None = None
 
-    @property
-    def is_dir(self) -> bool:
-        return self.kind == "dir"
-
-    @property
-    def permissions(self) -> str:
-        return f"{self.mode:04o}"
-
 
 @dataclass(frozen=True)
-class DirEntry:
+class DirEntry(_Described):
     name: str
     path: str
     kind: str
@@ -88,14 +95,6 @@ class DirEntry:
     mode: int
     mtime: datetime | None
     link_target: str | None = None
-
-    @property
-    def is_dir(self) -> bool:
-        return self.kind == "dir"
-
-    @property
-    def permissions(self) -> str:
-        return f"{self.mode:04o}"
 
 
 @dataclass(frozen=True)

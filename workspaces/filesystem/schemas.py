@@ -16,8 +16,7 @@ from typing import Literal
 from ninja import Field, Schema
 from pydantic import field_validator
 
-from core.errors import ValidationFailed
-from workspaces.filesystem.errors import NotUtf8
+from workspaces.filesystem.errors import InvalidBase64, InvalidContent, NotUtf8
 from workspaces.filesystem.paths import ROOT
 from workspaces.filesystem.reads import MAX_LIST_ENTRIES
 from workspaces.filesystem.results import FileContent
@@ -37,7 +36,7 @@ def encode_content(data: bytes, encoding: Encoding) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise NotUtf8(extra={"offset": exc.start}) from exc
+        raise NotUtf8(offset=exc.start) from exc
 
 
 def decode_content(content: str, encoding: Encoding) -> bytes:
@@ -45,13 +44,12 @@ def decode_content(content: str, encoding: Encoding) -> bytes:
         try:
             return base64.b64decode(content, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise ValidationFailed("content is not valid base64.", code="invalid_base64") from exc
+            raise InvalidBase64("content is not valid base64.") from exc
     try:
         return content.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ValidationFailed(
-            "content holds text that is not valid Unicode; send it as base64.",
-            code="invalid_content",
+        raise InvalidContent(
+            "content holds text that is not valid Unicode; send it as base64."
         ) from exc
 
 
@@ -78,7 +76,7 @@ class FsReadQuery(Schema):
     length: int | None = Field(None, ge=0, description="Bytes to return (default: to the end).")
 
 
-class FsReadIn(FsReadQuery):
+class _FsReadArgs(FsReadQuery):
     path: str = Field(..., description=PATH_HELP)
 
 
@@ -129,7 +127,7 @@ class FsWriteBody(Schema):
         return parse_mode(self.mode)
 
 
-class FsWriteIn(FsWriteBody):
+class _FsWriteArgs(FsWriteBody):
     path: str = Field(..., description=PATH_HELP)
 
 
@@ -141,7 +139,7 @@ class FsWriteOut(Schema):
     created: bool
 
 
-class FsPathIn(Schema):
+class _FsPathArgs(Schema):
     path: str = Field(..., description=PATH_HELP)
 
 
@@ -163,7 +161,7 @@ class FsListQuery(Schema):
     max_entries: int = Field(1000, ge=1, le=MAX_LIST_ENTRIES)
 
 
-class FsListIn(FsListQuery):
+class _FsListArgs(FsListQuery):
     path: str = Field(ROOT, description=PATH_HELP)
 
 
@@ -189,7 +187,7 @@ class FsDeleteQuery(Schema):
     if_match_etag: str | None = Field(None, description=ETAG_HELP)
 
 
-class FsDeleteIn(FsDeleteQuery):
+class _FsDeleteArgs(FsDeleteQuery):
     path: str = Field(..., description=PATH_HELP)
 
 
@@ -199,7 +197,7 @@ class FsDeleteOut(Schema):
     status: Literal["deleted"]
 
 
-class FsMkdirIn(Schema):
+class FsMkdirBody(Schema):
     path: str = Field(..., description=PATH_HELP)
     parents: bool = Field(
         False, description="Create missing parents; an existing directory is fine."
@@ -211,7 +209,7 @@ class FsMkdirOut(Schema):
     created: bool
 
 
-class FsMoveIn(Schema):
+class FsMoveBody(Schema):
     path: str = Field(..., description="What to move. " + PATH_HELP)
     destination: str = Field(..., description="Its new path (the parent must exist).")
     overwrite: bool = Field(False, description="Replace an existing file (never a directory).")
@@ -235,33 +233,33 @@ class ArchiveUploadOut(Schema):
 # --- MCP tool arguments: the REST inputs plus the workspace they act on ---------------
 
 
-class WorkspaceRefIn(Schema):
+class WorkspaceRef(Schema):
     container_id: str = Field(..., min_length=1, description="Workspace id (ws_…) or alias.")
 
 
-class FsReadInput(FsReadIn, WorkspaceRefIn):
+class FsReadIn(_FsReadArgs, WorkspaceRef):
     pass
 
 
-class FsWriteInput(FsWriteIn, WorkspaceRefIn):
+class FsWriteIn(_FsWriteArgs, WorkspaceRef):
     pass
 
 
-class FsStatInput(FsPathIn, WorkspaceRefIn):
+class FsStatIn(_FsPathArgs, WorkspaceRef):
     pass
 
 
-class FsListInput(FsListIn, WorkspaceRefIn):
+class FsListIn(_FsListArgs, WorkspaceRef):
     pass
 
 
-class FsDeleteInput(FsDeleteIn, WorkspaceRefIn):
+class FsDeleteIn(_FsDeleteArgs, WorkspaceRef):
     pass
 
 
-class FsMkdirInput(FsMkdirIn, WorkspaceRefIn):
+class FsMkdirIn(FsMkdirBody, WorkspaceRef):
     pass
 
 
-class FsMoveInput(FsMoveIn, WorkspaceRefIn):
+class FsMoveIn(FsMoveBody, WorkspaceRef):
     pass

@@ -14,13 +14,13 @@ import contextlib
 import itertools
 import posixpath
 import secrets
-import tarfile
-from collections.abc import Iterable
-from typing import IO, BinaryIO
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any, BinaryIO
 
-from core.errors import DevBenchError, ValidationFailed
+from core.errors import DevBenchError
 from core.metrics import counted_file_operation
-from tenants.audit import audited
+from tenants.audit import AuditScope, audited
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from workspaces.filesystem import access
@@ -28,6 +28,7 @@ from workspaces.filesystem.access import Target, existing, not_found, open_targe
 from workspaces.filesystem.errors import (
     AlreadyExists,
     DirectoryNotEmpty,
+    InvalidMode,
     InvalidPath,
     IsADirectory,
     NotADirectory,
@@ -49,9 +50,10 @@ from workspaces.filesystem.results import (
     MoveResult,
 )
 from workspaces.filesystem.tario import SpooledBody, dir_infos, new_info, spool, tar_stream
+from workspaces.filesystem.tarlib import tarfile
 from workspaces.filesystem.upload import plan_upload
 from workspaces.models import Workspace
-from workspaces.runtime.base import EngineCommandFailed, PathStat
+from workspaces.runtime.base import WORKSPACE_USER, EngineCommandFailed, PathStat
 
 # An uploaded archive may hold several files, each within the per-file limit; the
 # archive itself and its extracted content are bounded by this many times the limit.
@@ -60,6 +62,22 @@ ARCHIVE_LIMIT_FACTOR = 4
 
 def _audit_path(path: str) -> dict[str, str]:
     return {"path": path[:500] if isinstance(path, str) else repr(path)}
+
+
+@contextmanager
+def _changing(
+    *, actor: Principal, workspace: Workspace, action: str, path: str, **details: Any
+) -> Iterator[tuple[Target, AuditScope]]:
+    """Every file change: audited (with its path), needs "write", on the actor's running
+    workspace."""
+    with audited(
+        actor=actor,
+        action=action,
+        target_type="workspace",
+        target_id=workspace.public_id,
+        details={**_audit_path(path), **details},
+    ) as audit:
+        yield open_target(actor=actor, workspace=workspace, scope="write"), audit
 
 
 @counted_file_operation("write")
@@ -79,23 +97,17 @@ def fs_write(
     reaches the workspace. ``mode`` defaults to the replaced file's permissions
     (0644 for a new file). A final symlink is followed, within the workspace.
     """
-    with audited(
-        actor=actor,
-        action="fs.write",
-        target_type="workspace",
-        target_id=workspace.public_id,
-        details=_audit_path(path),
-    ) as audit:
-        target = open_target(actor=actor, workspace=workspace, scope="write")
+    with _changing(actor=actor, workspace=workspace, action="fs.write", path=path) as (
+        target,
+        audit,
+    ):
         if mode is not None and not 0 <= mode <= 0o777:
-            raise ValidationFailed(
-                "mode must be permission bits (0 to 0o777).", code="invalid_mode"
-            )
+            raise InvalidMode("mode must be permission bits (0 to 0o777).")
         limit = tenant_policy_get(tenant=actor.tenant).max_file_size_bytes
         resolved = target.resolve(path, follow_final=True)
         audit.details["path"] = resolved.path
         if resolved.path == ROOT:
-            raise IsADirectory(f"{ROOT} is a directory.", extra={"path": ROOT})
+            raise IsADirectory(f"{ROOT} is a directory.", path=ROOT)
         missing_dirs = resolved.missing[:-1]
         if missing_dirs and not create_parents:
             raise not_found(posixpath.dirname(resolved.path))
@@ -103,9 +115,7 @@ def fs_write(
         with body.file, path_lock(workspace_pk=workspace.pk, paths=[resolved.path]):
             current = target.fresh_stat(resolved.path)
             if current is not None and current.kind == "dir":
-                raise IsADirectory(
-                    f"{resolved.path} is a directory.", extra={"path": resolved.path}
-                )
+                raise IsADirectory(f"{resolved.path} is a directory.", path=resolved.path)
             if if_match_etag is not None:
                 access.check_etag(target, resolved.path, current, if_match_etag)
             file_mode = mode if mode is not None else (current.mode & 0o777 if current else 0o644)
@@ -138,7 +148,7 @@ def _commit(
     target.driver.archive_put(target.container_id, put_into, tar_stream(entries))
     temp_path = posixpath.join(posixpath.dirname(final), temp_name)
     try:
-        target.driver.path_rename(target.container_id, temp_path, final, user=access.WORKSPACE_USER)
+        target.driver.path_rename(target.container_id, temp_path, final, user=WORKSPACE_USER)
     except BaseException:
         with contextlib.suppress(DevBenchError):
             target.driver.path_remove(
@@ -146,7 +156,7 @@ def _commit(
                 temp_path,
                 kind="file",
                 recursive=False,
-                user=access.WORKSPACE_USER,
+                user=WORKSPACE_USER,
             )
         raise
 
@@ -161,18 +171,13 @@ def fs_delete(
     if_match_etag: str | None = None,
 ) -> FileDeleteResult:
     """Delete a file, symlink (never its target) or directory (non-empty: ``recursive``)."""
-    with audited(
-        actor=actor,
-        action="fs.delete",
-        target_type="workspace",
-        target_id=workspace.public_id,
-        details={**_audit_path(path), "recursive": recursive},
-    ) as audit:
-        target = open_target(actor=actor, workspace=workspace, scope="write")
+    with _changing(
+        actor=actor, workspace=workspace, action="fs.delete", path=path, recursive=recursive
+    ) as (target, audit):
         resolved = target.resolve(path, follow_final=False)
         audit.details["path"] = resolved.path
         if resolved.path == ROOT:
-            raise InvalidPath("The workspace root cannot be deleted.", extra={"reason": "root"})
+            raise InvalidPath("The workspace root cannot be deleted.", reason="root")
         with path_lock(workspace_pk=workspace.pk, paths=[resolved.path]):
             current = target.fresh_stat(resolved.path)
             if current is None:
@@ -185,13 +190,13 @@ def fs_delete(
                     resolved.path,
                     kind=current.kind,
                     recursive=recursive,
-                    user=access.WORKSPACE_USER,
+                    user=WORKSPACE_USER,
                 )
             except EngineCommandFailed as exc:
                 if "not empty" in str(exc.extra.get("output", "")).lower():
                     raise DirectoryNotEmpty(
                         f"{resolved.path} is not empty; delete it with recursive=true.",
-                        extra={"path": resolved.path},
+                        path=resolved.path,
                     ) from exc
                 raise
     return FileDeleteResult(path=resolved.path, kind=current.kind)
@@ -202,22 +207,17 @@ def fs_mkdir(
     *, actor: Principal, workspace: Workspace, path: str, parents: bool = False
 ) -> MkdirResult:
     """Create a directory (and, with ``parents``, missing parents; an existing one is fine)."""
-    with audited(
-        actor=actor,
-        action="fs.mkdir",
-        target_type="workspace",
-        target_id=workspace.public_id,
-        details=_audit_path(path),
-    ) as audit:
-        target = open_target(actor=actor, workspace=workspace, scope="write")
+    with _changing(actor=actor, workspace=workspace, action="fs.mkdir", path=path) as (
+        target,
+        audit,
+    ):
         resolved = target.resolve(path, follow_final=True)
         audit.details["path"] = resolved.path
         if resolved.stat is not None:
             if resolved.stat.kind == "dir" and parents:
                 return MkdirResult(path=resolved.path, created=False)
             raise AlreadyExists(
-                f"{resolved.path} already exists.",
-                extra={"path": resolved.path, "kind": resolved.stat.kind},
+                f"{resolved.path} already exists.", path=resolved.path, kind=resolved.stat.kind
             )
         if len(resolved.missing) > 1 and not parents:
             raise not_found(posixpath.dirname(resolved.path))
@@ -243,25 +243,20 @@ def fs_move(
     With ``overwrite`` an existing file at the destination is replaced; a
     directory never is.
     """
-    with audited(
+    with _changing(
         actor=actor,
+        workspace=workspace,
         action="fs.move",
-        target_type="workspace",
-        target_id=workspace.public_id,
-        details={**_audit_path(path), "destination": _audit_path(destination)["path"]},
-    ) as audit:
-        target = open_target(actor=actor, workspace=workspace, scope="write")
+        path=path,
+        destination=_audit_path(destination)["path"],
+    ) as (target, audit):
         source = existing(target, path, follow_final=False)
         dest = target.resolve(destination, follow_final=False)
         audit.details.update(path=source.path, destination=dest.path)
         if ROOT in (source.path, dest.path):
-            raise InvalidPath(
-                "The workspace root cannot be moved or replaced.", extra={"reason": "root"}
-            )
+            raise InvalidPath("The workspace root cannot be moved or replaced.", reason="root")
         if dest.path.startswith(source.path + "/"):
-            raise InvalidPath(
-                "A directory cannot be moved into itself.", extra={"reason": "into_itself"}
-            )
+            raise InvalidPath("A directory cannot be moved into itself.", reason="into_itself")
         if len(dest.missing) > 1:
             raise not_found(posixpath.dirname(dest.path))
         with path_lock(workspace_pk=workspace.pk, paths=[source.path, dest.path]):
@@ -271,7 +266,7 @@ def fs_move(
             if dest.path != source.path:
                 _check_replace(target.fresh_stat(dest.path), moving.kind, dest.path, overwrite)
                 target.driver.path_rename(
-                    target.container_id, source.path, dest.path, user=access.WORKSPACE_USER
+                    target.container_id, source.path, dest.path, user=WORKSPACE_USER
                 )
     return MoveResult(path=dest.path, source=source.path, kind=moving.kind)
 
@@ -282,14 +277,13 @@ def _check_replace(current: PathStat | None, kind: str, path: str, overwrite: bo
     if not overwrite:
         raise AlreadyExists(
             f"{path} already exists; pass overwrite=true to replace a file.",
-            extra={"path": path, "kind": current.kind},
+            path=path,
+            kind=current.kind,
         )
     if current.kind == "dir":
-        raise IsADirectory(f"{path} is a directory and is never replaced.", extra={"path": path})
+        raise IsADirectory(f"{path} is a directory and is never replaced.", path=path)
     if kind == "dir":
-        raise NotADirectory(
-            f"{path} is not a directory; a directory cannot replace it.", extra={"path": path}
-        )
+        raise NotADirectory(f"{path} is not a directory; a directory cannot replace it.", path=path)
 
 
 @counted_file_operation("upload_archive")
@@ -305,18 +299,14 @@ def fs_upload_archive(
     The whole archive is spooled and checked before anything is extracted:
     a refused member leaves the workspace untouched.
     """
-    with audited(
-        actor=actor,
-        action="fs.upload_archive",
-        target_type="workspace",
-        target_id=workspace.public_id,
-        details=_audit_path(path),
-    ) as audit:
-        target = open_target(actor=actor, workspace=workspace, scope="write")
+    with _changing(actor=actor, workspace=workspace, action="fs.upload_archive", path=path) as (
+        target,
+        audit,
+    ):
         dest = target.resolve(path, follow_final=True)
         audit.details["path"] = dest.path
         if dest.stat is not None and dest.stat.kind != "dir":
-            raise NotADirectory(f"{dest.path} is not a directory.", extra={"path": dest.path})
+            raise NotADirectory(f"{dest.path} is not a directory.", path=dest.path)
         limit = tenant_policy_get(tenant=actor.tenant).max_file_size_bytes
         body = spool(archive, limit=limit * ARCHIVE_LIMIT_FACTOR)
         with body.file:

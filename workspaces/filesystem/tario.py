@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -18,7 +17,8 @@ from dataclasses import dataclass
 from typing import IO, BinaryIO, Protocol
 
 from workspaces.filesystem.errors import FileTooLarge
-from workspaces.spec import WORKSPACE_UID
+from workspaces.filesystem.tarlib import tarfile
+from workspaces.runtime.base import WORKSPACE_UID
 
 CHUNK = 1024 * 1024
 FLUSH = 256 * 1024  # small tar pieces are sent together, large ones as they come
@@ -43,15 +43,6 @@ class SpooledBody:
     sha256: str
 
 
-def too_large(size: int | None, limit: int, **extra: object) -> FileTooLarge:
-    detail = {"limit_bytes": limit, **extra}
-    if size is not None:
-        detail["size_bytes"] = size
-    return FileTooLarge(
-        f"The content is larger than the tenant's limit of {limit} bytes.", extra=detail
-    )
-
-
 def spool(source: bytes | BinaryIO | Iterable[bytes], *, limit: int) -> SpooledBody:
     """Copy a body into a spool while hashing it; FileTooLarge past ``limit`` bytes.
 
@@ -61,7 +52,7 @@ def spool(source: bytes | BinaryIO | Iterable[bytes], *, limit: int) -> SpooledB
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
         if len(data) > limit:
-            raise too_large(len(data), limit)
+            raise FileTooLarge(size_bytes=len(data), limit_bytes=limit)
         out: Spool = io.BytesIO(data)
         return SpooledBody(file=out, size=len(data), sha256=sha256_hex(data))
     out = new_spool()
@@ -71,7 +62,7 @@ def spool(source: bytes | BinaryIO | Iterable[bytes], *, limit: int) -> SpooledB
         for chunk in _chunks(source):
             size += len(chunk)
             if size > limit:
-                raise too_large(None, limit)
+                raise FileTooLarge(limit_bytes=limit)
             digest.update(chunk)
             out.write(chunk)
     except BaseException:

@@ -13,15 +13,15 @@ attributes, no setuid bits.
 from __future__ import annotations
 
 import posixpath
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
 from core.errors import DevBenchError
-from workspaces.filesystem.errors import InvalidArchive
+from workspaces.filesystem.errors import FileTooLarge, InvalidArchive
 from workspaces.filesystem.paths import ROOT, normalise
-from workspaces.filesystem.tario import Spool, new_info, too_large
+from workspaces.filesystem.tario import Spool, new_info
+from workspaces.filesystem.tarlib import tarfile
 
 # Only the filter's path arithmetic uses this; nothing is extracted on this host.
 _FILTER_ROOT = "/nonexistent/devbench-upload"
@@ -31,8 +31,7 @@ _ALLOWED |= {tarfile.SYMTYPE, tarfile.LNKTYPE}
 
 def _refuse(member: str, reason: str, message: str) -> InvalidArchive:
     return InvalidArchive(
-        f"Archive member '{member[:200]}': {message}",
-        extra={"member": member[:300], "reason": reason},
+        f"Archive member '{member[:200]}': {message}", member=member[:300], reason=reason
     )
 
 
@@ -79,11 +78,10 @@ def plan_upload(body: Spool, *, member_limit: int, total_limit: int) -> UploadPl
     """Read and check every member header of a (possibly compressed) tar archive."""
     try:
         # Kept open for the second pass (re-emitting members); the caller closes the spool.
-        archive = tarfile.open(fileobj=body, mode="r:*")  # noqa: SIM115
+        archive = tarfile.open(fileobj=body, mode="r:*")
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise InvalidArchive(
-            "The upload is not a tar archive (plain, gzip, bzip2 or xz).",
-            extra={"reason": "not_a_tar"},
+            "The upload is not a tar archive (plain, gzip, bzip2 or xz).", reason="not_a_tar"
         ) from exc
     plan = UploadPlan(archive=archive)
     symlinks: set[str] = set()
@@ -92,10 +90,26 @@ def plan_upload(body: Spool, *, member_limit: int, total_limit: int) -> UploadPl
         for member in archive:
             _add(plan, member, symlinks=symlinks, regular=regular, member_limit=member_limit)
             if plan.total_bytes > total_limit:  # a compressed archive can expand a lot
-                raise too_large(plan.total_bytes, total_limit, reason="archive_total")
+                raise FileTooLarge(
+                    size_bytes=plan.total_bytes, limit_bytes=total_limit, reason="archive_total"
+                )
     except (tarfile.TarError, EOFError) as exc:
-        raise InvalidArchive(f"The archive is damaged: {exc}", extra={"reason": "damaged"}) from exc
+        raise InvalidArchive(f"The archive is damaged: {exc}", reason="damaged") from exc
     return plan
+
+
+def _ancestors(
+    member: tarfile.TarInfo, rel: str, *, symlinks: set[str], regular: set[str]
+) -> list[str]:
+    """The directories above a member, none of which may be a link or a file of the archive."""
+    parents = rel.split("/")[:-1]
+    ancestors = ["/".join(parents[:depth]) for depth in range(1, len(parents) + 1)]
+    for ancestor in ancestors:
+        if ancestor in symlinks:
+            raise _refuse(member.name, "below_symlink", f"it lies below the symlink '{ancestor}'.")
+        if ancestor in regular:
+            raise _refuse(member.name, "below_file", f"it lies below the file '{ancestor}'.")
+    return ancestors
 
 
 def _add(
@@ -111,14 +125,7 @@ def _add(
     rel = _relative(member)
     if not rel:
         return  # the archive's own root directory: the destination already is it
-    parents = rel.split("/")[:-1]
-    for depth in range(1, len(parents) + 1):
-        ancestor = "/".join(parents[:depth])
-        if ancestor in symlinks:
-            raise _refuse(member.name, "below_symlink", f"it lies below the symlink '{ancestor}'.")
-        if ancestor in regular:
-            raise _refuse(member.name, "below_file", f"it lies below the file '{ancestor}'.")
-        plan.ancestors.add(ancestor)
+    plan.ancestors.update(_ancestors(member, rel, symlinks=symlinks, regular=regular))
     mtime = member.mtime
     if member.isdir():
         info = new_info(rel, type=tarfile.DIRTYPE, mode=0o755, mtime=mtime)
@@ -139,7 +146,9 @@ def _add(
         plan.hardlinks += 1
     else:
         if member.size > member_limit:
-            raise too_large(member.size, member_limit, member=member.name[:300])
+            raise FileTooLarge(
+                size_bytes=member.size, limit_bytes=member_limit, member=member.name[:300]
+            )
         # Group/other write and setuid/setgid/sticky never survive an upload.
         info = new_info(rel, size=member.size, mode=(member.mode & 0o755) | 0o600, mtime=mtime)
         regular.add(rel)

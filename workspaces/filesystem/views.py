@@ -16,21 +16,19 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseRedirect,
-    StreamingHttpResponse,
 )
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
-from core.errors import DevBenchError, ValidationFailed
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from tenants.web import tenant_view
 from workspaces.filesystem import services
-from workspaces.filesystem.errors import PathNotFound
+from workspaces.filesystem.errors import FileRequired, FormPathNotFound, InvalidPath, PathNotFound
 from workspaces.filesystem.paths import ROOT
+from workspaces.filesystem.responses import archive_response, file_response
 from workspaces.models import Workspace
 from workspaces.selectors import workspace_get
 
@@ -68,9 +66,7 @@ def _form_paths() -> Iterator[None]:
     try:
         yield
     except PathNotFound as exc:
-        raise DevBenchError(
-            exc.message, code=exc.code, http_status=exc.http_status, extra=exc.extra
-        ) from exc
+        raise FormPathNotFound(exc) from exc
 
 
 @require_GET
@@ -136,15 +132,7 @@ def file_view(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
 def file_download(request: HttpRequest, actor: Principal, ref: str) -> HttpResponseBase:
     workspace = workspace_get(actor=actor, ref=ref)
     stream = services.fs_read_stream(actor=actor, workspace=workspace, path=_path_field(request))
-    response = StreamingHttpResponse(
-        stream.chunks(), content_type=stream.mime_type or "application/octet-stream"
-    )
-    response["Content-Length"] = str(stream.length)
-    response["ETag"] = f'"{stream.etag}"'
-    response["Content-Disposition"] = content_disposition_header(
-        True, posixpath.basename(stream.path)
-    )
-    return response
+    return file_response(stream, attachment=True)
 
 
 @require_GET
@@ -155,9 +143,7 @@ def archive_download(request: HttpRequest, actor: Principal, ref: str) -> HttpRe
     download = services.fs_download_archive(
         actor=actor, workspace=workspace, path=_path_field(request)
     )
-    response = StreamingHttpResponse(download.chunks(), content_type="application/x-tar")
-    response["Content-Disposition"] = content_disposition_header(True, download.filename)
-    return response
+    return archive_response(download)
 
 
 @require_POST
@@ -167,7 +153,7 @@ def file_upload(request: HttpRequest, actor: Principal, ref: str) -> HttpRespons
     directory = _path_field(request, "dir")
     uploaded = request.FILES.get("file")
     if uploaded is None or not uploaded.name:
-        raise ValidationFailed("Choose a file to upload.", code="file_required")
+        raise FileRequired("Choose a file to upload.")
     # Browsers send a base name; anything else is not a place to write to.
     name = posixpath.basename(uploaded.name.replace("\\", "/"))
     with _form_paths():
@@ -188,7 +174,7 @@ def dir_make(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
     workspace = workspace_get(actor=actor, ref=ref)
     name = request.POST.get("name", "").strip()
     if not name:
-        raise ValidationFailed("Name the new folder.", code="invalid_path")
+        raise InvalidPath("Name the new folder.")
     with _form_paths():
         result = services.fs_mkdir(
             actor=actor, workspace=workspace, path=posixpath.join(_path_field(request, "dir"), name)

@@ -24,6 +24,11 @@ LABEL_WORKSPACE = "devbench.workspace"
 LABEL_TENANT = "devbench.tenant"
 LABEL_INSTANCE = "devbench.instance"
 
+# Who runs in a workspace: the image-independent non-root user that owns /workspace.
+WORKSPACE_UID = 1000
+WORKSPACE_USER = f"{WORKSPACE_UID}:{WORKSPACE_UID}"  # uid:gid, as the engine takes it
+ROOT_USER = "0:0"
+
 
 @dataclass(frozen=True)
 class VolumeMount:
@@ -41,7 +46,7 @@ class ContainerSpec:
     labels: dict[str, str]
     command: list[str]
     entrypoint: list[str] | None = None
-    user: str = "1000:1000"
+    user: str = WORKSPACE_USER
     env: dict[str, str] = field(default_factory=dict)
     working_dir: str = "/workspace"
     mounts: tuple[VolumeMount, ...] = ()
@@ -181,7 +186,7 @@ class ExecSpec:
     cmd: list[str]
     env: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None  # None: the container's working directory
-    user: str = "1000:1000"
+    user: str = WORKSPACE_USER
     tty: bool = False
     stdin: bool = False
 
@@ -300,23 +305,43 @@ class PathStat:
 
 
 class EnginePathNotFound(EngineError):
-    default_code = "not_found"
-    default_status = 404
+    code = "not_found"
+    http_status = 404
     default_message = "The path does not exist in the container."
+
+    def __init__(self, message: str | None = None, *, path: str) -> None:
+        super().__init__(message, extra={"path": path})
 
 
 class EngineSymlinkLoop(EngineError):
-    default_code = "symlink_loop"
-    default_status = 422
+    code = "symlink_loop"
+    http_status = 422
     default_message = "Too many levels of symbolic links."
+
+    def __init__(self, *, path: str) -> None:
+        super().__init__(extra={"path": path})
 
 
 class EngineCommandFailed(EngineError):
     """A fixed file command (rename, remove) exited non-zero inside the container."""
 
-    default_code = "fs_command_failed"
-    default_status = 409
+    code = "fs_command_failed"
+    http_status = 409
     default_message = "The file operation failed inside the workspace."
+
+    def __init__(self, message: str, *, command: str, exit_code: int | None, output: str) -> None:
+        super().__init__(
+            message, extra={"command": command, "exit_code": exit_code, "output": output}
+        )
+
+
+class WorkspaceToolMissing(EngineCommandFailed):
+    """The workspace image lacks a program a file operation needs."""
+
+    code = "workspace_tool_missing"
+
+    def __init__(self, message: str, *, command: str, output: str) -> None:
+        EngineError.__init__(self, message, extra={"command": command, "output": output})
 
 
 class ArchiveReader(abc.ABC):

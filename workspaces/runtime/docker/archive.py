@@ -28,6 +28,7 @@ from workspaces.runtime.base import (
     PathKind,
     PathStat,
     RuntimeArchive,
+    WorkspaceToolMissing,
 )
 from workspaces.runtime.docker.errors import translated
 
@@ -108,11 +109,11 @@ class DockerArchive(RuntimeArchive):
     def _missing(self, container_id: str, path: str, message: str = "") -> EnginePathNotFound:
         """A 404 is a missing path only if the container is still there."""
         if "no such container" in message.lower():
-            raise ContainerGone(extra={"container_id": container_id})
+            raise ContainerGone(container_id=container_id)
         if not message:  # HEAD answers carry no body: ask the engine directly
             with translated(engine_url=self.base_url, container_id=container_id):
                 self.api.inspect_container(container_id)
-        return EnginePathNotFound(f"{path} does not exist.", extra={"path": path})
+        return EnginePathNotFound(f"{path} does not exist.", path=path)
 
     def _check(self, container_id: str, path: str, response: requests.Response) -> None:
         if response.status_code < 400:
@@ -122,7 +123,7 @@ class DockerArchive(RuntimeArchive):
         if response.status_code == 404:
             raise self._missing(container_id, path, message or "missing")
         if "too many links" in message:
-            raise EngineSymlinkLoop(extra={"path": path})
+            raise EngineSymlinkLoop(path=path)
         with translated(engine_url=self.base_url, container_id=container_id):
             self.api._raise_for_status(response)
 
@@ -182,14 +183,16 @@ class DockerArchive(RuntimeArchive):
             return
         text = output.decode(errors="replace").strip()
         if exit_code in _CANNOT_RUN:
-            raise EngineCommandFailed(
+            raise WorkspaceToolMissing(
                 f"The workspace image cannot run '{argv[0]}', which this file operation needs.",
-                code="workspace_tool_missing",
-                extra={"command": argv[0], "output": text[-500:]},
+                command=argv[0],
+                output=text[-500:],
             )
         raise EngineCommandFailed(
             f"'{argv[0]}' failed in the workspace: {text[-500:] or f'exit code {exit_code}'}",
-            extra={"command": argv[0], "exit_code": exit_code, "output": text[-500:]},
+            command=argv[0],
+            exit_code=exit_code,
+            output=text[-500:],
         )
 
     def path_rename(self, container_id: str, src: str, dst: str, *, user: str) -> None:

@@ -11,7 +11,9 @@ import requests.exceptions
 from core import metrics
 from core.errors import (
     ContainerGone,
+    EngineConflict,
     EngineError,
+    EngineRefused,
     EngineTimeout,
     EngineUnavailable,
     ImageNotFound,
@@ -49,25 +51,25 @@ def _translating(*, engine_url: str, container_id: str | None, image: str | None
             f"Image '{name}' is not present on the engine and no registry is reachable: "
             "build or load it on the engine host (scripts/build-images builds the "
             "devbench/* images).",
-            extra={"image": image},
+            image=image,
         ) from exc
     except docker.errors.NotFound as exc:
         if image is not None and container_id is None:
             raise ImageNotFound(
-                f"Image '{image}' is not present on the engine.", extra={"image": image}
+                f"Image '{image}' is not present on the engine.", image=image
             ) from exc
         raise ContainerGone(
             f"Container {container_id or ''} no longer exists on the engine "
             "(removed outside DevBench?); reconcile to update its state.",
-            extra={"container_id": container_id},
+            container_id=container_id,
         ) from exc
     except docker.errors.APIError as exc:
         status = exc.status_code or 500
-        raise EngineError(
+        refused = EngineConflict if status == 409 else EngineRefused
+        raise refused(
             f"The container engine refused the request: {_engine_message(exc)}",
-            code="engine_conflict" if status == 409 else "engine_error",
-            http_status=409 if status == 409 else 502,
-            extra={"engine_status": status, "container_id": container_id},
+            engine_status=status,
+            container_id=container_id,
         ) from exc
     except (requests.exceptions.Timeout, TimeoutError) as exc:
         raise EngineTimeout(

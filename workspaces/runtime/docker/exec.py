@@ -15,7 +15,7 @@ from typing import Any
 
 import docker
 
-from core.errors import EngineError
+from core.errors import ExecStreamBroken
 from workspaces.runtime.base import ExecOutput, ExecSpec, ExecState, InteractiveExec, RuntimeExec
 from workspaces.runtime.docker.errors import translated
 
@@ -63,9 +63,8 @@ class DockerExecOutput(ExecOutput):
                     yield stream, data
         except OSError as exc:
             if not self._closed.is_set():
-                raise EngineError(
-                    f"The exec output stream from {self._engine_url} broke: {exc}",
-                    code="exec_stream_broken",
+                raise ExecStreamBroken(
+                    f"The exec output stream from {self._engine_url} broke: {exc}"
                 ) from exc
         except ValueError:
             # Reading a socket another thread has just closed.
@@ -101,9 +100,7 @@ class DockerInteractiveExec(InteractiveExec):
             else:
                 self._sock.write(data)
         except OSError as exc:
-            raise EngineError(
-                "The shell's input stream is closed.", code="exec_stream_broken"
-            ) from exc
+            raise ExecStreamBroken("The shell's input stream is closed.") from exc
 
     def resize(self, *, rows: int, cols: int) -> None:
         with translated(engine_url=self._engine_url):

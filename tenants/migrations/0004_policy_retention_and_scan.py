@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0002_identity_rules'),
+        ('tenants', '0003_tenant_policy_for_every_tenant'),
     ]
 
     operations = [

@@ -1,0 +1,94 @@
+"""The production web server: gunicorn managing uvicorn worker processes.
+
+``scripts/serve`` starts ``gunicorn -c python:devbench_site.server`` with the
+app ``devbench_site.asgi:application``; each worker process is a uvicorn
+server (HTTP, websockets and MCP on one event loop). Why this pair:
+docs/adr/production-server.md.
+
+Everything comes from the environment (documented in the README):
+
+* ``DEVBENCH_HOST`` / ``DEVBENCH_PORT``: where to listen (``127.0.0.1:8000``).
+* ``WEB_CONCURRENCY``: worker processes; default one per usable core, at least 2.
+* ``DEVBENCH_WEB_TIMEOUT``: seconds a worker's event loop may stay blocked
+  (or a booting worker may take) before gunicorn replaces the worker (60).
+* ``DEVBENCH_ACCESS_LOG``: ``-`` (stdout, the default), a file, or empty for none.
+* ``GUNICORN_CMD_ARGS``: any other gunicorn option.
+
+``scripts/serve`` also points ``PROMETHEUS_MULTIPROC_DIR`` at an emptied directory
+of this service, so every worker answers ``/metrics`` with the sum over all of them;
+:func:`child_exit` drops a dead worker's live gauges (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+from uvicorn_worker import UvicornWorker
+
+from core.metrics import mark_process_dead
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's cpuset)."""
+    return len(os.sched_getaffinity(0)) or 1
+
+
+def default_workers() -> int:
+    # At least two, so one busy or restarting worker never leaves nobody to answer.
+    return max(2, usable_cores())
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, not {raw!r}.") from None
+    if value < 1:
+        raise SystemExit(f"{name} must be at least 1, not {value}.")
+    return value
+
+
+class Worker(UvicornWorker):
+    """A uvicorn worker for this application.
+
+    * ``lifespan: off``: the Channels router has no lifespan handler; the MCP
+      session manager starts on each worker's loop at its first request
+      (core.mcp.endpoint).
+    * ``proxy_headers: False``: whether ``X-Forwarded-Proto`` is trusted is
+      Django's ``SECURE_PROXY_SSL_HEADER`` setting alone, on every path.
+    * No ``Server`` header naming the software.
+    """
+
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
+        "loop": "auto",
+        "http": "auto",
+        "ws": "auto",
+        "lifespan": "off",
+        "proxy_headers": False,
+        "server_header": False,
+    }
+
+
+# --- gunicorn settings (read by `gunicorn -c python:devbench_site.server`) ---------
+wsgi_app = "devbench_site.asgi:application"
+worker_class = "devbench_site.server.Worker"
+bind = [f"{os.environ.get('DEVBENCH_HOST', '127.0.0.1')}:{_env_int('DEVBENCH_PORT', 8000)}"]
+workers = _env_int("WEB_CONCURRENCY", default_workers())
+timeout = _env_int("DEVBENCH_WEB_TIMEOUT", 60)
+graceful_timeout = 30
+keepalive = 5
+accesslog = os.environ.get("DEVBENCH_ACCESS_LOG", "-") or None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
+proc_name = "devbench-web"
+# No control socket under $HOME: the image's user has no writable home.
+control_socket_disable = True
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook, in the master: a worker process ended (restarted or stopped)."""
+    mark_process_dead(worker.pid)

@@ -1,0 +1,88 @@
+"""What the workers do with execs: run one, kill what is left of one, reconcile.
+
+The Celery tasks (``execution.tasks``) call these and hand in the ``Senders``
+the state transitions need to queue follow-up tasks. Callers' actions (start,
+poll, cancel, run) are in ``execution.services``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from execution import state
+from execution.models import Exec, ExecStatus
+from execution.proctree import kill_process_tree
+from execution.runner import exec_user, run_exec
+from execution.state import Senders
+from workspaces.runtime import get_driver
+
+
+def exec_execute(*, exec_pk: int, senders: Senders, worker: str = "") -> None:
+    """Run an admitted exec to its end (the runner task). Safe to call twice: only the
+    call that moves it from starting to running runs it."""
+    exec_ = Exec.objects.select_related("workspace", "tenant").filter(pk=exec_pk).first()
+    if exec_ is None or exec_.status != ExecStatus.STARTING:
+        return
+    run_exec(exec_, senders=senders, worker=worker)
+
+
+def exec_kill_processes(*, exec_pk: int) -> None:
+    """Kill what is left of an exec in its container (cancel, or a lost runner's exec)."""
+    exec_ = Exec.objects.select_related("workspace").filter(pk=exec_pk).first()
+    if exec_ is None or not exec_.workspace.container_id:
+        return
+    if exec_.status not in (ExecStatus.RUNNING, ExecStatus.LOST):
+        return
+    kill_process_tree(
+        driver=get_driver(),
+        container_id=exec_.workspace.container_id,
+        exec_public_id=exec_.public_id,
+        user=exec_user(exec_),
+    )
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    lost: list[str]
+    redispatched: list[str]
+    admitted: list[str]
+
+
+def exec_reconcile(*, senders: Senders, stale_after_s: float | None = None) -> ReconcileReport:
+    """Periodic repair: running execs without a heartbeat become ``lost``; starting ones no
+    worker claimed get their task again; queued ones are admitted where slots are free."""
+    stale = float(
+        stale_after_s if stale_after_s is not None else settings.DEVBENCH_EXEC_STALE_AFTER_S
+    )
+    now = timezone.now()
+    lost: list[str] = []
+    for exec_ in Exec.objects.filter(
+        status=ExecStatus.RUNNING, heartbeat_at__lt=now - timedelta(seconds=stale)
+    ):
+        if state.mark_lost(exec_, stale_after_s=stale, senders=senders):
+            lost.append(exec_.public_id)
+    redispatched: list[str] = []
+    redispatch_cutoff = now - timedelta(seconds=settings.DEVBENCH_EXEC_REDISPATCH_AFTER_S)
+    for exec_ in Exec.objects.filter(
+        status=ExecStatus.STARTING, dispatched_at__lt=redispatch_cutoff
+    ):
+        with transaction.atomic():
+            if Exec.objects.filter(pk=exec_.pk, status=ExecStatus.STARTING).update(
+                dispatched_at=now
+            ):
+                state.dispatch(exec_, senders=senders)
+                redispatched.append(exec_.public_id)
+    admitted: list[str] = []
+    workspace_ids = set(
+        Exec.objects.filter(status=ExecStatus.QUEUED).values_list("workspace_id", flat=True)
+    )
+    for workspace_id in workspace_ids:
+        with transaction.atomic():
+            locked = state.lock_workspace(workspace_id)
+            admitted += [e.public_id for e in state.admit_waiting(locked, senders=senders)]
+    return ReconcileReport(lost=lost, redispatched=redispatched, admitted=admitted)

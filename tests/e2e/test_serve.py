@@ -1,0 +1,164 @@
+"""scripts/serve: the production web server (gunicorn + uvicorn workers) with real clients.
+
+Two worker processes on 127.0.0.1 serve REST, MCP (the official Python client,
+both protocol generations, many fresh connections) and a websocket exec stream.
+The MCP endpoint relies on no ASGI lifespan: each worker starts its session
+manager on its own event loop at its first request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from tests.mcp_live import MODES, error_code, http_client, ok
+from tests.processes import ROOT, ManagedProcess, service_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.docker]
+
+BOOTED = re.compile(r"Booting worker with pid: (\d+)")
+STARTED = re.compile(r"Started server process \[(\d+)\]")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServeProcess(ManagedProcess):
+    """``scripts/serve`` with two workers; ready once both have started their servers."""
+
+    what = "scripts/serve"
+
+    def __init__(self, db_name: str, workers: int = 2) -> None:
+        self.workers = workers
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **service_env(db_name),
+            "DEVBENCH_HOST": "127.0.0.1",
+            "DEVBENCH_PORT": str(self.port),
+            "WEB_CONCURRENCY": str(workers),
+        }
+        super().__init__([str(ROOT / "scripts" / "serve")], env=env, log_name="serve")
+
+    def is_ready(self) -> bool:
+        return len(set(STARTED.findall(self.log_tail(100_000)))) >= self.workers
+
+    def worker_pids(self) -> set[int]:
+        return {int(pid) for pid in BOOTED.findall(self.log_tail(100_000))}
+
+
+@pytest.fixture
+def served(live_worker: Any) -> Any:
+    from django.db import connection
+
+    server = ServeProcess(str(connection.settings_dict["NAME"]))
+    yield server
+    server.stop()
+
+
+def _alive_children(parent: int) -> set[int]:
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and fields[0] not in "ZX":
+            children.add(int(stat.parent.name))
+    return children
+
+
+def test_two_workers_serve_http_mcp_and_a_websocket_stream(
+    served: ServeProcess, tenant: Any, token: Any
+) -> None:
+    workers = served.worker_pids()
+    assert len(workers) == 2
+    assert workers <= _alive_children(served.proc.pid)
+    headers = {"Authorization": f"Bearer {token.raw}"}
+
+    with httpx.Client(base_url=served.base_url, headers=headers, timeout=120) as http:
+        assert http.get("/readyz").status_code == 200
+        assert http.get("/api/v1/me").json()["tenant"]["slug"] == tenant.slug
+        assert "server" not in http.get("/healthz").headers  # no software banner
+        spawned = http.post("/api/v1/workspaces", json={"image": "devbench/busybox:latest"})
+        assert spawned.status_code == 201, spawned.text
+        ws_id = spawned.json()["id"]
+        try:
+            _mcp_both_generations(served, tenant, token, ws_id)
+            _websocket_stream(served, http, token, ws_id)
+        finally:
+            assert http.delete(f"/api/v1/workspaces/{ws_id}?force=true").status_code == 200
+    assert workers <= _alive_children(served.proc.pid)  # no worker died on the way
+
+
+def _mcp_both_generations(served: ServeProcess, tenant: Any, token: Any, ws_id: str) -> None:
+    url = f"{served.base_url}/mcp/{tenant.slug}/"
+
+    async def one(mode: str, n: int) -> tuple[Any, Any]:
+        async with http_client(url, token.raw, mode=mode) as client:
+            run = await client.call_tool(
+                "exec_run", {"container_id": ws_id, "cmd": ["echo", f"mcp {n}"], "queue": True}
+            )
+            failed = await client.call_tool("fs_read", {"container_id": ws_id, "path": "/etc"})
+            return run, failed
+
+    results: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    async def scenario() -> None:
+        # Fresh connections in parallel, so both workers' loops start a session manager.
+        async def record(mode: str, n: int) -> None:
+            results[mode, n] = await one(mode, n)
+
+        async with anyio.create_task_group() as group:
+            for mode in MODES:
+                for n in range(4):
+                    group.start_soon(record, mode, n)
+
+    anyio.run(scenario)
+    assert len(results) == 2 * 4
+    for (_mode, n), (run, failed) in results.items():
+        assert ok(run)["stdout"] == f"mcp {n}\n"
+        assert error_code(failed) == "path_outside_workspace"
+
+
+def _websocket_stream(served: ServeProcess, http: httpx.Client, token: Any, ws_id: str) -> None:
+    started = http.post(
+        f"/api/v1/workspaces/{ws_id}/execs",
+        json={"cmd": ["sh", "-c", "for i in 1 2 3; do echo line $i; sleep 0.2; done; exit 3"]},
+    )
+    assert started.status_code == 202, started.text
+    exec_id = started.json()["exec_id"]
+    ws_url = f"ws://127.0.0.1:{served.port}/ws/execs/{exec_id}/"
+    messages = []
+    with connect(
+        ws_url, additional_headers={"Authorization": f"Bearer {token.raw}"}, open_timeout=30
+    ) as ws:
+        deadline = time.monotonic() + 60
+        try:
+            while time.monotonic() < deadline:
+                messages.append(json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic()))))
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code == 1000
+    output = "".join(m["data"] for m in messages if m["type"] == "output")
+    assert output == "line 1\nline 2\nline 3\n"
+    assert (messages[-1]["type"], messages[-1]["exit_code"]) == ("complete", 3)
+
+
+def test_worker_count_defaults_to_the_usable_cores() -> None:
+    from devbench_site import server
+
+    assert server.default_workers() == max(2, len(os.sched_getaffinity(0)))
