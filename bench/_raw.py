@@ -19,7 +19,7 @@ class RawDocker:
         self.api = docker.APIClient(version="auto")
         self.labels = {"devbench.instance": settings.DEVBENCH_INSTANCE}
 
-    def spawn(self) -> str:
+    def spawn(self, image: str = IMAGE) -> str:
         from docker.types import Mount
 
         name = f"bench-raw-{uuid.uuid4().hex[:10]}"
@@ -38,7 +38,7 @@ class RawDocker:
             mounts=[Mount(target="/workspace", source=f"{name}-data", type="volume")],
         )
         created = self.api.create_container(
-            image=IMAGE,
+            image=image,
             entrypoint=["/bin/sh"],
             command=KEEPER,
             user="1000:1000",

@@ -257,3 +257,27 @@ def error_rebuilt(*, code: str, message: str, extra: Mapping[str, Any]) -> DevBe
     DevBenchError.__init__(exc, message, extra=extra)  # not cls.__init__: its fields are gone
     exc.code = code
     return exc
+
+
+# --- Rate limits -------------------------------------------------------------------
+
+
+class RateLimited(DevBenchError):
+    """Too many requests for a credential or a tenant; ``retry_after_s`` (also in
+    ``extra`` and, on HTTP, the ``Retry-After`` header) says when to try again."""
+
+    code = "rate_limited"
+    http_status = 429
+    default_message = "Too many requests; retry later."
+
+    def __init__(self, *, scope: str, limit: str, retry_after_s: int) -> None:
+        super().__init__(
+            f"Too many requests for this {scope}; retry in {retry_after_s} s.",
+            extra={"scope": scope, "limit": limit, "retry_after_s": retry_after_s},
+        )
+        self.retry_after_s = retry_after_s
+
+
+class MetricsForbidden(PermissionDenied):
+    code = "metrics_forbidden"
+    default_message = "Metrics are for allowed networks or the metrics token."

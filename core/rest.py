@@ -14,6 +14,7 @@ from core.errors import (
     HttpStatusError,
     InternalError,
     InvalidInput,
+    RateLimited,
     TokenMissing,
 )
 
@@ -27,6 +28,8 @@ def install_error_handlers(api: NinjaAPI) -> None:
         response = api.create_response(request, exc.as_dict(), status=exc.http_status)
         if exc.http_status == 401:
             response["WWW-Authenticate"] = f'Bearer error="{exc.code}"'
+        if isinstance(exc, RateLimited):
+            response["Retry-After"] = str(exc.retry_after_s)
         return response
 
     @api.exception_handler(DevBenchError)

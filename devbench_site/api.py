@@ -12,7 +12,9 @@ from tenants.api import router as tenants_router
 from tenants.auth import BearerAuth
 from usage.api import router as usage_router
 from workspaces.api import router as workspaces_router
+from workspaces.environment_templates.api import router as templates_router
 from workspaces.filesystem.api import router as filesystem_router
+from workspaces.snapshots.api import router as snapshots_router
 
 api = NinjaAPI(
     title="DevBench API",
@@ -35,3 +37,5 @@ api.add_router("/", usage_router)
 api.add_router("/", workspaces_router)
 api.add_router("/", execution_router)
 api.add_router("/", filesystem_router)
+api.add_router("/", snapshots_router)
+api.add_router("/", templates_router)

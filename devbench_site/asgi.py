@@ -12,10 +12,14 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from core import http_server  # noqa: E402
 from core.mcp.endpoint import MCPRouter  # noqa: E402
 from devbench_site.routing import websocket_origin_validator, websocket_urlpatterns  # noqa: E402
-from tenants.auth import authenticate_bearer  # noqa: E402
+from tenants.auth import authenticate_bearer_limited  # noqa: E402
 from tenants.oidc.config import oidc_issuers  # noqa: E402
+
+# Header and body size limits, access-log redaction: the server has no settings for them.
+http_server.install()
 
 # The embedded mode has no front web server: serve static files here.
 http_app = (
@@ -25,7 +29,7 @@ http_app = (
 application = ProtocolTypeRouter(
     {
         # /mcp/<tenant>/ (and its RFC 9728 metadata) bypass Django; the rest is Django.
-        "http": MCPRouter(http_app, authenticate=authenticate_bearer, issuers=oidc_issuers),
+        "http": MCPRouter(http_app, authenticate=authenticate_bearer_limited, issuers=oidc_issuers),
         "websocket": websocket_origin_validator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -1,19 +1,33 @@
 """The scrape side of the metrics: ``GET /metrics`` of web processes, a worker's own
 endpoint, and the state series read at scrape time (see ``core/metrics.py`` for the
-event series and docs/operations.md for the whole picture)."""
+event series and docs/operations.md for the whole picture).
+
+``GET /metrics`` is for scrapers only: allowed when the request comes from a network in
+``METRICS_ALLOWED_NETWORKS`` (default: loopback only), or carries ``Authorization: Bearer
+<METRICS_TOKEN>`` when a token is set; anything else is ``403 metrics_forbidden``. Behind a
+reverse proxy on the same host every request comes from loopback: set a token and
+``METRICS_ALLOWED_NETWORKS=`` (empty) there.
+"""
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from core.errors import MetricsForbidden
 from core.metrics import multiprocess_dir
+from core.queues import node_queue
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +42,7 @@ def celery_queues() -> list[str]:
     from workspaces.models import Workspace
 
     nodes = Workspace.objects.values_list("node", flat=True).distinct()
-    return sorted({settings.CELERY_TASK_DEFAULT_QUEUE, *(f"node.{n}" for n in nodes)})
+    return sorted({settings.CELERY_TASK_DEFAULT_QUEUE, *(node_queue(n) for n in nodes)})
 
 
 class StateCollector(Collector):
@@ -138,11 +152,41 @@ def scrape_registry(*, worker: bool = False) -> CollectorRegistry:
     return registry
 
 
-def metrics_view(request: Any) -> Any:
-    """``GET /metrics`` of a web process: Prometheus text format."""
-    from django.http import HttpResponse
+# --- access -----------------------------------------------------------------------------
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=8)
+def _networks(spec: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(item, strict=False) for item in spec)
+
+
+def metrics_allowed(*, remote_addr: str, authorization: str) -> bool:
+    token = settings.METRICS_TOKEN
+    if token:
+        scheme, _, presented = authorization.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(presented.strip(), token):
+            return True
+    try:
+        address = ipaddress.ip_address(remote_addr)
+    except ValueError:
+        return False
+    return any(address in net for net in _networks(tuple(settings.METRICS_ALLOWED_NETWORKS)))
+
+
+@never_cache
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """``GET /metrics`` of a web process: Prometheus text format, for allowed scrapers."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+    allowed = metrics_allowed(
+        remote_addr=request.META.get("REMOTE_ADDR", ""),
+        authorization=request.headers.get("Authorization", ""),
+    )
+    if not allowed:
+        refused = MetricsForbidden()
+        return JsonResponse(refused.as_dict(), status=refused.http_status)
     return HttpResponse(generate_latest(scrape_registry()), content_type=CONTENT_TYPE_LATEST)
 
 

@@ -99,6 +99,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
@@ -204,12 +205,56 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "DevBench <devbench@localhost
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+            # channels-redis with a socket timeout longer than its blocking pop and a
+            # bounded, blocking connection pool (core/channel_layer.py).
+            "BACKEND": "core.channel_layer.WakeupChannelLayer",
+            "CONFIG": {
+                "hosts": [env_str("CHANNEL_LAYER_URL", REDIS_URL)],
+                "capacity": 1000,
+                "expiry": 30,
+                "socket_timeout_s": float(env_int("CHANNEL_LAYER_SOCKET_TIMEOUT_S", 15)),
+                "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 1000),
+            },
         }
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Request size limits of the web server (core/http_server.py) ------------
+# Headers: 431 above this many bytes in total. Bodies: 413 above this (it must exceed the
+# largest file any tenant policy allows, max_file_size_bytes, plus archive overhead).
+DEVBENCH_MAX_REQUEST_HEADER_BYTES = env_int("DEVBENCH_MAX_REQUEST_HEADER_BYTES", 32 * 1024)
+DEVBENCH_MAX_REQUEST_BODY_BYTES = env_int("DEVBENCH_MAX_REQUEST_BODY_BYTES", 1024 * 1024 * 1024)
+
+# --- Content-Security-Policy of the web pages (django-csp) --------------------------
+# Scripts only from our static files (the pages have no inline script). Styles also
+# inline: xterm.js styles the terminal through <style> elements it creates itself.
+# 'self' covers the same-origin ws:/wss: websockets. The JSON API is left out.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/api/"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# --- /metrics: loopback (or these networks), or the bearer token when one is set --------
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
+# --- Rate limits ------------------------------------------------------------------
+# Per credential (API token, OIDC or signed-in user) and per tenant, over REST, MCP and
+# websocket connects together; "limits" notation ("600/minute", "20/second"), empty: none.
+DEVBENCH_RATE_LIMIT_PER_TOKEN = env_str("DEVBENCH_RATE_LIMIT_PER_TOKEN", "1200/minute")
+DEVBENCH_RATE_LIMIT_PER_TENANT = env_str("DEVBENCH_RATE_LIMIT_PER_TENANT", "6000/minute")
+DEVBENCH_RATE_LIMIT_STORAGE = env_str("DEVBENCH_RATE_LIMIT_STORAGE", REDIS_URL or "memory://")
 
 # --- Celery -------------------------------------------------------------------
 # Embedded: the same task code runs on an in-process thread pool
@@ -240,6 +285,31 @@ DEVBENCH_DOCKER_TIMEOUT = env_int("DEVBENCH_DOCKER_TIMEOUT", 60)
 DEVBENCH_DEFAULT_IMAGE = env_str("DEVBENCH_DEFAULT_IMAGE", "devbench/busybox:latest")
 DEVBENCH_CONTAINER_RUNTIME = env_str("DEVBENCH_CONTAINER_RUNTIME", "")
 
+# --- Nodes (several Docker hosts; docs/nodes.md) --------------------------------
+# Whether this process calls the engine of its own node (DEVBENCH_NODE) itself. The
+# embedded mode does; production web processes do not (they reach every engine through
+# its node worker's agent), and a node worker always does for its own node.
+DEVBENCH_ENGINE_DIRECT = env_bool("DEVBENCH_ENGINE_DIRECT", EMBEDDED)
+# The node worker's agent: where it listens, the URL web processes use to reach it
+# (default: http://<bind address>:<port>), and its shared secret (default: generated
+# at start and stored on the Node row, which only the platform's processes can read).
+DEVBENCH_NODE_AGENT_BIND = env_str("DEVBENCH_NODE_AGENT_BIND", "127.0.0.1:0")
+DEVBENCH_NODE_AGENT_URL = env_str("DEVBENCH_NODE_AGENT_URL", "")
+DEVBENCH_NODE_AGENT_TOKEN = env_str("DEVBENCH_NODE_AGENT_TOKEN", "")
+# What the node worker registers (unset: keep the row's values; memory and CPUs
+# default to the engine's). Labels: comma-separated key=value pairs.
+DEVBENCH_NODE_MAX_WORKSPACES = env_int("DEVBENCH_NODE_MAX_WORKSPACES", 0)
+DEVBENCH_NODE_MEMORY_MB = env_int("DEVBENCH_NODE_MEMORY_MB", 0)
+DEVBENCH_NODE_CPUS = env_str("DEVBENCH_NODE_CPUS", "")
+DEVBENCH_NODE_LABELS = env_str("DEVBENCH_NODE_LABELS", "")
+DEVBENCH_NODE_HEARTBEAT_S = env_int("DEVBENCH_NODE_HEARTBEAT_S", 5)
+# A node without a heartbeat this long is down: its workspaces become unavailable.
+DEVBENCH_NODE_DOWN_AFTER_S = env_int("DEVBENCH_NODE_DOWN_AFTER_S", 30)
+# "spread": the node with the most free capacity; "pack": the fullest that fits.
+DEVBENCH_PLACEMENT = env_str("DEVBENCH_PLACEMENT", "spread")
+if DEVBENCH_PLACEMENT not in ("spread", "pack"):
+    raise ImproperlyConfigured("DEVBENCH_PLACEMENT must be spread or pack.")
+
 # --- MCP ----------------------------------------------------------------------
 # Streamable HTTP at /mcp/<tenant>/ (core.mcp.endpoint) and stdio (manage.py mcp_stdio).
 # The modules whose ``tools`` (a core.mcp.tools.ToolSet) make up the one server.
@@ -247,6 +317,8 @@ MCP_TOOL_MODULES = (
     "execution.mcp",
     "workspaces.mcp",
     "workspaces.filesystem.mcp",
+    "workspaces.snapshots.mcp",
+    "workspaces.environment_templates.mcp",
 )
 # Browser pages on these origins may call the endpoint (besides same-origin pages);
 # clients that send no Origin header (agents, CLIs) are not affected.
@@ -311,6 +383,13 @@ _logs.configure_structlog()
 DEVBENCH_ALLOWED_IMAGES = env_list("DEVBENCH_ALLOWED_IMAGES", ["devbench/*"])
 # How long a resolved image reference is trusted before asking the engine again.
 DEVBENCH_IMAGE_CACHE_TTL_S = env_int("DEVBENCH_IMAGE_CACHE_TTL_S", 30)
+# host[:port] of the registry snapshots are pushed to (credentials: the installation's
+# Registry row for that host); empty: a snapshot stays on the node that took it.
+DEVBENCH_SNAPSHOT_REGISTRY = env_str("DEVBENCH_SNAPSHOT_REGISTRY", "")
+# Template builds: the longest a build may run, the largest Dockerfile + context, image.
+DEVBENCH_TEMPLATE_BUILD_TIMEOUT_S = env_int("DEVBENCH_TEMPLATE_BUILD_TIMEOUT_S", 600)
+DEVBENCH_TEMPLATE_CONTEXT_MAX_BYTES = env_int("DEVBENCH_TEMPLATE_CONTEXT_MAX_BYTES", 10 * 1024**2)
+DEVBENCH_TEMPLATE_MAX_IMAGE_BYTES = env_int("DEVBENCH_TEMPLATE_MAX_IMAGE_BYTES", 4 * 1024**3)
 # How long spawn(wait=True) waits for the worker to bring a workspace up.
 DEVBENCH_SPAWN_WAIT_S = env_int("DEVBENCH_SPAWN_WAIT_S", 120)
 # A spawn replayed with the same idempotency key returns the same workspace this long.
@@ -412,6 +491,10 @@ CELERY_BEAT_SCHEDULE = {
     "workspaces-gc": {
         "task": "workspaces.gc_dispatch",
         "schedule": float(env_int("DEVBENCH_GC_INTERVAL_S", 300)),
+    },
+    "workspaces-nodes-check": {
+        "task": "workspaces.nodes_check",
+        "schedule": float(env_int("DEVBENCH_NODES_CHECK_INTERVAL_S", 5)),
     },
     "workspaces-idempotency-expire": {
         "task": "workspaces.idempotency_expire",

@@ -1,3 +1,4 @@
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 
@@ -22,6 +23,10 @@ web_urlpatterns: list[URLPattern | URLResolver] = [
     path("t/", tenant_pages.tenant_picker, name="tenant_picker"),
     path("t/<slug:tenant>/", include(workspace_pages + execution_pages + ops_pages)),
 ]
+
+# One sign-in form: the admin's sends to the site's (allauth), whose failed attempts are
+# rate limited (ACCOUNT_RATE_LIMITS), instead of offering an unlimited form of its own.
+admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),

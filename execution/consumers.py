@@ -99,7 +99,8 @@ class ExecStreamConsumer(_DevBenchConsumer):
         self.exec_id = exec_.public_id
         self.group = notify.exec_group(self.exec_id)
         # Subscribe before reading the backlog: nothing stored later can be missed.
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        # A layer that cannot subscribe now costs latency: _recheck reads the database.
+        await notify.subscribe(self.channel_layer, self.exec_id, self.channel_name)
         await self._pump()
         if not self.done:
             self.fallback = asyncio.create_task(self._recheck())
@@ -110,7 +111,7 @@ class ExecStreamConsumer(_DevBenchConsumer):
         if fallback is not None:
             fallback.cancel()
         if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await notify.unsubscribe(self.channel_layer, self.exec_id, self.channel_name)
 
     async def exec_event(self, message: dict[str, Any]) -> None:
         await self._pump()

@@ -29,11 +29,11 @@ from execution import notify, state
 from execution.coalesce import Coalescer
 from execution.drain import drain_deadline
 from execution.models import Exec, ExecChunk, ExecStatus, Stream
-from execution.proctree import kill_process_tree
+from execution.proctree import exec_command, kill_process_tree, subreaper_start_failure
 from execution.validation import MARKER_ENV
 from tenants.selectors import tenant_policy_get
 from workspaces.models import WorkspaceStatus
-from workspaces.runtime import get_driver
+from workspaces.nodes import workspace_driver
 from workspaces.runtime.base import (
     ROOT_USER,
     WORKSPACE_USER,
@@ -55,6 +55,10 @@ _OUTPUT_BYTES: dict[int, Any] = {
     Stream.STDOUT: metrics.EXEC_OUTPUT_BYTES.labels(stream="stdout"),
     Stream.STDERR: metrics.EXEC_OUTPUT_BYTES.labels(stream="stderr"),
 }
+
+# Container id -> its runtime; a container never changes runtime.
+_runtimes: dict[str, str] = {}
+RUNTIME_CACHE_SIZE = 10_000
 # Reader -> runner queue items: a frame, or None once the output has ended.
 _IDLE: tuple[int, bytes] = (0, b"")
 
@@ -113,7 +117,7 @@ class ExecRunner:
         self.exec = exec_
         self.senders = senders
         self.worker = worker_name(worker)
-        self.driver = driver or get_driver()
+        self.driver = driver or workspace_driver(exec_.workspace)
         self.cap = tenant_policy_get(tenant=exec_.tenant).exec_output_cap_bytes
         self.out = _Output()
         self.coalescer = Coalescer()
@@ -187,11 +191,23 @@ class ExecRunner:
         except Exception:
             logger.exception("could not end exec %s after its runner failed", self.exec)
 
+    def _runtime(self) -> str:
+        """The container runtime of the workspace (runc, runsc...), asked once per container."""
+        container_id = self.exec.workspace.container_id
+        runtime = _runtimes.get(container_id)
+        if runtime is None:
+            raw = self.driver.inspect(container_id).raw
+            runtime = str(raw.get("HostConfig", {}).get("Runtime") or "")
+            if len(_runtimes) > RUNTIME_CACHE_SIZE:
+                _runtimes.clear()
+            _runtimes[container_id] = runtime
+        return runtime
+
     def _spec(self) -> ExecSpec:
         env = dict(self.exec.env or {})
         env[MARKER_ENV] = self.exec.public_id
         return ExecSpec(
-            cmd=list(self.exec.cmd),
+            cmd=exec_command(list(self.exec.cmd), runtime=self._runtime()),
             env=env,
             workdir=self.exec.cwd or None,
             user=exec_user(self.exec),
@@ -384,12 +400,12 @@ class ExecRunner:
             logger.error("reading exec %s failed", self.exec, exc_info=self.reader_error)
         elif error_code:
             self._end(ExecStatus.FAILED, error_code=error_code, error=error)
-        elif pid == 0 and exit_code in _START_FAILURE_CODES:
+        elif exit_code in _START_FAILURE_CODES and (start_failure := self._start_failure(pid)):
             self._end(
                 ExecStatus.FAILED,
                 exit_code=exit_code,
                 error_code="exec_start_failed",
-                error=self._first_output_line(),
+                error=start_failure,
             )
         else:
             self._end(ExecStatus.COMPLETED, exit_code=exit_code)
@@ -403,6 +419,13 @@ class ExecRunner:
 
     def _cancel_requested(self) -> bool:
         return Exec.objects.filter(pk=self.exec.pk, cancel_requested_at__isnull=False).exists()
+
+    def _start_failure(self, pid: int) -> str | None:
+        """Why the command could not be started (bad program or cwd), or None if it ran."""
+        first_line = self._first_output_line()
+        if pid == 0:  # the engine could not start the exec at all
+            return first_line
+        return subreaper_start_failure(first_line)
 
     def _first_output_line(self) -> str:
         first = (

@@ -2,15 +2,15 @@
 
 A shell is not an Exec row: it has no stored output and no concurrency slot.
 It is audited when opened, and its whole process tree is killed when the
-websocket goes away. The engine connection is held by the web process that
-serves the websocket, so that process needs access to the workspace's engine.
+websocket goes away. The web process serving the websocket holds one
+connection to the workspace's node agent (or to the engine, where it serves
+that node itself), which carries the tty both ways and its resizes.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 
 from execution.errors import InvalidTtySize
@@ -19,8 +19,14 @@ from execution.validation import MARKER_ENV
 from tenants.audit import audited
 from tenants.principal import Principal
 from workspaces.models import Workspace, new_public_id
-from workspaces.runtime import get_driver
-from workspaces.runtime.base import WORKSPACE_USER, ExecSpec, InteractiveExec, RuntimeDriver
+from workspaces.nodes import workspace_driver
+from workspaces.runtime.base import (
+    WORKSPACE_USER,
+    ExecSpec,
+    InteractiveExec,
+    RuntimeDriver,
+    resize_when_started,
+)
 from workspaces.selectors import workspace_require_running
 
 logger = logging.getLogger(__name__)
@@ -77,18 +83,6 @@ class ShellSession:
         self.tty.close()
 
 
-def _initial_resize(tty: InteractiveExec, *, rows: int, cols: int) -> None:
-    # The engine refuses a resize until the process has started; it starts at once.
-    for attempt in range(10):
-        try:
-            tty.resize(rows=rows, cols=cols)
-            return
-        except Exception:  # the shell works at the default size; not worth failing for
-            if attempt == 9:
-                logger.info("initial resize of a shell failed", exc_info=True)
-            time.sleep(0.02)
-
-
 def shell_open(
     *, actor: Principal, workspace: Workspace, rows: int = 24, cols: int = 80
 ) -> ShellSession:
@@ -104,7 +98,7 @@ def shell_open(
         details={"shell_id": shell_id},
     ):
         workspace_require_running(workspace=workspace)
-        driver = get_driver()
+        driver = workspace_driver(workspace)
         user = WORKSPACE_USER
         tty = driver.exec_open_tty(
             workspace.container_id,
@@ -114,7 +108,8 @@ def shell_open(
                 user=user,
             ),
         )
-        _initial_resize(tty, rows=rows, cols=cols)
+        if not resize_when_started(tty, rows=rows, cols=cols):
+            logger.info("initial resize of shell %s failed", shell_id)
     return ShellSession(
         shell_id=shell_id,
         workspace_id=workspace.public_id,

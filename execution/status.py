@@ -22,7 +22,9 @@ from execution.models import Exec
 from tenants.models import TenantPolicy
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
-from workspaces.runtime import get_driver
+from workspaces.models import Node
+from workspaces.nodes import node_driver
+from workspaces.placement import node_loads
 from workspaces.runtime.base import EngineInfo
 from workspaces.selectors import workspace_list
 
@@ -44,6 +46,7 @@ class SystemStatus:
     workspaces: dict[str, int]
     policy: TenantPolicy
     execs: dict[str, int] = field(default_factory=dict)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
 
     def as_payload(self) -> dict[str, Any]:
         """The shape of ``SystemStatusOut``, shared by REST and MCP."""
@@ -62,6 +65,7 @@ class SystemStatus:
             "workspaces": self.workspaces,
             "execs": self.execs,
             "policy": self.policy,
+            "nodes": self.nodes,
         }
 
 
@@ -73,8 +77,9 @@ def _package_version(name: str) -> str:
 
 
 def _engine_status() -> EngineStatus:
+    """This process's node's engine (through its agent unless this process serves it)."""
     try:
-        return EngineStatus(reachable=True, info=get_driver().engine_info())
+        return EngineStatus(reachable=True, info=node_driver(settings.DEVBENCH_NODE).engine_info())
     except DevBenchError as exc:
         return EngineStatus(reachable=False, error={"code": exc.code, "message": exc.message})
 
@@ -85,7 +90,27 @@ def _counts_by_status(rows: Any) -> dict[str, int]:
     return counts
 
 
+def _nodes_status() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": load.node.name,
+            "state": load.node.state,
+            "labels": load.node.labels,
+            "heartbeat_at": load.node.heartbeat_at.isoformat() if load.node.heartbeat_at else None,
+            "version": load.node.version,
+            "max_workspaces": load.node.max_workspaces,
+            "memory_bytes": load.node.memory_bytes,
+            "cpus": float(load.node.cpus),
+            "workspaces": load.workspaces,
+            "memory_reserved_bytes": load.memory_bytes,
+            "cpus_reserved": load.cpus,
+        }
+        for load in node_loads(Node.objects.all())
+    ]
+
+
 def system_status_get(*, actor: Principal) -> SystemStatus:
+    """Nodes (capacity and load, no endpoints) are listed for admin-scoped callers only."""
     actor.require_scope("read")
     return SystemStatus(
         principal=actor,
@@ -101,4 +126,5 @@ def system_status_get(*, actor: Principal) -> SystemStatus:
         workspaces=_counts_by_status(workspace_list(actor=actor).order_by()),
         execs=_counts_by_status(Exec.objects.filter(tenant=actor.tenant).order_by()),
         policy=tenant_policy_get(tenant=actor.tenant),
+        nodes=_nodes_status() if actor.has_scope("admin") else [],
     )

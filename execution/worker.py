@@ -19,7 +19,7 @@ from execution.models import Exec, ExecStatus
 from execution.proctree import kill_process_tree
 from execution.runner import exec_user, run_exec
 from execution.state import Senders
-from workspaces.runtime import get_driver
+from workspaces.nodes import workspace_driver
 
 
 def exec_execute(*, exec_pk: int, senders: Senders, worker: str = "") -> None:
@@ -39,11 +39,30 @@ def exec_kill_processes(*, exec_pk: int) -> None:
     if exec_.status not in (ExecStatus.RUNNING, ExecStatus.LOST):
         return
     kill_process_tree(
-        driver=get_driver(),
+        driver=workspace_driver(exec_.workspace),
         container_id=exec_.workspace.container_id,
         exec_public_id=exec_.public_id,
         user=exec_user(exec_),
     )
+
+
+def exec_lose_node(*, node: str, senders: Senders) -> list[str]:
+    """The node went down: its running (and claimed) execs end ``lost`` at once; the
+    output stored until then stays readable. Queued ones fail when admitted."""
+    lost = []
+    for exec_ in Exec.objects.filter(
+        node=node, status__in=(ExecStatus.STARTING, ExecStatus.RUNNING)
+    ):
+        if state.finish(
+            exec_,
+            ExecStatus.LOST,
+            from_statuses=(ExecStatus.STARTING, ExecStatus.RUNNING),
+            error_code="node_unavailable",
+            error=f"Node '{node}' went down while this exec ran; output stored until then is kept.",
+            senders=senders,
+        ):
+            lost.append(exec_.public_id)
+    return lost
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,9 @@ from core.errors import (
     ValidationFailed,
 )
 from core.request_context import RequestContext, new_request_id
-from tenants.auth import authenticate_bearer, principal_for_member
+from tenants.auth import authenticate_bearer_limited, principal_for_member
 from tenants.principal import Principal
+from tenants.ratelimit import rate_limit_hit
 from tenants.selectors import tenant_get_by_slug, tenant_list_for_user
 
 T = TypeVar("T")
@@ -53,7 +54,7 @@ def close_code(exc: DevBenchError) -> int:
         return CLOSE_NOT_FOUND
     if isinstance(exc, ValidationFailed):
         return CLOSE_BAD_REQUEST
-    if 400 <= exc.http_status < 500:
+    if 400 <= exc.http_status < 600:  # e.g. 4503 while the workspace's node is down
         return 4000 + exc.http_status
     return CLOSE_INTERNAL
 
@@ -100,7 +101,9 @@ def resolve(scope: dict[str, Any], lookup: Callable[[Principal], T]) -> tuple[Pr
     if header or token:
         # OIDC users in several tenants name one, as on REST (X-DevBench-Tenant).
         tenant_slug = _header(scope, b"x-devbench-tenant") or params.get("tenant") or None
-        principal = authenticate_bearer(header or f"Bearer {token}", tenant_slug=tenant_slug)
+        principal = authenticate_bearer_limited(
+            header or f"Bearer {token}", tenant_slug=tenant_slug
+        )
         return principal, lookup(principal)
     user = scope.get("user")
     if user is None or not getattr(user, "is_authenticated", False):
@@ -110,12 +113,16 @@ def resolve(scope: dict[str, Any], lookup: Callable[[Principal], T]) -> tuple[Pr
         # One tenant, resolved like a page's: also right for a superuser acting in a
         # tenant they are not a member of.
         principal = principal_for_member(user=user, tenant=tenant_get_by_slug(slug=slug))
+        rate_limit_hit(principal)
         return principal, lookup(principal)
     missing: NotFound = ResourceNotFound()
     for tenant in tenant_list_for_user(user=user):
         principal = principal_for_member(user=user, tenant=tenant)
         try:
-            return principal, lookup(principal)
+            found = lookup(principal)
         except NotFound as exc:
             missing = exc
+            continue
+        rate_limit_hit(principal)
+        return principal, found
     raise missing

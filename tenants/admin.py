@@ -286,6 +286,7 @@ class TenantPolicyAdmin(TenantScopedAdmin):
         "memory_limit_mb",
         "cpu_limit",
         "network_mode",
+        "runtime",
         "max_workspaces",
     )
 

@@ -39,6 +39,7 @@ from tenants.errors import (
 from tenants.models import ApiToken, AuditEvent, Membership, Tenant
 from tenants.oidc.errors import TenantRequired
 from tenants.principal import ROLE_SCOPES, Principal
+from tenants.ratelimit import rate_limit_hit
 
 logger = logging.getLogger(__name__)
 
@@ -196,11 +197,21 @@ def principal_for_member(*, user: Any, tenant: Tenant, kind: str = "session") ->
     )
 
 
+def authenticate_bearer_limited(
+    authorization: str | None, *, tenant_slug: str | None = None
+) -> Principal:
+    """:func:`authenticate_bearer`, then one hit on the principal's rate limits: what
+    REST, MCP and websockets authenticate bearer tokens with."""
+    principal = authenticate_bearer(authorization, tenant_slug=tenant_slug)
+    rate_limit_hit(principal)
+    return principal
+
+
 class BearerAuth(HttpBearer):
-    """The REST face of :func:`authenticate_bearer`."""
+    """The REST face of :func:`authenticate_bearer_limited`."""
 
     def __call__(self, request: HttpRequest) -> Principal:
-        return authenticate_bearer(
+        return authenticate_bearer_limited(
             request.headers.get("Authorization"),
             tenant_slug=request.headers.get(TENANT_HEADER, "").strip() or None,
         )

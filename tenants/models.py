@@ -157,6 +157,12 @@ class NetworkMode(models.TextChoices):
     BRIDGE = "bridge", "Bridge (outbound allowed)"
 
 
+class ContainerRuntime(models.TextChoices):
+    DEFAULT = "", "Engine default"
+    RUNC = "runc", "runc"
+    GVISOR = "runsc", "gVisor (runsc)"
+
+
 class ScanSeverity(models.TextChoices):
     """Severities of image scan findings (Trivy's scale), lowest first."""
 
@@ -187,6 +193,16 @@ class TenantPolicy(models.Model):
     network_mode = models.CharField(
         max_length=10, choices=NetworkMode.choices, default=NetworkMode.NONE
     )
+    runtime = models.CharField(
+        max_length=10,
+        choices=ContainerRuntime.choices,
+        default=ContainerRuntime.DEFAULT,
+        blank=True,
+        help_text=(
+            "Container runtime of new workspaces. gVisor (runsc) runs them on its own "
+            "kernel, without network; the node needs it installed (scripts/runsc-setup)."
+        ),
+    )
     max_workspaces = models.PositiveIntegerField(default=10)
     max_concurrent_execs = models.PositiveIntegerField(
         default=4, help_text="Per workspace.", validators=[MinValueValidator(1)]
@@ -195,6 +211,19 @@ class TenantPolicy(models.Model):
     max_ttl_s = models.PositiveIntegerField(default=86400)
     max_file_size_bytes = models.PositiveBigIntegerField(default=128 * 1024 * 1024)
     exec_output_cap_bytes = models.PositiveBigIntegerField(default=16 * 1024 * 1024)
+    max_snapshots = models.PositiveIntegerField(
+        default=20, help_text="Snapshots the tenant may keep (forks make one each)."
+    )
+    max_snapshot_bytes = models.PositiveBigIntegerField(
+        default=10 * 1024**3,
+        help_text="Total size of the tenant's snapshots (the files each one adds to its image).",
+    )
+    node_labels = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Labels a node must carry to hold the tenant's workspaces, e.g. "
+        '{"runtime": "gvisor"}.',
+    )
     exec_retention_days = models.PositiveIntegerField(
         default=30,
         help_text="Finished execs and their output are deleted after this many days (0: kept).",

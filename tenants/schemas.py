@@ -41,6 +41,8 @@ class TenantPolicyOut(Schema):
     max_ttl_s: int
     max_file_size_bytes: int
     exec_output_cap_bytes: int
+    max_snapshots: int
+    max_snapshot_bytes: int
     exec_retention_days: int
     image_scan_block_severity: str
 
@@ -59,6 +61,22 @@ class EngineStatusOut(Schema):
     error: ErrorOut | None = None
 
 
+class NodeStatusOut(Schema):
+    """A node's capacity and what live workspaces reserve of it (admin scope only)."""
+
+    name: str
+    state: str
+    labels: dict[str, str]
+    heartbeat_at: str | None
+    version: str
+    max_workspaces: int
+    memory_bytes: int
+    cpus: float
+    workspaces: int
+    memory_reserved_bytes: int
+    cpus_reserved: float
+
+
 class SystemStatusOut(Schema):
     tenant: TenantOut
     principal_kind: str
@@ -70,6 +88,7 @@ class SystemStatusOut(Schema):
     workspaces: dict[str, int]
     execs: dict[str, int]
     policy: TenantPolicyOut
+    nodes: list[NodeStatusOut] = []
 
 
 # --- Tenant administration (REST: /tenants/{slug}/members, /tokens, /policy) ---------

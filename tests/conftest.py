@@ -24,6 +24,9 @@ from tests.processes import TEST_INSTANCE, ManagedProcess, service_env
 def pytest_configure(config: pytest.Config) -> None:
     settings.DEVBENCH_INSTANCE = TEST_INSTANCE
     os.environ["DEVBENCH_INSTANCE"] = TEST_INSTANCE
+    # Tests call services in this process against the local engine (the single-host
+    # shape); tests/nodes runs web processes without one.
+    settings.DEVBENCH_ENGINE_DIRECT = True
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -41,6 +44,8 @@ def _remove_test_containers() -> None:
             container.remove(force=True, v=True)
         for volume in client.volumes.list(filters={"label": f"devbench.instance={TEST_INSTANCE}"}):
             volume.remove(force=True)
+        for image in client.images.list(filters={"label": f"devbench.instance={TEST_INSTANCE}"}):
+            client.images.remove(image.id, force=True)  # snapshots and templates
     except Exception as exc:  # cleanup must not mask the test result
         print(f"warning: test container cleanup failed: {exc}", file=sys.stderr)
 

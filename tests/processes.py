@@ -60,6 +60,7 @@ def service_env(db_name: str) -> dict[str, str]:
         f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db_name}"
     )
     env["DEVBENCH_INSTANCE"] = TEST_INSTANCE
+    env.setdefault("DEVBENCH_ENGINE_DIRECT", "true")
     return env
 
 

@@ -94,9 +94,9 @@ def _storage_peak(tenant_id: int, day: date, volume_bytes: int) -> None:
 def usage_meter_node(*, node: str) -> int:
     """Sample one node: sync every workspace's run, add CPU time since the last reading,
     record the volumes' sizes. Returns how many workspaces were read."""
-    from workspaces.runtime import get_driver
+    from workspaces.nodes import node_driver
 
-    driver = get_driver()
+    driver = node_driver(node)
     now = timezone.now()
     today = now.date()
     workspaces = list(

@@ -46,11 +46,14 @@ def workspace_spawn(request: HttpRequest, payload: WorkspaceSpawnIn) -> Status[W
     workspace = services.workspace_spawn(
         actor=principal_of(request),
         image=payload.image,
+        snapshot=payload.snapshot,
+        template=payload.template,
         alias=payload.alias,
         persistent=payload.persistent,
         ttl_s=payload.ttl_s,
         idempotency_key=payload.idempotency_key or header_key,
         limits=payload.limits.model_dump() if payload.limits else None,
+        node_labels=payload.node_labels,
         wait=payload.wait,
     )
     return Status(_SPAWN_STATUS.get(workspace.status, 200), workspace)

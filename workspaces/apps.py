@@ -7,7 +7,7 @@ class WorkspacesConfig(AppConfig):
 
     def ready(self) -> None:
         from core import health
-        from workspaces.runtime import get_driver
+        from workspaces.nodes import engine_ready
 
-        # /readyz reports the engine beside the database and Redis.
-        health.register_check("docker", lambda: get_driver().ping())
+        # /readyz reports the engine (or, without one, the nodes) beside the database and Redis.
+        health.register_check("docker", engine_ready)

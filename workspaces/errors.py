@@ -115,6 +115,18 @@ class DigestRequired(PolicyDenied):
         super().__init__(message, extra={"image": image})
 
 
+class ImageAndSnapshot(ValidationFailed):
+    code = "image_and_snapshot"
+    default_message = (
+        "Give either an image or a snapshot, not both: a snapshot brings its own image."
+    )
+
+
+class ImageAndTemplate(ValidationFailed):
+    code = "image_and_template"
+    default_message = "Give one of image, snapshot or template: a template brings its own image."
+
+
 class ImageNotScanned(PolicyDenied):
     """The policy only allows scanned images and this one has no report."""
 

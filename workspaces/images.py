@@ -6,9 +6,9 @@ Policy patterns (fnmatch) match the familiar form (``busybox:latest``), the
 fully qualified form, or the bare repository name, so ``devbench/*``,
 ``python:3.11*`` and ``docker.io/library/python*`` all work as written.
 
-No registry is reachable from the engine, so an image is only ever resolved
-to one already on the engine; a workspace then runs that exact image id even
-if the tag moves later.
+An image not on the node is pulled there when its reference names a registry
+host (``workspaces.registries.services``); a workspace then runs that exact
+image id even if the tag moves later.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from django.core.cache import cache
 from core.errors import ImageNotFound, ValidationFailed
 from tenants.models import TenantPolicy
 from workspaces.errors import DigestRequired, ImageNotAllowed, InvalidImageReference
-from workspaces.runtime import get_driver
+from workspaces.nodes import node_driver
 from workspaces.runtime.base import ImageInfo
 from workspaces.scanning import image_scan_check
 
@@ -156,8 +156,8 @@ def image_reference_allowed(reference: ImageReference, patterns: list[str]) -> b
     return any(fnmatchcase(c, p) for p in patterns for c in candidates)
 
 
-def _resolve_uncached(reference: ImageReference) -> ImageInfo:
-    driver = get_driver()
+def _resolve_uncached(reference: ImageReference, node: str) -> ImageInfo:
+    driver = node_driver(node)
     try:
         return driver.image_inspect(reference.familiar())
     except ImageNotFound:
@@ -179,18 +179,23 @@ def _resolve_uncached(reference: ImageReference) -> ImageInfo:
     return info
 
 
-def image_resolve(reference: ImageReference) -> ImageInfo:
-    """The local image for a reference; answers are cached briefly (failures are not)."""
-    key = f"devbench:image:{reference.canonical()}"
+def _cache_key(reference: ImageReference, node: str | None) -> str:
+    return f"devbench:image:{node or settings.DEVBENCH_NODE}:{reference.canonical()}"
+
+
+def image_resolve(reference: ImageReference, *, node: str | None = None) -> ImageInfo:
+    """The image for a reference on a node's engine (default: this process's node);
+    answers are cached briefly (failures are not)."""
+    key = _cache_key(reference, node)
     info = cache.get(key)
     if not isinstance(info, ImageInfo):
-        info = _resolve_uncached(reference)
+        info = _resolve_uncached(reference, node or settings.DEVBENCH_NODE)
         cache.set(key, info, timeout=settings.DEVBENCH_IMAGE_CACHE_TTL_S)
     return info
 
 
-def image_forget(reference: ImageReference) -> None:
-    cache.delete(f"devbench:image:{reference.canonical()}")
+def image_forget(reference: ImageReference, *, node: str | None = None) -> None:
+    cache.delete(_cache_key(reference, node))
 
 
 @dataclass(frozen=True)
@@ -199,9 +204,30 @@ class ResolvedImage:
     info: ImageInfo
 
 
-def image_check(*, policy: TenantPolicy, image: str | None) -> ResolvedImage:
-    """Parse, apply the tenant's image policy, and resolve to a local image."""
+# Snapshot images (``devbench-snapshots/<tenant>:sn_…``) are spawned by snapshot id only,
+# looked up within the tenant: never by reference, tag or digest.
+RESERVED_PREFIXES = ("devbench-snapshots/", "devbench-templates/")
+LABEL_SNAPSHOT = "devbench.snapshot"
+LABEL_TEMPLATE = "devbench.template"
+
+
+def _not_present(reference: ImageReference) -> ImageNotFound:
+    return ImageNotFound(
+        f"Image '{reference.familiar()}' is not present on the engine.",
+        image=reference.familiar(),
+    )
+
+
+def image_allowed(*, policy: TenantPolicy, image: str | None) -> ImageReference:
+    """Parse and apply the tenant's image policy (no engine involved)."""
     reference = image_reference_parse(image or policy.default_image)
+    if reference.path.startswith(RESERVED_PREFIXES):
+        raise ImageNotAllowed(
+            f"Image '{reference.familiar()}' is a snapshot or template image: spawn it with "
+            '"snapshot": "sn_…" or "template": "<name>" instead of "image".',
+            image=reference.familiar(),
+            allowed_images=allowed_image_patterns(policy),
+        )
     patterns = allowed_image_patterns(policy)
     if not image_reference_allowed(reference, patterns):
         raise ImageNotAllowed(
@@ -216,6 +242,28 @@ def image_check(*, policy: TenantPolicy, image: str | None) -> ResolvedImage:
             f"'{reference.familiar_name}@sha256:<digest>'.",
             image=reference.familiar(),
         )
-    info = image_resolve(reference)
+    return reference
+
+
+def image_check(
+    *, policy: TenantPolicy, image: str | None, node: str | None = None
+) -> ResolvedImage:
+    """Parse, apply the tenant's image policy, and resolve to an image on the node."""
+    reference = image_allowed(policy=policy, image=image)
+    try:
+        info = image_resolve(reference, node=node)
+    except ImageNotFound:
+        from workspaces.registries.services import image_pull, image_pullable
+
+        if not image_pullable(reference=reference, tenant_id=policy.tenant_id):
+            raise
+        image_pull(
+            reference=reference, tenant_id=policy.tenant_id, node=node or settings.DEVBENCH_NODE
+        )
+        info = image_resolve(reference, node=node)
+    if LABEL_SNAPSHOT in info.labels or LABEL_TEMPLATE in info.labels:
+        # A snapshot's image reached by id or digest: it answers like a missing image,
+        # whoever's it is (snapshots are spawned by snapshot id, within the tenant).
+        raise _not_present(reference)
     image_scan_check(policy=policy, image=info, name=reference.familiar())
     return ResolvedImage(reference=reference, info=info)

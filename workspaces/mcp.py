@@ -51,16 +51,21 @@ def spawn(call: ToolCall[Principal], args: WorkspaceSpawnIn) -> Workspace:
     with limits), how many live workspaces you may have (quota_exceeded) and
     the TTL: ephemeral workspaces expire (ttl_s), persistent ones do not and
     keep their volume after a kill. Commands run as uid 1000 with no network
-    unless the policy allows it. Needs the "write" scope.
+    unless the policy allows it. snapshot=sn_... (instead of image) restores a
+    snapshot's image and /workspace files; template=<name> (see template_list)
+    uses a prepared environment. Needs the "write" scope.
     """
     return services.workspace_spawn(
         actor=call.principal,
         image=args.image,
+        snapshot=args.snapshot,
+        template=args.template,
         alias=args.alias,
         persistent=args.persistent,
         ttl_s=args.ttl_s,
         idempotency_key=args.idempotency_key,
         limits=args.limits.model_dump() if args.limits else None,
+        node_labels=args.node_labels,
         wait=args.wait,
     )
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.utils import timezone
@@ -16,6 +18,7 @@ from core import metrics
 from core.errors import (
     ContainerGone,
     DevBenchError,
+    EngineConflict,
     EngineError,
     EngineTimeout,
     EngineUnavailable,
@@ -27,31 +30,70 @@ from tenants.principal import system_principal
 from tenants.selectors import tenant_policy_get
 from usage.services import usage_run_sync
 from workspaces.models import Attachment, Workspace, WorkspaceStatus
-from workspaces.runtime import get_driver
+from workspaces.nodes import workspace_driver
 from workspaces.runtime.base import LABEL_INSTANCE, LABEL_WORKSPACE, ContainerInfo
 from workspaces.spec import container_spec, engine_name, workspace_labels
 
 logger = logging.getLogger(__name__)
 
 
-def _discard_engine_objects(*, workspace: Workspace, container_id: str, volume: bool) -> None:
-    driver = get_driver()
-    if container_id:
+# A kill and a provisioning of one workspace may work on the engine at once (a kill
+# right after a spawn that did not wait): the engine answers 409 while the other side
+# still uses the volume or removes the container. Each side then looks again.
+CONFLICT_RETRY_S = 30.0
+CONFLICT_PAUSE_S = 0.2
+
+
+def _retry_conflicts(step: Callable[[], None]) -> None:
+    deadline = time.monotonic() + CONFLICT_RETRY_S
+    while True:
+        try:
+            step()
+            return
+        except EngineError as exc:
+            if not isinstance(exc, EngineConflict) or time.monotonic() > deadline:
+                raise
+            time.sleep(CONFLICT_PAUSE_S)
+
+
+def _remove_everything(*, workspace: Workspace, known_id: str, force: bool, volume: bool) -> None:
+    """Remove the workspace's containers (the known one and any found by label), then its
+    volume. Finding by label catches a container created after the caller looked."""
+    driver = workspace_driver(workspace)
+    ids = {c.id for c in workspace_containers(workspace=workspace)}
+    if known_id:
+        ids.add(known_id)
+    for container_id in sorted(ids):
+        if not force:
+            with contextlib.suppress(ContainerGone):
+                driver.stop(container_id, timeout_s=settings.DEVBENCH_STOP_TIMEOUT_S)
         driver.remove(container_id, force=True)
     if volume and workspace.volume_name:
         driver.volume_remove(workspace.volume_name)
 
 
+def _discard_engine_objects(*, workspace: Workspace, container_id: str, volume: bool) -> None:
+    """What a provisioning built for a row that is no longer ``creating`` (or failed)."""
+    try:
+        _retry_conflicts(
+            lambda: _remove_everything(
+                workspace=workspace, known_id=container_id, force=True, volume=volume
+            )
+        )
+    except EngineError as exc:  # the kill or reconciliation removes what is left
+        logger.warning("could not discard the engine objects of %s: %s", workspace, exc)
+
+
 def workspace_containers(*, workspace: Workspace) -> list[ContainerInfo]:
     """The engine's containers of a workspace, found by label (not by the id on the row)."""
-    return get_driver().list_by_labels(
+    return workspace_driver(workspace).list_by_labels(
         {LABEL_WORKSPACE: workspace.public_id, LABEL_INSTANCE: settings.DEVBENCH_INSTANCE}
     )
 
 
 def _create_or_adopt_container(workspace: Workspace, policy: TenantPolicy) -> ContainerInfo:
     try:
-        return get_driver().create(container_spec(workspace, policy))
+        return workspace_driver(workspace).create(container_spec(workspace, policy))
     except EngineError as exc:
         if exc.code != "engine_conflict":
             raise
@@ -80,7 +122,7 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
     if workspace is None or workspace.status != WorkspaceStatus.CREATING:
         return workspace
     policy = tenant_policy_get(tenant=workspace.tenant)
-    driver = get_driver()
+    driver = workspace_driver(workspace)
     rows = Workspace.objects.filter(pk=workspace.pk, status=WorkspaceStatus.CREATING)
     if not workspace.volume_name:  # rows made before spawns named their volume
         workspace.volume_name = f"{engine_name(workspace)}-data"
@@ -165,19 +207,14 @@ def workspace_teardown(
     *, workspace: Workspace, force: bool = False, remove_volume: bool | None = None
 ) -> None:
     """Engine side of a kill; the row must already be ``removing``. Ends ``removed``."""
-    driver = get_driver()
-    container_ids = [workspace.container_id] if workspace.container_id else []
-    if not container_ids:
-        # Killed while creating: the container may exist without its id on the row yet.
-        container_ids = [c.id for c in workspace_containers(workspace=workspace)]
-    for container_id in container_ids:
-        if not force:
-            with contextlib.suppress(ContainerGone):
-                driver.stop(container_id, timeout_s=settings.DEVBENCH_STOP_TIMEOUT_S)
-        driver.remove(container_id, force=True)
     drop_volume = (not workspace.persistent) if remove_volume is None else remove_volume
-    if drop_volume and workspace.volume_name:
-        driver.volume_remove(workspace.volume_name)
+    # Killed while creating: the container may exist without its id on the row yet, or
+    # be created (and the volume used) by the provisioning while this runs.
+    _retry_conflicts(
+        lambda: _remove_everything(
+            workspace=workspace, known_id=workspace.container_id, force=force, volume=drop_volume
+        )
+    )
     now = timezone.now()
     Workspace.objects.filter(pk=workspace.pk).update(status=WorkspaceStatus.REMOVED, updated_at=now)
     Attachment.objects.filter(workspace=workspace, detached_at__isnull=True).update(detached_at=now)

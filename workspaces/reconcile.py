@@ -23,9 +23,15 @@ from tenants.audit import audit_record, audited
 from tenants.models import AuditEvent, Tenant
 from tenants.principal import Principal, system_principal
 from usage.services import usage_run_sync
-from workspaces.models import LIVE_STATUSES, Workspace, WorkspaceStatus
+from workspaces.models import LIVE_STATUSES, Node, NodeState, Workspace, WorkspaceStatus
+from workspaces.nodes import (
+    node_driver,
+    node_is_local,
+    node_restore_workspaces,
+    nodes_serving,
+    workspace_driver,
+)
 from workspaces.provisioning import workspace_provision_enqueue, workspace_teardown
-from workspaces.runtime import get_driver
 from workspaces.runtime.base import LABEL_INSTANCE, LABEL_TENANT, LABEL_WORKSPACE, ContainerInfo
 from workspaces.services import STOPPED_ON_REQUEST, workspace_kill
 
@@ -111,7 +117,7 @@ def _reconcile_missing(workspace: Workspace, report: ReconcileReport) -> None:
 def _reconcile_present(
     workspace: Workspace, container: ContainerInfo, report: ReconcileReport
 ) -> None:
-    driver = get_driver()
+    driver = workspace_driver(workspace)
     if container.running:
         in_line = (
             workspace.status == WorkspaceStatus.RUNNING and workspace.container_id == container.id
@@ -162,10 +168,16 @@ def reconcile_node(*, node: str | None = None, tenant: Tenant | None = None) -> 
     node = node or settings.DEVBENCH_NODE
     report = ReconcileReport(node=node)
     # Engine first, rows second: a container seen here always has its row committed.
-    containers = get_driver().list_by_labels(_instance_labels(tenant))
+    containers = node_driver(node).list_by_labels(_instance_labels(tenant))
+    if Node.objects.filter(name=node).exclude(state=NodeState.DOWN).exists():
+        # The node is back: its workspaces get their statuses again, then the engine
+        # state below decides (a container that did not survive is found missing).
+        node_restore_workspaces(node=node)
     by_workspace = {c.labels.get(LABEL_WORKSPACE, ""): c for c in containers}
     stale_before = timezone.now() - timedelta(seconds=settings.DEVBENCH_SPAWN_WAIT_S)
     for workspace in _rows(node, tenant).filter(status__in=LIVE_STATUSES):
+        if workspace.status == WorkspaceStatus.UNAVAILABLE:
+            continue  # its node is still marked down: nothing to match yet
         report.checked += 1
         container = by_workspace.get(workspace.public_id)
         if workspace.status == WorkspaceStatus.REMOVING:
@@ -194,7 +206,7 @@ def gc_node(*, node: str | None = None, tenant: Tenant | None = None) -> GcRepor
     """
     node = node or settings.DEVBENCH_NODE
     report = GcReport(node=node)
-    driver = get_driver()
+    driver = node_driver(node)
     labels = _instance_labels(tenant)
     containers = driver.list_by_labels(labels)
     live = set(
@@ -255,28 +267,37 @@ def idempotency_keys_expire() -> int:
     ).update(idempotency_key=None)
 
 
-def nodes_in_use() -> list[str]:
-    """This process's node and every node that holds a live workspace."""
-    nodes = set(Workspace.objects.filter(status__in=LIVE_STATUSES).values_list("node", flat=True))
-    return sorted(nodes | {settings.DEVBENCH_NODE})
+def _tenant_nodes(tenant: Tenant) -> list[str]:
+    """Nodes up now that hold (or held) the tenant's workspaces, plus this process's own."""
+    used = set(Workspace.objects.filter(tenant=tenant).values_list("node", flat=True))
+    return [name for name in nodes_serving() if name in used or node_is_local(name)]
 
 
 def workspace_reconcile(*, actor: Principal) -> ReconcileReport:
-    """Reconcile the actor's tenant's workspaces on this node, now (tenant admins)."""
+    """Reconcile the actor's tenant's workspaces on every node that is up, now (tenant
+    admins). A node down is skipped: its worker reconciles when it returns."""
     actor.require_scope("admin")
     with audited(actor=actor, action="workspace.reconcile_run", target_type="tenant") as audit:
         audit.target_id = actor.tenant.slug
-        report = reconcile_node(tenant=actor.tenant)
+        report = ReconcileReport(node=",".join(_tenant_nodes(actor.tenant)))
+        for name in _tenant_nodes(actor.tenant):
+            one = reconcile_node(node=name, tenant=actor.tenant)
+            report.checked += one.checked
+            report.actions += one.actions
         audit.details["actions"] = len(report.actions)
     return report
 
 
 def workspace_gc(*, actor: Principal) -> GcReport:
-    """Collect the actor's tenant's orphaned containers and volumes on this node, now."""
+    """Collect the actor's tenant's orphaned containers and volumes on every node up, now."""
     actor.require_scope("admin")
     with audited(actor=actor, action="workspace.gc_run", target_type="tenant") as audit:
         audit.target_id = actor.tenant.slug
-        report = gc_node(tenant=actor.tenant)
+        report = GcReport(node=",".join(_tenant_nodes(actor.tenant)))
+        for name in _tenant_nodes(actor.tenant):
+            one = gc_node(node=name, tenant=actor.tenant)
+            report.containers_removed += one.containers_removed
+            report.volumes_removed += one.volumes_removed
         audit.details.update(
             containers=len(report.containers_removed), volumes=len(report.volumes_removed)
         )

@@ -40,6 +40,18 @@ class WorkspaceSpawnIn(Schema):
         description="Image reference, e.g. devbench/busybox:latest or name@sha256:…; "
         "default: the tenant policy's default image.",
     )
+    snapshot: str | None = Field(
+        None,
+        max_length=32,
+        description="Spawn from this snapshot (sn_…) instead of an image: its image and its "
+        "/workspace files, restored exactly.",
+    )
+    template: str | None = Field(
+        None,
+        max_length=63,
+        description="Spawn from this template (its name: the newest ready version; or tp_…) "
+        "instead of an image.",
+    )
     alias: str | None = Field(None, max_length=63, description="A name unique among live ones.")
     persistent: bool = Field(
         False, description="Survives restarts and keeps its volume after a kill; never expires."
@@ -52,6 +64,11 @@ class WorkspaceSpawnIn(Schema):
         description="Repeat a spawn safely: the same key returns the same workspace.",
     )
     limits: LimitsIn | None = Field(None, description="Ask for less than the policy's ceilings.")
+    node_labels: dict[str, str] | None = Field(
+        None,
+        max_length=16,
+        description='Labels the node must carry (besides the policy\'s), e.g. {"disk": "ssd"}.',
+    )
     wait: bool = Field(
         True,
         description="true: answer once it runs (201); false: answer at once with status "
@@ -65,7 +82,10 @@ class WorkspaceOut(Schema):
     alias: str | None
     image: str
     image_id: str
-    status: str = Field(description="creating, running, stopped, removing, removed or error.")
+    status: str = Field(
+        description="creating, running, stopped, removing, removed, error, or unavailable "
+        "(its node is down; it returns with its node)."
+    )
     error_code: str = Field(description="Why it is in error or stopped; empty otherwise.")
     status_message: str
     persistent: bool
@@ -73,12 +93,17 @@ class WorkspaceOut(Schema):
     expires_at: datetime | None
     node: str
     limits: LimitsOut | None
+    snapshot: str | None = Field(description="The snapshot it was spawned from (sn_…), if any.")
     created_at: datetime
     updated_at: datetime
 
     @staticmethod
     def resolve_id(obj: Workspace) -> str:
         return obj.public_id
+
+    @staticmethod
+    def resolve_snapshot(obj: Workspace) -> str | None:
+        return obj.snapshot.public_id if obj.snapshot_id and obj.snapshot else None
 
     @staticmethod
     def resolve_container_id(obj: Workspace) -> str:

@@ -10,6 +10,7 @@ from tenants.principal import Principal
 from tenants.selectors import tenant_ids_managed_by
 from workspaces.errors import WorkspaceNotFound, WorkspaceNotRunning
 from workspaces.models import Workspace, WorkspaceStatus
+from workspaces.nodes import WorkspaceUnavailable
 
 
 def workspace_list(
@@ -21,7 +22,7 @@ def workspace_list(
 ) -> QuerySet[Workspace]:
     """The actor's tenant's workspaces, newest first; removed ones only when asked."""
     actor.require_scope("read")
-    qs = Workspace.objects.filter(tenant=actor.tenant).select_related("tenant")
+    qs = Workspace.objects.filter(tenant=actor.tenant).select_related("tenant", "snapshot")
     if status is not None:
         qs = qs.filter(status=status)
     elif not include_removed:
@@ -56,7 +57,14 @@ def workspace_require_own(*, actor: Principal, workspace: Workspace) -> None:
 
 
 def workspace_require_running(*, workspace: Workspace) -> None:
-    """Raise ``workspace_not_running`` unless the workspace can run commands and file calls."""
+    """Raise ``workspace_not_running`` unless the workspace can run commands and file calls
+    (``workspace_unavailable``, 503, while its node is down)."""
+    if workspace.status == WorkspaceStatus.UNAVAILABLE:
+        raise WorkspaceUnavailable(
+            workspace.status_message
+            or f"Workspace '{workspace}' is unavailable: its node is down.",
+            extra={"workspace_id": workspace.public_id, "node": workspace.node},
+        )
     if workspace.status != WorkspaceStatus.RUNNING or not workspace.container_id:
         raise WorkspaceNotRunning(
             f"Workspace '{workspace}' is {workspace.status}, not running.",

@@ -33,27 +33,50 @@ from tenants.models import TenantPolicy
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from usage.services import usage_run_sync
+from workspaces.environment_templates.selectors import template_for_spawn
+from workspaces.environment_templates.services import template_image
 from workspaces.errors import (
     AliasInUse,
+    ImageAndSnapshot,
+    ImageAndTemplate,
+    ImageNotAllowed,
     InvalidAlias,
     SpawnTimeout,
     WorkspaceNotStopped,
     WorkspaceQuotaExceeded,
 )
-from workspaces.images import image_check, image_reference_parse
+from workspaces.images import (
+    allowed_image_patterns,
+    image_allowed,
+    image_check,
+    image_reference_allowed,
+    image_reference_parse,
+)
 from workspaces.models import (
     ALIAS_VALIDATOR,
     LIVE_STATUSES,
     Attachment,
+    Node,
+    Snapshot,
+    Template,
     Workspace,
     WorkspaceStatus,
+)
+from workspaces.nodes import workspace_driver
+from workspaces.placement import (
+    CapacityExhausted,
+    limits_reservation,
+    node_has_room,
+    node_place,
+    required_labels,
 )
 from workspaces.policy import limits_resolve, ttl_resolve
 from workspaces.provisioning import workspace_provision as workspace_provision  # re-export
 from workspaces.provisioning import workspace_provision_enqueue, workspace_teardown
-from workspaces.runtime import get_driver
-from workspaces.runtime.base import ContainerStats
+from workspaces.runtime.base import ContainerStats, ImageInfo
 from workspaces.selectors import workspace_get, workspace_require_own, workspace_require_running
+from workspaces.snapshots.selectors import snapshot_get_ready
+from workspaces.snapshots.services import snapshot_image_on
 from workspaces.spec import WORKSPACE_ROOT, engine_name
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
@@ -108,10 +131,20 @@ def _check_replay(
         )
 
 
+class _NodeFilled(Exception):
+    """The chosen node filled up between placement and the insert: place again."""
+
+
 def _workspace_create(
-    *, actor: Principal, policy: TenantPolicy, idempotency_key: str | None, fields: dict[str, Any]
+    *,
+    actor: Principal,
+    policy: TenantPolicy,
+    idempotency_key: str | None,
+    node: Node,
+    fields: dict[str, Any],
 ) -> tuple[Workspace, bool]:
-    """Insert the row under the tenant's policy lock: quota and key checks are race-free."""
+    """Insert the row under the tenant's policy lock and the node's: quota, key and
+    node capacity checks are race-free."""
     try:
         with transaction.atomic():
             locked = TenantPolicy.objects.select_for_update().get(pk=policy.pk)
@@ -135,7 +168,13 @@ def _workspace_create(
                 .exists()
             ):
                 raise AliasInUse(f"The alias '{alias}' already names a workspace.", alias=alias)
-            workspace = Workspace(tenant=actor.tenant, idempotency_key=idempotency_key, **fields)
+            locked_node = Node.objects.select_for_update().get(pk=node.pk)
+            reserve = limits_reservation(fields["limits"])
+            if not node_has_room(node=locked_node, memory_bytes=reserve[0], cpus=reserve[1]):
+                raise _NodeFilled
+            workspace = Workspace(
+                tenant=actor.tenant, idempotency_key=idempotency_key, node=node.name, **fields
+            )
             workspace.volume_name = f"{engine_name(workspace)}-data"
             workspace.save(force_insert=True)
             transaction.on_commit(lambda: workspace_provision_enqueue(workspace=workspace))
@@ -168,41 +207,49 @@ def _spawn_admit(
     *,
     actor: Principal,
     image: str | None,
+    snapshot: str | None,
+    template: str | None,
     alias: str | None,
     persistent: bool,
     ttl_s: int | None,
     idempotency_key: str | None,
     limits: Mapping[str, Any] | None,
+    node_labels: Mapping[str, str] | None,
     audit: AuditScope,
 ) -> Workspace:
     """Everything a spawn checks and writes in the request: the row (or the replayed one)."""
     _validate_alias(alias)
     _validate_idempotency_key(idempotency_key)
     policy = tenant_policy_get(tenant=actor.tenant)
-    image_ref = image_reference_parse(image or policy.default_image).familiar()
+    source = _spawn_source(actor=actor, image=image, snapshot=snapshot)
+    env = _spawn_template(actor=actor, image=image, snapshot=snapshot, template=template)
+    if source is not None:
+        image_ref = source.image_ref
+    elif env is not None:
+        image_ref = env.image or env.image_ref
+    else:
+        image_ref = image_reference_parse(image or policy.default_image).familiar()
     workspace = _idempotent_replay(actor=actor, key=idempotency_key)
     if workspace is None:
-        resolved = image_check(policy=policy, image=image)
-        ttl = ttl_resolve(policy=policy, persistent=persistent, ttl_s=ttl_s)
-        effective = limits_resolve(policy=policy, requested=limits)
-        now = timezone.now()
-        workspace, created = _workspace_create(
+        workspace, created = _place_and_create(
             actor=actor,
             policy=policy,
+            image=image,
+            snapshot=source,
+            template=env,
+            image_ref=image_ref,
+            alias=alias,
+            persistent=persistent,
+            ttl_s=ttl_s,
+            limits=limits,
+            node_labels=node_labels,
             idempotency_key=idempotency_key,
-            fields={
-                "alias": alias,
-                "image_ref": image_ref,
-                "image_id": resolved.info.id,
-                "persistent": persistent,
-                "ttl_s": ttl,
-                "expires_at": now + timedelta(seconds=ttl) if ttl else None,
-                "idempotency_expires_at": now + key_window() if idempotency_key else None,
-                "limits": effective.as_dict(),
-                "node": settings.DEVBENCH_NODE,
-                "created_by_id": actor.user_id,
-            },
         )
+        audit.details["node"] = workspace.node
+        if source is not None:
+            audit.details["snapshot"] = source.public_id
+        if env is not None:
+            audit.details["template"] = env.public_id
     else:
         created = False
     audit.target_id = workspace.public_id
@@ -223,10 +270,17 @@ def workspace_spawn(
     wait: bool = True,
     limits: Mapping[str, Any] | None = None,
     wait_timeout_s: float | None = None,
+    node_labels: Mapping[str, str] | None = None,
+    snapshot: str | None = None,
+    template: str | None = None,
 ) -> Workspace:
-    """Create a workspace. ``wait=True``: return it running or raise why it is not;
-    ``wait=False``: return it ``creating`` at once. A repeated ``idempotency_key``
-    returns the workspace the first request made (exactly one is ever created)."""
+    """Create a workspace on a node placed by capacity and labels (the policy's plus
+    ``node_labels``); ``snapshot`` (``sn_…``, instead of ``image``): with that snapshot's
+    image and /workspace files, on a node holding it; ``template`` (a name or ``tp_…``): its
+    newest ready version's image. ``wait=True``: return it running
+    or raise why it is not; ``wait=False``: return it ``creating`` at once. A repeated
+    ``idempotency_key`` returns the workspace the first request made (exactly one is ever
+    created)."""
     with _rejections_counted(actor):
         actor.require_scope("write")
     if wait and transaction.get_connection().in_atomic_block:
@@ -239,16 +293,127 @@ def workspace_spawn(
             workspace = _spawn_admit(
                 actor=actor,
                 image=image,
+                snapshot=snapshot,
+                template=template,
                 alias=alias,
                 persistent=persistent,
                 ttl_s=ttl_s,
                 idempotency_key=idempotency_key,
                 limits=limits,
+                node_labels=node_labels,
                 audit=audit,
             )
         if wait:
             workspace = workspace_wait_running(workspace=workspace, timeout_s=wait_timeout_s)
     return workspace
+
+
+_PLACEMENT_ATTEMPTS = 5
+
+
+def _spawn_source(*, actor: Principal, image: str | None, snapshot: str | None) -> Snapshot | None:
+    if snapshot is None:
+        return None
+    if image is not None:
+        raise ImageAndSnapshot()
+    return snapshot_get_ready(actor=actor, ref=snapshot)
+
+
+def _spawn_template(
+    *, actor: Principal, image: str | None, snapshot: str | None, template: str | None
+) -> Template | None:
+    if template is None:
+        return None
+    if image is not None or snapshot is not None:
+        raise ImageAndTemplate()
+    return template_for_spawn(actor=actor, ref=template)
+
+
+def _snapshot_image(*, policy: TenantPolicy, snapshot: Snapshot, node: str) -> ImageInfo:
+    """The snapshot's image on the node; its base image must still be allowed."""
+    base = image_reference_parse(snapshot.base_image_ref)
+    patterns = allowed_image_patterns(policy)
+    if not image_reference_allowed(base, patterns):
+        raise ImageNotAllowed(
+            f"Snapshot '{snapshot.public_id}' is of image '{base.familiar()}', which the tenant "
+            "policy no longer allows.",
+            image=base.familiar(),
+            allowed_images=patterns,
+        )
+    return snapshot_image_on(snapshot=snapshot, node=node)
+
+
+def _nodes_holding(*, snapshot: Snapshot | None, template: Template | None) -> list[str] | None:
+    """Where the workspace's image is, when only some nodes can have it."""
+    if snapshot is not None and not snapshot.registry_ref:
+        return [snapshot.node]  # without a registry copy a snapshot spawns where it is
+    if template is not None and template.dockerfile:
+        return [template.node]  # a built template's image is on the node that built it
+    return None
+
+
+def _place_and_create(
+    *,
+    actor: Principal,
+    policy: TenantPolicy,
+    image: str | None,
+    snapshot: Snapshot | None,
+    template: Template | None,
+    image_ref: str,
+    alias: str | None,
+    persistent: bool,
+    ttl_s: int | None,
+    limits: Mapping[str, Any] | None,
+    node_labels: Mapping[str, str] | None,
+    idempotency_key: str | None,
+) -> tuple[Workspace, bool]:
+    if snapshot is None and template is None:
+        image_allowed(policy=policy, image=image)
+    ttl = ttl_resolve(policy=policy, persistent=persistent, ttl_s=ttl_s)
+    effective = limits_resolve(policy=policy, requested=limits)
+    labels = required_labels(policy_labels=policy.node_labels, requested=node_labels)
+    memory_bytes, cpus = limits_reservation(effective.as_dict())
+    for _ in range(_PLACEMENT_ATTEMPTS):
+        node = node_place(
+            labels=labels,
+            memory_bytes=memory_bytes,
+            cpus=cpus,
+            # Without a registry copy a snapshot spawns where its image is.
+            only=_nodes_holding(snapshot=snapshot, template=template),
+        )
+        if snapshot is not None:
+            image_id = _snapshot_image(policy=policy, snapshot=snapshot, node=node.name).id
+        elif template is not None:
+            image_id = template_image(policy=policy, template=template, node=node.name)
+        else:
+            image_id = image_check(policy=policy, image=image, node=node.name).info.id
+        now = timezone.now()
+        try:
+            return _workspace_create(
+                actor=actor,
+                policy=policy,
+                idempotency_key=idempotency_key,
+                node=node,
+                fields={
+                    "alias": alias,
+                    "image_ref": image_ref,
+                    "image_id": image_id,
+                    "snapshot": snapshot,
+                    "template": template,
+                    "persistent": persistent,
+                    "ttl_s": ttl,
+                    "expires_at": now + timedelta(seconds=ttl) if ttl else None,
+                    "idempotency_expires_at": now + key_window() if idempotency_key else None,
+                    "limits": effective.as_dict(),
+                    "created_by_id": actor.user_id,
+                },
+            )
+        except _NodeFilled:
+            continue
+    raise CapacityExhausted(
+        "Every node that fitted filled up while this spawn was placed; try again.",
+        extra={"labels": labels},
+    )
 
 
 def workspace_error(*, workspace: Workspace) -> DevBenchError:
@@ -349,7 +514,7 @@ def workspace_stop(*, actor: Principal, workspace: Workspace, timeout_s: int = 1
         if row.status == WorkspaceStatus.STOPPED:
             return row
         workspace_require_running(workspace=row)
-        get_driver().stop(row.container_id, timeout_s=timeout_s)
+        workspace_driver(row).stop(row.container_id, timeout_s=timeout_s)
         _set_status(
             row,
             WorkspaceStatus.STOPPED,
@@ -370,7 +535,7 @@ def workspace_start(*, actor: Principal, workspace: Workspace) -> Workspace:
                 "can be started.",
                 status=row.status,
             )
-        get_driver().start(row.container_id)
+        workspace_driver(row).start(row.container_id)
         _set_status(row, WorkspaceStatus.RUNNING)
     return row
 
@@ -406,4 +571,4 @@ def workspace_stats(*, actor: Principal, workspace: Workspace) -> ContainerStats
     actor.require_scope("read")
     workspace_require_own(actor=actor, workspace=workspace)
     workspace_require_running(workspace=workspace)
-    return get_driver().stats(workspace.container_id)
+    return workspace_driver(workspace).stats(workspace.container_id)

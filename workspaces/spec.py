@@ -51,5 +51,5 @@ def container_spec(workspace: Workspace, policy: TenantPolicy) -> ContainerSpec:
         pids_limit=int(limits.get("pids", policy.pids_limit)),
         network_mode=policy.network_mode,
         restart_policy="unless-stopped" if workspace.persistent else None,
-        runtime=settings.DEVBENCH_CONTAINER_RUNTIME or None,
+        runtime=policy.runtime or settings.DEVBENCH_CONTAINER_RUNTIME or None,
     )

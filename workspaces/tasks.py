@@ -1,7 +1,7 @@
 """Celery tasks of the workspaces app: thin, named, routed, safe to run twice.
 
-Engine work runs on the workspace's node queue (``node.<node>``); the
-dispatchers (periodic, on the default queue) fan out to every node in use.
+Engine work runs on the workspace's node queue (``nodes.node_queue``); the
+dispatchers (periodic, on the default queue) fan out to every node that is up.
 """
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready
-from django.conf import settings
+from celery.signals import worker_ready, worker_shutdown
 
 from core.errors import EngineTimeout, EngineUnavailable
-from core.queues import node_queue
-from workspaces import reconcile
+from workspaces import node_worker, nodes, reconcile
+from workspaces.environment_templates import tasks as template_tasks  # noqa: F401 - registers
 from workspaces.provisioning import workspace_provision
 
 logger = logging.getLogger(__name__)
@@ -51,8 +50,8 @@ def reconcile_node_task(node: str) -> int:
 
 @shared_task(name="workspaces.reconcile_dispatch", time_limit=60)
 def reconcile_dispatch_task() -> None:
-    for node in reconcile.nodes_in_use():
-        reconcile_node_task.apply_async(args=[node], queue=node_queue(node))
+    for node in nodes.nodes_serving():
+        reconcile_node_task.apply_async(args=[node], queue=nodes.node_queue(node))
 
 
 @shared_task(name="workspaces.gc_node", acks_late=True, time_limit=600)
@@ -63,8 +62,13 @@ def gc_node_task(node: str) -> int:
 
 @shared_task(name="workspaces.gc_dispatch", time_limit=60)
 def gc_dispatch_task() -> None:
-    for node in reconcile.nodes_in_use():
-        gc_node_task.apply_async(args=[node], queue=node_queue(node))
+    for node in nodes.nodes_serving():
+        gc_node_task.apply_async(args=[node], queue=nodes.node_queue(node))
+
+
+@shared_task(name="workspaces.nodes_check", time_limit=60)
+def nodes_check_task() -> list[str]:
+    return nodes.nodes_check()
 
 
 @shared_task(name="workspaces.expire_due", acks_late=True, time_limit=600)
@@ -77,9 +81,24 @@ def idempotency_expire_task() -> int:
     return reconcile.idempotency_keys_expire()
 
 
+def _reconcile_now(name: str) -> None:
+    reconcile_node_task.apply_async(args=[name], queue=nodes.node_queue(name))
+
+
 @worker_ready.connect
-def _reconcile_on_worker_start(**_: Any) -> None:
-    """A (re)started platform brings its node's workspaces back in line at once."""
-    reconcile_node_task.apply_async(
-        args=[settings.DEVBENCH_NODE], queue=node_queue(settings.DEVBENCH_NODE)
-    )
+def _node_worker_start(sender: Any = None, **_: Any) -> None:
+    """A node's worker registers its node(s) — every ``node.<name>`` queue it consumes —
+    serves them through its agent and heartbeats; then (as any restarted platform) it
+    brings their workspaces back in line at once."""
+    queues = sender.app.amqp.queues.consume_from or () if sender is not None else ()
+    names = sorted(filter(None, (nodes.queue_node(q) for q in queues)))
+    if not names:
+        return  # a worker of the default queue only: no engine of its own
+    node_worker.node_worker_start(names=names, on_return=_reconcile_now)
+    for name in names:
+        _reconcile_now(name)
+
+
+@worker_shutdown.connect
+def _node_worker_stop(**_: Any) -> None:
+    node_worker.node_worker_stop()

@@ -4,7 +4,9 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from workspaces import views
+from workspaces.environment_templates import views as env_templates
 from workspaces.filesystem import views as files
+from workspaces.snapshots import views as snapshots
 
 tenant_urlpatterns = [
     path("", RedirectView.as_view(pattern_name="web:workspace_list"), name="tenant_home"),
@@ -18,6 +20,19 @@ tenant_urlpatterns = [
     path("workspaces/<str:ref>/stats", views.workspace_stats, name="workspace_stats"),
     path("workspaces/<str:ref>/stop", views.workspace_stop, name="workspace_stop"),
     path("workspaces/<str:ref>/start", views.workspace_start, name="workspace_start"),
+    path(
+        "workspaces/<str:ref>/snapshots", snapshots.workspace_snapshots, name="workspace_snapshots"
+    ),
+    path("workspaces/<str:ref>/snapshots/take", snapshots.snapshot_take, name="snapshot_take"),
+    path("workspaces/<str:ref>/fork", snapshots.workspace_fork, name="workspace_fork"),
+    path("templates/", env_templates.template_list, name="template_list"),
+    path("templates/new", env_templates.template_create, name="template_create"),
+    path("templates/<str:ref>/", env_templates.template_detail, name="template_detail"),
+    path("templates/<str:ref>/log", env_templates.template_log, name="template_log"),
+    path("templates/<str:ref>/rebuild", env_templates.template_rebuild, name="template_rebuild"),
+    path("templates/<str:ref>/delete", env_templates.template_delete, name="template_delete"),
+    path("snapshots/<str:snapshot_id>/spawn", snapshots.snapshot_spawn, name="snapshot_spawn"),
+    path("snapshots/<str:snapshot_id>/delete", snapshots.snapshot_delete, name="snapshot_delete"),
     path("workspaces/<str:ref>/files/", files.files_browse, name="workspace_files"),
     path("workspaces/<str:ref>/files/view", files.file_view, name="file_view"),
     path("workspaces/<str:ref>/files/download", files.file_download, name="file_download"),

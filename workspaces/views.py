@@ -21,8 +21,10 @@ from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from tenants.web import tenant_view, wants_json
 from workspaces import selectors, services
+from workspaces.environment_templates.selectors import template_list
 from workspaces.errors import InvalidTtl
-from workspaces.models import Workspace, WorkspaceStatus
+from workspaces.models import SnapshotStatus, TemplateStatus, Workspace, WorkspaceStatus
+from workspaces.snapshots.selectors import snapshot_list
 
 # The newest commands shown on a workspace's page.
 RECENT_EXECS = 25
@@ -75,6 +77,14 @@ def workspace_list(request: HttpRequest, actor: Principal) -> HttpResponse:
         "workspaces/list.html",
         {
             "workspaces": selectors.workspace_list(actor=actor),
+            "snapshots": snapshot_list(actor=actor).filter(status=SnapshotStatus.READY)[:100],
+            "templates": sorted(
+                set(
+                    template_list(actor=actor)
+                    .filter(status=TemplateStatus.READY)
+                    .values_list("name", flat=True)
+                )
+            ),
             "policy": policy,
             "default_ttl": _duration(min(policy.default_ttl_s, policy.max_ttl_s)),
             "ttl_choices": [(s, label) for s, label in TTL_CHOICES if s <= policy.max_ttl_s],
@@ -98,9 +108,14 @@ def workspace_rows(request: HttpRequest, actor: Principal) -> HttpResponse:
 def workspace_spawn(request: HttpRequest, actor: Principal) -> HttpResponse:
     form = request.POST
     persistent = form.get("persistent") == "on"
+    snapshot = form.get("snapshot", "").strip() or None
+    template = None if snapshot else form.get("template", "").strip() or None
     workspace = services.workspace_spawn(
         actor=actor,
-        image=form.get("image", "").strip() or None,
+        # A chosen snapshot or template brings its own image: the image field is ignored.
+        image=None if snapshot or template else form.get("image", "").strip() or None,
+        snapshot=snapshot,
+        template=template,
         alias=form.get("alias", "").strip() or None,
         persistent=persistent,
         ttl_s=None

@@ -42,7 +42,12 @@ from mcp.server.transport_security import TransportSecuritySettings
 from prometheus_client import Counter, Histogram
 
 from core import request_context
-from core.errors import DevBenchError, InternalError, MethodNotAllowed, ResourceNotFound
+from core.errors import (
+    DevBenchError,
+    InternalError,
+    MethodNotAllowed,
+    ResourceNotFound,
+)
 from core.mcp import http as mcp_http
 from core.mcp.http import Message, Receive, Scope, Send
 from core.mcp.lane import BlockingLane

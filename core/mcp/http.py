@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from core.errors import DevBenchError, HostNotAllowed, OriginNotAllowed
+from core.errors import DevBenchError, HostNotAllowed, OriginNotAllowed, RateLimited
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -89,6 +89,8 @@ async def send_json(
 async def send_error(
     send: Send, exc: DevBenchError, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
+    if isinstance(exc, RateLimited):
+        headers = [*(headers or []), (b"retry-after", str(exc.retry_after_s).encode())]
     await send_json(send, exc.http_status, exc.as_dict(), headers)
 
 

@@ -32,6 +32,9 @@ def test_a_member_works_in_a_workspace_from_the_browser(
 ):
     user = UserFactory(username="ada")
     MembershipFactory(user=user, tenant=tenant, role="member")
+    # The pages work under their Content-Security-Policy: the browser refuses nothing.
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security" in m.text else None)
 
     # Sign in with a password: one tenant, so straight to its workspaces.
     page.goto(server.url("/"))
@@ -117,3 +120,4 @@ def test_a_member_works_in_a_workspace_from_the_browser(
     expect(page.locator("#workspace-rows")).not_to_contain_text("browser-ws")
     workspace.refresh_from_db()
     assert workspace.status == "removed"
+    assert refused == []

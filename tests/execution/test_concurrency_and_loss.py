@@ -5,6 +5,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
@@ -131,3 +132,5 @@ def test_a_worker_killed_mid_exec_leaves_it_lost_with_its_output(
     with override_settings(DEVBENCH_NODE=node):
         start_worker("victim2")
     wait_for(lambda: not leftovers(running_workspace, 'echo "line'), what="the orphans to die")
+    # Back on this process's node: the fixture's kill needs no worker of the victim node.
+    Workspace.objects.filter(pk=running_workspace.pk).update(node=settings.DEVBENCH_NODE)

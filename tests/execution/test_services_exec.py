@@ -176,6 +176,32 @@ def test_timeout_kills_the_whole_process_tree(running_workspace, actor):
     assert leftovers(running_workspace, "sleep 200") == []
 
 
+def test_timeout_kills_processes_that_left_the_session_and_cleared_the_environment(
+    running_workspace, actor
+):
+    r = exec_run(
+        actor=actor,
+        workspace=running_workspace,
+        cmd=["sh", "-c", "env -i setsid sleep 4242 & sleep 4243"],
+        timeout_s=3,
+    )
+    assert r.status == "timed_out"
+    assert leftovers(running_workspace, "sleep 424") == []
+
+
+def test_cancel_kills_orphans_that_escaped_session_environment_and_parent(running_workspace, actor):
+    # The intermediate shells exit at once: the sleeps' parents are gone, they run in
+    # sessions of their own without the exec's environment, and keep forking.
+    escape = "env -i setsid sh -c 'sleep 4301 & while :; do sleep 4302 & sleep 1; done &' &"
+    cmd = f"({escape}); (env -i setsid sleep 4303 &); sleep 4304"
+    exec_ = exec_start(actor=actor, workspace=running_workspace, cmd=["sh", "-c", cmd])
+    wait_for(lambda: len(leftovers(running_workspace, "sleep 430")) >= 4, what="processes")
+    assert exec_cancel(actor=actor, exec_id=exec_.public_id).status == ExecStatus.CANCELLED
+    assert leftovers(running_workspace, "sleep 430") == []
+    time.sleep(1.5)  # nothing was left to fork again
+    assert leftovers(running_workspace, "sleep 430") == []
+
+
 def test_root_exec_is_killed_too(running_workspace, actor):
     r = exec_run(
         actor=actor,
@@ -229,7 +255,8 @@ def test_a_redelivered_runner_task_does_not_run_the_exec_again(running_workspace
     )
     wait_for(lambda: leftovers(running_workspace, "sleep 4001"), what="the exec to run")
     exec_execute(exec_pk=exec_.pk, senders=SENDERS)  # as if Celery delivered the task again
-    assert len(leftovers(running_workspace, "sleep 4001")) == 1
+    running = [p for p in leftovers(running_workspace, "sleep 4001") if p.startswith("sleep")]
+    assert len(running) == 1  # (its subreaper's command line names it too)
     exec_cancel(actor=actor, exec_id=exec_.public_id)
     done = Exec.objects.get(pk=exec_.pk)
     exec_execute(exec_pk=exec_.pk, senders=SENDERS)

@@ -30,6 +30,11 @@ EXPECTED = {
     "fs_delete",
     "fs_mkdir",
     "fs_move",
+    "snapshot_create",
+    "snapshot_list",
+    "snapshot_delete",
+    "fork",
+    "template_list",
 }
 SPECS = {spec.name: spec for spec in tool_specs()}
 

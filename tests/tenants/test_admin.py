@@ -101,6 +101,8 @@ def test_admin_can_edit_own_policy(two_tenants):
             "max_ttl_s",
             "max_file_size_bytes",
             "exec_output_cap_bytes",
+            "max_snapshots",
+            "max_snapshot_bytes",
             "exec_retention_days",
             "image_scan_block_severity",
         )

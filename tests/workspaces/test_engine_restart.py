@@ -94,6 +94,7 @@ def test_persistent_workspace_survives_an_engine_restart(
 ):
     monkeypatch.setenv("DOCKER_HOST", private_engine.url)
     monkeypatch.setenv("DEVBENCH_NODE", "engine2")
+    monkeypatch.setenv("DEVBENCH_NODE_LABELS", "engine=private")  # placed there, not on local
     settings.DEVBENCH_DOCKER_HOST = private_engine.url
     settings.DEVBENCH_NODE = "engine2"
     get_driver.cache_clear()
@@ -101,8 +102,11 @@ def test_persistent_workspace_survives_an_engine_restart(
     try:
         start_worker("engine2")  # serves node.engine2 against the private engine
         actor = system_principal(tenant)
-        persistent = workspace_spawn(actor=actor, image=BUSYBOX, persistent=True)
-        ephemeral = workspace_spawn(actor=actor, image=BUSYBOX)
+        on_engine2 = {"engine": "private"}
+        persistent = workspace_spawn(
+            actor=actor, image=BUSYBOX, persistent=True, node_labels=on_engine2
+        )
+        ephemeral = workspace_spawn(actor=actor, image=BUSYBOX, node_labels=on_engine2)
         client = private_engine.client()
         wrote = client.containers.get(persistent.container_id).exec_run(
             ["/bin/sh", "-c", "echo through-the-restart > /workspace/keep.txt"]

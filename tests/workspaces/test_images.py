@@ -155,6 +155,7 @@ def test_check_resolves_local_images_and_pins_by_image_id():
 
 
 @pytest.mark.docker
+@pytest.mark.django_db  # a missing image may be pulled: registry credentials are rows
 def test_check_errors_have_stable_codes_and_say_why():
     with pytest.raises(PolicyDenied) as excinfo:
         image_check(policy=_policy(allowed_images=["devbench/*", "python:3.11*"]), image="busybox")

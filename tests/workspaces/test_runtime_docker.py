@@ -48,6 +48,7 @@ def test_create_start_inspect_list_remove(driver):
     assert host["PidsLimit"] == 256
     assert host["Memory"] == 512 * 1024 * 1024
     assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert host["CgroupnsMode"] == "private"
     assert running.raw["Config"]["User"] == "1000:1000"
 
     listed = driver.list_by_labels({"devbench.test": name})

@@ -22,6 +22,7 @@ from core.errors import (
 )
 from tenants.models import AuditEvent, TenantPolicy
 from tenants.principal import Principal, system_principal
+from tests.execution.helpers import container_run
 from tests.factories import WorkspaceFactory
 from tests.processes import wait_for
 from tests.workspaces.conftest import status_of
@@ -57,6 +58,10 @@ def test_spawn_waits_for_the_worker_and_applies_limits(live_worker, actor, tenan
     assert host["Memory"] == host["MemorySwap"] == 64 * 1024 * 1024
     assert host["NanoCpus"] == 500_000_000
     assert host["PidsLimit"] == 32
+    assert host["CgroupnsMode"] == "private"
+    # Inside, its own cgroups are the root of every hierarchy: the host's tree is not visible.
+    cgroups = container_run(workspace, "cat", "/proc/self/cgroup").splitlines()
+    assert cgroups and all(line.endswith(":/") for line in cgroups), cgroups
     assert host["RestartPolicy"]["Name"] in ("", "no")  # ephemeral: not restarted
     assert workspace.expires_at is not None and workspace.ttl_s == 3600
     # The task ran in the worker process, not here.

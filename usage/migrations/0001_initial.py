@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('tenants', '0004_policy_retention_and_scan'),
+        ('tenants', '0007_policy_retention_and_scan'),
         ('workspaces', '0002_workspace_error_code_node_index'),
     ]
 

@@ -18,7 +18,7 @@ from workspaces.filesystem.errors import (
 from workspaces.filesystem.paths import Resolved, normalise, resolve
 from workspaces.filesystem.tario import CHUNK, Spool, open_stream
 from workspaces.models import Workspace
-from workspaces.runtime import get_driver
+from workspaces.nodes import workspace_driver
 from workspaces.runtime.base import EnginePathNotFound, PathStat, RuntimeDriver
 from workspaces.selectors import workspace_require_own, workspace_require_running
 
@@ -51,7 +51,9 @@ def open_target(*, actor: Principal, workspace: Workspace, scope: str) -> Target
     actor.require_scope(scope)
     workspace_require_own(actor=actor, workspace=workspace)
     workspace_require_running(workspace=workspace)
-    return Target(workspace=workspace, driver=get_driver(), container_id=workspace.container_id)
+    return Target(
+        workspace=workspace, driver=workspace_driver(workspace), container_id=workspace.container_id
+    )
 
 
 def not_found(path: str) -> PathNotFound:

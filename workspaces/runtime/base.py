@@ -14,15 +14,16 @@ from __future__ import annotations
 import abc
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from core.errors import EngineError
+from core.errors import EngineError, EngineTimeout
 
 LABEL_WORKSPACE = "devbench.workspace"
 LABEL_TENANT = "devbench.tenant"
 LABEL_INSTANCE = "devbench.instance"
+LABEL_SNAPSHOT = "devbench.snapshot"
 
 # Who runs in a workspace: the image-independent non-root user that owns /workspace.
 WORKSPACE_UID = 1000
@@ -64,6 +65,9 @@ class ContainerSpec:
     init: bool = True
     restart_policy: str | None = None  # e.g. "unless-stopped" for persistent workspaces
     runtime: str | None = None
+    # "private": the container sees only its own cgroup tree (an engine on cgroup v1
+    # defaults to "host", which shows the host's cgroup hierarchy inside).
+    cgroupns: str = "private"
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class ImageInfo:
     id: str
     tags: tuple[str, ...]
     digests: tuple[str, ...]
+    labels: dict[str, str] = field(default_factory=dict)
+    size: int = 0  # bytes, every layer included
 
 
 @dataclass(frozen=True)
@@ -232,6 +238,19 @@ class InteractiveExec(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+
+def resize_when_started(tty: InteractiveExec, *, rows: int, cols: int) -> bool:
+    """Resize a just-opened tty: the engine refuses until the process has started, which
+    it does at once, so a few quick retries. False if it never took (the shell still
+    works at its old size)."""
+    for _ in range(10):
+        try:
+            tty.resize(rows=rows, cols=cols)
+            return True
+        except Exception:
+            time.sleep(0.02)
+    return False
 
 
 class RuntimeExec(abc.ABC):
@@ -398,7 +417,103 @@ class RuntimeArchive(abc.ABC):
         """Remove a file, symlink or directory (an empty one unless ``recursive``) as ``user``."""
 
 
+# --- images ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaptureSpec:
+    """What a snapshot captures: a container's image plus one directory's contents."""
+
+    container_id: str
+    base_image: str  # the image the container runs (id or reference)
+    path: str  # absolute directory in the container, e.g. /workspace
+    repository: str  # the new image's repository and tag
+    tag: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RegistryAuth:
+    """Credentials for one registry; never logged (the repr hides the password)."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+class RegistryAuthFailed(EngineError):
+    code = "registry_auth_failed"
+    http_status = 502
+    default_message = "The registry refused the credentials."
+
+
+class RegistryUnreachable(EngineError):
+    code = "registry_unreachable"
+    http_status = 502
+    default_message = "The registry could not be reached or refused the request."
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """An image build: a tar context holding a Dockerfile, under limits."""
+
+    context: bytes  # a tar with the Dockerfile at its root
+    repository: str
+    tag: str
+    labels: dict[str, str] = field(default_factory=dict)
+    network_mode: str = "none"
+    timeout_s: int = 600
+    memory_bytes: int = 1024 * 1024 * 1024
+
+
+class TemplateBuildFailed(EngineError):
+    code = "template_build_failed"
+    http_status = 422
+    default_message = "The image build failed; its log says why."
+
+
+class TemplateBuildTimeout(EngineTimeout):
+    code = "template_build_timeout"
+    default_message = "The build ran longer than allowed and was stopped."
+
+
+class RuntimeImages(abc.ABC):
+    @abc.abstractmethod
+    def snapshot_capture(self, spec: CaptureSpec) -> ImageInfo:
+        """A new image: ``base_image`` plus ``path``'s contents (owners, modes, links).
+
+        The container is paused while its files are copied, so the copy is
+        consistent, and continues afterwards whatever happens.
+        """
+
+    @abc.abstractmethod
+    def image_pull(self, ref: str, *, auth: RegistryAuth | None = None) -> ImageInfo:
+        """Pull ``ref`` (``host/path:tag`` or ``@sha256:…``) onto this engine; progress is
+        logged per layer. RegistryAuthFailed, ImageNotFound or RegistryUnreachable."""
+
+    @abc.abstractmethod
+    def image_push(self, source: str, ref: str, *, auth: RegistryAuth | None = None) -> str:
+        """Tag the local image ``source`` as ``ref`` and push it; returns the registry
+        digest (``sha256:…``). The local tag ``ref`` is removed again afterwards."""
+
+    def image_build(self, spec: BuildSpec) -> Generator[str, None, str]:
+        """Build on this engine, yielding log lines; ends with the image's id as the
+        generator's return value; raises TemplateBuildFailed (with the engine's reason) or
+        EngineTimeout past ``timeout_s``. Runs where the engine is (a node worker)."""
+        raise EngineError("Image builds run in the node's worker, not through its agent.")
+
+    @abc.abstractmethod
+    def image_remove(self, ref: str) -> None:
+        """Remove an image tag (and its layers when nothing else uses them); a missing
+        image is not an error; one a container uses is ``engine_conflict``."""
+
+
 class RuntimeDriver(
-    RuntimeLifecycle, RuntimeStats, RuntimeArchive, RuntimeExec, RuntimeSystem, abc.ABC
+    RuntimeLifecycle,
+    RuntimeStats,
+    RuntimeArchive,
+    RuntimeExec,
+    RuntimeSystem,
+    RuntimeImages,
+    abc.ABC,
 ):
     """Lifecycle plus operations; the type services depend on."""

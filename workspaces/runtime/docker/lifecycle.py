@@ -17,6 +17,7 @@ from workspaces.runtime.base import (
 )
 from workspaces.runtime.docker.client import api_client
 from workspaces.runtime.docker.errors import translated
+from workspaces.runtime.docker.images import image_info
 
 
 def container_info(raw: dict[str, Any]) -> ContainerInfo:
@@ -51,11 +52,7 @@ class DockerLifecycle(RuntimeLifecycle):
     def image_inspect(self, ref: str) -> ImageInfo:
         with translated(engine_url=self.base_url, image=ref):
             raw = self.api.inspect_image(ref)
-        return ImageInfo(
-            id=raw["Id"],
-            tags=tuple(raw.get("RepoTags") or ()),
-            digests=tuple(raw.get("RepoDigests") or ()),
-        )
+        return image_info(raw)
 
     def volume_create(self, name: str, labels: dict[str, str]) -> None:
         with translated(engine_url=self.base_url):
@@ -87,6 +84,7 @@ class DockerLifecycle(RuntimeLifecycle):
             ],
             restart_policy={"Name": spec.restart_policy} if spec.restart_policy else None,
             runtime=spec.runtime,
+            cgroupns=spec.cgroupns,
         )
         with translated(engine_url=self.base_url, image=spec.image):
             created = self.api.create_container(

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0003_tenant_policy_for_every_tenant'),
+        ('tenants', '0006_snapshots'),
     ]
 
     operations = [

@@ -1,0 +1,144 @@
+"""Pulls from a real registry with authentication; credentials encrypted; policy applies."""
+
+from __future__ import annotations
+
+import contextlib
+
+import docker
+import pytest
+from django.core.cache import cache
+
+from core.errors import ImageNotFound, PolicyDenied
+from tenants.models import AuditEvent, TenantPolicy
+from tests.environments.conftest import BUSYBOX, sh, spawn
+from workspaces.models import Registry
+from workspaces.registries.crypto import decrypt
+from workspaces.registries.services import registry_save
+from workspaces.runtime import get_driver
+from workspaces.runtime.base import RegistryAuthFailed
+from workspaces.services import workspace_spawn
+
+pytestmark = [pytest.mark.docker, pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def pushed(registry) -> dict[str, str]:
+    """An image of its own (busybox plus a label) pushed as <registry>/team/tool:1, then
+    removed from the engine."""
+    client = docker.APIClient(version="auto")
+    repository = f"{registry.host}/team/tool"
+    helper = client.create_container(BUSYBOX, command=["/bin/true"])["Id"]
+    client.commit(helper, repository=repository, tag="1", changes=[f"LABEL pushed={helper}"])
+    client.remove_container(helper)
+    auth = {"username": registry.username, "password": registry.password}
+    digest = ""
+    for event in client.push(repository, tag="1", stream=True, decode=True, auth_config=auth):
+        assert "error" not in event, event
+        if "digest: " in str(event.get("status", "")):
+            digest = str(event["status"]).split("digest: ")[1].split()[0]
+    client.remove_image(f"{repository}:1")
+    assert digest.startswith("sha256:")
+    return {"ref": f"{repository}:1", "repository": repository, "digest": digest}
+
+
+def _forget(ref: str) -> None:
+    with contextlib.suppress(docker.errors.NotFound):
+        docker.APIClient(version="auto").remove_image(ref, force=True)
+    cache.clear()  # what the platform remembers of images on the engine
+
+
+def _credentials(tenant, registry, password: str) -> Registry:
+    return registry_save(
+        actor=None,
+        registry=Registry(tenant=tenant, host=registry.host, username=registry.username),
+        password=password,
+    )
+
+
+def test_pull_with_credentials_on_spawn(live_worker, actor, tenant, registry, pushed, kill_after):
+    _forget(pushed["ref"])
+    TenantPolicy.objects.filter(tenant=tenant).update(allowed_images=[f"{registry.host}/team/*"])
+    row = _credentials(tenant, registry, registry.password)
+    # Encrypted at rest: the column never holds the password.
+    assert registry.password not in row.password_encrypted
+    assert decrypt(Registry.objects.get(pk=row.pk).password_encrypted) == registry.password
+
+    workspace = spawn(actor, kill_after, image=pushed["ref"])
+    assert sh(workspace, "echo pulled") == "pulled\n"
+    assert get_driver().image_inspect(pushed["ref"]).id == workspace.image_id
+    for event in AuditEvent.objects.all():
+        assert registry.password not in str(event.details)
+
+
+def test_wrong_credentials_are_a_clear_error(live_worker, actor, tenant, registry, pushed):
+    _forget(pushed["ref"])
+    TenantPolicy.objects.filter(tenant=tenant).update(allowed_images=[f"{registry.host}/team/*"])
+    _credentials(tenant, registry, "not-the-password")
+    with pytest.raises(RegistryAuthFailed) as refused:
+        workspace_spawn(actor=actor, image=pushed["ref"])
+    assert refused.value.code == "registry_auth_failed"
+    assert registry.host in refused.value.message
+    assert "not-the-password" not in refused.value.message
+    with pytest.raises(ImageNotFound):
+        get_driver().image_inspect(pushed["ref"])
+
+
+def test_allow_list_and_digest_pinning_apply_before_any_pull(
+    live_worker, actor, tenant, registry, pushed, kill_after
+):
+    _forget(pushed["ref"])
+    _credentials(tenant, registry, registry.password)
+    TenantPolicy.objects.filter(tenant=tenant).update(allowed_images=["devbench/*"])
+    with pytest.raises(PolicyDenied) as not_allowed:
+        workspace_spawn(actor=actor, image=pushed["ref"])
+    assert not_allowed.value.code == "image_not_allowed"
+    TenantPolicy.objects.filter(tenant=tenant).update(
+        allowed_images=[f"{registry.host}/team/*"], require_digest=True
+    )
+    with pytest.raises(PolicyDenied) as unpinned:
+        workspace_spawn(actor=actor, image=pushed["ref"])
+    assert unpinned.value.code == "digest_required"
+    with pytest.raises(ImageNotFound):  # neither refusal pulled anything
+        get_driver().image_inspect(pushed["ref"])
+
+    pinned = f"{pushed['repository']}@{pushed['digest']}"
+    workspace = spawn(actor, kill_after, image=pinned)
+    assert sh(workspace, "echo pinned") == "pinned\n"
+
+
+@pytest.mark.django_db
+def test_admin_keeps_the_password_write_only_and_tenant_scoped():
+    from django.test import Client
+
+    from tests.factories import MembershipFactory, TenantFactory, UserFactory
+
+    mine, theirs = TenantFactory(), TenantFactory()
+    admin_user = UserFactory(is_staff=True)
+    MembershipFactory(user=admin_user, tenant=mine, role="admin")
+    client = Client()
+    client.force_login(admin_user)
+    response = client.post(
+        "/admin/workspaces/registry/add/",
+        {"tenant": mine.pk, "host": "registry.example:5000", "username": "u", "password": "pw-1"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    row = Registry.objects.get(tenant=mine)
+    assert decrypt(row.password_encrypted) == "pw-1" and "pw-1" not in row.password_encrypted
+    page = client.get(f"/admin/workspaces/registry/{row.pk}/change/").content.decode()
+    assert "pw-1" not in page and row.password_encrypted not in page
+    # Saving without a password keeps the stored one.
+    client.post(
+        f"/admin/workspaces/registry/{row.pk}/change/",
+        {"tenant": mine.pk, "host": "registry.example:5000", "username": "u2", "password": ""},
+    )
+    row.refresh_from_db()
+    assert row.username == "u2" and decrypt(row.password_encrypted) == "pw-1"
+    assert AuditEvent.objects.filter(action="registry.save").count() == 2
+    assert "pw-1" not in str(list(AuditEvent.objects.values_list("details", flat=True)))
+
+    other = Registry.objects.create(tenant=theirs, host="theirs.example")
+    installation = Registry.objects.create(tenant=None, host="all.example")
+    listing = client.get("/admin/workspaces/registry/").content.decode()
+    assert "theirs.example" not in listing and "all.example" not in listing
+    for hidden in (other, installation):
+        assert client.get(f"/admin/workspaces/registry/{hidden.pk}/change/").status_code == 302

@@ -1,0 +1,56 @@
+"""The channel layer against the real Redis: idle receives and many receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from channels_redis.core import RedisChannelLayer
+from redis.exceptions import TimeoutError as RedisTimeout
+
+from core.channel_layer import WakeupChannelLayer
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REDIS_URL = os.environ["REDIS_URL"]
+
+
+async def _idle_receive(layer: RedisChannelLayer, seconds: float) -> None:
+    channel = await layer.new_channel()
+    try:
+        await asyncio.wait_for(layer.receive(channel), seconds)
+    finally:
+        await layer.flush()
+
+
+def test_stock_layer_fails_an_idle_receive_on_its_own_socket_timeout() -> None:
+    # The cause of the failed waits: redis-py's 5 s socket timeout = the 5 s blocking pop.
+    with pytest.raises(RedisTimeout):
+        asyncio.run(_idle_receive(RedisChannelLayer(hosts=[REDIS_URL]), 12))
+
+
+def test_idle_receive_outlasts_the_blocking_pop() -> None:
+    layer = WakeupChannelLayer(hosts=[REDIS_URL])
+    assert layer.socket_timeout_s > layer.brpop_timeout
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(_idle_receive(layer, layer.brpop_timeout * 2 + 1))
+
+
+def test_many_receivers_more_than_the_pool_all_get_their_message() -> None:
+    layer = WakeupChannelLayer(hosts=[REDIS_URL], max_connections=4)
+
+    async def scenario() -> list[dict[str, object]]:
+        channels = [await layer.new_channel() for _ in range(60)]
+        group = "test-wakeup-group"
+        await asyncio.gather(*(layer.group_add(group, c) for c in channels))
+        receivers = [asyncio.ensure_future(layer.receive(c)) for c in channels]
+        await asyncio.sleep(0.2)
+        await layer.group_send(group, {"type": "exec.event", "n": 1})
+        try:
+            return list(await asyncio.wait_for(asyncio.gather(*receivers), 30))
+        finally:
+            await asyncio.gather(*(layer.group_discard(group, c) for c in channels))
+            await layer.flush()
+
+    assert asyncio.run(scenario()) == [{"type": "exec.event", "n": 1}] * 60

@@ -1,0 +1,120 @@
+"""Fixtures of the multi-node tests: three engines, three node workers, an engine-less web tier.
+
+Started once per module (a few seconds each) and torn down with it; rows are
+made per test with ``transactional_db`` so every process sees them. The node
+rows are re-registered by their workers' heartbeats after each test's flush.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.nodes.cluster import DEAD_DOCKER_HOST, Engine, NodeWorker
+from tests.processes import TEST_INSTANCE, DaphneServer
+
+POOL = {"pool": TEST_INSTANCE}  # only this session's test nodes carry it
+# name -> (workspace capacity, labels besides the pool's)
+NODES = {"n1": (14, "node=n1"), "n2": (10, "node=n2,disk=ssd"), "n3": (6, "node=n3,disk=ssd")}
+
+
+def _node_env(name: str) -> dict[str, str]:
+    capacity, labels = NODES[name]
+    return {
+        "DEVBENCH_NODE_MAX_WORKSPACES": str(capacity),
+        "DEVBENCH_NODE_LABELS": f"pool={TEST_INSTANCE},{labels}",
+    }
+
+
+FAST_LIVENESS = {"DEVBENCH_NODE_HEARTBEAT_S": "1", "DEVBENCH_NODE_DOWN_AFTER_S": "4"}
+
+
+@dataclass
+class Cluster:
+    engines: dict[str, Engine]
+    workers: dict[str, NodeWorker]
+    web: DaphneServer
+    db_name: str
+
+    def wait_nodes(self, names: Any = None, timeout_s: float = 30) -> None:
+        """Until every (named) node's row is registered and active."""
+        from workspaces.models import Node
+
+        wanted = set(names or self.workers)
+        deadline = time.monotonic() + timeout_s
+        while set(Node.objects.filter(state="active").values_list("name", flat=True)) < wanted:
+            assert time.monotonic() < deadline, "nodes did not register"
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def cluster(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Cluster]:
+    from django.conf import settings
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        db_name = connection.settings_dict["NAME"]
+    saved = (settings.DEVBENCH_NODE_HEARTBEAT_S, settings.DEVBENCH_NODE_DOWN_AFTER_S)
+    settings.DEVBENCH_NODE_DOWN_AFTER_S = int(FAST_LIVENESS["DEVBENCH_NODE_DOWN_AFTER_S"])
+    engines: dict[str, Engine] = {}
+    workers: dict[str, NodeWorker] = {}
+    web = None
+    try:
+        for name in NODES:
+            engines[name] = Engine(name)
+            workers[name] = NodeWorker(
+                db_name, node=name, engine=engines[name], env={**_node_env(name), **FAST_LIVENESS}
+            )
+        web = DaphneServer(
+            db_name,
+            name="engineless",
+            extra_env={
+                "DEVBENCH_ENGINE_DIRECT": "false",
+                "DOCKER_HOST": DEAD_DOCKER_HOST,
+                "DEVBENCH_NODE": "web",
+                **FAST_LIVENESS,
+            },
+        )
+        yield Cluster(engines=engines, workers=workers, web=web, db_name=db_name)
+    finally:
+        if web is not None:
+            web.stop()
+        for worker in workers.values():
+            worker.stop()
+        for engine in engines.values():
+            engine.destroy()
+        with django_db_blocker.unblock():  # a last heartbeat may have registered them again
+            from workspaces.models import Node
+
+            Node.objects.filter(name__in=list(NODES)).delete()
+        settings.DEVBENCH_NODE_HEARTBEAT_S, settings.DEVBENCH_NODE_DOWN_AFTER_S = saved
+
+
+@pytest.fixture
+def live_cluster(cluster: Cluster, transactional_db: Any) -> Cluster:
+    cluster.wait_nodes()
+    return cluster
+
+
+@pytest.fixture
+def rest(live_cluster: Cluster, tenant: Any, make_token: Callable[..., Any]) -> Iterator[Any]:
+    """An HTTP client of the web tier with an admin token of ``tenant`` (policy: test nodes)."""
+    from tenants.selectors import tenant_policy_get
+
+    policy = tenant_policy_get(tenant=tenant)
+    policy.node_labels = dict(POOL)
+    policy.max_workspaces = 40
+    policy.save()
+    token = make_token(tenant, scopes=("read", "write", "admin"))
+    with httpx.Client(
+        base_url=live_cluster.web.base_url + "/api/v1",
+        headers={"Authorization": f"Bearer {token.raw}"},
+        timeout=120,
+    ) as client:
+        client.token = token  # type: ignore[attr-defined]
+        yield client

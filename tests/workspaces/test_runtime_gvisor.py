@@ -1,0 +1,56 @@
+"""A tenant whose policy picks gVisor: its workspaces run on gVisor's kernel, not the host's.
+
+The engine has the runtime "runsc" (scripts/runsc-setup, run by scripts/host-setup).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from execution.services import exec_run
+from tenants.models import TenantPolicy
+from tests.execution.helpers import leftovers
+from workspaces.filesystem.services import fs_write
+from workspaces.runtime import get_driver
+from workspaces.services import workspace_kill, workspace_spawn
+
+pytestmark = [pytest.mark.docker, pytest.mark.integration]
+
+
+def test_a_gvisor_workspace_sees_gvisors_kernel(live_worker: Any, actor: Any, tenant: Any) -> None:
+    TenantPolicy.objects.filter(tenant=tenant).update(runtime="runsc")
+    workspace = workspace_spawn(actor=actor, image="devbench/busybox:latest", wait=True)
+    try:
+        host = get_driver().inspect(workspace.container_id).raw["HostConfig"]
+        assert host["Runtime"] == "runsc"
+        assert host["CgroupnsMode"] == "private" and host["CapDrop"] == ["ALL"]
+
+        def run(script: str, **kw: Any) -> Any:
+            return exec_run(actor=actor, workspace=workspace, cmd=["sh", "-c", script], **kw)
+
+        kernel = run("uname -r")
+        assert kernel.status == "completed"
+        assert kernel.stdout.strip() != os.uname().release
+        assert "gVisor" in run("dmesg").stdout
+        # The platform's operations work there too: files, and killing escaped processes.
+        fs_write(actor=actor, workspace=workspace, path="/workspace/hello.txt", content=b"hi\n")
+        assert run("cat /workspace/hello.txt").stdout == "hi\n"
+        timed_out = run("env -i setsid sleep 4242 & sleep 4243", timeout_s=3)
+        assert timed_out.status == "timed_out"
+        assert leftovers(workspace, "sleep 424") == []
+    finally:
+        workspace_kill(actor=actor, workspace=workspace, force=True)
+
+
+def test_the_default_runtime_is_the_engines(live_worker: Any, actor: Any, tenant: Any) -> None:
+    workspace = workspace_spawn(actor=actor, image="devbench/busybox:latest", wait=True)
+    try:
+        host = get_driver().inspect(workspace.container_id).raw["HostConfig"]
+        assert host["Runtime"] == "runc"
+        kernel = exec_run(actor=actor, workspace=workspace, cmd=["uname", "-r"])
+        assert kernel.stdout.strip() == os.uname().release
+    finally:
+        workspace_kill(actor=actor, workspace=workspace, force=True)

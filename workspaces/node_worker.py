@@ -1,0 +1,89 @@
+"""What a node's worker does besides running tasks: agent, registration, heartbeat.
+
+Started once per worker process (``worker_ready``) when the worker consumes its
+node's queue. The engine endpoint and any TLS material stay in this process's
+environment (``DOCKER_HOST``, ``DOCKER_TLS_VERIFY``, ``DOCKER_CERT_PATH``);
+other processes only get the agent's URL and its shared secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from core.errors import DevBenchError
+from workspaces import nodes
+from workspaces.runtime import get_driver
+from workspaces.runtime.agent import AgentServer, agent_serve
+
+logger = logging.getLogger(__name__)
+
+_state: dict[str, object] = {}
+_stop = threading.Event()
+
+
+def _register(name: str, server: AgentServer, token: str) -> None:
+    version = ""
+    try:
+        version = get_driver().engine_info().version
+    except DevBenchError as exc:
+        logger.warning("node %s: engine not answering at start: %s", name, exc.message)
+    nodes.node_register(
+        name=name,
+        agent_url=settings.DEVBENCH_NODE_AGENT_URL or server.url,
+        agent_token=token,
+        engine_endpoint=settings.DEVBENCH_DOCKER_HOST,
+        version=version,
+    )
+
+
+def _heartbeat_loop(
+    names: list[str], server: AgentServer, token: str, on_return: Callable[[str], None]
+) -> None:
+    while not _stop.wait(settings.DEVBENCH_NODE_HEARTBEAT_S):
+        close_old_connections()
+        try:
+            get_driver().ping()
+        except DevBenchError:
+            continue  # an engine that does not answer keeps no node alive
+        for name in names:
+            try:
+                if nodes.node_heartbeat(name=name):
+                    logger.warning("node %s is back", name)
+                    on_return(name)
+                elif not nodes.Node.objects.filter(name=name).exists():
+                    _register(name, server, token)  # the row was deleted: register again
+            except Exception:  # the database may be away for a moment; try again next beat
+                logger.exception("node %s: heartbeat failed", name)
+
+
+def node_worker_start(*, names: list[str], on_return: Callable[[str], None]) -> None:
+    """Serve these nodes' engine (this process's) and keep their rows alive."""
+    if "server" in _state:
+        return
+    token = settings.DEVBENCH_NODE_AGENT_TOKEN or secrets.token_urlsafe(32)
+    server = agent_serve(bind=settings.DEVBENCH_NODE_AGENT_BIND, driver=get_driver(), token=token)
+    _state["server"] = server
+    for name in names:
+        nodes.node_serve_locally(name)
+        _register(name, server, token)
+    _stop.clear()
+    threading.Thread(
+        target=_heartbeat_loop,
+        args=(names, server, token, on_return),
+        name="node-heartbeat",
+        daemon=True,
+    ).start()
+
+
+def node_worker_stop() -> None:
+    _stop.set()
+    server = _state.pop("server", None)
+    if isinstance(server, AgentServer):
+        server.shutdown()
+        server.server_close()

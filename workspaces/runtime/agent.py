@@ -1,0 +1,291 @@
+"""The node agent: a node worker serves its engine to the platform's other processes.
+
+Web processes hold no engine socket; every engine call for a workspace goes to
+the agent of the worker on the workspace's node, which runs it on its local
+driver. Streams (files, exec output, the shell) flow straight through one
+HTTP connection each, with TCP's back-pressure and no buffering in Redis
+(docs/adr/node-routing.md). Wire format: ``workspaces.runtime.wire``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from core.errors import DevBenchError, EngineError, ValidationFailed
+from workspaces.runtime import wire
+from workspaces.runtime.base import InteractiveExec, PathStat, RuntimeDriver, resize_when_started
+
+logger = logging.getLogger(__name__)
+
+# An idle keep-alive connection is dropped after this long (callers retry on a fresh one).
+IDLE_TIMEOUT_S = 120
+_COPY_CHUNK = 1024 * 1024
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class AgentBadRequest(ValidationFailed):
+    code = "agent_bad_request"
+
+
+class AgentCallFailed(EngineError):
+    code = "node_agent_error"
+
+
+class AgentServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], *, driver: RuntimeDriver, token: str) -> None:
+        self.driver = driver
+        self.token = token
+        super().__init__(address, _Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: AgentServer
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT_S
+    rbufsize = _COPY_CHUNK  # uploads arrive in large chunks: fewer, larger reads
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("agent: " + format, *args)
+
+    # --- request plumbing --------------------------------------------------------
+
+    def do_POST(self) -> None:
+        method = self.path[len(wire.API_PREFIX) :] if self.path.startswith(wire.API_PREFIX) else ""
+        if not self._authorised():
+            self._drain_body()
+            self._send_json(HTTPStatus.UNAUTHORIZED, {"error": {"code": "agent_token_invalid"}})
+            return
+        try:
+            if method in wire.CALLS:
+                self._call(method)
+            elif method == "archive_put":
+                self._archive_put()
+            elif method in wire.STREAM_ARGS:
+                getattr(self, f"_{method}")(self._args(wire.STREAM_ARGS[method]))
+            else:
+                self._drain_body()
+                self._send_json(HTTPStatus.NOT_FOUND, {"error": {"code": "unknown_method"}})
+        except _BadRequest as exc:
+            self._send_error(AgentBadRequest(str(exc)))
+
+    def _authorised(self) -> bool:
+        given = self.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {self.server.token}".encode())
+
+    def _json_body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            return json.loads(self.rfile.read(length) or b"{}")
+        except ValueError as exc:
+            raise _BadRequest("The body is not JSON.") from exc
+
+    def _args(self, types: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return wire.load_args(types, self._json_body())
+        except ValueError as exc:
+            raise _BadRequest(str(exc)) from exc
+
+    def _drain_body(self) -> None:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            for _ in self._chunks():
+                pass
+        else:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _chunks(self) -> Iterator[bytes]:
+        """The decoded chunks of a chunked request body."""
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError as exc:
+                raise _BadRequest("Bad chunked encoding.") from exc
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return
+            data = self.rfile.read(size)
+            self.rfile.readline(8)  # the CRLF after each chunk
+            if len(data) < size:
+                raise _BadRequest("The body ended early.")
+            yield data
+
+    def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _send_error(self, exc: DevBenchError) -> None:
+        self._send_json(exc.http_status, wire.error_body(exc))
+
+    def _start_chunked(self, headers: dict[str, str]) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n" % len(data))
+        self.wfile.write(data)
+        self.wfile.write(b"\r\n")
+
+    def _end_chunked(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+
+    # --- plain calls -----------------------------------------------------------------
+
+    def _call(self, method: str) -> None:
+        arg_types, result_type = wire.CALLS[method]
+        kwargs = self._args(arg_types)
+        try:
+            result = getattr(self.server.driver, method)(**kwargs)
+        except DevBenchError as exc:
+            self._send_error(exc)
+            return
+        except Exception:
+            logger.exception("agent: %s failed", method)
+            self._send_error(AgentCallFailed(f"The node agent failed running {method}."))
+            return
+        self._send_json(HTTPStatus.OK, {"result": wire.dump(result_type, result)})
+
+    # --- streams ---------------------------------------------------------------------
+
+    def _archive_get(self, args: dict[str, Any]) -> None:
+        try:
+            reader = self.server.driver.archive_get(args["container_id"], args["path"])
+        except DevBenchError as exc:
+            self._send_error(exc)
+            return
+        with reader:
+            # The connection is the stream's own: its end is the end of the tar, so no
+            # chunk framing to build here and parse there.
+            self.close_connection = True
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "application/x-tar")
+            self.send_header("Connection", "close")
+            self.send_header(wire.STAT_HEADER, json.dumps(wire.dump(PathStat, reader.stat)))
+            self.end_headers()
+            try:
+                while data := reader.read(_COPY_CHUNK):
+                    self.wfile.write(data)
+            except Exception:
+                # Headers are gone: the caller sees a tar stream that ends early.
+                logger.warning("agent: archive stream of %s broke", args["path"], exc_info=True)
+
+    def _archive_put(self) -> None:
+        try:
+            container_id = self.headers["X-Container-Id"] or ""
+            path = json.loads(self.headers["X-Path"] or '""')
+        except (TypeError, ValueError) as exc:
+            raise _BadRequest("X-Container-Id and X-Path are required.") from exc
+        body = self._chunks()
+        try:
+            self.server.driver.archive_put(container_id, path, body)
+        except DevBenchError as exc:
+            # Read the rest so the caller, still sending, gets the answer (not a reset).
+            for _ in body:
+                pass
+            self._send_error(exc)
+            return
+        for _ in body:
+            pass
+        self._send_json(HTTPStatus.OK, {"result": None})
+
+    def _exec_stream(self, args: dict[str, Any]) -> None:
+        try:
+            output = self.server.driver.exec_stream(args["exec_id"])
+        except DevBenchError as exc:
+            self._send_error(exc)
+            return
+        self._start_chunked({})
+        try:
+            for stream, data in output:
+                self._write_chunk(wire.FRAME.pack(stream, len(data)) + data)
+            self._write_chunk(wire.FRAME.pack(0, 0))
+            self._end_chunked()
+        except OSError:
+            self.close_connection = True  # the caller went away: stop reading the exec
+        finally:
+            output.close()
+
+    def _exec_open_tty(self, args: dict[str, Any]) -> None:
+        try:
+            tty = self.server.driver.exec_open_tty(args["container_id"], args["spec"])
+        except DevBenchError as exc:
+            self._send_error(exc)
+            return
+        self.send_response(HTTPStatus.SWITCHING_PROTOCOLS)
+        self.send_header("Upgrade", wire.UPGRADE)
+        self.send_header("Connection", "Upgrade")
+        self.send_header(wire.EXEC_ID_HEADER, tty.id)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.settimeout(None)  # a shell may sit idle for hours
+        pump = threading.Thread(target=self._tty_output, args=(tty,), daemon=True)
+        pump.start()
+        try:
+            self._tty_input(tty)
+        finally:
+            tty.close()
+            pump.join(timeout=5)
+
+    def _tty_output(self, tty: InteractiveExec) -> None:
+        try:
+            while data := tty.read():
+                self.connection.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_WR)  # the caller reads the end of the shell
+
+    def _tty_input(self, tty: InteractiveExec) -> None:
+        while header := self.rfile.read(wire.FRAME.size):
+            if len(header) < wire.FRAME.size:
+                return
+            kind, length = wire.FRAME.unpack(header)
+            payload = self.rfile.read(length)
+            if kind == wire.TTY_STDIN:
+                tty.write(payload)
+            elif kind == wire.TTY_RESIZE:
+                size = json.loads(payload)
+                if not resize_when_started(tty, rows=int(size["rows"]), cols=int(size["cols"])):
+                    logger.info("agent: a shell refused a resize")
+
+
+def agent_serve(*, bind: str, driver: RuntimeDriver, token: str) -> AgentServer:
+    """Start the agent on ``host:port`` (port 0: any free one) in a daemon thread."""
+    host, _, port = bind.rpartition(":")
+    server = AgentServer((host or "127.0.0.1", int(port or 0)), driver=driver, token=token)
+    thread = threading.Thread(target=server.serve_forever, name="node-agent", daemon=True)
+    thread.start()
+    logger.info("node agent listening on %s", server.url)
+    return server

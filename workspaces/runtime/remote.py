@@ -1,0 +1,474 @@
+"""The runtime driver of a node reached through its worker's agent.
+
+Every method is one HTTP call to the agent (``workspaces.runtime.agent``),
+which runs it on the node's own engine. Plain calls reuse keep-alive
+connections; each stream (archive, exec output, tty) gets a connection of its
+own that a ``close`` from any thread shuts down. A node that cannot be reached
+answers ``node_unavailable`` (503).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import queue
+import socket
+import threading
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from core.errors import DevBenchError, EngineError, EngineUnavailable
+from workspaces.runtime import wire
+from workspaces.runtime.base import (
+    ArchiveReader,
+    CaptureSpec,
+    ContainerInfo,
+    ContainerSpec,
+    ContainerStats,
+    EngineInfo,
+    ExecOutput,
+    ExecSpec,
+    ExecState,
+    ImageInfo,
+    InteractiveExec,
+    PathKind,
+    PathStat,
+    RegistryAuth,
+    RuntimeDriver,
+    VolumeInfo,
+)
+
+CONNECT_TIMEOUT_S = 3.0
+_POOL_SIZE = 32
+_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
+class NodeUnavailable(EngineUnavailable):
+    code = "node_unavailable"
+    http_status = 503
+    default_message = "The node holding this workspace cannot be reached."
+
+    def __init__(self, message: str | None = None, *, node: str) -> None:
+        super().__init__(message, extra={"node": node})
+
+
+class NodeAgentMisconfigured(EngineError):
+    code = "node_agent_misconfigured"
+
+
+class _Connection(http.client.HTTPConnection):
+    """An HTTP connection whose socket another thread may shut down."""
+
+    def shutdown(self) -> None:
+        sock = self.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.close()
+
+
+class RemoteDriver(RuntimeDriver):
+    def __init__(self, *, node: str, url: str, token: str, timeout_s: float = 60) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme != "http" or not parsed.hostname:
+            raise NodeAgentMisconfigured(f"Node {node}: agent URL {url!r} is not http://host:port.")
+        self.node = node
+        self.url = url
+        self._host = parsed.hostname
+        self._port = parsed.port or 80
+        self._auth = f"Bearer {token}"
+        self._timeout_s = timeout_s
+        self._pool: queue.LifoQueue[_Connection] = queue.LifoQueue(maxsize=_POOL_SIZE)
+
+    # --- plumbing --------------------------------------------------------------------
+
+    def _unavailable(self, exc: BaseException) -> NodeUnavailable:
+        return NodeUnavailable(
+            f"Node '{self.node}' cannot be reached ({type(exc).__name__}: {exc}).",
+            node=self.node,
+        )
+
+    def _connect(self, *, timeout_s: float | None) -> _Connection:
+        conn = _Connection(self._host, self._port, timeout=CONNECT_TIMEOUT_S)
+        try:
+            conn.connect()
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        assert conn.sock is not None
+        conn.sock.settimeout(timeout_s)
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {"Authorization": self._auth, **(extra or {})}
+
+    @staticmethod
+    def _raise_for(response: http.client.HTTPResponse) -> None:
+        if response.status == 200:
+            return
+        raw = response.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        raise wire.error_from(body, response.status)
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        arg_types, result_type = wire.CALLS[method]
+        body = json.dumps(wire.dump_args(arg_types, kwargs)).encode()
+        headers = self._headers({"Content-Type": "application/json"})
+        for attempt in range(2):
+            try:
+                conn = self._pool.get_nowait()
+                reused = True
+            except queue.Empty:
+                conn = self._connect(timeout_s=self._timeout_s)
+                reused = False
+            try:
+                conn.request("POST", wire.API_PREFIX + method, body=body, headers=headers)
+                response = conn.getresponse()
+                payload = response.read()
+            except _STALE as exc:
+                conn.close()
+                if reused and attempt == 0:
+                    continue  # the agent closed an idle connection: once more on a new one
+                raise self._unavailable(exc) from exc
+            except OSError as exc:
+                conn.close()
+                raise self._unavailable(exc) from exc
+            if response.will_close:
+                conn.close()
+            else:
+                with contextlib.suppress(queue.Full):
+                    self._pool.put_nowait(conn)
+            if response.status != 200:
+                try:
+                    error_json = json.loads(payload)
+                except ValueError:
+                    error_json = None
+                raise wire.error_from(error_json, response.status)
+            return wire.load(result_type, json.loads(payload)["result"])
+        raise AssertionError("unreachable")
+
+    def _open_stream(
+        self, method: str, *, body: Any, headers: dict[str, str]
+    ) -> tuple[_Connection, http.client.HTTPResponse]:
+        """A request on a connection of its own; no read timeout (streams may be quiet)."""
+        conn = self._connect(timeout_s=None)
+        try:
+            chunked = not isinstance(body, bytes)
+            conn.request(
+                "POST",
+                wire.API_PREFIX + method,
+                body=body,
+                headers=self._headers(headers),
+                encode_chunked=chunked,
+            )
+            response = conn.getresponse()
+        except DevBenchError:
+            conn.close()
+            raise
+        except OSError as exc:
+            conn.close()
+            raise self._unavailable(exc) from exc
+        try:
+            self._raise_for(response)
+        except DevBenchError:
+            conn.close()
+            raise
+        return conn, response
+
+    def _stream_args(self, method: str, **kwargs: Any) -> bytes:
+        return json.dumps(wire.dump_args(wire.STREAM_ARGS[method], kwargs)).encode()
+
+    # --- lifecycle and system ---------------------------------------------------------
+
+    def ping(self) -> None:
+        self._call("ping")
+
+    def engine_info(self) -> EngineInfo:
+        result: EngineInfo = self._call("engine_info")
+        return result
+
+    def image_inspect(self, ref: str) -> ImageInfo:
+        result: ImageInfo = self._call("image_inspect", ref=ref)
+        return result
+
+    def image_remove(self, ref: str) -> None:
+        self._call("image_remove", ref=ref)
+
+    def image_pull(self, ref: str, *, auth: RegistryAuth | None = None) -> ImageInfo:
+        result: ImageInfo = self._call("image_pull", ref=ref, auth=auth)
+        return result
+
+    def image_push(self, source: str, ref: str, *, auth: RegistryAuth | None = None) -> str:
+        result: str = self._call("image_push", source=source, ref=ref, auth=auth)
+        return result
+
+    def snapshot_capture(self, spec: CaptureSpec) -> ImageInfo:
+        result: ImageInfo = self._call("snapshot_capture", spec=spec)
+        return result
+
+    def volume_create(self, name: str, labels: dict[str, str]) -> None:
+        self._call("volume_create", name=name, labels=labels)
+
+    def volume_remove(self, name: str) -> None:
+        self._call("volume_remove", name=name)
+
+    def create(self, spec: ContainerSpec) -> ContainerInfo:
+        result: ContainerInfo = self._call("create", spec=spec)
+        return result
+
+    def start(self, container_id: str) -> None:
+        self._call("start", container_id=container_id)
+
+    def stop(self, container_id: str, *, timeout_s: int = 10) -> None:
+        self._call("stop", container_id=container_id, timeout_s=timeout_s)
+
+    def remove(self, container_id: str, *, force: bool = True) -> None:
+        self._call("remove", container_id=container_id, force=force)
+
+    def inspect(self, container_id: str) -> ContainerInfo:
+        result: ContainerInfo = self._call("inspect", container_id=container_id)
+        return result
+
+    def list_by_labels(self, labels: dict[str, str]) -> list[ContainerInfo]:
+        result: list[ContainerInfo] = self._call("list_by_labels", labels=labels)
+        return result
+
+    def volume_list_by_labels(self, labels: dict[str, str]) -> list[VolumeInfo]:
+        result: list[VolumeInfo] = self._call("volume_list_by_labels", labels=labels)
+        return result
+
+    def stats(self, container_id: str) -> ContainerStats:
+        result: ContainerStats = self._call("stats", container_id=container_id)
+        return result
+
+    # --- exec ---------------------------------------------------------------------------
+
+    def exec_create(self, container_id: str, spec: ExecSpec) -> str:
+        result: str = self._call("exec_create", container_id=container_id, spec=spec)
+        return result
+
+    def exec_inspect(self, exec_id: str) -> ExecState:
+        result: ExecState = self._call("exec_inspect", exec_id=exec_id)
+        return result
+
+    def exec_stream(self, exec_id: str) -> ExecOutput:
+        conn, response = self._open_stream(
+            "exec_stream",
+            body=self._stream_args("exec_stream", exec_id=exec_id),
+            headers={"Content-Type": "application/json"},
+        )
+        return _RemoteExecOutput(conn, response, self)
+
+    def exec_open_tty(self, container_id: str, spec: ExecSpec) -> InteractiveExec:
+        body = self._stream_args("exec_open_tty", container_id=container_id, spec=spec)
+        try:
+            sock = socket.create_connection((self._host, self._port), timeout=CONNECT_TIMEOUT_S)
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            sock.settimeout(self._timeout_s)
+            request = (
+                f"POST {wire.API_PREFIX}exec_open_tty HTTP/1.1\r\n"
+                f"Host: {self._host}:{self._port}\r\nAuthorization: {self._auth}\r\n"
+                f"Connection: Upgrade\r\nUpgrade: {wire.UPGRADE}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+            sock.sendall(request)
+            reader = sock.makefile("rb")
+            status, headers = _read_head(reader)
+            if status != 101:
+                length = int(headers.get("content-length", "0"))
+                try:
+                    body_json = json.loads(reader.read(length))
+                except ValueError:
+                    body_json = None
+                raise wire.error_from(body_json, status)
+        except OSError as exc:
+            sock.close()
+            raise self._unavailable(exc) from exc
+        except DevBenchError:
+            sock.close()
+            raise
+        sock.settimeout(None)
+        return _RemoteTty(sock, reader, headers.get(wire.EXEC_ID_HEADER.lower(), ""))
+
+    # --- archives -------------------------------------------------------------------------
+
+    def path_stat(self, container_id: str, path: str) -> PathStat | None:
+        result: PathStat | None = self._call("path_stat", container_id=container_id, path=path)
+        return result
+
+    def archive_get(self, container_id: str, path: str) -> ArchiveReader:
+        conn, response = self._open_stream(
+            "archive_get",
+            body=self._stream_args("archive_get", container_id=container_id, path=path),
+            headers={"Content-Type": "application/json"},
+        )
+        stat = wire.load(PathStat, json.loads(response.getheader(wire.STAT_HEADER, "{}")))
+        return _RemoteArchiveReader(conn, response, stat, self)
+
+    def archive_put(self, container_id: str, path: str, data: Iterable[bytes]) -> None:
+        conn = self._connect(timeout_s=None)
+        try:
+            conn.putrequest("POST", wire.API_PREFIX + "archive_put")
+            for name, value in self._headers(
+                {
+                    "Content-Type": "application/x-tar",
+                    "Transfer-Encoding": "chunked",
+                    "X-Container-Id": container_id,
+                    "X-Path": json.dumps(path),
+                }
+            ).items():
+                conn.putheader(name, value)
+            conn.endheaders()
+            for chunk in data:
+                if chunk:  # framed by hand: http.client would copy every chunk to frame it
+                    conn.send(b"%x\r\n" % len(chunk))
+                    conn.send(chunk)
+                    conn.send(b"\r\n")
+            conn.send(b"0\r\n\r\n")
+            response = conn.getresponse()
+            self._raise_for(response)
+            response.read()
+        except OSError as exc:
+            raise _broken(self, exc) from exc
+        finally:
+            conn.close()
+
+    def path_rename(self, container_id: str, src: str, dst: str, *, user: str) -> None:
+        self._call("path_rename", container_id=container_id, src=src, dst=dst, user=user)
+
+    def path_remove(
+        self, container_id: str, path: str, *, kind: PathKind, recursive: bool, user: str
+    ) -> None:
+        self._call(
+            "path_remove",
+            container_id=container_id,
+            path=path,
+            kind=kind,
+            recursive=recursive,
+            user=user,
+        )
+
+
+def _read_head(reader: Any) -> tuple[int, dict[str, str]]:
+    """The status and (lower-cased) headers of an HTTP response head."""
+    status_line = reader.readline(1024).decode("latin-1")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise ConnectionError(f"not an HTTP response: {status_line!r}")
+    headers = {}
+    while line := reader.readline(8192).decode("latin-1").strip():
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers
+
+
+def _broken(driver: RemoteDriver, exc: BaseException) -> EngineUnavailable:
+    return NodeUnavailable(
+        f"The stream from node '{driver.node}' broke ({type(exc).__name__}).",
+        node=driver.node,
+    )
+
+
+class _RemoteArchiveReader(ArchiveReader):
+    def __init__(
+        self,
+        conn: _Connection,
+        response: http.client.HTTPResponse,
+        stat: PathStat,
+        driver: RemoteDriver,
+    ) -> None:
+        self._conn = conn
+        self._response = response
+        self._driver = driver
+        self.stat = stat
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._response.read(None if size < 0 else size)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _broken(self._driver, exc) from exc
+
+    def close(self) -> None:
+        self._conn.shutdown()
+
+
+class _RemoteExecOutput(ExecOutput):
+    def __init__(
+        self, conn: _Connection, response: http.client.HTTPResponse, driver: RemoteDriver
+    ) -> None:
+        self._conn = conn
+        self._response = response
+        self._driver = driver
+        self._closed = threading.Event()
+
+    def _read_exactly(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            part = self._response.read(size - len(data))
+            if not part:
+                raise EOFError("the exec stream ended mid-frame")
+            data += part
+        return data
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        try:
+            while True:
+                stream, length = wire.FRAME.unpack(self._read_exactly(wire.FRAME.size))
+                if stream == 0 and length == 0:
+                    return
+                yield stream, self._read_exactly(length)
+        except (OSError, EOFError, http.client.HTTPException, ValueError) as exc:
+            if self._closed.is_set():
+                return  # closed on purpose by the caller
+            raise _broken(self._driver, exc) from exc
+        finally:
+            self._conn.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._conn.shutdown()
+
+
+class _RemoteTty(InteractiveExec):
+    def __init__(self, sock: socket.socket, reader: Any, exec_id: str) -> None:
+        self._sock = sock
+        self._reader = reader
+        self._write_lock = threading.Lock()
+        self.id = exec_id
+
+    def read(self, max_bytes: int = 65536) -> bytes:
+        try:
+            data: bytes = self._reader.read1(max_bytes)
+        except (OSError, ValueError):
+            return b""
+        return data
+
+    def _send(self, kind: int, payload: bytes) -> None:
+        with self._write_lock:
+            try:
+                self._sock.sendall(wire.FRAME.pack(kind, len(payload)) + payload)
+            except OSError as exc:
+                raise NodeUnavailable(
+                    "The shell's connection to its node is gone.", node=""
+                ) from exc
+
+    def write(self, data: bytes) -> None:
+        self._send(wire.TTY_STDIN, data)
+
+    def resize(self, *, rows: int, cols: int) -> None:
+        self._send(wire.TTY_RESIZE, json.dumps({"rows": rows, "cols": cols}).encode())
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._reader.close()
+        with contextlib.suppress(OSError):
+            self._sock.close()

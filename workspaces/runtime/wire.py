@@ -1,0 +1,132 @@
+"""The node agent's wire format, shared by the agent (server) and the remote driver.
+
+Plain calls are ``POST /v1/<method>`` with a JSON object of keyword arguments
+and answer ``{"result": ...}``; argument and result types come from the table
+below (pydantic converts the runtime dataclasses both ways). Errors answer
+with the error's HTTP status and ``{"error": {code, message, extra}}``, rebuilt
+on the caller's side as the class with that code.
+
+Streams: ``archive_get`` answers the raw tar stream (the path's stat in the
+``X-Path-Stat`` header); ``archive_put`` sends it as a chunked request body;
+``exec_stream`` answers frames of ``<stream:1><length:4><data>``, a zero
+length frame ending the output; ``exec_open_tty`` upgrades the connection to
+raw tty output one way and ``<kind:1><length:4><payload>`` frames (stdin or
+resize) the other.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from core.errors import DevBenchError, EngineError, error_rebuilt
+from workspaces.runtime.base import (
+    CaptureSpec,
+    ContainerInfo,
+    ContainerSpec,
+    ContainerStats,
+    EngineInfo,
+    ExecSpec,
+    ExecState,
+    ImageInfo,
+    PathStat,
+    RegistryAuth,
+    VolumeInfo,
+)
+
+API_PREFIX = "/v1/"
+STAT_HEADER = "X-Path-Stat"
+EXEC_ID_HEADER = "X-Exec-Id"
+UPGRADE = "devbench-tty"
+
+FRAME = struct.Struct(">BI")  # stream or kind, payload length
+TTY_STDIN = 0
+TTY_RESIZE = 1
+
+# method -> (argument types, result type); every plain (non-streaming) driver call.
+CALLS: dict[str, tuple[dict[str, Any], Any]] = {
+    "ping": ({}, None),
+    "engine_info": ({}, EngineInfo),
+    "image_inspect": ({"ref": str}, ImageInfo),
+    "image_remove": ({"ref": str}, None),
+    "image_pull": ({"ref": str, "auth": RegistryAuth | None}, ImageInfo),
+    "image_push": ({"source": str, "ref": str, "auth": RegistryAuth | None}, str),
+    "snapshot_capture": ({"spec": CaptureSpec}, ImageInfo),
+    "volume_create": ({"name": str, "labels": dict[str, str]}, None),
+    "volume_remove": ({"name": str}, None),
+    "create": ({"spec": ContainerSpec}, ContainerInfo),
+    "start": ({"container_id": str}, None),
+    "stop": ({"container_id": str, "timeout_s": int}, None),
+    "remove": ({"container_id": str, "force": bool}, None),
+    "inspect": ({"container_id": str}, ContainerInfo),
+    "list_by_labels": ({"labels": dict[str, str]}, list[ContainerInfo]),
+    "volume_list_by_labels": ({"labels": dict[str, str]}, list[VolumeInfo]),
+    "stats": ({"container_id": str}, ContainerStats),
+    "exec_create": ({"container_id": str, "spec": ExecSpec}, str),
+    "exec_inspect": ({"exec_id": str}, ExecState),
+    "path_stat": ({"container_id": str, "path": str}, PathStat | None),
+    "path_rename": ({"container_id": str, "src": str, "dst": str, "user": str}, None),
+    "path_remove": (
+        {"container_id": str, "path": str, "kind": str, "recursive": bool, "user": str},
+        None,
+    ),
+}
+STREAM_ARGS: dict[str, dict[str, Any]] = {
+    "archive_get": {"container_id": str, "path": str},
+    "archive_put": {"container_id": str, "path": str},
+    "exec_stream": {"exec_id": str},
+    "exec_open_tty": {"container_id": str, "spec": ExecSpec},
+}
+
+
+@functools.cache
+def adapter(tp: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(tp)
+
+
+def dump(tp: Any, value: Any) -> Any:
+    return None if tp is None else adapter(tp).dump_python(value, mode="json")
+
+
+def load(tp: Any, value: Any) -> Any:
+    return None if tp is None else adapter(tp).validate_python(value)
+
+
+def dump_args(types: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {name: dump(types[name], value) for name, value in kwargs.items()}
+
+
+def load_args(types: dict[str, Any], raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict) or set(raw) - set(types):
+        raise ValueError(f"arguments must be an object with keys from {sorted(types)}")
+    return {name: load(types[name], value) for name, value in raw.items()}
+
+
+def error_body(exc: DevBenchError) -> dict[str, Any]:
+    return {"error": exc.as_dict()}
+
+
+class AgentError(EngineError):
+    """An answer of a node agent that carries no error this process knows."""
+
+    code = "node_agent_error"
+
+
+def error_from(body: Any, status: int) -> DevBenchError:
+    """The error the agent raised, as the same class (by its code) where this process
+    knows it; the agent's HTTP status is kept."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict) or not error.get("code"):
+        exc: DevBenchError = AgentError(f"The node agent answered HTTP {status}.")
+    else:
+        extra = error.get("extra")
+        exc = error_rebuilt(
+            code=str(error["code"]),
+            message=str(error.get("message") or "The node agent reported an error."),
+            extra=extra if isinstance(extra, dict) else {},
+        )
+    exc.http_status = status
+    return exc

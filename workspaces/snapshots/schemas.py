@@ -1,0 +1,86 @@
+"""Inputs and outputs of the snapshot operations, shared by REST and MCP."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ninja import Field, Schema
+
+from workspaces.models import Snapshot
+from workspaces.schemas import LimitsIn
+
+
+class SnapshotCreateBody(Schema):
+    name: str = Field("", max_length=100, description="Default: '<workspace> snapshot'.")
+    description: str = Field("", max_length=2000)
+
+
+class SnapshotCreateIn(SnapshotCreateBody):
+    container_id: str = Field(description="Workspace id (ws_…) or alias.", min_length=1)
+
+
+class SnapshotOut(Schema):
+    id: str = Field(description="The snapshot id (sn_…).")
+    name: str
+    description: str
+    status: str = Field(description="creating while it is captured, then ready.")
+    source_workspace: str = Field(description="The workspace it was taken of (ws_…).")
+    base_image: str = Field(description="The image that workspace ran.")
+    size_bytes: int = Field(description="Bytes it adds to its base image: what quotas count.")
+    node: str
+    created_by: str | None
+    created_at: datetime
+
+    @staticmethod
+    def resolve_id(obj: Snapshot) -> str:
+        return obj.public_id
+
+    @staticmethod
+    def resolve_source_workspace(obj: Snapshot) -> str:
+        return obj.source_workspace_public_id
+
+    @staticmethod
+    def resolve_base_image(obj: Snapshot) -> str:
+        return obj.base_image_ref
+
+    @staticmethod
+    def resolve_created_by(obj: Snapshot) -> str | None:
+        user = obj.created_by
+        return user.get_username() if user is not None else None
+
+
+class SnapshotListQuery(Schema):
+    workspace: str | None = Field(None, description="Only snapshots of this workspace (ws_…).")
+
+
+class SnapshotListIn(SnapshotListQuery):
+    """MCP snapshot_list: the REST filter plus a size bound (MCP has no pagination)."""
+
+    limit: int = Field(50, ge=1, le=500, description="At most this many, newest first.")
+
+
+class SnapshotListOut(Schema):
+    snapshots: list[SnapshotOut]
+    truncated: bool = Field(description="More snapshots match than limit.")
+
+
+class SnapshotDeleteIn(Schema):
+    snapshot_id: str = Field(description="The snapshot id (sn_…).", min_length=1, max_length=32)
+
+
+class SnapshotDeleteOut(Schema):
+    snapshot_id: str
+    deleted: bool
+
+
+class ForkBody(Schema):
+    alias: str | None = Field(None, max_length=63, description="The copy's alias.")
+    name: str = Field("", max_length=100, description="Name of the snapshot the fork makes.")
+    persistent: bool = False
+    ttl_s: int | None = Field(None, ge=1)
+    limits: LimitsIn | None = Field(None, description="Default: the source's limits.")
+    wait: bool = Field(True, description="true: answer once the copy runs (201).")
+
+
+class ForkIn(ForkBody):
+    container_id: str = Field(description="The workspace to copy: id (ws_…) or alias.")

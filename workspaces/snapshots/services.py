@@ -1,0 +1,264 @@
+"""Snapshot actions: capture, delete, fork. Every interface calls these.
+
+A snapshot is captured on the node that holds the workspace, through the same
+node routing as every other engine call (``node_driver``): the workspace is
+paused while its /workspace is copied into a new image of the tenant's
+namespace, then continues. Spawning from it (``workspace_spawn(snapshot=…)``)
+mounts a fresh volume that the engine fills from that image, so the new
+workspace starts with exactly the captured files and is independent of its
+source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from core.errors import DevBenchError, ImageNotFound
+from tenants.audit import audited
+from tenants.models import TenantPolicy
+from tenants.principal import Principal
+from tenants.selectors import tenant_policy_get
+from workspaces.errors import WorkspaceNotFound
+from workspaces.models import LIVE_STATUSES, Snapshot, SnapshotStatus, Workspace
+from workspaces.nodes import node_driver
+from workspaces.registries.selectors import registry_auth, registry_for
+from workspaces.registries.services import snapshot_registry
+from workspaces.runtime.base import (
+    LABEL_INSTANCE,
+    LABEL_SNAPSHOT,
+    LABEL_TENANT,
+    CaptureSpec,
+    ImageInfo,
+)
+from workspaces.selectors import workspace_require_running
+from workspaces.snapshots.errors import (
+    SnapshotInUse,
+    SnapshotInvalid,
+    SnapshotNotFound,
+    SnapshotQuotaExceeded,
+    SnapshotStorageQuotaExceeded,
+)
+from workspaces.snapshots.selectors import snapshot_usage
+from workspaces.spec import WORKSPACE_ROOT
+
+# Every snapshot image lives under this namespace; the image policy refuses it as an
+# ``image`` (a snapshot is spawned by its id, which is looked up within the tenant).
+SNAPSHOT_REPOSITORY_PREFIX = "devbench-snapshots/"
+MAX_NAME_LENGTH = 100
+MAX_DESCRIPTION_LENGTH = 2000
+
+
+def snapshot_repository(tenant_slug: str) -> str:
+    return f"{SNAPSHOT_REPOSITORY_PREFIX}{tenant_slug}"
+
+
+def _validate(name: str, description: str) -> None:
+    if not name.strip() or len(name) > MAX_NAME_LENGTH:
+        raise SnapshotInvalid(
+            f"A snapshot name is 1-{MAX_NAME_LENGTH} characters.", extra={"field": "name"}
+        )
+    if len(description) > MAX_DESCRIPTION_LENGTH:
+        raise SnapshotInvalid(
+            f"A snapshot description is at most {MAX_DESCRIPTION_LENGTH} characters.",
+            extra={"field": "description"},
+        )
+
+
+def _quota_check(policy: TenantPolicy, *, adding_bytes: int = 0, counting_new: bool) -> None:
+    count, used = snapshot_usage(tenant_id=policy.tenant_id)
+    if counting_new and count >= policy.max_snapshots:
+        raise SnapshotQuotaExceeded(
+            f"The tenant already has {count} snapshots, the most its policy allows; delete "
+            "one first.",
+            extra={"limit": "max_snapshots", "max": policy.max_snapshots, "count": count},
+        )
+    if used + adding_bytes > policy.max_snapshot_bytes or (
+        counting_new and used >= policy.max_snapshot_bytes
+    ):
+        raise SnapshotStorageQuotaExceeded(
+            f"The tenant's snapshots would use {used + adding_bytes} bytes; its policy allows "
+            f"{policy.max_snapshot_bytes}. Delete snapshots first.",
+            extra={
+                "limit": "max_snapshot_bytes",
+                "max": policy.max_snapshot_bytes,
+                "used": used,
+                "adding": adding_bytes,
+            },
+        )
+
+
+def _own_workspace(actor: Principal, workspace: Workspace) -> None:
+    if workspace.tenant_id != actor.tenant.pk:
+        raise WorkspaceNotFound(workspace)
+
+
+def snapshot_create(
+    *, actor: Principal, workspace: Workspace, name: str = "", description: str = ""
+) -> Snapshot:
+    """Capture a running workspace's image and /workspace files as a new snapshot."""
+    actor.require_scope("write")
+    with audited(actor=actor, action="snapshot.create", target_type="snapshot") as audit:
+        _own_workspace(actor, workspace)
+        audit.details["workspace_id"] = workspace.public_id
+        name = name or f"{workspace} snapshot"
+        _validate(name, description)
+        workspace_require_running(workspace=workspace)
+        policy = tenant_policy_get(tenant=actor.tenant)
+        with transaction.atomic():
+            locked = TenantPolicy.objects.select_for_update().get(pk=policy.pk)
+            _quota_check(locked, counting_new=True)
+            snapshot = Snapshot.objects.create(
+                tenant=actor.tenant,
+                name=name,
+                description=description,
+                source_workspace=workspace,
+                source_workspace_public_id=workspace.public_id,
+                base_image_ref=workspace.image_ref,
+                node=workspace.node,
+                created_by_id=actor.user_id,
+            )
+        audit.target_id = snapshot.public_id
+        try:
+            _capture(snapshot=snapshot, workspace=workspace)
+            with transaction.atomic():
+                locked = TenantPolicy.objects.select_for_update().get(pk=policy.pk)
+                _quota_check(locked, adding_bytes=snapshot.size_bytes, counting_new=False)
+                snapshot.status = SnapshotStatus.READY
+                snapshot.save()
+        except BaseException:
+            _discard(snapshot)
+            raise
+        audit.details["size_bytes"] = snapshot.size_bytes
+    return snapshot
+
+
+def _capture(*, snapshot: Snapshot, workspace: Workspace) -> None:
+    driver = node_driver(workspace.node)
+    repository = snapshot_repository(workspace.tenant.slug)
+    info = driver.snapshot_capture(
+        CaptureSpec(
+            container_id=workspace.container_id,
+            base_image=workspace.image_id or workspace.image_ref,
+            path=WORKSPACE_ROOT,
+            repository=repository,
+            tag=snapshot.public_id,
+            labels={
+                LABEL_SNAPSHOT: snapshot.public_id,
+                LABEL_TENANT: workspace.tenant.slug,
+                LABEL_INSTANCE: settings.DEVBENCH_INSTANCE,
+            },
+        )
+    )
+    base = driver.image_inspect(workspace.image_id or workspace.image_ref)
+    snapshot.image_ref = f"{repository}:{snapshot.public_id}"
+    snapshot.image_id = info.id
+    snapshot.size_bytes = max(0, info.size - base.size)
+    host = snapshot_registry()
+    if host:
+        # Pushed from the node that holds it, so any node can pull it for a spawn.
+        remote = f"{host}/{repository}"
+        auth = registry_auth(registry_for(tenant_id=None, host=host))
+        digest = driver.image_push(info.id, f"{remote}:{snapshot.public_id}", auth=auth)
+        snapshot.registry_ref = f"{remote}@{digest}"
+
+
+def snapshot_image_on(*, snapshot: Snapshot, node: str) -> ImageInfo:
+    """The snapshot's image on ``node``, pulled from the snapshot registry if it is not
+    there yet (same image id: the registry keeps the image's config)."""
+    driver = node_driver(node)
+    try:
+        info = driver.image_inspect(snapshot.image_id)
+    except ImageNotFound:
+        if not snapshot.registry_ref:
+            raise
+        host = snapshot.registry_ref.split("/", 1)[0]
+        auth = registry_auth(registry_for(tenant_id=None, host=host))
+        driver.image_pull(snapshot.registry_ref, auth=auth)
+        info = driver.image_inspect(snapshot.image_id)
+    if info.labels.get(LABEL_SNAPSHOT) != snapshot.public_id:
+        raise ImageNotFound(
+            f"Snapshot '{snapshot.public_id}' has no image on node {node}.",
+            image=snapshot.image_id,
+        )
+    return info
+
+
+def _discard(snapshot: Snapshot) -> None:
+    """Remove a snapshot that did not complete: its image (if made) and its row."""
+    if snapshot.image_ref:
+        # If this fails, garbage collection finds an image without a row later.
+        with contextlib.suppress(DevBenchError):
+            node_driver(snapshot.node).image_remove(snapshot.image_ref)
+    Snapshot.objects.filter(pk=snapshot.pk).delete()
+
+
+def snapshot_delete(*, actor: Principal, snapshot: Snapshot) -> None:
+    """Delete a snapshot and its image; refused while a live workspace was spawned from it."""
+    actor.require_scope("write")
+    with (
+        audited(
+            actor=actor,
+            action="snapshot.delete",
+            target_type="snapshot",
+            target_id=snapshot.public_id,
+        ),
+        transaction.atomic(),
+    ):
+        row = (
+            Snapshot.objects.select_for_update().filter(pk=snapshot.pk, tenant=actor.tenant).first()
+        )
+        if row is None:
+            raise SnapshotNotFound(f"Snapshot '{snapshot.public_id}' not found.")
+        users = list(
+            Workspace.objects.filter(snapshot=row, status__in=LIVE_STATUSES).values_list(
+                "public_id", flat=True
+            )[:20]
+        )
+        if users:
+            raise SnapshotInUse(
+                f"Workspaces {', '.join(users)} were spawned from snapshot "
+                f"'{row.public_id}'; kill them first.",
+                extra={"snapshot_id": row.public_id, "workspaces": users},
+            )
+        if row.image_ref:
+            node_driver(row.node).image_remove(row.image_ref)
+        row.delete()
+
+
+def workspace_fork(
+    *,
+    actor: Principal,
+    workspace: Workspace,
+    alias: str | None = None,
+    name: str = "",
+    persistent: bool = False,
+    ttl_s: int | None = None,
+    limits: Mapping[str, Any] | None = None,
+    wait: bool = True,
+) -> tuple[Workspace, Snapshot]:
+    """Snapshot a workspace and spawn a copy of it in one call; the copy is independent
+    (its own volume) and its changes never reach the source. The snapshot stays (listed,
+    counted by the quota) until deleted, once the fork is gone."""
+    from workspaces.services import workspace_spawn
+
+    snapshot = snapshot_create(
+        actor=actor,
+        workspace=workspace,
+        name=name or f"fork of {workspace}",
+        description=f"Made by forking workspace {workspace.public_id}.",
+    )
+    forked = workspace_spawn(
+        actor=actor,
+        snapshot=snapshot.public_id,
+        alias=alias,
+        persistent=persistent,
+        ttl_s=ttl_s,
+        limits=limits if limits is not None else (workspace.limits or None),
+        wait=wait,
+    )
+    return forked, snapshot
