@@ -141,12 +141,19 @@ def test_failed_spawn_is_counted_by_its_worker(
     from workspaces.services import workspace_spawn
 
     broken = start_worker(
-        "broken", {"DEVBENCH_NODE": "ops-broken", "DEVBENCH_CONTAINER_RUNTIME": "no-such-runtime"}
+        "broken",
+        {
+            "DEVBENCH_NODE": "ops-broken",
+            "DEVBENCH_NODE_LABELS": "engine=ops-broken",  # placed there, not on local
+            "DEVBENCH_CONTAINER_RUNTIME": "no-such-runtime",
+        },
     )
     url = broken.metrics_url
     before = scrape(url)
-    settings.DEVBENCH_NODE = "ops-broken"  # this process places the spawn on that node
-    workspace = workspace_spawn(actor=actor, image=BUSYBOX, wait=False)
+    workspace = workspace_spawn(
+        actor=actor, image=BUSYBOX, wait=False, node_labels={"engine": "ops-broken"}
+    )
+    assert workspace.node == "ops-broken"
     wait_for(lambda: Workspace.objects.get(pk=workspace.pk).status != "creating", what="the spawn")
     workspace.refresh_from_db()
     assert workspace.status == "error", workspace.status_message
