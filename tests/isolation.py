@@ -51,7 +51,8 @@ def websocket_answer(messages: list[dict[str, Any]], close_code: int | None) -> 
     """What a websocket sent before it closed, and its close code."""
     errors = [m for m in messages if m.get("type") == "error"]
     code = errors[-1].get("code") if errors else None
-    return Answer(close_code or 0, code, json.dumps(messages, sort_keys=True))
+    bodies = [{k: v for k, v in m.items() if k != "request_id"} for m in messages]
+    return Answer(close_code or 0, code, json.dumps(bodies, sort_keys=True))
 
 
 def page_answer(response: Any) -> Answer:
