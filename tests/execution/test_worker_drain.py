@@ -23,8 +23,17 @@ def test_sigterm_drains_the_worker(running_workspace, actor, start_worker):
     node = f"drain-{uuid.uuid4().hex[:6]}"
     with override_settings(DEVBENCH_NODE=node):
         worker = start_worker("drainer", {"DEVBENCH_WORKER_DRAIN_TIMEOUT_S": "4"})
+    home = running_workspace.node
     Workspace.objects.filter(pk=running_workspace.pk).update(node=node)
     running_workspace.refresh_from_db()
+    try:
+        _drain(running_workspace, actor, worker)
+    finally:  # the drained node's agent is gone: the fixture removes it through its own node
+        Workspace.objects.filter(pk=running_workspace.pk).update(node=home)
+        running_workspace.refresh_from_db()
+
+
+def _drain(running_workspace, actor, worker):
 
     endless = 'i=0; while :; do echo "tick $i"; i=$((i+1)); sleep 0.1; done'
     long = exec_start(actor=actor, workspace=running_workspace, cmd=["sh", "-c", endless])
