@@ -165,7 +165,7 @@ def main() -> None:
                 None,
                 args.runs,
                 lambda: fs_list(
-                    actor=actor, workspace=workspace, path="tree", recursive=True, max_entries=5000
+                    actor=actor, workspace=workspace, path="tree", recursive=True, limit=5000
                 ),
                 lambda: raw_list("/workspace/tree"),
             ),
@@ -180,10 +180,8 @@ def main() -> None:
                 raw_s.append(timed(raw))
             rows.append(row(name, size, ours_s, raw_s))
             print(rows[-1], flush=True)
-        listed = fs_list(
-            actor=actor, workspace=workspace, path="tree", recursive=True, max_entries=5000
-        )
-        assert len(listed.entries) == 1010, len(listed.entries)
+        listed = fs_list(actor=actor, workspace=workspace, path="tree", recursive=True, limit=5000)
+        assert len(listed.items) == 1010, len(listed.items)
     finally:
         workspace_kill(actor=actor, workspace=workspace, force=True)
         tenant.delete()

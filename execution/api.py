@@ -7,8 +7,11 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 
+from core.pagination import Page, page_map
 from execution import selectors, services
 from execution.schemas import (
+    ExecListOut,
+    ExecListQuery,
     ExecOut,
     ExecPollOut,
     ExecRunOut,
@@ -64,14 +67,15 @@ def exec_start(request: HttpRequest, workspace_id: str, payload: ExecStartBody) 
     return Status(202, ExecOut.from_exec(exec_))
 
 
-@router.get("/workspaces/{workspace_id}/execs", response=list[ExecOut], operation_id="exec_list")
-def exec_list(request: HttpRequest, workspace_id: str) -> list[ExecOut]:
-    """The workspace's execs, newest first."""
+@router.get("/workspaces/{workspace_id}/execs", response=ExecListOut, operation_id="exec_list")
+def exec_list(
+    request: HttpRequest, workspace_id: str, params: Query[ExecListQuery]
+) -> Page[ExecOut]:
+    """The workspace's execs, newest first, a page at a time (`limit`, `cursor`)."""
     actor = _principal(request)
     workspace = workspace_get(actor=actor, ref=workspace_id)
-    return [
-        ExecOut.from_exec(e) for e in selectors.exec_list(actor=actor, workspace=workspace)[:200]
-    ]
+    page = selectors.exec_page(actor=actor, workspace=workspace, page=params)
+    return page_map(page, ExecOut.from_exec)
 
 
 @router.get("/execs/{exec_id}", response=ExecPollOut, operation_id="exec_poll")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.mcp.tools import READ, REPEATABLE_DESTROY, RUN, ToolCall, ToolSet
+from core.pagination import Page, page_map
 from core.schemas import NoArguments
 from execution import selectors, services
 from execution.schemas import (
@@ -31,10 +32,8 @@ from workspaces.selectors import workspace_get
 
 tools = ToolSet()
 
+
 # list_execs answers at most this many, newest first.
-LIST_LIMIT = 100
-
-
 @tools.tool(
     input=NoArguments,
     output=SystemStatusOut,
@@ -169,16 +168,15 @@ def exec_cancel(call: ToolCall[Principal], args: ExecCancelIn) -> ExecOut:
     title="List commands",
     hints=READ,
 )
-def list_execs(call: ToolCall[Principal], args: ExecListIn) -> dict[str, Any]:
-    """List the commands run in a workspace, newest first (at most 100): exec_id,
-    cmd, status, exit_code, timings and output accounting.
+def list_execs(call: ToolCall[Principal], args: ExecListIn) -> Page[ExecOut]:
+    """List the commands run in a workspace, newest first: exec_id, cmd, status,
+    exit_code, timings and output accounting.
 
     Use it to find an exec_id to poll or cancel, or to see what ran before.
-    Values of secret-looking environment variables are redacted. Needs "read".
+    Values of secret-looking environment variables are redacted. Answers a page:
+    "items", and while "has_more" call again with cursor=next_cursor (limit:
+    page size, default 50, at most 500). Needs "read".
     """
     workspace = workspace_get(actor=call.principal, ref=args.container_id)
-    rows = list(selectors.exec_list(actor=call.principal, workspace=workspace)[: LIST_LIMIT + 1])
-    return {
-        "execs": [ExecOut.from_exec(e) for e in rows[:LIST_LIMIT]],
-        "truncated": len(rows) > LIST_LIMIT,
-    }
+    page = selectors.exec_page(actor=call.principal, workspace=workspace, page=args)
+    return page_map(page, ExecOut.from_exec)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal, cast
 
 from ninja import Field, Schema
 
+from core.pagination import PageOut, PageQuery
 from execution.models import Exec, ExecUsage
 from execution.validation import MAX_WAIT_S, redact_env
 
@@ -75,8 +76,14 @@ class ExecCancelIn(Schema):
     exec_id: str
 
 
-class ExecListIn(Schema):
-    container_id: str
+class ExecListQuery(PageQuery):
+    """REST query of exec_list: the page (the workspace is in the URL)."""
+
+
+class ExecListIn(ExecListQuery):
+    """MCP list_execs arguments: the workspace plus the page."""
+
+    container_id: str = Field(..., description="Workspace id (ws_…) or alias.")
 
 
 class ExecStartOut(Schema):
@@ -183,11 +190,8 @@ class ExecOut(Schema):
         )
 
 
-class ExecListOut(Schema):
-    """MCP list_execs: the newest execs of a workspace."""
-
-    execs: list[ExecOut]
-    truncated: bool = Field(description="The workspace has older execs than these.")
+class ExecListOut(PageOut[ExecOut]):
+    """A page of a workspace's execs, newest first (REST exec_list, MCP list_execs)."""
 
 
 class ExecPageOut(ExecOut):

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from core.pagination import Page, PageQuery, paginate
 from execution.coalesce import encode
 from execution.errors import ExecNotFound
 from execution.models import Exec, ExecChunk, Stream
@@ -44,6 +45,12 @@ def exec_get(*, actor: Principal, exec_id: str) -> Exec:
 def exec_list(*, actor: Principal, workspace: Workspace) -> QuerySet[Exec]:
     workspace_require_own(actor=actor, workspace=workspace)
     return Exec.objects.select_related("workspace").filter(tenant=actor.tenant, workspace=workspace)
+
+
+def exec_page(*, actor: Principal, workspace: Workspace, page: PageQuery) -> Page[Exec]:
+    """One page of the workspace's execs, newest first (``core.pagination``)."""
+    qs = exec_list(actor=actor, workspace=workspace)
+    return paginate(qs, page=page, scope=f"exec_list:{actor.tenant.pk}:{workspace.pk}")
 
 
 def exec_list_managed(*, user: Any) -> QuerySet[Exec]:

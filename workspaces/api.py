@@ -4,7 +4,6 @@ from typing import Any
 
 from django.http import HttpRequest
 from ninja import Query, Router
-from ninja.pagination import LimitOffsetPagination, paginate
 from ninja.responses import Status
 
 from core.errors import InvalidIdempotencyKey
@@ -16,6 +15,7 @@ from workspaces.schemas import (
     ReconcileOut,
     WorkspaceAttachBody,
     WorkspaceAttachOut,
+    WorkspaceListOut,
     WorkspaceListQuery,
     WorkspaceOut,
     WorkspaceSpawnIn,
@@ -59,12 +59,13 @@ def workspace_spawn(request: HttpRequest, payload: WorkspaceSpawnIn) -> Status[W
     return Status(_SPAWN_STATUS.get(workspace.status, 200), workspace)
 
 
-@router.get("/workspaces", response=list[WorkspaceOut], operation_id="workspace_list")
-@paginate(LimitOffsetPagination)
+@router.get("/workspaces", response=WorkspaceListOut, operation_id="workspace_list")
 def workspace_list(request: HttpRequest, filters: Query[WorkspaceListQuery]) -> Any:
-    """The tenant's workspaces, newest first (removed ones only with `include_removed`)."""
-    return selectors.workspace_list(
+    """The tenant's workspaces, newest first (removed ones only with `include_removed`),
+    a page at a time: `limit`, and `cursor` = the previous page's `next_cursor`."""
+    return selectors.workspace_page(
         actor=principal_of(request),
+        page=filters,
         status=filters.status,
         alias=filters.alias,
         include_removed=filters.include_removed,

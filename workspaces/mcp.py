@@ -7,9 +7,8 @@ garbage_collect (tenant admins). ``container_id`` is always the workspace id
 
 from __future__ import annotations
 
-from typing import Any
-
 from core.mcp.tools import ADD, READ, REPEATABLE_CHANGE, REPEATABLE_DESTROY, ToolCall, ToolSet
+from core.pagination import Page
 from core.schemas import NoArguments
 from tenants.principal import Principal
 from workspaces import reconcile, selectors, services
@@ -20,8 +19,8 @@ from workspaces.schemas import (
     WorkspaceAttachIn,
     WorkspaceAttachOut,
     WorkspaceKillIn,
-    WorkspaceListIn,
     WorkspaceListOut,
+    WorkspaceListQuery,
     WorkspaceOut,
     WorkspaceSpawnIn,
     WorkspaceStatsIn,
@@ -118,28 +117,27 @@ def kill(call: ToolCall[Principal], args: WorkspaceKillIn) -> Workspace:
 
 
 @tools.tool(
-    input=WorkspaceListIn,
+    input=WorkspaceListQuery,
     output=WorkspaceListOut,
     title="List workspaces",
     hints=READ,
 )
-def list_containers(call: ToolCall[Principal], args: WorkspaceListIn) -> dict[str, Any]:
+def list_containers(call: ToolCall[Principal], args: WorkspaceListQuery) -> Page[Workspace]:
     """List the tenant's workspaces, newest first: id, alias, image, status, TTL, limits.
 
     Use it to find a workspace to reuse before spawning a new one. Removed
     workspaces are left out unless include_removed=true; filter by status
-    (creating, running, stopped, removing, removed, error) or alias. At most
-    "limit" are returned ("truncated" tells whether more exist). Needs "read".
+    (creating, running, stopped, removing, removed, error) or alias. Answers a
+    page: "items", and while "has_more" call again with cursor=next_cursor
+    (limit: page size, default 50, at most 500). Needs "read".
     """
-    rows = list(
-        selectors.workspace_list(
-            actor=call.principal,
-            status=args.status,
-            alias=args.alias,
-            include_removed=args.include_removed,
-        )[: args.limit + 1]
+    return selectors.workspace_page(
+        actor=call.principal,
+        page=args,
+        status=args.status,
+        alias=args.alias,
+        include_removed=args.include_removed,
     )
-    return {"workspaces": rows[: args.limit], "truncated": len(rows) > args.limit}
 
 
 @tools.tool(

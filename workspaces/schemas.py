@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ninja import Field, Schema
 
+from core.pagination import PageOut, PageQuery
 from workspaces.models import Workspace
 from workspaces.runtime.base import ContainerStats
 
@@ -118,7 +119,9 @@ class WorkspaceOut(Schema):
         return obj.limits or None
 
 
-class WorkspaceListQuery(Schema):
+class WorkspaceListQuery(PageQuery):
+    """REST query and MCP list_containers arguments alike: filters plus the page."""
+
     status: str | None = Field(None, description="Only workspaces in this status.")
     alias: str | None = None
     include_removed: bool = False
@@ -212,12 +215,5 @@ class GcOut(Schema):
     volumes_removed: list[str]
 
 
-class WorkspaceListIn(WorkspaceListQuery):
-    """MCP list_containers: the REST list filters plus a size bound (MCP has no pagination)."""
-
-    limit: int = Field(50, ge=1, le=500, description="At most this many, newest first.")
-
-
-class WorkspaceListOut(Schema):
-    workspaces: list[WorkspaceOut]
-    truncated: bool = Field(description="More workspaces match than limit.")
+class WorkspaceListOut(PageOut[WorkspaceOut]):
+    """A page of workspaces, newest first (REST workspace_list, MCP list_containers)."""

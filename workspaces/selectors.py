@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from core.pagination import Page, PageQuery, paginate
 from tenants.principal import Principal
 from tenants.selectors import tenant_ids_managed_by
 from workspaces.errors import WorkspaceNotFound, WorkspaceNotRunning
@@ -30,6 +31,19 @@ def workspace_list(
     if alias is not None:
         qs = qs.filter(alias=alias)
     return qs
+
+
+def workspace_page(
+    *,
+    actor: Principal,
+    page: PageQuery,
+    include_removed: bool = False,
+    status: str | None = None,
+    alias: str | None = None,
+) -> Page[Workspace]:
+    """One page of :func:`workspace_list` (the list contract of ``core.pagination``)."""
+    qs = workspace_list(actor=actor, include_removed=include_removed, status=status, alias=alias)
+    return paginate(qs, page=page, scope=f"workspace_list:{actor.tenant.pk}")
 
 
 def workspace_get(*, actor: Principal, ref: str) -> Workspace:

@@ -38,9 +38,11 @@ def test_js_client_runs_spawn_exec_kill(
 ) -> None:
     report = js_client(live_mcp.mcp_url(tenant.slug), token.raw, "workflow")
     assert report["problems"] == [], report
-    assert [s["name"] for s in report["steps"]] == ["spawn", "exec_run", "kill"]
+    names = ["spawn", "exec_run", "exec_run", "list_execs", "list_execs", "kill"]
+    assert [s["name"] for s in report["steps"]] == names
     assert report["steps"][1]["structured"]["stdout"] == "hi from js\n"
-    assert report["steps"][2]["structured"]["status"] == "removed"
+    assert report["pages"] == 2  # two pages of one exec each, followed by next_cursor
+    assert report["steps"][-1]["structured"]["status"] == "removed"
     tools = set(report["tools"])
     assert {"spawn", "exec_run", "exec_poll", "fs_read", "fs_write", "kill"} <= tools
 

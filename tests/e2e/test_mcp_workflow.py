@@ -98,18 +98,18 @@ def test_agent_session(connect: Connect, tenant: Any) -> None:
     ws_id = steps["spawn"]["id"]
     assert steps["spawn"]["status"] == "running"
     assert steps["attach"]["container_id"] == ws_id
-    assert [w["id"] for w in steps["list"]["workspaces"]] == [ws_id]
+    assert [w["id"] for w in steps["list"]["items"]] == [ws_id]
     assert steps["exec_run"]["stdout"] == "hi\n" and steps["exec_run"]["exit_code"] == 0
     polls = steps["exec_poll"]["polls"]
     assert "".join(m["data"] for p in polls for m in p["messages"]) == "1\n2\n3\n"
     assert polls[-1]["status"] == "completed" and polls[-1]["exit_code"] == 0
-    assert len(steps["list_execs"]["execs"]) == 2
+    assert len(steps["list_execs"]["items"]) == 2
     assert steps["fs_write"]["created"] is True
     assert steps["fs_read"]["content"] == "print('hi')\n"
     assert steps["fs_read"]["etag"] == steps["fs_write"]["etag"] == steps["fs_stat"]["etag"]
-    assert [e["name"] for e in steps["fs_list"]["entries"]] == ["main.py"]
+    assert [e["name"] for e in steps["fs_list"]["items"]] == ["main.py"]
     assert steps["fs_move"]["path"] == "/workspace/app.py"
     assert steps["fs_delete"]["status"] == "deleted"
-    assert [e["name"] for e in steps["fs_list_after"]["entries"]] == ["src"]
+    assert [e["name"] for e in steps["fs_list_after"]["items"]] == ["src"]
     assert steps["kill"]["status"] == "removed"
     assert Workspace.objects.get(public_id=ws_id).status == "removed"

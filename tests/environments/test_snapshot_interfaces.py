@@ -117,7 +117,7 @@ def test_mcp_snapshot_tools(server, tenant, token, make_token, kill_after):
     snap = ok(mcp_call(url, token.raw, "snapshot_create", {"container_id": "m", "name": "n"}))
     assert snap["id"].startswith("sn_") and snap["status"] == "ready"
     listed = ok(mcp_call(url, token.raw, "snapshot_list", {}))
-    assert [s["id"] for s in listed["snapshots"]] == [snap["id"]] and not listed["truncated"]
+    assert [s["id"] for s in listed["items"]] == [snap["id"]] and not listed["has_more"]
 
     restored = ok(mcp_call(url, token.raw, "spawn", {"snapshot": snap["id"]}))
     kill_after.append(Workspace.objects.get(public_id=restored["id"]))
@@ -132,7 +132,7 @@ def test_mcp_snapshot_tools(server, tenant, token, make_token, kill_after):
 
     other_token = make_token(TenantFactory(), scopes=("read", "write"))
     other_url = server.mcp_url(other_token.tenant.slug)
-    assert ok(mcp_call(other_url, other_token.raw, "snapshot_list", {}))["snapshots"] == []
+    assert ok(mcp_call(other_url, other_token.raw, "snapshot_list", {}))["items"] == []
     for name, args in (
         ("snapshot_delete", {"snapshot_id": snap["id"]}),
         ("spawn", {"snapshot": snap["id"]}),

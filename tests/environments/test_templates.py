@@ -157,11 +157,11 @@ def test_another_tenant_sees_no_template(live_worker, live_mcp, api, tenant, tok
     ):
         assert response.status_code == 404 and response.json()["code"] == "template_not_found"
     mine = ok(mcp_call(live_mcp.mcp_url(tenant.slug), token.raw, "template_list", {}))
-    assert [t["id"] for t in mine["templates"]] == [template_id]
+    assert [t["id"] for t in mine["items"]] == [template_id]
     theirs = ok(
         mcp_call(live_mcp.mcp_url(other_token.tenant.slug), other_token.raw, "template_list", {})
     )
-    assert theirs["templates"] == []
+    assert theirs["items"] == []
     assert Template.objects.filter(public_id=template_id).exists()
 
 

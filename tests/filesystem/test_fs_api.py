@@ -156,12 +156,12 @@ def test_stat_list_mkdir_move_delete(env, wdir, client):
     )
     assert stat["mime_type"] == "application/json" and r["ETag"] == f'"{stat["etag"]}"'
     r = client.get(files(env, "/list"), {"path": wdir, "recursive": "true"})
-    assert [e["path"].removeprefix(wdir) for e in r.json()["entries"]] == [
+    assert [e["path"].removeprefix(wdir) for e in r.json()["items"]] == [
         "/a",
         "/a/b",
         "/a/b/f.json",
     ]
-    assert r.json()["truncated"] is False
+    assert r.json()["has_more"] is False and r.json()["next_cursor"] is None
     r = client.post(
         files(env, "/move"),
         {"path": f"{wdir}/a/b/f.json", "destination": f"{wdir}/g.json"},

@@ -139,7 +139,7 @@ def test_links_inside_the_workspace_are_followed(env, wdir):
     assert env.must("cat", f"{wdir}/real/f") == b"new"
     assert env.must("readlink", f"{wdir}/abs-link").strip() == f"{wdir}/real/f".encode()
     listing = fs_list(actor=env.actor, workspace=env.workspace, path=f"{wdir}/alias")
-    assert [e.path for e in listing.entries] == [f"{wdir}/real/f"]
+    assert [e.path for e in listing.items] == [f"{wdir}/real/f"]
 
 
 def test_a_symlink_loop_is_a_clear_error(env, wdir):

@@ -180,17 +180,17 @@ def test_list_directory_flat_recursive_and_truncated(env, wdir):
         fs_write(actor=env.actor, workspace=env.workspace, path=f"{wdir}/{name}", content=b"12345")
     env.must("ln", "-s", "a.txt", f"{wdir}/z-link")
     flat = fs_list(actor=env.actor, workspace=env.workspace, path=wdir)
-    assert [(e.name, e.kind) for e in flat.entries] == [
+    assert [(e.name, e.kind) for e in flat.items] == [
         ("a.txt", "file"),
         ("b.txt", "file"),
         ("sub", "dir"),
         ("z-link", "symlink"),
     ]
-    assert flat.entries[0].size == 5 and flat.entries[0].path == f"{wdir}/a.txt"
-    assert flat.entries[3].link_target == "a.txt"
-    assert flat.truncated is False
+    assert flat.items[0].size == 5 and flat.items[0].path == f"{wdir}/a.txt"
+    assert flat.items[3].link_target == "a.txt"
+    assert flat.has_more is False and flat.next_cursor is None
     deep = fs_list(actor=env.actor, workspace=env.workspace, path=wdir, recursive=True)
-    assert [e.path.removeprefix(wdir + "/") for e in deep.entries] == [
+    assert [e.path.removeprefix(wdir + "/") for e in deep.items] == [
         "a.txt",
         "b.txt",
         "sub",
@@ -199,22 +199,25 @@ def test_list_directory_flat_recursive_and_truncated(env, wdir):
         "sub/deeper/d.txt",
         "z-link",
     ]
-    cut = fs_list(
-        actor=env.actor, workspace=env.workspace, path=wdir, recursive=True, max_entries=3
+    cut = fs_list(actor=env.actor, workspace=env.workspace, path=wdir, recursive=True, limit=3)
+    assert len(cut.items) == 3 and cut.has_more is True
+    rest = fs_list(
+        actor=env.actor, workspace=env.workspace, path=wdir, recursive=True, cursor=cut.next_cursor
     )
-    assert len(cut.entries) == 3 and cut.truncated is True
+    assert [e.path for e in cut.items + rest.items] == [e.path for e in deep.items]
+    assert rest.has_more is False
     with pytest.raises(DevBenchError) as exc:
         fs_list(actor=env.actor, workspace=env.workspace, path=f"{wdir}/a.txt")
     assert _code(exc) == "not_a_directory"
     with pytest.raises(DevBenchError) as exc:
-        fs_list(actor=env.actor, workspace=env.workspace, path=wdir, max_entries=0)
-    assert _code(exc) == "invalid_max_entries"
+        fs_list(actor=env.actor, workspace=env.workspace, path=wdir, limit=0)
+    assert _code(exc) == "invalid_limit"
 
 
 def test_list_of_the_root_works(env, wdir):
     listing = fs_list(actor=env.actor, workspace=env.workspace, path="/workspace")
     assert listing.path == "/workspace"
-    assert wdir in [e.path for e in listing.entries]
+    assert wdir in [e.path for e in listing.items]
 
 
 def test_is_a_directory_and_not_a_directory_errors(env, wdir):

@@ -71,9 +71,9 @@ def test_exec_run_returns_output_and_exit_code(
     assert out["missing"]["status"] == "failed"
     assert out["missing"]["error_code"] == "exec_start_failed"
     assert out["timeout"]["status"] == "timed_out"
-    listed = out["listed"]["execs"]
+    listed = out["listed"]["items"]
     assert listed[0]["exec_id"] == out["timeout"]["exec_id"]  # newest first
-    assert len(listed) == 5 and out["listed"]["truncated"] is False
+    assert len(listed) == 5 and out["listed"]["has_more"] is False
     assert Exec.objects.get(public_id=out["echo"]["exec_id"]).workspace == running_workspace
 
 

@@ -83,7 +83,7 @@ def test_file_round_trip(
     assert out["bin_write"]["etag"] == hashlib.sha256(blob).hexdigest()
     assert out["mkdir"]["created"] is True
     assert out["move"]["path"] == "/workspace/archive/todo.txt"
-    paths = {e["path"]: e["kind"] for e in out["list"]["entries"]}
+    paths = {e["path"]: e["kind"] for e in out["list"]["items"]}
     assert paths["/workspace/archive"] == "dir"
     assert paths["/workspace/archive/todo.txt"] == "file"
     assert "/workspace/notes/todo.txt" not in paths
@@ -162,7 +162,7 @@ def test_file_tools_respect_scope_and_tenant(
 
     write, listing = run(live_mcp, tenant, reader, as_reader)
     assert error_code(write) == "scope_required"
-    assert ok(listing)["entries"] == []  # nothing was written
+    assert ok(listing)["items"] == []  # nothing was written
 
     async def as_stranger(client: Client) -> tuple[Any, Any]:
         return (

@@ -32,8 +32,8 @@ def test_spawn_list_attach_stats_kill(server: DaphneServer, tenant: Any, token: 
     assert row.tenant_id == tenant.pk and row.container_id  # a real container exists
 
     listed = ok(mcp_call(url, token.raw, "list_containers", {}))
-    assert [w["id"] for w in listed["workspaces"]] == [spawned["id"]]
-    assert listed["truncated"] is False
+    assert [w["id"] for w in listed["items"]] == [spawned["id"]]
+    assert listed["has_more"] is False and listed["next_cursor"] is None
 
     attached = ok(
         mcp_call(url, token.raw, "attach", {"target": "web", "client_name": "pytest-agent"})
@@ -49,11 +49,9 @@ def test_spawn_list_attach_stats_kill(server: DaphneServer, tenant: Any, token: 
     assert killed["status"] == "removed"
     again = ok(mcp_call(url, token.raw, "kill", {"container_id": spawned["id"]}))
     assert again["status"] == "removed"  # idempotent
-    assert ok(mcp_call(url, token.raw, "list_containers", {}))["workspaces"] == []
+    assert ok(mcp_call(url, token.raw, "list_containers", {}))["items"] == []
     assert (
-        len(
-            ok(mcp_call(url, token.raw, "list_containers", {"include_removed": True}))["workspaces"]
-        )
+        len(ok(mcp_call(url, token.raw, "list_containers", {"include_removed": True}))["items"])
         == 1
     )
 
@@ -172,7 +170,7 @@ def test_scopes_are_enforced(server: DaphneServer, tenant: Any, make_token: Any)
     assert error_code(refused) == "scope_required"
     assert error_body(refused)["extra"]["required_scope"] == "write"
     assert Workspace.objects.filter(tenant=tenant).count() == 0
-    assert ok(mcp_call(url, reader.raw, "list_containers", {}))["workspaces"] == []
+    assert ok(mcp_call(url, reader.raw, "list_containers", {}))["items"] == []
     too_many = mcp_call(url, reader.raw, "list_containers", {"limit": 0})
     assert error_code(too_many) == "validation_failed"
     assert error_body(too_many)["extra"]["errors"][0]["loc"] == ["limit"]

@@ -70,6 +70,19 @@ async function workflow(client) {
     if (run.exit_code !== 0 || !run.stdout.includes("hi from js")) {
       problem(`exec_run gave ${JSON.stringify(run)}`);
     }
+    await call(client, "exec_run", { container_id: ws.id, cmd: ["true"] });
+    // The list contract: a page, then the rest through next_cursor, nothing twice.
+    const first = await call(client, "list_execs", { container_id: ws.id, limit: 1 });
+    const rest = await call(client, "list_execs", {
+      container_id: ws.id,
+      limit: 1,
+      cursor: first.next_cursor,
+    });
+    const ids = [...first.items, ...rest.items].map((e) => e.exec_id);
+    if (!first.has_more || rest.has_more || rest.next_cursor !== null || new Set(ids).size !== 2) {
+      problem(`list_execs pages: ${JSON.stringify({ first, rest })}`);
+    }
+    report.pages = ids.length;
   } finally {
     await call(client, "kill", { container_id: ws.id, force: true });
   }

@@ -221,7 +221,7 @@ def test_every_operation_on_every_node_through_an_engineless_web_tier(
         )
         assert read["content"] == f"from {node}"
         listing = rest.get(f"/workspaces/{ws_id}/files/list", params={"path": "/workspace"})
-        assert {"small.bin", "big", "mcp.txt"} <= {e["name"] for e in listing.json()["entries"]}
+        assert {"small.bin", "big", "mcp.txt"} <= {e["name"] for e in listing.json()["items"]}
         archive = rest.get(f"/workspaces/{ws_id}/archive", params={"path": "big"})
         assert archive.status_code == 200
         with tarfile.open(fileobj=io.BytesIO(archive.content)) as tar:

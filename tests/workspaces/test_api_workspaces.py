@@ -57,9 +57,9 @@ def test_list_get_attach_stats_kill(live_worker, api, tenant, kill_after):
     kill_after.append(Workspace.objects.get(public_id=ws["id"]))
 
     listed = api.get(URL).json()
-    assert listed["count"] == 1 and listed["items"][0]["id"] == ws["id"]
+    assert [w["id"] for w in listed["items"]] == [ws["id"]] and not listed["has_more"]
     assert api.get(f"{URL}/box").json()["id"] == ws["id"]
-    assert api.get(URL, {"status": "creating"}).json()["count"] == 0
+    assert api.get(URL, {"status": "creating"}).json()["items"] == []
 
     attach = api.post(
         f"{URL}/box/attach", {"client_name": "ide", "session_id": "s1"}, "application/json"
@@ -79,8 +79,8 @@ def test_list_get_attach_stats_kill(live_worker, api, tenant, kill_after):
 
     killed = api.delete(f"{URL}/box")
     assert killed.status_code == 200 and killed.json()["status"] == "removed"
-    assert api.get(URL).json()["count"] == 0
-    assert api.get(URL, {"include_removed": True}).json()["count"] == 1
+    assert api.get(URL).json()["items"] == []
+    assert len(api.get(URL, {"include_removed": True}).json()["items"]) == 1
     assert api.get(f"{URL}/box").status_code == 404  # the alias is free again
     gone = api.get(f"{URL}/{ws['id']}/stats")
     assert gone.status_code == 409 and gone.json()["code"] == "workspace_not_running"
@@ -150,7 +150,7 @@ def test_another_tenants_workspace_is_404_everywhere(
                 missing_id="ws_doesnotexist0000" if ref.startswith("ws_") else "nope",
                 code="workspace_not_found",
             )
-    assert api.get(URL, {"include_removed": True}).json()["count"] == 0
-    assert api.get(URL, {"alias": "secret"}).json()["count"] == 0
+    assert api.get(URL, {"include_removed": True}).json()["items"] == []
+    assert api.get(URL, {"alias": "secret"}).json()["items"] == []
     # Still alive for its owner.
     assert theirs_client.get(f"{URL}/secret").json()["status"] == "running"

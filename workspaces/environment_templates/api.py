@@ -6,8 +6,7 @@ import time
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Router
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja import Query, Router
 from ninja.responses import Status
 
 from tenants.api import principal_of
@@ -16,8 +15,9 @@ from workspaces.environment_templates.errors import TemplateInvalid
 from workspaces.environment_templates.schemas import (
     TemplateCreateIn,
     TemplateDetailOut,
+    TemplateListOut,
+    TemplateListQuery,
     TemplateLogOut,
-    TemplateOut,
 )
 from workspaces.models import Template, TemplateStatus
 
@@ -44,11 +44,10 @@ def template_create(request: HttpRequest, payload: TemplateCreateIn) -> Status[T
     return Status(201, template)
 
 
-@router.get("/templates", response=list[TemplateOut], operation_id="template_list")
-@paginate(LimitOffsetPagination)
-def template_list(request: HttpRequest, name: str | None = None) -> Any:
-    """The tenant's templates, by name, newest version first."""
-    return selectors.template_list(actor=principal_of(request), name=name)
+@router.get("/templates", response=TemplateListOut, operation_id="template_list")
+def template_list(request: HttpRequest, filters: Query[TemplateListQuery]) -> Any:
+    """The tenant's template versions, newest first, a page at a time (`limit`, `cursor`)."""
+    return selectors.template_page(actor=principal_of(request), page=filters, name=filters.name)
 
 
 @router.get("/templates/{ref}", response=TemplateDetailOut, operation_id="template_get")

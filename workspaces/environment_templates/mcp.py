@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from core.mcp.tools import READ, ToolCall, ToolSet
+from core.pagination import Page
 from tenants.principal import Principal
 from workspaces.environment_templates import selectors
-from workspaces.environment_templates.schemas import TemplateListIn, TemplateListOut
+from workspaces.environment_templates.schemas import TemplateListOut, TemplateListQuery
+from workspaces.models import Template
 
 tools = ToolSet()
 
 
 @tools.tool(
-    input=TemplateListIn,
+    input=TemplateListQuery,
     output=TemplateListOut,
     title="List templates",
     hints=READ,
 )
-def template_list(call: ToolCall[Principal], args: TemplateListIn) -> dict[str, Any]:
+def template_list(call: ToolCall[Principal], args: TemplateListQuery) -> Page[Template]:
     """List the tenant's environment templates: name, version, status, kind.
 
     Use it to find a prepared environment, then spawn with template=<name> (the
     newest ready version) instead of an image. Templates are made and built by
-    people of the tenant (REST, web UI). At most "limit" are returned
-    ("truncated" tells whether more exist). Needs "read".
+    people of the tenant (REST, web UI). Newest first; answers a page: "items",
+    and while "has_more" call again with cursor=next_cursor (limit: page size,
+    default 50, at most 500). Needs "read".
     """
-    rows = list(selectors.template_list(actor=call.principal, name=args.name)[: args.limit + 1])
-    return {"templates": rows[: args.limit], "truncated": len(rows) > args.limit}
+    return selectors.template_page(actor=call.principal, page=args, name=args.name)

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from ninja import Field, Schema
 
+from core.pagination import PageOut, PageQuery
 from workspaces.models import Template
 
 
@@ -58,11 +59,11 @@ class TemplateLogOut(Schema):
     done: bool = Field(description="The build has ended (ready or failed).")
 
 
-class TemplateListIn(Schema):
+class TemplateListQuery(PageQuery):
+    """REST query and MCP template_list arguments alike: the filter plus the page."""
+
     name: str | None = Field(None, description="Only the versions of this template.")
-    limit: int = Field(50, ge=1, le=500, description="At most this many.")
 
 
-class TemplateListOut(Schema):
-    templates: list[TemplateOut]
-    truncated: bool
+class TemplateListOut(PageOut[TemplateOut]):
+    """A page of template versions, newest first (REST and MCP template_list)."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from core.pagination import Page, PageQuery, paginate
 from tenants.principal import Principal
 from tenants.selectors import tenant_ids_managed_by
 from workspaces.environment_templates.errors import TemplateNotFound, TemplateNotReady
@@ -13,10 +14,16 @@ from workspaces.models import Template, TemplateStatus
 
 
 def template_list(*, actor: Principal, name: str | None = None) -> QuerySet[Template]:
-    """The tenant's templates by name, newest version first."""
+    """The tenant's templates by name, newest version first (the web page's order)."""
     actor.require_scope("read")
     qs = Template.objects.filter(tenant=actor.tenant).select_related("tenant").defer("context")
     return qs if name is None else qs.filter(name=name)
+
+
+def template_page(*, actor: Principal, page: PageQuery, name: str | None = None) -> Page[Template]:
+    """One page of the tenant's template versions, newest first (``core.pagination``)."""
+    qs = template_list(actor=actor, name=name)
+    return paginate(qs, page=page, scope=f"template_list:{actor.tenant.pk}")
 
 
 def template_get(*, actor: Principal, ref: str) -> Template:

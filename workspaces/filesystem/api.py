@@ -210,13 +210,15 @@ def fs_stat(request: HttpRequest, response: HttpResponse, ref: str, path: str = 
 def fs_list(
     request: HttpRequest, ref: str, query: Query[FsListQuery], path: str = Query("/workspace")
 ) -> Any:
-    """A directory's entries (its whole tree with ``recursive``), in path order."""
+    """A page of a directory's entries (its whole tree with ``recursive``), in path order:
+    `limit`, and `cursor` = the previous page's `next_cursor`."""
     return services.fs_list(
         actor=principal_of(request),
         workspace=_workspace(request, ref),
         path=path,
         recursive=query.recursive,
-        max_entries=query.max_entries,
+        limit=query.limit,
+        cursor=query.cursor,
     )
 
 

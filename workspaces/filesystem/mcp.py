@@ -129,9 +129,10 @@ def fs_list(call: ToolCall[Principal], args: FsListIn) -> DirListing:
     """List a directory's entries (default /workspace), in path order, with kind,
     size, permissions and modification time.
 
-    recursive=true lists the whole tree. At most max_entries come back;
-    "truncated" tells whether there were more (list a subdirectory, or raise
-    max_entries). Listing costs about as much as reading the tree's names.
+    recursive=true lists the whole tree. Answers a page: "items" (at most
+    limit, default 1000), and while "has_more" call again with
+    cursor=next_cursor. Each page costs about as much as reading the tree's
+    names: list a subdirectory rather than walking a huge tree.
     Needs "read".
     """
     return services.fs_list(
@@ -139,7 +140,8 @@ def fs_list(call: ToolCall[Principal], args: FsListIn) -> DirListing:
         workspace=_workspace(call, args.container_id),
         path=args.path,
         recursive=args.recursive,
-        max_entries=args.max_entries,
+        limit=args.limit,
+        cursor=args.cursor,
     )
 
 

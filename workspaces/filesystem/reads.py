@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import posixpath
 
+from core.pagination import InvalidCursor, cursor_decode, cursor_encode, limit_check
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from workspaces.filesystem import access
 from workspaces.filesystem.access import existing, open_target
 from workspaces.filesystem.errors import (
     FileTooLarge,
-    InvalidMaxEntries,
     InvalidRange,
     NotADirectory,
 )
@@ -30,6 +30,7 @@ from workspaces.filesystem.tarlib import tarfile
 from workspaces.models import Workspace
 from workspaces.runtime.base import PathKind
 
+DEFAULT_LIST_ENTRIES = 1000
 MAX_LIST_ENTRIES = 10_000
 
 
@@ -169,33 +170,56 @@ def fs_list(
     workspace: Workspace,
     path: str = ROOT,
     recursive: bool = False,
-    max_entries: int = 1000,
+    limit: int = DEFAULT_LIST_ENTRIES,
+    cursor: str | None = None,
 ) -> DirListing:
-    """The entries of a directory (its whole tree with ``recursive``), in path order.
+    """A page of the entries of a directory (its whole tree with ``recursive``), in
+    path order: at most ``limit``, after ``cursor`` (a previous page's ``next_cursor``).
 
-    The engine streams the directory as a tar, so listing costs as much as
-    reading the tree (names only are kept). At most ``max_entries`` entries
-    come back; ``truncated`` says there were more.
+    The engine streams the directory as a tar, so each page costs as much as
+    reading the tree's names. The stream is in walk order (a directory's names
+    sorted, each directory before its contents), which is the order of the
+    relative paths' components: a page resumes strictly after the last entry of
+    the previous one even when entries were added or removed in between.
     """
-    if not 1 <= max_entries <= MAX_LIST_ENTRIES:
-        raise InvalidMaxEntries(f"max_entries must be between 1 and {MAX_LIST_ENTRIES}.")
+    limit_check(limit, max_limit=MAX_LIST_ENTRIES)
     target = open_target(actor=actor, workspace=workspace, scope="read")
     resolved = existing(target, path, follow_final=True)
     if resolved.kind != "dir":
         raise NotADirectory(f"{resolved.path} is not a directory.", path=resolved.path)
+    scope = f"fs_list:{actor.tenant.pk}:{workspace.pk}:{resolved.path}:{int(recursive)}"
+    after = _resume_key(cursor, scope=scope)
     entries: list[DirEntry] = []
-    truncated = False
+    last = ""  # the relative name as the engine spells it (it may not be UTF-8)
+    more = False
     with target.driver.archive_get(target.container_id, resolved.path) as reader:
         for member in open_stream(reader):
             # Names are "<dir name>/<relative path>"; the first member is the directory.
             _, _, relative = member.name.partition("/")
             if not relative or (not recursive and "/" in relative):
                 continue
-            if len(entries) == max_entries:
-                truncated = True
+            if after is not None and _walk_key(relative) <= after:
+                continue
+            if len(entries) == limit:
+                more = True
                 break
             entries.append(_entry(resolved.path, relative, member))
-    return DirListing(path=resolved.path, entries=tuple(entries), truncated=truncated)
+            last = relative
+    next_cursor = cursor_encode([last], scope=scope) if more else None
+    return DirListing(path=resolved.path, items=tuple(entries), next_cursor=next_cursor)
+
+
+def _walk_key(relative: str) -> tuple[str, ...]:
+    return tuple(relative.split("/"))
+
+
+def _resume_key(cursor: str | None, *, scope: str) -> tuple[str, ...] | None:
+    if cursor is None:
+        return None
+    position = cursor_decode(cursor, scope=scope)
+    if len(position) != 1 or not isinstance(position[0], str):
+        raise InvalidCursor()
+    return _walk_key(position[0])
 
 
 def _entry(base: str, relative: str, member: tarfile.TarInfo) -> DirEntry:

@@ -99,9 +99,15 @@ class DirEntry(_Described):
 
 @dataclass(frozen=True)
 class DirListing:
+    """One page of a directory listing (the list contract of ``core.pagination``)."""
+
     path: str
-    entries: tuple[DirEntry, ...]
-    truncated: bool  # more entries exist than ``max_entries``
+    items: tuple[DirEntry, ...]
+    next_cursor: str | None  # set when more entries follow
+
+    @property
+    def has_more(self) -> bool:
+        return self.next_cursor is not None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Input and output models of the file operations, shared by REST and MCP.
 
 Field names follow the MCP roadmap (path, content, encoding, if_match_etag,
-offset/length, recursive, max_entries). ``encoding`` is ``utf-8`` (alias
+offset/length, recursive, limit/cursor). ``encoding`` is ``utf-8`` (alias
 ``text``) or ``base64``. Outputs are built from the services' results with
 ``Out.from_orm(result)``.
 """
@@ -16,9 +16,10 @@ from typing import Literal
 from ninja import Field, Schema
 from pydantic import field_validator
 
+from core.pagination import PageOut, PageQuery
 from workspaces.filesystem.errors import InvalidBase64, InvalidContent, NotUtf8
 from workspaces.filesystem.paths import ROOT
-from workspaces.filesystem.reads import MAX_LIST_ENTRIES
+from workspaces.filesystem.reads import DEFAULT_LIST_ENTRIES, MAX_LIST_ENTRIES
 from workspaces.filesystem.results import FileContent
 
 Encoding = Literal["utf-8", "text", "base64"]
@@ -156,9 +157,16 @@ class FsStatOut(Schema):
     mime_type: str | None = None
 
 
-class FsListQuery(Schema):
+class FsListQuery(PageQuery):
     recursive: bool = Field(False, description="List the whole tree, not just direct entries.")
-    max_entries: int = Field(1000, ge=1, le=MAX_LIST_ENTRIES)
+    # Entries are small and each page re-reads the tree's names: larger pages than rows.
+    limit: int = Field(
+        DEFAULT_LIST_ENTRIES,
+        ge=1,
+        le=MAX_LIST_ENTRIES,
+        description=f"At most this many entries (default {DEFAULT_LIST_ENTRIES}, "
+        f"at most {MAX_LIST_ENTRIES}).",
+    )
 
 
 class _FsListArgs(FsListQuery):
@@ -176,10 +184,10 @@ class FsEntryOut(Schema):
     link_target: str | None = None
 
 
-class FsListOut(Schema):
-    path: str
-    entries: list[FsEntryOut]
-    truncated: bool = Field(..., description="More entries exist than max_entries.")
+class FsListOut(PageOut[FsEntryOut]):
+    """A page of a directory's entries in path order (REST and MCP fs_list)."""
+
+    path: str = Field(description="The listed directory (symlinks resolved).")
 
 
 class FsDeleteQuery(Schema):

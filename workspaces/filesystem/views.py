@@ -73,8 +73,13 @@ def _form_paths() -> Iterator[None]:
 @tenant_view
 def files_browse(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
     workspace = workspace_get(actor=actor, ref=ref)
-    listing = services.fs_list(actor=actor, workspace=workspace, path=_path_field(request))
-    entries = sorted(listing.entries, key=lambda e: (not e.is_dir, e.name.lower()))
+    listing = services.fs_list(
+        actor=actor,
+        workspace=workspace,
+        path=_path_field(request),
+        cursor=request.GET.get("cursor") or None,
+    )
+    entries = sorted(listing.items, key=lambda e: (not e.is_dir, e.name.lower()))
     return render(
         request,
         "workspaces/files.html",

@@ -4,7 +4,6 @@ from typing import Any
 
 from django.http import HttpRequest
 from ninja import Query, Router
-from ninja.pagination import LimitOffsetPagination, paginate
 from ninja.responses import Status
 
 from tenants.api import principal_of
@@ -15,6 +14,7 @@ from workspaces.snapshots import selectors, services
 from workspaces.snapshots.schemas import (
     ForkBody,
     SnapshotCreateBody,
+    SnapshotListOut,
     SnapshotListQuery,
     SnapshotOut,
 )
@@ -41,11 +41,12 @@ def snapshot_create(
     )
 
 
-@router.get("/snapshots", response=list[SnapshotOut], operation_id="snapshot_list")
-@paginate(LimitOffsetPagination)
+@router.get("/snapshots", response=SnapshotListOut, operation_id="snapshot_list")
 def snapshot_list(request: HttpRequest, filters: Query[SnapshotListQuery]) -> Any:
-    """The tenant's snapshots, newest first."""
-    return selectors.snapshot_list(actor=principal_of(request), workspace=filters.workspace)
+    """The tenant's snapshots, newest first, a page at a time (`limit`, `cursor`)."""
+    return selectors.snapshot_page(
+        actor=principal_of(request), page=filters, workspace=filters.workspace
+    )
 
 
 @router.get("/snapshots/{ref}", response=SnapshotOut, operation_id="snapshot_get")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from core.mcp.tools import ADD, DESTROY, READ, ToolCall, ToolSet
+from core.pagination import Page
 from tenants.principal import Principal
 from workspaces.models import Snapshot, Workspace
 from workspaces.schemas import WorkspaceOut
@@ -15,8 +14,8 @@ from workspaces.snapshots.schemas import (
     SnapshotCreateIn,
     SnapshotDeleteIn,
     SnapshotDeleteOut,
-    SnapshotListIn,
     SnapshotListOut,
+    SnapshotListQuery,
     SnapshotOut,
 )
 
@@ -46,21 +45,19 @@ def snapshot_create(call: ToolCall[Principal], args: SnapshotCreateIn) -> Snapsh
 
 
 @tools.tool(
-    input=SnapshotListIn,
+    input=SnapshotListQuery,
     output=SnapshotListOut,
     title="List snapshots",
     hints=READ,
 )
-def snapshot_list(call: ToolCall[Principal], args: SnapshotListIn) -> dict[str, Any]:
+def snapshot_list(call: ToolCall[Principal], args: SnapshotListQuery) -> Page[Snapshot]:
     """List the tenant's snapshots, newest first: id, name, source workspace, size.
 
-    Filter by the workspace they were taken of (workspace=ws_...). At most
-    "limit" are returned ("truncated" tells whether more exist). Needs "read".
+    Filter by the workspace they were taken of (workspace=ws_...). Answers a
+    page: "items", and while "has_more" call again with cursor=next_cursor
+    (limit: page size, default 50, at most 500). Needs "read".
     """
-    rows = list(
-        selectors.snapshot_list(actor=call.principal, workspace=args.workspace)[: args.limit + 1]
-    )
-    return {"snapshots": rows[: args.limit], "truncated": len(rows) > args.limit}
+    return selectors.snapshot_page(actor=call.principal, page=args, workspace=args.workspace)
 
 
 @tools.tool(

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from ninja import Field, Schema
 
+from core.pagination import PageOut, PageQuery
 from workspaces.models import Snapshot
 from workspaces.schemas import LimitsIn
 
@@ -49,19 +50,14 @@ class SnapshotOut(Schema):
         return user.get_username() if user is not None else None
 
 
-class SnapshotListQuery(Schema):
+class SnapshotListQuery(PageQuery):
+    """REST query and MCP snapshot_list arguments alike: the filter plus the page."""
+
     workspace: str | None = Field(None, description="Only snapshots of this workspace (ws_…).")
 
 
-class SnapshotListIn(SnapshotListQuery):
-    """MCP snapshot_list: the REST filter plus a size bound (MCP has no pagination)."""
-
-    limit: int = Field(50, ge=1, le=500, description="At most this many, newest first.")
-
-
-class SnapshotListOut(Schema):
-    snapshots: list[SnapshotOut]
-    truncated: bool = Field(description="More snapshots match than limit.")
+class SnapshotListOut(PageOut[SnapshotOut]):
+    """A page of snapshots, newest first (REST and MCP snapshot_list)."""
 
 
 class SnapshotDeleteIn(Schema):

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet, Sum
 
+from core.pagination import Page, PageQuery, paginate
 from tenants.principal import Principal
 from tenants.selectors import tenant_ids_managed_by
 from workspaces.models import Snapshot, SnapshotStatus
@@ -19,6 +20,14 @@ def snapshot_list(*, actor: Principal, workspace: str | None = None) -> QuerySet
     if workspace is not None:
         qs = qs.filter(source_workspace_public_id=workspace)
     return qs
+
+
+def snapshot_page(
+    *, actor: Principal, page: PageQuery, workspace: str | None = None
+) -> Page[Snapshot]:
+    """One page of :func:`snapshot_list` (the list contract of ``core.pagination``)."""
+    qs = snapshot_list(actor=actor, workspace=workspace)
+    return paginate(qs, page=page, scope=f"snapshot_list:{actor.tenant.pk}")
 
 
 def snapshot_get(*, actor: Principal, ref: str) -> Snapshot:
