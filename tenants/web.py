@@ -50,6 +50,12 @@ def back_url(request: HttpRequest, default: str) -> str:
     return default
 
 
+def done(request: HttpRequest, message: str, url: str) -> HttpResponseRedirect:
+    """A form post that worked: say so on the next page, and go there."""
+    messages.success(request, message)
+    return HttpResponseRedirect(url)
+
+
 def error_page(request: HttpRequest, exc: DevBenchError) -> HttpResponse:
     """The error as a page (or JSON for scripts), with its HTTP status, code and message."""
     if wants_json(request):

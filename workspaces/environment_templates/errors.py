@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core.errors import Conflict, NotFound, ValidationFailed
 from workspaces.runtime.base import TemplateBuildFailed
+
+if TYPE_CHECKING:
+    from workspaces.models import Template
 
 
 class TemplateNotFound(NotFound):
@@ -22,6 +27,13 @@ class TemplateInUse(Conflict):
     code = "template_in_use"
     http_status = 409
     default_message = "A live workspace was spawned from this template; kill it first."
+
+    @classmethod
+    def spawned_from(cls, template: Template, workspaces: list[str]) -> TemplateInUse:
+        return cls(
+            f"Workspaces {', '.join(workspaces)} run template '{template}'; kill them first.",
+            extra={"template": template.public_id, "workspaces": workspaces},
+        )
 
 
 class TemplateInvalid(ValidationFailed):

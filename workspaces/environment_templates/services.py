@@ -35,15 +35,14 @@ from workspaces.environment_templates.errors import (
 )
 from workspaces.images import image_allowed, image_check
 from workspaces.models import (
-    LIVE_STATUSES,
     TEMPLATE_NAME_VALIDATOR,
     Template,
     TemplateStatus,
-    Workspace,
 )
 from workspaces.nodes import node_driver, node_queue
 from workspaces.placement import node_place, required_labels
 from workspaces.runtime.base import LABEL_INSTANCE, LABEL_TENANT, BuildSpec
+from workspaces.sources import source_deleting
 
 TEMPLATE_REPOSITORY_PREFIX = "devbench-templates/"
 LABEL_TEMPLATE = "devbench.template"
@@ -285,31 +284,9 @@ def template_build_run(*, template_id: int) -> Template | None:
 
 def template_delete(*, actor: Principal, template: Template) -> None:
     """Delete one template version (and its built image); refused while in use."""
-    actor.require_scope("write")
-    with (
-        audited(
-            actor=actor,
-            action="template.delete",
-            target_type="template",
-            target_id=template.public_id,
-        ),
-        transaction.atomic(),
-    ):
-        row = (
-            Template.objects.select_for_update().filter(pk=template.pk, tenant=actor.tenant).first()
-        )
-        if row is None:
-            raise TemplateNotFound(f"Template '{template.public_id}' not found.")
-        users = list(
-            Workspace.objects.filter(template=row, status__in=LIVE_STATUSES).values_list(
-                "public_id", flat=True
-            )[:20]
-        )
-        if users:
-            raise TemplateInUse(
-                f"Workspaces {', '.join(users)} run template '{row}'; kill them first.",
-                extra={"template": row.public_id, "workspaces": users},
-            )
+    with source_deleting(
+        actor=actor, source=template, not_found=TemplateNotFound, in_use=TemplateInUse.spawned_from
+    ) as row:
         if row.image_ref:
             try:
                 node_driver(row.node).image_remove(row.image_ref)
@@ -317,7 +294,6 @@ def template_delete(*, actor: Principal, template: Template) -> None:
                 if exc.code == "engine_conflict":
                     raise TemplateInUse(f"The image of template '{row}' is in use.") from exc
                 raise
-        row.delete()
 
 
 def template_image(*, policy: TenantPolicy, template: Template, node: str) -> str:

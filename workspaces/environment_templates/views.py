@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from tenants.principal import Principal
-from tenants.web import tenant_view
+from tenants.web import done, tenant_view
 from workspaces.environment_templates import selectors, services
 from workspaces.models import Template, TemplateStatus
 
@@ -42,8 +41,11 @@ def template_create(request: HttpRequest, actor: Principal) -> HttpResponse:
         context=upload.read() if upload else b"",
         description=request.POST.get("description", "").strip(),
     )
-    messages.success(request, f"Template {template.name} version {template.version} was made.")
-    return HttpResponseRedirect(_detail_url(actor, template))
+    return done(
+        request,
+        f"Template {template.name} version {template.version} was made.",
+        _detail_url(actor, template),
+    )
 
 
 @require_GET
@@ -80,8 +82,11 @@ def template_log(request: HttpRequest, actor: Principal, ref: str) -> HttpRespon
 def template_rebuild(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
     template = selectors.template_get(actor=actor, ref=ref)
     rebuilt = services.template_rebuild(actor=actor, template=template)
-    messages.success(request, f"Template {rebuilt.name} version {rebuilt.version} is building.")
-    return HttpResponseRedirect(_detail_url(actor, rebuilt))
+    return done(
+        request,
+        f"Template {rebuilt.name} version {rebuilt.version} is building.",
+        _detail_url(actor, rebuilt),
+    )
 
 
 @require_POST
@@ -89,5 +94,8 @@ def template_rebuild(request: HttpRequest, actor: Principal, ref: str) -> HttpRe
 def template_delete(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
     template = selectors.template_get(actor=actor, ref=ref)
     services.template_delete(actor=actor, template=template)
-    messages.success(request, f"Template {template.name} version {template.version} was deleted.")
-    return HttpResponseRedirect(reverse("web:template_list", kwargs={"tenant": actor.tenant.slug}))
+    return done(
+        request,
+        f"Template {template.name} version {template.version} was deleted.",
+        reverse("web:template_list", kwargs={"tenant": actor.tenant.slug}),
+    )

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
+
+if TYPE_CHECKING:
+    from workspaces.models import Snapshot
 
 
 class SnapshotNotFound(NotFound):
@@ -21,6 +26,14 @@ class SnapshotInUse(Conflict):
     code = "snapshot_in_use"
     http_status = 409
     default_message = "A live workspace was spawned from this snapshot; kill it first."
+
+    @classmethod
+    def spawned_from(cls, snapshot: Snapshot, workspaces: list[str]) -> SnapshotInUse:
+        return cls(
+            f"Workspaces {', '.join(workspaces)} were spawned from snapshot "
+            f"'{snapshot.public_id}'; kill them first.",
+            extra={"snapshot_id": snapshot.public_id, "workspaces": workspaces},
+        )
 
 
 class SnapshotQuotaExceeded(QuotaExceeded):

@@ -24,7 +24,7 @@ from tenants.models import TenantPolicy
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from workspaces.errors import WorkspaceNotFound
-from workspaces.models import LIVE_STATUSES, Snapshot, SnapshotStatus, Workspace
+from workspaces.models import Snapshot, SnapshotStatus, Workspace
 from workspaces.nodes import node_driver
 from workspaces.registries.selectors import registry_auth, registry_for
 from workspaces.registries.services import snapshot_registry
@@ -44,6 +44,7 @@ from workspaces.snapshots.errors import (
     SnapshotStorageQuotaExceeded,
 )
 from workspaces.snapshots.selectors import snapshot_usage
+from workspaces.sources import source_deleting
 from workspaces.spec import WORKSPACE_ROOT
 
 # Every snapshot image lives under this namespace; the image policy refuses it as an
@@ -199,35 +200,11 @@ def _discard(snapshot: Snapshot) -> None:
 
 def snapshot_delete(*, actor: Principal, snapshot: Snapshot) -> None:
     """Delete a snapshot and its image; refused while a live workspace was spawned from it."""
-    actor.require_scope("write")
-    with (
-        audited(
-            actor=actor,
-            action="snapshot.delete",
-            target_type="snapshot",
-            target_id=snapshot.public_id,
-        ),
-        transaction.atomic(),
-    ):
-        row = (
-            Snapshot.objects.select_for_update().filter(pk=snapshot.pk, tenant=actor.tenant).first()
-        )
-        if row is None:
-            raise SnapshotNotFound(f"Snapshot '{snapshot.public_id}' not found.")
-        users = list(
-            Workspace.objects.filter(snapshot=row, status__in=LIVE_STATUSES).values_list(
-                "public_id", flat=True
-            )[:20]
-        )
-        if users:
-            raise SnapshotInUse(
-                f"Workspaces {', '.join(users)} were spawned from snapshot "
-                f"'{row.public_id}'; kill them first.",
-                extra={"snapshot_id": row.public_id, "workspaces": users},
-            )
+    with source_deleting(
+        actor=actor, source=snapshot, not_found=SnapshotNotFound, in_use=SnapshotInUse.spawned_from
+    ) as row:
         if row.image_ref:
             node_driver(row.node).image_remove(row.image_ref)
-        row.delete()
 
 
 def workspace_fork(

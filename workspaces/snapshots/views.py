@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from tenants.principal import Principal
-from tenants.web import tenant_view
+from tenants.web import done, tenant_view
 from workspaces import selectors as workspace_selectors
 from workspaces.models import Workspace
 from workspaces.services import workspace_spawn
@@ -54,8 +53,11 @@ def snapshot_take(request: HttpRequest, actor: Principal, ref: str) -> HttpRespo
         name=request.POST.get("name", "").strip(),
         description=request.POST.get("description", "").strip(),
     )
-    messages.success(request, f"Snapshot {snapshot.name} ({snapshot.public_id}) was taken.")
-    return HttpResponseRedirect(_tab_url(actor, workspace))
+    return done(
+        request,
+        f"Snapshot {snapshot.name} ({snapshot.public_id}) was taken.",
+        _tab_url(actor, workspace),
+    )
 
 
 @require_POST
@@ -68,16 +70,22 @@ def workspace_fork(request: HttpRequest, actor: Principal, ref: str) -> HttpResp
         alias=request.POST.get("alias", "").strip() or None,
         wait=False,  # its page shows it creating and refreshes until it runs
     )
-    messages.success(request, f"Workspace {forked} is being created from {snapshot.public_id}.")
-    return HttpResponseRedirect(_detail_url(actor, forked))
+    return done(
+        request,
+        f"Workspace {forked} is being created from {snapshot.public_id}.",
+        _detail_url(actor, forked),
+    )
 
 
 @require_POST
 @tenant_view
 def snapshot_spawn(request: HttpRequest, actor: Principal, snapshot_id: str) -> HttpResponse:
     workspace = workspace_spawn(actor=actor, snapshot=snapshot_id, wait=False)
-    messages.success(request, f"Workspace {workspace} is being created from {snapshot_id}.")
-    return HttpResponseRedirect(_detail_url(actor, workspace))
+    return done(
+        request,
+        f"Workspace {workspace} is being created from {snapshot_id}.",
+        _detail_url(actor, workspace),
+    )
 
 
 @require_POST
@@ -85,11 +93,10 @@ def snapshot_spawn(request: HttpRequest, actor: Principal, snapshot_id: str) -> 
 def snapshot_delete(request: HttpRequest, actor: Principal, snapshot_id: str) -> HttpResponse:
     snapshot = selectors.snapshot_get(actor=actor, ref=snapshot_id)
     services.snapshot_delete(actor=actor, snapshot=snapshot)
-    messages.success(request, f"Snapshot {snapshot.name} ({snapshot_id}) was deleted.")
     back = reverse("web:workspace_list", kwargs={"tenant": actor.tenant.slug})
     source = snapshot.source_workspace_public_id
     if source:
         back = reverse(
             "web:workspace_snapshots", kwargs={"tenant": actor.tenant.slug, "ref": source}
         )
-    return HttpResponseRedirect(back)
+    return done(request, f"Snapshot {snapshot.name} ({snapshot_id}) was deleted.", back)

@@ -1,0 +1,4 @@
+from tests.mcp_live import (  # noqa: F401 - fixtures
+    live_mcp,
+    mcp_server_process,
+)
