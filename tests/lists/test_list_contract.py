@@ -26,7 +26,7 @@ from tests.isolation import assert_like_missing, mcp_answer, rest_answer
 from tests.mcp_live import mcp_call, ok
 from tests.processes import DaphneServer
 from workspaces.filesystem.reads import MAX_LIST_ENTRIES
-from workspaces.filesystem.services import fs_write
+from workspaces.filesystem.services import fs_mkdir, fs_write
 from workspaces.models import Snapshot, SnapshotStatus, Template, Workspace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -174,7 +174,7 @@ def _scope(case: ListCase, tenant: Any, token: Any, request: pytest.FixtureReque
         actor = system_principal(tenant)
         workspace = workspace_spawn(actor=actor, image="devbench/busybox:latest", wait=True)
         request.addfinalizer(lambda: workspace_kill(actor=actor, workspace=workspace, force=True))
-        fs_write(actor=actor, workspace=workspace, path="/workspace/pages/.keep", content=b"")
+        fs_mkdir(actor=actor, workspace=workspace, path="/workspace/pages")
     else:
         workspace = WorkspaceFactory(tenant=tenant, container_id="c")
     return Scope(tenant, token, workspace)
