@@ -174,6 +174,20 @@ class InvalidIdempotencyKey(ValidationFailed):
     code = "invalid_idempotency_key"
 
 
+class InvalidCursor(ValidationFailed):
+    """A list's ``cursor`` that this list did not hand out (``core.pagination``)."""
+
+    code = "invalid_cursor"
+    default_message = "The cursor is not one this list handed out; start again without a cursor."
+
+
+class InvalidLimit(ValidationFailed):
+    """A list's ``limit`` out of range, given to a service directly (the interfaces'
+    schemas refuse it before)."""
+
+    code = "invalid_limit"
+
+
 # --- The container engine ----------------------------------------------------------
 
 

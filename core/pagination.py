@@ -31,7 +31,7 @@ from django.core import signing
 from django.db.models import Model, Q, QuerySet
 from ninja import Field, Schema
 
-from core.errors import ValidationFailed
+from core.errors import InvalidCursor, InvalidLimit
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -45,17 +45,6 @@ CURSOR_HELP = (
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Model)
-
-
-class InvalidCursor(ValidationFailed):
-    code = "invalid_cursor"
-    default_message = "The cursor is not one this list handed out; start again without a cursor."
-
-
-class InvalidLimit(ValidationFailed):
-    """A limit out of range given to a service directly (interfaces check it in the schema)."""
-
-    code = "invalid_limit"
 
 
 def limit_check(limit: int, *, max_limit: int = MAX_LIMIT) -> None:

@@ -146,10 +146,6 @@ class InvalidRange(ValidationFailed):
     code = "invalid_range"
 
 
-class InvalidMaxEntries(ValidationFailed):
-    code = "invalid_max_entries"
-
-
 class InvalidContent(ValidationFailed):
     code = "invalid_content"
 

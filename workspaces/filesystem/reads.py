@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import posixpath
 
-from core.pagination import InvalidCursor, cursor_decode, cursor_encode, limit_check
+from core.errors import InvalidCursor
+from core.pagination import cursor_decode, cursor_encode, limit_check
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from workspaces.filesystem import access
