@@ -22,7 +22,7 @@ cursor, tampered, truncated or another tenant's, answers ``invalid_cursor``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -61,6 +61,15 @@ class PageQuery(Schema):
     cursor: str | None = Field(
         None, min_length=1, max_length=MAX_CURSOR_LENGTH, description=CURSOR_HELP
     )
+
+
+def page_from_query(params: Mapping[str, str], *, limit: int = DEFAULT_LIMIT) -> PageQuery:
+    """The page a web page's query string asks for (``?cursor=``): a malformed cursor is
+    ``invalid_cursor``, as on the API, never a 500."""
+    cursor = params.get("cursor") or None
+    if cursor is not None and len(cursor) > MAX_CURSOR_LENGTH:
+        raise InvalidCursor()
+    return PageQuery(limit=limit, cursor=cursor)
 
 
 class PageOut(Schema, Generic[T]):

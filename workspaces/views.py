@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from core.errors import ValidationFailed
+from core.pagination import page_from_query
 from execution.selectors import exec_list
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
@@ -72,11 +73,14 @@ def _optional_int(value: str | None, *, field: str, error: type[ValidationFailed
 @tenant_view
 def workspace_list(request: HttpRequest, actor: Principal) -> HttpResponse:
     policy = tenant_policy_get(tenant=actor.tenant)
+    page = selectors.workspace_page(actor=actor, page=page_from_query(request.GET))
     return render(
         request,
         "workspaces/list.html",
         {
-            "workspaces": selectors.workspace_list(actor=actor),
+            "workspaces": page.items,
+            "page": page,
+            "cursor": request.GET.get("cursor", ""),
             "snapshots": snapshot_list(actor=actor).filter(status=SnapshotStatus.READY)[:100],
             "templates": sorted(
                 set(
@@ -97,10 +101,9 @@ def workspace_list(request: HttpRequest, actor: Principal) -> HttpResponse:
 @require_GET
 @tenant_view
 def workspace_rows(request: HttpRequest, actor: Principal) -> HttpResponse:
-    """The list's rows alone, for the page to refresh statuses in place."""
-    return render(
-        request, "workspaces/_rows.html", {"workspaces": selectors.workspace_list(actor=actor)}
-    )
+    """The rows of the list's page (same ``cursor``), for it to refresh statuses in place."""
+    page = selectors.workspace_page(actor=actor, page=page_from_query(request.GET))
+    return render(request, "workspaces/_rows.html", {"workspaces": page.items})
 
 
 @require_POST

@@ -327,3 +327,32 @@ def test_engine_errors_are_error_pages_not_500(web, tenant):
     stopped = WorkspaceFactory(tenant=tenant, status="stopped")
     page = web.get(_ws_url(tenant, stopped, "files/"))
     assert page.status_code == 409 and _error_code(page) == "workspace_not_running"
+
+
+# --- the workspace list, a page at a time (core.pagination) ------------------------
+
+
+def test_the_workspace_list_pages_with_the_list_contract(web, tenant, other_tenant):
+    made = [WorkspaceFactory(tenant=tenant).public_id for _ in range(53)]
+    first = web.get(_ws_url(tenant))
+    shown = list(first.context["workspaces"])
+    assert [w.public_id for w in shown] == made[::-1][:50]
+    cursor = first.context["page"].next_cursor
+    assert cursor and f"?cursor={cursor}" in first.content.decode()
+    rest = web.get(_ws_url(tenant), {"cursor": cursor})
+    assert [w.public_id for w in rest.context["workspaces"]] == made[::-1][50:]
+    assert not rest.context["page"].has_more
+    rows = web.get(_ws_url(tenant, suffix="rows"), {"cursor": cursor})  # the page's refresh
+    assert rows.status_code == 200
+    assert [w.public_id for w in rows.context["workspaces"]] == made[::-1][50:]
+    # Another tenant's cursor and a forged one are the same error page, never a 500.
+    WorkspaceFactory.create_batch(51, tenant=other_tenant)
+    theirs_member = MembershipFactory(tenant=other_tenant).user
+    theirs = signed_in(theirs_member).get(_ws_url(other_tenant)).context["page"].next_cursor
+    with_theirs = page_answer(web.get(_ws_url(tenant), {"cursor": theirs}))
+    forged = page_answer(web.get(_ws_url(tenant), {"cursor": "forged"}))
+    assert_like_missing(
+        with_theirs, forged, theirs_id=theirs, missing_id="forged", code="invalid_cursor"
+    )
+    assert with_theirs.status == 422
+    assert page_answer(web.get(_ws_url(tenant), {"cursor": "x" * 5000})).code == "invalid_cursor"
