@@ -55,7 +55,7 @@ def test_start_poll_list_and_cancel(api, running_workspace):
     assert polled["next_seq"] == 1
 
     listed = api.get(f"/api/v1/workspaces/{ws}/execs").json()
-    assert [e["exec_id"] for e in listed] == [exec_id]
+    assert [e["exec_id"] for e in listed["items"]] == [exec_id]
     assert api.get(f"/api/v1/execs/{exec_id}/detail").json()["cmd"] == [
         "sh",
         "-c",

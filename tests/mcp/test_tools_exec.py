@@ -152,7 +152,7 @@ def test_client_cancellation_ends_the_wait_not_the_command(
     async def steps(client: Client) -> tuple[bool, str, dict[str, Any]]:
         with anyio.move_on_after(0.8) as scope:
             await client.call_tool("exec_run", {"container_id": ws, "cmd": cmd})
-        execs = ok(await client.call_tool("list_execs", {"container_id": ws}))["execs"]
+        execs = ok(await client.call_tool("list_execs", {"container_id": ws}))["items"]
         text, last = await poll_to_end(client, execs[0]["exec_id"])
         return scope.cancelled_caught, text, last
 
