@@ -32,6 +32,8 @@ from workspaces.models import Snapshot, SnapshotStatus, Template, Workspace
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 _names = itertools.count()
+# Every list is readable with these (the audit log needs "admin").
+SCOPES = ("read", "write", "admin")
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class Scope:
 class ListCase:
     name: str
     rest: Callable[[Scope], str]  # the URL
-    tool: str
+    tool: str | None  # None: a list of REST only
     tool_args: Callable[[Scope], dict[str, Any]]
     make: Callable[[Scope], str]  # creates one item, returns its id as listed
     key: str  # the id field of an item
@@ -137,15 +139,24 @@ FILES = ListCase(
     rest_params={"path": "/workspace/pages"},
     new_items_follow=True,
 )
-DOCKER = [pytest.mark.docker]
-PARAMS = [pytest.param(c, id=c.name) for c in CASES] + [
-    pytest.param(FILES, id="files", marks=DOCKER)
-]
 
 
-@pytest.fixture(params=["rest", "mcp"])
-def interface(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def _params(cases: list[ListCase]) -> list[Any]:
+    """(case, interface) for every interface a list has; the engine's marks on files."""
+    return [
+        pytest.param(
+            case,
+            interface,
+            id=f"{interface}-{case.name}",
+            marks=[pytest.mark.docker] if case is FILES else [],
+        )
+        for case in cases
+        for interface in ("rest", "mcp")
+        if interface == "rest" or case.tool is not None
+    ]
+
+
+PARAMS = _params([*CASES, FILES])
 
 
 @pytest.fixture
@@ -154,15 +165,15 @@ def case(request: pytest.FixtureRequest) -> ListCase:
 
 
 @pytest.fixture
-def mine(case: ListCase, tenant: Any, token: Any, request: pytest.FixtureRequest) -> Scope:
-    return _scope(case, tenant, token, request)
+def mine(case: ListCase, tenant: Any, make_token: Any, request: pytest.FixtureRequest) -> Scope:
+    return _scope(case, tenant, make_token(tenant, scopes=SCOPES), request)
 
 
 @pytest.fixture
 def theirs(
     case: ListCase, other_tenant: Any, make_token: Any, request: pytest.FixtureRequest
 ) -> Scope:
-    return _scope(case, other_tenant, make_token(other_tenant), request)
+    return _scope(case, other_tenant, make_token(other_tenant, scopes=SCOPES), request)
 
 
 def _scope(case: ListCase, tenant: Any, token: Any, request: pytest.FixtureRequest) -> Scope:
@@ -191,6 +202,7 @@ class Lister:
         if self.interface == "rest":
             url = self.case.rest(self.scope)
             return client_for(self.scope.token).get(url, (self.case.rest_params or {}) | params)
+        assert self.case.tool is not None
         args = self.case.tool_args(self.scope) | params
         return mcp_call(
             self.server.mcp_url(self.scope.tenant.slug), self.scope.token.raw, self.case.tool, args
@@ -236,7 +248,7 @@ def _walk(lister: Lister, *, limit: int, between: Callable[[], None]) -> Iterato
         body = lister.page(limit=limit, cursor=body["next_cursor"])
 
 
-@pytest.mark.parametrize("case", PARAMS, indirect=True)
+@pytest.mark.parametrize(("case", "interface"), PARAMS, indirect=["case"])
 def test_pages_concatenate_to_the_list_while_rows_are_added(
     server: DaphneServer, interface: str, case: ListCase, mine: Scope
 ) -> None:
@@ -261,7 +273,7 @@ def test_pages_concatenate_to_the_list_while_rows_are_added(
         assert lister.ids(lister.page(limit=len(whole) + len(added)))[: len(added)] == added[::-1]
 
 
-@pytest.mark.parametrize("case", PARAMS, indirect=True)
+@pytest.mark.parametrize(("case", "interface"), PARAMS, indirect=["case"])
 def test_a_cursor_works_only_in_the_tenants_own_list(
     server: DaphneServer, interface: str, case: ListCase, mine: Scope, theirs: Scope
 ) -> None:
@@ -284,7 +296,7 @@ def test_a_cursor_works_only_in_the_tenants_own_list(
     assert mine_ids and theirs_ids and not set(mine_ids) & set(theirs_ids)
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES], indirect=True)
+@pytest.mark.parametrize(("case", "interface"), _params(CASES), indirect=["case"])
 def test_bad_cursor_and_limit_are_refused(
     server: DaphneServer, interface: str, case: ListCase, mine: Scope
 ) -> None:
