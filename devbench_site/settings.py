@@ -292,6 +292,10 @@ DEVBENCH_ENGINE_DIRECT = env_bool("DEVBENCH_ENGINE_DIRECT", EMBEDDED)
 DEVBENCH_NODE_AGENT_BIND = env_str("DEVBENCH_NODE_AGENT_BIND", "127.0.0.1:0")
 DEVBENCH_NODE_AGENT_URL = env_str("DEVBENCH_NODE_AGENT_URL", "")
 DEVBENCH_NODE_AGENT_TOKEN = env_str("DEVBENCH_NODE_AGENT_TOKEN", "")
+# TLS with a key the worker makes at start, its certificate pinned by callers through
+# the node's row. Off (plain HTTP) is for a single machine: the agent then refuses any
+# bind address but the loopback, and callers refuse plain URLs to other hosts.
+DEVBENCH_NODE_AGENT_TLS = env_bool("DEVBENCH_NODE_AGENT_TLS", True)
 # What the node worker registers (unset: keep the row's values; memory and CPUs
 # default to the engine's). Labels: comma-separated key=value pairs.
 DEVBENCH_NODE_MAX_WORKSPACES = env_int("DEVBENCH_NODE_MAX_WORKSPACES", 0)

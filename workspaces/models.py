@@ -152,13 +152,16 @@ class Node(models.Model):
     The worker registers the row and heartbeats; the engine endpoint is what the
     worker reports (display only): TLS material for a TCP engine stays in the
     worker's own environment. Web processes reach the engine through the worker's
-    agent (``agent_url``, authenticated with ``agent_token``).
+    agent (``agent_url``, authenticated with ``agent_token``, its TLS certificate
+    ``agent_cert`` pinned).
     """
 
     name = models.CharField(max_length=63, unique=True, validators=[NODE_NAME_VALIDATOR])
     engine_endpoint = models.CharField(max_length=300, blank=True)
     agent_url = models.CharField(max_length=300, blank=True)
     agent_token = models.CharField(max_length=100, blank=True)
+    # The agent's TLS certificate (PEM), made by the worker at start; callers trust only it.
+    agent_cert = models.TextField(blank=True)
     max_workspaces = models.PositiveIntegerField(default=100)
     memory_bytes = models.PositiveBigIntegerField(
         default=0, help_text="Memory the node's workspaces may reserve in all; 0: no limit."

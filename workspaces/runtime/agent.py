@@ -14,14 +14,18 @@ import hmac
 import json
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 from core.errors import DevBenchError, EngineError, ValidationFailed
 from workspaces.runtime import wire
+from workspaces.runtime.agent_tls import HANDSHAKE_TIMEOUT_S, is_loopback, shutdown_socket
 from workspaces.runtime.base import InteractiveExec, PathStat, RuntimeDriver, resize_when_started
 
 logger = logging.getLogger(__name__)
@@ -48,15 +52,42 @@ class AgentServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], *, driver: RuntimeDriver, token: str) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        driver: RuntimeDriver,
+        token: str,
+        tls: ssl.SSLContext | None,
+    ) -> None:
         self.driver = driver
         self.token = token
+        self.tls = tls
         super().__init__(address, _Handler)
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        # The handshake runs in the connection's own thread, not in the accept loop,
+        # so a client that stalls it holds up nobody else.
+        request.settimeout(HANDSHAKE_TIMEOUT_S)
+        try:
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            logger.info("agent: TLS handshake with %s failed: %s", client_address, exc)
+            return
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                shutdown_socket(conn, socket.SHUT_WR)  # what was sent arrives before the close
+            conn.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -265,7 +296,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
         with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_WR)  # the caller reads the end of the shell
+            shutdown_socket(self.connection, socket.SHUT_WR)  # the caller reads the shell's end
 
     def _tty_input(self, tty: InteractiveExec) -> None:
         while header := self.rfile.read(wire.FRAME.size):
@@ -281,10 +312,19 @@ class _Handler(BaseHTTPRequestHandler):
                     logger.info("agent: a shell refused a resize")
 
 
-def agent_serve(*, bind: str, driver: RuntimeDriver, token: str) -> AgentServer:
-    """Start the agent on ``host:port`` (port 0: any free one) in a daemon thread."""
+def agent_serve(
+    *, bind: str, driver: RuntimeDriver, token: str, tls: ssl.SSLContext | None
+) -> AgentServer:
+    """Start the agent on ``host:port`` (port 0: any free one) in a daemon thread; plain
+    HTTP (``tls`` None) only on a loopback address."""
     host, _, port = bind.rpartition(":")
-    server = AgentServer((host or "127.0.0.1", int(port or 0)), driver=driver, token=token)
+    host = host or "127.0.0.1"
+    if tls is None and not is_loopback(host):
+        raise ImproperlyConfigured(
+            f"The node agent serves plain HTTP on the loopback only, not on {host}: "
+            "leave DEVBENCH_NODE_AGENT_TLS on to serve other hosts."
+        )
+    server = AgentServer((host, int(port or 0)), driver=driver, token=token, tls=tls)
     thread = threading.Thread(target=server.serve_forever, name="node-agent", daemon=True)
     thread.start()
     logger.info("node agent listening on %s", server.url)

@@ -3,8 +3,10 @@
 Every method is one HTTP call to the agent (``workspaces.runtime.agent``),
 which runs it on the node's own engine. Plain calls reuse keep-alive
 connections; each stream (archive, exec output, tty) gets a connection of its
-own that a ``close`` from any thread shuts down. A node that cannot be reached
-answers ``node_unavailable`` (503).
+own that a ``close`` from any thread shuts down. Over TLS the agent must hold
+the key of the certificate its node registered (``runtime.agent_tls``); plain
+HTTP only to the loopback. A node that cannot be reached answers
+``node_unavailable`` (503).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import http.client
 import json
 import queue
 import socket
+import ssl
 import threading
 import urllib.parse
 from collections.abc import Iterable, Iterator
@@ -21,6 +24,7 @@ from typing import Any
 
 from core.errors import DevBenchError, EngineError, EngineUnavailable
 from workspaces.runtime import wire
+from workspaces.runtime.agent_tls import agent_client_context, is_loopback, shutdown_socket
 from workspaces.runtime.base import (
     ArchiveReader,
     CaptureSpec,
@@ -42,7 +46,12 @@ from workspaces.runtime.base import (
 
 CONNECT_TIMEOUT_S = 3.0
 _POOL_SIZE = 32
-_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+_STALE = (
+    http.client.RemoteDisconnected,
+    BrokenPipeError,
+    ConnectionResetError,
+    ssl.SSLEOFError,
+)
 
 
 class NodeUnavailable(EngineUnavailable):
@@ -65,19 +74,41 @@ class _Connection(http.client.HTTPConnection):
         sock = self.sock
         if sock is not None:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+                shutdown_socket(sock, socket.SHUT_RDWR)
         self.close()
 
 
+class _TLSConnection(_Connection, http.client.HTTPSConnection):
+    pass
+
+
 class RemoteDriver(RuntimeDriver):
-    def __init__(self, *, node: str, url: str, token: str, timeout_s: float = 60) -> None:
+    def __init__(
+        self, *, node: str, url: str, token: str, cert: str = "", timeout_s: float = 60
+    ) -> None:
         parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme != "http" or not parsed.hostname:
-            raise NodeAgentMisconfigured(f"Node {node}: agent URL {url!r} is not http://host:port.")
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise NodeAgentMisconfigured(
+                f"Node {node}: agent URL {url!r} is not https://host:port."
+            )
+        self._tls: ssl.SSLContext | None = None
+        if parsed.scheme == "https":
+            if not cert:
+                raise NodeAgentMisconfigured(f"Node {node} registered no agent certificate.")
+            try:
+                self._tls = agent_client_context(cert_pem=cert)
+            except ssl.SSLError as exc:
+                raise NodeAgentMisconfigured(
+                    f"Node {node}: its agent certificate does not load ({exc})."
+                ) from exc
+        elif not is_loopback(parsed.hostname):
+            raise NodeAgentMisconfigured(
+                f"Node {node}: plain HTTP to its agent is refused off the loopback ({url})."
+            )
         self.node = node
         self.url = url
         self._host = parsed.hostname
-        self._port = parsed.port or 80
+        self._port = parsed.port or (443 if self._tls else 80)
         self._auth = f"Bearer {token}"
         self._timeout_s = timeout_s
         self._pool: queue.LifoQueue[_Connection] = queue.LifoQueue(maxsize=_POOL_SIZE)
@@ -91,10 +122,14 @@ class RemoteDriver(RuntimeDriver):
         )
 
     def _connect(self, *, timeout_s: float | None) -> _Connection:
-        conn = _Connection(self._host, self._port, timeout=CONNECT_TIMEOUT_S)
+        conn = (
+            _TLSConnection(self._host, self._port, timeout=CONNECT_TIMEOUT_S, context=self._tls)
+            if self._tls
+            else _Connection(self._host, self._port, timeout=CONNECT_TIMEOUT_S)
+        )
         try:
-            conn.connect()
-        except OSError as exc:
+            conn.connect()  # over TLS: the handshake too, so a wrong key fails here
+        except OSError as exc:  # ssl.SSLError is one
             raise self._unavailable(exc) from exc
         assert conn.sock is not None
         conn.sock.settimeout(timeout_s)
@@ -270,6 +305,12 @@ class RemoteDriver(RuntimeDriver):
             sock = socket.create_connection((self._host, self._port), timeout=CONNECT_TIMEOUT_S)
         except OSError as exc:
             raise self._unavailable(exc) from exc
+        if self._tls is not None:
+            try:
+                sock = self._tls.wrap_socket(sock)
+            except OSError as exc:
+                sock.close()
+                raise self._unavailable(exc) from exc
         try:
             sock.settimeout(self._timeout_s)
             request = (
@@ -467,7 +508,7 @@ class _RemoteTty(InteractiveExec):
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
+            shutdown_socket(self._sock, socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self._reader.close()
         with contextlib.suppress(OSError):
