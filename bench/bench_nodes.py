@@ -46,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--big-runs", type=int, default=5)
+    parser.add_argument("--only", default="", help="run the operations whose name has this")
     args = parser.parse_args()
     if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
         sys.exit("bench_nodes needs DATABASE_URL and REDIS_URL (the production path).")
@@ -106,6 +107,7 @@ def main() -> None:
         ("helper exec", args.runs, helper_exec),
         ("exec_run echo", args.runs, lambda: exec_run(actor=actor, workspace=workspace, cmd=ECHO)),
     ]  # fmt: skip
+    operations = [op for op in operations if args.only in op[0]]
     try:
         print(
             f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "

@@ -25,7 +25,7 @@ from workspaces.runtime.agent_tls import (
     agent_client_context,
     agent_server_context,
 )
-from workspaces.runtime.base import LABEL_INSTANCE, ContainerSpec, ExecSpec
+from workspaces.runtime.base import LABEL_INSTANCE, ContainerSpec, EnginePathNotFound, ExecSpec
 from workspaces.runtime.docker import DockerDriver
 from workspaces.runtime.remote import NodeAgentMisconfigured, NodeUnavailable, RemoteDriver
 
@@ -153,7 +153,8 @@ def test_exec_output_streams_over_tls(agent: tuple[AgentServer, str], container:
     exec_id = remote.exec_create(
         container, ExecSpec(cmd=["sh", "-c", "echo out; echo err >&2; exit 3"])
     )
-    assert list(remote.exec_stream(exec_id)) == [(1, b"out\n"), (2, b"err\n")]
+    # (the engine does not order stdout against stderr)
+    assert sorted(remote.exec_stream(exec_id)) == [(1, b"out\n"), (2, b"err\n")]
     assert remote.exec_wait(exec_id).exit_code == 3
 
 
@@ -196,3 +197,31 @@ def test_the_client_context_pins_one_certificate() -> None:
     context = agent_client_context(cert_pem=cert)
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.cert_store_stats()["x509"] == 1  # the pin and nothing else
+
+
+def test_archive_streams_share_one_pooled_connection(
+    agent: tuple[AgentServer, str], container: str
+) -> None:
+    remote = _remote(agent)
+    remote.archive_put(container, "/tmp", [_tar("small.bin", b"x" * 5000)])
+    for _ in range(3):
+        with (
+            remote.archive_get(container, "/tmp/small.bin") as reader,
+            tarfile.open(fileobj=reader, mode="r|") as tar,  # stops before the last chunk
+        ):
+            member = tar.next()
+            assert member is not None
+            body = tar.extractfile(member)
+            assert body is not None and body.read() == b"x" * 5000
+    assert remote._pool.qsize() == 1  # every call above went over the same connection
+
+    # A reader that stops early and an error answer leave the next calls working.
+    big = os.urandom(2 * MiB)
+    remote.archive_put(container, "/tmp", [_tar("big.bin", big)])
+    with remote.archive_get(container, "/tmp/big.bin") as reader:
+        assert len(reader.read(1000)) == 1000
+    with pytest.raises(DevBenchError) as caught:
+        remote.archive_get(container, "/tmp/missing.bin")
+    assert caught.value.code == EnginePathNotFound.code
+    stat = remote.path_stat(container, "/tmp/big.bin")
+    assert stat is not None and stat.size == len(big)

@@ -184,9 +184,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _write_chunk(self, data: bytes) -> None:
-        self.wfile.write(b"%x\r\n" % len(data))
-        self.wfile.write(data)
-        self.wfile.write(b"\r\n")
+        # One write per chunk: over TLS each write is its own run of records and syscalls.
+        self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))
 
     def _end_chunked(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
@@ -216,19 +215,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(exc)
             return
         with reader:
-            # The connection is the stream's own: its end is the end of the tar, so no
-            # chunk framing to build here and parse there.
-            self.close_connection = True
-            self.send_response(HTTPStatus.OK)
-            self.send_header("Content-Type", "application/x-tar")
-            self.send_header("Connection", "close")
-            self.send_header(wire.STAT_HEADER, json.dumps(wire.dump(PathStat, reader.stat)))
-            self.end_headers()
+            # Chunked, so the connection outlives the stream and the caller reuses it;
+            # a missing last chunk tells the caller the stream broke.
+            self._start_chunked({wire.STAT_HEADER: json.dumps(wire.dump(PathStat, reader.stat))})
             try:
                 while data := reader.read(_COPY_CHUNK):
-                    self.wfile.write(data)
+                    self._write_chunk(data)
+                self._end_chunked()
+            except OSError:
+                self.close_connection = True  # the caller stopped reading (a range) or left
             except Exception:
-                # Headers are gone: the caller sees a tar stream that ends early.
+                self.close_connection = True  # headers are gone: no last chunk says it broke
                 logger.warning("agent: archive stream of %s broke", args["path"], exc_info=True)
 
     def _archive_put(self) -> None:

@@ -18,6 +18,7 @@ import queue
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -46,6 +47,10 @@ from workspaces.runtime.base import (
 
 CONNECT_TIMEOUT_S = 3.0
 _POOL_SIZE = 32
+# A pooled connection idle longer is not reused: well inside the agent's idle timeout
+# (agent.IDLE_TIMEOUT_S), so an upload (which cannot be sent twice) never meets a
+# connection the agent is closing.
+_REUSE_WITHIN_S = 60.0
 _STALE = (
     http.client.RemoteDisconnected,
     BrokenPipeError,
@@ -69,6 +74,8 @@ class NodeAgentMisconfigured(EngineError):
 
 class _Connection(http.client.HTTPConnection):
     """An HTTP connection whose socket another thread may shut down."""
+
+    idle_since = 0.0
 
     def shutdown(self) -> None:
         sock = self.sock
@@ -112,6 +119,7 @@ class RemoteDriver(RuntimeDriver):
         self._auth = f"Bearer {token}"
         self._timeout_s = timeout_s
         self._pool: queue.LifoQueue[_Connection] = queue.LifoQueue(maxsize=_POOL_SIZE)
+        self._json_headers = self._headers({"Content-Type": "application/json"})
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -141,51 +149,62 @@ class RemoteDriver(RuntimeDriver):
 
     @staticmethod
     def _raise_for(response: http.client.HTTPResponse) -> None:
-        if response.status == 200:
-            return
-        raw = response.read()
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        raise wire.error_from(body, response.status)
+        if response.status != 200:
+            _raise_status(response.status, response.read())
 
-    def _call(self, method: str, **kwargs: Any) -> Any:
-        arg_types, result_type = wire.CALLS[method]
-        body = json.dumps(wire.dump_args(arg_types, kwargs)).encode()
-        headers = self._headers({"Content-Type": "application/json"})
-        for attempt in range(2):
+    def _checkout(self) -> tuple[_Connection, bool]:
+        """A pooled keep-alive connection (True: reused) or a new one."""
+        while True:
             try:
                 conn = self._pool.get_nowait()
-                reused = True
             except queue.Empty:
-                conn = self._connect(timeout_s=self._timeout_s)
-                reused = False
+                return self._connect(timeout_s=self._timeout_s), False
+            if time.monotonic() - conn.idle_since < _REUSE_WITHIN_S:
+                return conn, True
+            conn.close()
+
+    def _checkin(self, conn: _Connection, response: http.client.HTTPResponse) -> None:
+        """Back to the pool once ``response`` was read to its end."""
+        if response.will_close or not response.isclosed():
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        try:
+            self._pool.put_nowait(conn)
+        except queue.Full:
+            conn.close()
+
+    def _request(
+        self, method: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[_Connection, http.client.HTTPResponse]:
+        """Send a request with a small body on a pooled connection; its response head."""
+        for attempt in range(2):
+            conn, reused = self._checkout()
             try:
                 conn.request("POST", wire.API_PREFIX + method, body=body, headers=headers)
-                response = conn.getresponse()
-                payload = response.read()
+                return conn, conn.getresponse()
             except _STALE as exc:
                 conn.close()
                 if reused and attempt == 0:
                     continue  # the agent closed an idle connection: once more on a new one
                 raise self._unavailable(exc) from exc
-            except OSError as exc:
+            except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 raise self._unavailable(exc) from exc
-            if response.will_close:
-                conn.close()
-            else:
-                with contextlib.suppress(queue.Full):
-                    self._pool.put_nowait(conn)
-            if response.status != 200:
-                try:
-                    error_json = json.loads(payload)
-                except ValueError:
-                    error_json = None
-                raise wire.error_from(error_json, response.status)
-            return wire.load(result_type, json.loads(payload)["result"])
         raise AssertionError("unreachable")
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        arg_types, result_type = wire.CALLS[method]
+        body = json.dumps(wire.dump_args(arg_types, kwargs)).encode()
+        conn, response = self._request(method, body, self._json_headers)
+        try:
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise self._unavailable(exc) from exc
+        self._checkin(conn, response)
+        _raise_status(response.status, payload)
+        return wire.load(result_type, json.loads(payload)["result"])
 
     def _open_stream(
         self, method: str, *, body: Any, headers: dict[str, str]
@@ -345,16 +364,30 @@ class RemoteDriver(RuntimeDriver):
         return result
 
     def archive_get(self, container_id: str, path: str) -> ArchiveReader:
-        conn, response = self._open_stream(
-            "archive_get",
-            body=self._stream_args("archive_get", container_id=container_id, path=path),
-            headers={"Content-Type": "application/json"},
-        )
-        stat = wire.load(PathStat, json.loads(response.getheader(wire.STAT_HEADER, "{}")))
+        # On a pooled connection (the body is chunked): no connect, handshake or new
+        # agent thread per read.
+        body = self._stream_args("archive_get", container_id=container_id, path=path)
+        conn, response = self._request("archive_get", body, self._json_headers)
+        if response.status != 200:
+            try:
+                payload = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                raise self._unavailable(exc) from exc
+            self._checkin(conn, response)
+            _raise_status(response.status, payload)
+        try:
+            stat = wire.load(PathStat, json.loads(response.getheader(wire.STAT_HEADER, "{}")))
+        except ValueError:
+            conn.close()
+            raise
         return _RemoteArchiveReader(conn, response, stat, self)
 
     def archive_put(self, container_id: str, path: str, data: Iterable[bytes]) -> None:
-        conn = self._connect(timeout_s=None)
+        # A pooled connection too (the answer has a length, so it stays usable); one
+        # reused within _REUSE_WITHIN_S is open on the agent's side, which matters
+        # because a consumed body cannot be sent again.
+        conn, _ = self._checkout()
         try:
             conn.putrequest("POST", wire.API_PREFIX + "archive_put")
             for name, value in self._headers(
@@ -374,12 +407,15 @@ class RemoteDriver(RuntimeDriver):
                     conn.send(b"\r\n")
             conn.send(b"0\r\n\r\n")
             response = conn.getresponse()
-            self._raise_for(response)
-            response.read()
-        except OSError as exc:
-            raise _broken(self, exc) from exc
-        finally:
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as exc:
             conn.close()
+            raise _broken(self, exc) from exc
+        except BaseException:
+            conn.close()  # the body failed half-sent: the connection is spent
+            raise
+        self._checkin(conn, response)
+        _raise_status(response.status, payload)
 
     def path_rename(self, container_id: str, src: str, dst: str, *, user: str) -> None:
         self._call("path_rename", container_id=container_id, src=src, dst=dst, user=user)
@@ -395,6 +431,17 @@ class RemoteDriver(RuntimeDriver):
             recursive=recursive,
             user=user,
         )
+
+
+def _raise_status(status: int, payload: bytes) -> None:
+    """The agent's error (rebuilt as its class) unless ``status`` is 200."""
+    if status == 200:
+        return
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        body = None
+    raise wire.error_from(body, status)
 
 
 def _read_head(reader: Any) -> tuple[int, dict[str, str]]:
@@ -417,6 +464,9 @@ def _broken(driver: RemoteDriver, exc: BaseException) -> EngineUnavailable:
     )
 
 
+_DRAIN = 64 * 1024
+
+
 class _RemoteArchiveReader(ArchiveReader):
     def __init__(
         self,
@@ -428,16 +478,30 @@ class _RemoteArchiveReader(ArchiveReader):
         self._conn = conn
         self._response = response
         self._driver = driver
+        self._closed = False
         self.stat = stat
 
     def read(self, size: int = -1) -> bytes:
         try:
             return self._response.read(None if size < 0 else size)
         except (OSError, http.client.HTTPException) as exc:
+            # A chunked body that stops without its last chunk: the agent's engine
+            # read broke mid-stream (or the node went away).
             raise _broken(self._driver, exc) from exc
 
     def close(self) -> None:
-        self._conn.shutdown()
+        if self._closed:
+            return
+        self._closed = True
+        if not self._response.isclosed():
+            # A tar reader stops at the end-of-archive blocks, before the last chunk:
+            # take what little is left so the connection can serve the next call.
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                self._response.read(_DRAIN)
+        if self._response.isclosed():
+            self._driver._checkin(self._conn, self._response)
+        else:
+            self._conn.shutdown()  # a range read stopped early: nobody reads the rest
 
 
 class _RemoteExecOutput(ExecOutput):
