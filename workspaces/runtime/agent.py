@@ -94,6 +94,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: AgentServer
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT_S
+    # An answer is written as its head, then its body: with Nagle's algorithm the body
+    # waits for the caller's (delayed) ACK of the head, ~40 ms a call. Keystrokes of the
+    # shell are small writes too.
+    disable_nagle_algorithm = True
     rbufsize = _COPY_CHUNK  # uploads arrive in large chunks: fewer, larger reads
 
     def log_message(self, format: str, *args: Any) -> None:

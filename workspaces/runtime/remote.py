@@ -331,6 +331,7 @@ class RemoteDriver(RuntimeDriver):
                 sock.close()
                 raise self._unavailable(exc) from exc
         try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # keystrokes go at once
             sock.settimeout(self._timeout_s)
             request = (
                 f"POST {wire.API_PREFIX}exec_open_tty HTTP/1.1\r\n"
