@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Callable
@@ -37,9 +38,44 @@ from _timing import ratio_line, timed  # noqa: E402
 from _workers import start_celery_worker  # noqa: E402
 
 IMAGE = "devbench/busybox:latest"
+_TICK = os.sysconf("SC_CLK_TCK")
 MiB = 1024 * 1024
 SMALL = "small.bin"
 ECHO = ["echo", "hi"]
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def compare(
+    name: str,
+    runs: int,
+    *,
+    local: Callable[[], object],
+    through: Callable[[], object],
+    worker: subprocess.Popen[bytes],
+) -> None:
+    """Time both sides interleaved (they see the same machine load) and print the ratio,
+    then the CPU both processes spent per call: what the hop costs, whatever the load."""
+    local()
+    through()
+    samples: dict[bool, list[float]] = {True: [], False: []}  # direct -> seconds
+    cpu = {True: 0.0, False: 0.0}
+    pids = (os.getpid(), worker.pid)
+    for _ in range(runs):
+        for direct, fn in ((False, through), (True, local)):
+            before = sum(map(cpu_s, pids))
+            samples[direct].append(timed(fn))
+            cpu[direct] += sum(map(cpu_s, pids)) - before
+    print(ratio_line(name, samples[False], samples[True], label="local"), flush=True)
+    print(
+        f"  CPU (caller + node worker) per call: routed {cpu[False] / runs * 1000:.0f} ms,"
+        f" local {cpu[True] / runs * 1000:.0f} ms",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -114,15 +150,7 @@ def main() -> None:
             f"runs {args.runs}/{args.big_runs}; ratio = routed / local"
         )
         for name, runs, fn in operations:
-            local, through = routed(True, fn), routed(False, fn)
-            local()
-            through()
-            local_s: list[float] = []
-            routed_s: list[float] = []
-            for _ in range(runs):  # interleaved: both see the same machine load
-                routed_s.append(timed(through))
-                local_s.append(timed(local))
-            print(ratio_line(name, routed_s, local_s, label="local"), flush=True)
+            compare(name, runs, local=routed(True, fn), through=routed(False, fn), worker=worker)
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
     finally:
         settings.DEVBENCH_ENGINE_DIRECT = True
