@@ -2,7 +2,7 @@
 through the node's agent, in one run, on one workspace.
 
     DATABASE_URL=... REDIS_URL=... SECRET_KEY=... ALLOWED_HOSTS=localhost \\
-        .venv/bin/python bench/bench_nodes.py [--runs 20] [--big-runs 5]
+        .venv/bin/python bench/bench_nodes.py [--runs 20] [--big-runs 5] [--only TEXT]
 
 Production path only (PostgreSQL, Redis): the bench starts a Celery worker on
 ``default,node.<DEVBENCH_NODE>``, which registers the node and serves its agent.
@@ -18,6 +18,10 @@ Operations: ``fs_write`` / ``fs_read`` of 1 MiB and 64 MiB (streamed),
 ``fs_stat``, a helper exec (``exec_collect`` of ``true``: what file commands and
 the shell's process-tree kill use), and ``exec_run`` of ``echo hi`` (runs on the
 node worker in both cases; the caller only reads the database).
+
+Beside each ratio: the CPU this process and the worker spent per call on each side
+(from /proc), which, unlike the wall clock, does not move with the machine's load.
+The agent speaks TLS unless ``DEVBENCH_NODE_AGENT_TLS=false``.
 """
 
 from __future__ import annotations

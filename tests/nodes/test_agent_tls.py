@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from core.errors import DevBenchError
+from workspaces.filesystem.tario import open_stream
 from workspaces.runtime.agent import AgentServer, agent_serve
 from workspaces.runtime.agent_tls import (
     agent_certificate_generate,
@@ -207,7 +208,7 @@ def test_archive_streams_share_one_pooled_connection(
     for _ in range(3):
         with (
             remote.archive_get(container, "/tmp/small.bin") as reader,
-            tarfile.open(fileobj=reader, mode="r|") as tar,  # stops before the last chunk
+            open_stream(reader) as tar,  # stops reading before the last chunk
         ):
             member = tar.next()
             assert member is not None
