@@ -21,7 +21,11 @@ from core.errors import DevBenchError
 from workspaces import nodes
 from workspaces.runtime import get_driver
 from workspaces.runtime.agent import AgentServer, agent_serve
-from workspaces.runtime.agent_tls import agent_certificate_generate, agent_server_context
+from workspaces.runtime.agent_tls import (
+    agent_certificate_generate,
+    agent_server_context,
+    certificate_fingerprint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +83,8 @@ def node_worker_start(*, names: list[str], on_return: Callable[[str], None]) -> 
         # One key for the process (it serves all ``names`` on one port).
         cert, key = agent_certificate_generate(node=names[0])
         tls = agent_server_context(cert_pem=cert, key_pem=key)
+        # What the admin shows for the node: an operator can tell it is this worker.
+        logger.info("node agent certificate SHA-256 %s", certificate_fingerprint(cert))
     server = agent_serve(
         bind=settings.DEVBENCH_NODE_AGENT_BIND, driver=get_driver(), token=token, tls=tls
     )

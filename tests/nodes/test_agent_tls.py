@@ -25,6 +25,7 @@ from workspaces.runtime.agent_tls import (
     agent_certificate_generate,
     agent_client_context,
     agent_server_context,
+    certificate_fingerprint,
 )
 from workspaces.runtime.base import LABEL_INSTANCE, ContainerSpec, EnginePathNotFound, ExecSpec
 from workspaces.runtime.docker import DockerDriver
@@ -226,3 +227,11 @@ def test_archive_streams_share_one_pooled_connection(
     assert caught.value.code == EnginePathNotFound.code
     stat = remote.path_stat(container, "/tmp/big.bin")
     assert stat is not None and stat.size == len(big)
+
+
+def test_the_fingerprint_names_one_certificate() -> None:
+    cert, _ = agent_certificate_generate(node="n1")
+    other, _ = agent_certificate_generate(node="n1")
+    fingerprint = certificate_fingerprint(cert)
+    assert len(fingerprint.split(":")) == 32 and fingerprint == fingerprint.upper()
+    assert fingerprint == certificate_fingerprint(cert) != certificate_fingerprint(other)

@@ -69,6 +69,12 @@ def agent_certificate_generate(*, node: str) -> tuple[str, bytes]:
     return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
 
 
+def certificate_fingerprint(cert_pem: str) -> str:
+    """SHA-256 of the certificate, as operators compare it (``AB:CD:...``)."""
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
 def agent_server_context(*, cert_pem: str, key_pem: bytes) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_3
