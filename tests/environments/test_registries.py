@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import signal
 from collections.abc import Iterator
+from typing import Any
 
 import docker
 import pytest
@@ -18,7 +20,7 @@ from tenants.models import AuditEvent, TenantPolicy
 from tests.environments.conftest import BUSYBOX, sh, spawn
 from tests.factories import TenantFactory
 from tests.mcp_live import mcp_call, ok
-from workspaces.models import Registry
+from workspaces.models import Registry, Snapshot
 from workspaces.registries.crypto import decrypt
 from workspaces.registries.services import registry_save
 from workspaces.runtime import get_driver
@@ -249,3 +251,70 @@ def _member(tenant):
     user = UserFactory()
     MembershipFactory(user=user, tenant=tenant, role="member")
     return user
+
+
+def test_registry_credentials_never_leave_the_platform(
+    live_worker, live_mcp, api, token, tenant, actor, registry, pushed, settings, caplog
+):
+    """Pulls, pushes, a refused pull, snapshots through the registry and their deletion,
+    on REST and MCP: the password is in no answer, no audit event and no log line (of
+    this process, the worker or the web process), nor is the engine's auth header."""
+    from django.forms.models import model_to_dict
+
+    caplog.set_level(logging.DEBUG)
+    wrong = "wrong-" + "registry-password"
+    secrets = [registry.password, wrong]
+    headers = [
+        docker.auth.encode_header({"username": registry.username, "password": p}).decode()
+        for p in secrets
+    ]
+    answers: list[str] = []
+
+    def rest(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = getattr(api, method)(
+            path, json.dumps(body) if body else None, content_type="application/json"
+        )
+        answers.append(response.content.decode())
+        return response
+
+    _forget(pushed["ref"])
+    TenantPolicy.objects.filter(tenant=tenant).update(allowed_images=[f"{registry.host}/team/*"])
+    row = registry_save(
+        actor=actor,
+        registry=Registry(tenant=tenant, host=registry.host, username=registry.username),
+        password=wrong,
+    )
+    refused = rest("post", "/api/v1/workspaces", {"image": pushed["ref"]})
+    assert refused.json()["code"] == "registry_auth_failed", refused.content
+    registry_save(actor=actor, registry=row, password=registry.password)
+    spawned = rest("post", "/api/v1/workspaces", {"image": pushed["ref"], "alias": "secretive"})
+    assert spawned.status_code == 201, spawned.content
+    rest("get", "/api/v1/workspaces/secretive")
+
+    settings.DEVBENCH_SNAPSHOT_REGISTRY = registry.host
+    registry_save(
+        actor=None,
+        registry=Registry(tenant=None, host=registry.host, username=registry.username),
+        password=registry.password,
+    )
+    snapshot = rest("post", "/api/v1/workspaces/secretive/snapshots", {"name": "pushed"}).json()
+    assert Snapshot.objects.get(public_id=snapshot["id"]).registry_ref
+    rest("get", "/api/v1/snapshots")
+    rest("get", f"/api/v1/snapshots/{snapshot['id']}")
+    url = live_mcp.mcp_url(tenant.slug)
+    for tool, args in (("list_containers", {}), ("snapshot_list", {})):
+        answers.append(json.dumps(ok(mcp_call(url, token.raw, tool, args))))
+    rest("delete", "/api/v1/workspaces/secretive")
+    assert rest("delete", f"/api/v1/snapshots/{snapshot['id']}").status_code == 204
+
+    audit = [str(model_to_dict(event)) for event in AuditEvent.objects.all()]
+    assert any("registry.save" in event for event in audit)
+    logs = [
+        caplog.text,
+        live_worker.log_path.read_text(errors="replace"),
+        live_mcp.log_path.read_text(errors="replace"),
+    ]
+    assert "pull " in logs[0] + logs[1]  # the pulls were logged, per layer
+    for text in answers + audit + logs:
+        for secret in secrets + headers:
+            assert secret not in text
