@@ -114,6 +114,7 @@ def test_workspace_page_lists_recent_commands(web, tenant):
         "status": "running",
         "status_message": "",
         "error_code": "",
+        "progress": None,
     }
     shell = web.get(_ws_url(tenant, workspace, "shell")).content.decode()
     assert f'data-ws-path="/ws/workspaces/{workspace.public_id}/shell"' in shell
