@@ -302,8 +302,8 @@ def test_registry_credentials_never_leave_the_platform(
     rest("get", "/api/v1/snapshots")
     rest("get", f"/api/v1/snapshots/{snapshot['id']}")
     url = live_mcp.mcp_url(tenant.slug)
-    for tool, args in (("list_containers", {}), ("snapshot_list", {})):
-        answers.append(json.dumps(ok(mcp_call(url, token.raw, tool, args))))
+    for tool in ("list_containers", "snapshot_list"):
+        answers.append(json.dumps(ok(mcp_call(url, token.raw, tool, {}))))
     rest("delete", "/api/v1/workspaces/secretive")
     assert rest("delete", f"/api/v1/snapshots/{snapshot['id']}").status_code == 204
 
