@@ -380,6 +380,9 @@ DEVBENCH_IMAGE_CACHE_TTL_S = env_int("DEVBENCH_IMAGE_CACHE_TTL_S", 30)
 # host[:port] of the registry snapshots are pushed to (credentials: the installation's
 # Registry row for that host); empty: a snapshot stays on the node that took it.
 DEVBENCH_SNAPSHOT_REGISTRY = env_str("DEVBENCH_SNAPSHOT_REGISTRY", "")
+# host[:port] of the registry built templates are pushed to, so any node can spawn them;
+# unset: DEVBENCH_SNAPSHOT_REGISTRY; empty: a built template stays on the node that built it.
+DEVBENCH_TEMPLATE_REGISTRY = env_str("DEVBENCH_TEMPLATE_REGISTRY", DEVBENCH_SNAPSHOT_REGISTRY)
 # Template builds: the longest a build may run, the largest Dockerfile + context, image.
 DEVBENCH_TEMPLATE_BUILD_TIMEOUT_S = env_int("DEVBENCH_TEMPLATE_BUILD_TIMEOUT_S", 600)
 DEVBENCH_TEMPLATE_CONTEXT_MAX_BYTES = env_int("DEVBENCH_TEMPLATE_CONTEXT_MAX_BYTES", 10 * 1024**2)

@@ -75,6 +75,10 @@ class Workspace(models.Model):
     node = models.CharField(max_length=100, default="local")
     labels = models.JSONField(default=dict, blank=True)
     limits = models.JSONField(default=dict, blank=True)
+    # While ``creating``: what its provisioning is doing, e.g. pulling its image
+    # (``{"phase": "pulling", "image", "layers_total", "layers_done", "bytes_total",
+    # "bytes_done"}``); empty otherwise. An empty ``image_id`` means the pull is pending.
+    progress = models.JSONField(default=dict, blank=True)
     # The snapshot it was spawned (or forked) from: its image holds the first files.
     snapshot = models.ForeignKey(
         "Snapshot", on_delete=models.SET_NULL, null=True, blank=True, related_name="workspaces"
@@ -323,6 +327,9 @@ class Template(models.Model):
     image_ref = models.CharField(max_length=512, blank=True)  # the built image's tag
     image_id = models.CharField(max_length=100, blank=True)
     node = models.CharField(max_length=100, blank=True)
+    # A built image pushed to the template registry: ``host/repository@sha256:…``, pulled
+    # by any node that spawns it (empty: it spawns on ``node`` only).
+    registry_ref = models.CharField(max_length=600, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
     )

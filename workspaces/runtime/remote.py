@@ -40,6 +40,7 @@ from workspaces.runtime.base import (
     InteractiveExec,
     PathKind,
     PathStat,
+    PullReporter,
     RegistryAuth,
     RuntimeDriver,
     VolumeInfo,
@@ -253,7 +254,11 @@ class RemoteDriver(RuntimeDriver):
     def image_remove(self, ref: str) -> None:
         self._call("image_remove", ref=ref)
 
-    def image_pull(self, ref: str, *, auth: RegistryAuth | None = None) -> ImageInfo:
+    def image_pull(
+        self, ref: str, *, auth: RegistryAuth | None = None, progress: PullReporter | None = None
+    ) -> ImageInfo:
+        # Progress stays on the node (logged there): pulls that report it run in the node's
+        # worker, where the engine is local.
         result: ImageInfo = self._call("image_pull", ref=ref, auth=auth)
         return result
 
