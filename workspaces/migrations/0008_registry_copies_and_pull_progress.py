@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workspaces', '0006_templates'),
+        ('workspaces', '0007_node_agent_cert'),
     ]
 
     operations = [
