@@ -1,62 +1,65 @@
-"""What a workspace can be spawned from besides an image: snapshots and templates.
+"""Where a workspace's image comes from: a snapshot, a template or an image reference,
+resolved to an image id on the workspace's node.
 
-Both are deleted the same way — audited, under a row lock, and refused while a
-live workspace was spawned from them (their image is still in use) — so the
-rule lives here once; each service adds only what removing its image takes.
+A spawn resolves it in the request without pulling (``pull=False``): an image that
+must first come from a registry leaves the row's ``image_id`` empty, and the
+provisioning task pulls it on the node, reporting its progress on the row
+(``Workspace.progress``), which REST, MCP, the websocket and the web page show.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Literal, TypeVar
+from typing import Any
 
-from django.db import transaction
-
-from core.errors import DevBenchError, NotFound
-from tenants.audit import audited
-from tenants.principal import Principal
-from workspaces.models import LIVE_STATUSES, Snapshot, Template, Workspace
-
-Source = TypeVar("Source", Snapshot, Template)
-SourceKind = Literal["snapshot", "template"]
-
-# The in-use error names at most this many of the workspaces that hold a source.
-USERS_SHOWN = 20
+from tenants.models import TenantPolicy
+from workspaces.environment_templates.services import template_image
+from workspaces.errors import ImageNotAllowed
+from workspaces.images import (
+    allowed_image_patterns,
+    image_check,
+    image_reference_allowed,
+    image_reference_parse,
+)
+from workspaces.models import Snapshot, Template
+from workspaces.runtime.base import PullProgress, PullReporter
+from workspaces.snapshots.services import snapshot_image_on
 
 
-def workspaces_live_from(*, kind: SourceKind, source: Snapshot | Template) -> list[str]:
-    """Public ids of the live workspaces spawned from ``source`` (at most ``USERS_SHOWN``)."""
-    return list(
-        Workspace.objects.filter(**{kind: source}, status__in=LIVE_STATUSES).values_list(
-            "public_id", flat=True
-        )[:USERS_SHOWN]
-    )
+def pulling(progress: PullProgress) -> dict[str, Any]:
+    """``Workspace.progress`` while its image is pulled."""
+    return {"phase": "pulling", **progress.as_dict()}
 
 
-@contextmanager
-def source_deleting(
+def _snapshot_base_allowed(*, policy: TenantPolicy, snapshot: Snapshot) -> None:
+    base = image_reference_parse(snapshot.base_image_ref)
+    patterns = allowed_image_patterns(policy)
+    if not image_reference_allowed(base, patterns):
+        raise ImageNotAllowed(
+            f"Snapshot '{snapshot.public_id}' is of image '{base.familiar()}', which the tenant "
+            "policy no longer allows.",
+            image=base.familiar(),
+            allowed_images=patterns,
+        )
+
+
+def workspace_image_id(
     *,
-    actor: Principal,
-    source: Source,
-    not_found: type[NotFound],
-    in_use: Callable[[Source, list[str]], DevBenchError],
-) -> Iterator[Source]:
-    """Delete ``source``: yields its locked row to remove what it owns (its image),
-    then deletes the row. ``not_found`` when it is gone (or another tenant's),
-    ``in_use(row, workspace_ids)`` while live workspaces were spawned from it."""
-    kind: SourceKind = "snapshot" if isinstance(source, Snapshot) else "template"
-    actor.require_scope("write")
-    with (
-        audited(actor=actor, action=f"{kind}.delete", target_type=kind, target_id=source.public_id),
-        transaction.atomic(),
-    ):
-        row = type(source).objects.select_for_update().filter(pk=source.pk, tenant=actor.tenant)
-        locked = row.first()
-        if locked is None:
-            raise not_found(f"{kind.capitalize()} '{source.public_id}' not found.")
-        users = workspaces_live_from(kind=kind, source=locked)
-        if users:
-            raise in_use(locked, users)
-        yield locked
-        locked.delete()
+    policy: TenantPolicy,
+    node: str,
+    image: str | None,
+    snapshot: Snapshot | None,
+    template: Template | None,
+    pull: bool = True,
+    progress: PullReporter | None = None,
+) -> str:
+    """The id of the image the workspace runs on ``node``, after the tenant's policy
+    checks (a snapshot's base image must still be allowed). ``pull=False``: PullNeeded
+    when it has to be pulled first."""
+    if snapshot is not None:
+        _snapshot_base_allowed(policy=policy, snapshot=snapshot)
+        return snapshot_image_on(snapshot=snapshot, node=node, pull=pull, progress=progress).id
+    if template is not None:
+        return template_image(
+            policy=policy, template=template, node=node, pull=pull, progress=progress
+        )
+    return image_check(policy=policy, image=image, node=node, pull=pull, progress=progress).info.id
