@@ -212,7 +212,7 @@ def test_a_spawn_shows_its_pull_on_every_interface(
                 live_mcp.mcp_url(tenant.slug), token.raw, "list_containers", {"status": "creating"}
             )
         )
-        assert [w["progress"]["phase"] for w in listed["workspaces"]] == ["pulling"]
+        assert [w["progress"]["phase"] for w in listed["items"]] == ["pulling"]
         status = Client()
         status.force_login(_member(tenant))
         page = status.get(f"/t/{tenant.slug}/workspaces/{workspace_id}/status").json()
