@@ -150,7 +150,7 @@ class InputModel(BaseModel):
 
     # Patterns run on pydantic's Rust engine, where (as in ECMA-262, unlike Python's re)
     # ``$`` is the end of the text, never before a final newline.
-    model_config = ConfigDict(strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
 
 
 class QueryModel(BaseModel):

@@ -42,7 +42,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from prometheus_client import Counter, Histogram
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core import request_context
 from core.errors import (
@@ -185,6 +185,19 @@ class ToolSpec:
         return inspect.iscoroutinefunction(self.handler)
 
 
+def closed_model(model: type[BaseModel]) -> type[BaseModel]:
+    """``model`` refusing arguments it does not declare (``extra_forbidden``).
+
+    Tools share their models with REST queries, where unknown parameters are ignored
+    as HTTP does; a tool's arguments are one JSON object, so a misspelt one is refused
+    (and the input schema says ``additionalProperties: false``).
+    """
+    if model.model_config.get("extra") == "forbid":
+        return model
+    config = ConfigDict(**{**model.model_config, "extra": "forbid"})
+    return type(model.__name__, (model,), {"model_config": config, "__module__": model.__module__})
+
+
 class ToolSet:
     """The tools of one app; ``core.mcp.server`` collects every app's set."""
 
@@ -212,7 +225,7 @@ class ToolSet:
                     name=tool_name,
                     title=title,
                     description=description,
-                    input_model=input,
+                    input_model=closed_model(input),
                     output_model=output,
                     annotations=ToolAnnotations(
                         title=title,

@@ -36,6 +36,10 @@ from tests.processes import DaphneServer
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 EXAMPLES_PER_OPERATION = 20
+UNTHROTTLED = {
+    "DEVBENCH_RATE_LIMIT_PER_TOKEN": "100000/minute",
+    "DEVBENCH_RATE_LIMIT_PER_TENANT": "100000/minute",
+}
 # Archive uploads are bytes, like application/octet-stream.
 schemathesis.serializer.alias(["application/x-tar", "application/gzip"], "application/octet-stream")
 CHECKS = [
@@ -54,7 +58,9 @@ def server(django_db_setup: Any, django_db_blocker: Any) -> Iterator[DaphneServe
 
     with django_db_blocker.unblock():
         db_name = connection.settings_dict["NAME"]
-    daphne = DaphneServer(db_name)
+    # Every operation's examples come from one token within a minute or two: more than
+    # the production per-token limit, which tests/test_rate_limits.py covers.
+    daphne = DaphneServer(db_name, extra_env=UNTHROTTLED)
     yield daphne
     daphne.stop()
 
