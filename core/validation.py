@@ -62,7 +62,7 @@ def is_line(value: str, *, max_length: int) -> bool:
     that did not come through a model: such a value can name nothing)."""
     return (
         len(value) <= max_length
-        and _LINE_RE.match(value) is not None
+        and _LINE_RE.fullmatch(value) is not None
         and (value.isascii() or not any("\ud800" <= c <= "\udfff" for c in value))
     )
 

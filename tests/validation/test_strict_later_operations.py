@@ -50,7 +50,7 @@ SPECS = {spec.name: spec for spec in tool_specs()}
         ("get", "/api/v1/templates/tp_x/log?offset=-1", None, "validation_failed"),
         ("delete", "/api/v1/templates/Not%20A%20Name", None, "validation_failed"),
         ("post", "/api/v1/templates", '{"name": "t", "dockerfile": "FROM a\\u0000"}', None),
-        ("post", "/api/v1/templates", '{"name": "t", "image": "a\\nb"}', None),
+        ("post", "/api/v1/templates", '{"name": "t", "image": "a\\nb"}', "invalid_image_reference"),
         ("post", "/api/v1/templates", '{"name": "t", "extra": true}', None),
         ("post", WS, '{"snapshot": "tp_notasnapshot"}', "validation_failed"),
         ("post", WS, '{"template": "Bad Name!"}', "validation_failed"),
