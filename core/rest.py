@@ -12,6 +12,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.pagination import LimitOffsetPagination
+from ninja.params.models import QueryModel as NinjaQueryModel
 from ninja.parser import Parser
 from pydantic import Field
 
@@ -57,12 +58,52 @@ class BoundedLimitOffset(LimitOffsetPagination):
         super().__init__(max_limit=MAX_PAGE_LIMIT, **kwargs)
 
 
+def _strict_query_data(
+    cls: type[NinjaQueryModel], request: HttpRequest, api: NinjaAPI, path_params: Any
+) -> Any:
+    """The query string of one operation: a parameter it does not declare, or a single
+    value given more than once, is refused like an unknown body field (not ignored)."""
+    declared = getattr(cls, "__ninja_flatten_map__", {})
+    lists = list(getattr(cls, "__ninja_collection_fields__", []))
+    errors = []
+    for key in request.GET:
+        if key not in declared:
+            errors.append(
+                {"loc": ("query", key), "msg": "Unknown parameter.", "type": "extra_forbidden"}
+            )
+        elif key not in lists and len(request.GET.getlist(key)) > 1:
+            errors.append(
+                {"loc": ("query", key), "msg": "Given more than once.", "type": "too_many_values"}
+            )
+    if errors:
+        raise NinjaValidationError(errors)
+    return api.parser.parse_querydict(request.GET, lists, request)
+
+
 class DevBenchAPI(NinjaAPI):
-    """A NinjaAPI that reads strict JSON and whose schema lists every operation's errors."""
+    """A NinjaAPI that reads strict JSON and strict query strings, and whose schema lists
+    every operation's errors."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("parser", StrictJsonParser())
         super().__init__(**kwargs)
+
+    @property
+    def urls(self) -> Any:
+        self._strict_queries()
+        return super().urls
+
+    def _strict_queries(self) -> None:
+        # ninja builds one query model per operation; each reads its query string strictly.
+        routers = [router for _, router in self._routers]
+        while routers:
+            router = routers.pop()
+            routers.extend(child for _, child, *_ in router._routers)
+            for path_view in router.path_operations.values():
+                for operation in path_view.operations:
+                    for model in operation.models:
+                        if issubclass(model, NinjaQueryModel):
+                            model.get_request_data = classmethod(_strict_query_data)
 
     def get_openapi_schema(
         self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None

@@ -70,6 +70,28 @@ def test_later_operations_refuse_what_their_schema_refuses(
     ).exists()
 
 
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("/api/v1/templates?bogus=1", "validation_failed"),
+        ("/api/v1/snapshots?workspace=ws_x&workspace=ws_y", "validation_failed"),
+        (f"{WS}?alias=a&alias=b", "invalid_alias"),
+        (f"{WS}/ws_x/files?path=a&path=b", "invalid_path"),
+        ("/api/v1/execs/ex_x?wait_s=1&after_sq=3", "validation_failed"),
+    ],
+)
+def test_query_strings_are_strict(api: Client, url: str, code: str) -> None:
+    # An unknown or repeated parameter is refused as an unknown body field is, not ignored.
+    response = api.get(url)
+    answer = strict_json(response.content)
+    assert (response.status_code, answer["code"]) == (422, code), answer
+
+
+def test_declared_query_parameters_still_work(api: Client) -> None:
+    answer = api.get("/api/v1/snapshots?workspace=ws_x&limit=5&offset=0")
+    assert answer.status_code == 200 and strict_json(answer.content) == {"items": [], "count": 0}
+
+
 def test_every_tool_refuses_arguments_it_does_not_declare() -> None:
     for name, spec in SPECS.items():
         assert object_schema(spec.input_model).get("additionalProperties") is False, name
