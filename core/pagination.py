@@ -30,8 +30,10 @@ from typing import Any, Generic, TypeVar
 from django.core import signing
 from django.db.models import Model, Q, QuerySet
 from ninja import Field, Schema
+from pydantic import ValidationError
 
 from core.errors import InvalidCursor, InvalidLimit
+from core.validation import Line, QueryModel
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -54,11 +56,11 @@ def limit_check(limit: int, *, max_limit: int = MAX_LIMIT) -> None:
         )
 
 
-class PageQuery(Schema):
+class PageQuery(QueryModel):
     """The request half of the contract: a REST query string or MCP tool arguments."""
 
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=LIMIT_HELP)
-    cursor: str | None = Field(
+    cursor: Line | None = Field(
         None, min_length=1, max_length=MAX_CURSOR_LENGTH, description=CURSOR_HELP
     )
 
@@ -66,10 +68,10 @@ class PageQuery(Schema):
 def page_from_query(params: Mapping[str, str], *, limit: int = DEFAULT_LIMIT) -> PageQuery:
     """The page a web page's query string asks for (``?cursor=``): a malformed cursor is
     ``invalid_cursor``, as on the API, never a 500."""
-    cursor = params.get("cursor") or None
-    if cursor is not None and len(cursor) > MAX_CURSOR_LENGTH:
-        raise InvalidCursor()
-    return PageQuery(limit=limit, cursor=cursor)
+    try:
+        return PageQuery(limit=limit, cursor=params.get("cursor") or None)
+    except ValidationError:
+        raise InvalidCursor() from None
 
 
 class PageOut(Schema, Generic[T]):

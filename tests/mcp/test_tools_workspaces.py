@@ -76,7 +76,7 @@ def test_mcp_calls_are_audited_with_the_request_facts(
         ({"image": "devbench/no-such-image:latest"}, "image_not_found"),
         ({"image": "alpine:latest"}, "image_not_allowed"),
         ({"image": BUSYBOX, "alias": "Bad Alias!"}, "invalid_alias"),
-        ({"image": BUSYBOX, "ttl_s": 0}, "validation_failed"),
+        ({"image": BUSYBOX, "ttl_s": 0}, "invalid_ttl"),
         ({"image": BUSYBOX, "persistent": True, "ttl_s": 60}, "ttl_with_persistent"),
         ({"image": BUSYBOX, "limits": {"memory_mb": 10**9}}, "policy_denied"),
     ],
@@ -172,7 +172,7 @@ def test_scopes_are_enforced(server: DaphneServer, tenant: Any, make_token: Any)
     assert Workspace.objects.filter(tenant=tenant).count() == 0
     assert ok(mcp_call(url, reader.raw, "list_containers", {}))["items"] == []
     too_many = mcp_call(url, reader.raw, "list_containers", {"limit": 0})
-    assert error_code(too_many) == "validation_failed"
+    assert error_code(too_many) == "invalid_limit"
     assert error_body(too_many)["extra"]["errors"][0]["loc"] == ["limit"]
     assert ok(mcp_call(url, reader.raw, "system_status", {}))["scopes"] == ["read"]
 

@@ -18,11 +18,12 @@ from workspaces.environment_templates.schemas import (
     TemplateListOut,
     TemplateListQuery,
     TemplateLogOut,
+    TemplateLogQuery,
 )
 from workspaces.models import Template, TemplateStatus
+from workspaces.schemas import TemplateRef
 
 router = Router(tags=["templates"])
-_LOG_WAIT_MAX_S = 25.0
 
 
 @router.post("/templates", response={201: TemplateDetailOut}, operation_id="template_create")
@@ -51,20 +52,21 @@ def template_list(request: HttpRequest, filters: Query[TemplateListQuery]) -> An
 
 
 @router.get("/templates/{ref}", response=TemplateDetailOut, operation_id="template_get")
-def template_get(request: HttpRequest, ref: str) -> Template:
+def template_get(request: HttpRequest, ref: TemplateRef) -> Template:
     """One template version, with its Dockerfile and its build log so far."""
     return selectors.template_get(actor=principal_of(request), ref=ref)
 
 
 @router.get("/templates/{ref}/log", response=TemplateLogOut, operation_id="template_log")
-def template_log(request: HttpRequest, ref: str, offset: int = 0, wait_s: float = 0) -> Any:
+def template_log(request: HttpRequest, ref: TemplateRef, query: Query[TemplateLogQuery]) -> Any:
     """The build log from `offset`; with `wait_s`, waits (up to 25 s) for more while the
     build runs. Repeat with `next_offset` until `done`."""
     actor = principal_of(request)
-    deadline = time.monotonic() + min(max(wait_s, 0.0), _LOG_WAIT_MAX_S)
+    offset = query.offset
+    deadline = time.monotonic() + query.wait_s
     while True:
         template = selectors.template_get(actor=actor, ref=ref)
-        text = template.build_log[max(offset, 0) :]
+        text = template.build_log[offset:]
         done = template.status != TemplateStatus.BUILDING
         if text or done or time.monotonic() >= deadline:
             break
@@ -72,8 +74,8 @@ def template_log(request: HttpRequest, ref: str, offset: int = 0, wait_s: float 
     return {
         "id": template.public_id,
         "status": template.status,
-        "offset": max(offset, 0),
-        "next_offset": max(offset, 0) + len(text),
+        "offset": offset,
+        "next_offset": offset + len(text),
         "text": text,
         "done": done,
     }
@@ -82,7 +84,7 @@ def template_log(request: HttpRequest, ref: str, offset: int = 0, wait_s: float 
 @router.post(
     "/templates/{ref}/build", response={201: TemplateDetailOut}, operation_id="template_build"
 )
-def template_build(request: HttpRequest, ref: str) -> Status[Template]:
+def template_build(request: HttpRequest, ref: TemplateRef) -> Status[Template]:
     """Build a Dockerfile template again, as its next version."""
     actor = principal_of(request)
     template = selectors.template_get(actor=actor, ref=ref)
@@ -90,7 +92,7 @@ def template_build(request: HttpRequest, ref: str) -> Status[Template]:
 
 
 @router.delete("/templates/{ref}", response={204: None}, operation_id="template_delete")
-def template_delete(request: HttpRequest, ref: str) -> Status[None]:
+def template_delete(request: HttpRequest, ref: TemplateRef) -> Status[None]:
     """Delete a template version and its built image (`template_in_use` while used)."""
     actor = principal_of(request)
     services.template_delete(actor=actor, template=selectors.template_get(actor=actor, ref=ref))
