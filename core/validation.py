@@ -105,7 +105,6 @@ FIELD_CODES = {
     "destination": "invalid_path",
     "mode": "invalid_mode",
     "limit": "invalid_limit",
-    "cursor": "invalid_cursor",
 }
 
 
