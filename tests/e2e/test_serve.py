@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -23,42 +21,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.mcp_live import MODES, error_code, http_client, ok
-from tests.processes import ROOT, ManagedProcess, service_env
+from tests.processes import ServeProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.docker]
-
-BOOTED = re.compile(r"Booting worker with pid: (\d+)")
-STARTED = re.compile(r"Started server process \[(\d+)\]")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ServeProcess(ManagedProcess):
-    """``scripts/serve`` with two workers; ready once both have started their servers."""
-
-    what = "scripts/serve"
-
-    def __init__(self, db_name: str, workers: int = 2) -> None:
-        self.workers = workers
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **service_env(db_name),
-            "DEVBENCH_HOST": "127.0.0.1",
-            "DEVBENCH_PORT": str(self.port),
-            "WEB_CONCURRENCY": str(workers),
-        }
-        super().__init__([str(ROOT / "scripts" / "serve")], env=env, log_name="serve")
-
-    def is_ready(self) -> bool:
-        return len(set(STARTED.findall(self.log_tail(100_000)))) >= self.workers
-
-    def worker_pids(self) -> set[int]:
-        return {int(pid) for pid in BOOTED.findall(self.log_tail(100_000))}
 
 
 @pytest.fixture
