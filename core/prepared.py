@@ -8,13 +8,15 @@ only executes that SQL with each call's values and builds the row the way
 ``QuerySet`` does (``Model.from_db`` after the fields' database converters).
 
 Use it only for lookups on unique columns (it refuses a second row like
-``get()``) and with values of the fields' own types.
+``get()``) and with values of the fields' own types. ``select_related`` in
+``refine`` is honoured like the queryset's (forward relations).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from django.db import connections, models, router
@@ -41,7 +43,7 @@ class PreparedGet(Generic[M]):
         self.fields = fields
         self.refine = refine
         self._lock = threading.Lock()
-        self._compiled: dict[str, tuple[str, list[tuple[bool, Any]], list[str], Any, Any]] = {}
+        self._compiled: dict[str, _Compiled] = {}
 
     def _placeholder(self, index: int, name: str) -> Any:
         field = self.model._meta.get_field(name)
@@ -49,7 +51,7 @@ class PreparedGet(Generic[M]):
             return -(10**9) - index  # no row has it; only its position matters
         return f"\x01prepared-{index}"
 
-    def _compile(self, alias: str) -> tuple[str, list[tuple[bool, Any]], list[str], Any, Any]:
+    def _compile(self, alias: str) -> _Compiled:
         with self._lock:
             if alias in self._compiled:
                 return self._compiled[alias]
@@ -63,22 +65,23 @@ class PreparedGet(Generic[M]):
             # Each parameter is a lookup value (by field name) or a fixed one.
             slots = [(True, by_value[p]) if p in by_value else (False, p) for p in params]
             assert sum(1 for named, _ in slots if named) == len(self.fields), sql
-            select_fields = compiler.klass_info["select_fields"]
-            columns = compiler.select[select_fields[0] : select_fields[-1] + 1]
-            names = [column[0].target.attname for column in columns]
-            converters = compiler.get_converters([column[0] for column in compiler.select])
-            compiled = (sql, slots, names, converters, select_fields[0])
+            compiled = _Compiled(
+                sql=sql,
+                slots=slots,
+                plan=_plan(compiler.klass_info, compiler.select),
+                converters=compiler.get_converters([column[0] for column in compiler.select]),
+            )
             self._compiled[alias] = compiled
             return compiled
 
     def get(self, **values: Any) -> M | None:
         """The one row with these values, or None; ``MultipleObjectsReturned`` for two."""
         alias = router.db_for_read(self.model)
-        sql, slots, names, converters, start = self._compile(alias)
-        params = [values[slot] if named else slot for named, slot in slots]
+        compiled = self._compile(alias)
+        params = [values[slot] if named else slot for named, slot in compiled.slots]
         connection = connections[alias]
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(compiled.sql, params)
             rows = cursor.fetchmany(2)
         if not rows:
             return None
@@ -86,9 +89,54 @@ class PreparedGet(Generic[M]):
             model: Any = self.model
             raise model.MultipleObjectsReturned(f"More than one {model.__name__}.")
         row = list(rows[0])
-        for position, (functions, expression) in converters.items():
+        for position, (functions, expression) in compiled.converters.items():
             value = row[position]
             for function in functions:
                 value = function(value, expression, connection)
             row[position] = value
-        return self.model.from_db(alias, names, row[start : start + len(names)])
+        instance: M = _build(compiled.plan, alias, row)
+        return instance
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where one model's columns are in a row, and its select_related children."""
+
+    model: Any
+    names: list[str]
+    start: int
+    pk_index: int
+    # (set the child on its parent, set the parent on the child, the child's plan)
+    children: list[tuple[Any, Any, _Plan]]
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    slots: list[tuple[bool, Any]]
+    plan: _Plan
+    converters: dict[int, Any]
+
+
+def _plan(klass_info: dict[str, Any], select: list[Any]) -> _Plan:
+    """The layout QuerySet's iterator (and its RelatedPopulator) derive, computed once."""
+    fields = klass_info["select_fields"]
+    names = [column[0].target.attname for column in select[fields[0] : fields[-1] + 1]]
+    model = klass_info["model"]
+    children = [
+        (info["local_setter"], info["remote_setter"], _plan(info, select))
+        for info in klass_info.get("related_klass_infos", [])
+    ]
+    return _Plan(model, names, fields[0], names.index(model._meta.pk.attname), children)
+
+
+def _build(plan: _Plan, alias: str, row: list[Any]) -> Any:
+    values = row[plan.start : plan.start + len(plan.names)]
+    instance = plan.model.from_db(alias, plan.names, values)
+    for local_setter, remote_setter, child_plan in plan.children:
+        child = None
+        if row[child_plan.start + child_plan.pk_index] is not None:  # else a null relation
+            child = _build(child_plan, alias, row)
+            remote_setter(child, instance)
+        local_setter(instance, child)
+    return instance

@@ -64,3 +64,22 @@ def test_workspace_get_carries_the_actors_tenant(actor: Any, tenant: Any) -> Non
     by_alias = workspace_get(actor=actor, ref="named")
     assert by_id.pk == by_alias.pk == workspace.pk
     assert by_id.tenant is actor.tenant
+
+
+def test_select_related_rows_are_attached_without_a_query(
+    tenant: Any, django_assert_num_queries: Any
+) -> None:
+    from execution.models import Exec
+
+    workspace = WorkspaceFactory(tenant=tenant)
+    exec_ = Exec.objects.create(tenant=tenant, workspace=workspace, cmd=["true"])
+    lookup = PreparedGet(
+        Exec, "tenant_id", "public_id", refine=lambda qs: qs.select_related("workspace")
+    )
+    lookup.get(tenant_id=tenant.pk, public_id=exec_.public_id)  # compiles
+    with django_assert_num_queries(1):
+        found = lookup.get(tenant_id=tenant.pk, public_id=exec_.public_id)
+        assert found is not None
+        related = found.workspace
+    assert _fields(related) == _fields(Workspace.objects.get(pk=workspace.pk))
+    assert _fields(found) == _fields(Exec.objects.get(pk=exec_.pk))
