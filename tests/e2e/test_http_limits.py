@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from core.http_limits import RedactSecrets, redact
@@ -63,6 +64,13 @@ def test_a_huge_authorization_header_answers_431(server: Any) -> None:
     assert answer.status_code == 431
     assert answer.json()["code"] == "request_header_too_large"
     assert answer.json()["extra"] == {"limit_bytes": 32 * 1024}
+
+
+def test_a_websocket_handshake_with_huge_headers_answers_431(server: Any) -> None:
+    ws_url = server.base_url.replace("http://", "ws://")
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{ws_url}/ws/execs/ex_missing/", additional_headers={"X-Big": "x" * 100_000})
+    assert refused.value.response.status_code == 431
 
 
 def test_many_headers_over_the_total_answer_431(server: Any) -> None:
