@@ -8,6 +8,7 @@ manager on its own event loop at its first request.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -65,6 +66,7 @@ def test_two_workers_serve_http_mcp_and_a_websocket_stream(
         try:
             _mcp_both_generations(served, tenant, token, ws_id)
             _websocket_stream(served, http, token, ws_id)
+            _streamed_download(http, ws_id)
         finally:
             assert http.delete(f"/api/v1/workspaces/{ws_id}?force=true").status_code == 200
     assert workers <= _alive_children(served.proc.pid)  # no worker died on the way
@@ -127,3 +129,32 @@ def test_worker_count_defaults_to_the_usable_cores() -> None:
     from devbench_site import server
 
     assert server.default_workers() == max(2, len(os.sched_getaffinity(0)))
+
+
+def _streamed_download(http: httpx.Client, ws_id: str) -> None:
+    """A streamed answer (raw file read) crosses the request handler whole."""
+    made = http.post(
+        f"/api/v1/workspaces/{ws_id}/execs",
+        json={
+            "cmd": [
+                "sh",
+                "-c",
+                "head -c 3145728 /dev/urandom > /workspace/big && sha256sum /workspace/big",
+            ],
+            "wait": True,
+        },
+    )
+    assert made.status_code == 200, made.text
+    expected = made.json()["stdout"].split()[0]
+    digest = hashlib.sha256()
+    size = 0
+    with http.stream(
+        "GET",
+        f"/api/v1/workspaces/{ws_id}/files",
+        params={"path": "/workspace/big", "encoding": "raw"},
+    ) as answer:
+        assert answer.status_code == 200
+        for chunk in answer.iter_bytes():
+            digest.update(chunk)
+            size += len(chunk)
+    assert (size, digest.hexdigest()) == (3 * 1024 * 1024, expected)
