@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from core.prepared import PreparedGet
+from core.validation import escape_unstorable, is_line
 from execution.coalesce import encode
 from execution.errors import ExecNotFound
 from execution.models import Exec, ExecChunk, Stream
@@ -34,6 +35,8 @@ def exec_message(*, seq: int, stream: int, data: bytes) -> ExecMessage:
 
 
 def exec_get(*, actor: Principal, exec_id: str) -> Exec:
+    if not is_line(exec_id, max_length=64):  # no exec has such an id
+        raise ExecNotFound(f"Exec '{escape_unstorable(exec_id)}' not found.")
     # Polled many times a second: the lookup is compiled once (core.prepared).
     exec_ = _BY_PUBLIC_ID.get(tenant_id=actor.tenant.pk, public_id=exec_id)
     if exec_ is None:

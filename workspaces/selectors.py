@@ -7,6 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from core.prepared import PreparedGet
+from core.validation import escape_unstorable, is_line
 from tenants.principal import Principal
 from tenants.selectors import tenant_ids_managed_by
 from workspaces.errors import WorkspaceNotFound, WorkspaceNotRunning
@@ -36,6 +37,8 @@ def workspace_list(
 def workspace_get(*, actor: Principal, ref: str) -> Workspace:
     """By public id (``ws_…``) or by alias of a live workspace, inside the actor's tenant."""
     actor.require_scope("read")
+    if not is_line(ref, max_length=63):  # no workspace has such a name (from a web URL, say)
+        raise WorkspaceNotFound(escape_unstorable(ref))
     # Both lookups are unique (public id; alias of a live workspace), compiled once.
     if ref.startswith("ws_"):
         workspace = _BY_PUBLIC_ID.get(tenant_id=actor.tenant.pk, public_id=ref)
