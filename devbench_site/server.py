@@ -17,6 +17,7 @@ Everything comes from the environment (documented in the README):
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, ClassVar
 
@@ -55,16 +56,28 @@ class Worker(UvicornWorker):
     * ``proxy_headers: False``: whether ``X-Forwarded-Proto`` is trusted is
       Django's ``SECURE_PROXY_SSL_HEADER`` setting alone, on every path.
     * No ``Server`` header naming the software.
+    * HTTP is uvicorn's httptools protocol with the request-header limit
+      (``core.http_uvicorn``, answers 431); the body limit is the application's
+      ASGI middleware (``core.http_limits.BodyLimit``), shared with daphne.
+    * uvicorn's access and error logs (the error log names each websocket path
+      with its query string) never show a secret query value.
     """
 
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": "auto",
-        "http": "auto",
+        "http": "core.http_uvicorn:HttpProtocol",
         "ws": "auto",
         "lifespan": "off",
         "proxy_headers": False,
         "server_header": False,
     }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # points uvicorn's loggers at gunicorn's handlers
+        from core.http_limits import RedactSecrets
+
+        for name in ("uvicorn.access", "uvicorn.error"):
+            logging.getLogger(name).addFilter(RedactSecrets())
 
 
 # --- gunicorn settings (read by `gunicorn -c python:devbench_site.server`) ---------

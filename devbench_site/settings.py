@@ -471,6 +471,9 @@ DEVBENCH_EXEC_RUN_DEFAULT_TIMEOUT_S = env_int("DEVBENCH_EXEC_RUN_DEFAULT_TIMEOUT
 DEVBENCH_EXEC_HEARTBEAT_S = env_int("DEVBENCH_EXEC_HEARTBEAT_S", 2)
 # Seconds a verified API token is remembered per process (revocation bound; 0: off).
 DEVBENCH_TOKEN_CACHE_S = env_int("DEVBENCH_TOKEN_CACHE_S", 5)
+# Threads per web process that run requests (core/asgi_handler.py); a waiting request
+# (exec long-poll, wait: true) holds one while it waits.
+DEVBENCH_WEB_THREADS = env_int("DEVBENCH_WEB_THREADS", 200)
 DEVBENCH_EXEC_STALE_AFTER_S = env_int("DEVBENCH_EXEC_STALE_AFTER_S", 30)
 # A "starting" exec no worker has claimed after this long gets its task sent again
 # (claiming is conditional, so a duplicate never runs it twice).
