@@ -11,7 +11,10 @@ apply here.
 A tenant policy's ``image_scan_block_severity`` (LOW, MEDIUM, HIGH, CRITICAL)
 refuses a spawn whose image has a finding of that severity or higher
 (``image_vulnerable``), or that has no report at all (``image_not_scanned``):
-a gate that is on fails closed.
+a gate that is on fails closed. The rule is the same whatever the workspace's
+image comes from: a named image, a snapshot's image or a template's (named or
+built), each matched by its own image id. A template build whose result has a
+blocking report fails (``image_vulnerable``).
 """
 
 from __future__ import annotations
@@ -132,12 +135,12 @@ def get_scanner() -> ImageScanner | None:
 
 
 def image_scan_check(*, policy: TenantPolicy, image: ImageInfo, name: str) -> None:
-    """Refuse an image the policy's scan gate does not let through."""
+    """Refuse an image the policy's scan gate does not let through: the same rule for a
+    named image, a snapshot's image and a template's built image (each by its image id)."""
     floor = policy.image_scan_block_severity
     if not floor:
         return
-    scanner = get_scanner()
-    report = scanner.report(image) if scanner is not None else None
+    report = _report(image)
     if report is None:
         raise ImageNotScanned(
             f"Image '{name}' has no vulnerability scan report, and the tenant policy only "
@@ -146,6 +149,28 @@ def image_scan_check(*, policy: TenantPolicy, image: ImageInfo, name: str) -> No
             image_id=image.id,
             block_severity=floor,
         )
+    _refuse_findings(report, floor=floor, image=image, name=name)
+
+
+def image_scan_findings_check(*, policy: TenantPolicy, image: ImageInfo, name: str) -> None:
+    """Refuse an image whose report has findings the policy blocks; an image without a
+    report passes here. For a template build's result: its image id is new, so a report
+    can only exist if the scanner scans on request; spawns still need one
+    (:func:`image_scan_check`)."""
+    floor = policy.image_scan_block_severity
+    if not floor:
+        return
+    report = _report(image)
+    if report is not None:
+        _refuse_findings(report, floor=floor, image=image, name=name)
+
+
+def _report(image: ImageInfo) -> ScanReport | None:
+    scanner = get_scanner()
+    return scanner.report(image) if scanner is not None else None
+
+
+def _refuse_findings(report: ScanReport, *, floor: str, image: ImageInfo, name: str) -> None:
     blocking = report.at_least(floor)
     if blocking:
         worst = max(blocking, key=lambda f: SEVERITY_RANK.get(f.severity, 0))

@@ -74,6 +74,7 @@ from workspaces.policy import limits_resolve, ttl_resolve
 from workspaces.provisioning import workspace_provision as workspace_provision  # re-export
 from workspaces.provisioning import workspace_provision_enqueue, workspace_teardown
 from workspaces.runtime.base import ContainerStats, ImageInfo
+from workspaces.scanning import image_scan_check
 from workspaces.selectors import workspace_get, workspace_require_own, workspace_require_running
 from workspaces.snapshots.selectors import snapshot_get_ready
 from workspaces.snapshots.services import snapshot_image_on
@@ -340,7 +341,10 @@ def _snapshot_image(*, policy: TenantPolicy, snapshot: Snapshot, node: str) -> I
             image=base.familiar(),
             allowed_images=patterns,
         )
-    return snapshot_image_on(snapshot=snapshot, node=node)
+    info = snapshot_image_on(snapshot=snapshot, node=node)
+    # What was installed in the workspace is in this image: its own report decides.
+    image_scan_check(policy=policy, image=info, name=snapshot.image_ref)
+    return info
 
 
 def _nodes_holding(*, snapshot: Snapshot | None, template: Template | None) -> list[str] | None:

@@ -44,6 +44,7 @@ from workspaces.models import (
 from workspaces.nodes import node_driver, node_queue
 from workspaces.placement import node_place, required_labels
 from workspaces.runtime.base import LABEL_INSTANCE, LABEL_TENANT, BuildSpec
+from workspaces.scanning import image_scan_check, image_scan_findings_check
 
 TEMPLATE_REPOSITORY_PREFIX = "devbench-templates/"
 LABEL_TEMPLATE = "devbench.template"
@@ -261,6 +262,11 @@ def template_build_run(*, template_id: int) -> Template | None:
                 f"The built image is {info.size} bytes; the limit is "
                 f"{settings.DEVBENCH_TEMPLATE_MAX_IMAGE_BYTES}."
             )
+        try:
+            image_scan_findings_check(policy=policy, image=info, name=f"{repository}:{tag}")
+        except DevBenchError:
+            driver.image_remove(f"{repository}:{tag}")
+            raise
     except DevBenchError as exc:
         _append_log(template.pk, "".join(pending))
         Template.objects.filter(pk=template.pk).update(
@@ -327,4 +333,5 @@ def template_image(*, policy: TenantPolicy, template: Template, node: str) -> st
     info = node_driver(node).image_inspect(template.image_id)
     if info.labels.get(LABEL_TEMPLATE) != template.public_id:
         raise TemplateNotFound(f"Template '{template.public_id}' has no image on node {node}.")
+    image_scan_check(policy=policy, image=info, name=template.image_ref)
     return info.id
