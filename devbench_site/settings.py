@@ -528,7 +528,7 @@ DEVBENCH_WORKER_METRICS_ADDR = env_str("DEVBENCH_WORKER_METRICS_ADDR", "127.0.0.
 # are deleted by this job, this many rows per transaction.
 DEVBENCH_EXEC_PURGE_BATCH = env_int("DEVBENCH_EXEC_PURGE_BATCH", 500)
 # On SIGTERM a worker stops taking tasks and gives its running execs this long to end;
-# then it cancels them (output kept, status cancelled, error_code worker_shutdown).
+# then it ends them (output kept, status failed, error_code worker_shutdown).
 DEVBENCH_WORKER_DRAIN_TIMEOUT_S = env_int("DEVBENCH_WORKER_DRAIN_TIMEOUT_S", 30)
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
