@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from tenants import tokens
+from tenants import token_cache, tokens
 from tenants.audit import audit_record, audited
 from tenants.errors import (
     InvalidFields,
@@ -159,6 +159,9 @@ def membership_remove(*, actor: Principal, membership: Membership) -> int:
         ).update(revoked_at=timezone.now())
         audit.details["revoked_count"] = revoked
         membership.delete()
+    # The bulk revocation sends no model signal: this process forgets its verified tokens
+    # itself (others within DEVBENCH_TOKEN_CACHE_S, tenants/token_cache.py).
+    token_cache.clear()
     return revoked
 
 

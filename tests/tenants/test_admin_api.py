@@ -80,6 +80,7 @@ def test_members_list_invite_role_change_remove(two: dict[str, Any]) -> None:
 
 def test_removing_a_member_revokes_their_tokens(two: dict[str, Any]) -> None:
     member = two["member_a"]
+    assert two["writer"].get("/api/v1/me").status_code == 200  # verified, so remembered
     r = two["admin"].delete(f"/api/v1/tenants/alpha/members/{member.user_id}")
     assert r.status_code == 204
     assert two["writer"].get("/api/v1/me").json()["code"] == "token_revoked"
