@@ -53,7 +53,7 @@ class UsageDay(models.Model):
     exec_seconds = models.FloatField(default=0.0)  # run time of the execs that ended that day
     cpu_seconds = models.FloatField(default=0.0)  # CPU time of the workspaces' processes
     storage_volume_bytes = models.PositiveBigIntegerField(default=0)  # peak of the day
-    storage_snapshot_bytes = models.PositiveBigIntegerField(default=0)  # no snapshots yet
+    storage_snapshot_bytes = models.PositiveBigIntegerField(default=0)  # peak of the day
 
     class Meta:
         ordering = ["-day"]

@@ -16,7 +16,9 @@ class UsageDayOut(Schema):
         description="CPU time of the workspaces' processes (execs included), sampled by the meter."
     )
     storage_volume_bytes: int = Field(description="Peak size of the workspaces' volumes.")
-    storage_snapshot_bytes: int = Field(description="0 until snapshots exist.")
+    storage_snapshot_bytes: int = Field(
+        description="Peak of what the tenant's ready snapshots add to their base images."
+    )
 
 
 class UsageQuery(Schema):

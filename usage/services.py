@@ -4,6 +4,8 @@ Workspace lifecycle code calls :func:`usage_run_sync` right after it changes a
 workspace's status; the periodic meter (:func:`usage_meter_node`, per node)
 calls it for every workspace too, so a transition made elsewhere (e.g. by
 reconciliation or a crash) is recorded at its ``updated_at`` at the latest.
+Snapshot storage is read from the database (:func:`usage_meter_snapshots`), once
+per meter round for every node.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ import logging
 from datetime import date, datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from core.errors import DevBenchError
 from usage.models import RunState, UsageDay, WorkspaceRun
-from workspaces.models import Workspace, WorkspaceStatus
+from workspaces.models import Snapshot, SnapshotStatus, Workspace, WorkspaceStatus
 
 logger = logging.getLogger(__name__)
 
@@ -76,19 +78,32 @@ def usage_exec_record(
     _add(tenant_id, finished_at.date(), exec_count=1, exec_seconds=seconds)
 
 
-def _storage_peak(tenant_id: int, day: date, volume_bytes: int) -> None:
+def _storage_peak(tenant_id: int, day: date, field: str, size: int) -> None:
+    """Raise the day's peak of a storage field to ``size`` (never lower it)."""
     if not UsageDay.objects.filter(tenant_id=tenant_id, day=day).exists():
         try:
             with transaction.atomic():
-                UsageDay.objects.create(
-                    tenant_id=tenant_id, day=day, storage_volume_bytes=volume_bytes
-                )
+                UsageDay.objects.create(tenant_id=tenant_id, day=day, **{field: size})
                 return
         except IntegrityError:
             pass
-    UsageDay.objects.filter(
-        tenant_id=tenant_id, day=day, storage_volume_bytes__lt=volume_bytes
-    ).update(storage_volume_bytes=volume_bytes)
+    UsageDay.objects.filter(tenant_id=tenant_id, day=day, **{f"{field}__lt": size}).update(
+        **{field: size}
+    )
+
+
+def usage_meter_snapshots() -> int:
+    """Record each tenant's snapshot storage (what its ready snapshots add to their base
+    images, as their quotas count it) as today's peak. Returns how many tenants have some."""
+    today = timezone.now().date()
+    totals = (
+        Snapshot.objects.filter(status=SnapshotStatus.READY)
+        .values("tenant_id")
+        .annotate(total=Sum("size_bytes"))
+    )
+    for row in totals:
+        _storage_peak(row["tenant_id"], today, "storage_snapshot_bytes", row["total"])
+    return len(totals)
 
 
 def usage_meter_node(*, node: str) -> int:
@@ -133,5 +148,5 @@ def usage_meter_node(*, node: str) -> int:
                 per_tenant.get(workspace.tenant_id, 0) + sizes[workspace.volume_name]
             )
     for tenant_id, volume_bytes in per_tenant.items():
-        _storage_peak(tenant_id, today, volume_bytes)
+        _storage_peak(tenant_id, today, "storage_volume_bytes", volume_bytes)
     return read

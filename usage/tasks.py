@@ -1,11 +1,12 @@
-"""Periodic metering: the dispatcher fans out to each node's queue (engine reads)."""
+"""Periodic metering: the dispatcher records snapshot storage (a database read) and fans
+out to each node's queue (engine reads)."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
 from core.queues import node_queue
-from usage.services import usage_meter_node
+from usage.services import usage_meter_node, usage_meter_snapshots
 from workspaces import nodes
 
 
@@ -16,5 +17,6 @@ def usage_meter_node_task(node: str) -> int:
 
 @shared_task(name="usage.meter_dispatch", ignore_result=True, time_limit=60)
 def usage_meter_dispatch_task() -> None:
+    usage_meter_snapshots()
     for node in nodes.nodes_serving():
         usage_meter_node_task.apply_async(args=[node], queue=node_queue(node))

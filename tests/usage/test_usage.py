@@ -15,9 +15,10 @@ from execution.services import exec_start, exec_wait
 from tests.factories import ApiTokenFactory
 from usage.models import WorkspaceRun
 from usage.selectors import usage_list, usage_total
-from usage.services import usage_meter_node
+from usage.services import usage_meter_node, usage_meter_snapshots
 from workspaces.filesystem.services import fs_write
 from workspaces.services import workspace_kill, workspace_spawn, workspace_start, workspace_stop
+from workspaces.snapshots.services import snapshot_create, snapshot_delete
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -38,6 +39,10 @@ def test_usage_matches_a_scripted_workload(live_worker: Any, actor: Any, tenant:
             assert exec_.status == "completed", exec_.error
         fs_write(actor=actor, workspace=workspace, path="/workspace/blob", content=b"x" * 2**20)
         usage_meter_node(node=settings.DEVBENCH_NODE)  # CPU time and volume size
+        snapshot = snapshot_create(actor=actor, workspace=workspace, name="metered")
+        usage_meter_snapshots()
+        snapshot_delete(actor=actor, snapshot=snapshot)
+        usage_meter_snapshots()  # the day keeps its peak
         before_stop = timezone.now()
         workspace_stop(actor=actor, workspace=workspace)
         after_stop = timezone.now()
@@ -65,7 +70,7 @@ def test_usage_matches_a_scripted_workload(live_worker: Any, actor: Any, tenant:
     # CPU: the busy loop used some, never more than the one CPU the policy allows.
     assert 0 < today.cpu_seconds <= (before_stop - before_spawn).total_seconds()
     assert today.storage_volume_bytes >= 2**20
-    assert today.storage_snapshot_bytes == 0
+    assert today.storage_snapshot_bytes == snapshot.size_bytes >= 2**20
 
     # REST gives the same numbers; quotas can sum a period.
     token = ApiTokenFactory(tenant=tenant, scopes=["read"])
@@ -86,3 +91,28 @@ def test_usage_range_is_validated(db: Any, actor: Any) -> None:
         usage_list(actor=actor, since=today, until=today - timedelta(days=1))
     with pytest.raises(ValidationFailed):
         usage_list(actor=actor, since=today - timedelta(days=400), until=today)
+
+
+def test_snapshot_storage_is_each_tenants_ready_snapshots(
+    db: Any, tenant: Any, other_tenant: Any
+) -> None:
+    from usage.models import UsageDay
+    from workspaces.models import Snapshot, SnapshotStatus
+
+    for owner, size, status in (
+        (tenant, 300, SnapshotStatus.READY),
+        (tenant, 200, SnapshotStatus.READY),
+        (tenant, 10_000, SnapshotStatus.CREATING),  # not stored yet: not counted
+        (other_tenant, 7, SnapshotStatus.READY),
+    ):
+        Snapshot.objects.create(tenant=owner, name="s", size_bytes=size, status=status)
+    assert usage_meter_snapshots() == 2
+    today = timezone.now().date()
+    peak = dict(
+        UsageDay.objects.filter(day=today).values_list("tenant_id", "storage_snapshot_bytes")
+    )
+    assert peak == {tenant.pk: 500, other_tenant.pk: 7}
+
+    Snapshot.objects.filter(tenant=tenant, size_bytes=300).delete()
+    usage_meter_snapshots()
+    assert UsageDay.objects.get(tenant=tenant, day=today).storage_snapshot_bytes == 500
