@@ -34,22 +34,18 @@ from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from usage.services import usage_run_sync
 from workspaces.environment_templates.selectors import template_for_spawn
-from workspaces.environment_templates.services import template_image
 from workspaces.errors import (
     AliasInUse,
     ImageAndSnapshot,
     ImageAndTemplate,
-    ImageNotAllowed,
     InvalidAlias,
     SpawnTimeout,
     WorkspaceNotStopped,
     WorkspaceQuotaExceeded,
 )
 from workspaces.images import (
-    allowed_image_patterns,
+    PullNeeded,
     image_allowed,
-    image_check,
-    image_reference_allowed,
     image_reference_parse,
 )
 from workspaces.models import (
@@ -73,11 +69,10 @@ from workspaces.placement import (
 from workspaces.policy import limits_resolve, ttl_resolve
 from workspaces.provisioning import workspace_provision as workspace_provision  # re-export
 from workspaces.provisioning import workspace_provision_enqueue, workspace_teardown
-from workspaces.runtime.base import ContainerStats, ImageInfo
-from workspaces.scanning import image_scan_check
+from workspaces.runtime.base import ContainerStats, PullProgress
 from workspaces.selectors import workspace_get, workspace_require_own, workspace_require_running
 from workspaces.snapshots.selectors import snapshot_get_ready
-from workspaces.snapshots.services import snapshot_image_on
+from workspaces.sources import pulling, workspace_image_id
 from workspaces.spec import WORKSPACE_ROOT, engine_name
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
@@ -330,29 +325,12 @@ def _spawn_template(
     return template_for_spawn(actor=actor, ref=template)
 
 
-def _snapshot_image(*, policy: TenantPolicy, snapshot: Snapshot, node: str) -> ImageInfo:
-    """The snapshot's image on the node; its base image must still be allowed."""
-    base = image_reference_parse(snapshot.base_image_ref)
-    patterns = allowed_image_patterns(policy)
-    if not image_reference_allowed(base, patterns):
-        raise ImageNotAllowed(
-            f"Snapshot '{snapshot.public_id}' is of image '{base.familiar()}', which the tenant "
-            "policy no longer allows.",
-            image=base.familiar(),
-            allowed_images=patterns,
-        )
-    info = snapshot_image_on(snapshot=snapshot, node=node)
-    # What was installed in the workspace is in this image: its own report decides.
-    image_scan_check(policy=policy, image=info, name=snapshot.image_ref)
-    return info
-
-
 def _nodes_holding(*, snapshot: Snapshot | None, template: Template | None) -> list[str] | None:
     """Where the workspace's image is, when only some nodes can have it."""
     if snapshot is not None and not snapshot.registry_ref:
         return [snapshot.node]  # without a registry copy a snapshot spawns where it is
-    if template is not None and template.dockerfile:
-        return [template.node]  # a built template's image is on the node that built it
+    if template is not None and template.dockerfile and not template.registry_ref:
+        return [template.node]  # without a registry copy it is on the node that built it
     return None
 
 
@@ -385,12 +363,19 @@ def _place_and_create(
             # Without a registry copy a snapshot spawns where its image is.
             only=_nodes_holding(snapshot=snapshot, template=template),
         )
-        if snapshot is not None:
-            image_id = _snapshot_image(policy=policy, snapshot=snapshot, node=node.name).id
-        elif template is not None:
-            image_id = template_image(policy=policy, template=template, node=node.name)
-        else:
-            image_id = image_check(policy=policy, image=image, node=node.name).info.id
+        try:
+            image_id = workspace_image_id(
+                policy=policy,
+                node=node.name,
+                image=image,
+                snapshot=snapshot,
+                template=template,
+                pull=False,
+            )
+            progress: dict[str, Any] = {}
+        except PullNeeded as needed:
+            # The node's worker pulls it before creating the container, reporting progress.
+            image_id, progress = "", pulling(PullProgress(image=needed.ref))
         now = timezone.now()
         try:
             return _workspace_create(
@@ -402,6 +387,7 @@ def _place_and_create(
                     "alias": alias,
                     "image_ref": image_ref,
                     "image_id": image_id,
+                    "progress": progress,
                     "snapshot": snapshot,
                     "template": template,
                     "persistent": persistent,
