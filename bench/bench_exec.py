@@ -143,8 +143,9 @@ def main() -> None:
     user = user_get_or_create(email=f"{INSTANCE}@bench.invalid")
     from tenants.services import membership_set
 
-    membership_set(tenant=tenant, user=user, role="member")
-    _, token = api_token_create(tenant=tenant, user=user, name="bench")
+    operator = system_principal(tenant)
+    membership_set(actor=operator, user=user, role="member")
+    _, token = api_token_create(actor=operator, user=user, name="bench")
 
     queues = "default,node." + os.environ.get("DEVBENCH_NODE", "local")
     worker_log = ROOT / "var" / f"celery-{INSTANCE}.log"

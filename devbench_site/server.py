@@ -13,6 +13,10 @@ Everything comes from the environment (documented in the README):
   (or a booting worker may take) before gunicorn replaces the worker (60).
 * ``DEVBENCH_ACCESS_LOG``: ``-`` (stdout, the default), a file, or empty for none.
 * ``GUNICORN_CMD_ARGS``: any other gunicorn option.
+
+``scripts/serve`` also points ``PROMETHEUS_MULTIPROC_DIR`` at an emptied directory
+of this service, so every worker answers ``/metrics`` with the sum over all of them;
+:func:`child_exit` drops a dead worker's live gauges (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import os
 from typing import Any, ClassVar
 
 from uvicorn_worker import UvicornWorker
+
+from core.metrics import mark_process_dead
 
 
 def usable_cores() -> int:
@@ -94,3 +100,8 @@ loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
 proc_name = "devbench-web"
 # No control socket under $HOME: the image's user has no writable home.
 control_socket_disable = True
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook, in the master: a worker process ended (restarted or stopped)."""
+    mark_process_dead(worker.pid)

@@ -170,6 +170,15 @@ class ContainerRuntime(models.TextChoices):
     GVISOR = "runsc", "gVisor (runsc)"
 
 
+class ScanSeverity(models.TextChoices):
+    """Severities of image scan findings (Trivy's scale), lowest first."""
+
+    LOW = "LOW", "Low"
+    MEDIUM = "MEDIUM", "Medium"
+    HIGH = "HIGH", "High"
+    CRITICAL = "CRITICAL", "Critical"
+
+
 class TenantPolicy(models.Model):
     """Per-tenant limits and rules. Services read it; admins edit it."""
 
@@ -221,6 +230,18 @@ class TenantPolicy(models.Model):
         blank=True,
         help_text="Labels a node must carry to hold the tenant's workspaces, e.g. "
         '{"runtime": "gvisor"}.',
+    )
+    exec_retention_days = models.PositiveIntegerField(
+        default=30,
+        help_text="Finished execs and their output are deleted after this many days (0: kept).",
+    )
+    image_scan_block_severity = models.CharField(
+        max_length=10,
+        choices=ScanSeverity.choices,
+        blank=True,
+        default="",
+        help_text="Refuse to spawn images whose scan report has a finding of this severity "
+        "or higher (empty: scan reports never block).",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

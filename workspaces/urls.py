@@ -17,6 +17,9 @@ tenant_urlpatterns = [
     path("workspaces/<str:ref>/shell", views.workspace_shell, name="workspace_shell"),
     path("workspaces/<str:ref>/status", views.workspace_status, name="workspace_status"),
     path("workspaces/<str:ref>/kill", views.workspace_kill, name="workspace_kill"),
+    path("workspaces/<str:ref>/stats", views.workspace_stats, name="workspace_stats"),
+    path("workspaces/<str:ref>/stop", views.workspace_stop, name="workspace_stop"),
+    path("workspaces/<str:ref>/start", views.workspace_start, name="workspace_start"),
     path(
         "workspaces/<str:ref>/snapshots", snapshots.workspace_snapshots, name="workspace_snapshots"
     ),
