@@ -212,11 +212,11 @@ OPERATION_ERRORS: dict[str, list[Codes]] = {
     ],
     "template_delete": [TEMPLATE, ENGINE, {409: ["template_in_use"]}],
     # Tenant administration (admin scope); another tenant's slug answers tenant_not_found.
-    "member_list": [TENANT_ADMIN],
+    "member_list": [LIST, TENANT_ADMIN],
     "member_invite": [TENANT_ADMIN, BODY],
     "member_update": [TENANT_ADMIN, BODY, {404: ["member_not_found"], 409: ["last_owner"]}],
     "member_remove": [TENANT_ADMIN, {404: ["member_not_found"], 409: ["last_owner"]}],
-    "api_token_list": [TENANT_ADMIN],
+    "api_token_list": [LIST, TENANT_ADMIN],
     "api_token_create": [
         TENANT_ADMIN,
         BODY,
@@ -229,7 +229,7 @@ OPERATION_ERRORS: dict[str, list[Codes]] = {
     "api_token_revoke": [TENANT_ADMIN, {404: ["token_not_found"]}],
     "tenant_policy_get": [TENANT_ADMIN],
     "tenant_policy_update": [TENANT_ADMIN, BODY, {422: ["unknown_policy_field"]}],
-    "audit_event_list": [AUDIT_FILTERS],
+    "audit_event_list": [LIST, AUDIT_FILTERS],
     "audit_event_export": [AUDIT_FILTERS],
     "usage_list": [{422: ["invalid_range"]}],
 }

@@ -10,9 +10,9 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Query, Router
-from ninja.pagination import LimitOffsetPagination, paginate
 from ninja.responses import Status
 
+from core.pagination import Page, PageQuery, page_map, paginate
 from tenants import selectors, services
 from tenants.api import principal_of
 from tenants.audit import audit_event_json
@@ -22,11 +22,14 @@ from tenants.principal import Principal
 from tenants.schemas import (
     ApiTokenCreatedOut,
     ApiTokenCreateIn,
+    ApiTokenListOut,
     ApiTokenListQuery,
     ApiTokenOut,
-    AuditEventOut,
+    AuditEventListOut,
+    AuditFilterQuery,
     AuditListQuery,
     MemberInviteIn,
+    MemberListOut,
     MemberOut,
     MemberUpdateIn,
     TenantPolicyOut,
@@ -68,12 +71,14 @@ def _token_out(token: ApiToken) -> dict[str, Any]:
     }
 
 
-@router.get("/tenants/{slug}/members", response=list[MemberOut], operation_id="member_list")
-@paginate(LimitOffsetPagination)
-def member_list(request: HttpRequest, slug: str) -> Any:
-    """The tenant's members and their roles (admin scope)."""
+@router.get("/tenants/{slug}/members", response=MemberListOut, operation_id="member_list")
+def member_list(request: HttpRequest, slug: str, page: Query[PageQuery]) -> Page[Any]:
+    """The tenant's members and their roles (admin scope), newest first, a page at a time."""
     actor = _admin(request, slug)
-    return [_member_out(m) for m in selectors.member_list(actor=actor)]
+    rows = paginate(
+        selectors.member_list(actor=actor), page=page, scope=f"member_list:{actor.tenant.pk}"
+    )
+    return page_map(rows, _member_out)
 
 
 @router.post("/tenants/{slug}/members", response={201: MemberOut}, operation_id="member_invite")
@@ -113,15 +118,16 @@ def member_remove(request: HttpRequest, slug: str, user_id: int) -> Status[None]
     return Status(204, None)
 
 
-@router.get("/tenants/{slug}/tokens", response=list[ApiTokenOut], operation_id="api_token_list")
-@paginate(LimitOffsetPagination)
-def api_token_list(request: HttpRequest, slug: str, filters: Query[ApiTokenListQuery]) -> Any:
-    """The tenant's API tokens by prefix (secrets are never shown again)."""
+@router.get("/tenants/{slug}/tokens", response=ApiTokenListOut, operation_id="api_token_list")
+def api_token_list(request: HttpRequest, slug: str, filters: Query[ApiTokenListQuery]) -> Page[Any]:
+    """The tenant's API tokens by prefix (secrets are never shown again), newest first,
+    a page at a time."""
     actor = _admin(request, slug)
     tokens = selectors.api_token_list(
         actor=actor, prefix=filters.prefix, include_revoked=filters.include_revoked
     )
-    return [_token_out(t) for t in tokens]
+    rows = paginate(tokens, page=filters, scope=f"api_token_list:{actor.tenant.pk}")
+    return page_map(rows, _token_out)
 
 
 @router.post(
@@ -180,7 +186,7 @@ def tenant_policy_update(
     )
 
 
-def _audit_events(request: HttpRequest, filters: AuditListQuery) -> QuerySet[AuditEvent]:
+def _audit_events(request: HttpRequest, filters: AuditFilterQuery) -> QuerySet[AuditEvent]:
     return selectors.audit_event_list(
         actor=principal_of(request),
         actor_id=filters.actor,
@@ -194,11 +200,11 @@ def _audit_events(request: HttpRequest, filters: AuditListQuery) -> QuerySet[Aud
     )
 
 
-@router.get("/audit", response=list[AuditEventOut], operation_id="audit_event_list")
-@paginate(LimitOffsetPagination)
-def audit_event_list(request: HttpRequest, filters: Query[AuditListQuery]) -> Any:
-    """The tenant's audit events, newest first, filtered (admin scope)."""
-    return _audit_events(request, filters)
+@router.get("/audit", response=AuditEventListOut, operation_id="audit_event_list")
+def audit_event_list(request: HttpRequest, filters: Query[AuditListQuery]) -> Page[AuditEvent]:
+    """The tenant's audit events, newest first, filtered (admin scope), a page at a time."""
+    scope = f"audit_event_list:{principal_of(request).tenant.pk}"
+    return paginate(_audit_events(request, filters), page=filters, scope=scope)
 
 
 @router.get(
@@ -215,7 +221,7 @@ def audit_event_list(request: HttpRequest, filters: Query[AuditListQuery]) -> An
     },
 )
 def audit_event_export(
-    request: HttpRequest, filters: Query[AuditListQuery]
+    request: HttpRequest, filters: Query[AuditFilterQuery]
 ) -> StreamingHttpResponse:
     """Every matching event as JSON lines, streamed (same filters as the list)."""
     events = _audit_events(request, filters)

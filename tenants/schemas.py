@@ -6,6 +6,7 @@ from typing import Literal
 from ninja import Schema
 from pydantic import ConfigDict, Field
 
+from core.pagination import PageOut, PageQuery
 from core.schemas import ErrorOut
 
 
@@ -149,7 +150,7 @@ class ApiTokenCreateIn(Schema):
     expires_at: datetime | None = None
 
 
-class ApiTokenListQuery(Schema):
+class ApiTokenListQuery(PageQuery):
     prefix: str | None = Field(
         default=None, max_length=16, description="Tokens whose prefix starts so."
     )
@@ -196,7 +197,9 @@ class AuditEventOut(Schema):
     details: dict[str, object]
 
 
-class AuditListQuery(Schema):
+class AuditFilterQuery(Schema):
+    """The filters of the audit list and of its export."""
+
     actor: str | None = Field(default=None, description="Exact actor id, e.g. `token:ab12cd34`.")
     action: str | None = Field(
         default=None, description="An action (`workspace.spawn`) or a family (`fs.*`)."
@@ -207,3 +210,19 @@ class AuditListQuery(Schema):
     target_type: str | None = None
     target_id: str | None = Field(default=None, description="The object, e.g. a workspace id.")
     request_id: str | None = None
+
+
+class AuditListQuery(AuditFilterQuery, PageQuery):
+    """REST audit_event_list: the filters plus the page."""
+
+
+class AuditEventListOut(PageOut[AuditEventOut]):
+    """A page of the tenant's audit events, newest first."""
+
+
+class MemberListOut(PageOut[MemberOut]):
+    """A page of the tenant's members, newest first."""
+
+
+class ApiTokenListOut(PageOut[ApiTokenOut]):
+    """A page of the tenant's API tokens, newest first."""

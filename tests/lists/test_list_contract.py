@@ -21,7 +21,7 @@ import pytest
 from core.pagination import MAX_LIMIT
 from tenants.principal import system_principal
 from tests.conftest import client_for
-from tests.factories import ExecFactory, WorkspaceFactory
+from tests.factories import AuditEventFactory, ExecFactory, WorkspaceFactory
 from tests.isolation import assert_like_missing, mcp_answer, rest_answer
 from tests.mcp_live import mcp_call, ok
 from tests.processes import DaphneServer
@@ -51,7 +51,7 @@ class ListCase:
     rest: Callable[[Scope], str]  # the URL
     tool: str | None  # None: a list of REST only
     tool_args: Callable[[Scope], dict[str, Any]]
-    make: Callable[[Scope], str]  # creates one item, returns its id as listed
+    make: Callable[[Scope], Any]  # creates one item, returns its id as listed
     key: str  # the id field of an item
     max_limit: int = MAX_LIMIT
     rest_params: dict[str, Any] | None = None  # the list's own query parameters
@@ -80,6 +80,10 @@ def _template(scope: Scope) -> str:
         tenant=scope.tenant, name=f"t{next(_names)}", image="devbench/busybox:latest"
     )
     return row.public_id
+
+
+def _audit_event(scope: Scope) -> int:
+    return int(AuditEventFactory(tenant=scope.tenant, target_id=f"ws_{next(_names)}").pk)
 
 
 def _file(scope: Scope) -> str:
@@ -128,6 +132,7 @@ CASES = [
         "id",
     ),
 ]
+AUDIT = ListCase("audit", lambda s: "/api/v1/audit", None, lambda s: {}, _audit_event, "id")
 FILES = ListCase(
     "files",
     _ws_url("/files/list"),
@@ -156,7 +161,7 @@ def _params(cases: list[ListCase]) -> list[Any]:
     ]
 
 
-PARAMS = _params([*CASES, FILES])
+PARAMS = _params([*CASES, AUDIT, FILES])
 
 
 @pytest.fixture
@@ -296,7 +301,7 @@ def test_a_cursor_works_only_in_the_tenants_own_list(
     assert mine_ids and theirs_ids and not set(mine_ids) & set(theirs_ids)
 
 
-@pytest.mark.parametrize(("case", "interface"), _params(CASES), indirect=["case"])
+@pytest.mark.parametrize(("case", "interface"), _params([*CASES, AUDIT]), indirect=["case"])
 def test_bad_cursor_and_limit_are_refused(
     server: DaphneServer, interface: str, case: ListCase, mine: Scope
 ) -> None:
