@@ -27,7 +27,7 @@ from workspaces.runtime.base import (
     RuntimeDriver,
     resize_when_started,
 )
-from workspaces.selectors import workspace_require_running
+from workspaces.suspend import workspace_ready
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def shell_open(
         target_id=workspace.public_id,
         details={"shell_id": shell_id},
     ):
-        workspace_require_running(workspace=workspace)
+        workspace_ready(workspace=workspace)
         driver = workspace_driver(workspace)
         user = WORKSPACE_USER
         tty = driver.exec_open_tty(

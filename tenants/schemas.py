@@ -39,6 +39,9 @@ class TenantPolicyOut(Schema):
     exec_output_cap_bytes: int
     max_snapshots: int
     max_snapshot_bytes: int
+    warm_pool_size: int
+    warm_pool_max_age_s: int
+    idle_timeout_s: int
 
 
 class TenantDetailOut(TenantOut):
@@ -71,6 +74,19 @@ class NodeStatusOut(Schema):
     cpus_reserved: float
 
 
+class PoolStatusOut(Schema):
+    """The tenant's warm pool on one node; hits and misses count the tenant's spawns."""
+
+    node: str
+    image: str
+    size: int
+    ready: int
+    creating: int
+    hits: int
+    misses: int
+    refill_latency_s: float | None
+
+
 class SystemStatusOut(Schema):
     tenant: TenantOut
     principal_kind: str
@@ -83,3 +99,4 @@ class SystemStatusOut(Schema):
     execs: dict[str, int]
     policy: TenantPolicyOut
     nodes: list[NodeStatusOut] = []
+    pool: list[PoolStatusOut] = []

@@ -85,7 +85,7 @@ def limits_reservation(limits: Mapping[str, Any]) -> tuple[int, float]:
 def node_loads(nodes: Iterable[Node]) -> list[NodeLoad]:
     nodes = list(nodes)
     counts: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
-    rows = Workspace.objects.filter(
+    rows = Workspace.all_objects.filter(
         node__in=[n.name for n in nodes], status__in=LIVE_STATUSES
     ).values_list("node", "limits")
     for name, limits in rows:

@@ -83,8 +83,13 @@ class WorkspaceOut(Schema):
     image: str
     image_id: str
     status: str = Field(
-        description="creating, running, stopped, removing, removed, error, or unavailable "
+        description="creating, running, paused (frozen after its idle timeout or on request; "
+        "any operation on it resumes it), stopped, removing, removed, error, or unavailable "
         "(its node is down; it returns with its node)."
+    )
+    warm: bool = Field(
+        description="true: served at once from the tenant's warm pool of started workspaces; "
+        "false: created for this spawn."
     )
     error_code: str = Field(description="Why it is in error or stopped; empty otherwise.")
     status_message: str
@@ -104,6 +109,10 @@ class WorkspaceOut(Schema):
     @staticmethod
     def resolve_snapshot(obj: Workspace) -> str | None:
         return obj.snapshot.public_id if obj.snapshot_id and obj.snapshot else None
+
+    @staticmethod
+    def resolve_warm(obj: Workspace) -> bool:
+        return bool(obj.warm)
 
     @staticmethod
     def resolve_container_id(obj: Workspace) -> str:
@@ -160,6 +169,14 @@ class WorkspaceKillIn(Schema):
 
 
 class WorkspaceStatsIn(Schema):
+    container_id: str = Field(description="Workspace id (ws_…) or alias.", min_length=1)
+
+
+class WorkspacePauseIn(Schema):
+    container_id: str = Field(description="Workspace id (ws_…) or alias.", min_length=1)
+
+
+class WorkspaceResumeIn(Schema):
     container_id: str = Field(description="Workspace id (ws_…) or alias.", min_length=1)
 
 

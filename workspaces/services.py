@@ -31,6 +31,7 @@ from tenants.audit import audited
 from tenants.models import TenantPolicy
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
+from workspaces.admission import workspace_admit
 from workspaces.environment_templates.selectors import template_for_spawn
 from workspaces.environment_templates.services import template_image
 from workspaces.errors import (
@@ -41,7 +42,6 @@ from workspaces.errors import (
     InvalidAlias,
     SpawnTimeout,
     WorkspaceNotStopped,
-    WorkspaceQuotaExceeded,
 )
 from workspaces.images import (
     allowed_image_patterns,
@@ -52,7 +52,6 @@ from workspaces.images import (
 )
 from workspaces.models import (
     ALIAS_VALIDATOR,
-    LIVE_STATUSES,
     Attachment,
     Node,
     Snapshot,
@@ -69,6 +68,7 @@ from workspaces.placement import (
     required_labels,
 )
 from workspaces.policy import limits_resolve, ttl_resolve
+from workspaces.pool import pool_claim, pool_serves
 from workspaces.provisioning import workspace_provision as workspace_provision  # re-export
 from workspaces.provisioning import workspace_provision_enqueue, workspace_teardown
 from workspaces.runtime.base import ContainerStats, ImageInfo
@@ -76,6 +76,9 @@ from workspaces.selectors import workspace_get, workspace_require_own, workspace
 from workspaces.snapshots.selectors import snapshot_get_ready
 from workspaces.snapshots.services import snapshot_image_on
 from workspaces.spec import WORKSPACE_ROOT, engine_name
+from workspaces.suspend import workspace_pause as workspace_pause  # re-export
+from workspaces.suspend import workspace_ready
+from workspaces.suspend import workspace_resume as workspace_resume  # re-export
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 # Polling the row while waiting for the worker: every few tens of milliseconds
@@ -149,23 +152,7 @@ def _workspace_create(
             existing = _idempotent_replay(actor=actor, key=idempotency_key)
             if existing is not None:
                 return existing, False
-            live = Workspace.objects.filter(tenant=actor.tenant, status__in=LIVE_STATUSES).count()
-            if live >= locked.max_workspaces:
-                raise WorkspaceQuotaExceeded(
-                    f"The tenant already has {live} workspaces, the most its policy allows; "
-                    "kill one first.",
-                    limit="max_workspaces",
-                    max=locked.max_workspaces,
-                    live=live,
-                )
-            alias = fields.get("alias")
-            if (
-                alias
-                and Workspace.objects.filter(tenant=actor.tenant, alias=alias)
-                .exclude(status=WorkspaceStatus.REMOVED)
-                .exists()
-            ):
-                raise AliasInUse(f"The alias '{alias}' already names a workspace.", alias=alias)
+            workspace_admit(tenant=actor.tenant, locked_policy=locked, alias=fields.get("alias"))
             locked_node = Node.objects.select_for_update().get(pk=node.pk)
             reserve = limits_reservation(fields["limits"])
             if not node_has_room(node=locked_node, memory_bytes=reserve[0], cpus=reserve[1]):
@@ -243,6 +230,7 @@ def workspace_spawn(
                 idempotency_key=idempotency_key,
             )
             audit.details["node"] = workspace.node
+            audit.details["warm"] = bool(workspace.warm)
             if source is not None:
                 audit.details["snapshot"] = source.public_id
             if env is not None:
@@ -323,6 +311,35 @@ def _place_and_create(
     effective = limits_resolve(policy=policy, requested=limits)
     labels = required_labels(policy_labels=policy.node_labels, requested=node_labels)
     memory_bytes, cpus = limits_reservation(effective.as_dict())
+    now = timezone.now()
+    # Who the workspace is, whether it is claimed from the pool or created.
+    assigned: dict[str, Any] = {
+        "alias": alias,
+        "persistent": persistent,
+        "ttl_s": ttl,
+        "expires_at": now + timedelta(seconds=ttl) if ttl else None,
+        "idempotency_key": idempotency_key,
+        "idempotency_expires_at": now + key_window() if idempotency_key else None,
+        "created_by_id": actor.user_id,
+    }
+    warm: bool | None = None
+    if (
+        snapshot is None
+        and template is None
+        and pool_serves(policy=policy, image_ref=image_ref, limits=effective.as_dict())
+    ):
+        claimed = pool_claim(
+            tenant=actor.tenant,
+            policy=policy,
+            image_ref=image_ref,
+            labels=labels,
+            fields=assigned,
+            replay=lambda: _idempotent_replay(actor=actor, key=idempotency_key),
+        )
+        if claimed is not None:
+            return claimed
+        warm = False  # a miss: the pool had no ready member
+    assigned.pop("idempotency_key")
     for _ in range(_PLACEMENT_ATTEMPTS):
         node = node_place(
             labels=labels,
@@ -337,7 +354,6 @@ def _place_and_create(
             image_id = template_image(policy=policy, template=template, node=node.name)
         else:
             image_id = image_check(policy=policy, image=image, node=node.name).info.id
-        now = timezone.now()
         try:
             return _workspace_create(
                 actor=actor,
@@ -345,17 +361,14 @@ def _place_and_create(
                 idempotency_key=idempotency_key,
                 node=node,
                 fields={
-                    "alias": alias,
+                    **assigned,
                     "image_ref": image_ref,
                     "image_id": image_id,
                     "snapshot": snapshot,
                     "template": template,
-                    "persistent": persistent,
-                    "ttl_s": ttl,
-                    "expires_at": now + timedelta(seconds=ttl) if ttl else None,
-                    "idempotency_expires_at": now + key_window() if idempotency_key else None,
                     "limits": effective.as_dict(),
-                    "created_by_id": actor.user_id,
+                    "warm": warm,
+                    "last_active_at": timezone.now(),
                 },
             )
         except _NodeFilled:
@@ -461,7 +474,7 @@ def workspace_stop(*, actor: Principal, workspace: Workspace, timeout_s: int = 1
     with _locked_change(actor=actor, workspace=workspace, action="workspace.stop") as row:
         if row.status == WorkspaceStatus.STOPPED:
             return row
-        workspace_require_running(workspace=row)
+        workspace_ready(workspace=row)
         workspace_driver(row).stop(row.container_id, timeout_s=timeout_s)
         _set_status(
             row,
@@ -503,7 +516,7 @@ def workspace_attach(
     with audited(actor=actor, action="workspace.attach", target_type="workspace") as audit:
         workspace = workspace_get(actor=actor, ref=target)
         audit.target_id = workspace.public_id
-        workspace_require_running(workspace=workspace)
+        workspace_ready(workspace=workspace)
         attachment = Attachment.objects.create(
             workspace=workspace,
             client_name=client_name[:200],
@@ -518,5 +531,5 @@ def workspace_stats(*, actor: Principal, workspace: Workspace) -> ContainerStats
     """One resource reading of a running workspace (takes about a second)."""
     actor.require_scope("read")
     workspace_require_own(actor=actor, workspace=workspace)
-    workspace_require_running(workspace=workspace)
+    workspace_ready(workspace=workspace)
     return workspace_driver(workspace).stats(workspace.container_id)

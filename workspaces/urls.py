@@ -17,6 +17,8 @@ tenant_urlpatterns = [
     path("workspaces/<str:ref>/shell", views.workspace_shell, name="workspace_shell"),
     path("workspaces/<str:ref>/status", views.workspace_status, name="workspace_status"),
     path("workspaces/<str:ref>/kill", views.workspace_kill, name="workspace_kill"),
+    path("workspaces/<str:ref>/pause", views.workspace_pause, name="workspace_pause"),
+    path("workspaces/<str:ref>/resume", views.workspace_resume, name="workspace_resume"),
     path(
         "workspaces/<str:ref>/snapshots", snapshots.workspace_snapshots, name="workspace_snapshots"
     ),
