@@ -39,7 +39,7 @@ from tenants.models import Tenant, TenantPolicy
 from workspaces.admission import workspace_admit
 from workspaces.images import image_check, image_reference_parse
 from workspaces.models import Node, NodeState, Workspace, WorkspaceStatus
-from workspaces.nodes import node_driver, nodes_serving
+from workspaces.nodes import node_driver, node_ensure_local, nodes_serving
 from workspaces.placement import NodeLoad, limits_reservation, node_loads
 from workspaces.policy import limits_resolve
 from workspaces.provisioning import workspace_provision_enqueue, workspace_teardown
@@ -87,6 +87,7 @@ def _labels_match(node: Node, labels: dict[str, str]) -> bool:
 
 
 def _open_nodes(labels: dict[str, str]) -> list[str]:
+    node_ensure_local()
     serving = set(nodes_serving())
     return [
         n.name
@@ -238,6 +239,7 @@ def pool_maintain(*, tenant_id: int, node: str) -> PoolReport:
         return PoolReport(tenant="", node=node)  # deleted: its rows went with it
     policy = TenantPolicy.objects.get(tenant=tenant)
     report = PoolReport(tenant=tenant.slug, node=node)
+    node_ensure_local()
     node_row = Node.objects.filter(name=node).first()
     wanted = policy.warm_pool_size if tenant.active and _node_takes_pool(node_row, policy) else 0
     image_ref = pool_image_ref(policy)
