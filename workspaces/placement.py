@@ -24,7 +24,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.errors import DevBenchError, ValidationFailed
-from workspaces.models import LIVE_STATUSES, Node, NodeState, Workspace
+from workspaces.models import LIVE_STATUSES, Node, NodeState, Workspace, WorkspaceStatus
 from workspaces.nodes import node_ensure_local, node_is_local
 
 MIB = 1024 * 1024
@@ -87,9 +87,11 @@ def node_loads(nodes: Iterable[Node]) -> list[NodeLoad]:
     counts: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
     rows = Workspace.all_objects.filter(
         node__in=[n.name for n in nodes], status__in=LIVE_STATUSES
-    ).values_list("node", "limits")
-    for name, limits in rows:
+    ).values_list("node", "limits", "status")
+    for name, limits, status in rows:
         memory, cpus = limits_reservation(limits or {})
+        if status == WorkspaceStatus.PAUSED:
+            cpus = 0.0  # frozen: it keeps its memory but uses no CPU
         entry = counts[name]
         entry[0] += 1
         entry[1] += memory
