@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -125,6 +125,20 @@ def workspace_touch(*, workspace: Workspace) -> None:
         | Q(last_active_at__lt=now - timedelta(seconds=ACTIVITY_RESOLUTION_S))
     ).update(last_active_at=now)
     workspace.last_active_at = now
+
+
+def workspace_touch_open(*, public_id: str) -> None:
+    """Activity of a long-lived session (an interactive shell's input), from a worker
+    thread: one conditional UPDATE, then the thread's connection is given back."""
+    now = timezone.now()
+    try:
+        Workspace.objects.filter(public_id=public_id).filter(
+            Q(last_active_at__isnull=True)
+            | Q(last_active_at__lt=now - timedelta(seconds=ACTIVITY_RESOLUTION_S))
+        ).update(last_active_at=now)
+    finally:
+        if not connection.in_atomic_block:
+            connection.close()
 
 
 def idle_pause_due() -> list[str]:
