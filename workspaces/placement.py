@@ -107,7 +107,8 @@ def node_loads(nodes: Iterable[Node]) -> list[NodeLoad]:
     ]
 
 
-def _alive(node: Node) -> bool:
+def node_alive(node: Node) -> bool:
+    """Served by this process, or its heartbeat is fresh."""
     if node_is_local(node.name):
         return True
     cutoff = timezone.now() - timedelta(seconds=settings.DEVBENCH_NODE_DOWN_AFTER_S)
@@ -152,7 +153,7 @@ def node_place(
             + ".",
             extra={"labels": dict(labels)},
         )
-    open_nodes = [n for n in labelled if n.state == NodeState.ACTIVE and _alive(n)]
+    open_nodes = [n for n in labelled if n.state == NodeState.ACTIVE and node_alive(n)]
     fits = [
         load
         for load in node_loads(open_nodes)

@@ -40,7 +40,7 @@ from workspaces.admission import workspace_admit
 from workspaces.images import image_check, image_reference_parse
 from workspaces.models import Node, NodeState, Workspace, WorkspaceStatus
 from workspaces.nodes import node_driver, node_ensure_local, nodes_serving
-from workspaces.placement import NodeLoad, limits_reservation, node_loads
+from workspaces.placement import NodeLoad, limits_reservation, node_alive, node_loads
 from workspaces.policy import limits_resolve
 from workspaces.provisioning import workspace_provision_enqueue, workspace_teardown
 from workspaces.runtime.base import LABEL_INSTANCE, LABEL_TENANT, LABEL_WORKSPACE
@@ -64,8 +64,9 @@ def _pool_limits(policy: TenantPolicy) -> dict[str, Any]:
 
 def pool_fingerprint(*, policy: TenantPolicy, image_ref: str) -> str:
     """Hash of the container settings a spawn under this policy gets for this image."""
+    # The probe's tenant only names labels, which are not fingerprinted: no need to load it.
     probe = Workspace(
-        tenant=policy.tenant, image_ref=image_ref, limits=_pool_limits(policy), volume_name="-"
+        tenant=Tenant(slug="-"), image_ref=image_ref, limits=_pool_limits(policy), volume_name="-"
     )
     spec = dataclasses.asdict(container_spec(probe, policy))
     for name in _IDENTITY_FIELDS:
@@ -87,12 +88,12 @@ def _labels_match(node: Node, labels: dict[str, str]) -> bool:
 
 
 def _open_nodes(labels: dict[str, str]) -> list[str]:
+    """Active nodes with these labels that are alive: one query (a claim's hot path)."""
     node_ensure_local()
-    serving = set(nodes_serving())
     return [
         n.name
-        for n in Node.objects.filter(state=NodeState.ACTIVE, name__in=serving)
-        if _labels_match(n, labels)
+        for n in Node.objects.filter(state=NodeState.ACTIVE)
+        if node_alive(n) and _labels_match(n, labels)
     ]
 
 
@@ -136,13 +137,12 @@ def pool_claim(
         )
         if member is None:
             return None
-        for name, value in fields.items():
+        claimed = {
+            **fields, "pooled": False, "warm": True, "created_at": now, "last_active_at": now
+        }  # fmt: skip
+        for name, value in claimed.items():
             setattr(member, name, value)
-        member.pooled = False
-        member.warm = True
-        member.created_at = now
-        member.last_active_at = now
-        member.save()
+        member.save(update_fields=[*claimed, "updated_at"])
         tenant_id, node = tenant.pk, member.node
         transaction.on_commit(lambda: pool_refill_enqueue(tenant_id=tenant_id, node=node))
     if member.persistent:

@@ -241,7 +241,7 @@ def workspace_spawn(
         if not created:
             _check_replay(workspace, image_ref=image_ref, alias=alias, persistent=persistent)
             audit.details["replayed"] = True
-        if wait:
+        if wait and not (created and workspace.warm):  # a claimed member already runs
             workspace = workspace_wait_running(workspace=workspace, timeout_s=wait_timeout_s)
     return workspace
 
