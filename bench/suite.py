@@ -664,7 +664,7 @@ class Bench:
             )
         )
         self.ratio_row(
-            "pool", "resume + echo | cold spawn + echo", samples.resume_echo,
+            "pool", "resume + echo vs cold spawn + echo", samples.resume_echo,
             samples.cold_spawn_echo, 0.5,
         )  # fmt: skip
         add(
