@@ -162,8 +162,11 @@ def _reconcile_present(
 
 
 def _rows(node: str, tenant: Tenant | None) -> QuerySet[Workspace]:
-    qs = Workspace.all_objects.filter(node=node).select_related("tenant")
-    return qs.filter(tenant=tenant) if tenant is not None else qs
+    if tenant is not None:
+        # A tenant's own run reports its workspaces only: its pool members (not its
+        # workspaces yet) are kept in line by the node-wide run and the pool's upkeep.
+        return Workspace.objects.filter(node=node, tenant=tenant).select_related("tenant")
+    return Workspace.all_objects.filter(node=node).select_related("tenant")
 
 
 def reconcile_node(*, node: str | None = None, tenant: Tenant | None = None) -> ReconcileReport:
