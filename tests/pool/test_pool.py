@@ -159,6 +159,10 @@ def test_pool_rows_stay_invisible_to_the_tenant(fill_pool, tenant, make_token):
     assert status["workspaces"] == {"total": 0}
     (pool,) = status["pool"]
     assert pool["node"] == NODE and pool["size"] == 1 and pool["ready"] == 1
+    scraped = api.get("/metrics").content.decode()
+    assert f'devbench_pool_ready{{tenant="{tenant.slug}",node="{NODE}"}} 1.0' in scraped
+    assert f'devbench_pool_size{{tenant="{tenant.slug}",node="{NODE}"}} 1.0' in scraped
+    assert f'devbench_pool_hits_total{{tenant="{tenant.slug}"}} 0.0' in scraped
 
 
 def test_bad_input_and_an_empty_pool(fill_pool, actor, tenant, kill_after):
