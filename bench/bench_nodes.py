@@ -2,7 +2,7 @@
 through the node's agent, in one run, on one workspace.
 
     DATABASE_URL=... REDIS_URL=... SECRET_KEY=... ALLOWED_HOSTS=localhost \\
-        .venv/bin/python bench/bench_nodes.py [--runs 20] [--big-runs 5]
+        .venv/bin/python bench/bench_nodes.py [--runs 20] [--big-runs 5] [--only TEXT]
 
 Production path only (PostgreSQL, Redis): the bench starts a Celery worker on
 ``default,node.<DEVBENCH_NODE>``, which registers the node and serves its agent.
@@ -18,12 +18,17 @@ Operations: ``fs_write`` / ``fs_read`` of 1 MiB and 64 MiB (streamed),
 ``fs_stat``, a helper exec (``exec_collect`` of ``true``: what file commands and
 the shell's process-tree kill use), and ``exec_run`` of ``echo hi`` (runs on the
 node worker in both cases; the caller only reads the database).
+
+Beside each ratio: the CPU this process and the worker spent per call on each side
+(from /proc), which, unlike the wall clock, does not move with the machine's load.
+The agent speaks TLS unless ``DEVBENCH_NODE_AGENT_TLS=false``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Callable
@@ -37,15 +42,51 @@ from _timing import ratio_line, timed  # noqa: E402
 from _workers import start_celery_worker  # noqa: E402
 
 IMAGE = "devbench/busybox:latest"
+_TICK = os.sysconf("SC_CLK_TCK")
 MiB = 1024 * 1024
 SMALL = "small.bin"
 ECHO = ["echo", "hi"]
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def compare(
+    name: str,
+    runs: int,
+    *,
+    local: Callable[[], object],
+    through: Callable[[], object],
+    worker: subprocess.Popen[bytes],
+) -> None:
+    """Time both sides interleaved (they see the same machine load) and print the ratio,
+    then the CPU both processes spent per call: what the hop costs, whatever the load."""
+    local()
+    through()
+    samples: dict[bool, list[float]] = {True: [], False: []}  # direct -> seconds
+    cpu = {True: 0.0, False: 0.0}
+    pids = (os.getpid(), worker.pid)
+    for _ in range(runs):
+        for direct, fn in ((False, through), (True, local)):
+            before = sum(map(cpu_s, pids))
+            samples[direct].append(timed(fn))
+            cpu[direct] += sum(map(cpu_s, pids)) - before
+    print(ratio_line(name, samples[False], samples[True], label="local"), flush=True)
+    print(
+        f"  CPU (caller + node worker) per call: routed {cpu[False] / runs * 1000:.0f} ms,"
+        f" local {cpu[True] / runs * 1000:.0f} ms",
+        flush=True,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--big-runs", type=int, default=5)
+    parser.add_argument("--only", default="", help="run the operations whose name has this")
     args = parser.parse_args()
     if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
         sys.exit("bench_nodes needs DATABASE_URL and REDIS_URL (the production path).")
@@ -106,21 +147,14 @@ def main() -> None:
         ("helper exec", args.runs, helper_exec),
         ("exec_run echo", args.runs, lambda: exec_run(actor=actor, workspace=workspace, cmd=ECHO)),
     ]  # fmt: skip
+    operations = [op for op in operations if args.only in op[0]]
     try:
         print(
             f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
             f"runs {args.runs}/{args.big_runs}; ratio = routed / local"
         )
         for name, runs, fn in operations:
-            local, through = routed(True, fn), routed(False, fn)
-            local()
-            through()
-            local_s: list[float] = []
-            routed_s: list[float] = []
-            for _ in range(runs):  # interleaved: both see the same machine load
-                routed_s.append(timed(through))
-                local_s.append(timed(local))
-            print(ratio_line(name, routed_s, local_s, label="local"), flush=True)
+            compare(name, runs, local=routed(True, fn), through=routed(False, fn), worker=worker)
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
     finally:
         settings.DEVBENCH_ENGINE_DIRECT = True

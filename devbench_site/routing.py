@@ -7,12 +7,18 @@ from channels.security.websocket import AllowedHostsOriginValidator, OriginValid
 from django.urls import re_path
 
 from execution.consumers import ExecStreamConsumer, ShellConsumer
+from workspaces.consumers import WorkspaceProgressConsumer
 from workspaces.environment_templates.consumers import TemplateLogConsumer
 
 websocket_urlpatterns: list[Any] = [
     # Execution: an exec's output live; an interactive shell in a workspace.
     re_path(r"^ws/execs/(?P<exec_id>[A-Za-z0-9_]+)/?$", ExecStreamConsumer.as_asgi()),
     re_path(r"^ws/workspaces/(?P<workspace_id>[A-Za-z0-9_.-]+)/shell/?$", ShellConsumer.as_asgi()),
+    # Workspaces: progress while one is created (its image pulled onto its node).
+    re_path(
+        r"^ws/workspaces/(?P<workspace_id>[A-Za-z0-9_.-]+)/progress/?$",
+        WorkspaceProgressConsumer.as_asgi(),
+    ),
     # Environments: a template's build log live.
     re_path(r"^ws/templates/(?P<template_id>[A-Za-z0-9_]+)/log/?$", TemplateLogConsumer.as_asgi()),
 ]

@@ -300,6 +300,10 @@ DEVBENCH_ENGINE_DIRECT = env_bool("DEVBENCH_ENGINE_DIRECT", EMBEDDED)
 DEVBENCH_NODE_AGENT_BIND = env_str("DEVBENCH_NODE_AGENT_BIND", "127.0.0.1:0")
 DEVBENCH_NODE_AGENT_URL = env_str("DEVBENCH_NODE_AGENT_URL", "")
 DEVBENCH_NODE_AGENT_TOKEN = env_str("DEVBENCH_NODE_AGENT_TOKEN", "")
+# TLS with a key the worker makes at start, its certificate pinned by callers through
+# the node's row. Off (plain HTTP) is for a single machine: the agent then refuses any
+# bind address but the loopback, and callers refuse plain URLs to other hosts.
+DEVBENCH_NODE_AGENT_TLS = env_bool("DEVBENCH_NODE_AGENT_TLS", True)
 # What the node worker registers (unset: keep the row's values; memory and CPUs
 # default to the engine's). Labels: comma-separated key=value pairs.
 DEVBENCH_NODE_MAX_WORKSPACES = env_int("DEVBENCH_NODE_MAX_WORKSPACES", 0)
@@ -384,6 +388,9 @@ DEVBENCH_IMAGE_CACHE_TTL_S = env_int("DEVBENCH_IMAGE_CACHE_TTL_S", 30)
 # host[:port] of the registry snapshots are pushed to (credentials: the installation's
 # Registry row for that host); empty: a snapshot stays on the node that took it.
 DEVBENCH_SNAPSHOT_REGISTRY = env_str("DEVBENCH_SNAPSHOT_REGISTRY", "")
+# host[:port] of the registry built templates are pushed to, so any node can spawn them;
+# unset: DEVBENCH_SNAPSHOT_REGISTRY; empty: a built template stays on the node that built it.
+DEVBENCH_TEMPLATE_REGISTRY = env_str("DEVBENCH_TEMPLATE_REGISTRY", DEVBENCH_SNAPSHOT_REGISTRY)
 # Template builds: the longest a build may run, the largest Dockerfile + context, image.
 DEVBENCH_TEMPLATE_BUILD_TIMEOUT_S = env_int("DEVBENCH_TEMPLATE_BUILD_TIMEOUT_S", 600)
 DEVBENCH_TEMPLATE_CONTEXT_MAX_BYTES = env_int("DEVBENCH_TEMPLATE_CONTEXT_MAX_BYTES", 10 * 1024**2)

@@ -34,6 +34,7 @@ from workspaces.placement import MIB, NodeLoad, node_loads
 from workspaces.pool import pool_states
 from workspaces.registries import selectors as registry_selectors
 from workspaces.registries import services as registry_services
+from workspaces.runtime.agent_tls import certificate_fingerprint
 from workspaces.snapshots import selectors as snapshot_selectors
 from workspaces.snapshots import services as snapshot_services
 
@@ -208,11 +209,23 @@ class NodeAdmin(admin.ModelAdmin):
         "cpus",
         "engine_endpoint",
         "agent_url",
+        "agent_fingerprint",
         "heartbeat_at",
         "version",
     )
-    readonly_fields = ("state", "engine_endpoint", "agent_url", "heartbeat_at", "version")
+    readonly_fields = (
+        "state",
+        "engine_endpoint",
+        "agent_url",
+        "agent_fingerprint",
+        "heartbeat_at",
+        "version",
+    )
     actions = ("drain_nodes", "undrain_nodes")
+
+    @admin.display(description="agent certificate (SHA-256)")
+    def agent_fingerprint(self, node: Node) -> str:
+        return certificate_fingerprint(node.agent_cert) if node.agent_cert else "-"
 
     def _superuser(self, request: HttpRequest) -> bool:
         return bool(request.user.is_active and request.user.is_superuser)

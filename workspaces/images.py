@@ -24,7 +24,7 @@ from core.errors import ImageNotFound, ValidationFailed
 from tenants.models import TenantPolicy
 from workspaces.errors import DigestRequired, ImageNotAllowed, InvalidImageReference
 from workspaces.nodes import node_driver
-from workspaces.runtime.base import ImageInfo
+from workspaces.runtime.base import ImageInfo, PullReporter
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAINS = frozenset({"index.docker.io", "registry-1.docker.io"})
@@ -244,10 +244,25 @@ def image_allowed(*, policy: TenantPolicy, image: str | None) -> ImageReference:
     return reference
 
 
+class PullNeeded(Exception):
+    """The image is not on the node but can be pulled; raised where the caller asked not
+    to pull (a spawn leaves the pull to its provisioning, which reports its progress)."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(ref)
+        self.ref = ref
+
+
 def image_check(
-    *, policy: TenantPolicy, image: str | None, node: str | None = None
+    *,
+    policy: TenantPolicy,
+    image: str | None,
+    node: str | None = None,
+    pull: bool = True,
+    progress: PullReporter | None = None,
 ) -> ResolvedImage:
-    """Parse, apply the tenant's image policy, and resolve to an image on the node."""
+    """Parse, apply the tenant's image policy, and resolve to an image on the node, pulled
+    there if it is missing and pullable (``pull=False``: PullNeeded instead)."""
     reference = image_allowed(policy=policy, image=image)
     try:
         info = image_resolve(reference, node=node)
@@ -256,8 +271,13 @@ def image_check(
 
         if not image_pullable(reference=reference, tenant_id=policy.tenant_id):
             raise
+        if not pull:
+            raise PullNeeded(reference.familiar()) from None
         image_pull(
-            reference=reference, tenant_id=policy.tenant_id, node=node or settings.DEVBENCH_NODE
+            reference=reference,
+            tenant_id=policy.tenant_id,
+            node=node or settings.DEVBENCH_NODE,
+            progress=progress,
         )
         info = image_resolve(reference, node=node)
     if LABEL_SNAPSHOT in info.labels or LABEL_TEMPLATE in info.labels:

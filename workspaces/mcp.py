@@ -47,10 +47,11 @@ def spawn(call: ToolCall[Principal], args: WorkspaceSpawnIn) -> Workspace:
     many. Returns the workspace; pass its "id" (ws_...) or its alias as
     container_id to the exec_* and fs_* tools. By default it answers once the
     workspace runs (about a second); with wait=false it answers at once with
-    status "creating". Send an idempotency_key if you may retry: the same key
-    returns the same workspace. The tenant policy decides the allowed images
-    (default image if you give none), memory/CPU/pids ceilings (ask for less
-    with limits), how many live workspaces you may have (quota_exceeded) and
+    status "creating" (while its image is pulled onto its node, "progress" shows
+    layers and bytes; list_containers shows it too). Send an idempotency_key if
+    you may retry: the same key returns the same workspace. The tenant policy
+    decides the allowed images (default image if you give none), memory/CPU/pids
+    ceilings (ask for less with limits), how many live workspaces you may have (quota_exceeded) and
     the TTL: ephemeral workspaces expire (ttl_s), persistent ones do not and
     keep their volume after a kill. Commands run as uid 1000 with no network
     unless the policy allows it. snapshot=sn_... (instead of image) restores a

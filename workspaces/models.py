@@ -88,6 +88,10 @@ class Workspace(models.Model):
     node = models.CharField(max_length=100, default="local")
     labels = models.JSONField(default=dict, blank=True)
     limits = models.JSONField(default=dict, blank=True)
+    # While ``creating``: what its provisioning is doing, e.g. pulling its image
+    # (``{"phase": "pulling", "image", "layers_total", "layers_done", "bytes_total",
+    # "bytes_done"}``); empty otherwise. An empty ``image_id`` means the pull is pending.
+    progress = models.JSONField(default=dict, blank=True)
     # The snapshot it was spawned (or forked) from: its image holds the first files.
     snapshot = models.ForeignKey(
         "Snapshot", on_delete=models.SET_NULL, null=True, blank=True, related_name="workspaces"
@@ -187,13 +191,16 @@ class Node(models.Model):
     The worker registers the row and heartbeats; the engine endpoint is what the
     worker reports (display only): TLS material for a TCP engine stays in the
     worker's own environment. Web processes reach the engine through the worker's
-    agent (``agent_url``, authenticated with ``agent_token``).
+    agent (``agent_url``, authenticated with ``agent_token``, its TLS certificate
+    ``agent_cert`` pinned).
     """
 
     name = models.CharField(max_length=63, unique=True, validators=[NODE_NAME_VALIDATOR])
     engine_endpoint = models.CharField(max_length=300, blank=True)
     agent_url = models.CharField(max_length=300, blank=True)
     agent_token = models.CharField(max_length=100, blank=True)
+    # The agent's TLS certificate (PEM), made by the worker at start; callers trust only it.
+    agent_cert = models.TextField(blank=True)
     max_workspaces = models.PositiveIntegerField(default=100)
     memory_bytes = models.PositiveBigIntegerField(
         default=0, help_text="Memory the node's workspaces may reserve in all; 0: no limit."
@@ -355,6 +362,9 @@ class Template(models.Model):
     image_ref = models.CharField(max_length=512, blank=True)  # the built image's tag
     image_id = models.CharField(max_length=100, blank=True)
     node = models.CharField(max_length=100, blank=True)
+    # A built image pushed to the template registry: ``host/repository@sha256:…``, pulled
+    # by any node that spawns it (empty: it spawns on ``node`` only).
+    registry_ref = models.CharField(max_length=600, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
     )

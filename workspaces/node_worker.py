@@ -3,7 +3,8 @@
 Started once per worker process (``worker_ready``) when the worker consumes its
 node's queue. The engine endpoint and any TLS material stay in this process's
 environment (``DOCKER_HOST``, ``DOCKER_TLS_VERIFY``, ``DOCKER_CERT_PATH``);
-other processes only get the agent's URL and its shared secret.
+other processes only get the agent's URL, its shared secret and its TLS
+certificate (the key stays in this process's memory; ``runtime.agent_tls``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from core.errors import DevBenchError
 from workspaces import nodes
 from workspaces.runtime import get_driver
 from workspaces.runtime.agent import AgentServer, agent_serve
+from workspaces.runtime.agent_tls import (
+    agent_certificate_generate,
+    agent_server_context,
+    certificate_fingerprint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +33,7 @@ _state: dict[str, object] = {}
 _stop = threading.Event()
 
 
-def _register(name: str, server: AgentServer, token: str) -> None:
+def _register(name: str, server: AgentServer, token: str, cert: str) -> None:
     version = ""
     try:
         version = get_driver().engine_info().version
@@ -37,13 +43,18 @@ def _register(name: str, server: AgentServer, token: str) -> None:
         name=name,
         agent_url=settings.DEVBENCH_NODE_AGENT_URL or server.url,
         agent_token=token,
+        agent_cert=cert,
         engine_endpoint=settings.DEVBENCH_DOCKER_HOST,
         version=version,
     )
 
 
 def _heartbeat_loop(
-    names: list[str], server: AgentServer, token: str, on_return: Callable[[str], None]
+    names: list[str],
+    server: AgentServer,
+    token: str,
+    cert: str,
+    on_return: Callable[[str], None],
 ) -> None:
     while not _stop.wait(settings.DEVBENCH_NODE_HEARTBEAT_S):
         close_old_connections()
@@ -57,7 +68,7 @@ def _heartbeat_loop(
                     logger.warning("node %s is back", name)
                     on_return(name)
                 elif not nodes.Node.objects.filter(name=name).exists():
-                    _register(name, server, token)  # the row was deleted: register again
+                    _register(name, server, token, cert)  # the row was deleted: register again
             except Exception:  # the database may be away for a moment; try again next beat
                 logger.exception("node %s: heartbeat failed", name)
 
@@ -67,15 +78,24 @@ def node_worker_start(*, names: list[str], on_return: Callable[[str], None]) -> 
     if "server" in _state:
         return
     token = settings.DEVBENCH_NODE_AGENT_TOKEN or secrets.token_urlsafe(32)
-    server = agent_serve(bind=settings.DEVBENCH_NODE_AGENT_BIND, driver=get_driver(), token=token)
+    cert, tls = "", None
+    if settings.DEVBENCH_NODE_AGENT_TLS:
+        # One key for the process (it serves all ``names`` on one port).
+        cert, key = agent_certificate_generate(node=names[0])
+        tls = agent_server_context(cert_pem=cert, key_pem=key)
+        # What the admin shows for the node: an operator can tell it is this worker.
+        logger.info("node agent certificate SHA-256 %s", certificate_fingerprint(cert))
+    server = agent_serve(
+        bind=settings.DEVBENCH_NODE_AGENT_BIND, driver=get_driver(), token=token, tls=tls
+    )
     _state["server"] = server
     for name in names:
         nodes.node_serve_locally(name)
-        _register(name, server, token)
+        _register(name, server, token, cert)
     _stop.clear()
     threading.Thread(
         target=_heartbeat_loop,
-        args=(names, server, token, on_return),
+        args=(names, server, token, cert, on_return),
         name="node-heartbeat",
         daemon=True,
     ).start()

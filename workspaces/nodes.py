@@ -43,7 +43,7 @@ node_down = django.dispatch.Signal()
 # How long a process trusts what it read of a node's row (agent URL, state).
 _ROW_CACHE_S = 2.0
 _served: set[str] = set()
-_row_cache: dict[str, tuple[float, tuple[str, str, str]]] = {}
+_row_cache: dict[str, tuple[float, tuple[str, str, str, str]]] = {}
 _lock = threading.Lock()
 
 # Workspace statuses that become unavailable with their node (removing ones finish later).
@@ -85,19 +85,27 @@ def local_node_names() -> list[str]:
 
 
 @functools.lru_cache(maxsize=64)
-def _remote(node: str, url: str, token: str) -> RemoteDriver:
+def _remote(node: str, url: str, token: str, cert: str) -> RemoteDriver:
     return RemoteDriver(
-        node=node, url=url, token=token, timeout_s=settings.DEVBENCH_DOCKER_TIMEOUT + 30
+        node=node,
+        url=url,
+        token=token,
+        cert=cert,
+        timeout_s=settings.DEVBENCH_DOCKER_TIMEOUT + 30,
     )
 
 
-def _node_row(name: str) -> tuple[str, str, str]:
+def _node_row(name: str) -> tuple[str, str, str, str]:
     now = time.monotonic()
     cached = _row_cache.get(name)
     if cached is not None and cached[0] > now:
         return cached[1]
-    row = Node.objects.filter(name=name).values_list("agent_url", "agent_token", "state").first()
-    value = row or ("", "", "")
+    row = (
+        Node.objects.filter(name=name)
+        .values_list("agent_url", "agent_token", "state", "agent_cert")
+        .first()
+    )
+    value = row or ("", "", "", "")
     _row_cache[name] = (now + _ROW_CACHE_S, value)
     return value
 
@@ -106,14 +114,14 @@ def node_driver(name: str) -> RuntimeDriver:
     """The driver that runs engine calls on node ``name`` (local or through its agent)."""
     if node_is_local(name):
         return get_driver()
-    url, token, state = _node_row(name)
+    url, token, state, cert = _node_row(name)
     if state == NodeState.DOWN or not url:
         raise NodeUnavailable(
             f"Node '{name}' is {'down' if url else 'not serving'}; its workspaces return "
             "when it does.",
             node=name,
         )
-    return _remote(name, url, token)
+    return _remote(name, url, token, cert)
 
 
 def workspace_driver(workspace: Workspace) -> RuntimeDriver:
@@ -139,6 +147,7 @@ def node_register(
     name: str,
     agent_url: str = "",
     agent_token: str = "",
+    agent_cert: str = "",
     engine_endpoint: str = "",
     version: str = "",
 ) -> Node:
@@ -149,6 +158,7 @@ def node_register(
         node, _ = Node.objects.select_for_update().get_or_create(name=name)
         node.agent_url = agent_url
         node.agent_token = agent_token
+        node.agent_cert = agent_cert
         node.engine_endpoint = engine_endpoint or node.engine_endpoint
         node.version = version or node.version
         if settings.DEVBENCH_NODE_MAX_WORKSPACES:

@@ -29,7 +29,7 @@ from tenants.principal import system_principal
 from tenants.selectors import tenant_policy_get
 from workspaces.models import Attachment, Workspace, WorkspaceStatus
 from workspaces.nodes import workspace_driver
-from workspaces.runtime.base import LABEL_INSTANCE, LABEL_WORKSPACE, ContainerInfo
+from workspaces.runtime.base import LABEL_INSTANCE, LABEL_WORKSPACE, ContainerInfo, PullProgress
 from workspaces.spec import container_spec, engine_name, workspace_labels
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,37 @@ def _create_or_adopt_container(workspace: Workspace, policy: TenantPolicy) -> Co
         return found[0]
 
 
+# How often a pull's progress is written to the row (and so seen by its watchers).
+PROGRESS_EVERY_S = 0.5
+
+
+def _pull_image(workspace: Workspace, policy: TenantPolicy) -> None:
+    """Pull the workspace's image onto its node (the spawn found it missing), its progress
+    on the row while it runs; then the row names the image id it runs."""
+    from workspaces.sources import pulling, workspace_image_id
+
+    rows = Workspace.all_objects.filter(pk=workspace.pk, status=WorkspaceStatus.CREATING)
+    written = 0.0
+
+    def report(progress: PullProgress) -> None:
+        nonlocal written
+        now = time.monotonic()
+        if now - written >= PROGRESS_EVERY_S or progress.finished:
+            written = now
+            rows.update(progress=pulling(progress))
+
+    image_id = workspace_image_id(
+        policy=policy,
+        node=workspace.node,
+        image=None if workspace.snapshot_id or workspace.template_id else workspace.image_ref,
+        snapshot=workspace.snapshot,
+        template=workspace.template,
+        progress=report,
+    )
+    workspace.image_id = image_id
+    rows.update(image_id=image_id)
+
+
 def workspace_provision_enqueue(*, workspace: Workspace) -> None:
     """Queue the provisioning task on the workspace's node (call once the row is committed)."""
     from workspaces.tasks import workspace_provision_task
@@ -127,6 +158,8 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
         rows.update(volume_name=workspace.volume_name)
     container_id = ""
     try:
+        if not workspace.image_id:
+            _pull_image(workspace, policy)
         driver.volume_create(workspace.volume_name, workspace_labels(workspace))
         container = _create_or_adopt_container(workspace, policy)
         container_id = container.id
@@ -141,6 +174,7 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
         )
         rows.update(
             status=WorkspaceStatus.ERROR,
+            progress={},
             error_code=exc.code,
             status_message=exc.message,
             container_id="",
@@ -159,6 +193,7 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
     now = timezone.now()
     if not rows.update(
         status=WorkspaceStatus.RUNNING,
+        progress={},
         container_id=container_id,
         error_code="",
         status_message="",

@@ -33,6 +33,17 @@ class LimitsOut(Schema):
     pids: int
 
 
+class WorkspaceProgressOut(Schema):
+    phase: str = Field(description="pulling: its image is being pulled onto its node.")
+    image: str = Field(description="The image (or registry copy) being pulled.")
+    layers_total: int = Field(description="Layers the engine has named so far.")
+    layers_done: int = Field(description="Layers pulled or already on the node.")
+    bytes_total: int = Field(
+        description="Size of the layers whose download has started (grows as more start)."
+    )
+    bytes_done: int = Field(description="Bytes of those layers downloaded so far.")
+
+
 class WorkspaceSpawnIn(Schema):
     image: str | None = Field(
         None,
@@ -98,6 +109,11 @@ class WorkspaceOut(Schema):
     expires_at: datetime | None
     node: str
     limits: LimitsOut | None
+    progress: WorkspaceProgressOut | None = Field(
+        None,
+        description="While creating: what its node is doing (pulling its image, with layers "
+        "and bytes); null otherwise.",
+    )
     snapshot: str | None = Field(description="The snapshot it was spawned from (sn_…), if any.")
     created_at: datetime
     updated_at: datetime
@@ -125,6 +141,10 @@ class WorkspaceOut(Schema):
     @staticmethod
     def resolve_limits(obj: Workspace) -> dict[str, Any] | None:
         return obj.limits or None
+
+    @staticmethod
+    def resolve_progress(obj: Workspace) -> dict[str, Any] | None:
+        return obj.progress or None
 
 
 class WorkspaceListQuery(Schema):

@@ -33,21 +33,17 @@ from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from workspaces.admission import workspace_admit
 from workspaces.environment_templates.selectors import template_for_spawn
-from workspaces.environment_templates.services import template_image
 from workspaces.errors import (
     AliasInUse,
     ImageAndSnapshot,
     ImageAndTemplate,
-    ImageNotAllowed,
     InvalidAlias,
     SpawnTimeout,
     WorkspaceNotStopped,
 )
 from workspaces.images import (
-    allowed_image_patterns,
+    PullNeeded,
     image_allowed,
-    image_check,
-    image_reference_allowed,
     image_reference_parse,
 )
 from workspaces.models import (
@@ -71,10 +67,10 @@ from workspaces.policy import limits_resolve, ttl_resolve
 from workspaces.pool import pool_claim, pool_serves
 from workspaces.provisioning import workspace_provision as workspace_provision  # re-export
 from workspaces.provisioning import workspace_provision_enqueue, workspace_teardown
-from workspaces.runtime.base import ContainerStats, ImageInfo
+from workspaces.runtime.base import ContainerStats, PullProgress
 from workspaces.selectors import workspace_get, workspace_require_own, workspace_require_running
 from workspaces.snapshots.selectors import snapshot_get_ready
-from workspaces.snapshots.services import snapshot_image_on
+from workspaces.sources import pulling, workspace_image_id
 from workspaces.spec import WORKSPACE_ROOT, engine_name
 from workspaces.suspend import workspace_pause as workspace_pause  # re-export
 from workspaces.suspend import workspace_ready
@@ -267,26 +263,12 @@ def _spawn_template(
     return template_for_spawn(actor=actor, ref=template)
 
 
-def _snapshot_image(*, policy: TenantPolicy, snapshot: Snapshot, node: str) -> ImageInfo:
-    """The snapshot's image on the node; its base image must still be allowed."""
-    base = image_reference_parse(snapshot.base_image_ref)
-    patterns = allowed_image_patterns(policy)
-    if not image_reference_allowed(base, patterns):
-        raise ImageNotAllowed(
-            f"Snapshot '{snapshot.public_id}' is of image '{base.familiar()}', which the tenant "
-            "policy no longer allows.",
-            image=base.familiar(),
-            allowed_images=patterns,
-        )
-    return snapshot_image_on(snapshot=snapshot, node=node)
-
-
 def _nodes_holding(*, snapshot: Snapshot | None, template: Template | None) -> list[str] | None:
     """Where the workspace's image is, when only some nodes can have it."""
     if snapshot is not None and not snapshot.registry_ref:
         return [snapshot.node]  # without a registry copy a snapshot spawns where it is
-    if template is not None and template.dockerfile:
-        return [template.node]  # a built template's image is on the node that built it
+    if template is not None and template.dockerfile and not template.registry_ref:
+        return [template.node]  # without a registry copy it is on the node that built it
     return None
 
 
@@ -348,12 +330,19 @@ def _place_and_create(
             # Without a registry copy a snapshot spawns where its image is.
             only=_nodes_holding(snapshot=snapshot, template=template),
         )
-        if snapshot is not None:
-            image_id = _snapshot_image(policy=policy, snapshot=snapshot, node=node.name).id
-        elif template is not None:
-            image_id = template_image(policy=policy, template=template, node=node.name)
-        else:
-            image_id = image_check(policy=policy, image=image, node=node.name).info.id
+        try:
+            image_id = workspace_image_id(
+                policy=policy,
+                node=node.name,
+                image=image,
+                snapshot=snapshot,
+                template=template,
+                pull=False,
+            )
+            progress: dict[str, Any] = {}
+        except PullNeeded as needed:
+            # The node's worker pulls it before creating the container, reporting progress.
+            image_id, progress = "", pulling(PullProgress(image=needed.ref))
         try:
             return _workspace_create(
                 actor=actor,
@@ -364,6 +353,7 @@ def _place_and_create(
                     **assigned,
                     "image_ref": image_ref,
                     "image_id": image_id,
+                    "progress": progress,
                     "snapshot": snapshot,
                     "template": template,
                     "limits": effective.as_dict(),

@@ -173,6 +173,7 @@ def workspace_status(request: HttpRequest, actor: Principal, ref: str) -> HttpRe
             "status": workspace.status,
             "status_message": workspace.status_message,
             "error_code": workspace.error_code,
+            "progress": workspace.progress or None,
         }
     )
 

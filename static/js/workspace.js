@@ -7,6 +7,13 @@
 
   /* --- status: a workspace being created (or removed) reloads its page when that ends --- */
   const head = document.getElementById("workspace-head");
+  const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
+  const showProgress = (progress) => {
+    const line = document.getElementById("workspace-progress");
+    if (!line || !progress || progress.phase !== "pulling") return;
+    line.textContent = `Pulling ${progress.image}: ${progress.layers_done}/${progress.layers_total} ` +
+      `layers, ${mib(progress.bytes_done)} of ${mib(progress.bytes_total)}…`;
+  };
   if (head && ["creating", "removing"].includes(head.dataset.status)) {
     const poll = async () => {
       try {
@@ -19,6 +26,7 @@
             location.reload();
             return;
           }
+          showProgress(data.progress);
         }
       } catch (err) { /* try again */ }
       setTimeout(poll, 1000);

@@ -27,7 +27,7 @@ storage:
   filesystem:
     rootdirectory: {root}/data
   delete:
-    enabled: true
+    enabled: {delete}
 http:
   addr: 127.0.0.1:{port}
   secret: {secret}
@@ -47,7 +47,7 @@ def _free_port() -> int:
 class RegistryProcess(ManagedProcess):
     what = "docker-registry"
 
-    def __init__(self, *, username: str, password: str) -> None:
+    def __init__(self, *, username: str, password: str, delete: bool = True) -> None:
         binary = shutil.which(REGISTRY_BIN) or shutil.which(REGISTRY_BIN, path="/usr/bin")
         if binary is None:
             raise RuntimeError(
@@ -64,7 +64,13 @@ class RegistryProcess(ManagedProcess):
         (self.root / "htpasswd").write_text(hashed)
         config = self.root / "config.yml"
         config.write_text(
-            CONFIG.format(root=self.root, port=self.port, secret=secrets.token_hex(16))
+            CONFIG.format(
+                root=self.root,
+                port=self.port,
+                secret=secrets.token_hex(16),
+                # Deleting manifests (snapshot_delete, template_delete) needs it on.
+                delete="true" if delete else "false",
+            )
         )
         super().__init__([binary, "serve", str(config)], env={}, log_name=f"registry-{self.port}")
 
@@ -76,6 +82,29 @@ class RegistryProcess(ManagedProcess):
         except OSError:
             return False
         return False
+
+    def manifest_exists(self, ref: str) -> bool:
+        """Whether ``host/repository@sha256:…`` is still in the registry."""
+        import base64
+
+        name, _, digest = ref.partition("@")
+        repository = name.split("/", 1)[1]
+        request = urllib.request.Request(
+            f"http://{self.host}/v2/{repository}/manifests/{digest}",
+            method="HEAD",
+            headers={
+                "Authorization": "Basic "
+                + base64.b64encode(f"{self.username}:{self.password}".encode()).decode(),
+                "Accept": "application/vnd.docker.distribution.manifest.v2+json",
+            },
+        )
+        try:
+            urllib.request.urlopen(request, timeout=10)  # noqa: S310 - http://127.0.0.1 only
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return False
+            raise
+        return True
 
     def stop(self) -> None:
         super().stop()

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
+import logging
+import signal
+from collections.abc import Iterator
+from typing import Any
 
 import docker
 import pytest
 from django.core.cache import cache
+from django.test import Client
 
 from core.errors import ImageNotFound, PolicyDenied
 from tenants.models import AuditEvent, TenantPolicy
 from tests.environments.conftest import BUSYBOX, sh, spawn
-from workspaces.models import Registry
+from tests.factories import TenantFactory
+from tests.mcp_live import mcp_call, ok
+from workspaces.models import Registry, Snapshot
 from workspaces.registries.crypto import decrypt
 from workspaces.registries.services import registry_save
 from workspaces.runtime import get_driver
-from workspaces.runtime.base import RegistryAuthFailed
+from workspaces.runtime.base import PullProgress, RegistryAuth, RegistryAuthFailed
 from workspaces.services import workspace_spawn
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
@@ -23,11 +32,18 @@ pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
 @pytest.fixture(scope="module")
 def pushed(registry) -> dict[str, str]:
-    """An image of its own (busybox plus a label) pushed as <registry>/team/tool:1, then
-    removed from the engine."""
+    """An image of its own (busybox plus a layer of 2 MB random bytes and a label) pushed as
+    <registry>/team/tool:1, then removed from the engine."""
     client = docker.APIClient(version="auto")
     repository = f"{registry.host}/team/tool"
-    helper = client.create_container(BUSYBOX, command=["/bin/true"])["Id"]
+    helper = client.create_container(
+        BUSYBOX,
+        command=["/bin/sh", "-c", "head -c 2000000 /dev/urandom > /blob"],
+        user="0",
+        host_config=client.create_host_config(network_mode="none"),
+    )["Id"]
+    client.start(helper)
+    assert client.wait(helper)["StatusCode"] == 0
     client.commit(helper, repository=repository, tag="1", changes=[f"LABEL pushed={helper}"])
     client.remove_container(helper)
     auth = {"username": registry.username, "password": registry.password}
@@ -142,3 +158,163 @@ def test_admin_keeps_the_password_write_only_and_tenant_scoped():
     assert "theirs.example" not in listing and "all.example" not in listing
     for hidden in (other, installation):
         assert client.get(f"/admin/workspaces/registry/{hidden.pk}/change/").status_code == 302
+
+
+def test_a_pull_reports_layers_and_bytes(registry, pushed):
+    _forget(pushed["ref"])
+    seen: list[PullProgress] = []
+    auth = RegistryAuth(username=registry.username, password=registry.password)
+    get_driver().image_pull(pushed["ref"], auth=auth, progress=seen.append)
+    assert seen, "no progress was reported"
+    last = seen[-1]
+    assert last.image == pushed["ref"]
+    assert last.layers_total >= 1 and last.layers_done == last.layers_total
+    assert last.bytes_total > 0 and last.bytes_done == last.bytes_total
+    for before, after in itertools.pairwise(seen):  # it only moves forward
+        assert after.layers_done >= before.layers_done
+        assert after.layers_total >= before.layers_total
+
+
+@contextlib.contextmanager
+def _frozen(registry) -> Iterator[None]:
+    """The registry stops answering (SIGSTOP) until the block ends: a pull in flight waits."""
+    registry.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        registry.proc.send_signal(signal.SIGCONT)
+
+
+def test_a_spawn_shows_its_pull_on_every_interface(
+    live_worker, live_mcp, api, token, tenant, registry, pushed, make_token
+):
+    from websockets.sync.client import connect
+
+    _forget(pushed["ref"])
+    TenantPolicy.objects.filter(tenant=tenant).update(allowed_images=[f"{registry.host}/team/*"])
+    _credentials(tenant, registry, registry.password)
+    url = live_mcp.base_url.replace("http://", "ws://")
+    with _frozen(registry):
+        answer = api.post(
+            "/api/v1/workspaces",
+            json.dumps({"image": pushed["ref"], "wait": False}),
+            content_type="application/json",
+        )
+        assert answer.status_code == 202, answer.content
+        workspace_id = answer.json()["id"]
+        pulling = {"phase": "pulling", "image": pushed["ref"]}
+        # The spawn answered at once; the node's worker pulls the image.
+        got = api.get(f"/api/v1/workspaces/{workspace_id}").json()
+        assert got["status"] == "creating" and got["image_id"] == ""
+        assert {k: got["progress"][k] for k in pulling} == pulling, got
+        listed = ok(
+            mcp_call(
+                live_mcp.mcp_url(tenant.slug), token.raw, "list_containers", {"status": "creating"}
+            )
+        )
+        assert [w["progress"]["phase"] for w in listed["workspaces"]] == ["pulling"]
+        status = Client()
+        status.force_login(_member(tenant))
+        page = status.get(f"/t/{tenant.slug}/workspaces/{workspace_id}/status").json()
+        assert page["progress"]["phase"] == "pulling"
+        # Another tenant's websocket is refused like a missing workspace.
+        other = make_token(TenantFactory())
+        with connect(
+            f"{url}/ws/workspaces/{workspace_id}/progress",
+            additional_headers={"Authorization": f"Bearer {other.raw}"},
+        ) as ws:
+            first = json.loads(ws.recv(timeout=10))
+            assert first["type"] == "error" and first["code"] == "workspace_not_found"
+        ws = connect(
+            f"{url}/ws/workspaces/{workspace_id}/progress",
+            additional_headers={"Authorization": f"Bearer {token.raw}"},
+        )
+        first = json.loads(ws.recv(timeout=10))
+        assert first["type"] == "progress" and first["phase"] == "pulling", first
+    frames = [json.loads(raw) for raw in ws]  # the registry answers again: the pull ends
+    ws.close()
+    assert frames[-1] == {
+        "type": "complete",
+        "status": "running",
+        "error_code": "",
+        "status_message": "",
+    }, frames
+    done = api.get(f"/api/v1/workspaces/{workspace_id}").json()
+    assert done["status"] == "running" and done["progress"] is None
+    assert done["image_id"] == get_driver().image_inspect(pushed["ref"]).id
+    api.delete(f"/api/v1/workspaces/{workspace_id}")
+
+
+def _member(tenant):
+    from tests.factories import MembershipFactory, UserFactory
+
+    user = UserFactory()
+    MembershipFactory(user=user, tenant=tenant, role="member")
+    return user
+
+
+def test_registry_credentials_never_leave_the_platform(
+    live_worker, live_mcp, api, token, tenant, actor, registry, pushed, settings, caplog
+):
+    """Pulls, pushes, a refused pull, snapshots through the registry and their deletion,
+    on REST and MCP: the password is in no answer, no audit event and no log line (of
+    this process, the worker or the web process), nor is the engine's auth header."""
+    from django.forms.models import model_to_dict
+
+    caplog.set_level(logging.DEBUG)
+    wrong = "wrong-" + "registry-password"
+    secrets = [registry.password, wrong]
+    headers = [
+        docker.auth.encode_header({"username": registry.username, "password": p}).decode()
+        for p in secrets
+    ]
+    answers: list[str] = []
+
+    def rest(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = getattr(api, method)(
+            path, json.dumps(body) if body else None, content_type="application/json"
+        )
+        answers.append(response.content.decode())
+        return response
+
+    _forget(pushed["ref"])
+    TenantPolicy.objects.filter(tenant=tenant).update(allowed_images=[f"{registry.host}/team/*"])
+    row = registry_save(
+        actor=actor,
+        registry=Registry(tenant=tenant, host=registry.host, username=registry.username),
+        password=wrong,
+    )
+    refused = rest("post", "/api/v1/workspaces", {"image": pushed["ref"]})
+    assert refused.json()["code"] == "registry_auth_failed", refused.content
+    registry_save(actor=actor, registry=row, password=registry.password)
+    spawned = rest("post", "/api/v1/workspaces", {"image": pushed["ref"], "alias": "secretive"})
+    assert spawned.status_code == 201, spawned.content
+    rest("get", "/api/v1/workspaces/secretive")
+
+    settings.DEVBENCH_SNAPSHOT_REGISTRY = registry.host
+    registry_save(
+        actor=None,
+        registry=Registry(tenant=None, host=registry.host, username=registry.username),
+        password=registry.password,
+    )
+    snapshot = rest("post", "/api/v1/workspaces/secretive/snapshots", {"name": "pushed"}).json()
+    assert Snapshot.objects.get(public_id=snapshot["id"]).registry_ref
+    rest("get", "/api/v1/snapshots")
+    rest("get", f"/api/v1/snapshots/{snapshot['id']}")
+    url = live_mcp.mcp_url(tenant.slug)
+    for tool in ("list_containers", "snapshot_list"):
+        answers.append(json.dumps(ok(mcp_call(url, token.raw, tool, {}))))
+    rest("delete", "/api/v1/workspaces/secretive")
+    assert rest("delete", f"/api/v1/snapshots/{snapshot['id']}").status_code == 204
+
+    audit = [str(model_to_dict(event)) for event in AuditEvent.objects.all()]
+    assert any("registry.save" in event for event in audit)
+    logs = [
+        caplog.text,
+        live_worker.log_path.read_text(errors="replace"),
+        live_mcp.log_path.read_text(errors="replace"),
+    ]
+    assert "pull " in logs[0] + logs[1]  # the pulls were logged, per layer
+    for text in answers + audit + logs:
+        for secret in secrets + headers:
+            assert secret not in text

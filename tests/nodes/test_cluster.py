@@ -188,6 +188,15 @@ def _exec_over_websocket(cluster: Cluster, rest: Any, workspace_id: str) -> None
 def test_every_operation_on_every_node_through_an_engineless_web_tier(
     live_cluster: Cluster, rest: Any
 ) -> None:
+    from workspaces.models import Node
+
+    # Every agent speaks TLS with the certificate its worker registered (what the web
+    # tier pins): everything below crosses those connections.
+    rows = list(Node.objects.filter(name__in=["n1", "n2", "n3"]))
+    assert len(rows) == 3
+    for row in rows:
+        assert row.agent_url.startswith("https://"), row.agent_url
+        assert row.agent_cert.startswith("-----BEGIN CERTIFICATE-----")
     mcp_url = live_cluster.web.mcp_url(rest.token.tenant.slug)
     small = os.urandom(1024 * 1024)
     large = os.urandom(64 * 1024 * 1024)

@@ -96,6 +96,21 @@ def test_workspace_list_shows_rows_and_the_spawn_form(web, tenant):
     assert "<html" not in rows.content.decode()
 
 
+def test_a_workspace_being_pulled_shows_its_progress(web, tenant):
+    progress = {
+        "phase": "pulling",
+        "image": "127.0.0.1:5000/team/tool:1",
+        "layers_total": 3,
+        "layers_done": 1,
+        "bytes_total": 3 * 1024 * 1024,
+        "bytes_done": 1024 * 1024,
+    }
+    workspace = WorkspaceFactory(tenant=tenant, status="creating", progress=progress)
+    html = web.get(_ws_url(tenant, workspace)).content.decode()
+    assert "Pulling 127.0.0.1:5000/team/tool:1: 1/3 layers, 1.0\xa0MB of 3.0\xa0MB" in html
+    assert web.get(_ws_url(tenant, workspace, "status")).json()["progress"] == progress
+
+
 def test_workspace_page_lists_recent_commands(web, tenant):
     workspace = WorkspaceFactory(tenant=tenant, alias="beta", container_id="c")
     ExecFactory(
@@ -114,6 +129,7 @@ def test_workspace_page_lists_recent_commands(web, tenant):
         "status": "running",
         "status_message": "",
         "error_code": "",
+        "progress": None,
     }
     shell = web.get(_ws_url(tenant, workspace, "shell")).content.decode()
     assert f'data-ws-path="/ws/workspaces/{workspace.public_id}/shell"' in shell

@@ -10,6 +10,7 @@ while the build runs.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import tarfile
@@ -43,7 +44,14 @@ from workspaces.models import (
 )
 from workspaces.nodes import node_driver, node_queue
 from workspaces.placement import node_place, required_labels
-from workspaces.runtime.base import LABEL_INSTANCE, LABEL_TENANT, BuildSpec
+from workspaces.registries.services import (
+    image_copies_remove,
+    registry_image_delete,
+    registry_image_on,
+    registry_image_push,
+    template_registry,
+)
+from workspaces.runtime.base import LABEL_INSTANCE, LABEL_TENANT, BuildSpec, PullReporter
 
 TEMPLATE_REPOSITORY_PREFIX = "devbench-templates/"
 LABEL_TEMPLATE = "devbench.template"
@@ -261,6 +269,7 @@ def template_build_run(*, template_id: int) -> Template | None:
                 f"The built image is {info.size} bytes; the limit is "
                 f"{settings.DEVBENCH_TEMPLATE_MAX_IMAGE_BYTES}."
             )
+        registry_ref = _push(template, image_id=image_id, repository=repository, tag=tag)
     except DevBenchError as exc:
         _append_log(template.pk, "".join(pending))
         Template.objects.filter(pk=template.pk).update(
@@ -277,14 +286,39 @@ def template_build_run(*, template_id: int) -> Template | None:
         template.refresh_from_db()
         return template
     Template.objects.filter(pk=template.pk).update(
-        status=TemplateStatus.READY, image_ref=f"{repository}:{tag}", image_id=image_id
+        status=TemplateStatus.READY,
+        image_ref=f"{repository}:{tag}",
+        image_id=image_id,
+        registry_ref=registry_ref,
     )
     template.refresh_from_db()
     return template
 
 
+def _push(template: Template, *, image_id: str, repository: str, tag: str) -> str:
+    """Push a built image to the template registry (if one is set), so any node can spawn
+    it; its progress goes to the build log. A failed push fails the build (its image is
+    removed): a template that only one node could spawn would fail later, elsewhere."""
+    host = template_registry()
+    if not host:
+        return ""
+    _append_log(template.pk, f"Pushing the image to {host}/{repository}:{tag}\n")
+    try:
+        ref = registry_image_push(
+            node=template.node, source=image_id, repository=repository, tag=tag, host=host
+        )
+    except DevBenchError as exc:
+        _append_log(template.pk, f"The push failed: {exc.message}\n")
+        with contextlib.suppress(DevBenchError):
+            node_driver(template.node).image_remove(f"{repository}:{tag}")
+        raise
+    _append_log(template.pk, f"Pushed {ref}\n")
+    return ref
+
+
 def template_delete(*, actor: Principal, template: Template) -> None:
-    """Delete one template version (and its built image); refused while in use."""
+    """Delete one template version, its built image on the nodes and its copy in the
+    template registry; refused while in use."""
     actor.require_scope("write")
     with (
         audited(
@@ -292,7 +326,7 @@ def template_delete(*, actor: Principal, template: Template) -> None:
             action="template.delete",
             target_type="template",
             target_id=template.public_id,
-        ),
+        ) as audit,
         transaction.atomic(),
     ):
         row = (
@@ -310,6 +344,10 @@ def template_delete(*, actor: Principal, template: Template) -> None:
                 f"Workspaces {', '.join(users)} run template '{row}'; kill them first.",
                 extra={"template": row.public_id, "workspaces": users},
             )
+        if row.registry_ref:
+            # First, so that a refusal leaves everything as it was (the call can be repeated).
+            audit.details["registry_deleted"] = registry_image_delete(registry_ref=row.registry_ref)
+            image_copies_remove(registry_ref=row.registry_ref, except_node=row.node)
         if row.image_ref:
             try:
                 node_driver(row.node).image_remove(row.image_ref)
@@ -320,11 +358,27 @@ def template_delete(*, actor: Principal, template: Template) -> None:
         row.delete()
 
 
-def template_image(*, policy: TenantPolicy, template: Template, node: str) -> str:
-    """The image id a workspace of this template runs on ``node``."""
+def template_image(
+    *,
+    policy: TenantPolicy,
+    template: Template,
+    node: str,
+    pull: bool = True,
+    progress: PullReporter | None = None,
+) -> str:
+    """The image id a workspace of this template runs on ``node`` (pulled there if need be;
+    ``pull=False``: PullNeeded instead)."""
     if template.image:
-        return image_check(policy=policy, image=template.image, node=node).info.id
-    info = node_driver(node).image_inspect(template.image_id)
+        return image_check(
+            policy=policy, image=template.image, node=node, pull=pull, progress=progress
+        ).info.id
+    info = registry_image_on(
+        node=node,
+        image_id=template.image_id,
+        registry_ref=template.registry_ref,
+        pull=pull,
+        progress=progress,
+    )
     if info.labels.get(LABEL_TEMPLATE) != template.public_id:
         raise TemplateNotFound(f"Template '{template.public_id}' has no image on node {node}.")
     return info.id

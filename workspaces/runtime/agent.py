@@ -14,14 +14,18 @@ import hmac
 import json
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 from core.errors import DevBenchError, EngineError, ValidationFailed
 from workspaces.runtime import wire
+from workspaces.runtime.agent_tls import HANDSHAKE_TIMEOUT_S, is_loopback, shutdown_socket
 from workspaces.runtime.base import InteractiveExec, PathStat, RuntimeDriver, resize_when_started
 
 logger = logging.getLogger(__name__)
@@ -48,21 +52,52 @@ class AgentServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], *, driver: RuntimeDriver, token: str) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        driver: RuntimeDriver,
+        token: str,
+        tls: ssl.SSLContext | None,
+    ) -> None:
         self.driver = driver
         self.token = token
+        self.tls = tls
         super().__init__(address, _Handler)
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        # The handshake runs in the connection's own thread, not in the accept loop,
+        # so a client that stalls it holds up nobody else.
+        request.settimeout(HANDSHAKE_TIMEOUT_S)
+        try:
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            logger.info("agent: TLS handshake with %s failed: %s", client_address, exc)
+            return
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                shutdown_socket(conn, socket.SHUT_WR)  # what was sent arrives before the close
+            conn.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: AgentServer
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT_S
+    # An answer is written as its head, then its body: with Nagle's algorithm the body
+    # waits for the caller's (delayed) ACK of the head, ~40 ms a call. Keystrokes of the
+    # shell are small writes too.
+    disable_nagle_algorithm = True
     rbufsize = _COPY_CHUNK  # uploads arrive in large chunks: fewer, larger reads
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -153,9 +188,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _write_chunk(self, data: bytes) -> None:
-        self.wfile.write(b"%x\r\n" % len(data))
-        self.wfile.write(data)
-        self.wfile.write(b"\r\n")
+        # One write per chunk: over TLS each write is its own run of records and syscalls.
+        self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))
 
     def _end_chunked(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
@@ -185,19 +219,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(exc)
             return
         with reader:
-            # The connection is the stream's own: its end is the end of the tar, so no
-            # chunk framing to build here and parse there.
-            self.close_connection = True
-            self.send_response(HTTPStatus.OK)
-            self.send_header("Content-Type", "application/x-tar")
-            self.send_header("Connection", "close")
-            self.send_header(wire.STAT_HEADER, json.dumps(wire.dump(PathStat, reader.stat)))
-            self.end_headers()
+            # Chunked, so the connection outlives the stream and the caller reuses it;
+            # a missing last chunk tells the caller the stream broke.
+            self._start_chunked({wire.STAT_HEADER: json.dumps(wire.dump(PathStat, reader.stat))})
             try:
                 while data := reader.read(_COPY_CHUNK):
-                    self.wfile.write(data)
+                    self._write_chunk(data)
+                self._end_chunked()
+            except OSError:
+                self.close_connection = True  # the caller stopped reading (a range) or left
             except Exception:
-                # Headers are gone: the caller sees a tar stream that ends early.
+                self.close_connection = True  # headers are gone: no last chunk says it broke
                 logger.warning("agent: archive stream of %s broke", args["path"], exc_info=True)
 
     def _archive_put(self) -> None:
@@ -265,7 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
         with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_WR)  # the caller reads the end of the shell
+            shutdown_socket(self.connection, socket.SHUT_WR)  # the caller reads the shell's end
 
     def _tty_input(self, tty: InteractiveExec) -> None:
         while header := self.rfile.read(wire.FRAME.size):
@@ -281,10 +313,19 @@ class _Handler(BaseHTTPRequestHandler):
                     logger.info("agent: a shell refused a resize")
 
 
-def agent_serve(*, bind: str, driver: RuntimeDriver, token: str) -> AgentServer:
-    """Start the agent on ``host:port`` (port 0: any free one) in a daemon thread."""
+def agent_serve(
+    *, bind: str, driver: RuntimeDriver, token: str, tls: ssl.SSLContext | None
+) -> AgentServer:
+    """Start the agent on ``host:port`` (port 0: any free one) in a daemon thread; plain
+    HTTP (``tls`` None) only on a loopback address."""
     host, _, port = bind.rpartition(":")
-    server = AgentServer((host or "127.0.0.1", int(port or 0)), driver=driver, token=token)
+    host = host or "127.0.0.1"
+    if tls is None and not is_loopback(host):
+        raise ImproperlyConfigured(
+            f"The node agent serves plain HTTP on the loopback only, not on {host}: "
+            "leave DEVBENCH_NODE_AGENT_TLS on to serve other hosts."
+        )
+    server = AgentServer((host, int(port or 0)), driver=driver, token=token, tls=tls)
     thread = threading.Thread(target=server.serve_forever, name="node-agent", daemon=True)
     thread.start()
     logger.info("node agent listening on %s", server.url)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -90,6 +90,36 @@ class ImageInfo:
     digests: tuple[str, ...]
     labels: dict[str, str] = field(default_factory=dict)
     size: int = 0  # bytes, every layer included
+
+
+@dataclass(frozen=True)
+class PullProgress:
+    """Where a pull is: layers known and finished (``Already exists`` counts as finished),
+    and bytes of the layers being downloaded (the engine reports a layer's size only once
+    its download starts, so ``bytes_total`` grows)."""
+
+    image: str
+    layers_total: int = 0
+    layers_done: int = 0
+    bytes_total: int = 0
+    bytes_done: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.layers_total > 0 and self.layers_done >= self.layers_total
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "layers_total": self.layers_total,
+            "layers_done": self.layers_done,
+            "bytes_total": self.bytes_total,
+            "bytes_done": self.bytes_done,
+        }
+
+
+# Called on every progress event of a pull, in the pulling thread: keep it cheap.
+PullReporter = Callable[[PullProgress], None]
 
 
 @dataclass(frozen=True)
@@ -494,9 +524,13 @@ class RuntimeImages(abc.ABC):
         """
 
     @abc.abstractmethod
-    def image_pull(self, ref: str, *, auth: RegistryAuth | None = None) -> ImageInfo:
+    def image_pull(
+        self, ref: str, *, auth: RegistryAuth | None = None, progress: PullReporter | None = None
+    ) -> ImageInfo:
         """Pull ``ref`` (``host/path:tag`` or ``@sha256:…``) onto this engine; progress is
-        logged per layer. RegistryAuthFailed, ImageNotFound or RegistryUnreachable."""
+        logged per layer and given to ``progress`` (where the engine is local: a node
+        agent's caller is not called back). RegistryAuthFailed, ImageNotFound or
+        RegistryUnreachable."""
 
     @abc.abstractmethod
     def image_push(self, source: str, ref: str, *, auth: RegistryAuth | None = None) -> str:

@@ -3,8 +3,10 @@
 Every method is one HTTP call to the agent (``workspaces.runtime.agent``),
 which runs it on the node's own engine. Plain calls reuse keep-alive
 connections; each stream (archive, exec output, tty) gets a connection of its
-own that a ``close`` from any thread shuts down. A node that cannot be reached
-answers ``node_unavailable`` (503).
+own that a ``close`` from any thread shuts down. Over TLS the agent must hold
+the key of the certificate its node registered (``runtime.agent_tls``); plain
+HTTP only to the loopback. A node that cannot be reached answers
+``node_unavailable`` (503).
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import http.client
 import json
 import queue
 import socket
+import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from core.errors import DevBenchError, EngineError, EngineUnavailable
 from workspaces.runtime import wire
+from workspaces.runtime.agent_tls import agent_client_context, is_loopback, shutdown_socket
 from workspaces.runtime.base import (
     ArchiveReader,
     CaptureSpec,
@@ -35,6 +40,7 @@ from workspaces.runtime.base import (
     InteractiveExec,
     PathKind,
     PathStat,
+    PullReporter,
     RegistryAuth,
     RuntimeDriver,
     VolumeInfo,
@@ -42,7 +48,16 @@ from workspaces.runtime.base import (
 
 CONNECT_TIMEOUT_S = 3.0
 _POOL_SIZE = 32
-_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+# A pooled connection idle longer is not reused: well inside the agent's idle timeout
+# (agent.IDLE_TIMEOUT_S), so an upload (which cannot be sent twice) never meets a
+# connection the agent is closing.
+_REUSE_WITHIN_S = 60.0
+_STALE = (
+    http.client.RemoteDisconnected,
+    BrokenPipeError,
+    ConnectionResetError,
+    ssl.SSLEOFError,
+)
 
 
 class NodeUnavailable(EngineUnavailable):
@@ -61,26 +76,51 @@ class NodeAgentMisconfigured(EngineError):
 class _Connection(http.client.HTTPConnection):
     """An HTTP connection whose socket another thread may shut down."""
 
+    idle_since = 0.0
+
     def shutdown(self) -> None:
         sock = self.sock
         if sock is not None:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+                shutdown_socket(sock, socket.SHUT_RDWR)
         self.close()
 
 
+class _TLSConnection(_Connection, http.client.HTTPSConnection):
+    pass
+
+
 class RemoteDriver(RuntimeDriver):
-    def __init__(self, *, node: str, url: str, token: str, timeout_s: float = 60) -> None:
+    def __init__(
+        self, *, node: str, url: str, token: str, cert: str = "", timeout_s: float = 60
+    ) -> None:
         parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme != "http" or not parsed.hostname:
-            raise NodeAgentMisconfigured(f"Node {node}: agent URL {url!r} is not http://host:port.")
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise NodeAgentMisconfigured(
+                f"Node {node}: agent URL {url!r} is not https://host:port."
+            )
+        self._tls: ssl.SSLContext | None = None
+        if parsed.scheme == "https":
+            if not cert:
+                raise NodeAgentMisconfigured(f"Node {node} registered no agent certificate.")
+            try:
+                self._tls = agent_client_context(cert_pem=cert)
+            except ssl.SSLError as exc:
+                raise NodeAgentMisconfigured(
+                    f"Node {node}: its agent certificate does not load ({exc})."
+                ) from exc
+        elif not is_loopback(parsed.hostname):
+            raise NodeAgentMisconfigured(
+                f"Node {node}: plain HTTP to its agent is refused off the loopback ({url})."
+            )
         self.node = node
         self.url = url
         self._host = parsed.hostname
-        self._port = parsed.port or 80
+        self._port = parsed.port or (443 if self._tls else 80)
         self._auth = f"Bearer {token}"
         self._timeout_s = timeout_s
         self._pool: queue.LifoQueue[_Connection] = queue.LifoQueue(maxsize=_POOL_SIZE)
+        self._json_headers = self._headers({"Content-Type": "application/json"})
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -91,10 +131,14 @@ class RemoteDriver(RuntimeDriver):
         )
 
     def _connect(self, *, timeout_s: float | None) -> _Connection:
-        conn = _Connection(self._host, self._port, timeout=CONNECT_TIMEOUT_S)
+        conn = (
+            _TLSConnection(self._host, self._port, timeout=CONNECT_TIMEOUT_S, context=self._tls)
+            if self._tls
+            else _Connection(self._host, self._port, timeout=CONNECT_TIMEOUT_S)
+        )
         try:
-            conn.connect()
-        except OSError as exc:
+            conn.connect()  # over TLS: the handshake too, so a wrong key fails here
+        except OSError as exc:  # ssl.SSLError is one
             raise self._unavailable(exc) from exc
         assert conn.sock is not None
         conn.sock.settimeout(timeout_s)
@@ -106,51 +150,62 @@ class RemoteDriver(RuntimeDriver):
 
     @staticmethod
     def _raise_for(response: http.client.HTTPResponse) -> None:
-        if response.status == 200:
-            return
-        raw = response.read()
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        raise wire.error_from(body, response.status)
+        if response.status != 200:
+            _raise_status(response.status, response.read())
 
-    def _call(self, method: str, **kwargs: Any) -> Any:
-        arg_types, result_type = wire.CALLS[method]
-        body = json.dumps(wire.dump_args(arg_types, kwargs)).encode()
-        headers = self._headers({"Content-Type": "application/json"})
-        for attempt in range(2):
+    def _checkout(self) -> tuple[_Connection, bool]:
+        """A pooled keep-alive connection (True: reused) or a new one."""
+        while True:
             try:
                 conn = self._pool.get_nowait()
-                reused = True
             except queue.Empty:
-                conn = self._connect(timeout_s=self._timeout_s)
-                reused = False
+                return self._connect(timeout_s=self._timeout_s), False
+            if time.monotonic() - conn.idle_since < _REUSE_WITHIN_S:
+                return conn, True
+            conn.close()
+
+    def _checkin(self, conn: _Connection, response: http.client.HTTPResponse) -> None:
+        """Back to the pool once ``response`` was read to its end."""
+        if response.will_close or not response.isclosed():
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        try:
+            self._pool.put_nowait(conn)
+        except queue.Full:
+            conn.close()
+
+    def _request(
+        self, method: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[_Connection, http.client.HTTPResponse]:
+        """Send a request with a small body on a pooled connection; its response head."""
+        for attempt in range(2):
+            conn, reused = self._checkout()
             try:
                 conn.request("POST", wire.API_PREFIX + method, body=body, headers=headers)
-                response = conn.getresponse()
-                payload = response.read()
+                return conn, conn.getresponse()
             except _STALE as exc:
                 conn.close()
                 if reused and attempt == 0:
                     continue  # the agent closed an idle connection: once more on a new one
                 raise self._unavailable(exc) from exc
-            except OSError as exc:
+            except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 raise self._unavailable(exc) from exc
-            if response.will_close:
-                conn.close()
-            else:
-                with contextlib.suppress(queue.Full):
-                    self._pool.put_nowait(conn)
-            if response.status != 200:
-                try:
-                    error_json = json.loads(payload)
-                except ValueError:
-                    error_json = None
-                raise wire.error_from(error_json, response.status)
-            return wire.load(result_type, json.loads(payload)["result"])
         raise AssertionError("unreachable")
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        arg_types, result_type = wire.CALLS[method]
+        body = json.dumps(wire.dump_args(arg_types, kwargs)).encode()
+        conn, response = self._request(method, body, self._json_headers)
+        try:
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise self._unavailable(exc) from exc
+        self._checkin(conn, response)
+        _raise_status(response.status, payload)
+        return wire.load(result_type, json.loads(payload)["result"])
 
     def _open_stream(
         self, method: str, *, body: Any, headers: dict[str, str]
@@ -199,7 +254,11 @@ class RemoteDriver(RuntimeDriver):
     def image_remove(self, ref: str) -> None:
         self._call("image_remove", ref=ref)
 
-    def image_pull(self, ref: str, *, auth: RegistryAuth | None = None) -> ImageInfo:
+    def image_pull(
+        self, ref: str, *, auth: RegistryAuth | None = None, progress: PullReporter | None = None
+    ) -> ImageInfo:
+        # Progress stays on the node (logged there): pulls that report it run in the node's
+        # worker, where the engine is local.
         result: ImageInfo = self._call("image_pull", ref=ref, auth=auth)
         return result
 
@@ -279,7 +338,14 @@ class RemoteDriver(RuntimeDriver):
             sock = socket.create_connection((self._host, self._port), timeout=CONNECT_TIMEOUT_S)
         except OSError as exc:
             raise self._unavailable(exc) from exc
+        if self._tls is not None:
+            try:
+                sock = self._tls.wrap_socket(sock)
+            except OSError as exc:
+                sock.close()
+                raise self._unavailable(exc) from exc
         try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # keystrokes go at once
             sock.settimeout(self._timeout_s)
             request = (
                 f"POST {wire.API_PREFIX}exec_open_tty HTTP/1.1\r\n"
@@ -313,16 +379,30 @@ class RemoteDriver(RuntimeDriver):
         return result
 
     def archive_get(self, container_id: str, path: str) -> ArchiveReader:
-        conn, response = self._open_stream(
-            "archive_get",
-            body=self._stream_args("archive_get", container_id=container_id, path=path),
-            headers={"Content-Type": "application/json"},
-        )
-        stat = wire.load(PathStat, json.loads(response.getheader(wire.STAT_HEADER, "{}")))
+        # On a pooled connection (the body is chunked): no connect, handshake or new
+        # agent thread per read.
+        body = self._stream_args("archive_get", container_id=container_id, path=path)
+        conn, response = self._request("archive_get", body, self._json_headers)
+        if response.status != 200:
+            try:
+                payload = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                raise self._unavailable(exc) from exc
+            self._checkin(conn, response)
+            _raise_status(response.status, payload)
+        try:
+            stat = wire.load(PathStat, json.loads(response.getheader(wire.STAT_HEADER, "{}")))
+        except ValueError:
+            conn.close()
+            raise
         return _RemoteArchiveReader(conn, response, stat, self)
 
     def archive_put(self, container_id: str, path: str, data: Iterable[bytes]) -> None:
-        conn = self._connect(timeout_s=None)
+        # A pooled connection too (the answer has a length, so it stays usable); one
+        # reused within _REUSE_WITHIN_S is open on the agent's side, which matters
+        # because a consumed body cannot be sent again.
+        conn, _ = self._checkout()
         try:
             conn.putrequest("POST", wire.API_PREFIX + "archive_put")
             for name, value in self._headers(
@@ -342,12 +422,15 @@ class RemoteDriver(RuntimeDriver):
                     conn.send(b"\r\n")
             conn.send(b"0\r\n\r\n")
             response = conn.getresponse()
-            self._raise_for(response)
-            response.read()
-        except OSError as exc:
-            raise _broken(self, exc) from exc
-        finally:
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as exc:
             conn.close()
+            raise _broken(self, exc) from exc
+        except BaseException:
+            conn.close()  # the body failed half-sent: the connection is spent
+            raise
+        self._checkin(conn, response)
+        _raise_status(response.status, payload)
 
     def path_rename(self, container_id: str, src: str, dst: str, *, user: str) -> None:
         self._call("path_rename", container_id=container_id, src=src, dst=dst, user=user)
@@ -363,6 +446,17 @@ class RemoteDriver(RuntimeDriver):
             recursive=recursive,
             user=user,
         )
+
+
+def _raise_status(status: int, payload: bytes) -> None:
+    """The agent's error (rebuilt as its class) unless ``status`` is 200."""
+    if status == 200:
+        return
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        body = None
+    raise wire.error_from(body, status)
 
 
 def _read_head(reader: Any) -> tuple[int, dict[str, str]]:
@@ -385,6 +479,9 @@ def _broken(driver: RemoteDriver, exc: BaseException) -> EngineUnavailable:
     )
 
 
+_DRAIN = 64 * 1024
+
+
 class _RemoteArchiveReader(ArchiveReader):
     def __init__(
         self,
@@ -396,16 +493,30 @@ class _RemoteArchiveReader(ArchiveReader):
         self._conn = conn
         self._response = response
         self._driver = driver
+        self._closed = False
         self.stat = stat
 
     def read(self, size: int = -1) -> bytes:
         try:
             return self._response.read(None if size < 0 else size)
         except (OSError, http.client.HTTPException) as exc:
+            # A chunked body that stops without its last chunk: the agent's engine
+            # read broke mid-stream (or the node went away).
             raise _broken(self._driver, exc) from exc
 
     def close(self) -> None:
-        self._conn.shutdown()
+        if self._closed:
+            return
+        self._closed = True
+        if not self._response.isclosed():
+            # A tar reader stops at the end-of-archive blocks, before the last chunk:
+            # take what little is left so the connection can serve the next call.
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                self._response.read(_DRAIN)
+        if self._response.isclosed():
+            self._driver._checkin(self._conn, self._response)
+        else:
+            self._conn.shutdown()  # a range read stopped early: nobody reads the rest
 
 
 class _RemoteExecOutput(ExecOutput):
@@ -476,7 +587,7 @@ class _RemoteTty(InteractiveExec):
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
+            shutdown_socket(self._sock, socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self._reader.close()
         with contextlib.suppress(OSError):

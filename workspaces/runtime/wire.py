@@ -6,12 +6,13 @@ below (pydantic converts the runtime dataclasses both ways). Errors answer
 with the error's HTTP status and ``{"error": {code, message, extra}}``, rebuilt
 on the caller's side as the class with that code.
 
-Streams: ``archive_get`` answers the raw tar stream (the path's stat in the
-``X-Path-Stat`` header); ``archive_put`` sends it as a chunked request body;
-``exec_stream`` answers frames of ``<stream:1><length:4><data>``, a zero
-length frame ending the output; ``exec_open_tty`` upgrades the connection to
-raw tty output one way and ``<kind:1><length:4><payload>`` frames (stdin or
-resize) the other.
+Streams: ``archive_get`` answers the tar stream as a chunked body (the path's
+stat in the ``X-Path-Stat`` header; no last chunk: the stream broke) and
+``archive_put`` sends it as a chunked request body, both on keep-alive
+connections the caller pools; ``exec_stream`` answers frames of
+``<stream:1><length:4><data>``, a zero length frame ending the output;
+``exec_open_tty`` upgrades the connection to raw tty output one way and
+``<kind:1><length:4><payload>`` frames (stdin or resize) the other.
 """
 
 from __future__ import annotations

@@ -26,14 +26,20 @@ from tenants.selectors import tenant_policy_get
 from workspaces.errors import WorkspaceNotFound
 from workspaces.models import LIVE_STATUSES, Snapshot, SnapshotStatus, Workspace
 from workspaces.nodes import node_driver
-from workspaces.registries.selectors import registry_auth, registry_for
-from workspaces.registries.services import snapshot_registry
+from workspaces.registries.services import (
+    image_copies_remove,
+    registry_image_delete,
+    registry_image_on,
+    registry_image_push,
+    snapshot_registry,
+)
 from workspaces.runtime.base import (
     LABEL_INSTANCE,
     LABEL_SNAPSHOT,
     LABEL_TENANT,
     CaptureSpec,
     ImageInfo,
+    PullReporter,
 )
 from workspaces.snapshots.errors import (
     SnapshotInUse,
@@ -140,13 +146,14 @@ def snapshot_create(
 def _capture(*, snapshot: Snapshot, workspace: Workspace) -> None:
     driver = node_driver(workspace.node)
     repository = snapshot_repository(workspace.tenant.slug)
+    tag = snapshot.public_id
     info = driver.snapshot_capture(
         CaptureSpec(
             container_id=workspace.container_id,
             base_image=workspace.image_id or workspace.image_ref,
             path=WORKSPACE_ROOT,
             repository=repository,
-            tag=snapshot.public_id,
+            tag=tag,
             labels={
                 LABEL_SNAPSHOT: snapshot.public_id,
                 LABEL_TENANT: workspace.tenant.slug,
@@ -155,31 +162,29 @@ def _capture(*, snapshot: Snapshot, workspace: Workspace) -> None:
         )
     )
     base = driver.image_inspect(workspace.image_id or workspace.image_ref)
-    snapshot.image_ref = f"{repository}:{snapshot.public_id}"
+    snapshot.image_ref = f"{repository}:{tag}"
     snapshot.image_id = info.id
     snapshot.size_bytes = max(0, info.size - base.size)
     host = snapshot_registry()
     if host:
         # Pushed from the node that holds it, so any node can pull it for a spawn.
-        remote = f"{host}/{repository}"
-        auth = registry_auth(registry_for(tenant_id=None, host=host))
-        digest = driver.image_push(info.id, f"{remote}:{snapshot.public_id}", auth=auth)
-        snapshot.registry_ref = f"{remote}@{digest}"
+        snapshot.registry_ref = registry_image_push(
+            node=workspace.node, source=info.id, repository=repository, tag=tag, host=host
+        )
 
 
-def snapshot_image_on(*, snapshot: Snapshot, node: str) -> ImageInfo:
+def snapshot_image_on(
+    *, snapshot: Snapshot, node: str, pull: bool = True, progress: PullReporter | None = None
+) -> ImageInfo:
     """The snapshot's image on ``node``, pulled from the snapshot registry if it is not
-    there yet (same image id: the registry keeps the image's config)."""
-    driver = node_driver(node)
-    try:
-        info = driver.image_inspect(snapshot.image_id)
-    except ImageNotFound:
-        if not snapshot.registry_ref:
-            raise
-        host = snapshot.registry_ref.split("/", 1)[0]
-        auth = registry_auth(registry_for(tenant_id=None, host=host))
-        driver.image_pull(snapshot.registry_ref, auth=auth)
-        info = driver.image_inspect(snapshot.image_id)
+    there yet (``pull=False``: PullNeeded instead)."""
+    info = registry_image_on(
+        node=node,
+        image_id=snapshot.image_id,
+        registry_ref=snapshot.registry_ref,
+        pull=pull,
+        progress=progress,
+    )
     if info.labels.get(LABEL_SNAPSHOT) != snapshot.public_id:
         raise ImageNotFound(
             f"Snapshot '{snapshot.public_id}' has no image on node {node}.",
@@ -190,6 +195,9 @@ def snapshot_image_on(*, snapshot: Snapshot, node: str) -> ImageInfo:
 
 def _discard(snapshot: Snapshot) -> None:
     """Remove a snapshot that did not complete: its image (if made) and its row."""
+    if snapshot.registry_ref:
+        with contextlib.suppress(DevBenchError):
+            registry_image_delete(registry_ref=snapshot.registry_ref)
     if snapshot.image_ref:
         # If this fails, garbage collection finds an image without a row later.
         with contextlib.suppress(DevBenchError):
@@ -198,7 +206,10 @@ def _discard(snapshot: Snapshot) -> None:
 
 
 def snapshot_delete(*, actor: Principal, snapshot: Snapshot) -> None:
-    """Delete a snapshot and its image; refused while a live workspace was spawned from it."""
+    """Delete a snapshot, its copy in the snapshot registry and its images on the nodes;
+    refused while a live workspace was spawned from it. The registry copy goes first: if
+    the registry refuses (``registry_*`` codes), nothing is deleted and the call can be
+    repeated."""
     actor.require_scope("write")
     with (
         audited(
@@ -206,7 +217,7 @@ def snapshot_delete(*, actor: Principal, snapshot: Snapshot) -> None:
             action="snapshot.delete",
             target_type="snapshot",
             target_id=snapshot.public_id,
-        ),
+        ) as audit,
         transaction.atomic(),
     ):
         row = (
@@ -225,6 +236,9 @@ def snapshot_delete(*, actor: Principal, snapshot: Snapshot) -> None:
                 f"'{row.public_id}'; kill them first.",
                 extra={"snapshot_id": row.public_id, "workspaces": users},
             )
+        if row.registry_ref:
+            audit.details["registry_deleted"] = registry_image_delete(registry_ref=row.registry_ref)
+            image_copies_remove(registry_ref=row.registry_ref, except_node=row.node)
         if row.image_ref:
             node_driver(row.node).image_remove(row.image_ref)
         row.delete()

@@ -19,6 +19,8 @@ from workspaces.runtime.base import (
     BuildSpec,
     CaptureSpec,
     ImageInfo,
+    PullProgress,
+    PullReporter,
     RegistryAuth,
     RegistryAuthFailed,
     RegistryUnreachable,
@@ -69,17 +71,76 @@ def _registry_error(ref: str, message: str, *, host: str) -> EngineError:
     )
 
 
-def _consume(ref: str, events: Iterable[dict[str, Any]], *, host: str, verb: str) -> list[str]:
+_LAYER_DONE = ("Pull complete", "Pushed", "Layer already exists", "Already exists")
+# Statuses the engine reports per layer of a pull (the others name the tag or the image).
+_LAYER_STATUSES = frozenset(
+    {
+        "Pulling fs layer",
+        "Waiting",
+        "Downloading",
+        "Verifying Checksum",
+        "Download complete",
+        "Extracting",
+        *_LAYER_DONE,
+    }
+)
+
+
+class _Layers:
+    """Per-layer state of a pull, summed into a PullProgress."""
+
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        self.sizes: dict[str, tuple[int, int]] = {}  # layer: (bytes done, bytes total)
+        self.done: set[str] = set()
+
+    def update(self, event: dict[str, Any]) -> bool:
+        """Record one event; True if it was about a layer."""
+        status, layer = str(event.get("status") or ""), str(event.get("id") or "")
+        if not layer or status not in _LAYER_STATUSES:
+            return False
+        current, total = self.sizes.get(layer, (0, 0))
+        detail = event.get("progressDetail") or {}
+        if status == "Downloading" and detail.get("total"):
+            current, total = int(detail.get("current") or 0), int(detail["total"])
+        elif status in ("Verifying Checksum", "Download complete", "Extracting", "Pull complete"):
+            current = total
+        self.sizes[layer] = (current, total)
+        if status in _LAYER_DONE:
+            self.done.add(layer)
+        return True
+
+    def progress(self) -> PullProgress:
+        return PullProgress(
+            image=self.ref,
+            layers_total=len(self.sizes),
+            layers_done=len(self.done),
+            bytes_total=sum(total for _, total in self.sizes.values()),
+            bytes_done=sum(current for current, _ in self.sizes.values()),
+        )
+
+
+def _consume(
+    ref: str,
+    events: Iterable[dict[str, Any]],
+    *,
+    host: str,
+    verb: str,
+    progress: PullReporter | None = None,
+) -> list[str]:
     """Read a pull/push progress stream to its end: its status lines; raise its error."""
     statuses: list[str] = []
-    done = 0
+    layers = _Layers(ref)
     for event in events:
         if "error" in event:
             raise _registry_error(ref, str(event.get("error")), host=host)
         status = str(event.get("status") or "")
-        if status in ("Pull complete", "Pushed", "Layer already exists", "Already exists"):
-            done += 1
-            logger.info("%s %s: layer %s %s (%d done)", verb, ref, event.get("id"), status, done)
+        if layers.update(event) and progress is not None:
+            progress(layers.progress())
+        if status in _LAYER_DONE:
+            logger.info(
+                "%s %s: layer %s %s (%d done)", verb, ref, event.get("id"), status, len(layers.done)
+            )
         statuses.append(status)
     return statuses
 
@@ -157,7 +218,9 @@ class DockerImages(RuntimeImages):
             ):
                 api.unpause(spec.container_id)
 
-    def image_pull(self, ref: str, *, auth: RegistryAuth | None = None) -> ImageInfo:
+    def image_pull(
+        self, ref: str, *, auth: RegistryAuth | None = None, progress: PullReporter | None = None
+    ) -> ImageInfo:
         repository, tag = _split(ref)
         host = repository.split("/", 1)[0]
         try:
@@ -165,7 +228,7 @@ class DockerImages(RuntimeImages):
                 events = self.api.pull(
                     repository, tag=tag, stream=True, decode=True, auth_config=_auth_config(auth)
                 )
-                _consume(ref, events, host=host, verb="pull")
+                _consume(ref, events, host=host, verb="pull", progress=progress)
         except EngineError as exc:
             if isinstance(exc, RegistryAuthFailed | RegistryUnreachable):
                 raise

@@ -1,0 +1,237 @@
+"""The node agent over TLS: the real agent on the real engine, reached by the remote driver.
+
+Only the caller holding the node's pinned certificate and its secret gets in; files,
+archives, exec output and the shell all cross the TLS connection byte-exact.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import ssl
+import tarfile
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from core.errors import DevBenchError
+from workspaces.filesystem.tario import open_stream
+from workspaces.runtime.agent import AgentServer, agent_serve
+from workspaces.runtime.agent_tls import (
+    agent_certificate_generate,
+    agent_client_context,
+    agent_server_context,
+    certificate_fingerprint,
+)
+from workspaces.runtime.base import LABEL_INSTANCE, ContainerSpec, EnginePathNotFound, ExecSpec
+from workspaces.runtime.docker import DockerDriver
+from workspaces.runtime.remote import NodeAgentMisconfigured, NodeUnavailable, RemoteDriver
+
+pytestmark = pytest.mark.docker
+
+TOKEN = "s3cret-token"
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def engine() -> DockerDriver:
+    return DockerDriver(base_url=settings.DEVBENCH_DOCKER_HOST, timeout_s=30)
+
+
+@pytest.fixture(scope="module")
+def container(engine: DockerDriver) -> Iterator[str]:
+    info = engine.create(
+        ContainerSpec(
+            image="devbench/busybox:latest",
+            name=f"agent-tls-{uuid.uuid4().hex[:8]}",
+            labels={LABEL_INSTANCE: settings.DEVBENCH_INSTANCE},
+            entrypoint=["/bin/sh"],
+            command=["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
+            read_only_rootfs=False,  # archives go into /tmp (the engine cannot write a tmpfs)
+            tmpfs={},
+        )
+    )
+    engine.start(info.id)
+    yield info.id
+    engine.remove(info.id)
+
+
+@pytest.fixture(scope="module")
+def agent(engine: DockerDriver) -> Iterator[tuple[AgentServer, str]]:
+    cert, key = agent_certificate_generate(node="tls-node")
+    server = agent_serve(
+        bind="127.0.0.1:0",
+        driver=engine,
+        token=TOKEN,
+        tls=agent_server_context(cert_pem=cert, key_pem=key),
+    )
+    yield server, cert
+    server.shutdown()
+    server.server_close()
+
+
+def _remote(agent: tuple[AgentServer, str], *, token: str = TOKEN, cert: str = "") -> RemoteDriver:
+    server, pinned = agent
+    return RemoteDriver(node="tls-node", url=server.url, token=token, cert=cert or pinned)
+
+
+def _tar(name: str, data: bytes) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_the_agent_speaks_only_tls(agent: tuple[AgentServer, str]) -> None:
+    server, _ = agent
+    assert server.url.startswith("https://127.0.0.1:")
+    host, port = server.server_address[:2]
+    with socket.create_connection((str(host), port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/ping HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        try:
+            answer = sock.recv(4096)
+        except ConnectionResetError:
+            answer = b""
+    assert not answer.startswith(b"HTTP/")  # a plain client gets no HTTP: a reset or an alert
+
+
+def test_a_caller_without_the_secret_is_refused(agent: tuple[AgentServer, str]) -> None:
+    with pytest.raises(DevBenchError) as caught:
+        _remote(agent, token="wrong").ping()
+    assert caught.value.http_status == 401
+    _remote(agent).ping()  # the right secret passes
+
+
+def test_an_agent_without_the_pinned_key_is_refused(agent: tuple[AgentServer, str]) -> None:
+    # Another node's certificate (or an impostor's): the handshake fails, nothing is sent.
+    other_cert, _ = agent_certificate_generate(node="tls-node")
+    with pytest.raises(NodeUnavailable) as caught:
+        _remote(agent, cert=other_cert).ping()
+    assert "CERTIFICATE_VERIFY_FAILED" in caught.value.message
+
+
+def test_a_client_trusting_the_system_store_is_refused(agent: tuple[AgentServer, str]) -> None:
+    server, _ = agent
+    host, port = server.server_address[:2]
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    with (
+        socket.create_connection((str(host), port), timeout=10) as sock,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        context.wrap_socket(sock)
+
+
+def test_files_and_archives_round_trip_over_tls(
+    agent: tuple[AgentServer, str], container: str
+) -> None:
+    remote = _remote(agent)
+    data = os.urandom(3 * MiB + 17)
+    # A generator body: the upload is streamed in pieces, as the file services send it.
+    payload = _tar("blob.bin", data)
+    remote.archive_put(
+        container, "/tmp", (payload[i : i + 65536] for i in range(0, len(payload), 65536))
+    )
+    stat = remote.path_stat(container, "/tmp/blob.bin")
+    assert stat is not None and stat.size == len(data)
+    with remote.archive_get(container, "/tmp/blob.bin") as reader:
+        assert reader.stat.size == len(data)
+        raw = b""
+        while chunk := reader.read(1 << 20):
+            raw += chunk
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        member = tar.extractfile("blob.bin")
+        assert member is not None and member.read() == data
+
+
+def test_exec_output_streams_over_tls(agent: tuple[AgentServer, str], container: str) -> None:
+    remote = _remote(agent)
+    exec_id = remote.exec_create(
+        container, ExecSpec(cmd=["sh", "-c", "echo out; echo err >&2; exit 3"])
+    )
+    # (the engine does not order stdout against stderr)
+    assert sorted(remote.exec_stream(exec_id)) == [(1, b"out\n"), (2, b"err\n")]
+    assert remote.exec_wait(exec_id).exit_code == 3
+
+
+def test_the_shell_works_both_ways_over_tls(agent: tuple[AgentServer, str], container: str) -> None:
+    tty = _remote(agent).exec_open_tty(container, ExecSpec(cmd=["/bin/sh"], env={"PS1": "$ "}))
+    try:
+        tty.resize(rows=31, cols=97)
+        tty.write(b"stty size; echo d''one\n")
+        seen = b""
+        while b"done" not in seen:
+            chunk = tty.read()
+            assert chunk, f"the shell ended early: {seen!r}"
+            seen += chunk
+        assert b"31 97" in seen
+        tty.write(b"exit\n")
+        while tty.read():  # the agent ends the stream when the shell exits
+            pass
+    finally:
+        tty.close()
+
+
+def test_plain_http_only_on_the_loopback(engine: DockerDriver) -> None:
+    with pytest.raises(ImproperlyConfigured):
+        agent_serve(bind="0.0.0.0:0", driver=engine, token=TOKEN, tls=None)
+    with pytest.raises(NodeAgentMisconfigured):
+        RemoteDriver(node="n", url="http://10.1.2.3:7400", token=TOKEN)
+    with pytest.raises(NodeAgentMisconfigured):
+        RemoteDriver(node="n", url="https://10.1.2.3:7400", token=TOKEN)  # no certificate
+    server = agent_serve(bind="127.0.0.1:0", driver=engine, token=TOKEN, tls=None)
+    try:
+        assert server.url.startswith("http://127.0.0.1:")
+        RemoteDriver(node="n", url=server.url, token=TOKEN).ping()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_client_context_pins_one_certificate() -> None:
+    cert, _ = agent_certificate_generate(node="n1")
+    context = agent_client_context(cert_pem=cert)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.cert_store_stats()["x509"] == 1  # the pin and nothing else
+
+
+def test_archive_streams_share_one_pooled_connection(
+    agent: tuple[AgentServer, str], container: str
+) -> None:
+    remote = _remote(agent)
+    remote.archive_put(container, "/tmp", [_tar("small.bin", b"x" * 5000)])
+    for _ in range(3):
+        with (
+            remote.archive_get(container, "/tmp/small.bin") as reader,
+            open_stream(reader) as tar,  # stops reading before the last chunk
+        ):
+            member = tar.next()
+            assert member is not None
+            body = tar.extractfile(member)
+            assert body is not None and body.read() == b"x" * 5000
+    assert remote._pool.qsize() == 1  # every call above went over the same connection
+
+    # A reader that stops early and an error answer leave the next calls working.
+    big = os.urandom(2 * MiB)
+    remote.archive_put(container, "/tmp", [_tar("big.bin", big)])
+    with remote.archive_get(container, "/tmp/big.bin") as reader:
+        assert len(reader.read(1000)) == 1000
+    with pytest.raises(DevBenchError) as caught:
+        remote.archive_get(container, "/tmp/missing.bin")
+    assert caught.value.code == EnginePathNotFound.code
+    stat = remote.path_stat(container, "/tmp/big.bin")
+    assert stat is not None and stat.size == len(big)
+
+
+def test_the_fingerprint_names_one_certificate() -> None:
+    cert, _ = agent_certificate_generate(node="n1")
+    other, _ = agent_certificate_generate(node="n1")
+    fingerprint = certificate_fingerprint(cert)
+    assert len(fingerprint.split(":")) == 32 and fingerprint == fingerprint.upper()
+    assert fingerprint == certificate_fingerprint(cert) != certificate_fingerprint(other)
