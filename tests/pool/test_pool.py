@@ -160,8 +160,8 @@ def test_pool_rows_stay_invisible_to_the_tenant(fill_pool, tenant, make_token):
     (pool,) = status["pool"]
     assert pool["node"] == NODE and pool["size"] == 1 and pool["ready"] == 1
     scraped = api.get("/metrics").content.decode()
-    assert f'devbench_pool_ready{{tenant="{tenant.slug}",node="{NODE}"}} 1.0' in scraped
-    assert f'devbench_pool_size{{tenant="{tenant.slug}",node="{NODE}"}} 1.0' in scraped
+    assert f'devbench_pool_ready{{node="{NODE}",tenant="{tenant.slug}"}} 1.0' in scraped
+    assert f'devbench_pool_size{{node="{NODE}",tenant="{tenant.slug}"}} 1.0' in scraped
     assert f'devbench_pool_hits_total{{tenant="{tenant.slug}"}} 0.0' in scraped
 
 
