@@ -183,3 +183,21 @@ def test_bad_input_and_an_empty_pool(fill_pool, actor, tenant, kill_after):
     kill_after.append(second)
     assert first.warm is True and second.warm is False
     assert workspace_wait_running(workspace=second).status == WorkspaceStatus.RUNNING
+
+
+def test_a_draining_node_gives_its_pool_back(fill_pool, tenant):
+    from workspaces.models import Node
+    from workspaces.nodes import node_set_drain
+
+    members = fill_pool(2)
+    node = Node.objects.get(name=NODE)
+    node_set_drain(node=node, drain=True)
+    try:
+        report = pool_maintain(tenant_id=tenant.pk, node=NODE)
+        assert sorted(report.retired) == sorted(m.public_id for m in members)
+        assert report.wanted == 0 and report.created == [] and not pool_members(tenant)
+    finally:
+        node_set_drain(node=Node.objects.get(name=NODE), drain=False)
+    report = pool_maintain(tenant_id=tenant.pk, node=NODE)
+    assert len(report.created) == 2  # active again: the pool comes back
+    wait_for(lambda: len(pool_members(tenant)) == 2, what="the pool back")
