@@ -18,7 +18,13 @@ Two kinds of classes:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
+
+import pydantic
+
+from core.validation import client_errors, refusal_code
+
+M = TypeVar("M", bound=pydantic.BaseModel)
 
 
 class DevBenchError(Exception):
@@ -101,19 +107,52 @@ class TokenMissing(AuthenticationFailed):
 
 
 class InvalidInput(ValidationFailed):
-    """A request body or tool arguments that do not fit the schema, naming the fields."""
+    """A request body or tool arguments that do not fit the schema, naming the fields.
+
+    The code is the fields' own stable code when they share one (``invalid_alias``,
+    ``invalid_cmd`` ..., the code of the field's error class in its app, see
+    :data:`core.validation.FIELD_CODES`), else ``validation_failed``: a client
+    branches on the same code whether the schema or the service refused the value.
+    The refused input itself is never echoed (see :mod:`core.validation`).
+    """
 
     code = "validation_failed"
 
     def __init__(self, errors: Iterable[Mapping[str, Any]], *, what: str) -> None:
-        """``what`` is the noun of the message: "request" (REST) or "arguments" (MCP)."""
-        details = [
-            {"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in errors
-        ]
+        """``what`` is the noun of the message: "request" (REST, whose locs start with
+        body/query/path/header) or "arguments" (MCP, websockets)."""
+        errors = list(errors)
+        details = client_errors(errors)
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in details)
         fallback = "body" if what == "request" else what
         super().__init__(f"Invalid {what}: {fields or fallback}.", extra={"errors": details})
+        self.code = refusal_code(errors, skip=1 if what == "request" else 0)
+
+
+class InvalidJson(DevBenchError):
+    code = "invalid_json"
+    http_status = 400
+    default_message = "The request body is not valid JSON (RFC 8259: finite numbers, UTF-8)."
+
+
+class PayloadTooLarge(DevBenchError):
+    code = "payload_too_large"
+    http_status = 413
+    default_message = "The request body is too large."
+
+    def __init__(self, *, max_bytes: int) -> None:
+        super().__init__(
+            f"The JSON body is larger than {max_bytes} bytes; send files as "
+            "application/octet-stream or an archive.",
+            extra={"max_bytes": max_bytes},
+        )
+
+
+class RouteNotFound(NotFound):
+    """A path under the API prefix that no operation serves."""
+
+    code = "route_not_found"
+    default_message = "No API operation at this path."
 
 
 class ResourceNotFound(NotFound):
@@ -125,6 +164,7 @@ class ResourceNotFound(NotFound):
 class MethodNotAllowed(DevBenchError):
     code = "method_not_allowed"
     http_status = 405
+    default_message = "This path does not support the method."
 
 
 class HostNotAllowed(DevBenchError):
@@ -273,3 +313,17 @@ class RateLimited(DevBenchError):
 class MetricsForbidden(PermissionDenied):
     code = "metrics_forbidden"
     default_message = "Metrics are for allowed networks or the metrics token."
+
+
+def parse_input(
+    model: type[M], data: Any, *, what: str = "arguments", strict: bool | None = None
+) -> M:
+    """``data`` read through an input model, or its refusal (for websockets and forms).
+
+    Forms send text, so they pass ``strict=False``; JSON messages keep the model's
+    strictness.
+    """
+    try:
+        return model.model_validate(data, strict=strict)
+    except pydantic.ValidationError as exc:
+        raise InvalidInput(exc.errors(include_url=False), what=what) from exc

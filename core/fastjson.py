@@ -1,4 +1,5 @@
-"""orjson for the REST API (django-ninja's renderer and parser) and websocket frames.
+"""orjson for the REST API (django-ninja's renderer) and websocket frames; request bodies
+are read by ``core.rest.StrictJsonParser`` (orjson too).
 
 orjson encodes several times faster than the standard library. Values it does
 not handle itself, and datetimes (passed through on purpose), go to Django's
@@ -11,7 +12,6 @@ from typing import Any
 
 import orjson
 from django.http import HttpRequest
-from ninja.parser import Parser
 from ninja.renderers import BaseRenderer
 from ninja.responses import NinjaJSONEncoder
 
@@ -36,8 +36,3 @@ class OrjsonRenderer(BaseRenderer):
 
     def render(self, request: HttpRequest, data: Any, *, response_status: int) -> Any:
         return dumps(data)
-
-
-class OrjsonParser(Parser):
-    def parse_body(self, request: HttpRequest) -> Any:
-        return loads(request.body)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from ninja import NinjaAPI
-
-from core.fastjson import OrjsonParser, OrjsonRenderer
-from core.rest import install_error_handlers
+from core.fastjson import OrjsonRenderer
+from core.rest import DevBenchAPI, install_error_handlers
 from core.version import API_VERSION
 from execution.api import router as execution_router
 from tenants.api import router as tenants_router
@@ -15,7 +13,7 @@ from workspaces.environment_templates.api import router as templates_router
 from workspaces.filesystem.api import router as filesystem_router
 from workspaces.snapshots.api import router as snapshots_router
 
-api = NinjaAPI(
+api = DevBenchAPI(
     title="DevBench API",
     version=API_VERSION,
     description=(
@@ -27,7 +25,6 @@ api = NinjaAPI(
     ),
     auth=BearerAuth(),
     renderer=OrjsonRenderer(),
-    parser=OrjsonParser(),
     urls_namespace="api-v1",
 )
 install_error_handlers(api)

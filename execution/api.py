@@ -5,19 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Field, Query, Router, Schema, Status
+from ninja import Query, Router, Status
 
 from execution import selectors, services
 from execution.schemas import (
     ExecOut,
     ExecPollOut,
+    ExecPollQuery,
+    ExecRef,
     ExecRunOut,
     ExecStartBody,
 )
 from execution.status import system_status_get
-from execution.validation import MAX_WAIT_S
 from tenants.principal import Principal
 from tenants.schemas import SystemStatusOut
+from workspaces.schemas import WorkspaceRef
 from workspaces.selectors import workspace_get
 
 router = Router(tags=["execution"])
@@ -38,17 +40,14 @@ def system_status(request: HttpRequest) -> dict[str, object]:
     return system_status_get(actor=_principal(request)).as_payload()
 
 
-class PollParams(Schema):
-    after_seq: int = Field(0, ge=0)
-    wait_s: float = Field(0, ge=0, le=MAX_WAIT_S)
-
-
 @router.post(
     "/workspaces/{workspace_id}/execs",
     response={200: ExecRunOut, 202: ExecOut},
     operation_id="exec_start",
 )
-def exec_start(request: HttpRequest, workspace_id: str, payload: ExecStartBody) -> Status[Any]:
+def exec_start(
+    request: HttpRequest, workspace_id: WorkspaceRef, payload: ExecStartBody
+) -> Status[Any]:
     """Run a command in a running workspace.
 
     Answers 202 with the exec at once; poll ``GET /execs/{id}`` or stream
@@ -65,7 +64,7 @@ def exec_start(request: HttpRequest, workspace_id: str, payload: ExecStartBody) 
 
 
 @router.get("/workspaces/{workspace_id}/execs", response=list[ExecOut], operation_id="exec_list")
-def exec_list(request: HttpRequest, workspace_id: str) -> list[ExecOut]:
+def exec_list(request: HttpRequest, workspace_id: WorkspaceRef) -> list[ExecOut]:
     """The workspace's execs, newest first."""
     actor = _principal(request)
     workspace = workspace_get(actor=actor, ref=workspace_id)
@@ -76,7 +75,7 @@ def exec_list(request: HttpRequest, workspace_id: str) -> list[ExecOut]:
 
 @router.get("/execs/{exec_id}", response=ExecPollOut, operation_id="exec_poll")
 def exec_poll(
-    request: HttpRequest, exec_id: str, params: Query[PollParams]
+    request: HttpRequest, exec_id: ExecRef, params: Query[ExecPollQuery]
 ) -> services.ExecPollResult:
     """Output after ``after_seq`` plus the exec's state. With ``wait_s`` (at most 30) the
     answer waits for new output or the end, and comes as soon as either is there."""
@@ -89,12 +88,12 @@ def exec_poll(
 
 
 @router.get("/execs/{exec_id}/detail", response=ExecOut, operation_id="exec_get")
-def exec_get(request: HttpRequest, exec_id: str) -> ExecOut:
+def exec_get(request: HttpRequest, exec_id: ExecRef) -> ExecOut:
     """The exec itself: command, status, timings, output accounting."""
     return ExecOut.from_exec(selectors.exec_get(actor=_principal(request), exec_id=exec_id))
 
 
 @router.post("/execs/{exec_id}/cancel", response=ExecOut, operation_id="exec_cancel")
-def exec_cancel(request: HttpRequest, exec_id: str) -> ExecOut:
+def exec_cancel(request: HttpRequest, exec_id: ExecRef) -> ExecOut:
     """Cancel: a queued exec never runs; a running one has its whole process tree killed."""
     return ExecOut.from_exec(services.exec_cancel(actor=_principal(request), exec_id=exec_id))

@@ -34,9 +34,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from core import fastjson, request_context
 from core.errors import DevBenchError
+from core.validation import json_loads_strict
 from execution import notify, selectors, services, ws_auth
-from execution.errors import InvalidMessage, InvalidSeq, InvalidTtySize
-from execution.schemas import ExecEndOut
+from execution.errors import InvalidMessage
+from execution.schemas import ExecEndOut, ExecPollQuery, ShellQuery, ShellResizeIn
 from execution.selectors import ExecMessage, exec_message
 from execution.shell import ShellSession, shell_open
 from tenants.principal import Principal
@@ -91,10 +92,8 @@ class ExecStreamConsumer(_DevBenchConsumer):
         self.canceller: asyncio.Task[None] | None = None
         exec_id = self.scope["url_route"]["kwargs"]["exec_id"]
         try:
-            params = ws_auth.query_params(self.scope)
-            self.sent_seq = ws_auth.int_param(params, "after_seq", 0, error=InvalidSeq)
-            if self.sent_seq < 0:
-                raise InvalidSeq("after_seq must not be negative.")
+            query = ws_auth.parse(ExecPollQuery, ws_auth.query_params(self.scope))
+            self.sent_seq = query.after_seq
             self.principal, exec_ = await _in_thread(ws_auth.resolve)(
                 self.scope, lambda p: selectors.exec_get(actor=p, exec_id=exec_id)
             )
@@ -198,9 +197,8 @@ class ShellConsumer(_DevBenchConsumer):
         self._bind_context()
         ref = self.scope["url_route"]["kwargs"]["workspace_id"]
         try:
-            params = ws_auth.query_params(self.scope)
-            rows = ws_auth.int_param(params, "rows", 24, error=InvalidTtySize)
-            cols = ws_auth.int_param(params, "cols", 80, error=InvalidTtySize)
+            size = ws_auth.parse(ShellQuery, ws_auth.query_params(self.scope))
+            rows, cols = size.rows, size.cols
             principal, workspace = await _in_thread(ws_auth.resolve)(
                 self.scope, lambda p: workspace_get(actor=p, ref=ref)
             )
@@ -244,18 +242,19 @@ class ShellConsumer(_DevBenchConsumer):
             if bytes_data is not None:
                 await asyncio.to_thread(session.write, bytes_data)
                 return
-            message = json.loads(text_data or "{}")
+            message = json_loads_strict(text_data or "{}")
             kind = message.get("type") if isinstance(message, dict) else None
             if kind == "stdin" and isinstance(message.get("data"), str):
-                await asyncio.to_thread(session.write, message["data"].encode())
+                # Surrogates cannot reach a terminal; anything else is what was typed.
+                await asyncio.to_thread(session.write, message["data"].encode("utf-8", "replace"))
             elif kind == "resize":
-                rows, cols = int(message.get("rows", 0)), int(message.get("cols", 0))
-                await asyncio.to_thread(session.resize, rows=rows, cols=cols)
+                resize = ws_auth.parse(ShellResizeIn, message)
+                await asyncio.to_thread(session.resize, rows=resize.rows, cols=resize.cols)
             else:
                 raise InvalidMessage('Send binary frames, or {"type": "stdin"|"resize", ...}.')
         except DevBenchError as exc:
             await self.send(text_data=json.dumps({"type": "error", **exc.as_dict()}))
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             await self.send(
                 text_data=json.dumps(
                     {"type": "error", "code": "invalid_message", "message": "Not valid JSON."}

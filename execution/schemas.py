@@ -9,15 +9,50 @@ as_root, timeout_s, idempotency_key) -> exec_id, status`` and
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
+from django.conf import settings
 from ninja import Field, Schema
+from pydantic import StringConstraints, field_validator
 
+from core.validation import (
+    LINE_PATTERN,
+    MAX_SAFE_INT,
+    TEXT_PATTERN,
+    InputModel,
+    Line,
+    QueryModel,
+    Text,
+    only_declared_keys,
+)
 from execution.models import Exec, ExecUsage
-from execution.validation import MAX_WAIT_S, redact_env
+from execution.shell import MAX_TTY_SIZE
+from execution.validation import (
+    MARKER_ENV,
+    MAX_CMD_BYTES,
+    MAX_ENV_BYTES,
+    MAX_ENV_VARS,
+    MAX_WAIT_S,
+    redact_env,
+)
+from workspaces.schemas import WorkspaceRef
 
 if TYPE_CHECKING:
     from execution.services import ExecPollResult
+
+# An exec id (ex_…), in a path or an argument.
+ExecRef = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=LINE_PATTERN)]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")]
+AbsolutePath = Annotated[str, StringConstraints(max_length=4096, pattern=r"^/[^\u0000]*$")]
+MAX_CMD_ARGS = 4096
+
+
+def _env_schema(schema: dict[str, Any]) -> None:
+    only_declared_keys(schema)
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "object":
+            branch["not"] = {"required": [MARKER_ENV]}
+
 
 ExecStatusName = Literal[
     "queued", "starting", "running", "completed", "failed", "timed_out", "cancelled", "lost"
@@ -29,17 +64,57 @@ def status_name(status: str) -> ExecStatusName:
     return cast(ExecStatusName, str(status))
 
 
-class ExecCommand(Schema):
-    cmd: list[str] = Field(..., min_length=1, description="Program and arguments (no shell).")
-    cwd: str | None = Field(None, description="Absolute working directory; default /workspace.")
-    env: dict[str, str] | None = Field(None, description="Extra environment variables.")
+class ExecCommand(InputModel):
+    cmd: list[Text] = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_CMD_ARGS,
+        # The program may not be empty; the arguments may.
+        json_schema_extra={
+            "prefixItems": [{"type": "string", "minLength": 1, "pattern": TEXT_PATTERN}]
+        },
+        description="Program and arguments (no shell); the program (cmd[0]) is not empty, "
+        f"and all of it is at most {MAX_CMD_BYTES} bytes.",
+    )
+    cwd: AbsolutePath | None = Field(
+        None, description="Absolute working directory; default /workspace."
+    )
+    env: dict[EnvName, Text] | None = Field(
+        None,
+        max_length=MAX_ENV_VARS,
+        json_schema_extra=_env_schema,
+        description=f"Extra environment variables (at most {MAX_ENV_VARS}, "
+        f"{MAX_ENV_BYTES} bytes in all; {MARKER_ENV} is set by DevBench).",
+    )
     as_root: bool = Field(False, description="Run as root (uid 0) instead of uid 1000.")
     timeout_s: int | None = Field(
-        None, ge=1, description="Kill the whole process tree after this many seconds."
+        None,
+        ge=1,
+        le=settings.DEVBENCH_EXEC_MAX_TIMEOUT_S,
+        description="Kill the whole process tree after this many seconds.",
     )
-    idempotency_key: str | None = Field(
-        None, max_length=200, description="Retrying with the same key returns the same exec."
+    idempotency_key: Line | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Retrying with the same key returns the same exec.",
     )
+
+    @field_validator("env")
+    @classmethod
+    def _no_marker(cls, env: dict[str, str] | None) -> dict[str, str] | None:
+        if env and MARKER_ENV in env:
+            raise ValueError(f"{MARKER_ENV} is set by DevBench")
+        return env
+
+    @field_validator("cmd")
+    @classmethod
+    def _program_not_empty(cls, cmd: list[str]) -> list[str]:
+        # The schema says it with prefixItems; a model checks it here.
+        if not cmd[0]:
+            raise ValueError("cmd[0] (the program) must not be empty")
+        return cmd
+
     queue: bool = Field(
         False,
         description="When the workspace runs its maximum of concurrent execs, wait in line "
@@ -60,23 +135,45 @@ class ExecStartBody(ExecCommand):
 class ExecStartIn(ExecCommand):
     """MCP exec_start / exec_run arguments."""
 
-    container_id: str = Field(..., description="Workspace id (ws_…) or alias.")
+    container_id: WorkspaceRef = Field(..., description="Workspace id (ws_…) or alias.")
 
 
-class ExecPollIn(Schema):
-    exec_id: str
-    after_seq: int = Field(0, ge=0, description="Return output with a seq above this.")
+class ExecPollQuery(QueryModel):
+    """REST query of GET /execs/{id}."""
+
+    after_seq: int = Field(
+        0, ge=0, le=MAX_SAFE_INT, description="Return output with a seq above this."
+    )
     wait_s: float = Field(
         0, ge=0, le=MAX_WAIT_S, description="Wait up to this long for new output or the end."
     )
 
 
-class ExecCancelIn(Schema):
-    exec_id: str
+class ShellQuery(QueryModel):
+    """Query of the shell websocket: the terminal's size."""
+
+    rows: int = Field(24, ge=1, le=MAX_TTY_SIZE)
+    cols: int = Field(80, ge=1, le=MAX_TTY_SIZE)
 
 
-class ExecListIn(Schema):
-    container_id: str
+class ShellResizeIn(InputModel):
+    """``{"type": "resize", "rows", "cols"}`` on the shell websocket."""
+
+    type: Literal["resize"]
+    rows: int = Field(ge=1, le=MAX_TTY_SIZE)
+    cols: int = Field(ge=1, le=MAX_TTY_SIZE)
+
+
+class ExecPollIn(ExecPollQuery):
+    exec_id: ExecRef
+
+
+class ExecCancelIn(InputModel):
+    exec_id: ExecRef
+
+
+class ExecListIn(InputModel):
+    container_id: WorkspaceRef
 
 
 class ExecStartOut(Schema):

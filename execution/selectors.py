@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from core.validation import escape_unstorable, is_line
 from execution.coalesce import encode
 from execution.errors import ExecNotFound
 from execution.models import Exec, ExecChunk, Stream
@@ -33,6 +34,8 @@ def exec_message(*, seq: int, stream: int, data: bytes) -> ExecMessage:
 
 
 def exec_get(*, actor: Principal, exec_id: str) -> Exec:
+    if not is_line(exec_id, max_length=64):  # no exec has such an id
+        raise ExecNotFound(f"Exec '{escape_unstorable(exec_id)}' not found.")
     try:  # public ids are unique: no ORDER BY needed, unlike first()
         return Exec.objects.select_related("workspace", "tenant").get(
             tenant=actor.tenant, public_id=exec_id

@@ -15,10 +15,11 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from core.errors import parse_input
 from execution import selectors, services
 from execution.errors import InvalidCmd, InvalidTimeout
 from execution.models import Exec
-from execution.schemas import ExecPageOut
+from execution.schemas import ExecCommand, ExecPageOut
 from tenants.principal import Principal
 from tenants.web import back_url, tenant_view, wants_json
 from workspaces.models import Workspace
@@ -65,11 +66,15 @@ def exec_start(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse
     command = request.POST.get("command", "")
     if not command.strip():
         raise InvalidCmd("Type a command to run.")
+    # The same input model as REST and MCP (a form sends text: not strict).
+    args = parse_input(
+        ExecCommand,
+        {"cmd": [SHELL, "-c", command], "timeout_s": _timeout(request.POST.get("timeout_s"))},
+        what="form",
+        strict=False,
+    )
     exec_ = services.exec_start(
-        actor=actor,
-        workspace=workspace,
-        cmd=[SHELL, "-c", command],
-        timeout_s=_timeout(request.POST.get("timeout_s")),
+        actor=actor, workspace=workspace, cmd=args.cmd, timeout_s=args.timeout_s
     )
     if wants_json(request):
         return JsonResponse(_exec_json(exec_), status=202)

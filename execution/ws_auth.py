@@ -19,6 +19,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
+import pydantic
+
 from core.errors import (
     AuthenticationFailed,
     DevBenchError,
@@ -27,6 +29,7 @@ from core.errors import (
     ResourceNotFound,
     TokenMissing,
     ValidationFailed,
+    parse_input,
 )
 from core.request_context import RequestContext, new_request_id
 from tenants.auth import authenticate_bearer_limited, principal_for_member
@@ -35,6 +38,7 @@ from tenants.ratelimit import rate_limit_hit
 from tenants.selectors import tenant_get_by_slug, tenant_list_for_user
 
 T = TypeVar("T")
+M = TypeVar("M", bound=pydantic.BaseModel)
 
 # Close codes (4000-4999 are the application's): HTTP status + 4000.
 CLOSE_BAD_REQUEST = 4400
@@ -64,17 +68,9 @@ def query_params(scope: dict[str, Any]) -> dict[str, str]:
     return {key: values[-1] for key, values in parse_qs(raw).items()}
 
 
-def int_param(
-    params: dict[str, str], name: str, default: int, *, error: type[ValidationFailed]
-) -> int:
-    """An integer query parameter; ``error`` is the one the value's range check raises too."""
-    value = params.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise error(f"{name} must be an integer.") from exc
+def parse(model: type[M], data: Any) -> M:
+    """A websocket's query or message read through the same models as REST and MCP."""
+    return parse_input(model, data)
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:

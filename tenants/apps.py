@@ -10,13 +10,17 @@ class TenantsConfig(AppConfig):
         from django.contrib.auth import get_user_model
         from django.db.models.signals import post_delete, post_save
 
+        from core.refusals import register_recorder
         from tenants import adapters, token_cache
+        from tenants.audit import audit_refused_input
         from tenants.auth import register_bearer_validator
         from tenants.models import ApiToken, Tenant
         from tenants.oidc.bearer import validate_bearer
 
         # OIDC access tokens on every interface that calls authenticate_bearer.
         register_bearer_validator(validate_bearer)
+        # Refusals of the validation layer (REST, MCP) land in the audit log.
+        register_recorder(audit_refused_input)
         user_logged_in.connect(adapters.on_user_logged_in, dispatch_uid="tenants.rules_on_login")
         # A change to what a cached token verification depends on applies at once here.
         for model in (ApiToken, Tenant, get_user_model()):

@@ -27,6 +27,7 @@ from core.errors import (
     PolicyDenied,
     QuotaExceeded,
 )
+from core.validation import escape_unstorable
 from tenants.models import AuditEvent
 from tenants.redaction import redact
 
@@ -68,20 +69,27 @@ def audit_record(
     ctx = request_context.current()
     event = AuditEvent.objects.create(
         tenant=tenant if tenant is not None else (actor.tenant if actor else None),
-        actor_kind=actor_kind or (actor.kind if actor else "anonymous"),
-        actor_id=(actor_id if actor_id is not None else (actor.actor_id if actor else ""))[:200],
-        action=action,
-        target_type=target_type,
-        target_id=str(target_id)[:100],
+        actor_kind=_safe(actor_kind or (actor.kind if actor else "anonymous"), 20),
+        actor_id=_safe(
+            actor_id if actor_id is not None else (actor.actor_id if actor else ""), 200
+        ),
+        action=_safe(action, 100),
+        target_type=_safe(target_type, 50),
+        target_id=_safe(target_id, 100),
         outcome=outcome,
-        error_code=error_code,
+        error_code=_safe(error_code, 50),
         ip=ctx.ip,
-        user_agent=ctx.user_agent,
-        request_id=ctx.request_id,
-        details=redact(details or {}),
+        user_agent=_safe(ctx.user_agent, 300),
+        request_id=_safe(ctx.request_id, 64),
+        details=escape_unstorable(redact(details or {})),
     )
     logger.info(audit_event_json(event))
     return event
+
+
+def _safe(value: object, max_length: int) -> str:
+    """A column value any database stores: escaped (a refused NUL is still recorded), cut."""
+    return str(escape_unstorable(str(value)))[:max_length]
 
 
 def audit_event_json(event: AuditEvent) -> str:
@@ -154,4 +162,17 @@ def audited(
         target_type=target_type,
         target_id=scope.target_id,
         details=scope.details,
+    )
+
+
+def audit_refused_input(actor: object, details: dict[str, Any]) -> None:
+    """Records a refusal of the validation layer (registered with :mod:`core.refusals`)."""
+    from tenants.principal import Principal
+
+    audit_record(
+        actor=actor if isinstance(actor, Principal) else None,
+        action="input.invalid",
+        outcome=AuditEvent.Outcome.ERROR,
+        error_code="validation_failed",
+        details=details,
     )

@@ -35,7 +35,7 @@ from tenants.errors import (
     TokenMalformed,
     TokenRevoked,
 )
-from tenants.models import ApiToken, AuditEvent, Membership, Tenant
+from tenants.models import ApiToken, AuditEvent, Membership, Tenant, is_slug
 from tenants.oidc.errors import TenantRequired
 from tenants.principal import ROLE_SCOPES, Principal
 from tenants.ratelimit import rate_limit_hit
@@ -105,6 +105,9 @@ def authenticate_bearer(
 def _authenticate(
     authorization: str | None, tenant_slug: str | None, attempt: _Attempt, cached: bool
 ) -> Principal:
+    if tenant_slug is not None and not is_slug(tenant_slug):
+        # No tenant has such a slug (a NUL or a newline cannot even be looked up).
+        raise TenantNotFound("Tenant not found.")
     raw = extract_bearer(authorization)
     if tokens.looks_like_api_token(raw):
         attempt.credential = "api_token"
@@ -121,7 +124,7 @@ def _authenticate(
 
 def _audit_refusal(exc: DevBenchError, attempt: _Attempt, tenant_slug: str | None) -> None:
     tenant = attempt.tenant
-    if tenant_slug:
+    if tenant_slug and is_slug(tenant_slug):
         tenant = Tenant.objects.filter(slug=tenant_slug).first() or tenant
     try:
         audit_record(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
@@ -7,11 +8,17 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models, transaction
 from django.utils import timezone
 
+SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$"
 SLUG_VALIDATOR = RegexValidator(
-    r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
+    SLUG_PATTERN,
     "Use 1-50 lowercase letters, digits and inner hyphens.",
     code="invalid_slug",
 )
+
+
+def is_slug(value: str) -> bool:
+    """Whether ``value`` can name a tenant at all (checked before any lookup)."""
+    return re.fullmatch(SLUG_PATTERN, value) is not None
 
 
 class Tenant(models.Model):

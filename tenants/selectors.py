@@ -15,6 +15,7 @@ from tenants.models import (
     MembershipRule,
     Tenant,
     TenantPolicy,
+    is_slug,
 )
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def membership_get(*, user: Any, tenant: Tenant) -> Membership | None:
 
 
 def tenant_get_by_slug(*, slug: str) -> Tenant:
-    tenant = Tenant.objects.filter(slug=slug, active=True).first()
+    tenant = Tenant.objects.filter(slug=slug, active=True).first() if is_slug(slug) else None
     if tenant is None:
         raise TenantNotFound("Tenant not found.")
     return tenant

@@ -3,11 +3,13 @@
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Query, Router
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja import Header, Query, Router
+from ninja.pagination import paginate
 from ninja.responses import Status
 
 from core.errors import InvalidIdempotencyKey
+from core.rest import BoundedLimitOffset
+from core.validation import IdempotencyKey
 from tenants.api import principal_of
 from workspaces import reconcile, selectors, services
 from workspaces.models import Workspace, WorkspaceStatus
@@ -18,11 +20,17 @@ from workspaces.schemas import (
     WorkspaceAttachOut,
     WorkspaceListQuery,
     WorkspaceOut,
+    WorkspaceRef,
     WorkspaceSpawnIn,
     WorkspaceStatsOut,
 )
 
 router = Router(tags=["workspaces"])
+
+IDEMPOTENCY_HEADER = Header(
+    None, alias="Idempotency-Key", description="The same as the idempotency_key field."
+)
+
 
 _SPAWN_STATUS: dict[str, int] = {WorkspaceStatus.RUNNING: 201, WorkspaceStatus.CREATING: 202}
 
@@ -32,13 +40,16 @@ _SPAWN_STATUS: dict[str, int] = {WorkspaceStatus.RUNNING: 201, WorkspaceStatus.C
     response={200: WorkspaceOut, 201: WorkspaceOut, 202: WorkspaceOut},
     operation_id="workspace_spawn",
 )
-def workspace_spawn(request: HttpRequest, payload: WorkspaceSpawnIn) -> Status[Workspace]:
+def workspace_spawn(
+    request: HttpRequest,
+    payload: WorkspaceSpawnIn,
+    header_key: IdempotencyKey | None = IDEMPOTENCY_HEADER,
+) -> Status[Workspace]:
     """Spawn a workspace: 201 once it runs, or 202 while it is created (`wait: false`).
 
     An `idempotency_key` (or the `Idempotency-Key` header) makes retries safe:
     the same key returns the same workspace.
     """
-    header_key = request.headers.get("Idempotency-Key") or None
     if header_key and payload.idempotency_key and header_key != payload.idempotency_key:
         raise InvalidIdempotencyKey(
             "The Idempotency-Key header and the idempotency_key field differ."
@@ -60,7 +71,7 @@ def workspace_spawn(request: HttpRequest, payload: WorkspaceSpawnIn) -> Status[W
 
 
 @router.get("/workspaces", response=list[WorkspaceOut], operation_id="workspace_list")
-@paginate(LimitOffsetPagination)
+@paginate(BoundedLimitOffset)
 def workspace_list(request: HttpRequest, filters: Query[WorkspaceListQuery]) -> Any:
     """The tenant's workspaces, newest first (removed ones only with `include_removed`)."""
     return selectors.workspace_list(
@@ -72,14 +83,14 @@ def workspace_list(request: HttpRequest, filters: Query[WorkspaceListQuery]) -> 
 
 
 @router.get("/workspaces/{ref}", response=WorkspaceOut, operation_id="workspace_get")
-def workspace_get(request: HttpRequest, ref: str) -> Workspace:
+def workspace_get(request: HttpRequest, ref: WorkspaceRef) -> Workspace:
     """One workspace by id (`ws_…`) or alias."""
     return selectors.workspace_get(actor=principal_of(request), ref=ref)
 
 
 @router.delete("/workspaces/{ref}", response=WorkspaceOut, operation_id="workspace_kill")
 def workspace_kill(
-    request: HttpRequest, ref: str, force: bool = False, remove_volume: bool | None = None
+    request: HttpRequest, ref: WorkspaceRef, force: bool = False, remove_volume: bool | None = None
 ) -> Workspace:
     """Stop and remove a workspace; a persistent one keeps its volume unless `remove_volume`."""
     actor = principal_of(request)
@@ -93,7 +104,7 @@ def workspace_kill(
     "/workspaces/{ref}/attach", response={201: WorkspaceAttachOut}, operation_id="workspace_attach"
 )
 def workspace_attach(
-    request: HttpRequest, ref: str, payload: WorkspaceAttachBody
+    request: HttpRequest, ref: WorkspaceRef, payload: WorkspaceAttachBody
 ) -> Status[WorkspaceAttachOut]:
     """Register a client working in a running workspace; answers its roots."""
     result = services.workspace_attach(
@@ -106,7 +117,7 @@ def workspace_attach(
 
 
 @router.post("/workspaces/{ref}/stop", response=WorkspaceOut, operation_id="workspace_stop")
-def workspace_stop(request: HttpRequest, ref: str) -> Workspace:
+def workspace_stop(request: HttpRequest, ref: WorkspaceRef) -> Workspace:
     """Stop a running workspace; its container and files stay for a later start.
 
     Commands still running end with it. Reconciliation leaves it stopped, and it
@@ -118,7 +129,7 @@ def workspace_stop(request: HttpRequest, ref: str) -> Workspace:
 
 
 @router.post("/workspaces/{ref}/start", response=WorkspaceOut, operation_id="workspace_start")
-def workspace_start(request: HttpRequest, ref: str) -> Workspace:
+def workspace_start(request: HttpRequest, ref: WorkspaceRef) -> Workspace:
     """Start a stopped workspace again, with the files it had (`workspace_not_stopped` for
     a workspace that is neither stopped nor running)."""
     actor = principal_of(request)
@@ -146,7 +157,7 @@ def workspace_resume(request: HttpRequest, ref: str) -> Workspace:
 
 
 @router.get("/workspaces/{ref}/stats", response=WorkspaceStatsOut, operation_id="workspace_stats")
-def workspace_stats(request: HttpRequest, ref: str) -> WorkspaceStatsOut:
+def workspace_stats(request: HttpRequest, ref: WorkspaceRef) -> WorkspaceStatsOut:
     """CPU, memory, processes, network and block I/O of a running workspace (~1 s)."""
     actor = principal_of(request)
     workspace = selectors.workspace_get(actor=actor, ref=ref)

@@ -10,21 +10,48 @@ session_id → container_id, alias, roots), ``kill`` (container_id, force),
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from ninja import Field, Schema
+from pydantic import StringConstraints
 
+from core.validation import LINE_PATTERN, MAX_INT32, InputModel, Line, QueryModel
 from workspaces.models import Workspace
 from workspaces.runtime.base import ContainerStats
 
 if TYPE_CHECKING:
     from workspaces.services import AttachResult
 
+# A workspace id (ws_…) or alias, in a path or an argument.
+WorkspaceRef = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=LINE_PATTERN)]
+# The alias rule of workspaces.models.ALIAS_VALIDATOR; 'ws_' names ids.
+# Spelled without look-ahead (the Rust engine has none): one character, or a name not
+# starting with 'w', or 'w' + not 's', or 'ws' + not '_'.
+Alias = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(?:[a-z0-9]|[a-vx-z0-9][a-z0-9_.-]{0,61}[a-z0-9]"
+        r"|w(?:[a-z0-9]|[a-rt-z0-9_.-][a-z0-9_.-]{0,60}[a-z0-9]"
+        r"|s(?:[a-z0-9]|[a-z0-9.-][a-z0-9_.-]{0,59}[a-z0-9])))$"
+    ),
+]
+# Snapshot ids (sn_…) and template references (a name, or a tp_… id): the name
+# rule (workspaces.models.TEMPLATE_NAME_VALIDATOR) also admits every tp_ id.
+SnapshotId = Annotated[str, StringConstraints(pattern=r"^sn_[a-z0-9]{1,29}$")]
+TemplateRef = Annotated[str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9_.-]{0,61}[a-z0-9])?$")]
+WorkspaceStatusName = Literal["creating", "running", "stopped", "removing", "removed", "error"]
+# Ten years: beyond any policy's max_ttl_s, within what a date can hold.
+MAX_TTL_S = 10 * 365 * 86400
 
-class LimitsIn(Schema):
-    memory_mb: int | None = Field(None, ge=1, description="Memory limit in MiB (no swap).")
-    cpus: float | None = Field(None, gt=0, description="CPU limit, 1.0 = one CPU.")
-    pids: int | None = Field(None, ge=1, description="Most processes/threads at once.")
+
+class LimitsIn(InputModel):
+    memory_mb: int | None = Field(
+        None, ge=1, le=MAX_INT32, description="Memory limit in MiB (no swap)."
+    )
+    cpus: float | None = Field(None, gt=0, le=1024, description="CPU limit, 1.0 = one CPU.")
+    pids: int | None = Field(
+        None, ge=1, le=MAX_INT32, description="Most processes/threads at once."
+    )
 
 
 class LimitsOut(Schema):
@@ -44,31 +71,39 @@ class WorkspaceProgressOut(Schema):
     bytes_done: int = Field(description="Bytes of those layers downloaded so far.")
 
 
-class WorkspaceSpawnIn(Schema):
-    image: str | None = Field(
+class WorkspaceSpawnIn(InputModel):
+    image: Line | None = Field(
         None,
+        min_length=1,
         max_length=512,
         description="Image reference, e.g. devbench/busybox:latest or name@sha256:…; "
         "default: the tenant policy's default image.",
     )
-    snapshot: str | None = Field(
+    snapshot: SnapshotId | None = Field(
         None,
-        max_length=32,
         description="Spawn from this snapshot (sn_…) instead of an image: its image and its "
         "/workspace files, restored exactly.",
     )
-    template: str | None = Field(
+    template: TemplateRef | None = Field(
         None,
-        max_length=63,
         description="Spawn from this template (its name: the newest ready version; or tp_…) "
         "instead of an image.",
     )
-    alias: str | None = Field(None, max_length=63, description="A name unique among live ones.")
+    alias: Alias | None = Field(
+        None,
+        description="A name unique among live ones: 1-63 lowercase letters, digits, '.', "
+        "'_' or '-', starting and ending with a letter or digit, not starting with 'ws_'.",
+    )
     persistent: bool = Field(
         False, description="Survives restarts and keeps its volume after a kill; never expires."
     )
-    ttl_s: int | None = Field(None, ge=1, description="Seconds until it expires (ephemeral only).")
-    idempotency_key: str | None = Field(
+    ttl_s: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_TTL_S,
+        description="Seconds until it expires (ephemeral only); at most the policy's max_ttl_s.",
+    )
+    idempotency_key: Line | None = Field(
         None,
         min_length=1,
         max_length=200,
@@ -147,19 +182,19 @@ class WorkspaceOut(Schema):
         return obj.progress or None
 
 
-class WorkspaceListQuery(Schema):
-    status: str | None = Field(None, description="Only workspaces in this status.")
-    alias: str | None = None
+class WorkspaceListQuery(QueryModel):
+    status: WorkspaceStatusName | None = Field(None, description="Only workspaces in this status.")
+    alias: Line | None = Field(None, max_length=63)
     include_removed: bool = False
 
 
-class WorkspaceAttachBody(Schema):
-    client_name: str = Field("", max_length=200)
-    session_id: str = Field("", max_length=200)
+class WorkspaceAttachBody(InputModel):
+    client_name: Line = Field("", max_length=200)
+    session_id: Line = Field("", max_length=200)
 
 
 class WorkspaceAttachIn(WorkspaceAttachBody):
-    target: str = Field(description="Workspace id (ws_…) or alias.", min_length=1, max_length=63)
+    target: WorkspaceRef = Field(description="Workspace id (ws_…) or alias.")
 
 
 class WorkspaceAttachOut(Schema):
@@ -180,16 +215,16 @@ class WorkspaceAttachOut(Schema):
         )
 
 
-class WorkspaceKillIn(Schema):
-    container_id: str = Field(description="Workspace id (ws_…) or alias.", min_length=1)
+class WorkspaceKillIn(InputModel):
+    container_id: WorkspaceRef = Field(description="Workspace id (ws_…) or alias.")
     force: bool = Field(False, description="Kill at once instead of stopping gracefully.")
     remove_volume: bool | None = Field(
         None, description="Default: remove it unless the workspace is persistent."
     )
 
 
-class WorkspaceStatsIn(Schema):
-    container_id: str = Field(description="Workspace id (ws_…) or alias.", min_length=1)
+class WorkspaceStatsIn(InputModel):
+    container_id: WorkspaceRef = Field(description="Workspace id (ws_…) or alias.")
 
 
 class WorkspacePauseIn(Schema):

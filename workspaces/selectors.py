@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from core.validation import escape_unstorable, is_line
 from tenants.principal import Principal
 from tenants.selectors import tenant_ids_managed_by
 from workspaces.errors import WorkspaceNotFound, WorkspaceNotRunning
@@ -35,6 +36,8 @@ def workspace_list(
 def workspace_get(*, actor: Principal, ref: str) -> Workspace:
     """By public id (``ws_…``) or by alias of a live workspace, inside the actor's tenant."""
     actor.require_scope("read")
+    if not is_line(ref, max_length=63):  # no workspace has such a name (from a web URL, say)
+        raise WorkspaceNotFound(escape_unstorable(ref))
     qs = Workspace.objects.filter(tenant=actor.tenant).select_related("tenant")
     if ref.startswith("ws_"):
         qs = qs.filter(public_id=ref)

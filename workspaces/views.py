@@ -15,15 +15,15 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from core.errors import ValidationFailed
+from core.errors import parse_input
 from execution.selectors import exec_list
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from tenants.web import tenant_view, wants_json
 from workspaces import selectors, services
 from workspaces.environment_templates.selectors import template_list
-from workspaces.errors import InvalidTtl
 from workspaces.models import SnapshotStatus, TemplateStatus, Workspace, WorkspaceStatus
+from workspaces.schemas import WorkspaceSpawnIn
 from workspaces.snapshots.selectors import snapshot_list
 
 # The newest commands shown on a workspace's page.
@@ -56,16 +56,6 @@ def _duration(seconds: int) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds} seconds"
-
-
-def _optional_int(value: str | None, *, field: str, error: type[ValidationFailed]) -> int | None:
-    value = (value or "").strip()
-    if not value:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise error(f"{field} must be a whole number.") from None
 
 
 @require_GET
@@ -110,18 +100,32 @@ def workspace_spawn(request: HttpRequest, actor: Principal) -> HttpResponse:
     persistent = form.get("persistent") == "on"
     snapshot = form.get("snapshot", "").strip() or None
     template = None if snapshot else form.get("template", "").strip() or None
+    ttl = None if persistent else (form.get("ttl_s") or "").strip() or None
+    # The same input model as REST and MCP (a form sends text: not strict).
+    spawn = parse_input(
+        WorkspaceSpawnIn,
+        {
+            # A chosen snapshot or template brings its own image: the image field is ignored.
+            "image": None if snapshot or template else form.get("image", "").strip() or None,
+            "snapshot": snapshot,
+            "template": template,
+            "alias": form.get("alias", "").strip() or None,
+            "persistent": persistent,
+            "ttl_s": ttl,
+            "idempotency_key": form.get("idempotency_key") or None,
+        },
+        what="form",
+        strict=False,
+    )
     workspace = services.workspace_spawn(
         actor=actor,
-        # A chosen snapshot or template brings its own image: the image field is ignored.
-        image=None if snapshot or template else form.get("image", "").strip() or None,
-        snapshot=snapshot,
-        template=template,
-        alias=form.get("alias", "").strip() or None,
-        persistent=persistent,
-        ttl_s=None
-        if persistent
-        else _optional_int(form.get("ttl_s"), field="The time to live", error=InvalidTtl),
-        idempotency_key=form.get("idempotency_key") or None,
+        image=spawn.image,
+        snapshot=spawn.snapshot,
+        template=spawn.template,
+        alias=spawn.alias,
+        persistent=spawn.persistent,
+        ttl_s=spawn.ttl_s,
+        idempotency_key=spawn.idempotency_key,
         # The page shows it creating and refreshes until it runs (or fails).
         wait=False,
     )

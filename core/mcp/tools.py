@@ -32,7 +32,8 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Generic, TypeVar, Union, get_args, get_origin
 
 import anyio
 from django.core.exceptions import ImproperlyConfigured
@@ -41,7 +42,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from prometheus_client import Counter, Histogram
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core import request_context
 from core.errors import (
@@ -49,9 +50,12 @@ from core.errors import (
     InternalError,
     InvalidInput,
     TokenMissing,
+    ValidationFailed,
 )
 from core.mcp.lane import BlockingLane
+from core.refusals import audit_invalid_input
 from core.request_context import RequestContext
+from core.validation import json_loads_strict
 
 logger = logging.getLogger("devbench.mcp")
 
@@ -181,6 +185,19 @@ class ToolSpec:
         return inspect.iscoroutinefunction(self.handler)
 
 
+def closed_model(model: type[BaseModel]) -> type[BaseModel]:
+    """``model`` refusing arguments it does not declare (``extra_forbidden``).
+
+    Tools share their models with REST queries, where unknown parameters are ignored
+    as HTTP does; a tool's arguments are one JSON object, so a misspelt one is refused
+    (and the input schema says ``additionalProperties: false``).
+    """
+    if model.model_config.get("extra") == "forbid":
+        return model
+    config = ConfigDict(**{**model.model_config, "extra": "forbid"})
+    return type(model.__name__, (model,), {"model_config": config, "__module__": model.__module__})
+
+
 class ToolSet:
     """The tools of one app; ``core.mcp.server`` collects every app's set."""
 
@@ -208,7 +225,7 @@ class ToolSet:
                     name=tool_name,
                     title=title,
                     description=description,
-                    input_model=input,
+                    input_model=closed_model(input),
                     output_model=output,
                     annotations=ToolAnnotations(
                         title=title,
@@ -271,7 +288,19 @@ async def _invoke(
     outcome = "ok"
     try:
         principal = await _principal(context, lane)
-        args = validate_arguments(spec.input_model, arguments)
+        try:
+            args = validate_arguments(spec.input_model, arguments)
+        except ValidationFailed as exc:
+            refused = exc.__cause__
+            errors = refused.errors() if isinstance(refused, ValidationError) else []
+            await lane.run(
+                audit_invalid_input,
+                actor=principal,
+                interface="mcp",
+                operation=spec.name,
+                errors=errors,
+            )
+            raise
         call = ToolCall(principal=principal, lane=lane, context=context)
         if spec.is_async:
             result = await spec.handler(call, args)
@@ -321,11 +350,11 @@ def error_result(exc: DevBenchError) -> CallToolResult:
 
 
 def validate_arguments(model: type[BaseModel], arguments: Mapping[str, Any]) -> Any:
+    """Arguments are JSON, so checked strictly (``"yes"`` is not a boolean)."""
     try:
-        return model.model_validate(_pre_parse(model, arguments))
+        return model.model_validate(_pre_parse(model, arguments), strict=True)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        raise InvalidInput(errors, what="arguments") from exc
+        raise InvalidInput(exc.errors(include_url=False), what="arguments") from exc
 
 
 def _pre_parse(model: type[BaseModel], arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -333,13 +362,24 @@ def _pre_parse(model: type[BaseModel], arguments: Mapping[str, Any]) -> dict[str
     parsed = dict(arguments)
     for key, value in arguments.items():
         field = model.model_fields.get(key)
-        if field is None or field.annotation is str or not isinstance(value, str):
+        if field is None or _takes_text(field.annotation) or not isinstance(value, str):
             continue
         if value.lstrip()[:1] in ("[", "{"):
             # Not JSON after all: validation rejects it and names the field.
-            with contextlib.suppress(ValueError):
-                parsed[key] = json.loads(value)
+            with contextlib.suppress(ValueError, RecursionError):
+                parsed[key] = json_loads_strict(value)
     return parsed
+
+
+def _takes_text(annotation: Any) -> bool:
+    """Whether a field accepts a string as it is (then JSON text stays text)."""
+    if annotation is str:
+        return True
+    if get_origin(annotation) is Annotated:
+        return _takes_text(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return any(_takes_text(arg) for arg in get_args(annotation))
+    return False
 
 
 def _lane(context: Context[Any, Any]) -> tuple[BlockingLane, bool]:

@@ -98,9 +98,9 @@ def test_errors_have_stable_codes(api, tenant):
     response = _post(api, path, {"cmd": ["true"]})
     assert (response.status_code, response.json()["code"]) == (409, "workspace_not_running")
     response = _post(api, path, {"cmd": []})
-    assert (response.status_code, response.json()["code"]) == (422, "validation_failed")
+    assert (response.status_code, response.json()["code"]) == (422, "invalid_cmd")
     response = api.get("/api/v1/execs/ex_nope", {"wait_s": 31})
-    assert (response.status_code, response.json()["code"]) == (422, "validation_failed")
+    assert (response.status_code, response.json()["code"]) == (422, "invalid_wait")
     response = api.get("/api/v1/execs/ex_nope")
     assert (response.status_code, response.json()["code"]) == (404, "exec_not_found")
 

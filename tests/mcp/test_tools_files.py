@@ -137,7 +137,7 @@ def test_file_tool_error_codes(
         "exists": "already_exists",
         "move_onto": "already_exists",
         "not_a_dir": "not_a_directory",
-        "no_path": "validation_failed",
+        "no_path": "invalid_path",  # the field's own code, missing or malformed alike
         "no_workspace": "workspace_not_found",
     }
 

@@ -78,7 +78,7 @@ def test_mcp_calls_are_audited_with_the_request_facts(
         ({"image": "devbench/no-such-image:latest"}, "image_not_found"),
         ({"image": "alpine:latest"}, "image_not_allowed"),
         ({"image": BUSYBOX, "alias": "Bad Alias!"}, "invalid_alias"),
-        ({"image": BUSYBOX, "ttl_s": 0}, "validation_failed"),
+        ({"image": BUSYBOX, "ttl_s": 0}, "invalid_ttl"),
         ({"image": BUSYBOX, "persistent": True, "ttl_s": 60}, "ttl_with_persistent"),
         ({"image": BUSYBOX, "limits": {"memory_mb": 10**9}}, "policy_denied"),
     ],

@@ -287,7 +287,8 @@ def test_spawn_errors_are_messages_with_their_code(web, tenant):
         ({"alias": "Not An Alias!"}, "invalid_alias"),
         ({"alias": "ws_taken"}, "invalid_alias"),
         ({"ttl_s": "soon"}, "invalid_ttl"),
-        ({"ttl_s": str(10**9)}, "policy_denied"),
+        ({"ttl_s": str(10**6)}, "policy_denied"),
+        ({"ttl_s": str(10**12)}, "invalid_ttl"),
     ]
     for data, code in cases:
         response = web.post(_ws_url(tenant, suffix="spawn"), data, follow=True)

@@ -99,7 +99,7 @@ def test_errors_have_codes_not_500s(live_worker, api, tenant, make_token):
         ({"image": "devbench/none"}, 422, "image_not_found"),
         ({"image": "%%%"}, 422, "invalid_image_reference"),
         ({"limits": {"pids": 100000}}, 403, "policy_denied"),
-        ({"limits": {"pids": 0}}, 422, "validation_failed"),
+        ({"limits": {"pids": 0}}, 422, "invalid_limits"),
         ({"ttl_s": 10, "persistent": True}, 422, "ttl_with_persistent"),
         ({"alias": "-bad-"}, 422, "invalid_alias"),
         ({"persistent": "maybe"}, 422, "validation_failed"),

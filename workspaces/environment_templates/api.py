@@ -6,23 +6,26 @@ import time
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Router
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja import Query, Router
+from ninja.pagination import paginate
 from ninja.responses import Status
 
+from core.rest import BoundedLimitOffset
 from tenants.api import principal_of
 from workspaces.environment_templates import selectors, services
 from workspaces.environment_templates.errors import TemplateInvalid
 from workspaces.environment_templates.schemas import (
     TemplateCreateIn,
     TemplateDetailOut,
+    TemplateListQuery,
     TemplateLogOut,
+    TemplateLogQuery,
     TemplateOut,
 )
 from workspaces.models import Template, TemplateStatus
+from workspaces.schemas import TemplateRef
 
 router = Router(tags=["templates"])
-_LOG_WAIT_MAX_S = 25.0
 
 
 @router.post("/templates", response={201: TemplateDetailOut}, operation_id="template_create")
@@ -45,27 +48,28 @@ def template_create(request: HttpRequest, payload: TemplateCreateIn) -> Status[T
 
 
 @router.get("/templates", response=list[TemplateOut], operation_id="template_list")
-@paginate(LimitOffsetPagination)
-def template_list(request: HttpRequest, name: str | None = None) -> Any:
+@paginate(BoundedLimitOffset)
+def template_list(request: HttpRequest, filters: Query[TemplateListQuery]) -> Any:
     """The tenant's templates, by name, newest version first."""
-    return selectors.template_list(actor=principal_of(request), name=name)
+    return selectors.template_list(actor=principal_of(request), name=filters.name)
 
 
 @router.get("/templates/{ref}", response=TemplateDetailOut, operation_id="template_get")
-def template_get(request: HttpRequest, ref: str) -> Template:
+def template_get(request: HttpRequest, ref: TemplateRef) -> Template:
     """One template version, with its Dockerfile and its build log so far."""
     return selectors.template_get(actor=principal_of(request), ref=ref)
 
 
 @router.get("/templates/{ref}/log", response=TemplateLogOut, operation_id="template_log")
-def template_log(request: HttpRequest, ref: str, offset: int = 0, wait_s: float = 0) -> Any:
+def template_log(request: HttpRequest, ref: TemplateRef, query: Query[TemplateLogQuery]) -> Any:
     """The build log from `offset`; with `wait_s`, waits (up to 25 s) for more while the
     build runs. Repeat with `next_offset` until `done`."""
     actor = principal_of(request)
-    deadline = time.monotonic() + min(max(wait_s, 0.0), _LOG_WAIT_MAX_S)
+    offset = query.offset
+    deadline = time.monotonic() + query.wait_s
     while True:
         template = selectors.template_get(actor=actor, ref=ref)
-        text = template.build_log[max(offset, 0) :]
+        text = template.build_log[offset:]
         done = template.status != TemplateStatus.BUILDING
         if text or done or time.monotonic() >= deadline:
             break
@@ -73,8 +77,8 @@ def template_log(request: HttpRequest, ref: str, offset: int = 0, wait_s: float 
     return {
         "id": template.public_id,
         "status": template.status,
-        "offset": max(offset, 0),
-        "next_offset": max(offset, 0) + len(text),
+        "offset": offset,
+        "next_offset": offset + len(text),
         "text": text,
         "done": done,
     }
@@ -83,7 +87,7 @@ def template_log(request: HttpRequest, ref: str, offset: int = 0, wait_s: float 
 @router.post(
     "/templates/{ref}/build", response={201: TemplateDetailOut}, operation_id="template_build"
 )
-def template_build(request: HttpRequest, ref: str) -> Status[Template]:
+def template_build(request: HttpRequest, ref: TemplateRef) -> Status[Template]:
     """Build a Dockerfile template again, as its next version."""
     actor = principal_of(request)
     template = selectors.template_get(actor=actor, ref=ref)
@@ -91,7 +95,7 @@ def template_build(request: HttpRequest, ref: str) -> Status[Template]:
 
 
 @router.delete("/templates/{ref}", response={204: None}, operation_id="template_delete")
-def template_delete(request: HttpRequest, ref: str) -> Status[None]:
+def template_delete(request: HttpRequest, ref: TemplateRef) -> Status[None]:
     """Delete a template version and its built image (`template_in_use` while used)."""
     actor = principal_of(request)
     services.template_delete(actor=actor, template=selectors.template_get(actor=actor, ref=ref))

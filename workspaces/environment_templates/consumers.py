@@ -19,7 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from core.errors import DevBenchError
 from execution import ws_auth
-from workspaces.environment_templates.errors import InvalidOffset
+from workspaces.environment_templates.schemas import TemplateLogQuery
 from workspaces.environment_templates.selectors import template_get
 from workspaces.models import Template, TemplateStatus
 
@@ -41,11 +41,7 @@ class TemplateLogConsumer(AsyncWebsocketConsumer):
         await self.accept()
         ref = self.scope["url_route"]["kwargs"]["template_id"]
         try:
-            offset = ws_auth.int_param(
-                ws_auth.query_params(self.scope), "offset", 0, error=InvalidOffset
-            )
-            if offset < 0:
-                raise InvalidOffset("offset must not be negative.")
+            offset = ws_auth.parse(TemplateLogQuery, ws_auth.query_params(self.scope)).offset
             _, template = await database_sync_to_async(ws_auth.resolve, thread_sensitive=False)(
                 self.scope, lambda p: template_get(actor=p, ref=ref)
             )

@@ -43,7 +43,3 @@ class InvalidTemplateName(TemplateInvalid):
 class TemplateImageTooLarge(TemplateBuildFailed):
     code = "template_image_too_large"
     default_message = "The built image is larger than the installation allows."
-
-
-class InvalidOffset(ValidationFailed):
-    code = "invalid_offset"

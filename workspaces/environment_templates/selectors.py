@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from core.validation import escape_unstorable, is_line
 from tenants.principal import Principal
 from tenants.selectors import tenant_ids_managed_by
 from workspaces.environment_templates.errors import TemplateNotFound, TemplateNotReady
@@ -22,10 +23,19 @@ def template_list(*, actor: Principal, name: str | None = None) -> QuerySet[Temp
 def template_get(*, actor: Principal, ref: str) -> Template:
     """By public id (``tp_…``) inside the actor's tenant."""
     actor.require_scope("read")
-    template = Template.objects.filter(tenant=actor.tenant, public_id=ref).first()
+    template = (
+        Template.objects.filter(tenant=actor.tenant, public_id=ref).first()
+        if is_line(ref, max_length=63)  # else no template has such an id (from a web URL, say)
+        else None
+    )
     if template is None:
-        raise TemplateNotFound(f"Template '{ref}' not found.", extra={"template": ref})
+        raise _not_found(ref)
     return template
+
+
+def _not_found(ref: str) -> TemplateNotFound:
+    shown = escape_unstorable(ref)
+    return TemplateNotFound(f"Template '{shown}' not found.", extra={"template": shown})
 
 
 def template_for_spawn(*, actor: Principal, ref: str) -> Template:
@@ -36,13 +46,15 @@ def template_for_spawn(*, actor: Principal, ref: str) -> Template:
             raise TemplateNotReady(f"Template '{ref}' is {template.status}.")
         return template
     actor.require_scope("read")
+    if not is_line(ref, max_length=63):
+        raise _not_found(ref)
     versions = Template.objects.filter(tenant=actor.tenant, name=ref)
     ready = versions.filter(status=TemplateStatus.READY).order_by("-version").first()
     if ready is not None:
         return ready
     if versions.exists():
         raise TemplateNotReady(f"Template '{ref}' has no ready version yet.")
-    raise TemplateNotFound(f"Template '{ref}' not found.", extra={"template": ref})
+    raise _not_found(ref)
 
 
 def template_list_managed(*, user: Any) -> QuerySet[Template]:

@@ -8,9 +8,11 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from core.errors import parse_input
 from tenants.principal import Principal
 from tenants.web import tenant_view
 from workspaces.environment_templates import selectors, services
+from workspaces.environment_templates.schemas import TemplateCreateIn
 from workspaces.models import Template, TemplateStatus
 
 
@@ -34,13 +36,25 @@ def template_list(request: HttpRequest, actor: Principal) -> HttpResponse:
 @tenant_view
 def template_create(request: HttpRequest, actor: Principal) -> HttpResponse:
     upload = request.FILES.get("context")
+    # The same input model as REST (a form sends text: not strict); the context is a file.
+    form = parse_input(
+        TemplateCreateIn,
+        {
+            "name": request.POST.get("name", "").strip(),
+            "image": request.POST.get("image", "").strip(),
+            "dockerfile": request.POST.get("dockerfile", "").replace("\r\n", "\n").strip(),
+            "description": request.POST.get("description", "").strip(),
+        },
+        what="form",
+        strict=False,
+    )
     template = services.template_create(
         actor=actor,
-        name=request.POST.get("name", "").strip(),
-        image=request.POST.get("image", "").strip(),
-        dockerfile=request.POST.get("dockerfile", "").replace("\r\n", "\n").strip(),
+        name=form.name,
+        image=form.image,
+        dockerfile=form.dockerfile,
         context=upload.read() if upload else b"",
-        description=request.POST.get("description", "").strip(),
+        description=form.description,
     )
     messages.success(request, f"Template {template.name} version {template.version} was made.")
     return HttpResponseRedirect(_detail_url(actor, template))

@@ -13,15 +13,20 @@ from typing import Any, Literal
 import pydantic
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router
+from ninja.errors import HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
+from core.errors import InvalidJson
+from core.validation import MAX_SAFE_INT, json_loads_strict
 from tenants.api import principal_of
 from tenants.selectors import tenant_policy_get
 from workspaces.filesystem import services
 from workspaces.filesystem.errors import FileTooLarge, InvalidMode
 from workspaces.filesystem.responses import archive_response, file_response
 from workspaces.filesystem.schemas import (
+    PATH_HELP,
     ArchiveUploadOut,
+    Etag,
     FsDeleteOut,
     FsDeleteQuery,
     FsListOut,
@@ -30,24 +35,29 @@ from workspaces.filesystem.schemas import (
     FsMkdirOut,
     FsMoveBody,
     FsMoveOut,
+    FsMutablePath,
+    FsPath,
     FsReadOut,
     FsReadQuery,
     FsStatOut,
     FsWriteBody,
     FsWriteOut,
+    OctalMode,
     parse_mode,
 )
 from workspaces.filesystem.tario import CHUNK
 from workspaces.models import Workspace
+from workspaces.schemas import WorkspaceRef
 from workspaces.selectors import workspace_get
 
 router = Router(tags=["files"])
 
 FILES = "/workspaces/{ref}/files"
 ARCHIVE = "/workspaces/{ref}/archive"
-PATH_QUERY = Query(
-    ..., description="Path in the workspace (absolute under /workspace or relative)."
-)
+PATH_QUERY = Query(..., description=PATH_HELP)
+LIST_PATH_QUERY = Query("/workspace", description=PATH_HELP)
+ETAG_QUERY = Query(None, description="For raw bodies (or use If-Match).")
+MODE_QUERY = Query(None, description="For raw bodies: octal permission bits.")
 
 _RAW_BODY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 _TAR_BODY = {
@@ -88,7 +98,12 @@ def _json_body(request: HttpRequest, *, limit: int) -> FsWriteBody:
                 limit_bytes=limit, hint="send large files as application/octet-stream"
             )
     try:
-        return FsWriteBody.model_validate_json(bytes(data))
+        parsed = json_loads_strict(bytes(data))
+    except (ValueError, RecursionError):
+        # Answered (and audited) like every other unreadable body.
+        raise HttpError(400, InvalidJson.default_message) from InvalidJson()
+    try:
+        return FsWriteBody.model_validate(parsed)
     except pydantic.ValidationError as exc:
         raise NinjaValidationError(
             [dict(e, loc=("body", *e["loc"])) for e in exc.errors(include_url=False)]
@@ -104,11 +119,11 @@ def _json_body(request: HttpRequest, *, limit: int) -> FsWriteBody:
 def fs_read(
     request: HttpRequest,
     response: HttpResponse,
-    ref: str,
-    path: str = PATH_QUERY,
+    ref: WorkspaceRef,
+    path: FsPath = PATH_QUERY,
     encoding: Literal["utf-8", "text", "base64", "raw"] = "utf-8",
-    offset: int = Query(0, ge=0),
-    length: int | None = Query(None, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_SAFE_INT),
+    length: int | None = Query(None, ge=0, le=MAX_SAFE_INT),
 ) -> Any:
     """Read a file. JSON (utf-8 or base64, within the policy's file size) or, with
     ``encoding=raw``, the bytes themselves, streamed, of any size. ``ETag`` is the
@@ -139,10 +154,10 @@ def fs_read(
 def fs_write(
     request: HttpRequest,
     response: HttpResponse,
-    ref: str,
-    path: str = PATH_QUERY,
-    if_match_etag: str | None = Query(None, description="For raw bodies (or use If-Match)."),
-    mode: str | None = Query(None, description="For raw bodies: octal permission bits."),
+    ref: WorkspaceRef,
+    path: FsPath = PATH_QUERY,
+    if_match_etag: Etag | None = ETAG_QUERY,
+    mode: OctalMode | None = MODE_QUERY,
     create_parents: bool = True,
 ) -> Any:
     """Replace or create a file atomically: a JSON body ``{content, encoding,
@@ -182,7 +197,10 @@ def fs_write(
 
 @router.delete(FILES, response=FsDeleteOut, operation_id="fs_delete")
 def fs_delete(
-    request: HttpRequest, ref: str, query: Query[FsDeleteQuery], path: str = PATH_QUERY
+    request: HttpRequest,
+    ref: WorkspaceRef,
+    query: Query[FsDeleteQuery],
+    path: FsMutablePath = PATH_QUERY,
 ) -> Any:
     """Delete a file, a symlink (not its target) or a directory (``recursive`` if not empty).
     ``if_match_etag`` (or ``If-Match``) makes it conditional."""
@@ -196,7 +214,9 @@ def fs_delete(
 
 
 @router.get(f"{FILES}/stat", response=FsStatOut, operation_id="fs_stat")
-def fs_stat(request: HttpRequest, response: HttpResponse, ref: str, path: str = PATH_QUERY) -> Any:
+def fs_stat(
+    request: HttpRequest, response: HttpResponse, ref: WorkspaceRef, path: FsPath = PATH_QUERY
+) -> Any:
     """What is at a path (a final symlink is described, not followed); files carry an ETag."""
     result = services.fs_stat(
         actor=principal_of(request), workspace=_workspace(request, ref), path=path
@@ -208,7 +228,10 @@ def fs_stat(request: HttpRequest, response: HttpResponse, ref: str, path: str = 
 
 @router.get(f"{FILES}/list", response=FsListOut, operation_id="fs_list")
 def fs_list(
-    request: HttpRequest, ref: str, query: Query[FsListQuery], path: str = Query("/workspace")
+    request: HttpRequest,
+    ref: WorkspaceRef,
+    query: Query[FsListQuery],
+    path: FsPath = LIST_PATH_QUERY,
 ) -> Any:
     """A directory's entries (its whole tree with ``recursive``), in path order."""
     return services.fs_list(
@@ -221,7 +244,7 @@ def fs_list(
 
 
 @router.post(f"{FILES}/mkdir", response=FsMkdirOut, operation_id="fs_mkdir")
-def fs_mkdir(request: HttpRequest, ref: str, payload: FsMkdirBody) -> Any:
+def fs_mkdir(request: HttpRequest, ref: WorkspaceRef, payload: FsMkdirBody) -> Any:
     """Create a directory (``parents``: also missing parents, and an existing one is fine)."""
     return services.fs_mkdir(
         actor=principal_of(request),
@@ -232,7 +255,7 @@ def fs_mkdir(request: HttpRequest, ref: str, payload: FsMkdirBody) -> Any:
 
 
 @router.post(f"{FILES}/move", response=FsMoveOut, operation_id="fs_move")
-def fs_move(request: HttpRequest, ref: str, payload: FsMoveBody) -> Any:
+def fs_move(request: HttpRequest, ref: WorkspaceRef, payload: FsMoveBody) -> Any:
     """Rename a file, directory or symlink atomically; ``overwrite`` replaces a file."""
     return services.fs_move(
         actor=principal_of(request),
@@ -248,7 +271,7 @@ def fs_move(request: HttpRequest, ref: str, payload: FsMoveBody) -> Any:
     operation_id="fs_download_archive",
     openapi_extra={"responses": {"200": {"description": "A tar stream.", "content": _TAR_BODY}}},
 )
-def fs_download_archive(request: HttpRequest, ref: str, path: str = PATH_QUERY) -> Any:
+def fs_download_archive(request: HttpRequest, ref: WorkspaceRef, path: FsPath = PATH_QUERY) -> Any:
     """Download a file or directory as a tar stream (names start with its base name)."""
     download = services.fs_download_archive(
         actor=principal_of(request), workspace=_workspace(request, ref), path=path
@@ -262,7 +285,7 @@ _UPLOAD_DOC = {"requestBody": {"required": True, "content": _TAR_BODY}}
 @router.put(
     ARCHIVE, response=ArchiveUploadOut, operation_id="fs_upload_archive", openapi_extra=_UPLOAD_DOC
 )
-def fs_upload_archive(request: HttpRequest, ref: str, path: str = PATH_QUERY) -> Any:
+def fs_upload_archive(request: HttpRequest, ref: WorkspaceRef, path: FsPath = PATH_QUERY) -> Any:
     """Extract a tar archive (plain, gzip, bzip2 or xz) into a directory, made if missing.
     The whole archive is checked first: a refused member leaves the workspace untouched."""
     return _upload(request, ref, path)
@@ -274,7 +297,9 @@ def fs_upload_archive(request: HttpRequest, ref: str, path: str = PATH_QUERY) ->
     operation_id="fs_upload_archive_post",
     openapi_extra=_UPLOAD_DOC,
 )
-def fs_upload_archive_post(request: HttpRequest, ref: str, path: str = PATH_QUERY) -> Any:
+def fs_upload_archive_post(
+    request: HttpRequest, ref: WorkspaceRef, path: FsPath = PATH_QUERY
+) -> Any:
     """The same as ``PUT``, for clients that only POST."""
     return _upload(request, ref, path)
 

@@ -10,20 +10,55 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from ninja import Field, Schema
-from pydantic import field_validator
+from pydantic import AfterValidator, GetJsonSchemaHandler, StringConstraints, field_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
+from core.validation import MAX_SAFE_INT, InputModel, Line, QueryModel, Text
 from workspaces.filesystem.errors import InvalidBase64, InvalidContent, NotUtf8
-from workspaces.filesystem.paths import ROOT
+from workspaces.filesystem.paths import PATH_MAX, ROOT
 from workspaces.filesystem.reads import MAX_LIST_ENTRIES
 from workspaces.filesystem.results import FileContent
+from workspaces.schemas import WorkspaceRef
 
 Encoding = Literal["utf-8", "text", "base64"]
 
+# A path in the workspace (the service normalises it and keeps it under the root).
+FsPath = Annotated[Text, StringConstraints(min_length=1, max_length=PATH_MAX)]
+# What normalises to the workspace root itself (which cannot be deleted or moved).
+ROOT_SPELLINGS = r"^(/workspace)?(/|/?\.)*/?$"
+_ROOT_RE = re.compile(ROOT_SPELLINGS[1:-1])
+
+
+def _not_root(path: str) -> str:
+    if _ROOT_RE.fullmatch(path):
+        raise ValueError(f"The workspace root ({ROOT}) itself cannot be deleted or moved")
+    return path
+
+
+class _NotRootSchema:
+    """The same rule in the published schema: ``not`` one of the root's spellings."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["not"] = {"pattern": ROOT_SPELLINGS}
+        return schema
+
+
+FsMutablePath = Annotated[FsPath, AfterValidator(_not_root), _NotRootSchema()]
+Etag = Annotated[Line, StringConstraints(min_length=1, max_length=200)]
+# Permission bits as an octal string: '644', '0644' or '0o644'.
+OctalMode = Annotated[str, StringConstraints(pattern=r"^(0[oO]?)?[0-7]{1,3}$")]
+
 PATH_HELP = f"Path in the workspace: absolute under {ROOT}, or relative to it."
+ROOT_HELP = f"Not the workspace root ({ROOT}) itself."
 ETAG_HELP = (
     "Only act if the file's current ETag (sha256 of its content, from fs_read/fs_stat) "
     "is this one; '*' means 'any existing file'. A mismatch is precondition_failed (412)."
@@ -68,16 +103,18 @@ def parse_mode(value: int | str | None) -> int | None:
     return result
 
 
-class FsReadQuery(Schema):
+class FsReadQuery(QueryModel):
     encoding: Encoding = Field(
         "utf-8", description="How content is returned: utf-8 text or base64."
     )
-    offset: int = Field(0, ge=0, description="First byte to return.")
-    length: int | None = Field(None, ge=0, description="Bytes to return (default: to the end).")
+    offset: int = Field(0, ge=0, le=MAX_SAFE_INT, description="First byte to return.")
+    length: int | None = Field(
+        None, ge=0, le=MAX_SAFE_INT, description="Bytes to return (default: to the end)."
+    )
 
 
 class _FsReadArgs(FsReadQuery):
-    path: str = Field(..., description=PATH_HELP)
+    path: FsPath = Field(..., description=PATH_HELP)
 
 
 class FsReadOut(Schema):
@@ -105,11 +142,15 @@ class FsReadOut(Schema):
         )
 
 
-class FsWriteBody(Schema):
-    content: str = Field(..., description="The whole new content, in `encoding`.")
+class FsWriteBody(InputModel):
+    content: str = Field(
+        ...,
+        description="The whole new content, in `encoding` (utf-8 text may hold any "
+        "character, NUL included; it is file content, never stored elsewhere).",
+    )
     encoding: Encoding = "utf-8"
-    if_match_etag: str | None = Field(None, description=ETAG_HELP)
-    mode: int | str | None = Field(
+    if_match_etag: Etag | None = Field(None, description=ETAG_HELP)
+    mode: Annotated[int, Field(ge=0, le=0o777)] | OctalMode | None = Field(
         None,
         description="Permission bits, e.g. '0644' or 420; default: keep the file's (new: 0644).",
     )
@@ -128,7 +169,7 @@ class FsWriteBody(Schema):
 
 
 class _FsWriteArgs(FsWriteBody):
-    path: str = Field(..., description=PATH_HELP)
+    path: FsPath = Field(..., description=PATH_HELP)
 
 
 class FsWriteOut(Schema):
@@ -139,8 +180,8 @@ class FsWriteOut(Schema):
     created: bool
 
 
-class _FsPathArgs(Schema):
-    path: str = Field(..., description=PATH_HELP)
+class _FsPathArgs(InputModel):
+    path: FsPath = Field(..., description=PATH_HELP)
 
 
 class FsStatOut(Schema):
@@ -156,13 +197,13 @@ class FsStatOut(Schema):
     mime_type: str | None = None
 
 
-class FsListQuery(Schema):
+class FsListQuery(QueryModel):
     recursive: bool = Field(False, description="List the whole tree, not just direct entries.")
     max_entries: int = Field(1000, ge=1, le=MAX_LIST_ENTRIES)
 
 
 class _FsListArgs(FsListQuery):
-    path: str = Field(ROOT, description=PATH_HELP)
+    path: FsPath = Field(ROOT, description=PATH_HELP)
 
 
 class FsEntryOut(Schema):
@@ -182,13 +223,13 @@ class FsListOut(Schema):
     truncated: bool = Field(..., description="More entries exist than max_entries.")
 
 
-class FsDeleteQuery(Schema):
+class FsDeleteQuery(QueryModel):
     recursive: bool = Field(False, description="Delete a non-empty directory and its contents.")
-    if_match_etag: str | None = Field(None, description=ETAG_HELP)
+    if_match_etag: Etag | None = Field(None, description=ETAG_HELP)
 
 
 class _FsDeleteArgs(FsDeleteQuery):
-    path: str = Field(..., description=PATH_HELP)
+    path: FsMutablePath = Field(..., description=PATH_HELP + " " + ROOT_HELP)
 
 
 class FsDeleteOut(Schema):
@@ -197,8 +238,8 @@ class FsDeleteOut(Schema):
     status: Literal["deleted"]
 
 
-class FsMkdirBody(Schema):
-    path: str = Field(..., description=PATH_HELP)
+class FsMkdirBody(InputModel):
+    path: FsPath = Field(..., description=PATH_HELP)
     parents: bool = Field(
         False, description="Create missing parents; an existing directory is fine."
     )
@@ -209,9 +250,11 @@ class FsMkdirOut(Schema):
     created: bool
 
 
-class FsMoveBody(Schema):
-    path: str = Field(..., description="What to move. " + PATH_HELP)
-    destination: str = Field(..., description="Its new path (the parent must exist).")
+class FsMoveBody(InputModel):
+    path: FsMutablePath = Field(..., description="What to move. " + PATH_HELP + " " + ROOT_HELP)
+    destination: FsMutablePath = Field(
+        ..., description="Its new path (the parent must exist). " + ROOT_HELP
+    )
     overwrite: bool = Field(False, description="Replace an existing file (never a directory).")
 
 
@@ -233,33 +276,33 @@ class ArchiveUploadOut(Schema):
 # --- MCP tool arguments: the REST inputs plus the workspace they act on ---------------
 
 
-class WorkspaceRef(Schema):
-    container_id: str = Field(..., min_length=1, description="Workspace id (ws_…) or alias.")
+class _WorkspaceArgs(InputModel):
+    container_id: WorkspaceRef = Field(..., description="Workspace id (ws_…) or alias.")
 
 
-class FsReadIn(_FsReadArgs, WorkspaceRef):
+class FsReadIn(_FsReadArgs, _WorkspaceArgs):
     pass
 
 
-class FsWriteIn(_FsWriteArgs, WorkspaceRef):
+class FsWriteIn(_FsWriteArgs, _WorkspaceArgs):
     pass
 
 
-class FsStatIn(_FsPathArgs, WorkspaceRef):
+class FsStatIn(_FsPathArgs, _WorkspaceArgs):
     pass
 
 
-class FsListIn(_FsListArgs, WorkspaceRef):
+class FsListIn(_FsListArgs, _WorkspaceArgs):
     pass
 
 
-class FsDeleteIn(_FsDeleteArgs, WorkspaceRef):
+class FsDeleteIn(_FsDeleteArgs, _WorkspaceArgs):
     pass
 
 
-class FsMkdirIn(FsMkdirBody, WorkspaceRef):
+class FsMkdirIn(FsMkdirBody, _WorkspaceArgs):
     pass
 
 
-class FsMoveIn(FsMoveBody, WorkspaceRef):
+class FsMoveIn(FsMoveBody, _WorkspaceArgs):
     pass

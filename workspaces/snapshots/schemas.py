@@ -6,17 +6,18 @@ from datetime import datetime
 
 from ninja import Field, Schema
 
+from core.validation import InputModel, Line, QueryModel, Text
 from workspaces.models import Snapshot
-from workspaces.schemas import LimitsIn
+from workspaces.schemas import MAX_TTL_S, Alias, LimitsIn, SnapshotId, WorkspaceRef
 
 
-class SnapshotCreateBody(Schema):
-    name: str = Field("", max_length=100, description="Default: '<workspace> snapshot'.")
-    description: str = Field("", max_length=2000)
+class SnapshotCreateBody(InputModel):
+    name: Line = Field("", max_length=100, description="Default: '<workspace> snapshot'.")
+    description: Text = Field("", max_length=2000)
 
 
 class SnapshotCreateIn(SnapshotCreateBody):
-    container_id: str = Field(description="Workspace id (ws_…) or alias.", min_length=1)
+    container_id: WorkspaceRef = Field(description="Workspace id (ws_…) or alias.")
 
 
 class SnapshotOut(Schema):
@@ -49,8 +50,10 @@ class SnapshotOut(Schema):
         return user.get_username() if user is not None else None
 
 
-class SnapshotListQuery(Schema):
-    workspace: str | None = Field(None, description="Only snapshots of this workspace (ws_…).")
+class SnapshotListQuery(QueryModel):
+    workspace: WorkspaceRef | None = Field(
+        None, description="Only snapshots of this workspace (ws_…)."
+    )
 
 
 class SnapshotListIn(SnapshotListQuery):
@@ -64,8 +67,8 @@ class SnapshotListOut(Schema):
     truncated: bool = Field(description="More snapshots match than limit.")
 
 
-class SnapshotDeleteIn(Schema):
-    snapshot_id: str = Field(description="The snapshot id (sn_…).", min_length=1, max_length=32)
+class SnapshotDeleteIn(InputModel):
+    snapshot_id: SnapshotId = Field(description="The snapshot id (sn_…).")
 
 
 class SnapshotDeleteOut(Schema):
@@ -73,14 +76,14 @@ class SnapshotDeleteOut(Schema):
     deleted: bool
 
 
-class ForkBody(Schema):
-    alias: str | None = Field(None, max_length=63, description="The copy's alias.")
-    name: str = Field("", max_length=100, description="Name of the snapshot the fork makes.")
+class ForkBody(InputModel):
+    alias: Alias | None = Field(None, description="The copy's alias.")
+    name: Line = Field("", max_length=100, description="Name of the snapshot the fork makes.")
     persistent: bool = False
-    ttl_s: int | None = Field(None, ge=1)
+    ttl_s: int | None = Field(None, ge=1, le=MAX_TTL_S)
     limits: LimitsIn | None = Field(None, description="Default: the source's limits.")
     wait: bool = Field(True, description="true: answer once the copy runs (201).")
 
 
 class ForkIn(ForkBody):
-    container_id: str = Field(description="The workspace to copy: id (ws_…) or alias.")
+    container_id: WorkspaceRef = Field(description="The workspace to copy: id (ws_…) or alias.")

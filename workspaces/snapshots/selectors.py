@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet, Sum
 
+from core.validation import escape_unstorable, is_line
 from tenants.principal import Principal
 from tenants.selectors import tenant_ids_managed_by
 from workspaces.models import Snapshot, SnapshotStatus
@@ -26,9 +27,12 @@ def snapshot_get(*, actor: Principal, ref: str) -> Snapshot:
     actor.require_scope("read")
     snapshot = (
         Snapshot.objects.filter(tenant=actor.tenant, public_id=ref).select_related("tenant").first()
+        if is_line(ref, max_length=32)  # else no snapshot has such an id (from a web URL, say)
+        else None
     )
     if snapshot is None:
-        raise SnapshotNotFound(f"Snapshot '{ref}' not found.", extra={"snapshot_id": ref})
+        shown = escape_unstorable(ref)
+        raise SnapshotNotFound(f"Snapshot '{shown}' not found.", extra={"snapshot_id": shown})
     return snapshot
 
 

@@ -8,12 +8,14 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from core.errors import parse_input
 from tenants.principal import Principal
 from tenants.web import tenant_view
 from workspaces import selectors as workspace_selectors
 from workspaces.models import Workspace
 from workspaces.services import workspace_spawn
 from workspaces.snapshots import selectors, services
+from workspaces.snapshots.schemas import ForkBody, SnapshotCreateBody
 
 
 def _tab_url(actor: Principal, workspace: Workspace) -> str:
@@ -48,11 +50,18 @@ def workspace_snapshots(request: HttpRequest, actor: Principal, ref: str) -> Htt
 @tenant_view
 def snapshot_take(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
     workspace = workspace_selectors.workspace_get(actor=actor, ref=ref)
+    # The same input models as REST and MCP (a form sends text: not strict).
+    form = parse_input(
+        SnapshotCreateBody,
+        {
+            "name": request.POST.get("name", "").strip(),
+            "description": request.POST.get("description", "").strip(),
+        },
+        what="form",
+        strict=False,
+    )
     snapshot = services.snapshot_create(
-        actor=actor,
-        workspace=workspace,
-        name=request.POST.get("name", "").strip(),
-        description=request.POST.get("description", "").strip(),
+        actor=actor, workspace=workspace, name=form.name, description=form.description
     )
     messages.success(request, f"Snapshot {snapshot.name} ({snapshot.public_id}) was taken.")
     return HttpResponseRedirect(_tab_url(actor, workspace))
@@ -62,10 +71,16 @@ def snapshot_take(request: HttpRequest, actor: Principal, ref: str) -> HttpRespo
 @tenant_view
 def workspace_fork(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
     workspace = workspace_selectors.workspace_get(actor=actor, ref=ref)
+    form = parse_input(
+        ForkBody,
+        {"alias": request.POST.get("alias", "").strip() or None},
+        what="form",
+        strict=False,
+    )
     forked, snapshot = services.workspace_fork(
         actor=actor,
         workspace=workspace,
-        alias=request.POST.get("alias", "").strip() or None,
+        alias=form.alias,
         wait=False,  # its page shows it creating and refreshes until it runs
     )
     messages.success(request, f"Workspace {forked} is being created from {snapshot.public_id}.")
