@@ -138,7 +138,7 @@ def workspace_start(request: HttpRequest, ref: WorkspaceRef) -> Workspace:
 
 
 @router.post("/workspaces/{ref}/pause", response=WorkspaceOut, operation_id="workspace_pause")
-def workspace_pause(request: HttpRequest, ref: str) -> Workspace:
+def workspace_pause(request: HttpRequest, ref: WorkspaceRef) -> Workspace:
     """Freeze a running workspace now: its processes stop where they are and keep their
     memory, its files stay. Any later operation on it (or `resume`) thaws it. Pausing a
     paused workspace changes nothing; its TTL still runs."""
@@ -148,7 +148,7 @@ def workspace_pause(request: HttpRequest, ref: str) -> Workspace:
 
 
 @router.post("/workspaces/{ref}/resume", response=WorkspaceOut, operation_id="workspace_resume")
-def workspace_resume(request: HttpRequest, ref: str) -> Workspace:
+def workspace_resume(request: HttpRequest, ref: WorkspaceRef) -> Workspace:
     """Thaw a paused workspace (`workspace_not_paused` unless paused or running;
     `workspace_resume_failed` when its container cannot be thawed)."""
     actor = principal_of(request)

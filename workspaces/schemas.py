@@ -227,12 +227,12 @@ class WorkspaceStatsIn(InputModel):
     container_id: WorkspaceRef = Field(description="Workspace id (ws_…) or alias.")
 
 
-class WorkspacePauseIn(Schema):
-    container_id: str = Field(description="Workspace id (ws_…) or alias.", min_length=1)
+class WorkspacePauseIn(InputModel):
+    container_id: WorkspaceRef = Field(description="Workspace id (ws_…) or alias.")
 
 
-class WorkspaceResumeIn(Schema):
-    container_id: str = Field(description="Workspace id (ws_…) or alias.", min_length=1)
+class WorkspaceResumeIn(InputModel):
+    container_id: WorkspaceRef = Field(description="Workspace id (ws_…) or alias.")
 
 
 class WorkspaceStatsOut(Schema):
