@@ -39,7 +39,10 @@ Alias = Annotated[
 # rule (workspaces.models.TEMPLATE_NAME_VALIDATOR) also admits every tp_ id.
 SnapshotId = Annotated[str, StringConstraints(pattern=r"^sn_[a-z0-9]{1,29}$")]
 TemplateRef = Annotated[str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9_.-]{0,61}[a-z0-9])?$")]
-WorkspaceStatusName = Literal["creating", "running", "stopped", "removing", "removed", "error"]
+# Every WorkspaceStatus (a filter on a status that exists must not be refused).
+WorkspaceStatusName = Literal[
+    "creating", "running", "paused", "stopped", "removing", "removed", "error", "unavailable"
+]
 # Ten years: beyond any policy's max_ttl_s, within what a date can hold.
 MAX_TTL_S = 10 * 365 * 86400
 

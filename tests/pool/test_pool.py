@@ -201,3 +201,11 @@ def test_a_draining_node_gives_its_pool_back(fill_pool, tenant):
     report = pool_maintain(tenant_id=tenant.pk, node=NODE)
     assert len(report.created) == 2  # active again: the pool comes back
     wait_for(lambda: len(pool_members(tenant)) == 2, what="the pool back")
+
+
+def test_the_status_filter_names_every_status() -> None:
+    from typing import get_args
+
+    from workspaces.schemas import WorkspaceStatusName
+
+    assert set(get_args(WorkspaceStatusName)) == set(WorkspaceStatus.values)
