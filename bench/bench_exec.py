@@ -52,6 +52,10 @@ def _environment() -> dict[str, str]:
         "BENCH_REDIS_URL", os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
     )
     env.setdefault("SECRET_KEY", secrets.token_urlsafe(60))
+    # Load generators are one token: keep the limiter's cost (counted in Redis on every
+    # request) but not its 429s, which would measure refusals instead of reads.
+    env.setdefault("DEVBENCH_RATE_LIMIT_PER_TOKEN", "100000000/minute")
+    env.setdefault("DEVBENCH_RATE_LIMIT_PER_TENANT", "100000000/minute")
     env.update(
         ALLOWED_HOSTS="127.0.0.1,localhost",
         SECURE_SSL_REDIRECT="false",
@@ -139,8 +143,9 @@ def main() -> None:
     user = user_get_or_create(email=f"{INSTANCE}@bench.invalid")
     from tenants.services import membership_set
 
-    membership_set(tenant=tenant, user=user, role="member")
-    _, token = api_token_create(tenant=tenant, user=user, name="bench")
+    operator = system_principal(tenant)
+    membership_set(actor=operator, user=user, role="member")
+    _, token = api_token_create(actor=operator, user=user, name="bench")
 
     queues = "default,node." + os.environ.get("DEVBENCH_NODE", "local")
     worker_log = ROOT / "var" / f"celery-{INSTANCE}.log"

@@ -114,12 +114,18 @@ def main() -> None:
 def _credentials() -> tuple[str, str]:
     from django.contrib.auth import get_user_model
 
+    from tenants.principal import operator_principal
     from tenants.services import api_token_create, tenant_create
 
     name = f"bench-{uuid.uuid4().hex[:6]}"
     user = get_user_model().objects.create_user(name, f"{name}@bench.invalid")
     tenant = tenant_create(slug=name, name="Bench", owner=user)
-    _, raw = api_token_create(tenant=tenant, user=user, name="bench", scopes=["read", "write"])
+    _, raw = api_token_create(
+        actor=operator_principal(tenant, name="bench"),
+        user=user,
+        name="bench",
+        scopes=["read", "write"],
+    )
     return tenant.slug, raw
 
 

@@ -62,6 +62,7 @@ def main(n: int) -> None:
 
         from tenants.auth import authenticate_bearer
         from tenants.models import MembershipRule
+        from tenants.principal import operator_principal
         from tenants.services import api_token_create, membership_set, tenant_create
 
         acme = tenant_create(slug="acme")
@@ -70,8 +71,9 @@ def main(n: int) -> None:
         )
         access = cli_tokens(provider, login="alice")["access_token"]
         principal = authenticate_bearer(f"Bearer {access}", tenant_slug="acme")
-        membership_set(tenant=acme, user=principal.user, role="admin")
-        _, api_raw = api_token_create(tenant=acme, user=principal.user, name="bench")
+        operator = operator_principal(acme, name="bench")
+        membership_set(actor=operator, user=principal.user, role="admin")
+        _, api_raw = api_token_create(actor=operator, user=principal.user, name="bench")
         key = jwt.PyJWK(
             provider.key.public_key()
             and json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(provider.key.public_key()))

@@ -209,6 +209,7 @@ class Bench:
         import httpx
 
         from tenants.models import TenantPolicy
+        from tenants.principal import operator_principal
         from tenants.services import (
             api_token_create,
             membership_set,
@@ -224,8 +225,9 @@ class Bench:
             max_file_size_bytes=128 * MiB,
         )
         user = user_get_or_create(email=f"{INSTANCE}@bench.invalid")
-        membership_set(tenant=self.tenant, user=user, role="member")
-        _, self.token = api_token_create(tenant=self.tenant, user=user, name="bench")
+        operator = operator_principal(self.tenant, name="bench")
+        membership_set(actor=operator, user=user, role="member")
+        _, self.token = api_token_create(actor=operator, user=user, name="bench")
         self.worker = start_celery_worker(INSTANCE, concurrency=24)
         self.port = _free_port()
         self.web, self.web_label = start_web(self.port, args.server)

@@ -40,7 +40,15 @@ class DevBenchError(Exception):
         super().__init__(self.message)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "extra": self.extra}
+        """The error body of every interface; with the id of the request being served
+        (also in the ``X-Request-ID`` header), which an operator finds in the logs."""
+        from core.request_context import current
+
+        body: dict[str, Any] = {"code": self.code, "message": self.message, "extra": self.extra}
+        request_id = current().request_id
+        if request_id:
+            body["request_id"] = request_id
+        return body
 
 
 def present(**fields: Any) -> dict[str, Any]:

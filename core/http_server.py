@@ -1,6 +1,8 @@
-"""Request size limits and access-log hygiene of the web server (daphne, on Twisted).
+"""Request size limits and access-log hygiene of daphne (on Twisted).
 
-Daphne offers no settings for these, so :func:`install` (called by
+The rules, answers and redaction are shared with the production server
+(``core.http_limits``; the body limit is also enforced for both by its ASGI
+middleware). Daphne offers no settings for these, so :func:`install` (called by
 ``devbench_site.asgi``) adjusts its HTTP protocol once per process:
 
 - Request headers over ``DEVBENCH_MAX_REQUEST_HEADER_BYTES`` in total (or in one
@@ -10,7 +12,7 @@ Daphne offers no settings for these, so :func:`install` (called by
 - A body over ``DEVBENCH_MAX_REQUEST_BODY_BYTES`` (declared by
   ``Content-Length``, or counted while a chunked body arrives) answers
   ``413 request_body_too_large`` before the rest is read: daphne would buffer
-  any body whole before the application sees it.
+  any body whole before the application (and its middleware) sees it.
 - The access log never shows the value of a secret query parameter
   (``?token=``, ``?access_token=``...): accepted or refused, it reads
   ``token=[redacted]``.
@@ -22,38 +24,20 @@ the client reads the answer instead of a connection reset.
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
 from daphne.access import AccessLogGenerator
-from django.conf import settings
 from twisted.web import http
 
-SECRET_QUERY = re.compile(
-    r"([?&;](?:token|access_token|id_token|api_key|apikey|password|secret)=)[^&;#\s]*", re.I
-)
+from core.http_limits import body_limit, body_refusal, header_limit, header_refusal, redact
+
 # After a refusal, how long the server keeps discarding what the client still sends.
 DISCARD_S = 5.0
-_REASONS = {413: b"Content Too Large", 431: b"Request Header Fields Too Large"}
 
 _installed = False
 
 
-def redact(path: str) -> str:
-    return SECRET_QUERY.sub(r"\1[redacted]", path)
-
-
-def refusal(status: int, code: str, message: str, extra: dict[str, Any]) -> bytes:
-    body = json.dumps({"code": code, "message": message, "extra": extra}).encode()
-    head = (
-        b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-        b"Connection: close\r\n\r\n" % (status, _REASONS[status], len(body))
-    )
-    return head + body
-
-
-def _refuse(channel: Any, status: int, code: str, message: str, limit: int) -> None:
+def _refuse(channel: Any, answer: bytes) -> None:
     if getattr(channel, "_devbench_refused", False):
         return
     channel._devbench_refused = True
@@ -63,7 +47,7 @@ def _refuse(channel: Any, status: int, code: str, message: str, limit: int) -> N
         setattr(channel, method, lambda data: None)
     channel.allContentReceived = lambda: None
     transport: Any = channel.transport
-    transport.write(refusal(status, code, message, {"limit_bytes": limit}))
+    transport.write(answer)
     try:
         transport.loseWriteConnection()  # the answer, then end of stream; keep reading
     except AttributeError:  # pragma: no cover - transports without half-close
@@ -75,30 +59,12 @@ def _refuse(channel: Any, status: int, code: str, message: str, limit: int) -> N
     cast_reactor.callLater(DISCARD_S, transport.abortConnection)
 
 
-def _header_limit() -> int:
-    return int(settings.DEVBENCH_MAX_REQUEST_HEADER_BYTES)
-
-
-def _body_limit() -> int:
-    return int(settings.DEVBENCH_MAX_REQUEST_BODY_BYTES)
-
-
 def _headers_too_large(channel: Any) -> None:
-    limit = _header_limit()
-    _refuse(
-        channel,
-        431,
-        "request_header_too_large",
-        f"The request headers exceed {limit} bytes.",
-        limit,
-    )
+    _refuse(channel, header_refusal())
 
 
 def _body_too_large(channel: Any) -> None:
-    limit = _body_limit()
-    _refuse(
-        channel, 413, "request_body_too_large", f"The request body exceeds {limit} bytes.", limit
-    )
+    _refuse(channel, body_refusal())
 
 
 def install() -> None:
@@ -113,7 +79,7 @@ def install() -> None:
 
 
 def _limit_headers(channel_class: Any) -> None:
-    limit = _header_limit()
+    limit = header_limit()
     channel_class.totalHeadersSize = limit
     channel_class.MAX_LENGTH = limit
     line_received = channel_class.lineReceived
@@ -140,7 +106,7 @@ def _limit_bodies(channel_class: Any, request_class: Any) -> None:
     def allHeadersReceived(self: Any) -> None:
         if getattr(self, "_devbench_refused", False):
             return
-        if self.length is not None and self.length > _body_limit():
+        if self.length is not None and self.length > body_limit():
             _body_too_large(self)
             return
         all_headers_received(self)
@@ -149,7 +115,7 @@ def _limit_bodies(channel_class: Any, request_class: Any) -> None:
         if getattr(self.channel, "_devbench_refused", False):
             return
         self._devbench_body_bytes = getattr(self, "_devbench_body_bytes", 0) + len(data)
-        if self._devbench_body_bytes > _body_limit():
+        if self._devbench_body_bytes > body_limit():
             _body_too_large(self.channel)
             return
         handle_content_chunk(self, data)

@@ -1,54 +1,176 @@
-"""``GET /metrics`` (Prometheus), for scrapers only.
+"""DevBench's own Prometheus series (``devbench_…``), beside django-prometheus's.
 
-Allowed when the request comes from a network in ``METRICS_ALLOWED_NETWORKS``
-(default: loopback only), or carries ``Authorization: Bearer <METRICS_TOKEN>``
-when a token is set. Anything else is ``403 metrics_forbidden``. Behind a
-reverse proxy on the same host every request comes from loopback: set a token
-and ``METRICS_ALLOWED_NETWORKS=`` (empty) there.
+This module defines the series and the helpers that update them; the scrape side
+(``/metrics``, the worker endpoint, the state read at scrape time) is wiring in
+``devbench_site/metrics.py``.
+
+Event series (counters, histograms) are updated where things happen, in
+whichever process does them: web processes (REST, MCP, websockets, pages) and
+Celery workers. With ``PROMETHEUS_MULTIPROC_DIR`` set, prometheus-client keeps
+every process's values in files there and a scrape sums them, so a web tier of
+several processes (or a prefork worker) answers one consistent ``/metrics``.
+
+State series (workspaces per node, queue depth, database and channel-layer
+health) are read from the shared stores at scrape time by
+:class:`StateCollector`, so they are the same whichever process answers.
+
+Labels are bounded: stable error codes, statuses, operations, node and queue
+names; never workspace or exec ids. A ``tenant`` label is filled only when
+``DEVBENCH_METRICS_TENANT_LABEL`` is on (an installation with few tenants);
+otherwise it is empty, which Prometheus treats as absent.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
-from functools import lru_cache
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.cache import never_cache
-from django_prometheus.exports import ExportToDjangoView
+from django.core.signals import request_finished
+from prometheus_client import (
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 
-from core.errors import MetricsForbidden
+logger = logging.getLogger(__name__)
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# "<name>_created" timestamps double the series and no dashboard or alert uses them.
+disable_created_metrics()
+
+# Spawns go from ~0.3 s (busybox, warm engine) to minutes (a pull, a slow engine).
+_SPAWN_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300)
+_EXEC_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
+
+SPAWNS = Counter(
+    "devbench_workspace_spawns_total",
+    "Workspace spawns by outcome (success, failed on the engine, rejected before it), error "
+    "code and whether a warm-pool workspace served it.",
+    ["outcome", "code", "warm", "tenant"],
+)
+SPAWN_SECONDS = Histogram(
+    "devbench_workspace_spawn_seconds",
+    "Time from a spawn request to its workspace running (queueing included).",
+    ["warm"],
+    buckets=_SPAWN_BUCKETS,
+)
+EXEC_SECONDS = Histogram(
+    "devbench_exec_duration_seconds",
+    "Run time of execs by terminal status.",
+    ["status", "tenant"],
+    buckets=_EXEC_BUCKETS,
+)
+EXEC_OUTPUT_BYTES = Counter(
+    "devbench_exec_output_bytes_total",
+    "Bytes of output execs produced, by stream (counted before the output cap).",
+    ["stream"],
+)
+FILE_OPERATIONS = Counter(
+    "devbench_file_operations_total",
+    "Workspace file operations by operation and outcome (success, client_error, server_error).",
+    ["op", "outcome"],
+)
+ENGINE_ERRORS = Counter(
+    "devbench_engine_errors_total",
+    "Errors the container engine reported, by kind (the stable error code).",
+    ["kind"],
+)
+AUTH_FAILURES = Counter(
+    "devbench_auth_failures_total",
+    "Refused authentications by code (bearer tokens on REST/MCP/websockets, browser sign-ins).",
+    ["code"],
+)
+DB_POOL = Gauge(
+    "devbench_db_pool_connections",
+    "PostgreSQL pool connections of live processes: size, available, waiting requests.",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+DB_POOL_ERRORS = Counter(
+    "devbench_db_pool_errors_total",
+    "Requests for a pooled connection that failed (timeout or broken connection).",
+)
 
 
-@lru_cache(maxsize=8)
-def _networks(spec: tuple[str, ...]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(item, strict=False) for item in spec)
+def tenant_label(owner: Any) -> str:
+    """The slug of a tenant (or of a row's tenant) when the installation opted in, else
+    empty (no label). The row's tenant is only loaded when the label is on."""
+    if not getattr(settings, "DEVBENCH_METRICS_TENANT_LABEL", False) or owner is None:
+        return ""
+    tenant = getattr(owner, "tenant", owner)
+    return str(getattr(tenant, "slug", tenant))
 
 
-def metrics_allowed(*, remote_addr: str, authorization: str) -> bool:
-    token = settings.METRICS_TOKEN
-    if token:
-        scheme, _, presented = authorization.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(presented.strip(), token):
-            return True
+def outcome_of(exc: BaseException | None) -> str:
+    if exc is None:
+        return "success"
+    status = getattr(exc, "http_status", 500)
+    return "client_error" if 400 <= status < 500 else "server_error"
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def counted_file_operation(op: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Count each call of a file service by outcome."""
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        import functools
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as exc:
+                FILE_OPERATIONS.labels(op=op, outcome=outcome_of(exc)).inc()
+                raise
+            FILE_OPERATIONS.labels(op=op, outcome="success").inc()
+            return result
+
+        return wrapper
+
+    return decorate
+
+
+def db_pool_sample() -> None:
+    """Record this process's pool statistics (called after each request and task)."""
+    from django.db import connection
+
+    pool = getattr(connection, "pool", None) if connection.vendor == "postgresql" else None
+    if pool is None:
+        return
     try:
-        address = ipaddress.ip_address(remote_addr)
-    except ValueError:
-        return False
-    return any(address in net for net in _networks(tuple(settings.METRICS_ALLOWED_NETWORKS)))
+        stats = pool.get_stats()
+    except Exception:  # a closed pool: nothing to report
+        return
+    DB_POOL.labels(state="size").set(stats.get("pool_size", 0))
+    DB_POOL.labels(state="available").set(stats.get("pool_available", 0))
+    DB_POOL.labels(state="waiting").set(stats.get("requests_waiting", 0))
+    errors = stats.get("requests_errors", 0)
+    if errors:
+        DB_POOL_ERRORS.inc(errors)
 
 
-@never_cache
-def metrics(request: HttpRequest) -> HttpResponse:
-    allowed = metrics_allowed(
-        remote_addr=request.META.get("REMOTE_ADDR", ""),
-        authorization=request.headers.get("Authorization", ""),
-    )
-    if not allowed:
-        refused = MetricsForbidden()
-        return JsonResponse(refused.as_dict(), status=refused.http_status)
-    response: HttpResponse = ExportToDjangoView(request)
-    return response
+def _sample_after_request(**_: Any) -> None:
+    db_pool_sample()
+
+
+request_finished.connect(
+    _sample_after_request, weak=False, dispatch_uid="devbench.metrics.db_pool_sample"
+)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def mark_process_dead(pid: int) -> None:
+    """For a multi-process server's child-exit hook: drop the live gauges of a dead child."""
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)

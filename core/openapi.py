@@ -20,6 +20,11 @@ ERROR_SCHEMA: dict[str, Any] = {
         "code": {"type": "string", "description": "Stable error code."},
         "message": {"type": "string"},
         "extra": {"type": "object", "additionalProperties": True},
+        "request_id": {
+            "type": "string",
+            "description": "The request's id (also in `X-Request-ID`): quote it when "
+            "reporting; the same id is on the server's log lines and audit events.",
+        },
     },
     "required": ["code", "message", "extra"],
 }
@@ -63,7 +68,13 @@ RUNNING: Codes = {
 }
 # Spawning (an image, a snapshot or a template) and forking: placement, images, quotas.
 PLACEMENT: Codes = {
-    403: ["image_not_allowed", "digest_required", "policy_denied"],
+    403: [
+        "image_not_allowed",
+        "digest_required",
+        "policy_denied",
+        "image_not_scanned",
+        "image_vulnerable",
+    ],
     422: [
         "invalid_alias",
         "invalid_ttl",
@@ -79,6 +90,8 @@ PLACEMENT: Codes = {
     504: ["spawn_timeout"],
 }
 SNAPSHOT: Codes = {404: ["snapshot_not_found"]}
+TENANT_ADMIN: Codes = {404: ["tenant_not_found"]}
+AUDIT_FILTERS: Codes = {422: ["invalid_time", "invalid_outcome"]}
 SNAPSHOT_QUOTAS: Codes = {
     422: ["invalid_snapshot"],
     429: ["snapshot_quota_exceeded", "snapshot_storage_quota_exceeded"],
@@ -205,6 +218,27 @@ OPERATION_ERRORS: dict[str, list[Codes]] = {
         {409: ["template_not_ready"], 422: ["invalid_template"], 503: ["capacity_exhausted"]},
     ],
     "template_delete": [TEMPLATE, ENGINE, {409: ["template_in_use"]}],
+    # Tenant administration (admin scope); another tenant's slug answers tenant_not_found.
+    "member_list": [TENANT_ADMIN],
+    "member_invite": [TENANT_ADMIN, BODY],
+    "member_update": [TENANT_ADMIN, BODY, {404: ["member_not_found"], 409: ["last_owner"]}],
+    "member_remove": [TENANT_ADMIN, {404: ["member_not_found"], 409: ["last_owner"]}],
+    "api_token_list": [TENANT_ADMIN],
+    "api_token_create": [
+        TENANT_ADMIN,
+        BODY,
+        {
+            403: ["scope_escalation"],
+            404: ["member_not_found"],
+            422: ["invalid_scopes", "not_a_member"],
+        },
+    ],
+    "api_token_revoke": [TENANT_ADMIN, {404: ["token_not_found"]}],
+    "tenant_policy_get": [TENANT_ADMIN],
+    "tenant_policy_update": [TENANT_ADMIN, BODY, {422: ["unknown_policy_field"]}],
+    "audit_event_list": [AUDIT_FILTERS],
+    "audit_event_export": [AUDIT_FILTERS],
+    "usage_list": [{422: ["invalid_range"]}],
 }
 
 _REASONS = {

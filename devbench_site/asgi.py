@@ -2,10 +2,15 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "devbench_site.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from core.asgi_handler import OneHopASGIHandler  # noqa: E402
+
+# Django's ASGI handler, but each request's middleware and view in one thread hop.
+django_asgi_app = OneHopASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -14,12 +19,14 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from core import http_server  # noqa: E402
 from core.health import HealthzFastPath  # noqa: E402
+from core.http_limits import BodyLimit  # noqa: E402
 from core.mcp.endpoint import MCPRouter  # noqa: E402
 from devbench_site.routing import websocket_origin_validator, websocket_urlpatterns  # noqa: E402
 from tenants.auth import authenticate_bearer_limited  # noqa: E402
 from tenants.oidc.config import oidc_issuers  # noqa: E402
 
-# Header and body size limits, access-log redaction: the server has no settings for them.
+# daphne's header and early body limits and access-log redaction (it has no settings for
+# them); the production server's are in devbench_site.server.
 http_server.install()
 
 # The embedded mode has no front web server: serve static files here.
@@ -30,8 +37,11 @@ http_app = (
 application = ProtocolTypeRouter(
     {
         # /mcp/<tenant>/ (and its RFC 9728 metadata) bypass Django; the rest is Django.
-        "http": HealthzFastPath(
-            MCPRouter(http_app, authenticate=authenticate_bearer_limited, issuers=oidc_issuers)
+        # The body limit (413) of both servers, in front of everything that reads a body.
+        "http": BodyLimit(
+            HealthzFastPath(
+                MCPRouter(http_app, authenticate=authenticate_bearer_limited, issuers=oidc_issuers)
+            )
         ),
         "websocket": websocket_origin_validator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))

@@ -34,3 +34,6 @@ class DevBenchTask(Task):
 app = Celery("devbench_site", task_cls=DevBenchTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Request ids into task headers, logs and metrics for every worker (devbench_site.tasks_context).
+import devbench_site.tasks_context  # noqa: E402,F401

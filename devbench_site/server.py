@@ -13,14 +13,21 @@ Everything comes from the environment (documented in the README):
   (or a booting worker may take) before gunicorn replaces the worker (60).
 * ``DEVBENCH_ACCESS_LOG``: ``-`` (stdout, the default), a file, or empty for none.
 * ``GUNICORN_CMD_ARGS``: any other gunicorn option.
+
+``scripts/serve`` also points ``PROMETHEUS_MULTIPROC_DIR`` at an emptied directory
+of this service, so every worker answers ``/metrics`` with the sum over all of them;
+:func:`child_exit` drops a dead worker's live gauges (docs/operations.md).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, ClassVar
 
 from uvicorn_worker import UvicornWorker
+
+from core.metrics import mark_process_dead
 
 
 def usable_cores() -> int:
@@ -55,16 +62,28 @@ class Worker(UvicornWorker):
     * ``proxy_headers: False``: whether ``X-Forwarded-Proto`` is trusted is
       Django's ``SECURE_PROXY_SSL_HEADER`` setting alone, on every path.
     * No ``Server`` header naming the software.
+    * HTTP is uvicorn's httptools protocol with the request-header limit
+      (``core.http_uvicorn``, answers 431); the body limit is the application's
+      ASGI middleware (``core.http_limits.BodyLimit``), shared with daphne.
+    * uvicorn's access and error logs (the error log names each websocket path
+      with its query string) never show a secret query value.
     """
 
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": "auto",
-        "http": "auto",
+        "http": "core.http_uvicorn:HttpProtocol",
         "ws": "auto",
         "lifespan": "off",
         "proxy_headers": False,
         "server_header": False,
     }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # points uvicorn's loggers at gunicorn's handlers
+        from core.http_limits import RedactSecrets
+
+        for name in ("uvicorn.access", "uvicorn.error"):
+            logging.getLogger(name).addFilter(RedactSecrets())
 
 
 # --- gunicorn settings (read by `gunicorn -c python:devbench_site.server`) ---------
@@ -81,3 +100,8 @@ loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
 proc_name = "devbench-web"
 # No control socket under $HOME: the image's user has no writable home.
 control_socket_disable = True
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook, in the master: a worker process ended (restarted or stopped)."""
+    mark_process_dead(worker.pid)

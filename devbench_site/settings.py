@@ -17,6 +17,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from devbench_site import logs as _logs
 from devbench_site.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -84,6 +85,7 @@ INSTALLED_APPS = [
     "tenants",
     "workspaces",
     "execution",
+    "usage",
     "devbench_site.apps.SiteConfig",
 ]
 
@@ -269,6 +271,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # acks_late tasks longer than the visibility timeout would be delivered twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200)}
 CELERY_TIMEZONE = "UTC"
+# Workers log through settings.LOGGING (JSON lines with request ids), not Celery's format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 DEVBENCH_IN_PROCESS_WORKERS = env_int("DEVBENCH_IN_PROCESS_WORKERS", 8)
 
 # --- DevBench -----------------------------------------------------------------
@@ -353,16 +357,21 @@ if env_bool("SECURE_PROXY_SSL_HEADER", False):
 # Health and metrics answer probes over plain HTTP inside the cluster.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
+# JSON lines (LOG_FORMAT=json, the default) or readable lines (plain), every record with the
+# request id that caused it and secrets scrubbed: see devbench_site/logs.py.
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured("LOG_FORMAT must be json or plain.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "structured": _logs.formatter(LOG_FORMAT),
         # One JSON object per audit event on the devbench.audit logger (stderr by default).
         "audit_json": {"format": "%(message)s"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": "structured"},
         "audit": {"class": "logging.StreamHandler", "formatter": "audit_json"},
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
@@ -380,6 +389,7 @@ LOGGING = {
         },
     },
 }
+_logs.configure_structlog()
 
 # --- Workspaces: lifecycle, policy (workspaces/) ----------------------------------
 # Image patterns (fnmatch) a tenant may use when its policy lists none.
@@ -479,6 +489,9 @@ DEVBENCH_EXEC_RUN_DEFAULT_TIMEOUT_S = env_int("DEVBENCH_EXEC_RUN_DEFAULT_TIMEOUT
 DEVBENCH_EXEC_HEARTBEAT_S = env_int("DEVBENCH_EXEC_HEARTBEAT_S", 2)
 # Seconds a verified API token is remembered per process (revocation bound; 0: off).
 DEVBENCH_TOKEN_CACHE_S = env_int("DEVBENCH_TOKEN_CACHE_S", 5)
+# Threads per web process that run requests (core/asgi_handler.py); a waiting request
+# (exec long-poll, wait: true) holds one while it waits.
+DEVBENCH_WEB_THREADS = env_int("DEVBENCH_WEB_THREADS", 200)
 DEVBENCH_EXEC_STALE_AFTER_S = env_int("DEVBENCH_EXEC_STALE_AFTER_S", 30)
 # A "starting" exec no worker has claimed after this long gets its task sent again
 # (claiming is conditional, so a duplicate never runs it twice).
@@ -524,5 +537,36 @@ CELERY_BEAT_SCHEDULE = {
     "tenants.audit_purge": {
         "task": "tenants.audit_purge",
         "schedule": float(env_int("AUDIT_PURGE_INTERVAL_S", 3600)),
+    },
+}
+
+# Image vulnerability scans (workspaces/scanning.py): the scanner class (empty: none) and
+# where TrivyReportDirectory finds `trivy image -f json` reports.
+DEVBENCH_IMAGE_SCANNER = env_str("DEVBENCH_IMAGE_SCANNER", "")
+DEVBENCH_IMAGE_SCAN_REPORTS = env_str("DEVBENCH_IMAGE_SCAN_REPORTS", str(VAR_DIR / "scan-reports"))
+
+# --- Operations (devbench_site/metrics.py, execution retention, worker shutdown) ---------
+# A `tenant` label on spawn and exec series: only for installations with few tenants.
+DEVBENCH_METRICS_TENANT_LABEL = env_bool("DEVBENCH_METRICS_TENANT_LABEL", False)
+# A Celery worker serves its own metrics on this port (0: none); see docs/operations.md.
+DEVBENCH_WORKER_METRICS_PORT = env_int("DEVBENCH_WORKER_METRICS_PORT", 0)
+DEVBENCH_WORKER_METRICS_ADDR = env_str("DEVBENCH_WORKER_METRICS_ADDR", "127.0.0.1")
+# Finished execs (and their output) older than the tenant policy's exec_retention_days
+# are deleted by this job, this many rows per transaction.
+DEVBENCH_EXEC_PURGE_BATCH = env_int("DEVBENCH_EXEC_PURGE_BATCH", 500)
+# On SIGTERM a worker stops taking tasks and gives its running execs this long to end;
+# then it ends them (output kept, status failed, error_code worker_shutdown).
+DEVBENCH_WORKER_DRAIN_TIMEOUT_S = env_int("DEVBENCH_WORKER_DRAIN_TIMEOUT_S", 30)
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "usage-meter": {
+        "task": "usage.meter_dispatch",
+        "schedule": float(env_int("DEVBENCH_USAGE_INTERVAL_S", 60)),
+        "options": {"queue": "default"},
+    },
+    "execution-purge": {
+        "task": "execution.exec_purge",
+        "schedule": float(env_int("DEVBENCH_EXEC_PURGE_INTERVAL_S", 3600)),
+        "options": {"queue": "default"},
     },
 }

@@ -16,6 +16,8 @@ from celery import Task
 from django.conf import settings
 from django.db import close_old_connections, connections
 
+from core import request_context
+
 logger = logging.getLogger(__name__)
 
 _executor: ThreadPoolExecutor | None = None
@@ -32,8 +34,11 @@ def _get_executor() -> ThreadPoolExecutor:
         return _executor
 
 
-def _run(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _run(
+    task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], ctx: request_context.RequestContext
+) -> Any:
     close_old_connections()
+    token = request_context.bind(ctx)  # the request id follows the task, as in Celery
     try:
         result = task.apply(args=args, kwargs=kwargs)
         if result.failed():
@@ -42,8 +47,9 @@ def _run(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             )
         return result.result
     finally:
+        request_context.reset(token)
         connections.close_all()
 
 
 def submit(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
-    return _get_executor().submit(_run, task, args, kwargs)
+    return _get_executor().submit(_run, task, args, kwargs, request_context.current())

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from core import fastjson, request_context
+from core import fastjson
 from core.errors import DevBenchError
 from core.validation import json_loads_strict
 from execution import notify, selectors, services, ws_auth
@@ -73,9 +73,6 @@ class _DevBenchConsumer(AsyncWebsocketConsumer):
             code = ws_auth.CLOSE_INTERNAL
         await self.close(code=code)
 
-    def _bind_context(self) -> None:
-        request_context.bind(ws_auth.request_context_of(self.scope))
-
 
 class ExecStreamConsumer(_DevBenchConsumer):
     principal: Principal
@@ -84,8 +81,7 @@ class ExecStreamConsumer(_DevBenchConsumer):
 
     async def connect(self) -> None:
         # Accept first: close codes only reach a client after the handshake.
-        await self.accept()
-        self._bind_context()
+        await ws_auth.accept_bound(self)
         self.done = False
         self.lock = asyncio.Lock()
         self.fallback: asyncio.Task[None] | None = None
@@ -193,8 +189,7 @@ class ShellConsumer(_DevBenchConsumer):
     reader: threading.Thread | None = None
 
     async def connect(self) -> None:
-        await self.accept()
-        self._bind_context()
+        await ws_auth.accept_bound(self)
         ref = self.scope["url_route"]["kwargs"]["workspace_id"]
         try:
             size = ws_auth.parse(ShellQuery, ws_auth.query_params(self.scope))

@@ -23,9 +23,11 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from core import metrics
 from core.errors import DevBenchError
 from execution import notify, state
 from execution.coalesce import MAX_DELAY_S, Coalescer
+from execution.drain import drain_deadline
 from execution.models import Exec, ExecChunk, ExecStatus, Stream
 from execution.persist import OutputStore
 from execution.proctree import exec_command, kill_process_tree, subreaper_start_failure
@@ -56,6 +58,11 @@ FIRST_BEAT_S = 0.2
 KILL_DRAIN_S = 10.0
 # Engine exit codes for "the process could not be started" (bad program or cwd).
 _START_FAILURE_CODES = (126, 127)
+_OUTPUT_BYTES: dict[int, Any] = {
+    Stream.STDOUT: metrics.EXEC_OUTPUT_BYTES.labels(stream="stdout"),
+    Stream.STDERR: metrics.EXEC_OUTPUT_BYTES.labels(stream="stderr"),
+}
+
 # Container id -> its runtime; a container never changes runtime.
 _runtimes: dict[str, str] = {}
 RUNTIME_CACHE_SIZE = 10_000
@@ -88,6 +95,8 @@ class _Timers:
             wake.append(flush_at)
         if self.killed_at is not None:
             wake.append(self.killed_at + KILL_DRAIN_S)
+        elif (drain_at := drain_deadline()) is not None:
+            wake.append(drain_at)
         return min(wake)
 
 
@@ -115,6 +124,7 @@ class ExecRunner:
         self.reader_error: BaseException | None = None
         self.end_reason: ExecStatus | None = None  # set once we kill: cancelled / timed_out
         self.kill_detail = ""
+        self.shutdown = False  # ended because its worker shut down
         self._stop = threading.Event()
 
     # --- entry ---------------------------------------------------------------
@@ -252,8 +262,8 @@ class ExecRunner:
                 self._emit(self.coalescer.take())
 
     def _keep_time(self, timers: _Timers) -> bool:
-        """Heartbeat (which reports a cancel) and timeout; False once the output has not
-        ended within KILL_DRAIN_S of a kill."""
+        """Heartbeat (which reports a cancel), timeout and the worker's drain; False once
+        the output has not ended within KILL_DRAIN_S of a kill."""
         self.store.check()
         now = time.monotonic()
         if now >= timers.next_beat:
@@ -262,6 +272,11 @@ class ExecRunner:
                 timers.killed_at = self._kill(ExecStatus.CANCELLED)
         if timers.deadline is not None and now >= timers.deadline and timers.killed_at is None:
             timers.killed_at = self._kill(ExecStatus.TIMED_OUT)
+        drain_at = drain_deadline()
+        if drain_at is not None and now >= drain_at and timers.killed_at is None:
+            # The worker is shutting down and this exec did not end in time.
+            self.shutdown = True
+            timers.killed_at = self._kill(ExecStatus.FAILED)
         if timers.killed_at is not None and time.monotonic() - timers.killed_at > KILL_DRAIN_S:
             logger.warning("output of %s did not end after the kill", self.exec)
             return False
@@ -284,6 +299,7 @@ class ExecRunner:
     def _accept(self, frame: tuple[int, bytes]) -> None:
         stream, data = frame
         self.produced[stream] = self.produced.get(stream, 0) + len(data)
+        _OUTPUT_BYTES[stream].inc(len(data))
         self.coalescer.add(stream, data, time.monotonic())
 
     # --- storing -------------------------------------------------------------
@@ -350,7 +366,15 @@ class ExecRunner:
         # state waits for them.
         self.store.close()
         self.exec.last_seq = self.store.out.last_seq
-        if self.end_reason is not None:
+        if self.shutdown:
+            self._end(
+                ExecStatus.FAILED,
+                exit_code=exit_code,
+                error_code="worker_shutdown",
+                error="The worker running it shut down before it ended; output until "
+                "then is kept. " + self.kill_detail,
+            )
+        elif self.end_reason is not None:
             self._end(
                 self.end_reason,
                 exit_code=exit_code,

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from core.prepared import PreparedGet
 from core.validation import escape_unstorable, is_line
 from execution.coalesce import encode
 from execution.errors import ExecNotFound
@@ -36,12 +37,17 @@ def exec_message(*, seq: int, stream: int, data: bytes) -> ExecMessage:
 def exec_get(*, actor: Principal, exec_id: str) -> Exec:
     if not is_line(exec_id, max_length=64):  # no exec has such an id
         raise ExecNotFound(f"Exec '{escape_unstorable(exec_id)}' not found.")
-    try:  # public ids are unique: no ORDER BY needed, unlike first()
-        return Exec.objects.select_related("workspace", "tenant").get(
-            tenant=actor.tenant, public_id=exec_id
-        )
-    except Exec.DoesNotExist:
-        raise ExecNotFound(f"Exec '{exec_id}' not found.") from None
+    # Polled many times a second: the lookup is compiled once (core.prepared).
+    exec_ = _BY_PUBLIC_ID.get(tenant_id=actor.tenant.pk, public_id=exec_id)
+    if exec_ is None:
+        raise ExecNotFound(f"Exec '{exec_id}' not found.")
+    exec_.tenant = actor.tenant  # the lookup proved it; no join for it
+    return exec_
+
+
+_BY_PUBLIC_ID = PreparedGet(
+    Exec, "tenant_id", "public_id", refine=lambda qs: qs.select_related("workspace")
+)
 
 
 def exec_list(*, actor: Principal, workspace: Workspace) -> QuerySet[Exec]:

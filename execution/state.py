@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from core import metrics
 from core.queues import node_queue
 from execution import notify
 from execution.models import (
@@ -33,6 +34,7 @@ from execution.models import (
 )
 from execution.validation import redact_env
 from tenants.selectors import tenant_policy_get
+from usage.services import usage_exec_record
 from workspaces.models import Workspace, WorkspaceStatus
 
 logger = logging.getLogger(__name__)
@@ -205,6 +207,11 @@ def _finish_locked(
         )
         exec_.finished_at, exec_.env, exec_.last_seq = now, env, last_seq
         _publish_on_commit(exec_)
+        started = exec_.started_at
+        usage_exec_record(tenant_id=exec_.tenant_id, started_at=started, finished_at=now)
+        metrics.EXEC_SECONDS.labels(status=str(status), tenant=metrics.tenant_label(exec_)).observe(
+            max(0.0, (now - started).total_seconds()) if started else 0.0
+        )
     return bool(done)
 
 

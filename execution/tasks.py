@@ -12,15 +12,25 @@ worker functions receive it, so no module below this one imports the tasks.
 
 from __future__ import annotations
 
+import logging
+
 from celery import Task, shared_task
+from celery.exceptions import Reject
 
 from core.errors import EngineUnavailable
+from execution import retention
+from execution.drain import drain_deadline
 from execution.state import Senders
 from execution.worker import exec_execute, exec_kill_processes, exec_reconcile
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, name="execution.exec_run", acks_late=True, ignore_result=True)
 def exec_run_task(self: Task, exec_pk: int) -> None:
+    if drain_deadline() is not None:
+        # This worker is shutting down: give the exec back to the queue, unstarted.
+        raise Reject("worker shutting down", requeue=True)
     exec_execute(exec_pk=exec_pk, senders=SENDERS, worker=self.request.hostname or "")
 
 
@@ -35,6 +45,18 @@ def exec_run_task(self: Task, exec_pk: int) -> None:
 )
 def exec_kill_task(exec_pk: int) -> None:
     exec_kill_processes(exec_pk=exec_pk)
+
+
+@shared_task(name="execution.exec_purge", acks_late=True, ignore_result=True, time_limit=3600)
+def exec_purge_task() -> None:
+    report = retention.exec_purge()
+    if report.execs:
+        logger.info(
+            "purged %d execs (%d output chunks) past their retention",
+            report.execs,
+            report.chunks,
+            extra={"purged_execs": report.execs, "purged_chunks": report.chunks},
+        )
 
 
 @shared_task(name="execution.exec_reconcile", acks_late=True, ignore_result=True, time_limit=300)

@@ -20,7 +20,9 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 import pydantic
+from channels.generic.websocket import AsyncWebsocketConsumer
 
+from core import request_context
 from core.errors import (
     AuthenticationFailed,
     DevBenchError,
@@ -31,7 +33,7 @@ from core.errors import (
     ValidationFailed,
     parse_input,
 )
-from core.request_context import RequestContext, new_request_id
+from core.request_context import RequestContext, request_id_from
 from tenants.auth import authenticate_bearer_limited, principal_for_member
 from tenants.principal import Principal
 from tenants.ratelimit import rate_limit_hit
@@ -83,10 +85,18 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
 def request_context_of(scope: dict[str, Any]) -> RequestContext:
     client = scope.get("client") or (None, None)
     return RequestContext(
-        request_id=new_request_id(),
+        request_id=request_id_from(_header(scope, b"x-request-id") or ""),
         ip=client[0],
         user_agent=(_header(scope, b"user-agent") or "")[:300],
     )
+
+
+async def accept_bound(consumer: AsyncWebsocketConsumer) -> None:
+    """Accept the handshake with the connection's request id bound (its error frames, log
+    lines and audit events carry it) and answered in ``X-Request-ID``."""
+    ctx = request_context_of(consumer.scope)
+    request_context.bind(ctx)
+    await consumer.accept(headers=[(b"x-request-id", ctx.request_id.encode())])
 
 
 def resolve(scope: dict[str, Any], lookup: Callable[[Principal], T]) -> tuple[Principal, T]:

@@ -16,6 +16,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from tenants import selectors, services
+from tenants.auth import principal_for_member
 from tenants.models import (
     ApiToken,
     AuditEvent,
@@ -25,6 +26,12 @@ from tenants.models import (
     Tenant,
     TenantPolicy,
 )
+from tenants.principal import Principal
+
+
+def admin_actor(request: HttpRequest, tenant: Tenant) -> Principal:
+    """The signed-in admin acting in ``tenant`` (the querysets already limit which)."""
+    return principal_for_member(user=request.user, tenant=tenant)
 
 
 def _manages_any(request: HttpRequest) -> bool:
@@ -145,19 +152,26 @@ class MembershipAdmin(TenantScopedAdmin):
 
     def save_model(self, request: HttpRequest, obj: Membership, form: Any, change: bool) -> None:
         user = form.cleaned_data.get("user")
+        actor = admin_actor(request, obj.tenant)
         if user is not None:
-            saved = services.membership_set(tenant=obj.tenant, user=user, role=obj.role)
+            saved = services.membership_set(actor=actor, user=user, role=obj.role)
         else:
             saved = services.membership_invite(
-                tenant=obj.tenant,
+                actor=actor,
                 email=form.cleaned_data["email"],
                 role=obj.role,
                 site_url=request.build_absolute_uri("/"),
-                invited_by=request.user.get_username(),
             )
             if not saved.user.has_usable_password():
                 messages.info(request, f"An invitation was mailed to {saved.user.email}.")
         obj.pk, obj.user = saved.pk, saved.user
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        services.membership_remove(actor=admin_actor(request, obj.tenant), membership=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
+        for membership in queryset:
+            self.delete_model(request, membership)
 
 
 class ApiTokenAddForm(forms.ModelForm):
@@ -233,14 +247,18 @@ class ApiTokenAdmin(TenantScopedAdmin):
         return self.fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return () if obj is None else self.readonly_fields
+        # A token is created and revoked (both audited services), never edited or deleted.
+        return () if obj is None else self.fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
     def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
             return
         token, secret = services.api_token_create(
-            tenant=obj.tenant,
+            actor=admin_actor(request, obj.tenant),
             user=obj.user,
             name=obj.name,
             scopes=form.cleaned_data["scope_choices"],
@@ -256,7 +274,7 @@ class ApiTokenAdmin(TenantScopedAdmin):
     @admin.action(description="Revoke selected tokens")
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         for token in queryset:
-            services.api_token_revoke(token=token)
+            services.api_token_revoke(actor=admin_actor(request, token.tenant), token=token)
         self.message_user(request, f"Revoked {queryset.count()} token(s).")
 
 
@@ -274,6 +292,15 @@ class TenantPolicyAdmin(TenantScopedAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TenantPolicy]:
         return selectors.tenant_policy_list_managed(user=request.user)
+
+    def save_model(self, request: HttpRequest, obj: TenantPolicy, form: Any, change: bool) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        services.tenant_policy_update(
+            actor=admin_actor(request, obj.tenant),
+            changes={name: form.cleaned_data[name] for name in form.changed_data},
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         return ("tenant",) if obj is not None else ()

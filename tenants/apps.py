@@ -8,8 +8,10 @@ class TenantsConfig(AppConfig):
     def ready(self) -> None:
         from allauth.account.signals import user_logged_in
         from django.contrib.auth import get_user_model
+        from django.contrib.auth.signals import user_login_failed
         from django.db.models.signals import post_delete, post_save
 
+        from core import metrics
         from core.refusals import register_recorder
         from tenants import adapters, token_cache
         from tenants.audit import audit_refused_input
@@ -27,3 +29,8 @@ class TenantsConfig(AppConfig):
             for name, signal in (("save", post_save), ("delete", post_delete)):
                 uid = f"tenants.token_cache.{model._meta.label_lower}.{name}"
                 signal.connect(token_cache.clear, sender=model, dispatch_uid=uid)
+        user_login_failed.connect(
+            lambda **_: metrics.AUTH_FAILURES.labels(code="login_failed").inc(),
+            dispatch_uid="tenants.count_login_failures",
+            weak=False,
+        )

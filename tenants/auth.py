@@ -18,6 +18,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from ninja.security import HttpBearer
 
+from core import metrics
 from core.errors import (
     AuthenticationFailed,
     DevBenchError,
@@ -97,6 +98,7 @@ def authenticate_bearer(
     try:
         return _authenticate(authorization, tenant_slug, attempt, cached)
     except (AuthenticationFailed, PermissionDenied, NotFound, TenantRequired) as exc:
+        metrics.AUTH_FAILURES.labels(code=exc.code).inc()
         if exc.code != "token_missing":
             _audit_refusal(exc, attempt, tenant_slug)
         raise

@@ -62,6 +62,56 @@ class TokenAudience(AuthenticationFailed):
     default_message = "The token is not meant for this service (audience)."
 
 
+class MemberNotFound(NotFound):
+    code = "member_not_found"
+    default_message = "Member not found."
+
+
+class TokenNotFound(NotFound):
+    code = "token_not_found"
+    default_message = "Token not found."
+
+
+class LastOwner(Conflict):
+    """A tenant always keeps one owner."""
+
+    code = "last_owner"
+    default_message = "This is the tenant's only owner; make someone else owner first."
+
+
+class ScopeEscalation(PermissionDenied):
+    """Nobody grants a scope they lack."""
+
+    code = "scope_escalation"
+
+    def __init__(self, *, scopes: list[str]) -> None:
+        super().__init__(
+            f"A token cannot get scopes its creator lacks: {scopes}.", extra={"scopes": scopes}
+        )
+
+
+class UnknownPolicyField(ValidationFailed):
+    code = "unknown_policy_field"
+
+    def __init__(self, *, fields: list[str]) -> None:
+        super().__init__(
+            f"Not policy fields: {', '.join(fields)}.",
+            extra={"fields": {name: ["Not a policy field."] for name in fields}},
+        )
+
+
+class InvalidTime(ValidationFailed):
+    code = "invalid_time"
+
+    def __init__(self, *, field: str) -> None:
+        super().__init__(f"{field} must be a date or a date and time.")
+
+
+class InvalidOutcome(ValidationFailed):
+    code = "invalid_outcome"
+    default_message = "outcome is success, denied or error."
+
+
 class InvalidScopes(ValidationFailed):
     code = "invalid_scopes"
 

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 
 from tenants.audit import audit_record
 from tenants.models import ROLE_RANK, AuditEvent, Membership, MembershipRule, Role
-from tenants.services import membership_set
+from tenants.services import membership_write
 
 
 def oidc_user_resolve(*, provider_id: str, subject: str, claims: dict[str, Any]) -> Any:
@@ -100,7 +100,7 @@ def membership_rules_apply(*, user: Any, provider_id: str, claims: dict[str, Any
             membership.granted_by != provider_id or membership.role == role
         ):
             continue  # hand-made, another provider's, or already right
-        membership_set(tenant=tenant, user=user, role=role, granted_by=provider_id)
+        membership_write(tenant=tenant, user=user, role=role, granted_by=provider_id)
         _audit_membership(user, tenant, "membership.grant", provider_id, role)
     for tenant_id, membership in existing.items():
         if membership.granted_by == provider_id and tenant_id not in wanted:

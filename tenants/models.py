@@ -182,6 +182,15 @@ def _default_idle_timeout_s() -> int:
     return int(settings.DEVBENCH_IDLE_TIMEOUT_S)
 
 
+class ScanSeverity(models.TextChoices):
+    """Severities of image scan findings (Trivy's scale), lowest first."""
+
+    LOW = "LOW", "Low"
+    MEDIUM = "MEDIUM", "Medium"
+    HIGH = "HIGH", "High"
+    CRITICAL = "CRITICAL", "Critical"
+
+
 class TenantPolicy(models.Model):
     """Per-tenant limits and rules. Services read it; admins edit it."""
 
@@ -248,6 +257,18 @@ class TenantPolicy(models.Model):
         default=_default_idle_timeout_s,
         help_text="Pause (freeze) a workspace after this many seconds without exec, file, "
         "shell or attach activity; its next use resumes it (0: never).",
+    )
+    exec_retention_days = models.PositiveIntegerField(
+        default=30,
+        help_text="Finished execs and their output are deleted after this many days (0: kept).",
+    )
+    image_scan_block_severity = models.CharField(
+        max_length=10,
+        choices=ScanSeverity.choices,
+        blank=True,
+        default="",
+        help_text="Refuse to spawn images whose scan report has a finding of this severity "
+        "or higher (empty: scan reports never block).",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from tenants.models import Tenant
 
-PrincipalKind = Literal["token", "oidc", "session", "system"]
+PrincipalKind = Literal["token", "oidc", "session", "system", "cli"]
 
 # A scope grants itself and every scope below it.
 _SCOPE_RANK = {Scope.READ: 1, Scope.WRITE: 2, Scope.ADMIN: 3}
@@ -70,4 +70,21 @@ def system_principal(tenant: Tenant) -> Principal:
         scopes=frozenset({Scope.READ, Scope.WRITE, Scope.ADMIN}),
         kind="system",
         actor_id="system",
+    )
+
+
+def operator_principal(tenant: Tenant, *, name: str = "") -> Principal:
+    """Someone with shell access on the server (management commands): every scope.
+
+    ``name`` (default: the OS user) is recorded as the actor of what they do.
+    """
+    import getpass
+
+    who = name or getpass.getuser()
+    return Principal(
+        user=None,
+        tenant=tenant,
+        scopes=frozenset({Scope.READ, Scope.WRITE, Scope.ADMIN}),
+        kind="cli",
+        actor_id=f"cli:{who}"[:200],
     )

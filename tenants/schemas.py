@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Literal
+
 from ninja import Schema
+from pydantic import ConfigDict, Field
 
 from core.schemas import ErrorOut
 
@@ -42,6 +46,8 @@ class TenantPolicyOut(Schema):
     warm_pool_size: int
     warm_pool_max_age_s: int
     idle_timeout_s: int
+    exec_retention_days: int
+    image_scan_block_severity: str
 
 
 class TenantDetailOut(TenantOut):
@@ -100,3 +106,124 @@ class SystemStatusOut(Schema):
     policy: TenantPolicyOut
     nodes: list[NodeStatusOut] = []
     pool: list[PoolStatusOut] = []
+
+
+# --- Tenant administration (REST: /tenants/{slug}/members, /tokens, /policy) ---------
+
+RoleName = Literal["owner", "admin", "member", "viewer"]
+ScopeName = Literal["read", "write", "admin"]
+
+
+def _default_scopes() -> list[ScopeName]:
+    return ["read", "write"]
+
+
+class MemberOut(Schema):
+    user_id: int
+    username: str
+    email: str
+    role: str
+    granted_by: str
+    created_at: datetime
+
+
+class MemberInviteIn(Schema):
+    """Add a person by email (an account is made, and an invitation mailed, if needed)."""
+
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    role: RoleName = "member"
+
+
+class MemberUpdateIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    role: RoleName
+
+
+class ApiTokenOut(Schema):
+    prefix: str
+    name: str
+    user_id: int
+    username: str
+    scopes: list[str]
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+
+
+class ApiTokenCreatedOut(ApiTokenOut):
+    token: str = Field(description="The full secret: shown only in this answer, never again.")
+
+
+class ApiTokenCreateIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    user_id: int | None = Field(
+        default=None, description="A member of the tenant; default: the caller's user."
+    )
+    scopes: list[ScopeName] = Field(default_factory=_default_scopes, min_length=1)
+    expires_at: datetime | None = None
+
+
+class ApiTokenListQuery(Schema):
+    prefix: str | None = Field(
+        default=None, max_length=16, description="Tokens whose prefix starts so."
+    )
+    include_revoked: bool = False
+
+
+class TenantPolicyUpdateIn(Schema):
+    """Only the fields sent are changed; each is validated like in the admin."""
+
+    model_config = ConfigDict(extra="forbid")
+    allowed_images: list[str] | None = None
+    require_digest: bool | None = None
+    default_image: str | None = Field(default=None, max_length=255)
+    memory_limit_mb: int | None = None
+    cpu_limit: float | None = None
+    pids_limit: int | None = None
+    network_mode: Literal["none", "bridge"] | None = None
+    max_workspaces: int | None = None
+    max_concurrent_execs: int | None = None
+    default_ttl_s: int | None = None
+    max_ttl_s: int | None = None
+    max_file_size_bytes: int | None = None
+    exec_output_cap_bytes: int | None = None
+    exec_retention_days: int | None = None
+    image_scan_block_severity: Literal["", "LOW", "MEDIUM", "HIGH", "CRITICAL"] | None = None
+    warm_pool_size: int | None = None
+    warm_pool_max_age_s: int | None = None
+    idle_timeout_s: int | None = None
+
+
+# --- Audit (REST: /audit, /audit/export) -----------------------------------------------
+
+
+class AuditEventOut(Schema):
+    id: int
+    created_at: datetime
+    actor_kind: str
+    actor_id: str
+    action: str
+    target_type: str
+    target_id: str
+    outcome: str
+    error_code: str
+    ip: str | None
+    user_agent: str
+    request_id: str
+    details: dict[str, object]
+
+
+class AuditListQuery(Schema):
+    actor: str | None = Field(default=None, description="Exact actor id, e.g. `token:ab12cd34`.")
+    action: str | None = Field(
+        default=None, description="An action (`workspace.spawn`) or a family (`fs.*`)."
+    )
+    outcome: Literal["success", "denied", "error"] | None = None
+    since: datetime | None = Field(default=None, description="From this time (inclusive).")
+    until: datetime | None = Field(default=None, description="Before this time.")
+    target_type: str | None = None
+    target_id: str | None = Field(default=None, description="The object, e.g. a workspace id.")
+    request_id: str | None = None

@@ -106,6 +106,7 @@ def web_context(request: HttpRequest) -> dict[str, Any]:
         "actor": actor,
         "current_tenant": actor.tenant if actor else None,
         "can_write": bool(actor and actor.has_scope("write")),
+        "can_admin": bool(actor and actor.has_scope("admin")),
         # Only queried when a page shows the tenant switcher.
         "my_tenants": SimpleLazyObject(lambda: list(tenant_list_for_user(user=user))),
     }

@@ -90,18 +90,34 @@ def tenant_admin(tenant: Any) -> Any:
     return user
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class WorkerProcess(ManagedProcess):
     """A real Celery worker (threads pool) on the default and this node's queue."""
 
     what = "celery worker"
 
-    def __init__(self, db_name: str, name: str) -> None:
+    def __init__(self, db_name: str, name: str, extra_env: dict[str, str] | None = None) -> None:
         self.name = name
-        queues = f"default,node.{settings.DEVBENCH_NODE}"
+        # Each worker serves its metrics on a port of its own (devbench_site.metrics).
+        self.metrics_port = _free_port()
+        env = {
+            **service_env(db_name),
+            "DEVBENCH_WORKER_METRICS_PORT": str(self.metrics_port),
+            **(extra_env or {}),
+        }
+        self.metrics_url = f"http://127.0.0.1:{env['DEVBENCH_WORKER_METRICS_PORT']}/metrics"
+        queues = f"default,node.{env.get('DEVBENCH_NODE') or settings.DEVBENCH_NODE}"
         argv = [sys.executable, "-m", "celery", "-A", "devbench_site", "worker", "-P", "threads",
                 "-c", "16", "-Q", queues, "-n", f"{name}@{TEST_INSTANCE}", "--without-mingle",
                 "--without-gossip", "--loglevel=INFO"]  # fmt: skip
-        super().__init__(argv, env=service_env(db_name), log_name=f"celery-{name}")
+        super().__init__(argv, env=env, log_name=f"celery-{name}")
 
     def is_ready(self) -> bool:
         return "ready." in self.log_path.read_text(errors="replace")
@@ -128,7 +144,7 @@ def live_worker(celery_worker_process: WorkerProcess, transactional_db: Any) -> 
 @pytest.fixture
 def start_worker(
     django_db_setup: Any, django_db_blocker: Any
-) -> Iterator[Callable[[str], WorkerProcess]]:
+) -> Iterator[Callable[..., WorkerProcess]]:
     """Start extra, test-owned workers (e.g. to kill one mid-task)."""
     from django.db import connection
 
@@ -136,8 +152,8 @@ def start_worker(
     with django_db_blocker.unblock():
         db_name = connection.settings_dict["NAME"]
 
-    def _start(name: str) -> WorkerProcess:
-        worker = WorkerProcess(db_name, name)
+    def _start(name: str, extra_env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(db_name, name, extra_env)
         started.append(worker)
         return worker
 

@@ -26,9 +26,14 @@ class Answer:
     body: str  # the rest of it, as text
 
 
+def _without_request_id(body: dict[str, Any]) -> str:
+    # Each answer carries the id of its own request, which differs by design.
+    return json.dumps({k: v for k, v in body.items() if k != "request_id"}, sort_keys=True)
+
+
 def rest_answer(response: Any) -> Answer:
     body = response.json()
-    return Answer(response.status_code, body.get("code"), json.dumps(body, sort_keys=True))
+    return Answer(response.status_code, body.get("code"), _without_request_id(body))
 
 
 def mcp_answer(result: Any) -> Answer:
@@ -39,14 +44,15 @@ def mcp_answer(result: Any) -> Answer:
     else:
         body = result.structured_content or {}
     status = "error" if result.is_error else "ok"
-    return Answer(status, body.get("code"), json.dumps(body, sort_keys=True))
+    return Answer(status, body.get("code"), _without_request_id(body))
 
 
 def websocket_answer(messages: list[dict[str, Any]], close_code: int | None) -> Answer:
     """What a websocket sent before it closed, and its close code."""
     errors = [m for m in messages if m.get("type") == "error"]
     code = errors[-1].get("code") if errors else None
-    return Answer(close_code or 0, code, json.dumps(messages, sort_keys=True))
+    bodies = [{k: v for k, v in m.items() if k != "request_id"} for m in messages]
+    return Answer(close_code or 0, code, json.dumps(bodies, sort_keys=True))
 
 
 def page_answer(response: Any) -> Answer:

@@ -191,6 +191,9 @@ def error_body(result: Any) -> dict[str, Any]:
     assert result.structured_content is None, result.structured_content
     assert len(result.content) == 1 and result.content[0].type == "text", result.content
     body: dict[str, Any] = json.loads(result.content[0].text)
+    # The id of the HTTP request served, if any (differs per request by design; an
+    # in-process or stdio call has none).
+    body.pop("request_id", None)
     assert set(body) == {"code", "message", "extra"}, body
     return body
 

@@ -1,4 +1,4 @@
-"""Real server processes for tests (Celery workers, daphne), on the test database.
+"""Real server processes for tests (Celery workers, daphne, scripts/serve), on the test database.
 
 Each writes its output to a log file under var/, is ready when its own check
 says so, and stops with SIGTERM (SIGKILL after a grace period).
@@ -7,6 +7,7 @@ says so, and stops with SIGTERM (SIGKILL after a grace period).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -166,3 +167,37 @@ class DaphneServer(ManagedProcess):
 
     def mcp_requests_served(self) -> int:
         return sum(1 for line in self.access_log.read_text().splitlines() if '"POST /mcp/' in line)
+
+
+class ServeProcess(ManagedProcess):
+    """``scripts/serve`` (gunicorn + uvicorn workers); ready once every worker has
+    started its server. Its access log is a file of its own."""
+
+    what = "scripts/serve"
+    booted = re.compile(r"Booting worker with pid: (\d+)")
+    started = re.compile(r"Started server process \[(\d+)\]")
+
+    def __init__(
+        self, db_name: str, workers: int = 2, *, extra_env: dict[str, str] | None = None
+    ) -> None:
+        self.workers = workers
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.access_log = ROOT / "var" / f"serve-{self.port}-{TEST_INSTANCE}.access.log"
+        self.access_log.parent.mkdir(parents=True, exist_ok=True)
+        self.access_log.write_text("")
+        env = {
+            **service_env(db_name),
+            "DEVBENCH_HOST": "127.0.0.1",
+            "DEVBENCH_PORT": str(self.port),
+            "WEB_CONCURRENCY": str(workers),
+            "DEVBENCH_ACCESS_LOG": str(self.access_log),
+            **(extra_env or {}),
+        }
+        super().__init__([str(ROOT / "scripts" / "serve")], env=env, log_name=f"serve-{self.port}")
+
+    def is_ready(self) -> bool:
+        return len(set(self.started.findall(self.log_tail(100_000)))) >= self.workers
+
+    def worker_pids(self) -> set[int]:
+        return {int(pid) for pid in self.booted.findall(self.log_tail(100_000))}

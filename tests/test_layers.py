@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("tenants", "workspaces", "execution")
+APPS = ("tenants", "workspaces", "execution", "usage")
 SITE = "devbench_site"
 
 

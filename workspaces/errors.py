@@ -142,3 +142,42 @@ class WorkspaceResumeFailed(EngineUnavailable):
 
     def __init__(self, message: str, *, workspace_id: str, cause: str) -> None:
         super().__init__(message, extra={"workspace_id": workspace_id, "cause": cause})
+
+
+class ImageNotScanned(PolicyDenied):
+    """The policy only allows scanned images and this one has no report."""
+
+    code = "image_not_scanned"
+
+    def __init__(self, message: str, *, image: str, image_id: str, block_severity: str) -> None:
+        super().__init__(
+            message,
+            extra={"image": image, "image_id": image_id, "block_severity": block_severity},
+        )
+
+
+class ImageVulnerable(PolicyDenied):
+    """The image's scan report has findings at or above the policy's blocking severity."""
+
+    code = "image_vulnerable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        image: str,
+        image_id: str,
+        block_severity: str,
+        counts: dict[str, int],
+        findings: list[str],
+    ) -> None:
+        super().__init__(
+            message,
+            extra={
+                "image": image,
+                "image_id": image_id,
+                "block_severity": block_severity,
+                "counts": counts,
+                "findings": findings,
+            },
+        )

@@ -25,6 +25,7 @@ from tenants.models import TenantPolicy
 from workspaces.errors import DigestRequired, ImageNotAllowed, InvalidImageReference
 from workspaces.nodes import node_driver
 from workspaces.runtime.base import ImageInfo, PullReporter
+from workspaces.scanning import image_scan_check
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAINS = frozenset({"index.docker.io", "registry-1.docker.io"})
@@ -284,4 +285,5 @@ def image_check(
         # A snapshot's image reached by id or digest: it answers like a missing image,
         # whoever's it is (snapshots are spawned by snapshot id, within the tenant).
         raise _not_present(reference)
+    image_scan_check(policy=policy, image=info, name=reference.familiar())
     return ResolvedImage(reference=reference, info=info)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.utils import timezone
 
+from core import metrics
 from core.errors import (
     ContainerGone,
     DevBenchError,
@@ -27,6 +28,7 @@ from tenants.audit import audit_record
 from tenants.models import AuditEvent, TenantPolicy
 from tenants.principal import system_principal
 from tenants.selectors import tenant_policy_get
+from usage.services import usage_run_sync
 from workspaces.models import Attachment, Workspace, WorkspaceStatus
 from workspaces.nodes import workspace_driver
 from workspaces.runtime.base import LABEL_INSTANCE, LABEL_WORKSPACE, ContainerInfo, PullProgress
@@ -172,6 +174,18 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
         _discard_engine_objects(
             workspace=workspace, container_id=container_id, volume=not workspace.persistent
         )
+        logger.warning(
+            "workspace %s failed to start: %s",
+            workspace.public_id,
+            exc.code,
+            extra={"workspace": workspace.public_id, "code": exc.code},
+        )
+        metrics.SPAWNS.labels(
+            outcome="failed",
+            code=exc.code,
+            warm="false",
+            tenant=metrics.tenant_label(workspace.tenant),
+        ).inc()
         rows.update(
             status=WorkspaceStatus.ERROR,
             progress={},
@@ -209,6 +223,20 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
         )
         return workspace
     workspace.refresh_from_db()
+    usage_run_sync(workspace=workspace, at=workspace.updated_at)
+    logger.info(
+        "workspace %s is running on node %s",
+        workspace.public_id,
+        workspace.node,
+        extra={"workspace": workspace.public_id, "node": workspace.node},
+    )
+    # Counted once: only the run whose UPDATE moved the row to running gets here.
+    metrics.SPAWNS.labels(
+        outcome="success", code="", warm="false", tenant=metrics.tenant_label(workspace.tenant)
+    ).inc()
+    metrics.SPAWN_SECONDS.labels(warm="false").observe(
+        max(0.0, (timezone.now() - workspace.created_at).total_seconds())
+    )
     return workspace
 
 

@@ -22,6 +22,7 @@ from core.errors import DevBenchError
 from tenants.audit import audit_record, audited
 from tenants.models import AuditEvent, Tenant
 from tenants.principal import Principal, system_principal
+from usage.services import usage_run_sync
 from workspaces.models import LIVE_STATUSES, Node, NodeState, Workspace, WorkspaceStatus
 from workspaces.nodes import (
     node_driver,
@@ -88,7 +89,11 @@ def _record(report: ReconcileReport, workspace: Workspace, action: str, detail: 
 def _transition(workspace: Workspace, **changes: object) -> bool:
     """Apply changes only if the row is still as reconciliation saw it."""
     rows = Workspace.all_objects.filter(pk=workspace.pk, status=workspace.status)
-    return bool(rows.update(updated_at=timezone.now(), **changes))
+    now = timezone.now()
+    changed = bool(rows.update(updated_at=now, **changes))
+    if changed:
+        usage_run_sync(workspace=workspace, at=now)
+    return changed
 
 
 def _reconcile_missing(workspace: Workspace, report: ReconcileReport) -> None:

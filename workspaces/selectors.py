@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from core.prepared import PreparedGet
 from core.validation import escape_unstorable, is_line
 from tenants.principal import Principal
 from tenants.selectors import tenant_ids_managed_by
@@ -38,18 +39,25 @@ def workspace_get(*, actor: Principal, ref: str) -> Workspace:
     actor.require_scope("read")
     if not is_line(ref, max_length=63):  # no workspace has such a name (from a web URL, say)
         raise WorkspaceNotFound(escape_unstorable(ref))
-    qs = Workspace.objects.filter(tenant=actor.tenant).select_related("tenant")
+    # Both lookups are unique (public id; alias of a live workspace), compiled once.
     if ref.startswith("ws_"):
-        qs = qs.filter(public_id=ref)
+        workspace = _BY_PUBLIC_ID.get(tenant_id=actor.tenant.pk, public_id=ref)
     else:
-        qs = qs.filter(alias=ref).exclude(status=WorkspaceStatus.REMOVED)
-    # Both lookups are unique (public id; alias of a live workspace): get() needs no
-    # ORDER BY, which first() would add to every request.
-    try:
-        return qs.get()
-    except Workspace.DoesNotExist:
+        workspace = _BY_LIVE_ALIAS.get(tenant_id=actor.tenant.pk, alias=ref)
+    if workspace is None:
         # The same error whether the workspace is missing or another tenant's: no leak.
-        raise WorkspaceNotFound(ref) from None
+        raise WorkspaceNotFound(ref)
+    workspace.tenant = actor.tenant  # the lookup proved it; no join for it
+    return workspace
+
+
+_BY_PUBLIC_ID = PreparedGet(Workspace, "tenant_id", "public_id")
+_BY_LIVE_ALIAS = PreparedGet(
+    Workspace,
+    "tenant_id",
+    "alias",
+    refine=lambda qs: qs.exclude(status=WorkspaceStatus.REMOVED),
+)
 
 
 def workspace_require_own(*, actor: Principal, workspace: Workspace) -> None:

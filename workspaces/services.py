@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core import metrics
 from core.errors import (
     DevBenchError,
     IdempotencyKeyReused,
@@ -27,10 +28,11 @@ from core.errors import (
     error_rebuilt,
 )
 from core.idempotency import idempotent_replay, key_window
-from tenants.audit import audited
+from tenants.audit import AuditScope, audited
 from tenants.models import TenantPolicy
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
+from usage.services import usage_run_sync
 from workspaces.admission import workspace_admit
 from workspaces.environment_templates.selectors import template_for_spawn
 from workspaces.errors import (
@@ -169,6 +171,78 @@ def _workspace_create(
         raise AliasInUse("The alias already names a workspace.") from None
 
 
+@contextmanager
+def _rejections_counted(actor: Principal) -> Iterator[None]:
+    """Count a spawn refused before any engine work (scope, input, policy, quota, image)."""
+    try:
+        yield
+    except DevBenchError as exc:
+        metrics.SPAWNS.labels(
+            outcome="rejected",
+            code=exc.code,
+            warm="false",
+            tenant=metrics.tenant_label(actor.tenant),
+        ).inc()
+        raise
+
+
+def _spawn_admit(
+    *,
+    actor: Principal,
+    image: str | None,
+    snapshot: str | None,
+    template: str | None,
+    alias: str | None,
+    persistent: bool,
+    ttl_s: int | None,
+    idempotency_key: str | None,
+    limits: Mapping[str, Any] | None,
+    node_labels: Mapping[str, str] | None,
+    audit: AuditScope,
+) -> Workspace:
+    """Everything a spawn checks and writes in the request: the row (or the replayed one)."""
+    _validate_alias(alias)
+    _validate_idempotency_key(idempotency_key)
+    policy = tenant_policy_get(tenant=actor.tenant)
+    source = _spawn_source(actor=actor, image=image, snapshot=snapshot)
+    env = _spawn_template(actor=actor, image=image, snapshot=snapshot, template=template)
+    if source is not None:
+        image_ref = source.image_ref
+    elif env is not None:
+        image_ref = env.image or env.image_ref
+    else:
+        image_ref = image_reference_parse(image or policy.default_image).familiar()
+    workspace = _idempotent_replay(actor=actor, key=idempotency_key)
+    if workspace is None:
+        workspace, created = _place_and_create(
+            actor=actor,
+            policy=policy,
+            image=image,
+            snapshot=source,
+            template=env,
+            image_ref=image_ref,
+            alias=alias,
+            persistent=persistent,
+            ttl_s=ttl_s,
+            limits=limits,
+            node_labels=node_labels,
+            idempotency_key=idempotency_key,
+        )
+        audit.details["node"] = workspace.node
+        audit.details["warm"] = bool(workspace.warm)
+        if source is not None:
+            audit.details["snapshot"] = source.public_id
+        if env is not None:
+            audit.details["template"] = env.public_id
+    else:
+        created = False
+    audit.target_id = workspace.public_id
+    if not created:
+        _check_replay(workspace, image_ref=image_ref, alias=alias, persistent=persistent)
+        audit.details["replayed"] = True
+    return workspace
+
+
 def workspace_spawn(
     *,
     actor: Principal,
@@ -191,53 +265,30 @@ def workspace_spawn(
     or raise why it is not; ``wait=False``: return it ``creating`` at once. A repeated
     ``idempotency_key`` returns the workspace the first request made (exactly one is ever
     created)."""
-    actor.require_scope("write")
+    with _rejections_counted(actor):
+        actor.require_scope("write")
     if wait and transaction.get_connection().in_atomic_block:
         raise RuntimeError(
             "workspace_spawn(wait=True) inside a transaction would wait for itself: the "
             "provisioning task is queued only when the transaction commits."
         )
     with audited(actor=actor, action="workspace.spawn", target_type="workspace") as audit:
-        _validate_alias(alias)
-        _validate_idempotency_key(idempotency_key)
-        policy = tenant_policy_get(tenant=actor.tenant)
-        source = _spawn_source(actor=actor, image=image, snapshot=snapshot)
-        env = _spawn_template(actor=actor, image=image, snapshot=snapshot, template=template)
-        if source is not None:
-            image_ref = source.image_ref
-        elif env is not None:
-            image_ref = env.image or env.image_ref
-        else:
-            image_ref = image_reference_parse(image or policy.default_image).familiar()
-        workspace = _idempotent_replay(actor=actor, key=idempotency_key)
-        if workspace is None:
-            workspace, created = _place_and_create(
+        with _rejections_counted(actor):
+            workspace = _spawn_admit(
                 actor=actor,
-                policy=policy,
                 image=image,
-                snapshot=source,
-                template=env,
-                image_ref=image_ref,
+                snapshot=snapshot,
+                template=template,
                 alias=alias,
                 persistent=persistent,
                 ttl_s=ttl_s,
+                idempotency_key=idempotency_key,
                 limits=limits,
                 node_labels=node_labels,
-                idempotency_key=idempotency_key,
+                audit=audit,
             )
-            audit.details["node"] = workspace.node
-            audit.details["warm"] = bool(workspace.warm)
-            if source is not None:
-                audit.details["snapshot"] = source.public_id
-            if env is not None:
-                audit.details["template"] = env.public_id
-        else:
-            created = False
-        audit.target_id = workspace.public_id
-        if not created:
-            _check_replay(workspace, image_ref=image_ref, alias=alias, persistent=persistent)
-            audit.details["replayed"] = True
-        if wait and not (created and workspace.warm):  # a claimed member already runs
+        # A member claimed from the warm pool already runs: nothing to wait for.
+        if wait and not (workspace.warm and workspace.status == WorkspaceStatus.RUNNING):
             workspace = workspace_wait_running(workspace=workspace, timeout_s=wait_timeout_s)
     return workspace
 
@@ -428,6 +479,7 @@ def workspace_kill(
             if row.status != WorkspaceStatus.REMOVED:
                 row.status = WorkspaceStatus.REMOVING
                 row.save(update_fields=["status", "updated_at"])
+                usage_run_sync(workspace=row, at=row.updated_at)
         if row.status == WorkspaceStatus.REMOVING:
             workspace_teardown(workspace=row, force=force, remove_volume=remove_volume)
         workspace.refresh_from_db()
@@ -453,6 +505,7 @@ def _locked_change(*, actor: Principal, workspace: Workspace, action: str) -> It
 def _set_status(row: Workspace, status: str, *, error_code: str = "", message: str = "") -> None:
     row.status, row.error_code, row.status_message = status, error_code, message
     row.save(update_fields=["status", "error_code", "status_message", "updated_at"])
+    usage_run_sync(workspace=row, at=row.updated_at)
 
 
 def workspace_stop(*, actor: Principal, workspace: Workspace, timeout_s: int = 10) -> Workspace:

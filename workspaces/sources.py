@@ -22,6 +22,7 @@ from workspaces.images import (
 )
 from workspaces.models import Snapshot, Template
 from workspaces.runtime.base import PullProgress, PullReporter
+from workspaces.scanning import image_scan_check
 from workspaces.snapshots.services import snapshot_image_on
 
 
@@ -57,7 +58,10 @@ def workspace_image_id(
     when it has to be pulled first."""
     if snapshot is not None:
         _snapshot_base_allowed(policy=policy, snapshot=snapshot)
-        return snapshot_image_on(snapshot=snapshot, node=node, pull=pull, progress=progress).id
+        info = snapshot_image_on(snapshot=snapshot, node=node, pull=pull, progress=progress)
+        # What was installed in the workspace is in this image: its own report decides.
+        image_scan_check(policy=policy, image=info, name=snapshot.image_ref)
+        return info.id
     if template is not None:
         return template_image(
             policy=policy, template=template, node=node, pull=pull, progress=progress

@@ -19,6 +19,9 @@ tenant_urlpatterns = [
     path("workspaces/<str:ref>/kill", views.workspace_kill, name="workspace_kill"),
     path("workspaces/<str:ref>/pause", views.workspace_pause, name="workspace_pause"),
     path("workspaces/<str:ref>/resume", views.workspace_resume, name="workspace_resume"),
+    path("workspaces/<str:ref>/stats", views.workspace_stats, name="workspace_stats"),
+    path("workspaces/<str:ref>/stop", views.workspace_stop, name="workspace_stop"),
+    path("workspaces/<str:ref>/start", views.workspace_start, name="workspace_start"),
     path(
         "workspaces/<str:ref>/snapshots", snapshots.workspace_snapshots, name="workspace_snapshots"
     ),

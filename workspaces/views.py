@@ -203,10 +203,46 @@ def workspace_pause(request: HttpRequest, actor: Principal, ref: str) -> HttpRes
     return HttpResponseRedirect(detail_url(actor, workspace))
 
 
+@require_GET
+@tenant_view
+def workspace_stats(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
+    """One resource reading as JSON, polled by the workspace page's live chart."""
+    workspace = selectors.workspace_get(actor=actor, ref=ref)
+    stats = services.workspace_stats(actor=actor, workspace=workspace)
+    return JsonResponse(
+        {
+            "cpu_percent": stats.cpu_percent,
+            "memory_used_bytes": stats.memory_used_bytes,
+            "memory_limit_bytes": stats.memory_limit_bytes,
+            "memory_percent": round(stats.memory_percent, 2),
+            "pids": stats.pids,
+            "read_at": stats.read_at,
+        }
+    )
+
+
+@require_POST
+@tenant_view
+def workspace_stop(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
+    workspace = selectors.workspace_get(actor=actor, ref=ref)
+    services.workspace_stop(actor=actor, workspace=workspace)
+    messages.success(request, f"Workspace {workspace} was stopped; its files are kept.")
+    return HttpResponseRedirect(detail_url(actor, workspace))
+
+
 @require_POST
 @tenant_view
 def workspace_resume(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
     workspace = selectors.workspace_get(actor=actor, ref=ref)
     workspace = services.workspace_resume(actor=actor, workspace=workspace)
     messages.success(request, f"Workspace {workspace} is running again.")
+    return HttpResponseRedirect(detail_url(actor, workspace))
+
+
+@require_POST
+@tenant_view
+def workspace_start(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
+    workspace = selectors.workspace_get(actor=actor, ref=ref)
+    services.workspace_start(actor=actor, workspace=workspace)
+    messages.success(request, f"Workspace {workspace} was started.")
     return HttpResponseRedirect(detail_url(actor, workspace))

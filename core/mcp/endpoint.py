@@ -201,6 +201,9 @@ async def mcp_endpoint(
     )
     extra_headers: list[tuple[bytes, bytes]] = [(b"x-request-id", ctx.request_id.encode())]
     lane = BlockingLane(ctx)
+    # Bound here too (not only in the lane's thread): error bodies built on the event loop
+    # carry the request id, and so do log lines written here.
+    bound = request_context.bind(ctx)
 
     async def send_with_headers(message: Message) -> None:
         nonlocal status_seen
@@ -254,6 +257,7 @@ async def mcp_endpoint(
             )
     finally:
         lane.close()
+        request_context.reset(bound)
         HTTP_REQUESTS.labels(method, str(status_seen or 0)).inc()
         HTTP_SECONDS.labels(method).observe(time.perf_counter() - started)
 

@@ -8,10 +8,9 @@ manager on its own event loop at its first request.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import re
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -23,42 +22,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.mcp_live import MODES, error_code, http_client, ok
-from tests.processes import ROOT, ManagedProcess, service_env
+from tests.processes import ServeProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.docker]
-
-BOOTED = re.compile(r"Booting worker with pid: (\d+)")
-STARTED = re.compile(r"Started server process \[(\d+)\]")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ServeProcess(ManagedProcess):
-    """``scripts/serve`` with two workers; ready once both have started their servers."""
-
-    what = "scripts/serve"
-
-    def __init__(self, db_name: str, workers: int = 2) -> None:
-        self.workers = workers
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **service_env(db_name),
-            "DEVBENCH_HOST": "127.0.0.1",
-            "DEVBENCH_PORT": str(self.port),
-            "WEB_CONCURRENCY": str(workers),
-        }
-        super().__init__([str(ROOT / "scripts" / "serve")], env=env, log_name="serve")
-
-    def is_ready(self) -> bool:
-        return len(set(STARTED.findall(self.log_tail(100_000)))) >= self.workers
-
-    def worker_pids(self) -> set[int]:
-        return {int(pid) for pid in BOOTED.findall(self.log_tail(100_000))}
 
 
 @pytest.fixture
@@ -100,6 +66,7 @@ def test_two_workers_serve_http_mcp_and_a_websocket_stream(
         try:
             _mcp_both_generations(served, tenant, token, ws_id)
             _websocket_stream(served, http, token, ws_id)
+            _streamed_download(http, ws_id)
         finally:
             assert http.delete(f"/api/v1/workspaces/{ws_id}?force=true").status_code == 200
     assert workers <= _alive_children(served.proc.pid)  # no worker died on the way
@@ -162,3 +129,32 @@ def test_worker_count_defaults_to_the_usable_cores() -> None:
     from devbench_site import server
 
     assert server.default_workers() == max(2, len(os.sched_getaffinity(0)))
+
+
+def _streamed_download(http: httpx.Client, ws_id: str) -> None:
+    """A streamed answer (raw file read) crosses the request handler whole."""
+    made = http.post(
+        f"/api/v1/workspaces/{ws_id}/execs",
+        json={
+            "cmd": [
+                "sh",
+                "-c",
+                "head -c 3145728 /dev/urandom > /workspace/big && sha256sum /workspace/big",
+            ],
+            "wait": True,
+        },
+    )
+    assert made.status_code == 200, made.text
+    expected = made.json()["stdout"].split()[0]
+    digest = hashlib.sha256()
+    size = 0
+    with http.stream(
+        "GET",
+        f"/api/v1/workspaces/{ws_id}/files",
+        params={"path": "/workspace/big", "encoding": "raw"},
+    ) as answer:
+        assert answer.status_code == 200
+        for chunk in answer.iter_bytes():
+            digest.update(chunk)
+            size += len(chunk)
+    assert (size, digest.hexdigest()) == (3 * 1024 * 1024, expected)

@@ -318,3 +318,26 @@ def test_registry_credentials_never_leave_the_platform(
     for text in answers + audit + logs:
         for secret in secrets + headers:
             assert secret not in text
+
+
+def test_the_scan_gate_judges_a_pulled_image_after_its_pull(
+    live_worker, actor, tenant, registry, pushed
+):
+    from workspaces.models import Workspace
+
+    _forget(pushed["ref"])
+    TenantPolicy.objects.filter(tenant=tenant).update(
+        allowed_images=[f"{registry.host}/team/*"], image_scan_block_severity="HIGH"
+    )
+    _credentials(tenant, registry, registry.password)
+    try:
+        # The request cannot judge an image it has not got: its provisioning pulls it and
+        # the gate (on, with no report for this image) refuses it there.
+        with pytest.raises(PolicyDenied) as refused:
+            workspace_spawn(actor=actor, image=pushed["ref"])
+        assert refused.value.code == "image_not_scanned"
+        row = Workspace.objects.get(tenant=tenant, image_ref=pushed["ref"])
+        assert (row.status, row.error_code, row.container_id) == ("error", "image_not_scanned", "")
+        get_driver().image_inspect(pushed["ref"])  # judged after the pull, so it is here
+    finally:
+        _forget(pushed["ref"])

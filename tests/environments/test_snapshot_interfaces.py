@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 
 from tenants.models import AuditEvent, TenantPolicy
+from tests.bodies import error_body
 from tests.conftest import client_for
 from tests.environments.conftest import BUSYBOX, sh
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
@@ -88,7 +89,7 @@ def test_rest_another_tenant_sees_nothing(live_worker, api, tenant, make_token, 
         _post(other, "/api/v1/workspaces", {"snapshot": snap["id"]}),
     ):
         assert response.status_code == 404
-        assert _json(response) == {
+        assert error_body(response) == {
             "code": "snapshot_not_found",
             "message": f"Snapshot '{snap['id']}' not found.",
             "extra": {"snapshot_id": snap["id"]},

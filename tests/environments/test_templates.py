@@ -192,9 +192,11 @@ def test_build_log_streams_over_a_websocket_and_tenants_are_walled(
     assert text == Template.objects.get(public_id=template_id).build_log
 
     other = make_token(TenantFactory(), scopes=("read", "write"))
-    with connect(url, additional_headers={"Authorization": f"Bearer {other.raw}"}) as ws:
+    headers = {"Authorization": f"Bearer {other.raw}", "X-Request-ID": "trace-ws-1"}
+    with connect(url, additional_headers=headers) as ws:
         first = json.loads(ws.recv(timeout=10))
         assert first["type"] == "error" and first["code"] == "template_not_found"
+        assert first["request_id"] == "trace-ws-1"  # the id the client sent, kept
         with pytest.raises(Exception):
             ws.recv(timeout=10)
         assert ws.close_code == 4404

@@ -18,6 +18,7 @@ from django.test import Client
 from core.errors import NotFound
 from tenants.auth import authenticate_bearer
 from tenants.models import AuditEvent
+from tests.bodies import error_body
 from tests.factories import ApiTokenFactory, TenantFactory
 from tests.identity.conftest import configure
 from tests.identity.oidc import (
@@ -77,7 +78,7 @@ def test_foreign_and_missing_tenant_look_the_same(alice_jwt):
     TenantFactory(slug="foreign")
     foreign, missing = rest(alice_jwt, "foreign"), rest(alice_jwt, "nope")
     assert foreign.status_code == missing.status_code == 404
-    assert foreign.json() == missing.json()
+    assert error_body(foreign) == error_body(missing)
     assert foreign.json()["code"] == "tenant_not_found"
     denied = AuditEvent.objects.get(action="auth.bearer", tenant__slug="foreign")
     assert denied.outcome == "denied" and denied.error_code == "tenant_not_found"

@@ -10,6 +10,7 @@ import httpx2
 import pytest
 from django.utils import timezone
 
+from tests import bodies
 from tests.mcp_live import (
     ALLOWED_ORIGIN,
     HANDSHAKE,
@@ -102,7 +103,7 @@ def test_other_tenant_is_404_like_a_missing_one(
     foreign = raw_post(live_mcp.mcp_url(other_tenant.slug), LIST, token=token.raw)
     missing = raw_post(live_mcp.mcp_url("no-such-tenant"), LIST, token=token.raw)
     assert foreign.status_code == missing.status_code == 404
-    assert foreign.json() == missing.json()
+    assert bodies.error_body(foreign) == bodies.error_body(missing)
     assert foreign.json()["code"] == "tenant_not_found"
 
 

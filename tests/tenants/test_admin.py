@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from tenants.auth import authenticate_bearer
-from tenants.models import ApiToken, Membership, TenantPolicy
+from tenants.models import ApiToken, AuditEvent, Membership, TenantPolicy
 from tests.factories import ApiTokenFactory, MembershipFactory, TenantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -107,6 +107,8 @@ def test_admin_can_edit_own_policy(two_tenants):
             "warm_pool_size",
             "warm_pool_max_age_s",
             "idle_timeout_s",
+            "exec_retention_days",
+            "image_scan_block_severity",
         )
     }
     data["allowed_images"] = '["devbench/*"]'
@@ -118,6 +120,11 @@ def test_admin_can_edit_own_policy(two_tenants):
     assert policy.memory_limit_mb == 1024
     assert policy.allowed_images == ["devbench/*"]
     assert policy.idle_timeout_s == 900
+    # The admin edit went through the audited service, with the admin as actor.
+    event = AuditEvent.objects.get(action="tenant_policy.update")
+    assert event.actor_kind == "session"
+    assert event.actor_id == f"user:{two_tenants['admin_a'].pk}"
+    assert event.details["changes"]["memory_limit_mb"] == {"old": 512, "new": 1024}
 
 
 def test_creating_a_token_shows_the_secret_once(two_tenants):
@@ -143,6 +150,30 @@ def test_creating_a_token_shows_the_secret_once(two_tenants):
     token = ApiToken.objects.get(name="from-admin")
     detail = c.get(f"/admin/tenants/apitoken/{token.pk}/change/").content.decode()
     assert match.group(1) not in detail
+    event = AuditEvent.objects.get(action="api_token.create")
+    assert event.actor_id == f"user:{two_tenants['admin_a'].pk}" and event.tenant == a
+    assert event.target_id == token.prefix
+
+
+def test_revoking_and_removing_in_the_admin_are_audited(two_tenants):
+    c, a = two_tenants["client"], two_tenants["a"]
+    token = two_tenants["token_a"]
+    response = c.post(
+        "/admin/tenants/apitoken/",
+        {"action": "revoke_tokens", "_selected_action": [token.pk]},
+    )
+    assert response.status_code == 302
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    revoke = AuditEvent.objects.get(action="api_token.revoke")
+    assert revoke.actor_id == f"user:{two_tenants['admin_a'].pk}"
+    member = Membership.objects.get(tenant=a, role="member")
+    response = c.post(f"/admin/tenants/membership/{member.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Membership.objects.filter(pk=member.pk).exists()
+    removed = AuditEvent.objects.get(action="membership.remove")
+    assert removed.actor_id == f"user:{two_tenants['admin_a'].pk}"
+    assert removed.target_id == str(member.user_id)
 
 
 def test_add_member_by_email(two_tenants):
@@ -152,7 +183,11 @@ def test_add_member_by_email(two_tenants):
         {"tenant": a.pk, "email": "new@example.test", "role": "viewer"},
     )
     assert response.status_code == 302, response.content.decode()[:2000]
-    assert Membership.objects.get(tenant=a, user__email="new@example.test").role == "viewer"
+    added = Membership.objects.get(tenant=a, user__email="new@example.test")
+    assert added.role == "viewer"
+    event = AuditEvent.objects.get(action="membership.set")
+    assert event.actor_id == f"user:{two_tenants['admin_a'].pk}"
+    assert event.target_id == str(added.user_id)
 
 
 def test_plain_member_has_no_admin_access(two_tenants):

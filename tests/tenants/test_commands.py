@@ -1,10 +1,11 @@
+import getpass
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from tenants.auth import authenticate_bearer
-from tenants.models import Membership, Tenant
+from tenants.models import AuditEvent, Membership, Tenant
 
 pytestmark = pytest.mark.django_db
 
@@ -38,6 +39,12 @@ def test_create_tenant_with_owner_and_token_round_trip():
     principal = authenticate_bearer(f"Bearer {printed}")
     assert principal.tenant == tenant
     assert principal.scopes == frozenset({"read"})
+    # Each step is audited with the operator (the OS user running the command) as actor.
+    events = {e.action: e for e in AuditEvent.objects.filter(tenant=tenant)}
+    assert set(events) >= {"tenant.create", "membership.set", "api_token.create"}
+    assert {e.actor_kind for e in events.values()} == {"cli"}
+    assert events["api_token.create"].actor_id == f"cli:{getpass.getuser()}"
+    assert events["api_token.create"].target_id == principal.actor_id.removeprefix("token:")
 
 
 def test_create_tenant_rejects_bad_and_duplicate_slugs():

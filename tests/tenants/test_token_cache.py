@@ -74,10 +74,12 @@ def test_a_deactivated_tenant_elsewhere_is_refused_after_the_bound(
 
 
 def test_revocation_in_this_process_is_immediate(clock: FakeClock, token: Any) -> None:
+    from tenants.principal import operator_principal
     from tenants.services import api_token_revoke
 
     cached(token.raw)
-    api_token_revoke(token=ApiToken.objects.get(pk=token.pk))
+    row = ApiToken.objects.get(pk=token.pk)
+    api_token_revoke(actor=operator_principal(row.tenant), token=row)
     with pytest.raises(AuthenticationFailed) as excinfo:
         cached(token.raw)
     assert excinfo.value.code == "token_revoked"

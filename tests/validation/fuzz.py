@@ -95,7 +95,8 @@ def strict_json(data: bytes | str) -> Any:
 
 def assert_error_shape(body: Any) -> None:
     assert isinstance(body, dict), body
-    assert set(body) == {"code", "message", "extra"}, body
+    assert set(body) - {"request_id"} == {"code", "message", "extra"}, body
+    assert isinstance(body.get("request_id", "-"), str) and body.get("request_id", "-"), body
     assert isinstance(body["code"], str) and body["code"], body
     assert isinstance(body["message"], str), body
     assert isinstance(body["extra"], dict), body

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tenants.models import AuditEvent
+from tests.bodies import error_body
 from tests.conftest import client_for
 from workspaces import reconcile
 from workspaces.models import Workspace
@@ -81,7 +82,7 @@ def test_start_stop_errors_scopes_and_tenancy(
         foreign = _post(stranger, f"{ref}/{action}")
         missing = _post(stranger, f"ws_0000000000000000/{action}")
         assert foreign.status_code == missing.status_code == 404
-        assert foreign.json() == {**missing.json(), "message": foreign.json()["message"]}
+        assert error_body(foreign) == {**error_body(missing), "message": foreign.json()["message"]}
         assert foreign.json()["code"] == "workspace_not_found"
 
     assert api.delete(f"{URL}/{ref}").status_code == 200

@@ -38,7 +38,7 @@ def _read(pk: int) -> tuple[str, str, str, str]:
 
 class TemplateLogConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
-        await self.accept()
+        await ws_auth.accept_bound(self)
         ref = self.scope["url_route"]["kwargs"]["template_id"]
         try:
             offset = ws_auth.parse(TemplateLogQuery, ws_auth.query_params(self.scope)).offset

@@ -52,6 +52,7 @@ from workspaces.registries.services import (
     template_registry,
 )
 from workspaces.runtime.base import LABEL_INSTANCE, LABEL_TENANT, BuildSpec, PullReporter
+from workspaces.scanning import image_scan_check, image_scan_findings_check
 
 TEMPLATE_REPOSITORY_PREFIX = "devbench-templates/"
 LABEL_TEMPLATE = "devbench.template"
@@ -269,6 +270,12 @@ def template_build_run(*, template_id: int) -> Template | None:
                 f"The built image is {info.size} bytes; the limit is "
                 f"{settings.DEVBENCH_TEMPLATE_MAX_IMAGE_BYTES}."
             )
+        try:
+            # Before the push: a refused image goes nowhere.
+            image_scan_findings_check(policy=policy, image=info, name=f"{repository}:{tag}")
+        except DevBenchError:
+            driver.image_remove(f"{repository}:{tag}")
+            raise
         registry_ref = _push(template, image_id=image_id, repository=repository, tag=tag)
     except DevBenchError as exc:
         _append_log(template.pk, "".join(pending))
@@ -381,4 +388,5 @@ def template_image(
     )
     if info.labels.get(LABEL_TEMPLATE) != template.public_id:
         raise TemplateNotFound(f"Template '{template.public_id}' has no image on node {node}.")
+    image_scan_check(policy=policy, image=info, name=template.image_ref)
     return info.id

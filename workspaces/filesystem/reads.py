@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 
+from core.metrics import counted_file_operation
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from workspaces.filesystem import access
@@ -39,6 +40,7 @@ def _range(size: int, offset: int, length: int | None) -> int:
     return max(0, min(size - offset, size if length is None else length))
 
 
+@counted_file_operation("read")
 def fs_read(
     *, actor: Principal, workspace: Workspace, path: str, offset: int = 0, length: int | None = None
 ) -> FileContent:
@@ -58,6 +60,7 @@ def fs_read(
     )
 
 
+@counted_file_operation("read")
 def fs_read_stream(
     *, actor: Principal, workspace: Workspace, path: str, offset: int = 0, length: int | None = None
 ) -> FileStream:
@@ -109,6 +112,7 @@ def _spooled(
     )
 
 
+@counted_file_operation("download_archive")
 def fs_download_archive(*, actor: Principal, workspace: Workspace, path: str) -> ArchiveDownload:
     """A tar stream of a file or directory, straight from the engine."""
     target = open_target(actor=actor, workspace=workspace, scope="read")
@@ -118,6 +122,7 @@ def fs_download_archive(*, actor: Principal, workspace: Workspace, path: str) ->
     return ArchiveDownload(path=resolved.path, filename=f"{name}.tar", reader=reader)
 
 
+@counted_file_operation("stat")
 def fs_stat(*, actor: Principal, workspace: Workspace, path: str) -> FileStat:
     """What is at ``path``; a final symlink is described, not followed. Files carry an ETag."""
     target = open_target(actor=actor, workspace=workspace, scope="read")
@@ -163,6 +168,7 @@ def _kind(member: tarfile.TarInfo) -> PathKind:
     return "file" if member.isreg() else "other"
 
 
+@counted_file_operation("list")
 def fs_list(
     *,
     actor: Principal,

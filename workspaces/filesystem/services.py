@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import IO, Any, BinaryIO
 
 from core.errors import DevBenchError
+from core.metrics import counted_file_operation
 from tenants.audit import AuditScope, audited
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
@@ -79,6 +80,7 @@ def _changing(
         yield open_target(actor=actor, workspace=workspace, scope="write"), audit
 
 
+@counted_file_operation("write")
 def fs_write(
     *,
     actor: Principal,
@@ -159,6 +161,7 @@ def _commit(
         raise
 
 
+@counted_file_operation("delete")
 def fs_delete(
     *,
     actor: Principal,
@@ -199,6 +202,7 @@ def fs_delete(
     return FileDeleteResult(path=resolved.path, kind=current.kind)
 
 
+@counted_file_operation("mkdir")
 def fs_mkdir(
     *, actor: Principal, workspace: Workspace, path: str, parents: bool = False
 ) -> MkdirResult:
@@ -225,6 +229,7 @@ def fs_mkdir(
     return MkdirResult(path=resolved.path, created=True)
 
 
+@counted_file_operation("move")
 def fs_move(
     *,
     actor: Principal,
@@ -281,6 +286,7 @@ def _check_replace(current: PathStat | None, kind: str, path: str, overwrite: bo
         raise NotADirectory(f"{path} is not a directory; a directory cannot replace it.", path=path)
 
 
+@counted_file_operation("upload_archive")
 def fs_upload_archive(
     *,
     actor: Principal,

@@ -141,6 +141,7 @@ class ContainerStats:
     block_read_bytes: int
     block_write_bytes: int
     read_at: str  # the engine's timestamp of the reading
+    cpu_total_ns: int = 0  # CPU time of all the container's processes since it started
 
     @property
     def memory_percent(self) -> float:
@@ -200,6 +201,10 @@ class RuntimeLifecycle(abc.ABC):
     @abc.abstractmethod
     def volume_list_by_labels(self, labels: dict[str, str]) -> list[VolumeInfo]:
         """Every volume carrying all the given labels."""
+
+    def volume_sizes(self) -> dict[str, int]:
+        """Bytes used by each volume the engine can measure (for usage); may be slow."""
+        return {}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from django.core.management.base import BaseCommand, CommandParser
 from core.errors import DevBenchError
 from tenants import services
 from tenants.auth import authenticate_bearer
-from tenants.models import Tenant
+from tenants.models import Membership, Tenant
+from tenants.principal import operator_principal
 
 
 def _secret_file(name: str) -> Path:
@@ -59,15 +60,17 @@ class Command(BaseCommand):
         password = password_file.read_text().strip() if password_file.exists() else "(unchanged)"
 
         tenant = Tenant.objects.filter(slug=slug).first() or services.tenant_create(
-            slug=slug, name="Demo", owner=user
+            slug=slug, name="Demo", owner=user, actor_id="cli:bootstrap_demo"
         )
-        services.membership_set(tenant=tenant, user=user, role="owner")
+        actor = operator_principal(tenant, name="bootstrap_demo")
+        if not Membership.objects.filter(tenant=tenant, user=user, role="owner").exists():
+            services.membership_set(actor=actor, user=user, role="owner")
 
         token_file = _secret_file(f"{slug}-token")
         token = token_file.read_text().strip() if token_file.exists() else ""
         if not _still_valid(token, slug):
             _, token = services.api_token_create(
-                tenant=tenant, user=user, name="demo", scopes=["read", "write", "admin"]
+                actor=actor, user=user, name="demo", scopes=["read", "write", "admin"]
             )
             _write_private(token_file, token)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import getpass
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -21,7 +22,12 @@ class Command(BaseCommand):
         if options["owner"]:
             owner = services.user_get_or_create(email=options["owner"])
         try:
-            tenant = services.tenant_create(slug=options["slug"], name=options["name"], owner=owner)
+            tenant = services.tenant_create(
+                slug=options["slug"],
+                name=options["name"],
+                owner=owner,
+                actor_id=f"cli:{getpass.getuser()}",
+            )
         except DevBenchError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from exc
         self.stdout.write(f"Created tenant '{tenant.slug}'.")

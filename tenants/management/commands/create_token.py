@@ -10,6 +10,7 @@ from django.utils import timezone
 from core.errors import DevBenchError
 from tenants import services
 from tenants.models import Tenant
+from tenants.principal import operator_principal
 
 
 class Command(BaseCommand):
@@ -36,7 +37,7 @@ class Command(BaseCommand):
             expires_at = timezone.now() + timedelta(days=options["expires_days"])
         try:
             _, secret = services.api_token_create(
-                tenant=tenant,
+                actor=operator_principal(tenant),
                 user=user,
                 name=options["name"],
                 scopes=options["scopes"].split(","),

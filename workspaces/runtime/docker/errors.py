@@ -8,9 +8,11 @@ from contextlib import contextmanager
 import docker.errors
 import requests.exceptions
 
+from core import metrics
 from core.errors import (
     ContainerGone,
     EngineConflict,
+    EngineError,
     EngineRefused,
     EngineTimeout,
     EngineUnavailable,
@@ -29,7 +31,18 @@ def _engine_message(exc: docker.errors.APIError) -> str:
 def translated(
     *, engine_url: str, container_id: str | None = None, image: str | None = None
 ) -> Iterator[None]:
-    """Run engine calls, re-raising failures as specific, actionable errors."""
+    """Run engine calls, re-raising failures as specific, actionable errors (counted by
+    kind in ``devbench_engine_errors_total``)."""
+    try:
+        with _translating(engine_url=engine_url, container_id=container_id, image=image):
+            yield
+    except EngineError as exc:
+        metrics.ENGINE_ERRORS.labels(kind=exc.code).inc()
+        raise
+
+
+@contextmanager
+def _translating(*, engine_url: str, container_id: str | None, image: str | None) -> Iterator[None]:
     try:
         yield
     except docker.errors.ImageNotFound as exc:

@@ -154,6 +154,16 @@ class DockerLifecycle(RuntimeLifecycle):
                 continue  # removed between list and inspect
         return infos
 
+    def volume_sizes(self) -> dict[str, int]:
+        # The engine walks every volume to size it: call this from periodic jobs only.
+        with translated(engine_url=self.base_url):
+            answer = self.api.df()
+        return {
+            v["Name"]: int((v.get("UsageData") or {}).get("Size") or 0)
+            for v in (answer or {}).get("Volumes") or []
+            if (v.get("UsageData") or {}).get("Size", -1) >= 0
+        }
+
     def volume_list_by_labels(self, labels: dict[str, str]) -> list[VolumeInfo]:
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
         with translated(engine_url=self.base_url):

@@ -62,6 +62,9 @@ def stats_from_engine(raw: dict[str, Any]) -> ContainerStats:
         block_read_bytes=block_read,
         block_write_bytes=block_write,
         read_at=str(raw.get("read") or ""),
+        cpu_total_ns=int(
+            ((raw.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0
+        ),
     )
 
 

@@ -1,0 +1,100 @@
+"""Django's ASGI handler, with each request's middleware and view run in one thread hop.
+
+Every view of this project is synchronous (the ORM, the engine client and the
+waits block). Django's own ``ASGIHandler`` runs its middleware in async mode,
+and each ``MiddlewareMixin`` middleware (sessions, CSRF, auth, messages,
+security, CSP, metrics... eleven of them) then crosses to a thread and back for
+its ``process_request`` and again for ``process_response``, before the view
+makes one more crossing; plus one for the ``request_started`` and one for the
+``request_finished`` signal. On a loaded two-core machine those crossings, not
+the query, were most of a control read's cost (bench/README.md, the profiles).
+
+:class:`OneHopASGIHandler` reads the body on the event loop as Django does, then
+runs the signals, the whole middleware chain in its synchronous mode and the
+view in one call on a shared thread pool, exactly as Django's WSGI handler
+would, and sends the answer from the event loop. Streaming answers (file
+downloads) are iterated as Django's handler iterates them.
+
+Threads: ``DEVBENCH_WEB_THREADS`` per process (default 200). A request that
+waits (an exec long-poll, ``wait: true``) holds one for its wait, so this bounds
+how many such waits one web process serves at once; more queue for a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.db import close_old_connections
+from django.http import FileResponse, HttpResponseBase
+from django.urls import set_script_prefix
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=int(settings.DEVBENCH_WEB_THREADS), thread_name_prefix="request"
+            )
+        return _pool
+
+
+class OneHopASGIHandler(ASGIHandler):
+    def __init__(self) -> None:
+        super(ASGIHandler, self).__init__()  # BaseHandler; Django's would build an async chain
+        self.load_middleware(is_async=False)
+
+    async def handle(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        try:
+            context = contextvars.copy_context()
+            loop = asyncio.get_running_loop()
+            response = await loop.run_in_executor(
+                _executor(), context.run, self._respond, scope, body_file
+            )
+            try:
+                await self.send_response(response, send)
+            finally:
+                if response.streaming:  # its iterator may hold an engine stream
+                    await sync_to_async(response.close)()
+        finally:
+            body_file.close()
+
+    def _respond(self, scope: Any, body_file: Any) -> HttpResponseBase:
+        """In a pool thread: what Django's WSGI handler does for one request."""
+        try:
+            set_script_prefix(get_script_prefix(scope))
+            signals.request_started.send(sender=self.__class__, scope=scope)
+            request, error_response = self.create_request(scope, body_file)
+            if request is None:
+                assert error_response is not None
+                error_response.close()
+                return error_response
+            response = self.get_response(request)
+            response._handler_class = self.__class__  # type: ignore[attr-defined]
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size
+            if not response.streaming:
+                # The content is complete: end the request here (request_finished), in
+                # the thread that holds its database connection.
+                response.close()
+            return response
+        finally:
+            # A streaming answer ends on another thread: give this thread's database
+            # connection back now (the pool's connections have no maximum age).
+            close_old_connections()

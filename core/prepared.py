@@ -1,0 +1,142 @@
+"""Single-row lookups whose SQL is compiled once per process.
+
+Building a query (``filter`` → ``add_q`` → ``as_sql``) cost several times more
+than running it on the hot read paths (a workspace or exec by public id, polled
+by agents many times a second; bench/README.md). :class:`PreparedGet` compiles
+its queryset once, with placeholder values, through Django's own compiler, then
+only executes that SQL with each call's values and builds the row the way
+``QuerySet`` does (``Model.from_db`` after the fields' database converters).
+
+Use it only for lookups on unique columns (it refuses a second row like
+``get()``) and with values of the fields' own types. ``select_related`` in
+``refine`` is honoured like the queryset's (forward relations).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from django.db import connections, models, router
+
+M = TypeVar("M", bound=models.Model)
+
+_INTEGER_TYPES = (models.IntegerField, models.AutoField, models.ForeignKey)
+
+
+class PreparedGet(Generic[M]):
+    """``model.objects.filter(**{field: value, ...}).get()`` with the SQL built once.
+
+    ``refine`` adds fixed conditions to the queryset (compiled with it); the
+    lookup values are given to :meth:`get` by keyword, named as in ``fields``.
+    """
+
+    def __init__(
+        self,
+        model: type[M],
+        *fields: str,
+        refine: Callable[[models.QuerySet[M]], models.QuerySet[M]] | None = None,
+    ) -> None:
+        self.model = model
+        self.fields = fields
+        self.refine = refine
+        self._lock = threading.Lock()
+        self._compiled: dict[str, _Compiled] = {}
+
+    def _placeholder(self, index: int, name: str) -> Any:
+        field = self.model._meta.get_field(name)
+        if isinstance(field, _INTEGER_TYPES):
+            return -(10**9) - index  # no row has it; only its position matters
+        return f"\x01prepared-{index}"
+
+    def _compile(self, alias: str) -> _Compiled:
+        with self._lock:
+            if alias in self._compiled:
+                return self._compiled[alias]
+            placeholders = {name: self._placeholder(i, name) for i, name in enumerate(self.fields)}
+            queryset = self.model._default_manager.using(alias).filter(**placeholders)
+            if self.refine is not None:
+                queryset = self.refine(queryset)
+            compiler = queryset.query.get_compiler(using=alias)
+            sql, params = compiler.as_sql()
+            by_value = {value: name for name, value in placeholders.items()}
+            # Each parameter is a lookup value (by field name) or a fixed one.
+            slots = [(True, by_value[p]) if p in by_value else (False, p) for p in params]
+            assert sum(1 for named, _ in slots if named) == len(self.fields), sql
+            compiled = _Compiled(
+                sql=sql,
+                slots=slots,
+                plan=_plan(compiler.klass_info, compiler.select),
+                converters=compiler.get_converters([column[0] for column in compiler.select]),
+            )
+            self._compiled[alias] = compiled
+            return compiled
+
+    def get(self, **values: Any) -> M | None:
+        """The one row with these values, or None; ``MultipleObjectsReturned`` for two."""
+        alias = router.db_for_read(self.model)
+        compiled = self._compile(alias)
+        params = [values[slot] if named else slot for named, slot in compiled.slots]
+        connection = connections[alias]
+        with connection.cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            rows = cursor.fetchmany(2)
+        if not rows:
+            return None
+        if len(rows) > 1:
+            model: Any = self.model
+            raise model.MultipleObjectsReturned(f"More than one {model.__name__}.")
+        row = list(rows[0])
+        for position, (functions, expression) in compiled.converters.items():
+            value = row[position]
+            for function in functions:
+                value = function(value, expression, connection)
+            row[position] = value
+        instance: M = _build(compiled.plan, alias, row)
+        return instance
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where one model's columns are in a row, and its select_related children."""
+
+    model: Any
+    names: list[str]
+    start: int
+    pk_index: int
+    # (set the child on its parent, set the parent on the child, the child's plan)
+    children: list[tuple[Any, Any, _Plan]]
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    slots: list[tuple[bool, Any]]
+    plan: _Plan
+    converters: dict[int, Any]
+
+
+def _plan(klass_info: dict[str, Any], select: list[Any]) -> _Plan:
+    """The layout QuerySet's iterator (and its RelatedPopulator) derive, computed once."""
+    fields = klass_info["select_fields"]
+    names = [column[0].target.attname for column in select[fields[0] : fields[-1] + 1]]
+    model = klass_info["model"]
+    children = [
+        (info["local_setter"], info["remote_setter"], _plan(info, select))
+        for info in klass_info.get("related_klass_infos", [])
+    ]
+    return _Plan(model, names, fields[0], names.index(model._meta.pk.attname), children)
+
+
+def _build(plan: _Plan, alias: str, row: list[Any]) -> Any:
+    values = row[plan.start : plan.start + len(plan.names)]
+    instance = plan.model.from_db(alias, plan.names, values)
+    for local_setter, remote_setter, child_plan in plan.children:
+        child = None
+        if row[child_plan.start + child_plan.pk_index] is not None:  # else a null relation
+            child = _build(child_plan, alias, row)
+            remote_setter(child, instance)
+        local_setter(instance, child)
+    return instance
