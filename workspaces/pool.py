@@ -36,6 +36,7 @@ from django.utils import timezone
 from core.errors import DevBenchError
 from core.queues import node_queue
 from tenants.models import Tenant, TenantPolicy
+from usage.services import usage_run_sync
 from workspaces.admission import workspace_admit
 from workspaces.images import image_check, image_reference_parse
 from workspaces.models import Node, NodeState, Workspace, WorkspaceStatus
@@ -147,6 +148,7 @@ def pool_claim(
         transaction.on_commit(lambda: pool_refill_enqueue(tenant_id=tenant_id, node=node))
     if member.persistent:
         _make_persistent(member)
+    usage_run_sync(workspace=member, at=now)  # the tenant's running time starts at the claim
     return member, True
 
 

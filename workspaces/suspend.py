@@ -21,6 +21,7 @@ from core.errors import DevBenchError
 from tenants.audit import audit_record, audited
 from tenants.models import AuditEvent, TenantPolicy
 from tenants.principal import Principal, system_principal
+from usage.services import usage_run_sync
 from workspaces.errors import WorkspaceNotPaused, WorkspaceResumeFailed
 from workspaces.models import Workspace, WorkspaceStatus
 from workspaces.nodes import workspace_driver
@@ -38,6 +39,7 @@ def _pause_row(row: Workspace) -> None:
     workspace_driver(row).pause(row.container_id)
     row.status, row.paused_at = WorkspaceStatus.PAUSED, timezone.now()
     row.save(update_fields=["status", "paused_at", "updated_at"])
+    usage_run_sync(workspace=row, at=row.updated_at)  # paused time is not running time
 
 
 def _resume_row(row: Workspace) -> None:
@@ -52,6 +54,7 @@ def _resume_row(row: Workspace) -> None:
     now = timezone.now()
     row.status, row.paused_at, row.last_active_at = WorkspaceStatus.RUNNING, None, now
     row.save(update_fields=["status", "paused_at", "last_active_at", "updated_at"])
+    usage_run_sync(workspace=row, at=row.updated_at)
 
 
 def workspace_pause(*, actor: Principal, workspace: Workspace) -> Workspace:
