@@ -20,6 +20,9 @@ Rows (ours | the raw engine doing the same work, same run, alternating):
 * streaming: 8 MiB to a websocket | reading the raw exec stream; the delay of a
   line printed mid-run (ours minus raw);
 * cold spawn | volume + create + start;
+* warm pool (``bench_pool.measure``, in this process against the run's worker): warm
+  spawn timed server-side | volume + create + start; resume of a paused workspace +
+  ``echo`` | cold spawn + ``echo``; pool refill rate;
 * memory: RSS of the web server and the worker before and after.
 
 Prints the table and writes ``bench/results/<time>.json`` and ``.png`` (and
@@ -639,6 +642,42 @@ class Bench:
             raw_docker.kill(container)
         self.ratio_row("spawn", "cold spawn", ours, raw, 1.15)
 
+    def pool_rows(self) -> None:
+        """Warm spawn (server side) | create + start; resume + echo | cold spawn + echo;
+        refill rate. The service calls run in this process, its worker provisions."""
+        from bench_pool import measure
+
+        print("warm pool")
+        samples = measure(
+            tenant=self.tenant, runs=max(10, self.args.rounds // 2), pool=5
+        )  # fmt: skip
+        self.ratio_row(
+            "pool", "warm spawn (server side)", samples.warm_spawn, samples.raw_spawn, 0.25
+        )
+        p95 = ms(percentile(samples.warm_spawn, 95))
+        add(
+            Row(
+                group="pool",
+                name="warm spawn p95 (server side)",
+                ours=f"{p95:.1f} ms",
+                goal="≤ 50 ms",
+                met=p95 <= 50,
+                data={"ours_s": samples.warm_spawn},
+            )
+        )
+        self.ratio_row(
+            "pool", "resume + echo vs cold spawn + echo", samples.resume_echo,
+            samples.cold_spawn_echo, 0.5,
+        )  # fmt: skip
+        add(
+            Row(
+                group="pool",
+                name="pool refill (empty → 5)",
+                ours=", ".join(f"{r:.1f}" for r in samples.refill_per_s) + " members/s",
+                data={"per_s": samples.refill_per_s},
+            )
+        )
+
     def profiler(self, duration_s: int) -> subprocess.Popen[bytes]:
         """py-spy on the web server (all its processes) while a wrk row runs."""
         RESULTS.mkdir(exist_ok=True)
@@ -676,6 +715,8 @@ class Bench:
             self.streaming(ws)
         if "spawn" in rows:
             self.spawn_row()
+        if "pool" in rows:
+            self.pool_rows()
         self.memory["web_after_mib"] = rss_mib(self.web.pid)
         self.memory["worker_after_mib"] = rss_mib(self.worker.pid)
         add(
@@ -799,7 +840,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 s loads, 8 rounds")
     parser.add_argument(
         "--rows",
-        default="reads,execs,files,streaming,spawn",
+        default="reads,execs,files,streaming,spawn,pool",
         help="which groups of rows to run (comma-separated)",
     )
     parser.add_argument(

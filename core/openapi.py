@@ -60,7 +60,12 @@ ENGINE: Codes = {
     504: ["engine_timeout"],
 }
 WORKSPACE: Codes = {404: ["workspace_not_found"]}
-RUNNING: Codes = {404: ["workspace_not_found"], 409: ["workspace_not_running"]}
+# An operation on a workspace resumes it first when it is paused (workspace_ready).
+RUNNING: Codes = {
+    404: ["workspace_not_found"],
+    409: ["workspace_not_running"],
+    503: ["workspace_resume_failed"],
+}
 # Spawning (an image, a snapshot or a template) and forking: placement, images, quotas.
 # Every list of the list contract (core.pagination).
 LIST: Codes = {422: ["invalid_cursor", "invalid_limit"]}
@@ -98,6 +103,7 @@ EXEC: Codes = {404: ["exec_not_found"]}
 FILES: Codes = {
     403: ["path_outside_workspace"],
     404: ["workspace_not_found", "not_found"],
+    503: ["workspace_resume_failed"],
     409: [
         "workspace_not_running",
         "is_a_directory",
@@ -146,8 +152,10 @@ OPERATION_ERRORS: dict[str, list[Codes]] = {
     "workspace_get": [WORKSPACE],
     "workspace_kill": [WORKSPACE, ENGINE],
     "workspace_attach": [BODY, RUNNING],
-    "workspace_stop": [WORKSPACE, ENGINE, {409: ["workspace_not_stopped"]}],
+    "workspace_stop": [RUNNING, ENGINE, {409: ["workspace_not_stopped"]}],
     "workspace_start": [WORKSPACE, ENGINE, {409: ["workspace_not_stopped"]}],
+    "workspace_pause": [RUNNING, ENGINE],
+    "workspace_resume": [RUNNING, ENGINE, {409: ["workspace_not_paused"]}],
     "workspace_stats": [RUNNING, ENGINE],
     "reconcile": [ENGINE],
     "garbage_collect": [ENGINE],

@@ -286,6 +286,14 @@ DEVBENCH_DOCKER_TIMEOUT = env_int("DEVBENCH_DOCKER_TIMEOUT", 60)
 DEVBENCH_DEFAULT_IMAGE = env_str("DEVBENCH_DEFAULT_IMAGE", "devbench/busybox:latest")
 DEVBENCH_CONTAINER_RUNTIME = env_str("DEVBENCH_CONTAINER_RUNTIME", "")
 
+# --- Warm pool and idle pausing (docs/workspaces.md) ----------------------------
+# Installation defaults of new tenant policies: started, unassigned workspaces kept
+# per tenant (of its default image) on each node it may use; their maximum age; and
+# the idle time after which a workspace is paused (0: never).
+DEVBENCH_WARM_POOL_SIZE = env_int("DEVBENCH_WARM_POOL_SIZE", 0)
+DEVBENCH_WARM_POOL_MAX_AGE_S = env_int("DEVBENCH_WARM_POOL_MAX_AGE_S", 3600)
+DEVBENCH_IDLE_TIMEOUT_S = env_int("DEVBENCH_IDLE_TIMEOUT_S", 0)
+
 # --- Nodes (several Docker hosts; docs/nodes.md) --------------------------------
 # Whether this process calls the engine of its own node (DEVBENCH_NODE) itself. The
 # embedded mode does; production web processes do not (they reach every engine through
@@ -512,6 +520,14 @@ CELERY_BEAT_SCHEDULE = {
     "workspaces-idempotency-expire": {
         "task": "workspaces.idempotency_expire",
         "schedule": float(env_int("DEVBENCH_IDEMPOTENCY_EXPIRE_INTERVAL_S", 600)),
+    },
+    "workspaces-pool-maintain": {
+        "task": "workspaces.pool_dispatch",
+        "schedule": float(env_int("DEVBENCH_POOL_INTERVAL_S", 15)),
+    },
+    "workspaces-idle-pause": {
+        "task": "workspaces.idle_pause_due",
+        "schedule": float(env_int("DEVBENCH_IDLE_CHECK_INTERVAL_S", 30)),
     },
     "execution-reconcile": {
         "task": "execution.exec_reconcile",

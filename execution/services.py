@@ -41,7 +41,8 @@ from tenants.audit import audited
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from workspaces.models import Workspace
-from workspaces.selectors import workspace_require_own, workspace_require_running
+from workspaces.selectors import workspace_require_own
+from workspaces.suspend import workspace_ready
 
 # exec_cancel waits this long for the exec to reach its terminal state.
 CANCEL_WAIT_S = 10.0
@@ -150,7 +151,7 @@ def _exec_create(
         return existing
     with transaction.atomic():
         locked = state.lock_workspace(workspace.pk)
-        workspace_require_running(workspace=locked)
+        workspace_ready(workspace=locked)
         state.admit_waiting(locked, senders=SENDERS)
         limit = tenant_policy_get(tenant=locked.tenant).max_concurrent_execs
         counts = Exec.objects.filter(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from execution.errors import InvalidTtySize
@@ -27,7 +28,7 @@ from workspaces.runtime.base import (
     RuntimeDriver,
     resize_when_started,
 )
-from workspaces.selectors import workspace_require_running
+from workspaces.suspend import ACTIVITY_RESOLUTION_S, workspace_ready, workspace_touch_open
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +55,19 @@ class ShellSession:
     tty: InteractiveExec
     driver: RuntimeDriver
     _closed: threading.Event = field(default_factory=threading.Event)
+    _touched_at: float = 0.0
 
     def read(self) -> bytes:
         """Block for output; ``b""`` once the shell has ended."""
         return self.tty.read()
 
     def write(self, data: bytes) -> None:
+        """Typing into the shell is activity: the workspace is not paused under it."""
         self.tty.write(data)
+        now = time.monotonic()
+        if now - self._touched_at >= ACTIVITY_RESOLUTION_S:
+            self._touched_at = now
+            workspace_touch_open(public_id=self.workspace_id)
 
     def resize(self, *, rows: int, cols: int) -> None:
         _check_size(rows, cols)
@@ -97,7 +104,7 @@ def shell_open(
         target_id=workspace.public_id,
         details={"shell_id": shell_id},
     ):
-        workspace_require_running(workspace=workspace)
+        workspace_ready(workspace=workspace)
         driver = workspace_driver(workspace)
         user = WORKSPACE_USER
         tty = driver.exec_open_tty(

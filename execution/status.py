@@ -25,6 +25,7 @@ from tenants.selectors import tenant_policy_get
 from workspaces.models import Node
 from workspaces.nodes import node_driver
 from workspaces.placement import node_loads
+from workspaces.pool import pool_states
 from workspaces.runtime.base import EngineInfo
 from workspaces.selectors import workspace_list
 
@@ -47,6 +48,7 @@ class SystemStatus:
     policy: TenantPolicy
     execs: dict[str, int] = field(default_factory=dict)
     nodes: list[dict[str, Any]] = field(default_factory=list)
+    pool: list[dict[str, Any]] = field(default_factory=list)
 
     def as_payload(self) -> dict[str, Any]:
         """The shape of ``SystemStatusOut``, shared by REST and MCP."""
@@ -66,6 +68,7 @@ class SystemStatus:
             "execs": self.execs,
             "policy": self.policy,
             "nodes": self.nodes,
+            "pool": self.pool,
         }
 
 
@@ -127,4 +130,5 @@ def system_status_get(*, actor: Principal) -> SystemStatus:
         execs=_counts_by_status(Exec.objects.filter(tenant=actor.tenant).order_by()),
         policy=tenant_policy_get(tenant=actor.tenant),
         nodes=_nodes_status() if actor.has_scope("admin") else [],
+        pool=[asdict(state) for state in pool_states(tenants=[actor.tenant])[actor.tenant.slug]],
     )

@@ -170,6 +170,18 @@ class ContainerRuntime(models.TextChoices):
     GVISOR = "runsc", "gVisor (runsc)"
 
 
+def _default_warm_pool_size() -> int:
+    return int(settings.DEVBENCH_WARM_POOL_SIZE)
+
+
+def _default_warm_pool_max_age_s() -> int:
+    return int(settings.DEVBENCH_WARM_POOL_MAX_AGE_S)
+
+
+def _default_idle_timeout_s() -> int:
+    return int(settings.DEVBENCH_IDLE_TIMEOUT_S)
+
+
 class ScanSeverity(models.TextChoices):
     """Severities of image scan findings (Trivy's scale), lowest first."""
 
@@ -230,6 +242,21 @@ class TenantPolicy(models.Model):
         blank=True,
         help_text="Labels a node must carry to hold the tenant's workspaces, e.g. "
         '{"runtime": "gvisor"}.',
+    )
+    warm_pool_size = models.PositiveIntegerField(
+        default=_default_warm_pool_size,
+        help_text="Started, unassigned workspaces of the default image kept ready on each "
+        "node the tenant may use (0: no pool); a spawn takes one instead of creating it.",
+    )
+    warm_pool_max_age_s = models.PositiveIntegerField(
+        default=_default_warm_pool_max_age_s,
+        validators=[MinValueValidator(60)],
+        help_text="A pooled workspace older than this is replaced by a fresh one.",
+    )
+    idle_timeout_s = models.PositiveIntegerField(
+        default=_default_idle_timeout_s,
+        help_text="Pause (freeze) a workspace after this many seconds without exec, file, "
+        "shell or attach activity; its next use resumes it (0: never).",
     )
     exec_retention_days = models.PositiveIntegerField(
         default=30,

@@ -44,6 +44,9 @@ class TenantPolicyOut(Schema):
     exec_output_cap_bytes: int
     max_snapshots: int
     max_snapshot_bytes: int
+    warm_pool_size: int
+    warm_pool_max_age_s: int
+    idle_timeout_s: int
     exec_retention_days: int
     image_scan_block_severity: str
 
@@ -78,6 +81,19 @@ class NodeStatusOut(Schema):
     cpus_reserved: float
 
 
+class PoolStatusOut(Schema):
+    """The tenant's warm pool on one node; hits and misses count the tenant's spawns."""
+
+    node: str
+    image: str
+    size: int
+    ready: int
+    creating: int
+    hits: int
+    misses: int
+    refill_latency_s: float | None
+
+
 class SystemStatusOut(Schema):
     tenant: TenantOut
     principal_kind: str
@@ -90,6 +106,7 @@ class SystemStatusOut(Schema):
     execs: dict[str, int]
     policy: TenantPolicyOut
     nodes: list[NodeStatusOut] = []
+    pool: list[PoolStatusOut] = []
 
 
 # --- Tenant administration (REST: /tenants/{slug}/members, /tokens, /policy) ---------
@@ -176,6 +193,9 @@ class TenantPolicyUpdateIn(Schema):
     exec_output_cap_bytes: int | None = None
     exec_retention_days: int | None = None
     image_scan_block_severity: Literal["", "LOW", "MEDIUM", "HIGH", "CRITICAL"] | None = None
+    warm_pool_size: int | None = None
+    warm_pool_max_age_s: int | None = None
+    idle_timeout_s: int | None = None
 
 
 # --- Audit (REST: /audit, /audit/export) -----------------------------------------------

@@ -266,6 +266,9 @@ POLICY_FIELDS = (
     "exec_output_cap_bytes",
     "exec_retention_days",
     "image_scan_block_severity",
+    "warm_pool_size",
+    "warm_pool_max_age_s",
+    "idle_timeout_s",
 )
 
 

@@ -14,8 +14,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.errors import DevBenchError
-from tenants.admin import TenantScopedAdmin
+from tenants.admin import TenantPolicyAdmin, TenantScopedAdmin
 from tenants.auth import principal_for_member
+from tenants.models import TenantPolicy
 from workspaces import selectors, services
 from workspaces.environment_templates import selectors as template_selectors
 from workspaces.environment_templates import services as template_services
@@ -30,6 +31,7 @@ from workspaces.models import (
 )
 from workspaces.nodes import live_workspaces_on, node_set_drain
 from workspaces.placement import MIB, NodeLoad, node_loads
+from workspaces.pool import pool_states
 from workspaces.registries import selectors as registry_selectors
 from workspaces.registries import services as registry_services
 from workspaces.runtime.agent_tls import certificate_fingerprint
@@ -57,11 +59,12 @@ class WorkspaceAdmin(TenantScopedAdmin):
         "status",
         "image_ref",
         "persistent",
+        "warm",
         "expires_at",
         "node",
         "created_at",
     )
-    list_filter = ("status", "persistent", "node")
+    list_filter = ("status", "persistent", "warm", "node")
     search_fields = ("public_id", "alias", "image_ref", "tenant__slug")
     actions = ("kill_workspaces",)
     inlines = (AttachmentInline,)
@@ -320,3 +323,31 @@ class TemplateAdmin(TenantScopedAdmin):
     @admin.action(description="Delete selected templates (and their images)")
     def delete_templates(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
         self._each(request, queryset, template_services.template_delete, "Deleted")
+
+
+class TenantPolicyPoolAdmin(TenantPolicyAdmin):
+    """The tenant policy page, with its warm pool's state beside the fields that size it
+    (registered here: the tenants app does not import workspaces)."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return (*super().get_readonly_fields(request, obj), "warm_pool_state")
+
+    @admin.display(description="Warm pool now")
+    def warm_pool_state(self, obj: TenantPolicy) -> str:
+        if obj is None or obj.pk is None:
+            return "-"
+        pools = pool_states(tenants=[obj.tenant])[obj.tenant.slug]
+        if not pools:
+            return "no pool"
+        lines = [
+            f"{p.node}: {p.ready} ready, {p.creating} creating of {p.size} ({p.image})"
+            for p in pools
+        ]
+        first = pools[0]
+        latency = f"{first.refill_latency_s:.2f} s" if first.refill_latency_s is not None else "-"
+        lines.append(f"hits {first.hits}, misses {first.misses}, refill latency {latency}")
+        return "; ".join(lines)
+
+
+admin.site.unregister(TenantPolicy)
+admin.site.register(TenantPolicy, TenantPolicyPoolAdmin)

@@ -137,6 +137,25 @@ def workspace_start(request: HttpRequest, ref: WorkspaceRef) -> Workspace:
     return services.workspace_start(actor=actor, workspace=workspace)
 
 
+@router.post("/workspaces/{ref}/pause", response=WorkspaceOut, operation_id="workspace_pause")
+def workspace_pause(request: HttpRequest, ref: WorkspaceRef) -> Workspace:
+    """Freeze a running workspace now: its processes stop where they are and keep their
+    memory, its files stay. Any later operation on it (or `resume`) thaws it. Pausing a
+    paused workspace changes nothing; its TTL still runs."""
+    actor = principal_of(request)
+    workspace = selectors.workspace_get(actor=actor, ref=ref)
+    return services.workspace_pause(actor=actor, workspace=workspace)
+
+
+@router.post("/workspaces/{ref}/resume", response=WorkspaceOut, operation_id="workspace_resume")
+def workspace_resume(request: HttpRequest, ref: WorkspaceRef) -> Workspace:
+    """Thaw a paused workspace (`workspace_not_paused` unless paused or running;
+    `workspace_resume_failed` when its container cannot be thawed)."""
+    actor = principal_of(request)
+    workspace = selectors.workspace_get(actor=actor, ref=ref)
+    return services.workspace_resume(actor=actor, workspace=workspace)
+
+
 @router.get("/workspaces/{ref}/stats", response=WorkspaceStatsOut, operation_id="workspace_stats")
 def workspace_stats(request: HttpRequest, ref: WorkspaceRef) -> WorkspaceStatsOut:
     """CPU, memory, processes, network and block I/O of a running workspace (~1 s)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.errors import (
     Conflict,
     EngineTimeout,
+    EngineUnavailable,
     NotFound,
     PolicyDenied,
     QuotaExceeded,
@@ -125,6 +126,22 @@ class ImageAndSnapshot(ValidationFailed):
 class ImageAndTemplate(ValidationFailed):
     code = "image_and_template"
     default_message = "Give one of image, snapshot or template: a template brings its own image."
+
+
+class WorkspaceNotPaused(Conflict):
+    code = "workspace_not_paused"
+
+    def __init__(self, message: str, *, status: str) -> None:
+        super().__init__(message, extra={"status": status})
+
+
+class WorkspaceResumeFailed(EngineUnavailable):
+    """A paused workspace whose container cannot be thawed (node down, container gone)."""
+
+    code = "workspace_resume_failed"
+
+    def __init__(self, message: str, *, workspace_id: str, cause: str) -> None:
+        super().__init__(message, extra={"workspace_id": workspace_id, "cause": cause})
 
 
 class ImageNotScanned(PolicyDenied):

@@ -22,6 +22,8 @@ from workspaces.schemas import (
     WorkspaceListOut,
     WorkspaceListQuery,
     WorkspaceOut,
+    WorkspacePauseIn,
+    WorkspaceResumeIn,
     WorkspaceSpawnIn,
     WorkspaceStatsIn,
     WorkspaceStatsOut,
@@ -53,7 +55,8 @@ def spawn(call: ToolCall[Principal], args: WorkspaceSpawnIn) -> Workspace:
     keep their volume after a kill. Commands run as uid 1000 with no network
     unless the policy allows it. snapshot=sn_... (instead of image) restores a
     snapshot's image and /workspace files; template=<name> (see template_list)
-    uses a prepared environment. Needs the "write" scope.
+    uses a prepared environment. The answer's "warm" is true when the workspace
+    came at once from the tenant's pool of started workspaces. Needs the "write" scope.
     """
     return services.workspace_spawn(
         actor=call.principal,
@@ -158,6 +161,43 @@ def container_stats(call: ToolCall[Principal], args: WorkspaceStatsIn) -> Worksp
     workspace = selectors.workspace_get(actor=call.principal, ref=args.container_id)
     stats = services.workspace_stats(actor=call.principal, workspace=workspace)
     return WorkspaceStatsOut.from_stats(workspace, stats)
+
+
+@tools.tool(
+    input=WorkspacePauseIn,
+    output=WorkspaceOut,
+    title="Pause a workspace",
+    hints=REPEATABLE_CHANGE,
+)
+def pause(call: ToolCall[Principal], args: WorkspacePauseIn) -> Workspace:
+    """Freeze a running workspace: its processes stop where they are, keeping their
+    memory, and its files stay; it uses no CPU while paused.
+
+    Workspaces idle past the tenant's idle timeout are paused automatically. Any
+    later exec_*, fs_*, attach or container_stats call on it resumes it first, so
+    pausing is safe whenever you step away. Its TTL still runs. Pausing a paused
+    workspace changes nothing. Needs "write".
+    """
+    workspace = selectors.workspace_get(actor=call.principal, ref=args.container_id)
+    return services.workspace_pause(actor=call.principal, workspace=workspace)
+
+
+@tools.tool(
+    input=WorkspaceResumeIn,
+    output=WorkspaceOut,
+    title="Resume a workspace",
+    hints=REPEATABLE_CHANGE,
+)
+def resume(call: ToolCall[Principal], args: WorkspaceResumeIn) -> Workspace:
+    """Thaw a paused workspace: its processes continue where they stopped.
+
+    Rarely needed (any operation on a paused workspace resumes it). A running
+    workspace answers as it is; any other status answers workspace_not_paused;
+    workspace_resume_failed when its container cannot be thawed (node down,
+    container gone). Needs "write".
+    """
+    workspace = selectors.workspace_get(actor=call.principal, ref=args.container_id)
+    return services.workspace_resume(actor=call.principal, workspace=workspace)
 
 
 @tools.tool(

@@ -37,6 +37,9 @@ class WorkspaceStatus(models.TextChoices):
     # Its node is down: nothing can reach it until the node returns (reconciliation
     # then restores what survived from ``prior_status``).
     UNAVAILABLE = "unavailable"
+    # Frozen after its policy's idle timeout (``docker pause``: processes and files
+    # kept); the next operation on it resumes it.
+    PAUSED = "paused"
 
 
 # Statuses in which a workspace still holds (or is about to hold) engine resources.
@@ -46,7 +49,17 @@ LIVE_STATUSES = (
     WorkspaceStatus.STOPPED,
     WorkspaceStatus.REMOVING,
     WorkspaceStatus.UNAVAILABLE,
+    WorkspaceStatus.PAUSED,
 )
+
+
+class WorkspaceManager(models.Manager["Workspace"]):
+    """Tenant-facing rows only: the warm pool's unclaimed workspaces are invisible to
+    every list, lookup, quota and usage count. Engine upkeep (pool, reconciliation,
+    garbage collection, node capacity) reads ``Workspace.all_objects``."""
+
+    def get_queryset(self) -> models.QuerySet[Workspace]:
+        return super().get_queryset().filter(pooled=False)
 
 
 class Workspace(models.Model):
@@ -88,14 +101,31 @@ class Workspace(models.Model):
     )
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     idempotency_expires_at = models.DateTimeField(null=True, blank=True)
+    # An unclaimed member of its tenant's warm pool (started, hardened, unassigned):
+    # ``pool_fingerprint`` names the policy and image it was built for.
+    pooled = models.BooleanField(default=False)
+    pool_fingerprint = models.CharField(max_length=64, blank=True)
+    # Served from the warm pool (claimed) rather than created for its spawn.
+    # True: served from the warm pool; False: the pool was empty (a miss, created cold);
+    # None: spawned without a pool (none configured, or a spawn a pool cannot serve).
+    warm = models.BooleanField(null=True, blank=True)
+    # Seconds from the row's creation to its container running (provisioning time).
+    ready_s = models.FloatField(null=True, blank=True)
+    # The last exec, file, shell or attach operation: idle pausing counts from here.
+    last_active_at = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = WorkspaceManager()
+    all_objects = models.Manager()  # noqa: DJ012 - managers, in default-first order
+
     class Meta:
         ordering = ["-created_at"]
+        base_manager_name = "all_objects"
         constraints = [
             # An alias names one live workspace; removed ones release it.
             models.UniqueConstraint(
@@ -112,6 +142,11 @@ class Workspace(models.Model):
         indexes = [
             models.Index(fields=["tenant", "status"]),
             models.Index(fields=["node", "status"]),
+            models.Index(
+                fields=["tenant", "node", "pool_fingerprint"],
+                condition=models.Q(pooled=True),
+                name="workspace_pool_members",
+            ),
         ]
 
     def __str__(self) -> str:

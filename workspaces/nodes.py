@@ -47,7 +47,12 @@ _row_cache: dict[str, tuple[float, tuple[str, str, str, str]]] = {}
 _lock = threading.Lock()
 
 # Workspace statuses that become unavailable with their node (removing ones finish later).
-_REACHABLE_STATUSES = (WorkspaceStatus.CREATING, WorkspaceStatus.RUNNING, WorkspaceStatus.STOPPED)
+_REACHABLE_STATUSES = (
+    WorkspaceStatus.CREATING,
+    WorkspaceStatus.RUNNING,
+    WorkspaceStatus.STOPPED,
+    WorkspaceStatus.PAUSED,
+)
 
 
 class WorkspaceUnavailable(EngineUnavailable):
@@ -220,7 +225,7 @@ def _mark_down(node: Node) -> bool:
         ):
             return False  # another checker got there first
         for status in _REACHABLE_STATUSES:
-            Workspace.objects.filter(node=node.name, status=status).update(
+            Workspace.all_objects.filter(node=node.name, status=status).update(
                 prior_status=status,
                 prior_error_code=F("error_code"),
                 status=WorkspaceStatus.UNAVAILABLE,
@@ -262,7 +267,7 @@ def node_restore_workspaces(*, node: str) -> int:
     had; reconciliation then matches it to what the engine still has."""
     restored = 0
     for status in _REACHABLE_STATUSES:
-        restored += Workspace.objects.filter(
+        restored += Workspace.all_objects.filter(
             node=node, status=WorkspaceStatus.UNAVAILABLE, prior_status=status
         ).update(
             status=status,
@@ -293,4 +298,4 @@ def engine_ready() -> None:
 
 
 def live_workspaces_on(node: str) -> int:
-    return Workspace.objects.filter(node=node, status__in=LIVE_STATUSES).count()
+    return Workspace.all_objects.filter(node=node, status__in=LIVE_STATUSES).count()

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.errors import DevBenchError, ValidationFailed
-from workspaces.models import LIVE_STATUSES, Node, NodeState, Workspace
+from workspaces.models import LIVE_STATUSES, Node, NodeState, Workspace, WorkspaceStatus
 from workspaces.nodes import node_ensure_local, node_is_local
 
 MIB = 1024 * 1024
@@ -85,11 +85,13 @@ def limits_reservation(limits: Mapping[str, Any]) -> tuple[int, float]:
 def node_loads(nodes: Iterable[Node]) -> list[NodeLoad]:
     nodes = list(nodes)
     counts: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
-    rows = Workspace.objects.filter(
+    rows = Workspace.all_objects.filter(
         node__in=[n.name for n in nodes], status__in=LIVE_STATUSES
-    ).values_list("node", "limits")
-    for name, limits in rows:
+    ).values_list("node", "limits", "status")
+    for name, limits, status in rows:
         memory, cpus = limits_reservation(limits or {})
+        if status == WorkspaceStatus.PAUSED:
+            cpus = 0.0  # frozen: it keeps its memory but uses no CPU
         entry = counts[name]
         entry[0] += 1
         entry[1] += memory
@@ -105,7 +107,8 @@ def node_loads(nodes: Iterable[Node]) -> list[NodeLoad]:
     ]
 
 
-def _alive(node: Node) -> bool:
+def node_alive(node: Node) -> bool:
+    """Served by this process, or its heartbeat is fresh."""
     if node_is_local(node.name):
         return True
     cutoff = timezone.now() - timedelta(seconds=settings.DEVBENCH_NODE_DOWN_AFTER_S)
@@ -150,7 +153,7 @@ def node_place(
             + ".",
             extra={"labels": dict(labels)},
         )
-    open_nodes = [n for n in labelled if n.state == NodeState.ACTIVE and _alive(n)]
+    open_nodes = [n for n in labelled if n.state == NodeState.ACTIVE and node_alive(n)]
     fits = [
         load
         for load in node_loads(open_nodes)

@@ -113,7 +113,7 @@ def _pull_image(workspace: Workspace, policy: TenantPolicy) -> None:
     on the row while it runs; then the row names the image id it runs."""
     from workspaces.sources import pulling, workspace_image_id
 
-    rows = Workspace.objects.filter(pk=workspace.pk, status=WorkspaceStatus.CREATING)
+    rows = Workspace.all_objects.filter(pk=workspace.pk, status=WorkspaceStatus.CREATING)
     written = 0.0
 
     def report(progress: PullProgress) -> None:
@@ -149,12 +149,12 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
     while it runs: the final state change only applies to a row still
     ``creating``, and whatever was built for a row that is not is removed.
     """
-    workspace = Workspace.objects.select_related("tenant").filter(pk=workspace_id).first()
+    workspace = Workspace.all_objects.select_related("tenant").filter(pk=workspace_id).first()
     if workspace is None or workspace.status != WorkspaceStatus.CREATING:
         return workspace
     policy = tenant_policy_get(tenant=workspace.tenant)
     driver = workspace_driver(workspace)
-    rows = Workspace.objects.filter(pk=workspace.pk, status=WorkspaceStatus.CREATING)
+    rows = Workspace.all_objects.filter(pk=workspace.pk, status=WorkspaceStatus.CREATING)
     if not workspace.volume_name:  # rows made before spawns named their volume
         workspace.volume_name = f"{engine_name(workspace)}-data"
         rows.update(volume_name=workspace.volume_name)
@@ -204,13 +204,15 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
         )
         workspace.refresh_from_db()
         return workspace
+    now = timezone.now()
     if not rows.update(
         status=WorkspaceStatus.RUNNING,
         progress={},
         container_id=container_id,
         error_code="",
         status_message="",
-        updated_at=timezone.now(),
+        ready_s=(now - workspace.created_at).total_seconds(),
+        updated_at=now,
     ):
         workspace.refresh_from_db()
         if workspace.status == WorkspaceStatus.RUNNING and workspace.container_id == container_id:
@@ -251,6 +253,8 @@ def workspace_teardown(
         )
     )
     now = timezone.now()
-    Workspace.objects.filter(pk=workspace.pk).update(status=WorkspaceStatus.REMOVED, updated_at=now)
+    Workspace.all_objects.filter(pk=workspace.pk).update(
+        status=WorkspaceStatus.REMOVED, updated_at=now
+    )
     Attachment.objects.filter(workspace=workspace, detached_at__isnull=True).update(detached_at=now)
     workspace.status = WorkspaceStatus.REMOVED

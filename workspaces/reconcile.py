@@ -88,7 +88,7 @@ def _record(report: ReconcileReport, workspace: Workspace, action: str, detail: 
 
 def _transition(workspace: Workspace, **changes: object) -> bool:
     """Apply changes only if the row is still as reconciliation saw it."""
-    rows = Workspace.objects.filter(pk=workspace.pk, status=workspace.status)
+    rows = Workspace.all_objects.filter(pk=workspace.pk, status=workspace.status)
     now = timezone.now()
     changed = bool(rows.update(updated_at=now, **changes))
     if changed:
@@ -118,6 +118,14 @@ def _reconcile_present(
     workspace: Workspace, container: ContainerInfo, report: ReconcileReport
 ) -> None:
     driver = workspace_driver(workspace)
+    if container.status == "paused":
+        # Frozen (idle pause, or a pause that outlived a platform restart): the row says
+        # paused, and the next operation on it resumes it.
+        if workspace.status != WorkspaceStatus.PAUSED and _transition(
+            workspace, status=WorkspaceStatus.PAUSED, container_id=container.id
+        ):
+            _record(report, workspace, "marked_paused")
+        return
     if container.running:
         in_line = (
             workspace.status == WorkspaceStatus.RUNNING and workspace.container_id == container.id
@@ -159,8 +167,11 @@ def _reconcile_present(
 
 
 def _rows(node: str, tenant: Tenant | None) -> QuerySet[Workspace]:
-    qs = Workspace.objects.filter(node=node).select_related("tenant")
-    return qs.filter(tenant=tenant) if tenant is not None else qs
+    if tenant is not None:
+        # A tenant's own run reports its workspaces only: its pool members (not its
+        # workspaces yet) are kept in line by the node-wide run and the pool's upkeep.
+        return Workspace.objects.filter(node=node, tenant=tenant).select_related("tenant")
+    return Workspace.all_objects.filter(node=node).select_related("tenant")
 
 
 def reconcile_node(*, node: str | None = None, tenant: Tenant | None = None) -> ReconcileReport:
@@ -210,7 +221,7 @@ def gc_node(*, node: str | None = None, tenant: Tenant | None = None) -> GcRepor
     labels = _instance_labels(tenant)
     containers = driver.list_by_labels(labels)
     live = set(
-        Workspace.objects.filter(status__in=LIVE_STATUSES).values_list("public_id", flat=True)
+        Workspace.all_objects.filter(status__in=LIVE_STATUSES).values_list("public_id", flat=True)
     )
     for container in containers:
         workspace_id = container.labels.get(LABEL_WORKSPACE, "")
@@ -224,7 +235,7 @@ def gc_node(*, node: str | None = None, tenant: Tenant | None = None) -> GcRepor
     volumes = driver.volume_list_by_labels(labels)
     owners = {
         w.volume_name: w
-        for w in Workspace.objects.filter(volume_name__in=[v.name for v in volumes])
+        for w in Workspace.all_objects.filter(volume_name__in=[v.name for v in volumes])
     }
     for volume in volumes:
         owner = owners.get(volume.name)
@@ -243,7 +254,12 @@ def workspace_expire_due() -> list[str]:
     due = Workspace.objects.filter(
         expires_at__lte=timezone.now(),
         persistent=False,
-        status__in=(WorkspaceStatus.RUNNING, WorkspaceStatus.STOPPED, WorkspaceStatus.ERROR),
+        status__in=(
+            WorkspaceStatus.RUNNING,
+            WorkspaceStatus.STOPPED,
+            WorkspaceStatus.ERROR,
+            WorkspaceStatus.PAUSED,
+        ),
     ).select_related("tenant")
     expired = []
     for workspace in due:
@@ -262,14 +278,14 @@ def workspace_expire_due() -> list[str]:
 
 def idempotency_keys_expire() -> int:
     """Release idempotency keys past their window, so they can make new workspaces."""
-    return Workspace.objects.filter(
+    return Workspace.all_objects.filter(
         idempotency_key__isnull=False, idempotency_expires_at__lte=timezone.now()
     ).update(idempotency_key=None)
 
 
 def _tenant_nodes(tenant: Tenant) -> list[str]:
     """Nodes up now that hold (or held) the tenant's workspaces, plus this process's own."""
-    used = set(Workspace.objects.filter(tenant=tenant).values_list("node", flat=True))
+    used = set(Workspace.all_objects.filter(tenant=tenant).values_list("node", flat=True))
     return [name for name in nodes_serving() if name in used or node_is_local(name)]
 
 

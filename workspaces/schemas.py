@@ -40,7 +40,10 @@ Alias = Annotated[
 # rule (workspaces.models.TEMPLATE_NAME_VALIDATOR) also admits every tp_ id.
 SnapshotId = Annotated[str, StringConstraints(pattern=r"^sn_[a-z0-9]{1,29}$")]
 TemplateRef = Annotated[str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9_.-]{0,61}[a-z0-9])?$")]
-WorkspaceStatusName = Literal["creating", "running", "stopped", "removing", "removed", "error"]
+# Every WorkspaceStatus (a filter on a status that exists must not be refused).
+WorkspaceStatusName = Literal[
+    "creating", "running", "paused", "stopped", "removing", "removed", "error", "unavailable"
+]
 # Ten years: beyond any policy's max_ttl_s, within what a date can hold.
 MAX_TTL_S = 10 * 365 * 86400
 
@@ -130,8 +133,13 @@ class WorkspaceOut(Schema):
     image: str
     image_id: str
     status: str = Field(
-        description="creating, running, stopped, removing, removed, error, or unavailable "
+        description="creating, running, paused (frozen after its idle timeout or on request; "
+        "any operation on it resumes it), stopped, removing, removed, error, or unavailable "
         "(its node is down; it returns with its node)."
+    )
+    warm: bool = Field(
+        description="true: served at once from the tenant's warm pool of started workspaces; "
+        "false: created for this spawn."
     )
     error_code: str = Field(description="Why it is in error or stopped; empty otherwise.")
     status_message: str
@@ -156,6 +164,10 @@ class WorkspaceOut(Schema):
     @staticmethod
     def resolve_snapshot(obj: Workspace) -> str | None:
         return obj.snapshot.public_id if obj.snapshot_id and obj.snapshot else None
+
+    @staticmethod
+    def resolve_warm(obj: Workspace) -> bool:
+        return bool(obj.warm)
 
     @staticmethod
     def resolve_container_id(obj: Workspace) -> str:
@@ -218,6 +230,14 @@ class WorkspaceKillIn(InputModel):
 
 
 class WorkspaceStatsIn(InputModel):
+    container_id: WorkspaceRef = Field(description="Workspace id (ws_…) or alias.")
+
+
+class WorkspacePauseIn(InputModel):
+    container_id: WorkspaceRef = Field(description="Workspace id (ws_…) or alias.")
+
+
+class WorkspaceResumeIn(InputModel):
     container_id: WorkspaceRef = Field(description="Workspace id (ws_…) or alias.")
 
 

@@ -33,6 +33,7 @@ from tenants.models import TenantPolicy
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
 from usage.services import usage_run_sync
+from workspaces.admission import workspace_admit
 from workspaces.environment_templates.selectors import template_for_spawn
 from workspaces.errors import (
     AliasInUse,
@@ -41,7 +42,6 @@ from workspaces.errors import (
     InvalidAlias,
     SpawnTimeout,
     WorkspaceNotStopped,
-    WorkspaceQuotaExceeded,
 )
 from workspaces.images import (
     PullNeeded,
@@ -50,7 +50,6 @@ from workspaces.images import (
 )
 from workspaces.models import (
     ALIAS_VALIDATOR,
-    LIVE_STATUSES,
     Attachment,
     Node,
     Snapshot,
@@ -67,6 +66,7 @@ from workspaces.placement import (
     required_labels,
 )
 from workspaces.policy import limits_resolve, ttl_resolve
+from workspaces.pool import pool_claim, pool_serves
 from workspaces.provisioning import workspace_provision as workspace_provision  # re-export
 from workspaces.provisioning import workspace_provision_enqueue, workspace_teardown
 from workspaces.runtime.base import ContainerStats, PullProgress
@@ -74,6 +74,9 @@ from workspaces.selectors import workspace_get, workspace_require_own, workspace
 from workspaces.snapshots.selectors import snapshot_get_ready
 from workspaces.sources import pulling, workspace_image_id
 from workspaces.spec import WORKSPACE_ROOT, engine_name
+from workspaces.suspend import workspace_pause as workspace_pause  # re-export
+from workspaces.suspend import workspace_ready
+from workspaces.suspend import workspace_resume as workspace_resume  # re-export
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 # Polling the row while waiting for the worker: every few tens of milliseconds
@@ -147,23 +150,7 @@ def _workspace_create(
             existing = _idempotent_replay(actor=actor, key=idempotency_key)
             if existing is not None:
                 return existing, False
-            live = Workspace.objects.filter(tenant=actor.tenant, status__in=LIVE_STATUSES).count()
-            if live >= locked.max_workspaces:
-                raise WorkspaceQuotaExceeded(
-                    f"The tenant already has {live} workspaces, the most its policy allows; "
-                    "kill one first.",
-                    limit="max_workspaces",
-                    max=locked.max_workspaces,
-                    live=live,
-                )
-            alias = fields.get("alias")
-            if (
-                alias
-                and Workspace.objects.filter(tenant=actor.tenant, alias=alias)
-                .exclude(status=WorkspaceStatus.REMOVED)
-                .exists()
-            ):
-                raise AliasInUse(f"The alias '{alias}' already names a workspace.", alias=alias)
+            workspace_admit(tenant=actor.tenant, locked_policy=locked, alias=fields.get("alias"))
             locked_node = Node.objects.select_for_update().get(pk=node.pk)
             reserve = limits_reservation(fields["limits"])
             if not node_has_room(node=locked_node, memory_bytes=reserve[0], cpus=reserve[1]):
@@ -242,6 +229,7 @@ def _spawn_admit(
             idempotency_key=idempotency_key,
         )
         audit.details["node"] = workspace.node
+        audit.details["warm"] = bool(workspace.warm)
         if source is not None:
             audit.details["snapshot"] = source.public_id
         if env is not None:
@@ -299,7 +287,8 @@ def workspace_spawn(
                 node_labels=node_labels,
                 audit=audit,
             )
-        if wait:
+        # A member claimed from the warm pool already runs: nothing to wait for.
+        if wait and not (workspace.warm and workspace.status == WorkspaceStatus.RUNNING):
             workspace = workspace_wait_running(workspace=workspace, timeout_s=wait_timeout_s)
     return workspace
 
@@ -355,6 +344,35 @@ def _place_and_create(
     effective = limits_resolve(policy=policy, requested=limits)
     labels = required_labels(policy_labels=policy.node_labels, requested=node_labels)
     memory_bytes, cpus = limits_reservation(effective.as_dict())
+    now = timezone.now()
+    # Who the workspace is, whether it is claimed from the pool or created.
+    assigned: dict[str, Any] = {
+        "alias": alias,
+        "persistent": persistent,
+        "ttl_s": ttl,
+        "expires_at": now + timedelta(seconds=ttl) if ttl else None,
+        "idempotency_key": idempotency_key,
+        "idempotency_expires_at": now + key_window() if idempotency_key else None,
+        "created_by_id": actor.user_id,
+    }
+    warm: bool | None = None
+    if (
+        snapshot is None
+        and template is None
+        and pool_serves(policy=policy, image_ref=image_ref, limits=effective.as_dict())
+    ):
+        claimed = pool_claim(
+            tenant=actor.tenant,
+            policy=policy,
+            image_ref=image_ref,
+            labels=labels,
+            fields=assigned,
+            replay=lambda: _idempotent_replay(actor=actor, key=idempotency_key),
+        )
+        if claimed is not None:
+            return claimed
+        warm = False  # a miss: the pool had no ready member
+    assigned.pop("idempotency_key")
     for _ in range(_PLACEMENT_ATTEMPTS):
         node = node_place(
             labels=labels,
@@ -376,7 +394,6 @@ def _place_and_create(
         except PullNeeded as needed:
             # The node's worker pulls it before creating the container, reporting progress.
             image_id, progress = "", pulling(PullProgress(image=needed.ref))
-        now = timezone.now()
         try:
             return _workspace_create(
                 actor=actor,
@@ -384,18 +401,15 @@ def _place_and_create(
                 idempotency_key=idempotency_key,
                 node=node,
                 fields={
-                    "alias": alias,
+                    **assigned,
                     "image_ref": image_ref,
                     "image_id": image_id,
                     "progress": progress,
                     "snapshot": snapshot,
                     "template": template,
-                    "persistent": persistent,
-                    "ttl_s": ttl,
-                    "expires_at": now + timedelta(seconds=ttl) if ttl else None,
-                    "idempotency_expires_at": now + key_window() if idempotency_key else None,
                     "limits": effective.as_dict(),
-                    "created_by_id": actor.user_id,
+                    "warm": warm,
+                    "last_active_at": timezone.now(),
                 },
             )
         except _NodeFilled:
@@ -503,7 +517,7 @@ def workspace_stop(*, actor: Principal, workspace: Workspace, timeout_s: int = 1
     with _locked_change(actor=actor, workspace=workspace, action="workspace.stop") as row:
         if row.status == WorkspaceStatus.STOPPED:
             return row
-        workspace_require_running(workspace=row)
+        workspace_ready(workspace=row)
         workspace_driver(row).stop(row.container_id, timeout_s=timeout_s)
         _set_status(
             row,
@@ -545,7 +559,7 @@ def workspace_attach(
     with audited(actor=actor, action="workspace.attach", target_type="workspace") as audit:
         workspace = workspace_get(actor=actor, ref=target)
         audit.target_id = workspace.public_id
-        workspace_require_running(workspace=workspace)
+        workspace_ready(workspace=workspace)
         attachment = Attachment.objects.create(
             workspace=workspace,
             client_name=client_name[:200],
@@ -560,5 +574,5 @@ def workspace_stats(*, actor: Principal, workspace: Workspace) -> ContainerStats
     """One resource reading of a running workspace (takes about a second)."""
     actor.require_scope("read")
     workspace_require_own(actor=actor, workspace=workspace)
-    workspace_require_running(workspace=workspace)
+    workspace_ready(workspace=workspace)
     return workspace_driver(workspace).stats(workspace.container_id)

@@ -13,7 +13,7 @@ from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 
 from core.errors import EngineTimeout, EngineUnavailable
-from workspaces import node_worker, nodes, reconcile
+from workspaces import node_worker, nodes, pool, reconcile, suspend
 from workspaces.environment_templates import tasks as template_tasks  # noqa: F401 - registers
 from workspaces.provisioning import workspace_provision
 
@@ -79,6 +79,22 @@ def expire_due_task() -> list[str]:
 @shared_task(name="workspaces.idempotency_expire", acks_late=True, time_limit=60)
 def idempotency_expire_task() -> int:
     return reconcile.idempotency_keys_expire()
+
+
+@shared_task(name="workspaces.pool_maintain", acks_late=True, time_limit=600)
+def pool_maintain_task(tenant_id: int, node: str) -> dict[str, Any]:
+    report = pool.pool_maintain(tenant_id=tenant_id, node=node)
+    return {"retired": report.retired, "created": report.created, "kept": report.kept}
+
+
+@shared_task(name="workspaces.pool_dispatch", time_limit=60)
+def pool_dispatch_task() -> int:
+    return pool.pool_dispatch()
+
+
+@shared_task(name="workspaces.idle_pause_due", acks_late=True, time_limit=600)
+def idle_pause_due_task() -> list[str]:
+    return suspend.idle_pause_due()
 
 
 def _reconcile_now(name: str) -> None:

@@ -132,9 +132,17 @@ def workspace_spawn(request: HttpRequest, actor: Principal) -> HttpResponse:
         # The page shows it creating and refreshes until it runs (or fails).
         wait=False,
     )
-    messages.success(request, f"Workspace {workspace} is being created from {workspace.image_ref}.")
+    if workspace.warm:
+        messages.success(
+            request, f"Workspace {workspace} is ready (served warm from {workspace.image_ref})."
+        )
+    else:
+        messages.success(
+            request, f"Workspace {workspace} is being created from {workspace.image_ref}."
+        )
     if wants_json(request):
-        return JsonResponse({"id": workspace.public_id, "redirect": _list_url(actor)}, status=202)
+        answer = {"id": workspace.public_id, "warm": bool(workspace.warm)}
+        return JsonResponse({**answer, "redirect": _list_url(actor)}, status=202)
     return HttpResponseRedirect(_list_url(actor))
 
 
@@ -189,6 +197,15 @@ def workspace_kill(request: HttpRequest, actor: Principal, ref: str) -> HttpResp
     return HttpResponseRedirect(_list_url(actor))
 
 
+@require_POST
+@tenant_view
+def workspace_pause(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
+    workspace = selectors.workspace_get(actor=actor, ref=ref)
+    workspace = services.workspace_pause(actor=actor, workspace=workspace)
+    messages.success(request, f"Workspace {workspace} is paused; using it resumes it.")
+    return HttpResponseRedirect(detail_url(actor, workspace))
+
+
 @require_GET
 @tenant_view
 def workspace_stats(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
@@ -213,6 +230,15 @@ def workspace_stop(request: HttpRequest, actor: Principal, ref: str) -> HttpResp
     workspace = selectors.workspace_get(actor=actor, ref=ref)
     services.workspace_stop(actor=actor, workspace=workspace)
     messages.success(request, f"Workspace {workspace} was stopped; its files are kept.")
+    return HttpResponseRedirect(detail_url(actor, workspace))
+
+
+@require_POST
+@tenant_view
+def workspace_resume(request: HttpRequest, actor: Principal, ref: str) -> HttpResponse:
+    workspace = selectors.workspace_get(actor=actor, ref=ref)
+    workspace = services.workspace_resume(actor=actor, workspace=workspace)
+    messages.success(request, f"Workspace {workspace} is running again.")
     return HttpResponseRedirect(detail_url(actor, workspace))
 
 

@@ -24,7 +24,8 @@ DevBench gives you isolated Linux workspaces (Docker containers) in one tenant.
 Typical flow: system_status (what you may do, limits) -> spawn (get a workspace id,
 or reuse one with attach/list_containers) -> exec_run for short commands, or
 exec_start + exec_poll for long ones -> fs_* to read and write files under
-/workspace -> kill when done (workspaces also expire after their TTL).
+/workspace -> kill when done (workspaces also expire after their TTL; an idle one
+may be paused, and any call on it resumes it).
 Errors come back as tool results with isError true and a JSON body
 {"code", "message", "extra"}: branch on "code", never on the message."""
 

@@ -16,6 +16,8 @@ EXPECTED = {
     "kill",
     "list_containers",
     "container_stats",
+    "pause",
+    "resume",
     "reconcile",
     "garbage_collect",
     "exec_run",

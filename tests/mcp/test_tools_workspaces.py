@@ -119,6 +119,8 @@ def test_idempotency_key_returns_the_same_workspace(
     [
         ("kill", {"container_id": "{id}"}),
         ("container_stats", {"container_id": "{id}"}),
+        ("pause", {"container_id": "{id}"}),
+        ("resume", {"container_id": "{id}"}),
         ("attach", {"target": "{id}"}),
     ],
 )

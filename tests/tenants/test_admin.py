@@ -87,6 +87,7 @@ def test_admin_can_edit_own_policy(two_tenants):
     policy = TenantPolicy.objects.get(tenant=a)
     page = c.get(f"/admin/tenants/tenantpolicy/{policy.pk}/change/")
     assert page.status_code == 200
+    assert b"Warm pool now" in page.content and b"Warm pool size" in page.content
     data = {
         f: getattr(policy, f)
         for f in (
@@ -103,17 +104,22 @@ def test_admin_can_edit_own_policy(two_tenants):
             "exec_output_cap_bytes",
             "max_snapshots",
             "max_snapshot_bytes",
+            "warm_pool_size",
+            "warm_pool_max_age_s",
+            "idle_timeout_s",
             "exec_retention_days",
             "image_scan_block_severity",
         )
     }
     data["allowed_images"] = '["devbench/*"]'
     data["memory_limit_mb"] = 1024
+    data["idle_timeout_s"] = 900
     response = c.post(f"/admin/tenants/tenantpolicy/{policy.pk}/change/", data)
     assert response.status_code == 302, response.content.decode()[:2000]
     policy.refresh_from_db()
     assert policy.memory_limit_mb == 1024
     assert policy.allowed_images == ["devbench/*"]
+    assert policy.idle_timeout_s == 900
     # The admin edit went through the audited service, with the admin as actor.
     event = AuditEvent.objects.get(action="tenant_policy.update")
     assert event.actor_kind == "session"

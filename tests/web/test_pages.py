@@ -173,7 +173,15 @@ def test_another_tenants_workspace_and_exec_are_404_under_my_slug(web, tenant, o
         code="workspace_not_found",
     )
 
-    for suffix in ("kill", "execs/", "files/upload", "files/mkdir", "files/delete"):
+    for suffix in (
+        "kill",
+        "pause",
+        "resume",
+        "execs/",
+        "files/upload",
+        "files/mkdir",
+        "files/delete",
+    ):
         response = web.post(_ws_url(tenant, foreign, suffix), {"command": "id", "path": "a"})
         assert response.status_code == 404, suffix
     cancel = web.post(

@@ -132,6 +132,8 @@ def test_another_tenants_workspace_is_404_everywhere(
         requests: list[tuple[str, str, dict[str, Any] | None]] = [
             ("get", f"{URL}/{ref}", None),
             ("get", f"{URL}/{ref}/stats", None),
+            ("post", f"{URL}/{ref}/pause", {}),
+            ("post", f"{URL}/{ref}/resume", {}),
             ("delete", f"{URL}/{ref}", None),
             ("post", f"{URL}/{ref}/attach", {}),
         ]

@@ -20,7 +20,8 @@ from workspaces.filesystem.tario import CHUNK, Spool, open_stream
 from workspaces.models import Workspace
 from workspaces.nodes import workspace_driver
 from workspaces.runtime.base import EnginePathNotFound, PathStat, RuntimeDriver
-from workspaces.selectors import workspace_require_own, workspace_require_running
+from workspaces.selectors import workspace_require_own
+from workspaces.suspend import workspace_ready
 
 
 @dataclass
@@ -50,7 +51,7 @@ def open_target(*, actor: Principal, workspace: Workspace, scope: str) -> Target
     """Scope, tenant and state checks shared by every operation."""
     actor.require_scope(scope)
     workspace_require_own(actor=actor, workspace=workspace)
-    workspace_require_running(workspace=workspace)
+    workspace_ready(workspace=workspace)
     return Target(
         workspace=workspace, driver=workspace_driver(workspace), container_id=workspace.container_id
     )

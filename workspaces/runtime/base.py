@@ -182,6 +182,19 @@ class RuntimeLifecycle(abc.ABC):
     def inspect(self, container_id: str) -> ContainerInfo: ...
 
     @abc.abstractmethod
+    def pause(self, container_id: str) -> None:
+        """Freeze every process of a running container (cgroup freezer); memory and
+        files are kept. Pausing a paused container is not an error."""
+
+    @abc.abstractmethod
+    def unpause(self, container_id: str) -> None:
+        """Thaw a paused container; a container that is not paused is not an error."""
+
+    @abc.abstractmethod
+    def restart_policy_set(self, container_id: str, policy: str | None) -> None:
+        """Change a container's restart policy (``unless-stopped`` or none) in place."""
+
+    @abc.abstractmethod
     def list_by_labels(self, labels: dict[str, str]) -> list[ContainerInfo]:
         """Every container (running or not) carrying all the given labels."""
 

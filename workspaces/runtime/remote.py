@@ -289,6 +289,15 @@ class RemoteDriver(RuntimeDriver):
     def remove(self, container_id: str, *, force: bool = True) -> None:
         self._call("remove", container_id=container_id, force=force)
 
+    def pause(self, container_id: str) -> None:
+        self._call("pause", container_id=container_id)
+
+    def unpause(self, container_id: str) -> None:
+        self._call("unpause", container_id=container_id)
+
+    def restart_policy_set(self, container_id: str, policy: str | None) -> None:
+        self._call("restart_policy_set", container_id=container_id, policy=policy)
+
     def inspect(self, container_id: str) -> ContainerInfo:
         result: ContainerInfo = self._call("inspect", container_id=container_id)
         return result

@@ -41,7 +41,6 @@ from workspaces.runtime.base import (
     ImageInfo,
     PullReporter,
 )
-from workspaces.selectors import workspace_require_running
 from workspaces.snapshots.errors import (
     SnapshotInUse,
     SnapshotInvalid,
@@ -52,6 +51,7 @@ from workspaces.snapshots.errors import (
 from workspaces.snapshots.selectors import snapshot_usage
 from workspaces.source_deletion import source_deleting
 from workspaces.spec import WORKSPACE_ROOT
+from workspaces.suspend import workspace_ready
 
 # Every snapshot image lives under this namespace; the image policy refuses it as an
 # ``image`` (a snapshot is spawned by its id, which is looked up within the tenant).
@@ -114,7 +114,7 @@ def snapshot_create(
         audit.details["workspace_id"] = workspace.public_id
         name = name or f"{workspace} snapshot"
         _validate(name, description)
-        workspace_require_running(workspace=workspace)
+        workspace_ready(workspace=workspace)
         policy = tenant_policy_get(tenant=actor.tenant)
         with transaction.atomic():
             locked = TenantPolicy.objects.select_for_update().get(pk=policy.pk)

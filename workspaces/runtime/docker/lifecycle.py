@@ -7,7 +7,7 @@ from typing import Any
 import docker
 from docker.types import Mount
 
-from core.errors import ContainerGone
+from core.errors import ContainerGone, EngineConflict
 from workspaces.runtime.base import (
     ContainerInfo,
     ContainerSpec,
@@ -115,6 +115,28 @@ class DockerLifecycle(RuntimeLifecycle):
                 self.api.remove_container(container_id, force=force, v=False)
         except ContainerGone:
             pass
+
+    def pause(self, container_id: str) -> None:
+        try:
+            with translated(engine_url=self.base_url, container_id=container_id):
+                self.api.pause(container_id)
+        except EngineConflict:
+            if self.inspect(container_id).status != "paused":
+                raise
+
+    def unpause(self, container_id: str) -> None:
+        try:
+            with translated(engine_url=self.base_url, container_id=container_id):
+                self.api.unpause(container_id)
+        except EngineConflict:
+            if self.inspect(container_id).status == "paused":
+                raise
+
+    def restart_policy_set(self, container_id: str, policy: str | None) -> None:
+        with translated(engine_url=self.base_url, container_id=container_id):
+            self.api.update_container(
+                container_id, restart_policy={"Name": policy or "no", "MaximumRetryCount": 0}
+            )
 
     def inspect(self, container_id: str) -> ContainerInfo:
         with translated(engine_url=self.base_url, container_id=container_id):
