@@ -194,7 +194,7 @@ def test_pause_and_resume_over_mcp(live_mcp, live_worker, tenant, token, kill_af
     paused = ok(mcp_call(url, token.raw, "pause", {"container_id": spawned["id"]}))
     assert paused["status"] == "paused"
     listed = ok(mcp_call(url, token.raw, "list_containers", {"status": "paused"}))
-    assert [w["id"] for w in listed["workspaces"]] == [spawned["id"]]
+    assert [w["id"] for w in listed["items"]] == [spawned["id"]]
     ran = ok(
         mcp_call(url, token.raw, "exec_run", {"container_id": spawned["id"], "cmd": ["echo", "up"]})
     )
