@@ -265,6 +265,7 @@ def workspace_spawn(
     or raise why it is not; ``wait=False``: return it ``creating`` at once. A repeated
     ``idempotency_key`` returns the workspace the first request made (exactly one is ever
     created)."""
+    started = time.monotonic()
     with _rejections_counted(actor):
         actor.require_scope("write")
     if wait and transaction.get_connection().in_atomic_block:
@@ -287,10 +288,20 @@ def workspace_spawn(
                 node_labels=node_labels,
                 audit=audit,
             )
-        # A member claimed from the warm pool already runs: nothing to wait for.
+        # A member claimed from the warm pool already runs: nothing to wait for, and no
+        # provisioning task will count it, so its spawn is counted here.
+        if workspace.warm and not audit.details.get("replayed"):
+            _warm_spawn_counted(actor, started=started)
         if wait and not (workspace.warm and workspace.status == WorkspaceStatus.RUNNING):
             workspace = workspace_wait_running(workspace=workspace, timeout_s=wait_timeout_s)
     return workspace
+
+
+def _warm_spawn_counted(actor: Principal, *, started: float) -> None:
+    metrics.SPAWNS.labels(
+        outcome="success", code="", warm="true", tenant=metrics.tenant_label(actor.tenant)
+    ).inc()
+    metrics.SPAWN_SECONDS.labels(warm="true").observe(time.monotonic() - started)
 
 
 _PLACEMENT_ATTEMPTS = 5

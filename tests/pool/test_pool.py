@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from prometheus_client import REGISTRY
 
+from core.metrics import tenant_label
 from devbench_site.celery import app
 from tests.conftest import client_for
 from tests.pool.conftest import NODE, policy_set, pool_members
@@ -47,9 +49,15 @@ def _node_queue(consume: bool) -> None:
     assert replies, f"the worker did not answer {control.__name__}"
 
 
+def _warm_spawns_counted(tenant: Any) -> float:
+    labels = {"outcome": "success", "code": "", "warm": "true", "tenant": tenant_label(tenant)}
+    return REGISTRY.get_sample_value("devbench_workspace_spawns_total", labels) or 0.0
+
+
 def test_twenty_concurrent_spawns_against_a_pool_of_five(fill_pool, actor, tenant, kill_after):
     pooled = fill_pool(5)
     pooled_containers = {m.container_id for m in pooled}
+    warm_counted = _warm_spawns_counted(tenant)
     results: list[Workspace] = []
     errors: list[BaseException] = []
     start = threading.Barrier(20)
@@ -78,6 +86,7 @@ def test_twenty_concurrent_spawns_against_a_pool_of_five(fill_pool, actor, tenan
     warm = [w for w in results if w.warm]
     cold = [w for w in results if not w.warm]
     assert len(warm) == 5 and len(cold) == 15
+    assert _warm_spawns_counted(tenant) == warm_counted + 5  # the metric sees the pool's hits
     # Warm answers run at once, on the pooled containers; each pooled one went to one caller.
     assert all(w.status == WorkspaceStatus.RUNNING for w in warm)
     assert {w.container_id for w in warm} == pooled_containers
