@@ -61,7 +61,7 @@ class StateCollector(Collector):
         up = GaugeMetricFamily("devbench_database_up", "1 when the database answers.")
         workspaces = GaugeMetricFamily(
             "devbench_workspaces",
-            "Workspaces by node and status (paused stays 0 until workspaces can pause).",
+            "Workspaces by node and status.",
             labels=["node", "status"],
         )
         try:

@@ -16,7 +16,7 @@ from workspaces.models import Workspace
 
 class RunState(models.TextChoices):
     RUNNING = "running"
-    PAUSED = "paused"  # no workspace pauses yet; the state is kept for when one can
+    PAUSED = "paused"
 
 
 class WorkspaceRun(models.Model):

@@ -9,7 +9,7 @@ from pydantic import Field
 class UsageDayOut(Schema):
     day: date
     workspace_seconds_running: float
-    workspace_seconds_paused: float = Field(description="0 until workspaces can pause.")
+    workspace_seconds_paused: float = Field(description="Seconds workspaces spent paused (frozen).")
     exec_count: int
     exec_seconds: float = Field(description="Run time of the execs that ended that day.")
     cpu_seconds: float = Field(

@@ -23,8 +23,11 @@ from workspaces.models import Snapshot, SnapshotStatus, Workspace, WorkspaceStat
 
 logger = logging.getLogger(__name__)
 
-# Workspace statuses that count as running time (paused will join when it exists).
-_RUN_STATE: dict[str, RunState] = {WorkspaceStatus.RUNNING: RunState.RUNNING}
+# Workspace statuses that are metered, each in its own kind of run.
+_RUN_STATE: dict[str, RunState] = {
+    WorkspaceStatus.RUNNING: RunState.RUNNING,
+    WorkspaceStatus.PAUSED: RunState.PAUSED,
+}
 
 
 def usage_run_sync(*, workspace: Workspace, at: datetime | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from usage.services import usage_meter_node, usage_meter_snapshots
 from workspaces.filesystem.services import fs_write
 from workspaces.services import workspace_kill, workspace_spawn, workspace_start, workspace_stop
 from workspaces.snapshots.services import snapshot_create, snapshot_delete
+from workspaces.suspend import workspace_pause, workspace_resume
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -116,3 +118,30 @@ def test_snapshot_storage_is_each_tenants_ready_snapshots(
     Snapshot.objects.filter(tenant=tenant, size_bytes=300).delete()
     usage_meter_snapshots()
     assert UsageDay.objects.get(tenant=tenant, day=today).storage_snapshot_bytes == 500
+
+
+def test_paused_time_is_metered_apart_from_running_time(
+    live_worker: Any, actor: Any, tenant: Any
+) -> None:
+    workspace = workspace_spawn(actor=actor, image="devbench/busybox:latest")
+    try:
+        before_pause = timezone.now()
+        workspace = workspace_pause(actor=actor, workspace=workspace)
+        after_pause = timezone.now()
+        time.sleep(1)
+        before_resume = timezone.now()
+        workspace = workspace_resume(actor=actor, workspace=workspace)
+        after_resume = timezone.now()
+    finally:
+        workspace.refresh_from_db()
+        workspace_kill(actor=actor, workspace=workspace, force=True, remove_volume=True)
+
+    states = [r.state for r in WorkspaceRun.objects.filter(workspace=workspace).order_by("id")]
+    assert states == ["running", "paused", "running"]
+    (today,) = usage_list(actor=actor, since=timezone.now().date())
+    low, high = before_resume - after_pause, after_resume - before_pause
+    assert low.total_seconds() <= today.workspace_seconds_paused <= high.total_seconds()
+    # The frozen second is not running time too.
+    spans = WorkspaceRun.objects.filter(workspace=workspace, state="running")
+    running = sum((r.ended_at - r.started_at).total_seconds() for r in spans if r.ended_at)
+    assert today.workspace_seconds_running == pytest.approx(running, abs=1e-3)
