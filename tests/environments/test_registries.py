@@ -17,10 +17,11 @@ from django.test import Client
 
 from core.errors import ImageNotFound, PolicyDenied
 from tenants.models import AuditEvent, TenantPolicy
-from tests.environments.conftest import BUSYBOX, sh, spawn
+from tests.environments.conftest import BUSYBOX, sh, spawn, wait_for
 from tests.factories import TenantFactory
 from tests.mcp_live import mcp_call, ok
-from workspaces.models import Registry, Snapshot
+from workspaces.environment_templates.services import template_build_run, template_create
+from workspaces.models import Registry, Snapshot, Template, TemplateStatus
 from workspaces.registries.crypto import decrypt
 from workspaces.registries.services import registry_save
 from workspaces.runtime import get_driver
@@ -341,3 +342,77 @@ def test_the_scan_gate_judges_a_pulled_image_after_its_pull(
         get_driver().image_inspect(pushed["ref"])  # judged after the pull, so it is here
     finally:
         _forget(pushed["ref"])
+
+
+def _built(template: Template) -> Template:
+    """The template once its build has ended (the node's worker builds it)."""
+    return wait_for(
+        lambda: (
+            Template.objects.exclude(status=TemplateStatus.BUILDING).filter(pk=template.pk).first()
+        ),
+        timeout_s=300,
+        what="the template build to end",
+    )
+
+
+def test_template_build_pulls_its_base_image(live_worker, actor, tenant, registry, pushed):
+    _forget(pushed["ref"])
+    TenantPolicy.objects.filter(tenant=tenant).update(allowed_images=[f"{registry.host}/team/*"])
+    _credentials(tenant, registry, registry.password)
+    template = template_create(
+        actor=actor,
+        name="from-registry",
+        dockerfile=(
+            f"FROM {pushed['ref']} AS base\nFROM base\nRUN test -s /blob && echo blob-there\n"
+        ),
+    )
+    done = _built(template)
+    assert done.status == TemplateStatus.READY, done.build_log
+    # One line per layer event, then the build itself on top of the pulled image.
+    assert f"Pulling {pushed['ref']}: " in done.build_log
+    assert "layers" in done.build_log and "blob-there" in done.build_log
+    base = get_driver().image_inspect(pushed["ref"])
+    built = get_driver().image_inspect(done.image_id)
+    assert built.labels["pushed"] == base.labels["pushed"]  # built upon the pulled image
+    assert registry.password not in done.build_log
+
+
+def test_template_base_pull_with_wrong_credentials_fails_the_build(
+    live_worker, actor, tenant, registry, pushed
+):
+    _forget(pushed["ref"])
+    TenantPolicy.objects.filter(tenant=tenant).update(allowed_images=[f"{registry.host}/team/*"])
+    _credentials(tenant, registry, "not-the-password")
+    template = template_create(
+        actor=actor, name="refused-base", dockerfile=f"FROM {pushed['ref']}\nRUN true\n"
+    )
+    done = _built(template)
+    assert done.status == TemplateStatus.FAILED
+    assert done.error_code == "registry_auth_failed"
+    assert registry.host in done.status_message
+    assert f"The base image {pushed['ref']} is not available" in done.build_log
+    assert "not-the-password" not in done.build_log + done.status_message
+    with pytest.raises(ImageNotFound):
+        get_driver().image_inspect(pushed["ref"])
+
+
+def test_template_base_meets_the_policy_of_build_time(live_worker, actor, tenant, registry, pushed):
+    """The policy is applied again when the build runs (it may have changed since the
+    template was created): an unpinned base is refused before any pull."""
+    _forget(pushed["ref"])
+    TenantPolicy.objects.filter(tenant=tenant).update(allowed_images=[f"{registry.host}/team/*"])
+    _credentials(tenant, registry, registry.password)
+    template = template_create(
+        actor=actor, name="unpinned-base", dockerfile=f"FROM {pushed['ref']}\nRUN true\n"
+    )
+    _built(template)
+    TenantPolicy.objects.filter(tenant=tenant).update(require_digest=True)
+    again = Template.objects.get(pk=template.pk)
+    Template.objects.filter(pk=again.pk).update(status=TemplateStatus.BUILDING, build_log="")
+    _forget(pushed["ref"])
+    done = template_build_run(template_id=again.pk)
+    assert done is not None and done.status == TemplateStatus.FAILED
+    assert done.error_code == "digest_required"
+    assert f"The base image {pushed['ref']} is not available" in done.build_log
+    with pytest.raises(ImageNotFound):  # refused before any pull
+        get_driver().image_inspect(pushed["ref"])

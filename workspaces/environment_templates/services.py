@@ -4,7 +4,10 @@ A Dockerfile template is built by a task on a node's queue, on that node's
 engine, under limits: build time, context size, image size, the tenant's
 network mode, and every image it names (``FROM``, ``COPY --from``) must pass
 the tenant's image policy (so no other tenant's snapshot or template can be
-built upon). Its log is stored as it grows; REST and the web page read it
+built upon). Before the build, each of those images is made sure of on the
+node: pulled there with the matching registry credentials when missing (its
+progress in the build log), the policy and scanner gate applied to it exactly as
+to a spawn's image. Its log is stored as it grows; REST and the web page read it
 while the build runs.
 """
 
@@ -49,7 +52,13 @@ from workspaces.registries.services import (
     registry_image_push,
     template_registry,
 )
-from workspaces.runtime.base import LABEL_INSTANCE, LABEL_TENANT, BuildSpec, PullReporter
+from workspaces.runtime.base import (
+    LABEL_INSTANCE,
+    LABEL_TENANT,
+    BuildSpec,
+    PullProgress,
+    PullReporter,
+)
 from workspaces.scanning import image_scan_check, image_scan_findings_check
 from workspaces.source_deletion import source_deleting
 
@@ -57,6 +66,9 @@ TEMPLATE_REPOSITORY_PREFIX = "devbench-templates/"
 LABEL_TEMPLATE = "devbench.template"
 _LOG_FLUSH_S = 0.3
 _MAX_LOG_CHARS = 1_000_000
+# A pull writes a line per layer event (a layer known or finished), at most this many
+# per image: an image of hundreds of layers must not flood the log.
+_MAX_PULL_LINES = 200
 _FROM_RE = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.I | re.M)
 _COPY_FROM_RE = re.compile(r"^\s*(?:COPY|ADD)\s+.*?--from=(\S+)", re.I | re.M)
 
@@ -219,6 +231,41 @@ def _append_log(template_id: int, text: str) -> None:
     Template.objects.filter(pk=template_id).update(build_log=Concat(F("build_log"), Value(text)))
 
 
+def _pull_log(template_id: int, image: str) -> PullReporter:
+    """A reporter writing a build log line whenever the pull's layer counts change."""
+    seen: list[tuple[int, int]] = []
+
+    def report(progress: PullProgress) -> None:
+        key = (progress.layers_total, progress.layers_done)
+        if (seen and seen[-1] == key) or len(seen) >= _MAX_PULL_LINES:
+            return
+        seen.append(key)
+        _append_log(
+            template_id,
+            f"Pulling {image}: {progress.layers_done}/{progress.layers_total} layers, "
+            f"{progress.bytes_done} of {progress.bytes_total} bytes\n",
+        )
+
+    return report
+
+
+def _bases_on_node(template: Template, policy: TenantPolicy) -> None:
+    """Every image the Dockerfile names, on the building node: pulled there if missing
+    (the same path and policy as a spawn's image). A refusal or failed pull fails the
+    build with its own code, its reason in the log."""
+    for ref in dict.fromkeys(dockerfile_images(template.dockerfile)):
+        try:
+            image_check(
+                policy=policy,
+                image=ref,
+                node=template.node,
+                progress=_pull_log(template.pk, ref),
+            )
+        except DevBenchError as exc:
+            _append_log(template.pk, f"The base image {ref} is not available: {exc.message}\n")
+            raise
+
+
 def template_build_run(*, template_id: int) -> Template | None:
     """The engine side of a build (a task on the template's node): the row ends ready or
     failed, its log stored as it grows."""
@@ -246,6 +293,7 @@ def template_build_run(*, template_id: int) -> Template | None:
     written = 0
     flushed = time.monotonic()
     try:
+        _bases_on_node(template, policy)
         build = driver.image_build(spec)
         while True:
             try:
