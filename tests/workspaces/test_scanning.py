@@ -13,7 +13,7 @@ import pytest
 from core.errors import DevBenchError, ImageNotFound, PolicyDenied
 from tenants.models import AuditEvent, TenantPolicy
 from workspaces.environment_templates.services import template_build_run, template_create
-from workspaces.images import image_reference_parse, image_resolve
+from workspaces.images import LABEL_TEMPLATE, image_reference_parse, image_resolve
 from workspaces.models import TemplateStatus, Workspace
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import ImageInfo
@@ -100,6 +100,16 @@ class EveryImageVulnerable(ImageScanner):
 
     def report(self, image: ImageInfo) -> ScanReport | None:
         document = json.loads((RECORDED / "vulnerable.json").read_text())
+        document["Metadata"]["ImageID"] = image.id
+        return parse_trivy_report(document)
+
+
+class BuiltImagesVulnerable(ImageScanner):
+    """Clean base images; the recorded vulnerabilities in every image a template build made."""
+
+    def report(self, image: ImageInfo) -> ScanReport | None:
+        recorded = "vulnerable.json" if LABEL_TEMPLATE in image.labels else "clean.json"
+        document = json.loads((RECORDED / recorded).read_text())
         document["Metadata"]["ImageID"] = image.id
         return parse_trivy_report(document)
 
@@ -199,13 +209,14 @@ def test_an_image_template_follows_its_images_report(
 def test_a_template_build_with_blocking_findings_fails(
     settings: Any, actor: Any, tenant: Any, images_removed: list[str]
 ) -> None:
-    settings.DEVBENCH_IMAGE_SCANNER = f"{__name__}.EveryImageVulnerable"
+    settings.DEVBENCH_IMAGE_SCANNER = f"{__name__}.BuiltImagesVulnerable"
     get_scanner.cache_clear()
     try:
         _gate(tenant, "CRITICAL")
         template = _built_template(actor, "flagged", images_removed)
         assert (template.status, template.error_code) == (TemplateStatus.FAILED, "image_vulnerable")
         assert "CVE-2024-45490" in template.status_message
+        assert "The base image" not in template.build_log  # the clean base passed the gate
         with pytest.raises(ImageNotFound):  # the refused image is not kept
             get_driver().image_inspect(images_removed[-1])
         event = AuditEvent.objects.filter(action="template.build").latest("created_at")
@@ -216,3 +227,23 @@ def test_a_template_build_with_blocking_findings_fails(
         assert _built_template(actor, "flagged", images_removed).status == TemplateStatus.READY
     finally:
         get_scanner.cache_clear()
+
+
+def test_a_template_builds_only_upon_a_base_the_gate_lets_through(
+    settings: Any, reports: Path, actor: Any, tenant: Any, images_removed: list[str]
+) -> None:
+    """The base image meets the spawn's gate before anything is built."""
+    _gate(tenant, "HIGH")
+    template = _built_template(actor, "unscanned-base", images_removed)
+    assert (template.status, template.error_code) == (TemplateStatus.FAILED, "image_not_scanned")
+    # The log's only line: the engine never started building.
+    assert template.build_log.splitlines() == [
+        f"The base image {BUSYBOX} is not available: {template.status_message}"
+    ]
+
+    settings.DEVBENCH_IMAGE_SCANNER = f"{__name__}.EveryImageVulnerable"
+    get_scanner.cache_clear()
+    template = _built_template(actor, "vulnerable-base", images_removed)
+    assert (template.status, template.error_code) == (TemplateStatus.FAILED, "image_vulnerable")
+    assert template.build_log.startswith(f"The base image {BUSYBOX} is not available")
+    assert "Step 1" not in template.build_log
