@@ -196,6 +196,29 @@ def test_a_claim_of_a_dead_last_member_spawns_cold(fill_pool, actor, tenant, eng
     assert members[0].pk != victim.pk
 
 
+def test_a_member_its_engine_cannot_answer_for_is_not_handed_out(
+    fill_pool, actor, tenant, kill_after, monkeypatch
+):
+    from core.errors import EngineUnavailable
+    from workspaces import pool
+
+    (member,) = fill_pool(1)
+
+    class _Unreachable:
+        def inspect(self, container_id: str) -> None:
+            raise EngineUnavailable()
+
+    # Only the claim's liveness check sees the failing engine; the cold spawn is real.
+    with monkeypatch.context() as patched:
+        patched.setattr(pool, "node_driver", lambda node: _Unreachable())
+        workspace = workspace_spawn(actor=actor, image=BUSYBOX)
+    kill_after.append(workspace)
+    assert workspace.warm is False and workspace.pk != member.pk
+    assert workspace.status == WorkspaceStatus.RUNNING
+    row = Workspace.all_objects.get(pk=member.pk)
+    assert row.pooled is True and row.status != WorkspaceStatus.RUNNING
+
+
 def test_pool_rows_stay_invisible_to_the_tenant(fill_pool, tenant, make_token):
     (member,) = fill_pool(1)
     api = client_for(make_token(tenant))
