@@ -8,8 +8,9 @@ the bench starts (see bench_workspaces.py). ``bench/suite.py`` runs the same
 measurements as its ``pool`` rows.
 
 * warm spawn: ``workspace_spawn`` (wait=True) served from the pool, timed in the
-  server process (policy and image checks, the claim's transaction; the answer is
-  running and attachable) | raw volume + create + start with the same hardening.
+  server process (policy and image checks, the claim's transaction, one inspect of
+  the claimed container on its node; the answer is running and attachable) | raw
+  volume + create + start with the same hardening.
   Between samples the pool is refilled (untimed), so every sample is a hit.
 * resume + echo: ``exec_run(echo)`` on a paused workspace (resume included) | a cold
   spawn + ``exec_run(echo)`` (the tenant's pool emptied for it).

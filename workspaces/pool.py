@@ -15,6 +15,10 @@ A claim is one short transaction in the request: the tenant's policy row lock
 (quota and alias, as a cold spawn) and ``SELECT … FOR UPDATE SKIP LOCKED`` on a
 ready member, which then becomes the caller's workspace (alias, TTL, key,
 persistence). No two callers can get one member, whichever process serves them.
+The claimed member's container is then inspected once on its node (a member can die
+between two maintenance runs): a dead one goes back to the pool as stopped, to be
+retired and replaced by its maintenance, and the claim moves on to the next member,
+or to a cold spawn — never an error for the caller.
 """
 
 from __future__ import annotations
@@ -98,6 +102,10 @@ def _open_nodes(labels: dict[str, str]) -> list[str]:
     ]
 
 
+# Dead members one spawn retires before it gives up on the pool and spawns cold.
+_CLAIM_ATTEMPTS = 3
+
+
 def pool_claim(
     *,
     tenant: Tenant,
@@ -108,12 +116,48 @@ def pool_claim(
     replay: Callable[[], Workspace | None],
 ) -> tuple[Workspace, bool] | None:
     """Make a ready member the caller's workspace: ``(workspace, created)``, or None when
-    the pool has none (the caller spawns cold). ``replay`` finds the workspace an
-    idempotency key already made (checked again under the lock)."""
+    the pool has none alive (the caller spawns cold). ``replay`` finds the workspace an
+    idempotency key already made (checked again under the lock).
+
+    A member may have died since the last maintenance: each claimed member is inspected
+    once on its node after the claim commits (one engine call, no lock held), and a dead
+    one is handed back to the pool for retirement before the next member is tried."""
     nodes = _open_nodes(labels)
     if not nodes:
         return None
     fingerprint = pool_fingerprint(policy=policy, image_ref=image_ref)
+    for _ in range(_CLAIM_ATTEMPTS):
+        claimed = _claim_one(
+            tenant=tenant, policy=policy, image_ref=image_ref, nodes=nodes,
+            fingerprint=fingerprint, fields=fields, replay=replay,
+        )  # fmt: skip
+        if claimed is None:
+            return None
+        member, created = claimed
+        if not created:
+            return member, False
+        if _running(member):
+            break
+        _unclaim_dead(member)
+    else:
+        return None
+    if member.persistent:
+        _make_persistent(member)
+    usage_run_sync(workspace=member, at=member.created_at)  # running time starts at the claim
+    return member, True
+
+
+def _claim_one(
+    *,
+    tenant: Tenant,
+    policy: TenantPolicy,
+    image_ref: str,
+    nodes: list[str],
+    fingerprint: str,
+    fields: dict[str, Any],
+    replay: Callable[[], Workspace | None],
+) -> tuple[Workspace, bool] | None:
+    """The claim's transaction: the oldest ready member becomes the caller's workspace."""
     now = timezone.now()
     with transaction.atomic():
         locked = TenantPolicy.objects.select_for_update().get(pk=policy.pk)
@@ -146,10 +190,42 @@ def pool_claim(
         member.save(update_fields=[*claimed, "updated_at"])
         tenant_id, node = tenant.pk, member.node
         transaction.on_commit(lambda: pool_refill_enqueue(tenant_id=tenant_id, node=node))
-    if member.persistent:
-        _make_persistent(member)
-    usage_run_sync(workspace=member, at=now)  # the tenant's running time starts at the claim
     return member, True
+
+
+def _running(member: Workspace) -> bool:
+    """Whether the member's container runs, asked of its node's engine. An engine that
+    cannot answer counts as dead: the caller then gets another member or a cold spawn."""
+    try:
+        return node_driver(member.node).inspect(member.container_id).running
+    except DevBenchError as exc:
+        logger.warning("pool: claimed %s not usable: %s", member, exc.message)
+        return False
+
+
+# A dead member's row back as an unclaimed, stopped member: invisible to the tenant again,
+# its alias and idempotency key released, never claimed (claims take running members).
+_UNCLAIMED = {
+    "pooled": True,
+    "status": WorkspaceStatus.STOPPED,
+    "warm": None,
+    "alias": None,
+    "persistent": False,
+    "ttl_s": None,
+    "expires_at": None,
+    "idempotency_key": None,
+    "idempotency_expires_at": None,
+    "created_by_id": None,
+}
+
+
+def _unclaim_dead(member: Workspace) -> None:
+    """Give a dead claimed member back to its pool, whose maintenance (queued here)
+    retires it — stopped members are stale — and creates its replacement."""
+    Workspace.all_objects.filter(pk=member.pk, pooled=False).update(
+        **_UNCLAIMED, updated_at=timezone.now()
+    )
+    pool_refill_enqueue(tenant_id=member.tenant_id, node=member.node)
 
 
 def _make_persistent(workspace: Workspace) -> None:

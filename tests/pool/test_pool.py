@@ -158,6 +158,67 @@ def test_a_killed_pooled_container_is_replaced(fill_pool, tenant, engine):
     assert survivor.pk in {m.pk for m in members} and victim.pk not in {m.pk for m in members}
 
 
+def _retired(member: Workspace) -> bool:
+    return Workspace.all_objects.get(pk=member.pk).status == WorkspaceStatus.REMOVED
+
+
+def test_a_claim_skips_a_member_that_died_since_maintenance(
+    fill_pool, actor, tenant, engine, kill_after
+):
+    victim, survivor = fill_pool(2)  # a claim takes the oldest member first: the victim
+    engine.containers.get(victim.container_id).kill()
+    workspace = workspace_spawn(actor=actor, image=BUSYBOX, alias="after-a-death")
+    kill_after.append(workspace)
+    assert workspace.warm is True and workspace.pk == survivor.pk
+    assert workspace.alias == "after-a-death"
+    assert engine.containers.get(workspace.container_id).status == "running"
+    wait_for(lambda: _retired(victim), what="the dead member retired")
+    assert not engine.containers.list(all=True, filters={"id": victim.container_id})
+    members = wait_for(lambda: len(m := pool_members(tenant)) == 2 and m, what="the refill")
+    assert victim.pk not in {m.pk for m in members}
+    # The dead member never became a tenant's workspace: lists and counts skip it.
+    assert [w.pk for w in workspace_list(actor=actor)] == [workspace.pk]
+
+
+def test_a_claim_of_a_dead_last_member_spawns_cold(fill_pool, actor, tenant, engine, kill_after):
+    (victim,) = fill_pool(1)
+    engine.containers.get(victim.container_id).kill()
+    workspace = workspace_spawn(actor=actor, image=BUSYBOX, idempotency_key="cold-after-death")
+    kill_after.append(workspace)
+    assert workspace.warm is False and workspace.pk != victim.pk
+    assert workspace.container_id != victim.container_id
+    assert engine.containers.get(workspace.container_id).status == "running"
+    wait_for(lambda: _retired(victim), what="the dead member retired")
+    # Its key went with the caller's workspace, not with the dead member.
+    replay = workspace_spawn(actor=actor, image=BUSYBOX, idempotency_key="cold-after-death")
+    assert replay.pk == workspace.pk
+    members = wait_for(lambda: len(m := pool_members(tenant)) == 1 and m, what="the refill")
+    assert members[0].pk != victim.pk
+
+
+def test_a_member_its_engine_cannot_answer_for_is_not_handed_out(
+    fill_pool, actor, tenant, kill_after, monkeypatch
+):
+    from core.errors import EngineUnavailable
+    from workspaces import pool
+
+    (member,) = fill_pool(1)
+
+    class _Unreachable:
+        def inspect(self, container_id: str) -> None:
+            raise EngineUnavailable()
+
+    # Only the claim's liveness check sees the failing engine; the cold spawn is real.
+    with monkeypatch.context() as patched:
+        patched.setattr(pool, "node_driver", lambda node: _Unreachable())
+        workspace = workspace_spawn(actor=actor, image=BUSYBOX)
+    kill_after.append(workspace)
+    assert workspace.warm is False and workspace.pk != member.pk
+    assert workspace.status == WorkspaceStatus.RUNNING
+    row = Workspace.all_objects.get(pk=member.pk)
+    assert row.pooled is True and row.status != WorkspaceStatus.RUNNING
+
+
 def test_pool_rows_stay_invisible_to_the_tenant(fill_pool, tenant, make_token):
     (member,) = fill_pool(1)
     api = client_for(make_token(tenant))
