@@ -65,13 +65,10 @@ def _output_frame(message: ExecMessage) -> str:
 class _DevBenchConsumer(AsyncWebsocketConsumer):
     async def _fail(self, exc: BaseException) -> None:
         if isinstance(exc, DevBenchError):
-            code = ws_auth.close_code(exc)
-            with contextlib.suppress(Exception):
-                await self.send(text_data=json.dumps({"type": "error", **exc.as_dict()}))
-        else:
-            logger.exception("websocket %s failed", self.scope.get("path"), exc_info=exc)
-            code = ws_auth.CLOSE_INTERNAL
-        await self.close(code=code)
+            await ws_auth.refuse(self, exc)
+            return
+        logger.exception("websocket %s failed", self.scope.get("path"), exc_info=exc)
+        await self.close(code=ws_auth.CLOSE_INTERNAL)
 
 
 class ExecStreamConsumer(_DevBenchConsumer):

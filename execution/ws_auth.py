@@ -15,6 +15,8 @@ An object the principal may not see is NotFound, exactly like a missing one.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
@@ -97,6 +99,28 @@ async def accept_bound(consumer: AsyncWebsocketConsumer) -> None:
     ctx = request_context_of(consumer.scope)
     request_context.bind(ctx)
     await consumer.accept(headers=[(b"x-request-id", ctx.request_id.encode())])
+
+
+async def refuse(consumer: AsyncWebsocketConsumer, exc: DevBenchError) -> None:
+    """Tell the client why (an error frame, if it still listens) and close with the code
+    that names the class of error."""
+    with contextlib.suppress(Exception):
+        await consumer.send(text_data=json.dumps({"type": "error", **exc.as_dict()}))
+    await consumer.close(code=close_code(exc))
+
+
+async def complete(
+    consumer: AsyncWebsocketConsumer, *, status: str, error_code: str, status_message: str
+) -> None:
+    """End a stream that follows a row until it leaves a transient status."""
+    frame = {
+        "type": "complete",
+        "status": status,
+        "error_code": error_code,
+        "status_message": status_message,
+    }
+    await consumer.send(text_data=json.dumps(frame))
+    await consumer.close(code=1000)
 
 
 def resolve(scope: dict[str, Any], lookup: Callable[[Principal], T]) -> tuple[Principal, T]:

@@ -16,7 +16,6 @@ tenant's workspace: an error frame and close 4404).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any
 
@@ -39,16 +38,14 @@ def _read(pk: int) -> tuple[str, dict[str, Any], str, str]:
 
 class WorkspaceProgressConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
-        await self.accept()
+        await ws_auth.accept_bound(self)
         ref = self.scope["url_route"]["kwargs"]["workspace_id"]
         try:
             _, workspace = await database_sync_to_async(ws_auth.resolve, thread_sensitive=False)(
                 self.scope, lambda p: workspace_get(actor=p, ref=ref)
             )
         except DevBenchError as exc:
-            with contextlib.suppress(Exception):
-                await self.send(text_data=json.dumps({"type": "error", **exc.as_dict()}))
-            await self.close(code=ws_auth.close_code(exc))
+            await ws_auth.refuse(self, exc)
             return
         self.pump = asyncio.create_task(self._pump(workspace.pk))
 
@@ -62,17 +59,9 @@ class WorkspaceProgressConsumer(AsyncWebsocketConsumer):
                     await self.send(text_data=json.dumps({"type": "progress", **progress}))
                     sent = progress
                 if status != WorkspaceStatus.CREATING:
-                    await self.send(
-                        text_data=json.dumps(
-                            {
-                                "type": "complete",
-                                "status": status,
-                                "error_code": error_code,
-                                "status_message": message,
-                            }
-                        )
+                    await ws_auth.complete(
+                        self, status=status, error_code=error_code, status_message=message
                     )
-                    await self.close(code=1000)
                     return
                 await asyncio.sleep(_POLL_S)
         except Workspace.DoesNotExist:

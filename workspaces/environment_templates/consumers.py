@@ -10,7 +10,6 @@ error close codes as the exec stream's (another tenant's template is 4404).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 
@@ -46,9 +45,7 @@ class TemplateLogConsumer(AsyncWebsocketConsumer):
                 self.scope, lambda p: template_get(actor=p, ref=ref)
             )
         except DevBenchError as exc:
-            with contextlib.suppress(Exception):
-                await self.send(text_data=json.dumps({"type": "error", **exc.as_dict()}))
-            await self.close(code=ws_auth.close_code(exc))
+            await ws_auth.refuse(self, exc)
             return
         self.pump = asyncio.create_task(self._pump(template.pk, offset))
 
@@ -65,17 +62,9 @@ class TemplateLogConsumer(AsyncWebsocketConsumer):
                     )
                     offset = len(log)
                 if status != TemplateStatus.BUILDING:
-                    await self.send(
-                        text_data=json.dumps(
-                            {
-                                "type": "complete",
-                                "status": status,
-                                "error_code": error_code,
-                                "status_message": message,
-                            }
-                        )
+                    await ws_auth.complete(
+                        self, status=status, error_code=error_code, status_message=message
                     )
-                    await self.close(code=1000)
                     return
                 await asyncio.sleep(_POLL_S)
         except Template.DoesNotExist:
