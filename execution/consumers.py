@@ -25,7 +25,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any, TypeVar
 
@@ -36,6 +36,7 @@ from core import fastjson
 from core.errors import DevBenchError
 from core.validation import json_loads_strict
 from execution import notify, selectors, services, ws_auth
+from execution.ahead import AheadBuffer
 from execution.errors import InvalidMessage
 from execution.schemas import ExecEndOut, ExecPollQuery, ShellQuery, ShellResizeIn
 from execution.selectors import ExecMessage, exec_message
@@ -83,6 +84,8 @@ class ExecStreamConsumer(_DevBenchConsumer):
         self.lock = asyncio.Lock()
         self.fallback: asyncio.Task[None] | None = None
         self.canceller: asyncio.Task[None] | None = None
+        self.ahead = AheadBuffer()
+        self.live_at = 0.0  # loop time of the last output that came live, in order
         exec_id = self.scope["url_route"]["kwargs"]["exec_id"]
         try:
             query = ws_auth.parse(ExecPollQuery, ws_auth.query_params(self.scope))
@@ -120,19 +123,27 @@ class ExecStreamConsumer(_DevBenchConsumer):
         await self._pump()
 
     async def _send_live(self, chunks: list[list[Any]]) -> bool:
-        """Send output published before it was stored; False if some came before it that
-        this socket missed (the database has it, or will: read it from there)."""
+        """Send output published before it was stored; False if the database must be read
+        for output that came before it and this socket has not sent yet."""
         async with self.lock:
             if self.done:
                 return True
             if chunks[0][0] > self.sent_seq + 1:
-                return False
-            for seq, stream, data in chunks:
-                if seq > self.sent_seq:
-                    message = exec_message(seq=seq, stream=stream, data=data)
-                    await self.send(text_data=_output_frame(message))
-                    self.sent_seq = seq
+                # Kept until the database fills the gap: the store's wake-up after it
+                # (or the recheck) reads it. Read once now, when the gap opens.
+                waiting = bool(self.ahead)
+                return self.ahead.keep(chunks, sent_seq=self.sent_seq) and waiting
+            await self._send_chunks(chunks)
+            self.live_at = asyncio.get_running_loop().time()
+            await self._send_chunks(self.ahead.take_ready(sent_seq=self.sent_seq))
             return True
+
+    async def _send_chunks(self, chunks: Sequence[Sequence[Any]]) -> None:
+        for seq, stream, data in chunks:
+            if seq > self.sent_seq:
+                message = exec_message(seq=seq, stream=stream, data=data)
+                await self.send(text_data=_output_frame(message))
+                self.sent_seq = seq
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -151,9 +162,14 @@ class ExecStreamConsumer(_DevBenchConsumer):
 
     async def _recheck(self) -> None:
         # The channel layer may drop wake-ups (full channel); the database does not.
+        # While output keeps coming live in order nothing was missed: reading the
+        # database then would only race the messages already waiting for this socket
+        # (and send from the database what they carry).
+        loop = asyncio.get_running_loop()
         while not self.done:
             await asyncio.sleep(notify.RECHECK_S)
-            await self._pump()
+            if self.ahead or loop.time() - self.live_at >= notify.RECHECK_S:
+                await self._pump()
 
     async def _pump(self) -> None:
         """Send everything stored after the last sent seq; finish once the exec has ended."""
@@ -166,6 +182,9 @@ class ExecStreamConsumer(_DevBenchConsumer):
                     for message in result.messages:
                         await self.send(text_data=_output_frame(message))
                         self.sent_seq = message.seq
+                    if self.ahead and not result.complete:
+                        # The database has caught up with output that came live.
+                        await self._send_chunks(self.ahead.take_ready(sent_seq=self.sent_seq))
                     if result.complete:
                         await self._complete(result)
                     if not result.messages:
