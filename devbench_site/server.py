@@ -12,6 +12,8 @@ Everything comes from the environment (documented in the README):
 * ``DEVBENCH_WEB_TIMEOUT``: seconds a worker's event loop may stay blocked
   (or a booting worker may take) before gunicorn replaces the worker (60).
 * ``DEVBENCH_ACCESS_LOG``: ``-`` (stdout, the default), a file, or empty for none.
+* ``DEVBENCH_WS_DEFLATE``: ``true`` to compress websocket messages
+  (permessage-deflate) for clients that offer it; off by default (below).
 * ``GUNICORN_CMD_ARGS``: any other gunicorn option.
 
 ``scripts/serve`` also points ``PROMETHEUS_MULTIPROC_DIR`` at an emptied directory
@@ -53,6 +55,15 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
+def _env_flag(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SystemExit(f"{name} must be true or false, not {raw!r}.")
+
+
 class Worker(UvicornWorker):
     """A uvicorn worker for this application.
 
@@ -67,6 +78,10 @@ class Worker(UvicornWorker):
       ASGI middleware (``core.http_limits.BodyLimit``), shared with daphne.
     * uvicorn's access and error logs (the error log names each websocket path
       with its query string) never show a secret query value.
+    * Websocket messages are not compressed unless ``DEVBENCH_WS_DEFLATE`` asks:
+      deflating streamed exec output took more of the web process's CPU than
+      everything else on the way from the worker to the client, and every client
+      library offers it by default.
     """
 
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
@@ -76,6 +91,7 @@ class Worker(UvicornWorker):
         "lifespan": "off",
         "proxy_headers": False,
         "server_header": False,
+        "ws_per_message_deflate": _env_flag("DEVBENCH_WS_DEFLATE"),
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
