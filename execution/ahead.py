@@ -25,8 +25,8 @@ MAX_AHEAD_BYTES = 16 * 1024 * 1024
 class AheadBuffer:
     """Numbered ``[seq, stream, data]`` chunks kept until the ones before them are sent."""
 
-    def __init__(self, *, max_bytes: int = MAX_AHEAD_BYTES) -> None:
-        self.max_bytes = max_bytes
+    def __init__(self, *, max_bytes: int | None = None) -> None:
+        self.max_bytes = MAX_AHEAD_BYTES if max_bytes is None else max_bytes
         self._chunks: dict[int, Sequence[Any]] = {}
         self._bytes = 0
 

@@ -19,8 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Coroutine
-from concurrent.futures import Future
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -33,8 +32,8 @@ EVENT_TYPE = "exec.event"
 RECHECK_S = 1.0
 # The in-memory layer (embedded mode) is bound to one event loop; waiters poll the DB.
 IN_MEMORY_POLL_S = 0.05
-# Live output is split into messages of at most this much data.
-MAX_MESSAGE_BYTES = 256 * 1024
+# Live output travels in messages of at most this much data.
+MAX_MESSAGE_BYTES = 1024 * 1024
 # How often a waiter whose channel layer failed reads the database instead.
 FALLBACK_POLL_S = 0.25
 # Longest a waiter spends subscribing (or unsubscribing) before it polls instead.
@@ -66,7 +65,8 @@ class _LoopThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pid = 0
 
-    def submit(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
+    def call(self, func: Callable[..., None], *args: Any) -> None:
+        """Run ``func(*args)`` on the loop; calls run in the order they were made."""
         with self._lock:
             if self._loop is None or self._pid != os.getpid():  # new, or inherited by fork
                 self._loop = asyncio.new_event_loop()
@@ -76,16 +76,10 @@ class _LoopThread:
                 )
                 thread.start()
             loop = self._loop
-        return asyncio.run_coroutine_threadsafe(coro, loop)
+        loop.call_soon_threadsafe(func, *args)
 
 
 _publisher = _LoopThread()
-
-
-def _log_failure(future: Future[Any]) -> None:
-    exc = future.exception()
-    if exc is not None:
-        logger.warning("exec event not delivered (listeners fall back to polling): %r", exc)
 
 
 def live_output() -> bool:
@@ -93,24 +87,53 @@ def live_output() -> bool:
     return layer_crosses_processes(_layer())
 
 
-# Per group: a lock that keeps its messages in publishing order, and how many use it.
-# Only touched on the publisher's loop thread.
-_ordered: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+# Per group: the messages waiting while one of its messages is being sent. Only touched
+# on the publisher's loop thread.
+_outboxes: dict[str, list[dict[str, Any]]] = {}
 
 
-async def _send_in_order(layer: BaseChannelLayer, group: str, message: dict[str, Any]) -> None:
-    # Coroutines start in submission order and asyncio.Lock wakes waiters first in,
-    # first out: messages of one exec leave in the order they were published.
-    lock, users = _ordered.setdefault(group, (asyncio.Lock(), [0]))
-    users[0] += 1
+def _enqueue(layer: BaseChannelLayer, group: str, message: dict[str, Any]) -> None:
+    outbox = _outboxes.get(group)
+    if outbox is None:
+        outbox = _outboxes[group] = []
+        asyncio.get_running_loop().create_task(_drain(layer, group, outbox))
+    outbox.append(message)
+
+
+async def _drain(layer: BaseChannelLayer, group: str, outbox: list[dict[str, Any]]) -> None:
+    """Send a group's messages one at a time, in order. Output that queued up while a
+    send was under way leaves merged into one message: when output flows faster than
+    Redis round trips, messages grow instead of queueing, and the first one never waits."""
     try:
-        async with lock:
-            # Bounded: a paused Redis must not hold every later message of the exec.
-            await asyncio.wait_for(layer.group_send(group, message), SETUP_TIMEOUT_S)
+        while outbox:
+            message = _take_merged(outbox)
+            try:
+                # Bounded: a paused Redis must not hold every later message of the exec.
+                await asyncio.wait_for(layer.group_send(group, message), SETUP_TIMEOUT_S)
+            except Exception as exc:
+                logger.warning("exec event not delivered (listeners fall back to polling): %r", exc)
     finally:
-        users[0] -= 1
-        if not users[0]:
-            del _ordered[group]
+        # No await since the outbox was last seen empty: nothing can have been added.
+        del _outboxes[group]
+
+
+def _take_merged(outbox: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first message of the outbox (removed), with the output messages right behind
+    it folded in, up to MAX_MESSAGE_BYTES of output."""
+    first = outbox.pop(0)
+    if "chunks" not in first:
+        return first
+    chunks = list(first["chunks"])
+    size = sum(len(chunk[2]) for chunk in chunks)
+    while outbox and "chunks" in outbox[0]:
+        more = outbox[0]["chunks"]
+        extra = sum(len(chunk[2]) for chunk in more)
+        if size + extra > MAX_MESSAGE_BYTES:
+            break
+        outbox.pop(0)
+        chunks += more
+        size += extra
+    return {**first, "last_seq": chunks[-1][0], "chunks": chunks}
 
 
 def _send(public_id: str, message: dict[str, Any]) -> None:
@@ -118,8 +141,7 @@ def _send(public_id: str, message: dict[str, Any]) -> None:
     if not layer_crosses_processes(layer):
         return
     assert layer is not None
-    future = _publisher.submit(_send_in_order(layer, exec_group(public_id), message))
-    future.add_done_callback(_log_failure)
+    _publisher.call(_enqueue, layer, exec_group(public_id), message)
 
 
 def publish(public_id: str, *, last_seq: int, status: str) -> None:
@@ -129,25 +151,20 @@ def publish(public_id: str, *, last_seq: int, status: str) -> None:
 
 def publish_output(public_id: str, chunks: list[tuple[int, int, bytes]]) -> None:
     """Show numbered ``(seq, stream, data)`` chunks to live watchers before they are stored."""
-    batch: list[tuple[int, int, bytes]] = []
+    batch: list[list[Any]] = []
     size = 0
     for chunk in chunks:
         if batch and size + len(chunk[2]) > MAX_MESSAGE_BYTES:
             _send_output(public_id, batch)
             batch, size = [], 0
-        batch.append(chunk)
+        batch.append(list(chunk))
         size += len(chunk[2])
     if batch:
         _send_output(public_id, batch)
 
 
-def _send_output(public_id: str, batch: list[tuple[int, int, bytes]]) -> None:
-    message = {
-        "type": EVENT_TYPE,
-        "last_seq": batch[-1][0],
-        "status": "running",
-        "chunks": [list(chunk) for chunk in batch],
-    }
+def _send_output(public_id: str, batch: list[list[Any]]) -> None:
+    message = {"type": EVENT_TYPE, "last_seq": batch[-1][0], "status": "running", "chunks": batch}
     _send(public_id, message)
 
 

@@ -1,0 +1,56 @@
+"""Live chunks kept until the ones before them are sent (execution.ahead), and the
+publisher folding queued output into fewer channel messages (execution.notify)."""
+
+from __future__ import annotations
+
+from execution import notify
+from execution.ahead import AheadBuffer
+
+
+def test_kept_chunks_come_out_once_the_gap_before_them_is_filled() -> None:
+    ahead = AheadBuffer()
+    assert ahead.keep([[5, 1, b"e"], [6, 2, b"f"]], sent_seq=2)
+    assert ahead.keep([[8, 1, b"h"]], sent_seq=2)
+    assert ahead.take_ready(sent_seq=2) == []  # 3 and 4 still missing
+    assert [c[0] for c in ahead.take_ready(sent_seq=4)] == [5, 6]  # 7 still missing
+    assert ahead
+    assert [c[0] for c in ahead.take_ready(sent_seq=7)] == [8]
+    assert not ahead
+
+
+def test_chunks_already_sent_are_dropped_not_repeated() -> None:
+    ahead = AheadBuffer()
+    assert ahead.keep([[2, 1, b"b"], [3, 1, b"c"], [4, 1, b"d"]], sent_seq=2)  # 2 was sent
+    # The database sent 3 meanwhile: only 4 is still due.
+    assert [(c[0], c[2]) for c in ahead.take_ready(sent_seq=3)] == [(4, b"d")]
+    assert not ahead
+
+
+def test_past_the_bound_nothing_is_kept_and_the_caller_reads_the_database() -> None:
+    ahead = AheadBuffer(max_bytes=4)
+    assert ahead.keep([[3, 1, b"ab"]], sent_seq=1)
+    assert not ahead.keep([[4, 1, b"cde"]], sent_seq=1)
+    assert not ahead
+    assert ahead.take_ready(sent_seq=2) == []
+    assert ahead.keep([[9, 1, b"abcd"]], sent_seq=1)  # usable again afterwards
+
+
+def _output(*seqs: int, size: int = 1) -> dict[str, object]:
+    chunks = [[seq, 1, b"x" * size] for seq in seqs]
+    return {"type": notify.EVENT_TYPE, "last_seq": seqs[-1], "status": "running", "chunks": chunks}
+
+
+def test_queued_output_leaves_in_one_message_in_order_up_to_the_size_bound() -> None:
+    wake = {"type": notify.EVENT_TYPE, "last_seq": 3, "status": "running"}
+    outbox = [_output(1), _output(2, 3), wake, _output(4), _output(5)]
+    merged = notify._take_merged(outbox)
+    assert [c[0] for c in merged["chunks"]] == [1, 2, 3]
+    assert merged["last_seq"] == 3
+    assert notify._take_merged(outbox) == wake  # a wake-up is never folded or passed
+    assert [c[0] for c in notify._take_merged(outbox)["chunks"]] == [4, 5]
+    assert outbox == []
+
+    half = notify.MAX_MESSAGE_BYTES // 2
+    outbox = [_output(1, size=half), _output(2, size=half), _output(3, size=1)]
+    assert [c[0] for c in notify._take_merged(outbox)["chunks"]] == [1, 2]
+    assert [c[0] for c in notify._take_merged(outbox)["chunks"]] == [3]

@@ -1,0 +1,137 @@
+"""The exec websocket on the live path, driven in process through the real ASGI
+application and the Redis channel layer: live messages are published by hand, the
+database is written by hand, so every interleaving is deterministic."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+
+from execution import ahead, notify
+from execution.models import ExecChunk, ExecStatus
+from tests.factories import ExecFactory
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+OUT = 1
+
+
+def _live(*chunks: tuple[int, bytes]) -> dict[str, Any]:
+    return {
+        "type": notify.EVENT_TYPE,
+        "last_seq": chunks[-1][0],
+        "status": "running",
+        "chunks": [[seq, OUT, data] for seq, data in chunks],
+    }
+
+
+def _wake(last_seq: int, status: str = ExecStatus.RUNNING) -> dict[str, Any]:
+    return {"type": notify.EVENT_TYPE, "last_seq": last_seq, "status": status}
+
+
+def _store(exec_: Any, *chunks: tuple[int, bytes]) -> None:
+    for seq, data in chunks:
+        ExecChunk.objects.create(exec=exec_, seq=seq, stream=OUT, data=data)
+
+
+class Watcher:
+    def __init__(self, exec_: Any, token: Any) -> None:
+        from devbench_site.asgi import application
+
+        self.exec = exec_
+        self.group = notify.exec_group(exec_.public_id)
+        self.ws = WebsocketCommunicator(
+            application,
+            f"/ws/execs/{exec_.public_id}/",
+            headers=[
+                (b"origin", b"http://127.0.0.1"),
+                (b"authorization", f"Bearer {token.raw}".encode()),
+            ],
+        )
+
+    async def publish(self, message: dict[str, Any]) -> None:
+        await get_channel_layer().group_send(self.group, message)
+
+    async def frames(self, n: int) -> list[dict[str, Any]]:
+        return [json.loads(await self.ws.receive_from(timeout=10)) for _ in range(n)]
+
+    async def outputs(self, n: int) -> list[tuple[int, str]]:
+        frames = await self.frames(n)
+        assert all(f["type"] == "output" for f in frames), frames
+        return [(f["seq"], f["data"]) for f in frames]
+
+
+@pytest.fixture
+def running_exec(tenant: Any) -> Any:
+    assert notify.live_output()  # production mode: the Redis channel layer
+    exec_ = ExecFactory(workspace__tenant=tenant, status=ExecStatus.RUNNING)
+    _store(exec_, (1, b"a"))
+    exec_.last_seq = 1
+    exec_.save(update_fields=["last_seq"])
+    return exec_
+
+
+def test_live_output_past_a_gap_is_kept_and_sent_once_the_database_fills_it(
+    running_exec: Any, token: Any
+) -> None:
+    watcher = Watcher(running_exec, token)
+
+    async def scenario() -> None:
+        connected, _ = await watcher.ws.connect()
+        assert connected
+        assert await watcher.outputs(1) == [(1, "a")]  # the stored backlog
+        # Published live before seq 2 is stored (the store runs behind the live path).
+        await watcher.publish(_live((3, b"c"), (4, b"d")))
+        await watcher.publish(_live((5, b"e")))
+        assert await watcher.ws.receive_nothing(timeout=0.5)
+        await sync_to_async(_store)(running_exec, (2, b"b"))
+        await watcher.publish(_wake(2))
+        # 2 from the database, then 3-5 as they came live: none of them is stored yet.
+        assert await watcher.outputs(4) == [(2, "b"), (3, "c"), (4, "d"), (5, "e")]
+        await watcher.publish(_live((6, b"f")))  # in order now: straight through
+        assert await watcher.outputs(1) == [(6, "f")]
+        await sync_to_async(_finish)(running_exec, (3, b"c"), (4, b"d"), (5, b"e"), (6, b"f"))
+        await watcher.publish(_wake(6, ExecStatus.COMPLETED))
+        [end] = await watcher.frames(1)
+        assert (end["type"], end["status"], end["last_seq"]) == ("complete", "completed", 6)
+        await watcher.ws.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_watcher_too_far_behind_drops_what_it_kept_and_reads_everything_stored(
+    running_exec: Any, token: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ahead, "MAX_AHEAD_BYTES", 4)
+    watcher = Watcher(running_exec, token)
+
+    async def scenario() -> None:
+        connected, _ = await watcher.ws.connect()
+        assert connected
+        assert await watcher.outputs(1) == [(1, "a")]
+        await watcher.publish(_live((3, b"cc"), (4, b"ddd")))  # past the bound: let go
+        await sync_to_async(_store)(running_exec, (2, b"b"))
+        await watcher.publish(_wake(2))
+        assert await watcher.outputs(1) == [(2, "b")]
+        assert await watcher.ws.receive_nothing(timeout=0.5)  # 3 and 4 are not stored yet
+        await sync_to_async(_finish)(running_exec, (3, b"cc"), (4, b"ddd"))
+        await watcher.publish(_wake(4, ExecStatus.COMPLETED))
+        assert await watcher.outputs(2) == [(3, "cc"), (4, "ddd")]  # every byte, in order
+        [end] = await watcher.frames(1)
+        assert (end["type"], end["last_seq"]) == ("complete", 4)
+        await watcher.ws.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def _finish(exec_: Any, *chunks: tuple[int, bytes]) -> None:
+    _store(exec_, *chunks)
+    exec_.last_seq = chunks[-1][0]
+    exec_.status = ExecStatus.COMPLETED
+    exec_.exit_code = 0
+    exec_.save(update_fields=["last_seq", "status", "exit_code"])
