@@ -14,6 +14,7 @@ they were published.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -34,6 +35,8 @@ RECHECK_S = 1.0
 IN_MEMORY_POLL_S = 0.05
 # Live output travels in messages of at most this much data.
 MAX_MESSAGE_BYTES = 1024 * 1024
+# Live output of one exec that may wait in a process for Redis before it is let go.
+MAX_QUEUED_BYTES = 16 * 1024 * 1024
 # How often a waiter whose channel layer failed reads the database instead.
 FALLBACK_POLL_S = 0.25
 # Longest a waiter spends subscribing (or unsubscribing) before it polls instead.
@@ -87,26 +90,69 @@ def live_output() -> bool:
     return layer_crosses_processes(_layer())
 
 
-# Per group: the messages waiting while one of its messages is being sent. Only touched
-# on the publisher's loop thread.
-_outboxes: dict[str, list[dict[str, Any]]] = {}
+def _output_bytes(message: dict[str, Any]) -> int:
+    return sum(len(chunk[2]) for chunk in message.get("chunks", ()))
+
+
+class _Outbox:
+    """A group's messages waiting while one of its messages is being sent (only touched
+    on the publisher's loop thread)."""
+
+    def __init__(self) -> None:
+        self.messages: collections.deque[dict[str, Any]] = collections.deque()
+        self.output_bytes = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.messages)
+
+    def add(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+        self.output_bytes += _output_bytes(message)
+        if self.output_bytes > MAX_QUEUED_BYTES:
+            # Redis is slow or paused: let the queued output go rather than hold it in
+            # memory; watchers read it from the database. Wake-ups stay.
+            logger.warning(
+                "%s bytes of live output not delivered (Redis behind)", self.output_bytes
+            )
+            self.messages = collections.deque(m for m in self.messages if "chunks" not in m)
+            self.output_bytes = 0
+
+    def take(self) -> dict[str, Any]:
+        """The first message (removed), with the output messages right behind it folded
+        in, up to MAX_MESSAGE_BYTES of output."""
+        first = self.messages.popleft()
+        if "chunks" not in first:
+            return first
+        chunks = list(first["chunks"])
+        size = _output_bytes(first)
+        while self.messages and "chunks" in self.messages[0]:
+            extra = _output_bytes(self.messages[0])
+            if size + extra > MAX_MESSAGE_BYTES:
+                break
+            chunks += self.messages.popleft()["chunks"]
+            size += extra
+        self.output_bytes -= size
+        return {**first, "last_seq": chunks[-1][0], "chunks": chunks}
+
+
+_outboxes: dict[str, _Outbox] = {}
 
 
 def _enqueue(layer: BaseChannelLayer, group: str, message: dict[str, Any]) -> None:
     outbox = _outboxes.get(group)
     if outbox is None:
-        outbox = _outboxes[group] = []
+        outbox = _outboxes[group] = _Outbox()
         asyncio.get_running_loop().create_task(_drain(layer, group, outbox))
-    outbox.append(message)
+    outbox.add(message)
 
 
-async def _drain(layer: BaseChannelLayer, group: str, outbox: list[dict[str, Any]]) -> None:
+async def _drain(layer: BaseChannelLayer, group: str, outbox: _Outbox) -> None:
     """Send a group's messages one at a time, in order. Output that queued up while a
     send was under way leaves merged into one message: when output flows faster than
     Redis round trips, messages grow instead of queueing, and the first one never waits."""
     try:
         while outbox:
-            message = _take_merged(outbox)
+            message = outbox.take()
             try:
                 # Bounded: a paused Redis must not hold every later message of the exec.
                 await asyncio.wait_for(layer.group_send(group, message), SETUP_TIMEOUT_S)
@@ -115,25 +161,6 @@ async def _drain(layer: BaseChannelLayer, group: str, outbox: list[dict[str, Any
     finally:
         # No await since the outbox was last seen empty: nothing can have been added.
         del _outboxes[group]
-
-
-def _take_merged(outbox: list[dict[str, Any]]) -> dict[str, Any]:
-    """The first message of the outbox (removed), with the output messages right behind
-    it folded in, up to MAX_MESSAGE_BYTES of output."""
-    first = outbox.pop(0)
-    if "chunks" not in first:
-        return first
-    chunks = list(first["chunks"])
-    size = sum(len(chunk[2]) for chunk in chunks)
-    while outbox and "chunks" in outbox[0]:
-        more = outbox[0]["chunks"]
-        extra = sum(len(chunk[2]) for chunk in more)
-        if size + extra > MAX_MESSAGE_BYTES:
-            break
-        outbox.pop(0)
-        chunks += more
-        size += extra
-    return {**first, "last_seq": chunks[-1][0], "chunks": chunks}
 
 
 def _send(public_id: str, message: dict[str, Any]) -> None:

@@ -3,6 +3,10 @@ publisher folding queued output into fewer channel messages (execution.notify)."
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from execution import notify
 from execution.ahead import AheadBuffer
 
@@ -35,22 +39,42 @@ def test_past_the_bound_nothing_is_kept_and_the_caller_reads_the_database() -> N
     assert ahead.keep([[9, 1, b"abcd"]], sent_seq=1)  # usable again afterwards
 
 
-def _output(*seqs: int, size: int = 1) -> dict[str, object]:
+def _output(*seqs: int, size: int = 1) -> dict[str, Any]:
     chunks = [[seq, 1, b"x" * size] for seq in seqs]
     return {"type": notify.EVENT_TYPE, "last_seq": seqs[-1], "status": "running", "chunks": chunks}
 
 
+def _outbox(*messages: dict[str, Any]) -> notify._Outbox:
+    outbox = notify._Outbox()
+    for message in messages:
+        outbox.add(message)
+    return outbox
+
+
 def test_queued_output_leaves_in_one_message_in_order_up_to_the_size_bound() -> None:
     wake = {"type": notify.EVENT_TYPE, "last_seq": 3, "status": "running"}
-    outbox = [_output(1), _output(2, 3), wake, _output(4), _output(5)]
-    merged = notify._take_merged(outbox)
+    outbox = _outbox(_output(1), _output(2, 3), wake, _output(4), _output(5))
+    merged = outbox.take()
     assert [c[0] for c in merged["chunks"]] == [1, 2, 3]
     assert merged["last_seq"] == 3
-    assert notify._take_merged(outbox) == wake  # a wake-up is never folded or passed
-    assert [c[0] for c in notify._take_merged(outbox)["chunks"]] == [4, 5]
-    assert outbox == []
+    assert outbox.take() == wake  # a wake-up is never folded or passed
+    assert [c[0] for c in outbox.take()["chunks"]] == [4, 5]
+    assert not outbox and outbox.output_bytes == 0
 
     half = notify.MAX_MESSAGE_BYTES // 2
-    outbox = [_output(1, size=half), _output(2, size=half), _output(3, size=1)]
-    assert [c[0] for c in notify._take_merged(outbox)["chunks"]] == [1, 2]
-    assert [c[0] for c in notify._take_merged(outbox)["chunks"]] == [3]
+    outbox = _outbox(_output(1, size=half), _output(2, size=half), _output(3, size=1))
+    assert [c[0] for c in outbox.take()["chunks"]] == [1, 2]
+    assert [c[0] for c in outbox.take()["chunks"]] == [3]
+
+
+def test_output_queued_past_the_bound_is_let_go_but_wake_ups_stay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(notify, "MAX_QUEUED_BYTES", 10)
+    wake = {"type": notify.EVENT_TYPE, "last_seq": 1, "status": "running"}
+    outbox = _outbox(_output(1, size=6), wake)
+    outbox.add(_output(2, size=6))  # 12 bytes waiting: more than Redis takes now
+    assert outbox.take() == wake
+    assert not outbox and outbox.output_bytes == 0
+    outbox.add(_output(3, size=6))  # later output is sent again
+    assert [c[0] for c in outbox.take()["chunks"]] == [3]
