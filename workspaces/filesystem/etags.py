@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Longer than any kernel file-clock tick and than the engine's stat-to-read gap.
+# Far longer than a tick of the kernel's file clock (a jiffy: 10 ms at most).
 SETTLED_S = 1.0
 _PREFIX = "fs-etag:1:"
 
