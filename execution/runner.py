@@ -46,7 +46,8 @@ from workspaces.runtime.base import (
 logger = logging.getLogger(__name__)
 
 # Output already waiting in the reader is taken together (several ≤64 KiB chunks) up to
-# this much before it is handed on: fewer messages and commits, no added latency.
+# this much, or until its oldest byte is due, before it is handed on: fewer messages
+# and commits, no added latency.
 STORE_BATCH_BYTES = 1024 * 1024
 # With live watchers (a channel layer across processes) output waits at most this long
 # to be coalesced: a watcher sees it within milliseconds; the database write is batched
@@ -287,7 +288,7 @@ class ExecRunner:
         next_frame: tuple[int, bytes] | None = frame
         while next_frame is not _IDLE and next_frame is not None:
             self._accept(next_frame)
-            if self.coalescer.pending_bytes >= STORE_BATCH_BYTES:
+            if self.coalescer.pending_bytes >= STORE_BATCH_BYTES or self._overdue():
                 break
             try:
                 next_frame = self.frames.get_nowait()
@@ -295,6 +296,13 @@ class ExecRunner:
                 break
             if next_frame is None:
                 self.frames.put(None)  # seen again by _pump
+
+    def _overdue(self) -> bool:
+        # While output keeps flowing the reader's queue is never empty: without this,
+        # the output of a fast stream waited until STORE_BATCH_BYTES had been read,
+        # well past LIVE_FLUSH_S, and watchers got it in bursts of that size.
+        deadline = self.coalescer.next_deadline()
+        return deadline is not None and time.monotonic() >= deadline
 
     def _accept(self, frame: tuple[int, bytes]) -> None:
         stream, data = frame
