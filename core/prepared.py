@@ -42,11 +42,17 @@ class _Prepared(Generic[M]):
     def _queryset(self, alias: str, placeholders: dict[str, Any]) -> models.QuerySet[M]:
         raise NotImplementedError
 
-    def _placeholder(self, index: int, name: str) -> Any:
-        field = self.model._meta.get_field(name)
-        # No row has these values; only their position in the parameters matters.
+    def _placeholder(self, alias: str, index: int, name: str) -> Any:
+        field: Any = self.model._meta.get_field(name)
+        # Only a value's position in the parameters matters, but it must be one the
+        # field can hold: Django drops a condition no value can fail (``seq > -1`` on a
+        # positive field), and the placeholder with it. Near the top of the range, no
+        # fixed condition is likely to use it.
         if isinstance(field, _INTEGER_TYPES):
-            return -(10**9) - index
+            target = field.target_field if isinstance(field, models.ForeignKey) else field
+            ranges = connections[alias].ops.integer_field_ranges
+            _, high = ranges.get(target.get_internal_type(), (0, 2**31 - 1))
+            return high - 1 - index
         if isinstance(field, models.DateTimeField):
             return datetime(1, 1, 2, tzinfo=UTC) + timedelta(microseconds=index)
         return f"\x01prepared-{index}"
@@ -55,7 +61,9 @@ class _Prepared(Generic[M]):
         with self._lock:
             if alias in self._compiled:
                 return self._compiled[alias]
-            placeholders = {name: self._placeholder(i, name) for i, name in enumerate(self.fields)}
+            placeholders = {
+                name: self._placeholder(alias, i, name) for i, name in enumerate(self.fields)
+            }
             queryset = self._queryset(alias, placeholders)
             compiler = queryset.query.get_compiler(using=alias)
             sql, params = compiler.as_sql()

@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from core.pagination import Page, PageQuery, paginate
-from core.prepared import PreparedGet
+from core.prepared import PreparedGet, PreparedList
 from core.validation import escape_unstorable, is_line
 from execution.coalesce import encode
 from execution.errors import ExecNotFound
@@ -79,20 +79,27 @@ def exec_messages_after(
     limit = max(1, max_bytes // (16 * 1024))
     cursor = after_seq
     while True:
-        rows = list(
-            ExecChunk.objects.filter(exec_id=exec_pk, seq__gt=cursor)
-            .order_by("seq")
-            .values_list("seq", "stream", "data")[:limit]
-        )
-        for seq, stream, data in rows:
-            raw = bytes(data)
+        # Read on every poll: compiled once (core.prepared).
+        rows = _CHUNKS_AFTER.rows(limit=limit, exec_id=exec_pk, seq=cursor)
+        for chunk in rows:
+            raw = bytes(chunk.data)
             if messages and total + len(raw) > max_bytes:
                 return messages
-            messages.append(exec_message(seq=seq, stream=stream, data=raw))
+            messages.append(exec_message(seq=chunk.seq, stream=chunk.stream, data=raw))
             total += len(raw)
-            cursor = seq
+            cursor = chunk.seq
         if len(rows) < limit:
             return messages
+
+
+_CHUNKS_AFTER = PreparedList(
+    ExecChunk,
+    "exec_id",
+    "seq",
+    build=lambda qs, value: qs.filter(exec_id=value["exec_id"], seq__gt=value["seq"]).order_by(
+        "seq"
+    ),
+)
 
 
 def exec_output(*, exec_pk: int) -> tuple[bytes, bytes]:

@@ -259,7 +259,12 @@ def exec_poll(
             _reconcile_one(exec_)
         else:
             _refresh(exec_)
-        found = exec_messages_after(exec_pk=exec_.pk, after_seq=after_seq)
+        # A terminal exec's last_seq is its last stored chunk (the end is written after
+        # every chunk): a client that has read that far has nothing more to fetch.
+        if exec_.is_terminal and after_seq >= exec_.last_seq:
+            found = []
+        else:
+            found = exec_messages_after(exec_pk=exec_.pk, after_seq=after_seq)
         return bool(found) or exec_.is_terminal
 
     notify.wait_until(exec_.public_id, check, timeout_s=wait_s)
