@@ -67,7 +67,8 @@ class _Prepared(Generic[M]):
             queryset = self._queryset(alias, placeholders)
             compiler = queryset.query.get_compiler(using=alias)
             sql, params = compiler.as_sql()
-            by_value = {value: name for name, value in placeholders.items()}
+            # Parameters are values as the database takes them (SQLite: a datetime as text).
+            by_value = {self._prep(alias, name, v): name for name, v in placeholders.items()}
             # Each parameter is a lookup value (by field name) or a fixed one.
             slots = [(True, by_value[p]) if p in by_value else (False, p) for p in params]
             assert {slot for named, slot in slots if named} == set(self.fields), sql
@@ -80,10 +81,15 @@ class _Prepared(Generic[M]):
             self._compiled[alias] = compiled
             return compiled
 
+    def _prep(self, alias: str, name: str, value: Any) -> Any:
+        field: Any = self.model._meta.get_field(name)
+        return field.get_db_prep_value(value, connections[alias], prepared=False)
+
     def _fetch(self, values: dict[str, Any], *, extra_sql: str = "", extra: Any = ()) -> list[M]:
         alias = router.db_for_read(self.model)
         compiled = self._compile(alias)
-        params = [values[slot] if named else slot for named, slot in compiled.slots]
+        prepped = {name: self._prep(alias, name, value) for name, value in values.items()}
+        params = [prepped[slot] if named else slot for named, slot in compiled.slots]
         connection = connections[alias]
         with connection.cursor() as cursor:
             cursor.execute(compiled.sql + extra_sql, [*params, *extra])
