@@ -110,7 +110,9 @@ def test_workspace_pages_equal_the_orms_in_every_shape(
     ]
     for shape in shapes:
         expected = paginate(
-            workspace_list(actor=actor, **shape), page=PageQuery(limit=100), scope="orm"
+            workspace_list(actor=actor, **shape),
+            page=PageQuery(limit=100, cursor=None),
+            scope="orm",
         ).items
         seen: list[Workspace] = []
         cursor = None
@@ -123,5 +125,7 @@ def test_workspace_pages_equal_the_orms_in_every_shape(
         assert [_fields(w) for w in seen] == [_fields(w) for w in expected], shape
         assert all(w.tenant is actor.tenant for w in seen)
     # The snapshot comes with its row (select_related), the tenant from the actor.
-    (named,) = workspace_page(actor=actor, page=PageQuery(), alias="named").items
+    (named,) = workspace_page(
+        actor=actor, page=PageQuery(limit=50, cursor=None), alias="named"
+    ).items
     assert named.snapshot is not None and named.snapshot.public_id == snapshot.public_id
