@@ -35,11 +35,15 @@ def exec_message(*, seq: int, stream: int, data: bytes) -> ExecMessage:
     return ExecMessage(seq, Stream(stream).label, text, encoding)
 
 
-def exec_get(*, actor: Principal, exec_id: str) -> Exec:
+def exec_get(*, actor: Principal, exec_id: str, with_workspace: bool = True) -> Exec:
+    """The actor's tenant's exec; ``with_workspace=False`` for callers that never read its
+    workspace (the poll): no join, no workspace row built (``exec_.workspace`` would
+    then cost a query)."""
     if not is_line(exec_id, max_length=64):  # no exec has such an id
         raise ExecNotFound(f"Exec '{escape_unstorable(exec_id)}' not found.")
     # Polled many times a second: the lookup is compiled once (core.prepared).
-    exec_ = _BY_PUBLIC_ID.get(tenant_id=actor.tenant.pk, public_id=exec_id)
+    lookup = _BY_PUBLIC_ID if with_workspace else _BY_PUBLIC_ID_ALONE
+    exec_ = lookup.get(tenant_id=actor.tenant.pk, public_id=exec_id)
     if exec_ is None:
         raise ExecNotFound(f"Exec '{exec_id}' not found.")
     exec_.tenant = actor.tenant  # the lookup proved it; no join for it
@@ -49,6 +53,7 @@ def exec_get(*, actor: Principal, exec_id: str) -> Exec:
 _BY_PUBLIC_ID = PreparedGet(
     Exec, "tenant_id", "public_id", refine=lambda qs: qs.select_related("workspace")
 )
+_BY_PUBLIC_ID_ALONE = PreparedGet(Exec, "tenant_id", "public_id")
 
 
 def exec_list(*, actor: Principal, workspace: Workspace) -> QuerySet[Exec]:

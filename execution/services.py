@@ -247,7 +247,7 @@ def exec_poll(
     wait for new output or the end, returning as soon as either is there."""
     after_seq = validate_after_seq(after_seq)
     wait_s = validate_wait(wait_s)
-    exec_ = exec_get(actor=actor, exec_id=exec_id)
+    exec_ = exec_get(actor=actor, exec_id=exec_id, with_workspace=False)  # its answer has none
     found: list[ExecMessage] = []
     fresh = True  # just read: the first check needs no second read of the row
 
