@@ -16,7 +16,7 @@ import posixpath
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from core.errors import DevBenchError
 from core.metrics import counted_file_operation
@@ -49,8 +49,15 @@ from workspaces.filesystem.results import (
     MkdirResult,
     MoveResult,
 )
-from workspaces.filesystem.tario import SpooledBody, dir_infos, new_info, spool, tar_stream
-from workspaces.filesystem.tarlib import tarfile
+from workspaces.filesystem.tario import (
+    Entry,
+    SizedTar,
+    SpooledBody,
+    dir_infos,
+    new_info,
+    spool,
+    tar_stream,
+)
 from workspaces.filesystem.upload import plan_upload
 from workspaces.models import Workspace
 from workspaces.runtime.base import WORKSPACE_USER, EngineCommandFailed, PathStat
@@ -141,11 +148,9 @@ def _commit(
     """Put the body under a temp name in the final directory, then rename it into place."""
     temp_name = f".devbench-{secrets.token_hex(8)}.tmp"
     relative = "/".join((*missing_dirs, temp_name))
-    entries: list[tuple[tarfile.TarInfo, IO[bytes] | None]] = [
-        (info, None) for info in dir_infos("", missing_dirs)
-    ]
-    entries.append((new_info(relative, size=body.size, mode=mode), body.file))
-    target.driver.archive_put(target.container_id, put_into, tar_stream(entries))
+    entries: list[Entry] = [(info, None) for info in dir_infos("", missing_dirs)]
+    entries.append((new_info(relative, size=body.size, mode=mode), body.content))
+    target.driver.archive_put(target.container_id, put_into, SizedTar(entries))
     temp_path = posixpath.join(posixpath.dirname(final), temp_name)
     try:
         target.driver.path_rename(target.container_id, temp_path, final, user=WORKSPACE_USER)

@@ -8,11 +8,13 @@ and the engine then reads it back in chunks.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, BinaryIO, Protocol
 
@@ -36,40 +38,55 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# Hashing releases the GIL: an in-memory body is hashed here while it is being sent.
+_HASHER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="devbench-sha256")
+
+
 @dataclass(frozen=True)
 class SpooledBody:
     file: Spool  # positioned at 0
     size: int
-    sha256: str
+    digest: str | Future[str]
+    data: bytes | None = None  # an in-memory body: sent from this buffer, without copies
+
+    @property
+    def sha256(self) -> str:
+        return self.digest if isinstance(self.digest, str) else self.digest.result()
+
+    @property
+    def content(self) -> IO[bytes] | bytes:
+        """What a tar entry reads the body from."""
+        return self.file if self.data is None else self.data
 
 
 def spool(source: bytes | BinaryIO | Iterable[bytes], *, limit: int) -> SpooledBody:
     """Copy a body into a spool while hashing it; FileTooLarge past ``limit`` bytes.
 
     Reading stops at ``limit + 1`` bytes: an oversized body is refused without
-    being read (or stored) whole.
+    being read (or stored) whole. A body already in memory is neither copied
+    nor hashed first: its hash is computed in another thread while it is sent.
     """
     if isinstance(source, bytes | bytearray | memoryview):
-        data = bytes(source)
+        data = bytes(source)  # no copy when it already is bytes
         if len(data) > limit:
             raise FileTooLarge(size_bytes=len(data), limit_bytes=limit)
-        out: Spool = io.BytesIO(data)
-        return SpooledBody(file=out, size=len(data), sha256=sha256_hex(data))
+        digest = _HASHER.submit(sha256_hex, data) if len(data) >= CHUNK else sha256_hex(data)
+        return SpooledBody(file=io.BytesIO(data), size=len(data), digest=digest, data=data)
     out = new_spool()
-    digest = hashlib.sha256()
+    hasher = hashlib.sha256()
     size = 0
     try:
         for chunk in _chunks(source):
             size += len(chunk)
             if size > limit:
                 raise FileTooLarge(limit_bytes=limit)
-            digest.update(chunk)
+            hasher.update(chunk)
             out.write(chunk)
     except BaseException:
         out.close()
         raise
     out.seek(0)
-    return SpooledBody(file=out, size=size, sha256=digest.hexdigest())
+    return SpooledBody(file=out, size=size, digest=hasher.hexdigest())
 
 
 def _chunks(source: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
@@ -114,7 +131,36 @@ def dir_infos(prefix: str, names: Iterable[str]) -> list[tarfile.TarInfo]:
     return infos
 
 
-def tar_stream(entries: Iterable[tuple[tarfile.TarInfo, IO[bytes] | None]]) -> Iterator[bytes]:
+Body = IO[bytes] | bytes | None
+Entry = tuple[tarfile.TarInfo, Body]
+
+
+def _header(info: tarfile.TarInfo) -> bytes:
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _padded(size: int) -> int:
+    return -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+
+
+class SizedTar:
+    """A tar stream of a known length: sent with a ``Content-Length``, without chunk
+    framing (which costs a copy of every chunk in the HTTP client)."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self._entries = entries
+        body_bytes = sum(_padded(i.size) for i, _ in entries if i.type == tarfile.REGTYPE)
+        headers = sum(len(_header(i)) for i, _ in entries)
+        self._length = headers + body_bytes + len(_END_OF_ARCHIVE)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[bytes]:
+        return tar_stream(self._entries)
+
+
+def tar_stream(entries: Iterable[Entry]) -> Iterator[bytes]:
     """A tar stream of the entries; a regular file's body is read in chunks."""
     buffer = bytearray()
     for piece in _tar_pieces(entries):
@@ -132,19 +178,27 @@ def tar_stream(entries: Iterable[tuple[tarfile.TarInfo, IO[bytes] | None]]) -> I
         yield bytes(buffer)
 
 
-def _tar_pieces(entries: Iterable[tuple[tarfile.TarInfo, IO[bytes] | None]]) -> Iterator[bytes]:
+def _tar_pieces(entries: Iterable[Entry]) -> Iterator[bytes]:
     for info, body in entries:
-        yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        yield _header(info)
         if info.type != tarfile.REGTYPE or not info.size:
             continue
         assert body is not None
-        remaining = info.size
-        while remaining:
-            chunk = body.read(min(CHUNK, remaining))
-            if not chunk:
-                raise OSError(f"{info.name}: body ended {remaining} bytes early")
-            remaining -= len(chunk)
-            yield chunk
+        if isinstance(body, bytes):
+            if len(body) != info.size:
+                raise OSError(f"{info.name}: body of {len(body)} bytes, header says {info.size}")
+            view = memoryview(body)
+            for start in range(0, info.size, CHUNK):
+                # bytes-like: the slice is sent from the caller's buffer, not copied
+                yield view[start : start + CHUNK]  # type: ignore[misc]
+        else:
+            remaining = info.size
+            while remaining:
+                chunk = body.read(min(CHUNK, remaining))
+                if not chunk:
+                    raise OSError(f"{info.name}: body ended {remaining} bytes early")
+                remaining -= len(chunk)
+                yield chunk
         tail = info.size % tarfile.BLOCKSIZE
         if tail:
             yield b"\0" * (tarfile.BLOCKSIZE - tail)
@@ -153,6 +207,49 @@ def _tar_pieces(entries: Iterable[tuple[tarfile.TarInfo, IO[bytes] | None]]) -> 
 
 class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _Counted:
+    """A reader that counts the bytes tarfile took from it."""
+
+    def __init__(self, reader: Readable) -> None:
+        self._reader = reader
+        self.taken = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._reader.read(size)
+        self.taken += len(data)
+        return data
+
+
+def member_body(reader: Readable) -> tuple[tarfile.TarInfo | None, Iterator[bytes]]:
+    """The first member of a tar stream and, for a regular file, its body in chunks.
+
+    tarfile reads the header with a one-block buffer, so it takes exactly the
+    header's blocks: the body then follows on ``reader`` and is read from it
+    directly, with no copy through tarfile's stream buffer. (Should tarfile
+    ever read ahead, the count shows it and its own reader is used.)
+    """
+    counted = _Counted(reader)
+    archive = tarfile.open(fileobj=counted, mode="r|", bufsize=tarfile.BLOCKSIZE)  # type: ignore[call-overload]
+    member: tarfile.TarInfo | None = archive.next()
+    if member is None or not member.isreg():
+        return member, iter(())
+    if counted.taken == member.offset_data:
+        return member, _exactly(reader, member.size)
+    body = archive.extractfile(member)
+    assert body is not None
+    return member, iter(functools.partial(body.read, CHUNK), b"")
+
+
+def _exactly(reader: Readable, size: int) -> Iterator[bytes]:
+    remaining = size
+    while remaining:
+        chunk = reader.read(min(CHUNK, remaining))
+        if not chunk:
+            raise tarfile.ReadError("unexpected end of data")
+        remaining -= len(chunk)
+        yield chunk
 
 
 def open_stream(reader: Readable, *, bulk: bool = False) -> tarfile.TarFile:

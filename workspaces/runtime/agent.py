@@ -90,6 +90,31 @@ class AgentServer(ThreadingHTTPServer):
             conn.close()
 
 
+class _LengthBody(Iterator[bytes]):
+    """A request body of a known length, read in large pieces; ``len`` is its length.
+
+    An iterator, so reading it again after an error takes up where it stopped.
+    """
+
+    def __init__(self, rfile: Any, length: int) -> None:
+        self._rfile = rfile
+        self._length = length
+        self._remaining = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __next__(self) -> bytes:
+        if not self._remaining:
+            raise StopIteration
+        data: bytes = self._rfile.read(min(_COPY_CHUNK, self._remaining))
+        if not data:
+            self._remaining = 0
+            raise _BadRequest("The body ended early.")
+        self._remaining -= len(data)
+        return data
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: AgentServer
     protocol_version = "HTTP/1.1"
@@ -238,7 +263,11 @@ class _Handler(BaseHTTPRequestHandler):
             path = json.loads(self.headers["X-Path"] or '""')
         except (TypeError, ValueError) as exc:
             raise _BadRequest("X-Container-Id and X-Path are required.") from exc
-        body = self._chunks()
+        body: Iterator[bytes]
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = self._chunks()
+        else:  # the length is known: the engine gets it too, and no chunk framing
+            body = _LengthBody(self.rfile, int(self.headers.get("Content-Length") or 0))
         try:
             self.server.driver.archive_put(container_id, path, body)
         except DevBenchError as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from typing import Any
 
 import docker
@@ -162,7 +162,10 @@ class DockerArchive(RuntimeArchive):
         # held whole. noOverwriteDirNonDir: as `docker cp`, a file in the tar
         # never wipes an existing directory.
         params = {"path": path, "noOverwriteDirNonDir": "true"}
-        body = data if isinstance(data, bytes) else iter(data)  # a list would go out as a form
+        # A body with a length (bytes, a SizedTar) goes out with a Content-Length and no
+        # chunk framing; a list would go out as a form.
+        sized = isinstance(data, Sized) and not isinstance(data, list | tuple | dict)
+        body = data if sized else iter(data)
         with translated(engine_url=self.base_url, container_id=container_id):
             response = self.api._put(self._archive_url(container_id), params=params, data=body)
         self._check(container_id, path, response)
