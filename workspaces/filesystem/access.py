@@ -16,7 +16,7 @@ from workspaces.filesystem.errors import (
     PathNotFound,
 )
 from workspaces.filesystem.paths import Resolved, normalise, resolve
-from workspaces.filesystem.tario import Spool, member_body
+from workspaces.filesystem.tario import Spool, hashed, member_body
 from workspaces.models import Workspace
 from workspaces.nodes import workspace_driver
 from workspaces.runtime.base import EnginePathNotFound, PathStat, RuntimeDriver
@@ -110,8 +110,7 @@ def read_file(
         digest = hashlib.sha256()
         end = member.size if length is None else min(member.size, offset + length)
         position = 0
-        for chunk in chunks:
-            digest.update(chunk)
+        for chunk in hashed(chunks, digest):
             if sink is not None and position < end and position + len(chunk) > offset:
                 if offset <= position and position + len(chunk) <= end:
                     sink.write(chunk)

@@ -16,11 +16,14 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
 
 from workspaces.filesystem.errors import FileTooLarge
 from workspaces.filesystem.tarlib import tarfile
 from workspaces.runtime.base import WORKSPACE_UID
+
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
 
 CHUNK = 1024 * 1024
 FLUSH = 256 * 1024  # small tar pieces are sent together, large ones as they come
@@ -39,7 +42,8 @@ def sha256_hex(data: bytes) -> str:
 
 
 # Hashing releases the GIL: an in-memory body is hashed here while it is being sent.
-_HASHER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="devbench-sha256")
+_HASHER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="devbench-sha256")
+_HASH_AHEAD_BYTES = 64 * 1024  # below this, handing a chunk over costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,25 @@ class SpooledBody:
         return self.file if self.data is None else self.data
 
 
+def hashed(chunks: Iterable[bytes], digest: Hash) -> Iterator[bytes]:
+    """The chunks, each added to ``digest`` in another thread while the next one is read
+    (and this one stored): hashing overlaps the transfer instead of following it."""
+    pending: Future[None] | None = None
+    try:
+        for chunk in chunks:
+            if pending is not None:
+                pending.result()  # one update at a time keeps the chunks in order
+                pending = None
+            if isinstance(chunk, bytes) and len(chunk) >= _HASH_AHEAD_BYTES:
+                pending = _HASHER.submit(digest.update, chunk)
+            else:  # small, or a buffer its producer may reuse once it has the next one
+                digest.update(chunk)
+            yield chunk
+    finally:
+        if pending is not None:
+            pending.result()
+
+
 def spool(source: bytes | BinaryIO | Iterable[bytes], *, limit: int) -> SpooledBody:
     """Copy a body into a spool while hashing it; FileTooLarge past ``limit`` bytes.
 
@@ -76,17 +99,23 @@ def spool(source: bytes | BinaryIO | Iterable[bytes], *, limit: int) -> SpooledB
     hasher = hashlib.sha256()
     size = 0
     try:
-        for chunk in _chunks(source):
-            size += len(chunk)
-            if size > limit:
-                raise FileTooLarge(limit_bytes=limit)
-            hasher.update(chunk)
+        for chunk in hashed(_limited(_chunks(source), limit), hasher):
             out.write(chunk)
+            size += len(chunk)
     except BaseException:
         out.close()
         raise
     out.seek(0)
     return SpooledBody(file=out, size=size, digest=hasher.hexdigest())
+
+
+def _limited(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise FileTooLarge(limit_bytes=limit)
+        yield chunk
 
 
 def _chunks(source: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
