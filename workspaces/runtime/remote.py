@@ -20,7 +20,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from core.errors import DevBenchError, EngineError, EngineUnavailable
@@ -44,6 +44,7 @@ from workspaces.runtime.base import (
     RegistryAuth,
     RuntimeDriver,
     VolumeInfo,
+    body_length,
 )
 
 CONNECT_TIMEOUT_S = 3.0
@@ -403,7 +404,7 @@ class RemoteDriver(RuntimeDriver):
         # reused within _REUSE_WITHIN_S is open on the agent's side, which matters
         # because a consumed body cannot be sent again.
         # A body of known length (a SizedTar) goes with a Content-Length, unframed.
-        length = len(data) if isinstance(data, Sized) else None
+        length = body_length(data)
         framing = {"Transfer-Encoding": "chunked"} if length is None else {}
         conn, _ = self._checkout()
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import posixpath
-from collections.abc import Iterable, Sized
+from collections.abc import Iterable
 from typing import Any
 
 import docker
@@ -29,6 +29,7 @@ from workspaces.runtime.base import (
     PathStat,
     RuntimeArchive,
     WorkspaceToolMissing,
+    body_length,
 )
 from workspaces.runtime.docker.errors import translated
 
@@ -164,8 +165,7 @@ class DockerArchive(RuntimeArchive):
         params = {"path": path, "noOverwriteDirNonDir": "true"}
         # A body with a length (bytes, a SizedTar) goes out with a Content-Length and no
         # chunk framing; a list would go out as a form.
-        sized = isinstance(data, Sized) and not isinstance(data, list | tuple | dict)
-        body = data if sized else iter(data)
+        body = data if body_length(data) is not None else iter(data)
         with translated(engine_url=self.base_url, container_id=container_id):
             response = self.api._put(self._archive_url(container_id), params=params, data=body)
         self._check(container_id, path, response)
