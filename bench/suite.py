@@ -23,7 +23,8 @@ Rows (ours | the raw engine doing the same work, same run, alternating):
 * warm pool (``bench_pool.measure``, in this process against the run's worker): warm
   spawn timed server-side | volume + create + start; resume of a paused workspace +
   ``echo`` | cold spawn + ``echo``; pool refill rate;
-* memory: RSS of the web server and the worker before and after.
+* memory: RSS of each web process and the worker through a mixed load of
+  ``--soak-minutes`` (``soak.py``: flat after the warm-up?), and before and after the run.
 
 Prints the table and writes ``bench/results/<time>.json`` and ``.png`` (and
 ``latest.*``). Nothing here is a test: the machine's load moves absolute
@@ -678,6 +679,62 @@ class Bench:
             )
         )
 
+    def soak_row(self, ws: dict[str, Any]) -> None:
+        """Each web process and the worker under a mixed load for --soak-minutes (soak.py)."""
+        import soak
+
+        minutes = self.args.soak_minutes
+        print(f"memory ({minutes:g} minutes of mixed load)")
+        execs_url = f"/api/v1/workspaces/{ws['id']}/execs"
+        files_url = f"/api/v1/workspaces/{ws['id']}/files?path=/workspace/soak.bin"
+        data = os.urandom(MiB)
+        local = threading.local()
+
+        def client() -> Any:
+            import httpx
+
+            if not hasattr(local, "client"):
+                headers = {"Authorization": f"Bearer {self.token}"}
+                local.client = httpx.Client(base_url=self.base, headers=headers, timeout=120)
+            return local.client
+
+        def exec_once() -> object:
+            cmd = ["sh", "-c", "head -c 65536 /dev/urandom | od -x | head -c 200000"]
+            response = client().post(execs_url, json={"cmd": cmd, "wait": True})
+            assert response.status_code == 200, response.text[:300]
+            return response
+
+        def files_once() -> object:
+            put = client().put(
+                files_url, content=data, headers={"Content-Type": "application/octet-stream"}
+            )
+            got = client().get(f"{files_url}&encoding=raw")
+            stat = client().get(files_url.replace("/files?", "/files/stat?"))
+            assert put.status_code < 300 and got.content == data and stat.status_code == 200
+            return got
+
+        def wrk_read(seconds: int) -> object:
+            return wrk(f"{self.base}/api/v1/workspaces/{ws['id']}", self.token, 16, seconds)
+
+        duration_s, series = soak.soak(
+            minutes=minutes,
+            roots={"web": self.web.pid, "worker": self.worker.pid},
+            wrk_read=wrk_read,
+            exec_once=exec_once,
+            files_once=files_once,
+        )
+        line, flat, data_by_process = soak.describe(duration_s, series)
+        add(
+            Row(
+                group="memory",
+                name=f"RSS after warm-up → last third, {minutes:g} min mixed load",
+                ours=line,
+                goal="each process flat (≤ +10 %)",
+                met=flat,
+                data=data_by_process,
+            )
+        )
+
     def profiler(self, duration_s: int) -> subprocess.Popen[bytes]:
         """py-spy on the web server (all its processes) while a wrk row runs."""
         RESULTS.mkdir(exist_ok=True)
@@ -717,6 +774,8 @@ class Bench:
             self.spawn_row()
         if "pool" in rows:
             self.pool_rows()
+        if "soak" in rows:
+            self.soak_row(ws)
         self.memory["web_after_mib"] = rss_mib(self.web.pid)
         self.memory["worker_after_mib"] = rss_mib(self.worker.pid)
         add(
@@ -840,7 +899,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 s loads, 8 rounds")
     parser.add_argument(
         "--rows",
-        default="reads,execs,files,streaming,spawn,pool",
+        default="reads,execs,files,streaming,spawn,pool,soak",
         help="which groups of rows to run (comma-separated)",
     )
     parser.add_argument(
@@ -849,9 +908,12 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the web server during GET workspace x50"
     )
+    parser.add_argument(
+        "--soak-minutes", type=float, default=10, help="length of the memory row's mixed load"
+    )
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.rounds = 3, 8
+        args.duration, args.rounds, args.soak_minutes = 3, 8, 1
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: run bench/run (it installs it) or apt-get install wrk")
     bench = Bench(args)
