@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import signal
 import tarfile
+import time
 
 import pytest
 from hypothesis import given
@@ -177,3 +179,20 @@ def test_only_bodies_that_know_their_byte_length_are_sent_with_one():
     assert body_length([b"abcd", b"ef"]) is None
     assert body_length((b"abcd",)) is None
     assert body_length(iter([b"abcd"])) is None
+
+
+def test_a_forked_child_hashes_in_its_own_threads():
+    data = os.urandom(CHUNK)
+    assert spool(data, limit=CHUNK).sha256 == hashlib.sha256(data).hexdigest()  # pool in use
+    pid = os.fork()
+    if pid == 0:  # the child: without threads of its own the hash would never finish
+        ok = spool(data, limit=CHUNK).sha256 == hashlib.sha256(data).hexdigest()
+        os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the child's hash never finished")
+    assert os.waitstatus_to_exitcode(done[1]) == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import os
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -41,8 +42,22 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _new_hasher() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="devbench-sha256")
+
+
 # Hashing releases the GIL: an in-memory body is hashed here while it is being sent.
-_HASHER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="devbench-sha256")
+_HASHER = _new_hasher()
+
+
+def _after_fork() -> None:
+    # A forked child has none of its parent's threads: a pool that believes it has
+    # idle workers would never run what it is given.
+    global _HASHER
+    _HASHER = _new_hasher()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 _HASH_AHEAD_BYTES = 64 * 1024  # below this, handing a chunk over costs more than it saves
 
 
