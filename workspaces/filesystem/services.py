@@ -150,9 +150,10 @@ def _commit(
     relative = "/".join((*missing_dirs, temp_name))
     entries: list[Entry] = [(info, None) for info in dir_infos("", missing_dirs)]
     entries.append((new_info(relative, size=body.size, mode=mode), body.content))
-    target.driver.archive_put(target.container_id, put_into, SizedTar(entries))
     temp_path = posixpath.join(posixpath.dirname(final), temp_name)
     try:
+        # A put that breaks off may leave part of the temp file: it goes too.
+        target.driver.archive_put(target.container_id, put_into, SizedTar(entries))
         target.driver.path_rename(target.container_id, temp_path, final, user=WORKSPACE_USER)
     except BaseException:
         with contextlib.suppress(DevBenchError):
