@@ -418,6 +418,10 @@ DEVBENCH_SCHEDULER = env_str("DEVBENCH_SCHEDULER", "auto")
 if DEVBENCH_SCHEDULER not in ("auto", "on", "off"):
     raise ImproperlyConfigured("DEVBENCH_SCHEDULER must be auto, on or off.")
 
+# Seconds a file's ETag (sha256) is remembered by its path, size and mtime, so a stat
+# need not read the file (docs/files.md: what a stale one can and cannot do).
+DEVBENCH_ETAG_CACHE_S = env_int("DEVBENCH_ETAG_CACHE_S", 24 * 3600)
+
 # --- Identity: sign-in (allauth), OIDC bearer tokens, sessions, audit (tenants/) ----
 # Every value comes from the environment; defaults are documented in docs/identity.md.
 SOCIALACCOUNT_ADAPTER = "tenants.adapters.SocialAccountAdapter"

@@ -6,11 +6,13 @@ archives, exec output and the shell all cross the TLS connection byte-exact.
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import socket
 import ssl
 import tarfile
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -188,6 +190,39 @@ def test_the_shell_works_both_ways_over_tls(agent: tuple[AgentServer, str], cont
         tty.write(b"exit\n")
         while tty.read():  # the agent ends the stream when the shell exits
             pass
+    finally:
+        tty.close()
+
+
+def test_the_shell_carries_both_directions_at_once_over_tls(
+    agent: tuple[AgentServer, str], container: str
+) -> None:
+    """Keystrokes go in while output streams out: each side reads and writes one TLS
+    connection from two threads, and no byte is lost, reordered or garbled."""
+    payload = base64.b64encode(os.urandom(768 * 1024))  # 1 MiB of text, no control bytes
+    tty = _remote(agent).exec_open_tty(
+        container, ExecSpec(cmd=["sh", "-c", "stty raw -echo; echo READY; exec cat"])
+    )
+    try:
+        seen = b""
+        while b"READY" not in seen:
+            chunk = tty.read()
+            assert chunk, f"the shell ended early: {seen!r}"
+            seen += chunk
+        echoed = bytearray(seen.split(b"READY", 1)[1].lstrip(b"\r\n"))
+
+        def type_it() -> None:
+            for start in range(0, len(payload), 4096):
+                tty.write(payload[start : start + 4096])
+
+        writer = threading.Thread(target=type_it)
+        writer.start()
+        while len(echoed) < len(payload):
+            chunk = tty.read()
+            assert chunk, f"the shell ended after {len(echoed)} of {len(payload)} bytes"
+            echoed += chunk
+        writer.join()
+        assert bytes(echoed) == payload
     finally:
         tty.close()
 

@@ -9,6 +9,7 @@ from django.conf import settings
 from core.errors import ContainerGone, EngineUnavailable, ImageNotFound
 from workspaces.runtime.base import LABEL_INSTANCE, ContainerSpec, VolumeMount
 from workspaces.runtime.docker import DockerDriver
+from workspaces.runtime.docker.client import api_client, forget_clients
 
 pytestmark = pytest.mark.docker
 
@@ -87,3 +88,13 @@ def test_unreachable_engine_is_engine_unavailable(tmp_path):
         dead.ping()
     assert excinfo.value.code == "engine_unavailable"
     assert "nothing.sock" in excinfo.value.message
+
+
+def test_the_local_socket_client_ignores_proxy_settings(monkeypatch):
+    # requests would read these (and ~/.netrc) on every engine call otherwise.
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
+    forget_clients()
+    client = api_client(settings.DEVBENCH_DOCKER_HOST, 30)
+    assert client.base_url.startswith("http+docker://")
+    assert client.trust_env is False
+    assert client.ping() is True

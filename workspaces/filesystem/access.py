@@ -9,12 +9,15 @@ import hashlib
 import mimetypes
 from dataclasses import dataclass, field
 
+from django.utils import timezone
+
 from tenants.principal import Principal
 from workspaces.filesystem.errors import (
     EtagMismatch,
     IsADirectory,
     PathNotFound,
 )
+from workspaces.filesystem.etags import etag_cached, etag_remember
 from workspaces.filesystem.paths import Resolved, normalise, resolve
 from workspaces.filesystem.tario import Spool, hashed, member_body
 from workspaces.models import Workspace
@@ -98,7 +101,9 @@ def read_file(
 
     Returns (size, etag). The engine lstat's the final component: if it was
     swapped for a link or a directory since it was resolved, nothing is read.
+    The hash is remembered for later stats (``etags``).
     """
+    started = timezone.now()
     try:
         reader = target.driver.archive_get(target.container_id, path)
     except EnginePathNotFound as exc:
@@ -117,7 +122,14 @@ def read_file(
                 else:
                     sink.write(memoryview(chunk)[max(offset - position, 0) : end - position])
             position += len(chunk)
-    return member.size, digest.hexdigest()
+    etag = digest.hexdigest()
+    etag_remember(target, path, reader.stat, etag, read_started=started)
+    return member.size, etag
+
+
+def file_etag(target: Target, path: str, stat: PathStat) -> str:
+    """The ETag of the file ``stat`` describes: remembered, or read (and remembered)."""
+    return etag_cached(target, path, stat) or read_file(target, path, sink=None)[1]
 
 
 def check_etag(target: Target, path: str, stat: PathStat | None, if_match_etag: str) -> None:

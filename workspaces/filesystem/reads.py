@@ -134,7 +134,7 @@ def fs_stat(*, actor: Principal, workspace: Workspace, path: str) -> FileStat:
     etag = None
     link_target = None
     if stat.kind == "file":
-        _, etag = access.read_file(target, resolved.path, sink=None)
+        etag = access.file_etag(target, resolved.path, stat)
     elif stat.kind == "symlink":
         link_target = _link_text(target, resolved.path)
     return FileStat(

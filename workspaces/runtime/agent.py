@@ -27,6 +27,7 @@ from core.errors import DevBenchError, EngineError, ValidationFailed
 from workspaces.runtime import wire
 from workspaces.runtime.agent_tls import HANDSHAKE_TIMEOUT_S, is_loopback, shutdown_socket
 from workspaces.runtime.base import InteractiveExec, PathStat, RuntimeDriver, resize_when_started
+from workspaces.runtime.duplex import SocketDuplex
 
 logger = logging.getLogger(__name__)
 
@@ -318,30 +319,32 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         self.close_connection = True
-        self.connection.settimeout(None)  # a shell may sit idle for hours
-        pump = threading.Thread(target=self._tty_output, args=(tty,), daemon=True)
+        # No wait (a shell may sit idle for hours). Nothing is buffered in rfile: the
+        # caller sends its first frame only after it has read the 101.
+        duplex = SocketDuplex(self.connection)
+        pump = threading.Thread(target=self._tty_output, args=(tty, duplex), daemon=True)
         pump.start()
         try:
-            self._tty_input(tty)
+            self._tty_input(tty, duplex)
         finally:
             tty.close()
             pump.join(timeout=5)
 
-    def _tty_output(self, tty: InteractiveExec) -> None:
+    def _tty_output(self, tty: InteractiveExec, duplex: SocketDuplex) -> None:
         try:
             while data := tty.read():
-                self.connection.sendall(data)
+                duplex.sendall(data)
         except OSError:
             pass
         with contextlib.suppress(OSError):
             shutdown_socket(self.connection, socket.SHUT_WR)  # the caller reads the shell's end
 
-    def _tty_input(self, tty: InteractiveExec) -> None:
-        while header := self.rfile.read(wire.FRAME.size):
+    def _tty_input(self, tty: InteractiveExec, duplex: SocketDuplex) -> None:
+        while header := duplex.recv_exactly(wire.FRAME.size):
             if len(header) < wire.FRAME.size:
                 return
             kind, length = wire.FRAME.unpack(header)
-            payload = self.rfile.read(length)
+            payload = duplex.recv_exactly(length)
             if kind == wire.TTY_STDIN:
                 tty.write(payload)
             elif kind == wire.TTY_RESIZE:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import json
 import queue
 import socket
@@ -46,6 +47,7 @@ from workspaces.runtime.base import (
     VolumeInfo,
     body_length,
 )
+from workspaces.runtime.duplex import SocketDuplex
 
 CONNECT_TIMEOUT_S = 3.0
 _POOL_SIZE = 32
@@ -355,12 +357,14 @@ class RemoteDriver(RuntimeDriver):
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
             ).encode() + body
             sock.sendall(request)
-            reader = sock.makefile("rb")
-            status, headers = _read_head(reader)
+            head, leftover = _read_raw_head(sock)
+            status, headers = _read_head(io.BytesIO(head))
             if status != 101:
                 length = int(headers.get("content-length", "0"))
+                while len(leftover) < length and (part := sock.recv(length - len(leftover))):
+                    leftover += part
                 try:
-                    body_json = json.loads(reader.read(length))
+                    body_json = json.loads(leftover[:length])
                 except ValueError:
                     body_json = None
                 raise wire.error_from(body_json, status)
@@ -370,8 +374,7 @@ class RemoteDriver(RuntimeDriver):
         except DevBenchError:
             sock.close()
             raise
-        sock.settimeout(None)
-        return _RemoteTty(sock, reader, headers.get(wire.EXEC_ID_HEADER.lower(), ""))
+        return _RemoteTty(sock, leftover, headers.get(wire.EXEC_ID_HEADER.lower(), ""))
 
     # --- archives -------------------------------------------------------------------------
 
@@ -466,6 +469,27 @@ def _raise_status(status: int, payload: bytes) -> None:
     except ValueError:
         body = None
     raise wire.error_from(body, status)
+
+
+# The longest response head an upgrade may answer.
+_MAX_HEAD = 64 * 1024
+
+
+def _read_raw_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    """An HTTP response head read straight off the socket, and what came after it.
+
+    Not through a buffered reader: once the connection is upgraded the tty output that
+    followed the head must not stay behind in a buffer another object reads.
+    """
+    data = b""
+    while (end := data.find(b"\r\n\r\n")) < 0:
+        if len(data) > _MAX_HEAD:
+            raise ConnectionError("the agent's answer has no end of head")
+        part = sock.recv(65536)
+        if not part:
+            raise ConnectionError("the agent closed the connection before answering")
+        data += part
+    return data[: end + 4], data[end + 4 :]
 
 
 def _read_head(reader: Any) -> tuple[int, dict[str, str]]:
@@ -566,27 +590,20 @@ class _RemoteExecOutput(ExecOutput):
 
 
 class _RemoteTty(InteractiveExec):
-    def __init__(self, sock: socket.socket, reader: Any, exec_id: str) -> None:
+    def __init__(self, sock: socket.socket, leftover: bytes, exec_id: str) -> None:
         self._sock = sock
-        self._reader = reader
-        self._write_lock = threading.Lock()
+        # Read by the shell's output thread, written by its input thread.
+        self._duplex = SocketDuplex(sock, leftover=leftover)
         self.id = exec_id
 
     def read(self, max_bytes: int = 65536) -> bytes:
-        try:
-            data: bytes = self._reader.read1(max_bytes)
-        except (OSError, ValueError):
-            return b""
-        return data
+        return self._duplex.recv(max_bytes)
 
     def _send(self, kind: int, payload: bytes) -> None:
-        with self._write_lock:
-            try:
-                self._sock.sendall(wire.FRAME.pack(kind, len(payload)) + payload)
-            except OSError as exc:
-                raise NodeUnavailable(
-                    "The shell's connection to its node is gone.", node=""
-                ) from exc
+        try:
+            self._duplex.sendall(wire.FRAME.pack(kind, len(payload)) + payload)
+        except OSError as exc:
+            raise NodeUnavailable("The shell's connection to its node is gone.", node="") from exc
 
     def write(self, data: bytes) -> None:
         self._send(wire.TTY_STDIN, data)
@@ -597,7 +614,5 @@ class _RemoteTty(InteractiveExec):
     def close(self) -> None:
         with contextlib.suppress(OSError):
             shutdown_socket(self._sock, socket.SHUT_RDWR)
-        with contextlib.suppress(OSError):
-            self._reader.close()
         with contextlib.suppress(OSError):
             self._sock.close()

@@ -20,6 +20,10 @@ def api_client(base_url: str, timeout_s: int) -> docker.APIClient:
                 client = docker.APIClient(
                     base_url=base_url, timeout=timeout_s, max_pool_size=64, version="auto"
                 )
+            if client.base_url.startswith("http+docker://"):
+                # A local socket has no proxy or .netrc to apply, yet requests reads
+                # both from the environment on every call (~1.5 ms each under load).
+                client.trust_env = False
             _clients[key] = client
         return client
 
