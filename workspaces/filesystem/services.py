@@ -100,9 +100,10 @@ def fs_write(
 ) -> FileWriteResult:
     """Replace (or create) a file atomically; ``if_match_etag`` makes it conditional.
 
-    The body is spooled and checked against the size limit before anything
-    reaches the workspace. ``mode`` defaults to the replaced file's permissions
-    (0644 for a new file). A final symlink is followed, within the workspace.
+    The body is checked against the size limit before anything reaches the
+    workspace (a stream is spooled first; bytes are sent as they are). ``mode``
+    defaults to the replaced file's permissions (0644 for a new file). A final
+    symlink is followed, within the workspace.
     """
     with _changing(actor=actor, workspace=workspace, action="fs.write", path=path) as (
         target,
