@@ -10,9 +10,11 @@ migrates the database (which must exist).
 
 Operations (ours | raw docker-py):
 
-* write 1 MiB / 64 MiB: ``fs_write`` (resolve, spool + sha256, lock, put a
-  temp file, rename in place) | build a tar in memory + ``put_archive``;
-* read 1 MiB: ``fs_read`` (resolve, get, sha256) | ``get_archive`` + untar;
+* write 1 MiB / 64 MiB: ``fs_write`` (resolve, lock, put a temp file from the
+  caller's buffer while another thread hashes it, rename in place) | build a
+  tar in memory + ``put_archive``;
+* read 1 MiB: ``fs_read`` (resolve, get, the body read off the stream and
+  hashed on the way) | ``get_archive`` + untar;
 * read 64 MiB: ``fs_read_stream`` (spooled, then streamed) | the same raw;
 * list a 1,000-file tree: ``fs_list(recursive=True)`` | ``get_archive`` of
   the directory + iterate the tar's members.

@@ -1,6 +1,7 @@
 """Every row of the performance goal table, DevBench beside the raw engine, in one run.
 
-    bench/run [--quick] [--duration 10] [--rounds 30] [--rows reads,execs,...] [--profile]
+    bench/run [--quick] [--duration 10] [--rounds 30] [--rows reads,execs,...]
+              [--profile ["GET workspaces (list)"]]
 
 (``bench/run`` installs ``wrk`` when missing, then runs this file.) Production
 mode: PostgreSQL, Redis, a Celery worker and the web server (``scripts/serve``
@@ -305,7 +306,7 @@ class Bench:
         for name, url in urls.items():
             levels = (1, 4, 16, 50) if name == "GET workspace" else (1, 50)
             for connections in levels:
-                profile = self.args.profile and name == "GET workspace" and connections == 50
+                profile = self.args.profile == name and connections == 50
                 spy = self.profiler(d) if profile else None
                 load = wrk(url, self.token, connections, d)
                 if spy is not None:
@@ -815,7 +816,7 @@ class Bench:
         print(f"\nweb server: {self.web_label}; load average at the end {load[0]:.1f}")
         print(f"wrote {json_path} and {png}")
         if self.args.profile and getattr(self, "profile_path", None):
-            print(f"\nprofile (GET workspace, 50 clients): {self.profile_path}")
+            print(f"\nprofile ({self.args.profile}, 50 clients): {self.profile_path}")
             print(profile_summary(self.profile_path))
 
     def close(self) -> None:
@@ -906,7 +907,12 @@ def main() -> None:
         "--server", choices=("auto", "daphne"), default="auto", help="daphne: one process"
     )
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy the web server during GET workspace x50"
+        "--profile",
+        nargs="?",
+        const="GET workspace",
+        default=None,
+        help="py-spy the web server while this control-read row runs at 50 clients "
+        '("GET workspace", the default; "GET workspaces (list)", "GET exec (poll)", ...)',
     )
     parser.add_argument(
         "--soak-minutes", type=float, default=10, help="length of the memory row's mixed load"

@@ -73,6 +73,8 @@ class RequestContextMiddleware:
 
 
 def _log(request: HttpRequest, status: int, started: float) -> None:
+    if not access_log.isEnabledFor(logging.INFO):  # LOG_LEVEL=WARNING: build nothing
+        return
     # The query string may carry a token (?token=): the log formatter scrubs it.
     access_log.info(
         "%s %s %s",

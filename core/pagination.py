@@ -117,10 +117,29 @@ def paginate(qs: QuerySet[M], *, page: PageQuery, scope: str) -> Page[M]:
     ``scope`` names the list and everything that bounds it (the tenant, the
     workspace): a cursor is only accepted by the list it came from.
     """
-    if page.cursor is not None:
-        created, pk = _keyset(cursor_decode(page.cursor, scope=scope))
+
+    def fetch(after: tuple[datetime, int] | None, count: int) -> list[M]:
+        return list(newest_first(qs, after=after)[:count])
+
+    return paginate_with(fetch, page=page, scope=scope)
+
+
+def newest_first(qs: QuerySet[M], *, after: tuple[Any, Any] | None) -> QuerySet[M]:
+    """``qs`` in list order, strictly after the ``(created_at, pk)`` position if given."""
+    if after is not None:
+        created, pk = after
         qs = qs.filter(Q(created_at__lt=created) | Q(created_at=created, pk__lt=pk))
-    rows = list(qs.order_by("-created_at", "-pk")[: page.limit + 1])
+    return qs.order_by("-created_at", "-pk")
+
+
+def paginate_with(
+    fetch: Callable[[tuple[datetime, int] | None, int], list[M]], *, page: PageQuery, scope: str
+) -> Page[M]:
+    """:func:`paginate` with the query left to ``fetch(after, count)``: at most ``count``
+    rows newest first (``-created_at, -pk``), strictly after ``(created_at, pk)`` when
+    ``after`` is given. For lists whose query is compiled once (``core.prepared``)."""
+    after = None if page.cursor is None else _keyset(cursor_decode(page.cursor, scope=scope))
+    rows = fetch(after, page.limit + 1)
     if len(rows) <= page.limit:
         return Page(rows, None)
     last = rows[page.limit - 1]

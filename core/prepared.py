@@ -10,6 +10,9 @@ only executes that SQL with each call's values and builds the row the way
 Use it only for lookups on unique columns (it refuses a second row like
 ``get()``) and with values of the fields' own types. ``select_related`` in
 ``refine`` is honoured like the queryset's (forward relations).
+
+:class:`PreparedList` does the same for a page of rows (a list's first page and
+the pages after a keyset cursor), with the page size as a parameter.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from django.db import connections, models, router
@@ -26,7 +30,83 @@ M = TypeVar("M", bound=models.Model)
 _INTEGER_TYPES = (models.IntegerField, models.AutoField, models.ForeignKey)
 
 
-class PreparedGet(Generic[M]):
+class _Prepared(Generic[M]):
+    """Compiles a queryset once per database, with placeholder values for ``fields``."""
+
+    def __init__(self, model: type[M], fields: tuple[str, ...]) -> None:
+        self.model = model
+        self.fields = fields
+        self._lock = threading.Lock()
+        self._compiled: dict[str, _Compiled] = {}
+
+    def _queryset(self, alias: str, placeholders: dict[str, Any]) -> models.QuerySet[M]:
+        raise NotImplementedError
+
+    def _placeholder(self, alias: str, index: int, name: str) -> Any:
+        field: Any = self.model._meta.get_field(name)
+        # Only a value's position in the parameters matters, but it must be one the
+        # field can hold: Django drops a condition no value can fail (``seq > -1`` on a
+        # positive field), and the placeholder with it. Near the top of the range, no
+        # fixed condition is likely to use it.
+        if isinstance(field, _INTEGER_TYPES):
+            target = field.target_field if isinstance(field, models.ForeignKey) else field
+            ranges = connections[alias].ops.integer_field_ranges
+            _, high = ranges.get(target.get_internal_type(), (0, 2**31 - 1))
+            return high - 1 - index
+        if isinstance(field, models.DateTimeField):
+            return datetime(1, 1, 2, tzinfo=UTC) + timedelta(microseconds=index)
+        return f"\x01prepared-{index}"
+
+    def _compile(self, alias: str) -> _Compiled:
+        with self._lock:
+            if alias in self._compiled:
+                return self._compiled[alias]
+            placeholders = {
+                name: self._placeholder(alias, i, name) for i, name in enumerate(self.fields)
+            }
+            queryset = self._queryset(alias, placeholders)
+            compiler = queryset.query.get_compiler(using=alias)
+            sql, params = compiler.as_sql()
+            # Parameters are values as the database takes them (SQLite: a datetime as text).
+            by_value = {self._prep(alias, name, v): name for name, v in placeholders.items()}
+            # Each parameter is a lookup value (by field name) or a fixed one.
+            slots = [(True, by_value[p]) if p in by_value else (False, p) for p in params]
+            assert {slot for named, slot in slots if named} == set(self.fields), sql
+            compiled = _Compiled(
+                sql=sql,
+                slots=slots,
+                plan=_plan(compiler.klass_info, compiler.select),
+                converters=compiler.get_converters([column[0] for column in compiler.select]),
+            )
+            self._compiled[alias] = compiled
+            return compiled
+
+    def _prep(self, alias: str, name: str, value: Any) -> Any:
+        field: Any = self.model._meta.get_field(name)
+        return field.get_db_prep_value(value, connections[alias], prepared=False)
+
+    def _fetch(self, values: dict[str, Any], *, extra_sql: str = "", extra: Any = ()) -> list[M]:
+        alias = router.db_for_read(self.model)
+        compiled = self._compile(alias)
+        prepped = {name: self._prep(alias, name, value) for name, value in values.items()}
+        params = [prepped[slot] if named else slot for named, slot in compiled.slots]
+        connection = connections[alias]
+        with connection.cursor() as cursor:
+            cursor.execute(compiled.sql + extra_sql, [*params, *extra])
+            rows = cursor.fetchall()
+        built: list[M] = []
+        for fetched in rows:
+            row = list(fetched)
+            for position, (functions, expression) in compiled.converters.items():
+                value = row[position]
+                for function in functions:
+                    value = function(value, expression, connection)
+                row[position] = value
+            built.append(_build(compiled.plan, alias, row))
+        return built
+
+
+class PreparedGet(_Prepared[M]):
     """``model.objects.filter(**{field: value, ...}).get()`` with the SQL built once.
 
     ``refine`` adds fixed conditions to the queryset (compiled with it); the
@@ -39,63 +119,47 @@ class PreparedGet(Generic[M]):
         *fields: str,
         refine: Callable[[models.QuerySet[M]], models.QuerySet[M]] | None = None,
     ) -> None:
-        self.model = model
-        self.fields = fields
+        super().__init__(model, fields)
         self.refine = refine
-        self._lock = threading.Lock()
-        self._compiled: dict[str, _Compiled] = {}
 
-    def _placeholder(self, index: int, name: str) -> Any:
-        field = self.model._meta.get_field(name)
-        if isinstance(field, _INTEGER_TYPES):
-            return -(10**9) - index  # no row has it; only its position matters
-        return f"\x01prepared-{index}"
-
-    def _compile(self, alias: str) -> _Compiled:
-        with self._lock:
-            if alias in self._compiled:
-                return self._compiled[alias]
-            placeholders = {name: self._placeholder(i, name) for i, name in enumerate(self.fields)}
-            queryset = self.model._default_manager.using(alias).filter(**placeholders)
-            if self.refine is not None:
-                queryset = self.refine(queryset)
-            compiler = queryset.query.get_compiler(using=alias)
-            sql, params = compiler.as_sql()
-            by_value = {value: name for name, value in placeholders.items()}
-            # Each parameter is a lookup value (by field name) or a fixed one.
-            slots = [(True, by_value[p]) if p in by_value else (False, p) for p in params]
-            assert sum(1 for named, _ in slots if named) == len(self.fields), sql
-            compiled = _Compiled(
-                sql=sql,
-                slots=slots,
-                plan=_plan(compiler.klass_info, compiler.select),
-                converters=compiler.get_converters([column[0] for column in compiler.select]),
-            )
-            self._compiled[alias] = compiled
-            return compiled
+    def _queryset(self, alias: str, placeholders: dict[str, Any]) -> models.QuerySet[M]:
+        queryset = self.model._default_manager.using(alias).filter(**placeholders)
+        return queryset if self.refine is None else self.refine(queryset)
 
     def get(self, **values: Any) -> M | None:
         """The one row with these values, or None; ``MultipleObjectsReturned`` for two."""
-        alias = router.db_for_read(self.model)
-        compiled = self._compile(alias)
-        params = [values[slot] if named else slot for named, slot in compiled.slots]
-        connection = connections[alias]
-        with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, params)
-            rows = cursor.fetchmany(2)
-        if not rows:
-            return None
+        # At most two rows: more than one is an error whatever their number.
+        rows = self._fetch(values, extra_sql=" LIMIT 2")
         if len(rows) > 1:
             model: Any = self.model
             raise model.MultipleObjectsReturned(f"More than one {model.__name__}.")
-        row = list(rows[0])
-        for position, (functions, expression) in compiled.converters.items():
-            value = row[position]
-            for function in functions:
-                value = function(value, expression, connection)
-            row[position] = value
-        instance: M = _build(compiled.plan, alias, row)
-        return instance
+        return rows[0] if rows else None
+
+
+class PreparedList(_Prepared[M]):
+    """The rows of ``build(placeholders)`` (an ordered queryset), up to a limit, SQL built once.
+
+    ``build`` receives one placeholder per name in ``fields`` and must use each in
+    its conditions (any number of times); :meth:`rows` substitutes the call's
+    values. The queryset must not be sliced: the limit is a parameter.
+    """
+
+    def __init__(
+        self,
+        model: type[M],
+        *fields: str,
+        build: Callable[[models.QuerySet[M], dict[str, Any]], models.QuerySet[M]],
+    ) -> None:
+        super().__init__(model, fields)
+        self.build = build
+
+    def _queryset(self, alias: str, placeholders: dict[str, Any]) -> models.QuerySet[M]:
+        queryset = self.build(self.model._default_manager.using(alias), placeholders)
+        assert not queryset.query.is_sliced, "the limit is a parameter of rows()"
+        return queryset
+
+    def rows(self, *, limit: int, **values: Any) -> list[M]:
+        return self._fetch(values, extra_sql=" LIMIT %s", extra=(limit,))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from core.pagination import Page, PageQuery, paginate
-from core.prepared import PreparedGet
+from core.prepared import PreparedGet, PreparedList
 from core.validation import escape_unstorable, is_line
 from execution.coalesce import encode
 from execution.errors import ExecNotFound
@@ -35,11 +35,15 @@ def exec_message(*, seq: int, stream: int, data: bytes) -> ExecMessage:
     return ExecMessage(seq, Stream(stream).label, text, encoding)
 
 
-def exec_get(*, actor: Principal, exec_id: str) -> Exec:
+def exec_get(*, actor: Principal, exec_id: str, with_workspace: bool = True) -> Exec:
+    """The actor's tenant's exec; ``with_workspace=False`` for callers that never read its
+    workspace (the poll): no join, no workspace row built (``exec_.workspace`` would
+    then cost a query)."""
     if not is_line(exec_id, max_length=64):  # no exec has such an id
         raise ExecNotFound(f"Exec '{escape_unstorable(exec_id)}' not found.")
     # Polled many times a second: the lookup is compiled once (core.prepared).
-    exec_ = _BY_PUBLIC_ID.get(tenant_id=actor.tenant.pk, public_id=exec_id)
+    lookup = _BY_PUBLIC_ID if with_workspace else _BY_PUBLIC_ID_ALONE
+    exec_ = lookup.get(tenant_id=actor.tenant.pk, public_id=exec_id)
     if exec_ is None:
         raise ExecNotFound(f"Exec '{exec_id}' not found.")
     exec_.tenant = actor.tenant  # the lookup proved it; no join for it
@@ -49,6 +53,7 @@ def exec_get(*, actor: Principal, exec_id: str) -> Exec:
 _BY_PUBLIC_ID = PreparedGet(
     Exec, "tenant_id", "public_id", refine=lambda qs: qs.select_related("workspace")
 )
+_BY_PUBLIC_ID_ALONE = PreparedGet(Exec, "tenant_id", "public_id")
 
 
 def exec_list(*, actor: Principal, workspace: Workspace) -> QuerySet[Exec]:
@@ -79,20 +84,27 @@ def exec_messages_after(
     limit = max(1, max_bytes // (16 * 1024))
     cursor = after_seq
     while True:
-        rows = list(
-            ExecChunk.objects.filter(exec_id=exec_pk, seq__gt=cursor)
-            .order_by("seq")
-            .values_list("seq", "stream", "data")[:limit]
-        )
-        for seq, stream, data in rows:
-            raw = bytes(data)
+        # Read on every poll: compiled once (core.prepared).
+        rows = _CHUNKS_AFTER.rows(limit=limit, exec_id=exec_pk, seq=cursor)
+        for chunk in rows:
+            raw = bytes(chunk.data)
             if messages and total + len(raw) > max_bytes:
                 return messages
-            messages.append(exec_message(seq=seq, stream=stream, data=raw))
+            messages.append(exec_message(seq=chunk.seq, stream=chunk.stream, data=raw))
             total += len(raw)
-            cursor = seq
+            cursor = chunk.seq
         if len(rows) < limit:
             return messages
+
+
+_CHUNKS_AFTER = PreparedList(
+    ExecChunk,
+    "exec_id",
+    "seq",
+    build=lambda qs, value: qs.filter(exec_id=value["exec_id"], seq__gt=value["seq"]).order_by(
+        "seq"
+    ),
+)
 
 
 def exec_output(*, exec_pk: int) -> tuple[bytes, bytes]:

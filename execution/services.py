@@ -247,7 +247,7 @@ def exec_poll(
     wait for new output or the end, returning as soon as either is there."""
     after_seq = validate_after_seq(after_seq)
     wait_s = validate_wait(wait_s)
-    exec_ = exec_get(actor=actor, exec_id=exec_id)
+    exec_ = exec_get(actor=actor, exec_id=exec_id, with_workspace=False)  # its answer has none
     found: list[ExecMessage] = []
     fresh = True  # just read: the first check needs no second read of the row
 
@@ -259,7 +259,12 @@ def exec_poll(
             _reconcile_one(exec_)
         else:
             _refresh(exec_)
-        found = exec_messages_after(exec_pk=exec_.pk, after_seq=after_seq)
+        # A terminal exec's last_seq is its last stored chunk (the end is written after
+        # every chunk): a client that has read that far has nothing more to fetch.
+        if exec_.is_terminal and after_seq >= exec_.last_seq:
+            found = []
+        else:
+            found = exec_messages_after(exec_pk=exec_.pk, after_seq=after_seq)
         return bool(found) or exec_.is_terminal
 
     notify.wait_until(exec_.public_id, check, timeout_s=wait_s)

@@ -79,9 +79,26 @@ def test_exec_poll_is_the_row_and_its_output(
     assert [m["data"] for m in body["messages"]] == ["hi\n", "warn\n"]
 
 
-def test_exec_poll_after_the_last_seq_is_the_same_two(
+def test_exec_poll_of_a_finished_exec_read_to_its_end_is_one_query(
     warm: Client, finished_exec: Exec, django_assert_max_num_queries: Any
 ) -> None:
-    with django_assert_max_num_queries(2):
+    # Its last_seq says no chunk follows: only the row is read.
+    with django_assert_max_num_queries(1):
         response = warm.get(f"/api/v1/execs/{finished_exec.public_id}?after_seq=2")
     assert response.json()["messages"] == [] and response.json()["complete"] is True
+    with django_assert_max_num_queries(2):  # one chunk left: the row and that chunk
+        response = warm.get(f"/api/v1/execs/{finished_exec.public_id}?after_seq=1")
+    assert [m["data"] for m in response.json()["messages"]] == ["warn\n"]
+
+
+def test_exec_poll_of_a_running_exec_reads_its_chunks(
+    warm: Client, finished_exec: Exec, django_assert_max_num_queries: Any
+) -> None:
+    # Running: last_seq is not kept up to date while output is stored, so chunks are read.
+    Exec.objects.filter(pk=finished_exec.pk).update(
+        status=ExecStatus.RUNNING, exit_code=None, last_seq=0
+    )
+    with django_assert_max_num_queries(2):
+        response = warm.get(f"/api/v1/execs/{finished_exec.public_id}?after_seq=1")
+    body = response.json()
+    assert [m["data"] for m in body["messages"]] == ["warn\n"] and body["complete"] is False

@@ -97,3 +97,35 @@ def test_production_refuses_insecure_or_broken_configuration(overrides, message)
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert message in result.stderr
+
+
+# The compiled list queries (core.prepared) on SQLite: values such as datetimes are passed
+# as the backend takes them, so a keyset page after a cursor works in embedded mode too.
+EMBEDDED_PAGES = """
+import django, json
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from core.pagination import PageQuery
+from tenants.models import Tenant
+from tenants.principal import system_principal
+from workspaces.models import Workspace
+from workspaces.selectors import workspace_page
+tenant = Tenant.objects.create(slug="t", name="t")
+for i in range(5):
+    Workspace.objects.create(tenant=tenant, image_ref="x", status="running", alias=f"w{i}")
+actor, cursor, seen = system_principal(tenant), None, []
+while True:
+    page = workspace_page(actor=actor, page=PageQuery(limit=2, cursor=cursor))
+    seen += [w.alias for w in page.items]
+    if page.next_cursor is None:
+        break
+    cursor = page.next_cursor
+print(json.dumps(seen))
+"""
+
+
+def test_embedded_mode_pages_the_compiled_list(tmp_path):
+    result = _run(["-c", EMBEDDED_PAGES], DEVBENCH_VAR_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == ["w4", "w3", "w2", "w1", "w0"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
 
-from core.pagination import Page, PageQuery, paginate
-from core.prepared import PreparedGet
+from core.pagination import Page, PageQuery, newest_first, paginate_with
+from core.prepared import PreparedGet, PreparedList
 from core.validation import escape_unstorable, is_line
 from tenants.principal import Principal
 from tenants.selectors import tenant_ids_managed_by
@@ -25,7 +27,22 @@ def workspace_list(
 ) -> QuerySet[Workspace]:
     """The actor's tenant's workspaces, newest first; removed ones only when asked."""
     actor.require_scope("read")
-    qs = Workspace.objects.filter(tenant=actor.tenant).select_related("tenant", "snapshot")
+    qs = Workspace.objects.select_related("tenant", "snapshot")
+    return _listed(
+        qs, tenant_id=actor.tenant.pk, status=status, include_removed=include_removed, alias=alias
+    )
+
+
+def _listed(
+    qs: QuerySet[Workspace],
+    *,
+    tenant_id: Any,
+    status: Any | None,
+    include_removed: bool,
+    alias: Any | None,
+) -> QuerySet[Workspace]:
+    """The conditions of a listing (values or ``core.prepared`` placeholders)."""
+    qs = qs.filter(tenant_id=tenant_id)
     if status is not None:
         qs = qs.filter(status=status)
     elif not include_removed:
@@ -44,8 +61,50 @@ def workspace_page(
     alias: str | None = None,
 ) -> Page[Workspace]:
     """One page of :func:`workspace_list` (the list contract of ``core.pagination``)."""
-    qs = workspace_list(actor=actor, include_removed=include_removed, status=status, alias=alias)
-    return paginate(qs, page=page, scope=f"workspace_list:{actor.tenant.pk}")
+    actor.require_scope("read")
+    # Listed as often as a workspace is read: its query is compiled once per shape.
+    shape = (status is not None, include_removed and status is None, alias is not None)
+    values: dict[str, Any] = {"tenant_id": actor.tenant.pk}
+    if status is not None:
+        values["status"] = status
+    if alias is not None:
+        values["alias"] = alias
+
+    def fetch(after: tuple[datetime, int] | None, count: int) -> list[Workspace]:
+        if after is None:
+            return _page_query(*shape, after=False).rows(limit=count, **values)
+        created_at, pk = after
+        query = _page_query(*shape, after=True)
+        return query.rows(limit=count, created_at=created_at, id=pk, **values)
+
+    result = paginate_with(fetch, page=page, scope=f"workspace_list:{actor.tenant.pk}")
+    for workspace in result.items:
+        workspace.tenant = actor.tenant  # the query filtered on it; no join for it
+    return result
+
+
+@functools.cache
+def _page_query(
+    by_status: bool, include_removed: bool, by_alias: bool, *, after: bool
+) -> PreparedList[Workspace]:
+    """The query of one shape of :func:`workspace_page` (the same conditions as
+    :func:`workspace_list`, newest first, after a keyset position or not)."""
+    fields = ["tenant_id"]
+    fields += ["status"] if by_status else []
+    fields += ["alias"] if by_alias else []
+    fields += ["created_at", "id"] if after else []
+
+    def build(qs: QuerySet[Workspace], value: dict[str, Any]) -> QuerySet[Workspace]:
+        qs = _listed(
+            qs.select_related("snapshot"),
+            tenant_id=value["tenant_id"],
+            status=value.get("status"),
+            include_removed=include_removed,
+            alias=value.get("alias"),
+        )
+        return newest_first(qs, after=(value["created_at"], value["id"]) if after else None)
+
+    return PreparedList(Workspace, *fields, build=build)
 
 
 def workspace_get(*, actor: Principal, ref: str) -> Workspace:

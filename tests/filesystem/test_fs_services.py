@@ -13,6 +13,7 @@ import pytest
 from core.errors import DevBenchError
 from tenants.models import AuditEvent, Scope, TenantPolicy
 from tenants.principal import Principal
+from workspaces.filesystem import services
 from workspaces.filesystem.services import (
     fs_delete,
     fs_download_archive,
@@ -28,6 +29,8 @@ from workspaces.filesystem.services import (
 from workspaces.models import WorkspaceStatus
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
+
+MiB = 1024 * 1024
 
 
 def _code(exc_info: pytest.ExceptionInfo[DevBenchError]) -> str:
@@ -113,6 +116,30 @@ def test_write_leaves_no_temp_files_behind(env, wdir):
     for i in range(3):
         fs_write(actor=env.actor, workspace=env.workspace, path=f"{wdir}/f", content=bytes([i]))
     assert env.must("ls", "-A", wdir).split() == [b"f"]
+
+
+def test_a_write_whose_upload_breaks_off_leaves_no_part_behind(env, wdir, monkeypatch):
+    fs_write(actor=env.actor, workspace=env.workspace, path=f"{wdir}/f", content=b"old")
+
+    class Broken(services.SizedTar):
+        """The connection to the engine breaks after part of the temp file was sent."""
+
+        def __iter__(self):
+            sent = 0
+            for piece in super().__iter__():
+                yield piece
+                sent += len(piece)
+                if sent > 2 * MiB:
+                    raise OSError("connection reset")
+
+    monkeypatch.setattr(services, "SizedTar", Broken)
+    with pytest.raises((DevBenchError, OSError)):
+        fs_write(
+            actor=env.actor, workspace=env.workspace, path=f"{wdir}/f", content=os.urandom(4 * MiB)
+        )
+    monkeypatch.undo()
+    assert env.must("ls", "-A", wdir).split() == [b"f"]
+    assert fs_read(actor=env.actor, workspace=env.workspace, path=f"{wdir}/f").content == b"old"
 
 
 def test_if_match_etag_on_write_and_delete(env, wdir):

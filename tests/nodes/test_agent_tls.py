@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from core.errors import DevBenchError
-from workspaces.filesystem.tario import open_stream
+from workspaces.filesystem.tario import SizedTar, member_body, new_info, open_stream
 from workspaces.runtime.agent import AgentServer, agent_serve
 from workspaces.runtime.agent_tls import (
     agent_certificate_generate,
@@ -150,6 +150,20 @@ def test_files_and_archives_round_trip_over_tls(
     with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
         member = tar.extractfile("blob.bin")
         assert member is not None and member.read() == data
+
+
+def test_a_tar_of_known_length_goes_over_tls_unframed(
+    agent: tuple[AgentServer, str], container: str
+) -> None:
+    remote = _remote(agent)
+    data = os.urandom(3 * MiB + 5)  # several pieces on the agent's side
+    sized = SizedTar([(new_info("sized.bin", size=len(data)), data)])
+    remote.archive_put(container, "/tmp", sized)  # a Content-Length body, no chunks
+    with remote.archive_get(container, "/tmp/sized.bin") as reader:
+        member, chunks = member_body(reader)
+        assert member is not None and member.size == len(data)
+        assert b"".join(chunks) == data
+    assert remote._pool.qsize() == 1  # the answer left the connection reusable
 
 
 def test_exec_output_streams_over_tls(agent: tuple[AgentServer, str], container: str) -> None:

@@ -19,7 +19,7 @@ from workspaces.filesystem.errors import (
 )
 from workspaces.filesystem.etags import etag_cached, etag_remember
 from workspaces.filesystem.paths import Resolved, normalise, resolve
-from workspaces.filesystem.tario import CHUNK, Spool, open_stream
+from workspaces.filesystem.tario import Spool, hashed, member_body
 from workspaces.models import Workspace
 from workspaces.nodes import workspace_driver
 from workspaces.runtime.base import EnginePathNotFound, PathStat, RuntimeDriver
@@ -109,19 +109,18 @@ def read_file(
     except EnginePathNotFound as exc:
         raise not_found(path) from exc
     with reader:
-        archive = open_stream(reader, bulk=True)
-        member = archive.next()
+        member, chunks = member_body(reader)
         if member is None or not member.isreg():
             raise PathNotFound(f"{path} is not a regular file.", path=path)
-        body = archive.extractfile(member)
-        assert body is not None
         digest = hashlib.sha256()
         end = member.size if length is None else min(member.size, offset + length)
         position = 0
-        while chunk := body.read(CHUNK):
-            digest.update(chunk)
+        for chunk in hashed(chunks, digest):
             if sink is not None and position < end and position + len(chunk) > offset:
-                sink.write(chunk[max(offset - position, 0) : end - position])
+                if offset <= position and position + len(chunk) <= end:
+                    sink.write(chunk)
+                else:
+                    sink.write(memoryview(chunk)[max(offset - position, 0) : end - position])
             position += len(chunk)
     etag = digest.hexdigest()
     etag_remember(target, path, reader.stat, etag, read_started=started)

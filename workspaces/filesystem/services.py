@@ -16,7 +16,7 @@ import posixpath
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from core.errors import DevBenchError
 from core.metrics import counted_file_operation
@@ -49,8 +49,15 @@ from workspaces.filesystem.results import (
     MkdirResult,
     MoveResult,
 )
-from workspaces.filesystem.tario import SpooledBody, dir_infos, new_info, spool, tar_stream
-from workspaces.filesystem.tarlib import tarfile
+from workspaces.filesystem.tario import (
+    Entry,
+    SizedTar,
+    SpooledBody,
+    dir_infos,
+    new_info,
+    spool,
+    tar_stream,
+)
 from workspaces.filesystem.upload import plan_upload
 from workspaces.models import Workspace
 from workspaces.runtime.base import WORKSPACE_USER, EngineCommandFailed, PathStat
@@ -93,9 +100,10 @@ def fs_write(
 ) -> FileWriteResult:
     """Replace (or create) a file atomically; ``if_match_etag`` makes it conditional.
 
-    The body is spooled and checked against the size limit before anything
-    reaches the workspace. ``mode`` defaults to the replaced file's permissions
-    (0644 for a new file). A final symlink is followed, within the workspace.
+    The body is checked against the size limit before anything reaches the
+    workspace (a stream is spooled first; bytes are sent as they are). ``mode``
+    defaults to the replaced file's permissions (0644 for a new file). A final
+    symlink is followed, within the workspace.
     """
     with _changing(actor=actor, workspace=workspace, action="fs.write", path=path) as (
         target,
@@ -141,13 +149,12 @@ def _commit(
     """Put the body under a temp name in the final directory, then rename it into place."""
     temp_name = f".devbench-{secrets.token_hex(8)}.tmp"
     relative = "/".join((*missing_dirs, temp_name))
-    entries: list[tuple[tarfile.TarInfo, IO[bytes] | None]] = [
-        (info, None) for info in dir_infos("", missing_dirs)
-    ]
-    entries.append((new_info(relative, size=body.size, mode=mode), body.file))
-    target.driver.archive_put(target.container_id, put_into, tar_stream(entries))
+    entries: list[Entry] = [(info, None) for info in dir_infos("", missing_dirs)]
+    entries.append((new_info(relative, size=body.size, mode=mode), body.content))
     temp_path = posixpath.join(posixpath.dirname(final), temp_name)
     try:
+        # A put that breaks off may leave part of the temp file: it goes too.
+        target.driver.archive_put(target.container_id, put_into, SizedTar(entries))
         target.driver.path_rename(target.container_id, temp_path, final, user=WORKSPACE_USER)
     except BaseException:
         with contextlib.suppress(DevBenchError):

@@ -8,17 +8,23 @@ and the engine then reads it back in chunks.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import os
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
 
 from workspaces.filesystem.errors import FileTooLarge
 from workspaces.filesystem.tarlib import tarfile
 from workspaces.runtime.base import WORKSPACE_UID
+
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
 
 CHUNK = 1024 * 1024
 FLUSH = 256 * 1024  # small tar pieces are sent together, large ones as they come
@@ -36,40 +42,95 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _new_hasher() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="devbench-sha256")
+
+
+# Hashing releases the GIL: an in-memory body is hashed here while it is being sent.
+_HASHER = _new_hasher()
+
+
+def _after_fork() -> None:
+    # A forked child has none of its parent's threads: a pool that believes it has
+    # idle workers would never run what it is given.
+    global _HASHER
+    _HASHER = _new_hasher()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+_HASH_AHEAD_BYTES = 64 * 1024  # below this, handing a chunk over costs more than it saves
+
+
 @dataclass(frozen=True)
 class SpooledBody:
     file: Spool  # positioned at 0
     size: int
-    sha256: str
+    digest: str | Future[str]
+    data: bytes | None = None  # an in-memory body: sent from this buffer, without copies
+
+    @property
+    def sha256(self) -> str:
+        return self.digest if isinstance(self.digest, str) else self.digest.result()
+
+    @property
+    def content(self) -> IO[bytes] | bytes:
+        """What a tar entry reads the body from."""
+        return self.file if self.data is None else self.data
+
+
+def hashed(chunks: Iterable[bytes], digest: Hash) -> Iterator[bytes]:
+    """The chunks, each added to ``digest`` in another thread while the next one is read
+    (and this one stored): hashing overlaps the transfer instead of following it."""
+    pending: Future[None] | None = None
+    try:
+        for chunk in chunks:
+            if pending is not None:
+                pending.result()  # one update at a time keeps the chunks in order
+                pending = None
+            if isinstance(chunk, bytes) and len(chunk) >= _HASH_AHEAD_BYTES:
+                pending = _HASHER.submit(digest.update, chunk)
+            else:  # small, or a buffer its producer may reuse once it has the next one
+                digest.update(chunk)
+            yield chunk
+    finally:
+        if pending is not None:
+            pending.result()
 
 
 def spool(source: bytes | BinaryIO | Iterable[bytes], *, limit: int) -> SpooledBody:
     """Copy a body into a spool while hashing it; FileTooLarge past ``limit`` bytes.
 
     Reading stops at ``limit + 1`` bytes: an oversized body is refused without
-    being read (or stored) whole.
+    being read (or stored) whole. A body already in memory is neither copied
+    nor hashed first: its hash is computed in another thread while it is sent.
     """
     if isinstance(source, bytes | bytearray | memoryview):
-        data = bytes(source)
+        data = bytes(source)  # no copy when it already is bytes
         if len(data) > limit:
             raise FileTooLarge(size_bytes=len(data), limit_bytes=limit)
-        out: Spool = io.BytesIO(data)
-        return SpooledBody(file=out, size=len(data), sha256=sha256_hex(data))
+        digest = _HASHER.submit(sha256_hex, data) if len(data) >= CHUNK else sha256_hex(data)
+        return SpooledBody(file=io.BytesIO(data), size=len(data), digest=digest, data=data)
     out = new_spool()
-    digest = hashlib.sha256()
+    hasher = hashlib.sha256()
     size = 0
     try:
-        for chunk in _chunks(source):
-            size += len(chunk)
-            if size > limit:
-                raise FileTooLarge(limit_bytes=limit)
-            digest.update(chunk)
+        for chunk in hashed(_limited(_chunks(source), limit), hasher):
             out.write(chunk)
+            size += len(chunk)
     except BaseException:
         out.close()
         raise
     out.seek(0)
-    return SpooledBody(file=out, size=size, sha256=digest.hexdigest())
+    return SpooledBody(file=out, size=size, digest=hasher.hexdigest())
+
+
+def _limited(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise FileTooLarge(limit_bytes=limit)
+        yield chunk
 
 
 def _chunks(source: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
@@ -114,7 +175,36 @@ def dir_infos(prefix: str, names: Iterable[str]) -> list[tarfile.TarInfo]:
     return infos
 
 
-def tar_stream(entries: Iterable[tuple[tarfile.TarInfo, IO[bytes] | None]]) -> Iterator[bytes]:
+Body = IO[bytes] | bytes | None
+Entry = tuple[tarfile.TarInfo, Body]
+
+
+def _header(info: tarfile.TarInfo) -> bytes:
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _padded(size: int) -> int:
+    return -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+
+
+class SizedTar:
+    """A tar stream of a known length: sent with a ``Content-Length``, without chunk
+    framing (which costs a copy of every chunk in the HTTP client)."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self._entries = entries
+        body_bytes = sum(_padded(i.size) for i, _ in entries if i.type == tarfile.REGTYPE)
+        headers = sum(len(_header(i)) for i, _ in entries)
+        self._length = headers + body_bytes + len(_END_OF_ARCHIVE)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[bytes]:
+        return tar_stream(self._entries)
+
+
+def tar_stream(entries: Iterable[Entry]) -> Iterator[bytes]:
     """A tar stream of the entries; a regular file's body is read in chunks."""
     buffer = bytearray()
     for piece in _tar_pieces(entries):
@@ -132,19 +222,27 @@ def tar_stream(entries: Iterable[tuple[tarfile.TarInfo, IO[bytes] | None]]) -> I
         yield bytes(buffer)
 
 
-def _tar_pieces(entries: Iterable[tuple[tarfile.TarInfo, IO[bytes] | None]]) -> Iterator[bytes]:
+def _tar_pieces(entries: Iterable[Entry]) -> Iterator[bytes]:
     for info, body in entries:
-        yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        yield _header(info)
         if info.type != tarfile.REGTYPE or not info.size:
             continue
         assert body is not None
-        remaining = info.size
-        while remaining:
-            chunk = body.read(min(CHUNK, remaining))
-            if not chunk:
-                raise OSError(f"{info.name}: body ended {remaining} bytes early")
-            remaining -= len(chunk)
-            yield chunk
+        if isinstance(body, bytes):
+            if len(body) != info.size:
+                raise OSError(f"{info.name}: body of {len(body)} bytes, header says {info.size}")
+            view = memoryview(body)
+            for start in range(0, info.size, CHUNK):
+                # bytes-like: the slice is sent from the caller's buffer, not copied
+                yield view[start : start + CHUNK]  # type: ignore[misc]
+        else:
+            remaining = info.size
+            while remaining:
+                chunk = body.read(min(CHUNK, remaining))
+                if not chunk:
+                    raise OSError(f"{info.name}: body ended {remaining} bytes early")
+                remaining -= len(chunk)
+                yield chunk
         tail = info.size % tarfile.BLOCKSIZE
         if tail:
             yield b"\0" * (tarfile.BLOCKSIZE - tail)
@@ -153,6 +251,49 @@ def _tar_pieces(entries: Iterable[tuple[tarfile.TarInfo, IO[bytes] | None]]) -> 
 
 class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _Counted:
+    """A reader that counts the bytes tarfile took from it."""
+
+    def __init__(self, reader: Readable) -> None:
+        self._reader = reader
+        self.taken = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._reader.read(size)
+        self.taken += len(data)
+        return data
+
+
+def member_body(reader: Readable) -> tuple[tarfile.TarInfo | None, Iterator[bytes]]:
+    """The first member of a tar stream and, for a regular file, its body in chunks.
+
+    tarfile reads the header with a one-block buffer, so it takes exactly the
+    header's blocks: the body then follows on ``reader`` and is read from it
+    directly, with no copy through tarfile's stream buffer. (Should tarfile
+    ever read ahead, the count shows it and its own reader is used.)
+    """
+    counted = _Counted(reader)
+    archive = tarfile.open(fileobj=counted, mode="r|", bufsize=tarfile.BLOCKSIZE)  # type: ignore[call-overload]
+    member: tarfile.TarInfo | None = archive.next()
+    if member is None or not member.isreg():
+        return member, iter(())
+    if counted.taken == member.offset_data:
+        return member, _exactly(reader, member.size)
+    body = archive.extractfile(member)
+    assert body is not None
+    return member, iter(functools.partial(body.read, CHUNK), b"")
+
+
+def _exactly(reader: Readable, size: int) -> Iterator[bytes]:
+    remaining = size
+    while remaining:
+        chunk = reader.read(min(CHUNK, remaining))
+        if not chunk:
+            raise tarfile.ReadError("unexpected end of data")
+        remaining -= len(chunk)
+        yield chunk
 
 
 def open_stream(reader: Readable, *, bulk: bool = False) -> tarfile.TarFile:

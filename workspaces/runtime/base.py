@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Container, Generator, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -424,6 +424,16 @@ class ArchiveReader(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def body_length(data: bytes | Iterable[bytes]) -> int | None:
+    """The byte length of an archive body known before it is sent: bytes, or chunks that
+    report their total with ``len()`` (a plain list or tuple counts its items: None)."""
+    if isinstance(data, bytes):
+        return len(data)
+    if isinstance(data, Sized) and not isinstance(data, Container):
+        return len(data)
+    return None
 
 
 class RuntimeArchive(abc.ABC):

@@ -45,6 +45,7 @@ from workspaces.runtime.base import (
     RegistryAuth,
     RuntimeDriver,
     VolumeInfo,
+    body_length,
 )
 from workspaces.runtime.duplex import SocketDuplex
 
@@ -405,13 +406,16 @@ class RemoteDriver(RuntimeDriver):
         # A pooled connection too (the answer has a length, so it stays usable); one
         # reused within _REUSE_WITHIN_S is open on the agent's side, which matters
         # because a consumed body cannot be sent again.
+        # A body of known length (a SizedTar) goes with a Content-Length, unframed.
+        length = body_length(data)
+        framing = {"Transfer-Encoding": "chunked"} if length is None else {}
         conn, _ = self._checkout()
         try:
             conn.putrequest("POST", wire.API_PREFIX + "archive_put")
             for name, value in self._headers(
                 {
                     "Content-Type": "application/x-tar",
-                    "Transfer-Encoding": "chunked",
+                    **({"Content-Length": str(length)} if length is not None else framing),
                     "X-Container-Id": container_id,
                     "X-Path": json.dumps(path),
                 }
@@ -419,11 +423,16 @@ class RemoteDriver(RuntimeDriver):
                 conn.putheader(name, value)
             conn.endheaders()
             for chunk in data:
-                if chunk:  # framed by hand: http.client would copy every chunk to frame it
+                if not chunk:
+                    continue
+                if length is not None:
+                    conn.send(chunk)
+                else:  # framed by hand: http.client would copy every chunk to frame it
                     conn.send(b"%x\r\n" % len(chunk))
                     conn.send(chunk)
                     conn.send(b"\r\n")
-            conn.send(b"0\r\n\r\n")
+            if length is None:
+                conn.send(b"0\r\n\r\n")
             response = conn.getresponse()
             payload = response.read()
         except (OSError, http.client.HTTPException) as exc:

@@ -8,7 +8,8 @@ on the caller's side as the class with that code.
 
 Streams: ``archive_get`` answers the tar stream as a chunked body (the path's
 stat in the ``X-Path-Stat`` header; no last chunk: the stream broke) and
-``archive_put`` sends it as a chunked request body, both on keep-alive
+``archive_put`` sends it as the request body (with a Content-Length when its size
+is known, else chunked), both on keep-alive
 connections the caller pools; ``exec_stream`` answers frames of
 ``<stream:1><length:4><data>``, a zero length frame ending the output;
 ``exec_open_tty`` upgrades the connection to raw tty output one way and

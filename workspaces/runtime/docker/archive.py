@@ -29,6 +29,7 @@ from workspaces.runtime.base import (
     PathStat,
     RuntimeArchive,
     WorkspaceToolMissing,
+    body_length,
 )
 from workspaces.runtime.docker.errors import translated
 
@@ -162,7 +163,9 @@ class DockerArchive(RuntimeArchive):
         # held whole. noOverwriteDirNonDir: as `docker cp`, a file in the tar
         # never wipes an existing directory.
         params = {"path": path, "noOverwriteDirNonDir": "true"}
-        body = data if isinstance(data, bytes) else iter(data)  # a list would go out as a form
+        # A body with a length (bytes, a SizedTar) goes out with a Content-Length and no
+        # chunk framing; a list would go out as a form.
+        body = data if body_length(data) is not None else iter(data)
         with translated(engine_url=self.base_url, container_id=container_id):
             response = self.api._put(self._archive_url(container_id), params=params, data=body)
         self._check(container_id, path, response)
