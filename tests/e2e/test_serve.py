@@ -114,6 +114,9 @@ def _websocket_stream(served: ServeProcess, http: httpx.Client, token: Any, ws_i
     with connect(
         ws_url, additional_headers={"Authorization": f"Bearer {token.raw}"}, open_timeout=30
     ) as ws:
+        # The client offers permessage-deflate; the server declines unless configured to.
+        assert ws.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
         deadline = time.monotonic() + 60
         try:
             while time.monotonic() < deadline:
@@ -129,6 +132,17 @@ def test_worker_count_defaults_to_the_usable_cores() -> None:
     from devbench_site import server
 
     assert server.default_workers() == max(2, len(os.sched_getaffinity(0)))
+
+
+def test_websocket_compression_is_a_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    from devbench_site import server
+
+    for raw, expected in (("", False), ("false", False), ("0", False), ("TRUE", True)):
+        monkeypatch.setenv("DEVBENCH_WS_DEFLATE", raw)
+        assert server._env_flag("DEVBENCH_WS_DEFLATE") is expected
+    monkeypatch.setenv("DEVBENCH_WS_DEFLATE", "sometimes")
+    with pytest.raises(SystemExit, match="DEVBENCH_WS_DEFLATE must be true or false"):
+        server._env_flag("DEVBENCH_WS_DEFLATE")
 
 
 def _streamed_download(http: httpx.Client, ws_id: str) -> None:
