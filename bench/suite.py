@@ -156,6 +156,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
+        # The whole group: killing only gunicorn's master would leave its workers behind.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, 9)
         proc.kill()
 
 
