@@ -9,6 +9,10 @@ something, so a dropped message (a full channel, a late subscriber) costs
 latency, never data: every waiter also re-reads the database on its own at
 least every ``RECHECK_S``. One process publishes an exec's messages in the order
 they were published.
+
+The same machinery serves any other wait on a row another process changes:
+:func:`publish_group` and :func:`wait_for_group` take a group name (a spawn waiting
+for its workspace uses ``workspace.<public id>``, see ``workspaces.provisioning``).
 """
 
 from __future__ import annotations
@@ -163,12 +167,18 @@ async def _drain(layer: BaseChannelLayer, group: str, outbox: _Outbox) -> None:
         del _outboxes[group]
 
 
-def _send(public_id: str, message: dict[str, Any]) -> None:
+def publish_group(group: str, message: dict[str, Any]) -> None:
+    """Send ``message`` to ``group``'s listeners in other processes, after the sender's
+    earlier messages to it; never blocks, never fails (listeners recheck the database)."""
     layer = _layer()
     if not layer_crosses_processes(layer):
         return
     assert layer is not None
-    _publisher.call(_enqueue, layer, exec_group(public_id), message)
+    _publisher.call(_enqueue, layer, group, message)
+
+
+def _send(public_id: str, message: dict[str, Any]) -> None:
+    publish_group(exec_group(public_id), message)
 
 
 def publish(public_id: str, *, last_seq: int, status: str) -> None:
@@ -196,10 +206,15 @@ def _send_output(public_id: str, batch: list[list[Any]]) -> None:
 
 
 def wait_until(public_id: str, check: Callable[[], bool], *, timeout_s: float) -> bool:
+    """:func:`wait_for_group` on the exec's group."""
+    return wait_for_group(exec_group(public_id), check, timeout_s=timeout_s)
+
+
+def wait_for_group(group: str, check: Callable[[], bool], *, timeout_s: float) -> bool:
     """Block (sync code) until ``check()`` is true or ``timeout_s`` passes; returns the last check.
 
     ``check`` reads the database and runs in the calling thread. It is called
-    once up front, after each wake-up of the exec's group, and at least every
+    once up front, after each message to ``group``, and at least every
     ``RECHECK_S``. A channel layer that fails (Redis restarted, paused or out
     of connections) never fails the wait: it goes on reading the database.
     Between checks the thread gives its pooled database connection back, so
@@ -215,7 +230,7 @@ def wait_until(public_id: str, check: Callable[[], bool], *, timeout_s: float) -
     if layer_crosses_processes(layer):
         assert layer is not None
         try:
-            return bool(async_to_sync(_wait_on_group)(layer, public_id, checked, timeout_s))
+            return bool(async_to_sync(_wait_on_group)(layer, group, checked, timeout_s))
         except Exception as exc:  # any layer failure: the database still answers
             logger.warning("exec wait falls back to polling the database: %r", exc)
         poll_s = FALLBACK_POLL_S
@@ -253,40 +268,48 @@ def _poll(check: Callable[[], bool], *, deadline: float, interval_s: float) -> b
 
 async def subscribe(layer: BaseChannelLayer, public_id: str, channel: str) -> bool:
     """Add ``channel`` to the exec's group; False (logged) if the layer cannot now."""
+    return await _group_add(layer, exec_group(public_id), channel)
+
+
+async def unsubscribe(layer: BaseChannelLayer, public_id: str, channel: str) -> None:
+    await _group_discard(layer, exec_group(public_id), channel)
+
+
+async def _group_add(layer: BaseChannelLayer, group: str, channel: str) -> bool:
     try:
-        await asyncio.wait_for(layer.group_add(exec_group(public_id), channel), SETUP_TIMEOUT_S)
+        await asyncio.wait_for(layer.group_add(group, channel), SETUP_TIMEOUT_S)
     except Exception as exc:  # a Redis error, or TimeoutError
-        logger.warning("exec listener not subscribed (polling the database): %r", exc)
+        logger.warning("listener not subscribed to %s (polling the database): %r", group, exc)
         return False
     return True
 
 
-async def unsubscribe(layer: BaseChannelLayer, public_id: str, channel: str) -> None:
+async def _group_discard(layer: BaseChannelLayer, group: str, channel: str) -> None:
     # A membership left behind expires with the group; a dead channel only drops messages.
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(layer.group_discard(exec_group(public_id), channel), SETUP_TIMEOUT_S)
+        await asyncio.wait_for(layer.group_discard(group, channel), SETUP_TIMEOUT_S)
 
 
-async def _open_channel(layer: BaseChannelLayer, public_id: str) -> str:
-    """A new channel subscribed to the exec's group, or "" if the layer cannot now."""
+async def _open_channel(layer: BaseChannelLayer, group: str) -> str:
+    """A new channel subscribed to ``group``, or "" if the layer cannot now."""
     try:
         # Bounded: a paused Redis must not hold the wait before its first recheck.
         channel: str = await asyncio.wait_for(layer.new_channel(), SETUP_TIMEOUT_S)
     except Exception as exc:  # a Redis error, or TimeoutError
-        logger.warning("exec wait without a channel (polling the database): %r", exc)
+        logger.warning("wait without a channel (polling the database): %r", exc)
         return ""
-    return channel if await subscribe(layer, public_id, channel) else ""
+    return channel if await _group_add(layer, group, channel) else ""
 
 
 async def _wait_on_group(
-    layer: BaseChannelLayer, public_id: str, check: Callable[[], bool], timeout_s: float
+    layer: BaseChannelLayer, group: str, check: Callable[[], bool], timeout_s: float
 ) -> bool:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     async_check = sync_to_async(check)
     receiving: asyncio.Future[Any] | None = None
     # Subscribed before the first check: nothing committed after it can be missed.
-    channel = await _open_channel(layer, public_id)
+    channel = await _open_channel(layer, group)
     try:
         while not await async_check():
             remaining = deadline - loop.time()
@@ -302,19 +325,19 @@ async def _wait_on_group(
             if done:
                 finished, receiving = receiving, None
                 if finished.exception() is not None:
-                    logger.warning("exec wake-ups lost (polling): %r", finished.exception())
+                    logger.warning("wake-ups lost (polling): %r", finished.exception())
                     channel = ""
         return True
     finally:
-        await _close_channel(layer, public_id, channel, receiving)
+        await _close_channel(layer, group, channel, receiving)
 
 
 async def _close_channel(
-    layer: BaseChannelLayer, public_id: str, channel: str, receiving: asyncio.Future[Any] | None
+    layer: BaseChannelLayer, group: str, channel: str, receiving: asyncio.Future[Any] | None
 ) -> None:
     if receiving is not None:
         receiving.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await receiving
     if channel:
-        await unsubscribe(layer, public_id, channel)
+        await _group_discard(layer, group, channel)

@@ -24,6 +24,7 @@ from core.errors import (
     EngineUnavailable,
 )
 from core.queues import node_queue
+from execution import notify
 from tenants.audit import audit_record
 from tenants.models import AuditEvent, TenantPolicy
 from tenants.principal import system_principal
@@ -135,6 +136,19 @@ def _pull_image(workspace: Workspace, policy: TenantPolicy) -> None:
     rows.update(image_id=image_id)
 
 
+def workspace_group(public_id: str) -> str:
+    """The channel-layer group of those waiting for a workspace to leave ``creating``."""
+    return f"workspace.{public_id}"
+
+
+def workspace_changed(workspace: Workspace, *, status: str) -> None:
+    """Wake the spawns waiting on ``workspace`` (call after the change is committed); a
+    lost message only costs them latency: they re-read the row every second."""
+    notify.publish_group(
+        workspace_group(workspace.public_id), {"type": "workspace.event", "status": status}
+    )
+
+
 def workspace_provision_enqueue(*, workspace: Workspace) -> None:
     """Queue the provisioning task on the workspace's node (call once the row is committed)."""
     from workspaces.tasks import workspace_provision_task
@@ -194,6 +208,7 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
             container_id="",
             updated_at=timezone.now(),
         )
+        workspace_changed(workspace, status=WorkspaceStatus.ERROR)
         audit_record(
             actor=system_principal(workspace.tenant),
             action="workspace.provision",
@@ -222,6 +237,7 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
             workspace=workspace, container_id=container_id, volume=not workspace.persistent
         )
         return workspace
+    workspace_changed(workspace, status=WorkspaceStatus.RUNNING)
     workspace.refresh_from_db()
     usage_run_sync(workspace=workspace, at=workspace.updated_at)
     logger.info(

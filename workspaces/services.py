@@ -28,6 +28,7 @@ from core.errors import (
     error_rebuilt,
 )
 from core.idempotency import idempotent_replay, key_window
+from execution import notify
 from tenants.audit import AuditScope, audited
 from tenants.models import TenantPolicy
 from tenants.principal import Principal
@@ -67,8 +68,13 @@ from workspaces.placement import (
 )
 from workspaces.policy import limits_resolve, ttl_resolve
 from workspaces.pool import pool_claim, pool_serves
+from workspaces.provisioning import (
+    workspace_changed,
+    workspace_group,
+    workspace_provision_enqueue,
+    workspace_teardown,
+)
 from workspaces.provisioning import workspace_provision as workspace_provision  # re-export
-from workspaces.provisioning import workspace_provision_enqueue, workspace_teardown
 from workspaces.runtime.base import ContainerStats, PullProgress
 from workspaces.selectors import workspace_get, workspace_require_own, workspace_require_running
 from workspaces.snapshots.selectors import snapshot_get_ready
@@ -79,12 +85,6 @@ from workspaces.suspend import workspace_ready
 from workspaces.suspend import workspace_resume as workspace_resume  # re-export
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
-# Polling the row while waiting for the worker: every few tens of milliseconds
-# while a spawn is typically done (a primary-key read is cheap), then slower.
-_WAIT_FIRST_DELAY_S = 0.005
-_WAIT_FAST_DELAY_S = 0.03
-_WAIT_FAST_FOR_S = 5.0
-_WAIT_SLOW_DELAY_S = 0.25
 
 
 def _validate_alias(alias: str | None) -> None:
@@ -441,22 +441,26 @@ def workspace_error(*, workspace: Workspace) -> DevBenchError:
 
 
 def workspace_wait_running(*, workspace: Workspace, timeout_s: float | None = None) -> Workspace:
-    """Watch the row until the worker has finished with it; works across processes."""
+    """Wait until the worker has finished with the row; works across processes.
+
+    Woken by the worker's message when the row leaves ``creating``
+    (``provisioning.workspace_changed``), not by polling it; the row is re-read at
+    least every second all the same, so a lost message costs latency only.
+    """
     timeout = settings.DEVBENCH_SPAWN_WAIT_S if timeout_s is None else timeout_s
-    started = time.monotonic()
-    deadline = started + timeout
-    delay = _WAIT_FIRST_DELAY_S
     rows = Workspace.objects.filter(pk=workspace.pk)
-    while rows.values_list("status", flat=True).first() == WorkspaceStatus.CREATING:
-        if time.monotonic() >= deadline:
-            raise SpawnTimeout(
-                f"Workspace '{workspace}' is still being created after {timeout:g} s; it will "
-                "come up later (poll it) or end in error.",
-                workspace_id=workspace.public_id,
-            )
-        time.sleep(delay)
-        fast = time.monotonic() - started < _WAIT_FAST_FOR_S
-        delay = min(delay * 2, _WAIT_FAST_DELAY_S) if fast else _WAIT_SLOW_DELAY_S
+
+    def left_creating() -> bool:
+        return rows.values_list("status", flat=True).first() != WorkspaceStatus.CREATING
+
+    if not notify.wait_for_group(
+        workspace_group(workspace.public_id), left_creating, timeout_s=timeout
+    ):
+        raise SpawnTimeout(
+            f"Workspace '{workspace}' is still being created after {timeout:g} s; it will "
+            "come up later (poll it) or end in error.",
+            workspace_id=workspace.public_id,
+        )
     workspace.refresh_from_db()
     if workspace.status == WorkspaceStatus.ERROR:
         raise workspace_error(workspace=workspace)
@@ -492,6 +496,7 @@ def workspace_kill(
                 row.save(update_fields=["status", "updated_at"])
                 usage_run_sync(workspace=row, at=row.updated_at)
         if row.status == WorkspaceStatus.REMOVING:
+            workspace_changed(row, status=row.status)  # a spawn waiting on it stops waiting
             workspace_teardown(workspace=row, force=force, remove_volume=remove_volume)
         workspace.refresh_from_db()
     return workspace

@@ -286,3 +286,38 @@ def test_provisioning_is_routed_to_the_workspace_node_queue(
     assert broker.llen("node.elsewhere") == 1  # waiting on its node's queue, not "default"
     start_worker("elsewhere")  # listens on default,node.elsewhere
     assert workspace_wait_running(workspace=workspace).status == WorkspaceStatus.RUNNING
+
+
+def test_the_waiting_spawn_is_woken_by_the_worker_not_by_rereading(
+    live_worker, actor, kill_after, monkeypatch
+):
+    """The worker's message ends the wait: with the periodic re-read of the row pushed
+    out to minutes, a spawn still returns as soon as its workspace runs."""
+    from execution import notify
+
+    assert notify.layer_crosses_processes(notify._layer())
+    monkeypatch.setattr(notify, "RECHECK_S", 600.0)
+    checks: list[str] = []
+    real = notify.wait_for_group
+
+    def counting(group: str, check: Any, *, timeout_s: float) -> bool:
+        def counted() -> bool:
+            checks.append(group)
+            return bool(check())
+
+        return real(group, counted, timeout_s=timeout_s)
+
+    monkeypatch.setattr(notify, "wait_for_group", counting)
+    done: list[Workspace] = []
+    waiter = threading.Thread(
+        target=lambda: done.append(workspace_spawn(actor=actor, image=BUSYBOX, wait_timeout_s=300))
+    )
+    waiter.start()
+    waiter.join(timeout=120)  # a lost wake-up would hold it for the whole 300 s
+    assert not waiter.is_alive(), "the spawn was not woken by its worker"
+    workspace = done[0]
+    kill_after.append(workspace)
+    assert workspace.status == WorkspaceStatus.RUNNING
+    # Read before subscribing, once subscribed, and after the wake-up: the row is not
+    # polled (fewer only if the worker was done before the wait began).
+    assert checks in ([f"workspace.{workspace.public_id}"] * n for n in (1, 2, 3))
