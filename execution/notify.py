@@ -24,14 +24,22 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
 
-from asgiref.sync import async_to_sync, sync_to_async
-from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import (
+    BaseChannelLayer,
+    InMemoryChannelLayer,
+    channel_layers,
+    get_channel_layer,
+)
 from django.db import connection
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EVENT_TYPE = "exec.event"
 RECHECK_S = 1.0
@@ -67,26 +75,33 @@ class _LoopThread:
     connection each time; this keeps one pool warm for every runner thread.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
+        self._name = name
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pid = 0
 
-    def call(self, func: Callable[..., None], *args: Any) -> None:
-        """Run ``func(*args)`` on the loop; calls run in the order they were made."""
+    def _running(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None or self._pid != os.getpid():  # new, or inherited by fork
                 self._loop = asyncio.new_event_loop()
                 self._pid = os.getpid()
                 thread = threading.Thread(
-                    target=self._loop.run_forever, name="exec-notify", daemon=True
+                    target=self._loop.run_forever, name=self._name, daemon=True
                 )
                 thread.start()
-            loop = self._loop
-        loop.call_soon_threadsafe(func, *args)
+            return self._loop
+
+    def call(self, func: Callable[..., None], *args: Any) -> None:
+        """Run ``func(*args)`` on the loop; calls run in the order they were made."""
+        self._running().call_soon_threadsafe(func, *args)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Run ``coro`` on the loop; cancelling the future cancels it."""
+        return asyncio.run_coroutine_threadsafe(coro, self._running())
 
 
-_publisher = _LoopThread()
+_publisher = _LoopThread("exec-notify")
 
 
 def live_output() -> bool:
@@ -219,6 +234,13 @@ def wait_for_group(group: str, check: Callable[[], bool], *, timeout_s: float) -
     of connections) never fails the wait: it goes on reading the database.
     Between checks the thread gives its pooled database connection back, so
     any number of waiters share a small pool.
+
+    channels-redis lets one event loop at a time receive on a layer instance, and a
+    web process's websocket consumers receive on the default instance from the
+    server's loop: waits in other threads would collide with them and with each
+    other ("Two event loops are trying to receive()"), and a collision can leave the
+    layer refusing every later receive. So every wait of the process receives on a
+    layer instance of its own (:func:`_waiting_layer`), on one loop thread of its own.
     """
     checked = _releasing(check)
     if checked():
@@ -226,17 +248,77 @@ def wait_for_group(group: str, check: Callable[[], bool], *, timeout_s: float) -
     if timeout_s <= 0:
         return False
     deadline = time.monotonic() + timeout_s
-    layer = _layer()
-    if layer_crosses_processes(layer):
-        assert layer is not None
+    layer = _waiting_layer()
+    if layer is None:
+        return _poll(checked, deadline=deadline, interval_s=IN_MEMORY_POLL_S)
+    # Subscribed before the next check: nothing committed after it can be missed.
+    wakeups = _Wakeups(layer, group)
+    try:
+        while not checked():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            wakeups.wait(min(remaining, RECHECK_S))
+        return True
+    finally:
+        wakeups.close()
+
+
+class _Wakeups:
+    """A waiter's channel in ``group``, received on the process's wait loop."""
+
+    def __init__(self, layer: BaseChannelLayer, group: str) -> None:
+        self.layer = layer
+        self.group = group
+        self.channel = _on_receiver(_open_channel(layer, group), default="")
+        self.receiving: Future[Any] | None = None
+
+    def wait(self, timeout_s: float) -> None:
+        """Until a message arrives or ``timeout_s`` passes (polling pace without a channel)."""
+        if not self.channel:
+            time.sleep(min(timeout_s, FALLBACK_POLL_S))
+            return
+        # One receive per waiter, kept across rechecks: cancelling it every recheck
+        # would drop the Redis connection of the blocking pop each time.
+        self.receiving = self.receiving or _receiver.submit(self.layer.receive(self.channel))
         try:
-            return bool(async_to_sync(_wait_on_group)(layer, group, checked, timeout_s))
-        except Exception as exc:  # any layer failure: the database still answers
-            logger.warning("exec wait falls back to polling the database: %r", exc)
-        poll_s = FALLBACK_POLL_S
-    else:
-        poll_s = IN_MEMORY_POLL_S
-    return _poll(checked, deadline=deadline, interval_s=poll_s)
+            self.receiving.result(timeout=timeout_s)
+        except FutureTimeout:
+            return  # recheck, still receiving
+        except Exception as exc:
+            logger.warning("wake-ups lost (polling): %r", exc)
+            self.channel = ""
+        self.receiving = None
+
+    def close(self) -> None:
+        if self.receiving is not None:
+            self.receiving.cancel()
+        if self.channel:
+            _receiver.submit(_group_discard(self.layer, self.group, self.channel))
+
+
+_receiver = _LoopThread("wait-receive")
+_waiting: tuple[int, BaseChannelLayer | None] | None = None
+_waiting_lock = threading.Lock()
+
+
+def _waiting_layer() -> BaseChannelLayer | None:
+    """This process's layer instance for waits (None: the layer reaches no other process)."""
+    global _waiting
+    with _waiting_lock:
+        if _waiting is None or _waiting[0] != os.getpid():
+            layer = _layer()
+            own = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+            _waiting = (os.getpid(), own if layer_crosses_processes(layer) else None)
+        return _waiting[1]
+
+
+def _on_receiver(coro: Coroutine[Any, Any, str], *, default: str) -> str:
+    try:
+        return _receiver.submit(coro).result(timeout=2 * SETUP_TIMEOUT_S)
+    except Exception as exc:  # a Redis error, or TimeoutError
+        logger.warning("wait without a channel (polling the database): %r", exc)
+        return default
 
 
 def _releasing(check: Callable[[], bool]) -> Callable[[], bool]:
@@ -299,45 +381,3 @@ async def _open_channel(layer: BaseChannelLayer, group: str) -> str:
         logger.warning("wait without a channel (polling the database): %r", exc)
         return ""
     return channel if await _group_add(layer, group, channel) else ""
-
-
-async def _wait_on_group(
-    layer: BaseChannelLayer, group: str, check: Callable[[], bool], timeout_s: float
-) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    async_check = sync_to_async(check)
-    receiving: asyncio.Future[Any] | None = None
-    # Subscribed before the first check: nothing committed after it can be missed.
-    channel = await _open_channel(layer, group)
-    try:
-        while not await async_check():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            if not channel:
-                await asyncio.sleep(min(remaining, FALLBACK_POLL_S))
-                continue
-            # One receive per waiter, kept across rechecks: cancelling it every
-            # recheck would drop the Redis connection of the blocking pop each time.
-            receiving = receiving or asyncio.ensure_future(layer.receive(channel))
-            done, _ = await asyncio.wait({receiving}, timeout=min(remaining, RECHECK_S))
-            if done:
-                finished, receiving = receiving, None
-                if finished.exception() is not None:
-                    logger.warning("wake-ups lost (polling): %r", finished.exception())
-                    channel = ""
-        return True
-    finally:
-        await _close_channel(layer, group, channel, receiving)
-
-
-async def _close_channel(
-    layer: BaseChannelLayer, group: str, channel: str, receiving: asyncio.Future[Any] | None
-) -> None:
-    if receiving is not None:
-        receiving.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await receiving
-    if channel:
-        await _group_discard(layer, group, channel)

@@ -1,0 +1,70 @@
+"""Waits in many threads share the process's channel layer with websocket consumers on
+the server's loop: every wait is woken by its message, none falls back to polling, and
+the consumers' receives keep working."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+
+import pytest
+from channels.layers import get_channel_layer
+
+from execution import notify
+
+
+def test_concurrent_waits_beside_a_consumer_loop_are_all_woken(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert notify.layer_crosses_processes(notify._layer())
+    monkeypatch.setattr(notify, "RECHECK_S", 600.0)  # only a message can end a wait early
+    monkeypatch.setattr(notify, "_db_pooled", lambda: False)  # the checks read no database
+    caplog.set_level(logging.WARNING, logger="execution.notify")
+    consumer_layer = get_channel_layer()
+    consumer_loop = asyncio.new_event_loop()
+    threading.Thread(target=consumer_loop.run_forever, daemon=True).start()
+
+    async def consumer_round_trip() -> dict[str, object]:
+        channel = await consumer_layer.new_channel()
+        await consumer_layer.send(channel, {"type": "ping"})
+        return dict(await asyncio.wait_for(consumer_layer.receive(channel), 10))
+
+    # A consumer is receiving on the default layer from its loop the whole time.
+    idle_channel = asyncio.run_coroutine_threadsafe(
+        consumer_layer.new_channel(), consumer_loop
+    ).result(10)
+    idle = asyncio.run_coroutine_threadsafe(consumer_layer.receive(idle_channel), consumer_loop)
+
+    groups = [f"test.{uuid.uuid4().hex}" for _ in range(20)]
+    ready = {group: threading.Event() for group in groups}
+    checked = {group: threading.Event() for group in groups}
+    results: dict[str, bool] = {}
+
+    def waiter(group: str) -> None:
+        def check() -> bool:
+            checked[group].set()
+            return ready[group].is_set()
+
+        results[group] = notify.wait_for_group(group, check, timeout_s=300)
+
+    threads = [threading.Thread(target=waiter, args=(g,), daemon=True) for g in groups]
+    for thread in threads:
+        thread.start()
+    for group in groups:
+        assert checked[group].wait(30)
+    for group in groups:
+        ready[group].set()
+        notify.publish_group(group, {"type": "test.event"})
+    for thread in threads:
+        thread.join(timeout=60)  # a lost wake-up would hold its thread for 300 s
+    assert not any(t.is_alive() for t in threads), "a wait was not woken by its message"
+    assert results == {group: True for group in groups}
+    assert not [r.getMessage() for r in caplog.records if "polling" in r.getMessage()]
+    # The consumer's layer still receives on its own loop.
+    assert not idle.done()
+    idle.cancel()
+    pong = asyncio.run_coroutine_threadsafe(consumer_round_trip(), consumer_loop).result(30)
+    assert pong == {"type": "ping"}
+    consumer_loop.call_soon_threadsafe(consumer_loop.stop)
