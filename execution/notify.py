@@ -287,6 +287,7 @@ class _Wakeups:
             return  # recheck, still receiving
         except Exception as exc:
             logger.warning("wake-ups lost (polling): %r", exc)
+            _receiver.submit(_release(self.layer, self.group, self.channel))
             self.channel = ""
         self.receiving = None
 
@@ -294,7 +295,26 @@ class _Wakeups:
         if self.receiving is not None:
             self.receiving.cancel()
         if self.channel:
-            _receiver.submit(_group_discard(self.layer, self.group, self.channel))
+            _receiver.submit(_release(self.layer, self.group, self.channel))
+
+
+# The channels of the waits under way; only touched on the wait loop's thread.
+_waiting_channels: set[str] = set()
+
+
+async def _release(layer: BaseChannelLayer, group: str, channel: str) -> None:
+    """Leave ``group`` and drop what arrived for channels no wait receives any more.
+
+    channels-redis files each message it pops under its channel's name in
+    ``receive_buffer``, a queue per channel that only a receive of that channel
+    removes: a message that arrives after its wait ended (live output of the exec
+    waited for, say) would stay there for the life of the process.
+    """
+    _waiting_channels.discard(channel)
+    await _group_discard(layer, group, channel)
+    buffers = getattr(layer, "receive_buffer", {})
+    for name in [name for name in buffers if name not in _waiting_channels]:
+        del buffers[name]
 
 
 _receiver = _LoopThread("wait-receive")
@@ -380,4 +400,7 @@ async def _open_channel(layer: BaseChannelLayer, group: str) -> str:
     except Exception as exc:  # a Redis error, or TimeoutError
         logger.warning("wait without a channel (polling the database): %r", exc)
         return ""
-    return channel if await _group_add(layer, group, channel) else ""
+    if not await _group_add(layer, group, channel):
+        return ""
+    _waiting_channels.add(channel)
+    return channel

@@ -68,3 +68,50 @@ def test_concurrent_waits_beside_a_consumer_loop_are_all_woken(
     pong = asyncio.run_coroutine_threadsafe(consumer_round_trip(), consumer_loop).result(30)
     assert pong == {"type": "ping"}
     consumer_loop.call_soon_threadsafe(consumer_loop.stop)
+
+
+def test_messages_that_arrive_after_a_wait_do_not_stay_buffered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Output published to an exec after its waiter left is dropped, not kept for ever in
+    the layer's per-channel buffers."""
+    monkeypatch.setattr(notify, "_db_pooled", lambda: False)
+    layer = notify._waiting_layer()
+    assert layer is not None
+
+    async def buffered() -> list[str]:
+        return list(layer.receive_buffer)
+
+    def wait_for_messages(group: str, count: int) -> None:
+        done = threading.Event()
+        subscribed = threading.Event()  # the wait checked once it was in the group
+        checks = [0]
+
+        def check() -> bool:
+            result = done.is_set()
+            checks[0] += 1
+            if checks[0] >= 2:
+                subscribed.set()
+            return result
+
+        def publish_once_receiving() -> None:
+            subscribed.wait(30)
+            done.set()
+            for n in range(count):
+                notify.publish_group(group, {"type": "test.event", "data": "x" * 1000, "n": n})
+
+        publisher = threading.Thread(target=publish_once_receiving)
+        publisher.start()
+        assert notify.wait_for_group(group, check, timeout_s=60)
+        publisher.join()
+
+    # The first wait leaves on the first of many messages; the second wait's receive
+    # pops the rest, filed under the first wait's channel.
+    wait_for_messages(f"test.{uuid.uuid4().hex}", 50)
+    wait_for_messages(f"test.{uuid.uuid4().hex}", 1)
+    # Each release sweeps what arrived for channels no wait receives; let them run.
+    for _ in range(50):
+        if not notify._receiver.submit(buffered()).result(10):
+            break
+        wait_for_messages(f"test.{uuid.uuid4().hex}", 1)
+    assert notify._receiver.submit(buffered()).result(10) == []
