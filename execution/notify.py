@@ -400,7 +400,8 @@ async def _open_channel(layer: BaseChannelLayer, group: str) -> str:
     except Exception as exc:  # a Redis error, or TimeoutError
         logger.warning("wait without a channel (polling the database): %r", exc)
         return ""
+    _waiting_channels.add(channel)  # before it can be sent anything
     if not await _group_add(layer, group, channel):
+        _waiting_channels.discard(channel)
         return ""
-    _waiting_channels.add(channel)
     return channel
