@@ -69,10 +69,11 @@ def layer_crosses_processes(layer: BaseChannelLayer | None) -> bool:
 
 
 class _LoopThread:
-    """One long-lived event loop per process for fire-and-forget publishing.
+    """One long-lived event loop thread per process and purpose (publishing; the
+    receives of every wait).
 
     A fresh loop per message (``async_to_sync``) would open a new Redis
-    connection each time; this keeps one pool warm for every runner thread.
+    connection each time; this keeps one pool warm for every calling thread.
     """
 
     def __init__(self, name: str) -> None:
