@@ -4,6 +4,7 @@ database is written by hand, so every interleaving is deterministic."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -12,7 +13,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
-from execution import ahead, notify
+from execution import ahead, consumers, notify
 from execution.models import ExecChunk, ExecStatus
 from tests.factories import ExecFactory
 
@@ -40,10 +41,20 @@ def _store(exec_: Any, *chunks: tuple[int, bytes]) -> None:
 
 
 class Watcher:
-    def __init__(self, exec_: Any, token: Any) -> None:
+    def __init__(self, exec_: Any, token: Any, monkeypatch: pytest.MonkeyPatch) -> None:
         from devbench_site.asgi import application
 
         self.exec = exec_
+        self.reads = 0  # database reads the consumer has finished
+        poll = consumers.services.exec_poll
+
+        def counted_poll(**kwargs: Any) -> Any:
+            try:
+                return poll(**kwargs)
+            finally:
+                self.reads += 1
+
+        monkeypatch.setattr(consumers.services, "exec_poll", counted_poll)
         self.group = notify.exec_group(exec_.public_id)
         self.ws = WebsocketCommunicator(
             application,
@@ -59,6 +70,22 @@ class Watcher:
 
     async def frames(self, n: int) -> list[dict[str, Any]]:
         return [json.loads(await self.ws.receive_from(timeout=10)) for _ in range(n)]
+
+    async def reads_done(self, n: int) -> None:
+        """Wait until the consumer has read the database ``n`` times in all: a store made
+        after that cannot be seen by a read still in flight."""
+        for _ in range(1000):
+            if self.reads >= n:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"the consumer read the database {self.reads} times, not {n}")
+
+    async def arrivals(self, within_s: float) -> list[Any]:
+        """Whatever reaches the client within ``within_s`` (shown when it should be nothing)."""
+        if await self.ws.receive_nothing(timeout=within_s):
+            return []
+        waiting = self.ws.output_queue.qsize()
+        return [await self.ws.receive_output(timeout=1) for _ in range(waiting)]
 
     async def outputs(self, n: int) -> list[tuple[int, str]]:
         frames = await self.frames(n)
@@ -77,18 +104,19 @@ def running_exec(tenant: Any) -> Any:
 
 
 def test_live_output_past_a_gap_is_kept_and_sent_once_the_database_fills_it(
-    running_exec: Any, token: Any
+    running_exec: Any, token: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    watcher = Watcher(running_exec, token)
+    watcher = Watcher(running_exec, token, monkeypatch)
 
     async def scenario() -> None:
         connected, _ = await watcher.ws.connect()
         assert connected
         assert await watcher.outputs(1) == [(1, "a")]  # the stored backlog
+        await watcher.reads_done(2)  # and the read that found nothing more
         # Published live before seq 2 is stored (the store runs behind the live path).
         await watcher.publish(_live((3, b"c"), (4, b"d")))
         await watcher.publish(_live((5, b"e")))
-        assert await watcher.ws.receive_nothing(timeout=0.5)
+        assert await watcher.arrivals(0.5) == []
         await sync_to_async(_store)(running_exec, (2, b"b"))
         await watcher.publish(_wake(2))
         # 2 from the database, then 3-5 as they came live: none of them is stored yet.
@@ -112,17 +140,21 @@ def test_a_watcher_too_far_behind_drops_what_it_kept_and_reads_everything_stored
     # re-read, landing between a store and its wake-up on a slow machine, would send
     # 3 and 4 live as soon as 2 is out, which is right but not this test's sequence.
     monkeypatch.setattr(notify, "RECHECK_S", 600.0)
-    watcher = Watcher(running_exec, token)
+    watcher = Watcher(running_exec, token, monkeypatch)
 
     async def scenario() -> None:
         connected, _ = await watcher.ws.connect()
         assert connected
         assert await watcher.outputs(1) == [(1, "a")]
+        # The backlog read ends with a read that finds nothing more; were 2 stored before
+        # it, it would send 2, and 3 and 4 would then come live in order (right, but not
+        # this test's sequence).
+        await watcher.reads_done(2)
         await watcher.publish(_live((3, b"cc"), (4, b"ddd")))  # past the bound: let go
         await sync_to_async(_store)(running_exec, (2, b"b"))
         await watcher.publish(_wake(2))
         assert await watcher.outputs(1) == [(2, "b")]
-        assert await watcher.ws.receive_nothing(timeout=0.5)  # 3 and 4 are not stored yet
+        assert await watcher.arrivals(0.5) == []  # 3 and 4 are not stored yet
         await sync_to_async(_finish)(running_exec, (3, b"cc"), (4, b"ddd"))
         await watcher.publish(_wake(4, ExecStatus.COMPLETED))
         assert await watcher.outputs(2) == [(3, "cc"), (4, "ddd")]  # every byte, in order
