@@ -166,7 +166,9 @@ class RuntimeLifecycle(abc.ABC):
         """Remove a volume; a missing one is not an error."""
 
     @abc.abstractmethod
-    def create(self, spec: ContainerSpec) -> ContainerInfo: ...
+    def create(self, spec: ContainerSpec) -> ContainerInfo:
+        """Create (not start) a container; its info as created (``image_id`` is the spec's
+        image, ``raw`` is empty: ``inspect`` tells the engine's view)."""
 
     @abc.abstractmethod
     def start(self, container_id: str) -> None: ...

@@ -99,7 +99,15 @@ class DockerLifecycle(RuntimeLifecycle):
                 host_config=host_config,
                 detach=True,
             )
-        return self.inspect(created["Id"])
+        # What the engine was just asked to make: no inspect round trip on a spawn's path.
+        return ContainerInfo(
+            id=created["Id"],
+            name=spec.name,
+            status="created",
+            running=False,
+            labels=dict(spec.labels),
+            image_id=spec.image,
+        )
 
     def start(self, container_id: str) -> None:
         with translated(engine_url=self.base_url, container_id=container_id):
