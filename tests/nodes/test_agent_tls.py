@@ -176,6 +176,34 @@ def test_exec_output_streams_over_tls(agent: tuple[AgentServer, str], container:
     assert remote.exec_wait(exec_id).exit_code == 3
 
 
+def test_exec_streams_share_one_pooled_connection(
+    agent: tuple[AgentServer, str], container: str
+) -> None:
+    server, pinned = agent
+    remote = RemoteDriver(node="tls-node", url=server.url, token=TOKEN, cert=pinned, timeout_s=0.5)
+    for i in range(3):
+        exec_id = remote.exec_create(container, ExecSpec(cmd=["echo", str(i)]))
+        assert list(remote.exec_stream(exec_id)) == [(1, f"{i}\n".encode())]
+        assert remote.exec_wait(exec_id).exit_code == 0
+    assert remote._pool.qsize() == 1  # every exec above went over the same connection
+
+    # Quiet for longer than the driver's call timeout: a stream waits as long as it runs.
+    exec_id = remote.exec_create(container, ExecSpec(cmd=["sh", "-c", "sleep 1; echo late"]))
+    assert list(remote.exec_stream(exec_id)) == [(1, b"late\n")]
+    [pooled] = list(remote._pool.queue)
+    assert pooled.sock is not None and pooled.sock.gettimeout() == 0.5  # calls time out again
+
+    # Closed from another thread while quiet: cut, and the next calls still work.
+    output = remote.exec_stream(remote.exec_create(container, ExecSpec(cmd=["sleep", "30"])))
+    threading.Timer(0.3, output.close).start()
+    assert list(output) == []
+    done = remote.exec_stream(remote.exec_create(container, ExecSpec(cmd=["echo", "after"])))
+    assert list(done) == [(1, b"after\n")]
+    done.close()  # after a clean end: leaves the pooled connection alone
+    assert remote.path_stat(container, "/tmp") is not None
+    assert remote._pool.qsize() == 1
+
+
 def test_the_shell_works_both_ways_over_tls(agent: tuple[AgentServer, str], container: str) -> None:
     tty = _remote(agent).exec_open_tty(container, ExecSpec(cmd=["/bin/sh"], env={"PS1": "$ "}))
     try:

@@ -1,9 +1,10 @@
 """The runtime driver of a node reached through its worker's agent.
 
 Every method is one HTTP call to the agent (``workspaces.runtime.agent``),
-which runs it on the node's own engine. Plain calls reuse keep-alive
-connections; each stream (archive, exec output, tty) gets a connection of its
-own that a ``close`` from any thread shuts down. Over TLS the agent must hold
+which runs it on the node's own engine. Plain calls, archives and exec output
+run on pooled keep-alive connections (a stream's connection goes back to the
+pool once it has ended cleanly; a ``close`` from any thread before that shuts
+it down); a tty gets a connection of its own. Over TLS the agent must hold
 the key of the certificate its node registered (``runtime.agent_tls``); plain
 HTTP only to the loopback. A node that cannot be reached answers
 ``node_unavailable`` (503).
@@ -197,6 +198,21 @@ class RemoteDriver(RuntimeDriver):
                 raise self._unavailable(exc) from exc
         raise AssertionError("unreachable")
 
+    def _pooled_stream(
+        self, method: str, body: bytes
+    ) -> tuple[_Connection, http.client.HTTPResponse]:
+        """A streamed (chunked) answer on a pooled connection: its head, once it is a 200."""
+        conn, response = self._request(method, body, self._json_headers)
+        if response.status != 200:
+            try:
+                payload = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                raise self._unavailable(exc) from exc
+            self._checkin(conn, response)
+            _raise_status(response.status, payload)
+        return conn, response
+
     def _call(self, method: str, **kwargs: Any) -> Any:
         arg_types, result_type = wire.CALLS[method]
         body = json.dumps(wire.dump_args(arg_types, kwargs)).encode()
@@ -209,34 +225,6 @@ class RemoteDriver(RuntimeDriver):
         self._checkin(conn, response)
         _raise_status(response.status, payload)
         return wire.load(result_type, json.loads(payload)["result"])
-
-    def _open_stream(
-        self, method: str, *, body: Any, headers: dict[str, str]
-    ) -> tuple[_Connection, http.client.HTTPResponse]:
-        """A request on a connection of its own; no read timeout (streams may be quiet)."""
-        conn = self._connect(timeout_s=None)
-        try:
-            chunked = not isinstance(body, bytes)
-            conn.request(
-                "POST",
-                wire.API_PREFIX + method,
-                body=body,
-                headers=self._headers(headers),
-                encode_chunked=chunked,
-            )
-            response = conn.getresponse()
-        except DevBenchError:
-            conn.close()
-            raise
-        except OSError as exc:
-            conn.close()
-            raise self._unavailable(exc) from exc
-        try:
-            self._raise_for(response)
-        except DevBenchError:
-            conn.close()
-            raise
-        return conn, response
 
     def _stream_args(self, method: str, **kwargs: Any) -> bytes:
         return json.dumps(wire.dump_args(wire.STREAM_ARGS[method], kwargs)).encode()
@@ -328,11 +316,13 @@ class RemoteDriver(RuntimeDriver):
         return result
 
     def exec_stream(self, exec_id: str) -> ExecOutput:
-        conn, response = self._open_stream(
-            "exec_stream",
-            body=self._stream_args("exec_stream", exec_id=exec_id),
-            headers={"Content-Type": "application/json"},
+        # On a pooled connection too (the agent chunks the output, so the connection
+        # outlives it): no connect, TLS handshake or agent thread per exec.
+        conn, response = self._pooled_stream(
+            "exec_stream", self._stream_args("exec_stream", exec_id=exec_id)
         )
+        assert conn.sock is not None
+        conn.sock.settimeout(None)  # an exec may be quiet for as long as it runs
         return _RemoteExecOutput(conn, response, self)
 
     def exec_open_tty(self, container_id: str, spec: ExecSpec) -> InteractiveExec:
@@ -386,15 +376,7 @@ class RemoteDriver(RuntimeDriver):
         # On a pooled connection (the body is chunked): no connect, handshake or new
         # agent thread per read.
         body = self._stream_args("archive_get", container_id=container_id, path=path)
-        conn, response = self._request("archive_get", body, self._json_headers)
-        if response.status != 200:
-            try:
-                payload = response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                raise self._unavailable(exc) from exc
-            self._checkin(conn, response)
-            _raise_status(response.status, payload)
+        conn, response = self._pooled_stream("archive_get", body)
         try:
             stat = wire.load(PathStat, json.loads(response.getheader(wire.STAT_HEADER, "{}")))
         except ValueError:
@@ -553,6 +535,9 @@ class _RemoteArchiveReader(ArchiveReader):
 
 
 class _RemoteExecOutput(ExecOutput):
+    """An exec's frames off a pooled connection, which goes back to the pool once the
+    stream has ended cleanly; ``close`` (from any thread) before that shuts it down."""
+
     def __init__(
         self, conn: _Connection, response: http.client.HTTPResponse, driver: RemoteDriver
     ) -> None:
@@ -560,6 +545,9 @@ class _RemoteExecOutput(ExecOutput):
         self._response = response
         self._driver = driver
         self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._iterating = False  # a thread reads the stream: it closes the connection
+        self._released = False  # the connection went back to the pool or was closed
 
     def _read_exactly(self, size: int) -> bytes:
         data = b""
@@ -571,10 +559,15 @@ class _RemoteExecOutput(ExecOutput):
         return data
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        ended = False
+        with self._lock:
+            self._iterating = not self._released
         try:
             while True:
                 stream, length = wire.FRAME.unpack(self._read_exactly(wire.FRAME.size))
                 if stream == 0 and length == 0:
+                    # The end frame; then the last chunk, which frees the connection.
+                    ended = self._response.read(_DRAIN) == b"" and self._response.isclosed()
                     return
                 yield stream, self._read_exactly(length)
         except (OSError, EOFError, http.client.HTTPException, ValueError) as exc:
@@ -582,11 +575,34 @@ class _RemoteExecOutput(ExecOutput):
                 return  # closed on purpose by the caller
             raise _broken(self._driver, exc) from exc
         finally:
-            self._conn.close()
+            self._release(reuse=ended)
+
+    def _release(self, *, reuse: bool) -> None:
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+            if reuse and not self._closed.is_set():
+                assert self._conn.sock is not None
+                self._conn.sock.settimeout(self._driver._timeout_s)
+                self._driver._checkin(self._conn, self._response)
+            else:
+                self._conn.close()
 
     def close(self) -> None:
         self._closed.set()
-        self._conn.shutdown()
+        with self._lock:
+            if self._released:
+                return  # ended cleanly: the connection may already serve another call
+            sock = self._conn.sock
+            if self._iterating and sock is not None:
+                # Wake the reader, which closes the connection in its own thread (closing
+                # its response here would race the read it is in).
+                with contextlib.suppress(OSError):
+                    shutdown_socket(sock, socket.SHUT_RDWR)
+                return
+            self._released = True
+            self._conn.shutdown()
 
 
 class _RemoteTty(InteractiveExec):
