@@ -2,8 +2,8 @@
 
 Web processes hold no engine socket; every engine call for a workspace goes to
 the agent of the worker on the workspace's node, which runs it on its local
-driver. Streams (files, exec output, the shell) flow straight through one
-HTTP connection each, with TCP's back-pressure and no buffering in Redis
+driver. Streams (files, exec output, the shell) flow straight through the
+caller's HTTP connection, with TCP's back-pressure and no buffering in Redis
 (docs/adr/node-routing.md). Wire format: ``workspaces.runtime.wire``.
 """
 
