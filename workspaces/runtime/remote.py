@@ -134,7 +134,7 @@ class RemoteDriver(RuntimeDriver):
             node=self.node,
         )
 
-    def _connect(self, *, timeout_s: float | None) -> _Connection:
+    def _connect(self) -> _Connection:
         conn = (
             _TLSConnection(self._host, self._port, timeout=CONNECT_TIMEOUT_S, context=self._tls)
             if self._tls
@@ -145,17 +145,12 @@ class RemoteDriver(RuntimeDriver):
         except OSError as exc:  # ssl.SSLError is one
             raise self._unavailable(exc) from exc
         assert conn.sock is not None
-        conn.sock.settimeout(timeout_s)
+        conn.sock.settimeout(self._timeout_s)
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {"Authorization": self._auth, **(extra or {})}
-
-    @staticmethod
-    def _raise_for(response: http.client.HTTPResponse) -> None:
-        if response.status != 200:
-            _raise_status(response.status, response.read())
 
     def _checkout(self) -> tuple[_Connection, bool]:
         """A pooled keep-alive connection (True: reused) or a new one."""
@@ -163,7 +158,7 @@ class RemoteDriver(RuntimeDriver):
             try:
                 conn = self._pool.get_nowait()
             except queue.Empty:
-                return self._connect(timeout_s=self._timeout_s), False
+                return self._connect(), False
             if time.monotonic() - conn.idle_since < _REUSE_WITHIN_S:
                 return conn, True
             conn.close()
