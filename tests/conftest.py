@@ -50,6 +50,23 @@ def _remove_test_containers() -> None:
         print(f"warning: test container cleanup failed: {exc}", file=sys.stderr)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer() -> Iterator[None]:
+    """Each test gets its own instance of the default channel layer.
+
+    A layer's receive state (its lock, its receiving loop, its per-channel buffers) is
+    bound to the event loops that used it. Tests run one loop after another in this
+    process, and a test whose loop stopped with a receive still pending would leave
+    the next test's consumers a lock of a dead loop. Production runs one loop per
+    process (the waits have their own instance, ``execution.notify``).
+    """
+    yield
+    from channels import DEFAULT_CHANNEL_LAYER
+    from channels.layers import channel_layers
+
+    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+
+
 @pytest.fixture
 def tenant(db: Any) -> Any:
     return TenantFactory()

@@ -67,6 +67,14 @@ def test_concurrent_waits_beside_a_consumer_loop_are_all_woken(
     idle.cancel()
     pong = asyncio.run_coroutine_threadsafe(consumer_round_trip(), consumer_loop).result(30)
     assert pong == {"type": "ping"}
+
+    async def settled() -> None:
+        # The cancelled receive ends on its loop (releasing the layer's receive lock)
+        # before the loop stops: a stopped loop would keep it half-done.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        await asyncio.gather(*others, return_exceptions=True)
+
+    asyncio.run_coroutine_threadsafe(settled(), consumer_loop).result(30)
     consumer_loop.call_soon_threadsafe(consumer_loop.stop)
 
 
