@@ -199,19 +199,12 @@ class RemoteDriver(RuntimeDriver):
         """A streamed (chunked) answer on a pooled connection: its head, once it is a 200."""
         conn, response = self._request(method, body, self._json_headers)
         if response.status != 200:
-            try:
-                payload = response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                raise self._unavailable(exc) from exc
-            self._checkin(conn, response)
-            _raise_status(response.status, payload)
+            self._answer(conn, response)  # raises the agent's error
         return conn, response
 
-    def _call(self, method: str, **kwargs: Any) -> Any:
-        arg_types, result_type = wire.CALLS[method]
-        body = json.dumps(wire.dump_args(arg_types, kwargs)).encode()
-        conn, response = self._request(method, body, self._json_headers)
+    def _answer(self, conn: _Connection, response: http.client.HTTPResponse) -> bytes:
+        """The whole body of a plain answer (its connection back in the pool); the agent's
+        error raised unless it is a 200."""
         try:
             payload = response.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -219,6 +212,12 @@ class RemoteDriver(RuntimeDriver):
             raise self._unavailable(exc) from exc
         self._checkin(conn, response)
         _raise_status(response.status, payload)
+        return payload
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        arg_types, result_type = wire.CALLS[method]
+        body = json.dumps(wire.dump_args(arg_types, kwargs)).encode()
+        payload = self._answer(*self._request(method, body, self._json_headers))
         return wire.load(result_type, json.loads(payload)["result"])
 
     def _stream_args(self, method: str, **kwargs: Any) -> bytes:
