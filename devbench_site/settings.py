@@ -141,7 +141,7 @@ if DATABASE_URL:
             conn_health_checks=not DATABASE_POOL,
         )
     }
-    DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
+    DATABASES["default"]["ENGINE"] = "core.db.postgresql"  # django-prometheus's, leaner
     if DATABASE_POOL:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("DATABASE_POOL_MIN_SIZE", 1),
@@ -153,7 +153,7 @@ else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
-            "ENGINE": "django_prometheus.db.backends.sqlite3",
+            "ENGINE": "core.db.sqlite3",  # django-prometheus's, leaner
             "NAME": str(VAR_DIR / "devbench.sqlite3"),
             # WAL + a busy timeout let the in-process task threads write beside requests.
             "OPTIONS": {
@@ -468,7 +468,7 @@ if REDIS_URL:
     # Userinfo answers for opaque tokens are shared by every web process.
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "core.redis_cache.RedisCache",  # one client per process
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": f"devbench:{DEVBENCH_INSTANCE}",
             # Every use is a cache in front of something that answers without it (file

@@ -1,0 +1,1 @@
+"""Database backends: django-prometheus's, with its per-connect costs taken out."""
