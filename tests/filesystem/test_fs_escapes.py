@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from typing import Any
 
 import pytest
 
@@ -255,3 +256,71 @@ def test_a_compressed_archive_cannot_expand_past_the_limits(env, wdir):
     assert exc.value.code == "file_too_large"
     assert exc.value.extra["member"] == "one"
     assert env.must("ls", "-A", wdir) == b""
+
+
+class _CountingDriver:
+    """The workspace's driver, recording the engine calls a read makes."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name not in ("path_stat", "archive_get"):
+            return attr
+
+        def counted(container_id: str, path: str) -> Any:
+            self.calls.append((name, path))
+            return attr(container_id, path)
+
+        return counted
+
+
+def test_a_read_opens_the_file_without_a_stat_of_its_own_and_resolves_as_before(
+    env, wdir, monkeypatch
+):
+    """The archive answer carries the final component's lstat: a read stats only the
+    parents, and a final link, directory or missing file still gets the walk's answer."""
+    from workspaces.filesystem import access
+
+    env.must(
+        "sh",
+        "-c",
+        f"mkdir {wdir}/d {wdir}/d/sub && printf abc > {wdir}/d/f && ln -s f {wdir}/d/link"
+        f" && ln -s /etc/passwd {wdir}/d/out && ln -s /etc {wdir}/etc"
+        f" && printf top > {wdir}-top",
+    )
+    drivers: list[_CountingDriver] = []
+    real = access.workspace_driver
+
+    def counting(workspace: Any) -> _CountingDriver:
+        drivers.append(_CountingDriver(real(workspace)))
+        return drivers[-1]
+
+    monkeypatch.setattr(access, "workspace_driver", counting)
+
+    def read(path: str) -> tuple[bytes | str, list[tuple[str, str]]]:
+        try:
+            content: bytes | str = fs_read(
+                actor=env.actor, workspace=env.workspace, path=path
+            ).content
+        except DevBenchError as exc:
+            content = exc.code
+        return content, drivers[-1].calls
+
+    # Directly under the root: one engine call.
+    assert read(f"{wdir}-top") == (b"top", [("archive_get", f"{wdir}-top")])
+    # Deeper: the parents' stats, then the archive.
+    assert read(f"{wdir}/d/f") == (
+        b"abc",
+        [("path_stat", wdir), ("path_stat", f"{wdir}/d"), ("archive_get", f"{wdir}/d/f")],
+    )
+    assert read(f"{wdir}/d/link")[0] == b"abc"  # a final link inside is followed
+    assert read(f"{wdir}/d/out")[0] == "path_outside_workspace"
+    assert read(f"{wdir}/etc/passwd")[0] == "path_outside_workspace"
+    assert read(f"{wdir}/d/sub")[0] == "is_a_directory"
+    assert read(f"{wdir}/d/missing")[0] == "not_found"
+    assert read(f"{wdir}/d/f/x")[0] == "not_a_directory"
+    # Nothing outside the workspace was ever asked for.
+    assert all(path.startswith("/workspace/") for d in drivers for _, path in d.calls)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import posixpath
 from dataclasses import dataclass, field
 
 from django.utils import timezone
@@ -18,11 +19,11 @@ from workspaces.filesystem.errors import (
     PathNotFound,
 )
 from workspaces.filesystem.etags import etag_cached, etag_remember
-from workspaces.filesystem.paths import Resolved, normalise, resolve
+from workspaces.filesystem.paths import ROOT, Resolved, normalise, resolve
 from workspaces.filesystem.tario import Spool, hashed, member_body
 from workspaces.models import Workspace
 from workspaces.nodes import workspace_driver
-from workspaces.runtime.base import EnginePathNotFound, PathStat, RuntimeDriver
+from workspaces.runtime.base import ArchiveReader, EnginePathNotFound, PathStat, RuntimeDriver
 from workspaces.selectors import workspace_require_own
 from workspaces.suspend import workspace_ready
 
@@ -45,6 +46,10 @@ class Target:
         """Bypass the cache: under a lock, the state right now is what counts."""
         self._stats.pop(path, None)
         return self.stat(path)
+
+    def remember(self, path: str, stat: PathStat | None) -> None:
+        """What the engine just said of ``path`` by other means (an archive's lstat)."""
+        self._stats[path] = stat
 
     def resolve(self, path: str, *, follow_final: bool) -> Resolved:
         return resolve(normalise(path), self.stat, follow_final=follow_final)
@@ -82,6 +87,47 @@ def require_file(resolved: Resolved) -> PathStat:
     return stat
 
 
+def open_file(target: Target, path: str) -> tuple[Resolved, ArchiveReader]:
+    """The regular file at ``path`` (a final symlink followed): resolved, its archive open.
+
+    The engine's archive answer carries the lstat of the path it reads, so the final
+    component is not stat'ed on its own first: the parents are resolved as always
+    (every symlink among them followed within the root), then the archive of
+    ``parent/name`` is opened. That saves an engine call per read, and an agent call
+    when the workspace is on another node. Anything but a regular file there (a
+    symlink to follow, a directory, nothing) takes the whole resolution walk, told
+    what the engine said.
+    """
+    clean = normalise(path)
+    parent, name = posixpath.split(clean)
+    if clean != ROOT:
+        directory = ROOT if parent == ROOT else _directory(target, parent)
+        if directory is not None:
+            candidate = posixpath.join(directory, name)
+            try:
+                reader = target.driver.archive_get(target.container_id, candidate)
+            except EnginePathNotFound:
+                target.remember(candidate, None)
+            else:
+                if reader.stat.kind == "file":
+                    return Resolved(path=candidate, stat=reader.stat, existing=directory), reader
+                target.remember(candidate, reader.stat)
+                reader.close()
+    resolved = existing(target, clean, follow_final=True)
+    require_file(resolved)
+    try:
+        return resolved, target.driver.archive_get(target.container_id, resolved.path)
+    except EnginePathNotFound as exc:
+        raise not_found(resolved.path) from exc
+
+
+def _directory(target: Target, path: str) -> str | None:
+    """Where the directory ``path`` really is (symlinks followed within the root); None
+    when it is not a directory (the walk then gives the precise error)."""
+    resolved = target.resolve(path, follow_final=True)
+    return resolved.path if resolved.kind == "dir" else None
+
+
 def mime_type(path: str) -> str | None:
     return mimetypes.guess_type(path, strict=False)[0]
 
@@ -95,19 +141,27 @@ def clean_etag(value: str) -> str:
 
 
 def read_file(
-    target: Target, path: str, *, offset: int = 0, length: int | None = None, sink: Spool | None
+    target: Target,
+    path: str,
+    *,
+    offset: int = 0,
+    length: int | None = None,
+    sink: Spool | None,
+    reader: ArchiveReader | None = None,
 ) -> tuple[int, str]:
     """Stream a file off the engine: hash all of it, copy ``[offset, offset+length)`` to ``sink``.
 
-    Returns (size, etag). The engine lstat's the final component: if it was
-    swapped for a link or a directory since it was resolved, nothing is read.
-    The hash is remembered for later stats (``etags``).
+    Returns (size, etag). ``reader``: its archive, already open (closed here). The
+    engine lstat's the final component: if it was swapped for a link or a directory
+    since it was resolved, nothing is read. The hash is remembered for later stats
+    (``etags``).
     """
     started = timezone.now()
-    try:
-        reader = target.driver.archive_get(target.container_id, path)
-    except EnginePathNotFound as exc:
-        raise not_found(path) from exc
+    if reader is None:
+        try:
+            reader = target.driver.archive_get(target.container_id, path)
+        except EnginePathNotFound as exc:
+            raise not_found(path) from exc
     with reader:
         member, chunks = member_body(reader)
         if member is None or not member.isreg():

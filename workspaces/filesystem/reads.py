@@ -82,21 +82,25 @@ def _spooled(
     bounded: bool,
 ) -> FileStream:
     target = open_target(actor=actor, workspace=workspace, scope="read")
-    resolved = existing(target, path, follow_final=True)
-    stat = access.require_file(resolved)
-    wanted = _range(stat.size, offset, length)
-    if bounded:
-        limit = tenant_policy_get(tenant=actor.tenant).max_file_size_bytes
-        if wanted > limit:
-            raise FileTooLarge(
-                size_bytes=wanted,
-                limit_bytes=limit,
-                hint="read a range (offset/length) or stream the file",
-            )
+    resolved, reader = access.open_file(target, path)
+    try:
+        stat = access.require_file(resolved)
+        wanted = _range(stat.size, offset, length)
+        if bounded:
+            limit = tenant_policy_get(tenant=actor.tenant).max_file_size_bytes
+            if wanted > limit:
+                raise FileTooLarge(
+                    size_bytes=wanted,
+                    limit_bytes=limit,
+                    hint="read a range (offset/length) or stream the file",
+                )
+    except BaseException:
+        reader.close()
+        raise
     body = new_spool()
     try:
         size, etag = access.read_file(
-            target, resolved.path, offset=offset, length=length, sink=body
+            target, resolved.path, offset=offset, length=length, sink=body, reader=reader
         )
         count = body.tell()
         body.seek(0)
