@@ -15,15 +15,26 @@ view in one call on a shared thread pool, exactly as Django's WSGI handler
 would, and sends the answer from the event loop. Streaming answers (file
 downloads) are iterated as Django's handler iterates them.
 
-Threads: ``DEVBENCH_WEB_THREADS`` per process (default 200). A request that
-waits (an exec long-poll, ``wait: true``) holds one for its wait, so this bounds
-how many such waits one web process serves at once; more queue for a thread.
+Threads: two pools per process. Quick reads (:func:`is_quick_read`: a GET of the
+REST API that only reads the database, no wait, no engine) run on
+``DEVBENCH_WEB_QUICK_THREADS`` threads (default 3); everything else on
+``DEVBENCH_WEB_THREADS`` (default 200). A request that waits (an exec long-poll,
+``wait: true``) holds a thread for its wait, so the large pool bounds how many
+such waits one web process serves at once; more queue for a thread.
+
+Why a small pool: a process's threads share one interpreter lock. With fifty
+clients polling, fifty threads took turns on it, every database or Redis answer
+woke a thread that then queued for the lock, and a control read cost ~30 % more
+CPU than with a handful of threads (bench/README.md). A few threads that stay
+busy serve the same reads with less CPU, and writes, waits and engine calls in
+the other pool never hold them up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -37,18 +48,33 @@ from django.db import close_old_connections
 from django.http import FileResponse, HttpResponseBase
 from django.urls import set_script_prefix
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
+_pools: dict[str, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+# REST reads that call the engine (files, archives, stats) or several nodes (system status):
+# they may take as long as an engine, so they run with the writes.
+_ENGINE_BOUND = re.compile(r"/(files|archive|stats)(/|$)|^/api/v1/system/")
 
 
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(
-                max_workers=int(settings.DEVBENCH_WEB_THREADS), thread_name_prefix="request"
-            )
-        return _pool
+def is_quick_read(scope: dict[str, Any]) -> bool:
+    """A GET of the REST API that only reads the database: no wait (any query naming
+    one), no engine call. tests/test_asgi_handler.py lists every one of them."""
+    path: str = scope["path"]
+    return (
+        scope["method"] in ("GET", "HEAD")
+        and path.startswith("/api/v1/")
+        and b"wait" not in scope.get("query_string", b"")
+        and _ENGINE_BOUND.search(path) is None
+    )
+
+
+def _executor(quick: bool) -> ThreadPoolExecutor:
+    kind = "quick" if quick else "request"
+    with _pools_lock:
+        if kind not in _pools:
+            size = settings.DEVBENCH_WEB_QUICK_THREADS if quick else settings.DEVBENCH_WEB_THREADS
+            _pools[kind] = ThreadPoolExecutor(max_workers=int(size), thread_name_prefix=kind)
+        return _pools[kind]
 
 
 class OneHopASGIHandler(ASGIHandler):
@@ -65,7 +91,7 @@ class OneHopASGIHandler(ASGIHandler):
             context = contextvars.copy_context()
             loop = asyncio.get_running_loop()
             response = await loop.run_in_executor(
-                _executor(), context.run, self._respond, scope, body_file
+                _executor(is_quick_read(scope)), context.run, self._respond, scope, body_file
             )
             try:
                 await self.send_response(response, send)

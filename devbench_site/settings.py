@@ -499,6 +499,8 @@ DEVBENCH_TOKEN_CACHE_S = env_int("DEVBENCH_TOKEN_CACHE_S", 5)
 # Threads per web process that run requests (core/asgi_handler.py); a waiting request
 # (exec long-poll, wait: true) holds one while it waits.
 DEVBENCH_WEB_THREADS = env_int("DEVBENCH_WEB_THREADS", 200)
+# Threads per web process for quick reads (database-only REST GETs): core/asgi_handler.py.
+DEVBENCH_WEB_QUICK_THREADS = env_int("DEVBENCH_WEB_QUICK_THREADS", 3)
 DEVBENCH_EXEC_STALE_AFTER_S = env_int("DEVBENCH_EXEC_STALE_AFTER_S", 30)
 # A "starting" exec no worker has claimed after this long gets its task sent again
 # (claiming is conditional, so a duplicate never runs it twice).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
@@ -11,27 +12,32 @@ from asgiref.testing import ApplicationCommunicator
 from django.core import signals
 from django.db import connection
 
-from core.asgi_handler import OneHopASGIHandler
+from core import asgi_handler
+from core.asgi_handler import OneHopASGIHandler, is_quick_read
 
 
-def _get(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    scope = {
+def _scope(
+    path: str, headers: list[tuple[bytes, bytes]], *, method: str = "GET", query: bytes = b""
+) -> dict[str, Any]:
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "GET",
+        "method": method,
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
-        "query_string": b"",
+        "query_string": query,
         "root_path": "",
         "headers": [(b"host", b"testserver"), *headers],
         "client": ("127.0.0.1", 1),
         "server": ("testserver", 80),
     }
 
+
+def _get(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     async def run() -> dict[str, Any]:
-        app = ApplicationCommunicator(OneHopASGIHandler(), scope)
+        app = ApplicationCommunicator(OneHopASGIHandler(), _scope(path, headers))
         await app.send_input({"type": "http.request", "body": b""})
         start = await app.receive_output(30)
         body = await app.receive_output(30)
@@ -76,3 +82,86 @@ def test_the_middleware_chain_is_synchronous() -> None:
 
     handler = OneHopASGIHandler()
     assert not iscoroutinefunction(handler._middleware_chain)  # type: ignore[attr-defined]
+
+
+# Every GET of the REST API that runs on the quick pool: a new GET endpoint fails
+# test_every_quick_read_is_listed until it is decided here (engine calls and waits
+# belong to the large pool: they may take as long as an engine or a command).
+QUICK_READS = {
+    "/api/v1/me",
+    "/api/v1/tenants/{slug}",
+    "/api/v1/tenants/{slug}/members",
+    "/api/v1/tenants/{slug}/tokens",
+    "/api/v1/tenants/{slug}/policy",
+    "/api/v1/audit",
+    "/api/v1/audit/export",
+    "/api/v1/usage",
+    "/api/v1/workspaces",
+    "/api/v1/workspaces/{ref}",
+    "/api/v1/workspaces/{workspace_id}/execs",
+    "/api/v1/execs/{exec_id}",
+    "/api/v1/execs/{exec_id}/detail",
+    "/api/v1/snapshots",
+    "/api/v1/snapshots/{ref}",
+    "/api/v1/templates",
+    "/api/v1/templates/{ref}",
+    "/api/v1/templates/{ref}/log",
+}
+
+
+def test_every_quick_read_is_listed() -> None:
+    from devbench_site.api import api
+
+    schema = api.get_openapi_schema(path_prefix="/api/v1/")
+    gets = [path for path, ops in schema["paths"].items() if "get" in ops]
+    quick = {
+        path for path in gets if is_quick_read(_scope(path.replace("{", "").replace("}", ""), []))
+    }
+    assert quick == QUICK_READS
+    # Engine-bound reads are not quick, nor is a wait, nor a write, nor a page.
+    engine_bound = ["/api/v1/workspaces/w/stats", "/api/v1/workspaces/w/files/stat",
+                    "/api/v1/workspaces/w/archive", "/api/v1/system/status"]  # fmt: skip
+    assert not any(is_quick_read(_scope(path, [])) for path in engine_bound)
+    assert not is_quick_read(_scope("/api/v1/execs/e", [], query=b"after_seq=3&wait_s=20"))
+    assert not is_quick_read(_scope("/api/v1/workspaces", [], method="POST"))
+    assert not is_quick_read(_scope("/t/acme/workspaces/", []))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_quick_reads_are_answered_while_every_other_thread_is_busy(
+    token: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes, waits and engine calls never hold up the quick reads: with the large pool's
+    only thread taken, a quick read is answered and a wait queues until it frees."""
+    settings.DEVBENCH_WEB_THREADS = 1
+    settings.DEVBENCH_WEB_QUICK_THREADS = 1
+    monkeypatch.setattr(asgi_handler, "_pools", {})
+    release = threading.Event()
+    busy = asgi_handler._executor(quick=False).submit(release.wait, 30)
+    auth = [(b"authorization", f"Bearer {token.raw}".encode())]
+
+    async def run() -> tuple[dict[str, Any], bool, dict[str, Any]]:
+        quick = ApplicationCommunicator(OneHopASGIHandler(), _scope("/api/v1/me", auth))
+        await quick.send_input({"type": "http.request", "body": b""})
+        quick_start = await quick.receive_output(10)  # not behind the busy thread (30 s)
+        await quick.receive_output(30)
+        slow = ApplicationCommunicator(
+            OneHopASGIHandler(), _scope("/api/v1/me", auth, query=b"wait_s=1")
+        )
+        await slow.send_input({"type": "http.request", "body": b""})
+        await asyncio.sleep(1)
+        queued = slow.output_queue.empty()  # (receive_output's timeout would cancel it)
+        release.set()
+        slow_start = await slow.receive_output(30)
+        return quick_start, queued, slow_start
+
+    try:
+        quick_start, queued, slow_start = async_to_sync(run)()
+    finally:
+        release.set()
+        busy.result(timeout=30)
+        for pool in asgi_handler._pools.values():
+            pool.shutdown(wait=True)
+    assert quick_start["status"] == 200
+    assert queued  # the large pool's thread was taken: the wait-shaped request queued
+    assert slow_start["status"] == 200
