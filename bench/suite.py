@@ -133,19 +133,46 @@ def start_web(port: int, server: str) -> tuple[subprocess.Popen[bytes], str]:
     return proc, label
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process and all its descendants."""
-    total, pending = 0, [pid]
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants."""
+    found, pending = [], [pid]
     while pending:
         current = pending.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and all its descendants."""
+    total = 0
+    for current in process_tree(pid):
         try:
             status = Path(f"/proc/{current}/status").read_text()
             total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, AttributeError):
             continue
     return total / 1024
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used (threads included)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / _CLOCK_TICKS
+
+
+def pids_named(pattern: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(pid) for pid in found.split()]
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -311,6 +338,7 @@ class Bench:
             for connections in levels:
                 profile = self.args.profile == name and connections == 50
                 spy = self.profiler(d) if profile else None
+                cpu = self.cpu_meter() if connections == 50 else None
                 load = wrk(url, self.token, connections, d)
                 if spy is not None:
                     spy.wait(timeout=60)
@@ -336,6 +364,38 @@ class Bench:
                         data=asdict(load),
                     )
                 )
+                if cpu is not None:
+                    self.cpu_row(f"{name}, 50 clients", cpu, requests=load.rps * d)
+
+    def cpu_meter(self) -> dict[str, tuple[list[int], float]]:
+        """Each service's processes and the CPU they have used so far."""
+        groups = {
+            "web": process_tree(self.web.pid),
+            "PostgreSQL": pids_named("postgres"),
+            "Redis": pids_named("redis-server"),
+            "worker": process_tree(self.worker.pid),
+            "engine": pids_named("dockerd") + pids_named("containerd"),
+        }
+        return {name: (pids, cpu_s(pids)) for name, pids in groups.items()}
+
+    def cpu_row(
+        self, name: str, before: dict[str, tuple[list[int], float]], requests: float
+    ) -> None:
+        """CPU per request of each service since ``before``: unlike req/s and latency, it
+        does not move with what else the machine runs (time stolen is not counted)."""
+        per_request = {
+            service: (cpu_s(pids) - used) * 1000 / max(requests, 1)
+            for service, (pids, used) in before.items()
+        }
+        add(
+            Row(
+                group="cpu per request",
+                name=f"CPU per request: {name}",
+                ours=", ".join(f"{service} {ms:.2f}" for service, ms in per_request.items())
+                + " ms",
+                data=per_request,
+            )
+        )
 
     def reads_under_writes(self, ws: dict[str, Any]) -> None:
         """GET workspace at 50 connections while 20 clients run execs back to back."""
