@@ -23,13 +23,17 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypeVar
 
 from django.conf import settings
+from django.db.models import Model
 from django.utils import timezone
 
 from tenants.principal import Principal
 
 MAX_ENTRIES = 4096
+
+M = TypeVar("M", bound=Model | None)
 
 # A function so tests can move time forward without sleeping.
 clock = time.monotonic
@@ -74,10 +78,23 @@ def _private(principal: Principal) -> Principal:
     # affecting other requests served from the same entry.
     return replace(
         principal,
-        user=copy.copy(principal.user),
-        tenant=copy.copy(principal.tenant),
+        user=_model_copy(principal.user),
+        tenant=_model_copy(principal.tenant),
         extra=dict(principal.extra),
     )
+
+
+def _model_copy(instance: M) -> M:
+    """What ``copy.copy`` gives a model instance, without its pickling round trip (which
+    looks the model up in the app registry and checks Django's version, on every
+    request served from here): its fields, its own state and its own related cache."""
+    if instance is None:
+        return instance
+    clone = instance.__class__.__new__(instance.__class__)
+    clone.__dict__.update(instance.__dict__)
+    clone._state = copy.copy(instance._state)
+    clone._state.fields_cache = instance._state.fields_cache.copy()
+    return clone
 
 
 def put(raw: str, principal: Principal, *, expires_at: datetime | None) -> None:

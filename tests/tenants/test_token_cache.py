@@ -126,3 +126,19 @@ def test_rest_requests_use_the_cache(
     response = client.get("/api/v1/me")
     assert response.status_code == 401
     assert response.json()["code"] == "token_revoked"
+
+
+def test_each_answer_is_a_private_copy_that_changes_nothing_cached(
+    clock: FakeClock, token: Any
+) -> None:
+    first = cached(token.raw)
+    name = first.tenant.name
+    first.tenant.name = "changed by one request"
+    first.tenant._state.fields_cache["probe"] = object()
+    first.user.email = "changed@example.invalid"
+    again = cached(token.raw)
+    assert (again.tenant.name, again.tenant.pk) == (name, token.tenant.pk)
+    assert "probe" not in again.tenant._state.fields_cache
+    assert again.tenant._state is not first.tenant._state
+    assert again.user.email != "changed@example.invalid"
+    assert type(again.tenant) is type(first.tenant) and not again.tenant._state.adding
