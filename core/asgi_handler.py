@@ -57,13 +57,16 @@ _ENGINE_BOUND = re.compile(r"/(files|archive|stats)(/|$)|^/api/v1/system/")
 
 
 def is_quick_read(scope: dict[str, Any]) -> bool:
-    """A GET of the REST API that only reads the database: no wait (any query naming
-    one), no engine call. tests/test_asgi_handler.py lists every one of them."""
+    """A GET of the REST API that only reads the database: no wait (no query naming one,
+    nor a percent-encoded query, which could spell one), no engine call.
+    tests/test_asgi_handler.py lists every one of them."""
     path: str = scope["path"]
+    query: bytes = scope.get("query_string", b"")
     return (
         scope["method"] in ("GET", "HEAD")
         and path.startswith("/api/v1/")
-        and b"wait" not in scope.get("query_string", b"")
+        and b"wait" not in query
+        and b"%" not in query
         and _ENGINE_BOUND.search(path) is None
     )
 

@@ -123,6 +123,9 @@ def test_every_quick_read_is_listed() -> None:
                     "/api/v1/workspaces/w/archive", "/api/v1/system/status"]  # fmt: skip
     assert not any(is_quick_read(_scope(path, [])) for path in engine_bound)
     assert not is_quick_read(_scope("/api/v1/execs/e", [], query=b"after_seq=3&wait_s=20"))
+    # A wait spelt with percent-encoding would otherwise hold a quick thread for its wait.
+    assert not is_quick_read(_scope("/api/v1/execs/e", [], query=b"%77ait_s=20"))
+    assert is_quick_read(_scope("/api/v1/execs/e", [], query=b"after_seq=3"))
     assert not is_quick_read(_scope("/api/v1/workspaces", [], method="POST"))
     assert not is_quick_read(_scope("/t/acme/workspaces/", []))
 
