@@ -56,19 +56,34 @@ _pools_lock = threading.Lock()
 _ENGINE_BOUND = re.compile(r"/(files|archive|stats)(/|$)|^/api/v1/system/")
 
 
+# Authorization headers whose verification reads only the database (API tokens: the
+# tenants app registers their prefix). Others (an OIDC access token) may ask an
+# identity provider over the network first, so they run on the large pool.
+_quick_credentials: list[bytes] = []
+
+
+def register_quick_credential(header_prefix: bytes) -> None:
+    """Requests whose ``Authorization`` header starts with this may be quick reads."""
+    if header_prefix not in _quick_credentials:
+        _quick_credentials.append(header_prefix)
+
+
 def is_quick_read(scope: dict[str, Any]) -> bool:
     """A GET of the REST API that only reads the database: no wait (no query naming one,
-    nor a percent-encoded query, which could spell one), no engine call.
-    tests/test_asgi_handler.py lists every one of them."""
+    nor a percent-encoded query, which could spell one), no engine call, a credential
+    checked against the database. tests/test_asgi_handler.py lists every one of them."""
     path: str = scope["path"]
     query: bytes = scope.get("query_string", b"")
-    return (
+    if not (
         scope["method"] in ("GET", "HEAD")
         and path.startswith("/api/v1/")
         and b"wait" not in query
         and b"%" not in query
         and _ENGINE_BOUND.search(path) is None
-    )
+    ):
+        return False
+    authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+    return authorization.startswith(tuple(_quick_credentials))
 
 
 def _executor(quick: bool) -> ThreadPoolExecutor:

@@ -12,15 +12,19 @@ class TenantsConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from core import metrics
+        from core.asgi_handler import register_quick_credential
         from core.refusals import register_recorder
         from tenants import adapters, token_cache
         from tenants.audit import audit_refused_input
         from tenants.auth import register_bearer_validator
         from tenants.models import ApiToken, Tenant
         from tenants.oidc.bearer import validate_bearer
+        from tenants.tokens import TOKEN_PREFIX
 
         # OIDC access tokens on every interface that calls authenticate_bearer.
         register_bearer_validator(validate_bearer)
+        # API tokens are checked against the database only: their reads may be quick.
+        register_quick_credential(f"Bearer {TOKEN_PREFIX}".encode())
         # Refusals of the validation layer (REST, MCP) land in the audit log.
         register_recorder(audit_refused_input)
         user_logged_in.connect(adapters.on_user_logged_in, dispatch_uid="tenants.rules_on_login")

@@ -14,6 +14,7 @@ from django.db import connection
 
 from core import asgi_handler
 from core.asgi_handler import OneHopASGIHandler, is_quick_read
+from tenants.tokens import TOKEN_PREFIX
 
 
 def _scope(
@@ -114,20 +115,27 @@ def test_every_quick_read_is_listed() -> None:
 
     schema = api.get_openapi_schema(path_prefix="/api/v1/")
     gets = [path for path, ops in schema["paths"].items() if "get" in ops]
+    token = [(b"authorization", f"Bearer {TOKEN_PREFIX}abcdefgh_secret".encode())]
     quick = {
-        path for path in gets if is_quick_read(_scope(path.replace("{", "").replace("}", ""), []))
+        path
+        for path in gets
+        if is_quick_read(_scope(path.replace("{", "").replace("}", ""), token))
     }
     assert quick == QUICK_READS
     # Engine-bound reads are not quick, nor is a wait, nor a write, nor a page.
     engine_bound = ["/api/v1/workspaces/w/stats", "/api/v1/workspaces/w/files/stat",
                     "/api/v1/workspaces/w/archive", "/api/v1/system/status"]  # fmt: skip
-    assert not any(is_quick_read(_scope(path, [])) for path in engine_bound)
-    assert not is_quick_read(_scope("/api/v1/execs/e", [], query=b"after_seq=3&wait_s=20"))
+    assert not any(is_quick_read(_scope(path, token)) for path in engine_bound)
+    assert not is_quick_read(_scope("/api/v1/execs/e", token, query=b"after_seq=3&wait_s=20"))
     # A wait spelt with percent-encoding would otherwise hold a quick thread for its wait.
-    assert not is_quick_read(_scope("/api/v1/execs/e", [], query=b"%77ait_s=20"))
-    assert is_quick_read(_scope("/api/v1/execs/e", [], query=b"after_seq=3"))
-    assert not is_quick_read(_scope("/api/v1/workspaces", [], method="POST"))
-    assert not is_quick_read(_scope("/t/acme/workspaces/", []))
+    assert not is_quick_read(_scope("/api/v1/execs/e", token, query=b"%77ait_s=20"))
+    assert is_quick_read(_scope("/api/v1/execs/e", token, query=b"after_seq=3"))
+    # A credential that may need an identity provider's answer first (an OIDC token), or
+    # none at all, is not quick either.
+    assert not is_quick_read(_scope("/api/v1/execs/e", [(b"authorization", b"Bearer eyJ.x.y")]))
+    assert not is_quick_read(_scope("/api/v1/execs/e", []))
+    assert not is_quick_read(_scope("/api/v1/workspaces", token, method="POST"))
+    assert not is_quick_read(_scope("/t/acme/workspaces/", token))
 
 
 @pytest.mark.django_db(transaction=True)
