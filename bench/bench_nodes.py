@@ -39,19 +39,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import ratio_line, timed  # noqa: E402
-from _workers import start_celery_worker  # noqa: E402
+from _workers import cpu_s, start_celery_worker  # noqa: E402
 
 IMAGE = "devbench/busybox:latest"
-_TICK = os.sysconf("SC_CLK_TCK")
 MiB = 1024 * 1024
 SMALL = "small.bin"
 ECHO = ["echo", "hi"]
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) process ``pid`` used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def compare(
@@ -71,9 +64,9 @@ def compare(
     pids = (os.getpid(), worker.pid)
     for _ in range(runs):
         for direct, fn in ((False, through), (True, local)):
-            before = sum(map(cpu_s, pids))
+            before = cpu_s(pids)
             samples[direct].append(timed(fn))
-            cpu[direct] += sum(map(cpu_s, pids)) - before
+            cpu[direct] += cpu_s(pids) - before
     print(ratio_line(name, samples[False], samples[True], label="local"), flush=True)
     print(
         f"  CPU (caller + node worker) per call: routed {cpu[False] / runs * 1000:.0f} ms,"

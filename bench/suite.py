@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The production environment (BENCH_DATABASE_URL, BENCH_REDIS_URL) and its process
 # helpers are bench_exec's; importing it sets os.environ for this run.
 from _timing import percentile  # noqa: E402
-from _workers import start_celery_worker  # noqa: E402
+from _workers import cpu_s, pids_named, process_tree, start_celery_worker  # noqa: E402
 from bench_exec import (  # noqa: E402
     ENV,
     INSTANCE,
@@ -133,18 +133,6 @@ def start_web(port: int, server: str) -> tuple[subprocess.Popen[bytes], str]:
     return proc, label
 
 
-def process_tree(pid: int) -> list[int]:
-    """A process and all its descendants."""
-    found, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        found.append(current)
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
 def rss_mib(pid: int) -> float:
     """Resident memory of a process and all its descendants."""
     total = 0
@@ -155,24 +143,6 @@ def rss_mib(pid: int) -> float:
         except (OSError, AttributeError):
             continue
     return total / 1024
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pids: list[int]) -> float:
-    """User + system CPU seconds the processes have used (threads included)."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / _CLOCK_TICKS
-
-
-def pids_named(pattern: str) -> list[int]:
-    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
-    return [int(pid) for pid in found.split()]
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

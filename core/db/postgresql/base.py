@@ -11,17 +11,12 @@ only on the cursor class, alias and vendor, so it is built once per combination.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from django.db.backends.postgresql import base as django_base
 from django_prometheus.db.backends.postgresql import base as prometheus_base
-from django_prometheus.db.common import ExportingCursorWrapper
 
-
-@functools.cache
-def exporting_cursor(cursor_class: type, alias: str, vendor: str) -> type:
-    return ExportingCursorWrapper(cursor_class, alias, vendor)
+from core.db import exporting_cursor
 
 
 class DatabaseWrapper(prometheus_base.DatabaseWrapper):

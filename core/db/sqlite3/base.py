@@ -8,7 +8,7 @@ from typing import Any
 
 from django_prometheus.db.backends.sqlite3 import base as prometheus_base
 
-from core.db.postgresql.base import exporting_cursor
+from core.db import exporting_cursor
 
 
 class DatabaseWrapper(prometheus_base.DatabaseWrapper):
