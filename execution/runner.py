@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from core import metrics
@@ -32,7 +33,6 @@ from execution.models import Exec, ExecChunk, ExecStatus, Stream
 from execution.persist import OutputStore
 from execution.proctree import exec_command, kill_process_tree, subreaper_start_failure
 from execution.validation import MARKER_ENV
-from tenants.selectors import tenant_policy_get
 from workspaces.models import WorkspaceStatus
 from workspaces.nodes import workspace_driver
 from workspaces.runtime.base import (
@@ -114,7 +114,8 @@ class ExecRunner:
         self.senders = senders
         self.worker = worker_name(worker)
         self.driver = driver or workspace_driver(exec_.workspace)
-        cap = tenant_policy_get(tenant=exec_.tenant).exec_output_cap_bytes
+        # Read fresh with the exec (``exec_execute``): the policy in force when it starts.
+        cap = exec_.tenant.policy.exec_output_cap_bytes
         self.live = notify.live_output()
         self.store = OutputStore(exec_, cap=cap, threaded=self.live)
         self.coalescer = Coalescer(max_delay_s=LIVE_FLUSH_S if self.live else MAX_DELAY_S)
@@ -125,6 +126,7 @@ class ExecRunner:
         self.reader_error: BaseException | None = None
         self.end_reason: ExecStatus | None = None  # set once we kill: cancelled / timed_out
         self.kill_detail = ""
+        self.exit_code: int | None = None  # as the engine reported it
         self.shutdown = False  # ended because its worker shut down
         self._stop = threading.Event()
 
@@ -365,11 +367,9 @@ class ExecRunner:
         try:
             final = self.driver.exec_wait(self.exec.engine_exec_id)
             exit_code, pid = final.exit_code, final.pid
+            self.exit_code = exit_code
         except DevBenchError as exc:
             error_code, error = exc.code, exc.message
-        if self.end_reason is None and self._cancel_requested():
-            # The kill task stopped it before this runner noticed the request.
-            self.end_reason = ExecStatus.CANCELLED
         # The engine was asked while the last chunks were being stored; the terminal
         # state waits for them.
         self.store.close()
@@ -409,13 +409,34 @@ class ExecRunner:
 
     def _end(self, status: ExecStatus, **kwargs: Any) -> None:
         """The terminal UPDATE, carrying the output accounting; if another actor ended the
-        exec first (e.g. marked it lost), the accounting is still written."""
-        accounting = self._accounting()
-        if not state.finish(self.exec, status, fields=accounting, senders=self.senders, **kwargs):
-            Exec.objects.filter(pk=self.exec.pk).update(**accounting)
+        exec first (e.g. marked it lost), the accounting is still written.
 
-    def _cancel_requested(self) -> bool:
-        return Exec.objects.filter(pk=self.exec.pk, cancel_requested_at__isnull=False).exists()
+        An exec this runner did not kill ends this way only if nobody asked to cancel it
+        (checked by the UPDATE itself): if someone did, the kill task may have stopped it
+        before this runner noticed, and it ends cancelled."""
+        accounting = self._accounting()
+        last_seq = self.exec.last_seq
+        unless_cancelled = Q(cancel_requested_at__isnull=True) if self.end_reason is None else None
+        if state.end_run(
+            self.exec,
+            status,
+            last_seq=last_seq,
+            extra=unless_cancelled,
+            fields=accounting,
+            senders=self.senders,
+            **kwargs,
+        ):
+            return
+        if unless_cancelled is not None and state.end_run(
+            self.exec,
+            ExecStatus.CANCELLED,
+            last_seq=last_seq,
+            exit_code=self.exit_code,
+            fields=accounting,
+            senders=self.senders,
+        ):
+            return
+        Exec.objects.filter(pk=self.exec.pk).update(**accounting)
 
     def _start_failure(self, pid: int) -> str | None:
         """Why the command could not be started (bad program or cwd), or None if it ran."""

@@ -39,7 +39,6 @@ from execution.validation import (
 )
 from tenants.audit import audited
 from tenants.principal import Principal
-from tenants.selectors import tenant_policy_get
 from workspaces.models import Workspace
 from workspaces.selectors import workspace_require_own
 from workspaces.suspend import workspace_ready
@@ -152,15 +151,13 @@ def _exec_create(
     with transaction.atomic():
         locked = state.lock_workspace(workspace.pk)
         workspace_ready(workspace=locked)
-        state.admit_waiting(locked, senders=SENDERS)
-        limit = tenant_policy_get(tenant=locked.tenant).max_concurrent_execs
-        counts = Exec.objects.filter(
-            workspace=locked, status__in=(*SLOT_STATUSES, ExecStatus.QUEUED)
-        ).aggregate(
-            active=Count("pk", filter=Q(status__in=SLOT_STATUSES)),
-            waiting=Count("pk", filter=Q(status=ExecStatus.QUEUED)),
-        )
-        active, waiting = counts["active"], counts["waiting"]
+        limit = state.slot_limit(locked)
+        active, waiting = _slots_taken(locked)
+        if waiting and active < limit:
+            # Execs queued while a slot was free (its runner ended a moment ago): they
+            # go first.
+            state.admit_waiting(locked, senders=SENDERS)
+            active, waiting = _slots_taken(locked)
         if active < limit and not waiting:
             status = ExecStatus.STARTING
         elif queue:
@@ -202,6 +199,17 @@ def _exec_create(
         assert replay is not None
         return replay
     return exec_
+
+
+def _slots_taken(workspace: Workspace) -> tuple[int, int]:
+    """How many execs of the (locked) workspace hold a slot, and how many wait for one."""
+    counts = Exec.objects.filter(
+        workspace=workspace, status__in=(*SLOT_STATUSES, ExecStatus.QUEUED)
+    ).aggregate(
+        active=Count("pk", filter=Q(status__in=SLOT_STATUSES)),
+        waiting=Count("pk", filter=Q(status=ExecStatus.QUEUED)),
+    )
+    return counts["active"], counts["waiting"]
 
 
 def _idempotent_replay(

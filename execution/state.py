@@ -33,7 +33,6 @@ from execution.models import (
     ExecStatus,
 )
 from execution.validation import redact_env
-from tenants.selectors import tenant_policy_get
 from usage.services import usage_exec_record
 from workspaces.models import Workspace, WorkspaceStatus
 
@@ -67,9 +66,10 @@ def send_kill(exec_: Exec, *, senders: Senders) -> None:
 
 
 def lock_workspace(workspace_id: int) -> Workspace:
-    # The tenant comes along (its policy is read under the lock) but is not locked.
+    # The tenant and its policy come along in the same query (read fresh, under the
+    # lock: ``slot_limit``) but are not locked.
     return (
-        Workspace.objects.select_related("tenant")
+        Workspace.objects.select_related("tenant", "tenant__policy")
         .select_for_update(of=("self",))
         .get(pk=workspace_id)
     )
@@ -91,10 +91,10 @@ def admit_waiting(workspace: Workspace, *, senders: Senders) -> list[Exec]:
             )
         return []
     waiting = Exec.objects.filter(workspace=workspace, status=ExecStatus.QUEUED)
-    # The common case (nobody waiting) costs one query, not the policy and a count.
+    # The common case (nobody waiting) costs one query, not a count.
     if not waiting.exists():
         return []
-    limit = tenant_policy_get(tenant=workspace.tenant).max_concurrent_execs
+    limit = slot_limit(workspace)
     active = Exec.objects.filter(workspace=workspace, status__in=SLOT_STATUSES).count()
     if active >= limit:
         return []
@@ -110,6 +110,11 @@ def admit_waiting(workspace: Workspace, *, senders: Senders) -> list[Exec]:
             _publish_on_commit(exec_)
             admitted.append(exec_)
     return admitted
+
+
+def slot_limit(workspace: Workspace) -> int:
+    """How many execs may run at once in a workspace locked by :func:`lock_workspace`."""
+    return int(workspace.tenant.policy.max_concurrent_execs)
 
 
 def claim(exec_: Exec, *, worker: str) -> bool:
@@ -166,6 +171,47 @@ def finish(
     return done
 
 
+def end_run(
+    exec_: Exec,
+    status: ExecStatus,
+    *,
+    last_seq: int,
+    extra: Q | None = None,
+    exit_code: int | None = None,
+    error_code: str = "",
+    error: str = "",
+    fields: dict[str, Any] | None = None,
+    senders: Senders,
+) -> bool:
+    """The runner's own end of its exec, which it has stored up to ``last_seq``: like
+    :func:`finish`, with the caller waiting for the exec told first.
+
+    The terminal UPDATE (and the tenant's usage) commit without the workspace lock, and
+    the listeners hear of it then; the freed slot goes to the next queued exec after
+    that, under the lock. An exec created meanwhile counted this one as active under
+    the lock, so it either queued (and is admitted here, once its insert is committed)
+    or was refused, as it would have been a moment earlier. Locks are taken in the same
+    order as everywhere else (this exec, then the usage row; never the workspace while
+    holding them).
+    """
+    with transaction.atomic():
+        done = _finish_locked(
+            exec_,
+            status,
+            from_statuses=NON_TERMINAL,
+            extra=extra,
+            exit_code=exit_code,
+            error_code=error_code,
+            error=error,
+            fields=fields,
+            last_seq=last_seq,
+        )
+    if done:
+        with transaction.atomic():
+            admit_waiting(lock_workspace(exec_.workspace_id), senders=senders)
+    return done
+
+
 def _finish_locked(
     exec_: Exec,
     status: ExecStatus,
@@ -177,6 +223,7 @@ def _finish_locked(
     error: str = "",
     finished_at: datetime | None = None,
     fields: dict[str, Any] | None = None,
+    last_seq: int | None = None,
 ) -> bool:
     assert status in TERMINAL_STATUSES
     now = finished_at or timezone.now()
@@ -184,8 +231,9 @@ def _finish_locked(
     qs = Exec.objects.filter(pk=exec_.pk, status__in=list(from_statuses))
     if extra is not None:
         qs = qs.filter(extra)
-    # The stored output is final now; a runner that died had not reported its last seqs.
-    last_seq = ExecChunk.objects.filter(exec_id=exec_.pk).aggregate(m=Max("seq"))["m"] or 0
+    if last_seq is None:
+        # The stored output is final now; a runner that died had not reported its last seqs.
+        last_seq = ExecChunk.objects.filter(exec_id=exec_.pk).aggregate(m=Max("seq"))["m"] or 0
     done = qs.update(
         **{
             **(fields or {}),

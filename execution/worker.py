@@ -25,7 +25,11 @@ from workspaces.nodes import workspace_driver
 def exec_execute(*, exec_pk: int, senders: Senders, worker: str = "") -> None:
     """Run an admitted exec to its end (the runner task). Safe to call twice: only the
     call that moves it from starting to running runs it."""
-    exec_ = Exec.objects.select_related("workspace", "tenant").filter(pk=exec_pk).first()
+    exec_ = (
+        Exec.objects.select_related("workspace", "tenant", "tenant__policy")
+        .filter(pk=exec_pk)
+        .first()
+    )
     if exec_ is None or exec_.status != ExecStatus.STARTING:
         return
     run_exec(exec_, senders=senders, worker=worker)

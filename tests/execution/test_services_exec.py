@@ -360,3 +360,41 @@ def test_a_runner_that_breaks_stops_its_processes_and_fails_the_exec(
     exec_.refresh_from_db()
     assert (exec_.status, exec_.error_code) == (ExecStatus.FAILED, "internal_error")
     assert leftovers(running_workspace, "sleep 9001") == []
+
+
+def test_a_cancel_the_runner_did_not_notice_still_ends_the_exec_cancelled(
+    running_workspace, actor, settings, monkeypatch
+):
+    """The kill task stops the processes before the runner's first heartbeat reads the
+    request: the output just ends, and the runner's end must say cancelled, not
+    completed with the kill's exit code."""
+    from execution import runner, state
+    from execution.worker import exec_kill_processes
+
+    # No heartbeat during the test: only the runner's end can see the request.
+    monkeypatch.setattr(runner, "FIRST_BEAT_S", 600.0)
+    settings.DEVBENCH_EXEC_HEARTBEAT_S = 600
+    exec_ = ExecFactory(
+        workspace=running_workspace, cmd=["sleep", "9002"], status=ExecStatus.STARTING
+    )
+    loaded = Exec.objects.select_related("workspace", "tenant").get(pk=exec_.pk)
+
+    def run_it() -> None:
+        try:
+            runner.run_exec(loaded, senders=SENDERS)
+        finally:
+            connection.close()
+
+    run = threading.Thread(target=run_it)
+    run.start()
+    try:
+        wait_for(lambda: leftovers(running_workspace, "sleep 9002"), timeout_s=30)
+        assert state.request_cancel(exec_)
+        exec_kill_processes(exec_pk=exec_.pk)  # what the kill task does
+    finally:
+        run.join(timeout=60)
+    exec_.refresh_from_db()
+    assert exec_.status == ExecStatus.CANCELLED
+    assert exec_.exit_code is not None and exec_.exit_code != 0  # the engine's, kept
+    assert exec_.finished_at is not None
+    assert leftovers(running_workspace, "sleep 9002") == []
