@@ -454,9 +454,10 @@ class Bench:
     def exec_rate(self, url: str, raw_true: Callable[[], object]) -> None:
         """Execs per second with 20 in flight, for a fixed time each: ours, then raw."""
 
-        def rate(fn: Callable[[], object]) -> float:
+        def rate(fn: Callable[[], object], name: str) -> float:
             stop_at = time.monotonic() + self.args.duration
             counts = [0] * 20
+            cpu_before = self.cpu_meter()
 
             def loop(i: int) -> None:
                 while time.monotonic() < stop_at:
@@ -466,7 +467,9 @@ class Bench:
             start = time.monotonic()
             with ThreadPoolExecutor(20) as pool:
                 list(pool.map(loop, range(20)))
-            return sum(counts) / (time.monotonic() - start)
+            elapsed = time.monotonic() - start
+            self.cpu_row(f"execs 20 in flight, {name}", cpu_before, sum(counts))
+            return sum(counts) / elapsed
 
         import httpx
 
@@ -482,8 +485,8 @@ class Bench:
                 )
             return client.post(url, json={"cmd": ["true"], "wait": True})
 
-        ours_rate = rate(rest_threaded)
-        raw_rate = rate(raw_true)
+        ours_rate = rate(rest_threaded, "ours")
+        raw_rate = rate(raw_true, "raw")
         ratio = ours_rate / raw_rate
         add(
             Row(

@@ -221,16 +221,39 @@ def _send_output(public_id: str, batch: list[list[Any]]) -> None:
     _send(public_id, message)
 
 
-def wait_until(public_id: str, check: Callable[[], bool], *, timeout_s: float) -> bool:
+# Whether a message to the group is worth a check of the database (None: every one is).
+WakeFilter = Callable[[dict[str, Any]], bool] | None
+
+
+def wait_until(
+    public_id: str,
+    check: Callable[[], bool],
+    *,
+    timeout_s: float,
+    wake_on: WakeFilter = None,
+    check_first: bool = True,
+) -> bool:
     """:func:`wait_for_group` on the exec's group."""
-    return wait_for_group(exec_group(public_id), check, timeout_s=timeout_s)
+    return wait_for_group(
+        exec_group(public_id), check, timeout_s=timeout_s, wake_on=wake_on, check_first=check_first
+    )
 
 
-def wait_for_group(group: str, check: Callable[[], bool], *, timeout_s: float) -> bool:
+def wait_for_group(
+    group: str,
+    check: Callable[[], bool],
+    *,
+    timeout_s: float,
+    wake_on: WakeFilter = None,
+    check_first: bool = True,
+) -> bool:
     """Block (sync code) until ``check()`` is true or ``timeout_s`` passes; returns the last check.
 
     ``check`` reads the database and runs in the calling thread. It is called
-    once up front, after each message to ``group``, and at least every
+    once up front (unless ``check_first`` is false: the caller has just seen the
+    row and knows the answer is no), once subscribed, after each message to
+    ``group`` that ``wake_on`` accepts (messages carry the state they announce, so a
+    waiter skips the read for those that cannot satisfy it), and at least every
     ``RECHECK_S``. A channel layer that fails (Redis restarted, paused or out
     of connections) never fails the wait: it goes on reading the database.
     Between checks the thread gives its pooled database connection back, so
@@ -244,7 +267,7 @@ def wait_for_group(group: str, check: Callable[[], bool], *, timeout_s: float) -
     layer instance of its own (:func:`_waiting_layer`), on one loop thread of its own.
     """
     checked = _releasing(check)
-    if checked():
+    if (check_first or timeout_s <= 0) and checked():
         return True
     if timeout_s <= 0:
         return False
@@ -256,10 +279,16 @@ def wait_for_group(group: str, check: Callable[[], bool], *, timeout_s: float) -
     wakeups = _Wakeups(layer, group)
     try:
         while not checked():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            wakeups.wait(min(remaining, RECHECK_S))
+            recheck_at = time.monotonic() + RECHECK_S
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    return False
+                if now >= recheck_at:
+                    break
+                message = wakeups.wait(min(deadline, recheck_at) - now)
+                if message is None or wake_on is None or wake_on(message):
+                    break
         return True
     finally:
         wakeups.close()
@@ -274,23 +303,26 @@ class _Wakeups:
         self.channel = _on_receiver(_open_channel(layer, group), default="")
         self.receiving: Future[Any] | None = None
 
-    def wait(self, timeout_s: float) -> None:
-        """Until a message arrives or ``timeout_s`` passes (polling pace without a channel)."""
+    def wait(self, timeout_s: float) -> dict[str, Any] | None:
+        """The next message, or None once ``timeout_s`` passes (polling pace without a
+        channel)."""
         if not self.channel:
             time.sleep(min(timeout_s, FALLBACK_POLL_S))
-            return
+            return None
         # One receive per waiter, kept across rechecks: cancelling it every recheck
         # would drop the Redis connection of the blocking pop each time.
         self.receiving = self.receiving or _receiver.submit(self.layer.receive(self.channel))
+        message: dict[str, Any] | None = None
         try:
-            self.receiving.result(timeout=timeout_s)
+            message = self.receiving.result(timeout=timeout_s)
         except FutureTimeout:
-            return  # recheck, still receiving
+            return None  # recheck, still receiving
         except Exception as exc:
             logger.warning("wake-ups lost (polling): %r", exc)
             _receiver.submit(_release(self.layer, self.group, self.channel))
             self.channel = ""
         self.receiving = None
+        return message
 
     def close(self) -> None:
         if self.receiving is not None:

@@ -25,7 +25,7 @@ from core.errors import IdempotencyKeyReused
 from core.idempotency import idempotent_replay, made_at_plus_window
 from execution import notify, state
 from execution.errors import ConcurrencyLimitExceeded
-from execution.models import SLOT_STATUSES, Exec, ExecStatus, ExecUsage
+from execution.models import SLOT_STATUSES, TERMINAL_STATUSES, Exec, ExecStatus, ExecUsage
 from execution.selectors import ExecMessage, exec_get, exec_messages_after, exec_output
 from execution.tasks import SENDERS
 from execution.validation import (
@@ -193,6 +193,8 @@ def _exec_create(
             exec_ = None
         if exec_ is not None and status == ExecStatus.STARTING:
             state.dispatch(exec_, senders=SENDERS)
+    if exec_ is not None and exec_.status == ExecStatus.QUEUED:
+        state.admit_after_queueing(exec_, senders=SENDERS)
     if exec_ is None:
         assert idempotency_key is not None
         replay = _idempotent_replay(actor=actor, workspace=workspace, cmd=cmd, key=idempotency_key)
@@ -275,7 +277,10 @@ def exec_poll(
             found = exec_messages_after(exec_pk=exec_.pk, after_seq=after_seq)
         return bool(found) or exec_.is_terminal
 
-    notify.wait_until(exec_.public_id, check, timeout_s=wait_s)
+    def news(message: dict[str, Any]) -> bool:
+        return _announces_end(message) or int(message.get("last_seq") or 0) > after_seq
+
+    notify.wait_until(exec_.public_id, check, timeout_s=wait_s, wake_on=news)
     next_seq = found[-1].seq if found else after_seq
     return ExecPollResult(
         exec_id=exec_.public_id,
@@ -292,9 +297,20 @@ def exec_poll(
     )
 
 
-def exec_wait(*, exec_: Exec, timeout_s: float) -> Exec:
-    """Block until the exec is terminal or ``timeout_s`` passes; returns it refreshed."""
-    notify.wait_until(exec_.public_id, lambda: _refresh(exec_).is_terminal, timeout_s=timeout_s)
+def _announces_end(message: dict[str, Any]) -> bool:
+    return message.get("status") in TERMINAL_STATUSES
+
+
+def exec_wait(*, exec_: Exec, timeout_s: float, just_started: bool = False) -> Exec:
+    """Block until the exec is terminal or ``timeout_s`` passes; returns it refreshed.
+    ``just_started``: the caller has just created it (no need to look before waiting)."""
+    notify.wait_until(
+        exec_.public_id,
+        lambda: _refresh(exec_).is_terminal,
+        timeout_s=timeout_s,
+        wake_on=_announces_end,
+        check_first=not just_started,
+    )
     return exec_
 
 
@@ -347,7 +363,9 @@ def exec_run(
         idempotency_key=idempotency_key,
         queue=queue,
     )
-    exec_wait(exec_=exec_, timeout_s=float(exec_.timeout_s or timeout_s) + RUN_GRACE_S)
+    exec_wait(
+        exec_=exec_, timeout_s=float(exec_.timeout_s or timeout_s) + RUN_GRACE_S, just_started=True
+    )
     stdout, stderr = exec_output(exec_pk=exec_.pk)
     return ExecRunResult(
         exec_id=exec_.public_id,

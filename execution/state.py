@@ -188,11 +188,12 @@ def end_run(
 
     The terminal UPDATE (and the tenant's usage) commit without the workspace lock, and
     the listeners hear of it then; the freed slot goes to the next queued exec after
-    that, under the lock. An exec created meanwhile counted this one as active under
-    the lock, so it either queued (and is admitted here, once its insert is committed)
-    or was refused, as it would have been a moment earlier. Locks are taken in the same
-    order as everywhere else (this exec, then the usage row; never the workspace while
-    holding them).
+    that, under the lock, if any is queued. An exec created meanwhile counted this one
+    as active under the lock, so it was refused, as it would have been a moment earlier,
+    or it queued: then either this look finds it, or its insert was not visible yet and
+    its creator looks again once it is (:func:`admit_after_queueing`). Locks are taken
+    in the same order as everywhere else (this exec, then the usage row; never the
+    workspace while holding them).
     """
     with transaction.atomic():
         done = _finish_locked(
@@ -206,10 +207,25 @@ def end_run(
             fields=fields,
             last_seq=last_seq,
         )
-    if done:
+    if (
+        done
+        and Exec.objects.filter(workspace_id=exec_.workspace_id, status=ExecStatus.QUEUED).exists()
+    ):
         with transaction.atomic():
             admit_waiting(lock_workspace(exec_.workspace_id), senders=senders)
     return done
+
+
+def admit_after_queueing(exec_: Exec, *, senders: Senders) -> None:
+    """After queueing ``exec_`` (committed): admit it if a slot freed meanwhile.
+
+    The exec that held the slot may have ended between this exec's count and its commit,
+    and looked for queued execs before this one was visible (:func:`end_run`)."""
+    with transaction.atomic():
+        admitted = admit_waiting(lock_workspace(exec_.workspace_id), senders=senders)
+    for other in admitted:
+        if other.pk == exec_.pk:
+            exec_.status, exec_.dispatched_at = other.status, other.dispatched_at
 
 
 def _finish_locked(

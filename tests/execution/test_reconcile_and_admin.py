@@ -104,3 +104,45 @@ def test_a_queued_exec_with_a_free_slot_is_admitted(tenant):
     assert exec_reconcile(senders=SENDERS).admitted == [queued.public_id]
     queued.refresh_from_db()
     assert queued.status == ExecStatus.STARTING and queued.dispatched_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_exec_queued_as_the_slot_frees_is_admitted_at_once(tenant, actor, monkeypatch):
+    """The running exec ends (without the workspace lock) after the new one counted it but
+    before the new one's insert is visible: its look for queued execs finds nothing, so the
+    new one's creator must look again once committed, not leave it for reconciliation."""
+    import threading
+
+    from django.db import connection
+
+    from execution import services, state
+    from execution.state import Senders
+
+    TenantPolicy.objects.filter(tenant=tenant).update(max_concurrent_execs=1)
+    running = _exec(tenant, status=ExecStatus.RUNNING, heartbeat_at=timezone.now())
+    sent: list[int] = []
+    recording = Senders(run=lambda pk, queue: sent.append(pk), kill=lambda pk, queue: None)
+    monkeypatch.setattr(services, "SENDERS", recording)
+    real_count = services._slots_taken
+
+    def count_then_the_runner_ends(workspace):
+        counted = real_count(workspace)
+
+        def end() -> None:
+            try:
+                assert state.end_run(
+                    running, ExecStatus.COMPLETED, last_seq=0, exit_code=0, senders=recording
+                )
+            finally:
+                connection.close()
+
+        ender = threading.Thread(target=end)
+        ender.start()
+        ender.join(30)
+        return counted
+
+    monkeypatch.setattr(services, "_slots_taken", count_then_the_runner_ends)
+    queued = services.exec_start(actor=actor, workspace=running.workspace, cmd=["true"], queue=True)
+    assert queued.status == ExecStatus.STARTING  # not left queued until reconciliation
+    queued.refresh_from_db()
+    assert queued.status == ExecStatus.STARTING and sent == [queued.pk]

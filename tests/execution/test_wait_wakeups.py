@@ -123,3 +123,47 @@ def test_messages_that_arrive_after_a_wait_do_not_stay_buffered(
             break
         wait_for_messages(f"test.{uuid.uuid4().hex}", 1)
     assert notify._receiver.submit(buffered()).result(10) == []
+
+
+def test_a_wait_reads_the_database_only_for_messages_that_can_end_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Messages carry the state they announce: a waiter for the end skips the check on
+    progress messages, checks on the one announcing the end, and (without ``check_first``)
+    does not look before it is subscribed."""
+    monkeypatch.setattr(notify, "RECHECK_S", 600.0)  # only a message can end a wait early
+    monkeypatch.setattr(notify, "_db_pooled", lambda: False)  # the checks read no database
+    group = f"test.{uuid.uuid4().hex}"
+    ended = threading.Event()
+    checks: list[bool] = []
+    subscribed = threading.Event()
+
+    def check() -> bool:
+        checks.append(ended.is_set())
+        subscribed.set()  # the first check runs once the waiter is subscribed
+        return ended.is_set()
+
+    result: list[bool] = []
+    waiter = threading.Thread(
+        target=lambda: result.append(
+            notify.wait_for_group(
+                group,
+                check,
+                timeout_s=300,
+                wake_on=lambda message: message.get("status") == "completed",
+                check_first=False,
+            )
+        ),
+        daemon=True,
+    )
+    waiter.start()
+    assert subscribed.wait(30)
+    for seq in range(1, 6):
+        notify.publish_group(group, {"type": "exec.event", "last_seq": seq, "status": "running"})
+    ended.set()
+    notify.publish_group(group, {"type": "exec.event", "last_seq": 5, "status": "completed"})
+    waiter.join(timeout=60)
+    assert not waiter.is_alive(), "the message announcing the end did not end the wait"
+    assert result == [True]
+    # One check once subscribed, one for the end: none for the five progress messages.
+    assert checks == [False, True]
