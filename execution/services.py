@@ -219,6 +219,8 @@ def _idempotent_replay(
 ) -> Exec | None:
     """The exec an unexpired key already started; the same key for another command (or
     workspace) is idempotency_key_reused."""
+    if key is None:
+        return None  # not even a queryset to build
     existing = idempotent_replay(
         Exec.objects.filter(tenant=actor.tenant), key=key, expires_at=made_at_plus_window
     )
