@@ -505,6 +505,9 @@ DEVBENCH_EXEC_STALE_AFTER_S = env_int("DEVBENCH_EXEC_STALE_AFTER_S", 30)
 # A "starting" exec no worker has claimed after this long gets its task sent again
 # (claiming is conditional, so a duplicate never runs it twice).
 DEVBENCH_EXEC_REDISPATCH_AFTER_S = env_int("DEVBENCH_EXEC_REDISPATCH_AFTER_S", 120)
+# Runners a node worker starts at once when handed them through its agent, besides its
+# Celery pool (execution/hand_off.py); more go through the queue. 0: always the queue.
+DEVBENCH_EXEC_HAND_OFF_RUNNERS = env_int("DEVBENCH_EXEC_HAND_OFF_RUNNERS", 8)
 
 # --- Periodic jobs ------------------------------------------------------------
 # Run by Celery beat in production and by devbench_site.scheduler in the embedded mode

@@ -18,10 +18,11 @@ from celery import Task, shared_task
 from celery.exceptions import Reject
 
 from core.errors import EngineUnavailable
-from execution import retention
+from execution import hand_off, retention
 from execution.drain import drain_deadline
 from execution.state import Senders
 from execution.worker import exec_execute, exec_kill_processes, exec_reconcile
+from workspaces.nodes import node_hand_off, queue_node
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,16 @@ def exec_reconcile_task() -> None:
     exec_reconcile(senders=SENDERS)
 
 
+def _send_run(exec_pk: int, queue: str) -> None:
+    """Hand the runner to its node's worker; queue its task if the worker does not take it."""
+    node = queue_node(queue)
+    if node is not None and node_hand_off(node, hand_off.RUN, {"exec_pk": exec_pk}):
+        return
+    exec_run_task.apply_async(args=[exec_pk], queue=queue)
+
+
 SENDERS = Senders(
-    run=lambda pk, queue: exec_run_task.apply_async(args=[pk], queue=queue),
+    run=_send_run,
     kill=lambda pk, queue: exec_kill_task.apply_async(args=[pk], queue=queue),
 )
+hand_off.hand_off_register(SENDERS)

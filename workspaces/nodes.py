@@ -21,6 +21,7 @@ import threading
 import time
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import django.dispatch
 from django.conf import settings
@@ -28,10 +29,11 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from core.errors import EngineUnavailable
+from core.errors import DevBenchError, EngineUnavailable
 from core.queues import node_queue
 from workspaces.models import LIVE_STATUSES, Node, NodeState, Workspace, WorkspaceStatus
 from workspaces.runtime import get_driver
+from workspaces.runtime.agent import hand_off_here
 from workspaces.runtime.base import RuntimeDriver
 from workspaces.runtime.remote import NodeUnavailable, RemoteDriver
 
@@ -40,6 +42,9 @@ logger = logging.getLogger(__name__)
 # Sent (once per outage) after a node was marked down; ``node`` is its name.
 node_down = django.dispatch.Signal()
 
+# How long a caller waits for a node's worker to take work handed to it, before queueing
+# it (a worker that took it late changes nothing: the work is claimed once).
+HAND_OFF_TIMEOUT_S = 2.0
 # How long a process trusts what it read of a node's row (agent URL, state).
 _ROW_CACHE_S = 2.0
 _served: set[str] = set()
@@ -126,6 +131,26 @@ def node_driver(name: str) -> RuntimeDriver:
 
 def workspace_driver(workspace: Workspace) -> RuntimeDriver:
     return node_driver(workspace.node)
+
+
+def node_hand_off(name: str, work: str, args: dict[str, Any]) -> bool:
+    """Have node ``name``'s worker start ``work`` now, through its agent (or in this
+    process, if it is that worker), without the round trip through the broker and the
+    node's queue: True if the worker took it. False if it cannot now (busy, shutting
+    down, unreachable, not answering within HAND_OFF_TIMEOUT_S): the caller queues the
+    work instead, as it would without hand-offs. The embedded mode has no node worker."""
+    if name in _served:
+        return hand_off_here(work, args)
+    if settings.DEVBENCH_ENGINE_DIRECT:
+        return False
+    try:
+        driver = node_driver(name)
+        return isinstance(driver, RemoteDriver) and driver.hand_off(
+            work, args, timeout_s=HAND_OFF_TIMEOUT_S
+        )
+    except DevBenchError as exc:
+        logger.info("node %s did not take %s (queued instead): %s", name, work, exc.message)
+        return False
 
 
 # --- registration and liveness (node workers) ------------------------------------------

@@ -312,3 +312,41 @@ def test_the_fingerprint_names_one_certificate() -> None:
     fingerprint = certificate_fingerprint(cert)
     assert len(fingerprint.split(":")) == 32 and fingerprint == fingerprint.upper()
     assert fingerprint == certificate_fingerprint(cert) != certificate_fingerprint(other)
+
+
+def test_work_handed_off_through_the_agent(
+    agent: tuple[AgentServer, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registered work starts on the agent's side; the caller learns whether it was taken,
+    a refusal or an unknown name is "not taken", bad arguments are refused, and a worker
+    slower than the caller's timeout counts as unreachable (the caller queues instead)."""
+    from workspaces.runtime import agent as agent_module
+
+    monkeypatch.setattr(agent_module, "_hand_offs", {})
+    taken: list[dict[str, object]] = []
+    release = threading.Event()
+
+    def take(args: dict[str, object]) -> bool:
+        if "bad" in args:
+            raise ValueError("bad must not be given")
+        if args.get("slow"):
+            release.wait(10)
+        taken.append(args)
+        return bool(args.get("accept"))
+
+    agent_module.register_hand_off("work", take)
+    remote = _remote(agent)
+    assert remote.hand_off("work", {"accept": True, "n": 1}, timeout_s=5) is True
+    assert remote.hand_off("work", {"accept": False}, timeout_s=5) is False
+    assert taken == [{"accept": True, "n": 1}, {"accept": False}]
+    with pytest.raises(DevBenchError) as refused:
+        remote.hand_off("work", {"bad": 1}, timeout_s=5)
+    assert refused.value.code == "agent_bad_request"
+    with pytest.raises(DevBenchError):
+        remote.hand_off("other", {}, timeout_s=5)
+    with pytest.raises(NodeUnavailable):
+        remote.hand_off("work", {"slow": True, "accept": True}, timeout_s=0.3)
+    release.set()
+    # The pool's connections keep their own timeout: a call after the short one works.
+    assert remote.hand_off("work", {"accept": True}, timeout_s=5) is True
+    assert remote.engine_info().version

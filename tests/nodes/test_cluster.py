@@ -188,6 +188,7 @@ def _exec_over_websocket(cluster: Cluster, rest: Any, workspace_id: str) -> None
 def test_every_operation_on_every_node_through_an_engineless_web_tier(
     live_cluster: Cluster, rest: Any
 ) -> None:
+    from execution.models import Exec
     from workspaces.models import Node
 
     # Every agent speaks TLS with the certificate its worker registered (what the web
@@ -208,7 +209,12 @@ def test_every_operation_on_every_node_through_an_engineless_web_tier(
         ws_id = workspace["id"]
 
         # exec (REST, MCP, websocket) and the shell (websocket)
-        assert _exec(rest, ws_id, ["sh", "-c", "echo hi-$((40+2))"])["stdout"] == "hi-42\n"
+        ran = _exec(rest, ws_id, ["sh", "-c", "echo hi-$((40+2))"])
+        assert ran["stdout"] == "hi-42\n"
+        # The web tier handed the runner to the node's worker through its agent (no
+        # round trip through the broker): it ran in a hand-off thread of that worker.
+        runner = Exec.objects.get(public_id=ran["exec_id"]).worker
+        assert "/exec-hand-off-" in runner, runner
         run = ok(
             mcp_call(
                 mcp_url, rest.token.raw, "exec_run", {"container_id": ws_id, "cmd": ["echo", node]}

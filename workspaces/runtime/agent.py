@@ -16,7 +16,7 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -35,6 +35,25 @@ logger = logging.getLogger(__name__)
 IDLE_TIMEOUT_S = 120
 _COPY_CHUNK = 1024 * 1024
 _FRAME_APART_FROM = 64 * 1024
+
+
+# Work a node's worker starts at once when a caller hands it over, instead of through the
+# broker and the node's queue (an exec's runner: ``execution.hand_off``). The function
+# takes the JSON arguments and says whether it took the work (False: busy, shutting
+# down); a ValueError is a bad request. Registered by the app that owns the work, so
+# this module imports none.
+HandOff = Callable[[dict[str, Any]], bool]
+_hand_offs: dict[str, HandOff] = {}
+
+
+def register_hand_off(name: str, take: HandOff) -> None:
+    _hand_offs[name] = take
+
+
+def hand_off_here(name: str, args: dict[str, Any]) -> bool:
+    """Start ``name`` in this process (a node worker handing work to itself)."""
+    take = _hand_offs.get(name)
+    return take is not None and take(args)
 
 
 class _BadRequest(Exception):
@@ -145,6 +164,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._archive_put()
             elif method in wire.STREAM_ARGS:
                 getattr(self, f"_{method}")(self._args(wire.STREAM_ARGS[method]))
+            elif method.startswith(wire.HAND_OFF):
+                self._hand_off(method[len(wire.HAND_OFF) :])
             else:
                 self._drain_body()
                 self._send_json(HTTPStatus.NOT_FOUND, {"error": {"code": "unknown_method"}})
@@ -243,6 +264,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(AgentCallFailed(f"The node agent failed running {method}."))
             return
         self._send_json(HTTPStatus.OK, {"result": wire.dump(result_type, result)})
+
+    def _hand_off(self, name: str) -> None:
+        args = self._json_body()
+        take = _hand_offs.get(name)
+        if take is None:
+            self._send_json(HTTPStatus.NOT_FOUND, {"error": {"code": "unknown_method"}})
+            return
+        if not isinstance(args, dict):
+            raise _BadRequest("The arguments are not a JSON object.")
+        try:
+            taken = take(args)
+        except ValueError as exc:
+            raise _BadRequest(str(exc)) from exc
+        except Exception:
+            logger.exception("agent: hand-off %s failed", name)
+            taken = False  # the caller queues it instead
+        self._send_json(HTTPStatus.OK, {"taken": bool(taken)})
 
     # --- streams ---------------------------------------------------------------------
 

@@ -175,12 +175,15 @@ class RemoteDriver(RuntimeDriver):
             conn.close()
 
     def _request(
-        self, method: str, body: bytes, headers: dict[str, str]
+        self, method: str, body: bytes, headers: dict[str, str], *, timeout_s: float | None = None
     ) -> tuple[_Connection, http.client.HTTPResponse]:
-        """Send a request with a small body on a pooled connection; its response head."""
+        """Send a request with a small body on a pooled connection; its response head (within
+        ``timeout_s`` if given: the caller restores the connection's own timeout)."""
         for attempt in range(2):
             conn, reused = self._checkout()
             try:
+                if timeout_s is not None and conn.sock is not None:
+                    conn.sock.settimeout(timeout_s)
                 conn.request("POST", wire.API_PREFIX + method, body=body, headers=headers)
                 return conn, conn.getresponse()
             except _STALE as exc:
@@ -219,6 +222,17 @@ class RemoteDriver(RuntimeDriver):
         body = json.dumps(wire.dump_args(arg_types, kwargs)).encode()
         payload = self._answer(*self._request(method, body, self._json_headers))
         return wire.load(result_type, json.loads(payload)["result"])
+
+    def hand_off(self, name: str, args: dict[str, Any], *, timeout_s: float) -> bool:
+        """Ask the node's worker to start ``name`` now (``agent.register_hand_off``): True if
+        it took it. Waits at most ``timeout_s`` for the answer."""
+        body = json.dumps(args).encode()
+        conn, response = self._request(
+            wire.HAND_OFF + name, body, self._json_headers, timeout_s=timeout_s
+        )
+        if conn.sock is not None:
+            conn.sock.settimeout(self._timeout_s)
+        return bool(json.loads(self._answer(conn, response)).get("taken"))
 
     def _stream_args(self, method: str, **kwargs: Any) -> bytes:
         return json.dumps(wire.dump_args(wire.STREAM_ARGS[method], kwargs)).encode()

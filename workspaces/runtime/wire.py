@@ -40,6 +40,9 @@ from workspaces.runtime.base import (
 )
 
 API_PREFIX = "/v1/"
+# ``POST /v1/hand_off/<name>`` with JSON arguments: start registered work on the node now
+# (``agent.register_hand_off``); answers ``{"taken": bool}``.
+HAND_OFF = "hand_off/"
 STAT_HEADER = "X-Path-Stat"
 EXEC_ID_HEADER = "X-Exec-Id"
 UPGRADE = "devbench-tty"
