@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -244,12 +244,30 @@ def _refresh(exec_: Exec) -> Exec:
 def _reconcile_one(exec_: Exec) -> None:
     """A running exec whose heartbeat is stale is marked lost on the spot, so a client
     looking at it learns at once (no need to wait for the periodic job)."""
-    if exec_.status != ExecStatus.RUNNING or exec_.heartbeat_at is None:
-        return
-    stale_after_s = float(settings.DEVBENCH_EXEC_STALE_AFTER_S)
-    if exec_.heartbeat_at < timezone.now() - timedelta(seconds=stale_after_s):
-        state.mark_lost(exec_, stale_after_s=stale_after_s, senders=SENDERS)
+    if exec_.status == ExecStatus.RUNNING and _stale(exec_.heartbeat_at):
+        state.mark_lost(
+            exec_, stale_after_s=float(settings.DEVBENCH_EXEC_STALE_AFTER_S), senders=SENDERS
+        )
         exec_.refresh_from_db()
+
+
+def _stale(heartbeat_at: datetime | None) -> bool:
+    stale_after_s = float(settings.DEVBENCH_EXEC_STALE_AFTER_S)
+    return heartbeat_at is not None and heartbeat_at < timezone.now() - timedelta(
+        seconds=stale_after_s
+    )
+
+
+def _ended(exec_: Exec) -> bool:
+    """Whether the exec has ended, from its status alone (a waiter reads the whole row
+    once, at the end); a running one whose heartbeat is stale is reconciled first."""
+    row = Exec.objects.filter(pk=exec_.pk).values_list("status", "heartbeat_at").first()
+    if row is None:
+        return True  # deleted: the final read says so
+    status, heartbeat_at = row
+    if status == ExecStatus.RUNNING and _stale(heartbeat_at):
+        return _refresh(exec_).is_terminal
+    return status in TERMINAL_STATUSES
 
 
 def exec_poll(
@@ -308,11 +326,12 @@ def exec_wait(*, exec_: Exec, timeout_s: float, just_started: bool = False) -> E
     ``just_started``: the caller has just created it (no need to look before waiting)."""
     notify.wait_until(
         exec_.public_id,
-        lambda: _refresh(exec_).is_terminal,
+        lambda: _ended(exec_),
         timeout_s=timeout_s,
         wake_on=_announces_end,
         check_first=not just_started,
     )
+    exec_.refresh_from_db()
     return exec_
 
 

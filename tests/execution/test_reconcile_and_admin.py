@@ -69,6 +69,16 @@ def test_a_client_looking_at_a_stale_exec_sees_it_lost(tenant, actor):
     assert (result.status, result.complete, result.error_code) == ("lost", True, "runner_lost")
 
 
+def test_a_client_waiting_for_a_stale_exec_sees_it_lost_at_once(tenant):
+    from execution.services import exec_wait
+
+    stale = _exec(tenant, status=ExecStatus.RUNNING, heartbeat_at=_ago(10), last_seq=0)
+    assert exec_wait(exec_=stale, timeout_s=0).status == ExecStatus.RUNNING
+    with override_settings(DEVBENCH_EXEC_STALE_AFTER_S=5):
+        waited = exec_wait(exec_=stale, timeout_s=30)  # no message will come: the check ends it
+    assert (waited.status, waited.error_code) == (ExecStatus.LOST, "runner_lost")
+
+
 def test_an_unclaimed_exec_is_sent_again(tenant):
     stuck = _exec(tenant, status=ExecStatus.STARTING, dispatched_at=_ago(3600))
     recent = _exec(tenant, status=ExecStatus.STARTING, dispatched_at=timezone.now())
