@@ -48,12 +48,22 @@ def _take_run(args: dict[str, Any], *, senders: Senders) -> bool:
         _running += 1
     # Not a daemon: a worker shutting down waits for its runners, which end their execs
     # (``execution.drain``), as it waits for its pool's tasks.
-    threading.Thread(target=_run, args=(exec_pk, senders), name=f"exec-hand-off-{exec_pk}").start()
+    thread = threading.Thread(target=_run, args=(exec_pk, senders), name=f"exec-hand-off-{exec_pk}")
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had: the caller queues the task instead
+        _release()
+        return False
     return True
 
 
-def _run(exec_pk: int, senders: Senders) -> None:
+def _release() -> None:
     global _running
+    with _lock:
+        _running -= 1
+
+
+def _run(exec_pk: int, senders: Senders) -> None:
     try:
         exec_execute(exec_pk=exec_pk, senders=senders)
     except Exception:
@@ -61,8 +71,7 @@ def _run(exec_pk: int, senders: Senders) -> None:
         logger.exception("runner of exec %s failed", exec_pk)
     finally:
         connections.close_all()  # this thread's: back to the pool
-        with _lock:
-            _running -= 1
+        _release()
 
 
 def hand_off_register(senders: Senders) -> None:

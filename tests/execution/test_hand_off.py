@@ -72,3 +72,17 @@ def test_a_runner_the_node_does_not_take_is_queued(monkeypatch: pytest.MonkeyPat
     answer["taken"] = False
     SENDERS.run(42, "node.n1")
     assert queued == [{"args": [42], "queue": "node.n1"}]
+
+
+def test_no_thread_to_start_is_a_refusal_that_keeps_no_slot(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.DEVBENCH_EXEC_HAND_OFF_RUNNERS = 1
+
+    def cannot_start(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(threading.Thread, "start", cannot_start)
+        assert _take({"exec_pk": 9}) is False
+    assert hand_off._running == 0
