@@ -3,8 +3,9 @@
 Reads and writes go through ``GET/HEAD/PUT /containers/{id}/archive``: no
 process runs in the container, the image needs no tools, and it works while
 the workspace is busy. The engine cannot rename or unlink, so those two run as
-tiny fixed commands (``mv``/``rm``/``rmdir`` with an argv, never a shell) as
-the workspace user, which can do nothing the workspace user could not do anyway.
+tiny fixed commands (``mv``/``rm``/``rmdir`` with an argv, never parsed by a shell)
+as the workspace user, which can do nothing the workspace user could not do anyway;
+a long-lived helper shell per container runs them without an exec each (helpers.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from workspaces.runtime.base import (
     WorkspaceToolMissing,
     body_length,
 )
+from workspaces.runtime.docker import helpers
 from workspaces.runtime.docker.errors import translated
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
@@ -171,17 +173,22 @@ class DockerArchive(RuntimeArchive):
         self._check(container_id, path, response)
 
     def _run_fixed(self, container_id: str, argv: list[str], *, user: str) -> None:
-        """Run one fixed command (an argv, no shell) and raise if it fails."""
+        """Run one fixed command (an argv, never parsed by a shell) and raise if it fails:
+        in the container's helper shell (helpers.py), or a one-off exec."""
         for arg in argv[1:]:
             # Defence in depth: callers pass normalised absolute paths and flags only.
             if not arg.startswith(("/", "-")) or "\x00" in arg:
                 raise ValueError(f"refusing unsafe argument {arg!r}")
-        with translated(engine_url=self.base_url, container_id=container_id):
-            created: dict[str, Any] = self.api.exec_create(
-                container_id, argv, user=user, workdir="/", environment={"LC_ALL": "C"}
-            )
-            output: bytes = self.api.exec_start(created["Id"])
-            exit_code = self.api.exec_inspect(created["Id"]).get("ExitCode")
+        answer = helpers.pool.run(self.api, self.base_url, container_id, argv, user)
+        if answer is not None:
+            exit_code, output = answer
+        else:
+            with translated(engine_url=self.base_url, container_id=container_id):
+                created: dict[str, Any] = self.api.exec_create(
+                    container_id, argv, user=user, workdir="/", environment={"LC_ALL": "C"}
+                )
+                output = self.api.exec_start(created["Id"])
+                exit_code = self.api.exec_inspect(created["Id"]).get("ExitCode")
         if exit_code == 0:
             return
         text = output.decode(errors="replace").strip()

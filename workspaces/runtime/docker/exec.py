@@ -20,7 +20,7 @@ from workspaces.runtime.base import ExecOutput, ExecSpec, ExecState, Interactive
 from workspaces.runtime.docker.errors import translated
 
 
-def _raw_socket(sock: Any) -> socket.socket | None:
+def raw_socket(sock: Any) -> socket.socket | None:
     """The OS-level socket under docker-py's wrapper (SocketIO or a plain socket)."""
     if isinstance(sock, socket.socket):
         return sock
@@ -30,13 +30,13 @@ def _raw_socket(sock: Any) -> socket.socket | None:
 
 def _prepare(sock: Any) -> None:
     # The client-wide request timeout must not end a quiet, long-running stream.
-    raw = _raw_socket(sock)
+    raw = raw_socket(sock)
     if raw is not None:
         raw.settimeout(None)
 
 
-def _shutdown(sock: Any) -> None:
-    raw = _raw_socket(sock)
+def shutdown_stream(sock: Any) -> None:
+    raw = raw_socket(sock)
     if raw is not None:
         with contextlib.suppress(OSError):
             raw.shutdown(socket.SHUT_RDWR)
@@ -73,7 +73,7 @@ class DockerExecOutput(ExecOutput):
 
     def close(self) -> None:
         self._closed.set()
-        _shutdown(self._sock)
+        shutdown_stream(self._sock)
 
 
 class DockerInteractiveExec(InteractiveExec):
@@ -81,7 +81,7 @@ class DockerInteractiveExec(InteractiveExec):
         self.id = exec_id
         self._api = api
         self._sock = sock
-        self._raw = _raw_socket(sock)
+        self._raw = raw_socket(sock)
         self._engine_url = engine_url
 
     def read(self, max_bytes: int = 65536) -> bytes:
@@ -107,7 +107,7 @@ class DockerInteractiveExec(InteractiveExec):
             self._api.exec_resize(self.id, height=rows, width=cols)
 
     def close(self) -> None:
-        _shutdown(self._sock)
+        shutdown_stream(self._sock)
 
 
 class DockerExec(RuntimeExec):
