@@ -67,6 +67,7 @@ def test_two_workers_serve_http_mcp_and_a_websocket_stream(
             _mcp_both_generations(served, tenant, token, ws_id)
             _websocket_stream(served, http, token, ws_id)
             _streamed_download(http, ws_id)
+            _raw_uploads(http, ws_id, tenant)
         finally:
             assert http.delete(f"/api/v1/workspaces/{ws_id}?force=true").status_code == 200
     assert workers <= _alive_children(served.proc.pid)  # no worker died on the way
@@ -126,6 +127,41 @@ def _websocket_stream(served: ServeProcess, http: httpx.Client, token: Any, ws_i
     output = "".join(m["data"] for m in messages if m["type"] == "output")
     assert output == "line 1\nline 2\nline 3\n"
     assert (messages[-1]["type"], messages[-1]["exit_code"]) == ("complete", 3)
+
+
+def _raw_uploads(http: httpx.Client, ws_id: str, tenant: Any) -> None:
+    """A raw body with a Content-Length is sent on from the server's copy (hashed on
+    the way); a chunked one is spooled first. Both store the same bytes and ETag."""
+    from tenants.models import TenantPolicy
+
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    url = f"/api/v1/workspaces/{ws_id}/files"
+    raw = {"Content-Type": "application/octet-stream"}
+    digest = hashlib.sha256(data).hexdigest()
+
+    def chunks() -> Any:
+        for start in range(0, len(data), 100_000):
+            yield data[start : start + 100_000]
+
+    for name, body in (("sized", data), ("chunked", chunks())):
+        put = http.put(url, params={"path": f"/workspace/{name}.bin"}, content=body, headers=raw)
+        assert put.status_code == 200, put.text
+        assert (put.json()["etag"], put.json()["size"]) == (digest, len(data))
+        assert put.headers["ETag"] == f'"{digest}"'
+        got = http.get(url, params={"path": f"/workspace/{name}.bin", "encoding": "raw"})
+        assert got.content == data
+    TenantPolicy.objects.filter(tenant=tenant).update(max_file_size_bytes=len(data) - 1)
+    try:
+        for body in (data, chunks()):
+            refused = http.put(
+                url, params={"path": "/workspace/sized.bin"}, content=body, headers=raw
+            )
+            assert refused.status_code == 413, refused.text
+            assert refused.json()["code"] == "file_too_large"
+    finally:
+        TenantPolicy.objects.filter(tenant=tenant).update(max_file_size_bytes=128 * 1024 * 1024)
+    got = http.get(url, params={"path": "/workspace/sized.bin", "encoding": "raw"})
+    assert got.content == data  # a refused write left the file as it was
 
 
 def test_worker_count_defaults_to_the_usable_cores() -> None:

@@ -2,7 +2,8 @@
 
 Large bodies never travel whole: ``encoding=raw`` reads and the archive
 download stream out; a raw (non-JSON) ``PUT .../files`` and archive uploads
-are read from the request in chunks (the service spools them).
+are read from the request in chunks (the service spools them, unless the
+server has already stored the whole body).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import pydantic
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router
 from ninja.errors import HttpError
@@ -45,7 +47,7 @@ from workspaces.filesystem.schemas import (
     OctalMode,
     parse_mode,
 )
-from workspaces.filesystem.tario import CHUNK
+from workspaces.filesystem.tario import CHUNK, Received
 from workspaces.models import Workspace
 from workspaces.schemas import WorkspaceRef
 from workspaces.selectors import workspace_get
@@ -82,6 +84,16 @@ def _workspace(request: HttpRequest, ref: str) -> Workspace:
 def _body_chunks(request: HttpRequest) -> Iterator[bytes]:
     while chunk := request.read(CHUNK):
         yield chunk
+
+
+def _raw_body(request: HttpRequest) -> Received | Iterator[bytes]:
+    """An ASGI server has stored the whole body before the view runs, and checked it
+    against its ``Content-Length``: the service sends it on from there instead of
+    spooling a copy. Other bodies are read in chunks (and spooled)."""
+    length = request.META.get("CONTENT_LENGTH", "")
+    if isinstance(request, ASGIRequest) and length.isdigit():
+        return Received(reader=request, size=int(length))
+    return _body_chunks(request)
 
 
 def _if_match(request: HttpRequest, given: str | None) -> str | None:
@@ -165,7 +177,7 @@ def fs_write(
     (``application/octet-stream``, streamed, any size within the policy)."""
     actor = principal_of(request)
     workspace = _workspace(request, ref)
-    content: bytes | Iterator[bytes]
+    content: bytes | Iterator[bytes] | Received
     content_type = request.content_type or ""
     if content_type == "application/json" or content_type.endswith("+json"):
         limit = tenant_policy_get(tenant=actor.tenant).max_file_size_bytes * 4 // 3 + 65536
@@ -181,7 +193,7 @@ def fs_write(
             bits = parse_mode(mode)
         except ValueError as exc:
             raise InvalidMode(str(exc)) from exc
-        content, etag, parents = _body_chunks(request), if_match_etag, create_parents
+        content, etag, parents = _raw_body(request), if_match_etag, create_parents
     result = services.fs_write(
         actor=actor,
         workspace=workspace,
@@ -235,7 +247,7 @@ def fs_list(
 ) -> Any:
     """A page of a directory's entries (its whole tree with ``recursive``), in path order:
     `limit`, and `cursor` = the previous page's `next_cursor`."""
-    return services.fs_list(
+    listing = services.fs_list(
         actor=principal_of(request),
         workspace=_workspace(request, ref),
         path=path,
@@ -243,6 +255,7 @@ def fs_list(
         limit=query.limit,
         cursor=query.cursor,
     )
+    return FsListOut.of(listing)
 
 
 @router.post(f"{FILES}/mkdir", response=FsMkdirOut, operation_id="fs_mkdir")

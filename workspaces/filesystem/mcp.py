@@ -13,7 +13,6 @@ from core.mcp.tools import ADD, DESTROY, READ, REPEATABLE_DESTROY, ToolCall, Too
 from tenants.principal import Principal
 from workspaces.filesystem import services
 from workspaces.filesystem.results import (
-    DirListing,
     FileDeleteResult,
     FileStat,
     FileWriteResult,
@@ -125,7 +124,7 @@ def fs_stat(call: ToolCall[Principal], args: FsStatIn) -> FileStat:
     title="List a directory",
     hints=READ,
 )
-def fs_list(call: ToolCall[Principal], args: FsListIn) -> DirListing:
+def fs_list(call: ToolCall[Principal], args: FsListIn) -> FsListOut:
     """List a directory's entries (default /workspace), in path order, with kind,
     size, permissions and modification time.
 
@@ -135,7 +134,7 @@ def fs_list(call: ToolCall[Principal], args: FsListIn) -> DirListing:
     names: list a subdirectory rather than walking a huge tree.
     Needs "read".
     """
-    return services.fs_list(
+    listing = services.fs_list(
         actor=call.principal,
         workspace=_workspace(call, args.container_id),
         path=args.path,
@@ -143,6 +142,7 @@ def fs_list(call: ToolCall[Principal], args: FsListIn) -> DirListing:
         limit=args.limit,
         cursor=args.cursor,
     )
+    return FsListOut.of(listing)
 
 
 @tools.tool(

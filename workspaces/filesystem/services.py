@@ -51,6 +51,7 @@ from workspaces.filesystem.results import (
 )
 from workspaces.filesystem.tario import (
     Entry,
+    Received,
     SizedTar,
     SpooledBody,
     dir_infos,
@@ -93,7 +94,7 @@ def fs_write(
     actor: Principal,
     workspace: Workspace,
     path: str,
-    content: bytes | BinaryIO | Iterable[bytes],
+    content: bytes | BinaryIO | Iterable[bytes] | Received,
     if_match_etag: str | None = None,
     mode: int | None = None,
     create_parents: bool = True,

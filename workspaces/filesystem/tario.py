@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, BinaryIO, Protocol, cast
 
 from workspaces.filesystem.errors import FileTooLarge
 from workspaces.filesystem.tarlib import tarfile
@@ -97,13 +97,68 @@ def hashed(chunks: Iterable[bytes], digest: Hash) -> Iterator[bytes]:
             pending.result()
 
 
-def spool(source: bytes | BinaryIO | Iterable[bytes], *, limit: int) -> SpooledBody:
+@dataclass(frozen=True)
+class Received:
+    """A body the server has already received whole, with a known size (an ASGI
+    request's, which the server stored before the view ran)."""
+
+    reader: Readable
+    size: int
+
+
+class _HashingReader(io.RawIOBase):
+    """Reads exactly ``size`` bytes of a received body, each chunk hashed in another
+    thread while the next is read and sent; ``digest`` resolves at the end."""
+
+    def __init__(self, received: Received) -> None:
+        super().__init__()
+        self._reader = received.reader
+        self._remaining = received.size
+        self._hash = hashlib.sha256()
+        self._pending: Future[None] | None = None
+        self.digest: Future[str] = Future()
+        if not self._remaining:
+            self.digest.set_result(self._hash.hexdigest())
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1, /) -> bytes:
+        wanted = self._remaining if size < 0 else min(size, self._remaining)
+        if not wanted:
+            return b""
+        chunk = self._reader.read(wanted)
+        if not chunk:
+            raise OSError(f"the received body ended {self._remaining} bytes early")
+        self._remaining -= len(chunk)
+        if self._pending is not None:
+            self._pending.result()  # one update at a time keeps the chunks in order
+        self._pending = _HASHER.submit(self._hash.update, chunk)
+        if not self._remaining:
+            self._pending.result()
+            self.digest.set_result(self._hash.hexdigest())
+        return chunk
+
+    def close(self) -> None:
+        if not self.digest.done():
+            self.digest.set_exception(OSError("the body was not read to its end"))
+        super().close()
+
+
+def spool(source: bytes | BinaryIO | Iterable[bytes] | Received, *, limit: int) -> SpooledBody:
     """Copy a body into a spool while hashing it; FileTooLarge past ``limit`` bytes.
 
     Reading stops at ``limit + 1`` bytes: an oversized body is refused without
-    being read (or stored) whole. A body already in memory is neither copied
-    nor hashed first: its hash is computed in another thread while it is sent.
+    being read (or stored) whole. A body already in memory, or already received
+    whole by the server (:class:`Received`, its size known), is not copied again:
+    it is hashed in another thread while it is sent.
     """
+    if isinstance(source, Received):
+        if source.size > limit:
+            raise FileTooLarge(size_bytes=source.size, limit_bytes=limit)
+        reader = _HashingReader(source)
+        # A body's users only read() it, in order, and close it.
+        return SpooledBody(file=cast(Spool, reader), size=source.size, digest=reader.digest)
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)  # no copy when it already is bytes
         if len(data) > limit:
