@@ -14,6 +14,7 @@ import pytest
 
 from core.errors import DevBenchError
 from tenants.models import AuditEvent
+from workspaces.filesystem.errors import EtagMismatch
 from workspaces.filesystem.services import (
     fs_delete,
     fs_download_archive,
@@ -136,9 +137,30 @@ def test_links_inside_the_workspace_are_followed(env, wdir):
         fs_read(actor=env.actor, workspace=env.workspace, path=f"{wdir}/abs-link").content == b"via"
     )
     # Writing through a final link replaces the target's content; the link stays a link.
-    fs_write(actor=env.actor, workspace=env.workspace, path=f"{wdir}/abs-link", content=b"new")
+    env.must("chmod", "750", f"{wdir}/real/f")
+    via_link = fs_write(
+        actor=env.actor, workspace=env.workspace, path=f"{wdir}/abs-link", content=b"new"
+    )
     assert env.must("cat", f"{wdir}/real/f") == b"new"
     assert env.must("readlink", f"{wdir}/abs-link").strip() == f"{wdir}/real/f".encode()
+    # What the link leads to is what was checked: its path, its mode, its ETag.
+    assert (via_link.path, via_link.mode, via_link.created) == (f"{wdir}/real/f", 0o750, False)
+    with pytest.raises(EtagMismatch):
+        fs_write(
+            actor=env.actor,
+            workspace=env.workspace,
+            path=f"{wdir}/abs-link",
+            content=b"stale",
+            if_match_etag="0" * 64,
+        )
+    fs_write(
+        actor=env.actor,
+        workspace=env.workspace,
+        path=f"{wdir}/alias/f",
+        content=b"checked",
+        if_match_etag=via_link.etag,
+    )
+    assert env.must("cat", f"{wdir}/real/f") == b"checked"
     listing = fs_list(actor=env.actor, workspace=env.workspace, path=f"{wdir}/alias")
     assert [e.path for e in listing.items] == [f"{wdir}/real/f"]
 

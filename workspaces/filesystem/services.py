@@ -15,7 +15,7 @@ import itertools
 import posixpath
 import secrets
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, BinaryIO
 
 from core.errors import DevBenchError
@@ -34,7 +34,7 @@ from workspaces.filesystem.errors import (
     NotADirectory,
 )
 from workspaces.filesystem.locks import path_lock
-from workspaces.filesystem.paths import ROOT
+from workspaces.filesystem.paths import ROOT, normalise
 from workspaces.filesystem.reads import (
     fs_download_archive,
     fs_list,
@@ -113,16 +113,25 @@ def fs_write(
         if mode is not None and not 0 <= mode <= 0o777:
             raise InvalidMode("mode must be permission bits (0 to 0o777).")
         limit = tenant_policy_get(tenant=actor.tenant).max_file_size_bytes
-        resolved = target.resolve(path, follow_final=True)
-        audit.details["path"] = resolved.path
-        if resolved.path == ROOT:
+        requested = normalise(path)
+        if requested == ROOT:
             raise IsADirectory(f"{ROOT} is a directory.", path=ROOT)
-        missing_dirs = resolved.missing[:-1]
-        if missing_dirs and not create_parents:
-            raise not_found(posixpath.dirname(resolved.path))
         body = spool(content, limit=limit)
-        with body.file, path_lock(workspace_pk=workspace.pk, paths=[resolved.path]):
-            current = target.fresh_stat(resolved.path)
+        lock = path_lock(workspace_pk=workspace.pk, paths=[requested])
+        with body.file, lock, ExitStack() as held:
+            # Resolved under the lock of the path asked for: unless a symlink leads
+            # elsewhere, what the walk saw is the state now, and no stat is taken twice.
+            resolved = target.resolve(requested, follow_final=True)
+            audit.details["path"] = resolved.path
+            if resolved.path == ROOT:
+                raise IsADirectory(f"{ROOT} is a directory.", path=ROOT)
+            missing_dirs = resolved.missing[:-1]
+            if missing_dirs and not create_parents:
+                raise not_found(posixpath.dirname(resolved.path))
+            current = resolved.stat
+            if resolved.path != requested:  # the real file has a lock of its own
+                held.enter_context(path_lock(workspace_pk=workspace.pk, paths=[resolved.path]))
+                current = target.fresh_stat(resolved.path)
             if current is not None and current.kind == "dir":
                 raise IsADirectory(f"{resolved.path} is a directory.", path=resolved.path)
             if if_match_etag is not None:
