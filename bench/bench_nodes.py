@@ -16,8 +16,9 @@ Both sides use the same engine and container, so the difference is the hop:
 Operations: ``fs_write`` / ``fs_read`` of 1 MiB and 64 MiB (streamed),
 ``workspace_stats``-free calls only (stats waits for the engine's 1 s tick),
 ``fs_stat``, a helper exec (``exec_collect`` of ``true``: what the shell's
-process-tree kill uses, and file commands where no helper shell can run), and ``exec_run`` of ``echo hi`` (runs on the
-node worker in both cases; the caller only reads the database).
+process-tree kill uses, and file commands where no helper shell can run), and
+``exec_run`` of ``echo hi`` (runs on the node worker in both cases; the caller only
+reads the database).
 
 Beside each ratio: the CPU this process and the worker spent per call on each side
 (from /proc), which, unlike the wall clock, does not move with the machine's load.

@@ -145,3 +145,15 @@ def test_an_image_without_a_usable_shell_falls_back_to_one_off_execs(fresh_pool)
         assert container.exec_run(["/bin/ls", "/tmp"]).output == b"c\n"
     finally:
         container.remove(force=True)
+
+
+def test_past_the_process_bound_the_helper_idle_longest_ends(env, wdir, fresh_pool, monkeypatch):
+    monkeypatch.setattr(helpers, "MAX_IDLE", 1)
+    driver, cid = get_driver(), env.workspace.container_id
+    env.must("touch", f"{wdir}/a")
+    driver.path_rename(cid, f"{wdir}/a", f"{wdir}/b", user=USER)
+    [first] = _helper_pids(env)
+    driver.path_rename(cid, f"{wdir}/b", f"{wdir}/c", user="1000")  # another key: a second helper
+    assert fresh_pool.idle_count(cid) == 1
+    wait_for(lambda: first not in _helper_pids(env), what="the older helper to end")
+    assert len(_helper_pids(env)) == 1

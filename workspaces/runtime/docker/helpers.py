@@ -37,6 +37,9 @@ from workspaces.runtime.docker.exec import raw_socket, shutdown_stream
 
 IDLE_S = 30.0
 MAX_IDLE_PER_CONTAINER = 2
+# Each idle helper holds a connection to the engine (and a file descriptor): past this
+# many in one process, the one idle the longest is closed.
+MAX_IDLE = 256
 # Containers whose image cannot run a helper: remembered so each operation does not try
 # again (bounded: the set is emptied when it reaches this size).
 _MAX_REMEMBERED = 10_000
@@ -193,7 +196,7 @@ class HelperPool:
                 extra: _Helper | None = helper
             else:
                 helpers.append(helper)
-                extra = None
+                extra = self._oldest_past_the_bound()
                 if self._reaper is None:
                     self._reaper = threading.Thread(
                         target=self._reap, name="file-helper-reaper", daemon=True
@@ -201,6 +204,18 @@ class HelperPool:
                     self._reaper.start()
         if extra is not None:
             extra.close()
+
+    def _oldest_past_the_bound(self) -> _Helper | None:
+        """Under the lock: take out the helper idle the longest once there are too many."""
+        if sum(len(hs) for hs in self._idle.values()) <= MAX_IDLE:
+            return None
+        key, oldest = min(
+            ((k, h) for k, hs in self._idle.items() for h in hs), key=lambda kh: kh[1].used_at
+        )
+        self._idle[key].remove(oldest)
+        if not self._idle[key]:
+            del self._idle[key]
+        return oldest
 
     def _remember_unusable(self, container: tuple[str, str]) -> None:
         with self._lock:
