@@ -56,7 +56,12 @@ def test_failures_keep_their_exit_code_and_message(env, wdir, fresh_pool):
     with pytest.raises(EngineCommandFailed) as exc:
         driver._run_fixed(cid, ["no-such-tool", "/workspace"], user=USER)  # type: ignore[attr-defined]
     assert exc.value.code == "workspace_tool_missing"
-    # The shell survived both and still answers.
+    # Output that is not ASCII (a shell may count its characters, not its bytes) and a
+    # command that prints nothing end where the answer says, and the next one still fits.
+    with pytest.raises(EngineCommandFailed) as exc:
+        driver.path_rename(cid, f"{wdir}/é-ü-missing", f"{wdir}/y", user=USER)
+    assert "é-ü-missing" in exc.value.message
+    # The shell survived all three and still answers.
     env.must("touch", f"{wdir}/c")
     driver.path_remove(cid, f"{wdir}/c", kind="file", recursive=False, user=USER)
     assert env.sh("test", "-e", f"{wdir}/c")[0] == 1

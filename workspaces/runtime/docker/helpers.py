@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import select
 import struct
 import threading
@@ -44,13 +45,15 @@ MAX_IDLE = 256
 # again (bounded: the set is emptied when it reaches this size).
 _MAX_REMEMBERED = 10_000
 
-# ``n`` (the number of words), then the words, each on a line; the answer is
-# "<exit code> <output length>\n<output>" (LC_ALL=C: ${#out} counts bytes).
+# A command is a fresh random tag, the number of words, then the words, each on a line.
+# The answer is the output, then a line "<tag> <exit code>": the tag (never seen by the
+# workspace before the output is made) ends the output whatever bytes it holds, and
+# whatever a shell counts as a character.
 SCRIPT = (
-    "while IFS= read -r n; do set --; "
+    "while IFS= read -r tag && IFS= read -r n; do set --; "
     'while [ "$n" -gt 0 ]; do IFS= read -r w || exit 0; set -- "$@" "$w"; n=$((n - 1)); done; '
     'out=$("$@" 2>&1); rc=$?; '
-    'printf \'%s %s\\n%s\' "$rc" "${#out}" "$out"; '
+    'printf \'%s\\n%s %s\\n\' "$out" "$tag" "$rc"; '
     "done"
 )
 _FRAME = struct.Struct(">BxxxL")  # the engine's stream header: stream type, length
@@ -91,16 +94,12 @@ class _Helper:
         return not readable
 
     def run(self, argv: list[str]) -> tuple[int, bytes]:
-        words = [str(len(argv)).encode(), *(a.encode("utf-8", "surrogateescape") for a in argv)]
+        tag = secrets.token_hex(16).encode()
+        words = [tag, str(len(argv)).encode()]
+        words += [a.encode("utf-8", "surrogateescape") for a in argv]
         try:
             self._sock.sendall(b"\n".join(words) + b"\n")
-            head = self._read_line()
-            try:
-                code_text, length_text = head.split(b" ", 1)
-                code, length = int(code_text), int(length_text)
-            except ValueError:
-                raise HelperBroken(f"unexpected answer {head[:80]!r}") from None
-            output = self._read_stdout(length)
+            output, code = self._read_answer(tag)
         except TimeoutError:
             raise  # the engine's timeout, as for any call
         except OSError as exc:
@@ -109,19 +108,21 @@ class _Helper:
         self.used_at = time.monotonic()
         return code, output
 
-    def _read_line(self) -> bytes:
-        while (end := self._pending.find(b"\n")) < 0:
+    def _read_answer(self, tag: bytes) -> tuple[bytes, int]:
+        marker = b"\n" + tag + b" "
+        searched = 0
+        while (at := self._pending.find(marker, searched)) < 0 or (
+            end := self._pending.find(b"\n", at + len(marker))
+        ) < 0:
+            searched = max(0, len(self._pending) - len(marker))  # not already searched
             self._fill()
-        line = bytes(self._pending[:end])
+        output = bytes(self._pending[:at])
+        code_text = bytes(self._pending[at + len(marker) : end])
         del self._pending[: end + 1]
-        return line
-
-    def _read_stdout(self, size: int) -> bytes:
-        while len(self._pending) < size:
-            self._fill()
-        data = bytes(self._pending[:size])
-        del self._pending[:size]
-        return data
+        try:
+            return output, int(code_text)
+        except ValueError:
+            raise HelperBroken(f"unexpected exit code {code_text[:20]!r}") from None
 
     def _fill(self) -> None:
         stream, length = _FRAME.unpack(self._recv_exactly(_FRAME.size))
