@@ -110,11 +110,17 @@ class _Helper:
 
     def _read_answer(self, tag: bytes) -> tuple[bytes, int]:
         marker = b"\n" + tag + b" "
+        at = end = -1
         searched = 0
-        while (at := self._pending.find(marker, searched)) < 0 or (
-            end := self._pending.find(b"\n", at + len(marker))
-        ) < 0:
-            searched = max(0, len(self._pending) - len(marker))  # not already searched
+        while True:
+            if at < 0:
+                at = self._pending.find(marker, searched)
+            if at >= 0:
+                end = self._pending.find(b"\n", at + len(marker))
+                if end >= 0:
+                    break
+            else:  # a marker may yet end in what arrives next: its start is not searched
+                searched = max(0, len(self._pending) - len(marker) + 1)
             self._fill()
         output = bytes(self._pending[:at])
         code_text = bytes(self._pending[at + len(marker) : end])
