@@ -231,11 +231,17 @@ def wait_until(
     *,
     timeout_s: float,
     wake_on: WakeFilter = None,
+    ends_on: WakeFilter = None,
     check_first: bool = True,
 ) -> bool:
     """:func:`wait_for_group` on the exec's group."""
     return wait_for_group(
-        exec_group(public_id), check, timeout_s=timeout_s, wake_on=wake_on, check_first=check_first
+        exec_group(public_id),
+        check,
+        timeout_s=timeout_s,
+        wake_on=wake_on,
+        ends_on=ends_on,
+        check_first=check_first,
     )
 
 
@@ -245,6 +251,7 @@ def wait_for_group(
     *,
     timeout_s: float,
     wake_on: WakeFilter = None,
+    ends_on: WakeFilter = None,
     check_first: bool = True,
 ) -> bool:
     """Block (sync code) until ``check()`` is true or ``timeout_s`` passes; returns the last check.
@@ -254,8 +261,10 @@ def wait_for_group(
     row and knows the answer is no), once subscribed, after each message to
     ``group`` that ``wake_on`` accepts (messages carry the state they announce, so a
     waiter skips the read for those that cannot satisfy it), and at least every
-    ``RECHECK_S``. A channel layer that fails (Redis restarted, paused or out
-    of connections) never fails the wait: it goes on reading the database.
+    ``RECHECK_S``. A message ``ends_on`` accepts satisfies the wait without a check
+    (one sent once the state it announces is committed). A channel layer that fails
+    (Redis restarted, paused or out of connections) never fails the wait: it goes on
+    reading the database.
     Between checks the thread gives its pooled database connection back, so
     any number of waiters share a small pool.
 
@@ -287,6 +296,8 @@ def wait_for_group(
                 if now >= recheck_at:
                     break
                 message = wakeups.wait(min(deadline, recheck_at) - now)
+                if message is not None and ends_on is not None and ends_on(message):
+                    return True
                 if message is None or wake_on is None or wake_on(message):
                     break
         return True

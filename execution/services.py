@@ -328,7 +328,8 @@ def exec_wait(*, exec_: Exec, timeout_s: float, just_started: bool = False) -> E
         exec_.public_id,
         lambda: _ended(exec_),
         timeout_s=timeout_s,
-        wake_on=_announces_end,
+        # The end is announced once it is committed: the row is read once, below.
+        ends_on=_announces_end,
         check_first=not just_started,
     )
     exec_.refresh_from_db()

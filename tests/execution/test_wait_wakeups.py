@@ -167,3 +167,44 @@ def test_a_wait_reads_the_database_only_for_messages_that_can_end_it(
     assert result == [True]
     # One check once subscribed, one for the end: none for the five progress messages.
     assert checks == [False, True]
+
+
+def test_a_message_announcing_a_committed_end_ends_the_wait_without_a_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``ends_on``: the end is announced once it is committed, so the waiter that hears
+    it reads nothing more before returning (the caller reads the row once, after)."""
+    monkeypatch.setattr(notify, "RECHECK_S", 600.0)
+    monkeypatch.setattr(notify, "_db_pooled", lambda: False)
+    group = f"test.{uuid.uuid4().hex}"
+    checks: list[bool] = []
+    subscribed = threading.Event()
+
+    def check() -> bool:
+        checks.append(False)
+        subscribed.set()
+        return False  # the row never says it ended: only the message can end this wait
+
+    result: list[bool] = []
+    waiter = threading.Thread(
+        target=lambda: result.append(
+            notify.wait_for_group(
+                group,
+                check,
+                timeout_s=300,
+                ends_on=lambda message: message.get("status") == "completed",
+                check_first=False,
+            )
+        ),
+        daemon=True,
+    )
+    waiter.start()
+    assert subscribed.wait(30)
+    notify.publish_group(group, {"type": "exec.event", "last_seq": 1, "status": "running"})
+    notify.publish_group(group, {"type": "exec.event", "last_seq": 1, "status": "completed"})
+    waiter.join(timeout=60)
+    assert not waiter.is_alive(), "the end's message did not end the wait"
+    assert result == [True]
+    # The check once subscribed, one for the progress message (no wake_on: every
+    # message wakes it), none for the end.
+    assert checks == [False, False]
