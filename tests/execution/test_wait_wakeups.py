@@ -8,6 +8,7 @@ import asyncio
 import logging
 import threading
 import uuid
+from typing import Any
 
 import pytest
 from channels.layers import get_channel_layer
@@ -125,6 +126,35 @@ def test_messages_that_arrive_after_a_wait_do_not_stay_buffered(
     assert notify._receiver.submit(buffered()).result(10) == []
 
 
+def _completed(message: dict[str, Any]) -> bool:
+    return message.get("status") == "completed"
+
+
+def _wait_in_a_thread(
+    group: str, ended: threading.Event, **options: Any
+) -> tuple[threading.Thread, list[bool], list[bool]]:
+    """A waiter on ``group`` whose check says whether ``ended`` is set, started once it is
+    subscribed (its first check runs then): the thread, its checks and its result."""
+    checks: list[bool] = []
+    result: list[bool] = []
+    subscribed = threading.Event()
+
+    def check() -> bool:
+        checks.append(ended.is_set())
+        subscribed.set()
+        return ended.is_set()
+
+    waiter = threading.Thread(
+        target=lambda: result.append(
+            notify.wait_for_group(group, check, timeout_s=300, check_first=False, **options)
+        ),
+        daemon=True,
+    )
+    waiter.start()
+    assert subscribed.wait(30)
+    return waiter, checks, result
+
+
 def test_a_wait_reads_the_database_only_for_messages_that_can_end_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -135,29 +165,7 @@ def test_a_wait_reads_the_database_only_for_messages_that_can_end_it(
     monkeypatch.setattr(notify, "_db_pooled", lambda: False)  # the checks read no database
     group = f"test.{uuid.uuid4().hex}"
     ended = threading.Event()
-    checks: list[bool] = []
-    subscribed = threading.Event()
-
-    def check() -> bool:
-        checks.append(ended.is_set())
-        subscribed.set()  # the first check runs once the waiter is subscribed
-        return ended.is_set()
-
-    result: list[bool] = []
-    waiter = threading.Thread(
-        target=lambda: result.append(
-            notify.wait_for_group(
-                group,
-                check,
-                timeout_s=300,
-                wake_on=lambda message: message.get("status") == "completed",
-                check_first=False,
-            )
-        ),
-        daemon=True,
-    )
-    waiter.start()
-    assert subscribed.wait(30)
+    waiter, checks, result = _wait_in_a_thread(group, ended, wake_on=_completed)
     for seq in range(1, 6):
         notify.publish_group(group, {"type": "exec.event", "last_seq": seq, "status": "running"})
     ended.set()
@@ -177,29 +185,8 @@ def test_a_message_announcing_a_committed_end_ends_the_wait_without_a_check(
     monkeypatch.setattr(notify, "RECHECK_S", 600.0)
     monkeypatch.setattr(notify, "_db_pooled", lambda: False)
     group = f"test.{uuid.uuid4().hex}"
-    checks: list[bool] = []
-    subscribed = threading.Event()
-
-    def check() -> bool:
-        checks.append(False)
-        subscribed.set()
-        return False  # the row never says it ended: only the message can end this wait
-
-    result: list[bool] = []
-    waiter = threading.Thread(
-        target=lambda: result.append(
-            notify.wait_for_group(
-                group,
-                check,
-                timeout_s=300,
-                ends_on=lambda message: message.get("status") == "completed",
-                check_first=False,
-            )
-        ),
-        daemon=True,
-    )
-    waiter.start()
-    assert subscribed.wait(30)
+    never = threading.Event()  # the row never says it ended: only the message can
+    waiter, checks, result = _wait_in_a_thread(group, never, ends_on=_completed)
     notify.publish_group(group, {"type": "exec.event", "last_seq": 1, "status": "running"})
     notify.publish_group(group, {"type": "exec.event", "last_seq": 1, "status": "completed"})
     waiter.join(timeout=60)
