@@ -78,23 +78,37 @@ class SpooledBody:
         return self.file if self.data is None else self.data
 
 
+class _InOrder:
+    """Updates of ``digest`` run in another thread, one at a time, in the order given, so
+    hashing a chunk overlaps reading (or sending) the next one."""
+
+    def __init__(self, digest: Hash) -> None:
+        self.digest = digest
+        self._pending: Future[None] | None = None
+
+    def add(self, chunk: bytes) -> None:
+        self.finish()  # one update at a time keeps the chunks in order
+        if isinstance(chunk, bytes) and len(chunk) >= _HASH_AHEAD_BYTES:
+            self._pending = _HASHER.submit(self.digest.update, chunk)
+        else:  # small, or a buffer its producer may reuse once it has the next one
+            self.digest.update(chunk)
+
+    def finish(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+
 def hashed(chunks: Iterable[bytes], digest: Hash) -> Iterator[bytes]:
     """The chunks, each added to ``digest`` in another thread while the next one is read
     (and this one stored): hashing overlaps the transfer instead of following it."""
-    pending: Future[None] | None = None
+    in_order = _InOrder(digest)
     try:
         for chunk in chunks:
-            if pending is not None:
-                pending.result()  # one update at a time keeps the chunks in order
-                pending = None
-            if isinstance(chunk, bytes) and len(chunk) >= _HASH_AHEAD_BYTES:
-                pending = _HASHER.submit(digest.update, chunk)
-            else:  # small, or a buffer its producer may reuse once it has the next one
-                digest.update(chunk)
+            in_order.add(chunk)
             yield chunk
     finally:
-        if pending is not None:
-            pending.result()
+        in_order.finish()
 
 
 @dataclass(frozen=True)
@@ -114,11 +128,10 @@ class _HashingReader(io.RawIOBase):
         super().__init__()
         self._reader = received.reader
         self._remaining = received.size
-        self._hash = hashlib.sha256()
-        self._pending: Future[None] | None = None
+        self._hash = _InOrder(hashlib.sha256())
         self.digest: Future[str] = Future()
         if not self._remaining:
-            self.digest.set_result(self._hash.hexdigest())
+            self.digest.set_result(self._hash.digest.hexdigest())
 
     def readable(self) -> bool:
         return True
@@ -131,12 +144,10 @@ class _HashingReader(io.RawIOBase):
         if not chunk:
             raise OSError(f"the received body ended {self._remaining} bytes early")
         self._remaining -= len(chunk)
-        if self._pending is not None:
-            self._pending.result()  # one update at a time keeps the chunks in order
-        self._pending = _HASHER.submit(self._hash.update, chunk)
+        self._hash.add(chunk)
         if not self._remaining:
-            self._pending.result()
-            self.digest.set_result(self._hash.hexdigest())
+            self._hash.finish()
+            self.digest.set_result(self._hash.digest.hexdigest())
         return chunk
 
     def close(self) -> None:
