@@ -4,6 +4,8 @@ Messages go to the group ``exec.<public id>``, all as ``{"type": "exec.event",
 "last_seq", "status"}``: a wake-up after a change is stored, or, with
 ``"chunks": [[seq, stream, data], ...]``, output not yet stored, published by
 the runner before it stores it (watchers show it at once, deduplicated by seq).
+The runner's own end also carries ``"final"``: the ended exec's state (and its
+output, when small), committed before the message is sent.
 Listeners read the database, which is the source of truth, whenever they miss
 something, so a dropped message (a full channel, a late subscriber) costs
 latency, never data: every waiter also re-reads the database on its own at
@@ -197,9 +199,15 @@ def _send(public_id: str, message: dict[str, Any]) -> None:
     publish_group(exec_group(public_id), message)
 
 
-def publish(public_id: str, *, last_seq: int, status: str) -> None:
-    """Tell listeners of the exec that output or status changed (after it is committed)."""
-    _send(public_id, {"type": EVENT_TYPE, "last_seq": last_seq, "status": status})
+def publish(
+    public_id: str, *, last_seq: int, status: str, final: dict[str, Any] | None = None
+) -> None:
+    """Tell listeners of the exec that output or status changed (after it is committed);
+    ``final``: the ended exec's state, as its runner announces it."""
+    message: dict[str, Any] = {"type": EVENT_TYPE, "last_seq": last_seq, "status": status}
+    if final is not None:
+        message["final"] = final
+    _send(public_id, message)
 
 
 def publish_output(public_id: str, chunks: list[tuple[int, int, bytes]]) -> None:

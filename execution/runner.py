@@ -53,6 +53,9 @@ STORE_BATCH_BYTES = 1024 * 1024
 # to be coalesced: a watcher sees it within milliseconds; the database write is batched
 # behind it anyway.
 LIVE_FLUSH_S = 0.005
+# Output up to this much is kept by the runner too, and sent with the end to the caller
+# waiting for it (one read of the stored output fewer).
+KEEP_OUTPUT_BYTES = 64 * 1024
 # When a running exec first proves it is alive and checks for a cancel.
 FIRST_BEAT_S = 0.2
 # After a kill, how long the output may take to end before the runner stops reading.
@@ -121,6 +124,8 @@ class ExecRunner:
         self.coalescer = Coalescer(max_delay_s=LIVE_FLUSH_S if self.live else MAX_DELAY_S)
         self.next_seq = 1
         self.produced: dict[int, int] = {Stream.STDOUT: 0, Stream.STDERR: 0}
+        # The output as stored, per stream, while it stays within KEEP_OUTPUT_BYTES.
+        self.kept: tuple[bytearray, bytearray] | None = (bytearray(), bytearray())
         self.frames: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=256)
         self.stream: ExecOutput | None = None
         self.reader_error: BaseException | None = None
@@ -323,6 +328,21 @@ class ExecRunner:
         if self.live:
             notify.publish_output(self.exec.public_id, numbered)
         self.store.put(numbered)
+        self._keep(chunks)
+
+    def _keep(self, chunks: list[tuple[int, bytes]]) -> None:
+        if self.kept is None:
+            return
+        for stream, data in chunks:
+            self.kept[1 if stream == Stream.STDERR else 0].extend(data)
+        if len(self.kept[0]) + len(self.kept[1]) > KEEP_OUTPUT_BYTES:
+            self.kept = None
+
+    def _kept_output(self) -> tuple[bytes, bytes] | None:
+        """All the stored output, if the runner kept it (none dropped by the cap)."""
+        if self.kept is None or self.store.out.truncated:
+            return None
+        return bytes(self.kept[0]), bytes(self.kept[1])
 
     def _accounting(self) -> dict[str, object]:
         return {
@@ -416,6 +436,7 @@ class ExecRunner:
         before this runner noticed, and it ends cancelled."""
         accounting = self._accounting()
         last_seq = self.exec.last_seq
+        output = self._kept_output()
         unless_cancelled = Q(cancel_requested_at__isnull=True) if self.end_reason is None else None
         if state.end_run(
             self.exec,
@@ -423,6 +444,7 @@ class ExecRunner:
             last_seq=last_seq,
             extra=unless_cancelled,
             fields=accounting,
+            output=output,
             senders=self.senders,
             **kwargs,
         ):
@@ -433,6 +455,7 @@ class ExecRunner:
             last_seq=last_seq,
             exit_code=self.exit_code,
             fields=accounting,
+            output=output,
             senders=self.senders,
         ):
             return

@@ -321,19 +321,41 @@ def _announces_end(message: dict[str, Any]) -> bool:
     return message.get("status") in TERMINAL_STATUSES
 
 
-def exec_wait(*, exec_: Exec, timeout_s: float, just_started: bool = False) -> Exec:
-    """Block until the exec is terminal or ``timeout_s`` passes; returns it refreshed.
-    ``just_started``: the caller has just created it (no need to look before waiting)."""
+def exec_wait(*, exec_: Exec, timeout_s: float) -> Exec:
+    """Block until the exec is terminal or ``timeout_s`` passes; returns it refreshed."""
+    _wait_for_end(exec_, timeout_s=timeout_s, just_started=False)
+    exec_.refresh_from_db()
+    return exec_
+
+
+def _wait_for_end(exec_: Exec, *, timeout_s: float, just_started: bool) -> dict[str, Any] | None:
+    """Block until the exec is terminal or ``timeout_s`` passes; the message announcing
+    the end, if that is how the wait learnt of it. ``just_started``: the caller has just
+    created the exec (no need to look before waiting)."""
+    announced: list[dict[str, Any]] = []
+
+    def ends_on(message: dict[str, Any]) -> bool:
+        # The end is announced once it is committed: no read of the row needed.
+        if _announces_end(message):
+            announced.append(message)
+            return True
+        return False
+
     notify.wait_until(
         exec_.public_id,
         lambda: _ended(exec_),
         timeout_s=timeout_s,
-        # The end is announced once it is committed: the row is read once, below.
-        ends_on=_announces_end,
+        # Only the end's message can end the wait: the others (output, progress) are not
+        # worth a read of the row. The periodic check covers a message that is lost.
+        wake_on=_never,
+        ends_on=ends_on,
         check_first=not just_started,
     )
-    exec_.refresh_from_db()
-    return exec_
+    return announced[-1] if announced else None
+
+
+def _never(message: dict[str, Any]) -> bool:
+    return False
 
 
 def exec_cancel(*, actor: Principal, exec_id: str) -> Exec:
@@ -385,10 +407,14 @@ def exec_run(
         idempotency_key=idempotency_key,
         queue=queue,
     )
-    exec_wait(
-        exec_=exec_, timeout_s=float(exec_.timeout_s or timeout_s) + RUN_GRACE_S, just_started=True
+    end = _wait_for_end(
+        exec_, timeout_s=float(exec_.timeout_s or timeout_s) + RUN_GRACE_S, just_started=True
     )
-    stdout, stderr = exec_output(exec_pk=exec_.pk)
+    # The runner's end message carries what the answer needs; any other end is read.
+    if end is None or not state.take_final_state(exec_, end):
+        exec_.refresh_from_db()
+    output = state.final_output(end) if end is not None else None
+    stdout, stderr = output if output is not None else exec_output(exec_pk=exec_.pk)
     return ExecRunResult(
         exec_id=exec_.public_id,
         status=str(exec_.status),

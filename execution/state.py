@@ -181,10 +181,13 @@ def end_run(
     error_code: str = "",
     error: str = "",
     fields: dict[str, Any] | None = None,
+    output: tuple[bytes, bytes] | None = None,
     senders: Senders,
 ) -> bool:
     """The runner's own end of its exec, which it has stored up to ``last_seq``: like
-    :func:`finish`, with the caller waiting for the exec told first.
+    :func:`finish`, with the caller waiting for the exec told first, and told all it
+    needs (:func:`final_state`; ``output`` is the whole stored output, if the runner kept
+    it) so it does not read the row or the output again.
 
     The terminal UPDATE (and the tenant's usage) commit without the workspace lock, and
     the listeners hear of it then; the freed slot goes to the next queued exec after
@@ -206,6 +209,7 @@ def end_run(
             error=error,
             fields=fields,
             last_seq=last_seq,
+            announce=lambda: final_state(exec_, output),
         )
     if (
         done
@@ -240,9 +244,11 @@ def _finish_locked(
     finished_at: datetime | None = None,
     fields: dict[str, Any] | None = None,
     last_seq: int | None = None,
+    announce: Callable[[], dict[str, Any]] | None = None,
 ) -> bool:
     assert status in TERMINAL_STATUSES
     now = finished_at or timezone.now()
+    error = error[:10_000]
     env = redact_env(exec_.env or {})
     qs = Exec.objects.filter(pk=exec_.pk, status__in=list(from_statuses))
     if extra is not None:
@@ -257,12 +263,14 @@ def _finish_locked(
             "status": status,
             "exit_code": exit_code,
             "error_code": error_code,
-            "error": error[:10_000],
+            "error": error,
             "finished_at": now,
             "env": env,
         }
     )
     if done:
+        for name, value in (fields or {}).items():
+            setattr(exec_, name, value)
         exec_.status, exec_.exit_code, exec_.error_code, exec_.error = (
             status,
             exit_code,
@@ -270,7 +278,7 @@ def _finish_locked(
             error,
         )
         exec_.finished_at, exec_.env, exec_.last_seq = now, env, last_seq
-        _publish_on_commit(exec_)
+        _publish_on_commit(exec_, final=announce() if announce else None)
         started = exec_.started_at
         usage_exec_record(tenant_id=exec_.tenant_id, started_at=started, finished_at=now)
         metrics.EXEC_SECONDS.labels(status=str(status), tenant=metrics.tenant_label(exec_)).observe(
@@ -279,10 +287,55 @@ def _finish_locked(
     return bool(done)
 
 
-def _publish_on_commit(exec_: Exec) -> None:
+def _publish_on_commit(exec_: Exec, *, final: dict[str, Any] | None = None) -> None:
     public_id, status = exec_.public_id, str(exec_.status)
     last_seq = exec_.last_seq
-    transaction.on_commit(lambda: notify.publish(public_id, last_seq=last_seq, status=status))
+    transaction.on_commit(
+        lambda: notify.publish(public_id, last_seq=last_seq, status=status, final=final)
+    )
+
+
+# The fields of an ended exec its runner announces with the end (all that an
+# ``exec_run`` answer needs besides what the waiter already has), and the output if kept.
+_FINAL_FIELDS = (
+    *("exit_code", "error_code", "error", "worker"),
+    *("stdout_bytes", "stderr_bytes", "first_seq", "truncated"),
+)
+_FINAL_TIMES = ("started_at", "finished_at")
+
+
+def final_state(exec_: Exec, output: tuple[bytes, bytes] | None) -> dict[str, Any]:
+    """What the runner's end message carries about the ended ``exec_``."""
+    final: dict[str, Any] = {name: getattr(exec_, name) for name in _FINAL_FIELDS}
+    for name in _FINAL_TIMES:
+        when = getattr(exec_, name)
+        final[name] = when.isoformat() if when is not None else None
+    if output is not None:
+        final["stdout"], final["stderr"] = output
+    return final
+
+
+def take_final_state(exec_: Exec, message: dict[str, Any]) -> bool:
+    """Apply the runner's end ``message`` to ``exec_``; False (nothing applied) if the
+    message is another actor's end, which carries no final state."""
+    final = message.get("final")
+    if not isinstance(final, dict):
+        return False
+    exec_.status, exec_.last_seq = message["status"], int(message["last_seq"])
+    for name in _FINAL_FIELDS:
+        setattr(exec_, name, final[name])
+    for name in _FINAL_TIMES:
+        when = final[name]
+        setattr(exec_, name, datetime.fromisoformat(when) if when is not None else None)
+    return True
+
+
+def final_output(message: dict[str, Any]) -> tuple[bytes, bytes] | None:
+    """The whole stored output a runner's end message carries (stdout, stderr), if any."""
+    final = message.get("final")
+    if not isinstance(final, dict) or "stdout" not in final:
+        return None
+    return bytes(final["stdout"]), bytes(final["stderr"])
 
 
 def request_cancel(exec_: Exec) -> bool:

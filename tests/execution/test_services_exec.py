@@ -12,7 +12,9 @@ from django.db import connection
 from django.utils import timezone
 
 from core.errors import Conflict, ValidationFailed
+from execution import services
 from execution.models import Exec, ExecChunk, ExecStatus
+from execution.selectors import exec_output
 from execution.services import (
     exec_cancel,
     exec_poll,
@@ -120,6 +122,56 @@ def test_binary_output_is_base64_and_text_stays_text(running_workspace, actor):
     assert [m.encoding for m in result.messages] == ["base64"]
     r = exec_run(actor=actor, workspace=running_workspace, cmd=["printf", "h\\303\\251"])
     assert r.stdout == "hé"
+
+
+@pytest.mark.parametrize(
+    ("script", "cap", "from_the_message"),
+    [
+        # Small output: the runner's end message carries it, and the row's state.
+        ("printf 'out\\303\\251'; echo err >&2; exit 3", None, True),
+        ("exit 0", None, True),
+        # More than the runner keeps: read from the stored chunks.
+        ("head -c 70000 /dev/zero | tr '\\0' a; echo tail >&2", None, False),
+        # Capped (the oldest dropped): what is stored, read from the chunks.
+        ("for i in 1 2 3 4 5 6 7 8; do printf %0300d $i; sleep 0.05; done", 1000, False),
+    ],
+)
+def test_exec_run_answers_exactly_what_is_stored(
+    running_workspace, actor, tenant, monkeypatch, script, cap, from_the_message
+):
+    """exec_run's answer is the stored exec and its stored output, whether it came with
+    the runner's end message (no read of the row or the chunks) or was read."""
+    if cap is not None:
+        TenantPolicy.objects.filter(tenant=tenant).update(exec_output_cap_bytes=cap)
+    reads: list[str] = []
+    read_output, refresh = services.exec_output, Exec.refresh_from_db
+
+    def counted_output(**kwargs: Any) -> tuple[bytes, bytes]:
+        reads.append("output")
+        return read_output(**kwargs)
+
+    def counted_refresh(self: Exec, *args: Any, **kwargs: Any) -> None:
+        reads.append("row")
+        refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(services, "exec_output", counted_output)
+    monkeypatch.setattr(Exec, "refresh_from_db", counted_refresh)
+    # The short sleep: the end comes as a message, not from the waiter's first look.
+    r = exec_run(actor=actor, workspace=running_workspace, cmd=["sh", "-c", f"sleep 0.3; {script}"])
+    monkeypatch.undo()
+    assert reads == ([] if from_the_message else ["output"])
+    stored = Exec.objects.get(public_id=r.exec_id)
+    stdout, stderr = exec_output(exec_pk=stored.pk)
+    assert (r.status, r.exit_code, r.error_code, r.error, r.truncated) == (
+        stored.status,
+        stored.exit_code,
+        stored.error_code,
+        stored.error,
+        stored.truncated,
+    )
+    assert r.usage == stored.usage
+    assert (r.stdout, r.stderr) == (stdout.decode(), stderr.decode())
+    assert stored.is_terminal and r.truncated == (cap is not None)
 
 
 def test_long_poll_returns_as_soon_as_output_arrives(running_workspace, actor):
