@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from core import metrics
@@ -437,19 +436,19 @@ class ExecRunner:
         accounting = self._accounting()
         last_seq = self.exec.last_seq
         output = self._kept_output()
-        unless_cancelled = Q(cancel_requested_at__isnull=True) if self.end_reason is None else None
+        unless_cancelled = self.end_reason is None
         if state.end_run(
             self.exec,
             status,
             last_seq=last_seq,
-            extra=unless_cancelled,
+            unless_cancel_requested=unless_cancelled,
             fields=accounting,
             output=output,
             senders=self.senders,
             **kwargs,
         ):
             return
-        if unless_cancelled is not None and state.end_run(
+        if unless_cancelled and state.end_run(
             self.exec,
             ExecStatus.CANCELLED,
             last_seq=last_seq,

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Max, Q
+from django.db import connection, transaction
+from django.db.models import Field, Max, Q
 from django.utils import timezone
 
 from core import metrics
@@ -33,7 +33,7 @@ from execution.models import (
     ExecStatus,
 )
 from execution.validation import redact_env
-from usage.services import usage_exec_record
+from usage.services import usage_exec_record, usage_exec_record_sql
 from workspaces.models import Workspace, WorkspaceStatus
 
 logger = logging.getLogger(__name__)
@@ -82,13 +82,17 @@ def admit_waiting(workspace: Workspace, *, senders: Senders) -> list[Exec]:
     """
     if workspace.status != WorkspaceStatus.RUNNING:
         for exec_ in Exec.objects.filter(workspace=workspace, status=ExecStatus.QUEUED):
-            _finish_locked(
+            values = _terminal_values(
                 exec_,
                 ExecStatus.FAILED,
-                from_statuses=(ExecStatus.QUEUED,),
+                exit_code=None,
                 error_code="workspace_not_running",
                 error=f"The workspace is {workspace.status}, not running.",
+                finished_at=timezone.now(),
+                fields=None,
+                last_seq=_stored_last_seq(exec_),
             )
+            _finish_locked(exec_, values, from_statuses=(ExecStatus.QUEUED,))
         return []
     waiting = Exec.objects.filter(workspace=workspace, status=ExecStatus.QUEUED)
     # The common case (nobody waiting) costs one query, not a count.
@@ -155,17 +159,17 @@ def finish(
     """
     with transaction.atomic():
         workspace = lock_workspace(exec_.workspace_id)
-        done = _finish_locked(
+        values = _terminal_values(
             exec_,
             status,
-            from_statuses=from_statuses,
-            extra=extra,
             exit_code=exit_code,
             error_code=error_code,
             error=error,
-            finished_at=finished_at,
+            finished_at=finished_at or timezone.now(),
             fields=fields,
+            last_seq=_stored_last_seq(exec_),
         )
+        done = _finish_locked(exec_, values, from_statuses=from_statuses, extra=extra)
         if done:
             admit_waiting(workspace, senders=senders)
     return done
@@ -176,7 +180,7 @@ def end_run(
     status: ExecStatus,
     *,
     last_seq: int,
-    extra: Q | None = None,
+    unless_cancel_requested: bool = False,
     exit_code: int | None = None,
     error_code: str = "",
     error: str = "",
@@ -187,30 +191,41 @@ def end_run(
     """The runner's own end of its exec, which it has stored up to ``last_seq``: like
     :func:`finish`, with the caller waiting for the exec told first, and told all it
     needs (:func:`final_state`; ``output`` is the whole stored output, if the runner kept
-    it) so it does not read the row or the output again.
+    it) so it does not read the row or the output again. ``unless_cancel_requested``:
+    only if nobody has asked to cancel the exec.
 
-    The terminal UPDATE (and the tenant's usage) commit without the workspace lock, and
-    the listeners hear of it then; the freed slot goes to the next queued exec after
-    that, under the lock, if any is queued. An exec created meanwhile counted this one
-    as active under the lock, so it was refused, as it would have been a moment earlier,
-    or it queued: then either this look finds it, or its insert was not visible yet and
-    its creator looks again once it is (:func:`admit_after_queueing`). Locks are taken
-    in the same order as everywhere else (this exec, then the usage row; never the
-    workspace while holding them).
+    The terminal UPDATE and the tenant's usage commit together (on PostgreSQL in one
+    statement) without the workspace lock, and the listeners hear of it then; the freed
+    slot goes to the next queued exec after that, under the lock, if any is queued. An
+    exec created meanwhile counted this one as active under the lock, so it was refused,
+    as it would have been a moment earlier, or it queued: then either this look finds
+    it, or its insert was not visible yet and its creator looks again once it is
+    (:func:`admit_after_queueing`). Locks are taken in the same order as everywhere else
+    (this exec, then the usage row; never the workspace while holding them).
     """
-    with transaction.atomic():
-        done = _finish_locked(
-            exec_,
-            status,
-            from_statuses=NON_TERMINAL,
-            extra=extra,
-            exit_code=exit_code,
-            error_code=error_code,
-            error=error,
-            fields=fields,
-            last_seq=last_seq,
-            announce=lambda: final_state(exec_, output),
-        )
+    values = _terminal_values(
+        exec_,
+        status,
+        exit_code=exit_code,
+        error_code=error_code,
+        error=error,
+        finished_at=timezone.now(),
+        fields=fields,
+        last_seq=last_seq,
+    )
+    if connection.vendor == "postgresql":
+        done = _end_in_one_statement(exec_, values, unless_cancel_requested=unless_cancel_requested)
+        if done:
+            _ended(exec_, values, final=lambda: final_state(exec_, output))
+    else:
+        with transaction.atomic():
+            done = _finish_locked(
+                exec_,
+                values,
+                from_statuses=NON_TERMINAL,
+                extra=Q(cancel_requested_at__isnull=True) if unless_cancel_requested else None,
+                final=lambda: final_state(exec_, output),
+            )
     if (
         done
         and Exec.objects.filter(workspace_id=exec_.workspace_id, status=ExecStatus.QUEUED).exists()
@@ -218,6 +233,37 @@ def end_run(
         with transaction.atomic():
             admit_waiting(lock_workspace(exec_.workspace_id), senders=senders)
     return done
+
+
+def _end_in_one_statement(
+    exec_: Exec, values: dict[str, Any], *, unless_cancel_requested: bool
+) -> bool:
+    """The terminal UPDATE of a non-terminal exec and its usage, in one statement: one
+    round trip, atomic without a transaction around it (PostgreSQL)."""
+    meta = Exec._meta
+    columns, params = [], []
+    for name, value in values.items():
+        field = meta.get_field(name)
+        assert isinstance(field, Field)
+        columns.append(f"{field.column} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    condition = "cancel_requested_at IS NULL" if unless_cancel_requested else "TRUE"
+    seconds = _run_seconds(exec_.started_at, values["finished_at"])
+    sql = (
+        f"WITH ended AS (UPDATE {meta.db_table} SET {', '.join(columns)} "  # noqa: S608
+        f"WHERE id = %s AND status = ANY(%s) AND {condition} "
+        "RETURNING tenant_id, %s::date AS day, %s::float8 AS seconds) "
+        + usage_exec_record_sql("ended")
+        + " RETURNING 1"
+    )
+    params += [exec_.pk, [str(s) for s in NON_TERMINAL], values["finished_at"].date(), seconds]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone() is not None
+
+
+def _run_seconds(started_at: datetime | None, finished_at: datetime) -> float:
+    return max(0.0, (finished_at - started_at).total_seconds()) if started_at else 0.0
 
 
 def admit_after_queueing(exec_: Exec, *, senders: Senders) -> None:
@@ -232,59 +278,71 @@ def admit_after_queueing(exec_: Exec, *, senders: Senders) -> None:
             exec_.status, exec_.dispatched_at = other.status, other.dispatched_at
 
 
-def _finish_locked(
+def _terminal_values(
     exec_: Exec,
     status: ExecStatus,
     *,
+    exit_code: int | None,
+    error_code: str,
+    error: str,
+    finished_at: datetime,
+    fields: dict[str, Any] | None,
+    last_seq: int,
+) -> dict[str, Any]:
+    """The columns a terminal UPDATE sets (``fields``: more of them)."""
+    assert status in TERMINAL_STATUSES
+    return {
+        **(fields or {}),
+        "last_seq": last_seq,
+        "status": status,
+        "exit_code": exit_code,
+        "error_code": error_code,
+        "error": error[:10_000],
+        "finished_at": finished_at,
+        "env": redact_env(exec_.env or {}),
+    }
+
+
+def _finish_locked(
+    exec_: Exec,
+    values: dict[str, Any],
+    *,
     from_statuses: Iterable[str],
     extra: Q | None = None,
-    exit_code: int | None = None,
-    error_code: str = "",
-    error: str = "",
-    finished_at: datetime | None = None,
-    fields: dict[str, Any] | None = None,
-    last_seq: int | None = None,
-    announce: Callable[[], dict[str, Any]] | None = None,
+    final: Callable[[], dict[str, Any]] | None = None,
 ) -> bool:
-    assert status in TERMINAL_STATUSES
-    now = finished_at or timezone.now()
-    error = error[:10_000]
-    env = redact_env(exec_.env or {})
+    """The terminal UPDATE (``values``) and the usage it adds, in the caller's transaction."""
     qs = Exec.objects.filter(pk=exec_.pk, status__in=list(from_statuses))
     if extra is not None:
         qs = qs.filter(extra)
-    if last_seq is None:
-        # The stored output is final now; a runner that died had not reported its last seqs.
-        last_seq = ExecChunk.objects.filter(exec_id=exec_.pk).aggregate(m=Max("seq"))["m"] or 0
-    done = qs.update(
-        **{
-            **(fields or {}),
-            "last_seq": last_seq,
-            "status": status,
-            "exit_code": exit_code,
-            "error_code": error_code,
-            "error": error,
-            "finished_at": now,
-            "env": env,
-        }
-    )
+    done = qs.update(**values)
     if done:
-        for name, value in (fields or {}).items():
-            setattr(exec_, name, value)
-        exec_.status, exec_.exit_code, exec_.error_code, exec_.error = (
-            status,
-            exit_code,
-            error_code,
-            error,
-        )
-        exec_.finished_at, exec_.env, exec_.last_seq = now, env, last_seq
-        _publish_on_commit(exec_, final=announce() if announce else None)
-        started = exec_.started_at
-        usage_exec_record(tenant_id=exec_.tenant_id, started_at=started, finished_at=now)
-        metrics.EXEC_SECONDS.labels(status=str(status), tenant=metrics.tenant_label(exec_)).observe(
-            max(0.0, (now - started).total_seconds()) if started else 0.0
+        _ended(exec_, values, final=final)
+        usage_exec_record(
+            tenant_id=exec_.tenant_id,
+            started_at=exec_.started_at,
+            finished_at=values["finished_at"],
         )
     return bool(done)
+
+
+def _ended(
+    exec_: Exec, values: dict[str, Any], *, final: Callable[[], dict[str, Any]] | None
+) -> None:
+    """Once ``exec_``'s terminal UPDATE matched: the instance takes its ``values``, the
+    listeners hear of it once it is committed (``final``: what the message carries)."""
+    for name, value in values.items():
+        setattr(exec_, name, value)
+    _publish_on_commit(exec_, final=final() if final else None)
+    metrics.EXEC_SECONDS.labels(
+        status=str(exec_.status), tenant=metrics.tenant_label(exec_)
+    ).observe(_run_seconds(exec_.started_at, values["finished_at"]))
+
+
+def _stored_last_seq(exec_: Exec) -> int:
+    """The last stored seq: final once the exec ends (a runner that died had not reported
+    its last seqs)."""
+    return ExecChunk.objects.filter(exec_id=exec_.pk).aggregate(m=Max("seq"))["m"] or 0
 
 
 def _publish_on_commit(exec_: Exec, *, final: dict[str, Any] | None = None) -> None:

@@ -81,6 +81,25 @@ def usage_exec_record(
     _add(tenant_id, finished_at.date(), exec_count=1, exec_seconds=seconds)
 
 
+def usage_exec_record_sql(ended: str) -> str:
+    """PostgreSQL: counts, like :func:`usage_exec_record`, each row of ``ended`` (a query
+    or CTE name with ``tenant_id``, ``day`` and ``seconds``) in its tenant's day, in the
+    same statement as whatever produced them."""
+    meta = UsageDay._meta
+    table = meta.db_table
+    # The day's other counters start at zero (their defaults are Python's, not the table's).
+    others = [str(f.column) for f in meta.concrete_fields if f.name not in _EXEC_ROW_COLUMNS]
+    return (
+        f"INSERT INTO {table} (tenant_id, day, exec_count, exec_seconds, {', '.join(others)}) "  # noqa: S608
+        f"SELECT tenant_id, day, 1, seconds{', 0' * len(others)} FROM {ended} "
+        f"ON CONFLICT (tenant_id, day) DO UPDATE SET exec_count = {table}.exec_count + 1, "
+        f"exec_seconds = {table}.exec_seconds + EXCLUDED.exec_seconds"
+    )
+
+
+_EXEC_ROW_COLUMNS = {"id", "tenant", "day", "exec_count", "exec_seconds"}
+
+
 def _storage_peak(tenant_id: int, day: date, field: str, size: int) -> None:
     """Raise the day's peak of a storage field to ``size`` (never lower it)."""
     if not UsageDay.objects.filter(tenant_id=tenant_id, day=day).exists():
