@@ -74,6 +74,7 @@ class _Prepared(Generic[M]):
             assert {slot for named, slot in slots if named} == set(self.fields), sql
             compiled = _Compiled(
                 sql=sql,
+                locks=bool(queryset.query.select_for_update),
                 slots=slots,
                 plan=_plan(compiler.klass_info, compiler.select),
                 converters=compiler.get_converters([column[0] for column in compiler.select]),
@@ -128,8 +129,11 @@ class PreparedGet(_Prepared[M]):
 
     def get(self, **values: Any) -> M | None:
         """The one row with these values, or None; ``MultipleObjectsReturned`` for two."""
-        # At most two rows: more than one is an error whatever their number.
-        rows = self._fetch(values, extra_sql=" LIMIT 2")
+        # At most two rows: more than one is an error whatever their number. A query that
+        # locks its rows (``select_for_update`` in ``refine``) cannot take a LIMIT after
+        # its FOR UPDATE: it reads them all (a lookup on unique columns: one).
+        locks = self._compile(router.db_for_read(self.model)).locks
+        rows = self._fetch(values, extra_sql="" if locks else " LIMIT 2")
         if len(rows) > 1:
             model: Any = self.model
             raise model.MultipleObjectsReturned(f"More than one {model.__name__}.")
@@ -177,6 +181,7 @@ class _Plan:
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
+    locks: bool
     slots: list[tuple[bool, Any]]
     plan: _Plan
     converters: dict[int, Any]

@@ -23,6 +23,7 @@ from django.db.models import Field, Max, Q
 from django.utils import timezone
 
 from core import metrics
+from core.prepared import PreparedGet
 from core.queues import node_queue
 from execution import notify
 from execution.models import (
@@ -68,11 +69,18 @@ def send_kill(exec_: Exec, *, senders: Senders) -> None:
 def lock_workspace(workspace_id: int) -> Workspace:
     # The tenant and its policy come along in the same query (read fresh, under the
     # lock: ``slot_limit``) but are not locked.
-    return (
-        Workspace.objects.select_related("tenant", "tenant__policy")
-        .select_for_update(of=("self",))
-        .get(pk=workspace_id)
-    )
+    workspace = _LOCKED.get(id=workspace_id)
+    if workspace is None:
+        raise Workspace.DoesNotExist(f"No workspace {workspace_id}.")
+    return workspace
+
+
+# Taken by every exec's start and by every end that admits a queued one: compiled once.
+_LOCKED = PreparedGet(
+    Workspace,
+    "id",
+    refine=lambda qs: qs.select_related("tenant", "tenant__policy").select_for_update(of=("self",)),
+)
 
 
 def admit_waiting(workspace: Workspace, *, senders: Senders) -> list[Exec]:

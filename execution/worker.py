@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.prepared import PreparedGet
 from execution import state
 from execution.models import Exec, ExecStatus
 from execution.proctree import kill_process_tree
@@ -25,14 +26,16 @@ from workspaces.nodes import workspace_driver
 def exec_execute(*, exec_pk: int, senders: Senders, worker: str = "") -> None:
     """Run an admitted exec to its end (the runner task). Safe to call twice: only the
     call that moves it from starting to running runs it."""
-    exec_ = (
-        Exec.objects.select_related("workspace", "tenant", "tenant__policy")
-        .filter(pk=exec_pk)
-        .first()
-    )
+    exec_ = _WITH_POLICY.get(id=exec_pk)
     if exec_ is None or exec_.status != ExecStatus.STARTING:
         return
     run_exec(exec_, senders=senders, worker=worker)
+
+
+# The runner's load, one per exec: compiled once.
+_WITH_POLICY = PreparedGet(
+    Exec, "id", refine=lambda qs: qs.select_related("workspace", "tenant", "tenant__policy")
+)
 
 
 def exec_kill_processes(*, exec_pk: int) -> None:

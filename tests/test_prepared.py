@@ -86,6 +86,53 @@ def test_select_related_rows_are_attached_without_a_query(
     assert _fields(found) == _fields(Exec.objects.get(pk=exec_.pk))
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_locking_lookup_locks_its_row_and_brings_the_related_ones(tenant: Any) -> None:
+    """``select_for_update`` in ``refine`` (the exec start's workspace lock): the row is
+    locked until the transaction ends, the related rows come with it, unlocked."""
+    import threading
+
+    from django.db import connection, transaction
+
+    workspace = WorkspaceFactory(tenant=tenant)
+    lookup = PreparedGet(
+        Workspace,
+        "id",
+        refine=lambda qs: qs.select_related("tenant").select_for_update(of=("self",)),
+    )
+
+    def try_lock_from_another_connection(table: str, pk: int) -> str:
+        result: list[str] = []
+
+        def attempt() -> None:
+            try:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    sql = f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE NOWAIT"  # noqa: S608
+                    cursor.execute(sql, [pk])
+                result.append("free")
+            except Exception as exc:
+                result.append(type(exc).__name__)
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=attempt)
+        thread.start()
+        thread.join(30)
+        return result[0]
+
+    for _ in range(2):  # compiled on the first call, reused on the second
+        with transaction.atomic():
+            locked = lookup.get(id=workspace.pk)
+            assert locked is not None
+            assert _fields(locked) == _fields(Workspace.objects.get(pk=workspace.pk))
+            assert _fields(locked.tenant) == _fields(type(tenant).objects.get(pk=tenant.pk))
+            assert try_lock_from_another_connection("workspaces_workspace", workspace.pk) != "free"
+            assert try_lock_from_another_connection("tenants_tenant", tenant.pk) == "free"
+        assert try_lock_from_another_connection("workspaces_workspace", workspace.pk) == "free"
+    with transaction.atomic():
+        assert lookup.get(id=workspace.pk + 1000) is None
+
+
 def test_workspace_pages_equal_the_orms_in_every_shape(
     actor: Any, tenant: Any, other_tenant: Any
 ) -> None:
