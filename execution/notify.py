@@ -10,7 +10,8 @@ Listeners read the database, which is the source of truth, whenever they miss
 something, so a dropped message (a full channel, a late subscriber) costs
 latency, never data: every waiter also re-reads the database on its own at
 least every ``RECHECK_S``. One process publishes an exec's messages in the order
-they were published.
+they were published; a progress wake-up still waiting to be sent when a later
+wake-up of the exec is published is dropped (the later one says more).
 
 The same machinery serves any other wait on a row another process changes:
 :func:`publish_group` and :func:`wait_for_group` take a group name (a spawn waiting
@@ -116,6 +117,17 @@ def _output_bytes(message: dict[str, Any]) -> int:
     return sum(len(chunk[2]) for chunk in message.get("chunks", ()))
 
 
+def _progress_only(message: dict[str, Any]) -> bool:
+    """An exec's wake-up that only says "running, stored up to last_seq" (no output, no
+    end): a later wake-up of the exec supersedes it."""
+    return (
+        message.get("type") == EVENT_TYPE
+        and message.get("status") == "running"
+        and "chunks" not in message
+        and "final" not in message
+    )
+
+
 class _Outbox:
     """A group's messages waiting while one of its messages is being sent (only touched
     on the publisher's loop thread)."""
@@ -128,6 +140,12 @@ class _Outbox:
         return bool(self.messages)
 
     def add(self, message: dict[str, Any]) -> None:
+        if "chunks" not in message:
+            # A wake-up still waiting to be sent says less than this one (a last_seq as
+            # high, a status as recent): listeners need only this one. Output does not
+            # supersede it: output may be let go when Redis is behind.
+            while self.messages and _progress_only(self.messages[-1]):
+                self.messages.pop()
         self.messages.append(message)
         self.output_bytes += _output_bytes(message)
         if self.output_bytes > MAX_QUEUED_BYTES:

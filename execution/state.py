@@ -234,10 +234,7 @@ def end_run(
                 extra=Q(cancel_requested_at__isnull=True) if unless_cancel_requested else None,
                 final=lambda: final_state(exec_, output),
             )
-    if (
-        done
-        and Exec.objects.filter(workspace_id=exec_.workspace_id, status=ExecStatus.QUEUED).exists()
-    ):
+    if done and _any_queued(exec_.workspace_id):
         with transaction.atomic():
             admit_waiting(lock_workspace(exec_.workspace_id), senders=senders)
     return done
@@ -268,6 +265,19 @@ def _end_in_one_statement(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone() is not None
+
+
+def _any_queued(workspace_id: int) -> bool:
+    """Whether an exec of the workspace waits for a slot (asked after every runner's end,
+    while its end message is on its way: plain SQL, little time holding the GIL)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_ANY_QUEUED_SQL, [workspace_id, str(ExecStatus.QUEUED)])
+        return cursor.fetchone() is not None
+
+
+_ANY_QUEUED_SQL = (
+    f"SELECT 1 FROM {Exec._meta.db_table} WHERE workspace_id = %s AND status = %s LIMIT 1"  # noqa: S608
+)
 
 
 def _run_seconds(started_at: datetime | None, finished_at: datetime) -> float:

@@ -78,3 +78,25 @@ def test_output_queued_past_the_bound_is_let_go_but_wake_ups_stay(
     assert not outbox and outbox.output_bytes == 0
     outbox.add(_output(3, size=6))  # later output is sent again
     assert [c[0] for c in outbox.take()["chunks"]] == [3]
+
+
+def test_a_queued_wake_up_is_superseded_by_the_next_wake_up_not_by_output() -> None:
+    """The runner's end queued behind the store's "stored up to 3" leaves without it;
+    output never replaces a wake-up (it may be let go), nor does anything replace an
+    end or an announced final state."""
+
+    def wake(seq: int, status: str = "running", **more: Any) -> dict[str, Any]:
+        return {"type": notify.EVENT_TYPE, "last_seq": seq, "status": status, **more}
+
+    end = wake(4, "completed", final={"exit_code": 0})
+    outbox = _outbox(_output(1), wake(1), _output(2, 3), wake(3), end)
+    assert [c[0] for c in outbox.take()["chunks"]] == [1]
+    assert outbox.take() == wake(1)  # output came after it
+    assert [c[0] for c in outbox.take()["chunks"]] == [2, 3]
+    assert outbox.take() == end  # wake(3) said less
+    assert not outbox
+
+    outbox = _outbox(wake(1), wake(2), wake(3, "cancelled"), wake(3, "cancelled"))
+    assert outbox.take() == wake(3, "cancelled")
+    assert outbox.take() == wake(3, "cancelled")  # an end is never dropped
+    assert not outbox

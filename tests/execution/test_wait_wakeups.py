@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -188,6 +189,10 @@ def test_a_message_announcing_a_committed_end_ends_the_wait_without_a_check(
     never = threading.Event()  # the row never says it ended: only the message can
     waiter, checks, result = _wait_in_a_thread(group, never, ends_on=_completed)
     notify.publish_group(group, {"type": "exec.event", "last_seq": 1, "status": "running"})
+    # Sent before the end is published (a wake-up still queued would be superseded).
+    deadline = time.monotonic() + 30
+    while len(checks) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     notify.publish_group(group, {"type": "exec.event", "last_seq": 1, "status": "completed"})
     waiter.join(timeout=60)
     assert not waiter.is_alive(), "the end's message did not end the wait"
