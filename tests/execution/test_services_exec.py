@@ -144,7 +144,7 @@ def test_exec_run_answers_exactly_what_is_stored(
     if cap is not None:
         TenantPolicy.objects.filter(tenant=tenant).update(exec_output_cap_bytes=cap)
     reads: list[str] = []
-    read_output, refresh = services.exec_output, Exec.refresh_from_db
+    read_output, refresh = exec_output, Exec.refresh_from_db
 
     def counted_output(**kwargs: Any) -> tuple[bytes, bytes]:
         reads.append("output")
