@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from celery import Celery, Task
+from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "devbench_site.settings")
 
@@ -37,3 +38,11 @@ app.autodiscover_tasks()
 
 # Request ids into task headers, logs and metrics for every worker (devbench_site.tasks_context).
 import devbench_site.tasks_context  # noqa: E402,F401
+
+
+@worker_ready.connect
+def _freeze_loaded_objects(**_: Any) -> None:
+    # The runners' threads stall for every full garbage collection (core.process_memory).
+    from core.process_memory import freeze_loaded_objects
+
+    freeze_loaded_objects()

@@ -118,6 +118,15 @@ proc_name = "devbench-web"
 control_socket_disable = True
 
 
+def post_worker_init(worker: Any) -> None:
+    """gunicorn hook, in a worker once the application is loaded: what is loaded now
+    stays for the process's life, and full garbage collections walking it stalled every
+    request of the worker (core.process_memory)."""
+    from core.process_memory import freeze_loaded_objects
+
+    freeze_loaded_objects()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """gunicorn hook, in the master: a worker process ended (restarted or stopped)."""
     mark_process_dead(worker.pid)
