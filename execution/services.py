@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from core.errors import IdempotencyKeyReused
 from core.idempotency import idempotent_replay, made_at_plus_window
+from core.prepared import PreparedGet
 from execution import notify, state
 from execution.errors import ConcurrencyLimitExceeded
 from execution.models import SLOT_STATUSES, TERMINAL_STATUSES, Exec, ExecStatus, ExecUsage
@@ -268,13 +269,16 @@ def _stale(heartbeat_at: datetime | None) -> bool:
 def _ended(exec_: Exec) -> bool:
     """Whether the exec has ended, from its status alone (a waiter reads the whole row
     once, at the end); a running one whose heartbeat is stale is reconciled first."""
-    row = Exec.objects.filter(pk=exec_.pk).values_list("status", "heartbeat_at").first()
+    row = _STATUS.get(id=exec_.pk)
     if row is None:
         return True  # deleted: the final read says so
-    status, heartbeat_at = row
-    if status == ExecStatus.RUNNING and _stale(heartbeat_at):
+    if row.status == ExecStatus.RUNNING and _stale(row.heartbeat_at):
         return _refresh(exec_).is_terminal
-    return status in TERMINAL_STATUSES
+    return row.status in TERMINAL_STATUSES
+
+
+# Read by every wait for an exec's end, at least once a second: compiled once.
+_STATUS = PreparedGet(Exec, "id", refine=lambda qs: qs.only("status", "heartbeat_at"))
 
 
 def exec_poll(
