@@ -1,4 +1,6 @@
-"""Waking listeners of an exec through the channel layer.
+"""Waking listeners of an exec: consumers through the channel layer, the waits of
+synchronous code through one Redis pub/sub subscription per process
+(:mod:`execution.wakeups`; output goes to consumers only).
 
 Messages go to the group ``exec.<public id>``, all as ``{"type": "exec.event",
 "last_seq", "status"}``: a wake-up after a change is stored, or, with
@@ -25,21 +27,18 @@ import collections
 import contextlib
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
-from channels import DEFAULT_CHANNEL_LAYER
-from channels.layers import (
-    BaseChannelLayer,
-    InMemoryChannelLayer,
-    channel_layers,
-    get_channel_layer,
-)
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 from django.db import connection
+from redis import asyncio as aioredis
+
+from execution import wakeups
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -195,12 +194,43 @@ async def _drain(layer: BaseChannelLayer, group: str, outbox: _Outbox) -> None:
             message = outbox.take()
             try:
                 # Bounded: a paused Redis must not hold every later message of the exec.
-                await asyncio.wait_for(layer.group_send(group, message), SETUP_TIMEOUT_S)
+                await asyncio.wait_for(_send_now(layer, group, message), SETUP_TIMEOUT_S)
             except Exception as exc:
                 logger.warning("exec event not delivered (listeners fall back to polling): %r", exc)
     finally:
         # No await since the outbox was last seen empty: nothing can have been added.
         del _outboxes[group]
+
+
+async def _send_now(layer: BaseChannelLayer, group: str, message: dict[str, Any]) -> None:
+    """To the group's consumers through the layer; a wake-up also to the waits of every
+    process (:mod:`execution.wakeups`), first: it is one command. Waits read output from
+    the database, never from a message, so output goes to consumers only."""
+    if "chunks" in message:
+        await layer.group_send(group, message)
+        return
+    client, prefix = _wake_publisher(layer)
+    await asyncio.gather(
+        wakeups.publish(client, prefix, group, message), layer.group_send(group, message)
+    )
+
+
+# This process's Redis client for publishing wake-ups (used on the publisher's loop only).
+_wake_client: tuple[int, aioredis.Redis, str] | None = None
+
+
+def _wake_publisher(layer: BaseChannelLayer) -> tuple[aioredis.Redis, str]:
+    global _wake_client
+    if _wake_client is None or _wake_client[0] != os.getpid():
+        url, prefix = _wake_address(layer)
+        _wake_client = (os.getpid(), aioredis.Redis.from_url(url, socket_timeout=5.0), prefix)
+    return _wake_client[1], _wake_client[2]
+
+
+def _wake_address(layer: BaseChannelLayer) -> tuple[str, str]:
+    """The Redis of the channel layer (its first host) and the wake-ups' channel prefix."""
+    url = str(layer.hosts[0]["address"])
+    return url, wakeups.namespace(url, str(layer.prefix))
 
 
 def publish_group(group: str, message: dict[str, Any]) -> None:
@@ -294,12 +324,8 @@ def wait_for_group(
     Between checks the thread gives its pooled database connection back, so
     any number of waiters share a small pool.
 
-    channels-redis lets one event loop at a time receive on a layer instance, and a
-    web process's websocket consumers receive on the default instance from the
-    server's loop: waits in other threads would collide with them and with each
-    other ("Two event loops are trying to receive()"), and a collision can leave the
-    layer refusing every later receive. So every wait of the process receives on a
-    layer instance of its own (:func:`_waiting_layer`), on one loop thread of its own.
+    Wake-ups come through this process's one Redis pub/sub subscription
+    (:mod:`execution.wakeups`): a wait costs no Redis command of its own.
     """
     checked = _releasing(check)
     if (check_first or timeout_s <= 0) and checked():
@@ -307,11 +333,11 @@ def wait_for_group(
     if timeout_s <= 0:
         return False
     deadline = time.monotonic() + timeout_s
-    layer = _waiting_layer()
-    if layer is None:
+    subscriber = _subscriber()
+    if subscriber is None:
         return _poll(checked, deadline=deadline, interval_s=IN_MEMORY_POLL_S)
     # Subscribed before the next check: nothing committed after it can be missed.
-    wakeups = _Wakeups(layer, group)
+    waiting = _Wakeups(subscriber, group)
     try:
         while not checked():
             recheck_at = time.monotonic() + RECHECK_S
@@ -321,93 +347,72 @@ def wait_for_group(
                     return False
                 if now >= recheck_at:
                     break
-                message = wakeups.wait(min(deadline, recheck_at) - now)
+                message = waiting.wait(min(deadline, recheck_at) - now)
                 if message is not None and ends_on is not None and ends_on(message):
                     return True
                 if message is None or wake_on is None or wake_on(message):
                     break
         return True
     finally:
-        wakeups.close()
+        waiting.close()
 
 
 class _Wakeups:
-    """A waiter's channel in ``group``, received on the process's wait loop."""
+    """A waiter's queue of ``group``'s wake-ups in this process."""
 
-    def __init__(self, layer: BaseChannelLayer, group: str) -> None:
-        self.layer = layer
+    def __init__(self, subscriber: wakeups.Subscriber, group: str) -> None:
+        self.subscriber = subscriber
         self.group = group
-        self.channel = _on_receiver(_open_channel(layer, group), default="")
-        self.receiving: Future[Any] | None = None
+        self.queue = subscriber.register(group)
+        if self.queue is None and _on_receiver(subscriber.connect(), default=False):
+            self.queue = subscriber.register(group)
 
     def wait(self, timeout_s: float) -> dict[str, Any] | None:
         """The next message, or None once ``timeout_s`` passes (polling pace without a
-        channel)."""
-        if not self.channel:
+        subscription)."""
+        if self.queue is None:
             time.sleep(min(timeout_s, FALLBACK_POLL_S))
             return None
-        # One receive per waiter, kept across rechecks: cancelling it every recheck
-        # would drop the Redis connection of the blocking pop each time.
-        self.receiving = self.receiving or _receiver.submit(self.layer.receive(self.channel))
-        message: dict[str, Any] | None = None
         try:
-            message = self.receiving.result(timeout=timeout_s)
-        except FutureTimeout:
-            return None  # recheck, still receiving
-        except Exception as exc:
-            logger.warning("wake-ups lost (polling): %r", exc)
-            _receiver.submit(_release(self.layer, self.group, self.channel))
-            self.channel = ""
-        self.receiving = None
-        return message
+            message = self.queue.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+        if message is wakeups.LOST:
+            self.queue = None  # the subscriber forgot every waiter: poll from now on
+            return None
+        result: dict[str, Any] = message
+        return result
 
     def close(self) -> None:
-        if self.receiving is not None:
-            self.receiving.cancel()
-        if self.channel:
-            _receiver.submit(_release(self.layer, self.group, self.channel))
+        if self.queue is not None:
+            self.subscriber.unregister(self.group, self.queue)
 
 
-# The channels of the waits under way; only touched on the wait loop's thread.
-_waiting_channels: set[str] = set()
-
-
-async def _release(layer: BaseChannelLayer, group: str, channel: str) -> None:
-    """Leave ``group`` and drop what arrived for channels no wait receives any more.
-
-    channels-redis files each message it pops under its channel's name in
-    ``receive_buffer``, a queue per channel that only a receive of that channel
-    removes: a message that arrives after its wait ended (live output of the exec
-    waited for, say) would stay there for the life of the process.
-    """
-    _waiting_channels.discard(channel)
-    await _group_discard(layer, group, channel)
-    buffers = getattr(layer, "receive_buffer", {})
-    for name in [name for name in buffers if name not in _waiting_channels]:
-        del buffers[name]
-
-
+# Runs the wake-up subscription's connection and reader.
 _receiver = _LoopThread("wait-receive")
-_waiting: tuple[int, BaseChannelLayer | None] | None = None
+_waiting: tuple[int, wakeups.Subscriber | None] | None = None
 _waiting_lock = threading.Lock()
 
 
-def _waiting_layer() -> BaseChannelLayer | None:
-    """This process's layer instance for waits (None: the layer reaches no other process)."""
+def _subscriber() -> wakeups.Subscriber | None:
+    """This process's wake-up subscriber (None: the layer reaches no other process)."""
     global _waiting
     with _waiting_lock:
         if _waiting is None or _waiting[0] != os.getpid():
             layer = _layer()
-            own = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
-            _waiting = (os.getpid(), own if layer_crosses_processes(layer) else None)
+            subscriber = None
+            if layer_crosses_processes(layer):
+                assert layer is not None
+                subscriber = wakeups.Subscriber(*_wake_address(layer))
+            _waiting = (os.getpid(), subscriber)
         return _waiting[1]
 
 
-def _on_receiver(coro: Coroutine[Any, Any, str], *, default: str) -> str:
+def _on_receiver(coro: Coroutine[Any, Any, bool], *, default: bool) -> bool:
     try:
         return _receiver.submit(coro).result(timeout=2 * SETUP_TIMEOUT_S)
     except Exception as exc:  # a Redis error, or TimeoutError
-        logger.warning("wait without a channel (polling the database): %r", exc)
+        logger.warning("wait without wake-ups (polling the database): %r", exc)
         return default
 
 
@@ -460,18 +465,3 @@ async def _group_discard(layer: BaseChannelLayer, group: str, channel: str) -> N
     # A membership left behind expires with the group; a dead channel only drops messages.
     with contextlib.suppress(Exception):
         await asyncio.wait_for(layer.group_discard(group, channel), SETUP_TIMEOUT_S)
-
-
-async def _open_channel(layer: BaseChannelLayer, group: str) -> str:
-    """A new channel subscribed to ``group``, or "" if the layer cannot now."""
-    try:
-        # Bounded: a paused Redis must not hold the wait before its first recheck.
-        channel: str = await asyncio.wait_for(layer.new_channel(), SETUP_TIMEOUT_S)
-    except Exception as exc:  # a Redis error, or TimeoutError
-        logger.warning("wait without a channel (polling the database): %r", exc)
-        return ""
-    _waiting_channels.add(channel)  # before it can be sent anything
-    if not await _group_add(layer, group, channel):
-        _waiting_channels.discard(channel)
-        return ""
-    return channel

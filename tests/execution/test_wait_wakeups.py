@@ -80,51 +80,89 @@ def test_concurrent_waits_beside_a_consumer_loop_are_all_woken(
     consumer_loop.call_soon_threadsafe(consumer_loop.stop)
 
 
-def test_messages_that_arrive_after_a_wait_do_not_stay_buffered(
+def test_waits_share_one_subscription_and_leave_nothing_behind(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Output published to an exec after its waiter left is dropped, not kept for ever in
-    the layer's per-channel buffers."""
+    """Many waits, one after another and at once, add no subscription to Redis (the
+    process's pattern subscription serves all), and once they end nothing of them is
+    left in the process: messages that arrive later are dropped."""
     monkeypatch.setattr(notify, "_db_pooled", lambda: False)
-    layer = notify._waiting_layer()
-    assert layer is not None
+    subscriber = notify._subscriber()
+    assert subscriber is not None
+    wait_once(f"test.{uuid.uuid4().hex}", 1)  # subscribed from here on
+    redis = _redis()
+    patterns = redis.pubsub_numpat()
 
-    async def buffered() -> list[str]:
-        return list(layer.receive_buffer)
+    def wait_for(group: str) -> None:
+        wait_once(group, 50)  # leaves on the first message; 49 arrive after it
 
-    def wait_for_messages(group: str, count: int) -> None:
-        done = threading.Event()
-        subscribed = threading.Event()  # the wait checked once it was in the group
-        checks = [0]
+    threads = [
+        threading.Thread(target=wait_for, args=(f"test.{uuid.uuid4().hex}",)) for _ in range(20)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert redis.pubsub_numpat() == patterns
+    assert subscriber.waiting_groups() == 0
 
-        def check() -> bool:
-            result = done.is_set()
-            checks[0] += 1
-            if checks[0] >= 2:
-                subscribed.set()
-            return result
 
-        def publish_once_receiving() -> None:
-            subscribed.wait(30)
-            done.set()
-            for n in range(count):
-                notify.publish_group(group, {"type": "test.event", "data": "x" * 1000, "n": n})
+def wait_once(group: str, count: int) -> None:
+    """A wait on ``group`` ended by the first of ``count`` messages published once it is
+    subscribed."""
+    done = threading.Event()
+    subscribed = threading.Event()
+    checks = [0]
 
-        publisher = threading.Thread(target=publish_once_receiving)
-        publisher.start()
-        assert notify.wait_for_group(group, check, timeout_s=60)
-        publisher.join()
+    def check() -> bool:
+        result = done.is_set()
+        checks[0] += 1
+        if checks[0] >= 2:  # the check once it is subscribed
+            subscribed.set()
+        return result
 
-    # The first wait leaves on the first of many messages; the second wait's receive
-    # pops the rest, filed under the first wait's channel.
-    wait_for_messages(f"test.{uuid.uuid4().hex}", 50)
-    wait_for_messages(f"test.{uuid.uuid4().hex}", 1)
-    # Each release sweeps what arrived for channels no wait receives; let them run.
-    for _ in range(50):
-        if not notify._receiver.submit(buffered()).result(10):
-            break
-        wait_for_messages(f"test.{uuid.uuid4().hex}", 1)
-    assert notify._receiver.submit(buffered()).result(10) == []
+    def publish_once_receiving() -> None:
+        subscribed.wait(30)
+        done.set()
+        for n in range(count):
+            notify.publish_group(group, {"type": "test.event", "data": "x" * 1000, "n": n})
+
+    publisher = threading.Thread(target=publish_once_receiving)
+    publisher.start()
+    assert notify.wait_for_group(group, check, timeout_s=60)
+    publisher.join()
+
+
+def test_a_lost_subscription_is_told_to_its_waits_which_poll_and_later_waits_resubscribe(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(notify, "RECHECK_S", 600.0)  # only a message or polling ends a wait
+    monkeypatch.setattr(notify, "_db_pooled", lambda: False)
+    caplog.set_level(logging.WARNING, logger="execution.wakeups")
+    wait_once(f"test.{uuid.uuid4().hex}", 1)  # subscribed
+    group = f"test.{uuid.uuid4().hex}"
+    ended = threading.Event()
+    waiter, _checks, result = _wait_in_a_thread(group, ended)
+    killed = _redis().client_kill_filter(_type="pubsub")
+    assert killed >= 1
+    deadline = time.monotonic() + 30
+    while "wake-ups lost" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "wake-ups lost" in caplog.text
+    # No message can reach it now: it polls the database, and sees the end there.
+    ended.set()
+    waiter.join(timeout=30)
+    assert not waiter.is_alive(), "the wait did not poll once its subscription was lost"
+    assert result == [True]
+    # A new wait subscribes again and is woken by its message.
+    wait_once(f"test.{uuid.uuid4().hex}", 1)
+
+
+def _redis() -> Any:
+    import redis
+    from django.conf import settings
+
+    return redis.Redis.from_url(settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0])
 
 
 def _completed(message: dict[str, Any]) -> bool:
