@@ -162,7 +162,8 @@ def _redis() -> Any:
     import redis
     from django.conf import settings
 
-    return redis.Redis.from_url(settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0])
+    config: dict[str, Any] = settings.CHANNEL_LAYERS["default"]["CONFIG"]
+    return redis.Redis.from_url(config["hosts"][0])
 
 
 def _completed(message: dict[str, Any]) -> bool:
