@@ -160,10 +160,12 @@ def test_a_lost_subscription_is_told_to_its_waits_which_poll_and_later_waits_res
 
 def _redis() -> Any:
     import redis
-    from django.conf import settings
 
-    config: dict[str, Any] = settings.CHANNEL_LAYERS["default"]["CONFIG"]
-    return redis.Redis.from_url(config["hosts"][0])
+    from execution.notify import _layer, _wake_address
+
+    layer = _layer()
+    assert layer is not None
+    return redis.Redis.from_url(_wake_address(layer)[0])
 
 
 def _completed(message: dict[str, Any]) -> bool:
