@@ -450,3 +450,23 @@ def test_a_cancel_the_runner_did_not_notice_still_ends_the_exec_cancelled(
     assert exec_.exit_code is not None and exec_.exit_code != 0  # the engine's, kept
     assert exec_.finished_at is not None
     assert leftovers(running_workspace, "sleep 9002") == []
+
+
+def test_a_runner_that_loses_the_claim_never_starts_the_command(running_workspace, actor):
+    """The engine creates the exec while the runner claims it: a runner whose claim fails
+    (the exec was cancelled, or another runner took it) leaves the command unstarted."""
+    from execution import runner
+
+    exec_ = ExecFactory(
+        workspace=running_workspace,
+        cmd=["sh", "-c", "touch /tmp/claim-lost; sleep 9003"],
+        status=ExecStatus.STARTING,
+    )
+    loaded = Exec.objects.select_related("workspace", "tenant").get(pk=exec_.pk)
+    Exec.objects.filter(pk=exec_.pk).update(status=ExecStatus.CANCELLED)  # after the load
+    runner.run_exec(loaded, senders=SENDERS)
+    time.sleep(0.5)  # a command started anyway would have made its file by now
+    assert leftovers(running_workspace, "sleep 9003") == []
+    assert "claim-lost" not in container_run(running_workspace, "ls", "-a", "/tmp")
+    exec_.refresh_from_db()
+    assert exec_.status == ExecStatus.CANCELLED and exec_.started_at is None
