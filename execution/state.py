@@ -132,9 +132,13 @@ def slot_limit(workspace: Workspace) -> int:
 def claim(exec_: Exec, *, worker: str) -> bool:
     """starting -> running for exactly one runner; a re-delivered task gets False."""
     now = timezone.now()
-    claimed = Exec.objects.filter(pk=exec_.pk, status=ExecStatus.STARTING).update(
-        status=ExecStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker
-    )
+    at = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CLAIM_SQL,
+            [str(ExecStatus.RUNNING), at, at, worker, exec_.pk, str(ExecStatus.STARTING)],
+        )
+        claimed = cursor.rowcount
     if claimed:
         exec_.status, exec_.started_at, exec_.heartbeat_at, exec_.worker = (
             ExecStatus.RUNNING,
@@ -144,6 +148,14 @@ def claim(exec_: Exec, *, worker: str) -> bool:
         )
         notify.publish(exec_.public_id, last_seq=exec_.last_seq, status=exec_.status)
     return bool(claimed)
+
+
+# Every runner's start, beside the engine's creation of its exec (both want the GIL):
+# plain SQL, PostgreSQL and SQLite alike.
+_CLAIM_SQL = (
+    f"UPDATE {Exec._meta.db_table} SET status = %s, started_at = %s, heartbeat_at = %s, "  # noqa: S608
+    "worker = %s WHERE id = %s AND status = %s"
+)
 
 
 def finish(
