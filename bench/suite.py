@@ -590,9 +590,21 @@ class Bench:
                         assert message["status"] == "completed", message
                         return
 
+        # The goal is about receiving output: the watcher's time is the request's start to
+        # its last output byte. The "complete" message comes once every byte is also
+        # stored; that time is reported beside it.
+        to_last_byte: list[float] = []
+
         def ours_stream() -> None:
             got = [0]
-            watch(cmd, lambda data: got.__setitem__(0, got[0] + len(data)))
+            start = time.perf_counter()
+
+            def received(data: bytes) -> None:
+                got[0] += len(data)
+                if got[0] == size:
+                    to_last_byte.append(time.perf_counter() - start)
+
+            watch(cmd, received)
             assert got[0] == size, got
 
         def raw_stream(command: list[str] = cmd) -> int:
@@ -603,19 +615,21 @@ class Bench:
             return received
 
         n = max(3, self.args.rounds // 6)
-        ours, raw = self.alternate(ours_stream, raw_stream, n)
+        complete, raw = self.alternate(ours_stream, raw_stream, n)
+        ours = to_last_byte[1:]  # without the warm-up's
         mib_s = 8 / p50(ours)
         raw_mib_s = 8 / p50(raw)
         add(
             Row(
                 group="streaming",
                 name="8 MiB streamed to a websocket",
-                ours=f"{mib_s:.0f} MiB/s (p50 {ms(p50(ours)):.0f} ms)",
+                ours=f"{mib_s:.0f} MiB/s (last byte at p50 {ms(p50(ours)):.0f} ms, "
+                f"complete (all stored) at {ms(p50(complete)):.0f} ms)",
                 raw=f"{raw_mib_s:.0f} MiB/s",
                 ratio=raw_mib_s / mib_s,
                 goal="≥ 0.8x raw throughput",
                 met=mib_s / raw_mib_s >= 0.8,
-                data={"ours_s": ours, "raw_s": raw},
+                data={"ours_s": ours, "complete_s": complete, "raw_s": raw},
             )
         )
 
