@@ -127,6 +127,12 @@ def _progress_only(message: dict[str, Any]) -> bool:
     )
 
 
+def _says_as_much(message: dict[str, Any]) -> bool:
+    """Whether ``message``, queued after a progress wake-up of its group, makes that
+    wake-up needless: a later wake-up or end of an exec (its ``last_seq`` is as high)."""
+    return message.get("type") == EVENT_TYPE and "chunks" not in message
+
+
 class _Outbox:
     """A group's messages waiting while one of its messages is being sent (only touched
     on the publisher's loop thread)."""
@@ -157,19 +163,34 @@ class _Outbox:
             self.output_bytes = 0
 
     def take(self) -> dict[str, Any]:
-        """The first message (removed), with the output messages right behind it folded
-        in, up to MAX_MESSAGE_BYTES of output."""
+        """The first message (removed), with the output messages behind it folded in, up
+        to MAX_MESSAGE_BYTES of output.
+
+        Folding passes the store's "stored up to N" wake-ups queued between output
+        messages: the latest of them leaves right after the merged output (or not at all
+        when another wake-up or the end follows, which says more). While output streams,
+        the store wakes listeners after every batch; kept in place, those wake-ups cut
+        the output into small messages and doubled what every watcher receives."""
         first = self.messages.popleft()
         if "chunks" not in first:
             return first
         chunks = list(first["chunks"])
         size = _output_bytes(first)
-        while self.messages and "chunks" in self.messages[0]:
-            extra = _output_bytes(self.messages[0])
+        passed: dict[str, Any] | None = None
+        while self.messages:
+            following = self.messages[0]
+            if "chunks" not in following:
+                if not _progress_only(following):
+                    break
+                passed = self.messages.popleft()
+                continue
+            extra = _output_bytes(following)
             if size + extra > MAX_MESSAGE_BYTES:
                 break
             chunks += self.messages.popleft()["chunks"]
             size += extra
+        if passed is not None and not (self.messages and _says_as_much(self.messages[0])):
+            self.messages.appendleft(passed)
         self.output_bytes -= size
         return {**first, "last_seq": chunks[-1][0], "chunks": chunks}
 

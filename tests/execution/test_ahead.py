@@ -52,14 +52,24 @@ def _outbox(*messages: dict[str, Any]) -> notify._Outbox:
 
 
 def test_queued_output_leaves_in_one_message_in_order_up_to_the_size_bound() -> None:
+    """Output queued behind a send leaves merged; the store's progress wake-ups queued
+    between it leave once, after it (a wake-up is never folded into output)."""
     wake = {"type": notify.EVENT_TYPE, "last_seq": 3, "status": "running"}
-    outbox = _outbox(_output(1), _output(2, 3), wake, _output(4), _output(5))
+    later = {"type": notify.EVENT_TYPE, "last_seq": 4, "status": "running"}
+    outbox = _outbox(_output(1), _output(2, 3), wake, _output(4), later, _output(5))
     merged = outbox.take()
-    assert [c[0] for c in merged["chunks"]] == [1, 2, 3]
-    assert merged["last_seq"] == 3
-    assert outbox.take() == wake  # a wake-up is never folded or passed
-    assert [c[0] for c in outbox.take()["chunks"]] == [4, 5]
+    assert [c[0] for c in merged["chunks"]] == [1, 2, 3, 4, 5]
+    assert merged["last_seq"] == 5
+    assert outbox.take() == later  # the latest passed wake-up, once
     assert not outbox and outbox.output_bytes == 0
+
+    # Folding stops at the size bound: the passed wake-up goes out before what is left.
+    half = notify.MAX_MESSAGE_BYTES // 2 + 1
+    outbox = _outbox(_output(1, size=half), wake, _output(2, size=half))
+    assert [c[0] for c in outbox.take()["chunks"]] == [1]
+    assert outbox.take() == wake
+    assert [c[0] for c in outbox.take()["chunks"]] == [2]
+    assert not outbox
 
     half = notify.MAX_MESSAGE_BYTES // 2
     outbox = _outbox(_output(1, size=half), _output(2, size=half), _output(3, size=1))
@@ -90,10 +100,14 @@ def test_a_queued_wake_up_is_superseded_by_the_next_wake_up_not_by_output() -> N
 
     end = wake(4, "completed", final={"exit_code": 0})
     outbox = _outbox(_output(1), wake(1), _output(2, 3), wake(3), end)
+    assert [c[0] for c in outbox.take()["chunks"]] == [1, 2, 3]
+    assert outbox.take() == end  # wake(1) and wake(3) said less
+    assert not outbox
+
+    # A wake-up with nothing after it stays, even with output before it.
+    outbox = _outbox(_output(1), wake(1))
     assert [c[0] for c in outbox.take()["chunks"]] == [1]
-    assert outbox.take() == wake(1)  # output came after it
-    assert [c[0] for c in outbox.take()["chunks"]] == [2, 3]
-    assert outbox.take() == end  # wake(3) said less
+    assert outbox.take() == wake(1)
     assert not outbox
 
     outbox = _outbox(wake(1), wake(2), wake(3, "cancelled"), wake(3, "cancelled"))
