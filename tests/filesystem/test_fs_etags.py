@@ -7,15 +7,17 @@ given an old mtime with ``touch -d`` so they count as settled (etags.SETTLED_S).
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.test import override_settings
 from django.utils import timezone
 
 from tests.factories import TenantFactory, WorkspaceFactory
-from workspaces.filesystem import access
+from workspaces.filesystem import access, etags
 from workspaces.filesystem.errors import EtagMismatch
 from workspaces.filesystem.etags import etag_cached, etag_remember
 from workspaces.filesystem.services import fs_read, fs_stat, fs_write
@@ -146,8 +148,31 @@ def test_an_unreachable_cache_falls_back_to_reading_the_file(env, wdir, archive_
     }
     with override_settings(CACHES=unreachable):
         assert stat_etag(env, path) == sha(b"still right")
+        etags._process.clear()  # as in another process
         assert stat_etag(env, path) == sha(b"still right")
     assert archive_reads == [path, path]
+
+
+def test_a_hash_one_process_remembered_serves_the_others_until_its_entry_ends(env, wdir):
+    path = f"{wdir}/shared.txt"
+    settled(env, path, "shared")
+    own = access.open_target(actor=env.actor, workspace=env.workspace, scope="read")
+    stat = own.stat(path)
+    assert stat is not None
+    etag_remember(own, path, stat, "remembered", read_started=timezone.now())
+    etags._process.clear()  # another process: only Redis has it
+    assert etag_cached(own, path, stat) == "remembered"
+    key = etags._key(own, path, stat)
+    # The entry's end came with it from Redis; once that passes, the process forgets it.
+    cache.set(key, f"ended {time.time() - 1:.3f}")
+    etags._process.clear()
+    assert etag_cached(own, path, stat) is None
+    cache.set(key, f"soon {time.time() + 0.5:.3f}")
+    assert etag_cached(own, path, stat) == "soon"
+    cache.delete(key)
+    assert etag_cached(own, path, stat) == "soon"  # served from the process's memory
+    time.sleep(0.6)
+    assert etag_cached(own, path, stat) is None
 
 
 @override_settings(DEVBENCH_ETAG_CACHE_S=0)

@@ -5,7 +5,10 @@ the whole file through the engine's archive API, which the engine serialises per
 container. Here a hash is remembered under (tenant, workspace, container, path,
 size, mtime) — the mtime exactly as the engine reports it (RFC 3339 with
 nanoseconds) — in Django's cache (Redis, shared by every web process, in
-production; local memory in the embedded mode) for ``DEVBENCH_ETAG_CACHE_S``.
+production; local memory in the embedded mode) for ``DEVBENCH_ETAG_CACHE_S``, and in
+the process's own memory in front of it (a bounded LRU: a repeated stat then makes no
+Redis round trip). An entry taken from Redis carries the time it ends there and ends
+then in the process too, so the bounds below hold for both alike.
 
 A content change moves the mtime, so the key changes with it. Two things can
 defeat that, and both are bounded:
@@ -31,11 +34,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.cache.backends.locmem import LocMemCache
 
 from workspaces.filesystem.results import parse_engine_time
 from workspaces.runtime.base import PathStat
@@ -47,7 +52,9 @@ log = logging.getLogger(__name__)
 
 # Far longer than a tick of the kernel's file clock (a jiffy: 10 ms at most).
 SETTLED_S = 1.0
-_PREFIX = "fs-etag:1:"
+_PREFIX = "fs-etag:2:"  # values: "<etag> <expiry, epoch seconds>"
+# Entries are ~200 bytes: a few MiB per process at most.
+_process = LocMemCache("devbench-fs-etags", {"OPTIONS": {"MAX_ENTRIES": 20_000}})
 
 
 def _key(target: Target, path: str, stat: PathStat) -> str:
@@ -69,12 +76,27 @@ def etag_cached(target: Target, path: str, stat: PathStat) -> str | None:
     """The remembered ETag of the file ``stat`` describes, or None (also if the cache fails)."""
     if not stat.mtime or settings.DEVBENCH_ETAG_CACHE_S <= 0:
         return None
+    key = _key(target, path, stat)
+    value = _process.get(key)
+    if isinstance(value, str):
+        return value
     try:
-        value = cache.get(_key(target, path, stat))
+        shared = cache.get(key)
     except Exception:  # any backend failure: the caller reads the file instead
         log.warning("ETag cache unavailable; reading the file", exc_info=True)
         return None
-    return value if isinstance(value, str) else None
+    if not isinstance(shared, str):
+        return None
+    # Remembered by another process, with the time its entry ends: kept here as long.
+    etag, _, expires = shared.partition(" ")
+    try:
+        left = float(expires) - time.time()
+    except ValueError:
+        return None
+    if left <= 0:
+        return None
+    _process.set(key, etag, timeout=left)
+    return etag
 
 
 def etag_remember(
@@ -87,7 +109,9 @@ def etag_remember(
     mtime = parse_engine_time(stat.mtime)
     if mtime is None or mtime > read_started - timedelta(seconds=SETTLED_S):
         return
+    key, lifetime = _key(target, path, stat), settings.DEVBENCH_ETAG_CACHE_S
+    _process.set(key, etag, timeout=lifetime)
     try:
-        cache.set(_key(target, path, stat), etag, timeout=settings.DEVBENCH_ETAG_CACHE_S)
+        cache.set(key, f"{etag} {time.time() + lifetime:.3f}", timeout=lifetime)
     except Exception:  # remembering is optional; the hash was returned anyway
         log.warning("ETag cache unavailable; not remembered", exc_info=True)
