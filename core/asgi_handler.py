@@ -9,11 +9,12 @@ makes one more crossing; plus one for the ``request_started`` and one for the
 ``request_finished`` signal. On a loaded two-core machine those crossings, not
 the query, were most of a control read's cost (bench/README.md, the profiles).
 
-:class:`OneHopASGIHandler` reads the body on the event loop as Django does, then
-runs the signals, the whole middleware chain in its synchronous mode and the
-view in one call on a shared thread pool, exactly as Django's WSGI handler
-would, and sends the answer from the event loop. Streaming answers (file
-downloads) are iterated as Django's handler iterates them.
+:class:`OneHopASGIHandler` reads the body on the event loop as Django does (large
+uploads of the routes registered in ``core.streamed_body`` are read by the view
+while they arrive instead), then runs the signals, the whole middleware chain in
+its synchronous mode and the view in one call on a shared thread pool, exactly
+as Django's WSGI handler would, and sends the answer from the event loop.
+Streaming answers (file downloads) are iterated as Django's handler iterates them.
 
 Threads: two pools per process. Quick reads (:func:`is_quick_read`: a GET of the
 REST API that only reads the database, no wait, no engine) run on
@@ -47,6 +48,8 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.db import close_old_connections
 from django.http import FileResponse, HttpResponseBase
 from django.urls import set_script_prefix
+
+from core import streamed_body
 
 _pools: dict[str, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
@@ -101,10 +104,14 @@ class OneHopASGIHandler(ASGIHandler):
         self.load_middleware(is_async=False)
 
     async def handle(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            body_file = await self.read_body(receive)
-        except RequestAborted:
-            return
+        body_file: Any
+        if streamed_body.wants_stream(scope):  # read by the view while it arrives
+            body_file = streamed_body.StreamedBody(receive)
+        else:
+            try:
+                body_file = await self.read_body(receive)
+            except RequestAborted:
+                return
         try:
             context = contextvars.copy_context()
             loop = asyncio.get_running_loop()

@@ -50,6 +50,8 @@ COMMON: Codes = {
 }
 # Operations with a JSON request body.
 BODY: Codes = {400: ["invalid_json"], 413: ["payload_too_large"]}
+# Uploads the view reads while they arrive (core/streamed_body.py).
+UPLOAD: Codes = {400: ["request_body_incomplete"]}
 # Operations that reach the container engine.
 ENGINE: Codes = {
     409: ["engine_conflict"],
@@ -180,15 +182,15 @@ OPERATION_ERRORS: dict[str, list[Codes]] = {
     "exec_get": [EXEC],
     "exec_cancel": [EXEC, ENGINE],
     "fs_read": [FILES, ENGINE],
-    "fs_write": [FILES, ENGINE, BODY],
+    "fs_write": [FILES, ENGINE, BODY, UPLOAD],
     "fs_delete": [FILES, ENGINE],
     "fs_stat": [FILES, ENGINE],
     "fs_list": [LIST, FILES, ENGINE],
     "fs_mkdir": [FILES, ENGINE, BODY],
     "fs_move": [FILES, ENGINE, BODY],
     "fs_download_archive": [FILES, ENGINE],
-    "fs_upload_archive": [FILES, ENGINE],
-    "fs_upload_archive_post": [FILES, ENGINE],
+    "fs_upload_archive": [FILES, ENGINE, UPLOAD],
+    "fs_upload_archive_post": [FILES, ENGINE, UPLOAD],
     "snapshot_create": [BODY, RUNNING, ENGINE, SNAPSHOT_QUOTAS],
     "snapshot_list": [LIST, {422: ["invalid_alias"]}],
     "snapshot_get": [SNAPSHOT],

@@ -501,6 +501,9 @@ DEVBENCH_TOKEN_CACHE_S = env_int("DEVBENCH_TOKEN_CACHE_S", 5)
 DEVBENCH_WEB_THREADS = env_int("DEVBENCH_WEB_THREADS", 200)
 # Threads per web process for quick reads (database-only REST GETs): core/asgi_handler.py.
 DEVBENCH_WEB_QUICK_THREADS = env_int("DEVBENCH_WEB_QUICK_THREADS", 3)
+# A large file upload is read by its view while it arrives (core/streamed_body.py); it
+# fails with request_body_incomplete when no part of it arrives for this long.
+DEVBENCH_UPLOAD_STALL_S = env_int("DEVBENCH_UPLOAD_STALL_S", 60)
 DEVBENCH_EXEC_STALE_AFTER_S = env_int("DEVBENCH_EXEC_STALE_AFTER_S", 30)
 # A "starting" exec no worker has claimed after this long gets its task sent again
 # (claiming is conditional, so a duplicate never runs it twice).

@@ -12,6 +12,12 @@ class WorkspacesConfig(AppConfig):
         # /readyz reports the engine (or, without one, the nodes) beside the database and Redis.
         health.register_check("docker", engine_ready)
 
+        from core import streamed_body
+
+        # Large raw file writes and archive uploads go on to the engine while they arrive.
+        streamed_body.register("PUT", r"^/api/v1/workspaces/[^/]+/(files|archive)$")
+        streamed_body.register("POST", r"^/api/v1/workspaces/[^/]+/archive$")
+
         from django.db.models.signals import post_save
 
         from tenants.models import TenantPolicy

@@ -3,7 +3,8 @@
 Large bodies never travel whole: ``encoding=raw`` reads and the archive
 download stream out; a raw (non-JSON) ``PUT .../files`` and archive uploads
 are read from the request in chunks (the service spools them, unless the
-server has already stored the whole body).
+server holds the whole body to its length; large ones arrive while the view
+runs).
 """
 
 from __future__ import annotations
@@ -87,9 +88,10 @@ def _body_chunks(request: HttpRequest) -> Iterator[bytes]:
 
 
 def _raw_body(request: HttpRequest) -> Received | Iterator[bytes]:
-    """An ASGI server has stored the whole body before the view runs, and checked it
-    against its ``Content-Length``: the service sends it on from there instead of
-    spooling a copy. Other bodies are read in chunks (and spooled)."""
+    """An ASGI server holds the body to its ``Content-Length`` (stored whole before the
+    view runs, or, for a large upload, arriving while it runs: core/streamed_body.py):
+    the service sends it on from there instead of spooling a copy. Other bodies are
+    read in chunks (and spooled)."""
     length = request.META.get("CONTENT_LENGTH", "")
     if isinstance(request, ASGIRequest) and length.isdigit():
         return Received(reader=request, size=int(length))

@@ -14,12 +14,14 @@ import contextlib
 import itertools
 import posixpath
 import secrets
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any, BinaryIO
 
 from core.errors import DevBenchError
 from core.metrics import counted_file_operation
+from core.streamed_body import RequestBodyIncomplete
 from tenants.audit import AuditScope, audited
 from tenants.principal import Principal
 from tenants.selectors import tenant_policy_get
@@ -66,6 +68,7 @@ from workspaces.runtime.base import WORKSPACE_USER, EngineCommandFailed, PathSta
 # An uploaded archive may hold several files, each within the per-file limit; the
 # archive itself and its extracted content are bounded by this many times the limit.
 ARCHIVE_LIMIT_FACTOR = 4
+BROKEN_PUT_SETTLE_S = 0.5
 
 
 def _audit_path(path: str) -> dict[str, str]:
@@ -166,16 +169,21 @@ def _commit(
         # A put that breaks off may leave part of the temp file: it goes too.
         target.driver.archive_put(target.container_id, put_into, SizedTar(entries))
         target.driver.path_rename(target.container_id, temp_path, final, user=WORKSPACE_USER)
-    except BaseException:
-        with contextlib.suppress(DevBenchError):
-            target.driver.path_remove(
-                target.container_id,
-                temp_path,
-                kind="file",
-                recursive=False,
-                user=WORKSPACE_USER,
-            )
+    except BaseException as exc:
+        _remove_temp(target, temp_path)
+        if isinstance(exc, RequestBodyIncomplete):
+            # The put was cut off mid-body: the engine may still be extracting what it
+            # had when the first removal ran. The client is gone or stalled; it waits.
+            time.sleep(BROKEN_PUT_SETTLE_S)
+            _remove_temp(target, temp_path)
         raise
+
+
+def _remove_temp(target: Target, temp_path: str) -> None:
+    with contextlib.suppress(DevBenchError):
+        target.driver.path_remove(
+            target.container_id, temp_path, kind="file", recursive=False, user=WORKSPACE_USER
+        )
 
 
 @counted_file_operation("delete")
