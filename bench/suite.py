@@ -41,6 +41,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -367,6 +368,13 @@ class Bench:
             )
         )
 
+    def cpu_of(self, name: str, call: Callable[[], object], calls: int = 3) -> None:
+        """A CPU-per-request row for ``calls`` calls of ``call``, one after another."""
+        before = self.cpu_meter()
+        for _ in range(calls):
+            call()
+        self.cpu_row(name, before, calls)
+
     def reads_under_writes(self, ws: dict[str, Any]) -> None:
         """GET workspace at 50 connections while 20 clients run execs back to back."""
         stop_at = time.monotonic() + self.args.duration + 2
@@ -505,9 +513,32 @@ class Bench:
         print("files")
         container = self.container(ws)
         files_url = f"/api/v1/workspaces/{ws['id']}/files"
+        self.files_transfer(container, files_url, MiB, "1 MiB", self.args.rounds)
+        self.files_transfer(container, files_url, 64 * MiB, "64 MiB", 5)
+        self.files_list(container, files_url)
 
-        def raw_read(path: str) -> int:
-            stream, _ = self.raw.get_archive(container, path)
+    def files_transfer(self, container: str, files_url: str, size: int, label: str, n: int) -> None:
+        data = os.urandom(size)
+        name = f"bench-{size}.bin"
+
+        def ours_write() -> object:
+            return self.rest(
+                "PUT",
+                f"{files_url}?path=/workspace/{name}",
+                content=data,
+                headers={"Content-Type": "application/octet-stream"},
+            )
+
+        def raw_write() -> object:
+            return self.raw.put_archive(container, "/workspace", tar_of({f"raw-{name}": data}))
+
+        def ours_read() -> object:
+            response = self.http.get(f"{files_url}?path=/workspace/{name}&encoding=raw")
+            assert response.status_code == 200 and len(response.content) == size
+            return response
+
+        def raw_read() -> int:
+            stream, _ = self.raw.get_archive(container, f"/workspace/raw-{name}")
             with tarfile.open(fileobj=_Chunks(stream), mode="r|") as tar:
                 for member in tar:
                     reader = tar.extractfile(member)
@@ -515,36 +546,16 @@ class Bench:
                         return len(reader.read())
             return 0
 
-        for size, label, n in ((MiB, "1 MiB", self.args.rounds), (64 * MiB, "64 MiB", 5)):
-            data = os.urandom(size)
-            name = f"bench-{size}.bin"
-
-            def ours_write(data: bytes = data, name: str = name) -> object:
-                return self.rest(
-                    "PUT",
-                    f"{files_url}?path=/workspace/{name}",
-                    content=data,
-                    headers={"Content-Type": "application/octet-stream"},
-                )
-
-            def raw_write(data: bytes = data, name: str = name) -> object:
-                return self.raw.put_archive(container, "/workspace", tar_of({f"raw-{name}": data}))
-
-            ours, raw = self.alternate(ours_write, raw_write, n)
-            self.ratio_row("files", f"write {label}", ours, raw, 1.3)
-
-            def ours_read(name: str = name, size: int = size) -> object:
-                response = self.http.get(f"{files_url}?path=/workspace/{name}&encoding=raw")
-                assert response.status_code == 200 and len(response.content) == size
-                return response
-
-            def raw_read_file(name: str = name) -> object:
-                return raw_read(f"/workspace/raw-{name}")
-
-            ours, raw = self.alternate(ours_read, raw_read_file, n)
-            self.ratio_row("files", f"read {label}", ours, raw, 1.3)
-
-        self.files_list(container, files_url)
+        for kind, ours_call, raw_call in (
+            ("write", ours_write, raw_write),
+            ("read", ours_read, raw_read),
+        ):
+            with self.profiled(f"{kind} {label}"):
+                ours, raw = self.alternate(ours_call, raw_call, n)
+            self.ratio_row("files", f"{kind} {label}", ours, raw, 1.3)
+            if size > MiB:  # where a big transfer's CPU goes, beside the engine's own
+                self.cpu_of(f"{kind} {label}, ours", ours_call)
+                self.cpu_of(f"{kind} {label}, raw", raw_call)
 
     def files_list(self, container: str, files_url: str) -> None:
         tree = {f"tree/d{i // 100}/f{i}.txt": b"x" * 10 for i in range(1000)}
@@ -559,7 +570,8 @@ class Bench:
             with tarfile.open(fileobj=_Chunks(stream), mode="r|") as tar:
                 return sum(1 for _ in tar)
 
-        ours, raw = self.alternate(ours_list, raw_list, self.args.rounds)
+        with self.profiled("list 1,000 files"):
+            ours, raw = self.alternate(ours_list, raw_list, self.args.rounds)
         self.ratio_row("files", "list 1,000 files", ours, raw, 1.2)
 
     def streaming(self, ws: dict[str, Any]) -> None:
@@ -786,16 +798,32 @@ class Bench:
             )
         )
 
-    def profiler(self, duration_s: int) -> subprocess.Popen[bytes]:
-        """py-spy on the web server (all its processes) while a wrk row runs."""
+    def profiler(self, duration_s: int | None) -> subprocess.Popen[bytes]:
+        """py-spy on the web server (all its processes) while a row runs (until SIGINT
+        without a duration)."""
         RESULTS.mkdir(exist_ok=True)
         self.profile_path = RESULTS / f"profile-{INSTANCE}.txt"
+        duration = ["--duration", str(duration_s)] if duration_s is not None else []
         return subprocess.Popen(
             [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(self.web.pid),
              "--subprocesses", "--gil", "--format", "raw", "--rate", "200", "--nonblocking",
-             "--duration", str(duration_s), "--output", str(self.profile_path)],
+             *duration, "--output", str(self.profile_path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
+
+    @contextlib.contextmanager
+    def profiled(self, name: str) -> Any:
+        """py-spy on the web server around a ratio row, when ``--profile`` names it."""
+        if self.args.profile != name:
+            yield
+            return
+        spy = self.profiler(None)
+        time.sleep(1)  # attached to every process before the row starts
+        try:
+            yield
+        finally:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
 
     # --- driver ---
 
@@ -866,7 +894,7 @@ class Bench:
         print(f"\nweb server: {self.web_label}; load average at the end {load[0]:.1f}")
         print(f"wrote {json_path} and {png}")
         if self.args.profile and getattr(self, "profile_path", None):
-            print(f"\nprofile ({self.args.profile}, 50 clients): {self.profile_path}")
+            print(f"\nprofile ({self.args.profile}): {self.profile_path}")
             print(profile_summary(self.profile_path))
 
     def close(self) -> None:
@@ -962,7 +990,8 @@ def main() -> None:
         const="GET workspace",
         default=None,
         help="py-spy the web server while this control-read row runs at 50 clients "
-        '("GET workspace", the default; "GET workspaces (list)", "GET exec (poll)", ...)',
+        '("GET workspace", the default; "GET workspaces (list)", "GET exec (poll)", ...) '
+        'or this files row runs ("write 64 MiB", "read 1 MiB", "list 1,000 files", ...)',
     )
     parser.add_argument(
         "--soak-minutes", type=float, default=10, help="length of the memory row's mixed load"

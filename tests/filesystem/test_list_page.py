@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 
 from core.fastjson import dumps
 from workspaces.filesystem.results import DirEntry, DirListing
-from workspaces.filesystem.schemas import FsListOut
+from workspaces.filesystem.schemas import FsListOut, fs_list_json
 
 
 def _listing(next_cursor: str | None) -> DirListing:
     when = datetime(2026, 12, 1, 10, 20, 30, 123456, tzinfo=UTC)
+    whole_second = datetime(2026, 12, 1, 10, 20, 31, tzinfo=UTC)
     return DirListing(
         path="/workspace/t",
         items=(
@@ -19,6 +20,7 @@ def _listing(next_cursor: str | None) -> DirListing:
             DirEntry("bin", "/workspace/t/bin", "dir", 4096, 0o755, when),
             DirEntry("link", "/workspace/t/link", "symlink", 4, 0o777, None, "a.txt"),
             DirEntry("fifo", "/workspace/t/fifo", "other", 0, 0o4600, when),
+            DirEntry("b.txt", "/workspace/t/b.txt", "file", 0, 0o600, whole_second),
         ),
         next_cursor=next_cursor,
     )
@@ -31,6 +33,8 @@ def test_the_built_page_equals_the_validated_one():
         validated = FsListOut.model_validate(listing).model_dump()
         assert built == validated
         assert dumps(built) == dumps(validated)
+        assert fs_list_json(listing) == dumps(validated)  # REST's bytes
         assert built["has_more"] is (cursor is not None)
-        assert [i["permissions"] for i in built["items"]] == ["0644", "0755", "0777", "4600"]
+        permissions = [i["permissions"] for i in built["items"]]
+        assert permissions == ["0644", "0755", "0777", "4600", "0600"]
         assert built["items"][1]["is_dir"] and not built["items"][0]["is_dir"]

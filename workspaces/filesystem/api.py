@@ -46,6 +46,7 @@ from workspaces.filesystem.schemas import (
     FsWriteBody,
     FsWriteOut,
     OctalMode,
+    fs_list_json,
     parse_mode,
 )
 from workspaces.filesystem.tario import CHUNK, Received
@@ -257,7 +258,7 @@ def fs_list(
         limit=query.limit,
         cursor=query.cursor,
     )
-    return FsListOut.of(listing)
+    return HttpResponse(fs_list_json(listing), content_type="application/json")
 
 
 @router.post(f"{FILES}/mkdir", response=FsMkdirOut, operation_id="fs_mkdir")
