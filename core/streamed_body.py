@@ -26,10 +26,10 @@ What callers rely on:
 - A view that answers without reading the body (an error) ends the pump;
   the server discards the rest of the body.
 
-Each streamed request holds its request thread (and any lock its view takes)
-while the body arrives, where a stored body held neither: at most
-:data:`MAX_STREAMED` of them are streamed at once per process, and later ones
-are stored first as before.
+Each streamed request holds its request thread (and any lock its view takes: a
+file write's path lock is a database transaction) while the body arrives, where a
+stored body held neither: at most :data:`MAX_STREAMED` of them are streamed at
+once per process, and later ones are stored first as before.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ from core.errors import DevBenchError
 
 STREAM_MIN_BYTES = 1024 * 1024  # smaller bodies arrive in a message or two anyway
 BUFFER_BYTES = 4 * 1024 * 1024
-MAX_STREAMED = 32
+# Each holds a request thread and, for a file write, the path's lock: a PostgreSQL
+# transaction (an advisory lock) on one of the process's database connections.
+MAX_STREAMED = 8
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
