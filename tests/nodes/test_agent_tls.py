@@ -29,7 +29,13 @@ from workspaces.runtime.agent_tls import (
     agent_server_context,
     certificate_fingerprint,
 )
-from workspaces.runtime.base import LABEL_INSTANCE, ContainerSpec, EnginePathNotFound, ExecSpec
+from workspaces.runtime.base import (
+    LABEL_INSTANCE,
+    WORKSPACE_USER,
+    ContainerSpec,
+    EnginePathNotFound,
+    ExecSpec,
+)
 from workspaces.runtime.docker import DockerDriver
 from workspaces.runtime.remote import NodeAgentMisconfigured, NodeUnavailable, RemoteDriver
 
@@ -350,3 +356,76 @@ def test_work_handed_off_through_the_agent(
     # The pool's connections keep their own timeout: a call after the short one works.
     assert remote.hand_off("work", {"accept": True}, timeout_s=5) is True
     assert remote.engine_info().version
+
+
+def _put_temp(name: str, data: bytes) -> SizedTar:
+    return SizedTar([(new_info(name, size=len(data)), data)])
+
+
+def test_a_put_and_its_rename_are_one_call_to_the_agent(
+    agent: tuple[AgentServer, str], container: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = _remote(agent)
+    data = os.urandom(MiB + 3)
+
+    def no_second_call(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the rename took a call of its own")
+
+    monkeypatch.setattr(remote, "path_rename", no_second_call)
+    remote.archive_put_then_rename(
+        container,
+        "/tmp",
+        _put_temp("w1.tmp", data),
+        src="/tmp/w1.tmp",
+        dst="/tmp/w1.bin",
+        user=WORKSPACE_USER,
+    )
+    assert remote.path_stat(container, "/tmp/w1.tmp") is None
+    with remote.archive_get(container, "/tmp/w1.bin") as reader:
+        member, chunks = member_body(reader)
+        assert member is not None and b"".join(chunks) == data
+
+
+def test_a_failed_rename_after_the_put_raises_its_own_error(
+    agent: tuple[AgentServer, str], container: str
+) -> None:
+    remote = _remote(agent)
+    blocker = SizedTar([(new_info("busy", type=tarfile.DIRTYPE, mode=0o755), None)])
+    remote.archive_put(container, "/tmp", blocker)
+    remote.archive_put(container, "/tmp", SizedTar([(new_info("busy/x", size=1), b"x")]))
+    with pytest.raises(DevBenchError) as direct:
+        remote.path_rename(container, "/tmp/busy/x", "/tmp/busy", user=WORKSPACE_USER)
+    with pytest.raises(DevBenchError) as joined:
+        remote.archive_put_then_rename(
+            container,
+            "/tmp",
+            _put_temp("w2.tmp", b"data"),
+            src="/tmp/w2.tmp",
+            dst="/tmp/busy",  # a non-empty directory: mv -T refuses it
+            user=WORKSPACE_USER,
+        )
+    assert type(joined.value) is type(direct.value)
+    stat = remote.path_stat(container, "/tmp/w2.tmp")  # the put happened; the caller cleans up
+    assert stat is not None and stat.size == 4
+    assert remote._pool.qsize() >= 1  # the error answer left the connection reusable
+
+
+def test_an_agent_that_does_not_rename_gets_a_rename_call(
+    agent: tuple[AgentServer, str], container: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workspaces.runtime import agent as agent_module
+
+    # An agent of an earlier version: it ignores the header and answers a plain put.
+    monkeypatch.setattr(agent_module._Handler, "_rename_after_put", lambda self: None)
+    remote = _remote(agent)
+    remote.archive_put_then_rename(
+        container,
+        "/tmp",
+        _put_temp("w3.tmp", b"old agent"),
+        src="/tmp/w3.tmp",
+        dst="/tmp/w3.bin",
+        user=WORKSPACE_USER,
+    )
+    assert remote.path_stat(container, "/tmp/w3.tmp") is None
+    stat = remote.path_stat(container, "/tmp/w3.bin")
+    assert stat is not None and stat.size == len(b"old agent")

@@ -167,8 +167,14 @@ def _commit(
     temp_path = posixpath.join(posixpath.dirname(final), temp_name)
     try:
         # A put that breaks off may leave part of the temp file: it goes too.
-        target.driver.archive_put(target.container_id, put_into, SizedTar(entries))
-        target.driver.path_rename(target.container_id, temp_path, final, user=WORKSPACE_USER)
+        target.driver.archive_put_then_rename(
+            target.container_id,
+            put_into,
+            SizedTar(entries),
+            src=temp_path,
+            dst=final,
+            user=WORKSPACE_USER,
+        )
     except BaseException as exc:
         _remove_temp(target, temp_path)
         if isinstance(exc, RequestBodyIncomplete):

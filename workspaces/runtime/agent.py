@@ -315,6 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._chunks()
         else:  # the length is known: the engine gets it too, and no chunk framing
             body = _LengthBody(self.rfile, int(self.headers.get("Content-Length") or 0))
+        rename = self._rename_after_put()
         try:
             self.server.driver.archive_put(container_id, path, body)
         except DevBenchError as exc:
@@ -325,7 +326,30 @@ class _Handler(BaseHTTPRequestHandler):
             return
         for _ in body:
             pass
-        self._send_json(HTTPStatus.OK, {"result": None})
+        if rename is None:
+            self._send_json(HTTPStatus.OK, {"result": None})
+            return
+        try:
+            self.server.driver.path_rename(
+                container_id, rename["src"], rename["dst"], user=rename["user"]
+            )
+        except DevBenchError as exc:
+            self._send_error(exc)
+            return
+        self._send_json(HTTPStatus.OK, {"result": {"renamed": True}})
+
+    def _rename_after_put(self) -> dict[str, str] | None:
+        """A file write's rename, asked for with its put (``RemoteDriver``)."""
+        raw = self.headers.get(wire.RENAME_HEADER)
+        if raw is None:
+            return None
+        try:
+            rename = json.loads(raw)
+            if not all(isinstance(rename.get(k), str) for k in ("src", "dst", "user")):
+                raise ValueError(raw)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise _BadRequest(f"{wire.RENAME_HEADER} must name src, dst and user.") from exc
+        return {k: rename[k] for k in ("src", "dst", "user")}
 
     def _exec_stream(self, args: dict[str, Any]) -> None:
         try:

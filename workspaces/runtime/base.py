@@ -465,6 +465,14 @@ class RuntimeArchive(abc.ABC):
     def path_rename(self, container_id: str, src: str, dst: str, *, user: str) -> None:
         """Atomically rename ``src`` to ``dst`` (replacing a non-directory) as ``user``."""
 
+    def archive_put_then_rename(
+        self, container_id: str, path: str, data: Iterable[bytes], *, src: str, dst: str, user: str
+    ) -> None:
+        """:meth:`archive_put`, then :meth:`path_rename` once it succeeded: a file write's
+        two steps. A driver that crosses a network does both in one round trip."""
+        self.archive_put(container_id, path, data)
+        self.path_rename(container_id, src, dst, user=user)
+
     @abc.abstractmethod
     def path_remove(
         self, container_id: str, path: str, *, kind: PathKind, recursive: bool, user: str

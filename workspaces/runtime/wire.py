@@ -44,6 +44,9 @@ API_PREFIX = "/v1/"
 # (``agent.register_hand_off``); answers ``{"taken": bool}``.
 HAND_OFF = "hand_off/"
 STAT_HEADER = "X-Path-Stat"
+# An archive put's follow-up rename (JSON: src, dst, user), done by the agent once the put
+# succeeded; the answer's result is then {"renamed": true}.
+RENAME_HEADER = "X-Then-Rename"
 EXEC_ID_HEADER = "X-Exec-Id"
 UPGRADE = "devbench-tty"
 
