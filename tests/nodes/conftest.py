@@ -47,7 +47,8 @@ class Cluster:
 
         wanted = set(names or self.workers)
         deadline = time.monotonic() + timeout_s
-        while set(Node.objects.filter(state="active").values_list("name", flat=True)) < wanted:
+        # Until every wanted name is there: other rows (another node) may be active too.
+        while not wanted <= set(Node.objects.filter(state="active").values_list("name", flat=True)):
             assert time.monotonic() < deadline, "nodes did not register"
             time.sleep(0.2)
 
