@@ -308,10 +308,10 @@ class Bench:
             levels = (1, 4, 16, 50) if name == "GET workspace" else (1, 50)
             for connections in levels:
                 profile = self.args.profile == name and connections == 50
-                spy = self.profiler(d) if profile else None
+                spies = self.profiler(d) if profile else []
                 cpu = self.cpu_meter() if connections == 50 else None
                 load = wrk(url, self.token, connections, d)
-                if spy is not None:
+                for spy in spies:
                     spy.wait(timeout=60)
                 if name == "/healthz":
                     goal = "≥ 2000 req/s" if connections == 50 else ""
@@ -627,7 +627,8 @@ class Bench:
             return received
 
         n = max(3, self.args.rounds // 6)
-        complete, raw = self.alternate(ours_stream, raw_stream, n)
+        with self.profiled("8 MiB streamed to a websocket"):
+            complete, raw = self.alternate(ours_stream, raw_stream, n)
         ours = to_last_byte[1:]  # without the warm-up's
         mib_s = 8 / p50(ours)
         raw_mib_s = 8 / p50(raw)
@@ -644,6 +645,8 @@ class Bench:
                 data={"ours_s": ours, "complete_s": complete, "raw_s": raw},
             )
         )
+        self.cpu_of("8 MiB to a websocket, ours", ours_stream)
+        self.cpu_of("8 MiB to a websocket, raw", raw_stream)
 
         self.stream_gap(container, watch, n)
 
@@ -798,32 +801,43 @@ class Bench:
             )
         )
 
-    def profiler(self, duration_s: int | None) -> subprocess.Popen[bytes]:
-        """py-spy on the web server (all its processes) while a row runs (until SIGINT
-        without a duration)."""
+    def profiler(self, duration_s: int | None) -> list[subprocess.Popen[bytes]]:
+        """py-spy on the web server and on the worker (all their processes) while a row
+        runs (until SIGINT without a duration): one raw profile each."""
         RESULTS.mkdir(exist_ok=True)
         self.profile_path = RESULTS / f"profile-{INSTANCE}.txt"
+        self.worker_profile_path = RESULTS / f"profile-{INSTANCE}-worker.txt"
         duration = ["--duration", str(duration_s)] if duration_s is not None else []
-        return subprocess.Popen(
-            [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(self.web.pid),
-             "--subprocesses", "--gil", "--format", "raw", "--rate", "200", "--nonblocking",
-             *duration, "--output", str(self.profile_path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        spy = str(Path(sys.executable).parent / "py-spy")
+        options = ["--subprocesses", "--gil", "--format", "raw", "--rate", "200", "--nonblocking"]
+        return [
+            subprocess.Popen(
+                [spy, "record", "--pid", str(pid), *options, *duration, "--output", str(path)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for pid, path in (
+                (self.web.pid, self.profile_path),
+                (self.worker.pid, self.worker_profile_path),
+            )
+        ]
 
     @contextlib.contextmanager
     def profiled(self, name: str) -> Any:
-        """py-spy on the web server around a ratio row, when ``--profile`` names it."""
+        """py-spy on the web server and the worker around a ratio row, when ``--profile``
+        names it."""
         if self.args.profile != name:
             yield
             return
-        spy = self.profiler(None)
+        spies = self.profiler(None)
         time.sleep(1)  # attached to every process before the row starts
         try:
             yield
         finally:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(timeout=60)
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)
+            for spy in spies:
+                spy.wait(timeout=60)
 
     # --- driver ---
 
@@ -896,6 +910,8 @@ class Bench:
         if self.args.profile and getattr(self, "profile_path", None):
             print(f"\nprofile ({self.args.profile}): {self.profile_path}")
             print(profile_summary(self.profile_path))
+            print(f"\nworker profile: {self.worker_profile_path}")
+            print(profile_summary(self.worker_profile_path))
 
     def close(self) -> None:
         for ws_id in list(self.workspaces):
