@@ -452,7 +452,8 @@ class Bench:
 
         n = self.args.rounds
         for label, cmd in (("`true`", ["true"]), ("`echo hi`", ["echo", "hi"])):
-            ours, raw = self.alternate(rest_run(cmd), raw_run(cmd), n)
+            with self.profiled(f"exec {label} round trip, REST"):
+                ours, raw = self.alternate(rest_run(cmd), raw_run(cmd), n)
             self.ratio_row("exec", f"exec {label} round trip, REST", ours, raw, 1.25)
             ours, raw = self.alternate(mcp_run(cmd), raw_run(cmd), n)
             self.ratio_row("exec", f"exec {label} round trip, MCP exec_run", ours, raw, 1.25)
@@ -493,7 +494,8 @@ class Bench:
                 )
             return client.post(url, json={"cmd": ["true"], "wait": True})
 
-        ours_rate = rate(rest_threaded, "ours")
+        with self.profiled("execs/s, 20 in flight"):
+            ours_rate = rate(rest_threaded, "ours")
         raw_rate = rate(raw_true, "raw")
         ratio = ours_rate / raw_rate
         add(

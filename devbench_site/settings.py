@@ -132,7 +132,7 @@ if DATABASE_URL:
     # A per-process connection pool: Celery closes the connection around every task and
     # Django at the end of every request, which without a pool means a new PostgreSQL
     # connection (~8 ms) each time. A running exec holds one connection for its life, so
-    # DATABASE_POOL_MAX_SIZE must cover a worker's concurrency (-c) plus a few.
+    # DATABASE_POOL_MAX_SIZE must cover a worker's concurrency (-c) plus its hand-off runners.
     DATABASE_POOL = env_bool("DATABASE_POOL", True)
     DATABASES = {
         "default": dj_database_url.parse(
@@ -145,7 +145,7 @@ if DATABASE_URL:
     if DATABASE_POOL:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("DATABASE_POOL_MIN_SIZE", 1),
-            "max_size": env_int("DATABASE_POOL_MAX_SIZE", 40),
+            "max_size": env_int("DATABASE_POOL_MAX_SIZE", 48),
             # Waiting longer than this for a free connection is an error, not a hang.
             "timeout": float(env_int("DATABASE_POOL_TIMEOUT_S", 30)),
         }
@@ -510,7 +510,7 @@ DEVBENCH_EXEC_STALE_AFTER_S = env_int("DEVBENCH_EXEC_STALE_AFTER_S", 30)
 DEVBENCH_EXEC_REDISPATCH_AFTER_S = env_int("DEVBENCH_EXEC_REDISPATCH_AFTER_S", 120)
 # Runners a node worker starts at once when handed them through its agent, besides its
 # Celery pool (execution/hand_off.py); more go through the queue. 0: always the queue.
-DEVBENCH_EXEC_HAND_OFF_RUNNERS = env_int("DEVBENCH_EXEC_HAND_OFF_RUNNERS", 8)
+DEVBENCH_EXEC_HAND_OFF_RUNNERS = env_int("DEVBENCH_EXEC_HAND_OFF_RUNNERS", 16)
 
 # --- Periodic jobs ------------------------------------------------------------
 # Run by Celery beat in production and by devbench_site.scheduler in the embedded mode
