@@ -39,6 +39,9 @@ def _take_run(args: dict[str, Any], *, senders: Senders) -> bool:
     exec_pk = args.get("exec_pk")
     if not isinstance(exec_pk, int) or isinstance(exec_pk, bool):
         raise ValueError("exec_pk must be an integer.")
+    row = args.get("row")
+    if row is not None and not isinstance(row, dict):
+        raise ValueError("row must be an object.")
     global _running
     with _lock:
         # A draining worker starts nothing new: the queued task goes to another worker
@@ -48,7 +51,9 @@ def _take_run(args: dict[str, Any], *, senders: Senders) -> bool:
         _running += 1
     # Not a daemon: a worker shutting down waits for its runners, which end their execs
     # (``execution.drain``), as it waits for its pool's tasks.
-    thread = threading.Thread(target=_run, args=(exec_pk, senders), name=f"exec-hand-off-{exec_pk}")
+    thread = threading.Thread(
+        target=_run, args=(exec_pk, senders, row), name=f"exec-hand-off-{exec_pk}"
+    )
     try:
         thread.start()
     except RuntimeError:  # no thread to be had: the caller queues the task instead
@@ -63,9 +68,9 @@ def _release() -> None:
         _running -= 1
 
 
-def _run(exec_pk: int, senders: Senders) -> None:
+def _run(exec_pk: int, senders: Senders, row: dict[str, Any] | None) -> None:
     try:
-        exec_execute(exec_pk=exec_pk, senders=senders)
+        exec_execute(exec_pk=exec_pk, senders=senders, row=row)
     except Exception:
         # The exec is already ended failed (or left to reconciliation) by its runner.
         logger.exception("runner of exec %s failed", exec_pk)

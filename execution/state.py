@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import connection, transaction
 from django.db.models import Field, Max, Q
@@ -33,6 +33,7 @@ from execution.models import (
     ExecChunk,
     ExecStatus,
 )
+from execution.runner_row import runner_row
 from execution.validation import redact_env
 from usage.services import usage_exec_record, usage_exec_record_sql
 from workspaces.models import Workspace, WorkspaceStatus
@@ -46,18 +47,26 @@ NON_TERMINAL = (ExecStatus.QUEUED, ExecStatus.STARTING, ExecStatus.RUNNING)
 Sender = Callable[[int, str], object]
 
 
+class RunSender(Protocol):
+    """Sends an exec's runner: (exec pk, its node's queue, the exec as the runner loads
+    it when the sender has it: ``execution.runner_row``)."""
+
+    def __call__(self, exec_pk: int, queue: str, row: dict[str, Any] | None = None) -> object: ...
+
+
 @dataclass(frozen=True)
 class Senders:
     """How the exec tasks are queued (``execution.tasks.SENDERS``; tests may record)."""
 
-    run: Sender
+    run: RunSender
     kill: Sender
 
 
 def dispatch(exec_: Exec, *, senders: Senders) -> None:
-    """Send the runner task to the workspace's node once the current transaction commits."""
-    pk, queue = exec_.pk, node_queue(exec_.node)
-    transaction.on_commit(lambda: senders.run(pk, queue))
+    """Send the runner task to the workspace's node once the current transaction commits
+    (with the exec's rows when they are loaded: the runner need not read them again)."""
+    pk, queue, row = exec_.pk, node_queue(exec_.node), runner_row(exec_)
+    transaction.on_commit(lambda: senders.run(pk, queue, row))
 
 
 def send_kill(exec_: Exec, *, senders: Senders) -> None:

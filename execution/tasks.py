@@ -13,6 +13,7 @@ worker functions receive it, so no module below this one imports the tasks.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import Reject
@@ -65,10 +66,12 @@ def exec_reconcile_task() -> None:
     exec_reconcile(senders=SENDERS)
 
 
-def _send_run(exec_pk: int, queue: str) -> None:
-    """Hand the runner to its node's worker; queue its task if the worker does not take it."""
+def _send_run(exec_pk: int, queue: str, row: dict[str, Any] | None = None) -> None:
+    """Hand the runner to its node's worker (with the exec's ``row`` if given); queue its
+    task if the worker does not take it."""
     node = queue_node(queue)
-    if node is not None and node_hand_off(node, hand_off.RUN, {"exec_pk": exec_pk}):
+    args: dict[str, Any] = {"exec_pk": exec_pk} if row is None else {"exec_pk": exec_pk, "row": row}
+    if node is not None and node_hand_off(node, hand_off.RUN, args):
         return
     exec_run_task.apply_async(args=[exec_pk], queue=queue)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -19,14 +20,20 @@ from execution import state
 from execution.models import Exec, ExecStatus
 from execution.proctree import kill_process_tree
 from execution.runner import exec_user, run_exec
+from execution.runner_row import runner_exec
 from execution.state import Senders
 from workspaces.nodes import workspace_driver
 
 
-def exec_execute(*, exec_pk: int, senders: Senders, worker: str = "") -> None:
+def exec_execute(
+    *, exec_pk: int, senders: Senders, worker: str = "", row: dict[str, Any] | None = None
+) -> None:
     """Run an admitted exec to its end (the runner task). Safe to call twice: only the
-    call that moves it from starting to running runs it."""
-    exec_ = _WITH_POLICY.get(id=exec_pk)
+    call that moves it from starting to running runs it. ``row``: the exec as its
+    starter had it (``execution.runner_row``), instead of reading it again."""
+    exec_ = runner_exec(row, exec_pk=exec_pk) if row is not None else None
+    if exec_ is None:
+        exec_ = _WITH_POLICY.get(id=exec_pk)
     if exec_ is None or exec_.status != ExecStatus.STARTING:
         return
     run_exec(exec_, senders=senders, worker=worker)

@@ -23,7 +23,7 @@ def test_a_runner_is_taken_only_within_the_bound_and_not_while_draining(
     started: list[int] = []
     release = threading.Event()
 
-    def runner(*, exec_pk: int, senders: Any) -> None:
+    def runner(*, exec_pk: int, senders: Any, row: Any) -> None:
         started.append(exec_pk)
         release.wait(30)
 

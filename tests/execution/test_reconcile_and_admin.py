@@ -131,7 +131,9 @@ def test_an_exec_queued_as_the_slot_frees_is_admitted_at_once(tenant, actor, mon
     TenantPolicy.objects.filter(tenant=tenant).update(max_concurrent_execs=1)
     running = _exec(tenant, status=ExecStatus.RUNNING, heartbeat_at=timezone.now())
     sent: list[int] = []
-    recording = Senders(run=lambda pk, queue: sent.append(pk), kill=lambda pk, queue: None)
+    recording = Senders(
+        run=lambda pk, queue, row=None: sent.append(pk), kill=lambda pk, queue: None
+    )
     monkeypatch.setattr(services, "SENDERS", recording)
     real_count = services._slots_taken
 
