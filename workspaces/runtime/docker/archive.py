@@ -34,6 +34,7 @@ from workspaces.runtime.base import (
 )
 from workspaces.runtime.docker import helpers
 from workspaces.runtime.docker.errors import translated
+from workspaces.runtime.docker.quick import QuickEngine, raise_engine_error
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 
@@ -105,6 +106,10 @@ class DockerArchive(RuntimeArchive):
     def api(self) -> docker.APIClient:  # provided by DockerLifecycle
         raise NotImplementedError
 
+    @property
+    def quick(self) -> QuickEngine | None:  # provided by DockerLifecycle
+        raise NotImplementedError
+
     def _archive_url(self, container_id: str) -> str:
         url: str = self.api._url("/containers/{0}/archive", container_id)
         return url
@@ -131,17 +136,22 @@ class DockerArchive(RuntimeArchive):
             self.api._raise_for_status(response)
 
     def path_stat(self, container_id: str, path: str) -> PathStat | None:
+        quick = self.quick
         with translated(engine_url=self.base_url, container_id=container_id):
-            response = self.api.head(self._archive_url(container_id), params={"path": path})
-        if response.status_code == 404:
+            if quick is not None:
+                status, headers = quick.head(f"/containers/{container_id}/archive", {"path": path})
+            else:
+                response = self.api.head(self._archive_url(container_id), params={"path": path})
+                status, headers = response.status_code, response.headers
+        if status == 404:
             self._missing(container_id, path)
             return None
-        if response.status_code >= 400:
+        if status >= 400:
             # A HEAD answer has no body: ask again to learn why (a symlink loop?).
             self.archive_get(container_id, path).close()
             with translated(engine_url=self.base_url, container_id=container_id):
-                self.api._raise_for_status(response)
-        return parse_stat(response.headers[STAT_HEADER])
+                raise_engine_error(status, b"")
+        return parse_stat(headers[STAT_HEADER])
 
     def archive_get(self, container_id: str, path: str) -> ArchiveReader:
         with translated(engine_url=self.base_url, container_id=container_id):

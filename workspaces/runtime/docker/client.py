@@ -5,6 +5,7 @@ import threading
 import docker
 
 from workspaces.runtime.docker.errors import translated
+from workspaces.runtime.docker.quick import forget_quick_engines
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, int], docker.APIClient] = {}
@@ -34,3 +35,4 @@ def forget_clients() -> None:
         for client in _clients.values():
             client.close()
         _clients.clear()
+    forget_quick_engines()

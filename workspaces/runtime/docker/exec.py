@@ -18,6 +18,7 @@ import docker
 from core.errors import ExecStreamBroken
 from workspaces.runtime.base import ExecOutput, ExecSpec, ExecState, InteractiveExec, RuntimeExec
 from workspaces.runtime.docker.errors import translated
+from workspaces.runtime.docker.quick import QuickEngine
 
 
 def raw_socket(sock: Any) -> socket.socket | None:
@@ -117,7 +118,28 @@ class DockerExec(RuntimeExec):
     def api(self) -> docker.APIClient:  # provided by DockerLifecycle
         raise NotImplementedError
 
+    @property
+    def quick(self) -> QuickEngine | None:  # provided by DockerLifecycle
+        raise NotImplementedError
+
     def exec_create(self, container_id: str, spec: ExecSpec) -> str:
+        quick = self.quick
+        if quick is not None:
+            body = {
+                "User": spec.user or "",
+                "Privileged": False,
+                "Tty": spec.tty,
+                "AttachStdin": spec.stdin,
+                "AttachStdout": True,
+                "AttachStderr": True,
+                "Cmd": list(spec.cmd),
+                "Env": [f"{k}={v}" for k, v in spec.env.items()] if spec.env else None,
+            }
+            if spec.workdir:
+                body["WorkingDir"] = spec.workdir
+            with translated(engine_url=self.base_url, container_id=container_id):
+                answer = quick.json("POST", f"/containers/{container_id}/exec", body)
+            return str(answer["Id"])
         with translated(engine_url=self.base_url, container_id=container_id):
             created = self.api.exec_create(
                 container_id,
@@ -140,8 +162,13 @@ class DockerExec(RuntimeExec):
         return DockerExecOutput(sock, self.base_url)
 
     def exec_inspect(self, exec_id: str) -> ExecState:
+        quick = self.quick
         with translated(engine_url=self.base_url, container_id=exec_id):
-            raw = self.api.exec_inspect(exec_id)
+            raw = (
+                quick.json("GET", f"/exec/{exec_id}/json")
+                if quick is not None
+                else self.api.exec_inspect(exec_id)
+            )
         return ExecState(
             id=exec_id,
             running=bool(raw.get("Running")),

@@ -18,6 +18,7 @@ from workspaces.runtime.base import (
 from workspaces.runtime.docker.client import api_client
 from workspaces.runtime.docker.errors import translated
 from workspaces.runtime.docker.images import image_info
+from workspaces.runtime.docker.quick import QuickEngine, quick_engine
 
 
 def container_info(raw: dict[str, Any]) -> ContainerInfo:
@@ -44,6 +45,10 @@ class DockerLifecycle(RuntimeLifecycle):
     @property
     def api(self) -> docker.APIClient:
         return api_client(self.base_url, self.timeout_s)
+
+    @property
+    def quick(self) -> QuickEngine | None:
+        return quick_engine(self.base_url, self.timeout_s, lambda: str(self.api.api_version))
 
     def ping(self) -> None:
         with translated(engine_url=self.base_url):

@@ -1,0 +1,181 @@
+"""Small engine calls on a local socket, without docker-py's request machinery.
+
+docker-py sends every call through requests (session, adapter, hooks, cookies)
+and urllib3: ~0.4 ms of CPU for an exec inspect or a path's stat, against
+~0.07-0.1 ms for the same request on a kept-alive ``http.client`` connection
+(bench/README.md). A node worker makes two such calls per exec and one per file
+stat, on every exec's and every stat's path, so those calls (exec create and
+inspect, the archive ``HEAD``) come here when the engine is a local socket.
+Streams, everything else and engines over TCP stay on docker-py.
+
+An answer of 400 or more raises what docker-py raises for it (``NotFound``,
+``APIError``...), so ``errors.translated`` turns it into the same error; an engine
+that cannot be reached raises ``requests.exceptions.ConnectionError`` and one that
+does not answer in time ``TimeoutError``, as there.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
+from urllib.parse import quote, urlencode
+
+import docker.errors
+import requests
+
+UNIX_PREFIX = "unix://"
+# Idle connections kept per engine; more are opened when more threads call at once.
+MAX_IDLE = 16
+# The connection broke while it sat idle (the engine restarted, or closed it): the
+# request never reached the engine, so it is sent again once on a new connection.
+_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout_s: float) -> None:
+        super().__init__("localhost", timeout=timeout_s)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class QuickEngine:
+    """Kept-alive connections to one engine's socket, shared by the process's threads."""
+
+    def __init__(self, socket_path: str, *, timeout_s: float, version: Callable[[], str]) -> None:
+        self.socket_path = socket_path
+        self.timeout_s = timeout_s
+        self._version = version  # the API version docker-py negotiated (asked once)
+        self._prefix = ""
+        self._lock = threading.Lock()
+        self._idle: list[_UnixConnection] = []
+
+    def json(self, method: str, path: str, body: Any = None) -> Any:
+        """The decoded JSON answer of ``method path`` (with ``body`` as JSON)."""
+        status, _, content = self.request(method, path, body=body)
+        if status >= 400:
+            raise_engine_error(status, content)
+        return json.loads(content) if content else None
+
+    def head(self, path: str, params: Mapping[str, str]) -> tuple[int, http.client.HTTPMessage]:
+        """The status and headers of ``HEAD path?params`` (a HEAD answer has no body)."""
+        status, headers, _ = self.request("HEAD", f"{path}?{urlencode(params)}")
+        return status, headers
+
+    def request(
+        self, method: str, path: str, *, body: Any = None
+    ) -> tuple[int, http.client.HTTPMessage, bytes]:
+        url = self._url(path)
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        conn, reused = self._take()
+        try:
+            try:
+                answer = self._send(conn, method, url, payload, headers)
+            except _STALE:
+                conn.close()
+                if not reused:
+                    raise
+                conn = _UnixConnection(self.socket_path, self.timeout_s)
+                answer = self._send(conn, method, url, payload, headers)
+        except TimeoutError:
+            conn.close()
+            raise
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise requests.exceptions.ConnectionError(
+                f"engine socket {self.socket_path}: {exc}"
+            ) from exc
+        status, headers_in, content, keep = answer
+        if keep:
+            self._give_back(conn)
+        else:
+            conn.close()
+        return status, headers_in, content
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def _url(self, path: str) -> str:
+        if not self._prefix:
+            self._prefix = f"/v{self._version()}"
+        return self._prefix + quote(path, safe="/?=&%")
+
+    @staticmethod
+    def _send(
+        conn: _UnixConnection,
+        method: str,
+        url: str,
+        payload: bytes | None,
+        headers: dict[str, str],
+    ) -> tuple[int, http.client.HTTPMessage, bytes, bool]:
+        conn.request(method, url, body=payload, headers=headers)
+        response = conn.getresponse()
+        content = response.read()
+        return response.status, response.headers, content, not response.will_close
+
+    def _take(self) -> tuple[_UnixConnection, bool]:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), True
+        return _UnixConnection(self.socket_path, self.timeout_s), False
+
+    def _give_back(self, conn: _UnixConnection) -> None:
+        with self._lock:
+            if len(self._idle) < MAX_IDLE:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+
+def raise_engine_error(status: int, content: bytes) -> NoReturn:
+    """Raise what docker-py raises for an engine answer of ``status`` with ``content``."""
+    response = requests.Response()
+    response.status_code = status
+    response._content = content
+    response.encoding = "utf-8"
+    docker.errors.create_api_error_from_http_exception(  # raises NotFound, APIError...
+        requests.exceptions.HTTPError(response=response)
+    )
+    raise docker.errors.APIError(f"engine answered {status}", response=response)
+
+
+_lock = threading.Lock()
+_engines: dict[tuple[str, float], QuickEngine] = {}
+
+
+def quick_engine(base_url: str, timeout_s: float, version: Callable[[], str]) -> QuickEngine | None:
+    """The process's quick client of the engine at ``base_url``; None unless it is a
+    local socket (``unix://``)."""
+    if not base_url.startswith(UNIX_PREFIX):
+        return None
+    key = (base_url, timeout_s)
+    with _lock:
+        engine = _engines.get(key)
+        if engine is None:
+            path = base_url[len(UNIX_PREFIX) :]
+            engine = _engines[key] = QuickEngine(path, timeout_s=timeout_s, version=version)
+        return engine
+
+
+def forget_quick_engines() -> None:
+    with _lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for engine in engines:
+        engine.close()
