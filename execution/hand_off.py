@@ -15,24 +15,24 @@ sent again by reconciliation, like a lost task.
 
 from __future__ import annotations
 
-import logging
-import threading
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
 
 from execution.drain import drain_deadline
 from execution.state import Senders
 from execution.worker import exec_execute
 from workspaces.runtime.agent import register_hand_off
-
-logger = logging.getLogger(__name__)
+from workspaces.runtime.hand_off_threads import HandOffThreads
 
 RUN = "exec_run"
 
-_lock = threading.Lock()
-_running = 0
+# A draining worker starts nothing new: the queued task goes to another worker (or to
+# this one once it is back).
+RUNNERS = HandOffThreads(
+    limit=lambda: int(settings.DEVBENCH_EXEC_HAND_OFF_RUNNERS),
+    refuse=lambda: drain_deadline() is not None,
+)
 
 
 def _take_run(args: dict[str, Any], *, senders: Senders) -> bool:
@@ -42,41 +42,11 @@ def _take_run(args: dict[str, Any], *, senders: Senders) -> bool:
     row = args.get("row")
     if row is not None and not isinstance(row, dict):
         raise ValueError("row must be an object.")
-    global _running
-    with _lock:
-        # A draining worker starts nothing new: the queued task goes to another worker
-        # (or to this one once it is back).
-        if drain_deadline() is not None or _running >= settings.DEVBENCH_EXEC_HAND_OFF_RUNNERS:
-            return False
-        _running += 1
-    # Not a daemon: a worker shutting down waits for its runners, which end their execs
-    # (``execution.drain``), as it waits for its pool's tasks.
-    thread = threading.Thread(
-        target=_run, args=(exec_pk, senders, row), name=f"exec-hand-off-{exec_pk}"
+    # A runner that fails has already ended its exec failed (or left it to reconciliation).
+    return RUNNERS.start(
+        lambda: exec_execute(exec_pk=exec_pk, senders=senders, row=row),
+        name=f"exec-hand-off-{exec_pk}",
     )
-    try:
-        thread.start()
-    except RuntimeError:  # no thread to be had: the caller queues the task instead
-        _release()
-        return False
-    return True
-
-
-def _release() -> None:
-    global _running
-    with _lock:
-        _running -= 1
-
-
-def _run(exec_pk: int, senders: Senders, row: dict[str, Any] | None) -> None:
-    try:
-        exec_execute(exec_pk=exec_pk, senders=senders, row=row)
-    except Exception:
-        # The exec is already ended failed (or left to reconciliation) by its runner.
-        logger.exception("runner of exec %s failed", exec_pk)
-    finally:
-        connections.close_all()  # this thread's: back to the pool
-        _release()
 
 
 def hand_off_register(senders: Senders) -> None:

@@ -31,7 +31,7 @@ from tenants.principal import system_principal
 from tenants.selectors import tenant_policy_get
 from usage.services import usage_run_sync
 from workspaces.models import Attachment, Workspace, WorkspaceStatus
-from workspaces.nodes import workspace_driver
+from workspaces.nodes import node_hand_off, workspace_driver
 from workspaces.runtime.base import LABEL_INSTANCE, LABEL_WORKSPACE, ContainerInfo, PullProgress
 from workspaces.spec import container_spec, engine_name, workspace_labels
 
@@ -150,9 +150,16 @@ def workspace_changed(workspace: Workspace, *, status: str) -> None:
 
 
 def workspace_provision_enqueue(*, workspace: Workspace) -> None:
-    """Queue the provisioning task on the workspace's node (call once the row is committed)."""
-    from workspaces.tasks import workspace_provision_task
+    """Have the workspace's node provision it (call once the row is committed): handed to
+    its worker directly through its agent, without the broker's round trip, or, when the
+    worker does not take it, queued as a task on the node's queue.
 
+    Provisioning is safe to run twice, and a row left ``creating`` by a worker that died
+    is provisioned again by reconciliation, as after a lost task."""
+    from workspaces.tasks import PROVISION, workspace_provision_task
+
+    if node_hand_off(workspace.node, PROVISION, {"workspace_pk": workspace.pk}):
+        return
     workspace_provision_task.apply_async(args=[workspace.pk], queue=node_queue(workspace.node))
 
 

@@ -13,9 +13,13 @@ from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 
 from core.errors import EngineTimeout, EngineUnavailable
+from execution.drain import drain_deadline
 from workspaces import node_worker, nodes, pool, reconcile, suspend
 from workspaces.environment_templates import tasks as template_tasks  # noqa: F401 - registers
+from workspaces.models import Workspace
 from workspaces.provisioning import workspace_provision
+from workspaces.runtime.agent import register_hand_off
+from workspaces.runtime.hand_off_threads import HandOffThreads
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +40,41 @@ def workspace_provision_task(self: Any, workspace_id: int) -> None:
     workspace_provision(
         workspace_id=workspace_id, final_attempt=self.request.retries >= self.max_retries
     )
+
+
+# Provisioning a node's worker takes from a hand-off (``provisioning.workspace_provision_enqueue``)
+# runs in threads of its own, this many at once; more (a pool refilling) are queued.
+PROVISION = "workspace_provision"
+PROVISION_HAND_OFFS = 8
+PROVISIONS = HandOffThreads(
+    limit=lambda: PROVISION_HAND_OFFS, refuse=lambda: drain_deadline() is not None
+)
+
+
+def _take_provision(args: dict[str, Any]) -> bool:
+    workspace_pk = args.get("workspace_pk")
+    if not isinstance(workspace_pk, int) or isinstance(workspace_pk, bool):
+        raise ValueError("workspace_pk must be an integer.")
+    return PROVISIONS.start(
+        lambda: _provision_handed_off(workspace_pk), name=f"provision-hand-off-{workspace_pk}"
+    )
+
+
+def _provision_handed_off(workspace_pk: int) -> None:
+    try:
+        workspace_provision(workspace_id=workspace_pk, final_attempt=False)
+    except _TRANSIENT as exc:
+        # The engine did not answer: the task takes over, with its retries and back-off.
+        node = Workspace.all_objects.filter(pk=workspace_pk).values_list("node", flat=True).first()
+        if node is None:
+            return  # removed meanwhile: nothing to provision
+        logger.info("provisioning %s queued after %s", workspace_pk, exc.code)
+        workspace_provision_task.apply_async(
+            args=[workspace_pk], queue=nodes.node_queue(node), countdown=2
+        )
+
+
+register_hand_off(PROVISION, _take_provision)
 
 
 @shared_task(name="workspaces.reconcile_node", acks_late=True, time_limit=600)

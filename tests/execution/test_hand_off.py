@@ -85,4 +85,4 @@ def test_no_thread_to_start_is_a_refusal_that_keeps_no_slot(
     with monkeypatch.context() as patched:
         patched.setattr(threading.Thread, "start", cannot_start)
         assert _take({"exec_pk": 9}) is False
-    assert hand_off._running == 0
+    assert hand_off.RUNNERS.running == 0
