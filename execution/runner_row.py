@@ -43,12 +43,16 @@ def runner_row(exec_: Exec) -> dict[str, Any] | None:
     tenant = exec_.tenant  # loaded: no query, nor below
     if not _POLICY.is_cached(tenant):
         return None
-    return {
-        "exec": _dump(exec_),
-        "workspace": _dump(exec_.workspace),
-        "tenant": _dump(tenant),
-        "policy": _dump(tenant.policy),
-    }
+    try:
+        return {
+            "exec": _dump(exec_),
+            "workspace": _dump(exec_.workspace),
+            "tenant": _dump(tenant),
+            "policy": _dump(tenant.policy),
+        }
+    except TypeError as exc:  # a column JSON cannot carry: the runner reads the rows itself
+        logger.warning("exec %s: no row for its runner (%s)", exec_.public_id, exc)
+        return None
 
 
 def runner_exec(row: dict[str, Any], *, exec_pk: int) -> Exec | None:
@@ -85,12 +89,17 @@ def _dump(instance: models.Model) -> dict[str, Any]:
     }
 
 
+_JSON_TYPES = (str, int, float, bool, type(None), list, dict)
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Decimal):
         return str(value)
-    return value
+    if isinstance(value, _JSON_TYPES):
+        return value
+    raise TypeError(f"{type(value).__name__} is not carried as JSON")
 
 
 def _load(model: type[M], data: Any) -> M:

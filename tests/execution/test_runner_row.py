@@ -5,6 +5,7 @@ by the start that has them."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -119,6 +120,17 @@ def test_no_row_for_an_exec_loaded_without_its_workspace_and_policy(
     with_workspace = Exec.objects.select_related("workspace", "tenant").get(pk=exec_.pk)
     with django_assert_num_queries(0):
         assert runner_row(with_workspace) is None  # the policy is not loaded
+
+
+def test_no_row_when_a_column_is_not_json(
+    actor: Any, tenant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column type JSON cannot carry (a later model's) means no row, never a failed
+    hand-off: the runner reads the exec itself."""
+    exec_, row = _started_exec(actor, tenant, monkeypatch)
+    assert row is not None
+    exec_.workspace.container_id = uuid.uuid4()  # type: ignore[assignment]
+    assert runner_row(exec_) is None
 
 
 def test_the_runner_reads_its_exec_only_without_a_row(
