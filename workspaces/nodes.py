@@ -139,17 +139,22 @@ def node_hand_off(name: str, work: str, args: dict[str, Any]) -> bool:
     node's queue: True if the worker took it. False if it cannot now (busy, shutting
     down, unreachable, not answering within HAND_OFF_TIMEOUT_S): the caller queues the
     work instead, as it would without hand-offs. The embedded mode has no node worker."""
-    if name in _served:
-        return hand_off_here(work, args)
-    if settings.DEVBENCH_ENGINE_DIRECT:
-        return False
     try:
+        if name in _served:
+            return hand_off_here(work, args)
+        if settings.DEVBENCH_ENGINE_DIRECT:
+            return False
         driver = node_driver(name)
         return isinstance(driver, RemoteDriver) and driver.hand_off(
             work, args, timeout_s=HAND_OFF_TIMEOUT_S
         )
     except DevBenchError as exc:
         logger.info("node %s did not take %s (queued instead): %s", name, work, exc.message)
+        return False
+    except Exception:
+        # A hand-off only saves the broker's round trip: whatever breaks it, the caller
+        # queues the work as it would without one.
+        logger.exception("handing %s to node %s failed (queued instead)", work, name)
         return False
 
 

@@ -132,3 +132,27 @@ def test_an_engine_that_does_not_answer_leaves_it_to_the_task(
     Workspace.all_objects.filter(pk=workspace.pk).delete()
     tasks._provision_handed_off(workspace.pk)  # gone meanwhile: nothing to queue
     assert queued == []
+
+
+def test_a_hand_off_that_breaks_in_any_way_is_a_refusal(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller then queues the work: a spawn or an exec is never lost to a hand-off."""
+    from workspaces import nodes
+    from workspaces.runtime import agent
+    from workspaces.runtime.remote import RemoteDriver
+
+    class Broken(RemoteDriver):
+        def hand_off(self, name: str, args: dict[str, Any], *, timeout_s: float) -> bool:
+            raise RuntimeError("unexpected")
+
+    settings.DEVBENCH_ENGINE_DIRECT = False
+    monkeypatch.setattr(nodes, "node_driver", lambda name: object.__new__(Broken))
+    assert nodes.node_hand_off("n9", tasks.PROVISION, {"workspace_pk": 1}) is False
+
+    def refusing(args: dict[str, Any]) -> bool:
+        raise ValueError("bad arguments")
+
+    monkeypatch.setattr(agent, "_hand_offs", {tasks.PROVISION: refusing})
+    monkeypatch.setattr(nodes, "_served", {"n9"})
+    assert nodes.node_hand_off("n9", tasks.PROVISION, {}) is False  # in-process, too
