@@ -49,6 +49,7 @@ def container(driver: DockerDriver) -> Iterator[str]:
             labels={LABEL_INSTANCE: settings.DEVBENCH_INSTANCE, "devbench.test": name},
             entrypoint=["/bin/sh"],
             command=["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
+            read_only_rootfs=False,  # files made below (the archive API does not see tmpfs)
         )
     )
     driver.start(info.id)
@@ -102,6 +103,19 @@ def test_stats_answer_as_docker_py_does(driver: DockerDriver, container: str) ->
     with pytest.raises(EngineRefused):  # the engine's 500 for "not a directory", as before
         driver.path_stat(container, "/etc/passwd/under-a-file")
     assert driver.path_stat(container, "/etc/with space & ü?") is None
+    odd = "/srv/a dir/with space+plus&and=equals?%20ü #"
+    assert (
+        driver.exec_collect(
+            container,
+            ExecSpec(
+                cmd=["sh", "-c", 'mkdir -p "${1%/*}" && echo 12345 > "$1"', "-", odd], user="0"
+            ),
+        )[0]
+        == 0
+    )
+    found = driver.path_stat(container, odd)
+    assert found is not None and found.kind == "file" and found.size == 6
+    assert driver.path_stat(container, odd.replace(" ", "+")) is None
 
 
 def test_engine_errors_are_docker_pys(driver: DockerDriver, container: str) -> None:

@@ -71,13 +71,18 @@ class QuickEngine:
 
     def head(self, path: str, params: Mapping[str, str]) -> tuple[int, http.client.HTTPMessage]:
         """The status and headers of ``HEAD path?params`` (a HEAD answer has no body)."""
-        status, headers, _ = self.request("HEAD", f"{path}?{urlencode(params)}")
+        status, headers, _ = self.request("HEAD", path, query=params)
         return status, headers
 
     def request(
-        self, method: str, path: str, *, body: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Mapping[str, str] | None = None,
     ) -> tuple[int, http.client.HTTPMessage, bytes]:
-        url = self._url(path)
+        url = self._url(path, query)
         payload = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if payload is not None else {}
         conn, reused = self._take()
@@ -111,10 +116,13 @@ class QuickEngine:
         for conn in idle:
             conn.close()
 
-    def _url(self, path: str) -> str:
+    def _url(self, path: str, query: Mapping[str, str] | None) -> str:
         if not self._prefix:
             self._prefix = f"/v{self._version()}"
-        return self._prefix + quote(path, safe="/?=&%")
+        url = self._prefix + quote(path)
+        # Every byte of a value escaped (a space as %20, not "+", which Go's query
+        # parser would keep as a plus only in paths, not in queries).
+        return f"{url}?{urlencode(query, quote_via=quote, safe='')}" if query else url
 
     @staticmethod
     def _send(
