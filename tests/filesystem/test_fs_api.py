@@ -9,6 +9,7 @@ import os
 import tarfile
 import tracemalloc
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django.utils import timezone
@@ -175,6 +176,27 @@ def test_stat_list_mkdir_move_delete(env, wdir, client):
     r = client.delete(f"{url}?path={wdir}/a&recursive=true")
     assert r.status_code == 200
     assert env.must("ls", "-A", wdir).split() == [b"g.json"]
+
+
+def test_names_with_query_characters_are_the_files_they_name(env, wdir, client):
+    """Spaces, plus signs, ampersands, percent signs and non-ASCII travel to the engine
+    as they are: a plus is not a space, "%20" is not one either."""
+    names = ["a b.txt", "a+b.txt", "x&y=z?.txt", "100%20.txt", "ü #1.txt"]
+    for i, name in enumerate(names):
+        query = urlencode({"path": f"{wdir}/d ir/{name}"})
+        r = client.put(
+            f"{files(env)}?{query}", {"content": str(i)}, content_type="application/json"
+        )
+        assert r.status_code == 200, (name, r.json())
+    for i, name in enumerate(names):
+        r = client.get(files(env, "/stat"), {"path": f"{wdir}/d ir/{name}"})
+        assert (r.status_code, r.json()["size"]) == (200, len(str(i))), name
+        r = client.get(files(env), {"path": f"{wdir}/d ir/{name}"})
+        assert r.json()["content"] == str(i), name
+    r = client.get(files(env, "/stat"), {"path": f"{wdir}/d ir/a%2Bb.txt"})
+    assert r.status_code == 404  # a name made of the escape, not the plus
+    listed = client.get(files(env, "/list"), {"path": f"{wdir}/d ir"}).json()["items"]
+    assert sorted(e["name"] for e in listed) == sorted(names)
 
 
 @pytest.mark.parametrize(
