@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from core import metrics
@@ -227,15 +228,23 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
         workspace.refresh_from_db()
         return workspace
     now = timezone.now()
-    if not rows.update(
-        status=WorkspaceStatus.RUNNING,
-        progress={},
-        container_id=container_id,
-        error_code="",
-        status_message="",
-        ready_s=(now - workspace.created_at).total_seconds(),
-        updated_at=now,
-    ):
+    # The running span opens in the transaction that marks the row running, before
+    # anyone can see it running: a pause that follows at once (its caller woken below)
+    # would otherwise open its paused span first, and the running time before it
+    # would go unmetered.
+    with transaction.atomic():
+        running = rows.update(
+            status=WorkspaceStatus.RUNNING,
+            progress={},
+            container_id=container_id,
+            error_code="",
+            status_message="",
+            ready_s=(now - workspace.created_at).total_seconds(),
+            updated_at=now,
+        )
+        if running:
+            usage_run_sync(workspace=workspace, at=now)
+    if not running:
         workspace.refresh_from_db()
         if workspace.status == WorkspaceStatus.RUNNING and workspace.container_id == container_id:
             return workspace  # a duplicate run of this task finished first, same container
@@ -246,7 +255,6 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
         return workspace
     workspace_changed(workspace, status=WorkspaceStatus.RUNNING)
     workspace.refresh_from_db()
-    usage_run_sync(workspace=workspace, at=workspace.updated_at)
     logger.info(
         "workspace %s is running on node %s",
         workspace.public_id,

@@ -145,3 +145,35 @@ def test_paused_time_is_metered_apart_from_running_time(
     spans = WorkspaceRun.objects.filter(workspace=workspace, state="running")
     running = sum((r.ended_at - r.started_at).total_seconds() for r in spans if r.ended_at)
     assert today.workspace_seconds_running == pytest.approx(running, abs=1e-3)
+
+
+def test_running_time_is_metered_from_the_start_even_if_paused_at_once(
+    live_worker: Any, actor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spawn's caller is woken when the row is running and may pause it before the
+    worker does anything more: the running span must already be open by then."""
+    from usage.services import usage_run_sync
+    from workspaces import provisioning, tasks
+    from workspaces.models import Workspace
+
+    monkeypatch.setattr(provisioning, "node_hand_off", lambda *a: False)
+    monkeypatch.setattr(tasks.workspace_provision_task, "apply_async", lambda **kw: None)
+    workspace = workspace_spawn(actor=actor, image="devbench/busybox:latest", wait=False)
+
+    def woken_and_paused_at_once(woken: Workspace, *, status: str) -> None:
+        # What a caller woken by this message does first: pause, metered as pauses are.
+        paused_at = timezone.now()
+        Workspace.objects.filter(pk=woken.pk).update(status="paused", updated_at=paused_at)
+        usage_run_sync(workspace=woken, at=paused_at)
+
+    monkeypatch.setattr(provisioning, "workspace_changed", woken_and_paused_at_once)
+    try:
+        provisioning.workspace_provision(workspace_id=workspace.pk)
+    finally:
+        Workspace.objects.filter(pk=workspace.pk).update(status="running")
+        workspace.refresh_from_db()
+        workspace_kill(actor=actor, workspace=workspace, force=True, remove_volume=True)
+    runs = list(WorkspaceRun.objects.filter(workspace=workspace).order_by("id"))
+    assert [r.state for r in runs][:2] == ["running", "paused"]
+    ended = runs[0].ended_at
+    assert ended is not None and runs[0].started_at <= ended == runs[1].started_at
