@@ -21,7 +21,7 @@ process-tree kill uses, and file commands where no helper shell can run), and
 reads the database).
 
 Beside each ratio: the CPU this process and the worker spent per call on each side
-(from /proc), which, unlike the wall clock, does not move with the machine's load.
+(from /proc), which moves much less than the wall clock with the machine's load.
 The agent speaks TLS unless ``DEVBENCH_NODE_AGENT_TLS=false``.
 """
 

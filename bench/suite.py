@@ -352,8 +352,8 @@ class Bench:
     def cpu_row(
         self, name: str, before: dict[str, tuple[list[int], float]], requests: float
     ) -> None:
-        """CPU per request of each service since ``before``: unlike req/s and latency, it
-        does not move with what else the machine runs (time stolen is not counted)."""
+        """CPU per request of each service since ``before``: it moves much less than req/s
+        and latency with what else the machine runs (time stolen is not counted)."""
         per_request = {
             service: (cpu_s(pids) - used) * 1000 / max(requests, 1)
             for service, (pids, used) in before.items()
