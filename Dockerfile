@@ -36,7 +36,8 @@ RUN groupadd --system --gid 10001 devbench \
        --shell /usr/sbin/nologin devbench
 COPY --from=build /opt/devbench /opt/devbench
 COPY --from=build /app /app
-RUN install -d -o devbench -g devbench -m 0750 /app/var
+RUN install -d -o devbench -g devbench -m 0750 /app/var \
+    && install -d -o devbench -g devbench -m 0700 /run/devbench-agent
 WORKDIR /app
 USER devbench
 EXPOSE 8000

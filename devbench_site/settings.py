@@ -309,6 +309,11 @@ DEVBENCH_NODE_AGENT_TOKEN = env_str("DEVBENCH_NODE_AGENT_TOKEN", "")
 # the node's row. Off (plain HTTP) is for a single machine: the agent then refuses any
 # bind address but the loopback, and callers refuse plain URLs to other hosts.
 DEVBENCH_NODE_AGENT_TLS = env_bool("DEVBENCH_NODE_AGENT_TLS", True)
+# The agent also listens on a Unix socket in this directory (made owner-only); processes
+# of the same user on the worker's host use it instead of TLS over TCP. Empty: off.
+DEVBENCH_NODE_AGENT_SOCKET_DIR = env_str(
+    "DEVBENCH_NODE_AGENT_SOCKET_DIR", str(VAR_DIR / "agent-sockets")
+)
 # What the node worker registers (unset: keep the row's values; memory and CPUs
 # default to the engine's). Labels: comma-separated key=value pairs.
 DEVBENCH_NODE_MAX_WORKSPACES = env_int("DEVBENCH_NODE_MAX_WORKSPACES", 0)

@@ -192,7 +192,7 @@ class Node(models.Model):
     worker reports (display only): TLS material for a TCP engine stays in the
     worker's own environment. Web processes reach the engine through the worker's
     agent (``agent_url``, authenticated with ``agent_token``, its TLS certificate
-    ``agent_cert`` pinned).
+    ``agent_cert`` pinned; or ``agent_socket`` when they share its host).
     """
 
     name = models.CharField(max_length=63, unique=True, validators=[NODE_NAME_VALIDATOR])
@@ -201,6 +201,8 @@ class Node(models.Model):
     agent_token = models.CharField(max_length=100, blank=True)
     # The agent's TLS certificate (PEM), made by the worker at start; callers trust only it.
     agent_cert = models.TextField(blank=True)
+    # The agent's Unix socket: processes on the worker's host use it instead of the URL.
+    agent_socket = models.CharField(max_length=300, blank=True)
     max_workspaces = models.PositiveIntegerField(default=100)
     memory_bytes = models.PositiveBigIntegerField(
         default=0, help_text="Memory the node's workspaces may reserve in all; 0: no limit."

@@ -20,7 +20,12 @@ from django.db import close_old_connections
 from core.errors import DevBenchError
 from workspaces import nodes
 from workspaces.runtime import get_driver
-from workspaces.runtime.agent import AgentServer, agent_serve
+from workspaces.runtime.agent import (
+    AgentServer,
+    AgentSocketServer,
+    agent_serve,
+    agent_serve_socket,
+)
 from workspaces.runtime.agent_tls import (
     agent_certificate_generate,
     agent_server_context,
@@ -31,6 +36,11 @@ logger = logging.getLogger(__name__)
 
 _state: dict[str, object] = {}
 _stop = threading.Event()
+
+
+def _socket_path() -> str:
+    local = _state.get("socket")
+    return local.path if isinstance(local, AgentSocketServer) else ""
 
 
 def _register(name: str, server: AgentServer, token: str, cert: str) -> None:
@@ -44,6 +54,7 @@ def _register(name: str, server: AgentServer, token: str, cert: str) -> None:
         agent_url=settings.DEVBENCH_NODE_AGENT_URL or server.url,
         agent_token=token,
         agent_cert=cert,
+        agent_socket=_socket_path(),
         engine_endpoint=settings.DEVBENCH_DOCKER_HOST,
         version=version,
     )
@@ -89,6 +100,17 @@ def node_worker_start(*, names: list[str], on_return: Callable[[str], None]) -> 
         bind=settings.DEVBENCH_NODE_AGENT_BIND, driver=get_driver(), token=token, tls=tls
     )
     _state["server"] = server
+    if settings.DEVBENCH_NODE_AGENT_SOCKET_DIR:
+        try:
+            _state["socket"] = agent_serve_socket(
+                directory=settings.DEVBENCH_NODE_AGENT_SOCKET_DIR, driver=get_driver(), token=token
+            )
+        except OSError as exc:  # callers on this host use the URL, as other hosts do
+            logger.warning(
+                "node agent: no Unix socket in %s (%s)",
+                settings.DEVBENCH_NODE_AGENT_SOCKET_DIR,
+                exc,
+            )
     for name in names:
         nodes.node_serve_locally(name)
         _register(name, server, token, cert)
@@ -103,7 +125,8 @@ def node_worker_start(*, names: list[str], on_return: Callable[[str], None]) -> 
 
 def node_worker_stop() -> None:
     _stop.set()
-    server = _state.pop("server", None)
-    if isinstance(server, AgentServer):
-        server.shutdown()
-        server.server_close()
+    for key in ("server", "socket"):
+        server = _state.pop(key, None)
+        if isinstance(server, AgentServer | AgentSocketServer):
+            server.shutdown()
+            server.server_close()

@@ -48,7 +48,7 @@ HAND_OFF_TIMEOUT_S = 2.0
 # How long a process trusts what it read of a node's row (agent URL, state).
 _ROW_CACHE_S = 2.0
 _served: set[str] = set()
-_row_cache: dict[str, tuple[float, tuple[str, str, str, str]]] = {}
+_row_cache: dict[str, tuple[float, tuple[str, str, str, str, str]]] = {}
 _lock = threading.Lock()
 
 # Workspace statuses that become unavailable with their node (removing ones finish later).
@@ -90,27 +90,28 @@ def local_node_names() -> list[str]:
 
 
 @functools.lru_cache(maxsize=64)
-def _remote(node: str, url: str, token: str, cert: str) -> RemoteDriver:
+def _remote(node: str, url: str, token: str, cert: str, socket_path: str) -> RemoteDriver:
     return RemoteDriver(
         node=node,
         url=url,
         token=token,
         cert=cert,
+        socket_path=socket_path,
         timeout_s=settings.DEVBENCH_DOCKER_TIMEOUT + 30,
     )
 
 
-def _node_row(name: str) -> tuple[str, str, str, str]:
+def _node_row(name: str) -> tuple[str, str, str, str, str]:
     now = time.monotonic()
     cached = _row_cache.get(name)
     if cached is not None and cached[0] > now:
         return cached[1]
     row = (
         Node.objects.filter(name=name)
-        .values_list("agent_url", "agent_token", "state", "agent_cert")
+        .values_list("agent_url", "agent_token", "state", "agent_cert", "agent_socket")
         .first()
     )
-    value = row or ("", "", "", "")
+    value = row or ("", "", "", "", "")
     _row_cache[name] = (now + _ROW_CACHE_S, value)
     return value
 
@@ -119,14 +120,14 @@ def node_driver(name: str) -> RuntimeDriver:
     """The driver that runs engine calls on node ``name`` (local or through its agent)."""
     if node_is_local(name):
         return get_driver()
-    url, token, state, cert = _node_row(name)
+    url, token, state, cert, socket_path = _node_row(name)
     if state == NodeState.DOWN or not url:
         raise NodeUnavailable(
             f"Node '{name}' is {'down' if url else 'not serving'}; its workspaces return "
             "when it does.",
             node=name,
         )
-    return _remote(name, url, token, cert)
+    return _remote(name, url, token, cert, socket_path)
 
 
 def workspace_driver(workspace: Workspace) -> RuntimeDriver:
@@ -178,6 +179,7 @@ def node_register(
     agent_url: str = "",
     agent_token: str = "",
     agent_cert: str = "",
+    agent_socket: str = "",
     engine_endpoint: str = "",
     version: str = "",
 ) -> Node:
@@ -189,6 +191,7 @@ def node_register(
         node.agent_url = agent_url
         node.agent_token = agent_token
         node.agent_cert = agent_cert
+        node.agent_socket = agent_socket
         node.engine_endpoint = engine_endpoint or node.engine_endpoint
         node.version = version or node.version
         if settings.DEVBENCH_NODE_MAX_WORKSPACES:

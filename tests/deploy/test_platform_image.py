@@ -175,6 +175,13 @@ def test_compose_file_validates_and_keeps_its_promises() -> None:
     }
     assert with_socket == {"worker"}  # the web server reaches the engine through the worker
     assert services["worker"]["group_add"] == ["999"]
+    sockets_dir = services["worker"]["environment"]["DEVBENCH_NODE_AGENT_SOCKET_DIR"]
+    for name in ("web", "worker"):  # the web server reaches the agent on its Unix socket
+        targets = [
+            v["target"] if isinstance(v, dict) else v.split(":")[1]
+            for v in services[name]["volumes"]
+        ]
+        assert sockets_dir in targets
     missing = subprocess.run(
         ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
         capture_output=True, text=True, timeout=120, check=False,

@@ -3,24 +3,34 @@
 Started once per module (a few seconds each) and torn down with it; rows are
 made per test with ``transactional_db`` so every process sees them. The node
 rows are re-registered by their workers' heartbeats after each test's flush.
+The agent's own tests get the local engine and a container on it.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from django.conf import settings
 
 from tests.nodes.cluster import DEAD_DOCKER_HOST, Engine, NodeWorker
 from tests.processes import TEST_INSTANCE, DaphneServer
+from workspaces.runtime.base import LABEL_INSTANCE, ContainerSpec
+from workspaces.runtime.docker import DockerDriver
 
 POOL = {"pool": TEST_INSTANCE}  # only this session's test nodes carry it
 # name -> (workspace capacity, labels besides the pool's)
 NODES = {"n1": (14, "node=n1"), "n2": (10, "node=n2,disk=ssd"), "n3": (6, "node=n3,disk=ssd")}
+
+
+# Callers on this host reach the other agents on their Unix sockets; this one's only
+# over TLS, as a web tier on another host would.
+TLS_ONLY_NODE = "n3"
 
 
 def _node_env(name: str) -> dict[str, str]:
@@ -28,6 +38,7 @@ def _node_env(name: str) -> dict[str, str]:
     return {
         "DEVBENCH_NODE_MAX_WORKSPACES": str(capacity),
         "DEVBENCH_NODE_LABELS": f"pool={TEST_INSTANCE},{labels}",
+        **({"DEVBENCH_NODE_AGENT_SOCKET_DIR": ""} if name == TLS_ONLY_NODE else {}),
     }
 
 
@@ -119,3 +130,27 @@ def rest(live_cluster: Cluster, tenant: Any, make_token: Callable[..., Any]) -> 
     ) as client:
         client.token = token  # type: ignore[attr-defined]
         yield client
+
+
+@pytest.fixture(scope="module")
+def engine() -> DockerDriver:
+    return DockerDriver(base_url=settings.DEVBENCH_DOCKER_HOST, timeout_s=30)
+
+
+@pytest.fixture(scope="module")
+def container(engine: DockerDriver) -> Iterator[str]:
+    """A running busybox the agent's calls work on."""
+    info = engine.create(
+        ContainerSpec(
+            image="devbench/busybox:latest",
+            name=f"agent-{uuid.uuid4().hex[:8]}",
+            labels={LABEL_INSTANCE: settings.DEVBENCH_INSTANCE},
+            entrypoint=["/bin/sh"],
+            command=["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
+            read_only_rootfs=False,  # archives go into /tmp (the engine cannot write a tmpfs)
+            tmpfs={},
+        )
+    )
+    engine.start(info.id)
+    yield info.id
+    engine.remove(info.id)

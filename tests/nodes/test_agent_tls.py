@@ -7,20 +7,18 @@ archives, exec output and the shell all cross the TLS connection byte-exact.
 from __future__ import annotations
 
 import base64
-import io
 import os
 import socket
 import ssl
 import tarfile
 import threading
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from core.errors import DevBenchError
+from tests.nodes.agent_checks import TOKEN, MiB, check_archive_round_trip, check_the_shell, tar_of
 from workspaces.filesystem.tario import SizedTar, member_body, new_info, open_stream
 from workspaces.runtime.agent import AgentServer, agent_serve
 from workspaces.runtime.agent_tls import (
@@ -30,9 +28,7 @@ from workspaces.runtime.agent_tls import (
     certificate_fingerprint,
 )
 from workspaces.runtime.base import (
-    LABEL_INSTANCE,
     WORKSPACE_USER,
-    ContainerSpec,
     EnginePathNotFound,
     ExecSpec,
 )
@@ -40,32 +36,6 @@ from workspaces.runtime.docker import DockerDriver
 from workspaces.runtime.remote import NodeAgentMisconfigured, NodeUnavailable, RemoteDriver
 
 pytestmark = pytest.mark.docker
-
-TOKEN = "s3cret-token"
-MiB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def engine() -> DockerDriver:
-    return DockerDriver(base_url=settings.DEVBENCH_DOCKER_HOST, timeout_s=30)
-
-
-@pytest.fixture(scope="module")
-def container(engine: DockerDriver) -> Iterator[str]:
-    info = engine.create(
-        ContainerSpec(
-            image="devbench/busybox:latest",
-            name=f"agent-tls-{uuid.uuid4().hex[:8]}",
-            labels={LABEL_INSTANCE: settings.DEVBENCH_INSTANCE},
-            entrypoint=["/bin/sh"],
-            command=["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
-            read_only_rootfs=False,  # archives go into /tmp (the engine cannot write a tmpfs)
-            tmpfs={},
-        )
-    )
-    engine.start(info.id)
-    yield info.id
-    engine.remove(info.id)
 
 
 @pytest.fixture(scope="module")
@@ -85,15 +55,6 @@ def agent(engine: DockerDriver) -> Iterator[tuple[AgentServer, str]]:
 def _remote(agent: tuple[AgentServer, str], *, token: str = TOKEN, cert: str = "") -> RemoteDriver:
     server, pinned = agent
     return RemoteDriver(node="tls-node", url=server.url, token=token, cert=cert or pinned)
-
-
-def _tar(name: str, data: bytes) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
 
 
 def test_the_agent_speaks_only_tls(agent: tuple[AgentServer, str]) -> None:
@@ -139,23 +100,7 @@ def test_a_client_trusting_the_system_store_is_refused(agent: tuple[AgentServer,
 def test_files_and_archives_round_trip_over_tls(
     agent: tuple[AgentServer, str], container: str
 ) -> None:
-    remote = _remote(agent)
-    data = os.urandom(3 * MiB + 17)
-    # A generator body: the upload is streamed in pieces, as the file services send it.
-    payload = _tar("blob.bin", data)
-    remote.archive_put(
-        container, "/tmp", (payload[i : i + 65536] for i in range(0, len(payload), 65536))
-    )
-    stat = remote.path_stat(container, "/tmp/blob.bin")
-    assert stat is not None and stat.size == len(data)
-    with remote.archive_get(container, "/tmp/blob.bin") as reader:
-        assert reader.stat.size == len(data)
-        raw = b""
-        while chunk := reader.read(1 << 20):
-            raw += chunk
-    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-        member = tar.extractfile("blob.bin")
-        assert member is not None and member.read() == data
+    check_archive_round_trip(_remote(agent), container)
 
 
 def test_a_tar_of_known_length_goes_over_tls_unframed(
@@ -211,21 +156,7 @@ def test_exec_streams_share_one_pooled_connection(
 
 
 def test_the_shell_works_both_ways_over_tls(agent: tuple[AgentServer, str], container: str) -> None:
-    tty = _remote(agent).exec_open_tty(container, ExecSpec(cmd=["/bin/sh"], env={"PS1": "$ "}))
-    try:
-        tty.resize(rows=31, cols=97)
-        tty.write(b"stty size; echo d''one\n")
-        seen = b""
-        while b"done" not in seen:
-            chunk = tty.read()
-            assert chunk, f"the shell ended early: {seen!r}"
-            seen += chunk
-        assert b"31 97" in seen
-        tty.write(b"exit\n")
-        while tty.read():  # the agent ends the stream when the shell exits
-            pass
-    finally:
-        tty.close()
+    check_the_shell(_remote(agent), container, rows=31, cols=97)
 
 
 def test_the_shell_carries_both_directions_at_once_over_tls(
@@ -288,7 +219,7 @@ def test_archive_streams_share_one_pooled_connection(
     agent: tuple[AgentServer, str], container: str
 ) -> None:
     remote = _remote(agent)
-    remote.archive_put(container, "/tmp", [_tar("small.bin", b"x" * 5000)])
+    remote.archive_put(container, "/tmp", [tar_of("small.bin", b"x" * 5000)])
     for _ in range(3):
         with (
             remote.archive_get(container, "/tmp/small.bin") as reader,
@@ -302,7 +233,7 @@ def test_archive_streams_share_one_pooled_connection(
 
     # A reader that stops early and an error answer leave the next calls working.
     big = os.urandom(2 * MiB)
-    remote.archive_put(container, "/tmp", [_tar("big.bin", big)])
+    remote.archive_put(container, "/tmp", [tar_of("big.bin", big)])
     with remote.archive_get(container, "/tmp/big.bin") as reader:
         assert len(reader.read(1000)) == 1000
     with pytest.raises(DevBenchError) as caught:

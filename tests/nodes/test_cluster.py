@@ -11,6 +11,8 @@ import hashlib
 import io
 import json
 import os
+import socket
+import stat
 import tarfile
 import threading
 import time
@@ -22,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.mcp_live import error_code, mcp_call, ok
-from tests.nodes.conftest import Cluster
+from tests.nodes.conftest import TLS_ONLY_NODE, Cluster
 from tests.processes import wait_for
 from workspaces.models import Node, Workspace
 from workspaces.nodes import node_set_drain, nodes_check
@@ -185,6 +187,14 @@ def _exec_over_websocket(cluster: Cluster, rest: Any, workspace_id: str) -> None
     assert messages[-1]["type"] == "complete" and messages[-1]["exit_code"] == 0
 
 
+def _unix_connections_to(path: str) -> int:
+    """Connections accepted on the Unix socket ``path`` still open (its listener aside)."""
+    with open("/proc/net/unix") as table:
+        ends = [line.split() for line in table.readlines()[1:]]
+    # Columns: Num RefCount Protocol Flags Type St Inode Path; St 01 is unconnected.
+    return sum(1 for end in ends if len(end) == 8 and end[7] == path and end[5] == "03")
+
+
 def test_every_operation_on_every_node_through_an_engineless_web_tier(
     live_cluster: Cluster, rest: Any
 ) -> None:
@@ -192,12 +202,22 @@ def test_every_operation_on_every_node_through_an_engineless_web_tier(
     from workspaces.models import Node
 
     # Every agent speaks TLS with the certificate its worker registered (what the web
-    # tier pins): everything below crosses those connections.
+    # tier pins), and all but one also listen on a Unix socket, which the web tier
+    # (on their host) uses instead: everything below crosses both kinds of connection.
     rows = list(Node.objects.filter(name__in=["n1", "n2", "n3"]))
     assert len(rows) == 3
     for row in rows:
         assert row.agent_url.startswith("https://"), row.agent_url
         assert row.agent_cert.startswith("-----BEGIN CERTIFICATE-----")
+        if row.name == TLS_ONLY_NODE:
+            assert row.agent_socket == ""
+            continue
+        assert stat.S_ISSOCK(os.stat(row.agent_socket).st_mode)
+        with socket.socket(socket.AF_UNIX) as local:
+            local.connect(row.agent_socket)
+            local.sendall(b"POST /v1/ping HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            assert local.recv(64).startswith(b"HTTP/1.1 401")  # the agent, wanting its secret
+    sockets = {row.name: row.agent_socket for row in rows}
     mcp_url = live_cluster.web.mcp_url(rest.token.tenant.slug)
     small = os.urandom(1024 * 1024)
     large = os.urandom(64 * 1024 * 1024)
@@ -227,6 +247,8 @@ def test_every_operation_on_every_node_through_an_engineless_web_tier(
         # files: 1 MiB and 64 MiB byte-exact, MCP write/read, listing, archives
         _round_trip(rest, ws_id, "small.bin", small)
         _round_trip(rest, ws_id, "big/large.bin", large)
+        if node != TLS_ONLY_NODE:  # the web tier's kept-alive connections are on the socket
+            assert _unix_connections_to(sockets[node]) >= 1
         written = ok(mcp_call(mcp_url, rest.token.raw, "fs_write", {
             "container_id": ws_id, "path": "mcp.txt", "content": f"from {node}",
         }))  # fmt: skip

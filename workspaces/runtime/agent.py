@@ -13,8 +13,12 @@ import contextlib
 import hmac
 import json
 import logging
+import os
+import secrets
 import socket
+import socketserver
 import ssl
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
@@ -111,6 +115,38 @@ class AgentServer(ThreadingHTTPServer):
             conn.close()
 
 
+class AgentSocketServer(socketserver.ThreadingUnixStreamServer):
+    """The agent on a Unix socket, for callers on the node's own host.
+
+    No TLS: what a Unix socket carries never leaves the kernel, and only the socket's
+    owner (the worker's user, who can read the node's secret anyway) may connect.
+    Callers prove themselves with the same secret as over TCP.
+    """
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, path: str, *, driver: RuntimeDriver, token: str) -> None:
+        self.driver = driver
+        self.token = token
+        self.path = path
+        super().__init__(path, _SocketHandler, bind_and_activate=False)
+        try:
+            self.server_bind()
+            # Owner-only. Before this chmod only the owner could reach it anyway: its
+            # directory is owner-only (agent_serve_socket).
+            os.chmod(path, 0o600)
+            self.server_activate()
+        except BaseException:
+            self.server_close()
+            raise
+
+    def server_close(self) -> None:
+        super().server_close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
 class _LengthBody(Iterator[bytes]):
     """A request body of a known length, read in large pieces; ``len`` is its length.
 
@@ -137,7 +173,7 @@ class _LengthBody(Iterator[bytes]):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: AgentServer
+    server: AgentServer | AgentSocketServer
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT_S
     # An answer is written as its head, then its body: with Nagle's algorithm the body
@@ -415,6 +451,13 @@ class _Handler(BaseHTTPRequestHandler):
                     logger.info("agent: a shell refused a resize")
 
 
+class _SocketHandler(_Handler):
+    disable_nagle_algorithm = False  # a Unix socket has no Nagle's algorithm to turn off
+
+    def address_string(self) -> str:
+        return "local socket"
+
+
 def agent_serve(
     *, bind: str, driver: RuntimeDriver, token: str, tls: ssl.SSLContext | None
 ) -> AgentServer:
@@ -431,4 +474,38 @@ def agent_serve(
     thread = threading.Thread(target=server.serve_forever, name="node-agent", daemon=True)
     thread.start()
     logger.info("node agent listening on %s", server.url)
+    return server
+
+
+def agent_socket_sweep(directory: str) -> None:
+    """Remove the sockets of agents that are gone (a worker killed before it could)."""
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(directory):
+            if not (entry.name.startswith("agent-") and entry.name.endswith(".sock")):
+                continue
+            # (connecting to a file that is no socket is refused too)
+            if not stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode):
+                continue
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.connect(entry.path)
+                except ConnectionRefusedError:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                except OSError:
+                    pass  # someone else's, or not a socket: leave it
+
+
+def agent_serve_socket(*, directory: str, driver: RuntimeDriver, token: str) -> AgentSocketServer:
+    """Start the agent on a new Unix socket in ``directory`` (made owner-only) in a daemon
+    thread. Its name is random: a caller on another host finds no such file and uses
+    the agent's URL."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.chmod(directory, 0o700)  # one made earlier with a wider mode, too
+    agent_socket_sweep(directory)
+    path = os.path.join(directory, f"agent-{secrets.token_hex(8)}.sock")
+    server = AgentSocketServer(path, driver=driver, token=token)
+    thread = threading.Thread(target=server.serve_forever, name="node-agent-socket", daemon=True)
+    thread.start()
+    logger.info("node agent listening on %s", path)
     return server

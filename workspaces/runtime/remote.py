@@ -16,9 +16,11 @@ import contextlib
 import http.client
 import io
 import json
+import os
 import queue
 import socket
 import ssl
+import stat
 import threading
 import time
 import urllib.parse
@@ -94,10 +96,41 @@ class _TLSConnection(_Connection, http.client.HTTPSConnection):
     pass
 
 
+class _SocketConnection(_Connection):
+    """HTTP over the agent's Unix socket (``agent.AgentSocketServer``)."""
+
+    def __init__(self, path: str, *, host: str, timeout: float) -> None:
+        super().__init__(host, timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = _unix_connect(self.path, timeout_s=self.timeout)
+
+
+def _unix_connect(path: str, *, timeout_s: float | None) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout_s)
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class RemoteDriver(RuntimeDriver):
     def __init__(
-        self, *, node: str, url: str, token: str, cert: str = "", timeout_s: float = 60
+        self,
+        *,
+        node: str,
+        url: str,
+        token: str,
+        cert: str = "",
+        socket_path: str = "",
+        timeout_s: float = 60,
     ) -> None:
+        """``socket_path``: the agent's Unix socket, used instead of ``url`` while this
+        host has it (the caller runs beside the node's worker)."""
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise NodeAgentMisconfigured(
@@ -119,6 +152,7 @@ class RemoteDriver(RuntimeDriver):
             )
         self.node = node
         self.url = url
+        self.socket_path = socket_path
         self._host = parsed.hostname
         self._port = parsed.port or (443 if self._tls else 80)
         self._auth = f"Bearer {token}"
@@ -134,7 +168,31 @@ class RemoteDriver(RuntimeDriver):
             node=self.node,
         )
 
+    def _local_socket(self) -> str | None:
+        """The agent's socket if this host has it and it is this user's (no one else's
+        process can be listening on it), else None: the agent's URL then."""
+        if not self.socket_path:
+            return None
+        try:
+            info = os.stat(self.socket_path)
+        except OSError:
+            return None
+        if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.getuid():
+            return None
+        return self.socket_path
+
     def _connect(self) -> _Connection:
+        path = self._local_socket()
+        if path is not None:
+            local = _SocketConnection(path, host=self._host, timeout=CONNECT_TIMEOUT_S)
+            try:
+                local.connect()
+            except OSError:
+                pass  # a socket its worker left behind: the URL tells whether the node is up
+            else:
+                assert local.sock is not None
+                local.sock.settimeout(self._timeout_s)
+                return local
         conn = (
             _TLSConnection(self._host, self._port, timeout=CONNECT_TIMEOUT_S, context=self._tls)
             if self._tls
@@ -335,18 +393,8 @@ class RemoteDriver(RuntimeDriver):
 
     def exec_open_tty(self, container_id: str, spec: ExecSpec) -> InteractiveExec:
         body = self._stream_args("exec_open_tty", container_id=container_id, spec=spec)
+        sock = self._tty_socket()
         try:
-            sock = socket.create_connection((self._host, self._port), timeout=CONNECT_TIMEOUT_S)
-        except OSError as exc:
-            raise self._unavailable(exc) from exc
-        if self._tls is not None:
-            try:
-                sock = self._tls.wrap_socket(sock)
-            except OSError as exc:
-                sock.close()
-                raise self._unavailable(exc) from exc
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # keystrokes go at once
             sock.settimeout(self._timeout_s)
             request = (
                 f"POST {wire.API_PREFIX}exec_open_tty HTTP/1.1\r\n"
@@ -373,6 +421,25 @@ class RemoteDriver(RuntimeDriver):
             sock.close()
             raise
         return _RemoteTty(sock, leftover, headers.get(wire.EXEC_ID_HEADER.lower(), ""))
+
+    def _tty_socket(self) -> socket.socket:
+        """A connection of the shell's own: the agent's socket if this host has it."""
+        path = self._local_socket()
+        if path is not None:
+            with contextlib.suppress(OSError):
+                return _unix_connect(path, timeout_s=CONNECT_TIMEOUT_S)
+        try:
+            sock = socket.create_connection((self._host, self._port), timeout=CONNECT_TIMEOUT_S)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # keystrokes go at once
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        if self._tls is not None:
+            try:
+                sock = self._tls.wrap_socket(sock)
+            except OSError as exc:
+                sock.close()
+                raise self._unavailable(exc) from exc
+        return sock
 
     # --- archives -------------------------------------------------------------------------
 
