@@ -14,7 +14,10 @@ uploads of the routes registered in ``core.streamed_body`` are read by the view
 while they arrive instead), then runs the signals, the whole middleware chain in
 its synchronous mode and the view in one call on a shared thread pool, exactly
 as Django's WSGI handler would, and sends the answer from the event loop.
-Streaming answers (file downloads) are iterated as Django's handler iterates them.
+Streaming answers (file downloads, archives) are read in a pool thread one chunk
+ahead of the socket (:func:`_read_ahead`): Django's handler would first read a
+synchronous iterator to its end into a list on its one shared thread, so a 64 MiB
+download was held in memory whole, and only sent once it had all been read.
 
 Threads: two pools per process. Quick reads (:func:`is_quick_read`: a GET of the
 REST API that only reads the database, no wait, no engine) run on
@@ -34,11 +37,13 @@ the other pool never hold them up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -46,7 +51,7 @@ from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.db import close_old_connections
-from django.http import FileResponse, HttpResponseBase
+from django.http import FileResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import set_script_prefix
 
 from core import streamed_body
@@ -89,6 +94,37 @@ def is_quick_read(scope: dict[str, Any]) -> bool:
     return authorization.startswith(tuple(_quick_credentials))
 
 
+async def _read_ahead(
+    chunks: Iterator[bytes], context: contextvars.Context
+) -> AsyncIterator[bytes]:
+    """``chunks`` read in a pool thread, the next one while the last is being sent.
+
+    The iterator is never read by two threads at once, and no read is running once
+    this generator ends (the response's close, which releases what the iterator
+    holds, comes after)."""
+    pool = _executor(False)
+    end = object()
+
+    def next_chunk() -> object:
+        return context.run(next, chunks, end)
+
+    # The thread's own future: a cancelled await of it (the client left) cancels only
+    # the asyncio wrapper, and this one still says when the read is over.
+    reading: Future[object] | None = pool.submit(next_chunk)
+    try:
+        while reading is not None:
+            chunk = await asyncio.wrap_future(reading)
+            reading = None
+            if chunk is end:
+                return
+            reading = pool.submit(next_chunk)
+            yield cast(bytes, chunk)
+    finally:
+        if reading is not None:  # the client left, or the send failed: let the read end
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(asyncio.wrap_future(reading))
+
+
 def _executor(quick: bool) -> ThreadPoolExecutor:
     kind = "quick" if quick else "request"
     with _pools_lock:
@@ -118,6 +154,9 @@ class OneHopASGIHandler(ASGIHandler):
             response = await loop.run_in_executor(
                 _executor(is_quick_read(scope)), context.run, self._respond, scope, body_file
             )
+            if isinstance(response, StreamingHttpResponse) and not response.is_async:
+                chunks = cast(Iterator[bytes], response.streaming_content)
+                response.streaming_content = _read_ahead(chunks, context)
             try:
                 await self.send_response(response, send)
             finally:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -11,6 +13,9 @@ from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
 from django.core import signals
 from django.db import connection
+from django.http import StreamingHttpResponse
+from django.test import override_settings
+from django.urls import path
 
 from core import asgi_handler
 from core.asgi_handler import OneHopASGIHandler, is_quick_read
@@ -176,3 +181,96 @@ def test_quick_reads_are_answered_while_every_other_thread_is_busy(
     assert quick_start["status"] == 200
     assert queued  # the large pool's thread was taken: the wait-shaped request queued
     assert slow_start["status"] == 200
+
+
+class _SlowChunks:
+    """Chunks a view streams: the second waits until the test lets it through."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.reading = 0
+        self.most_reading = 0
+        self.threads: set[int] = set()
+        self.closed = False
+        self._sent = 0
+
+    def __iter__(self) -> _SlowChunks:
+        return self
+
+    def __next__(self) -> bytes:
+        self.reading += 1
+        self.most_reading = max(self.most_reading, self.reading)
+        self.threads.add(threading.get_ident())
+        try:
+            self._sent += 1
+            if self._sent == 2:
+                assert self.release.wait(30)
+            if self._sent > 3:
+                raise StopIteration
+            return b"%d" % self._sent * 1000
+        finally:
+            self.reading -= 1
+
+    def close(self) -> None:
+        assert self.reading == 0, "closed while a read was running"
+        self.closed = True
+
+
+_streams: list[_SlowChunks] = []
+
+
+def _streaming_view(request: Any) -> StreamingHttpResponse:
+    chunks = _SlowChunks()
+    _streams.append(chunks)
+    return StreamingHttpResponse(chunks, content_type="application/octet-stream")
+
+
+urlpatterns = [path("stream", _streaming_view)]
+
+
+@override_settings(ROOT_URLCONF=__name__)
+def test_a_streamed_answer_goes_out_while_it_is_read() -> None:
+    async def run() -> None:
+        _streams.clear()
+        app = ApplicationCommunicator(OneHopASGIHandler(), _scope("/stream", []))
+        await app.send_input({"type": "http.request", "body": b""})
+        start = await app.receive_output(30)
+        assert start["status"] == 200
+        # The first chunk is out while the view's iterator is still stuck on its second:
+        # the answer is not read to its end before it is sent.
+        first = await app.receive_output(30)
+        assert first["body"] == b"1" * 1000 and first["more_body"]
+        [chunks] = _streams
+        assert not chunks.closed
+        chunks.release.set()
+        rest = b""
+        while (message := await app.receive_output(30)).get("more_body"):
+            rest += message["body"]
+        assert rest + message.get("body", b"") == b"2" * 1000 + b"3" * 1000
+        await app.wait(30)
+        assert chunks.closed and chunks.most_reading == 1
+        assert threading.get_ident() not in chunks.threads  # read off the event loop
+
+    async_to_sync(run)()
+
+
+@override_settings(ROOT_URLCONF=__name__)
+def test_a_client_gone_mid_stream_closes_the_stream_after_its_last_read() -> None:
+    async def run() -> None:
+        _streams.clear()
+        app = ApplicationCommunicator(OneHopASGIHandler(), _scope("/stream", []))
+        await app.send_input({"type": "http.request", "body": b""})
+        await app.receive_output(30)  # the head
+        await app.receive_output(30)  # the first chunk; the read of the second is stuck
+        [chunks] = _streams
+        threading.Timer(0.3, chunks.release.set).start()
+        app.future.cancel()  # the server drops the request (the client left)
+        with contextlib.suppress(asyncio.CancelledError):
+            await app.future
+        deadline = time.monotonic() + 10
+        while not chunks.closed and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        # close() asserts that no read was running when it came
+        assert chunks.closed and chunks.reading == 0
+
+    async_to_sync(run)()
