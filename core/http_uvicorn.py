@@ -1,4 +1,5 @@
-"""uvicorn's HTTP protocol with the request-header limit (the production server's workers).
+"""uvicorn's HTTP protocol with the request-header limit (the production server's workers),
+and request bodies received with one copy less.
 
 uvicorn's httptools protocol has no header limit: a 100 KB ``Authorization`` (or
 an endless header line) is accumulated whole. :class:`HttpProtocol` counts the
@@ -12,6 +13,12 @@ handshakes are parsed here too, so the limit covers them.
 Counted exactly per header as the parser completes it, and also per received
 chunk while a request's head is still incomplete, so a header line that never
 ends is refused once it passes the limit, not buffered forever.
+
+uvicorn appends each piece of a body the parser hands it to a ``bytearray`` and
+copies that whole into a new ``bytes`` for each ``receive``: every byte of an
+upload is copied twice under the interpreter lock, on the event loop (a quarter
+of the web process's time in a 64 MiB write; bench/README.md). :class:`_BodyPieces`
+keeps the pieces instead and joins them once, or not at all when one piece came.
 """
 
 from __future__ import annotations
@@ -30,6 +37,29 @@ DISCARD_S = 5.0
 
 class _HeadTooLarge(Exception):
     pass
+
+
+class _BodyPieces:
+    """What uvicorn's request cycle keeps as its body buffer: it only appends (``+=``),
+    measures (``len``) and takes it whole (``bytes``), then starts a new one."""
+
+    __slots__ = ("_pieces", "_size")
+
+    def __init__(self) -> None:
+        self._pieces: list[bytes] = []
+        self._size = 0
+
+    def __iadd__(self, piece: bytes) -> _BodyPieces:
+        self._pieces.append(piece)
+        self._size += len(piece)
+        return self
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bytes__(self) -> bytes:
+        pieces = self._pieces
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 class HttpProtocol(HttpToolsProtocol):
@@ -76,6 +106,15 @@ class HttpProtocol(HttpToolsProtocol):
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
         super().on_url(url)
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if not isinstance(cycle.body, _BodyPieces):  # a new request, or one taken by receive
+            leftover = bytes(cycle.body)
+            cycle.body = _BodyPieces()  # type: ignore[assignment]
+            if leftover:
+                cycle.body += leftover
+        super().on_body(body)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)  # "name: value\r\n"

@@ -164,8 +164,10 @@ class StreamedBody:
     # --- the reader's side (the view's thread) ------------------------------------------
 
     def read(self, size: int = -1, /) -> bytes:
-        """Up to ``size`` bytes (all of the rest when negative); fewer when less has arrived
-        (at least one byte until the end, then ``b""``)."""
+        """Up to ``size`` bytes (all of the rest when negative): the front of what has
+        arrived, never more than one of the server's body messages (at least one byte
+        until the end, then ``b""``). Readers take what they get, as from a socket;
+        joining messages to fill ``size`` would copy every byte of an upload once more."""
         if size < 0:
             return b"".join(iter(lambda: self.read(BUFFER_BYTES), b""))
         if size == 0:
@@ -191,19 +193,12 @@ class StreamedBody:
             return data
 
     def _take(self, size: int) -> bytes:
-        """At most ``size`` bytes from the front of the buffer (which is not empty)."""
-        parts: list[bytes] = []
-        wanted = size
-        while self._chunks and wanted:
-            chunk = self._chunks[0]
-            if len(chunk) <= wanted:
-                parts.append(self._chunks.popleft())
-                wanted -= len(chunk)
-            else:
-                parts.append(chunk[:wanted])
-                self._chunks[0] = chunk[wanted:]
-                wanted = 0
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        """At most ``size`` bytes of the first message in the buffer (which is not empty)."""
+        chunk = self._chunks[0]
+        if len(chunk) <= size:
+            data = self._chunks.popleft()
+        else:
+            data, self._chunks[0] = chunk[:size], chunk[size:]
         self._buffered -= len(data)
         return data
 

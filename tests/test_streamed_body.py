@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from core import streamed_body
+from core.http_uvicorn import _BodyPieces
 from core.streamed_body import BUFFER_BYTES, RequestBodyIncomplete, StreamedBody
 
 
@@ -183,3 +184,27 @@ def test_only_registered_uploads_with_a_large_declared_length_stream(
     assert not streamed_body.wants_stream(_scope("PUT", "/api/v1/workspaces/a/b/files", big))
     monkeypatch.setattr(streamed_body, "_streamed_now", streamed_body.MAX_STREAMED)
     assert not streamed_body.wants_stream(_scope("PUT", files, big))  # busy: stored first
+
+
+def test_a_read_gives_one_message_at_most_without_copying_it(server: Server) -> None:
+    body = server.body()
+    first, second = os.urandom(70_000), os.urandom(50_000)
+    server.send(first)
+    server.send(second, more=False)
+    server.settle()
+    got = body.read(1_000_000)
+    assert got is first  # handed on as the server gave it: not joined with the next
+    assert body.read(20_000) == second[:20_000]
+    assert body.read(1_000_000) == second[20_000:]
+    assert body.read(1) == b""
+
+
+def test_the_production_servers_body_buffer_joins_pieces_once() -> None:
+    pieces = _BodyPieces()
+    assert len(pieces) == 0 and not pieces
+    one = os.urandom(1000)
+    pieces += one
+    assert bytes(pieces) is one  # one piece: no copy at all
+    pieces += b"two"
+    pieces += b"three"
+    assert len(pieces) == 1008 and bytes(pieces) == one + b"twothree"
