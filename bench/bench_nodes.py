@@ -22,7 +22,9 @@ reads the database).
 
 Beside each ratio: the CPU this process and the worker spent per call on each side
 (from /proc), which moves much less than the wall clock with the machine's load.
-The agent speaks TLS unless ``DEVBENCH_NODE_AGENT_TLS=false``.
+The routed side reaches the agent on its Unix socket (both processes share the
+host); ``DEVBENCH_NODE_AGENT_SOCKET_DIR=`` (empty) sends it over TCP, which speaks
+TLS unless ``DEVBENCH_NODE_AGENT_TLS=false``.
 """
 
 from __future__ import annotations
