@@ -225,7 +225,17 @@ def _streaming_view(request: Any) -> StreamingHttpResponse:
     return StreamingHttpResponse(chunks, content_type="application/octet-stream")
 
 
-urlpatterns = [path("stream", _streaming_view)]
+def _breaking_view(request: Any) -> StreamingHttpResponse:
+    def chunks() -> Any:
+        yield b"first"
+        raise OSError("the source broke")  # e.g. a download whose content proved wrong
+
+    response = StreamingHttpResponse(chunks(), content_type="application/octet-stream")
+    response["Content-Length"] = "10"
+    return response
+
+
+urlpatterns = [path("stream", _streaming_view), path("broken", _breaking_view)]
 
 
 @override_settings(ROOT_URLCONF=__name__)
@@ -272,5 +282,22 @@ def test_a_client_gone_mid_stream_closes_the_stream_after_its_last_read() -> Non
             await asyncio.sleep(0.05)
         # close() asserts that no read was running when it came
         assert chunks.closed and chunks.reading == 0
+
+    async_to_sync(run)()
+
+
+@override_settings(ROOT_URLCONF=__name__)
+def test_a_stream_that_breaks_ends_without_its_last_message() -> None:
+    # The server then drops the connection: the client sees the body end short of its
+    # Content-Length, never a complete answer.
+    async def run() -> None:
+        app = ApplicationCommunicator(OneHopASGIHandler(), _scope("/broken", []))
+        await app.send_input({"type": "http.request", "body": b""})
+        assert (await app.receive_output(30))["status"] == 200
+        first = await app.receive_output(30)
+        assert first["body"] == b"first" and first["more_body"]
+        with pytest.raises(OSError, match="the source broke"):
+            await app.wait(30)
+        assert app.output_queue.empty()  # no closing message was sent
 
     async_to_sync(run)()
