@@ -21,7 +21,9 @@ defeat that, and both are bounded:
   write fail with 412, never overwrite a change.
 * Two writes in one tick of the kernel's file clock (milliseconds) leave the
   same mtime, so content read right after the first may not be what the file
-  holds after the second. A hash is therefore only remembered when the file's
+  holds after the second. (The platform's own writes carry their own
+  sub-second mtime, ``tario.new_info``, taken before the content lands: two of
+  them never share one.) A hash is therefore only remembered when the file's
   mtime was at least ``SETTLED_S`` in the past when the read started (such
   "racy" files are hashed again on each stat until they settle). This compares
   the engine host's clock with ours: a node whose clock runs behind by more
@@ -115,3 +117,13 @@ def etag_remember(
         cache.set(key, f"{etag} {time.time() + lifetime:.3f}", timeout=lifetime)
     except Exception:  # remembering is optional; the hash was returned anyway
         log.warning("ETag cache unavailable; not remembered", exc_info=True)
+
+
+def etag_forget(target: Target, path: str, stat: PathStat) -> None:
+    """Drop the remembered ETag of the file ``stat`` describes (it proved wrong)."""
+    key = _key(target, path, stat)
+    _process.delete(key)
+    try:
+        cache.delete(key)
+    except Exception:
+        log.warning("ETag cache unavailable; not forgotten", exc_info=True)

@@ -6,8 +6,9 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
-from workspaces.filesystem.tario import CHUNK, Spool
+from workspaces.filesystem.tario import CHUNK
 from workspaces.runtime.base import ArchiveReader
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
@@ -126,12 +127,20 @@ class FileContent:
         return len(self.content)
 
 
+class StreamBody(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class FileStream:
-    """A file (or a byte range) spooled off the engine, to be streamed to a client.
+    """A file (or a byte range) off the engine, to be streamed to a client.
 
-    The body is read from the engine completely first, so ``etag`` is known
-    before the first byte goes out and matches exactly the bytes sent.
+    ``etag`` is known before the first byte goes out and matches exactly the bytes
+    sent: the body was spooled and hashed completely first, or it is a
+    ``verified_read.VerifiedRead`` under the remembered ETag, which ends the answer
+    short rather than send all of it under an ETag that is not its own.
     """
 
     path: str
@@ -140,7 +149,7 @@ class FileStream:
     offset: int
     length: int
     mime_type: str | None
-    body: Spool
+    body: StreamBody
 
     def chunks(self) -> Chunks:
         return Chunks(self.body.read, self.body.close)

@@ -225,7 +225,10 @@ def new_info(
     info.type = type
     info.size = size if type == tarfile.REGTYPE else 0
     info.mode = mode & 0o777
-    info.mtime = int(time.time() if mtime is None else mtime)
+    # Sub-second (a PAX record the engine applies to the nanosecond): two writes of one
+    # path never share an mtime, so the ETag cache (keyed by size and mtime) can never
+    # take one write's content for another's (etags).
+    info.mtime = time.time() if mtime is None else mtime
     info.linkname = linkname
     info.uid = info.gid = WORKSPACE_UID
     info.uname = info.gname = ""
