@@ -7,7 +7,6 @@ given an old mtime with ``touch -d`` so they count as settled (etags.SETTLED_S).
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,11 +17,10 @@ from django.test import override_settings
 from django.utils import timezone
 
 from tests.factories import TenantFactory, WorkspaceFactory
-from workspaces.filesystem import access, etags, reads
+from workspaces.filesystem import access, etags
 from workspaces.filesystem.errors import EtagMismatch
 from workspaces.filesystem.etags import etag_cached, etag_remember
-from workspaces.filesystem.services import fs_read, fs_read_stream, fs_stat, fs_write
-from workspaces.filesystem.verified_read import FileChangedWhileRead
+from workspaces.filesystem.services import fs_read, fs_stat, fs_write
 from workspaces.nodes import workspace_driver
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
@@ -196,42 +194,3 @@ def test_two_writes_in_one_second_never_share_an_mtime(env, wdir):
     two = fs_stat(actor=env.actor, workspace=env.workspace, path=path)
     assert first.size == one.size == two.size == 4
     assert one.mtime != two.mtime and two.etag == sha(b"BBBB")
-
-
-def _streamed(env: Any, path: str, **kwargs: Any) -> tuple[str, bytes]:
-    stream = fs_read_stream(actor=env.actor, workspace=env.workspace, path=path, **kwargs)
-    return stream.etag, b"".join(stream.chunks())
-
-
-def test_a_read_under_a_remembered_etag_is_sent_without_a_spool(env, wdir, monkeypatch):
-    path = f"{wdir}/big.bin"
-    data = os.urandom(3 * 1024 * 1024 + 7)  # several of the engine's chunks
-    fs_write(actor=env.actor, workspace=env.workspace, path=path, content=data)
-    env.must("touch", "-d", f"@{OLD}", path)
-    assert _streamed(env, path) == (sha(data), data)  # spooled; the hash is remembered
-
-    def no_spool() -> Any:
-        raise AssertionError("spooled although the ETag was remembered")
-
-    monkeypatch.setattr(reads, "new_spool", no_spool)
-    assert _streamed(env, path) == (sha(data), data)
-    ranged = _streamed(env, path, offset=1_048_570, length=1_048_600)
-    assert ranged == (sha(data), data[1_048_570 : 1_048_570 + 1_048_600])
-
-
-def test_a_read_under_a_stale_etag_is_cut_short_and_the_right_one_remembered(env, wdir):
-    # The bound etags describes (same size and mtime, other content): the answer's head
-    # names the remembered ETag, so its last piece is never sent.
-    path = f"{wdir}/stale.txt"
-    settled(env, path, "AAAA")
-    assert stat_etag(env, path) == sha(b"AAAA")
-    settled(env, path, "BBBB")
-    stream = fs_read_stream(actor=env.actor, workspace=env.workspace, path=path)
-    assert stream.etag == sha(b"AAAA") and stream.length == 4
-    sent = bytearray()
-    with pytest.raises(FileChangedWhileRead):
-        for piece in stream.chunks():
-            sent += piece
-    assert len(sent) < stream.length  # short of its Content-Length: a broken download
-    assert stat_etag(env, path) == sha(b"BBBB")  # remembered for the next read
-    assert _streamed(env, path) == (sha(b"BBBB"), b"BBBB")

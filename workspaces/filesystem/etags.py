@@ -117,13 +117,3 @@ def etag_remember(
         cache.set(key, f"{etag} {time.time() + lifetime:.3f}", timeout=lifetime)
     except Exception:  # remembering is optional; the hash was returned anyway
         log.warning("ETag cache unavailable; not remembered", exc_info=True)
-
-
-def etag_forget(target: Target, path: str, stat: PathStat) -> None:
-    """Drop the remembered ETag of the file ``stat`` describes (it proved wrong)."""
-    key = _key(target, path, stat)
-    _process.delete(key)
-    try:
-        cache.delete(key)
-    except Exception:
-        log.warning("ETag cache unavailable; not forgotten", exc_info=True)

@@ -16,7 +16,6 @@ from workspaces.filesystem.errors import (
     InvalidRange,
     NotADirectory,
 )
-from workspaces.filesystem.etags import etag_cached
 from workspaces.filesystem.paths import ROOT
 from workspaces.filesystem.results import (
     ArchiveDownload,
@@ -30,7 +29,6 @@ from workspaces.filesystem.results import (
 )
 from workspaces.filesystem.tario import new_spool, open_stream
 from workspaces.filesystem.tarlib import tarfile
-from workspaces.filesystem.verified_read import VerifiedRead
 from workspaces.models import Workspace
 from workspaces.runtime.base import PathKind
 
@@ -52,10 +50,8 @@ def fs_read(
     stream = _spooled(
         actor=actor, workspace=workspace, path=path, offset=offset, length=length, bounded=True
     )
-    try:
-        content = stream.body.read()  # bounded: always a spool, read whole
-    finally:
-        stream.body.close()
+    with stream.body:
+        content = stream.body.read()
     return FileContent(
         path=stream.path,
         size=stream.size,
@@ -70,8 +66,7 @@ def fs_read(
 def fs_read_stream(
     *, actor: Principal, workspace: Workspace, path: str, offset: int = 0, length: int | None = None
 ) -> FileStream:
-    """A file (or a byte range) of any size for streaming out: sent as the engine reads it
-    when its ETag is remembered (``verified_read``), else spooled (memory, then disk)."""
+    """A file (or a byte range) of any size, spooled (memory, then disk) for streaming out."""
     return _spooled(
         actor=actor, workspace=workspace, path=path, offset=offset, length=length, bounded=False
     )
@@ -102,19 +97,6 @@ def _spooled(
     except BaseException:
         reader.close()
         raise
-    etag = None if bounded or not wanted else etag_cached(target, resolved.path, stat)
-    if etag is not None:
-        return FileStream(
-            path=resolved.path,
-            size=stat.size,
-            etag=etag,
-            offset=offset,
-            length=wanted,
-            mime_type=access.mime_type(resolved.path),
-            body=VerifiedRead(
-                target, resolved.path, reader, stat=stat, offset=offset, length=wanted, etag=etag
-            ),
-        )
     body = new_spool()
     try:
         size, etag = access.read_file(

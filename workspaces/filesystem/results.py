@@ -6,9 +6,8 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
-from workspaces.filesystem.tario import CHUNK
+from workspaces.filesystem.tario import CHUNK, Spool
 from workspaces.runtime.base import ArchiveReader
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
@@ -127,20 +126,12 @@ class FileContent:
         return len(self.content)
 
 
-class StreamBody(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-    def close(self) -> None: ...
-
-
 @dataclass(frozen=True)
 class FileStream:
-    """A file (or a byte range) off the engine, to be streamed to a client.
+    """A file (or a byte range) spooled off the engine, to be streamed to a client.
 
-    ``etag`` is known before the first byte goes out and matches exactly the bytes
-    sent: the body was spooled and hashed completely first, or it is a
-    ``verified_read.VerifiedRead`` under the remembered ETag, which ends the answer
-    short rather than send all of it under an ETag that is not its own.
+    The body is read from the engine completely first, so ``etag`` is known
+    before the first byte goes out and matches exactly the bytes sent.
     """
 
     path: str
@@ -149,7 +140,7 @@ class FileStream:
     offset: int
     length: int
     mime_type: str | None
-    body: StreamBody
+    body: Spool
 
     def chunks(self) -> Chunks:
         return Chunks(self.body.read, self.body.close)
