@@ -487,13 +487,14 @@ def agent_socket_sweep(directory: str) -> None:
             if not stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode):
                 continue
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(1.0)  # a live agent too busy to accept holds no one up
                 try:
                     probe.connect(entry.path)
                 except ConnectionRefusedError:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
                 except OSError:
-                    pass  # someone else's, or not a socket: leave it
+                    pass  # not ours to judge (no permission, a timeout): leave it
 
 
 def agent_serve_socket(*, directory: str, driver: RuntimeDriver, token: str) -> AgentSocketServer:
