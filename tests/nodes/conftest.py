@@ -12,14 +12,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from django.conf import settings
 
+from tests.nodes.agent_checks import TOKEN
 from tests.nodes.cluster import DEAD_DOCKER_HOST, Engine, NodeWorker
 from tests.processes import TEST_INSTANCE, DaphneServer
+from workspaces.runtime.agent import AgentSocketServer, agent_serve_socket
 from workspaces.runtime.base import LABEL_INSTANCE, ContainerSpec
 from workspaces.runtime.docker import DockerDriver
 
@@ -135,6 +138,14 @@ def rest(live_cluster: Cluster, tenant: Any, make_token: Callable[..., Any]) -> 
 @pytest.fixture(scope="module")
 def engine() -> DockerDriver:
     return DockerDriver(base_url=settings.DEVBENCH_DOCKER_HOST, timeout_s=30)
+
+
+@pytest.fixture
+def socket_agent(engine: DockerDriver, tmp_path: Path) -> Iterator[AgentSocketServer]:
+    server = agent_serve_socket(directory=str(tmp_path / "sockets"), driver=engine, token=TOKEN)
+    yield server
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ from workspaces.runtime.agent import (
     AgentServer,
     AgentSocketServer,
     agent_serve,
-    agent_serve_socket,
     agent_socket_sweep,
 )
 from workspaces.runtime.base import ExecSpec
@@ -29,14 +28,6 @@ from workspaces.runtime.docker import DockerDriver
 from workspaces.runtime.remote import NodeUnavailable, RemoteDriver
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-def socket_agent(engine: DockerDriver, tmp_path: Path) -> Iterator[AgentSocketServer]:
-    server = agent_serve_socket(directory=str(tmp_path / "sockets"), driver=engine, token=TOKEN)
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def _closed_port_url() -> str:

@@ -149,6 +149,9 @@ def test_connections_are_kept_alive_and_shared(driver: DockerDriver, container: 
         patch.setattr(socket.socket, "connect", counting)
         for _ in range(20):
             assert quick.json("GET", f"/exec/{exec_id}/json")["ID"] == exec_id
+            # A HEAD answer announces no body it would send: the connection stays usable.
+            status, headers = quick.head(f"/containers/{container}/archive", {"path": "/etc"})
+            assert status == 200 and parse_stat(headers[STAT_HEADER.lower()]).kind == "dir"
         threads = [
             threading.Thread(target=lambda: quick.json("GET", f"/exec/{exec_id}/json"))
             for _ in range(4)

@@ -1,8 +1,10 @@
 """The runtime driver of a node reached through its worker's agent.
 
 Every method is one HTTP call to the agent (``workspaces.runtime.agent``),
-which runs it on the node's own engine. Plain calls, archives and exec output
-run on pooled keep-alive connections (a stream's connection goes back to the
+which runs it on the node's own engine. Plain calls (a JSON body each way) are
+written in one piece and their answers parsed by httptools (``http_answer``);
+streams use ``http.client``. Plain calls, archives and exec output run on pooled
+keep-alive connections (a stream's connection goes back to the
 pool once it has ended cleanly; a ``close`` from any thread before that shuts
 it down); a tty gets a connection of its own. Over TLS the agent must hold
 the key of the certificate its node registered (``runtime.agent_tls``); plain
@@ -51,6 +53,7 @@ from workspaces.runtime.base import (
     body_length,
 )
 from workspaces.runtime.duplex import SocketDuplex
+from workspaces.runtime.http_answer import HttpAnswer, ParseError, request_bytes
 
 CONNECT_TIMEOUT_S = 3.0
 _POOL_SIZE = 32
@@ -159,6 +162,10 @@ class RemoteDriver(RuntimeDriver):
         self._timeout_s = timeout_s
         self._pool: queue.LifoQueue[_Connection] = queue.LifoQueue(maxsize=_POOL_SIZE)
         self._json_headers = self._headers({"Content-Type": "application/json"})
+        host = self._host if ":" not in self._host else f"[{self._host}]"
+        self._plain_head = f"Host: {host}:{self._port}\r\nAuthorization: {self._auth}\r\n".encode(
+            "latin-1"
+        )
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -226,6 +233,10 @@ class RemoteDriver(RuntimeDriver):
         if response.will_close or not response.isclosed():
             conn.close()
             return
+        self._release(conn)
+
+    def _release(self, conn: _Connection) -> None:
+        """An idle connection back to the pool (closed if the pool is full)."""
         conn.idle_since = time.monotonic()
         try:
             self._pool.put_nowait(conn)
@@ -233,15 +244,12 @@ class RemoteDriver(RuntimeDriver):
             conn.close()
 
     def _request(
-        self, method: str, body: bytes, headers: dict[str, str], *, timeout_s: float | None = None
+        self, method: str, body: bytes, headers: dict[str, str]
     ) -> tuple[_Connection, http.client.HTTPResponse]:
-        """Send a request with a small body on a pooled connection; its response head (within
-        ``timeout_s`` if given: the caller restores the connection's own timeout)."""
+        """Send a request with a small body on a pooled connection; its response head."""
         for attempt in range(2):
             conn, reused = self._checkout()
             try:
-                if timeout_s is not None and conn.sock is not None:
-                    conn.sock.settimeout(timeout_s)
                 conn.request("POST", wire.API_PREFIX + method, body=body, headers=headers)
                 return conn, conn.getresponse()
             except _STALE as exc:
@@ -278,19 +286,48 @@ class RemoteDriver(RuntimeDriver):
     def _call(self, method: str, **kwargs: Any) -> Any:
         arg_types, result_type = wire.CALLS[method]
         body = json.dumps(wire.dump_args(arg_types, kwargs)).encode()
-        payload = self._answer(*self._request(method, body, self._json_headers))
-        return wire.load(result_type, json.loads(payload)["result"])
+        return wire.load(result_type, json.loads(self._plain(method, body))["result"])
 
     def hand_off(self, name: str, args: dict[str, Any], *, timeout_s: float) -> bool:
         """Ask the node's worker to start ``name`` now (``agent.register_hand_off``): True if
         it took it. Waits at most ``timeout_s`` for the answer."""
         body = json.dumps(args).encode()
-        conn, response = self._request(
-            wire.HAND_OFF + name, body, self._json_headers, timeout_s=timeout_s
+        answer = json.loads(self._plain(wire.HAND_OFF + name, body, timeout_s=timeout_s))
+        return bool(answer.get("taken"))
+
+    def _plain(self, method: str, body: bytes, *, timeout_s: float | None = None) -> bytes:
+        """The body of the agent's answer to a JSON request (within ``timeout_s`` if given),
+        on a pooled connection; the agent's error raised unless it is a 200."""
+        request = request_bytes(
+            "POST", wire.API_PREFIX + method, self._plain_head, body, b"application/json"
         )
-        if conn.sock is not None:
-            conn.sock.settimeout(self._timeout_s)
-        return bool(json.loads(self._answer(conn, response)).get("taken"))
+        for attempt in range(2):
+            conn, reused = self._checkout()
+            sock = conn.sock
+            assert sock is not None
+            answer = HttpAnswer()
+            try:
+                if timeout_s is not None:
+                    sock.settimeout(timeout_s)
+                sock.sendall(request)
+                answer.read(sock)
+                if timeout_s is not None:
+                    sock.settimeout(self._timeout_s)
+            except _STALE as exc:
+                conn.close()
+                if reused and attempt == 0 and not answer.started:
+                    continue  # the agent closed an idle connection: once more on a new one
+                raise self._unavailable(exc) from exc
+            except (OSError, ParseError) as exc:
+                conn.close()
+                raise self._unavailable(exc) from exc
+            if answer.keep_alive:
+                self._release(conn)
+            else:
+                conn.close()
+            _raise_status(answer.status, answer.body)
+            return answer.body
+        raise AssertionError("unreachable")
 
     def _stream_args(self, method: str, **kwargs: Any) -> bytes:
         return json.dumps(wire.dump_args(wire.STREAM_ARGS[method], kwargs)).encode()

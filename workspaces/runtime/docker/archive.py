@@ -151,7 +151,7 @@ class DockerArchive(RuntimeArchive):
             self.archive_get(container_id, path).close()
             with translated(engine_url=self.base_url, container_id=container_id):
                 raise_engine_error(status, b"")
-        return parse_stat(headers[STAT_HEADER])
+        return parse_stat(headers[STAT_HEADER.lower()])  # (either kind of headers: any case)
 
     def archive_get(self, container_id: str, path: str) -> ArchiveReader:
         with translated(engine_url=self.base_url, container_id=container_id):

@@ -2,8 +2,9 @@
 
 docker-py sends every call through requests (session, adapter, hooks, cookies)
 and urllib3: ~0.4 ms of CPU for an exec inspect or a path's stat, against
-~0.07-0.1 ms for the same request on a kept-alive ``http.client`` connection
-(bench/README.md). A node worker makes two such calls per exec and one per file
+~0.07-0.1 ms for the same request on a kept-alive connection (bench/README.md),
+each written in one piece and its answer parsed by httptools (``http_answer``).
+A node worker makes two such calls per exec and one per file
 stat, on every exec's and every stat's path, so those calls (exec create and
 inspect, the archive ``HEAD``) come here when the engine is a local socket.
 Streams, everything else and engines over TCP stay on docker-py.
@@ -27,12 +28,16 @@ from urllib.parse import quote, urlencode
 import docker.errors
 import requests
 
+from workspaces.runtime.http_answer import HttpAnswer, ParseError, request_bytes
+
 UNIX_PREFIX = "unix://"
 # Idle connections kept per engine; more are opened when more threads call at once.
 MAX_IDLE = 16
 # The connection broke while it sat idle (the engine restarted, or closed it): the
 # request never reached the engine, so it is sent again once on a new connection.
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+# What every request carries (Go's server wants a Host).
+_HEAD = b"Host: localhost\r\n"
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -69,8 +74,8 @@ class QuickEngine:
             raise_engine_error(status, content)
         return json.loads(content) if content else None
 
-    def head(self, path: str, params: Mapping[str, str]) -> tuple[int, http.client.HTTPMessage]:
-        """The status and headers of ``HEAD path?params`` (a HEAD answer has no body)."""
+    def head(self, path: str, params: Mapping[str, str]) -> tuple[int, dict[str, str]]:
+        """The status and headers (names lower-cased) of ``HEAD path?params``."""
         status, headers, _ = self.request("HEAD", path, query=params)
         return status, headers
 
@@ -81,34 +86,36 @@ class QuickEngine:
         *,
         body: Any = None,
         query: Mapping[str, str] | None = None,
-    ) -> tuple[int, http.client.HTTPMessage, bytes]:
-        url = self._url(path, query)
+    ) -> tuple[int, dict[str, str], bytes]:
+        """The status, headers (names lower-cased) and body of the engine's answer."""
         payload = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        request = request_bytes(method, self._url(path, query), _HEAD, payload, b"application/json")
+        head_only = method == "HEAD"
         conn, reused = self._take()
+        answer = HttpAnswer(head_only=head_only)
         try:
             try:
-                answer = self._send(conn, method, url, payload, headers)
+                self._send(conn, request, answer)
             except _STALE:
                 conn.close()
-                if not reused:
-                    raise
+                if not reused or answer.started:
+                    raise  # (part of an answer came: the engine had the request)
                 conn = _UnixConnection(self.socket_path, self.timeout_s)
-                answer = self._send(conn, method, url, payload, headers)
+                answer = HttpAnswer(head_only=head_only)
+                self._send(conn, request, answer)
         except TimeoutError:
             conn.close()
             raise
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException, ParseError) as exc:
             conn.close()
             raise requests.exceptions.ConnectionError(
                 f"engine socket {self.socket_path}: {exc}"
             ) from exc
-        status, headers_in, content, keep = answer
-        if keep:
+        if answer.keep_alive:
             self._give_back(conn)
         else:
             conn.close()
-        return status, headers_in, content
+        return answer.status, answer.headers, answer.body
 
     def close(self) -> None:
         with self._lock:
@@ -125,17 +132,12 @@ class QuickEngine:
         return f"{url}?{urlencode(query, quote_via=quote, safe='')}" if query else url
 
     @staticmethod
-    def _send(
-        conn: _UnixConnection,
-        method: str,
-        url: str,
-        payload: bytes | None,
-        headers: dict[str, str],
-    ) -> tuple[int, http.client.HTTPMessage, bytes, bool]:
-        conn.request(method, url, body=payload, headers=headers)
-        response = conn.getresponse()
-        content = response.read()
-        return response.status, response.headers, content, not response.will_close
+    def _send(conn: _UnixConnection, request: bytes, answer: HttpAnswer) -> None:
+        if conn.sock is None:
+            conn.connect()
+        assert conn.sock is not None
+        conn.sock.sendall(request)
+        answer.read(conn.sock)
 
     def _take(self) -> tuple[_UnixConnection, bool]:
         with self._lock:
