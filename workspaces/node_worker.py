@@ -111,6 +111,8 @@ def node_worker_start(*, names: list[str], on_return: Callable[[str], None]) -> 
                 settings.DEVBENCH_NODE_AGENT_SOCKET_DIR,
                 exc,
             )
+    _state["token"] = token
+    _state["names"] = list(names)
     for name in names:
         nodes.node_serve_locally(name)
         _register(name, server, token, cert)
@@ -124,9 +126,22 @@ def node_worker_start(*, names: list[str], on_return: Callable[[str], None]) -> 
 
 
 def node_worker_stop() -> None:
+    """Stop serving: the agents close, and each node is signed off (``nodes.node_sign_off``)
+    so that nothing new is placed on it while no worker serves it."""
     _stop.set()
     for key in ("server", "socket"):
         server = _state.pop(key, None)
         if isinstance(server, AgentServer | AgentSocketServer):
             server.shutdown()
             server.server_close()
+    token = _state.pop("token", "")
+    names = _state.pop("names", [])
+    assert isinstance(token, str) and isinstance(names, list)
+    close_old_connections()
+    for name in names:
+        nodes.node_stop_serving(name)
+        try:
+            if nodes.node_sign_off(name=name, agent_token=token):
+                logger.info("node %s signed off: nothing new is placed on it", name)
+        except Exception:  # the database may be gone first: the heartbeat then goes stale
+            logger.exception("node %s: sign-off failed", name)

@@ -78,6 +78,12 @@ def node_serve_locally(name: str) -> None:
         _served.add(name)
 
 
+def node_stop_serving(name: str) -> None:
+    """This process no longer calls ``name``'s engine (its worker is stopping)."""
+    with _lock:
+        _served.discard(name)
+
+
 def node_is_local(name: str) -> bool:
     return name in _served or (settings.DEVBENCH_ENGINE_DIRECT and name == settings.DEVBENCH_NODE)
 
@@ -223,6 +229,22 @@ def node_heartbeat(*, name: str) -> bool:
             node.state = NodeState.DRAINING if node.drain else NodeState.ACTIVE
         node.save(update_fields=["heartbeat_at", "state", "updated_at"])
     return returned
+
+
+def node_sign_off(*, name: str, agent_token: str) -> bool:
+    """A worker stopping cleanly withdraws its node's heartbeat: nothing new is placed
+    there from now on (rather than until the heartbeat goes stale), and the next
+    :func:`nodes_check` marks it down as if it had gone silent. Only while the row
+    still names this worker's agent (a newer worker may have taken the node over).
+    True if it did."""
+    silent_since = timezone.now() - timedelta(seconds=settings.DEVBENCH_NODE_DOWN_AFTER_S + 1)
+    signed_off = (
+        Node.objects.filter(name=name, agent_token=agent_token)
+        .exclude(state=NodeState.DOWN)
+        .update(heartbeat_at=silent_since, updated_at=timezone.now())
+    )
+    _row_cache.pop(name, None)
+    return signed_off > 0
 
 
 def node_ensure_local() -> None:
