@@ -168,7 +168,9 @@ class _LengthBody(Iterator[bytes]):
     def __next__(self) -> bytes:
         if not self._remaining:
             raise StopIteration
-        data: bytes = self._rfile.read(min(_COPY_CHUNK, self._remaining))
+        # What has arrived (up to a chunk), not a whole chunk: the engine gets it while
+        # the caller sends the next, instead of waiting for each megabyte to fill.
+        data: bytes = self._rfile.read1(min(_COPY_CHUNK, self._remaining))
         if not data:
             self._remaining = 0
             raise _BadRequest("The body ended early.")
