@@ -69,6 +69,18 @@ def test_calls_on_one_connection_with_names_in_any_case(socket_agent: AgentSocke
         assert _closed(sock)  # as asked
 
 
+def test_a_caller_expecting_100_continue_is_told_to_go_on(
+    socket_agent: AgentSocketServer,
+) -> None:
+    request = _ping("Expect: 100-continue\r\n")
+    head, body = request[:-2], request[-2:]
+    with _connect(socket_agent.path) as sock:
+        sock.sendall(head)  # the head only: the body waits for the go-ahead
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        assert _answer(sock)[0] == 200
+
+
 @pytest.mark.parametrize(
     ("request_bytes", "status"),
     [

@@ -245,6 +245,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.request_version = f"HTTP/{parser.get_http_version()}"
         self.fields = head.fields
         self.close_connection = not parser.should_keep_alive()
+        if self.fields.get("expect", "").lower() == "100-continue":
+            return self.handle_expect_100()  # (the standard server's answer: go on)
         return True
 
     # --- request plumbing --------------------------------------------------------
