@@ -35,6 +35,8 @@ from workspaces.runtime.agent_tls import (
 logger = logging.getLogger(__name__)
 
 _state: dict[str, object] = {}
+# How long a stopping worker waits for a heartbeat in flight (a database call).
+HEARTBEAT_JOIN_S = 10.0
 _stop = threading.Event()
 
 
@@ -117,18 +119,24 @@ def node_worker_start(*, names: list[str], on_return: Callable[[str], None]) -> 
         nodes.node_serve_locally(name)
         _register(name, server, token, cert)
     _stop.clear()
-    threading.Thread(
+    heartbeat = threading.Thread(
         target=_heartbeat_loop,
         args=(names, server, token, cert, on_return),
         name="node-heartbeat",
         daemon=True,
-    ).start()
+    )
+    heartbeat.start()
+    _state["heartbeat"] = heartbeat
 
 
 def node_worker_stop() -> None:
     """Stop serving: the agents close, and each node is signed off (``nodes.node_sign_off``)
     so that nothing new is placed on it while no worker serves it."""
     _stop.set()
+    heartbeat = _state.pop("heartbeat", None)
+    if isinstance(heartbeat, threading.Thread):
+        # Ended before the sign-off, so no late beat undoes it (a beat in flight finishes).
+        heartbeat.join(timeout=HEARTBEAT_JOIN_S)
     for key in ("server", "socket"):
         server = _state.pop(key, None)
         if isinstance(server, AgentServer | AgentSocketServer):

@@ -8,6 +8,7 @@ the local engine, its registration and heartbeat rows in the database.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,13 @@ def test_a_worker_that_stops_signs_its_node_off(worker_settings: Any) -> None:
     name = f"sign-off-{uuid.uuid4().hex[:8]}"
     zone = name  # a label only this node carries: rows other tests left behind never match
     node_worker.node_worker_start(names=[name], on_return=lambda _: None)
+    heartbeat = node_worker._state["heartbeat"]
     try:
         Node.objects.filter(name=name).update(labels={"zone": zone})
         assert _place(zone) == name
     finally:
         node_worker.node_worker_stop()
+    assert isinstance(heartbeat, threading.Thread) and not heartbeat.is_alive()  # no late beat
     node = Node.objects.get(name=name)
     assert not nodes.node_is_local(name)  # this process no longer serves it
     assert not node_alive(node)
