@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ContainerGone
 from tests.nodes.agent_checks import TOKEN
 from workspaces.runtime import wire
 from workspaces.runtime.agent import AgentSocketServer
+from workspaces.runtime.base import ExecSpec
 from workspaces.runtime.remote import NodeUnavailable, RemoteDriver
 
 pytestmark = pytest.mark.docker
@@ -168,3 +170,18 @@ def test_an_answer_cut_short_or_not_http_is_node_unavailable(tmp_path: Path, ans
     with pytest.raises(NodeUnavailable):
         agent.remote().ping()
     assert agent.accepted == 1  # never sent twice: the agent may have acted on it
+
+
+def test_a_shell_the_agent_refuses_raises_its_error(socket_agent: AgentSocketServer) -> None:
+    remote = RemoteDriver(
+        node="socket-node", url="http://127.0.0.1:9", token=TOKEN, socket_path=socket_agent.path
+    )
+    # No such container: the agent answers its error instead of a 101, and it is rebuilt.
+    with pytest.raises(ContainerGone):
+        remote.exec_open_tty("no-such-container", ExecSpec(cmd=["/bin/sh"]))
+
+
+def test_a_shell_answer_that_is_not_http_is_node_unavailable(tmp_path: Path) -> None:
+    agent = _Agent(tmp_path / "agent.sock", b"SSH-2.0-OpenSSH_9.2\r\n\r\n", per_connection=1)
+    with pytest.raises(NodeUnavailable):
+        agent.remote().exec_open_tty("c", ExecSpec(cmd=["/bin/sh"]))

@@ -47,6 +47,19 @@ class HttpAnswer:
             self.started = True
             self._parser.feed_data(data)
 
+    def read_head(self, head: bytes) -> None:
+        """Parse a whole response head already read (``head_only``), nothing after it:
+        ``ConnectionError`` if it is no HTTP answer. A ``101`` is whole too (what follows
+        its head is another protocol's)."""
+        try:
+            self._parser.feed_data(head)
+        except httptools.HttpParserUpgrade:
+            pass
+        except ParseError as exc:
+            raise ConnectionError(f"not an HTTP answer ({exc})") from exc
+        if not self._complete:
+            raise ConnectionError("the answer's head ended early")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 

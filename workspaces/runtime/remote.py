@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import io
 import json
 import os
 import queue
@@ -433,15 +432,20 @@ class RemoteDriver(RuntimeDriver):
         sock = self._tty_socket()
         try:
             sock.settimeout(self._timeout_s)
-            request = (
-                f"POST {wire.API_PREFIX}exec_open_tty HTTP/1.1\r\n"
-                f"Host: {self._host}:{self._port}\r\nAuthorization: {self._auth}\r\n"
-                f"Connection: Upgrade\r\nUpgrade: {wire.UPGRADE}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-            ).encode() + body
-            sock.sendall(request)
+            upgrade = f"Connection: Upgrade\r\nUpgrade: {wire.UPGRADE}\r\n".encode()
+            sock.sendall(
+                request_bytes(
+                    "POST",
+                    wire.API_PREFIX + "exec_open_tty",
+                    self._plain_head + upgrade,
+                    body,
+                    b"application/json",
+                )
+            )
             head, leftover = _read_raw_head(sock)
-            status, headers = _read_head(io.BytesIO(head))
+            answer = HttpAnswer(head_only=True)
+            answer.read_head(head)
+            status, headers = answer.status, answer.headers
             if status != 101:
                 length = int(headers.get("content-length", "0"))
                 while len(leftover) < length and (part := sock.recv(length - len(leftover))):
@@ -605,19 +609,6 @@ def _read_raw_head(sock: socket.socket) -> tuple[bytes, bytes]:
             raise ConnectionError("the agent closed the connection before answering")
         data += part
     return data[: end + 4], data[end + 4 :]
-
-
-def _read_head(reader: Any) -> tuple[int, dict[str, str]]:
-    """The status and (lower-cased) headers of an HTTP response head."""
-    status_line = reader.readline(1024).decode("latin-1")
-    parts = status_line.split(" ", 2)
-    if len(parts) < 2 or not parts[1].isdigit():
-        raise ConnectionError(f"not an HTTP response: {status_line!r}")
-    headers = {}
-    while line := reader.readline(8192).decode("latin-1").strip():
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(parts[1]), headers
 
 
 def _broken(driver: RemoteDriver, exc: BaseException) -> EngineUnavailable:
