@@ -31,8 +31,15 @@ from django.core.exceptions import ImproperlyConfigured
 from core.errors import DevBenchError, EngineError, ValidationFailed
 from workspaces.runtime import wire
 from workspaces.runtime.agent_tls import HANDSHAKE_TIMEOUT_S, is_loopback, shutdown_socket
-from workspaces.runtime.base import InteractiveExec, PathStat, RuntimeDriver, resize_when_started
+from workspaces.runtime.base import (
+    InteractiveExec,
+    PathStat,
+    RuntimeDriver,
+    SocketBody,
+    resize_when_started,
+)
 from workspaces.runtime.duplex import SocketDuplex
+from workspaces.runtime.splice import SourceFailed, can_splice, splice_between
 
 logger = logging.getLogger(__name__)
 
@@ -151,14 +158,16 @@ class AgentSocketServer(socketserver.ThreadingUnixStreamServer):
             os.unlink(self.path)
 
 
-class _LengthBody(Iterator[bytes]):
-    """A request body of a known length, read in large pieces; ``len`` is its length.
+class _LengthBody(SocketBody):
+    """A request body of a known length, read in large pieces or moved to another
+    socket in the kernel (``send_into``).
 
     An iterator, so reading it again after an error takes up where it stopped.
     """
 
-    def __init__(self, rfile: Any, length: int) -> None:
+    def __init__(self, rfile: Any, sock: socket.socket, length: int) -> None:
         self._rfile = rfile
+        self._sock = sock
         self._length = length
         self._remaining = length
 
@@ -176,6 +185,25 @@ class _LengthBody(Iterator[bytes]):
             raise _BadRequest("The body ended early.")
         self._remaining -= len(data)
         return data
+
+    @property
+    def spliceable(self) -> bool:
+        return can_splice(self._sock)
+
+    def send_into(self, sock: socket.socket) -> None:
+        # What the head's reader took in beyond the head goes first, through Python.
+        if self._remaining and self._rfile.peek(0):
+            sock.sendall(next(self))
+        if not self._remaining:
+            return
+        try:
+            splice_between(self._sock, sock, self._remaining, on_taken=self._taken)
+        except SourceFailed as exc:
+            self._remaining = 0
+            raise _BadRequest(f"The body ended early ({exc}).") from exc
+
+    def _taken(self, count: int) -> None:
+        self._remaining -= count
 
 
 class _Head:
@@ -415,7 +443,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.fields.get("transfer-encoding", "").lower() == "chunked":
             body = self._chunks()
         else:  # the length is known: the engine gets it too, and no chunk framing
-            body = _LengthBody(self.rfile, int(self.fields.get("content-length") or 0))
+            body = _LengthBody(
+                self.rfile, self.connection, int(self.fields.get("content-length") or 0)
+            )
         rename = self._rename_after_put()
         try:
             self.server.driver.archive_put(container_id, path, body)

@@ -12,6 +12,7 @@ Drivers raise only :class:`core.errors.EngineError` subclasses.
 from __future__ import annotations
 
 import abc
+import socket
 import threading
 import time
 from collections.abc import Callable, Container, Generator, Iterable, Iterator, Sized
@@ -436,6 +437,25 @@ def body_length(data: bytes | Iterable[bytes]) -> int | None:
     if isinstance(data, Sized) and not isinstance(data, Container):
         return len(data)
     return None
+
+
+class SocketBody(Iterator[bytes]):
+    """An archive body of known length (``len``) still arriving on a socket: a node
+    agent's upload. A driver whose engine is a local socket may have the rest moved
+    there in the kernel (``send_into``) instead of reading it through Python."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def spliceable(self) -> bool:
+        """Whether ``send_into`` can move it (not over TLS)."""
+
+    @abc.abstractmethod
+    def send_into(self, sock: socket.socket) -> None:
+        """Send what is left of the body into ``sock``. If ``sock`` fails, iterating
+        goes on where the sending stopped (to read the rest, and answer the caller)."""
 
 
 class RuntimeArchive(abc.ABC):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import docker
@@ -29,6 +29,7 @@ from workspaces.runtime.base import (
     PathKind,
     PathStat,
     RuntimeArchive,
+    SocketBody,
     WorkspaceToolMissing,
     body_length,
 )
@@ -92,11 +93,15 @@ class DockerArchiveReader(ArchiveReader):
         self._response.close()
 
 
-def _message(response: requests.Response) -> str:
+def _json_message(content: bytes) -> str:
     try:
-        return str(response.json().get("message", ""))
-    except ValueError:
-        return response.text
+        return str(json.loads(content).get("message", ""))
+    except (ValueError, AttributeError):
+        return content.decode(errors="replace")
+
+
+def _raise_quick(answer: tuple[int, bytes]) -> None:
+    raise_engine_error(*answer)
 
 
 class DockerArchive(RuntimeArchive):
@@ -126,14 +131,29 @@ class DockerArchive(RuntimeArchive):
     def _check(self, container_id: str, path: str, response: requests.Response) -> None:
         if response.status_code < 400:
             return
-        message = _message(response)
+        message = _json_message(response.content)
         response.close()
-        if response.status_code == 404:
+        self._refused(
+            container_id, path, response.status_code, message, self.api._raise_for_status, response
+        )
+
+    def _refused(
+        self,
+        container_id: str,
+        path: str,
+        status: int,
+        message: str,
+        raise_it: Callable[[Any], None],
+        answer: Any,
+    ) -> None:
+        """Raise what an engine answer of ``status`` (400 or more) means for ``path``;
+        ``raise_it(answer)`` raises the engine's own error."""
+        if status == 404:
             raise self._missing(container_id, path, message or "missing")
         if "too many links" in message:
             raise EngineSymlinkLoop(path=path)
         with translated(engine_url=self.base_url, container_id=container_id):
-            self.api._raise_for_status(response)
+            raise_it(answer)
 
     def path_stat(self, container_id: str, path: str) -> PathStat | None:
         quick = self.quick
@@ -171,12 +191,24 @@ class DockerArchive(RuntimeArchive):
         return DockerArchiveReader(response, stat, engine_url=self.base_url)
 
     def archive_put(self, container_id: str, path: str, data: Iterable[bytes]) -> None:
-        # A generator body goes out with chunked transfer encoding: nothing is
-        # held whole. noOverwriteDirNonDir: as `docker cp`, a file in the tar
-        # never wipes an existing directory.
+        # noOverwriteDirNonDir: as `docker cp`, a file in the tar never wipes an existing
+        # directory.
         params = {"path": path, "noOverwriteDirNonDir": "true"}
-        # A body with a length (bytes, a SizedTar) goes out with a Content-Length and no
-        # chunk framing; a list would go out as a form.
+        quick = self.quick
+        if quick is not None and isinstance(data, SocketBody) and data.spliceable:
+            # An upload to a node agent: moved from the caller's socket to the engine's
+            # in the kernel, never read through Python (splice.py).
+            with translated(engine_url=self.base_url, container_id=container_id):
+                status, content = quick.put_body(
+                    f"/containers/{container_id}/archive", params, data
+                )
+            if status >= 400:
+                message = _json_message(content)
+                self._refused(container_id, path, status, message, _raise_quick, (status, content))
+            return
+        # A generator body goes out with chunked transfer encoding: nothing is held
+        # whole. A body with a length (bytes, a SizedTar) goes out with a Content-Length
+        # and no chunk framing; a list would go out as a form.
         body = data if body_length(data) is not None else iter(data)
         with translated(engine_url=self.base_url, container_id=container_id):
             response = self.api._put(self._archive_url(container_id), params=params, data=body)

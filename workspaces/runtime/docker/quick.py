@@ -17,17 +17,19 @@ does not answer in time ``TimeoutError``, as there.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn
 from urllib.parse import quote, urlencode
 
 import docker.errors
 import requests
 
+from workspaces.runtime.base import SocketBody
 from workspaces.runtime.http_answer import HttpAnswer, ParseError, request_bytes
 
 UNIX_PREFIX = "unix://"
@@ -91,18 +93,51 @@ class QuickEngine:
         payload = None if body is None else json.dumps(body).encode()
         request = request_bytes(method, self._url(path, query), _HEAD, payload, b"application/json")
         head_only = method == "HEAD"
-        conn, reused = self._take()
-        answer = HttpAnswer(head_only=head_only)
-        try:
+        for attempt in range(2):
+            conn, reused = self._take() if attempt == 0 else (self._new(), False)
+            answer = HttpAnswer(head_only=head_only)
+            with self._failing(conn):
+                try:
+                    self._send(conn, request, answer)
+                except _STALE:
+                    if reused and not answer.started:  # (an answer began: the engine had it)
+                        conn.close()
+                        continue
+                    raise
+            break
+        self._release(conn, keep=answer.keep_alive)
+        return answer.status, answer.headers, answer.body
+
+    def put_body(self, path: str, query: Mapping[str, str], body: SocketBody) -> tuple[int, bytes]:
+        """The status and body of the answer to ``PUT path?query`` with ``body`` moved
+        into the engine's socket in the kernel. On a new connection: an idle one the
+        engine dropped could fail only after part of the body was taken, too late to
+        send it again."""
+        fields = b"%bContent-Type: application/x-tar\r\nContent-Length: %d\r\n" % (_HEAD, len(body))
+        head = request_bytes("PUT", self._url(path, query), fields, None, b"")
+        conn = self._new()
+        answer = HttpAnswer()
+        sent = False
+        with self._failing(conn):
+            conn.connect()
+            assert conn.sock is not None
             try:
-                self._send(conn, request, answer)
-            except _STALE:
-                conn.close()
-                if not reused or answer.started:
-                    raise  # (part of an answer came: the engine had the request)
-                conn = _UnixConnection(self.socket_path, self.timeout_s)
-                answer = HttpAnswer(head_only=head_only)
-                self._send(conn, request, answer)
+                conn.sock.sendall(head)
+                body.send_into(conn.sock)
+                sent = True
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the engine answered before taking it all (an error): the answer says why
+            answer.read(conn.sock)
+        self._release(conn, keep=sent and answer.keep_alive)
+        return answer.status, answer.body
+
+    @contextlib.contextmanager
+    def _failing(self, conn: _UnixConnection) -> Iterator[None]:
+        """Close ``conn`` if what runs in it fails (a body's own failure too: the engine
+        has part of it). A broken connection or answer is what docker-py raises for an
+        engine it cannot reach."""
+        try:
+            yield
         except TimeoutError:
             conn.close()
             raise
@@ -111,11 +146,9 @@ class QuickEngine:
             raise requests.exceptions.ConnectionError(
                 f"engine socket {self.socket_path}: {exc}"
             ) from exc
-        if answer.keep_alive:
-            self._give_back(conn)
-        else:
+        except BaseException:
             conn.close()
-        return answer.status, answer.headers, answer.body
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -139,11 +172,20 @@ class QuickEngine:
         conn.sock.sendall(request)
         answer.read(conn.sock)
 
+    def _new(self) -> _UnixConnection:
+        return _UnixConnection(self.socket_path, self.timeout_s)
+
     def _take(self) -> tuple[_UnixConnection, bool]:
         with self._lock:
             if self._idle:
                 return self._idle.pop(), True
-        return _UnixConnection(self.socket_path, self.timeout_s), False
+        return self._new(), False
+
+    def _release(self, conn: _UnixConnection, *, keep: bool) -> None:
+        if keep:
+            self._give_back(conn)
+        else:
+            conn.close()
 
     def _give_back(self, conn: _UnixConnection) -> None:
         with self._lock:
