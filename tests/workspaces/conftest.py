@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import socket
-import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import docker
 import pytest
-from django.conf import settings
 
 from tests.processes import wait_for
 from workspaces.models import Workspace
-from workspaces.runtime.base import LABEL_INSTANCE, ContainerSpec
-from workspaces.runtime.docker import DockerDriver
 
 
 @pytest.fixture(scope="session")
@@ -49,42 +42,3 @@ def kill_after() -> Iterator[list[Workspace]]:
 
 def _settled(workspace: Workspace) -> bool:
     return status_of(workspace) != "creating"
-
-
-@contextlib.contextmanager
-def idle_busybox(driver: DockerDriver, prefix: str) -> Iterator[str]:
-    """A running busybox doing nothing, with a writable root (the archive API does not
-    see a tmpfs): the id, removed after."""
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    info = driver.create(
-        ContainerSpec(
-            image="devbench/busybox:latest",
-            name=name,
-            labels={LABEL_INSTANCE: settings.DEVBENCH_INSTANCE, "devbench.test": name},
-            entrypoint=["/bin/sh"],
-            command=["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
-            read_only_rootfs=False,
-            tmpfs={},
-        )
-    )
-    driver.start(info.id)
-    try:
-        yield info.id
-    finally:
-        driver.remove(info.id)
-
-
-@contextlib.contextmanager
-def unix_connects() -> Iterator[list[str]]:
-    """The Unix sockets connected to meanwhile (this process, every thread)."""
-    opened: list[str] = []
-    real_connect = socket.socket.connect
-
-    def counting(self: socket.socket, address: Any) -> None:
-        if self.family == socket.AF_UNIX:
-            opened.append(str(address))
-        real_connect(self, address)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket.socket, "connect", counting)
-        yield opened

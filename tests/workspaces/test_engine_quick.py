@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -23,8 +24,7 @@ from core.errors import (
     EngineTimeout,
     EngineUnavailable,
 )
-from tests.workspaces.conftest import idle_busybox, unix_connects
-from workspaces.runtime.base import ExecSpec
+from workspaces.runtime.base import LABEL_INSTANCE, ContainerSpec, ExecSpec
 from workspaces.runtime.docker import DockerDriver
 from workspaces.runtime.docker.archive import STAT_HEADER, parse_stat
 from workspaces.runtime.docker.client import api_client
@@ -41,8 +41,22 @@ def driver() -> DockerDriver:
 
 @pytest.fixture
 def container(driver: DockerDriver) -> Iterator[str]:
-    with idle_busybox(driver, "quick") as container_id:
-        yield container_id
+    name = f"quick-{uuid.uuid4().hex[:8]}"
+    info = driver.create(
+        ContainerSpec(
+            image="devbench/busybox:latest",
+            name=name,
+            labels={LABEL_INSTANCE: settings.DEVBENCH_INSTANCE, "devbench.test": name},
+            entrypoint=["/bin/sh"],
+            command=["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
+            read_only_rootfs=False,  # files made below (the archive API does not see tmpfs)
+        )
+    )
+    driver.start(info.id)
+    try:
+        yield info.id
+    finally:
+        driver.remove(info.id)
 
 
 def test_the_local_engine_takes_the_quick_path_and_tcp_does_not(driver: DockerDriver) -> None:
@@ -122,8 +136,17 @@ def test_connections_are_kept_alive_and_shared(driver: DockerDriver, container: 
         timeout_s=30,
         version=lambda: str(driver.api.api_version),
     )
+    opened: list[int] = []
+    real_connect = socket.socket.connect
+
+    def counting(self: socket.socket, address: Any) -> None:
+        if self.family == socket.AF_UNIX:
+            opened.append(1)
+        real_connect(self, address)
+
     exec_id = driver.exec_create(container, ExecSpec(cmd=["true"]))
-    with unix_connects() as opened:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", counting)
         for _ in range(20):
             assert quick.json("GET", f"/exec/{exec_id}/json")["ID"] == exec_id
             # A HEAD answer announces no body it would send: the connection stays usable.

@@ -444,7 +444,7 @@ class RemoteDriver(RuntimeDriver):
             )
             head, leftover = _read_raw_head(sock)
             answer = HttpAnswer(head_only=True)
-            answer.parse_head(head)
+            answer.read_head(head)
             status, headers = answer.status, answer.headers
             if status != 101:
                 length = int(headers.get("content-length", "0"))

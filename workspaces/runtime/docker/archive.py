@@ -35,7 +35,7 @@ from workspaces.runtime.base import (
 )
 from workspaces.runtime.docker import helpers
 from workspaces.runtime.docker.errors import translated
-from workspaces.runtime.docker.quick import EngineStream, QuickEngine, raise_engine_error
+from workspaces.runtime.docker.quick import QuickEngine, raise_engine_error
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 
@@ -91,20 +91,6 @@ class DockerArchiveReader(ArchiveReader):
 
     def close(self) -> None:
         self._response.close()
-
-
-class QuickArchiveReader(ArchiveReader):
-    def __init__(self, stream: EngineStream, stat: PathStat, *, engine_url: str) -> None:
-        self._stream = stream
-        self._engine_url = engine_url
-        self.stat = stat
-
-    def read(self, size: int = -1) -> bytes:
-        with translated(engine_url=self._engine_url):
-            return self._stream.read_all() if size < 0 else self._stream.read(size)
-
-    def close(self) -> None:
-        self._stream.close()
 
 
 def _json_message(content: bytes) -> str:
@@ -188,9 +174,6 @@ class DockerArchive(RuntimeArchive):
         return parse_stat(headers[STAT_HEADER.lower()])  # (either kind of headers: any case)
 
     def archive_get(self, container_id: str, path: str) -> ArchiveReader:
-        quick = self.quick
-        if quick is not None:
-            return self._quick_archive_get(quick, container_id, path)
         with translated(engine_url=self.base_url, container_id=container_id):
             # identity: the engine would otherwise gzip the tar, at a CPU cost on both ends.
             response = self.api._get(
@@ -206,24 +189,6 @@ class DockerArchive(RuntimeArchive):
             response.close()
             raise
         return DockerArchiveReader(response, stat, engine_url=self.base_url)
-
-    def _quick_archive_get(self, quick: QuickEngine, container_id: str, path: str) -> ArchiveReader:
-        """The archive read as the engine sends it: a reader gets each piece as it comes
-        (a listing's parse overlaps the engine's walk), never held back to fill a size."""
-        with translated(engine_url=self.base_url, container_id=container_id):
-            stream = quick.stream(f"/containers/{container_id}/archive", {"path": path})
-        try:
-            if stream.status >= 400:
-                with translated(engine_url=self.base_url, container_id=container_id):
-                    content = stream.read_all()
-                answer = (stream.status, content)
-                message = _json_message(content)
-                self._refused(container_id, path, stream.status, message, _raise_quick, answer)
-            stat = parse_stat(stream.headers[STAT_HEADER.lower()])
-        except BaseException:
-            stream.close()
-            raise
-        return QuickArchiveReader(stream, stat, engine_url=self.base_url)
 
     def archive_put(self, container_id: str, path: str, data: Iterable[bytes]) -> None:
         # noOverwriteDirNonDir: as `docker cp`, a file in the tar never wipes an existing

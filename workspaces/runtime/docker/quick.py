@@ -92,7 +92,19 @@ class QuickEngine:
         """The status, headers (names lower-cased) and body of the engine's answer."""
         payload = None if body is None else json.dumps(body).encode()
         request = request_bytes(method, self._url(path, query), _HEAD, payload, b"application/json")
-        conn, answer = self._exchange(request, head_only=method == "HEAD", whole=True)
+        head_only = method == "HEAD"
+        for attempt in range(2):
+            conn, reused = self._take() if attempt == 0 else (self._new(), False)
+            answer = HttpAnswer(head_only=head_only)
+            with self._failing(conn):
+                try:
+                    self._send(conn, request, answer)
+                except _STALE:
+                    if reused and not answer.started:  # (an answer began: the engine had it)
+                        conn.close()
+                        continue
+                    raise
+            break
         self._release(conn, keep=answer.keep_alive)
         return answer.status, answer.headers, answer.body
 
@@ -118,39 +130,6 @@ class QuickEngine:
             answer.read(conn.sock)
         self._release(conn, keep=sent and answer.keep_alive)
         return answer.status, answer.body
-
-    def stream(self, path: str, query: Mapping[str, str]) -> EngineStream:
-        """``GET path?query`` with its head read, its body left to read as it arrives."""
-        request = request_bytes("GET", self._url(path, query), _HEAD, None, b"")
-        conn, answer = self._exchange(request, head_only=False, whole=False)
-        return EngineStream(self, conn, answer)
-
-    def _exchange(
-        self, request: bytes, *, head_only: bool, whole: bool
-    ) -> tuple[_UnixConnection, HttpAnswer]:
-        """Send ``request`` on a kept-alive connection and read its answer (its head only
-        unless ``whole``). A connection the engine dropped while it sat idle never had
-        the request: it is sent once more on a new one."""
-        for attempt in range(2):
-            conn, reused = self._take() if attempt == 0 else (self._new(), False)
-            answer = HttpAnswer(head_only=head_only)
-            with self._failing(conn):
-                try:
-                    if conn.sock is None:
-                        conn.connect()
-                    assert conn.sock is not None
-                    conn.sock.sendall(request)
-                    if whole:
-                        answer.read(conn.sock)
-                    else:
-                        answer.read_head(conn.sock)
-                except _STALE:
-                    if reused and not answer.started:  # (an answer began: the engine had it)
-                        conn.close()
-                        continue
-                    raise
-            break
-        return conn, answer
 
     @contextlib.contextmanager
     def _failing(self, conn: _UnixConnection) -> Iterator[None]:
@@ -185,6 +164,14 @@ class QuickEngine:
         # parser would keep as a plus only in paths, not in queries).
         return f"{url}?{urlencode(query, quote_via=quote, safe='')}" if query else url
 
+    @staticmethod
+    def _send(conn: _UnixConnection, request: bytes, answer: HttpAnswer) -> None:
+        if conn.sock is None:
+            conn.connect()
+        assert conn.sock is not None
+        conn.sock.sendall(request)
+        answer.read(conn.sock)
+
     def _new(self) -> _UnixConnection:
         return _UnixConnection(self.socket_path, self.timeout_s)
 
@@ -206,44 +193,6 @@ class QuickEngine:
                 self._idle.append(conn)
                 return
         conn.close()
-
-
-class EngineStream:
-    """The body of an engine's answer, read as it arrives (``read``); its connection goes
-    back to the engine's idle ones once the body has ended, and is closed by ``close``
-    before that."""
-
-    def __init__(self, engine: QuickEngine, conn: _UnixConnection, answer: HttpAnswer) -> None:
-        self.status = answer.status
-        self.headers = answer.headers  # names lower-cased
-        self._engine = engine
-        self._conn: _UnixConnection | None = conn
-        self._answer = answer
-
-    def read(self, size: int) -> bytes:
-        """Up to ``size`` bytes: what has arrived, never held back to fill ``size``; ``b""``
-        at the end."""
-        conn = self._conn
-        if conn is None:
-            return b""  # (ended, or closed)
-        with self._engine._failing(conn):
-            assert conn.sock is not None
-            data = self._answer.read_body(conn.sock, size)
-        if self._answer.complete and not data:
-            self._conn = None
-            self._engine._release(conn, keep=self._answer.keep_alive)
-        return data
-
-    def read_all(self) -> bytes:
-        pieces = []
-        while data := self.read(1024 * 1024):
-            pieces.append(data)
-        return b"".join(pieces)
-
-    def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()  # mid-body: what is left of it would spoil the next answer
 
 
 def raise_engine_error(status: int, content: bytes) -> NoReturn:
