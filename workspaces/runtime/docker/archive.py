@@ -100,10 +100,6 @@ def _json_message(content: bytes) -> str:
         return content.decode(errors="replace")
 
 
-def _raise_quick(answer: tuple[int, bytes]) -> None:
-    raise_engine_error(*answer)
-
-
 class DockerArchive(RuntimeArchive):
     base_url: str
 
@@ -134,7 +130,11 @@ class DockerArchive(RuntimeArchive):
         message = _json_message(response.content)
         response.close()
         self._refused(
-            container_id, path, response.status_code, message, self.api._raise_for_status, response
+            container_id,
+            path,
+            response.status_code,
+            message,
+            lambda: self.api._raise_for_status(response),
         )
 
     def _refused(
@@ -143,17 +143,16 @@ class DockerArchive(RuntimeArchive):
         path: str,
         status: int,
         message: str,
-        raise_it: Callable[[Any], None],
-        answer: Any,
+        raise_it: Callable[[], object],
     ) -> None:
         """Raise what an engine answer of ``status`` (400 or more) means for ``path``;
-        ``raise_it(answer)`` raises the engine's own error."""
+        ``raise_it()`` raises the engine's own error."""
         if status == 404:
             raise self._missing(container_id, path, message or "missing")
         if "too many links" in message:
             raise EngineSymlinkLoop(path=path)
         with translated(engine_url=self.base_url, container_id=container_id):
-            raise_it(answer)
+            raise_it()
 
     def path_stat(self, container_id: str, path: str) -> PathStat | None:
         quick = self.quick
@@ -204,7 +203,9 @@ class DockerArchive(RuntimeArchive):
                 )
             if status >= 400:
                 message = _json_message(content)
-                self._refused(container_id, path, status, message, _raise_quick, (status, content))
+                self._refused(
+                    container_id, path, status, message, lambda: raise_engine_error(status, content)
+                )
             return
         # A generator body goes out with chunked transfer encoding: nothing is held
         # whole. A body with a length (bytes, a SizedTar) goes out with a Content-Length
