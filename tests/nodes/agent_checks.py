@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import cast
 
-from workspaces.runtime.base import ExecSpec
+from workspaces.runtime.agent import AgentSocketServer, agent_serve_socket
+from workspaces.runtime.base import ExecSpec, RuntimeDriver
 from workspaces.runtime.remote import RemoteDriver
 
 TOKEN = "s3cret-token"
 MiB = 1024 * 1024
+
+
+@contextlib.contextmanager
+def agent_in_front_of(engine: object, directory: Path) -> Iterator[AgentSocketServer]:
+    """The real agent on a Unix socket in ``directory``, its engine a fake."""
+    server = agent_serve_socket(
+        directory=str(directory), driver=cast(RuntimeDriver, engine), token=TOKEN
+    )
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def tar_of(name: str, data: bytes) -> bytes:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import pytest
 
-from tests.nodes.agent_checks import TOKEN, MiB
-from workspaces.runtime.agent import AgentSocketServer, agent_serve_socket
-from workspaces.runtime.base import ArchiveReader, PathStat, RuntimeDriver
+from tests.nodes.agent_checks import TOKEN, MiB, agent_in_front_of
+from workspaces.runtime.agent import AgentSocketServer
+from workspaces.runtime.base import ArchiveReader, PathStat
 from workspaces.runtime.remote import RemoteDriver
 
 TOTAL = 4 * MiB
@@ -56,13 +55,9 @@ class _Engine:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[AgentSocketServer, _Engine]]:
     engine = _Engine()
-    server = agent_serve_socket(
-        directory=str(tmp_path / "sockets"), driver=cast(RuntimeDriver, engine), token=TOKEN
-    )
-    yield server, engine
-    engine.reader.go.set()
-    server.shutdown()
-    server.server_close()
+    with agent_in_front_of(engine, tmp_path / "sockets") as server:
+        yield server, engine
+        engine.reader.go.set()
 
 
 def test_the_first_piece_arrives_before_the_engine_sends_the_rest(

@@ -259,6 +259,13 @@ def test_every_operation_on_every_node_through_an_engineless_web_tier(
         assert read["content"] == f"from {node}"
         listing = rest.get(f"/workspaces/{ws_id}/files/list", params={"path": "/workspace"})
         assert {"small.bin", "big", "mcp.txt"} <= {e["name"] for e in listing.json()["items"]}
+        # The node's agent reads the tree; the sizes it reports are the files' own.
+        deep = rest.get(
+            f"/workspaces/{ws_id}/files/list", params={"path": "/workspace", "recursive": "true"}
+        )
+        sizes = {e["path"]: e["size"] for e in deep.json()["items"]}
+        assert sizes["/workspace/big/large.bin"] == len(large)
+        assert sizes["/workspace/small.bin"] == len(small)
         archive = rest.get(f"/workspaces/{ws_id}/archive", params={"path": "big"})
         assert archive.status_code == 200
         with tarfile.open(fileobj=io.BytesIO(archive.content)) as tar:

@@ -28,9 +28,8 @@ from workspaces.filesystem.results import (
     parse_engine_time,
 )
 from workspaces.filesystem.tario import new_spool, open_stream
-from workspaces.filesystem.tarlib import tarfile
 from workspaces.models import Workspace
-from workspaces.runtime.base import PathKind
+from workspaces.runtime.base import TreeEntry
 
 DEFAULT_LIST_ENTRIES = 1000
 MAX_LIST_ENTRIES = 10_000
@@ -166,14 +165,6 @@ def _text(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _kind(member: tarfile.TarInfo) -> PathKind:
-    if member.isdir():
-        return "dir"
-    if member.issym():
-        return "symlink"
-    return "file" if member.isreg() else "other"
-
-
 @counted_file_operation("list")
 def fs_list(
     *,
@@ -187,8 +178,9 @@ def fs_list(
     """A page of the entries of a directory (its whole tree with ``recursive``), in
     path order: at most ``limit``, after ``cursor`` (a previous page's ``next_cursor``).
 
-    The engine streams the directory as a tar, so each page costs as much as
-    reading the tree's names. The stream is in walk order (a directory's names
+    The engine streams the directory as a tar (read on the workspace's node: only
+    names and stats come here), so each page costs as much as reading the tree's
+    names. The stream is in walk order (a directory's names
     sorted, each directory before its contents), which is the order of the
     relative paths' components: a page resumes strictly after the last entry of
     the previous one even when entries were added or removed in between.
@@ -203,19 +195,15 @@ def fs_list(
     entries: list[DirEntry] = []
     last = ""  # the relative name as the engine spells it (it may not be UTF-8)
     more = False
-    with target.driver.archive_get(target.container_id, resolved.path) as reader:
-        for member in open_stream(reader):
-            # Names are "<dir name>/<relative path>"; the first member is the directory.
-            _, _, relative = member.name.partition("/")
-            if not relative or (not recursive and "/" in relative):
-                continue
-            if after is not None and _walk_key(relative) <= after:
+    with target.driver.tree_entries(target.container_id, resolved.path, nested=recursive) as tree:
+        for entry in tree:
+            if after is not None and _walk_key(entry.relative) <= after:
                 continue
             if len(entries) == limit:
                 more = True
                 break
-            entries.append(_entry(resolved.path, relative, member))
-            last = relative
+            entries.append(_entry(resolved.path, entry))
+            last = entry.relative
     next_cursor = cursor_encode([last], scope=scope) if more else None
     return DirListing(path=resolved.path, items=tuple(entries), next_cursor=next_cursor)
 
@@ -233,15 +221,14 @@ def _resume_key(cursor: str | None, *, scope: str) -> tuple[str, ...] | None:
     return _walk_key(position[0])
 
 
-def _entry(base: str, relative: str, member: tarfile.TarInfo) -> DirEntry:
-    relative = _text(relative)
-    link = _text(member.linkname) if member.issym() else ""
+def _entry(base: str, entry: TreeEntry) -> DirEntry:
+    relative = _text(entry.relative)
     return DirEntry(
         name=posixpath.basename(relative),
         path=f"{base}/{relative}",
-        kind=_kind(member),
-        size=member.size if member.isreg() else 0,
-        mode=member.mode & 0o7777,
-        mtime=from_epoch(member.mtime),
-        link_target=link or None,
+        kind=entry.kind,
+        size=entry.size,
+        mode=entry.mode,
+        mtime=from_epoch(entry.mtime),
+        link_target=_text(entry.link) or None,
     )

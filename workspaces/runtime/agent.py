@@ -310,7 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._hand_off(method[len(wire.HAND_OFF) :])
             else:
                 self._drain_body()
-                self._send_json(HTTPStatus.NOT_FOUND, {"error": {"code": "unknown_method"}})
+                self._send_json(HTTPStatus.NOT_FOUND, {"error": {"code": wire.UNKNOWN_METHOD}})
         except _BadRequest as exc:
             self._send_error(AgentBadRequest(str(exc)))
 
@@ -412,7 +412,7 @@ class _Handler(BaseHTTPRequestHandler):
         args = self._json_body()
         take = _hand_offs.get(name)
         if take is None:
-            self._send_json(HTTPStatus.NOT_FOUND, {"error": {"code": "unknown_method"}})
+            self._send_json(HTTPStatus.NOT_FOUND, {"error": {"code": wire.UNKNOWN_METHOD}})
             return
         if not isinstance(args, dict):
             raise _BadRequest("The arguments are not a JSON object.")
@@ -437,15 +437,31 @@ class _Handler(BaseHTTPRequestHandler):
             # Chunked, so the connection outlives the stream and the caller reuses it;
             # a missing last chunk tells the caller the stream broke.
             self._start_chunked({wire.STAT_HEADER: json.dumps(wire.dump(PathStat, reader.stat))})
-            try:
-                for data in _growing_pieces(reader):
-                    self._write_chunk(data)
-                self._end_chunked()
-            except OSError:
-                self.close_connection = True  # the caller stopped reading (a range) or left
-            except Exception:
-                self.close_connection = True  # headers are gone: no last chunk says it broke
-                logger.warning("agent: archive stream of %s broke", args["path"], exc_info=True)
+            self._stream_out(_growing_pieces(reader), args["path"])
+
+    def _tree_entries(self, args: dict[str, Any]) -> None:
+        try:
+            entries = self.server.driver.tree_entries(
+                args["container_id"], args["path"], nested=args["nested"]
+            )
+        except DevBenchError as exc:
+            self._send_error(exc)
+            return
+        with entries:
+            self._start_chunked({})
+            self._stream_out(wire.entry_lines(entries), args["path"])
+
+    def _stream_out(self, chunks: Iterator[bytes], path: str) -> None:
+        """The chunks of a streamed answer whose head is sent, then its last chunk."""
+        try:
+            for data in chunks:
+                self._write_chunk(data)
+            self._end_chunked()
+        except OSError:
+            self.close_connection = True  # the caller stopped reading (a range) or left
+        except Exception:
+            self.close_connection = True  # headers are gone: no last chunk says it broke
+            logger.warning("agent: archive stream of %s broke", path, exc_info=True)
 
     def _archive_put(self) -> None:
         try:

@@ -429,6 +429,36 @@ class ArchiveReader(abc.ABC):
         self.close()
 
 
+@dataclass(frozen=True, slots=True)
+class TreeEntry:
+    """One path below a directory, as the directory's archive lists it."""
+
+    relative: str  # below the directory, "/"-separated, as the engine spells it
+    kind: PathKind
+    size: int  # a regular file's; 0 for anything else
+    mode: int  # permission bits only (0o7777)
+    mtime: float  # seconds since the epoch
+    link: str = ""  # a symlink's own text
+
+
+class TreeEntries(Iterator[TreeEntry]):
+    """The entries below a directory in walk order (a directory's names sorted, each
+    directory before its contents), read while the engine produces them; ``close``
+    (also mid-way) releases the engine's stream."""
+
+    @abc.abstractmethod
+    def __next__(self) -> TreeEntry: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> TreeEntries:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def body_length(data: bytes | Iterable[bytes]) -> int | None:
     """The byte length of an archive body known before it is sent: bytes, or chunks that
     report their total with ``len()`` (a plain list or tuple counts its items: None)."""
@@ -473,6 +503,12 @@ class RuntimeArchive(abc.ABC):
     @abc.abstractmethod
     def archive_get(self, container_id: str, path: str) -> ArchiveReader:
         """A tar stream of the path (EnginePathNotFound if it is missing)."""
+
+    @abc.abstractmethod
+    def tree_entries(self, container_id: str, path: str, *, nested: bool) -> TreeEntries:
+        """The entries below the directory ``path`` (not the directory itself): its whole
+        tree when ``nested``, else its own names only. Only names and stats leave the
+        engine's host, never the files' contents (EnginePathNotFound if it is missing)."""
 
     @abc.abstractmethod
     def archive_put(self, container_id: str, path: str, data: Iterable[bytes]) -> None:

@@ -48,11 +48,14 @@ from workspaces.runtime.base import (
     PullReporter,
     RegistryAuth,
     RuntimeDriver,
+    TreeEntries,
+    TreeEntry,
     VolumeInfo,
     body_length,
 )
 from workspaces.runtime.duplex import SocketDuplex
 from workspaces.runtime.http_answer import HttpAnswer, ParseError, request_bytes
+from workspaces.runtime.tree import TarEntries
 
 CONNECT_TIMEOUT_S = 3.0
 _POOL_SIZE = 32
@@ -500,6 +503,20 @@ class RemoteDriver(RuntimeDriver):
             raise
         return _RemoteArchiveReader(conn, response, stat, self)
 
+    def tree_entries(self, container_id: str, path: str, *, nested: bool) -> TreeEntries:
+        # The agent reads the directory's archive: only names and stats cross to here.
+        body = self._stream_args(
+            "tree_entries", container_id=container_id, path=path, nested=nested
+        )
+        try:
+            conn, response = self._pooled_stream("tree_entries", body)
+        except DevBenchError as exc:
+            if exc.code != wire.UNKNOWN_METHOD:
+                raise
+            # An agent of an earlier version: its archive, read here.
+            return TarEntries(self.archive_get(container_id, path), nested=nested)
+        return _RemoteTreeEntries(_RemoteBody(conn, response, self))
+
     def archive_put(self, container_id: str, path: str, data: Iterable[bytes]) -> None:
         self._archive_put(container_id, path, data, {})
 
@@ -621,19 +638,17 @@ def _broken(driver: RemoteDriver, exc: BaseException) -> EngineUnavailable:
 _DRAIN = 64 * 1024
 
 
-class _RemoteArchiveReader(ArchiveReader):
+class _RemoteBody:
+    """A streamed (chunked) answer on a pooled connection, which goes back to the pool
+    once the answer was read to its end."""
+
     def __init__(
-        self,
-        conn: _Connection,
-        response: http.client.HTTPResponse,
-        stat: PathStat,
-        driver: RemoteDriver,
+        self, conn: _Connection, response: http.client.HTTPResponse, driver: RemoteDriver
     ) -> None:
         self._conn = conn
         self._response = response
         self._driver = driver
         self._closed = False
-        self.stat = stat
 
     def read(self, size: int = -1) -> bytes:
         try:
@@ -641,7 +656,17 @@ class _RemoteArchiveReader(ArchiveReader):
         except (OSError, http.client.HTTPException) as exc:
             # A chunked body that stops without its last chunk: the agent's engine
             # read broke mid-stream (or the node went away).
-            raise _broken(self._driver, exc) from exc
+            raise self.broken(exc) from exc
+
+    def broken(self, exc: BaseException) -> EngineUnavailable:
+        return _broken(self._driver, exc)
+
+    def read_chunk(self) -> bytes:
+        """What is left of the chunk the agent is sending (a whole one if none was begun)."""
+        try:
+            return self._response.read1(_DRAIN)
+        except (OSError, http.client.HTTPException) as exc:
+            raise self.broken(exc) from exc
 
     def close(self) -> None:
         if self._closed:
@@ -656,6 +681,49 @@ class _RemoteArchiveReader(ArchiveReader):
             self._driver._checkin(self._conn, self._response)
         else:
             self._conn.shutdown()  # a range read stopped early: nobody reads the rest
+
+
+class _RemoteArchiveReader(_RemoteBody, ArchiveReader):
+    def __init__(
+        self,
+        conn: _Connection,
+        response: http.client.HTTPResponse,
+        stat: PathStat,
+        driver: RemoteDriver,
+    ) -> None:
+        super().__init__(conn, response, driver)
+        self.stat = stat
+
+
+class _RemoteTreeEntries(TreeEntries):
+    """The agent's lines of entries (``wire.entry_lines``), read as they are needed."""
+
+    def __init__(self, body: _RemoteBody) -> None:
+        self._body = body
+        self._entries: Iterator[TreeEntry] = iter(())
+        self._partial = b""
+
+    def __next__(self) -> TreeEntry:
+        while True:
+            entry = next(self._entries, None)
+            if entry is not None:
+                return entry
+            line, newline, self._partial = self._partial.partition(b"\n")
+            if not newline:
+                data = self._body.read_chunk()
+                if not data:
+                    if line:
+                        raise self._body.broken(EOFError("a line ended early"))
+                    raise StopIteration
+                self._partial = line + data
+                continue
+            try:
+                self._entries = iter(wire.entries_of_line(line))
+            except ValueError as exc:
+                raise self._body.broken(exc) from exc
+
+    def close(self) -> None:
+        self._body.close()
 
 
 class _RemoteExecOutput(ExecOutput):

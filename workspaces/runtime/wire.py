@@ -7,7 +7,9 @@ with the error's HTTP status and ``{"error": {code, message, extra}}``, rebuilt
 on the caller's side as the class with that code.
 
 Streams: ``archive_get`` answers the tar stream as a chunked body (the path's
-stat in the ``X-Path-Stat`` header; no last chunk: the stream broke) and
+stat in the ``X-Path-Stat`` header; no last chunk: the stream broke),
+``tree_entries`` a directory's entries the same way, as lines of JSON arrays
+(``entry_lines``), and
 ``archive_put`` sends it as the request body (with a Content-Length when its size
 is known, else chunked), both on keep-alive
 connections the caller pools; ``exec_stream`` answers frames of
@@ -19,7 +21,9 @@ connections the caller pools; ``exec_stream`` answers frames of
 from __future__ import annotations
 
 import functools
+import json
 import struct
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -36,6 +40,7 @@ from workspaces.runtime.base import (
     ImageInfo,
     PathStat,
     RegistryAuth,
+    TreeEntry,
     VolumeInfo,
 )
 
@@ -44,6 +49,7 @@ API_PREFIX = "/v1/"
 # (``agent.register_hand_off``); answers ``{"taken": bool}``.
 HAND_OFF = "hand_off/"
 STAT_HEADER = "X-Path-Stat"
+UNKNOWN_METHOD = "unknown_method"  # the error code of a method this agent does not have
 # An archive put's follow-up rename (JSON: src, dst, user), done by the agent once the put
 # succeeded; the answer's result is then {"renamed": true}.
 RENAME_HEADER = "X-Then-Rename"
@@ -88,6 +94,7 @@ CALLS: dict[str, tuple[dict[str, Any], Any]] = {
 STREAM_ARGS: dict[str, dict[str, Any]] = {
     "archive_get": {"container_id": str, "path": str},
     "archive_put": {"container_id": str, "path": str},
+    "tree_entries": {"container_id": str, "path": str, "nested": bool},
     "exec_stream": {"exec_id": str},
     "exec_open_tty": {"container_id": str, "spec": ExecSpec},
 }
@@ -114,6 +121,38 @@ def load_args(types: dict[str, Any], raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict) or set(raw) - set(types):
         raise ValueError(f"arguments must be an object with keys from {sorted(types)}")
     return {name: load(types[name], value) for name, value in raw.items()}
+
+
+_FIRST_LINE_ENTRIES = 32
+_LINE_ENTRIES = 512
+
+
+def entry_lines(entries: Iterable[TreeEntry]) -> Iterator[bytes]:
+    """Entries as lines of JSON arrays of ``[relative, kind, size, mode, mtime, link]``:
+    32 in the first line (the caller starts early), then twice as many each time up
+    to 512 (fewer, larger writes). Names that are not UTF-8 keep their bytes: the
+    standard JSON escapes lone surrogates and reads them back."""
+    batch: list[tuple[str, str, int, int, float, str]] = []
+    size = _FIRST_LINE_ENTRIES
+    for e in entries:
+        batch.append((e.relative, e.kind, e.size, e.mode, e.mtime, e.link))
+        if len(batch) == size:
+            yield json.dumps(batch, separators=(",", ":")).encode() + b"\n"
+            batch = []
+            size = min(size * 2, _LINE_ENTRIES)
+    if batch:
+        yield json.dumps(batch, separators=(",", ":")).encode() + b"\n"
+
+
+def entries_of_line(line: bytes) -> list[TreeEntry]:
+    """One line of ``entry_lines`` (ValueError if it is not one)."""
+    try:
+        return [
+            TreeEntry(relative=relative, kind=kind, size=size, mode=mode, mtime=mtime, link=link)
+            for relative, kind, size, mode, mtime, link in json.loads(line)
+        ]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not a line of entries: {line[:80]!r}") from exc
 
 
 def error_body(exc: DevBenchError) -> dict[str, Any]:

@@ -30,12 +30,14 @@ from workspaces.runtime.base import (
     PathStat,
     RuntimeArchive,
     SocketBody,
+    TreeEntries,
     WorkspaceToolMissing,
     body_length,
 )
 from workspaces.runtime.docker import helpers
 from workspaces.runtime.docker.errors import translated
 from workspaces.runtime.docker.quick import QuickEngine, raise_engine_error
+from workspaces.runtime.tree import TarEntries
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 
@@ -188,6 +190,9 @@ class DockerArchive(RuntimeArchive):
             response.close()
             raise
         return DockerArchiveReader(response, stat, engine_url=self.base_url)
+
+    def tree_entries(self, container_id: str, path: str, *, nested: bool) -> TreeEntries:
+        return TarEntries(self.archive_get(container_id, path), nested=nested)
 
     def archive_put(self, container_id: str, path: str, data: Iterable[bytes]) -> None:
         # noOverwriteDirNonDir: as `docker cp`, a file in the tar never wipes an existing
