@@ -296,21 +296,36 @@ class StoredError(EngineError):
     code = "workspace_error"
 
 
-def error_rebuilt(*, code: str, message: str, extra: Mapping[str, Any]) -> DevBenchError:
+def error_rebuilt(
+    *,
+    code: str,
+    message: str,
+    extra: Mapping[str, Any],
+    family: type[DevBenchError] = DevBenchError,
+) -> DevBenchError:
     """An error stored by its code (e.g. on a workspace row), rebuilt as an instance of the
-    class that has that code, so callers catch it by its family as when it was raised."""
-    pending: list[type[DevBenchError]] = [DevBenchError]
-    cls: type[DevBenchError] = StoredError
-    while pending:
-        candidate = pending.pop(0)
-        if getattr(candidate, "code", None) == code:
-            cls = candidate
-            break
-        pending.extend(candidate.__subclasses__())
+    class that has that code, so callers catch it by its family as when it was raised.
+
+    Codes are shared across families (``not_found`` is a missing workspace, a missing
+    path in a form and a missing path in the engine): a class of ``family`` is taken
+    first, where the error is known to come from one (the engine's, from a node agent).
+    """
+    cls = _class_of(code, family) or _class_of(code, DevBenchError) or StoredError
     exc = DevBenchError.__new__(cls)
     DevBenchError.__init__(exc, message, extra=extra)  # not cls.__init__: its fields are gone
     exc.code = code
     return exc
+
+
+def _class_of(code: str, family: type[DevBenchError]) -> type[DevBenchError] | None:
+    """The class nearest ``family`` (breadth first) whose code is ``code``."""
+    pending: list[type[DevBenchError]] = [family]
+    while pending:
+        candidate = pending.pop(0)
+        if getattr(candidate, "code", None) == code:
+            return candidate
+        pending.extend(candidate.__subclasses__())
+    return None
 
 
 # --- Rate limits -------------------------------------------------------------------

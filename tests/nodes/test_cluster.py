@@ -266,6 +266,14 @@ def test_every_operation_on_every_node_through_an_engineless_web_tier(
         sizes = {e["path"]: e["size"] for e in deep.json()["items"]}
         assert sizes["/workspace/big/large.bin"] == len(large)
         assert sizes["/workspace/small.bin"] == len(small)
+        # A missing path is the engine's own error on the node: answered as locally.
+        for missing in ("/files", "/files/list"):
+            gone = rest.get(f"/workspaces/{ws_id}{missing}", params={"path": "nope.txt"})
+            assert (gone.status_code, gone.json()["code"], gone.json()["message"]) == (
+                404,
+                "not_found",
+                "/workspace/nope.txt does not exist.",
+            ), gone.text
         archive = rest.get(f"/workspaces/{ws_id}/archive", params={"path": "big"})
         assert archive.status_code == 200
         with tarfile.open(fileobj=io.BytesIO(archive.content)) as tar:

@@ -23,6 +23,8 @@ from workspaces.placement import (
     required_labels,
 )
 from workspaces.runtime import wire
+from workspaces.runtime.agent import AgentBadRequest
+from workspaces.runtime.base import EnginePathNotFound
 
 pytestmark = pytest.mark.django_db
 
@@ -154,6 +156,11 @@ def test_agent_errors_keep_their_class_and_code() -> None:
         {"image": "x"},
         422,
     )
+    # A code other families share is the engine's error: a missing path, as locally.
+    missing = wire.error_from(wire.error_body(EnginePathNotFound("gone", path="/w/x")), 404)
+    assert isinstance(missing, EnginePathNotFound) and missing.extra == {"path": "/w/x"}
+    bad = wire.error_from(wire.error_body(AgentBadRequest("no JSON")), 400)
+    assert isinstance(bad, AgentBadRequest)
     unknown = wire.error_from({"error": {"code": "from_a_newer_agent"}}, 502)
     assert (unknown.code, unknown.http_status) == ("from_a_newer_agent", 502)
     assert wire.error_from("not json", 500).code == "node_agent_error"

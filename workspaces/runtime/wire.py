@@ -167,7 +167,9 @@ class AgentError(EngineError):
 
 def error_from(body: Any, status: int) -> DevBenchError:
     """The error the agent raised, as the same class (by its code) where this process
-    knows it; the agent's HTTP status is kept."""
+    knows it; the agent's HTTP status is kept. The agent's errors are its driver's, so an
+    engine error's class is taken over another family's with the same code (a missing
+    path is ``EnginePathNotFound``, as from a local engine)."""
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict) or not error.get("code"):
         exc: DevBenchError = AgentError(f"The node agent answered HTTP {status}.")
@@ -177,6 +179,7 @@ def error_from(body: Any, status: int) -> DevBenchError:
             code=str(error["code"]),
             message=str(error.get("message") or "The node agent reported an error."),
             extra=extra if isinstance(extra, dict) else {},
+            family=EngineError,
         )
     exc.http_status = status
     return exc
