@@ -289,30 +289,21 @@ class _CountingDriver:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
-        if name not in ("path_stat", "archive_get"):
+        if name not in ("path_stat", "archive_get", "tree_entries"):
             return attr
 
-        def counted(container_id: str, path: str) -> Any:
+        def counted(container_id: str, path: str, **kwargs: Any) -> Any:
             self.calls.append((name, path))
-            return attr(container_id, path)
+            return attr(container_id, path, **kwargs)
 
         return counted
 
 
-def test_a_read_opens_the_file_without_a_stat_of_its_own_and_resolves_as_before(
-    env, wdir, monkeypatch
-):
-    """The archive answer carries the final component's lstat: a read stats only the
-    parents, and a final link, directory or missing file still gets the walk's answer."""
+@pytest.fixture
+def counted_calls(monkeypatch) -> list[_CountingDriver]:
+    """The engine calls of each file operation (one driver per operation)."""
     from workspaces.filesystem import access
 
-    env.must(
-        "sh",
-        "-c",
-        f"mkdir {wdir}/d {wdir}/d/sub && printf abc > {wdir}/d/f && ln -s f {wdir}/d/link"
-        f" && ln -s /etc/passwd {wdir}/d/out && ln -s /etc {wdir}/etc"
-        f" && printf top > {wdir}-top",
-    )
     drivers: list[_CountingDriver] = []
     real = access.workspace_driver
 
@@ -321,6 +312,61 @@ def test_a_read_opens_the_file_without_a_stat_of_its_own_and_resolves_as_before(
         return drivers[-1]
 
     monkeypatch.setattr(access, "workspace_driver", counting)
+    return drivers
+
+
+def test_a_listing_opens_the_directory_without_a_stat_of_its_own_and_resolves_as_before(
+    env, wdir, counted_calls
+):
+    """A directory's entries come with its lstat: a listing stats only the parents, and
+    a final link, a file or a missing path still gets the walk's answer."""
+    env.must(
+        "sh",
+        "-c",
+        f"mkdir {wdir}/d {wdir}/d/sub && printf abc > {wdir}/d/f && touch {wdir}/d/sub/s"
+        f" && ln -s sub {wdir}/d/tosub && ln -s /etc {wdir}/d/out"
+        f" && mkdir {wdir}-top && touch {wdir}-top/t",
+    )
+
+    def listed(path: str) -> tuple[list[str] | str, list[tuple[str, str]]]:
+        try:
+            items = fs_list(actor=env.actor, workspace=env.workspace, path=path).items
+            names: list[str] | str = [e.name for e in items]
+        except DevBenchError as exc:
+            names = exc.code
+        return names, counted_calls[-1].calls
+
+    # Directly under the root, and the root itself: one engine call.
+    assert listed(f"{wdir}-top") == (["t"], [("tree_entries", f"{wdir}-top")])
+    root, calls = listed("/workspace")
+    assert f"{wdir}-top".rsplit("/", 1)[1] in root and calls == [("tree_entries", "/workspace")]
+    # Deeper: the parents' stats, then the entries.
+    assert listed(f"{wdir}/d/sub") == (
+        ["s"],
+        [("path_stat", wdir), ("path_stat", f"{wdir}/d"), ("tree_entries", f"{wdir}/d/sub")],
+    )
+    assert listed(f"{wdir}/d/tosub")[0] == ["s"]  # a final link inside is followed
+    assert listed(f"{wdir}/d/out")[0] == "path_outside_workspace"
+    assert listed(f"{wdir}/d/f")[0] == "not_a_directory"
+    assert listed(f"{wdir}/d/missing")[0] == "not_found"
+    assert listed(f"{wdir}/d/f/x")[0] == "not_a_directory"
+    # Nothing outside the workspace was ever asked for.
+    assert all(path.startswith("/workspace") for d in counted_calls for _, path in d.calls)
+
+
+def test_a_read_opens_the_file_without_a_stat_of_its_own_and_resolves_as_before(
+    env, wdir, counted_calls
+):
+    """The archive answer carries the final component's lstat: a read stats only the
+    parents, and a final link, directory or missing file still gets the walk's answer."""
+    env.must(
+        "sh",
+        "-c",
+        f"mkdir {wdir}/d {wdir}/d/sub && printf abc > {wdir}/d/f && ln -s f {wdir}/d/link"
+        f" && ln -s /etc/passwd {wdir}/d/out && ln -s /etc {wdir}/etc"
+        f" && printf top > {wdir}-top",
+    )
+    drivers = counted_calls
 
     def read(path: str) -> tuple[bytes | str, list[tuple[str, str]]]:
         try:

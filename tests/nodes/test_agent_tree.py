@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from core.errors import DevBenchError
 from tests.nodes.agent_checks import TOKEN, MiB, agent_in_front_of
 from workspaces.filesystem.tarlib import tarfile
 from workspaces.runtime import agent, wire
@@ -86,6 +85,10 @@ def test_the_agents_entries_are_the_engines_own(
     for whole_tree in (False, True):
         local = _all(engine.tree_entries(container, tree, nested=whole_tree))
         assert _all(remote.tree_entries(container, tree, nested=whole_tree)) == local
+    with remote.tree_entries(container, tree, nested=False) as entries:
+        # The directory's own stat comes with its entries, as the engine's driver reads it.
+        assert entries.stat == engine.path_stat(container, tree)
+        assert entries.stat.kind == "dir"
     top = _all(remote.tree_entries(container, tree, nested=False))
     by_name = {e.relative: e for e in top}
     assert sorted(by_name) == sorted(["big.bin", "empty", "link", NOT_UTF8, "sub"])
@@ -132,9 +135,8 @@ def test_a_caller_that_stops_early_leaves_the_agent_serving(
 def test_a_missing_directory_is_the_engines_error(
     socket_agent: AgentSocketServer, container: str
 ) -> None:
-    with pytest.raises(DevBenchError) as caught:
+    with pytest.raises(EnginePathNotFound):
         _remote(socket_agent.path).tree_entries(container, "/tmp/no-such-dir", nested=True)
-    assert caught.value.code == EnginePathNotFound.code
 
 
 def test_an_agent_without_the_call_gets_the_archive_read_by_the_caller(
@@ -160,6 +162,7 @@ class _Breaking(TreeEntries):
     """A hundred entries, then the engine's stream fails."""
 
     def __init__(self) -> None:
+        self.stat = PathStat(name="d", kind="dir", size=0, mode=0o755, mtime="")
         self._given = 0
         self.closed = False
 

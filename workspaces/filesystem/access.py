@@ -8,7 +8,9 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from django.utils import timezone
 
@@ -16,6 +18,7 @@ from tenants.principal import Principal
 from workspaces.filesystem.errors import (
     EtagMismatch,
     IsADirectory,
+    NotADirectory,
     PathNotFound,
 )
 from workspaces.filesystem.etags import etag_cached, etag_remember
@@ -23,7 +26,14 @@ from workspaces.filesystem.paths import ROOT, Resolved, normalise, resolve
 from workspaces.filesystem.tario import Spool, hashed, member_body
 from workspaces.models import Workspace
 from workspaces.nodes import workspace_driver
-from workspaces.runtime.base import ArchiveReader, EnginePathNotFound, PathStat, RuntimeDriver
+from workspaces.runtime.base import (
+    ArchiveReader,
+    EnginePathNotFound,
+    PathKind,
+    PathStat,
+    RuntimeDriver,
+    TreeEntries,
+)
 from workspaces.selectors import workspace_require_own
 from workspaces.suspend import workspace_ready
 
@@ -91,34 +101,78 @@ def open_file(target: Target, path: str) -> tuple[Resolved, ArchiveReader]:
     """The regular file at ``path`` (a final symlink followed): resolved, its archive open.
 
     The engine's archive answer carries the lstat of the path it reads, so the final
-    component is not stat'ed on its own first: the parents are resolved as always
-    (every symlink among them followed within the root), then the archive of
-    ``parent/name`` is opened. That saves an engine call per read, and an agent call
-    when the workspace is on another node. Anything but a regular file there (a
-    symlink to follow, a directory, nothing) takes the whole resolution walk, told
-    what the engine said.
+    component is not stat'ed on its own first (``_opened_in_place``). Anything but a
+    regular file there (a symlink to follow, a directory, nothing) takes the whole
+    resolution walk, told what the engine said.
     """
     clean = normalise(path)
-    parent, name = posixpath.split(clean)
-    if clean != ROOT:
-        directory = ROOT if parent == ROOT else _directory(target, parent)
-        if directory is not None:
-            candidate = posixpath.join(directory, name)
-            try:
-                reader = target.driver.archive_get(target.container_id, candidate)
-            except EnginePathNotFound:
-                target.remember(candidate, None)
-            else:
-                if reader.stat.kind == "file":
-                    return Resolved(path=candidate, stat=reader.stat, existing=directory), reader
-                target.remember(candidate, reader.stat)
-                reader.close()
+    if clean != ROOT:  # (the root is a directory)
+        opened = _opened_in_place(
+            target, clean, lambda at: target.driver.archive_get(target.container_id, at), "file"
+        )
+        if opened is not None:
+            return opened
     resolved = existing(target, clean, follow_final=True)
     require_file(resolved)
     try:
         return resolved, target.driver.archive_get(target.container_id, resolved.path)
     except EnginePathNotFound as exc:
         raise not_found(resolved.path) from exc
+
+
+def open_tree(target: Target, path: str, *, nested: bool) -> tuple[Resolved, TreeEntries]:
+    """The entries below the directory at ``path`` (a final symlink followed): resolved,
+    its entries open. As ``open_file``: the directory is not stat'ed on its own first."""
+    clean = normalise(path)
+
+    def entries_at(at: str) -> TreeEntries:
+        return target.driver.tree_entries(target.container_id, at, nested=nested)
+
+    opened = _opened_in_place(target, clean, entries_at, "dir")
+    if opened is not None:
+        return opened
+    resolved = existing(target, clean, follow_final=True)
+    if resolved.kind != "dir":
+        raise NotADirectory(f"{resolved.path} is not a directory.", path=resolved.path)
+    try:
+        return resolved, entries_at(resolved.path)
+    except EnginePathNotFound as exc:
+        raise not_found(resolved.path) from exc
+
+
+_Opened = TypeVar("_Opened", ArchiveReader, TreeEntries)
+
+
+def _opened_in_place(
+    target: Target, clean: str, open_at: Callable[[str], _Opened], kind: PathKind
+) -> tuple[Resolved, _Opened] | None:
+    """``open_at`` the final component of ``clean`` where its parents really are, when
+    it is a ``kind`` there; else None, with what the engine said of it remembered.
+
+    The parents are resolved as always (every symlink among them followed within the
+    root); the final component is not stat'ed first, because the engine's answer
+    carries its lstat. That saves an engine call per read or listing, and an agent
+    call when the workspace is on another node.
+    """
+    if clean == ROOT:
+        directory = candidate = ROOT
+    else:
+        parent, name = posixpath.split(clean)
+        found = ROOT if parent == ROOT else _directory(target, parent)
+        if found is None:
+            return None
+        directory, candidate = found, posixpath.join(found, name)
+    try:
+        opened = open_at(candidate)
+    except EnginePathNotFound:
+        target.remember(candidate, None)
+        return None
+    if opened.stat.kind == kind:
+        existing_dir = candidate if kind == "dir" else directory
+        return Resolved(path=candidate, stat=opened.stat, existing=existing_dir), opened
+    target.remember(candidate, opened.stat)
+    opened.close()
+    return None
 
 
 def _directory(target: Target, path: str) -> str | None:

@@ -14,7 +14,6 @@ from workspaces.filesystem.access import existing, open_target
 from workspaces.filesystem.errors import (
     FileTooLarge,
     InvalidRange,
-    NotADirectory,
 )
 from workspaces.filesystem.paths import ROOT
 from workspaces.filesystem.results import (
@@ -187,15 +186,13 @@ def fs_list(
     """
     limit_check(limit, max_limit=MAX_LIST_ENTRIES)
     target = open_target(actor=actor, workspace=workspace, scope="read")
-    resolved = existing(target, path, follow_final=True)
-    if resolved.kind != "dir":
-        raise NotADirectory(f"{resolved.path} is not a directory.", path=resolved.path)
-    scope = f"fs_list:{actor.tenant.pk}:{workspace.pk}:{resolved.path}:{int(recursive)}"
-    after = _resume_key(cursor, scope=scope)
+    resolved, tree = access.open_tree(target, path, nested=recursive)
     entries: list[DirEntry] = []
     last = ""  # the relative name as the engine spells it (it may not be UTF-8)
     more = False
-    with target.driver.tree_entries(target.container_id, resolved.path, nested=recursive) as tree:
+    with tree:
+        scope = f"fs_list:{actor.tenant.pk}:{workspace.pk}:{resolved.path}:{int(recursive)}"
+        after = _resume_key(cursor, scope=scope)
         for entry in tree:
             if after is not None and _walk_key(entry.relative) <= after:
                 continue

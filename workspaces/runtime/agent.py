@@ -448,7 +448,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(exc)
             return
         with entries:
-            self._start_chunked({})
+            self._start_chunked({wire.STAT_HEADER: json.dumps(wire.dump(PathStat, entries.stat))})
             self._stream_out(wire.entry_lines(entries), args["path"])
 
     def _stream_out(self, chunks: Iterator[bytes], path: str) -> None:

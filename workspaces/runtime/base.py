@@ -444,7 +444,10 @@ class TreeEntry:
 class TreeEntries(Iterator[TreeEntry]):
     """The entries below a directory in walk order (a directory's names sorted, each
     directory before its contents), read while the engine produces them; ``close``
-    (also mid-way) releases the engine's stream."""
+    (also mid-way) releases the engine's stream. ``stat`` describes the path itself
+    (not followed: a symlink there is described, and has no entries)."""
+
+    stat: PathStat
 
     @abc.abstractmethod
     def __next__(self) -> TreeEntry: ...

@@ -496,12 +496,19 @@ class RemoteDriver(RuntimeDriver):
         # agent thread per read.
         body = self._stream_args("archive_get", container_id=container_id, path=path)
         conn, response = self._pooled_stream("archive_get", body)
+        return _RemoteArchiveReader(conn, response, self._stat_of(conn, response), self)
+
+    @staticmethod
+    def _stat_of(conn: _Connection, response: http.client.HTTPResponse) -> PathStat:
+        """The path's stat that came with a streamed answer (``wire.STAT_HEADER``)."""
         try:
-            stat = wire.load(PathStat, json.loads(response.getheader(wire.STAT_HEADER, "{}")))
+            stat: PathStat = wire.load(
+                PathStat, json.loads(response.getheader(wire.STAT_HEADER, "{}"))
+            )
         except ValueError:
             conn.close()
             raise
-        return _RemoteArchiveReader(conn, response, stat, self)
+        return stat
 
     def tree_entries(self, container_id: str, path: str, *, nested: bool) -> TreeEntries:
         # The agent reads the directory's archive: only names and stats cross to here.
@@ -515,7 +522,8 @@ class RemoteDriver(RuntimeDriver):
                 raise
             # An agent of an earlier version: its archive, read here.
             return TarEntries(self.archive_get(container_id, path), nested=nested)
-        return _RemoteTreeEntries(_RemoteBody(conn, response, self))
+        stat = self._stat_of(conn, response)
+        return _RemoteTreeEntries(_RemoteBody(conn, response, self), stat)
 
     def archive_put(self, container_id: str, path: str, data: Iterable[bytes]) -> None:
         self._archive_put(container_id, path, data, {})
@@ -698,8 +706,9 @@ class _RemoteArchiveReader(_RemoteBody, ArchiveReader):
 class _RemoteTreeEntries(TreeEntries):
     """The agent's lines of entries (``wire.entry_lines``), read as they are needed."""
 
-    def __init__(self, body: _RemoteBody) -> None:
+    def __init__(self, body: _RemoteBody, stat: PathStat) -> None:
         self._body = body
+        self.stat = stat
         self._entries: Iterator[TreeEntry] = iter(())
         self._partial = b""
 

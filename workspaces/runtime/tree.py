@@ -32,6 +32,7 @@ class TarEntries(TreeEntries):
     def __init__(self, reader: ArchiveReader, *, nested: bool) -> None:
         self._reader = reader
         self._nested = nested
+        self.stat = reader.stat
         try:
             self._members = iter(open_stream(reader))
         except tarfile.TarError as exc:
