@@ -1,6 +1,7 @@
-"""A download leaves the agent in growing pieces: the caller has the first 64 KiB while
-the engine is still producing the rest (a listing's parse starts early), and a large
-transfer goes on in whole megabytes.
+"""A download the agent reads (from an engine over TCP, or to a caller over TLS) leaves
+it in growing pieces: the caller has the first 64 KiB while the engine is still
+producing the rest (a tar's reader starts early), and a large transfer goes on in
+whole megabytes.
 
 The real agent on its Unix socket and the real remote driver; the engine's side is an
 archive reader that holds its second piece back until told.
@@ -50,6 +51,9 @@ class _Engine:
 
     def archive_get(self, container_id: str, path: str) -> ArchiveReader:
         return self.reader
+
+    def archive_get_spliceable(self, container_id: str, path: str) -> None:
+        return None  # (an engine over TCP: what the agent reads, it forwards)
 
 
 @pytest.fixture

@@ -1,15 +1,20 @@
 """An upload of known length over the agent's Unix socket goes to the engine in the
-kernel (``splice.py``): byte-exact, the engine's refusals still its own errors, and a
-caller that leaves mid-upload costs the agent nothing.
+kernel (``splice.py``), and a download comes back the same way: byte-exact, the
+engine's refusals still its own errors, a caller that leaves mid-way costs the agent
+nothing, and an engine stream cut short is a broken stream for the caller.
 
 The real agent on the real engine, reached by the remote driver.
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import os
 import socket
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -20,7 +25,9 @@ from workspaces.filesystem.tario import SizedTar, member_body, new_info
 from workspaces.runtime import agent, wire
 from workspaces.runtime.agent import AgentSocketServer
 from workspaces.runtime.base import EnginePathNotFound
-from workspaces.runtime.remote import RemoteDriver
+from workspaces.runtime.docker import DockerDriver, archive
+from workspaces.runtime.docker.quick import StreamedAnswer
+from workspaces.runtime.remote import NodeUnavailable, RemoteDriver
 
 pytestmark = pytest.mark.docker
 
@@ -55,9 +62,10 @@ def test_a_sized_upload_is_spliced_byte_exact(
 ) -> None:
     remote = _remote(socket_agent)
     data = os.urandom(8 * MiB + 7)
-    remote.archive_put(container, "/tmp", _sized("spliced.bin", data))
+    body = _sized("spliced.bin", data)
+    remote.archive_put(container, "/tmp", body)
     # All but what the agent had read with the request's head went through the kernel.
-    assert len(spliced) == 1 and 7 * MiB < spliced[0] <= len(data) + 1024
+    assert len(spliced) == 1 and 7 * MiB < spliced[0] <= len(body)
     with remote.archive_get(container, "/tmp/spliced.bin") as reader:
         member, chunks = member_body(reader)
         assert member is not None and member.size == len(data)
@@ -117,3 +125,120 @@ def test_a_caller_that_leaves_mid_upload_costs_the_agent_nothing(
     stat = remote.path_stat(container, "/tmp/later.bin")
     assert stat is not None and stat.size == 5
     assert spliced[0] > length - 2 * MiB  # it was on the kernel's path when the caller left
+
+
+# --- downloads ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def spliced_out(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """The lengths the engine's archive answers were spliced with (None: to their end)."""
+    lengths: list[int | None] = []
+    real = archive.splice_between
+
+    def spy(src: socket.socket, dst: socket.socket, length: int | None, **kwargs: Any) -> None:
+        lengths.append(length)
+        real(src, dst, length, **kwargs)
+
+    monkeypatch.setattr(archive, "splice_between", spy)
+    return lengths
+
+
+def _agent_threads() -> int:
+    return sum(1 for t in threading.enumerate() if "process_request_thread" in t.name)
+
+
+def test_a_download_is_spliced_byte_exact_in_the_engines_framing(
+    engine: DockerDriver,
+    socket_agent: AgentSocketServer,
+    container: str,
+    spliced_out: list[int | None],
+) -> None:
+    data = os.urandom(8 * MiB + 7)
+    engine.archive_put(container, "/tmp", _sized("down.bin", data))
+    remote = _remote(socket_agent)
+    for _ in range(2):  # (each on a connection of its own: it ends with the answer)
+        with remote.archive_get(container, "/tmp/down.bin") as reader:
+            assert reader.stat.size == len(data) and reader.stat.kind == "file"
+            member, chunks = member_body(reader)
+            assert member is not None and b"".join(chunks) == data
+    # A small one comes with a Content-Length (the big one's chunks): passed on as it came.
+    engine.archive_put(container, "/tmp", _sized("tiny.txt", b"tiny"))
+    assert remote._pool.qsize() == 0  # a chunked answer ended its connection
+    with remote.archive_get(container, "/tmp/tiny.txt") as reader:
+        member, chunks = member_body(reader)
+        assert member is not None and b"".join(chunks) == b"tiny"
+    assert remote._pool.qsize() == 1  # one of a stated length left it open
+    assert spliced_out[:2] == [None, None] and spliced_out[2] is not None
+    stat = remote.path_stat(container, "/tmp/down.bin")  # plain calls go on
+    assert stat is not None and stat.size == len(data)
+
+
+def test_a_read_stopped_early_leaves_no_agent_thread_behind(
+    engine: DockerDriver, socket_agent: AgentSocketServer, container: str
+) -> None:
+    engine.archive_put(container, "/tmp", _sized("early.bin", os.urandom(32 * MiB)))
+    remote = _remote(socket_agent)
+    before = _agent_threads()
+    for _ in range(3):
+        with remote.archive_get(container, "/tmp/early.bin") as reader:
+            assert len(reader.read(64 * 1024)) == 64 * 1024
+    deadline = time.monotonic() + 10
+    while _agent_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _agent_threads() <= before  # each splice ended when its caller left
+    stat = remote.path_stat(container, "/tmp/early.bin")
+    assert stat is not None and stat.size == 32 * MiB
+
+
+def test_a_refused_download_is_the_engines_error(
+    socket_agent: AgentSocketServer, container: str, spliced_out: list[int | None]
+) -> None:
+    remote = _remote(socket_agent)
+    with pytest.raises(EnginePathNotFound):
+        remote.archive_get(container, "/tmp/no-such-file")
+    with pytest.raises(ContainerGone):
+        remote.archive_get("no-such-container", "/tmp")
+    assert spliced_out == []
+    remote.ping()
+
+
+def _go_stat(size: int) -> str:
+    stat = {"name": "cut.bin", "size": size, "mode": 0o644, "mtime": "", "linkTarget": ""}
+    return base64.b64encode(json.dumps(stat).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("framing", "sent"),
+    [
+        ({"content-length": "4096"}, b"x" * 1000),
+        ({"transfer-encoding": "chunked"}, b"400\r\n" + b"x" * 1024 + b"\r\n"),
+    ],
+)
+def test_an_engine_stream_cut_short_is_a_broken_stream_for_the_caller(
+    engine: DockerDriver,
+    socket_agent: AgentSocketServer,
+    monkeypatch: pytest.MonkeyPatch,
+    framing: dict[str, str],
+    sent: bytes,
+) -> None:
+    """The engine goes away mid-answer: the agent, which never reads the body, ends
+    where the engine did, and the caller knows by the framing."""
+    theirs, ours = socket.socketpair()
+    conn = http.client.HTTPConnection("localhost")
+    conn.sock = ours
+    headers = {**framing, archive.STAT_HEADER.lower(): _go_stat(4096)}
+    answer = StreamedAnswer(status=200, headers=headers, received=sent[:10], conn=conn)
+    theirs.sendall(sent[10:])
+    theirs.close()
+    monkeypatch.setattr(
+        engine,
+        "archive_get_spliceable",
+        lambda container_id, path: archive._SplicedArchive(answer, engine_url="test"),
+    )
+    remote = _remote(socket_agent)
+    with pytest.raises(NodeUnavailable), remote.archive_get("c", "/cut.bin") as reader:
+        assert reader.stat.size == 4096
+        while reader.read(MiB):
+            pass
+    remote.ping()

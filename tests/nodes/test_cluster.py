@@ -248,6 +248,9 @@ def test_every_operation_on_every_node_through_an_engineless_web_tier(
         _round_trip(rest, ws_id, "small.bin", small)
         _round_trip(rest, ws_id, "big/large.bin", large)
         if node != TLS_ONLY_NODE:  # the web tier's kept-alive connections are on the socket
+            # (A large download's connection ends with it: the engine's chunks are passed
+            # on as they came.)
+            assert rest.get(f"/workspaces/{ws_id}/stats").status_code == 200
             assert _unix_connections_to(sockets[node]) >= 1
         written = ok(mcp_call(mcp_url, rest.token.raw, "fs_write", {
             "container_id": ws_id, "path": "mcp.txt", "content": f"from {node}",

@@ -52,6 +52,27 @@ def test_exactly_the_length_moves_and_what_follows_stays() -> None:
     assert src.recv(100) == after  # the next request is left on the source
 
 
+def test_without_a_length_everything_moves_until_the_source_ends() -> None:
+    engine, src = _pair()
+    dst, caller = _pair()
+    payload = os.urandom(5 * MiB + 11)
+
+    def send_and_close() -> None:
+        engine.sendall(payload)
+        engine.close()
+
+    sender = threading.Thread(target=send_and_close, daemon=True)
+    sender.start()
+    received = bytearray()
+    reader = _drain(caller, received, pause_s=0.001)
+    taken: list[int] = []
+    splice_between(src, dst, None, on_taken=taken.append)
+    dst.close()
+    reader.join(10)
+    sender.join(10)
+    assert bytes(received) == payload and sum(taken) == len(payload)
+
+
 def test_a_source_that_ends_early_is_a_source_failure() -> None:
     caller, src = _pair()
     dst, engine = _pair()

@@ -491,6 +491,32 @@ class SocketBody(Iterator[bytes]):
         goes on where the sending stopped (to read the rest, and answer the caller)."""
 
 
+class SpliceableArchive(abc.ABC):
+    """A path's archive answer still on the engine's local socket: its body can be moved
+    to another socket in the kernel, framed as the engine framed it (``framing``: its
+    ``Content-Length`` or ``Transfer-Encoding`` field), so a stream that breaks shows
+    it at the far end. ``length``: the body's, when the engine stated it. ``stat``
+    describes the path."""
+
+    stat: PathStat
+    framing: bytes
+    length: int | None
+
+    @abc.abstractmethod
+    def send_into(self, sock: socket.socket) -> bool:
+        """The body to its end, into ``sock``: False if the source failed first (the
+        framing tells the reader it ended early); ``OSError`` if ``sock`` fails."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> SpliceableArchive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class RuntimeArchive(abc.ABC):
     """File access through the engine's archive API, plus the two changes it cannot express.
 
@@ -506,6 +532,11 @@ class RuntimeArchive(abc.ABC):
     @abc.abstractmethod
     def archive_get(self, container_id: str, path: str) -> ArchiveReader:
         """A tar stream of the path (EnginePathNotFound if it is missing)."""
+
+    def archive_get_spliceable(self, container_id: str, path: str) -> SpliceableArchive | None:
+        """:meth:`archive_get` left on the engine's socket, for a node agent to move into
+        its caller's in the kernel; None where the engine is not on a local socket."""
+        return None
 
     @abc.abstractmethod
     def tree_entries(self, container_id: str, path: str, *, nested: bool) -> TreeEntries:

@@ -37,6 +37,11 @@ class HttpAnswer:
     def body(self) -> bytes:
         return b"".join(self._pieces)
 
+    def feed(self, data: bytes) -> None:
+        """Parse bytes of the answer read already (``read`` goes on after them)."""
+        self.started = True
+        self._parser.feed_data(data)
+
     def read(self, sock: socket.socket) -> None:
         """Read until the answer is whole: ``RemoteDisconnected`` if the server closed the
         connection first, ``ParseError`` if it is no HTTP answer, ``OSError``s as raised."""
@@ -44,8 +49,7 @@ class HttpAnswer:
             data = sock.recv(65536)
             if not data:
                 raise http.client.RemoteDisconnected("the server closed the connection")
-            self.started = True
-            self._parser.feed_data(data)
+            self.feed(data)
 
     def read_head(self, head: bytes) -> None:
         """Parse a whole response head already read (``head_only``), nothing after it:
@@ -99,3 +103,25 @@ def request_bytes(
         len(body),
         body,
     )
+
+
+# The longest answer head read (an upgrade's, an engine's archive answer).
+_MAX_HEAD = 64 * 1024
+
+
+def read_raw_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    """An HTTP answer's head read straight off the socket, and what came after it.
+
+    Not through a buffered reader: what follows the head (an upgraded connection's tty
+    output, a body to be moved in the kernel) must not stay behind in a buffer another
+    object reads. ``ConnectionError`` if the connection ends first.
+    """
+    data = b""
+    while (end := data.find(b"\r\n\r\n")) < 0:
+        if len(data) > _MAX_HEAD:
+            raise ConnectionError("the answer has no end of head")
+        part = sock.recv(65536)
+        if not part:
+            raise ConnectionError("the connection closed before an answer")
+        data += part
+    return data[: end + 4], data[end + 4 :]

@@ -54,7 +54,7 @@ from workspaces.runtime.base import (
     body_length,
 )
 from workspaces.runtime.duplex import SocketDuplex
-from workspaces.runtime.http_answer import HttpAnswer, ParseError, request_bytes
+from workspaces.runtime.http_answer import HttpAnswer, ParseError, read_raw_head, request_bytes
 from workspaces.runtime.tree import TarEntries
 
 CONNECT_TIMEOUT_S = 3.0
@@ -445,7 +445,7 @@ class RemoteDriver(RuntimeDriver):
                     b"application/json",
                 )
             )
-            head, leftover = _read_raw_head(sock)
+            head, leftover = read_raw_head(sock)
             answer = HttpAnswer(head_only=True)
             answer.read_head(head)
             status, headers = answer.status, answer.headers
@@ -615,27 +615,6 @@ def _raise_status(status: int, payload: bytes) -> None:
     raise wire.error_from(body, status)
 
 
-# The longest response head an upgrade may answer.
-_MAX_HEAD = 64 * 1024
-
-
-def _read_raw_head(sock: socket.socket) -> tuple[bytes, bytes]:
-    """An HTTP response head read straight off the socket, and what came after it.
-
-    Not through a buffered reader: once the connection is upgraded the tty output that
-    followed the head must not stay behind in a buffer another object reads.
-    """
-    data = b""
-    while (end := data.find(b"\r\n\r\n")) < 0:
-        if len(data) > _MAX_HEAD:
-            raise ConnectionError("the agent's answer has no end of head")
-        part = sock.recv(65536)
-        if not part:
-            raise ConnectionError("the agent closed the connection before answering")
-        data += part
-    return data[: end + 4], data[end + 4 :]
-
-
 def _broken(driver: RemoteDriver, exc: BaseException) -> EngineUnavailable:
     return NodeUnavailable(
         f"The stream from node '{driver.node}' broke ({type(exc).__name__}).",
@@ -660,11 +639,19 @@ class _RemoteBody:
 
     def read(self, size: int = -1) -> bytes:
         try:
-            return self._response.read(None if size < 0 else size)
+            data = self._response.read(None if size < 0 else size)
         except (OSError, http.client.HTTPException) as exc:
             # A chunked body that stops without its last chunk: the agent's engine
             # read broke mid-stream (or the node went away).
             raise self.broken(exc) from exc
+        return self._not_cut_short(data, size)
+
+    def _not_cut_short(self, data: bytes, size: int) -> bytes:
+        # A body of a stated length that ends early ends the reads of http.client
+        # quietly (an engine's answer the agent passed on as it came).
+        if not data and size and self._response.length:
+            raise self.broken(http.client.IncompleteRead(b"", self._response.length))
+        return data
 
     def broken(self, exc: BaseException) -> EngineUnavailable:
         return _broken(self._driver, exc)
@@ -672,9 +659,10 @@ class _RemoteBody:
     def read_chunk(self) -> bytes:
         """What is left of the chunk the agent is sending (a whole one if none was begun)."""
         try:
-            return self._response.read1(_DRAIN)
+            data = self._response.read1(_DRAIN)
         except (OSError, http.client.HTTPException) as exc:
             raise self.broken(exc) from exc
+        return self._not_cut_short(data, _DRAIN)
 
     def close(self) -> None:
         if self._closed:
@@ -689,6 +677,8 @@ class _RemoteBody:
             self._driver._checkin(self._conn, self._response)
         else:
             self._conn.shutdown()  # a range read stopped early: nobody reads the rest
+            # An answer that ends its connection took the socket from it: closed here.
+            self._response.close()
 
 
 class _RemoteArchiveReader(_RemoteBody, ArchiveReader):

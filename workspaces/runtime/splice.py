@@ -1,9 +1,10 @@
 """Bytes moved from one socket to another inside the kernel: ``splice(2)`` through a pipe.
 
-A node agent forwards an upload from its caller to the engine. Read into Python and
-written out again, 64 MiB took ~35 ms of the agent's CPU; spliced, ~6 ms
-(bench/README.md), and on a node that CPU is taken from the engine unpacking the
-same upload. Plain sockets only: a TLS connection's bytes must pass through OpenSSL.
+A node agent forwards an upload from its caller to the engine, and a download from
+the engine to its caller. Read into Python and written out again, 64 MiB took ~35 ms
+of the agent's CPU; spliced, ~6 ms (bench/README.md), and on a node that CPU is taken
+from the engine packing or unpacking the same archive. Plain sockets only: a TLS
+connection's bytes must pass through OpenSSL.
 """
 
 from __future__ import annotations
@@ -36,26 +37,33 @@ def can_splice(sock: socket.socket) -> bool:
 
 
 def splice_between(
-    src: socket.socket, dst: socket.socket, length: int, on_taken: Callable[[int], None]
+    src: socket.socket,
+    dst: socket.socket,
+    length: int | None,
+    on_taken: Callable[[int], None] = lambda count: None,
 ) -> None:
-    """Move ``length`` bytes from ``src`` to ``dst``, waiting on each as long as its own
-    timeout allows. ``on_taken(n)`` hears of every ``n`` bytes taken from ``src``, so a
-    caller knows what is left there when ``dst`` fails (``OSError``, ``TimeoutError``);
-    ``src`` failing raises ``SourceFailed``."""
+    """Move ``length`` bytes (None: all until ``src`` ends) from ``src`` to ``dst``,
+    waiting on each as long as its own timeout allows. ``on_taken(n)`` hears of every
+    ``n`` bytes taken from ``src``, so a caller knows what is left there when ``dst``
+    fails (``OSError``, ``TimeoutError``); ``src`` failing raises ``SourceFailed``."""
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
         with contextlib.suppress(OSError):
             fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         capacity = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
         left = length
-        while left:
+        while left is None or left:
+            count = capacity if left is None else min(capacity, left)
             try:
-                taken = _splice(src, src.fileno(), write_end, min(capacity, left), select.POLLIN)
+                taken = _splice(src, src.fileno(), write_end, count, select.POLLIN)
             except OSError as exc:  # (TimeoutError too)
                 raise SourceFailed(str(exc) or type(exc).__name__) from exc
             if not taken:
+                if left is None:
+                    return
                 raise SourceFailed(f"the source ended {left} bytes early")
-            left -= taken
+            if left is not None:
+                left -= taken
             on_taken(taken)
             while taken:  # the pipe is emptied before it is filled again: never blocks
                 taken -= _splice(dst, read_end, dst.fileno(), taken, select.POLLOUT)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import posixpath
+import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -20,7 +22,7 @@ import docker
 import docker.errors
 import requests
 
-from core.errors import ContainerGone
+from core.errors import ContainerGone, EngineRefused
 from workspaces.runtime.base import (
     ArchiveReader,
     EngineCommandFailed,
@@ -30,14 +32,18 @@ from workspaces.runtime.base import (
     PathStat,
     RuntimeArchive,
     SocketBody,
+    SpliceableArchive,
     TreeEntries,
     WorkspaceToolMissing,
     body_length,
 )
 from workspaces.runtime.docker import helpers
 from workspaces.runtime.docker.errors import translated
-from workspaces.runtime.docker.quick import QuickEngine, raise_engine_error
+from workspaces.runtime.docker.quick import QuickEngine, StreamedAnswer, raise_engine_error
+from workspaces.runtime.splice import SourceFailed, splice_between
 from workspaces.runtime.tree import TarEntries
+
+logger = logging.getLogger(__name__)
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 
@@ -93,6 +99,41 @@ class DockerArchiveReader(ArchiveReader):
 
     def close(self) -> None:
         self._response.close()
+
+
+class _SplicedArchive(SpliceableArchive):
+    def __init__(self, answer: StreamedAnswer, *, engine_url: str) -> None:
+        assert answer.conn is not None and answer.conn.sock is not None
+        self._sock: socket.socket = answer.conn.sock
+        self._conn = answer.conn
+        self._received = answer.received
+        self.stat = parse_stat(answer.headers[STAT_HEADER.lower()])
+        self.length: int | None = None
+        if "content-length" in answer.headers:
+            self.length = int(answer.headers["content-length"])
+            self.framing = b"Content-Length: %d" % self.length
+        elif answer.headers.get("transfer-encoding", "").lower() == "chunked":
+            self.framing = b"Transfer-Encoding: chunked"
+        else:  # (Go's server frames every HTTP/1.1 answer one way or the other)
+            raise EngineRefused(
+                "The engine's archive answer has neither a length nor chunks.",
+                engine_status=answer.status,
+                container_id=None,
+            )
+
+    def send_into(self, sock: socket.socket) -> bool:
+        sock.sendall(self._received)
+        left = None if self.length is None else self.length - len(self._received)
+        try:
+            splice_between(self._sock, sock, left)
+        except SourceFailed as exc:
+            # The reader sees the framing cut short: the stream broke, not ended.
+            logger.warning("engine archive stream broke: %s", exc)
+            return False
+        return True
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def _json_message(content: bytes) -> str:
@@ -190,6 +231,28 @@ class DockerArchive(RuntimeArchive):
             response.close()
             raise
         return DockerArchiveReader(response, stat, engine_url=self.base_url)
+
+    def archive_get_spliceable(self, container_id: str, path: str) -> SpliceableArchive | None:
+        quick = self.quick
+        if quick is None:
+            return None
+        with translated(engine_url=self.base_url, container_id=container_id):
+            answer = quick.get_streamed(f"/containers/{container_id}/archive", {"path": path})
+        if answer.conn is None:
+            status, content = answer.status, answer.received
+            self._refused(
+                container_id,
+                path,
+                status,
+                _json_message(content),
+                lambda: raise_engine_error(status, content),
+            )
+            raise AssertionError("unreachable")  # (_refused raised)
+        try:
+            return _SplicedArchive(answer, engine_url=self.base_url)
+        except BaseException:
+            answer.conn.close()
+            raise
 
     def tree_entries(self, container_id: str, path: str, *, nested: bool) -> TreeEntries:
         return TarEntries(self.archive_get(container_id, path), nested=nested)

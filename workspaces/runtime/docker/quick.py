@@ -23,6 +23,7 @@ import json
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import quote, urlencode
 
@@ -30,7 +31,7 @@ import docker.errors
 import requests
 
 from workspaces.runtime.base import SocketBody
-from workspaces.runtime.http_answer import HttpAnswer, ParseError, request_bytes
+from workspaces.runtime.http_answer import HttpAnswer, ParseError, read_raw_head, request_bytes
 
 UNIX_PREFIX = "unix://"
 # Idle connections kept per engine; more are opened when more threads call at once.
@@ -56,6 +57,17 @@ class _UnixConnection(http.client.HTTPConnection):
             sock.close()
             raise
         self.sock = sock
+
+
+@dataclass(frozen=True)
+class StreamedAnswer:
+    """``get_streamed``'s answer: ``received`` is what followed the head on the socket (an
+    error's whole body), ``conn`` where the rest of a success waits (None for an error)."""
+
+    status: int
+    headers: dict[str, str]  # names lower-cased
+    received: bytes
+    conn: http.client.HTTPConnection | None
 
 
 class QuickEngine:
@@ -130,6 +142,29 @@ class QuickEngine:
             answer.read(conn.sock)
         self._release(conn, keep=sent and answer.keep_alive)
         return answer.status, answer.body
+
+    def get_streamed(self, path: str, query: Mapping[str, str]) -> StreamedAnswer:
+        """``GET path?query`` on a connection of its own, which the engine closes after its
+        answer: the head read, the body left on the socket (but what came with the head).
+        An answer of 400 or more is read whole, and its connection closed."""
+        fields = b"%bAccept-Encoding: identity\r\nConnection: close\r\n" % _HEAD
+        request = request_bytes("GET", self._url(path, query), fields, None, b"")
+        conn = self._new()
+        with self._failing(conn):
+            conn.connect()
+            sock = conn.sock
+            assert sock is not None
+            sock.sendall(request)
+            raw_head, rest = read_raw_head(sock)
+            head = HttpAnswer(head_only=True)
+            head.read_head(raw_head)
+            if head.status < 400:
+                return StreamedAnswer(head.status, head.headers, rest, conn)
+            whole = HttpAnswer()
+            whole.feed(raw_head + rest)
+            whole.read(sock)
+        conn.close()
+        return StreamedAnswer(whole.status, whole.headers, whole.body, None)
 
     @contextlib.contextmanager
     def _failing(self, conn: _UnixConnection) -> Iterator[None]:
