@@ -7,7 +7,9 @@ with the error's HTTP status and ``{"error": {code, message, extra}}``, rebuilt
 on the caller's side as the class with that code.
 
 Streams: ``archive_get`` answers the tar stream as a chunked body (the path's
-stat in the ``X-Path-Stat`` header; no last chunk: the stream broke),
+stat in the ``X-Path-Stat`` header; no last chunk: the stream broke), or on a
+plain socket from an engine on a local socket, as the engine framed it (a
+chunked one then ends the connection: ``agent._splice_out``),
 ``tree_entries`` a directory's entries the same way, as lines of JSON arrays
 (``entry_lines``), and
 ``archive_put`` sends it as the request body (with a Content-Length when its size
