@@ -234,7 +234,7 @@ def test_an_engine_stream_cut_short_is_a_broken_stream_for_the_caller(
     monkeypatch.setattr(
         engine,
         "archive_get_spliceable",
-        lambda container_id, path: archive._SplicedArchive(answer, engine_url="test"),
+        lambda container_id, path: archive._SplicedArchive(answer),
     )
     remote = _remote(socket_agent)
     with pytest.raises(NodeUnavailable), remote.archive_get("c", "/cut.bin") as reader:

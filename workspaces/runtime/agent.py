@@ -493,7 +493,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the caller stopped reading (a range) or left
         except Exception:
             self.close_connection = True  # headers are gone: no last chunk says it broke
-            logger.warning("agent: archive stream of %s broke", path, exc_info=True)
+            logger.warning("agent: the stream of %s broke", path, exc_info=True)
 
     def _archive_put(self) -> None:
         try:

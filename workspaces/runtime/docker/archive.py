@@ -102,7 +102,7 @@ class DockerArchiveReader(ArchiveReader):
 
 
 class _SplicedArchive(SpliceableArchive):
-    def __init__(self, answer: StreamedAnswer, *, engine_url: str) -> None:
+    def __init__(self, answer: StreamedAnswer) -> None:
         assert answer.conn is not None and answer.conn.sock is not None
         self._sock: socket.socket = answer.conn.sock
         self._conn = answer.conn
@@ -249,7 +249,7 @@ class DockerArchive(RuntimeArchive):
             )
             raise AssertionError("unreachable")  # (_refused raised)
         try:
-            return _SplicedArchive(answer, engine_url=self.base_url)
+            return _SplicedArchive(answer)
         except BaseException:
             answer.conn.close()
             raise
