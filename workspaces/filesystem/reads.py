@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from datetime import datetime
 
 from core.errors import InvalidCursor
 from core.metrics import counted_file_operation
@@ -161,6 +162,8 @@ def _link_text(target: access.Target, path: str) -> str | None:
 
 def _text(name: str) -> str:
     # Names that are not UTF-8 cannot travel in JSON: they are shown with U+FFFD.
+    if name.isascii():  # most names; a surrogate-escaped byte is never ASCII
+        return name
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
@@ -190,6 +193,7 @@ def fs_list(
     entries: list[DirEntry] = []
     last = ""  # the relative name as the engine spells it (it may not be UTF-8)
     more = False
+    times: dict[float, datetime] = {}  # one datetime per distinct time (see _entry)
     with tree:
         scope = f"fs_list:{actor.tenant.pk}:{workspace.pk}:{resolved.path}:{int(recursive)}"
         after = _resume_key(cursor, scope=scope)
@@ -199,7 +203,7 @@ def fs_list(
             if len(entries) == limit:
                 more = True
                 break
-            entries.append(_entry(resolved.path, entry))
+            entries.append(_entry(resolved.path, entry, times))
             last = entry.relative
     next_cursor = cursor_encode([last], scope=scope) if more else None
     return DirListing(path=resolved.path, items=tuple(entries), next_cursor=next_cursor)
@@ -218,14 +222,19 @@ def _resume_key(cursor: str | None, *, scope: str) -> tuple[str, ...] | None:
     return _walk_key(position[0])
 
 
-def _entry(base: str, entry: TreeEntry) -> DirEntry:
+def _entry(base: str, entry: TreeEntry, times: dict[float, datetime]) -> DirEntry:
+    # The files of a tree often share their times (a checkout, an unpacked archive):
+    # each distinct time is converted once per listing.
+    mtime = times.get(entry.mtime)
+    if mtime is None:
+        mtime = times[entry.mtime] = from_epoch(entry.mtime)
     relative = _text(entry.relative)
     return DirEntry(
-        name=posixpath.basename(relative),
+        name=relative.rpartition("/")[2],
         path=f"{base}/{relative}",
         kind=entry.kind,
         size=entry.size,
         mode=entry.mode,
-        mtime=from_epoch(entry.mtime),
-        link_target=_text(entry.link) or None,
+        mtime=mtime,
+        link_target=_text(entry.link) if entry.link else None,
     )

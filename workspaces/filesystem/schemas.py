@@ -272,7 +272,18 @@ def fs_list_json(listing: DirListing) -> bytes:
     """The REST page (``FsListOut``) encoded straight from the service's values. Building
     a model per entry, then encoding each entry's datetime through Django's encoder, was
     a quarter of a 1,000-entry listing's web CPU (bench/README.md);
-    tests/filesystem/test_list_page.py checks the bytes equal the validated page's."""
+    tests/filesystem/test_list_page.py checks the bytes equal the validated page's.
+
+    The files of a tree often share their times (a checkout, an unpacked archive), and
+    the service hands out one datetime per distinct time: each is spelled once."""
+    spelled: dict[datetime | None, str | None] = {}
+
+    def mtime(when: datetime | None) -> str | None:
+        text = spelled.get(when)
+        if text is None:
+            text = spelled[when] = _iso(when)
+        return text
+
     return dumps(
         {
             "items": [
@@ -283,7 +294,7 @@ def fs_list_json(listing: DirListing) -> bytes:
                     "is_dir": e.is_dir,
                     "size": e.size,
                     "permissions": e.permissions,
-                    "mtime": _iso(e.mtime),
+                    "mtime": mtime(e.mtime),
                     "link_target": e.link_target,
                 }
                 for e in listing.items

@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from core import fastjson
 from core.errors import DevBenchError, EngineError, error_rebuilt
 from workspaces.runtime.base import (
     CaptureSpec,
@@ -149,9 +150,13 @@ def entry_lines(entries: Iterable[TreeEntry]) -> Iterator[bytes]:
 def entries_of_line(line: bytes) -> list[TreeEntry]:
     """One line of ``entry_lines`` (ValueError if it is not one)."""
     try:
+        try:
+            rows = fastjson.loads(line)
+        except ValueError:
+            rows = json.loads(line)  # a name that is not UTF-8: orjson refuses its surrogates
         return [
             TreeEntry(relative=relative, kind=kind, size=size, mode=mode, mtime=mtime, link=link)
-            for relative, kind, size, mode, mtime, link in json.loads(line)
+            for relative, kind, size, mode, mtime, link in rows
         ]
     except (TypeError, ValueError) as exc:
         raise ValueError(f"not a line of entries: {line[:80]!r}") from exc
