@@ -29,6 +29,7 @@ from workspaces.runtime.docker import DockerDriver
 from workspaces.runtime.docker.archive import STAT_HEADER, parse_stat
 from workspaces.runtime.docker.client import api_client
 from workspaces.runtime.docker.errors import translated
+from workspaces.runtime.docker.exec import DockerExecOutput
 from workspaces.runtime.docker.quick import QuickEngine, quick_engine
 
 pytestmark = pytest.mark.docker
@@ -90,6 +91,54 @@ def test_an_exec_is_created_and_inspected_as_docker_py_does(
     state = driver.exec_wait(exec_id)
     assert state.exit_code == 3 == api.exec_inspect(exec_id)["ExitCode"]
     assert driver.exec_inspect(exec_id).pid == api.exec_inspect(exec_id)["Pid"]
+
+
+def test_an_exec_stream_started_here_is_docker_pys_byte_for_byte(
+    driver: DockerDriver, container: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both streams, interleaved, several MiB in frames of every size, binary bytes too.
+    script = (
+        "i=0; while [ $i -lt 40 ]; do head -c $((i * 7919)) /dev/urandom | od -An -tx1; "
+        "echo err$i >&2; printf '\\377\\000'; i=$((i + 1)); done; exit 4"
+    )
+
+    def streamed() -> tuple[list[tuple[int, bytes]], int | None]:
+        exec_id = driver.exec_create(container, ExecSpec(cmd=["sh", "-c", script]))
+        output = driver.exec_stream(exec_id)
+        try:
+            frames = list(output)
+        finally:
+            output.close()
+        return frames, driver.exec_wait(exec_id).exit_code
+
+    ours, code = streamed()
+    by_stream = {n: b"".join(d for s, d in ours if s == n) for n in (1, 2)}
+    assert code == 4 and len(by_stream[1]) > 2_000_000
+    assert by_stream[2] == b"".join(b"err%d\n" % i for i in range(40))
+    assert by_stream[1].count(b"\xff\x00") == 40
+    monkeypatch.setattr(type(driver), "quick", property(lambda self: None))
+    theirs, their_code = streamed()  # docker-py's start and parser, the same program
+    assert their_code == 4
+    assert by_stream[2] == b"".join(d for s, d in theirs if s == 2)
+    assert len(by_stream[1]) == len(b"".join(d for s, d in theirs if s == 1))
+
+
+def test_an_exec_start_refused_is_docker_pys_error_and_keeps_no_connection(
+    driver: DockerDriver, container: str
+) -> None:
+    quick = driver.quick
+    assert quick is not None
+    quick.close()
+    with pytest.raises(ContainerGone):
+        driver.exec_stream("0" * 64)  # no such exec: a 404, as docker-py reports it
+    output = driver.exec_stream(driver.exec_create(container, ExecSpec(cmd=["echo", "hi"])))
+    try:
+        assert list(output) == [(1, b"hi\n")]
+        # An upgraded connection is its stream's, never pooled (the create's is).
+        assert isinstance(output, DockerExecOutput)
+        assert quick._idle and all(conn.sock is not output._sock for conn in quick._idle)
+    finally:
+        output.close()
 
 
 def test_stats_answer_as_docker_py_does(driver: DockerDriver, container: str) -> None:

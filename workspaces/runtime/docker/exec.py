@@ -1,16 +1,20 @@
 """Exec operations on the Docker Engine: demultiplexed streaming, inspect, interactive tty.
 
-docker-py's ``exec_start(socket=True)`` hands over the hijacked connection;
-reading it ourselves (with docker-py's frame parser) lets another thread
-close it to stop a reader, which the iterator docker-py builds cannot do.
+The exec's start hands over the hijacked connection (``QuickEngine.upgrade`` on a
+local socket, docker-py's ``exec_start(socket=True)`` otherwise); reading it
+ourselves lets another thread close it to stop a reader, which the iterator
+docker-py builds cannot do. On the quick path the frames are parsed here
+(``demultiplexed``): docker-py's parser polls the socket before each of its reads,
+and reads each frame's 8-byte header and its data separately.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import docker
@@ -49,17 +53,60 @@ def shutdown_stream(sock: Any) -> None:
             response.close()
 
 
+# A frame of the engine's multiplexed stream: stream number, 3 bytes unused, length.
+_FRAME_HEADER = struct.Struct(">BxxxL")
+_READ_BYTES = 64 * 1024
+
+
+def demultiplexed(
+    received: bytes, recv: Callable[[int], bytes], read_bytes: int = _READ_BYTES
+) -> Iterator[tuple[int, bytes]]:
+    """The ``(stream, data)`` frames of an exec's multiplexed stream: ``received`` (read
+    with the answer's head) first, then what ``recv`` gives until it ends. A frame's data
+    is handed on as it arrives (a large frame in several pieces). An end mid-frame ends
+    the output, as docker-py's parser does."""
+    pending = received
+    stream = left = 0  # the frame being read: its stream and the bytes still to come
+    while True:
+        pos, end = 0, len(pending)
+        while pos < end:
+            if left:
+                take = min(left, end - pos)
+                yield stream, pending[pos : pos + take]  # the whole of it: no copy
+                pos += take
+                left -= take
+            elif end - pos >= _FRAME_HEADER.size:
+                stream, left = _FRAME_HEADER.unpack_from(pending, pos)
+                pos += _FRAME_HEADER.size
+            else:
+                break
+        rest = pending[pos:]  # part of a header
+        data = recv(read_bytes)
+        if not data:
+            return
+        pending = rest + data if rest else data
+
+
 class DockerExecOutput(ExecOutput):
-    def __init__(self, sock: Any, engine_url: str) -> None:
+    def __init__(self, sock: Any, engine_url: str, *, received: bytes | None = None) -> None:
+        """``received``: a plain socket's output read with the start's answer (this parses
+        the frames); None: docker-py's socket, read by docker-py's parser."""
         self._sock = sock
         self._engine_url = engine_url
+        self._received = received
         self._closed = threading.Event()
 
-    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+    def _frames(self) -> Iterator[tuple[int, bytes]]:
+        if self._received is not None:
+            return demultiplexed(self._received, self._sock.recv)
         from docker.utils.socket import frames_iter
 
+        frames: Iterator[tuple[int, bytes]] = frames_iter(self._sock, tty=False)
+        return frames
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
         try:
-            for stream, data in frames_iter(self._sock, tty=False):
+            for stream, data in self._frames():
                 if data:
                     yield stream, data
         except OSError as exc:
@@ -156,6 +203,12 @@ class DockerExec(RuntimeExec):
         return exec_id
 
     def exec_stream(self, exec_id: str) -> ExecOutput:
+        quick = self.quick
+        if quick is not None:
+            start = {"Detach": False, "Tty": False}
+            with translated(engine_url=self.base_url, container_id=exec_id):
+                sock, received = quick.upgrade(f"/exec/{exec_id}/start", start)
+            return DockerExecOutput(sock, self.base_url, received=received)
         with translated(engine_url=self.base_url, container_id=exec_id):
             sock = self.api.exec_start(exec_id, tty=False, socket=True)
         _prepare(sock)
