@@ -151,6 +151,28 @@ class QuickEngine:
         An answer of 400 or more is read whole, and its connection closed."""
         fields = b"%bAccept-Encoding: identity\r\nConnection: close\r\n" % _HEAD
         request = request_bytes("GET", self._url(path, query), fields, None, b"")
+        return self._head_first(request)
+
+    def upgrade(self, path: str, body: Any) -> tuple[socket.socket, bytes]:
+        """``POST path`` with ``body`` (JSON), the engine asked to hand the connection over
+        (an exec's start): the socket, timeout-free, and what followed the answer's head on
+        it (the start of the stream). On a connection of its own. An answer of 400 or more
+        raises docker-py's error for it."""
+        payload = json.dumps(body).encode()
+        fields = b"%bConnection: Upgrade\r\nUpgrade: tcp\r\n" % _HEAD
+        request = request_bytes("POST", self._url(path, None), fields, payload, b"application/json")
+        answer = self._head_first(request)
+        if answer.conn is None:
+            raise_engine_error(answer.status, answer.received)
+        sock = answer.conn.sock
+        assert sock is not None
+        answer.conn.sock = None  # the caller's now
+        sock.settimeout(None)  # a quiet stream may last as long as its exec
+        return sock, answer.received
+
+    def _head_first(self, request: bytes) -> StreamedAnswer:
+        """``request`` on a new connection, its answer's head read: a success's connection
+        holds the rest; an answer of 400 or more is read whole, and its connection closed."""
         conn = self._new()
         with self._failing(conn):
             conn.connect()
@@ -167,33 +189,6 @@ class QuickEngine:
             whole.read(sock)
         conn.close()
         return StreamedAnswer(whole.status, whole.headers, whole.body, None)
-
-    def upgrade(self, path: str, body: Any) -> tuple[socket.socket, bytes]:
-        """``POST path`` with ``body`` (JSON), the engine asked to hand the connection over
-        (an exec's start): the socket, timeout-free, and what followed the answer's head on
-        it (the start of the stream). On a connection of its own. An answer of 400 or more
-        raises docker-py's error for it."""
-        payload = json.dumps(body).encode()
-        fields = b"%bConnection: Upgrade\r\nUpgrade: tcp\r\n" % _HEAD
-        request = request_bytes("POST", self._url(path, None), fields, payload, b"application/json")
-        conn = self._new()
-        with self._failing(conn):
-            conn.connect()
-            sock = conn.sock
-            assert sock is not None
-            sock.sendall(request)
-            raw_head, rest = read_raw_head(sock)
-            head = HttpAnswer(head_only=True)
-            head.read_head(raw_head)
-            if head.status < 400:
-                conn.sock = None  # the caller's now
-                sock.settimeout(None)  # a quiet stream may last as long as its exec
-                return sock, rest
-            whole = HttpAnswer()
-            whole.feed(raw_head + rest)
-            whole.read(sock)
-        conn.close()
-        raise_engine_error(whole.status, whole.body)
 
     @contextlib.contextmanager
     def _failing(self, conn: _UnixConnection) -> Iterator[None]:
