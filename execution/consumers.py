@@ -35,7 +35,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from core import fastjson
 from core.errors import DevBenchError
 from core.validation import json_loads_strict
-from execution import notify, selectors, services, ws_auth
+from execution import live, notify, selectors, services, ws_auth
 from execution.ahead import AheadBuffer
 from execution.errors import InvalidMessage
 from execution.schemas import ExecEndOut, ExecPollQuery, ShellQuery, ShellResizeIn
@@ -84,6 +84,8 @@ class ExecStreamConsumer(_DevBenchConsumer):
         self.lock = asyncio.Lock()
         self.fallback: asyncio.Task[None] | None = None
         self.canceller: asyncio.Task[None] | None = None
+        self.following: live.Batches | None = None
+        self.output_subscribed = False
         self.ahead = AheadBuffer()
         self.live_at = 0.0  # loop time of the last output that came live, in order
         exec_id = self.scope["url_route"]["kwargs"]["exec_id"]
@@ -98,20 +100,71 @@ class ExecStreamConsumer(_DevBenchConsumer):
             return
         self.exec_id = exec_.public_id
         self.group = notify.exec_group(self.exec_id)
-        # Subscribe before reading the backlog: nothing stored later can be missed.
-        # A layer that cannot subscribe now costs latency: _recheck reads the database.
+        if not exec_.is_terminal and notify.layer_crosses_processes(self.channel_layer):
+            # Output straight from the runner; without it, through the channel layer.
+            self.following = await _in_thread(live.follow)(
+                node=exec_.workspace.node, public_id=self.exec_id, after_seq=self.sent_seq
+            )
+        # Subscribe (and follow) before reading the backlog: nothing stored later can be
+        # missed. A layer that cannot subscribe now costs latency: _recheck reads the
+        # database.
         await notify.subscribe(self.channel_layer, self.exec_id, self.channel_name)
+        if self.following is None:
+            await self._subscribe_output()
         await self._pump()
-        if not self.done:
-            self.fallback = asyncio.create_task(self._recheck())
+        if self.done:
+            return
+        self.fallback = asyncio.create_task(self._recheck())
+        if self.following is not None:
+            # A thread of its own blocks on the follow (as the shell's reader does); each
+            # batch is sent before the next is read: back-pressure up to the runner's
+            # memory, which drops what a slow watcher then reads from the database.
+            threading.Thread(
+                target=self._follow_output,
+                args=(self.following, asyncio.get_running_loop()),
+                name=f"exec-follow-{self.exec_id}",
+                daemon=True,
+            ).start()
 
     async def disconnect(self, code: int) -> None:
         self.done = True
         fallback = getattr(self, "fallback", None)
         if fallback is not None:
             fallback.cancel()
+        following = getattr(self, "following", None)
+        if following is not None:
+            following.close()
         if hasattr(self, "group"):
             await notify.unsubscribe(self.channel_layer, self.exec_id, self.channel_name)
+        if getattr(self, "output_subscribed", False):
+            await notify.unsubscribe_output(self.channel_layer, self.exec_id, self.channel_name)
+
+    async def _subscribe_output(self) -> None:
+        self.output_subscribed = True
+        await notify.subscribe_output(self.channel_layer, self.exec_id, self.channel_name)
+
+    def _follow_output(self, following: live.Batches, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            for chunks in following:
+                asyncio.run_coroutine_threadsafe(self._followed(chunks), loop).result(timeout=60)
+        except Exception as exc:
+            if not self.done:
+                logger.info("following exec %s stopped: %r", self.exec_id, exc)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the server stopped
+            asyncio.run_coroutine_threadsafe(self._follow_ended(), loop)
+
+    async def _followed(self, chunks: list[list[Any]]) -> None:
+        if not await self._send_live(chunks):
+            await self._pump()
+
+    async def _follow_ended(self) -> None:
+        """The runner's output ended (its end is stored), or the follow broke: the
+        database has the rest; live output through the channel layer from now on."""
+        self.following = None
+        await self._pump()
+        if not self.done and not self.output_subscribed:
+            await self._subscribe_output()
+            await self._pump()
 
     async def exec_event(self, message: dict[str, Any]) -> None:
         chunks = message.get("chunks")

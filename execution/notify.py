@@ -3,9 +3,11 @@ synchronous code through one Redis pub/sub subscription per process
 (:mod:`execution.wakeups`; output goes to consumers only).
 
 Messages go to the group ``exec.<public id>``, all as ``{"type": "exec.event",
-"last_seq", "status"}``: a wake-up after a change is stored, or, with
-``"chunks": [[seq, stream, data], ...]``, output not yet stored, published by
-the runner before it stores it (watchers show it at once, deduplicated by seq).
+"last_seq", "status"}``: a wake-up after a change is stored; or to the group
+``exec-output.<public id>``, with ``"chunks": [[seq, stream, data], ...]``: output not
+yet stored, published by the runner before it stores it (watchers show it at once,
+deduplicated by seq). Watchers that follow the output from the runner itself
+(:mod:`execution.live`) do not join the output group.
 The runner's own end also carries ``"final"``: the ended exec's state (and its
 output, when small), committed before the message is sent.
 Listeners read the database, which is the source of truth, whenever they miss
@@ -59,6 +61,12 @@ SETUP_TIMEOUT_S = 2.0
 
 def exec_group(public_id: str) -> str:
     return f"exec.{public_id}"
+
+
+def exec_output_group(public_id: str) -> str:
+    """The group of the exec's live output: only watchers that do not follow it from its
+    runner (``execution.live``) join it, so output to nobody costs no message."""
+    return f"exec-output.{public_id}"
 
 
 def _layer() -> BaseChannelLayer | None:
@@ -295,7 +303,7 @@ def publish_output(public_id: str, chunks: list[tuple[int, int, bytes]]) -> None
 
 def _send_output(public_id: str, batch: list[list[Any]]) -> None:
     message = {"type": EVENT_TYPE, "last_seq": batch[-1][0], "status": "running", "chunks": batch}
-    _send(public_id, message)
+    publish_group(exec_output_group(public_id), message)
 
 
 # Whether a message to the group is worth a check of the database (None: every one is).
@@ -471,6 +479,15 @@ async def subscribe(layer: BaseChannelLayer, public_id: str, channel: str) -> bo
 
 async def unsubscribe(layer: BaseChannelLayer, public_id: str, channel: str) -> None:
     await _group_discard(layer, exec_group(public_id), channel)
+
+
+async def subscribe_output(layer: BaseChannelLayer, public_id: str, channel: str) -> bool:
+    """Add ``channel`` to the exec's live output group; False (logged) if the layer cannot."""
+    return await _group_add(layer, exec_output_group(public_id), channel)
+
+
+async def unsubscribe_output(layer: BaseChannelLayer, public_id: str, channel: str) -> None:
+    await _group_discard(layer, exec_output_group(public_id), channel)
 
 
 async def _group_add(layer: BaseChannelLayer, group: str, channel: str) -> bool:

@@ -17,7 +17,7 @@ import queue
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from core import metrics
 from core.errors import DevBenchError
-from execution import notify, state
+from execution import live, notify, state
 from execution.coalesce import MAX_DELAY_S, Coalescer
 from execution.drain import drain_deadline
 from execution.models import Exec, ExecChunk, ExecStatus, Stream
@@ -138,6 +138,7 @@ class ExecRunner:
         self.exit_code: int | None = None  # as the engine reported it
         self.shutdown = False  # ended because its worker shut down
         self._stop = threading.Event()
+        self.following: live.LiveOutput | None = None
 
     # --- entry ---------------------------------------------------------------
 
@@ -149,9 +150,20 @@ class ExecRunner:
         # started, or started by the other path) is never started; the engine keeps only
         # its record, until the container stops.
         creating = _creators.submit(self._create, workspace.container_id) if runnable else None
-        if not state.claim(self.exec, worker=self.worker):
-            logger.info("exec %s is not waiting to start; not running it again", self.exec)
-            return
+        # Watchers may follow the output here from now until its end is committed (a
+        # watcher that comes during the claim finds it here too).
+        self.following = live.begin(self.exec.public_id) if self.live else None
+        try:
+            if not state.claim(self.exec, worker=self.worker):
+                logger.info("exec %s is not waiting to start; not running it again", self.exec)
+                return
+            self._run_claimed(creating)
+        finally:
+            if self.following is not None:
+                live.end(self.exec.public_id, self.following)
+
+    def _run_claimed(self, creating: Future[str] | None) -> None:
+        workspace = self.exec.workspace
         if creating is None:
             state.finish(
                 self.exec,
@@ -338,6 +350,8 @@ class ExecRunner:
             return
         numbered = [(self.next_seq + i, stream, data) for i, (stream, data) in enumerate(chunks)]
         self.next_seq += len(numbered)
+        if self.following is not None:
+            self.following.add(numbered)
         if self.live:
             notify.publish_output(self.exec.public_id, numbered)
         self.store.put(numbered)

@@ -19,7 +19,7 @@ from celery import Task, shared_task
 from celery.exceptions import Reject
 
 from core.errors import EngineUnavailable
-from execution import hand_off, retention
+from execution import hand_off, live, retention
 from execution.drain import drain_deadline
 from execution.state import Senders
 from execution.worker import exec_execute, exec_kill_processes, exec_reconcile
@@ -81,3 +81,4 @@ SENDERS = Senders(
     kill=lambda pk, queue: exec_kill_task.apply_async(args=[pk], queue=queue),
 )
 hand_off.hand_off_register(SENDERS)
+live.follow_register()

@@ -33,8 +33,8 @@ from core.errors import DevBenchError, EngineUnavailable
 from core.queues import node_queue
 from workspaces.models import LIVE_STATUSES, Node, NodeState, Workspace, WorkspaceStatus
 from workspaces.runtime import get_driver
-from workspaces.runtime.agent import hand_off_here
-from workspaces.runtime.base import RuntimeDriver
+from workspaces.runtime.agent import follow_here, hand_off_here
+from workspaces.runtime.base import Followed, RuntimeDriver
 from workspaces.runtime.remote import NodeUnavailable, RemoteDriver
 
 logger = logging.getLogger(__name__)
@@ -149,12 +149,8 @@ def node_hand_off(name: str, work: str, args: dict[str, Any]) -> bool:
     try:
         if name in _served:
             return hand_off_here(work, args)
-        if settings.DEVBENCH_ENGINE_DIRECT:
-            return False
-        driver = node_driver(name)
-        return isinstance(driver, RemoteDriver) and driver.hand_off(
-            work, args, timeout_s=HAND_OFF_TIMEOUT_S
-        )
+        agent = _agent_of(name)
+        return agent is not None and agent.hand_off(work, args, timeout_s=HAND_OFF_TIMEOUT_S)
     except DevBenchError as exc:
         logger.info("node %s did not take %s (queued instead): %s", name, work, exc.message)
         return False
@@ -163,6 +159,33 @@ def node_hand_off(name: str, work: str, args: dict[str, Any]) -> bool:
         # queues the work as it would without one.
         logger.exception("handing %s to node %s failed (queued instead)", work, name)
         return False
+
+
+def node_follow(name: str, work: str, args: dict[str, Any]) -> Followed | None:
+    """Follow ``work`` (``agent.register_follow``) on node ``name``'s worker, through its
+    agent (or in this process, if it is that worker); None when it cannot now (nothing to
+    follow there, unreachable, no node workers in this shape): the caller takes the slower
+    way it has without follows."""
+    try:
+        if name in _served:
+            return follow_here(work, args)
+        agent = _agent_of(name)
+        return None if agent is None else agent.follow(work, args)
+    except DevBenchError as exc:
+        logger.info("node %s: %s not followed: %s", name, work, exc.message)
+        return None
+    except Exception:
+        # A follow only saves the slower way: whatever breaks it, the caller takes that.
+        logger.exception("following %s on node %s failed", work, name)
+        return None
+
+
+def _agent_of(name: str) -> RemoteDriver | None:
+    """Node ``name``'s worker's agent, if this process reaches the node through it."""
+    if settings.DEVBENCH_ENGINE_DIRECT:
+        return None
+    driver = node_driver(name)
+    return driver if isinstance(driver, RemoteDriver) else None
 
 
 # --- registration and liveness (node workers) ------------------------------------------

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
 from channels.layers import get_channel_layer
 from django.db import connection
 
-from execution import notify, persist, runner
+from execution import live, notify, persist, runner
 from execution.models import Exec, ExecChunk, ExecStatus
 from execution.tasks import SENDERS
+from workspaces.runtime.agent import follow_here
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -29,7 +31,7 @@ class Listener:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.layer = get_channel_layer()
-        self.group = notify.exec_group(public_id)
+        self.group = notify.exec_output_group(public_id)
         self.channel = self._run(self._subscribe())
 
     def _run(self, coro: Any, timeout: float = 30) -> Any:
@@ -50,6 +52,33 @@ class Listener:
     def close(self) -> None:
         self._run(self.layer.group_discard(self.group, self.channel))
         self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+class _Follower(threading.Thread):
+    """Follows the exec in this process (as the node's agent does) once its runner is up."""
+
+    def __init__(self, public_id: str) -> None:
+        super().__init__(daemon=True)
+        self.public_id = public_id
+        self.chunks: list[list[Any]] = []
+        self.status_at_end = ""
+        self.start()
+
+    def run(self) -> None:
+        live.follow_register()
+        args = {"exec_id": self.public_id, "after_seq": 0}
+        for _ in range(3000):
+            if (followed := follow_here(live.FOLLOW, args)) is not None:
+                break
+            time.sleep(0.01)
+        else:
+            return
+        try:
+            for piece in followed:
+                self.chunks += live.decode(piece) if piece else []
+            self.status_at_end = Exec.objects.get(public_id=self.public_id).status
+        finally:
+            connection.close()
 
 
 def test_watchers_get_output_before_it_is_stored_and_the_end_waits_for_it(
@@ -82,6 +111,7 @@ def test_watchers_get_output_before_it_is_stored_and_the_end_waits_for_it(
 
     run = threading.Thread(target=run_it)
     run.start()
+    followed = _Follower(exec_.public_id)
     try:
         seen: list[list[Any]] = []
         while sum(len(bytes(c[2])) for c in seen) < len(b"first\nsecond\n"):
@@ -105,6 +135,11 @@ def test_watchers_get_output_before_it_is_stored_and_the_end_waits_for_it(
 
     exec_.refresh_from_db()
     assert exec_.status == ExecStatus.COMPLETED and exec_.exit_code == 0
+    # A follower in the runner's process got the same chunks, and its stream ended only
+    # once the end was committed.
+    followed.join(30)
+    assert followed.chunks == seen
+    assert followed.status_at_end == ExecStatus.COMPLETED
     stored = list(ExecChunk.objects.filter(exec=exec_).order_by("seq").values_list("seq", "data"))
     assert [(seq, bytes(data)) for seq, data in stored] == [(c[0], bytes(c[2])) for c in seen]
     assert exec_.last_seq == len(seen)

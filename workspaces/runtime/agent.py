@@ -33,6 +33,7 @@ from workspaces.runtime import wire
 from workspaces.runtime.agent_tls import HANDSHAKE_TIMEOUT_S, is_loopback, shutdown_socket
 from workspaces.runtime.base import (
     ArchiveReader,
+    Followed,
     InteractiveExec,
     PathStat,
     RuntimeDriver,
@@ -70,6 +71,24 @@ _hand_offs: dict[str, HandOff] = {}
 
 def register_hand_off(name: str, take: HandOff) -> None:
     _hand_offs[name] = take
+
+
+# A stream a node's worker serves from its own memory to a caller following it (an
+# exec's output as its runner emits it: ``execution.live``). The function takes the JSON
+# arguments and returns the stream, or None when there is nothing to follow here; a
+# ValueError is a bad request.
+Follow = Callable[[dict[str, Any]], Followed | None]
+_follows: dict[str, Follow] = {}
+
+
+def register_follow(name: str, open_stream: Follow) -> None:
+    _follows[name] = open_stream
+
+
+def follow_here(name: str, args: dict[str, Any]) -> Followed | None:
+    """Follow ``name`` in this process (a node worker's own follow)."""
+    open_stream = _follows.get(name)
+    return None if open_stream is None else open_stream(args)
 
 
 def hand_off_here(name: str, args: dict[str, Any]) -> bool:
@@ -309,6 +328,8 @@ class _Handler(BaseHTTPRequestHandler):
                 getattr(self, f"_{method}")(self._args(wire.STREAM_ARGS[method]))
             elif method.startswith(wire.HAND_OFF):
                 self._hand_off(method[len(wire.HAND_OFF) :])
+            elif method.startswith(wire.FOLLOW):
+                self._follow(method[len(wire.FOLLOW) :])
             else:
                 self._drain_body()
                 self._send_json(HTTPStatus.NOT_FOUND, {"error": {"code": wire.UNKNOWN_METHOD}})
@@ -425,6 +446,28 @@ class _Handler(BaseHTTPRequestHandler):
             logger.exception("agent: hand-off %s failed", name)
             taken = False  # the caller queues it instead
         self._send_json(HTTPStatus.OK, {"taken": bool(taken)})
+
+    def _follow(self, name: str) -> None:
+        args = self._json_body()
+        if not isinstance(args, dict):
+            raise _BadRequest("The arguments are not a JSON object.")
+        try:
+            followed = follow_here(name, args)
+        except ValueError as exc:
+            raise _BadRequest(str(exc)) from exc
+        if followed is None:
+            self._send_json(HTTPStatus.NOT_FOUND, {"error": {"code": wire.NOT_FOLLOWING}})
+            return
+        self._start_chunked({})
+        try:
+            for piece in followed:
+                self._write_chunk(wire.FRAME.pack(wire.FOLLOW_PIECE, len(piece)) + piece)
+            self._write_chunk(wire.FRAME.pack(0, 0))
+            self._end_chunked()
+        except OSError:
+            self.close_connection = True  # the follower went away
+        finally:
+            followed.close()
 
     # --- streams ---------------------------------------------------------------------
 

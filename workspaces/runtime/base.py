@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Container, Generator, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from core.errors import EngineError, EngineTimeout
 
@@ -264,6 +264,15 @@ class ExecOutput(abc.ABC):
     def __iter__(self) -> Iterator[tuple[int, bytes]]: ...
 
     @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class Followed(Protocol):
+    """Pieces of a stream a node's worker serves from its memory, as they come
+    (``agent.register_follow``); ``close`` (from any thread) ends the iteration soon."""
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
     def close(self) -> None: ...
 
 

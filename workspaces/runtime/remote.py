@@ -41,6 +41,7 @@ from workspaces.runtime.base import (
     ExecOutput,
     ExecSpec,
     ExecState,
+    Followed,
     ImageInfo,
     InteractiveExec,
     PathKind,
@@ -296,6 +297,23 @@ class RemoteDriver(RuntimeDriver):
         body = json.dumps(args).encode()
         answer = json.loads(self._plain(wire.HAND_OFF + name, body, timeout_s=timeout_s))
         return bool(answer.get("taken"))
+
+    def follow(self, name: str, args: dict[str, Any]) -> Followed | None:
+        """Follow the stream ``name`` the node's worker serves from its memory
+        (``agent.register_follow``); None when it has nothing to follow for ``args``."""
+        conn, response = self._request(
+            wire.FOLLOW + name, json.dumps(args).encode(), self._json_headers
+        )
+        if response.status != 200:
+            try:
+                self._answer(conn, response)
+            except DevBenchError as exc:
+                if exc.code == wire.NOT_FOLLOWING:
+                    return None
+                raise
+        assert conn.sock is not None
+        conn.sock.settimeout(None)  # quiet as long as what it follows; closed by the caller
+        return _RemoteFollowed(_RemoteExecOutput(conn, response, self))
 
     def _plain(self, method: str, body: bytes, *, timeout_s: float | None = None) -> bytes:
         """The body of the agent's answer to a JSON request (within ``timeout_s`` if given),
@@ -740,6 +758,9 @@ class _RemoteExecOutput(ExecOutput):
         self._iterating = False  # a thread reads the stream: it closes the connection
         self._released = False  # the connection went back to the pool or was closed
 
+    def broken(self, exc: BaseException) -> EngineUnavailable:
+        return _broken(self._driver, exc)
+
     def _read_exactly(self, size: int) -> bytes:
         data = b""
         while len(data) < size:
@@ -794,6 +815,22 @@ class _RemoteExecOutput(ExecOutput):
                 return
             self._released = True
             self._conn.shutdown()
+
+
+class _RemoteFollowed:
+    """The pieces of a followed stream (``wire.FOLLOW``), framed as exec output is."""
+
+    def __init__(self, frames: _RemoteExecOutput) -> None:
+        self._frames = frames
+
+    def __iter__(self) -> Iterator[bytes]:
+        for kind, piece in self._frames:
+            if kind != wire.FOLLOW_PIECE:
+                raise self._frames.broken(ValueError(f"a followed piece of kind {kind}"))
+            yield piece
+
+    def close(self) -> None:
+        self._frames.close()
 
 
 class _RemoteTty(InteractiveExec):

@@ -51,6 +51,12 @@ API_PREFIX = "/v1/"
 # ``POST /v1/hand_off/<name>`` with JSON arguments: start registered work on the node now
 # (``agent.register_hand_off``); answers ``{"taken": bool}``.
 HAND_OFF = "hand_off/"
+# ``POST /v1/follow/<name>`` with JSON arguments: a registered stream of this process
+# (``agent.register_follow``), sent as FRAME pieces of kind FOLLOW_PIECE, then an end
+# frame (0, 0); a 404 with NOT_FOLLOWING when there is nothing to follow here.
+FOLLOW = "follow/"
+FOLLOW_PIECE = 1
+NOT_FOLLOWING = "not_following"
 STAT_HEADER = "X-Path-Stat"
 UNKNOWN_METHOD = "unknown_method"  # the error code of a method this agent does not have
 # An archive put's follow-up rename (JSON: src, dst, user), done by the agent once the put

@@ -1,0 +1,213 @@
+"""An exec's output followed straight from its runner, past Redis and the database.
+
+A runner keeps its exec's most recent output in memory (:class:`LiveOutput`, at most
+``KEEP_BYTES``). A websocket watcher asks the node's worker for it through the worker's
+agent (``workspaces.nodes.node_follow``): the agent streams every chunk after the
+watcher's last seq as the runner emits it, and ends the stream once the exec's terminal
+state is committed. So output reaches the watcher with one hop and no Redis command,
+message or database read per chunk.
+
+The database stays the source of truth. A watcher whose follow cannot start (the runner
+runs in another process, the node is unreachable, the exec has ended) gets live output
+through the channel layer as before; one whose follow breaks falls back the same way. A
+watcher that lags behind what the runner keeps gets a gap, which it fills from the
+database, as it does for any live output that comes ahead of what it has sent.
+
+Wire: the agent carries opaque pieces; each piece here is a batch of chunks, each
+``CHUNK`` (seq, stream, length) then the data. An empty piece is a keep-alive.
+"""
+
+from __future__ import annotations
+
+import collections
+import struct
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from workspaces.nodes import node_follow
+from workspaces.runtime.agent import register_follow
+from workspaces.runtime.base import Followed
+
+FOLLOW = "exec_output"
+# Output a runner keeps for watchers that join late or fall behind: about what the store
+# may not have written yet (a batch being written, the next one filling), so that a
+# watcher rarely needs the database while the exec runs.
+KEEP_BYTES = 2 * 1024 * 1024
+# A batch sent to a watcher holds at most this much (then the next one).
+BATCH_BYTES = 1024 * 1024
+# A quiet follow sends an empty piece this often: a watcher that left is noticed.
+KEEPALIVE_S = 5.0
+CHUNK = struct.Struct(">QBI")
+
+Chunk = tuple[int, int, bytes]
+
+
+class LiveOutput:
+    """One running exec's recent chunks; written by its runner, read by its followers."""
+
+    def __init__(self, keep_bytes: int = KEEP_BYTES) -> None:
+        self._keep_bytes = keep_bytes
+        self._changed = threading.Condition()
+        self._chunks: collections.deque[Chunk] = collections.deque()
+        self._bytes = 0
+        self._ended = False
+
+    def add(self, chunks: Sequence[Chunk]) -> None:
+        with self._changed:
+            for chunk in chunks:
+                self._chunks.append(chunk)
+                self._bytes += len(chunk[2])
+            # The newest chunk stays even if it alone is larger than the bound.
+            while self._bytes > self._keep_bytes and len(self._chunks) > 1:
+                self._bytes -= len(self._chunks.popleft()[2])
+            self._changed.notify_all()
+
+    def end(self) -> None:
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def wake(self) -> None:
+        """Wake the followers waiting (one of them stops)."""
+        with self._changed:
+            self._changed.notify_all()
+
+    def after(
+        self, seq: int, *, timeout_s: float, stop: threading.Event | None = None
+    ) -> tuple[list[Chunk], bool]:
+        """Chunks after ``seq`` (up to BATCH_BYTES; those no longer kept are skipped),
+        waiting up to ``timeout_s`` for one (or ``stop``); and whether the output has
+        ended with them."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: (
+                    self._ended
+                    or (stop is not None and stop.is_set())
+                    or bool(self._chunks and self._chunks[-1][0] > seq)
+                ),
+                timeout=timeout_s,
+            )
+            batch: list[Chunk] = []
+            size = 0
+            for chunk in self._chunks:
+                if chunk[0] <= seq:
+                    continue
+                if batch and size + len(chunk[2]) > BATCH_BYTES:
+                    return batch, False
+                batch.append(chunk)
+                size += len(chunk[2])
+            return batch, self._ended
+
+
+_running: dict[str, LiveOutput] = {}
+_running_lock = threading.Lock()
+
+
+def begin(public_id: str) -> LiveOutput:
+    """The exec's output, followable in this process until :func:`end`."""
+    output = LiveOutput()
+    with _running_lock:
+        _running[public_id] = output
+    return output
+
+
+def end(public_id: str, output: LiveOutput) -> None:
+    """``output`` is over (the exec's terminal state committed, or its runner did not
+    claim it): its followers finish."""
+    with _running_lock:
+        if _running.get(public_id) is output:  # not another runner's (of the same exec)
+            del _running[public_id]
+    output.end()
+
+
+def encode(chunks: Sequence[Chunk]) -> bytes:
+    parts: list[bytes] = []
+    for seq, stream, data in chunks:
+        parts.append(CHUNK.pack(seq, stream, len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def decode(piece: bytes) -> list[list[Any]]:
+    """A batch's chunks as ``[seq, stream, data]``, as live messages carry them."""
+    chunks: list[list[Any]] = []
+    view = memoryview(piece)
+    at = 0
+    while at < len(piece):
+        seq, stream, length = CHUNK.unpack_from(piece, at)
+        at += CHUNK.size
+        if at + length > len(piece):
+            raise ValueError("a followed chunk is cut short")
+        chunks.append([seq, stream, bytes(view[at : at + length])])
+        at += length
+    return chunks
+
+
+def _pieces(output: LiveOutput, after_seq: int, stop: threading.Event) -> Iterator[bytes]:
+    seq = after_seq
+    while not stop.is_set():
+        chunks, ended = output.after(seq, timeout_s=KEEPALIVE_S, stop=stop)
+        if chunks:
+            seq = chunks[-1][0]
+            yield encode(chunks)
+        elif not ended:
+            yield b""  # keep-alive
+        if ended and not chunks:
+            return
+
+
+class _Following:
+    """A follow of an exec running in this process."""
+
+    def __init__(self, output: LiveOutput, after_seq: int) -> None:
+        self._output = output
+        self._stop = threading.Event()
+        self._pieces = _pieces(output, after_seq, self._stop)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._pieces
+
+    def close(self) -> None:
+        self._stop.set()
+        self._output.wake()
+
+
+def _follow_here(args: dict[str, Any]) -> Followed | None:
+    public_id, after_seq = args.get("exec_id"), args.get("after_seq", 0)
+    if not isinstance(public_id, str):
+        raise ValueError("exec_id must be a string.")
+    if not isinstance(after_seq, int) or isinstance(after_seq, bool) or after_seq < 0:
+        raise ValueError("after_seq must be a whole number.")
+    with _running_lock:
+        output = _running.get(public_id)
+    if output is None:
+        return None  # not running in this process (or over)
+    return _Following(output, after_seq)
+
+
+def follow_register() -> None:
+    register_follow(FOLLOW, _follow_here)
+
+
+class Batches:
+    """A followed exec's chunks in batches (``[seq, stream, data]`` each); ``close`` may
+    be called from another thread and ends the reads."""
+
+    def __init__(self, followed: Followed) -> None:
+        self._followed = followed
+
+    def __iter__(self) -> Iterator[list[list[Any]]]:
+        for piece in self._followed:
+            if piece:
+                yield decode(piece)
+
+    def close(self) -> None:
+        self._followed.close()
+
+
+def follow(*, node: str, public_id: str, after_seq: int) -> Batches | None:
+    """The exec's chunks after ``after_seq``, straight from its runner on ``node`` until
+    its output ends and its end is committed; None if they cannot be followed there now."""
+    followed = node_follow(node, FOLLOW, {"exec_id": public_id, "after_seq": after_seq})
+    return None if followed is None else Batches(followed)

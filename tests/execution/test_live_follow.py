@@ -1,0 +1,107 @@
+"""Following an exec's output from its runner's memory (``execution.live``): what a
+follower gets when it joins late, falls behind, or the output ends; the wire both ways."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from execution import live
+from workspaces.runtime.agent import follow_here
+
+
+def _chunk(seq: int, size: int = 4, stream: int = 1) -> tuple[int, int, bytes]:
+    return (seq, stream, bytes([seq % 256]) * size)
+
+
+def test_a_late_follower_gets_what_is_kept_after_its_seq_then_the_end() -> None:
+    output = live.LiveOutput(keep_bytes=100)
+    output.add([_chunk(1), _chunk(2), _chunk(3)])
+    chunks, ended = output.after(1, timeout_s=0)
+    assert [c[0] for c in chunks] == [2, 3] and not ended
+    output.end()
+    assert output.after(3, timeout_s=5) == ([], True)
+    chunks, ended = output.after(0, timeout_s=0)  # what is kept stays readable after the end
+    assert [c[0] for c in chunks] == [1, 2, 3] and ended
+
+
+def test_what_is_kept_is_bounded_and_a_follower_behind_it_gets_a_gap() -> None:
+    output = live.LiveOutput(keep_bytes=10)
+    output.add([_chunk(1), _chunk(2), _chunk(3)])  # 12 bytes: the oldest goes
+    chunks, _ = output.after(0, timeout_s=0)
+    assert [c[0] for c in chunks] == [2, 3]  # seq 1 is the gap the database fills
+    output.add([_chunk(4, size=50)])  # larger than the bound alone: kept, alone
+    chunks, _ = output.after(0, timeout_s=0)
+    assert [c[0] for c in chunks] == [4]
+
+
+def test_a_batch_stops_at_its_size_and_the_next_read_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(live, "BATCH_BYTES", 10)
+    output = live.LiveOutput(keep_bytes=100)
+    output.add([_chunk(1), _chunk(2), _chunk(3), _chunk(4)])
+    first, ended = output.after(0, timeout_s=0)
+    assert [c[0] for c in first] == [1, 2] and not ended
+    second, _ = output.after(2, timeout_s=0)
+    assert [c[0] for c in second] == [3, 4]
+
+
+def test_a_waiting_follower_wakes_for_new_output_and_for_a_close() -> None:
+    output = live.LiveOutput()
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(output.after(0, timeout_s=30)))
+    waiter.start()
+    time.sleep(0.05)
+    output.add([_chunk(1)])
+    waiter.join(5)
+    assert got == [([_chunk(1)], False)]
+
+    stop = threading.Event()
+    closed = threading.Thread(target=lambda: got.append(output.after(1, timeout_s=30, stop=stop)))
+    closed.start()
+    time.sleep(0.05)
+    stop.set()
+    output.wake()
+    closed.join(5)
+    assert not closed.is_alive() and got[-1] == ([], False)
+
+
+def test_the_batches_round_trip_the_wire_with_binary_and_empty_data() -> None:
+    chunks = [(1, 1, b"\x00\xff" * 3000), (2, 2, b""), (3, 1, "é".encode())]
+    assert live.decode(live.encode(chunks)) == [list(c) for c in chunks]
+    with pytest.raises(ValueError):
+        live.decode(live.encode(chunks)[:-1])
+
+
+def test_following_in_this_process_until_the_runner_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    live.follow_register()
+    assert follow_here(live.FOLLOW, {"exec_id": "x-none", "after_seq": 0}) is None
+    for bad in (
+        {},
+        {"exec_id": 7},
+        {"exec_id": "x", "after_seq": -1},
+        {"exec_id": "x", "after_seq": True},
+    ):
+        with pytest.raises(ValueError):
+            follow_here(live.FOLLOW, bad)
+    monkeypatch.setattr(live, "KEEPALIVE_S", 0.05)
+    output = live.begin("x-run")
+    output.add([_chunk(1), _chunk(2)])
+    followed = follow_here(live.FOLLOW, {"exec_id": "x-run", "after_seq": 1})
+    assert followed is not None
+    pieces = iter(followed)
+    assert live.decode(next(pieces)) == [list(_chunk(2))]
+    assert next(pieces) == b""  # quiet: a keep-alive
+    other = live.begin("x-run")  # another runner of the same exec (the one that lost its claim)
+    live.end("x-run", other)
+    output.add([_chunk(3)])
+    assert live.decode(next(pieces)) == [list(_chunk(3))]
+    live.end("x-run", output)
+    assert list(pieces) == []
+    assert follow_here(live.FOLLOW, {"exec_id": "x-run", "after_seq": 0}) is None
