@@ -63,6 +63,12 @@ EXEC_SECONDS = Histogram(
     ["status", "tenant"],
     buckets=_EXEC_BUCKETS,
 )
+EXEC_WATCHERS = Counter(
+    "devbench_exec_watchers_total",
+    "Websocket watchers of an exec, by the way its live output reaches them: straight "
+    "from its runner, through the channel layer, or none (the exec had ended).",
+    ["way"],
+)
 EXEC_OUTPUT_BYTES = Counter(
     "devbench_exec_output_bytes_total",
     "Bytes of output execs produced, by stream (counted before the output cap).",

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from core import fastjson
+from core import fastjson, metrics
 from core.errors import DevBenchError
 from core.validation import json_loads_strict
 from execution import live, notify, selectors, services, ws_auth
@@ -111,6 +111,7 @@ class ExecStreamConsumer(_DevBenchConsumer):
         await notify.subscribe(self.channel_layer, self.exec_id, self.channel_name)
         if self.following is None:
             await self._subscribe_output()
+        metrics.EXEC_WATCHERS.labels(way=self._way(exec_)).inc()
         await self._pump()
         if self.done:
             return
@@ -138,6 +139,14 @@ class ExecStreamConsumer(_DevBenchConsumer):
             await notify.unsubscribe(self.channel_layer, self.exec_id, self.channel_name)
         if getattr(self, "output_subscribed", False):
             await notify.unsubscribe_output(self.channel_layer, self.exec_id, self.channel_name)
+
+    def _way(self, exec_: Any) -> str:
+        """How live output reaches this watcher (the metric's label)."""
+        if exec_.is_terminal:
+            return "ended"
+        if self.following is not None:
+            return "runner"
+        return "channel_layer" if notify.live_output() else "database"
 
     async def _subscribe_output(self) -> None:
         self.output_subscribed = True

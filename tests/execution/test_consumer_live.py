@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +19,7 @@ from channels.testing import WebsocketCommunicator
 from execution import ahead, consumers, notify
 from execution.models import ExecChunk, ExecStatus
 from tests.factories import ExecFactory
+from workspaces.runtime.remote import NodeUnavailable
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -66,7 +70,9 @@ class Watcher:
         )
 
     async def publish(self, message: dict[str, Any]) -> None:
-        await get_channel_layer().group_send(self.group, message)
+        output = "chunks" in message
+        group = notify.exec_output_group(self.exec.public_id) if output else self.group
+        await get_channel_layer().group_send(group, message)
 
     async def frames(self, n: int) -> list[dict[str, Any]]:
         return [json.loads(await self.ws.receive_from(timeout=10)) for _ in range(n)]
@@ -171,3 +177,94 @@ def _finish(exec_: Any, *chunks: tuple[int, bytes]) -> None:
     exec_.status = ExecStatus.COMPLETED
     exec_.exit_code = 0
     exec_.save(update_fields=["last_seq", "status", "exit_code"])
+
+
+class FakeFollow:
+    """What ``live.follow`` returns, fed by the test: batches, then an end or a break."""
+
+    END = object()
+
+    def __init__(self) -> None:
+        self.batches: queue.Queue[Any] = queue.Queue()
+        self.closed = threading.Event()
+        self.asked: list[dict[str, Any]] = []
+
+    def __call__(self, **kwargs: Any) -> FakeFollow:
+        self.asked.append(kwargs)
+        return self
+
+    def __iter__(self) -> Iterator[list[list[Any]]]:
+        while not self.closed.is_set():
+            batch = self.batches.get(timeout=30)
+            if batch is self.END:
+                return
+            if isinstance(batch, Exception):
+                raise batch
+            yield batch
+
+    def close(self) -> None:
+        self.closed.set()
+        self.batches.put(self.END)
+
+
+def test_a_follower_gets_output_from_the_runner_and_the_end_from_the_database(
+    running_exec: Any, token: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    follow = FakeFollow()
+    monkeypatch.setattr(consumers.live, "follow", follow)
+    monkeypatch.setattr(notify, "RECHECK_S", 600.0)
+    watcher = Watcher(running_exec, token, monkeypatch)
+
+    async def scenario() -> None:
+        connected, _ = await watcher.ws.connect()
+        assert connected
+        assert await watcher.outputs(1) == [(1, "a")]  # the stored backlog
+        follow.batches.put([[2, OUT, b"b"], [3, OUT, b"c"]])  # nothing of it stored yet
+        assert await watcher.outputs(2) == [(2, "b"), (3, "c")]
+        # Output through the channel layer is not for a follower: it never joined.
+        await watcher.publish(_live((4, b"d")))
+        assert await watcher.arrivals(0.3) == []
+        follow.batches.put([[4, OUT, b"d"]])
+        assert await watcher.outputs(1) == [(4, "d")]
+        await sync_to_async(_finish)(running_exec, (2, b"b"), (3, b"c"), (4, b"d"))
+        follow.batches.put(FakeFollow.END)  # the runner's end is committed
+        [end] = await watcher.frames(1)
+        assert (end["type"], end["status"], end["last_seq"]) == ("complete", "completed", 4)
+        await watcher.ws.disconnect()
+
+    async_to_sync(scenario)()
+    assert follow.asked == [
+        {"node": running_exec.workspace.node, "public_id": running_exec.public_id, "after_seq": 0}
+    ]
+
+
+def test_a_follow_that_breaks_falls_back_to_the_channel_layer_and_loses_nothing(
+    running_exec: Any, token: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    follow = FakeFollow()
+    monkeypatch.setattr(consumers.live, "follow", follow)
+    monkeypatch.setattr(notify, "RECHECK_S", 600.0)
+    watcher = Watcher(running_exec, token, monkeypatch)
+
+    async def scenario() -> None:
+        connected, _ = await watcher.ws.connect()
+        assert connected
+        assert await watcher.outputs(1) == [(1, "a")]
+        follow.batches.put([[2, OUT, b"b"]])
+        assert await watcher.outputs(1) == [(2, "b")]
+        await sync_to_async(_store)(running_exec, (2, b"b"), (3, b"c"))
+        follow.batches.put(NodeUnavailable("gone", node="n"))  # the node worker went away
+        assert await watcher.outputs(1) == [(3, "c")]  # read from the database at once
+        for _ in range(100):  # joined the channel layer's output group
+            await watcher.publish(_live((4, b"d")))
+            if arrived := await watcher.arrivals(0.05):
+                break
+        frames = [json.loads(message["text"]) for message in arrived]
+        assert [(f["seq"], f["data"]) for f in frames] == [(4, "d")]
+        await sync_to_async(_finish)(running_exec, (4, b"d"))
+        await watcher.publish(_wake(4, ExecStatus.COMPLETED))
+        [end] = await watcher.frames(1)
+        assert (end["type"], end["last_seq"]) == ("complete", 4)
+        await watcher.ws.disconnect()
+
+    async_to_sync(scenario)()

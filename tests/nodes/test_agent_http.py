@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from core.errors import ContainerGone
 from tests.nodes.agent_checks import TOKEN
 from workspaces.runtime import wire
-from workspaces.runtime.agent import AgentSocketServer
+from workspaces.runtime.agent import AgentBadRequest, AgentSocketServer, register_follow
 from workspaces.runtime.base import ExecSpec
 from workspaces.runtime.remote import NodeUnavailable, RemoteDriver
 
@@ -185,3 +187,49 @@ def test_a_shell_answer_that_is_not_http_is_node_unavailable(tmp_path: Path) -> 
     agent = _Agent(tmp_path / "agent.sock", b"SSH-2.0-OpenSSH_9.2\r\n\r\n", per_connection=1)
     with pytest.raises(NodeUnavailable):
         agent.remote().exec_open_tty("c", ExecSpec(cmd=["/bin/sh"]))
+
+
+def test_a_follow_streams_pieces_until_their_end_and_a_caller_may_stop_it(
+    socket_agent: AgentSocketServer,
+) -> None:
+    pieces: list[bytes] = [b"first", b"", b"\x00" * 300_000, b"last"]
+    stopped = threading.Event()
+
+    class Pieces:
+        def __init__(self, endless: bool) -> None:
+            self.endless = endless
+
+        def __iter__(self) -> Iterator[bytes]:
+            yield from pieces
+            while self.endless and not stopped.wait(0.01):
+                yield b""
+
+        def close(self) -> None:
+            stopped.set()
+
+    def open_stream(args: dict[str, Any]) -> Pieces | None:
+        if args.get("bad"):
+            raise ValueError("bad is bad")
+        return Pieces(bool(args.get("endless"))) if args.get("here") else None
+
+    register_follow("test-pieces", open_stream)
+    remote = RemoteDriver(
+        node="socket-node", url="http://127.0.0.1:9", token=TOKEN, socket_path=socket_agent.path
+    )
+    assert remote.follow("test-pieces", {}) is None  # nothing to follow: the caller's other way
+    assert remote.follow("not-registered", {"here": True}) is None
+    with pytest.raises(AgentBadRequest):
+        remote.follow("test-pieces", {"bad": True})
+
+    followed = remote.follow("test-pieces", {"here": True})
+    assert followed is not None
+    assert list(followed) == pieces  # every piece as it was, empty ones too, then the end
+    assert remote.follow("test-pieces", {}) is None  # the connection served the next call
+
+    endless = remote.follow("test-pieces", {"here": True, "endless": True})
+    assert endless is not None
+    got = iter(endless)
+    assert [next(got) for _ in pieces] == pieces
+    threading.Timer(0.2, endless.close).start()  # from another thread, as a watcher leaves
+    assert set(got) <= {b""}  # the reads end
+    assert stopped.wait(10)  # and the agent's side stopped the stream it served

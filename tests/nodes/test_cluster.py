@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import socket
 import stat
 import tarfile
@@ -19,6 +20,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -167,10 +169,19 @@ def _shell_round_trip(cluster: Cluster, workspace_id: str, token: Any) -> None:
     assert {"type": "exit", "exit_code": 3} in frames
 
 
+def _watchers(cluster: Cluster, way: str) -> float:
+    """The web tier's count of exec watchers whose live output came ``way``."""
+    scraped = httpx.get(cluster.web.base_url + "/metrics", timeout=30).text
+    match = re.search(rf'^devbench_exec_watchers_total{{way="{way}"}} (\S+)$', scraped, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
 def _exec_over_websocket(cluster: Cluster, rest: Any, workspace_id: str) -> None:
-    started = rest.post(
-        f"/workspaces/{workspace_id}/execs", json={"cmd": ["sh", "-c", "echo one; echo two >&2"]}
-    )
+    """A watcher that joins while the exec runs follows it from its runner, on the node's
+    worker: both streams in order, then 2 MiB byte-exact, then the end."""
+    followed_before = _watchers(cluster, "runner")
+    script = "echo one; echo two >&2; sleep 0.5; head -c 2097152 /dev/zero | tr '\\0' x"
+    started = rest.post(f"/workspaces/{workspace_id}/execs", json={"cmd": ["sh", "-c", script]})
     assert started.status_code == 202, started.text
     exec_id = started.json()["exec_id"]
     messages = []
@@ -180,11 +191,15 @@ def _exec_over_websocket(cluster: Cluster, rest: Any, workspace_id: str) -> None
                 messages.append(json.loads(ws.recv(timeout=30)))
         except ConnectionClosed:
             pass
-    assert sorted((m["stream"], m["data"]) for m in messages if m["type"] == "output") == [
+    outputs = [m for m in messages if m["type"] == "output"]
+    assert [m["seq"] for m in outputs] == list(range(1, len(outputs) + 1))
+    assert sorted((m["stream"], m["data"]) for m in outputs[:2]) == [
         ("stderr", "two\n"),
         ("stdout", "one\n"),
     ]
+    assert "".join(m["data"] for m in outputs[2:]) == "x" * 2097152
     assert messages[-1]["type"] == "complete" and messages[-1]["exit_code"] == 0
+    assert _watchers(cluster, "runner") == followed_before + 1
 
 
 def _unix_connections_to(path: str) -> int:
