@@ -93,6 +93,11 @@ class Watcher:
         waiting = self.ws.output_queue.qsize()
         return [await self.ws.receive_output(timeout=1) for _ in range(waiting)]
 
+    async def connected_with_backlog(self) -> None:
+        connected, _ = await self.ws.connect()
+        assert connected
+        assert await self.outputs(1) == [(1, "a")]  # the stored backlog
+
     async def outputs(self, n: int) -> list[tuple[int, str]]:
         frames = await self.frames(n)
         assert all(f["type"] == "output" for f in frames), frames
@@ -207,18 +212,26 @@ class FakeFollow:
         self.batches.put(self.END)
 
 
-def test_a_follower_gets_output_from_the_runner_and_the_end_from_the_database(
-    running_exec: Any, token: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    follow = FakeFollow()
-    monkeypatch.setattr(consumers.live, "follow", follow)
+@pytest.fixture
+def follow(monkeypatch: pytest.MonkeyPatch) -> FakeFollow:
+    """Every follow the consumer starts is this one; the database is read only on the
+    messages and ends the tests send (no once-a-second re-read)."""
+    fake = FakeFollow()
+    monkeypatch.setattr(consumers.live, "follow", fake)
     monkeypatch.setattr(notify, "RECHECK_S", 600.0)
-    watcher = Watcher(running_exec, token, monkeypatch)
+    return fake
 
+
+@pytest.fixture
+def watcher(running_exec: Any, token: Any, monkeypatch: pytest.MonkeyPatch) -> Watcher:
+    return Watcher(running_exec, token, monkeypatch)
+
+
+def test_a_follower_gets_output_from_the_runner_and_the_end_from_the_database(
+    running_exec: Any, follow: FakeFollow, watcher: Watcher
+) -> None:
     async def scenario() -> None:
-        connected, _ = await watcher.ws.connect()
-        assert connected
-        assert await watcher.outputs(1) == [(1, "a")]  # the stored backlog
+        await watcher.connected_with_backlog()  # the stored backlog
         follow.batches.put([[2, OUT, b"b"], [3, OUT, b"c"]])  # nothing of it stored yet
         assert await watcher.outputs(2) == [(2, "b"), (3, "c")]
         # Output through the channel layer is not for a follower: it never joined.
@@ -239,17 +252,10 @@ def test_a_follower_gets_output_from_the_runner_and_the_end_from_the_database(
 
 
 def test_a_follow_that_breaks_falls_back_to_the_channel_layer_and_loses_nothing(
-    running_exec: Any, token: Any, monkeypatch: pytest.MonkeyPatch
+    running_exec: Any, follow: FakeFollow, watcher: Watcher
 ) -> None:
-    follow = FakeFollow()
-    monkeypatch.setattr(consumers.live, "follow", follow)
-    monkeypatch.setattr(notify, "RECHECK_S", 600.0)
-    watcher = Watcher(running_exec, token, monkeypatch)
-
     async def scenario() -> None:
-        connected, _ = await watcher.ws.connect()
-        assert connected
-        assert await watcher.outputs(1) == [(1, "a")]
+        await watcher.connected_with_backlog()
         follow.batches.put([[2, OUT, b"b"]])
         assert await watcher.outputs(1) == [(2, "b")]
         await sync_to_async(_store)(running_exec, (2, b"b"), (3, b"c"))
