@@ -62,6 +62,12 @@ class WakeupChannelLayer(RedisChannelLayer):
         pool: aioredis.ConnectionPool = aioredis.BlockingConnectionPool.from_url(address, **options)
         return pool
 
+    async def group_members(self, group: str) -> int:
+        """How many channels are in ``group`` (one command; lapsed members count too)."""
+        connection = self.connection(self.consistent_hash(group))
+        count: int = await connection.zcard(self._group_key(group))
+        return count
+
     async def receive(self, channel: str) -> dict[str, Any]:
         while True:
             try:

@@ -236,12 +236,34 @@ async def _send_now(layer: BaseChannelLayer, group: str, message: dict[str, Any]
     process (:mod:`execution.wakeups`), first: it is one command. Waits read output from
     the database, never from a message, so output goes to consumers only."""
     if "chunks" in message:
-        await layer.group_send(group, message)
+        if await _listened(layer, group):
+            await layer.group_send(group, message)
         return
     client, prefix = _wake_publisher(layer)
     await asyncio.gather(
         wakeups.publish(client, prefix, group, message), layer.group_send(group, message)
     )
+
+
+# Whether an output group had members, as last seen (loop time, yes or no): usually it has
+# none (watchers follow the runner, ``execution.live``) and its output costs no message.
+# A watcher that joins meanwhile reads that output from the database, once it is stored.
+_members_seen: dict[str, tuple[float, bool]] = {}
+MEMBERS_SEEN_FOR_S = 0.25
+
+
+async def _listened(layer: BaseChannelLayer, group: str) -> bool:
+    count = getattr(layer, "group_members", None)
+    if count is None:
+        return True  # a layer that cannot tell: send
+    now = asyncio.get_running_loop().time()
+    seen = _members_seen.get(group)
+    if seen is None or now - seen[0] >= MEMBERS_SEEN_FOR_S:
+        if len(_members_seen) > 1000:  # forget the groups of execs long over
+            for stale in [g for g, (at, _) in _members_seen.items() if now - at > 60]:
+                del _members_seen[stale]
+        seen = _members_seen[group] = (now, await count(group) > 0)
+    return seen[1]
 
 
 # This process's Redis client for publishing wake-ups (used on the publisher's loop only).

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import pytest
 from channels_redis.core import RedisChannelLayer
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from core.channel_layer import WakeupChannelLayer
+from execution import notify
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,3 +59,42 @@ def test_many_receivers_more_than_the_pool_all_get_their_message() -> None:
             await layer.flush()
 
     assert asyncio.run(scenario()) == [{"type": "exec.event", "n": 1}] * 60
+
+
+def test_output_goes_to_redis_only_while_its_group_has_members(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    layer = WakeupChannelLayer(hosts=[REDIS_URL])
+    group = notify.exec_output_group(f"test-{os.getpid()}-{time.monotonic_ns()}")
+    output = {
+        "type": notify.EVENT_TYPE,
+        "last_seq": 1,
+        "status": "running",
+        "chunks": [[1, 1, b"x"]],
+    }
+    sent: list[str] = []
+    real_send = layer.group_send
+
+    async def counted_send(to: str, message: dict[str, object]) -> None:
+        sent.append(to)
+        await real_send(to, message)
+
+    monkeypatch.setattr(layer, "group_send", counted_send)
+
+    async def scenario() -> dict[str, object]:
+        await notify._send_now(layer, group, output)
+        assert sent == []  # nobody listens: no message at all
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        try:
+            await notify._send_now(layer, group, output)
+            assert sent == []  # what was seen holds a moment (the database has it)
+            monkeypatch.setattr(notify, "MEMBERS_SEEN_FOR_S", 0.0)
+            await notify._send_now(layer, group, output)
+            assert sent == [group]
+            return await asyncio.wait_for(layer.receive(channel), 10)
+        finally:
+            await layer.group_discard(group, channel)
+            await layer.flush()
+
+    assert asyncio.run(scenario())["chunks"] == [[1, 1, b"x"]]
