@@ -67,8 +67,14 @@ def split_points(data: bytes | bytearray, max_bytes: int) -> list[int]:
 
 @dataclass
 class _Segment:
+    """Consecutive output of one stream, as the pieces it came in (joined only when taken:
+    a piece that makes a whole chunk goes on without a copy)."""
+
     stream: int
-    data: bytearray
+    parts: list[bytes]
+
+    def data(self) -> bytes:
+        return self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
 
 
 class Coalescer:
@@ -90,16 +96,16 @@ class Coalescer:
         if self._carry is not None:
             carry, self._carry = self._carry, None
             if carry.stream == stream:
-                data = bytes(carry.data) + data
+                data = carry.data() + data
             else:
-                self._append(carry.stream, bytes(carry.data), now)
-        self._append(stream, data, now)
+                self._append(carry.stream, carry.data(), now)
+        self._append(stream, bytes(data), now)
 
     def _append(self, stream: int, data: bytes, now: float) -> None:
         if self._segments and self._segments[-1].stream == stream:
-            self._segments[-1].data.extend(data)
+            self._segments[-1].parts.append(data)
         else:
-            self._segments.append(_Segment(stream, bytearray(data)))
+            self._segments.append(_Segment(stream, [data]))
         self._pending += len(data)
         if self._oldest is None:
             self._oldest = now
@@ -120,18 +126,20 @@ class Coalescer:
         if final and self._carry is not None:
             segments.append(self._carry)
             self._carry = None
-        if segments and not final:
-            last = segments[-1]
-            held = incomplete_tail(last.data)
+        joined = [(segment.stream, segment.data()) for segment in segments]
+        if joined and not final:
+            stream, data = joined[-1]
+            held = incomplete_tail(data)
             if held:
-                self._carry = _Segment(last.stream, last.data[-held:])
-                del last.data[-held:]
+                self._carry = _Segment(stream, [data[-held:]])
+                joined[-1] = (stream, data[:-held])
         chunks: list[tuple[int, bytes]] = []
-        for segment in segments:
+        for stream, data in joined:
             start = 0
-            for end in split_points(segment.data, self.max_bytes):
+            for end in split_points(data, self.max_bytes):
                 if end > start:
-                    chunks.append((segment.stream, bytes(segment.data[start:end])))
+                    # The whole of it (no copy) or a slice of it.
+                    chunks.append((stream, data if end - start == len(data) else data[start:end]))
                 start = end
         return chunks
 

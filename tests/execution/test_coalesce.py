@@ -25,6 +25,16 @@ def test_consecutive_frames_of_a_stream_merge_and_a_switch_starts_a_new_chunk():
     assert chunks == [(OUT, b"ab"), (ERR, b"c"), (OUT, b"d")]
 
 
+def test_a_frame_that_makes_a_whole_chunk_goes_on_without_a_copy():
+    c = Coalescer(max_bytes=8)
+    frame = bytes(range(97, 105))  # 8 bytes: a whole chunk
+    c.add(OUT, frame, 0.0)
+    [(stream, data)] = c.take()
+    assert stream == OUT and data is frame
+    c.add(OUT, frame + b"xy", 0.0)  # longer: cut, the pieces are its bytes
+    assert c.take() == [(OUT, frame), (OUT, b"xy")]
+
+
 def test_flushes_by_size_and_by_age():
     c = Coalescer(max_bytes=4, max_delay_s=0.05)
     c.add(OUT, b"ab", 0.0)
