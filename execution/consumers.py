@@ -159,6 +159,8 @@ class ExecStreamConsumer(_DevBenchConsumer):
         except Exception as exc:
             if not self.done:
                 logger.info("following exec %s stopped: %r", self.exec_id, exc)
+        finally:
+            following.close()  # one left mid-stream must not hold the agent's thread
         with contextlib.suppress(RuntimeError):  # the loop is gone: the server stopped
             asyncio.run_coroutine_threadsafe(self._follow_ended(), loop)
 
