@@ -19,7 +19,6 @@ Wire: the agent carries opaque pieces; each piece here is a batch of chunks, eac
 
 from __future__ import annotations
 
-import collections
 import struct
 import threading
 from collections.abc import Iterator, Sequence
@@ -34,6 +33,8 @@ FOLLOW = "exec_output"
 # may not have written yet (a batch being written, the next one filling), so that a
 # watcher rarely needs the database while the exec runs.
 KEEP_BYTES = 2 * 1024 * 1024
+# ... and at most this many chunks (output in many tiny chunks: a line at a time).
+KEEP_CHUNKS = 4096
 # A batch sent to a watcher holds at most this much (then the next one).
 BATCH_BYTES = 1024 * 1024
 # A quiet follow sends an empty piece this often: a watcher that left is noticed.
@@ -44,12 +45,17 @@ Chunk = tuple[int, int, bytes]
 
 
 class LiveOutput:
-    """One running exec's recent chunks; written by its runner, read by its followers."""
+    """One running exec's recent chunks; written by its runner, read by its followers.
 
-    def __init__(self, keep_bytes: int = KEEP_BYTES) -> None:
+    Chunks come numbered one after another (the runner's seq), so the chunk after a
+    follower's seq is found by subtraction, not a scan."""
+
+    def __init__(self, keep_bytes: int = KEEP_BYTES, keep_chunks: int = KEEP_CHUNKS) -> None:
         self._keep_bytes = keep_bytes
+        self._keep_chunks = keep_chunks
         self._changed = threading.Condition()
-        self._chunks: collections.deque[Chunk] = collections.deque()
+        self._chunks: list[Chunk] = []
+        self._head = 0  # index of the oldest chunk kept; those before it are let go
         self._bytes = 0
         self._ended = False
 
@@ -59,8 +65,14 @@ class LiveOutput:
                 self._chunks.append(chunk)
                 self._bytes += len(chunk[2])
             # The newest chunk stays even if it alone is larger than the bound.
-            while self._bytes > self._keep_bytes and len(self._chunks) > 1:
-                self._bytes -= len(self._chunks.popleft()[2])
+            while len(self._chunks) - self._head > 1 and (
+                self._bytes > self._keep_bytes or len(self._chunks) - self._head > self._keep_chunks
+            ):
+                self._bytes -= len(self._chunks[self._head][2])
+                self._head += 1
+            if self._head > self._keep_chunks:  # now and then, not on every add
+                del self._chunks[: self._head]
+                self._head = 0
             self._changed.notify_all()
 
     def end(self) -> None:
@@ -84,15 +96,18 @@ class LiveOutput:
                 lambda: (
                     self._ended
                     or (stop is not None and stop.is_set())
-                    or bool(self._chunks and self._chunks[-1][0] > seq)
+                    or bool(len(self._chunks) > self._head and self._chunks[-1][0] > seq)
                 ),
                 timeout=timeout_s,
             )
             batch: list[Chunk] = []
             size = 0
-            for chunk in self._chunks:
-                if chunk[0] <= seq:
-                    continue
+            kept = len(self._chunks) - self._head
+            start = self._head
+            if kept:
+                start += min(kept, max(0, seq + 1 - self._chunks[self._head][0]))
+            for index in range(start, len(self._chunks)):
+                chunk = self._chunks[index]
                 if batch and size + len(chunk[2]) > BATCH_BYTES:
                     return batch, False
                 batch.append(chunk)

@@ -38,6 +38,17 @@ def test_what_is_kept_is_bounded_and_a_follower_behind_it_gets_a_gap() -> None:
     assert [c[0] for c in chunks] == [4]
 
 
+def test_output_in_many_tiny_chunks_is_bounded_by_their_number_too() -> None:
+    output = live.LiveOutput(keep_bytes=10**9, keep_chunks=100)
+    for seq in range(1, 1001):  # let go 100 at a time, now and then for good
+        output.add([_chunk(seq, size=1)])
+    chunks, _ = output.after(0, timeout_s=0)
+    assert [c[0] for c in chunks] == list(range(901, 1001))
+    chunks, _ = output.after(950, timeout_s=0)
+    assert [c[0] for c in chunks] == list(range(951, 1001))
+    assert output.after(1000, timeout_s=0) == ([], False)
+
+
 def test_a_batch_stops_at_its_size_and_the_next_read_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
