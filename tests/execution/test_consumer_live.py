@@ -274,3 +274,26 @@ def test_a_follow_that_breaks_falls_back_to_the_channel_layer_and_loses_nothing(
         await watcher.ws.disconnect()
 
     async_to_sync(scenario)()
+
+
+def test_a_follower_behind_what_the_runner_keeps_fills_the_gap_from_the_database(
+    running_exec: Any, follow: FakeFollow, watcher: Watcher
+) -> None:
+    async def scenario() -> None:
+        await watcher.connected_with_backlog()
+        await watcher.reads_done(2)  # the backlog, and the read that found nothing more
+        # The runner no longer keeps 2 and 3: the follow goes on from 4.
+        follow.batches.put([[4, OUT, b"d"], [5, OUT, b"e"]])
+        assert await watcher.arrivals(0.3) == []  # held until the database has 2 and 3
+        await sync_to_async(_store)(running_exec, (2, b"b"), (3, b"c"))
+        await watcher.publish(_wake(3))  # the store's wake-up
+        assert await watcher.outputs(4) == [(2, "b"), (3, "c"), (4, "d"), (5, "e")]
+        follow.batches.put([[6, OUT, b"f"]])
+        assert await watcher.outputs(1) == [(6, "f")]
+        await sync_to_async(_finish)(running_exec, (4, b"d"), (5, b"e"), (6, b"f"))
+        follow.batches.put(FakeFollow.END)
+        [end] = await watcher.frames(1)
+        assert (end["type"], end["last_seq"]) == ("complete", 6)
+        await watcher.ws.disconnect()
+
+    async_to_sync(scenario)()

@@ -116,3 +116,27 @@ def test_following_in_this_process_until_the_runner_ends(
     live.end("x-run", output)
     assert list(pieces) == []
     assert follow_here(live.FOLLOW, {"exec_id": "x-run", "after_seq": 0}) is None
+
+
+def test_two_followers_of_one_exec_each_get_every_chunk() -> None:
+    output = live.begin("x-two")
+    try:
+        followers = [follow_here(live.FOLLOW, {"exec_id": "x-two", "after_seq": 0}) for _ in "ab"]
+        got: list[list[list[Any]]] = [[], []]
+
+        def read(i: int) -> None:
+            follower = followers[i]
+            assert follower is not None
+            for piece in follower:
+                got[i] += live.decode(piece)
+
+        readers = [threading.Thread(target=read, args=(i,)) for i in (0, 1)]
+        for reader in readers:
+            reader.start()
+        for seq in range(1, 201):
+            output.add([_chunk(seq)])
+    finally:
+        live.end("x-two", output)
+    for reader in readers:
+        reader.join(10)
+    assert got[0] == got[1] == [list(_chunk(seq)) for seq in range(1, 201)]
