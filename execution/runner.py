@@ -71,7 +71,7 @@ _OUTPUT_BYTES: dict[int, Any] = {
 _runtimes: dict[str, str] = {}
 RUNTIME_CACHE_SIZE = 10_000
 # Reader -> runner queue items: a frame, or None once the output has ended.
-_IDLE: tuple[int, bytes] = (0, b"")
+_IDLE: list[tuple[int, bytes]] = []
 
 
 def exec_user(exec_: Exec) -> str:
@@ -130,7 +130,8 @@ class ExecRunner:
         self.produced: dict[int, int] = {Stream.STDOUT: 0, Stream.STDERR: 0}
         # The output as stored, per stream, while it stays within KEEP_OUTPUT_BYTES.
         self.kept: tuple[bytearray, bytearray] | None = (bytearray(), bytearray())
-        self.frames: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=256)
+        # Frames in the batches the reader got them in (one read of the engine's stream).
+        self.frames: queue.Queue[list[tuple[int, bytes]] | None] = queue.Queue(maxsize=256)
         self.stream: ExecOutput | None = None
         self.reader_error: BaseException | None = None
         self.end_reason: ExecStatus | None = None  # set once we kill: cancelled / timed_out
@@ -250,15 +251,15 @@ class ExecRunner:
     def _read(self) -> None:
         assert self.stream is not None
         try:
-            for frame in self.stream:
-                if not self._put(frame):
+            for batch in self.stream.batches():
+                if not self._put(batch):
                     return
         except BaseException as exc:  # reported by the runner thread
             self.reader_error = exc
         finally:
             self._put(None)
 
-    def _put(self, item: tuple[int, bytes] | None) -> bool:
+    def _put(self, item: list[tuple[int, bytes]] | None) -> bool:
         # Blocks while the runner is busy storing (back-pressure on the engine),
         # but never past the runner giving up on the output.
         while not self._stop.is_set():
@@ -285,12 +286,12 @@ class ExecRunner:
         while self._keep_time(timers):
             try:
                 wait_s = max(0.0, timers.wake_at(self.coalescer.next_deadline()) - time.monotonic())
-                frame = self.frames.get(timeout=wait_s)
+                batch = self.frames.get(timeout=wait_s)
             except queue.Empty:
-                frame = _IDLE
-            if frame is None:
+                batch = _IDLE
+            if batch is None:
                 return
-            self._take(frame)
+            self._take(batch)
             if self.coalescer.due(time.monotonic()):
                 self._emit(self.coalescer.take())
 
@@ -315,18 +316,20 @@ class ExecRunner:
             return False
         return True
 
-    def _take(self, frame: tuple[int, bytes]) -> None:
-        """Accept a frame and what is already waiting too, before deciding to store."""
-        next_frame: tuple[int, bytes] | None = frame
-        while next_frame is not _IDLE and next_frame is not None:
-            self._accept(next_frame)
+    def _take(self, batch: list[tuple[int, bytes]]) -> None:
+        """Accept a batch of frames and what is already waiting too, before deciding to
+        store."""
+        next_batch: list[tuple[int, bytes]] | None = batch
+        while next_batch:
+            for frame in next_batch:
+                self._accept(frame)
             if self.coalescer.pending_bytes >= STORE_BATCH_BYTES or self._overdue():
                 break
             try:
-                next_frame = self.frames.get_nowait()
+                next_batch = self.frames.get_nowait()
             except queue.Empty:
                 break
-            if next_frame is None:
+            if next_batch is None:
                 self.frames.put(None)  # seen again by _pump
 
     def _overdue(self) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from workspaces.runtime.docker.exec import demultiplexed
+from workspaces.runtime.docker.exec import demultiplexed, demultiplexed_batches
 
 
 def _frame(stream: int, data: bytes) -> bytes:
@@ -75,3 +75,15 @@ def test_an_end_mid_frame_ends_the_output_with_what_arrived() -> None:
     cut = STREAM[: len(_frame(1, b"out 1\n")) + 8 + 3]  # the second frame's data cut short
     assert _joined(list(demultiplexed(b"", _reads(cut, 5)))) == [(1, b"out 1\n"), (2, b"err")]
     assert list(demultiplexed(b"\x01\x00\x00", _reads(b"", 5))) == []  # inside a header
+
+
+def test_batches_hold_what_one_read_brought() -> None:
+    small = [(1, b"a\n"), (2, b"b\n"), (1, b"c\n")]
+    stream = b"".join(_frame(s, d) for s, d in small)
+    # All in one read: one batch; one frame a read: a batch each.
+    assert list(demultiplexed_batches(b"", _reads(stream, 65536))) == [small]
+    per_frame = len(_frame(1, b"a\n"))
+    assert list(demultiplexed_batches(b"", _reads(stream, per_frame))) == [[f] for f in small]
+    # A read that ends mid-header gives no empty batch; the frames stay whole and in order.
+    batches = list(demultiplexed_batches(stream[:5], _reads(stream[5:], 7)))
+    assert all(batches) and _joined([f for b in batches for f in b]) == small

@@ -263,6 +263,12 @@ class ExecOutput(abc.ABC):
     @abc.abstractmethod
     def __iter__(self) -> Iterator[tuple[int, bytes]]: ...
 
+    def batches(self) -> Iterator[list[tuple[int, bytes]]]:
+        """The same frames, those that arrived together in one list (a reader hands them
+        on at once: one hand-over per read, not per frame)."""
+        for frame in self:
+            yield [frame]
+
     @abc.abstractmethod
     def close(self) -> None: ...
 

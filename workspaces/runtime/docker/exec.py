@@ -61,18 +61,28 @@ _READ_BYTES = 64 * 1024
 def demultiplexed(
     received: bytes, recv: Callable[[int], bytes], read_bytes: int = _READ_BYTES
 ) -> Iterator[tuple[int, bytes]]:
-    """The ``(stream, data)`` frames of an exec's multiplexed stream: ``received`` (read
-    with the answer's head) first, then what ``recv`` gives until it ends. A frame's data
-    is handed on as it arrives (a large frame in several pieces). An end mid-frame ends
-    the output, as docker-py's parser does."""
+    """The ``(stream, data)`` frames of an exec's multiplexed stream (see
+    :func:`demultiplexed_batches`), one at a time."""
+    for batch in demultiplexed_batches(received, recv, read_bytes):
+        yield from batch
+
+
+def demultiplexed_batches(
+    received: bytes, recv: Callable[[int], bytes], read_bytes: int = _READ_BYTES
+) -> Iterator[list[tuple[int, bytes]]]:
+    """The ``(stream, data)`` frames of an exec's multiplexed stream, in lists of those one
+    read brought: ``received`` (read with the answer's head) first, then what ``recv``
+    gives until it ends. A frame's data is handed on as it arrives (a large frame in
+    several pieces). An end mid-frame ends the output, as docker-py's parser does."""
     pending = received
     stream = left = 0  # the frame being read: its stream and the bytes still to come
     while True:
+        batch: list[tuple[int, bytes]] = []
         pos, end = 0, len(pending)
         while pos < end:
             if left:
                 take = min(left, end - pos)
-                yield stream, pending[pos : pos + take]  # the whole of it: no copy
+                batch.append((stream, pending[pos : pos + take]))  # the whole of it: no copy
                 pos += take
                 left -= take
             elif end - pos >= _FRAME_HEADER.size:
@@ -80,6 +90,8 @@ def demultiplexed(
                 pos += _FRAME_HEADER.size
             else:
                 break
+        if batch:
+            yield batch
         rest = pending[pos:]  # part of a header
         data = recv(read_bytes)
         if not data:
@@ -96,19 +108,24 @@ class DockerExecOutput(ExecOutput):
         self._received = received
         self._closed = threading.Event()
 
-    def _frames(self) -> Iterator[tuple[int, bytes]]:
+    def _batches(self) -> Iterator[list[tuple[int, bytes]]]:
         if self._received is not None:
-            return demultiplexed(self._received, self._sock.recv)
+            return demultiplexed_batches(self._received, self._sock.recv)
         from docker.utils.socket import frames_iter
 
         frames: Iterator[tuple[int, bytes]] = frames_iter(self._sock, tty=False)
-        return frames
+        return ([frame] for frame in frames)
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[tuple[int, bytes]]]:
         try:
-            for stream, data in self._frames():
-                if data:
-                    yield stream, data
+            for batch in self._batches():
+                frames = [frame for frame in batch if frame[1]]
+                if frames:
+                    yield frames
         except OSError as exc:
             if not self._closed.is_set():
                 raise ExecStreamBroken(
