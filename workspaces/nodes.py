@@ -19,9 +19,10 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import django.dispatch
 from django.conf import settings
@@ -38,6 +39,7 @@ from workspaces.runtime.base import Followed, RuntimeDriver
 from workspaces.runtime.remote import NodeUnavailable, RemoteDriver
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Sent (once per outage) after a node was marked down; ``node`` is its name.
 node_down = django.dispatch.Signal()
@@ -146,19 +148,13 @@ def node_hand_off(name: str, work: str, args: dict[str, Any]) -> bool:
     node's queue: True if the worker took it. False if it cannot now (busy, shutting
     down, unreachable, not answering within HAND_OFF_TIMEOUT_S): the caller queues the
     work instead, as it would without hand-offs. The embedded mode has no node worker."""
-    try:
-        if name in _served:
-            return hand_off_here(work, args)
-        agent = _agent_of(name)
-        return agent is not None and agent.hand_off(work, args, timeout_s=HAND_OFF_TIMEOUT_S)
-    except DevBenchError as exc:
-        logger.info("node %s did not take %s (queued instead): %s", name, work, exc.message)
-        return False
-    except Exception:
-        # A hand-off only saves the broker's round trip: whatever breaks it, the caller
-        # queues the work as it would without one.
-        logger.exception("handing %s to node %s failed (queued instead)", work, name)
-        return False
+    return _on_worker(
+        name,
+        f"hand-off of {work}",
+        here=lambda: hand_off_here(work, args),
+        there=lambda agent: agent.hand_off(work, args, timeout_s=HAND_OFF_TIMEOUT_S),
+        otherwise=False,
+    )
 
 
 def node_follow(name: str, work: str, args: dict[str, Any]) -> Followed | None:
@@ -166,18 +162,37 @@ def node_follow(name: str, work: str, args: dict[str, Any]) -> Followed | None:
     agent (or in this process, if it is that worker); None when it cannot now (nothing to
     follow there, unreachable, no node workers in this shape): the caller takes the slower
     way it has without follows."""
+    return _on_worker(
+        name,
+        f"follow of {work}",
+        here=lambda: follow_here(work, args),
+        there=lambda agent: agent.follow(work, args),
+        otherwise=None,
+    )
+
+
+def _on_worker(
+    name: str,
+    what: str,
+    *,
+    here: Callable[[], T],
+    there: Callable[[RemoteDriver], T],
+    otherwise: T,
+) -> T:
+    """``here()`` in node ``name``'s worker, ``there(agent)`` elsewhere; ``otherwise``
+    without a node worker to ask, or if asking fails: what is asked only saves the
+    caller a slower way, which it then takes."""
     try:
         if name in _served:
-            return follow_here(work, args)
+            return here()
         agent = _agent_of(name)
-        return None if agent is None else agent.follow(work, args)
+        return otherwise if agent is None else there(agent)
     except DevBenchError as exc:
-        logger.info("node %s: %s not followed: %s", name, work, exc.message)
-        return None
+        logger.info("node %s: no %s (the slower way instead): %s", name, what, exc.message)
+        return otherwise
     except Exception:
-        # A follow only saves the slower way: whatever breaks it, the caller takes that.
-        logger.exception("following %s on node %s failed", work, name)
-        return None
+        logger.exception("node %s: %s failed (the slower way instead)", name, what)
+        return otherwise
 
 
 def _agent_of(name: str) -> RemoteDriver | None:
