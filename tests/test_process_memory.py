@@ -38,7 +38,8 @@ def test_the_celery_worker_freezes_what_it_loaded_when_ready() -> None:
 
 def test_what_is_loaded_is_not_walked_and_later_cycles_are_still_freed() -> None:
     frozen = freeze_loaded_objects()
-    assert frozen == gc.get_freeze_count() > 50_000
+    # Other threads of the test process may free a few frozen objects meanwhile.
+    assert frozen >= gc.get_freeze_count() > frozen - 1000 > 50_000
     assert sum(len(generation) for generation in _generations()) < frozen
 
     class Node:
