@@ -8,6 +8,7 @@ import os
 import signal
 import tarfile
 import time
+from typing import IO, cast
 
 import pytest
 from hypothesis import given
@@ -18,8 +19,10 @@ from workspaces.filesystem import tarlib
 from workspaces.filesystem.results import Chunks
 from workspaces.filesystem.tario import (
     CHUNK,
+    PASS_BYTES,
     SPOOL_MEMORY_BYTES,
     Entry,
+    Received,
     SizedTar,
     dir_infos,
     hashed,
@@ -196,3 +199,38 @@ def test_a_forked_child_hashes_in_its_own_threads():
         os.waitpid(pid, 0)
         pytest.fail("the child's hash never finished")
     assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
+def test_an_uploads_receive_pieces_pass_through_the_tar_stream_uncopied():
+    # A received body comes in the server's pieces (64-256 KiB): each goes on as it is,
+    # and only the small tar pieces (header, padding, end) are joined.
+    pieces = [os.urandom(PASS_BYTES), os.urandom(3 * PASS_BYTES), os.urandom(PASS_BYTES + 7)]
+    body = io.BytesIO(b"".join(pieces))
+    reader = _PieceReader(pieces)
+    size = sum(len(p) for p in pieces)
+    out = list(tar_stream([(new_info("f", size=size), cast(IO[bytes], reader))]))
+    assert [chunk for chunk in out if any(chunk is p for p in pieces)] == pieces
+    with tarfile.open(fileobj=io.BytesIO(b"".join(out)), mode="r|") as tar:
+        member = tar.next()
+        assert member is not None
+        extracted = tar.extractfile(member)
+        assert extracted is not None and extracted.read() == body.getvalue()
+
+
+class _PieceReader:
+    """Gives its pieces one per read, as a streamed request body does."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self._pieces = list(pieces)
+
+    def read(self, size: int = -1) -> bytes:
+        assert self._pieces and size >= len(self._pieces[0])
+        return self._pieces.pop(0)
+
+
+def test_hashing_a_body_in_many_small_pieces_matches_hashing_it_whole():
+    pieces = [os.urandom(n) for n in (1, 70_000, 3, 300_000, 1_500_000, 12)]
+    data = b"".join(pieces)
+    body = spool(Received(reader=_PieceReader(pieces), size=len(data)), limit=len(data))
+    assert b"".join(iter(lambda: body.file.read(CHUNK * 2), b"")) == data
+    assert body.sha256 == hashlib.sha256(data).hexdigest()

@@ -27,7 +27,10 @@ if TYPE_CHECKING:
     from hashlib import _Hash as Hash
 
 CHUNK = 1024 * 1024
-FLUSH = 256 * 1024  # small tar pieces are sent together, large ones as they come
+# Small tar pieces (headers, padding, small bodies) are sent together; pieces from
+# PASS_BYTES up as they come, without a copy (an upload's receive pieces are 64-256 KiB).
+FLUSH = 256 * 1024
+PASS_BYTES = 32 * 1024
 SPOOL_MEMORY_BYTES = 8 * 1024 * 1024
 _END_OF_ARCHIVE = b"\0" * (2 * tarfile.BLOCKSIZE)
 
@@ -58,7 +61,7 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
-_HASH_AHEAD_BYTES = 64 * 1024  # below this, handing a chunk over costs more than it saves
+_HASH_BATCH_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -79,24 +82,49 @@ class SpooledBody:
 
 
 class _InOrder:
-    """Updates of ``digest`` run in another thread, one at a time, in the order given, so
-    hashing a chunk overlaps reading (or sending) the next one."""
+    """Updates of ``digest`` run in another thread, a batch at a time, in the order given,
+    so hashing overlaps reading (or sending) what comes next.
+
+    Chunks are handed over in batches of at least :data:`_HASH_BATCH_BYTES`: an upload
+    arrives in the server's receive pieces (64-256 KiB), and a hand-over per piece (a
+    submit, a wake-up, a result) cost more of the interpreter's time than the hash it
+    moved."""
 
     def __init__(self, digest: Hash) -> None:
         self.digest = digest
         self._pending: Future[None] | None = None
+        self._batch: list[bytes] = []
+        self._batch_bytes = 0
 
     def add(self, chunk: bytes) -> None:
-        self.finish()  # one update at a time keeps the chunks in order
-        if isinstance(chunk, bytes) and len(chunk) >= _HASH_AHEAD_BYTES:
-            self._pending = _HASHER.submit(self.digest.update, chunk)
-        else:  # small, or a buffer its producer may reuse once it has the next one
+        if not isinstance(chunk, bytes):
+            # A buffer its producer may reuse once it has the next one: hashed now.
+            self.finish()
             self.digest.update(chunk)
+            return
+        self._batch.append(chunk)
+        self._batch_bytes += len(chunk)
+        if self._batch_bytes >= _HASH_BATCH_BYTES:
+            batch, self._batch, self._batch_bytes = self._batch, [], 0
+            self._wait()  # one batch at a time keeps the chunks in order
+            self._pending = _HASHER.submit(_update_all, self.digest, batch)
 
     def finish(self) -> None:
+        """Every chunk given so far is in ``digest`` once this returns."""
+        self._wait()
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        for chunk in batch:
+            self.digest.update(chunk)
+
+    def _wait(self) -> None:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             pending.result()
+
+
+def _update_all(digest: Hash, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        digest.update(chunk)
 
 
 def hashed(chunks: Iterable[bytes], digest: Hash) -> Iterator[bytes]:
@@ -277,7 +305,7 @@ def tar_stream(entries: Iterable[Entry]) -> Iterator[bytes]:
     """A tar stream of the entries; a regular file's body is read in chunks."""
     buffer = bytearray()
     for piece in _tar_pieces(entries):
-        if len(piece) >= FLUSH:
+        if len(piece) >= PASS_BYTES:
             if buffer:
                 yield bytes(buffer)
                 buffer.clear()
