@@ -293,7 +293,9 @@ class Bench:
 
     # --- rows ---
 
-    def control_reads(self, ws: dict[str, Any], exec_id: str, file_path: str) -> None:
+    def control_reads(
+        self, ws: dict[str, Any], exec_id: str, file_path: str, deep_path: str
+    ) -> None:
         print("control reads (wrk)")
         d = self.args.duration
         api = f"{self.base}/api/v1"
@@ -303,9 +305,12 @@ class Bench:
             "GET workspaces (list)": f"{api}/workspaces",
             "GET exec (poll)": f"{api}/execs/{exec_id}",
             "fs stat": f"{api}/workspaces/{ws['id']}/files/stat?path={file_path}",
+            # Not a goal row: what each level below /workspace adds (the walk's stats).
+            "fs stat, 5 levels deep": f"{api}/workspaces/{ws['id']}/files/stat?path={deep_path}",
         }
+        levels_of = {"GET workspace": (1, 4, 16, 50), "fs stat, 5 levels deep": (1,)}
         for name, url in urls.items():
-            levels = (1, 4, 16, 50) if name == "GET workspace" else (1, 50)
+            levels = levels_of.get(name, (1, 50))
             for connections in levels:
                 profile = self.args.profile == name and connections == 50
                 spies = self.profiler(d) if profile else []
@@ -313,7 +318,9 @@ class Bench:
                 load = wrk(url, self.token, connections, d)
                 for spy in spies:
                     spy.wait(timeout=60)
-                if name == "/healthz":
+                if name == "fs stat, 5 levels deep":
+                    goal, met = "", None
+                elif name == "/healthz":
                     goal = "≥ 2000 req/s" if connections == 50 else ""
                     met = load.rps >= 2000 if connections == 50 else None
                 elif connections == 1:
@@ -855,10 +862,13 @@ class Bench:
             f"/api/v1/workspaces/{ws['id']}/execs",
             json={"cmd": ["echo", "hi"], "wait": True},
         )
-        self.raw.put_archive(container, "/workspace", tar_of({"hello.txt": b"hello\n"}))
+        deep = "src/pkg/module/sub/hello.txt"
+        self.raw.put_archive(
+            container, "/workspace", tar_of({"hello.txt": b"hello\n", deep: b"hello\n"})
+        )
         rows = set(self.args.rows.split(","))
         if "reads" in rows:
-            self.control_reads(ws, exec_["exec_id"], "/workspace/hello.txt")
+            self.control_reads(ws, exec_["exec_id"], "/workspace/hello.txt", f"/workspace/{deep}")
             self.reads_under_writes(ws)
         if "execs" in rows:
             self.execs(ws)

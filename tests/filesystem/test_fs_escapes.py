@@ -286,9 +286,19 @@ class _CountingDriver:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.calls: list[tuple[str, str]] = []
+        self.chains: list[list[str]] = []  # the paths of each path_stat_chain call
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
+        if name == "path_stat_chain":  # the engine stats each path the answer covers
+
+            def chain(container_id: str, paths: list[str]) -> Any:
+                self.chains.append(list(paths))
+                stats = attr(container_id, paths)
+                self.calls += [("path_stat", path) for path in paths[: len(stats)]]
+                return stats
+
+            return chain
         if name not in ("path_stat", "archive_get", "tree_entries"):
             return attr
 
@@ -352,6 +362,31 @@ def test_a_listing_opens_the_directory_without_a_stat_of_its_own_and_resolves_as
     assert listed(f"{wdir}/d/f/x")[0] == "not_a_directory"
     # Nothing outside the workspace was ever asked for.
     assert all(path.startswith("/workspace") for d in counted_calls for _, path in d.calls)
+
+
+def test_a_deep_path_is_resolved_with_one_chain_of_stats(env, wdir, counted_calls):
+    """The walk's stats down real directories are asked in one driver call (one agent
+    round trip on a node); only what follows a link is asked on its own."""
+    env.must("sh", "-c", f"mkdir -p {wdir}/a/b/c && echo hi > {wdir}/a/b/c/f && ln -s a/b {wdir}/l")
+    stat = fs_stat(actor=env.actor, workspace=env.workspace, path=f"{wdir}/a/b/c/f")
+    assert stat.kind == "file" and stat.size == 3
+    driver = counted_calls[-1]
+    chain = [wdir, f"{wdir}/a", f"{wdir}/a/b", f"{wdir}/a/b/c", f"{wdir}/a/b/c/f"]
+    assert driver.chains == [chain]
+    assert [path for name, path in driver.calls if name == "path_stat"] == chain
+    # Through a link: the chain ends at it, and the walk goes on from its target.
+    stat = fs_stat(actor=env.actor, workspace=env.workspace, path=f"{wdir}/l/c/f")
+    assert stat.path == f"{wdir}/a/b/c/f"
+    driver = counted_calls[-1]
+    assert driver.chains == [[wdir, f"{wdir}/l", f"{wdir}/l/c", f"{wdir}/l/c/f"]]
+    assert [path for name, path in driver.calls if name == "path_stat"] == [
+        wdir,
+        f"{wdir}/l",
+        f"{wdir}/a",
+        f"{wdir}/a/b",
+        f"{wdir}/a/b/c",
+        f"{wdir}/a/b/c/f",
+    ]
 
 
 def test_a_read_opens_the_file_without_a_stat_of_its_own_and_resolves_as_before(

@@ -13,6 +13,8 @@ import ssl
 import tarfile
 import threading
 from collections.abc import Iterator
+from http import HTTPStatus
+from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -20,6 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from core.errors import DevBenchError
 from tests.nodes.agent_checks import TOKEN, MiB, check_archive_round_trip, check_the_shell, tar_of
 from workspaces.filesystem.tario import SizedTar, member_body, new_info, open_stream
+from workspaces.runtime import wire
 from workspaces.runtime.agent import AgentServer, agent_serve
 from workspaces.runtime.agent_tls import (
     agent_certificate_generate,
@@ -31,6 +34,7 @@ from workspaces.runtime.base import (
     WORKSPACE_USER,
     EnginePathNotFound,
     ExecSpec,
+    PathStat,
 )
 from workspaces.runtime.docker import DockerDriver
 from workspaces.runtime.remote import NodeAgentMisconfigured, NodeUnavailable, RemoteDriver
@@ -360,3 +364,73 @@ def test_an_agent_that_does_not_rename_gets_a_rename_call(
     assert remote.path_stat(container, "/tmp/w3.tmp") is None
     stat = remote.path_stat(container, "/tmp/w3.bin")
     assert stat is not None and stat.size == len(b"old agent")
+
+
+def _counting_calls(remote: RemoteDriver, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the agent calls ``remote`` makes from now on."""
+    calls: list[str] = []
+    real_plain = remote._plain
+
+    def plain(method: str, body: bytes, **kwargs: Any) -> bytes:
+        calls.append(method)
+        return real_plain(method, body, **kwargs)
+
+    monkeypatch.setattr(remote, "_plain", plain)
+    return calls
+
+
+def _kinds(stats: list[PathStat | None]) -> list[str | None]:
+    return [stat.kind if stat is not None else None for stat in stats]
+
+
+def test_a_chain_of_stats_is_one_call_and_stops_where_a_walk_would(
+    agent: tuple[AgentServer, str], container: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = _remote(agent)
+    tree = SizedTar(
+        [
+            (new_info("c1", type=tarfile.DIRTYPE, mode=0o755), None),
+            (new_info("c1/c2", type=tarfile.DIRTYPE, mode=0o755), None),
+            (new_info("c1/c2/f", size=3), b"abc"),
+            (new_info("c1/link", type=tarfile.SYMTYPE, linkname="/etc"), None),
+        ]
+    )
+    remote.archive_put(container, "/tmp", tree)
+    calls = _counting_calls(remote, monkeypatch)
+    deep = ["/tmp/c1", "/tmp/c1/c2", "/tmp/c1/c2/f"]
+    stats = remote.path_stat_chain(container, deep)
+    assert _kinds(stats) == ["dir", "dir", "file"]
+    assert stats[2] is not None and stats[2].size == 3
+    assert calls == ["path_stat_chain"]
+    # Nothing below a file (the engine would fail), a link (it would follow it) or a
+    # missing path is asked for: the answer ends there.
+    assert _kinds(remote.path_stat_chain(container, [*deep, "/tmp/c1/c2/f/x"])) == _kinds(stats)
+    through_link = ["/tmp/c1", "/tmp/c1/link", "/tmp/c1/link/passwd"]
+    assert _kinds(remote.path_stat_chain(container, through_link)) == ["dir", "symlink"]
+    missing = ["/tmp/c1", "/tmp/c1/no", "/tmp/c1/no/x"]
+    assert _kinds(remote.path_stat_chain(container, missing)) == ["dir", None]
+    assert calls == ["path_stat_chain"] * 4
+
+
+def test_an_agent_without_stat_chains_gets_one_stat_per_path(
+    agent: tuple[AgentServer, str], container: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workspaces.runtime import agent as agent_module
+
+    real_call = agent_module._Handler._call
+
+    def earlier_version(handler: Any, method: str) -> None:
+        if method != "path_stat_chain":
+            real_call(handler, method)
+            return
+        handler._drain_body()
+        handler._send_json(HTTPStatus.NOT_FOUND, {"error": {"code": wire.UNKNOWN_METHOD}})
+
+    monkeypatch.setattr(agent_module._Handler, "_call", earlier_version)
+    remote = _remote(agent)
+    tree = SizedTar([(new_info("old1", type=tarfile.DIRTYPE, mode=0o755), None)])
+    remote.archive_put(container, "/tmp", tree)
+    calls = _counting_calls(remote, monkeypatch)
+    stats = remote.path_stat_chain(container, ["/tmp/old1", "/tmp/old1/no", "/tmp/old1/no/x"])
+    assert _kinds(stats) == ["dir", None]
+    assert calls == ["path_stat_chain", "path_stat", "path_stat"]

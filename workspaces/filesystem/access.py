@@ -22,7 +22,14 @@ from workspaces.filesystem.errors import (
     PathNotFound,
 )
 from workspaces.filesystem.etags import etag_cached, etag_remember
-from workspaces.filesystem.paths import ROOT, Resolved, normalise, resolve
+from workspaces.filesystem.paths import (
+    ROOT,
+    Resolved,
+    join_root,
+    normalise,
+    parts_below_root,
+    resolve,
+)
 from workspaces.filesystem.tario import Spool, hashed, member_body
 from workspaces.models import Workspace
 from workspaces.nodes import workspace_driver
@@ -62,7 +69,24 @@ class Target:
         self._stats[path] = stat
 
     def resolve(self, path: str, *, follow_final: bool) -> Resolved:
-        return resolve(normalise(path), self.stat, follow_final=follow_final)
+        clean = normalise(path)
+        self._stat_chain(clean)
+        return resolve(clean, self.stat, follow_final=follow_final)
+
+    def _stat_chain(self, clean: str) -> None:
+        """Learn in one driver call what the walk will ask first: the stats down the path
+        as far as it goes through real directories (on a node, one round trip instead
+        of one per component)."""
+        parts = parts_below_root(clean)
+        chain = [join_root(parts[: i + 1]) for i in range(len(parts))]
+        while chain and chain[0] in self._stats:  # known: the walk passes them without asking
+            known = self._stats[chain.pop(0)]
+            if known is None or known.kind != "dir":
+                return
+        if len(chain) > 1:
+            # The answer stops where the walk leaves the chain: it may be shorter.
+            stats = self.driver.path_stat_chain(self.container_id, chain)
+            self._stats.update(zip(chain, stats, strict=False))
 
 
 def open_target(*, actor: Principal, workspace: Workspace, scope: str) -> Target:

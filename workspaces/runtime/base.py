@@ -544,6 +544,19 @@ class RuntimeArchive(abc.ABC):
     def path_stat(self, container_id: str, path: str) -> PathStat | None:
         """The path's stat, or ``None`` if it does not exist."""
 
+    def path_stat_chain(self, container_id: str, paths: list[str]) -> list[PathStat | None]:
+        """:meth:`path_stat` of nested paths (each inside the one before), in order, up to
+        and including the first that is not a directory (missing, a file, a symlink):
+        what a walk down the chain would ask, and no more. A driver that crosses a
+        network asks for them in one round trip."""
+        stats: list[PathStat | None] = []
+        for path in paths:
+            stat = self.path_stat(container_id, path)
+            stats.append(stat)
+            if stat is None or stat.kind != "dir":
+                break
+        return stats
+
     @abc.abstractmethod
     def archive_get(self, container_id: str, path: str) -> ArchiveReader:
         """A tar stream of the path (EnginePathNotFound if it is missing)."""

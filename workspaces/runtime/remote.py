@@ -509,6 +509,23 @@ class RemoteDriver(RuntimeDriver):
         result: PathStat | None = self._call("path_stat", container_id=container_id, path=path)
         return result
 
+    def path_stat_chain(self, container_id: str, paths: list[str]) -> list[PathStat | None]:
+        if len(paths) <= 1:
+            return super().path_stat_chain(container_id, paths)
+        try:
+            result: list[PathStat | None] = self._call(
+                "path_stat_chain", container_id=container_id, paths=paths
+            )
+        except DevBenchError as exc:
+            if exc.code != wire.UNKNOWN_METHOD:
+                raise
+            return super().path_stat_chain(container_id, paths)  # an agent of an earlier version
+        if not 0 < len(result) <= len(paths):
+            raise EngineError(
+                f"The node agent answered {len(result)} stats for {len(paths)} paths."
+            )
+        return result
+
     def archive_get(self, container_id: str, path: str) -> ArchiveReader:
         # On a pooled connection (the body is chunked): no connect, handshake or new
         # agent thread per read.

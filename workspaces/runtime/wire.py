@@ -94,6 +94,7 @@ CALLS: dict[str, tuple[dict[str, Any], Any]] = {
     "exec_create": ({"container_id": str, "spec": ExecSpec}, str),
     "exec_inspect": ({"exec_id": str}, ExecState),
     "path_stat": ({"container_id": str, "path": str}, PathStat | None),
+    "path_stat_chain": ({"container_id": str, "paths": list[str]}, list[PathStat | None]),
     "path_rename": ({"container_id": str, "src": str, "dst": str, "user": str}, None),
     "path_remove": (
         {"container_id": str, "path": str, "kind": str, "recursive": bool, "user": str},
