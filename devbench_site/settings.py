@@ -145,7 +145,7 @@ if DATABASE_URL:
     if DATABASE_POOL:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("DATABASE_POOL_MIN_SIZE", 1),
-            "max_size": env_int("DATABASE_POOL_MAX_SIZE", 48),
+            "max_size": env_int("DATABASE_POOL_MAX_SIZE", 56),
             # Waiting longer than this for a free connection is an error, not a hang.
             "timeout": float(env_int("DATABASE_POOL_TIMEOUT_S", 30)),
         }
@@ -515,7 +515,7 @@ DEVBENCH_EXEC_STALE_AFTER_S = env_int("DEVBENCH_EXEC_STALE_AFTER_S", 30)
 DEVBENCH_EXEC_REDISPATCH_AFTER_S = env_int("DEVBENCH_EXEC_REDISPATCH_AFTER_S", 120)
 # Runners a node worker starts at once when handed them through its agent, besides its
 # Celery pool (execution/hand_off.py); more go through the queue. 0: always the queue.
-DEVBENCH_EXEC_HAND_OFF_RUNNERS = env_int("DEVBENCH_EXEC_HAND_OFF_RUNNERS", 16)
+DEVBENCH_EXEC_HAND_OFF_RUNNERS = env_int("DEVBENCH_EXEC_HAND_OFF_RUNNERS", 24)
 
 # --- Periodic jobs ------------------------------------------------------------
 # Run by Celery beat in production and by devbench_site.scheduler in the embedded mode
