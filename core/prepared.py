@@ -17,13 +17,14 @@ the pages after a keyset cursor), with the page size as a parameter.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from django.db import connections, models, router
+from django.db import connections, models, router, transaction
 
 M = TypeVar("M", bound=models.Model)
 
@@ -66,7 +67,12 @@ class _Prepared(Generic[M]):
             }
             queryset = self._queryset(alias, placeholders)
             compiler = queryset.query.get_compiler(using=alias)
-            sql, params = compiler.as_sql()
+            # Django compiles a locking query only inside a transaction (where it must
+            # run); one for a pipeline's implicit transaction is compiled in an empty one
+            # (no round trip).
+            outside = queryset.query.select_for_update and not connections[alias].in_atomic_block
+            with transaction.atomic(using=alias) if outside else contextlib.nullcontext():
+                sql, params = compiler.as_sql()
             # Parameters are values as the database takes them (SQLite: a datetime as text).
             by_value = {self._prep(alias, name, v): name for name, v in placeholders.items()}
             # Each parameter is a lookup value (by field name) or a fixed one.
@@ -88,13 +94,22 @@ class _Prepared(Generic[M]):
 
     def _fetch(self, values: dict[str, Any], *, extra_sql: str = "", extra: Any = ()) -> list[M]:
         alias = router.db_for_read(self.model)
+        sql, params = self._statement(alias, values)
+        with connections[alias].cursor() as cursor:
+            cursor.execute(sql + extra_sql, [*params, *extra])
+            rows = cursor.fetchall()
+        return self._built(alias, rows)
+
+    def _statement(self, alias: str, values: dict[str, Any]) -> tuple[str, list[Any]]:
+        """The compiled SQL and this call's parameters."""
         compiled = self._compile(alias)
         prepped = {name: self._prep(alias, name, value) for name, value in values.items()}
-        params = [prepped[slot] if named else slot for named, slot in compiled.slots]
+        return compiled.sql, [prepped[slot] if named else slot for named, slot in compiled.slots]
+
+    def _built(self, alias: str, rows: Any) -> list[M]:
+        """Model instances of fetched rows, as ``QuerySet`` builds them."""
+        compiled = self._compile(alias)
         connection = connections[alias]
-        with connection.cursor() as cursor:
-            cursor.execute(compiled.sql + extra_sql, [*params, *extra])
-            rows = cursor.fetchall()
         built: list[M] = []
         for fetched in rows:
             row = list(fetched)
@@ -138,6 +153,15 @@ class PreparedGet(_Prepared[M]):
             model: Any = self.model
             raise model.MultipleObjectsReturned(f"More than one {model.__name__}.")
         return rows[0] if rows else None
+
+    def statement(self, **values: Any) -> tuple[str, list[Any]]:
+        """The SQL and parameters :meth:`get` would run, for a caller that sends them
+        itself (e.g. pipelined with other statements); :meth:`built` makes its rows."""
+        return self._statement(router.db_for_read(self.model), values)
+
+    def built(self, rows: Any) -> list[M]:
+        """The instances :meth:`get` would return for ``rows`` fetched by :meth:`statement`."""
+        return self._built(router.db_for_read(self.model), rows)
 
 
 class PreparedList(_Prepared[M]):

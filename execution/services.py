@@ -11,6 +11,7 @@ the workspace's node queue on commit; output lands in ExecChunk rows that
 from __future__ import annotations
 
 import contextlib
+import functools
 import shlex
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from execution import notify, state
 from execution.errors import ConcurrencyLimitExceeded
 from execution.models import SLOT_STATUSES, TERMINAL_STATUSES, Exec, ExecStatus, ExecUsage
 from execution.selectors import ExecMessage, exec_get, exec_messages_after, exec_output
+from execution.start_now import exec_start_now
 from execution.tasks import SENDERS
 from execution.validation import (
     redact_env,
@@ -39,9 +41,9 @@ from execution.validation import (
 )
 from tenants.audit import audited
 from tenants.principal import Principal
-from workspaces.models import Workspace
+from workspaces.models import Workspace, WorkspaceStatus
 from workspaces.selectors import workspace_require_own
-from workspaces.suspend import workspace_ready
+from workspaces.suspend import workspace_ready, workspace_touch
 
 # exec_cancel waits this long for the exec to reach its terminal state.
 CANCEL_WAIT_S = 10.0
@@ -148,46 +150,31 @@ def _exec_create(
     existing = _idempotent_replay(actor=actor, workspace=workspace, cmd=cmd, key=idempotency_key)
     if existing is not None:
         return existing
+    new_exec = functools.partial(
+        _new_exec,
+        actor=actor,
+        cmd=cmd,
+        cwd=cwd,
+        env=env,
+        as_root=as_root,
+        timeout_s=timeout_s,
+        idempotency_key=idempotency_key,
+    )
+    if idempotency_key is None and workspace.status == WorkspaceStatus.RUNNING:
+        # A paused workspace is resumed, any other refused: by the general path.
+        started = new_exec(workspace=workspace, status=ExecStatus.STARTING)
+        if _exec_start_at_once(started, workspace=workspace):
+            return started
     with transaction.atomic():
         locked = state.lock_workspace(workspace.pk)
         workspace_ready(workspace=locked)
-        limit = state.slot_limit(locked)
-        active, waiting = _slots_taken(locked)
-        if waiting and active < limit:
-            # Execs queued while a slot was free (its runner ended a moment ago): they
-            # go first.
-            state.admit_waiting(locked, senders=SENDERS)
-            active, waiting = _slots_taken(locked)
-        if active < limit and not waiting:
-            status = ExecStatus.STARTING
-        elif queue:
-            status = ExecStatus.QUEUED
-        else:
-            raise ConcurrencyLimitExceeded(
-                f"Workspace '{locked.public_id}' already runs {active} of {limit} concurrent "
-                "execs; wait for one to end, cancel one, or pass queue=true.",
-                limit=limit,
-                active=active,
-            )
+        status = _admission(locked, queue=queue)
         # Only an idempotency key can collide (its unique constraint): without one, no
         # savepoint (two fewer round trips).
         try:
             with transaction.atomic() if idempotency_key else contextlib.nullcontext():
-                exec_ = Exec.objects.create(
-                    tenant=locked.tenant,
-                    workspace=locked,
-                    cmd=cmd,
-                    cwd=cwd,
-                    env=env,
-                    as_root=as_root,
-                    timeout_s=timeout_s,
-                    status=status,
-                    node=locked.node,
-                    idempotency_key=idempotency_key,
-                    created_by_id=actor.user_id,
-                    actor_id=actor.actor_id,
-                    dispatched_at=timezone.now() if status == ExecStatus.STARTING else None,
-                )
+                exec_ = new_exec(workspace=locked, status=status)
+                exec_.save(force_insert=True)
         except IntegrityError:
             # The same key, concurrently, on another workspace's lock.
             exec_ = None
@@ -200,6 +187,72 @@ def _exec_create(
         replay = _idempotent_replay(actor=actor, workspace=workspace, cmd=cmd, key=idempotency_key)
         assert replay is not None
         return replay
+    return exec_
+
+
+def _admission(locked: Workspace, *, queue: bool) -> ExecStatus:
+    """How a new exec of the locked workspace enters: starting if a slot is free and
+    nobody waits, queued if the caller will wait in line; else ConcurrencyLimitExceeded."""
+    limit = state.slot_limit(locked)
+    active, waiting = _slots_taken(locked)
+    if waiting and active < limit:
+        # Execs queued while a slot was free (its runner ended a moment ago): they go first.
+        state.admit_waiting(locked, senders=SENDERS)
+        active, waiting = _slots_taken(locked)
+    if active < limit and not waiting:
+        return ExecStatus.STARTING
+    if queue:
+        return ExecStatus.QUEUED
+    raise ConcurrencyLimitExceeded(
+        f"Workspace '{locked.public_id}' already runs {active} of {limit} concurrent "
+        "execs; wait for one to end, cancel one, or pass queue=true.",
+        limit=limit,
+        active=active,
+    )
+
+
+def _exec_start_at_once(exec_: Exec, *, workspace: Workspace) -> bool:
+    """Start ``exec_`` (unsaved) in one round trip if it can start at once
+    (``execution.start_now``); False if the general path must decide."""
+    # Activity is noted first, as the general path's gate does (every few seconds).
+    workspace_touch(workspace=workspace)
+    if not exec_start_now(exec_, workspace=workspace):
+        return False
+    state.dispatch(exec_, senders=SENDERS)
+    return True
+
+
+def _new_exec(
+    *,
+    actor: Principal,
+    workspace: Workspace,
+    cmd: list[str],
+    cwd: str,
+    env: dict[str, str],
+    as_root: bool,
+    timeout_s: int | None,
+    status: ExecStatus,
+    idempotency_key: str | None,
+) -> Exec:
+    """The exec row to insert (unsaved), on the workspace's node; with the workspace's
+    tenant and policy if they are loaded (its runner need not read them again)."""
+    exec_ = Exec(
+        tenant_id=workspace.tenant_id,
+        workspace=workspace,
+        cmd=cmd,
+        cwd=cwd,
+        env=env,
+        as_root=as_root,
+        timeout_s=timeout_s,
+        status=status,
+        node=workspace.node,
+        idempotency_key=idempotency_key,
+        created_by_id=actor.user_id,
+        actor_id=actor.actor_id,
+        dispatched_at=timezone.now() if status == ExecStatus.STARTING else None,
+    )
+    if Workspace.tenant.is_cached(workspace):
+        Exec.tenant.field.set_cached_value(exec_, workspace.tenant)
     return exec_
 
 

@@ -78,14 +78,14 @@ def send_kill(exec_: Exec, *, senders: Senders) -> None:
 def lock_workspace(workspace_id: int) -> Workspace:
     # The tenant and its policy come along in the same query (read fresh, under the
     # lock: ``slot_limit``) but are not locked.
-    workspace = _LOCKED.get(id=workspace_id)
+    workspace = LOCKED.get(id=workspace_id)
     if workspace is None:
         raise Workspace.DoesNotExist(f"No workspace {workspace_id}.")
     return workspace
 
 
 # Taken by every exec's start and by every end that admits a queued one: compiled once.
-_LOCKED = PreparedGet(
+LOCKED = PreparedGet(
     Workspace,
     "id",
     refine=lambda qs: qs.select_related("tenant", "tenant__policy").select_for_update(of=("self",)),
