@@ -462,7 +462,8 @@ class Bench:
             with self.profiled(f"exec {label} round trip, REST"):
                 ours, raw = self.alternate(rest_run(cmd), raw_run(cmd), n)
             self.ratio_row("exec", f"exec {label} round trip, REST", ours, raw, 1.25)
-            ours, raw = self.alternate(mcp_run(cmd), raw_run(cmd), n)
+            with self.profiled(f"exec {label} round trip, MCP exec_run"):
+                ours, raw = self.alternate(mcp_run(cmd), raw_run(cmd), n)
             self.ratio_row("exec", f"exec {label} round trip, MCP exec_run", ours, raw, 1.25)
 
         self.exec_rate(url, raw_run(["true"]))

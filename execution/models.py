@@ -61,7 +61,11 @@ class ExecUsage:
 class Exec(models.Model):
     public_id = models.CharField(max_length=32, unique=True, default=new_exec_id)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="execs")
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="execs")
+    # No index of its own: (workspace, status) below serves every lookup by workspace, and
+    # each index is one more write on every status change (none of which is a HOT update).
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="execs", db_index=False
+    )
     cmd = models.JSONField()
     cwd = models.CharField(max_length=4096, blank=True)
     # Values are replaced by their redacted form once the exec has ended.
@@ -132,7 +136,8 @@ class Exec(models.Model):
 class ExecChunk(models.Model):
     """A run of output of one stream, at most 64 KiB; ``seq`` counts from 1 per exec."""
 
-    exec = models.ForeignKey(Exec, on_delete=models.CASCADE, related_name="chunks")
+    # No index of its own: the unique (exec, seq) below serves every lookup by exec.
+    exec = models.ForeignKey(Exec, on_delete=models.CASCADE, related_name="chunks", db_index=False)
     seq = models.PositiveIntegerField()
     stream = models.PositiveSmallIntegerField(choices=Stream.choices)
     data = models.BinaryField()

@@ -1,4 +1,5 @@
-"""Stored output is compressed with lz4 where PostgreSQL has it (migration 0002)."""
+"""Stored output is compressed with lz4 where PostgreSQL has it (migration 0002); the
+exec and chunk tables carry no index another one already covers (migration 0003)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from execution.models import ExecChunk
+from execution.models import Exec, ExecChunk
 from tests.factories import ExecFactory
 
 
@@ -26,3 +27,23 @@ def test_chunk_data_is_compressed_with_lz4(tenant: Any) -> None:
         cursor.execute(sql, [exec_.pk])
         assert cursor.fetchone() == ("lz4",)
     assert bytes(ExecChunk.objects.get(exec=exec_).data) == data
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("model", "column", "covering"),
+    [
+        (Exec, "workspace_id", ["workspace_id", "status"]),
+        (ExecChunk, "exec_id", ["exec_id", "seq"]),
+    ],
+)
+def test_no_index_of_a_column_another_index_leads_with(
+    model: Any, column: str, covering: list[str]
+) -> None:
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
+    indexed = [c["columns"] for c in constraints.values() if c["index"] or c["unique"]]
+    assert [column] not in indexed
+    assert covering in indexed
+    # The foreign key itself stays.
+    assert any(c["foreign_key"] and c["columns"] == [column] for c in constraints.values())
