@@ -9,7 +9,13 @@ for the database, the engine stream is never held up by a commit, and a slow
 database only makes the batches larger.
 
 ``close()`` returns once every chunk handed over is stored (the runner writes
-the terminal state only after it), or raises what broke the storing. Chunks
+the terminal state only after it), or raises what broke the storing. The one
+exception: a short exec's output, all of it handed over with its end (``last``),
+no more than HOLD_MAX_BYTES and nothing stored before, is held instead, and the
+runner writes it in its terminal statement (``execution.state.end_run``): one
+statement, no thread started for one write. Held chunks are accounted as stored;
+whoever takes them (:meth:`OutputStore.take_held`) stores them or gives them back,
+and :meth:`OutputStore.flush_held` stores what is still held. Chunks
 handed over but not yet stored when the worker process dies are lost with it,
 like output the engine had not yet sent: what is stored is always a gap-free
 prefix. Without a channel layer that crosses processes (embedded mode) there is
@@ -34,6 +40,9 @@ logger = logging.getLogger(__name__)
 # How much handed-over output may wait for the database before the runner blocks
 # (back-pressure reaches the engine stream through the reader's queue).
 MAX_PENDING_BYTES = 8 * 1024 * 1024
+# A short exec's whole output, handed over with its end, up to this much is stored by
+# its terminal statement (see the module's docstring).
+HOLD_MAX_BYTES = 64 * 1024
 
 
 @dataclass
@@ -59,12 +68,20 @@ class OutputStore:
         self._closing = False
         self._threaded = threaded
         self._thread: threading.Thread | None = None
+        self._held: list[tuple[int, int, bytes]] = []
 
     # --- the runner's side -------------------------------------------------------
 
-    def put(self, chunks: list[tuple[int, int, bytes]]) -> None:
-        """Hand over numbered ``(seq, stream, data)`` chunks; raises if storing broke."""
+    def put(self, chunks: list[tuple[int, int, bytes]], *, last: bool = False) -> None:
+        """Hand over numbered ``(seq, stream, data)`` chunks; raises if storing broke.
+        ``last``: the output has ended (a short one may be held for the terminal
+        statement)."""
         if not chunks:
+            return
+        if last and self._may_hold(chunks):
+            with self._cond:
+                self._held = list(chunks)
+                self._account(chunks, drop_through=0)
             return
         if not self._threaded:
             self._store(chunks)
@@ -98,6 +115,25 @@ class OutputStore:
         if raise_error:
             self.check()
 
+    def take_held(self) -> list[tuple[int, int, bytes]]:
+        """The held chunks, no longer held: the caller stores them (or gives them back)."""
+        with self._cond:
+            held, self._held = self._held, []
+        return held
+
+    def give_back(self, held: list[tuple[int, int, bytes]]) -> None:
+        """Chunks taken with :meth:`take_held` that were not stored after all."""
+        with self._cond:
+            self._held = held + self._held
+
+    def flush_held(self) -> None:
+        """Store what is still held (a runner that does not end the exec itself)."""
+        held = self.take_held()
+        if held:
+            with transaction.atomic():
+                insert_chunks(chunk_rows(self.exec.pk, held))
+            notify.publish(self.exec.public_id, last_seq=held[-1][0], status=ExecStatus.RUNNING)
+
     def accounting(self) -> dict[str, object]:
         with self._cond:
             return {
@@ -105,6 +141,15 @@ class OutputStore:
                 "first_seq": self.out.first_seq,
                 "truncated": self.out.truncated,
             }
+
+    def _may_hold(self, chunks: list[tuple[int, int, bytes]]) -> bool:
+        # Only where a live path makes storing threaded (a thread per write otherwise),
+        # only on PostgreSQL (the terminal statement), only if nothing was stored before
+        # and the cap drops nothing.
+        if not self._threaded or self._thread is not None or self._held or self.out.last_seq:
+            return False
+        size = sum(len(data) for _, _, data in chunks)
+        return connection.vendor == "postgresql" and size <= min(HOLD_MAX_BYTES, self.cap)
 
     def _raise_if_failed(self) -> None:
         if self.error is not None:
@@ -131,9 +176,21 @@ class OutputStore:
         finally:
             connection.close()  # this thread's connection goes back to the pool
 
+    def _account(self, chunks: list[tuple[int, int, bytes]], *, drop_through: int) -> None:
+        """Record ``chunks`` as stored (the cap's drops through ``drop_through`` done)."""
+        out = self.out
+        for seq, _, data in chunks:
+            out.sizes.append((seq, len(data)))
+            out.stored_bytes += len(data)
+        while out.sizes and out.sizes[0][0] <= drop_through:
+            out.stored_bytes -= out.sizes.popleft()[1]
+        out.last_seq = chunks[-1][0]
+        if drop_through:
+            out.first_seq, out.truncated = drop_through + 1, True
+
     def _store(self, chunks: list[tuple[int, int, bytes]]) -> None:
         out = self.out
-        rows = [ExecChunk(exec_id=self.exec.pk, seq=s, stream=st, data=d) for s, st, d in chunks]
+        rows = chunk_rows(self.exec.pk, chunks)
         sizes = collections.deque(out.sizes)
         stored_bytes = out.stored_bytes
         for seq, _, data in chunks:
@@ -154,10 +211,12 @@ class OutputStore:
                     first_seq=drop_through + 1, truncated=True, last_seq=last_seq
                 )
         with self._cond:
-            out.sizes, out.stored_bytes, out.last_seq = sizes, stored_bytes, last_seq
-            if drop_through:
-                out.first_seq, out.truncated = drop_through + 1, True
+            self._account(chunks, drop_through=drop_through)
         notify.publish(self.exec.public_id, last_seq=last_seq, status=ExecStatus.RUNNING)
+
+
+def chunk_rows(exec_pk: int, chunks: list[tuple[int, int, bytes]]) -> list[ExecChunk]:
+    return [ExecChunk(exec_id=exec_pk, seq=seq, stream=st, data=data) for seq, st, data in chunks]
 
 
 def insert_chunks(rows: list[ExecChunk]) -> None:

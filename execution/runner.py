@@ -7,7 +7,8 @@ watchers and hands them to an :class:`~execution.persist.OutputStore`, which
 stores them behind the live path (and enforces the tenant's output cap by
 dropping the oldest chunks). It also beats ``heartbeat_at`` (reconciliation
 marks an exec whose runner died ``lost``) and watches for cancellation and the
-timeout. The terminal state is written only once every chunk is stored.
+timeout. The terminal state is written only once every chunk is stored (a short
+exec's output, that comes whole with its end, by the same statement).
 """
 
 from __future__ import annotations
@@ -209,6 +210,7 @@ class ExecRunner:
         try:
             # Nothing is stored after the terminal state: let the store finish or fail first.
             self.store.close(raise_error=False)
+            self._flush_held()
             if self.end_reason is None:
                 self._kill(ExecStatus.FAILED)
             state.finish(
@@ -347,8 +349,9 @@ class ExecRunner:
 
     # --- storing -------------------------------------------------------------
 
-    def _emit(self, chunks: list[tuple[int, bytes]]) -> None:
-        """Number the chunks, show them to live watchers, then hand them to the store."""
+    def _emit(self, chunks: list[tuple[int, bytes]], *, last: bool = False) -> None:
+        """Number the chunks, show them to live watchers, then hand them to the store
+        (``last``: the output has ended)."""
         if not chunks:
             return
         numbered = [(self.next_seq + i, stream, data) for i, (stream, data) in enumerate(chunks)]
@@ -357,7 +360,7 @@ class ExecRunner:
             self.following.add(numbered)
         if self.live:
             notify.publish_output(self.exec.public_id, numbered)
-        self.store.put(numbered)
+        self.store.put(numbered, last=last)
         self._keep(chunks)
 
     def _keep(self, chunks: list[tuple[int, bytes]]) -> None:
@@ -410,7 +413,7 @@ class ExecRunner:
         return time.monotonic()
 
     def _finish(self) -> None:
-        self._emit(self.coalescer.take(final=True))
+        self._emit(self.coalescer.take(final=True), last=True)
         exit_code: int | None = None
         pid = -1
         error_code, error = "", ""
@@ -468,16 +471,24 @@ class ExecRunner:
         last_seq = self.exec.last_seq
         output = self._kept_output()
         unless_cancelled = self.end_reason is None
-        if state.end_run(
-            self.exec,
-            status,
-            last_seq=last_seq,
-            unless_cancel_requested=unless_cancelled,
-            fields=accounting,
-            output=output,
-            senders=self.senders,
-            **kwargs,
-        ):
+        # A short exec's output, held by the store, goes in with this statement.
+        held = self.store.take_held()
+        try:
+            ended = state.end_run(
+                self.exec,
+                status,
+                last_seq=last_seq,
+                unless_cancel_requested=unless_cancelled,
+                fields=accounting,
+                output=output,
+                chunks=held,
+                senders=self.senders,
+                **kwargs,
+            )
+        except BaseException:
+            self.store.give_back(held)  # not stored: the abort stores them
+            raise
+        if ended:
             return
         if unless_cancelled and state.end_run(
             self.exec,
@@ -498,7 +509,14 @@ class ExecRunner:
             return first_line
         return subreaper_start_failure(first_line)
 
+    def _flush_held(self) -> None:
+        try:
+            self.store.flush_held()
+        except Exception:
+            logger.exception("could not store the last output of %s", self.exec)
+
     def _first_output_line(self) -> str:
+        self.store.flush_held()  # read back below
         first = (
             ExecChunk.objects.filter(exec_id=self.exec.pk)
             .order_by("seq")

@@ -33,6 +33,7 @@ from execution.models import (
     ExecChunk,
     ExecStatus,
 )
+from execution.persist import chunk_rows, insert_chunks
 from execution.runner_row import runner_row
 from execution.validation import redact_env
 from usage.services import usage_exec_record, usage_exec_record_sql
@@ -215,13 +216,16 @@ def end_run(
     error: str = "",
     fields: dict[str, Any] | None = None,
     output: tuple[bytes, bytes] | None = None,
+    chunks: list[tuple[int, int, bytes]] | None = None,
     senders: Senders,
 ) -> bool:
     """The runner's own end of its exec, which it has stored up to ``last_seq``: like
     :func:`finish`, with the caller waiting for the exec told first, and told all it
     needs (:func:`final_state`; ``output`` is the whole stored output, if the runner kept
     it) so it does not read the row or the output again. ``unless_cancel_requested``:
-    only if nobody has asked to cancel the exec.
+    only if nobody has asked to cancel the exec. ``chunks``: output not stored yet
+    (``OutputStore.take_held``), stored by the same statement, whether or not it ends
+    the exec.
 
     The terminal UPDATE and the tenant's usage commit together (on PostgreSQL in one
     statement) without the workspace lock, and the listeners hear of it then; the freed
@@ -243,11 +247,15 @@ def end_run(
         last_seq=last_seq,
     )
     if connection.vendor == "postgresql":
-        done = _end_in_one_statement(exec_, values, unless_cancel_requested=unless_cancel_requested)
+        done = _end_in_one_statement(
+            exec_, values, unless_cancel_requested=unless_cancel_requested, chunks=chunks or []
+        )
         if done:
             _ended(exec_, values, final=lambda: final_state(exec_, output))
     else:
         with transaction.atomic():
+            if chunks:
+                insert_chunks(chunk_rows(exec_.pk, chunks))
             done = _finish_locked(
                 exec_,
                 values,
@@ -262,10 +270,16 @@ def end_run(
 
 
 def _end_in_one_statement(
-    exec_: Exec, values: dict[str, Any], *, unless_cancel_requested: bool
+    exec_: Exec,
+    values: dict[str, Any],
+    *,
+    unless_cancel_requested: bool,
+    chunks: list[tuple[int, int, bytes]],
 ) -> bool:
-    """The terminal UPDATE of a non-terminal exec and its usage, in one statement: one
-    round trip, atomic without a transaction around it (PostgreSQL)."""
+    """The terminal UPDATE of a non-terminal exec and its usage, with the insert of
+    ``chunks``, in one statement: one round trip, atomic without a transaction around it
+    (PostgreSQL). The chunks are inserted whether or not the UPDATE matches (a
+    data-modifying WITH query always runs)."""
     meta = Exec._meta
     columns, params = [], []
     for name, value in values.items():
@@ -275,17 +289,38 @@ def _end_in_one_statement(
         params.append(field.get_db_prep_save(value, connection))
     condition = "cancel_requested_at IS NULL" if unless_cancel_requested else "TRUE"
     seconds = _run_seconds(exec_.started_at, values["finished_at"])
+    stored, stored_params = _chunks_insert(exec_.pk, chunks)
     sql = (
-        f"WITH ended AS (UPDATE {meta.db_table} SET {', '.join(columns)} "  # noqa: S608
+        f"WITH {stored}ended AS (UPDATE {meta.db_table} SET {', '.join(columns)} "  # noqa: S608
         f"WHERE id = %s AND status = ANY(%s) AND {condition} "
         "RETURNING tenant_id, %s::date AS day, %s::float8 AS seconds) "
         + usage_exec_record_sql("ended")
         + " RETURNING 1"
     )
-    params += [exec_.pk, [str(s) for s in NON_TERMINAL], values["finished_at"].date(), seconds]
+    params = [
+        *stored_params,
+        *params,
+        exec_.pk,
+        [str(s) for s in NON_TERMINAL],
+        values["finished_at"].date(),
+        seconds,
+    ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone() is not None
+
+
+def _chunks_insert(exec_pk: int, chunks: list[tuple[int, int, bytes]]) -> tuple[str, list[Any]]:
+    """The WITH query inserting ``chunks`` (ending in a comma) and its parameters; none
+    for no chunks."""
+    if not chunks:
+        return "", []
+    meta = ExecChunk._meta
+    column = {field.name: str(field.column) for field in meta.concrete_fields}
+    names = ", ".join(column[name] for name in ("exec", "seq", "stream", "data"))
+    rows = ", ".join(["(%s, %s, %s, %s)"] * len(chunks))
+    params = [value for seq, stream, data in chunks for value in (exec_pk, seq, stream, data)]
+    return f"stored AS (INSERT INTO {meta.db_table} ({names}) VALUES {rows}), ", params  # noqa: S608
 
 
 def _any_queued(workspace_id: int) -> bool:

@@ -16,7 +16,7 @@ import pytest
 from channels.layers import get_channel_layer
 from django.db import connection
 
-from execution import live, notify, persist, runner
+from execution import live, notify, persist, runner, state
 from execution.models import Exec, ExecChunk, ExecStatus
 from execution.tasks import SENDERS
 from workspaces.runtime.agent import follow_here
@@ -88,7 +88,9 @@ def test_watchers_get_output_before_it_is_stored_and_the_end_waits_for_it(
     exec_ = Exec.objects.create(
         tenant=running_workspace.tenant,
         workspace=running_workspace,
-        cmd=["sh", "-c", "echo first; echo second >&2"],
+        # Output before the end: a short exec's output that comes whole with its end is
+        # stored by the terminal statement instead (test_a_short_execs_output_...).
+        cmd=["sh", "-c", "echo first; echo second >&2; sleep 0.5"],
         status=ExecStatus.STARTING,
     )
     release = threading.Event()
@@ -143,3 +145,91 @@ def test_watchers_get_output_before_it_is_stored_and_the_end_waits_for_it(
     stored = list(ExecChunk.objects.filter(exec=exec_).order_by("seq").values_list("seq", "data"))
     assert [(seq, bytes(data)) for seq, data in stored] == [(c[0], bytes(c[2])) for c in seen]
     assert exec_.last_seq == len(seen)
+
+
+def _run_in_process(exec_: Exec) -> BaseException | None:
+    """Run ``exec_``'s runner in a thread of this process; what it raised, if anything."""
+    loaded = Exec.objects.select_related("workspace", "tenant").get(pk=exec_.pk)
+    raised: list[BaseException] = []
+
+    def run_it() -> None:
+        try:
+            runner.run_exec(loaded, senders=SENDERS)
+        except BaseException as exc:
+            raised.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run_it)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    return raised[0] if raised else None
+
+
+def _short_exec(workspace: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Exec, list[Any]]:
+    """An exec whose whole output comes with its end (the runner coalesces it until
+    then), and the chunk writes of the store's own path."""
+    monkeypatch.setattr(runner, "LIVE_FLUSH_S", 30.0)
+    writes: list[Any] = []
+    real_insert = persist.insert_chunks
+
+    def recorded(rows: list[ExecChunk]) -> None:
+        writes.append([row.seq for row in rows])
+        real_insert(rows)
+
+    monkeypatch.setattr(persist, "insert_chunks", recorded)
+    exec_ = Exec.objects.create(
+        tenant=workspace.tenant,
+        workspace=workspace,
+        cmd=["sh", "-c", "echo one; echo two >&2; echo three"],
+        status=ExecStatus.STARTING,
+    )
+    return exec_, writes
+
+
+def _stored(exec_: Exec) -> dict[int, bytes]:
+    by_stream: dict[int, bytes] = {1: b"", 2: b""}
+    for stream, data in (
+        ExecChunk.objects.filter(exec=exec_).order_by("seq").values_list("stream", "data")
+    ):
+        by_stream[stream] += bytes(data)
+    return by_stream
+
+
+def test_a_short_execs_output_is_stored_by_its_terminal_statement(
+    running_workspace: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exec_, writes = _short_exec(running_workspace, monkeypatch)
+    assert _run_in_process(exec_) is None
+    exec_.refresh_from_db()
+    assert (exec_.status, exec_.exit_code) == (ExecStatus.COMPLETED, 0)
+    assert _stored(exec_) == {1: b"one\nthree\n", 2: b"two\n"}
+    seqs = list(ExecChunk.objects.filter(exec=exec_).order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1)) and exec_.last_seq == seqs[-1]
+    assert (exec_.first_seq, exec_.truncated, exec_.stdout_bytes) == (1, False, 10)
+    assert writes == []  # no write of the store's own (nor a thread started for one)
+
+
+def test_held_output_is_stored_when_the_terminal_statement_fails(
+    running_workspace: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exec_, writes = _short_exec(running_workspace, monkeypatch)
+    real_end_run = state.end_run
+    calls: list[Any] = []
+
+    def failing_once(*args: Any, **kwargs: Any) -> bool:
+        calls.append(kwargs.get("chunks"))
+        if len(calls) == 1:
+            raise RuntimeError("the database went away")
+        return real_end_run(*args, **kwargs)
+
+    monkeypatch.setattr(state, "end_run", failing_once)
+    raised = _run_in_process(exec_)
+    assert isinstance(raised, RuntimeError)
+    assert calls[0]  # the held chunks went with the statement that failed
+    exec_.refresh_from_db()
+    assert (exec_.status, exec_.error_code) == (ExecStatus.FAILED, "internal_error")
+    # The runner's abort stored them on its own: no byte lost, the end after them.
+    assert _stored(exec_) == {1: b"one\nthree\n", 2: b"two\n"}
+    assert len(writes) == 1 and exec_.last_seq == writes[0][-1]
