@@ -16,7 +16,9 @@ which decides (queues, refuses, resumes a paused workspace, reports why).
 
 Only on PostgreSQL, outside any transaction of the caller's (its commit must be
 the pipeline's own), and without an idempotency key (whose unique constraint the
-general path handles).
+general path handles). The two statements go on the connection's own psycopg
+cursors, as ``execution.persist.insert_chunks`` does: Django's cursor has no
+pipeline, so they are not in Django's query log.
 """
 
 from __future__ import annotations
