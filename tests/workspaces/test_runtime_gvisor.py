@@ -15,6 +15,8 @@ from tenants.models import TenantPolicy
 from tests.execution.helpers import leftovers
 from workspaces.filesystem.services import fs_write
 from workspaces.runtime import get_driver
+from workspaces.runtime.docker import DockerDriver
+from workspaces.runtime.docker.rootfs import AskEngine
 from workspaces.services import workspace_kill, workspace_spawn
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
@@ -27,6 +29,11 @@ def test_a_gvisor_workspace_sees_gvisors_kernel(live_worker: Any, actor: Any, te
         host = get_driver().inspect(workspace.container_id).raw["HostConfig"]
         assert host["Runtime"] == "runsc"
         assert host["CgroupnsMode"] == "private" and host["CapDrop"] == ["ALL"]
+        # Its files are in gVisor's sandbox, not below its process's root: the engine stats.
+        driver = get_driver()
+        assert isinstance(driver, DockerDriver)
+        with pytest.raises(AskEngine):
+            driver.roots.path_stat(workspace.container_id, "/workspace")
 
         def run(script: str, **kw: Any) -> Any:
             return exec_run(actor=actor, workspace=workspace, cmd=["sh", "-c", script], **kw)

@@ -15,6 +15,7 @@ import json
 import logging
 import posixpath
 import socket
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -40,6 +41,7 @@ from workspaces.runtime.base import (
 from workspaces.runtime.docker import helpers
 from workspaces.runtime.docker.errors import translated
 from workspaces.runtime.docker.quick import QuickEngine, StreamedAnswer, raise_engine_error
+from workspaces.runtime.docker.rootfs import AskEngine, ContainerRoots, first_process_of
 from workspaces.runtime.splice import SourceFailed, splice_between
 from workspaces.runtime.tree import TarEntries
 
@@ -136,6 +138,22 @@ class _SplicedArchive(SpliceableArchive):
         self._conn.close()
 
 
+_roots_lock = threading.Lock()
+_roots: dict[str, ContainerRoots] = {}
+
+
+def container_roots(base_url: str, api: Callable[[], docker.APIClient]) -> ContainerRoots:
+    """The engine's containers' roots, for stats without the engine (one per engine URL
+    per process: it remembers each container's first process)."""
+    with _roots_lock:
+        roots = _roots.get(base_url)
+        if roots is None:
+            roots = _roots[base_url] = ContainerRoots(
+                lambda container_id: first_process_of(api().inspect_container(container_id))
+            )
+        return roots
+
+
 def _json_message(content: bytes) -> str:
     try:
         return str(json.loads(content).get("message", ""))
@@ -197,7 +215,25 @@ class DockerArchive(RuntimeArchive):
         with translated(engine_url=self.base_url, container_id=container_id):
             raise_it()
 
+    @property
+    def roots(self) -> ContainerRoots:
+        return container_roots(self.base_url, lambda: self.api)
+
     def path_stat(self, container_id: str, path: str) -> PathStat | None:
+        try:
+            return self.roots.path_stat(container_id, path)
+        except AskEngine:
+            return self.engine_path_stat(container_id, path)
+
+    def path_stat_chain(self, container_id: str, paths: list[str]) -> list[PathStat | None]:
+        try:
+            return self.roots.path_stat_chain(container_id, paths)
+        except AskEngine:
+            return super().path_stat_chain(container_id, paths)
+
+    def engine_path_stat(self, container_id: str, path: str) -> PathStat | None:
+        """The engine's own answer (``HEAD`` of the archive): what ``path_stat`` gives
+        when the container's root cannot be reached from this process."""
         quick = self.quick
         with translated(engine_url=self.base_url, container_id=container_id):
             if quick is not None:

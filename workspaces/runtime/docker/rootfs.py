@@ -1,0 +1,356 @@
+"""A running container's files stat'ed through its process's root, without the engine.
+
+The engine answers ``HEAD /containers/{id}/archive`` by mounting the container's
+filesystem and volumes for that one call and unmounting them after: most of a file
+stat's cost, and CPU taken from every other request on the machine. A process that
+may trace the container's first process (root on the engine's host) reaches the same
+files, already mounted, at ``/proc/<pid>/root``. This module answers a stat there,
+with the engine's own semantics (``daemon/archive.go`` of the engine we run:
+``ResolvePath`` then ``StatPath``, symlinks followed lexically in the container's
+scope), and says "ask the engine" whenever it cannot:
+
+- the container is not runc's (gVisor keeps its files in its sandbox), not running,
+  or not on this host (its first process is not in its cgroup as this host sees it);
+- this process may not look there (not root, a seccomp filter without ``openat2``);
+- anything the engine would answer with an error other than "no such path".
+
+Every lookup is confined to the container's root by the kernel (``openat2`` with
+``RESOLVE_IN_ROOT``: absolute links and ``..`` stop at that root, and magic links are
+refused), so a link a workspace makes, or swaps in mid-walk, cannot lead outside it.
+The first process is checked to still be the container's on every call, through the
+``/proc/<pid>`` directory opened once: a recycled pid fails the check, never reads
+another process's files.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import posixpath
+import stat as stat_bits
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+from workspaces.runtime.base import PathKind, PathStat
+
+log = logging.getLogger(__name__)
+
+_SYS_OPENAT2: Final = 437  # the same number on every architecture Linux has added it to
+_RESOLVE_NO_MAGICLINKS: Final = 0x02
+_RESOLVE_IN_ROOT: Final = 0x10
+_MAX_STEPS: Final = 255  # the engine's limit on components walked while following links
+_MAX_REMEMBERED: Final = 4096  # containers whose first process is remembered
+_RUNC: Final = ("runc", "io.containerd.runc.v2")  # a runtime whose processes hold the files
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+class AskEngine(Exception):
+    """This stat is the engine's to answer (see the module's docstring)."""
+
+
+def _libc_openat2() -> Callable[..., int] | None:
+    try:
+        syscall = ctypes.CDLL(None, use_errno=True).syscall
+    except (OSError, AttributeError):
+        return None
+    syscall.restype = ctypes.c_long
+    return syscall
+
+
+_syscall = _libc_openat2()
+
+
+def _open_in_root(root_fd: int, path: str) -> int:
+    """An ``O_PATH`` descriptor of the directory ``path``, resolved inside ``root_fd``."""
+    if _syscall is None:
+        raise AskEngine
+    how = _OpenHow(
+        flags=os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
+        resolve=_RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS,
+    )
+    fd = _syscall(_SYS_OPENAT2, root_fd, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how))
+    if fd < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), path)
+    return fd
+
+
+@dataclass(frozen=True)
+class FirstProcess:
+    """What the engine says of a container that a stat through its root needs."""
+
+    pid: int  # on this host; 0 when it is not running
+    runtime: str
+    volumes: tuple[str, ...]  # where its volumes and bind mounts are, in the container
+    tmpfs: tuple[str, ...] = ()  # where its tmpfs mounts are (the engine's stat sees below)
+
+    @property
+    def reachable(self) -> bool:
+        return self.pid > 0 and self.runtime in _RUNC and bool(self.volumes)
+
+
+class _Root:
+    """The container's root directory, for the lookups of one stat.
+
+    Only paths inside the container's volumes are looked up here. Elsewhere the
+    process sees mounts the engine's stat does not (``/proc``, ``/dev``, the tmpfs at
+    ``/tmp``): the engine answers those, so that both give the same answer.
+    """
+
+    def __init__(self, fd: int, process: FirstProcess) -> None:
+        self.fd = fd
+        self._process = process
+
+    def _inside_volumes(self, path: str) -> None:
+        if not any(_within(path, v) for v in self._process.volumes) or any(
+            _within(path, t) for t in self._process.tmpfs
+        ):
+            raise AskEngine
+
+    def lstat(self, path: str) -> os.stat_result | None:
+        """``lstat`` of the absolute container path ``path`` (None: it does not exist)."""
+        self._inside_volumes(path)
+        parent, name = posixpath.split(path)
+        try:
+            dir_fd = _open_in_root(self.fd, parent)
+        except FileNotFoundError:
+            return None
+        try:
+            return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(dir_fd)
+
+    def readlink(self, path: str) -> str:
+        self._inside_volumes(path)
+        parent, name = posixpath.split(path)
+        dir_fd = _open_in_root(self.fd, parent)
+        try:
+            return os.readlink(name, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def in_scope(self, path: str) -> str:
+        """Where ``path`` leads with every symlink on it followed, lexically, without
+        leaving the root; components that do not exist are kept as they are (the
+        engine's ``FollowSymlinkInScope`` with the container's root as the scope)."""
+        done = "/"  # resolved so far: real directories, or names that do not exist
+        rest = _clean(path).lstrip("/")
+        steps = 0
+        while rest:
+            steps += 1
+            if steps > _MAX_STEPS:
+                raise AskEngine  # the engine's "too many links" error, in its words
+            part, _, rest = rest.partition("/")
+            if not part:
+                continue
+            candidate = _clean(f"{done}/{part}")
+            if candidate == "/":
+                done = "/"
+                continue
+            found = self.lstat(candidate)
+            if found is None or not stat_bits.S_ISLNK(found.st_mode):
+                done = candidate
+                continue
+            target = self.readlink(candidate)
+            if target.startswith("/"):
+                done = "/"
+            rest = f"{target}/{rest}"
+        return done
+
+
+def _clean(path: str) -> str:
+    """``path`` made absolute and lexically clean (Go's ``filepath.Clean``: unlike
+    ``normpath``, a leading ``//`` is one separator)."""
+    return posixpath.normpath("/" + path.lstrip("/"))
+
+
+def _within(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def _kind(mode: int) -> PathKind:
+    if stat_bits.S_ISDIR(mode):
+        return "dir"
+    if stat_bits.S_ISLNK(mode):
+        return "symlink"
+    if stat_bits.S_ISREG(mode):
+        return "file"
+    return "other"
+
+
+def engine_time(seconds: int, nanoseconds: int) -> str:
+    """A file time as the engine writes it (Go's RFC 3339 with nanoseconds, trailing
+    zeros dropped, in the host's zone: the ETag cache keys on this text)."""
+    local = time.localtime(seconds)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", local)
+    if nanoseconds:
+        text += f".{nanoseconds:09d}".rstrip("0")
+    offset = local.tm_gmtoff or 0
+    if offset == 0:
+        return text + "Z"
+    sign = "+" if offset > 0 else "-"
+    hours, minutes = divmod(abs(offset) // 60, 60)
+    return f"{text}{sign}{hours:02d}:{minutes:02d}"
+
+
+def _path_stat(root: _Root, path: str) -> PathStat | None:
+    """The engine's stat of ``path``: its parents resolved in scope, the last name not."""
+    if not path.startswith("/") or (path.endswith(("/", "/.")) and path != "/"):
+        raise AskEngine  # (a trailing separator changes what the engine looks at)
+    absolute = _clean(path)
+    parent, name = posixpath.split(absolute)
+    resolved = posixpath.join(root.in_scope(parent), name) if name else "/"
+    found = root.lstat(resolved)
+    if found is None:
+        return None
+    seconds, nanoseconds = divmod(found.st_mtime_ns, 1_000_000_000)
+    link_target = ""
+    if stat_bits.S_ISLNK(found.st_mode):
+        link_target = root.in_scope(absolute)
+    return PathStat(
+        name=name or "/",
+        kind=_kind(found.st_mode),
+        size=found.st_size,
+        mode=stat_bits.S_IMODE(found.st_mode),
+        mtime=engine_time(seconds, nanoseconds),
+        link_target=link_target,
+    )
+
+
+class ContainerRoots:
+    """Stats through containers' roots, for the containers of one engine.
+
+    ``first_process(container_id)`` asks the engine (an inspect); it is asked once per
+    container, again only when the process it named is gone.
+    """
+
+    def __init__(self, first_process: Callable[[str], FirstProcess]) -> None:
+        self._first_process = first_process
+        self._known: dict[str, FirstProcess] = {}
+        self._lock = threading.Lock()
+        self.usable = _syscall is not None
+
+    def path_stat(self, container_id: str, path: str) -> PathStat | None:
+        """The stat of ``path``, or None when it does not exist; ``AskEngine`` when the
+        engine must answer."""
+        return self.path_stat_chain(container_id, [path])[0]
+
+    def path_stat_chain(self, container_id: str, paths: list[str]) -> list[PathStat | None]:
+        """As ``RuntimeArchive.path_stat_chain``, through one opening of the root."""
+        stats: list[PathStat | None] = []
+        with self._root(container_id) as root:
+            for path in paths:
+                try:
+                    found = _path_stat(root, path)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOSYS, errno.EPERM):
+                        self._unusable(exc)
+                    raise AskEngine from exc
+                stats.append(found)
+                if found is None or found.kind != "dir":
+                    break
+        return stats
+
+    @contextmanager
+    def _root(self, container_id: str) -> Iterator[_Root]:
+        if not self.usable:
+            raise AskEngine
+        for attempt in range(2):
+            process = self._process(container_id, fresh=attempt > 0)
+            if not process.reachable:
+                raise AskEngine
+            root_fd = self._open_root(container_id, process.pid)
+            if root_fd is not None:
+                break
+        else:
+            raise AskEngine
+        try:
+            yield _Root(root_fd, process)
+        finally:
+            os.close(root_fd)
+
+    def _process(self, container_id: str, *, fresh: bool) -> FirstProcess:
+        known = None if fresh else self._known.get(container_id)
+        if known is not None:
+            return known
+        try:
+            process = self._first_process(container_id)
+        except Exception as exc:  # the engine's own answer to the stat tells the caller why
+            raise AskEngine from exc
+        if process.pid > 0:  # (a stopped container's next process is not known yet)
+            with self._lock:
+                if len(self._known) >= _MAX_REMEMBERED:
+                    self._known.clear()
+                self._known[container_id] = process
+        return process
+
+    def _open_root(self, container_id: str, pid: int) -> int | None:
+        """The root of ``pid`` if it is still the first process of ``container_id``."""
+        try:
+            proc_fd = os.open(f"/proc/{pid}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            if not _in_cgroup_of(proc_fd, container_id):
+                return None
+            return os.open("root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc_fd)
+        except (FileNotFoundError, ProcessLookupError):
+            return None  # it ended meanwhile
+        except PermissionError as exc:
+            self._unusable(exc)
+            raise AskEngine from exc
+        finally:
+            os.close(proc_fd)
+
+    def _unusable(self, exc: OSError) -> None:
+        if self.usable:
+            log.info("container roots are not reachable from here (%s); the engine stats", exc)
+        self.usable = False
+
+
+def _in_cgroup_of(proc_fd: int, container_id: str) -> bool:
+    """Whether the process of ``proc_fd`` is in the container's cgroup (the engine names
+    a container's cgroup after its id, with either cgroup driver)."""
+    fd = os.open("cgroup", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc_fd)
+    try:
+        text = os.read(fd, 65536).decode(errors="replace")
+    finally:
+        os.close(fd)
+    return any(
+        line.endswith((f"/{container_id}", f"/docker-{container_id}.scope"))
+        for line in text.splitlines()
+    )
+
+
+def first_process_of(raw: dict[str, Any]) -> FirstProcess:
+    """``ContainerRoots``' view of an engine's container inspect answer."""
+    state = raw.get("State") or {}
+    host_config = raw.get("HostConfig") or {}
+    return FirstProcess(
+        pid=int(state.get("Pid") or 0) if state.get("Running") else 0,
+        runtime=str(host_config.get("Runtime") or ""),
+        volumes=tuple(
+            _clean(m["Destination"])
+            for m in raw.get("Mounts") or []
+            if m.get("Type") in ("volume", "bind") and m.get("Destination")
+        ),
+        tmpfs=tuple(
+            [_clean(t) for t in host_config.get("Tmpfs") or {}]
+            + [
+                _clean(m["Destination"])
+                for m in raw.get("Mounts") or []
+                if m.get("Type") == "tmpfs" and m.get("Destination")
+            ]
+        ),
+    )
