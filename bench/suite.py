@@ -345,25 +345,28 @@ class Bench:
                 if cpu is not None:
                     self.cpu_row(f"{name}, 50 clients", cpu, requests=load.rps * d)
 
-    def cpu_meter(self) -> dict[str, tuple[list[int], float]]:
-        """Each service's processes and the CPU they have used so far."""
-        groups = {
+    def cpu_groups(self) -> dict[str, list[int]]:
+        """Each service's processes right now."""
+        return {
             "web": process_tree(self.web.pid),
             "PostgreSQL": pids_named("postgres"),
             "Redis": pids_named("redis-server"),
             "worker": process_tree(self.worker.pid),
             "engine": pids_named("dockerd") + pids_named("containerd"),
         }
-        return {name: (pids, cpu_s(pids)) for name, pids in groups.items()}
 
-    def cpu_row(
-        self, name: str, before: dict[str, tuple[list[int], float]], requests: float
-    ) -> None:
+    def cpu_meter(self) -> dict[str, float]:
+        """The CPU each service has used so far (its processes, and those they reaped)."""
+        return {name: cpu_s(pids) for name, pids in self.cpu_groups().items()}
+
+    def cpu_row(self, name: str, before: dict[str, float], requests: float) -> None:
         """CPU per request of each service since ``before``: it moves much less than req/s
-        and latency with what else the machine runs (time stolen is not counted)."""
+        and latency with what else the machine runs (time stolen is not counted). The
+        processes are listed again: those born meanwhile count whole."""
+        now = self.cpu_meter()
         per_request = {
-            service: (cpu_s(pids) - used) * 1000 / max(requests, 1)
-            for service, (pids, used) in before.items()
+            service: (now[service] - used) * 1000 / max(requests, 1)
+            for service, used in before.items()
         }
         add(
             Row(
