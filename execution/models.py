@@ -60,7 +60,10 @@ class ExecUsage:
 
 class Exec(models.Model):
     public_id = models.CharField(max_length=32, unique=True, default=new_exec_id)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="execs")
+    # No index of its own: (tenant, public_id) below leads with it.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="execs", db_index=False
+    )
     # No index of its own: (workspace, status) below serves every lookup by workspace, and
     # each index is one more write on every status change (none of which is a HOT update).
     workspace = models.ForeignKey(
@@ -113,6 +116,11 @@ class Exec(models.Model):
         indexes = [
             models.Index(fields=["workspace", "status"]),
             models.Index(fields=["status", "heartbeat_at"]),
+            # The lookup of every request naming an exec (tenant_id = … AND public_id = …).
+            # With only an index on tenant, PostgreSQL picks it whenever its statistics
+            # predate the tenant's growth (they estimate one row) and then reads every exec
+            # of the tenant to find one.
+            models.Index(fields=["tenant", "public_id"]),
         ]
 
     def __str__(self) -> str:

@@ -64,7 +64,10 @@ class WorkspaceManager(models.Manager["Workspace"]):
 
 class Workspace(models.Model):
     public_id = models.CharField(max_length=32, unique=True, default=new_workspace_id)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="workspaces")
+    # No index of its own: (tenant, public_id) and (tenant, status) below lead with it.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="workspaces", db_index=False
+    )
     # NULL (not "") for "no alias/key": the conditional unique constraints rely on it.
     alias = models.CharField(  # noqa: DJ001
         max_length=63, null=True, blank=True, validators=[ALIAS_VALIDATOR]
@@ -141,6 +144,8 @@ class Workspace(models.Model):
         ]
         indexes = [
             models.Index(fields=["tenant", "status"]),
+            # Every request naming a workspace (tenant_id = … AND public_id = …): see Exec.
+            models.Index(fields=["tenant", "public_id"]),
             models.Index(fields=["node", "status"]),
             models.Index(
                 fields=["tenant", "node", "pool_fingerprint"],

@@ -1,5 +1,7 @@
 """Stored output is compressed with lz4 where PostgreSQL has it (migration 0002); the
-exec and chunk tables carry no index another one already covers (migration 0003)."""
+exec and chunk tables carry no index another one already covers (migration 0003); an
+exec or workspace is found by one index on (tenant, public_id) (migrations
+execution/0004, workspaces/0011)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,10 @@ import pytest
 from django.db import connection
 
 from execution.models import Exec, ExecChunk
-from tests.factories import ExecFactory
+from execution.selectors import exec_get
+from tenants.principal import system_principal
+from tests.factories import ExecFactory, TenantFactory, WorkspaceFactory
+from workspaces.models import Workspace
 
 
 @pytest.mark.django_db
@@ -35,6 +40,8 @@ def test_chunk_data_is_compressed_with_lz4(tenant: Any) -> None:
     [
         (Exec, "workspace_id", ["workspace_id", "status"]),
         (ExecChunk, "exec_id", ["exec_id", "seq"]),
+        (Exec, "tenant_id", ["tenant_id", "public_id"]),
+        (Workspace, "tenant_id", ["tenant_id", "public_id"]),
     ],
 )
 def test_no_index_of_a_column_another_index_leads_with(
@@ -47,3 +54,35 @@ def test_no_index_of_a_column_another_index_leads_with(
     assert covering in indexed
     # The foreign key itself stays.
     assert any(c["foreign_key"] and c["columns"] == [column] for c in constraints.values())
+
+
+@pytest.mark.django_db
+def test_a_tenant_grown_since_the_last_analyze_still_has_its_exec_found_in_one_read() -> None:
+    """Statistics taken before a tenant had execs estimate it has none; the lookup of one
+    of its execs must not then read all of them (an index on the tenant alone did)."""
+    seen = WorkspaceFactory(container_id="c")
+    Exec.objects.bulk_create(
+        ExecFactory.build(workspace=seen, tenant=seen.tenant) for _ in range(200)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Exec._meta.db_table}")
+    grown = WorkspaceFactory(container_id="c", tenant=TenantFactory())
+    execs = Exec.objects.bulk_create(
+        ExecFactory.build(workspace=grown, tenant=grown.tenant) for _ in range(400)
+    )
+    wanted = execs[123].public_id
+    actor = system_principal(grown.tenant)
+    assert exec_get(actor=actor, exec_id=wanted, with_workspace=False).pk == execs[123].pk
+
+    query = Exec.objects.filter(tenant_id=grown.tenant_id, public_id=wanted)
+    sql, params = query.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+        (plan,) = cursor.fetchone()[0]
+
+    def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+        return [node, *(n for child in node.get("Plans", []) for n in nodes(child))]
+
+    scans = [n for n in nodes(plan["Plan"]) if "Index Name" in n or "Scan" in n["Node Type"]]
+    assert scans and all(n.get("Rows Removed by Filter", 0) == 0 for n in scans), scans
+    assert all(n["Node Type"] != "Seq Scan" for n in scans), scans
