@@ -115,6 +115,9 @@ def test_outside_the_volumes_the_engine_answers(env: Any, tree: str) -> None:
             driver.roots.path_stat(cid, path)
         assert _answer(driver.path_stat, cid, path) == _answer(driver.engine_path_stat, cid, path)
     assert driver.path_stat(cid, "/tmp/in-tmpfs") is None  # the engine does not see the tmpfs
+    for path in (f"{tree}/d/f/", f"{tree}/d/.", f"{tree}/d\x00/f", "workspace"):
+        with pytest.raises(AskEngine):  # what the engine reads differently, or refuses
+            driver.roots.path_stat(cid, path)
     for path in (f"{tree}/escape", f"{tree}/escape/passwd"):  # leaving the volume on the way
         with pytest.raises(AskEngine):
             driver.roots.path_stat(cid, path)

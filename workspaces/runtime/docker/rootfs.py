@@ -208,6 +208,8 @@ def _path_stat(root: _Root, path: str) -> PathStat | None:
     """The engine's stat of ``path``: its parents resolved in scope, the last name not."""
     if not path.startswith("/") or (path.endswith(("/", "/.")) and path != "/"):
         raise AskEngine  # (a trailing separator changes what the engine looks at)
+    if "\x00" in path:
+        raise AskEngine  # the kernel would read the path only up to it
     absolute = _clean(path)
     parent, name = posixpath.split(absolute)
     resolved = posixpath.join(root.in_scope(parent), name) if name else "/"
