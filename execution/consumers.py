@@ -112,7 +112,12 @@ class ExecStreamConsumer(_DevBenchConsumer):
         if self.following is None:
             await self._subscribe_output()
         metrics.EXEC_WATCHERS.labels(way=self._way(exec_)).inc()
-        await self._pump()
+        if self.following is None:
+            await self._pump()
+        # A follower's backlog comes from the runner, which keeps what the store may not
+        # have written yet: reading it from the database too would send the stored part
+        # twice over (a bytea read, then the same bytes again from the follow). Output
+        # the runner no longer keeps arrives as a gap, which _send_live fills from here.
         if self.done:
             return
         self.fallback = asyncio.create_task(self._recheck())

@@ -93,10 +93,13 @@ class Watcher:
         waiting = self.ws.output_queue.qsize()
         return [await self.ws.receive_output(timeout=1) for _ in range(waiting)]
 
-    async def connected_with_backlog(self) -> None:
+    async def connected_following(self) -> None:
+        """Connected; a follower's backlog is the runner's to send: nothing is read from
+        the database (where seq 1 is stored) until the follow says so."""
         connected, _ = await self.ws.connect()
         assert connected
-        assert await self.outputs(1) == [(1, "a")]  # the stored backlog
+        assert await self.arrivals(0.3) == []
+        assert self.reads == 0
 
     async def outputs(self, n: int) -> list[tuple[int, str]]:
         frames = await self.frames(n)
@@ -231,9 +234,11 @@ def test_a_follower_gets_output_from_the_runner_and_the_end_from_the_database(
     running_exec: Any, follow: FakeFollow, watcher: Watcher
 ) -> None:
     async def scenario() -> None:
-        await watcher.connected_with_backlog()  # the stored backlog
-        follow.batches.put([[2, OUT, b"b"], [3, OUT, b"c"]])  # nothing of it stored yet
-        assert await watcher.outputs(2) == [(2, "b"), (3, "c")]
+        await watcher.connected_following()
+        # The backlog (1 is stored) and what is not stored yet, all from the runner.
+        follow.batches.put([[1, OUT, b"a"], [2, OUT, b"b"], [3, OUT, b"c"]])
+        assert await watcher.outputs(3) == [(1, "a"), (2, "b"), (3, "c")]
+        assert watcher.reads == 0
         # Output through the channel layer is not for a follower: it never joined.
         await watcher.publish(_live((4, b"d")))
         assert await watcher.arrivals(0.3) == []
@@ -255,9 +260,9 @@ def test_a_follow_that_breaks_falls_back_to_the_channel_layer_and_loses_nothing(
     running_exec: Any, follow: FakeFollow, watcher: Watcher
 ) -> None:
     async def scenario() -> None:
-        await watcher.connected_with_backlog()
-        follow.batches.put([[2, OUT, b"b"]])
-        assert await watcher.outputs(1) == [(2, "b")]
+        await watcher.connected_following()
+        follow.batches.put([[1, OUT, b"a"], [2, OUT, b"b"]])
+        assert await watcher.outputs(2) == [(1, "a"), (2, "b")]
         await sync_to_async(_store)(running_exec, (2, b"b"), (3, b"c"))
         follow.batches.put(NodeUnavailable("gone", node="n"))  # the node worker went away
         assert await watcher.outputs(1) == [(3, "c")]  # read from the database at once
@@ -280,10 +285,12 @@ def test_a_follower_behind_what_the_runner_keeps_fills_the_gap_from_the_database
     running_exec: Any, follow: FakeFollow, watcher: Watcher
 ) -> None:
     async def scenario() -> None:
-        await watcher.connected_with_backlog()
-        await watcher.reads_done(2)  # the backlog, and the read that found nothing more
-        # The runner no longer keeps 2 and 3: the follow goes on from 4.
+        await watcher.connected_following()
+        # The runner no longer keeps 1 to 3: the follow starts at 4. The gap is read
+        # from the database at once (1 is stored there).
         follow.batches.put([[4, OUT, b"d"], [5, OUT, b"e"]])
+        assert await watcher.outputs(1) == [(1, "a")]
+        await watcher.reads_done(2)  # the read that sent 1, and the one that found no more
         assert await watcher.arrivals(0.3) == []  # held until the database has 2 and 3
         await sync_to_async(_store)(running_exec, (2, b"b"), (3, b"c"))
         await watcher.publish(_wake(3))  # the store's wake-up
