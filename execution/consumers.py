@@ -187,9 +187,18 @@ class ExecStreamConsumer(_DevBenchConsumer):
         if chunks:
             if await self._send_live(chunks):
                 return
-        elif message.get("status") == "running" and message.get("last_seq", 0) <= self.sent_seq:
-            return  # stored now, but already sent live
+        elif message.get("status") == "running" and (
+            message.get("last_seq", 0) <= self.sent_seq or self._follow_covers()
+        ):
+            return  # stored now, but already sent live (or on its way from the runner)
         await self._pump()
+
+    def _follow_covers(self) -> bool:
+        """Whether the follow brings everything stored: it does unless it left a gap that
+        only the database can fill. The store announces each batch it writes; a follower
+        a little behind the store would otherwise read from the database the same bytes
+        the runner is sending it (and its end comes when the follow ends)."""
+        return self.following is not None and not self.ahead
 
     async def _send_live(self, chunks: list[list[Any]]) -> bool:
         """Send output published before it was stored; False if the database must be read

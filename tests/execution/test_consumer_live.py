@@ -242,12 +242,20 @@ def test_a_follower_gets_output_from_the_runner_and_the_end_from_the_database(
         # Output through the channel layer is not for a follower: it never joined.
         await watcher.publish(_live((4, b"d")))
         assert await watcher.arrivals(0.3) == []
+        # The store announces what it wrote ahead of the follow: the follow brings it, so
+        # the database is not read for it.
+        await sync_to_async(_store)(running_exec, (2, b"b"), (3, b"c"), (4, b"d"))
+        await watcher.publish(_wake(4))
+        assert await watcher.arrivals(0.3) == []
+        assert watcher.reads == 0
         follow.batches.put([[4, OUT, b"d"]])
         assert await watcher.outputs(1) == [(4, "d")]
-        await sync_to_async(_finish)(running_exec, (2, b"b"), (3, b"c"), (4, b"d"))
+        await sync_to_async(_finish)(running_exec, (5, b"e"))
         follow.batches.put(FakeFollow.END)  # the runner's end is committed
+        # What the follow did not bring comes from the database, then the end.
+        assert await watcher.outputs(1) == [(5, "e")]
         [end] = await watcher.frames(1)
-        assert (end["type"], end["status"], end["last_seq"]) == ("complete", "completed", 4)
+        assert (end["type"], end["status"], end["last_seq"]) == ("complete", "completed", 5)
         await watcher.ws.disconnect()
 
     async_to_sync(scenario)()
