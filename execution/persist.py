@@ -4,9 +4,11 @@ The runner numbers each chunk, publishes it to live watchers through the
 channel layer, then hands it here. A thread of its own writes the chunks in
 seq order, every chunk that waited since the last write in one transaction
 (seq strictly increasing from 1; past the tenant's cap the oldest chunks are
-dropped), then wakes pollers, which read the database. So watchers never wait
-for the database, the engine stream is never held up by a commit, and a slow
-database only makes the batches larger.
+dropped), then wakes pollers, which read the database. While output keeps
+coming, writes are WRITE_INTERVAL_S apart (sooner once WRITE_BYTES wait): a fast
+stream costs a few transactions and wake-ups, not one per chunk. So watchers never
+wait for the database, the engine stream is never held up by a commit, and a slow
+database or a fast stream only makes the batches larger.
 
 ``close()`` returns once every chunk handed over is stored (the runner writes
 the terminal state only after it), or raises what broke the storing. The one
@@ -28,6 +30,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from django.db import connection, transaction
@@ -43,6 +46,12 @@ MAX_PENDING_BYTES = 8 * 1024 * 1024
 # A short exec's whole output, handed over with its end, up to this much is stored by
 # its terminal statement (see the module's docstring).
 HOLD_MAX_BYTES = 64 * 1024
+# While output keeps coming, a write waits this long after the previous one (or until
+# WRITE_BYTES are pending): a fast stream is stored in a few large transactions, not one
+# per chunk, each with its commit and its wake-up of every poller and watcher. The first
+# output after a quiet spell is written at once; watchers get output live, not from here.
+WRITE_INTERVAL_S = 0.025
+WRITE_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -157,17 +166,30 @@ class OutputStore:
 
     # --- the storing thread --------------------------------------------------------
 
+    def _wait_before_write(self, written_at: float) -> float | None:
+        """How long to wait before writing what is pending (None: until more comes)."""
+        if not self._pending:
+            return None
+        if self._pending_bytes >= WRITE_BYTES:
+            return 0
+        return written_at + WRITE_INTERVAL_S - time.monotonic()
+
     def _run(self) -> None:
+        written_at = -WRITE_INTERVAL_S
         try:
             while True:
                 with self._cond:
-                    while not self._pending and not self._closing:
-                        self._cond.wait()
+                    while not self._closing:
+                        wait_s = self._wait_before_write(written_at)
+                        if wait_s is not None and wait_s <= 0:
+                            break
+                        self._cond.wait(wait_s)
                     if not self._pending:
                         return
                     batch, self._pending, self._pending_bytes = self._pending, [], 0
                     self._cond.notify_all()
                 self._store(batch)
+                written_at = time.monotonic()
         except BaseException as exc:
             logger.exception("storing the output of %s failed", self.exec)
             with self._cond:
