@@ -15,7 +15,8 @@ Operations (ours | raw docker-py):
   tar in memory + ``put_archive``;
 * read 1 MiB: ``fs_read`` (resolve, get, the body read off the stream and
   hashed on the way) | ``get_archive`` + untar;
-* read 64 MiB: ``fs_read_stream`` (spooled, then streamed) | the same raw;
+* read 64 MiB: ``fs_read_stream`` (spooled first, or streamed once its ETag is
+  remembered) | the same raw;
 * list a 1,000-file tree: ``fs_list(recursive=True)`` | ``get_archive`` of
   the directory + iterate the tar's members.
 

@@ -101,6 +101,17 @@ def etag_cached(target: Target, path: str, stat: PathStat) -> str | None:
     return etag
 
 
+def etag_forget(target: Target, path: str, stat: PathStat) -> None:
+    """Forget the ETag remembered for the file ``stat`` describes (its content was found
+    to hash otherwise)."""
+    key = _key(target, path, stat)
+    _process.delete(key)
+    try:
+        cache.delete(key)
+    except Exception:  # it expires on its own
+        log.warning("ETag cache unavailable; not forgotten", exc_info=True)
+
+
 def etag_remember(
     target: Target, path: str, stat: PathStat, etag: str, *, read_started: datetime
 ) -> None:

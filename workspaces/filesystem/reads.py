@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterator
 from datetime import datetime
 
 from core.errors import InvalidCursor
@@ -16,6 +17,7 @@ from workspaces.filesystem.errors import (
     FileTooLarge,
     InvalidRange,
 )
+from workspaces.filesystem.etags import etag_cached, etag_forget
 from workspaces.filesystem.paths import ROOT
 from workspaces.filesystem.results import (
     ArchiveDownload,
@@ -27,9 +29,10 @@ from workspaces.filesystem.results import (
     from_epoch,
     parse_engine_time,
 )
-from workspaces.filesystem.tario import new_spool, open_stream
+from workspaces.filesystem.tario import member_body, new_spool, open_stream
+from workspaces.filesystem.verified import VerifiedBody
 from workspaces.models import Workspace
-from workspaces.runtime.base import TreeEntry
+from workspaces.runtime.base import ArchiveReader, TreeEntry
 
 DEFAULT_LIST_ENTRIES = 1000
 MAX_LIST_ENTRIES = 10_000
@@ -49,8 +52,10 @@ def fs_read(
     stream = _spooled(
         actor=actor, workspace=workspace, path=path, offset=offset, length=length, bounded=True
     )
-    with stream.body:
+    try:
         content = stream.body.read()
+    finally:
+        stream.body.close()
     return FileContent(
         path=stream.path,
         size=stream.size,
@@ -65,9 +70,17 @@ def fs_read(
 def fs_read_stream(
     *, actor: Principal, workspace: Workspace, path: str, offset: int = 0, length: int | None = None
 ) -> FileStream:
-    """A file (or a byte range) of any size, spooled (memory, then disk) for streaming out."""
+    """A file (or a byte range) of any size for streaming out: read as it goes out when
+    its ETag is remembered for the engine's stat of this read (``verified``), else
+    spooled (memory, then disk) first."""
     return _spooled(
-        actor=actor, workspace=workspace, path=path, offset=offset, length=length, bounded=False
+        actor=actor,
+        workspace=workspace,
+        path=path,
+        offset=offset,
+        length=length,
+        bounded=False,
+        stream_known=True,
     )
 
 
@@ -79,6 +92,7 @@ def _spooled(
     offset: int,
     length: int | None,
     bounded: bool,
+    stream_known: bool = False,
 ) -> FileStream:
     target = open_target(actor=actor, workspace=workspace, scope="read")
     resolved, reader = access.open_file(target, path)
@@ -93,9 +107,35 @@ def _spooled(
                     limit_bytes=limit,
                     hint="read a range (offset/length) or stream the file",
                 )
+        etag = etag_cached(target, resolved.path, reader.stat) if stream_known else None
+        streamed = None if etag is None else _verified(target, resolved.path, reader, etag)
     except BaseException:
         reader.close()
         raise
+    if streamed is not None:
+        size, chunks = streamed
+        return FileStream(
+            path=resolved.path,
+            size=size,
+            etag=etag or "",
+            offset=offset,
+            length=wanted,
+            mime_type=access.mime_type(resolved.path),
+            body=VerifiedBody(
+                chunks,
+                offset=offset,
+                end=offset + wanted,
+                etag=etag or "",
+                on_mismatch=lambda: etag_forget(target, resolved.path, reader.stat),
+                close=reader.close,
+            ),
+        )
+    if etag is not None:
+        # The archive is not the file the engine's stat described (it changed between
+        # the two): read it again, whole.
+        return _spooled(
+            actor=actor, workspace=workspace, path=path, offset=offset, length=length, bounded=False
+        )
     body = new_spool()
     try:
         size, etag = access.read_file(
@@ -115,6 +155,19 @@ def _spooled(
         mime_type=access.mime_type(resolved.path),
         body=body,
     )
+
+
+def _verified(
+    target: access.Target, path: str, reader: ArchiveReader, etag: str
+) -> tuple[int, Iterator[bytes]] | None:
+    """The file's size and body off ``reader``, once its tar header is read, if it is the
+    regular file of ``reader.stat`` (then its ETag is ``etag``); else None, the reader
+    closed."""
+    member, chunks = member_body(reader)
+    if member is None or not member.isreg() or member.size != reader.stat.size:
+        reader.close()
+        return None
+    return member.size, chunks
 
 
 @counted_file_operation("download_archive")

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from workspaces.filesystem.tario import CHUNK, Spool
 from workspaces.runtime.base import ArchiveReader
@@ -126,12 +127,22 @@ class FileContent:
         return len(self.content)
 
 
+class Body(Protocol):
+    """What a file's body is read from: a spool, or the engine's stream itself."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class FileStream:
-    """A file (or a byte range) spooled off the engine, to be streamed to a client.
+    """A file (or a byte range) off the engine, to be streamed to a client.
 
-    The body is read from the engine completely first, so ``etag`` is known
-    before the first byte goes out and matches exactly the bytes sent.
+    ``etag`` is known before the first byte goes out and matches exactly the bytes
+    sent: the body was read from the engine completely first (a spool), or it is read
+    as it goes out and verified against the ETag remembered for this very read before
+    its last piece does (``verified``).
     """
 
     path: str
@@ -140,7 +151,7 @@ class FileStream:
     offset: int
     length: int
     mime_type: str | None
-    body: Spool
+    body: Body | Spool
 
     def chunks(self) -> Chunks:
         return Chunks(self.body.read, self.body.close)
