@@ -208,3 +208,34 @@ def _streamed_download(http: httpx.Client, ws_id: str) -> None:
             digest.update(chunk)
             size += len(chunk)
     assert (size, digest.hexdigest()) == (3 * 1024 * 1024, expected)
+    _download_under_a_remembered_etag(http, ws_id)
+
+
+def _sh(http: httpx.Client, ws_id: str, script: str) -> str:
+    made = http.post(
+        f"/api/v1/workspaces/{ws_id}/execs", json={"cmd": ["sh", "-c", script], "wait": True}
+    )
+    assert made.status_code == 200 and made.json()["exit_code"] == 0, made.text
+    return str(made.json()["stdout"])
+
+
+def _download_under_a_remembered_etag(http: httpx.Client, ws_id: str) -> None:
+    """Once its ETag is remembered, a settled file streams as it is read; content changed
+    under that ETag (same size and mtime) cuts the download short, never sending wrong
+    bytes under it, and the next download, by either worker, has the new ETag."""
+    old = "touch -d @1700000000 /workspace/settled"
+    _sh(http, ws_id, f"head -c 2097152 /dev/urandom > /workspace/settled && {old}")
+    url, params = f"/api/v1/workspaces/{ws_id}/files", {"path": "/workspace/settled"}
+    etag = http.get(f"{url}/stat", params=params).json()["etag"]  # read, and remembered
+    for _ in range(4):  # either worker, from the shared cache
+        answer = http.get(url, params={**params, "encoding": "raw"})
+        assert answer.headers["etag"] == f'"{etag}"'
+        assert hashlib.sha256(answer.content).hexdigest() == etag
+    _sh(http, ws_id, f"head -c 2097152 /dev/urandom > /workspace/settled && {old}")
+    with pytest.raises(httpx.RemoteProtocolError):  # shorter than its Content-Length
+        http.get(url, params={**params, "encoding": "raw"})
+    changed = _sh(http, ws_id, "sha256sum /workspace/settled").split()[0]
+    for _ in range(4):
+        answer = http.get(url, params={**params, "encoding": "raw"})
+        assert answer.headers["etag"] == f'"{changed}"'
+        assert hashlib.sha256(answer.content).hexdigest() == changed

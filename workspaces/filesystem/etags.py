@@ -74,12 +74,14 @@ def _key(target: Target, path: str, stat: PathStat) -> str:
     return _PREFIX + hashlib.sha256(raw).hexdigest()
 
 
-def etag_cached(target: Target, path: str, stat: PathStat) -> str | None:
-    """The remembered ETag of the file ``stat`` describes, or None (also if the cache fails)."""
+def etag_cached(target: Target, path: str, stat: PathStat, *, shared: bool = False) -> str | None:
+    """The remembered ETag of the file ``stat`` describes, or None (also if the cache fails).
+    ``shared``: as the shared cache has it now, past this process's copy (an entry one
+    process forgot is then forgotten for every process)."""
     if not stat.mtime or settings.DEVBENCH_ETAG_CACHE_S <= 0:
         return None
     key = _key(target, path, stat)
-    value = _process.get(key)
+    value = None if shared else _process.get(key)
     if isinstance(value, str):
         return value
     try:

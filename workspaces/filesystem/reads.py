@@ -107,7 +107,10 @@ def _spooled(
                     limit_bytes=limit,
                     hint="read a range (offset/length) or stream the file",
                 )
-        etag = etag_cached(target, resolved.path, reader.stat) if stream_known else None
+        # Asked of the shared cache: a download cut short forgets its entry for every process.
+        etag = (
+            etag_cached(target, resolved.path, reader.stat, shared=True) if stream_known else None
+        )
         streamed = None if etag is None else _verified(target, resolved.path, reader, etag)
     except BaseException:
         reader.close()
