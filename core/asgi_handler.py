@@ -51,10 +51,10 @@ from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.db import close_old_connections
-from django.http import FileResponse, HttpResponseBase, StreamingHttpResponse
-from django.urls import set_script_prefix
+from django.http import FileResponse, HttpRequest, HttpResponseBase, StreamingHttpResponse
+from django.urls import ResolverMatch, set_script_prefix
 
-from core import streamed_body
+from core import resolved_paths, streamed_body
 
 _pools: dict[str, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
@@ -164,6 +164,15 @@ class OneHopASGIHandler(ASGIHandler):
                     await sync_to_async(response.close)()
         finally:
             body_file.close()
+
+    def resolve_request(self, request: HttpRequest) -> ResolverMatch:
+        """Django's, with the match of a recently requested path remembered
+        (``core.resolved_paths``)."""
+        if hasattr(request, "urlconf"):  # set by a middleware: Django's own way
+            return super().resolve_request(request)
+        match = resolved_paths.resolve(request.path_info)
+        request.resolver_match = match
+        return match
 
     def _respond(self, scope: Any, body_file: Any) -> HttpResponseBase:
         """In a pool thread: what Django's WSGI handler does for one request."""

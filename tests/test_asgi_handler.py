@@ -15,7 +15,7 @@ from django.core import signals
 from django.db import connection
 from django.http import StreamingHttpResponse
 from django.test import override_settings
-from django.urls import path
+from django.urls import Resolver404, path
 
 from core import asgi_handler
 from core.asgi_handler import OneHopASGIHandler, is_quick_read
@@ -301,3 +301,56 @@ def test_a_stream_that_breaks_ends_without_its_last_message() -> None:
         assert app.output_queue.empty()  # no closing message was sent
 
     async_to_sync(run)()
+
+
+def _urls_hello(request: Any, name: str) -> Any:
+    from django.http import HttpResponse
+
+    return HttpResponse(f"hello {name}".encode())
+
+
+urlpatterns += [path("hello/<str:name>", _urls_hello)]
+
+
+def test_a_repeated_path_is_resolved_once_and_each_request_gets_its_own_match(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.urls.resolvers import URLResolver
+
+    from core import resolved_paths
+
+    walks: list[str] = []
+    real = URLResolver.resolve
+
+    def counted(self: Any, path_info: str) -> Any:
+        if self.pattern.regex.pattern == "^/":  # the root resolver: one walk per resolution
+            walks.append(path_info)
+        return real(self, path_info)
+
+    monkeypatch.setattr(URLResolver, "resolve", counted)
+    with override_settings(ROOT_URLCONF=__name__):
+        first = resolved_paths.resolve("/hello/ann")
+        first.kwargs["name"] = "changed by its request"
+        second = resolved_paths.resolve("/hello/ann")
+        assert second.func is _urls_hello and second.kwargs == {"name": "ann"}
+        assert walks == ["/hello/ann"]
+        assert resolved_paths.resolve("/hello/bob").kwargs == {"name": "bob"}
+        with pytest.raises(Resolver404):
+            resolved_paths.resolve("/nowhere")
+        with pytest.raises(Resolver404):
+            resolved_paths.resolve("/nowhere")  # not kept: walked again
+        assert walks == ["/hello/ann", "/hello/bob", "/nowhere", "/nowhere"]
+    # Another URLconf: its own resolution, never the one remembered for the first.
+    with override_settings(ROOT_URLCONF="devbench_site.urls"), pytest.raises(Resolver404):
+        resolved_paths.resolve("/hello/ann")
+    with override_settings(ROOT_URLCONF=__name__):
+        assert resolved_paths.resolve("/hello/ann").func is _urls_hello
+        assert walks[-1] == "/hello/ann"  # walked again after the URLconf changed
+
+
+def test_the_handler_answers_through_the_remembered_match() -> None:
+    with override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=[]):
+        assert _get("/hello/ann", [])["body"] == b"hello ann"
+        assert _get("/hello/ann", [])["body"] == b"hello ann"
+        assert _get("/hello/bob", [])["body"] == b"hello bob"
+        assert _get("/nowhere", [])["status"] == 404
