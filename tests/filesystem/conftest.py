@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,6 +15,16 @@ import pytest
 from tenants.principal import Principal, system_principal
 from tests.factories import TenantFactory
 from workspaces.models import Workspace
+
+
+def one_file_tar(name: str, data: bytes) -> bytes:
+    """A tar of one regular file ``name`` holding ``data``, owned by the workspace user."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.uid, info.gid = len(data), 1000, 1000
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 @dataclass

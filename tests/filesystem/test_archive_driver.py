@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
-
 import pytest
 
 from core.errors import ContainerGone, EngineError
+from tests.filesystem.conftest import one_file_tar
 from workspaces.filesystem.services import fs_read, fs_write
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import EngineCommandFailed, EnginePathNotFound
@@ -15,25 +13,16 @@ from workspaces.runtime.base import EngineCommandFailed, EnginePathNotFound
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
 
-def _tar(name: str, data: bytes) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.size, info.uid, info.gid = len(data), 1000, 1000
-        tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def test_put_archive_reaches_the_volume_while_the_rootfs_is_read_only(env, wdir):
     driver, cid = get_driver(), env.workspace.container_id
     assert driver.inspect(cid).raw["HostConfig"]["ReadonlyRootfs"] is True
-    driver.archive_put(cid, wdir, [_tar("vol.txt", b"on the volume")])
+    driver.archive_put(cid, wdir, [one_file_tar("vol.txt", b"on the volume")])
     assert env.must("cat", f"{wdir}/vol.txt") == b"on the volume"
     with pytest.raises(EngineError) as exc:
-        driver.archive_put(cid, "/tmp", [_tar("x", b"x")])
+        driver.archive_put(cid, "/tmp", [one_file_tar("x", b"x")])
     assert "read-only" in exc.value.message
     with pytest.raises(EngineError):
-        driver.archive_put(cid, "/etc", [_tar("x", b"x")])
+        driver.archive_put(cid, "/etc", [one_file_tar("x", b"x")])
 
 
 def test_stat_get_and_missing_paths(env, wdir):

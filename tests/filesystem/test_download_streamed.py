@@ -9,15 +9,14 @@ so that their hash is remembered (etags.SETTLED_S).
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import tarfile
 from typing import Any
 
 import docker
 import pytest
 
 from tests.conftest import client_for
+from tests.filesystem.conftest import one_file_tar
 from workspaces.filesystem import reads
 from workspaces.filesystem.services import fs_read_stream, fs_stat
 from workspaces.filesystem.verified import ContentChanged
@@ -49,18 +48,9 @@ def spools(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def settled_file(env: Any, path: str, data: bytes) -> None:
     """``data`` at ``path`` in the workspace, with a long settled mtime."""
     docker.from_env().containers.get(env.workspace.container_id).put_archive(
-        os.path.dirname(path), _tar(os.path.basename(path), data)
+        os.path.dirname(path), one_file_tar(os.path.basename(path), data)
     )
     env.must("touch", "-d", f"@{OLD}", path)
-
-
-def _tar(name: str, data: bytes) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.size, info.uid, info.gid, info.mode = len(data), 1000, 1000, 0o644
-        tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
 
 
 def download(env: Any, path: str, **kwargs: Any) -> tuple[str, bytes]:
