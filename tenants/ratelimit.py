@@ -10,7 +10,9 @@ In Redis both buckets are checked in one round trip (:data:`_ACQUIRE_ALL`):
 the ``limits`` library's own sliding-window script, run once per bucket inside
 one script, so a request costs one call instead of two and the buckets keep the
 library's exact semantics (a bucket that refuses is not charged; a request
-refused by its credential's bucket is not charged to its tenant's).
+refused by its credential's bucket is not charged to its tenant's). A busy
+bucket's tokens are taken a few at a time and spent by this process without
+Redis (:mod:`tenants.rate_leases`, which says why the limit still holds).
 
 A limiter that cannot reach its storage lets requests through (logged): rate
 limiting protects the service, it must not take it down with Redis.
@@ -33,6 +35,7 @@ from redis.commands.core import Script
 
 from core.errors import RateLimited
 from tenants.principal import Principal
+from tenants.rate_leases import BucketSpec, LeasedTokens
 
 logger = logging.getLogger(__name__)
 
@@ -41,19 +44,29 @@ STORAGE_TIMEOUT_S = 1.0
 
 # Every bucket's sliding window in one script: the library's acquire script becomes a
 # function (its KEYS/ARGV are the function's parameters), called per bucket in order
-# until one refuses. Returns the 1-based index of the refusing bucket, 0 if none did.
-# KEYS: (previous window, current window) per bucket; ARGV: (limit, expiry, cost) per bucket.
+# until one refuses. Each bucket is asked for its lease size first and, if it has no
+# room for that many, for one hit. Returns {refused, hits charged per bucket...}:
+# refused is the 1-based index of the bucket that refused (0 if none did), after which
+# no bucket is charged.
+# KEYS: (previous window, current window) per bucket; ARGV: (limit, expiry, lease) per bucket.
 _ACQUIRE_ALL = f"""
 local function acquire(KEYS, ARGV)
 {RedisStorage.SCRIPT_ACQUIRE_SLIDING_WINDOW.decode()}
 end
+local charged = {{0}}
 for i = 1, #KEYS / 2 do
     local keys = {{KEYS[2 * i - 1], KEYS[2 * i]}}
-    if not acquire(keys, {{ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]}}) then
-        return i
+    local limit, expiry, lease = ARGV[3 * i - 2], ARGV[3 * i - 1], tonumber(ARGV[3 * i])
+    if lease > 1 and acquire(keys, {{limit, expiry, lease}}) then
+        charged[i + 1] = lease
+    elseif acquire(keys, {{limit, expiry, 1}}) then
+        charged[i + 1] = 1
+    else
+        charged[1] = i
+        return charged
     end
 end
-return 0
+return charged
 """
 
 Bucket = tuple[str, RateLimitItem, str]  # scope, limit, identifier
@@ -64,8 +77,10 @@ class _Limiter:
     strategy: SlidingWindowCounterRateLimiter
     per_credential: RateLimitItem | None
     per_tenant: RateLimitItem | None
-    # Redis only: the buckets' script, registered with the storage's client.
+    # Redis only: the buckets' script, registered with the storage's client, and the
+    # tokens this process has leased with it.
     acquire_all: Script | None
+    leases: LeasedTokens
 
 
 _lock = threading.Lock()
@@ -114,6 +129,7 @@ def _limiter() -> _Limiter:
                     if isinstance(storage, RedisStorage)
                     else None
                 ),
+                leases=LeasedTokens(),
             )
             _cached = (key, limiter)
         return _cached[1]
@@ -152,11 +168,35 @@ def _acquire(limiter: _Limiter, buckets: list[Bucket]) -> Bucket | None:
             if not limiter.strategy.hit(bucket[1], bucket[2]):
                 return bucket
         return None
+    specs = [
+        BucketSpec(f"{scope}:{item}:{identifier}", limit=item.amount, window_s=item.get_expiry())
+        for scope, item, identifier in buckets
+    ]
+    by_key = {spec.key: bucket for spec, bucket in zip(specs, buckets, strict=True)}
+    reservation = limiter.leases.reserve(specs)
+    if not reservation.refill:
+        return None
+    try:
+        charged = _charge(limiter, [(by_key[spec.key], size) for spec, size in reservation.refill])
+    except BaseException:
+        limiter.leases.give_back(reservation.local)
+        raise
+    for (spec, _), hits in zip(reservation.refill, charged[1:], strict=False):
+        limiter.leases.granted(spec, int(hits))
+    if charged[0] == 0:
+        return None
+    limiter.leases.give_back(reservation.local)
+    return by_key[reservation.refill[int(charged[0]) - 1][0].key]
+
+
+def _charge(limiter: _Limiter, buckets: list[tuple[Bucket, int]]) -> list[int]:
+    """One script call: each bucket charged its lease size (or one hit); the script's
+    answer (:data:`_ACQUIRE_ALL`)."""
     storage = limiter.strategy.storage
-    assert isinstance(storage, RedisStorage)
+    assert isinstance(storage, RedisStorage) and limiter.acquire_all is not None
     keys: list[str] = []
     args: list[int] = []
-    for _, item, identifier in buckets:
+    for (_, item, identifier), lease in buckets:
         # The keys and arguments limits' own hit() passes to the script (a test holds
         # them equal: our hits are seen by the library's get_window_stats).
         key = item.key_for(identifier)
@@ -164,6 +204,5 @@ def _acquire(limiter: _Limiter, buckets: list[Bucket]) -> Bucket | None:
             storage.prefixed_key(storage._previous_window_key(key)),
             storage.prefixed_key(storage._current_window_key(key)),
         ]
-        args += [item.amount, item.get_expiry(), 1]
-    refused = int(limiter.acquire_all(keys, args))
-    return buckets[refused - 1] if refused else None
+        args += [item.amount, item.get_expiry(), lease]
+    return [int(value) for value in limiter.acquire_all(keys, args)]

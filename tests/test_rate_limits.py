@@ -16,6 +16,21 @@ def assert_limited(answer: Any, scope: str) -> None:
     assert int(answer.headers["Retry-After"]) == body["extra"]["retry_after_s"] >= 1
 
 
+def count_redis_commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every Redis command this process sends from now on, by name."""
+    from redis import Redis
+
+    calls: list[str] = []
+    real = Redis.execute_command
+
+    def counting(self: Redis, *args: Any, **options: Any) -> Any:
+        calls.append(args[0])
+        return real(self, *args, **options)
+
+    monkeypatch.setattr(Redis, "execute_command", counting)
+    return calls
+
+
 @pytest.mark.django_db
 def test_rest_per_token_then_per_tenant(settings: Any, tenant: Any, make_token: Any) -> None:
     settings.DEVBENCH_RATE_LIMIT_PER_TOKEN = "3/minute"
@@ -45,7 +60,6 @@ def test_both_buckets_cost_one_redis_call_and_match_the_library(
     """Both buckets are one script call, and what it counts is what ``limits`` itself reads
     (same keys, same windows): a drift in either would show here."""
     from limits import parse
-    from redis import Redis
 
     from tenants import ratelimit
 
@@ -56,14 +70,7 @@ def test_both_buckets_cost_one_redis_call_and_match_the_library(
     api = client_for(token)
     assert api.get("/api/v1/me").status_code == 200  # warm: token verified, script loaded
 
-    calls: list[Any] = []
-    real = Redis.execute_command
-
-    def counting(self: Redis, *args: Any, **options: Any) -> Any:
-        calls.append(args[0])
-        return real(self, *args, **options)
-
-    monkeypatch.setattr(Redis, "execute_command", counting)
+    calls = count_redis_commands(monkeypatch)
     assert api.get("/api/v1/me").status_code == 200
     assert calls == ["EVALSHA"]
     monkeypatch.undo()
@@ -88,3 +95,88 @@ def test_an_unreachable_redis_lets_requests_through(settings: Any, token: Any) -
     settings.DEVBENCH_RATE_LIMIT_STORAGE = "redis://127.0.0.1:1/0"  # nothing listens there
     api = client_for(token)
     assert [api.get("/api/v1/me").status_code for _ in range(3)] == [200] * 3
+
+
+def _principal(tenant: Any) -> Any:
+    """A credential of its own (no key of an earlier run in Redis)."""
+    import uuid
+
+    from tenants.principal import Principal
+
+    return Principal(
+        user=None, tenant=tenant, scopes=frozenset(), kind="token", actor_id=f"token:{uuid.uuid4()}"
+    )
+
+
+def _admitted(principal: Any, requests: int) -> int:
+    from core.errors import RateLimited
+    from tenants.ratelimit import rate_limit_hit
+
+    admitted = 0
+    for _ in range(requests):
+        try:
+            rate_limit_hit(principal)
+            admitted += 1
+        except RateLimited:
+            pass
+    return admitted
+
+
+@pytest.mark.django_db
+def test_a_busy_credential_leases_tokens_and_the_limit_still_holds(
+    settings: Any, tenant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Far fewer Redis calls than requests, and exactly the limit admitted: leases shrink
+    to single hits when the bucket has no room for a whole one."""
+    settings.DEVBENCH_RATE_LIMIT_PER_TOKEN = "640/minute"  # leases of up to 20
+    settings.DEVBENCH_RATE_LIMIT_PER_TENANT = ""
+    calls = count_redis_commands(monkeypatch)
+    principal = _principal(tenant)
+    assert _admitted(principal, 600) == 600
+    assert 30 <= calls.count("EVALSHA") <= 60  # about one per 20 requests
+    assert _admitted(principal, 100) == 40  # the last 40 of 640, not one more
+
+
+@pytest.mark.django_db
+def test_two_processes_leasing_never_admit_more_than_the_limit(settings: Any, tenant: Any) -> None:
+    """Each web process has its own leases; together they stay within the limit, and
+    what they leased and never used is bounded by a lease each."""
+    from tenants import ratelimit
+    from tenants.rate_leases import LeasedTokens, lease_max
+
+    settings.DEVBENCH_RATE_LIMIT_PER_TOKEN = "1280/minute"  # leases of up to 40
+    settings.DEVBENCH_RATE_LIMIT_PER_TENANT = ""
+    limiter = ratelimit._limiter()
+    processes = [LeasedTokens(), LeasedTokens()]
+    principal = _principal(tenant)
+    admitted = 0
+    for turn in range(1500):
+        object.__setattr__(limiter, "leases", processes[turn % 7 % 2])
+        admitted += _admitted(principal, 1)
+    assert 1280 - 2 * (lease_max(1280) - 1) <= admitted <= 1280
+
+
+@pytest.mark.django_db
+def test_a_request_refused_by_its_tenant_spends_no_leased_token(settings: Any, tenant: Any) -> None:
+    from tenants import ratelimit
+
+    settings.DEVBENCH_RATE_LIMIT_PER_TOKEN = "6400/minute"
+    settings.DEVBENCH_RATE_LIMIT_PER_TENANT = "5/minute"
+    principal = _principal(tenant)
+    ratelimit._limiter().strategy.clear(ratelimit.parse("5/minute"), f"tenant:{tenant.pk}")
+    assert _admitted(principal, 5) == 5
+    leases = ratelimit._limiter().leases
+    credential = f"token:6400 per 1 minute:credential:{principal.actor_id}"
+    held = leases.held(credential)
+    assert held > 0  # the credential is served from its lease; the tenant counted exactly
+    assert_limited_hit(principal, "tenant")
+    assert leases.held(credential) == held
+
+
+def assert_limited_hit(principal: Any, scope: str) -> None:
+    from core.errors import RateLimited
+    from tenants.ratelimit import rate_limit_hit
+
+    with pytest.raises(RateLimited) as refused:
+        rate_limit_hit(principal)
+    assert refused.value.extra["scope"] == scope

@@ -1,0 +1,93 @@
+"""A process's leased rate-limit tokens, on a clock the tests move."""
+
+from __future__ import annotations
+
+from tenants.rate_leases import BucketSpec, LeasedTokens, lease_max, lease_seconds
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+BUSY = BucketSpec("token:busy", limit=6400, window_s=60)  # leases of up to 64, for 1 s
+
+
+def serve(leases: LeasedTokens, bucket: BucketSpec) -> str:
+    """One request: served from the lease, or refilled with what it asked for."""
+    reservation = leases.reserve([bucket])
+    if reservation.local:
+        return "local"
+    [(asked_for, size)] = reservation.refill
+    leases.granted(asked_for, size)
+    return f"refill {size}"
+
+
+def test_lease_bounds_follow_the_limit() -> None:
+    assert lease_max(63) == 1  # small limits are counted exactly
+    assert lease_max(1200) == 37
+    assert lease_max(10**8) == 64
+    assert lease_seconds(60) == 1.0
+    assert lease_seconds(1) == 1 / 60
+
+
+def test_a_busy_bucket_is_served_from_its_lease_until_it_runs_out() -> None:
+    clock = Clock()
+    leases = LeasedTokens(clock)
+    assert serve(leases, BUSY) == "refill 1"  # no rate seen yet: one token
+    clock.now += 0.002
+    assert serve(leases, BUSY) == "refill 64"  # one request in 2 ms: as large as allowed
+    for _ in range(63):
+        clock.now += 0.001
+        assert serve(leases, BUSY) == "local"
+    assert leases.held(BUSY.key) == 0
+    assert serve(leases, BUSY) == "refill 64"
+
+
+def test_a_slow_bucket_leases_one_token_at_a_time() -> None:
+    clock = Clock()
+    leases = LeasedTokens(clock)
+    assert [serve(leases, BUSY) for _ in range(1)] == ["refill 1"]
+    for _ in range(5):
+        clock.now += 1.0  # one request a second: nothing to lease ahead
+        assert serve(leases, BUSY) == "refill 1"
+    clock.now += 0.25  # four a second: about four
+    assert serve(leases, BUSY) == "refill 4"
+
+
+def test_leased_tokens_expire() -> None:
+    clock = Clock()
+    leases = LeasedTokens(clock)
+    serve(leases, BUSY)
+    clock.now += 0.01
+    assert serve(leases, BUSY) == "refill 64"
+    assert leases.held(BUSY.key) == 63
+    clock.now += lease_seconds(BUSY.window_s)
+    assert leases.held(BUSY.key) == 0
+    assert serve(leases, BUSY).startswith("refill")
+
+
+def test_small_limits_are_never_leased() -> None:
+    clock = Clock()
+    leases = LeasedTokens(clock)
+    exact = BucketSpec("token:exact", limit=50, window_s=60)
+    for _ in range(10):
+        clock.now += 0.001
+        assert serve(leases, exact) == "refill 1"
+
+
+def test_a_refused_request_gives_its_tokens_back() -> None:
+    clock = Clock()
+    leases = LeasedTokens(clock)
+    tenant = BucketSpec("tenant:1", limit=50, window_s=60)
+    serve(leases, BUSY)
+    clock.now += 0.01
+    serve(leases, BUSY)
+    reservation = leases.reserve([BUSY, tenant])
+    assert reservation.local == [BUSY] and [b for b, _ in reservation.refill] == [tenant]
+    assert leases.held(BUSY.key) == 62
+    leases.give_back(reservation.local)  # the tenant's bucket refused the request
+    assert leases.held(BUSY.key) == 63
