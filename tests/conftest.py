@@ -141,6 +141,22 @@ class WorkerProcess(ManagedProcess):
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """pytest-django's test database, and before it is dropped: every other session on it
+    ended. Connections that threads of this process opened (in-process servers and pools
+    some tests run) stay open until the process exits, and a server process stopping a
+    moment late holds its own: either made the drop fail at the end of a green run."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+@pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup: Any, django_db_blocker: Any) -> Iterator[WorkerProcess]:
     """One real Celery worker for the whole session, on the test database."""
     from django.db import connection
