@@ -23,8 +23,10 @@ of this service, so every worker answers ``/metrics`` with the sum over all of t
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 from typing import Any, ClassVar
 
 from uvicorn_worker import UvicornWorker
@@ -100,6 +102,33 @@ class Worker(UvicornWorker):
 
         for name in ("uvicorn.access", "uvicorn.error"):
             logging.getLogger(name).addFilter(RedactSecrets())
+        # A stopping worker waits for open requests and connections (a long wait, a
+        # websocket) at most as long as gunicorn would before killing it: also when no
+        # master is left to kill it.
+        self.config.timeout_graceful_shutdown = int(self.cfg.graceful_timeout)
+
+    def init_process(self) -> None:
+        """In the new worker process: stop when the master dies.
+
+        A master killed outright (SIGKILL, out of memory) cannot stop its workers, and a
+        uvicorn worker does not watch for it: it would go on serving the inherited socket
+        alone, unsupervised. The kernel sends it SIGTERM instead (``PR_SET_PDEATHSIG``),
+        which stops it gracefully within the timeout above."""
+        _stop_when_parent_dies()
+        if os.getppid() != self.ppid:  # the master died before that took effect
+            raise SystemExit(0)
+        super().init_process()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _stop_when_parent_dies() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the master's own supervision only
+        logging.getLogger(__name__).warning("workers will not stop with their master")
 
 
 # --- gunicorn settings (read by `gunicorn -c python:devbench_site.server`) ---------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,45 @@ def _raw_uploads(http: httpx.Client, ws_id: str, tenant: Any) -> None:
         TenantPolicy.objects.filter(tenant=tenant).update(max_file_size_bytes=128 * 1024 * 1024)
     got = http.get(url, params={"path": "/workspace/sized.bin", "encoding": "raw"})
     assert got.content == data  # a refused write left the file as it was
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in "ZX"
+
+
+def test_workers_stop_with_their_master_even_with_requests_in_flight(db: Any) -> None:
+    """A master killed outright cannot stop its workers: each stops on its own, within
+    its graceful timeout, though a request it is serving never completes."""
+    from django.db import connection
+
+    server = ServeProcess(
+        str(connection.settings_dict["NAME"]),
+        extra_env={"GUNICORN_CMD_ARGS": "--graceful-timeout 2"},
+    )
+    holders: list[socket.socket] = []
+    try:
+        workers = server.worker_pids()
+        assert len(workers) == 2 and all(_running(pid) for pid in workers)
+        for _ in range(6):  # requests whose bodies never finish arriving, on both workers
+            holder = socket.create_connection(("127.0.0.1", server.port))
+            holder.sendall(
+                b"POST /api/v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nabc"
+            )
+            holders.append(holder)
+        server.proc.kill()
+        server.proc.wait()
+        deadline = time.monotonic() + 60
+        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_running(pid) for pid in workers), server.log_tail(3000)
+    finally:
+        for holder in holders:
+            holder.close()
+        server.stop()
 
 
 def test_worker_count_defaults_to_the_usable_cores() -> None:
