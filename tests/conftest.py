@@ -140,6 +140,36 @@ class WorkerProcess(ManagedProcess):
         return "ready." in self.log_path.read_text(errors="replace")
 
 
+def _end_other_sessions(db_name: str, *, from_maintenance_db: bool = False) -> None:
+    """End every session on the database ``db_name`` but this one (PostgreSQL), asked
+    through the connection to the test database or, before it exists, through the
+    server's maintenance database (Django's own way in when it creates the test one)."""
+    from django.db import connection
+
+    with connection._nodb_cursor() if from_maintenance_db else connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            [db_name],
+        )
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings: None, django_db_blocker: Any
+) -> None:
+    """pytest-django's, then: no session left on the test database by an earlier run (a
+    process that outlived it), which would keep it from being dropped and made anew."""
+    from django.db import connection
+
+    settings_dict = connection.settings_dict
+    with django_db_blocker.unblock():  # Django's name for the test database
+        _end_other_sessions(
+            settings_dict["TEST"]["NAME"] or f"test_{settings_dict['NAME']}",
+            from_maintenance_db=True,
+        )
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
     """pytest-django's test database, and before it is dropped: every other session on it
@@ -149,11 +179,8 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[No
     yield
     from django.db import connection
 
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+    with django_db_blocker.unblock():
+        _end_other_sessions(str(connection.settings_dict["NAME"]))
 
 
 @pytest.fixture(scope="session")

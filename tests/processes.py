@@ -6,8 +6,10 @@ says so, and stops with SIGTERM (SIGKILL after a grace period).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -81,8 +83,14 @@ class ManagedProcess:
         self._start()
 
     def _start(self) -> None:
+        # A process group of its own: what it starts (a server's workers) is stopped with it.
         self.proc = subprocess.Popen(
-            self.argv, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+            self.argv,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self._wait_ready()
 
@@ -110,6 +118,10 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # Whatever it left behind (a worker still stopping when its master was killed)
+        # would hold connections to the test database past the session.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
     def restart(self) -> None:
         """Stop the process and start a new one with the same command line."""
