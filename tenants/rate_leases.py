@@ -136,7 +136,7 @@ class LeasedTokens:
                     lease.remaining += 1
 
     def held(self, key: str) -> int:
-        """Unexpired tokens held for the bucket ``key`` (for tests and metrics)."""
+        """Unexpired tokens this process holds for the bucket ``key``."""
         with self._lock:
             lease = self._leases.get(key)
             if lease is None or self._clock() >= lease.expires_at:

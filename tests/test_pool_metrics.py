@@ -21,14 +21,14 @@ def _value(name: str, **labels: str) -> float:
 @pytest.fixture
 def pool(db: Any) -> Iterator[psycopg_pool.ConnectionPool]:
     """A real pool of one connection to the test database."""
-    db = connection.settings_dict
+    test_db = connection.settings_dict
     opened = psycopg_pool.ConnectionPool(
         make_conninfo(
-            dbname=db["NAME"],
-            user=db["USER"],
-            password=db["PASSWORD"],
-            host=db["HOST"],
-            port=db["PORT"] or 5432,
+            dbname=test_db["NAME"],
+            user=test_db["USER"],
+            password=test_db["PASSWORD"],
+            host=test_db["HOST"],
+            port=test_db["PORT"] or 5432,
         ),
         min_size=1,
         max_size=1,
