@@ -31,12 +31,10 @@ from workspaces.services import workspace_spawn
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
 
-@pytest.fixture(scope="module")
-def pushed(registry) -> dict[str, str]:
+def _push_new_image(registry, repository: str) -> dict[str, str]:
     """An image of its own (busybox plus a layer of 2 MB random bytes and a label) pushed as
-    <registry>/team/tool:1, then removed from the engine."""
+    <repository>:1, then removed from the engine: no layer of its own is there."""
     client = docker.APIClient(version="auto")
-    repository = f"{registry.host}/team/tool"
     helper = client.create_container(
         BUSYBOX,
         command=["/bin/sh", "-c", "head -c 2000000 /dev/urandom > /blob"],
@@ -56,6 +54,26 @@ def pushed(registry) -> dict[str, str]:
     client.remove_image(f"{repository}:1")
     assert digest.startswith("sha256:")
     return {"ref": f"{repository}:1", "repository": repository, "digest": digest}
+
+
+def _removed_at_the_end(image: dict[str, str]) -> Iterator[dict[str, str]]:
+    # The registry's port is new each run: a copy left on the engine would stay for good.
+    yield image
+    with contextlib.suppress(docker.errors.NotFound):
+        docker.APIClient(version="auto").remove_image(image["ref"], force=True)
+
+
+@pytest.fixture(scope="module")
+def pushed(registry) -> Iterator[dict[str, str]]:
+    """<registry>/team/tool:1, for the module's tests (which pull it again and again)."""
+    yield from _removed_at_the_end(_push_new_image(registry, f"{registry.host}/team/tool"))
+
+
+@pytest.fixture
+def never_pulled(registry) -> Iterator[dict[str, str]]:
+    """<registry>/team/fresh:1, a new image for one test: no layer of it is on the engine,
+    not even under an image an earlier test's workspace still holds."""
+    yield from _removed_at_the_end(_push_new_image(registry, f"{registry.host}/team/fresh"))
 
 
 def _forget(ref: str) -> None:
@@ -161,14 +179,15 @@ def test_admin_keeps_the_password_write_only_and_tenant_scoped():
         assert client.get(f"/admin/workspaces/registry/{hidden.pk}/change/").status_code == 302
 
 
-def test_a_pull_reports_layers_and_bytes(registry, pushed):
-    _forget(pushed["ref"])
+def test_a_pull_reports_layers_and_bytes(registry, never_pulled):
+    # An image whose layers the engine lacks: the module's own image may still be held
+    # (untagged) by a workspace of an earlier test, whose kill is a task.
     seen: list[PullProgress] = []
     auth = RegistryAuth(username=registry.username, password=registry.password)
-    get_driver().image_pull(pushed["ref"], auth=auth, progress=seen.append)
+    get_driver().image_pull(never_pulled["ref"], auth=auth, progress=seen.append)
     assert seen, "no progress was reported"
     last = seen[-1]
-    assert last.image == pushed["ref"]
+    assert last.image == never_pulled["ref"]
     assert last.layers_total >= 1 and last.layers_done == last.layers_total
     assert last.bytes_total > 0 and last.bytes_done == last.bytes_total
     for before, after in itertools.pairwise(seen):  # it only moves forward
