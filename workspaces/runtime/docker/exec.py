@@ -12,6 +12,7 @@ one read gathers what arrives within a couple of milliseconds (``GatheringReads`
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
 import struct
 import threading
@@ -151,23 +152,17 @@ def _pieces(pending: bytes, spans: list[tuple[int, int, int]]) -> list[tuple[int
     """The data of ``spans``, consecutive spans of one stream as one piece (a gathered
     read holds many small frames): copied once, and not at all when a piece is the whole
     read."""
-    pieces: list[tuple[int, bytes]] = []
     view = memoryview(pending)
-    run_stream, run = spans[0][0], [spans[0]]
-    for span in spans[1:]:
-        if span[0] != run_stream:
-            pieces.append((run_stream, _joined(pending, view, run)))
-            run_stream, run = span[0], []
-        run.append(span)
-    pieces.append((run_stream, _joined(pending, view, run)))
+    pieces: list[tuple[int, bytes]] = []
+    for stream, group in itertools.groupby(spans, key=lambda span: span[0]):
+        run = [(start, stop) for _, start, stop in group]
+        if run == [(0, len(pending))]:
+            pieces.append((stream, pending))
+        elif len(run) == 1:
+            pieces.append((stream, pending[run[0][0] : run[0][1]]))
+        else:
+            pieces.append((stream, b"".join(view[start:stop] for start, stop in run)))
     return pieces
-
-
-def _joined(pending: bytes, view: memoryview, run: list[tuple[int, int, int]]) -> bytes:
-    if len(run) == 1:
-        _, start, stop = run[0]
-        return pending if start == 0 and stop == len(pending) else pending[start:stop]
-    return b"".join(view[start:stop] for _, start, stop in run)
 
 
 class DockerExecOutput(ExecOutput):
