@@ -149,6 +149,15 @@ if DATABASE_URL:
             # Waiting longer than this for a free connection is an error, not a hang.
             "timeout": float(env_int("DATABASE_POOL_TIMEOUT_S", 30)),
         }
+    if env_bool("DATABASE_PREPARED_STATEMENTS", True):
+        # Parameters bound by the server, and a statement a connection runs a fifth time
+        # kept prepared: PostgreSQL then stops planning it again, which was half of its
+        # CPU on a read (bench/README.md). Django disables both by default for poolers
+        # that cannot keep prepared statements (PgBouncer in transaction mode before
+        # 1.21): behind one, set DATABASE_PREPARED_STATEMENTS=false.
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            server_side_binding=True, prepare_threshold=5
+        )
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

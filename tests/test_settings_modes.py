@@ -129,3 +129,20 @@ def test_embedded_mode_pages_the_compiled_list(tmp_path):
     result = _run(["-c", EMBEDDED_PAGES], DEVBENCH_VAR_DIR=str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == ["w4", "w3", "w2", "w1", "w0"]
+
+
+DB_OPTIONS_PROBE = (
+    "import django, json; django.setup(); from django.conf import settings as s; "
+    "o = s.DATABASES['default'].get('OPTIONS', {}); "
+    "print(json.dumps([o.get('server_side_binding'), o.get('prepare_threshold')]))"
+)
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"), [(None, [True, 5]), ("false", [None, None]), ("true", [True, 5])]
+)
+def test_prepared_statements_are_on_unless_turned_off(flag, expected):
+    env = _prod_env() if flag is None else _prod_env(DATABASE_PREPARED_STATEMENTS=flag)
+    result = _run(["-c", DB_OPTIONS_PROBE], **env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
