@@ -90,6 +90,7 @@ def test_production_check_deploy_is_clean():
         ({"DATABASE_URL": "mysql://x@y/z"}, "postgres://"),
         ({"REDIS_URL": ""}, "both DATABASE_URL and REDIS_URL"),
         ({"DEBUG": "maybe"}, "boolean"),
+        ({"DATABASE_PREPARED_STATEMENTS": "sometimes"}, "DATABASE_PREPARED_STATEMENTS"),
     ],
 )
 def test_production_refuses_insecure_or_broken_configuration(overrides, message):
