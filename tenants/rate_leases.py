@@ -20,6 +20,10 @@ Why this keeps the limit:
   most a 32nd of the limit (:data:`LEASE_MAX_SHARE`, capped at :data:`LEASE_MAX`),
   so a client whose rate drops can be refused at most that many requests early per
   web process. Limits under 64 requests a window are never leased: counted exactly.
+* A bucket has at most one lease on its way from Redis per process: requests that
+  find none left while one is being fetched ask for one token each, not a lease of
+  their own (a burst of concurrent requests would otherwise each lease the largest
+  size, and a credential could be refused after a few dozen requests).
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ class _Lease:
     # What the next lease's size is estimated from: hits since the last refill.
     refilled_at: float = 0.0
     hits_since_refill: int = 0
+    # A request of this process is asking Redis for a lease of this bucket.
+    leasing: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,9 @@ class LeasedTokens:
                     lease.remaining -= 1
                     reservation.local.append(bucket)
                 else:
-                    reservation.refill.append((bucket, self._size(bucket, lease, now)))
+                    size = 1 if lease.leasing else self._size(bucket, lease, now)
+                    lease.leasing = lease.leasing or size > 1
+                    reservation.refill.append((bucket, size))
         return reservation
 
     def _size(self, bucket: BucketSpec, lease: _Lease, now: float) -> int:
@@ -112,15 +120,20 @@ class LeasedTokens:
         elapsed = min(max(now - lease.refilled_at, span / 100), span)
         return max(1, min(largest, math.ceil(lease.hits_since_refill * span / elapsed)))
 
-    def granted(self, bucket: BucketSpec, size: int) -> None:
-        """Redis charged ``size`` hits to ``bucket``: one is the request's, the rest
-        this process's for the lease's time."""
+    def settle(self, bucket: BucketSpec, asked: int, charged: int) -> None:
+        """The answer to a refill :meth:`reserve` asked ``asked`` hits for: Redis charged
+        ``charged`` hits to ``bucket`` (0: refused, or never asked). One is the
+        request's, the rest this process's for the lease's time."""
         now = self._clock()
         with self._lock:
             lease = self._leases.setdefault(bucket.key, _Lease())
+            if asked > 1:
+                lease.leasing = False
+            if charged < 1:
+                return
             if now >= lease.expires_at:
                 lease.remaining = 0
-            lease.remaining += size - 1
+            lease.remaining += charged - 1
             lease.expires_at = now + lease_seconds(bucket.window_s)
             lease.refilled_at = now
             lease.hits_since_refill = 0

@@ -179,10 +179,15 @@ def _acquire(limiter: _Limiter, buckets: list[Bucket]) -> Bucket | None:
     try:
         charged = _charge(limiter, [(by_key[spec.key], size) for spec, size in reservation.refill])
     except BaseException:
+        for spec, size in reservation.refill:
+            limiter.leases.settle(spec, size, 0)
         limiter.leases.give_back(reservation.local)
         raise
-    for (spec, _), hits in zip(reservation.refill, charged[1:], strict=False):
-        limiter.leases.granted(spec, int(hits))
+    # The script answers for the buckets it charged: the one that refused, and those
+    # after it, were charged nothing.
+    hits = charged[1:] + [0] * (len(reservation.refill) - len(charged) + 1)
+    for (spec, size), charged_hits in zip(reservation.refill, hits, strict=True):
+        limiter.leases.settle(spec, size, charged_hits)
     if charged[0] == 0:
         return None
     limiter.leases.give_back(reservation.local)

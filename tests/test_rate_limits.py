@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -154,6 +155,56 @@ def test_two_processes_leasing_never_admit_more_than_the_limit(settings: Any, te
         object.__setattr__(limiter, "leases", processes[turn % 7 % 2])
         admitted += _admitted(principal, 1)
     assert 1280 - 2 * (lease_max(1280) - 1) <= admitted <= 1280
+
+
+@pytest.mark.django_db
+def test_a_burst_of_concurrent_requests_is_charged_about_what_it_sent(
+    settings: Any, tenant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests of one credential arriving together in one process (threads of a web
+    worker) each find no leased token while the first lease is on its way: they must
+    not each lease a full one. 200 requests of a 1200/minute credential all pass and
+    cost the bucket about 200 hits, not its whole minute."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from limits.storage import RedisStorage
+
+    from tenants import ratelimit
+    from tenants.rate_leases import lease_max
+
+    settings.DEVBENCH_RATE_LIMIT_PER_TOKEN = "1200/minute"  # leases of up to 37
+    settings.DEVBENCH_RATE_LIMIT_PER_TENANT = ""
+    limiter = ratelimit._limiter()
+    charge = ratelimit._charge
+
+    def slow_charge(*args: Any) -> list[int]:
+        time.sleep(0.005)  # a Redis round trip long enough for requests to overlap
+        return charge(*args)
+
+    monkeypatch.setattr(ratelimit, "_charge", slow_charge)
+    principal = _principal(tenant)
+    # Leases are sized from the rate seen: a few requests first, so the burst finds one.
+    assert _admitted(principal, 3) == 3
+    threads = 40
+    start = threading.Barrier(threads)
+
+    def burst(_: int) -> int:
+        start.wait()
+        return _admitted(principal, 5)
+
+    with ThreadPoolExecutor(threads) as pool:
+        admitted = sum(pool.map(burst, range(threads)))
+    assert admitted == threads * 5
+    item = ratelimit.parse("1200/minute")
+    key = item.key_for(f"credential:{principal.actor_id}")
+    storage = limiter.strategy.storage
+    assert isinstance(storage, RedisStorage)
+    previous, _, current, _ = storage.get_sliding_window(key, item.get_expiry())
+    charged = previous + current  # a new key: both windows hold only this test's hits
+    # Every request once, plus what the leases still hold: at most one lease per
+    # refill this process made, and those are few.
+    assert 203 <= charged <= 203 + 3 * lease_max(1200), charged
 
 
 @pytest.mark.django_db

@@ -22,7 +22,7 @@ def serve(leases: LeasedTokens, bucket: BucketSpec) -> str:
     if reservation.local:
         return "local"
     [(asked_for, size)] = reservation.refill
-    leases.granted(asked_for, size)
+    leases.settle(asked_for, size, size)
     return f"refill {size}"
 
 
@@ -91,3 +91,34 @@ def test_a_refused_request_gives_its_tokens_back() -> None:
     assert leases.held(BUSY.key) == 62
     leases.give_back(reservation.local)  # the tenant's bucket refused the request
     assert leases.held(BUSY.key) == 63
+
+
+def test_a_bucket_has_one_lease_on_its_way_at_a_time() -> None:
+    """Requests arriving while a lease is being fetched ask for one token each: a burst
+    must not lease the largest size once per request."""
+    clock = Clock()
+    leases = LeasedTokens(clock)
+    serve(leases, BUSY)
+    clock.now += 0.002
+    first = leases.reserve([BUSY])
+    during = [leases.reserve([BUSY]) for _ in range(3)]
+    assert first.refill == [(BUSY, 64)]
+    assert [r.refill for r in during] == [[(BUSY, 1)]] * 3
+    for _ in during:
+        leases.settle(BUSY, 1, 1)
+    leases.settle(BUSY, 64, 64)
+    assert leases.held(BUSY.key) == 63
+    assert leases.reserve([BUSY]).local == [BUSY]
+
+
+def test_a_lease_that_was_not_granted_lets_the_next_request_lease() -> None:
+    clock = Clock()
+    leases = LeasedTokens(clock)
+    serve(leases, BUSY)
+    clock.now += 0.002
+    assert leases.reserve([BUSY]).refill == [(BUSY, 64)]
+    leases.settle(BUSY, 64, 0)  # refused, or Redis did not answer
+    assert leases.held(BUSY.key) == 0
+    clock.now += 0.002
+    [(_, size)] = leases.reserve([BUSY]).refill
+    assert size > 1
