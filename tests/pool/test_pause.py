@@ -29,7 +29,9 @@ pytestmark = [pytest.mark.docker, pytest.mark.integration]
 BUSYBOX = "devbench/busybox:latest"
 URL = "/api/v1/workspaces"
 # A background process that outlives its exec and writes a counter every 0.2 s.
-TICKER = "setsid sh -c 'echo $$ > /workspace/ticker.pid; i=0; while :; do i=$((i+1)); echo $i > /workspace/tick; sleep 0.2; done' >/dev/null 2>&1 &"  # noqa: E501
+# A background process counting in /workspace/tick, replaced whole (a `>` alone truncates
+# first: a reader could see the file empty between truncate and write).
+TICKER = "setsid sh -c 'echo $$ > /workspace/ticker.pid; i=0; while :; do i=$((i+1)); echo $i > /workspace/tick.new; mv /workspace/tick.new /workspace/tick; sleep 0.2; done' >/dev/null 2>&1 &"  # noqa: E501
 
 
 def _engine_status(workspace: Workspace) -> str:
