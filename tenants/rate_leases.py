@@ -21,9 +21,11 @@ Why this keeps the limit:
   so a client whose rate drops can be refused at most that many requests early per
   web process. Limits under 64 requests a window are never leased: counted exactly.
 * A bucket has at most one lease on its way from Redis per process: requests that
-  find none left while one is being fetched ask for one token each, not a lease of
-  their own (a burst of concurrent requests would otherwise each lease the largest
-  size, and a credential could be refused after a few dozen requests).
+  find no token left while one is being fetched wait for it (at most
+  :data:`LEASE_WAIT_S`) and take theirs from it; if it has none for them, one of them
+  leases next and the others wait again, and one whose wait runs out asks Redis for one
+  token. Without this a burst of concurrent requests each leased the largest size, and
+  a credential could be refused after a few dozen requests.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ LEASE_MAX = 64
 LEASE_MAX_SHARE = 32  # a lease is at most 1/32 of the bucket's limit
 LEASE_MAX_S = 1.0
 LEASE_FRACTION_OF_WINDOW = 1 / 60
+# How long a request waits for its bucket's lease on its way before asking Redis for its
+# own token: about a Redis round trip on a busy machine, far under the storage timeout.
+LEASE_WAIT_S = 0.05
 # A process forgets buckets it has not used for this long once it holds this many.
 _PRUNE_ABOVE = 10_000
 
@@ -58,8 +63,13 @@ class _Lease:
     # What the next lease's size is estimated from: hits since the last refill.
     refilled_at: float = 0.0
     hits_since_refill: int = 0
+    refills: int = 0
     # A request of this process is asking Redis for a lease of this bucket.
     leasing: bool = False
+
+    def holds(self, now: float) -> bool:
+        """Whether an unexpired leased token is left."""
+        return self.remaining > 0 and now < self.expires_at
 
 
 @dataclass(frozen=True)
@@ -87,23 +97,29 @@ class Reservation:
 class LeasedTokens:
     """One process's leases (per limiter configuration), safe across threads."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, wait_s: float = LEASE_WAIT_S
+    ) -> None:
         self._clock = clock
-        self._lock = threading.Lock()
+        self._wait_s = wait_s
+        self._lock = threading.Condition()  # notified when a lease settles
         self._leases: dict[str, _Lease] = {}
 
     def reserve(self, buckets: list[BucketSpec]) -> Reservation:
-        """Take one leased token of each bucket that has one; say what the others'
-        lease should be. Undo with :meth:`give_back` if the request is refused."""
-        now = self._clock()
+        """Take one leased token of each bucket that has one (waiting for a lease on its
+        way); say what the others' lease should be. Undo with :meth:`give_back` if the
+        request is refused."""
         reservation = Reservation()
         with self._lock:
             for bucket in buckets:
+                now = self._clock()
                 lease = self._leases.get(bucket.key)
                 if lease is None:
                     lease = self._leases[bucket.key] = _Lease(refilled_at=now)
                 lease.hits_since_refill += 1
-                if lease.remaining > 0 and now < lease.expires_at:
+                if lease.leasing and not lease.holds(now):
+                    now = self._await_lease(lease)
+                if lease.holds(now):
                     lease.remaining -= 1
                     reservation.local.append(bucket)
                 else:
@@ -111,6 +127,17 @@ class LeasedTokens:
                     lease.leasing = lease.leasing or size > 1
                     reservation.refill.append((bucket, size))
         return reservation
+
+    def _await_lease(self, lease: _Lease) -> float:
+        """Wait (lock held, released while waiting) until ``lease``'s refill settled, at
+        most ``wait_s``: its tokens may serve this request. The time then."""
+        give_up_at = time.monotonic() + self._wait_s
+        refills = lease.refills
+        while lease.leasing and (left := give_up_at - time.monotonic()) > 0:
+            self._lock.wait(left)
+        if lease.refills != refills:
+            lease.hits_since_refill += 1  # a hit of the new lease's time: it sizes the next
+        return self._clock()
 
     def _size(self, bucket: BucketSpec, lease: _Lease, now: float) -> int:
         largest = bucket.largest_lease
@@ -129,6 +156,7 @@ class LeasedTokens:
             lease = self._leases.setdefault(bucket.key, _Lease())
             if asked > 1:
                 lease.leasing = False
+                self._lock.notify_all()
             if charged < 1:
                 return
             if now >= lease.expires_at:
@@ -136,6 +164,7 @@ class LeasedTokens:
             lease.remaining += charged - 1
             lease.expires_at = now + lease_seconds(bucket.window_s)
             lease.refilled_at = now
+            lease.refills += 1
             lease.hits_since_refill = 0
             if len(self._leases) > _PRUNE_ABOVE:
                 self._prune(now)
@@ -157,5 +186,10 @@ class LeasedTokens:
             return lease.remaining
 
     def _prune(self, now: float) -> None:
-        for key in [k for k, lease in self._leases.items() if now >= lease.expires_at + 60]:
+        stale = [
+            key
+            for key, lease in self._leases.items()
+            if now >= lease.expires_at + 60 and not lease.leasing  # waited for: kept
+        ]
+        for key in stale:
             del self._leases[key]

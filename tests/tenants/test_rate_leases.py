@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 from tenants.rate_leases import BucketSpec, LeasedTokens, lease_max, lease_seconds
 
 
@@ -93,22 +96,54 @@ def test_a_refused_request_gives_its_tokens_back() -> None:
     assert leases.held(BUSY.key) == 63
 
 
-def test_a_bucket_has_one_lease_on_its_way_at_a_time() -> None:
-    """Requests arriving while a lease is being fetched ask for one token each: a burst
-    must not lease the largest size once per request."""
+def test_requests_wait_for_the_lease_on_its_way_and_are_served_from_it() -> None:
+    """A burst must not lease the largest size once per request: requests arriving while
+    their bucket's lease is being fetched wait for it and take their token from it."""
     clock = Clock()
-    leases = LeasedTokens(clock)
+    leases = LeasedTokens(clock, wait_s=30)
     serve(leases, BUSY)
     clock.now += 0.002
     first = leases.reserve([BUSY])
-    during = [leases.reserve([BUSY]) for _ in range(3)]
     assert first.refill == [(BUSY, 64)]
-    assert [r.refill for r in during] == [[(BUSY, 1)]] * 3
-    for _ in during:
-        leases.settle(BUSY, 1, 1)
-    leases.settle(BUSY, 64, 64)
-    assert leases.held(BUSY.key) == 63
-    assert leases.reserve([BUSY]).local == [BUSY]
+    with ThreadPoolExecutor(3) as pool:
+        waiting = [pool.submit(leases.reserve, [BUSY]) for _ in range(3)]
+        time.sleep(0.1)
+        assert not any(w.done() for w in waiting)  # nobody asks Redis meanwhile
+        leases.settle(BUSY, 64, 64)
+        served = [w.result(timeout=10) for w in waiting]
+    assert [(r.local, r.refill) for r in served] == [([BUSY], [])] * 3
+    assert leases.held(BUSY.key) == 60
+
+
+def test_a_lease_too_small_for_the_waiting_requests_is_followed_by_one_more() -> None:
+    clock = Clock()
+    leases = LeasedTokens(clock, wait_s=30)
+    serve(leases, BUSY)
+    clock.now += 0.002
+    assert leases.reserve([BUSY]).refill == [(BUSY, 64)]
+    with ThreadPoolExecutor(3) as pool:
+        waiting = [pool.submit(leases.reserve, [BUSY]) for _ in range(3)]
+        time.sleep(0.1)
+        leases.settle(BUSY, 64, 2)  # the bucket had room for two: one for a waiter
+        time.sleep(0.1)
+        done = [w for w in waiting if w.done()]
+        # One waiter took the token; another leases next; the third waits for that lease.
+        assert sorted(len(w.result().local) for w in done) == [0, 1]
+        [(_, size)] = next(w.result() for w in done if w.result().refill).refill
+        assert size > 1
+        leases.settle(BUSY, size, size)
+        assert [w.result(timeout=10).local for w in waiting if w not in done] == [[BUSY]]
+
+
+def test_a_wait_for_a_lease_is_bounded() -> None:
+    """A lease that takes too long (Redis slow) is not waited for past ``wait_s``: the
+    request asks for its own token, and only one."""
+    clock = Clock()
+    leases = LeasedTokens(clock, wait_s=0.05)
+    serve(leases, BUSY)
+    clock.now += 0.002
+    assert leases.reserve([BUSY]).refill == [(BUSY, 64)]
+    assert leases.reserve([BUSY]).refill == [(BUSY, 1)]
 
 
 def test_a_lease_that_was_not_granted_lets_the_next_request_lease() -> None:
