@@ -111,14 +111,12 @@ class LeasedTokens:
         request is refused."""
         reservation = Reservation()
         with self._lock:
-            for bucket in buckets:
-                now = self._clock()
-                lease = self._leases.get(bucket.key)
-                if lease is None:
-                    lease = self._leases[bucket.key] = _Lease(refilled_at=now)
-                lease.hits_since_refill += 1
-                if lease.leasing and not lease.holds(now):
-                    now = self._await_lease(lease)
+            now = self._clock()
+            leases = [self._lease(bucket, now) for bucket in buckets]
+            # All waiting comes first, while this request is leasing nothing: a request
+            # that leases goes to Redis at once, never keeping its waiters waiting longer.
+            now = self._await_leases(leases, now)
+            for bucket, lease in zip(buckets, leases, strict=True):
                 if lease.holds(now):
                     lease.remaining -= 1
                     reservation.local.append(bucket)
@@ -128,16 +126,29 @@ class LeasedTokens:
                     reservation.refill.append((bucket, size))
         return reservation
 
-    def _await_lease(self, lease: _Lease) -> float:
-        """Wait (lock held, released while waiting) until ``lease``'s refill settled, at
-        most ``wait_s``: its tokens may serve this request. The time then."""
+    def _lease(self, bucket: BucketSpec, now: float) -> _Lease:
+        lease = self._leases.get(bucket.key)
+        if lease is None:
+            lease = self._leases[bucket.key] = _Lease(refilled_at=now)
+        lease.hits_since_refill += 1
+        return lease
+
+    def _await_leases(self, leases: list[_Lease], now: float) -> float:
+        """Wait (the lock released meanwhile) until no lease of ``leases`` with no token
+        left is on its way, at most ``wait_s``: their tokens may serve this request.
+        The time then."""
         give_up_at = time.monotonic() + self._wait_s
-        refills = lease.refills
-        while lease.leasing and (left := give_up_at - time.monotonic()) > 0:
+        refills = [lease.refills for lease in leases]
+        while any(lease.leasing and not lease.holds(now) for lease in leases):
+            left = give_up_at - time.monotonic()
+            if left <= 0:
+                break
             self._lock.wait(left)
-        if lease.refills != refills:
-            lease.hits_since_refill += 1  # a hit of the new lease's time: it sizes the next
-        return self._clock()
+            now = self._clock()
+        for lease, before in zip(leases, refills, strict=True):
+            if lease.refills != before:
+                lease.hits_since_refill += 1  # a hit of the new lease's time: it sizes the next
+        return now
 
     def _size(self, bucket: BucketSpec, lease: _Lease, now: float) -> int:
         largest = bucket.largest_lease

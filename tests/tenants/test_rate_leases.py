@@ -135,6 +135,29 @@ def test_a_lease_too_small_for_the_waiting_requests_is_followed_by_one_more() ->
         assert [w.result(timeout=10).local for w in waiting if w not in done] == [[BUSY]]
 
 
+def test_a_request_waiting_for_one_lease_leases_nothing_meanwhile() -> None:
+    """A request whose tenant's lease is on its way waits before it leases its
+    credential's: others of that credential are not kept waiting behind its wait."""
+    clock = Clock()
+    leases = LeasedTokens(clock, wait_s=30)
+    credential, tenant = BucketSpec("token:c", 6400, 60), BucketSpec("tenant:t", 6400, 60)
+    for bucket in (credential, tenant):
+        serve(leases, bucket)
+    clock.now += 0.002
+    assert leases.reserve([tenant]).refill == [(tenant, 64)]  # on its way
+    with ThreadPoolExecutor(1) as pool:
+        both = pool.submit(leases.reserve, [credential, tenant])
+        time.sleep(0.1)
+        assert not both.done()
+        alone = leases.reserve([credential])  # not kept waiting by the request above
+        assert alone.refill == [(credential, 64)]
+        leases.settle(tenant, 64, 64)
+        time.sleep(0.1)
+        assert not both.done()  # now it waits for the credential's lease, then takes one
+        leases.settle(credential, 64, 64)
+        assert both.result(timeout=10).local == [credential, tenant]
+
+
 def test_a_wait_for_a_lease_is_bounded() -> None:
     """A lease that takes too long (Redis slow) is not waited for past ``wait_s``: the
     request asks for its own token, and only one."""
