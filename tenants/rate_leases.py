@@ -112,7 +112,7 @@ class LeasedTokens:
         reservation = Reservation()
         with self._lock:
             now = self._clock()
-            leases = [self._lease(bucket, now) for bucket in buckets]
+            leases = [self._hit(bucket, now) for bucket in buckets]
             # All waiting comes first, while this request is leasing nothing: a request
             # that leases goes to Redis at once, never keeping its waiters waiting longer.
             now = self._await_leases(leases, now)
@@ -126,7 +126,8 @@ class LeasedTokens:
                     reservation.refill.append((bucket, size))
         return reservation
 
-    def _lease(self, bucket: BucketSpec, now: float) -> _Lease:
+    def _hit(self, bucket: BucketSpec, now: float) -> _Lease:
+        """``bucket``'s lease (new if none), with this request's hit counted."""
         lease = self._leases.get(bucket.key)
         if lease is None:
             lease = self._leases[bucket.key] = _Lease(refilled_at=now)
