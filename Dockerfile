@@ -9,6 +9,9 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # --- build: a virtualenv with the pinned requirements, and the static files -----------
 FROM ${BASE_IMAGE} AS build
+# scripts/build-platform-image tags this stage (the cache of the next build) and removes
+# the stages it replaced, which the classic builder would leave behind untagged.
+LABEL org.devbench.build-stage=platform
 ARG PIP_INSTALL_ARGS=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/devbench

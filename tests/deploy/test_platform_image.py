@@ -63,6 +63,15 @@ def test_image_runs_as_a_user_and_holds_no_local_state(image: str) -> None:
     assert var_entries == "0"  # no secret key, password, token or database of the build host
 
 
+def test_the_build_leaves_no_untagged_stage_behind(image: str) -> None:
+    # The classic builder leaves a multi-stage build's earlier stage untagged, as large
+    # as the image: one more after every build.
+    assert docker("images", "-q", "devbench/platform-build:latest").strip()
+    untagged = docker("images", "-q", "--filter", "dangling=true",
+                      "--filter", "label=org.devbench.build-stage=platform")  # fmt: skip
+    assert untagged.strip() == ""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
