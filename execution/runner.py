@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
 
 from core import metrics
 from core.errors import DevBenchError
@@ -386,17 +385,9 @@ class ExecRunner:
         }
 
     def _beat(self) -> bool:
-        """Touch the heartbeat; True when a cancel has been requested."""
-        Exec.objects.filter(pk=self.exec.pk, status=ExecStatus.RUNNING).update(
-            heartbeat_at=timezone.now(), **self._accounting()
-        )
-        row = Exec.objects.filter(pk=self.exec.pk).values("status", "cancel_requested_at").first()
-        if row is None:
-            return True
-        if row["status"] != ExecStatus.RUNNING:
-            # Someone else ended it (e.g. marked lost after a long stall): stop the processes.
-            return True
-        return row["cancel_requested_at"] is not None
+        """Touch the heartbeat; True when the processes must stop (a cancel was requested,
+        or someone else ended the exec)."""
+        return state.heartbeat(self.exec.pk, self._accounting())
 
     # --- ending --------------------------------------------------------------
 

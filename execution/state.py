@@ -281,12 +281,7 @@ def _end_in_one_statement(
     (PostgreSQL). The chunks are inserted whether or not the UPDATE matches (a
     data-modifying WITH query always runs)."""
     meta = Exec._meta
-    columns, params = [], []
-    for name, value in values.items():
-        field = meta.get_field(name)
-        assert isinstance(field, Field)
-        columns.append(f"{field.column} = %s")
-        params.append(field.get_db_prep_save(value, connection))
+    columns, params = _assignments(values)
     condition = "cancel_requested_at IS NULL" if unless_cancel_requested else "TRUE"
     seconds = _run_seconds(exec_.started_at, values["finished_at"])
     stored, stored_params = _chunks_insert(exec_.pk, chunks)
@@ -308,6 +303,32 @@ def _end_in_one_statement(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone() is not None
+
+
+def _assignments(values: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    """``column = %s`` for each of the exec's fields in ``values``, and their parameters."""
+    columns, params = [], []
+    for name, value in values.items():
+        field = Exec._meta.get_field(name)
+        assert isinstance(field, Field)
+        columns.append(f"{field.column} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    return columns, params
+
+
+def heartbeat(exec_pk: int, values: dict[str, Any]) -> bool:
+    """Touch a running exec's heartbeat, with ``values`` (its runner's accounting), in one
+    statement; True when its runner must stop its processes: a cancel was requested, or
+    it no longer runs (someone else ended it, e.g. marked it lost after a long stall)."""
+    columns, params = _assignments({"heartbeat_at": timezone.now(), **values})
+    sql = (
+        f"UPDATE {Exec._meta.db_table} SET {', '.join(columns)} "  # noqa: S608
+        "WHERE id = %s AND status = %s RETURNING cancel_requested_at IS NOT NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, exec_pk, str(ExecStatus.RUNNING)])
+        row = cursor.fetchone()
+    return row is None or bool(row[0])
 
 
 def _chunks_insert(exec_pk: int, chunks: list[tuple[int, int, bytes]]) -> tuple[str, list[Any]]:

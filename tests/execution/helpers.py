@@ -1,7 +1,9 @@
-"""Helpers for exec tests: look inside the container without going through execs."""
+"""Helpers for exec tests: look inside the container without going through execs, run a
+runner in this process."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from workspaces.runtime import get_driver
@@ -25,3 +27,25 @@ def processes(workspace: Any) -> list[str]:
 
 def leftovers(workspace: Any, needle: str) -> list[str]:
     return [p for p in processes(workspace) if needle in p and not p.startswith("ps ")]
+
+
+def run_in_thread(exec_: Any) -> threading.Thread:
+    """The exec's runner (its row only, no task sent), started in a thread of this process
+    with a database connection of its own."""
+    from django.db import connection
+
+    from execution import runner
+    from execution.models import Exec
+    from execution.tasks import SENDERS
+
+    loaded = Exec.objects.select_related("workspace", "tenant").get(pk=exec_.pk)
+
+    def run_it() -> None:
+        try:
+            runner.run_exec(loaded, senders=SENDERS)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run_it)
+    thread.start()
+    return thread

@@ -26,7 +26,7 @@ from execution.tasks import SENDERS
 from execution.worker import exec_execute
 from tenants.models import AuditEvent, TenantPolicy
 from tenants.redaction import REDACTED
-from tests.execution.helpers import container_run, leftovers
+from tests.execution.helpers import container_run, leftovers, run_in_thread
 from tests.factories import ExecFactory, WorkspaceFactory
 from tests.processes import wait_for
 
@@ -429,16 +429,7 @@ def test_a_cancel_the_runner_did_not_notice_still_ends_the_exec_cancelled(
     exec_ = ExecFactory(
         workspace=running_workspace, cmd=["sleep", "9002"], status=ExecStatus.STARTING
     )
-    loaded = Exec.objects.select_related("workspace", "tenant").get(pk=exec_.pk)
-
-    def run_it() -> None:
-        try:
-            runner.run_exec(loaded, senders=SENDERS)
-        finally:
-            connection.close()
-
-    run = threading.Thread(target=run_it)
-    run.start()
+    run = run_in_thread(exec_)
     try:
         wait_for(lambda: leftovers(running_workspace, "sleep 9002"), timeout_s=30)
         assert state.request_cancel(exec_)
