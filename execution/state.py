@@ -323,12 +323,13 @@ def heartbeat(exec_pk: int, values: dict[str, Any]) -> bool:
     columns, params = _assignments({"heartbeat_at": timezone.now(), **values})
     sql = (
         f"UPDATE {Exec._meta.db_table} SET {', '.join(columns)} "  # noqa: S608
-        "WHERE id = %s AND status = %s RETURNING cancel_requested_at IS NOT NULL"
+        # The column itself: SQLite (3.40) evaluates `IS NOT NULL` in RETURNING wrongly.
+        "WHERE id = %s AND status = %s RETURNING cancel_requested_at"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, exec_pk, str(ExecStatus.RUNNING)])
         row = cursor.fetchone()
-    return row is None or bool(row[0])
+    return row is None or row[0] is not None
 
 
 def _chunks_insert(exec_pk: int, chunks: list[tuple[int, int, bytes]]) -> tuple[str, list[Any]]:

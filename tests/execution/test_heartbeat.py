@@ -3,7 +3,12 @@ whether to stop its processes (a cancel was requested, or someone else ended it)
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,6 +64,43 @@ def test_a_deleted_exec_stops_the_runner() -> None:
     pk = exec_.pk
     exec_.delete()
     assert state.heartbeat(pk, {"last_seq": 1}) is True
+
+
+_ON_SQLITE = """
+import json, django
+django.setup()
+from django.core.management import call_command
+from django.utils import timezone
+from execution import state
+from execution.models import Exec, ExecStatus
+from tests.factories import ExecFactory, WorkspaceFactory
+call_command("migrate", verbosity=0)
+exec_ = ExecFactory(workspace=WorkspaceFactory(), status=ExecStatus.RUNNING)
+seen = [state.heartbeat(exec_.pk, {"last_seq": 3})]
+Exec.objects.filter(pk=exec_.pk).update(cancel_requested_at=timezone.now())
+seen.append(state.heartbeat(exec_.pk, {"last_seq": 4}))
+Exec.objects.filter(pk=exec_.pk).update(status=ExecStatus.LOST)
+seen.append(state.heartbeat(exec_.pk, {"last_seq": 5}))
+print(json.dumps([seen, Exec.objects.get(pk=exec_.pk).last_seq]))
+"""
+
+
+def test_the_embedded_modes_sqlite_reads_the_statement_alike(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(DJANGO_SETTINGS_MODULE="devbench_site.settings", DEVBENCH_VAR_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", _ON_SQLITE],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen, last_seq = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == [False, True, True]  # running; cancel requested; ended by someone else
+    assert last_seq == 4  # the ended exec was left as it was
 
 
 @pytest.fixture
