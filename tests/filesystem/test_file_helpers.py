@@ -81,6 +81,49 @@ def test_a_helper_killed_in_the_workspace_is_replaced(env, wdir, fresh_pool):
     assert len(new) == 1 and new != [old]
 
 
+def _names(env: Any, wdir: str) -> list[str]:
+    return sorted(env.must("ls", "-A", wdir).decode().splitlines())
+
+
+def test_a_rename_over_a_file_replaces_it_and_leaves_no_second_name(env, wdir, fresh_pool):
+    driver, cid = get_driver(), env.workspace.container_id
+    env.must("sh", "-c", f"echo old > {wdir}/dst; echo new > {wdir}/src")
+    # Another name of the replaced file (a user's hard link) keeps its content.
+    env.must("ln", f"{wdir}/dst", f"{wdir}/kept")
+    driver.path_rename(cid, f"{wdir}/src", f"{wdir}/dst", user=USER)
+    assert env.must("cat", f"{wdir}/dst") == b"new\n"
+    assert env.must("cat", f"{wdir}/kept") == b"old\n"
+    # The replaced file's second name goes in the background, shortly after.
+    wait_for(lambda: _names(env, wdir) == ["dst", "kept"], timeout_s=10, what="the old name")
+    assert env.must("stat", "-c", "%h", f"{wdir}/kept") == b"1\n"
+
+
+def test_a_rename_replaces_what_it_cannot_link_and_still_refuses_a_directory(env, wdir, fresh_pool):
+    driver, cid = get_driver(), env.workspace.container_id
+    # Owned by root, unreadable to the user: the kernel refuses the user a hard link to
+    # it (protected_hardlinks), yet the directory is the user's, so it may be replaced.
+    # (Root in a workspace may not write in the user's directories: it writes while the
+    # directory is open to everyone.)
+    env.must("sh", "-c", f"echo new > {wdir}/src && chmod 777 {wdir}")
+    code, out = env.sh("sh", "-c", f"echo root > {wdir}/dst && chmod 600 {wdir}/dst", user="0")
+    assert code == 0, out
+    env.must("chmod", "755", wdir)
+    assert env.sh("ln", f"{wdir}/dst", f"{wdir}/link")[0] != 0
+    driver.path_rename(cid, f"{wdir}/src", f"{wdir}/dst", user=USER)
+    assert env.must("cat", f"{wdir}/dst") == b"new\n"
+    # Onto a name that does not exist yet.
+    env.must("sh", "-c", f"echo more > {wdir}/src")
+    driver.path_rename(cid, f"{wdir}/src", f"{wdir}/fresh", user=USER)
+    assert env.must("cat", f"{wdir}/fresh") == b"more\n"
+    # A file never replaces a directory, and the failure is mv's own.
+    env.must("mkdir", f"{wdir}/d")
+    with pytest.raises(EngineCommandFailed) as exc:
+        driver.path_rename(cid, f"{wdir}/fresh", f"{wdir}/d", user=USER)
+    assert exc.value.extra["exit_code"] == 1 and exc.value.extra["command"] == "mv"
+    assert _names(env, wdir) == ["d", "dst", "fresh"]
+    assert len(_helper_pids(env)) == 1  # all of it in the one helper shell
+
+
 def test_a_word_with_a_newline_takes_a_one_off_exec(env, wdir, fresh_pool):
     driver, cid = get_driver(), env.workspace.container_id
     env.must("touch", f"{wdir}/a\nb")

@@ -14,6 +14,7 @@ import base64
 import json
 import logging
 import posixpath
+import secrets
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -60,6 +61,20 @@ _GO_SETUID, _GO_SETGID, _GO_STICKY = 1 << 23, 1 << 22, 1 << 20
 
 # Exit codes of the engine when the command itself cannot be started.
 _CANNOT_RUN = (126, 127)
+
+# A rename over a file frees the replaced file's blocks inside rename(2): on ext4 that
+# is tens of milliseconds for a 64 MiB file (more on a filesystem mounted with
+# ``discard``), the largest part of a large overwrite's commit (bench/README.md).
+# In a helper shell the replaced file is first linked under a second name ($3), so the
+# rename only drops a link, and that name is removed in the background once the new
+# content is in place. The rename is the same single rename(2): a reader sees the old
+# file or the new one, never neither. When the link cannot be made (a new file, a
+# directory, a file the user may not link), the rename goes ahead as before. One line:
+# the helper's protocol takes words without newlines.
+_RENAME_FREEING_LATER = (
+    'ln -- "$2" "$3" 2>/dev/null && old=1; mv -f -T -- "$1" "$2"; rc=$?; '
+    'if [ -n "$old" ]; then rm -f -- "$3" </dev/null >/dev/null 2>&1 & fi; exit $rc'
+)
 
 
 def parse_stat(header: str) -> PathStat:
@@ -319,14 +334,25 @@ class DockerArchive(RuntimeArchive):
             response = self.api._put(self._archive_url(container_id), params=params, data=body)
         self._check(container_id, path, response)
 
-    def _run_fixed(self, container_id: str, argv: list[str], *, user: str) -> None:
+    def _run_fixed(
+        self,
+        container_id: str,
+        argv: list[str],
+        *,
+        user: str,
+        in_helper: tuple[str, list[str]] | None = None,
+    ) -> None:
         """Run one fixed command (an argv, never parsed by a shell) and raise if it fails:
-        in the container's helper shell (helpers.py), or a one-off exec."""
-        for arg in argv[1:]:
+        in the container's helper shell (helpers.py), or a one-off exec. ``in_helper``:
+        a fixed one-line script and its words, which a helper shell runs instead of
+        ``argv`` (with the same outcome, faster); a one-off exec runs ``argv``."""
+        words = argv[1:] + (in_helper[1] if in_helper else [])
+        for arg in words:
             # Defence in depth: callers pass normalised absolute paths and flags only.
             if not arg.startswith(("/", "-")) or "\x00" in arg:
                 raise ValueError(f"refusing unsafe argument {arg!r}")
-        answer = helpers.pool.run(self.api, self.base_url, container_id, argv, user)
+        run = argv if in_helper is None else ["sh", "-c", in_helper[0], "sh", *in_helper[1]]
+        answer = helpers.pool.run(self.api, self.base_url, container_id, run, user)
         if answer is not None:
             exit_code, output = answer
         else:
@@ -354,7 +380,13 @@ class DockerArchive(RuntimeArchive):
 
     def path_rename(self, container_id: str, src: str, dst: str, *, user: str) -> None:
         # -T: rename(2) semantics, never "move into dst" when dst is a directory.
-        self._run_fixed(container_id, ["mv", "-f", "-T", "--", src, dst], user=user)
+        old = posixpath.join(posixpath.dirname(dst), f".devbench-{secrets.token_hex(8)}.old")
+        self._run_fixed(
+            container_id,
+            ["mv", "-f", "-T", "--", src, dst],
+            user=user,
+            in_helper=(_RENAME_FREEING_LATER, [src, dst, old]),
+        )
 
     def path_remove(
         self, container_id: str, path: str, *, kind: PathKind, recursive: bool, user: str
