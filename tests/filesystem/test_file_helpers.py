@@ -85,12 +85,12 @@ def _names(env: Any, wdir: str) -> list[str]:
     return sorted(env.must("ls", "-A", wdir).decode().splitlines())
 
 
-def test_a_rename_over_a_file_replaces_it_and_leaves_no_second_name(env, wdir, fresh_pool):
+def test_a_rename_freeing_later_replaces_and_leaves_no_second_name(env, wdir, fresh_pool):
     driver, cid = get_driver(), env.workspace.container_id
     env.must("sh", "-c", f"echo old > {wdir}/dst; echo new > {wdir}/src")
     # Another name of the replaced file (a user's hard link) keeps its content.
     env.must("ln", f"{wdir}/dst", f"{wdir}/kept")
-    driver.path_rename(cid, f"{wdir}/src", f"{wdir}/dst", user=USER)
+    driver.path_rename(cid, f"{wdir}/src", f"{wdir}/dst", user=USER, free_replaced_later=True)
     assert env.must("cat", f"{wdir}/dst") == b"new\n"
     assert env.must("cat", f"{wdir}/kept") == b"old\n"
     # The replaced file's second name goes in the background, shortly after.
@@ -98,7 +98,9 @@ def test_a_rename_over_a_file_replaces_it_and_leaves_no_second_name(env, wdir, f
     assert env.must("stat", "-c", "%h", f"{wdir}/kept") == b"1\n"
 
 
-def test_a_rename_replaces_what_it_cannot_link_and_still_refuses_a_directory(env, wdir, fresh_pool):
+def test_a_rename_freeing_later_replaces_what_it_cannot_link_and_refuses_a_directory(
+    env, wdir, fresh_pool
+):
     driver, cid = get_driver(), env.workspace.container_id
     # Owned by root, unreadable to the user: the kernel refuses the user a hard link to
     # it (protected_hardlinks), yet the directory is the user's, so it may be replaced.
@@ -109,16 +111,16 @@ def test_a_rename_replaces_what_it_cannot_link_and_still_refuses_a_directory(env
     assert code == 0, out
     env.must("chmod", "755", wdir)
     assert env.sh("ln", f"{wdir}/dst", f"{wdir}/link")[0] != 0
-    driver.path_rename(cid, f"{wdir}/src", f"{wdir}/dst", user=USER)
+    driver.path_rename(cid, f"{wdir}/src", f"{wdir}/dst", user=USER, free_replaced_later=True)
     assert env.must("cat", f"{wdir}/dst") == b"new\n"
     # Onto a name that does not exist yet.
     env.must("sh", "-c", f"echo more > {wdir}/src")
-    driver.path_rename(cid, f"{wdir}/src", f"{wdir}/fresh", user=USER)
+    driver.path_rename(cid, f"{wdir}/src", f"{wdir}/fresh", user=USER, free_replaced_later=True)
     assert env.must("cat", f"{wdir}/fresh") == b"more\n"
     # A file never replaces a directory, and the failure is mv's own.
     env.must("mkdir", f"{wdir}/d")
     with pytest.raises(EngineCommandFailed) as exc:
-        driver.path_rename(cid, f"{wdir}/fresh", f"{wdir}/d", user=USER)
+        driver.path_rename(cid, f"{wdir}/fresh", f"{wdir}/d", user=USER, free_replaced_later=True)
     assert exc.value.extra["exit_code"] == 1 and exc.value.extra["command"] == "mv"
     assert _names(env, wdir) == ["d", "dst", "fresh"]
     assert len(_helper_pids(env)) == 1  # all of it in the one helper shell

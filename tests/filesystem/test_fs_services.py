@@ -13,6 +13,7 @@ import pytest
 from core.errors import DevBenchError
 from tenants.models import AuditEvent, Scope, TenantPolicy
 from tenants.principal import Principal
+from tests.processes import wait_for
 from workspaces.filesystem import services
 from workspaces.filesystem.services import (
     fs_delete,
@@ -27,6 +28,8 @@ from workspaces.filesystem.services import (
     fs_write,
 )
 from workspaces.models import WorkspaceStatus
+from workspaces.runtime import get_driver
+from workspaces.runtime.base import FREE_LATER_MIN_BYTES
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
@@ -116,6 +119,26 @@ def test_write_leaves_no_temp_files_behind(env, wdir):
     for i in range(3):
         fs_write(actor=env.actor, workspace=env.workspace, path=f"{wdir}/f", content=bytes([i]))
     assert env.must("ls", "-A", wdir).split() == [b"f"]
+
+
+def test_a_large_replaced_file_is_freed_after_the_rename(env, wdir, monkeypatch):
+    driver_class = type(get_driver())
+    rename = driver_class.path_rename
+    hints: list[bool] = []
+
+    def spied(self, *args, **kwargs):
+        hints.append(kwargs.get("free_replaced_later", False))
+        return rename(self, *args, **kwargs)
+
+    monkeypatch.setattr(driver_class, "path_rename", spied)
+    large, small = os.urandom(FREE_LATER_MIN_BYTES), b"small"
+    path = f"{wdir}/f"
+    for content in (large, large, small, large):
+        fs_write(actor=env.actor, workspace=env.workspace, path=path, content=content)
+        assert fs_read(actor=env.actor, workspace=env.workspace, path=path).content == content
+    # New, then replacing a large file twice (large, then small), then a small one.
+    assert hints == [False, True, True, False]
+    wait_for(lambda: env.must("ls", "-A", wdir).split() == [b"f"], what="only the file left")
 
 
 def test_a_write_whose_upload_breaks_off_leaves_no_part_behind(env, wdir, monkeypatch):

@@ -321,6 +321,35 @@ def test_a_put_and_its_rename_are_one_call_to_the_agent(
         assert member is not None and b"".join(chunks) == data
 
 
+def test_a_put_carries_the_hint_to_free_a_large_replaced_file_later(
+    agent: tuple[AgentServer, str], container: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, _ = agent
+    rename = server.driver.path_rename
+    hints: list[bool] = []
+
+    def spied(*args: Any, **kwargs: Any) -> None:
+        hints.append(kwargs["free_replaced_later"])
+        rename(*args, **kwargs)
+
+    monkeypatch.setattr(server.driver, "path_rename", spied)
+    remote = _remote(agent)
+    for free_later, data in ((False, b"first"), (True, b"second")):
+        remote.archive_put_then_rename(
+            container,
+            "/tmp",
+            _put_temp("w4.tmp", data),
+            src="/tmp/w4.tmp",
+            dst="/tmp/w4.bin",
+            user=WORKSPACE_USER,
+            free_replaced_later=free_later,
+        )
+        with remote.archive_get(container, "/tmp/w4.bin") as reader:
+            member, chunks = member_body(reader)
+            assert member is not None and b"".join(chunks) == data
+    assert hints == [False, True]
+
+
 def test_a_failed_rename_after_the_put_raises_its_own_error(
     agent: tuple[AgentServer, str], container: str
 ) -> None:

@@ -63,7 +63,12 @@ from workspaces.filesystem.tario import (
 )
 from workspaces.filesystem.upload import plan_upload
 from workspaces.models import Workspace
-from workspaces.runtime.base import WORKSPACE_USER, EngineCommandFailed, PathStat
+from workspaces.runtime.base import (
+    FREE_LATER_MIN_BYTES,
+    WORKSPACE_USER,
+    EngineCommandFailed,
+    PathStat,
+)
 
 # An uploaded archive may hold several files, each within the per-file limit; the
 # archive itself and its extracted content are bounded by this many times the limit.
@@ -140,7 +145,16 @@ def fs_write(
             if if_match_etag is not None:
                 access.check_etag(target, resolved.path, current, if_match_etag)
             file_mode = mode if mode is not None else (current.mode & 0o777 if current else 0o644)
-            _commit(target, resolved.existing, missing_dirs, resolved.path, body, file_mode)
+            large_replaced = current is not None and current.size >= FREE_LATER_MIN_BYTES
+            _commit(
+                target,
+                resolved.existing,
+                missing_dirs,
+                resolved.path,
+                body,
+                file_mode,
+                free_replaced_later=large_replaced,
+            )
         audit.details.update(size=body.size, etag=body.sha256, created=current is None)
     return FileWriteResult(
         path=resolved.path,
@@ -158,6 +172,8 @@ def _commit(
     final: str,
     body: SpooledBody,
     mode: int,
+    *,
+    free_replaced_later: bool,
 ) -> None:
     """Put the body under a temp name in the final directory, then rename it into place."""
     temp_name = f".devbench-{secrets.token_hex(8)}.tmp"
@@ -174,6 +190,7 @@ def _commit(
             src=temp_path,
             dst=final,
             user=WORKSPACE_USER,
+            free_replaced_later=free_replaced_later,
         )
     except BaseException as exc:
         _remove_temp(target, temp_path)

@@ -567,14 +567,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             self.server.driver.path_rename(
-                container_id, rename["src"], rename["dst"], user=rename["user"]
+                container_id,
+                rename["src"],
+                rename["dst"],
+                user=rename["user"],
+                free_replaced_later=rename.get("free_replaced_later") is True,
             )
         except DevBenchError as exc:
             self._send_error(exc)
             return
         self._send_json(HTTPStatus.OK, {"result": {"renamed": True}})
 
-    def _rename_after_put(self) -> dict[str, str] | None:
+    def _rename_after_put(self) -> dict[str, Any] | None:
         """A file write's rename, asked for with its put (``RemoteDriver``)."""
         raw = self.fields.get(wire.RENAME_HEADER.lower())
         if raw is None:
@@ -585,7 +589,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError(raw)
         except (TypeError, ValueError, AttributeError) as exc:
             raise _BadRequest(f"{wire.RENAME_HEADER} must name src, dst and user.") from exc
-        return {k: rename[k] for k in ("src", "dst", "user")}
+        wanted = ("src", "dst", "user", "free_replaced_later")
+        return {k: rename[k] for k in wanted if k in rename}
 
     def _exec_stream(self, args: dict[str, Any]) -> None:
         try:

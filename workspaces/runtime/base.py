@@ -29,6 +29,9 @@ LABEL_SNAPSHOT = "devbench.snapshot"
 # Who runs in a workspace: the image-independent non-root user that owns /workspace.
 WORKSPACE_UID = 1000
 WORKSPACE_USER = f"{WORKSPACE_UID}:{WORKSPACE_UID}"  # uid:gid, as the engine takes it
+# A replaced file from this size up is freed after its rename (path_rename): freeing
+# costs ~0.7 ms per MiB inside rename(2) on ext4, the deferral ~2 ms of processes.
+FREE_LATER_MIN_BYTES = 8 * 1024 * 1024
 ROOT_USER = "0:0"
 
 
@@ -580,16 +583,29 @@ class RuntimeArchive(abc.ABC):
         """
 
     @abc.abstractmethod
-    def path_rename(self, container_id: str, src: str, dst: str, *, user: str) -> None:
-        """Atomically rename ``src`` to ``dst`` (replacing a non-directory) as ``user``."""
+    def path_rename(
+        self, container_id: str, src: str, dst: str, *, user: str, free_replaced_later: bool = False
+    ) -> None:
+        """Atomically rename ``src`` to ``dst`` (replacing a non-directory) as ``user``.
+        ``free_replaced_later``: the file ``dst`` names now is large (at least
+        :data:`FREE_LATER_MIN_BYTES`), so its blocks are better freed after the rename
+        than inside it; a driver may ignore it."""
 
     def archive_put_then_rename(
-        self, container_id: str, path: str, data: Iterable[bytes], *, src: str, dst: str, user: str
+        self,
+        container_id: str,
+        path: str,
+        data: Iterable[bytes],
+        *,
+        src: str,
+        dst: str,
+        user: str,
+        free_replaced_later: bool = False,
     ) -> None:
         """:meth:`archive_put`, then :meth:`path_rename` once it succeeded: a file write's
         two steps. A driver that crosses a network does both in one round trip."""
         self.archive_put(container_id, path, data)
-        self.path_rename(container_id, src, dst, user=user)
+        self.path_rename(container_id, src, dst, user=user, free_replaced_later=free_replaced_later)
 
     @abc.abstractmethod
     def path_remove(

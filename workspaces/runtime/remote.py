@@ -564,12 +564,22 @@ class RemoteDriver(RuntimeDriver):
         self._archive_put(container_id, path, data, {})
 
     def archive_put_then_rename(
-        self, container_id: str, path: str, data: Iterable[bytes], *, src: str, dst: str, user: str
+        self,
+        container_id: str,
+        path: str,
+        data: Iterable[bytes],
+        *,
+        src: str,
+        dst: str,
+        user: str,
+        free_replaced_later: bool = False,
     ) -> None:
         # The agent renames once the put succeeded: one round trip instead of two. An agent
         # of an earlier version ignores the header and does not say it renamed: then the
         # rename is a call of its own.
-        rename = {"src": src, "dst": dst, "user": user}
+        rename: dict[str, str | bool] = {"src": src, "dst": dst, "user": user}
+        if free_replaced_later:
+            rename["free_replaced_later"] = True
         answer = self._archive_put(
             container_id, path, data, {wire.RENAME_HEADER: json.dumps(rename)}
         )
@@ -623,7 +633,11 @@ class RemoteDriver(RuntimeDriver):
         _raise_status(response.status, payload)
         return json.loads(payload).get("result")
 
-    def path_rename(self, container_id: str, src: str, dst: str, *, user: str) -> None:
+    def path_rename(
+        self, container_id: str, src: str, dst: str, *, user: str, free_replaced_later: bool = False
+    ) -> None:
+        # A call of its own (a move, or an agent of an earlier version after a put) renames
+        # the plain way: the hint only rides with a write's put.
         self._call("path_rename", container_id=container_id, src=src, dst=dst, user=user)
 
     def path_remove(

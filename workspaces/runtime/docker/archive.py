@@ -64,13 +64,13 @@ _CANNOT_RUN = (126, 127)
 
 # A rename over a file frees the replaced file's blocks inside rename(2): on ext4 that
 # is tens of milliseconds for a 64 MiB file (more on a filesystem mounted with
-# ``discard``), the largest part of a large overwrite's commit (bench/README.md).
-# In a helper shell the replaced file is first linked under a second name ($3), so the
-# rename only drops a link, and that name is removed in the background once the new
-# content is in place. The rename is the same single rename(2): a reader sees the old
-# file or the new one, never neither. When the link cannot be made (a new file, a
-# directory, a file the user may not link), the rename goes ahead as before. One line:
-# the helper's protocol takes words without newlines.
+# ``discard``), the largest part of a large overwrite's commit (bench/README.md). For a
+# large replaced file (``free_replaced_later``) a helper shell first links it under a
+# second name ($3), so the rename only drops a link, and removes that name in the
+# background once the new content is in place. The rename is the same single
+# rename(2): a reader sees the old file or the new one, never neither. When the link
+# cannot be made (a new file, a directory, a file the user may not link) the rename goes
+# ahead as before. One line: the helper's protocol takes words without newlines.
 _RENAME_FREEING_LATER = (
     'ln -- "$2" "$3" 2>/dev/null && old=1; mv -f -T -- "$1" "$2"; rc=$?; '
     'if [ -n "$old" ]; then rm -f -- "$3" </dev/null >/dev/null 2>&1 & fi; exit $rc'
@@ -378,14 +378,17 @@ class DockerArchive(RuntimeArchive):
             output=text[-500:],
         )
 
-    def path_rename(self, container_id: str, src: str, dst: str, *, user: str) -> None:
+    def path_rename(
+        self, container_id: str, src: str, dst: str, *, user: str, free_replaced_later: bool = False
+    ) -> None:
         # -T: rename(2) semantics, never "move into dst" when dst is a directory.
+        argv = ["mv", "-f", "-T", "--", src, dst]
+        if not free_replaced_later:
+            self._run_fixed(container_id, argv, user=user)
+            return
         old = posixpath.join(posixpath.dirname(dst), f".devbench-{secrets.token_hex(8)}.old")
         self._run_fixed(
-            container_id,
-            ["mv", "-f", "-T", "--", src, dst],
-            user=user,
-            in_helper=(_RENAME_FREEING_LATER, [src, dst, old]),
+            container_id, argv, user=user, in_helper=(_RENAME_FREEING_LATER, [src, dst, old])
         )
 
     def path_remove(
