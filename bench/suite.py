@@ -73,7 +73,7 @@ from bench_mcp import RawDocker  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MiB = 1024 * 1024
-IMAGE = "devbench/busybox:latest"
+IMAGE = os.environ.get("BENCH_IMAGE", "devbench/busybox:latest")
 
 
 # --- results ---------------------------------------------------------------------------

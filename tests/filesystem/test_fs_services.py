@@ -29,7 +29,7 @@ from workspaces.filesystem.services import (
 )
 from workspaces.models import WorkspaceStatus
 from workspaces.runtime import get_driver
-from workspaces.runtime.base import FREE_LATER_MIN_BYTES
+from workspaces.runtime.base import LARGE_FILE_BYTES
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
@@ -121,23 +121,25 @@ def test_write_leaves_no_temp_files_behind(env, wdir):
     assert env.must("ls", "-A", wdir).split() == [b"f"]
 
 
-def test_a_large_replaced_file_is_freed_after_the_rename(env, wdir, monkeypatch):
+def test_a_write_replacing_or_replaced_by_a_large_file_says_so_to_the_driver(
+    env, wdir, monkeypatch
+):
     driver_class = type(get_driver())
     rename = driver_class.path_rename
     hints: list[bool] = []
 
     def spied(self, *args, **kwargs):
-        hints.append(kwargs.get("free_replaced_later", False))
+        hints.append(kwargs.get("large_file", False))
         return rename(self, *args, **kwargs)
 
     monkeypatch.setattr(driver_class, "path_rename", spied)
-    large, small = os.urandom(FREE_LATER_MIN_BYTES), b"small"
+    large, small = os.urandom(LARGE_FILE_BYTES), b"small"
     path = f"{wdir}/f"
-    for content in (large, large, small, large):
+    for content in (large, large, small, small, large):
         fs_write(actor=env.actor, workspace=env.workspace, path=path, content=content)
         assert fs_read(actor=env.actor, workspace=env.workspace, path=path).content == content
-    # New, then replacing a large file twice (large, then small), then a small one.
-    assert hints == [False, True, True, False]
+    # New; large over large; small over large; small over small; large over small.
+    assert hints == [False, True, True, False, True]
     wait_for(lambda: env.must("ls", "-A", wdir).split() == [b"f"], what="only the file left")
 
 

@@ -329,7 +329,7 @@ def test_a_put_carries_the_hint_to_free_a_large_replaced_file_later(
     hints: list[bool] = []
 
     def spied(*args: Any, **kwargs: Any) -> None:
-        hints.append(kwargs["free_replaced_later"])
+        hints.append(kwargs["large_file"])
         rename(*args, **kwargs)
 
     monkeypatch.setattr(server.driver, "path_rename", spied)
@@ -342,7 +342,7 @@ def test_a_put_carries_the_hint_to_free_a_large_replaced_file_later(
             src="/tmp/w4.tmp",
             dst="/tmp/w4.bin",
             user=WORKSPACE_USER,
-            free_replaced_later=free_later,
+            large_file=free_later,
         )
         with remote.archive_get(container, "/tmp/w4.bin") as reader:
             member, chunks = member_body(reader)

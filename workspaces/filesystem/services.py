@@ -64,7 +64,7 @@ from workspaces.filesystem.tario import (
 from workspaces.filesystem.upload import plan_upload
 from workspaces.models import Workspace
 from workspaces.runtime.base import (
-    FREE_LATER_MIN_BYTES,
+    LARGE_FILE_BYTES,
     WORKSPACE_USER,
     EngineCommandFailed,
     PathStat,
@@ -145,7 +145,7 @@ def fs_write(
             if if_match_etag is not None:
                 access.check_etag(target, resolved.path, current, if_match_etag)
             file_mode = mode if mode is not None else (current.mode & 0o777 if current else 0o644)
-            large_replaced = current is not None and current.size >= FREE_LATER_MIN_BYTES
+            large = current is not None and max(current.size, body.size) >= LARGE_FILE_BYTES
             _commit(
                 target,
                 resolved.existing,
@@ -153,7 +153,7 @@ def fs_write(
                 resolved.path,
                 body,
                 file_mode,
-                free_replaced_later=large_replaced,
+                large_file=large,
             )
         audit.details.update(size=body.size, etag=body.sha256, created=current is None)
     return FileWriteResult(
@@ -173,7 +173,7 @@ def _commit(
     body: SpooledBody,
     mode: int,
     *,
-    free_replaced_later: bool,
+    large_file: bool,
 ) -> None:
     """Put the body under a temp name in the final directory, then rename it into place."""
     temp_name = f".devbench-{secrets.token_hex(8)}.tmp"
@@ -190,7 +190,7 @@ def _commit(
             src=temp_path,
             dst=final,
             user=WORKSPACE_USER,
-            free_replaced_later=free_replaced_later,
+            large_file=large_file,
         )
     except BaseException as exc:
         _remove_temp(target, temp_path)

@@ -571,7 +571,7 @@ class _Handler(BaseHTTPRequestHandler):
                 rename["src"],
                 rename["dst"],
                 user=rename["user"],
-                free_replaced_later=rename.get("free_replaced_later") is True,
+                large_file=rename.get("large_file") is True,
             )
         except DevBenchError as exc:
             self._send_error(exc)
@@ -589,7 +589,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError(raw)
         except (TypeError, ValueError, AttributeError) as exc:
             raise _BadRequest(f"{wire.RENAME_HEADER} must name src, dst and user.") from exc
-        wanted = ("src", "dst", "user", "free_replaced_later")
+        wanted = ("src", "dst", "user", "large_file")
         return {k: rename[k] for k in wanted if k in rename}
 
     def _exec_stream(self, args: dict[str, Any]) -> None:

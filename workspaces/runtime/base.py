@@ -29,9 +29,10 @@ LABEL_SNAPSHOT = "devbench.snapshot"
 # Who runs in a workspace: the image-independent non-root user that owns /workspace.
 WORKSPACE_UID = 1000
 WORKSPACE_USER = f"{WORKSPACE_UID}:{WORKSPACE_UID}"  # uid:gid, as the engine takes it
-# A replaced file from this size up is freed after its rename (path_rename): freeing
-# costs ~0.7 ms per MiB inside rename(2) on ext4, the deferral ~2 ms of processes.
-FREE_LATER_MIN_BYTES = 8 * 1024 * 1024
+# A file write whose old or new file is this large swaps them (path_rename's
+# ``large_file``): the plain rename's costs on ext4 grow with the size (bench/README.md),
+# the swap's do not, and it costs a few processes more.
+LARGE_FILE_BYTES = 8 * 1024 * 1024
 ROOT_USER = "0:0"
 
 
@@ -584,12 +585,13 @@ class RuntimeArchive(abc.ABC):
 
     @abc.abstractmethod
     def path_rename(
-        self, container_id: str, src: str, dst: str, *, user: str, free_replaced_later: bool = False
+        self, container_id: str, src: str, dst: str, *, user: str, large_file: bool = False
     ) -> None:
         """Atomically rename ``src`` to ``dst`` (replacing a non-directory) as ``user``.
-        ``free_replaced_later``: the file ``dst`` names now is large (at least
-        :data:`FREE_LATER_MIN_BYTES`), so its blocks are better freed after the rename
-        than inside it; a driver may ignore it."""
+        ``large_file``: ``dst`` names a file now, and it or ``src`` is large (at least
+        :data:`LARGE_FILE_BYTES`): a driver may then swap the two names atomically and
+        remove the old file after, which is cheaper for large files on some
+        filesystems (ext4)."""
 
     def archive_put_then_rename(
         self,
@@ -600,12 +602,12 @@ class RuntimeArchive(abc.ABC):
         src: str,
         dst: str,
         user: str,
-        free_replaced_later: bool = False,
+        large_file: bool = False,
     ) -> None:
         """:meth:`archive_put`, then :meth:`path_rename` once it succeeded: a file write's
         two steps. A driver that crosses a network does both in one round trip."""
         self.archive_put(container_id, path, data)
-        self.path_rename(container_id, src, dst, user=user, free_replaced_later=free_replaced_later)
+        self.path_rename(container_id, src, dst, user=user, large_file=large_file)
 
     @abc.abstractmethod
     def path_remove(

@@ -572,14 +572,14 @@ class RemoteDriver(RuntimeDriver):
         src: str,
         dst: str,
         user: str,
-        free_replaced_later: bool = False,
+        large_file: bool = False,
     ) -> None:
         # The agent renames once the put succeeded: one round trip instead of two. An agent
         # of an earlier version ignores the header and does not say it renamed: then the
         # rename is a call of its own.
         rename: dict[str, str | bool] = {"src": src, "dst": dst, "user": user}
-        if free_replaced_later:
-            rename["free_replaced_later"] = True
+        if large_file:
+            rename["large_file"] = True
         answer = self._archive_put(
             container_id, path, data, {wire.RENAME_HEADER: json.dumps(rename)}
         )
@@ -634,7 +634,7 @@ class RemoteDriver(RuntimeDriver):
         return json.loads(payload).get("result")
 
     def path_rename(
-        self, container_id: str, src: str, dst: str, *, user: str, free_replaced_later: bool = False
+        self, container_id: str, src: str, dst: str, *, user: str, large_file: bool = False
     ) -> None:
         # A call of its own (a move, or an agent of an earlier version after a put) renames
         # the plain way: the hint only rides with a write's put.

@@ -14,7 +14,6 @@ import base64
 import json
 import logging
 import posixpath
-import secrets
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -62,18 +61,29 @@ _GO_SETUID, _GO_SETGID, _GO_STICKY = 1 << 23, 1 << 22, 1 << 20
 # Exit codes of the engine when the command itself cannot be started.
 _CANNOT_RUN = (126, 127)
 
-# A rename over a file frees the replaced file's blocks inside rename(2): on ext4 that
-# is tens of milliseconds for a 64 MiB file (more on a filesystem mounted with
-# ``discard``), the largest part of a large overwrite's commit (bench/README.md). For a
-# large replaced file (``free_replaced_later``) a helper shell first links it under a
-# second name ($3), so the rename only drops a link, and removes that name in the
-# background once the new content is in place. The rename is the same single
-# rename(2): a reader sees the old file or the new one, never neither. When the link
-# cannot be made (a new file, a directory, a file the user may not link) the rename goes
-# ahead as before. One line: the helper's protocol takes words without newlines.
-_RENAME_FREEING_LATER = (
-    'ln -- "$2" "$3" 2>/dev/null && old=1; mv -f -T -- "$1" "$2"; rc=$?; '
-    'if [ -n "$old" ]; then rm -f -- "$3" </dev/null >/dev/null 2>&1 & fi; exit $rc'
+# Renamed over another file, a new file's data is written out inside rename(2) on ext4
+# (``auto_da_alloc``, its default), so its blocks are allocated at once, and freeing the
+# allocated blocks of the file it replaces is tens of milliseconds more for 64 MiB
+# (bench/README.md). A large file's write (``large_file``) therefore swaps the new file
+# and the old one with renameat2(RENAME_EXCHANGE), which does neither and is just as
+# atomic: a reader sees the old file or the new one, never neither. The old file, now
+# under the temp name, is removed in the background. Like the engine's own archive put,
+# this leaves the new data to the kernel's write-back: the platform never promised a
+# write that survives a power cut (nothing is fsync'ed either way). The swap needs perl
+# (Debian's perl-base, in every Debian-based image) and a known system call number, and
+# is only tried when the destination is a regular file; otherwise, or when the kernel
+# refuses it (gVisor), the plain rename runs. It says "swapped" when it swapped. (A
+# process in the workspace that turns the destination into a directory in between gets
+# its directory back under the temp name.) One line: the helper's protocol takes words
+# without newlines.
+_SWAP = (
+    "my %nr = (x86_64 => 316, aarch64 => 276); my ($arch) = $Config{archname} =~ /^([^-]+)/; "
+    "exit(syscall($nr{$arch} // exit(3), -100, $ARGV[0], -100, $ARGV[1], 2) == 0 ? 0 : 2)"
+)
+_RENAME_SWAPPING = (
+    f'if [ -f "$2" ] && [ ! -L "$2" ] && perl -MConfig -e \'{_SWAP}\' "$1" "$2" 2>/dev/null; '
+    'then echo swapped; rm -f -- "$1" </dev/null >/dev/null 2>&1 & exit 0; fi; '
+    'mv -f -T -- "$1" "$2"'
 )
 
 
@@ -379,17 +389,12 @@ class DockerArchive(RuntimeArchive):
         )
 
     def path_rename(
-        self, container_id: str, src: str, dst: str, *, user: str, free_replaced_later: bool = False
+        self, container_id: str, src: str, dst: str, *, user: str, large_file: bool = False
     ) -> None:
         # -T: rename(2) semantics, never "move into dst" when dst is a directory.
         argv = ["mv", "-f", "-T", "--", src, dst]
-        if not free_replaced_later:
-            self._run_fixed(container_id, argv, user=user)
-            return
-        old = posixpath.join(posixpath.dirname(dst), f".devbench-{secrets.token_hex(8)}.old")
-        self._run_fixed(
-            container_id, argv, user=user, in_helper=(_RENAME_FREEING_LATER, [src, dst, old])
-        )
+        swap = (_RENAME_SWAPPING, [src, dst]) if large_file else None
+        self._run_fixed(container_id, argv, user=user, in_helper=swap)
 
     def path_remove(
         self, container_id: str, path: str, *, kind: PathKind, recursive: bool, user: str
