@@ -14,6 +14,7 @@ from tests.processes import wait_for
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import EngineCommandFailed
 from workspaces.runtime.docker import helpers
+from workspaces.runtime.docker.rootfs import AskEngine, ContainerRoots
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
@@ -24,6 +25,17 @@ def _helper_pids(env: Any) -> list[str]:
     """The helper shells running in the workspace (their command line names the loop)."""
     lines = env.must("ps", "-o", "pid,args").decode().splitlines()
     return [line.split()[0] for line in lines if "IFS= read -r n" in line]
+
+
+@pytest.fixture(autouse=True)
+def renames_in_the_helpers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Renames go through the container's root when this process can reach it
+    (test_root_renames.py): here they take the helper shells this module is about."""
+
+    def ask_engine(*args: Any, **kwargs: Any) -> bool:
+        raise AskEngine
+
+    monkeypatch.setattr(ContainerRoots, "rename", ask_engine)
 
 
 @pytest.fixture

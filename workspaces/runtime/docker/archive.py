@@ -66,23 +66,26 @@ _CANNOT_RUN = (126, 127)
 # allocated blocks of the file it replaces is tens of milliseconds more for 64 MiB
 # (bench/README.md). A large file's write (``large_file``) therefore swaps the new file
 # and the old one with renameat2(RENAME_EXCHANGE), which does neither and is just as
-# atomic: a reader sees the old file or the new one, never neither. The old file, now
-# under the temp name, is removed in the background. Like the engine's own archive put,
-# this leaves the new data to the kernel's write-back: the platform never promised a
-# write that survives a power cut (nothing is fsync'ed either way). The swap needs perl
-# (Debian's perl-base, in every Debian-based image) and a known system call number, and
-# is only tried when the destination is a regular file; otherwise, or when the kernel
-# refuses it (gVisor), the plain rename runs. It says "swapped" when it swapped. (A
-# process in the workspace that turns the destination into a directory in between gets
-# its directory back under the temp name.) One line: the helper's protocol takes words
-# without newlines.
+# atomic: a reader sees the old file or the new one, never neither; the old file, now
+# under the temp name, is then removed. Like the engine's own archive put, this leaves
+# the new data to the kernel's write-back: the platform never promised a write that
+# survives a power cut (nothing is fsync'ed either way).
+#
+# A rename is done through the container's root, as the workspace user, when this
+# process can (rootfs.py: root on the engine's host, runc); otherwise by the helper
+# shell: there the swap needs perl (Debian's perl-base, in every Debian-based image) and
+# a known system call number. Either way it is only tried when the destination is a
+# regular file, and when the kernel refuses it (gVisor) the plain rename runs. The
+# helper's script says "swapped" when it swapped. (A process in the workspace that
+# turns the destination into a directory in between gets its directory back under the
+# temp name.) One line: the helper's protocol takes words without newlines.
 _SWAP = (
     "my %nr = (x86_64 => 316, aarch64 => 276); my ($arch) = $Config{archname} =~ /^([^-]+)/; "
     "exit(syscall($nr{$arch} // exit(3), -100, $ARGV[0], -100, $ARGV[1], 2) == 0 ? 0 : 2)"
 )
 _RENAME_SWAPPING = (
     f'if [ -f "$2" ] && [ ! -L "$2" ] && perl -MConfig -e \'{_SWAP}\' "$1" "$2" 2>/dev/null; '
-    'then echo swapped; rm -f -- "$1" </dev/null >/dev/null 2>&1 & exit 0; fi; '
+    'then echo swapped; rm -f -- "$1"; exit 0; fi; '
     'mv -f -T -- "$1" "$2"'
 )
 
@@ -391,6 +394,12 @@ class DockerArchive(RuntimeArchive):
     def path_rename(
         self, container_id: str, src: str, dst: str, *, user: str, large_file: bool = False
     ) -> None:
+        try:
+            # Through the container's root, as the user: no process in the container.
+            self.roots.rename(container_id, src, dst, user=user, swap=large_file)
+            return
+        except AskEngine:
+            pass
         # -T: rename(2) semantics, never "move into dst" when dst is a directory.
         argv = ["mv", "-f", "-T", "--", src, dst]
         swap = (_RENAME_SWAPPING, [src, dst]) if large_file else None

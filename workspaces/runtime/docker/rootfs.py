@@ -28,6 +28,7 @@ import ctypes
 import errno
 import logging
 import os
+import platform
 import posixpath
 import stat as stat_bits
 import threading
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from workspaces.runtime.base import PathKind, PathStat
+from workspaces.runtime.docker.as_user import Unavailable, thread_as
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,9 @@ _RESOLVE_IN_ROOT: Final = 0x10
 _MAX_STEPS: Final = 255  # the engine's limit on components walked while following links
 _MAX_REMEMBERED: Final = 4096  # containers whose first process is remembered
 _RUNC: Final = ("runc", "io.containerd.runc.v2")  # a runtime whose processes hold the files
+# renameat2 predates the shared numbering of new system calls.
+_SYS_RENAMEAT2: Final = {"x86_64": 316, "aarch64": 276}.get(platform.machine())
+_RENAME_EXCHANGE: Final = 2
 
 
 class _OpenHow(ctypes.Structure):
@@ -109,6 +114,10 @@ class _Root:
     def __init__(self, fd: int, process: FirstProcess) -> None:
         self.fd = fd
         self._process = process
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def _inside_volumes(self, path: str) -> None:
         if not any(_within(path, v) for v in self._process.volumes) or any(
@@ -264,6 +273,34 @@ class ContainerRoots:
                     break
         return stats
 
+    def rename(self, container_id: str, src: str, dst: str, *, user: str, swap: bool) -> bool:
+        """Rename ``src`` to ``dst`` (clean absolute paths in the container's volumes) as
+        ``user`` (``uid:gid``, not root), the kernel checking the user's permissions
+        (as_user.py).
+        ``swap``: when ``dst`` is a regular file, exchange the two names atomically and
+        remove the old file (at ``src`` then) instead (see ``archive.py``). True when it
+        swapped. ``AskEngine`` when the container's own ``mv`` must do it, also when the
+        rename fails: that answers with the error a workspace user would see."""
+        uid, _, gid = user.partition(":")
+        if not (uid.isdigit() and gid.isdigit()) or "\x00" in src + dst:
+            raise AskEngine
+        if int(uid) == 0:
+            # Root here keeps the host's capabilities, which a workspace's root lacks.
+            raise AskEngine
+        with self._root(container_id) as root:
+            for path in (src, dst):
+                if path != _clean(path):
+                    raise AskEngine
+                root._inside_volumes(path)
+            if not _ids_are_the_hosts(root.pid):
+                raise AskEngine  # (a user namespace: its ids are not the host's)
+            (src_dir, src_name), (dst_dir, dst_name) = map(posixpath.split, (src, dst))
+            try:
+                with thread_as(int(uid), int(gid)):
+                    return _rename_in(root.fd, src_dir, src_name, dst_dir, dst_name, swap)
+            except (_NotRenamed, Unavailable) as exc:
+                raise AskEngine from exc
+
     @contextmanager
     def _root(self, container_id: str) -> Iterator[_Root]:
         if not self.usable:
@@ -319,6 +356,71 @@ class ContainerRoots:
         if self.usable:
             log.info("container roots are not reachable from here (%s); the engine stats", exc)
         self.usable = False
+
+
+class _NotRenamed(Exception):
+    """The rename failed, and nothing changed."""
+
+
+def _rename_in(
+    root_fd: int, src_dir: str, src_name: str, dst_dir: str, dst_name: str, swap: bool
+) -> bool:
+    """The rename itself, in this thread's credentials; both directories resolved inside
+    the root as that user would resolve them."""
+    try:
+        src_fd = _open_in_root(root_fd, src_dir)
+    except OSError as exc:
+        raise _NotRenamed from exc
+    dst_fd = src_fd
+    try:
+        if dst_dir != src_dir:
+            dst_fd = _open_in_root(root_fd, dst_dir)
+        if not (swap and _is_regular(dst_fd, dst_name)):
+            os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+            return False
+        _renameat2(src_fd, src_name, dst_fd, dst_name, _RENAME_EXCHANGE)
+    except OSError as exc:
+        raise _NotRenamed from exc
+    else:
+        # Swapped: the old file is at src now. Were its removal to fail, the new file
+        # is in place all the same (only the temp name is left to see).
+        try:
+            os.unlink(src_name, dir_fd=src_fd)
+        except OSError as exc:
+            log.warning("could not remove the replaced file %s: %s", src_name, exc)
+        return True
+    finally:
+        if dst_fd != src_fd:
+            os.close(dst_fd)
+        os.close(src_fd)
+
+
+def _is_regular(dir_fd: int, name: str) -> bool:
+    try:
+        return stat_bits.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _renameat2(src_fd: int, src: str, dst_fd: int, dst: str, flags: int) -> None:
+    if _syscall is None or _SYS_RENAMEAT2 is None:
+        raise OSError(errno.ENOSYS, "renameat2")
+    done = _syscall(_SYS_RENAMEAT2, src_fd, os.fsencode(src), dst_fd, os.fsencode(dst), flags)
+    if done != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), dst)
+
+
+def _ids_are_the_hosts(pid: int) -> bool:
+    """Whether the process's user and group ids are the host's (no user namespace)."""
+    try:
+        for name in ("uid_map", "gid_map"):
+            with open(f"/proc/{pid}/{name}") as ids:
+                if ids.read().split() != ["0", "0", "4294967295"]:
+                    return False
+    except OSError:
+        return False
+    return True
 
 
 def _in_cgroup_of(proc_fd: int, container_id: str) -> bool:
