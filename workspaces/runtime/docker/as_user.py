@@ -18,7 +18,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Final
 
@@ -30,7 +30,8 @@ class Unavailable(Exception):
     """This process cannot act as another user in one thread."""
 
 
-def _syscall() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+def libc_syscall() -> Callable[..., int] | None:
+    """The C library's ``syscall``, for the calls Python has no function for."""
     try:
         call = ctypes.CDLL(None, use_errno=True).syscall
     except (OSError, AttributeError):
@@ -39,7 +40,7 @@ def _syscall() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
     return call
 
 
-_call = _syscall()
+_call = libc_syscall()
 _numbers = _NUMBERS.get(platform.machine())
 
 

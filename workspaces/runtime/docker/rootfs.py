@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from workspaces.runtime.base import PathKind, PathStat
-from workspaces.runtime.docker.as_user import Unavailable, thread_as
+from workspaces.runtime.docker.as_user import Unavailable, libc_syscall, thread_as
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +62,7 @@ class AskEngine(Exception):
     """This stat is the engine's to answer (see the module's docstring)."""
 
 
-def _libc_openat2() -> Callable[..., int] | None:
-    try:
-        syscall = ctypes.CDLL(None, use_errno=True).syscall
-    except (OSError, AttributeError):
-        return None
-    syscall.restype = ctypes.c_long
-    return syscall
-
-
-_syscall = _libc_openat2()
+_syscall = libc_syscall()
 
 
 def _open_in_root(root_fd: int, path: str) -> int:
