@@ -16,7 +16,7 @@ import pytest
 from tests.processes import wait_for
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import EngineCommandFailed
-from workspaces.runtime.docker import DockerDriver, helpers
+from workspaces.runtime.docker import DockerDriver, as_user, helpers
 from workspaces.runtime.docker.as_user import thread_as
 from workspaces.runtime.docker.rootfs import AskEngine, _ids_are_the_hosts
 
@@ -93,6 +93,20 @@ def test_the_kernel_checks_the_users_permissions(env: Any, wdir: str, helper_cal
     # Root is always the container's own: here it would keep the host's capabilities.
     with pytest.raises(AskEngine):
         driver.roots.rename(cid, f"{wdir}/src/f", f"{wdir}/locked/f", user="0:0", swap=False)
+
+
+def test_a_process_that_may_not_take_the_users_ids_leaves_it_to_mv(
+    env: Any, wdir: str, helper_calls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(groups: list[int]) -> None:
+        raise PermissionError(1, "Operation not permitted")  # as in a user namespace
+
+    monkeypatch.setattr(as_user, "_set_groups", refused)
+    driver, cid = _driver(), env.workspace.container_id
+    env.must("sh", "-c", f"echo one > {wdir}/a")
+    driver.path_rename(cid, f"{wdir}/a", f"{wdir}/b", user=USER)
+    assert env.must("cat", f"{wdir}/b") == b"one\n"
+    assert [argv[0] for argv in helper_calls] == ["mv"]
 
 
 def test_no_link_leads_out_of_the_container(env: Any, wdir: str, helper_calls) -> None:

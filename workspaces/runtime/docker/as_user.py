@@ -71,7 +71,10 @@ def thread_as(uid: int, gid: int) -> Iterator[None]:
         raise Unavailable
     _, set_uid, set_gid = _numbers
     groups = os.getgroups()
-    _set_groups([gid])
+    try:
+        _set_groups([gid])
+    except OSError as exc:  # e.g. root of a user namespace that may not set groups
+        raise Unavailable from exc
     previous_gid = _set_fs_id(set_gid, gid)
     previous_uid = _set_fs_id(set_uid, uid)
     try:
