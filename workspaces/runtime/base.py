@@ -31,7 +31,7 @@ WORKSPACE_UID = 1000
 WORKSPACE_USER = f"{WORKSPACE_UID}:{WORKSPACE_UID}"  # uid:gid, as the engine takes it
 # A file write whose old or new file is this large swaps them (path_rename's
 # ``large_file``): the plain rename's costs on ext4 grow with the size (bench/README.md),
-# the swap's do not, and it costs a few processes more.
+# the swap's (an exchange, then an unlink) barely do; below it the two are alike.
 LARGE_FILE_BYTES = 8 * 1024 * 1024
 ROOT_USER = "0:0"
 

@@ -65,29 +65,13 @@ _CANNOT_RUN = (126, 127)
 # (``auto_da_alloc``, its default), so its blocks are allocated at once, and freeing the
 # allocated blocks of the file it replaces is tens of milliseconds more for 64 MiB
 # (bench/README.md). A large file's write (``large_file``) therefore swaps the new file
-# and the old one with renameat2(RENAME_EXCHANGE), which does neither and is just as
-# atomic: a reader sees the old file or the new one, never neither; the old file, now
-# under the temp name, is then removed. Like the engine's own archive put, this leaves
-# the new data to the kernel's write-back: the platform never promised a write that
-# survives a power cut (nothing is fsync'ed either way).
-#
-# A rename is done through the container's root, as the workspace user, when this
-# process can (rootfs.py: root on the engine's host, runc); otherwise by the helper
-# shell: there the swap needs perl (Debian's perl-base, in every Debian-based image) and
-# a known system call number. Either way it is only tried when the destination is a
-# regular file, and when the kernel refuses it (gVisor) the plain rename runs. The
-# helper's script says "swapped" when it swapped. (A process in the workspace that
-# turns the destination into a directory in between gets its directory back under the
-# temp name.) One line: the helper's protocol takes words without newlines.
-_SWAP = (
-    "my %nr = (x86_64 => 316, aarch64 => 276); my ($arch) = $Config{archname} =~ /^([^-]+)/; "
-    "exit(syscall($nr{$arch} // exit(3), -100, $ARGV[0], -100, $ARGV[1], 2) == 0 ? 0 : 2)"
-)
-_RENAME_SWAPPING = (
-    f'if [ -f "$2" ] && [ ! -L "$2" ] && perl -MConfig -e \'{_SWAP}\' "$1" "$2" 2>/dev/null; '
-    'then echo swapped; rm -f -- "$1"; exit 0; fi; '
-    'mv -f -T -- "$1" "$2"'
-)
+# and the old one (rootfs.py: renameat2 with RENAME_EXCHANGE), which does neither and is
+# just as atomic: a reader sees the old file or the new one, never neither. Like the
+# engine's own archive put, this leaves the new data to the kernel's write-back: the
+# platform never promised a write that survives a power cut (nothing is fsync'ed either
+# way). The swap is made through the container's root, as the workspace user; where
+# this process cannot reach it (not root on the engine's host, not runc) the container's
+# mv renames the plain way.
 
 
 def parse_stat(header: str) -> PathStat:
@@ -347,25 +331,14 @@ class DockerArchive(RuntimeArchive):
             response = self.api._put(self._archive_url(container_id), params=params, data=body)
         self._check(container_id, path, response)
 
-    def _run_fixed(
-        self,
-        container_id: str,
-        argv: list[str],
-        *,
-        user: str,
-        in_helper: tuple[str, list[str]] | None = None,
-    ) -> None:
+    def _run_fixed(self, container_id: str, argv: list[str], *, user: str) -> None:
         """Run one fixed command (an argv, never parsed by a shell) and raise if it fails:
-        in the container's helper shell (helpers.py), or a one-off exec. ``in_helper``:
-        a fixed one-line script and its words, which a helper shell runs instead of
-        ``argv`` (with the same outcome, faster); a one-off exec runs ``argv``."""
-        words = argv[1:] + (in_helper[1] if in_helper else [])
-        for arg in words:
+        in the container's helper shell (helpers.py), or a one-off exec."""
+        for arg in argv[1:]:
             # Defence in depth: callers pass normalised absolute paths and flags only.
             if not arg.startswith(("/", "-")) or "\x00" in arg:
                 raise ValueError(f"refusing unsafe argument {arg!r}")
-        run = argv if in_helper is None else ["sh", "-c", in_helper[0], "sh", *in_helper[1]]
-        answer = helpers.pool.run(self.api, self.base_url, container_id, run, user)
+        answer = helpers.pool.run(self.api, self.base_url, container_id, argv, user)
         if answer is not None:
             exit_code, output = answer
         else:
@@ -401,9 +374,7 @@ class DockerArchive(RuntimeArchive):
         except AskEngine:
             pass
         # -T: rename(2) semantics, never "move into dst" when dst is a directory.
-        argv = ["mv", "-f", "-T", "--", src, dst]
-        swap = (_RENAME_SWAPPING, [src, dst]) if large_file else None
-        self._run_fixed(container_id, argv, user=user, in_helper=swap)
+        self._run_fixed(container_id, ["mv", "-f", "-T", "--", src, dst], user=user)
 
     def path_remove(
         self, container_id: str, path: str, *, kind: PathKind, recursive: bool, user: str
