@@ -47,7 +47,7 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -110,6 +110,15 @@ def p50(samples: list[float]) -> float:
 
 
 # --- processes -------------------------------------------------------------------------
+
+
+def upload_pieces(data: bytes, piece: int = MiB) -> Iterator[memoryview]:
+    """An upload's body for httpx, in pieces: given one ``bytes``, its transport sends
+    it with ``buffer = buffer[sent:]`` after each partial send, copying the rest of the
+    body every time (64 MiB to a bare uvicorn app: 140-150 ms, against 45-60 ms in 1 MiB
+    pieces or through requests, which docker-py, the raw side, uses)."""
+    view = memoryview(data)
+    return (view[start : start + piece] for start in range(0, len(data), piece))
 
 
 def start_web(port: int, server: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -545,8 +554,11 @@ class Bench:
             return self.rest(
                 "PUT",
                 f"{files_url}?path=/workspace/{name}",
-                content=data,
-                headers={"Content-Type": "application/octet-stream"},
+                content=upload_pieces(data),
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(len(data)),
+                },
             )
 
         def raw_write() -> object:
