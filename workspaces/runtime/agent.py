@@ -42,7 +42,7 @@ from workspaces.runtime.base import (
     resize_when_started,
 )
 from workspaces.runtime.duplex import SocketDuplex
-from workspaces.runtime.splice import SourceFailed, can_splice, splice_between
+from workspaces.runtime.splice import SourceFailed, can_splice, splice_between, write_all
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +224,32 @@ class _LengthBody(SocketBody):
             return
         try:
             splice_between(self._sock, sock, self._remaining, on_taken=self._taken)
+        except SourceFailed as exc:
+            self._remaining = 0
+            raise _BadRequest(f"The body ended early ({exc}).") from exc
+
+    def write_into(self, fd: int, count: int) -> None:
+        if count > self._remaining:
+            raise _BadRequest("The body is shorter than the file it announces.")
+        while count and self._rfile.peek(0):  # what the head's reader took in beyond it
+            data = self._rfile.read1(count)
+            self._remaining -= len(data)
+            count -= len(data)
+            write_all(fd, data)
+        if not count:
+            return
+        if not self.spliceable:
+            while count:
+                data = next(self)
+                # (next() reads at most what is left of the body, so nothing past the file
+                # when count is what is left; a caller asks for no more than the file.)
+                if len(data) > count:
+                    raise _BadRequest("The body went on past the file it announces.")
+                count -= len(data)
+                write_all(fd, data)
+            return
+        try:
+            splice_between(self._sock, fd, count, on_taken=self._taken)
         except SourceFailed as exc:
             self._remaining = 0
             raise _BadRequest(f"The body ended early ({exc}).") from exc
@@ -552,8 +578,20 @@ class _Handler(BaseHTTPRequestHandler):
                 self.rfile, self.connection, int(self.fields.get("content-length") or 0)
             )
         rename = self._rename_after_put()
+        driver = self.server.driver
         try:
-            self.server.driver.archive_put(container_id, path, body)
+            if rename is None:
+                driver.archive_put(container_id, path, body)
+            else:
+                driver.archive_put_then_rename(
+                    container_id,
+                    path,
+                    body,
+                    src=rename["src"],
+                    dst=rename["dst"],
+                    user=rename["user"],
+                    large_file=rename.get("large_file") is True,
+                )
         except DevBenchError as exc:
             # Read the rest so the caller, still sending, gets the answer (not a reset).
             for _ in body:
@@ -562,21 +600,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         for _ in body:
             pass
-        if rename is None:
-            self._send_json(HTTPStatus.OK, {"result": None})
-            return
-        try:
-            self.server.driver.path_rename(
-                container_id,
-                rename["src"],
-                rename["dst"],
-                user=rename["user"],
-                large_file=rename.get("large_file") is True,
-            )
-        except DevBenchError as exc:
-            self._send_error(exc)
-            return
-        self._send_json(HTTPStatus.OK, {"result": {"renamed": True}})
+        self._send_json(HTTPStatus.OK, {"result": None if rename is None else {"renamed": True}})
 
     def _rename_after_put(self) -> dict[str, Any] | None:
         """A file write's rename, asked for with its put (``RemoteDriver``)."""

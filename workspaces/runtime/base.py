@@ -509,6 +509,11 @@ class SocketBody(Iterator[bytes]):
         """Send what is left of the body into ``sock``. If ``sock`` fails, iterating
         goes on where the sending stopped (to read the rest, and answer the caller)."""
 
+    @abc.abstractmethod
+    def write_into(self, fd: int, count: int) -> None:
+        """Write the next ``count`` bytes of the body to the file ``fd`` (in the kernel
+        where it can). If the file fails, iterating goes on where the writing stopped."""
+
 
 class SpliceableArchive(abc.ABC):
     """A path's archive answer still on the engine's local socket: its body can be moved

@@ -38,14 +38,17 @@ def can_splice(sock: socket.socket) -> bool:
 
 def splice_between(
     src: socket.socket,
-    dst: socket.socket,
+    dst: socket.socket | int,
     length: int | None,
     on_taken: Callable[[int], None] = lambda count: None,
 ) -> None:
-    """Move ``length`` bytes (None: all until ``src`` ends) from ``src`` to ``dst``,
-    waiting on each as long as its own timeout allows. ``on_taken(n)`` hears of every
-    ``n`` bytes taken from ``src``, so a caller knows what is left there when ``dst``
-    fails (``OSError``, ``TimeoutError``); ``src`` failing raises ``SourceFailed``."""
+    """Move ``length`` bytes (None: all until ``src`` ends) from ``src`` to ``dst`` (a
+    socket, or the descriptor of a regular file, which never makes a writer wait),
+    waiting on each socket as long as its own timeout allows. ``on_taken(n)`` hears of
+    every ``n`` bytes taken from ``src``, so a caller knows what is left there when
+    ``dst`` fails (``OSError``, ``TimeoutError``); ``src`` failing raises
+    ``SourceFailed``."""
+    dst_socket, dst_fd = (None, dst) if isinstance(dst, int) else (dst, dst.fileno())
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
         with contextlib.suppress(OSError):
@@ -66,19 +69,28 @@ def splice_between(
                 left -= taken
             on_taken(taken)
             while taken:  # the pipe is emptied before it is filled again: never blocks
-                taken -= _splice(dst, read_end, dst.fileno(), taken, select.POLLOUT)
+                taken -= _splice(dst_socket, read_end, dst_fd, taken, select.POLLOUT)
     finally:
         os.close(read_end)
         os.close(write_end)
 
 
-def _splice(sock: socket.socket, fd_in: int, fd_out: int, count: int, event: int) -> int:
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """All of ``data`` written to the file ``fd`` (a write may take only part)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _splice(sock: socket.socket | None, fd_in: int, fd_out: int, count: int, event: int) -> int:
     """One splice, waiting for ``sock`` (the socket end) while it would block: a socket
-    with a timeout is non-blocking underneath."""
+    with a timeout is non-blocking underneath. Without a socket (a file), it never would."""
     while True:
         try:
             return os.splice(fd_in, fd_out, count, flags=os.SPLICE_F_MOVE)
         except BlockingIOError:
+            if sock is None:
+                raise
             _wait(sock, event)
 
 

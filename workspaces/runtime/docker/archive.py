@@ -40,6 +40,7 @@ from workspaces.runtime.base import (
 )
 from workspaces.runtime.docker import helpers
 from workspaces.runtime.docker.errors import translated
+from workspaces.runtime.docker.file_put import put_file_through_root
 from workspaces.runtime.docker.quick import QuickEngine, StreamedAnswer, raise_engine_error
 from workspaces.runtime.docker.rootfs import AskEngine, ContainerRoots, first_process_of
 from workspaces.runtime.splice import SourceFailed, splice_between
@@ -330,6 +331,24 @@ class DockerArchive(RuntimeArchive):
         with translated(engine_url=self.base_url, container_id=container_id):
             response = self.api._put(self._archive_url(container_id), params=params, data=body)
         self._check(container_id, path, response)
+
+    def archive_put_then_rename(
+        self,
+        container_id: str,
+        path: str,
+        data: Iterable[bytes],
+        *,
+        src: str,
+        dst: str,
+        user: str,
+        large_file: bool = False,
+    ) -> None:
+        # A file write's temp file is created through the container's root where it
+        # can be (file_put.py); the engine puts whatever else.
+        rest = put_file_through_root(self.roots, container_id, path, data, src=src, user=user)
+        if rest is not None:
+            self.archive_put(container_id, path, rest)
+        self.path_rename(container_id, src, dst, user=user, large_file=large_file)
 
     def _run_fixed(self, container_id: str, argv: list[str], *, user: str) -> None:
         """Run one fixed command (an argv, never parsed by a shell) and raise if it fails:

@@ -272,24 +272,72 @@ class ContainerRoots:
         remove the old file (at ``src`` then) instead (see ``archive.py``). True when it
         swapped. ``AskEngine`` when the container's own ``mv`` must do it, also when the
         rename fails: that answers with the error a workspace user would see."""
-        uid, _, gid = user.partition(":")
-        if not (uid.isdigit() and gid.isdigit()) or "\x00" in src + dst:
-            raise AskEngine
-        if int(uid) == 0:
+        with self._as_user(container_id, user, (src, dst)) as root_fd:
+            (src_dir, src_name), (dst_dir, dst_name) = map(posixpath.split, (src, dst))
+            try:
+                return _rename_in(root_fd, src_dir, src_name, dst_dir, dst_name, swap)
+            except _NotRenamed as exc:
+                raise AskEngine from exc
+
+    def may_create(self, container_id: str, path: str) -> bool:
+        """Whether :meth:`create_file` may be able to create ``path``, from what is known
+        of the container already (an inspect the first time): a cheap look first, before
+        a caller reads anything it would have to give back."""
+        if not self.usable:
+            return False
+        try:
+            process = self._process(container_id, fresh=False)
+        except AskEngine:
+            return False
+        return (
+            process.reachable
+            and path == _clean(path)
+            and any(_within(path, v) for v in process.volumes)
+            and not any(_within(path, t) for t in process.tmpfs)
+        )
+
+    def create_file(
+        self,
+        container_id: str,
+        path: str,
+        *,
+        user: str,
+        mode: int,
+        mtime_ns: int,
+        fill: Callable[[int], None],
+    ) -> None:
+        """Create the new file ``path`` (a clean absolute path in the container's volumes,
+        whose directory exists) as ``user`` (``uid:gid``, not root), the kernel checking
+        the user's permissions, and have ``fill(fd)`` write its content; then its mode
+        (exactly, whatever the umask) and times are set, and its group is the user's, as
+        the engine's archive put leaves a file. ``AskEngine`` when the file cannot be
+        created here (``fill`` was not called); when ``fill`` or what follows fails, the
+        file is removed and the error raised."""
+        with self._as_user(container_id, user, (path,)) as root_fd:
+            directory, name = posixpath.split(path)
+            gid = _ids(user)[1]
+            _create_in(root_fd, directory, name, fill, mode=mode, mtime_ns=mtime_ns, gid=gid)
+
+    @contextmanager
+    def _as_user(self, container_id: str, user: str, paths: tuple[str, ...]) -> Iterator[int]:
+        """The container's root (a descriptor) in a block where this thread acts as
+        ``user``; ``AskEngine`` unless every path is clean and inside its volumes, and
+        the user's ids are the host's."""
+        uid, gid = _ids(user)
+        if uid == 0 or any("\x00" in path for path in paths):
             # Root here keeps the host's capabilities, which a workspace's root lacks.
             raise AskEngine
         with self._root(container_id) as root:
-            for path in (src, dst):
-                if path != _clean(path):
+            for path in paths:
+                if path != _clean(path) or path == "/":
                     raise AskEngine
                 root._inside_volumes(path)
             if not _ids_are_the_hosts(root.pid):
                 raise AskEngine  # (a user namespace: its ids are not the host's)
-            (src_dir, src_name), (dst_dir, dst_name) = map(posixpath.split, (src, dst))
             try:
-                with thread_as(int(uid), int(gid)):
-                    return _rename_in(root.fd, src_dir, src_name, dst_dir, dst_name, swap)
-            except (_NotRenamed, Unavailable) as exc:
+                with thread_as(uid, gid):
+                    yield root.fd
+            except Unavailable as exc:
                 raise AskEngine from exc
 
     @contextmanager
@@ -347,6 +395,59 @@ class ContainerRoots:
         if self.usable:
             log.info("container roots are not reachable from here (%s); the engine stats", exc)
         self.usable = False
+
+
+def _ids(user: str) -> tuple[int, int]:
+    """``uid:gid`` as numbers; ``AskEngine`` for any other form (a name, say)."""
+    uid, _, gid = user.partition(":")
+    if not (uid.isdigit() and gid.isdigit()):
+        raise AskEngine
+    return int(uid), int(gid)
+
+
+def _create_in(
+    root_fd: int,
+    directory: str,
+    name: str,
+    fill: Callable[[int], None],
+    *,
+    mode: int,
+    mtime_ns: int,
+    gid: int,
+) -> None:
+    """Create ``name`` in ``directory`` (resolved inside the root), fill it and set its
+    mode, times and group, in this thread's credentials. ``AskEngine`` when it cannot be
+    created (an existing name is never opened); after that, a failure removes it."""
+    try:
+        dir_fd = _open_in_root(root_fd, directory)
+    except OSError as exc:
+        raise AskEngine from exc
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+        except OSError as exc:
+            raise AskEngine from exc
+        try:
+            fill(fd)
+            if os.fstat(fd).st_gid != gid:  # (a set-group-id directory's group)
+                os.fchown(fd, -1, gid)
+            os.fchmod(fd, mode)
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
+        except BaseException:
+            _discard(dir_fd, name)
+            raise
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _discard(dir_fd: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except OSError as exc:
+        log.warning("could not remove the unfinished file %s: %s", name, exc)
 
 
 class _NotRenamed(Exception):
