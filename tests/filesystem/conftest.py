@@ -7,6 +7,7 @@ import tarfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -14,7 +15,12 @@ import pytest
 
 from tenants.principal import Principal, system_principal
 from tests.factories import TenantFactory
+from tests.nodes.agent_checks import TOKEN
 from workspaces.models import Workspace
+from workspaces.runtime import get_driver
+from workspaces.runtime.agent import agent_serve_socket
+from workspaces.runtime.docker import DockerDriver
+from workspaces.runtime.remote import RemoteDriver
 
 
 def one_file_tar(name: str, data: bytes) -> bytes:
@@ -80,3 +86,17 @@ def wdir(env: FsEnv) -> str:
 @pytest.fixture
 def sh(env: FsEnv) -> Callable[..., tuple[int, bytes]]:
     return env.sh
+
+
+@pytest.fixture
+def agent_remote(tmp_path: Path) -> Iterator[RemoteDriver]:
+    """A node agent on this engine, served on a Unix socket, and the driver that calls it
+    (what a web process without an engine uses)."""
+    driver = get_driver()
+    assert isinstance(driver, DockerDriver)
+    server = agent_serve_socket(directory=str(tmp_path / "sockets"), driver=driver, token=TOKEN)
+    yield RemoteDriver(
+        node="fs-node", url="http://127.0.0.1:9", token=TOKEN, socket_path=server.path
+    )
+    server.shutdown()
+    server.server_close()

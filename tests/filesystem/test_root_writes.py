@@ -14,7 +14,6 @@ import json
 import os
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +22,6 @@ from core.errors import DevBenchError, EngineRefused
 from tests.nodes.agent_checks import TOKEN
 from workspaces.filesystem.tario import SizedTar, dir_infos, new_info
 from workspaces.runtime import agent, get_driver, wire
-from workspaces.runtime.agent import agent_serve_socket
 from workspaces.runtime.base import EngineCommandFailed
 from workspaces.runtime.docker import DockerDriver
 from workspaces.runtime.docker.archive import DockerArchive
@@ -196,16 +194,6 @@ def test_a_body_that_breaks_off_leaves_no_file(env: Any, wdir: str) -> None:
 
 
 @pytest.fixture
-def remote(tmp_path: Path) -> Iterator[RemoteDriver]:
-    server = agent_serve_socket(directory=str(tmp_path / "sockets"), driver=_driver(), token=TOKEN)
-    yield RemoteDriver(
-        node="writes-node", url="http://127.0.0.1:9", token=TOKEN, socket_path=server.path
-    )
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
 def written_into(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The byte counts the agent moved from its caller's socket into files."""
     counts: list[int] = []
@@ -220,11 +208,11 @@ def written_into(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def test_through_the_agent_the_body_goes_into_the_file_in_the_kernel(
-    env: Any, wdir: str, remote: RemoteDriver, engine_puts, written_into
+    env: Any, wdir: str, agent_remote: RemoteDriver, engine_puts, written_into
 ) -> None:
     cid = env.workspace.container_id
     data = os.urandom(16 * MiB + 3)
-    remote.archive_put_then_rename(
+    agent_remote.archive_put_then_rename(
         cid, wdir, _one_file(".t", data), src=f"{wdir}/.t", dst=f"{wdir}/f", user=USER
     )
     assert (
@@ -236,7 +224,7 @@ def test_through_the_agent_the_body_goes_into_the_file_in_the_kernel(
     # One the engine must put still goes there whole (what was read put back in front).
     entries: list[Any] = [(info, None) for info in dir_infos("", ["d"])]
     entries.append((new_info("d/.t", size=len(data)), data))
-    remote.archive_put_then_rename(
+    agent_remote.archive_put_then_rename(
         cid, wdir, SizedTar(entries), src=f"{wdir}/d/.t", dst=f"{wdir}/d/f", user=USER
     )
     assert engine_puts == [wdir]
@@ -246,13 +234,13 @@ def test_through_the_agent_the_body_goes_into_the_file_in_the_kernel(
 
 
 def test_a_caller_that_leaves_mid_write_leaves_no_file(
-    env: Any, wdir: str, remote: RemoteDriver
+    env: Any, wdir: str, agent_remote: RemoteDriver
 ) -> None:
     cid = env.workspace.container_id
     whole = b"".join(_one_file(".t", os.urandom(8 * MiB)))
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
-        sock.connect(remote.socket_path or "")
+        sock.connect(agent_remote.socket_path)
         rename = json.dumps({"src": f"{wdir}/.t", "dst": f"{wdir}/f", "user": USER})
         sock.sendall(
             (
@@ -263,7 +251,7 @@ def test_a_caller_that_leaves_mid_write_leaves_no_file(
             ).encode()
         )
         sock.sendall(whole[: 3 * MiB])  # then gone
-    remote.ping()  # the agent serves the next caller, and the temp file is gone
+    agent_remote.ping()  # the agent serves the next caller, and the temp file is gone
     assert env.must("ls", "-A", wdir).split() == []
 
 

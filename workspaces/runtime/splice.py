@@ -75,6 +75,23 @@ def splice_between(
         os.close(write_end)
 
 
+def sendfile_into(sock: socket.socket, fd: int, count: int) -> int:
+    """Up to ``count`` bytes of the file ``fd`` from its start into ``sock`` in the
+    kernel; how many were sent (fewer: the file ended first). ``OSError`` if ``sock``
+    fails."""
+    sent = 0
+    while sent < count:
+        try:
+            moved = os.sendfile(sock.fileno(), fd, sent, count - sent)
+        except BlockingIOError:
+            _wait(sock, select.POLLOUT)
+            continue
+        if not moved:
+            break
+        sent += moved
+    return sent
+
+
 def write_all(fd: int, data: bytes | memoryview) -> None:
     """All of ``data`` written to the file ``fd`` (a write may take only part)."""
     view = memoryview(data)

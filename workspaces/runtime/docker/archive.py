@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import posixpath
 import socket
 import threading
@@ -42,6 +43,7 @@ from workspaces.runtime.base import (
 )
 from workspaces.runtime.docker import helpers
 from workspaces.runtime.docker.errors import translated
+from workspaces.runtime.docker.file_get import RootFileArchive
 from workspaces.runtime.docker.file_put import put_file_through_root
 from workspaces.runtime.docker.quick import QuickEngine, StreamedAnswer, raise_engine_error
 from workspaces.runtime.docker.rootfs import AskEngine, ContainerRoots, first_process_of
@@ -284,6 +286,17 @@ class DockerArchive(RuntimeArchive):
         return DockerArchiveReader(response, stat, engine_url=self.base_url)
 
     def archive_get_spliceable(self, container_id: str, path: str) -> SpliceableArchive | None:
+        try:
+            # A regular file, read through the container's root (file_get.py).
+            fd, stat = self.roots.open_file(container_id, path)
+        except AskEngine:
+            pass
+        else:
+            try:
+                return RootFileArchive(fd, stat)
+            except BaseException:
+                os.close(fd)
+                raise
         quick = self.quick
         if quick is None:
             return None

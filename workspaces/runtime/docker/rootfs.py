@@ -230,6 +230,39 @@ def _path_stat(root: _Root, path: str) -> PathStat | None:
     )
 
 
+def _open_regular(root: _Root, path: str) -> tuple[int, PathStat]:
+    if not path.startswith("/") or path.endswith("/") or "\x00" in path:
+        raise AskEngine
+    parent, name = posixpath.split(_clean(path))
+    if not name:
+        raise AskEngine
+    resolved = posixpath.join(root.in_scope(parent), name)
+    root._inside_volumes(resolved)
+    dir_fd = _open_in_root(root.fd, posixpath.dirname(resolved))
+    try:
+        # O_PATH first: nothing of the file is opened (a device, a FIFO) until it is
+        # known to be a regular file; then that very file is opened through /proc.
+        path_fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+    try:
+        found = os.fstat(path_fd)
+        if not stat_bits.S_ISREG(found.st_mode):
+            raise AskEngine
+        fd = os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(path_fd)
+    seconds, nanoseconds = divmod(found.st_mtime_ns, 1_000_000_000)
+    return fd, PathStat(
+        name=name,
+        kind="file",
+        size=found.st_size,
+        mode=stat_bits.S_IMODE(found.st_mode),
+        mtime=engine_time(seconds, nanoseconds),
+        link_target="",
+    )
+
+
 class ContainerRoots:
     """Stats through containers' roots, for the containers of one engine.
 
@@ -277,6 +310,20 @@ class ContainerRoots:
             try:
                 return _rename_in(root_fd, src_dir, src_name, dst_dir, dst_name, swap)
             except _NotRenamed as exc:
+                raise AskEngine from exc
+
+    def open_file(self, container_id: str, path: str) -> tuple[int, PathStat]:
+        """A read-only descriptor of the regular file ``path`` and its stat, as the
+        engine's archive read finds it (parents resolved in scope, the last name not
+        followed), read with root's rights as the engine reads. ``AskEngine`` for
+        anything else (a directory, a link, a device, a missing path...): the engine
+        answers those in its own words."""
+        with self._root(container_id) as root:
+            try:
+                return _open_regular(root, path)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSYS, errno.EPERM):
+                    self._unusable(exc)
                 raise AskEngine from exc
 
     def may_create(self, container_id: str, path: str) -> bool:
