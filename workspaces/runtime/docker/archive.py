@@ -3,7 +3,8 @@
 Reads and writes go through ``GET/HEAD/PUT /containers/{id}/archive``: no
 process runs in the container, the image needs no tools, and it works while
 the workspace is busy. (Where this process reaches the container's root, stats,
-renames and a file write's new file skip the engine: rootfs.py, file_put.py.) The
+renames, a file write's new file and a file's read skip the engine: rootfs.py,
+file_put.py, file_get.py.) The
 engine cannot rename or unlink, so those two run as tiny fixed commands
 (``mv``/``rm``/``rmdir`` with an argv, never parsed by a shell) as the workspace
 user, which can do nothing the workspace user could not do anyway; a long-lived
