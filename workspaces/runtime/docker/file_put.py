@@ -96,13 +96,11 @@ class _Head:
         self._data = data
         self._chunks: Iterator[bytes] = iter(data)
         self._read: list[bytes] = []
-        self._size = 0
 
     def _next(self) -> bytes:
         chunk = next(self._chunks, b"")
         if chunk:
             self._read.append(bytes(chunk))
-            self._size += len(chunk)
         return chunk
 
     def first_member(self) -> tarfile.TarInfo | None:
@@ -127,7 +125,7 @@ class _Head:
         data = memoryview(read)[info.offset_data : info.offset_data + info.size]
         write_all(fd, data)
         left = info.size - len(data)
-        trailer = [read[info.offset_data + len(data) :]]
+        _end_of_archive(read[info.offset_data + len(data) :])
         if left and isinstance(self._data, SocketBody):
             self._data.write_into(fd, left)
             left = 0
@@ -136,11 +134,16 @@ class _Head:
             if not chunk:
                 raise OSError(f"the archive ended {left} bytes into its file")
             write_all(fd, memoryview(chunk)[:left])
-            trailer.append(bytes(chunk[left:]))
+            _end_of_archive(chunk[left:])
             left -= min(left, len(chunk))
-        trailer.extend(self._chunks)
-        if any(part.strip(b"\0") for part in trailer):
-            raise OSError("the archive holds more than one file")
+        for chunk in self._chunks:
+            _end_of_archive(chunk)
+
+
+def _end_of_archive(data: bytes | memoryview) -> None:
+    """What follows the file: padding and the end's zero blocks, nothing else."""
+    if bytes(data).strip(b"\0"):
+        raise OSError("the archive holds more than one file")
 
 
 class _Reader(io.RawIOBase):
