@@ -204,15 +204,21 @@ def engine_time(seconds: int, nanoseconds: int) -> str:
     return f"{text}{sign}{hours:02d}:{minutes:02d}"
 
 
-def _path_stat(root: _Root, path: str) -> PathStat | None:
-    """The engine's stat of ``path``: its parents resolved in scope, the last name not."""
+def _as_engine_finds(root: _Root, path: str) -> tuple[str, str, str]:
+    """``path`` clean, its last name, and where the engine looks for it: its parents
+    resolved in scope, the last name not."""
     if not path.startswith("/") or (path.endswith(("/", "/.")) and path != "/"):
         raise AskEngine  # (a trailing separator changes what the engine looks at)
     if "\x00" in path:
         raise AskEngine  # the kernel would read the path only up to it
     absolute = _clean(path)
     parent, name = posixpath.split(absolute)
-    resolved = posixpath.join(root.in_scope(parent), name) if name else "/"
+    return absolute, name, posixpath.join(root.in_scope(parent), name) if name else "/"
+
+
+def _path_stat(root: _Root, path: str) -> PathStat | None:
+    """The engine's stat of ``path``."""
+    absolute, name, resolved = _as_engine_finds(root, path)
     found = root.lstat(resolved)
     if found is None:
         return None
@@ -231,12 +237,9 @@ def _path_stat(root: _Root, path: str) -> PathStat | None:
 
 
 def _open_regular(root: _Root, path: str) -> tuple[int, PathStat]:
-    if not path.startswith("/") or path.endswith("/") or "\x00" in path:
-        raise AskEngine
-    parent, name = posixpath.split(_clean(path))
+    _, name, resolved = _as_engine_finds(root, path)
     if not name:
         raise AskEngine
-    resolved = posixpath.join(root.in_scope(parent), name)
     root._inside_volumes(resolved)
     dir_fd = _open_in_root(root.fd, posixpath.dirname(resolved))
     try:
