@@ -13,16 +13,19 @@ import hashlib
 import json
 import os
 import socket
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import docker
 import pytest
+from django.conf import settings
 
 from core.errors import DevBenchError, EngineRefused
 from tests.nodes.agent_checks import TOKEN
 from workspaces.filesystem.tario import SizedTar, dir_infos, new_info
 from workspaces.runtime import agent, get_driver, wire
-from workspaces.runtime.base import EngineCommandFailed
+from workspaces.runtime.base import LABEL_INSTANCE, EngineCommandFailed
 from workspaces.runtime.docker import DockerDriver
 from workspaces.runtime.docker.archive import DockerArchive
 from workspaces.runtime.remote import RemoteDriver
@@ -169,6 +172,50 @@ def test_more_than_the_file_fails_the_write_and_leaves_nothing(
     assert env.must("ls", "-A", wdir).split() == [b"f"]
     assert env.must("cat", f"{wdir}/f") == b"kept\n"
     assert engine_puts == []
+
+
+@pytest.fixture
+def small_volume() -> Iterator[str]:
+    """A running container whose volume at /data holds 1 MiB (a tmpfs the user owns)."""
+    client = docker.from_env()
+    name = f"devbench-test-small-{uuid.uuid4().hex[:8]}"
+    volume = client.volumes.create(
+        name,
+        driver="local",
+        driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "size=1m,uid=1000,gid=1000"},
+        labels={LABEL_INSTANCE: settings.DEVBENCH_INSTANCE},
+    )
+    container = client.containers.run(
+        "devbench/busybox:latest",
+        ["trap 'exit 0' TERM; while :; do sleep 1; done"],
+        entrypoint=["/bin/sh", "-c"],
+        detach=True,
+        network_mode="none",
+        volumes={name: {"bind": "/data", "mode": "rw"}},
+        labels={LABEL_INSTANCE: settings.DEVBENCH_INSTANCE},
+    )
+    yield container.id
+    container.remove(force=True)
+    volume.remove()
+
+
+def test_a_full_volume_fails_the_write_in_words_and_leaves_nothing(
+    small_volume: str, engine_puts
+) -> None:
+    driver = _driver()
+    with pytest.raises(EngineRefused) as caught:
+        driver.archive_put_then_rename(
+            small_volume,
+            "/data",
+            _one_file(".t", os.urandom(2 * MiB)),
+            src="/data/.t",
+            dst="/data/f",
+            user=USER,
+        )
+    assert caught.value.message == "Writing /data/.t failed: No space left on device"
+    assert engine_puts == []
+    listing = docker.from_env().containers.get(small_volume).exec_run(["ls", "-A", "/data"])
+    assert listing.exit_code == 0 and listing.output == b""
 
 
 class _BrokeOff(Exception):
