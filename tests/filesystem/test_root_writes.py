@@ -60,6 +60,11 @@ def _one_file(name: str, data: bytes, **info: Any) -> SizedTar:
     return SizedTar([(new_info(name, size=len(data), **info), data)])
 
 
+def _holds(env: Any, path: str, data: bytes) -> bool:
+    """Whether the file at ``path`` in the workspace holds exactly ``data``."""
+    return env.must("sha256sum", path).split()[0].decode() == hashlib.sha256(data).hexdigest()
+
+
 def _stat(env: Any, path: str) -> list[str]:
     """Mode, owner, group, size and modification time (to the nanosecond) of ``path``."""
     return env.must("stat", "-c", "%a %u %g %s %y", path).decode().split()
@@ -73,7 +78,7 @@ def test_a_files_write_needs_no_engine_put(env: Any, wdir: str, engine_puts) -> 
     body = _one_file(".tmp-1", data, mode=0o666, mtime=1700000000.1234567)
     driver.archive_put_then_rename(cid, wdir, body, src=tmp, dst=dst, user=USER)
     assert engine_puts == []
-    assert env.must("sha256sum", dst).split()[0].decode() == hashlib.sha256(data).hexdigest()
+    assert _holds(env, dst, data)
     assert env.must("ls", "-A", wdir).split() == [b"f.bin"]
     # Exactly what the engine's put leaves for the same header (a directory entry first
     # sends this one to the engine).
@@ -108,9 +113,7 @@ def test_an_empty_file_and_a_large_files_swap(env: Any, wdir: str, engine_puts) 
         user=USER,
         large_file=True,
     )
-    assert (
-        env.must("sha256sum", f"{wdir}/f").split()[0].decode() == hashlib.sha256(data).hexdigest()
-    )
+    assert _holds(env, f"{wdir}/f", data)
     assert env.must("ls", "-A", wdir).split() == [b"f"]
     assert engine_puts == []
 
@@ -130,9 +133,7 @@ def test_another_owner_or_an_existing_name_goes_to_the_engine_whole(
         cid, wdir, _one_file(".t", data), src=f"{wdir}/.t", dst=f"{wdir}/g", user=USER
     )
     assert engine_puts == [wdir]
-    assert (
-        env.must("sha256sum", f"{wdir}/g").split()[0].decode() == hashlib.sha256(data).hexdigest()
-    )
+    assert _holds(env, f"{wdir}/g", data)
     assert _stat(env, f"{wdir}/.r")[1:3] == ["0", "0"]
 
 
@@ -262,9 +263,7 @@ def test_through_the_agent_the_body_goes_into_the_file_in_the_kernel(
     agent_remote.archive_put_then_rename(
         cid, wdir, _one_file(".t", data), src=f"{wdir}/.t", dst=f"{wdir}/f", user=USER
     )
-    assert (
-        env.must("sha256sum", f"{wdir}/f").split()[0].decode() == hashlib.sha256(data).hexdigest()
-    )
+    assert _holds(env, f"{wdir}/f", data)
     assert engine_puts == []
     # All but what the agent had read with the head went through the kernel.
     assert len(written_into) == 1 and 14 * MiB < written_into[0] <= len(data)
@@ -275,9 +274,7 @@ def test_through_the_agent_the_body_goes_into_the_file_in_the_kernel(
         cid, wdir, SizedTar(entries), src=f"{wdir}/d/.t", dst=f"{wdir}/d/f", user=USER
     )
     assert engine_puts == [wdir]
-    assert (
-        env.must("sha256sum", f"{wdir}/d/f").split()[0].decode() == hashlib.sha256(data).hexdigest()
-    )
+    assert _holds(env, f"{wdir}/d/f", data)
 
 
 def test_a_caller_that_leaves_mid_write_leaves_no_file(
