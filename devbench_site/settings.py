@@ -522,6 +522,10 @@ DEVBENCH_EXEC_STALE_AFTER_S = env_int("DEVBENCH_EXEC_STALE_AFTER_S", 30)
 # A "starting" exec no worker has claimed after this long gets its task sent again
 # (claiming is conditional, so a duplicate never runs it twice).
 DEVBENCH_EXEC_REDISPATCH_AFTER_S = env_int("DEVBENCH_EXEC_REDISPATCH_AFTER_S", 120)
+# A node process that is root beside a runc container starts its non-interactive execs
+# with runc itself, as the engine would (workspaces/runtime/docker/runc_exec.py); false:
+# the engine starts every exec.
+DEVBENCH_RUNC_EXECS = env_bool("DEVBENCH_RUNC_EXECS", True)
 # Runners a node worker starts at once when handed them through its agent, besides its
 # Celery pool (execution/hand_off.py); more go through the queue. 0: always the queue.
 DEVBENCH_EXEC_HAND_OFF_RUNNERS = env_int("DEVBENCH_EXEC_HAND_OFF_RUNNERS", 24)

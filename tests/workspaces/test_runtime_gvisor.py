@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from execution.models import Exec
 from execution.services import exec_run
 from tenants.models import TenantPolicy
 from tests.execution.helpers import leftovers
@@ -41,6 +42,8 @@ def test_a_gvisor_workspace_sees_gvisors_kernel(live_worker: Any, actor: Any, te
         kernel = run("uname -r")
         assert kernel.status == "completed"
         assert kernel.stdout.strip() != os.uname().release
+        # gVisor's sandbox is not runc's: the engine runs its execs.
+        assert not Exec.objects.get(public_id=kernel.exec_id).engine_exec_id.startswith("runc-")
         assert "gVisor" in run("dmesg").stdout
         # The platform's operations work there too: files, and killing escaped processes.
         fs_write(actor=actor, workspace=workspace, path="/workspace/hello.txt", content=b"hi\n")
@@ -59,5 +62,6 @@ def test_the_default_runtime_is_the_engines(live_worker: Any, actor: Any, tenant
         assert host["Runtime"] == "runc"
         kernel = exec_run(actor=actor, workspace=workspace, cmd=["uname", "-r"])
         assert kernel.stdout.strip() == os.uname().release
+        assert Exec.objects.get(public_id=kernel.exec_id).engine_exec_id.startswith("runc-")
     finally:
         workspace_kill(actor=actor, workspace=workspace, force=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import socket
 import struct
 import threading
@@ -25,6 +26,8 @@ from core.errors import ExecStreamBroken
 from workspaces.runtime.base import ExecOutput, ExecSpec, ExecState, InteractiveExec, RuntimeExec
 from workspaces.runtime.docker.errors import translated
 from workspaces.runtime.docker.quick import QuickEngine
+from workspaces.runtime.docker.rootfs import AskEngine, ContainerRoots
+from workspaces.runtime.docker.runc_exec import RuncContainer, RuncExecs, discover
 
 
 def raw_socket(sock: Any) -> socket.socket | None:
@@ -241,6 +244,19 @@ class DockerInteractiveExec(InteractiveExec):
         shutdown_stream(self._sock)
 
 
+# Execs started with runc (runc_exec.py), for every engine of this process: ids are unique.
+_runc_execs = RuncExecs()
+_runc_lock = threading.Lock()
+_runc_containers: dict[str, RuncContainer] = {}
+_RUNC_CONTAINERS_KEPT = 4096
+
+
+def _runc_allowed() -> bool:
+    from django.conf import settings
+
+    return bool(getattr(settings, "DEVBENCH_RUNC_EXECS", True)) and os.geteuid() == 0
+
+
 class DockerExec(RuntimeExec):
     base_url: str
 
@@ -252,7 +268,34 @@ class DockerExec(RuntimeExec):
     def quick(self) -> QuickEngine | None:  # provided by DockerLifecycle
         raise NotImplementedError
 
+    @property
+    def roots(self) -> ContainerRoots:  # provided by DockerArchive
+        raise NotImplementedError
+
+    def _runc_container(self, container_id: str) -> RuncContainer | None:
+        """How to run ``container_id``'s execs with runc, or None: the engine runs them."""
+        if not _runc_allowed():
+            return None
+        try:
+            pid = self.roots.first_pid(container_id)
+        except AskEngine:
+            return None
+        known = _runc_containers.get(container_id)
+        if known is None or known.pid != pid:
+            known = discover(container_id, pid)
+            if known is None:
+                return None
+            with _runc_lock:
+                if len(_runc_containers) >= _RUNC_CONTAINERS_KEPT:
+                    _runc_containers.clear()
+                _runc_containers[container_id] = known
+        return known
+
     def exec_create(self, container_id: str, spec: ExecSpec) -> str:
+        if not (spec.tty or spec.stdin) and (runc := self._runc_container(container_id)):
+            created = _runc_execs.create(runc, spec)
+            if created is not None:
+                return created
         quick = self.quick
         if quick is not None:
             body = {
@@ -286,6 +329,8 @@ class DockerExec(RuntimeExec):
         return exec_id
 
     def exec_stream(self, exec_id: str) -> ExecOutput:
+        if RuncExecs.owns(exec_id):
+            return _runc_execs.stream(exec_id)
         quick = self.quick
         if quick is not None:
             start = {"Detach": False, "Tty": False}
@@ -298,6 +343,8 @@ class DockerExec(RuntimeExec):
         return DockerExecOutput(sock, self.base_url)
 
     def exec_inspect(self, exec_id: str) -> ExecState:
+        if RuncExecs.owns(exec_id):
+            return _runc_execs.state(exec_id)
         quick = self.quick
         with translated(engine_url=self.base_url, container_id=exec_id):
             raw = (
@@ -311,6 +358,11 @@ class DockerExec(RuntimeExec):
             exit_code=raw.get("ExitCode"),
             pid=int(raw.get("Pid") or 0),
         )
+
+    def exec_wait(self, exec_id: str, *, timeout_s: float = 5) -> ExecState:
+        if RuncExecs.owns(exec_id):
+            return _runc_execs.state(exec_id, wait_s=timeout_s)
+        return super().exec_wait(exec_id, timeout_s=timeout_s)
 
     def exec_open_tty(self, container_id: str, spec: ExecSpec) -> InteractiveExec:
         tty_spec = ExecSpec(

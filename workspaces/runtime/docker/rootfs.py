@@ -408,6 +408,26 @@ class ContainerRoots:
         finally:
             os.close(root_fd)
 
+    def first_pid(self, container_id: str) -> int:
+        """The pid, on this host, of a running runc container's first process, checked to
+        still be the container's; ``AskEngine`` when there is none here."""
+        for attempt in range(2):
+            process = self._process(container_id, fresh=attempt > 0)
+            if process.pid <= 0 or process.runtime not in _RUNC:
+                raise AskEngine
+            try:
+                proc_fd = os.open(f"/proc/{process.pid}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                if _in_cgroup_of(proc_fd, container_id):
+                    return process.pid
+            except OSError:
+                pass  # it ended meanwhile
+            finally:
+                os.close(proc_fd)
+        raise AskEngine
+
     def _process(self, container_id: str, *, fresh: bool) -> FirstProcess:
         known = None if fresh else self._known.get(container_id)
         if known is not None:

@@ -1,0 +1,239 @@
+"""Execs started with runc beside the engine (``workspaces/runtime/docker/runc_exec.py``):
+the process the engine would start — the same user and groups, capabilities, seccomp
+filter, no-new-privileges, cgroup, namespaces, limits, environment and directory — its
+output and exit status as the engine reports them, a start that fails as the engine's
+fails, and the engine still running what runc cannot.
+
+The real engine, runc and workspace; the engine's exec of the same spec is the reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import pytest
+
+from execution.models import Exec
+from execution.services import exec_run
+from tenants.principal import system_principal
+from tests.factories import TenantFactory
+from tests.processes import TEST_INSTANCE
+from workspaces.models import Workspace
+from workspaces.runtime import get_driver
+from workspaces.runtime.base import ExecSpec
+from workspaces.runtime.docker import DockerDriver
+
+pytestmark = [pytest.mark.docker, pytest.mark.integration]
+
+# What the kernel says of a process's rights and place, as the process itself sees it.
+PROBE = r"""
+for k in Uid Gid Groups CapInh CapPrm CapEff CapBnd CapAmb NoNewPrivs Seccomp Seccomp_filters; do
+  grep "^$k:" /proc/self/status
+done
+cat /proc/self/cgroup /proc/self/limits /proc/self/oom_score_adj
+for n in cgroup ipc mnt net pid uts user; do echo "$n $(readlink /proc/self/ns/$n)"; done
+pwd
+env | sort
+"""
+
+
+@pytest.fixture(scope="module")
+def workspace(
+    django_db_setup: Any, django_db_blocker: Any, celery_worker_process: Any
+) -> Iterator[Workspace]:
+    from workspaces.services import workspace_kill, workspace_spawn
+
+    with django_db_blocker.unblock():
+        tenant = TenantFactory()
+        actor = system_principal(tenant)
+        spawned = workspace_spawn(actor=actor, image="devbench/busybox:latest", wait=True)
+    yield spawned
+    with django_db_blocker.unblock():
+        workspace_kill(actor=actor, workspace=spawned, force=True)
+        tenant.delete()
+
+
+@pytest.fixture
+def driver() -> DockerDriver:
+    found = get_driver()
+    assert isinstance(found, DockerDriver)
+    return found
+
+
+def _run(
+    driver: DockerDriver, cid: str, spec: ExecSpec
+) -> tuple[str, int | None, int, bytes, bytes]:
+    """(exec id, exit code, pid, stdout, stderr) of ``spec`` run to its end."""
+    exec_id = driver.exec_create(cid, spec)
+    out, err = bytearray(), bytearray()
+    for stream, data in driver.exec_stream(exec_id):
+        (err if stream == 2 else out).extend(data)
+    state = driver.exec_wait(exec_id)
+    assert not state.running
+    return exec_id, state.exit_code, state.pid, bytes(out), bytes(err)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ExecSpec(cmd=["sh", "-c", PROBE]),
+        ExecSpec(
+            cmd=["sh", "-c", PROBE], user="0:0", workdir="/tmp", env={"A": "1", "HOSTNAME": "h"}
+        ),
+        ExecSpec(cmd=["/sbin/docker-init", "-s", "--", "sh", "-c", PROBE], env={"HOME": "/h"}),
+    ],
+    ids=["user", "root-env-cwd", "subreaper"],
+)
+def test_runc_starts_the_process_the_engine_would(
+    workspace: Workspace, driver: DockerDriver, settings: Any, spec: ExecSpec
+) -> None:
+    cid = workspace.container_id
+    runc_id, code, pid, out, err = _run(driver, cid, spec)
+    assert runc_id.startswith("runc-") and code == 0 and pid > 0, err
+    settings.DEVBENCH_RUNC_EXECS = False
+    engine_id, engine_code, _, engine_out, engine_err = _run(driver, cid, spec)
+    assert not engine_id.startswith("runc-") and engine_code == 0, engine_err
+    assert out.decode().splitlines() == engine_out.decode().splitlines()
+    assert (err, engine_err) == (b"", b"")
+    # The probe saw a confined process: no capabilities for the user, the filter on.
+    status = dict(line.split(":\t", 1) for line in out.decode().splitlines() if ":\t" in line)
+    assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2"
+    if spec.user != "0:0":
+        assert status["Uid"].split()[0] == "1000" and status["CapEff"] == "0000000000000000"
+
+
+def test_output_and_exit_status_as_the_engine_reports_them(
+    workspace: Workspace, driver: DockerDriver
+) -> None:
+    cid = workspace.container_id
+    script = "seq 1 200000; echo to-err >&2; exit 3"
+    _, code, _, out, err = _run(driver, cid, ExecSpec(cmd=["sh", "-c", script]))
+    assert code == 3
+    assert out == "".join(f"{i}\n" for i in range(1, 200001)).encode()
+    assert err == b"to-err\n"
+    # A signal: 128 + its number.
+    assert _run(driver, cid, ExecSpec(cmd=["sh", "-c", "kill -9 $$"]))[1] == 137
+    # Binary output, byte-exact, larger than a pipe holds.
+    made = "head -c 3000000 /dev/urandom > /tmp/r && cat /tmp/r"
+    _, code, _, out, _ = _run(driver, cid, ExecSpec(cmd=["sh", "-c", made]))
+    assert code == 0 and len(out) == 3_000_000
+    _, _, _, listed, _ = _run(driver, cid, ExecSpec(cmd=["md5sum", "/tmp/r"]))
+    assert listed.split()[0].decode() == hashlib.md5(out).hexdigest()  # noqa: S324
+
+
+@pytest.mark.parametrize(
+    ("spec", "code", "reason"),
+    [
+        (ExecSpec(cmd=["pwd"], workdir="/no/such/dir"), 126, 'chdir to cwd ("/no/such/dir")'),
+        (ExecSpec(cmd=["/no-such-program"]), 126, "/no-such-program"),
+    ],
+    ids=["cwd", "program"],
+)
+def test_a_start_that_fails_fails_as_the_engines(
+    workspace: Workspace,
+    driver: DockerDriver,
+    settings: Any,
+    spec: ExecSpec,
+    code: int,
+    reason: str,
+) -> None:
+    cid = workspace.container_id
+    exec_id, got, pid, out, err = _run(driver, cid, spec)
+    assert exec_id.startswith("runc-")
+    assert (got, pid, out) == (code, 0, b"")
+    assert reason in err.decode() and "no such file or directory" in err.decode()
+    settings.DEVBENCH_RUNC_EXECS = False
+    _, engine_code, engine_pid, engine_out, engine_err = _run(driver, cid, spec)
+    assert (engine_code, engine_pid) == (code, 0)
+    assert reason in (engine_out + engine_err).decode()
+
+
+def test_a_background_process_does_not_hold_the_output_open(
+    workspace: Workspace, driver: DockerDriver
+) -> None:
+    cid = workspace.container_id
+    began = time.monotonic()
+    script = "sleep 4711 & echo started"
+    _, code, _, out, _ = _run(driver, cid, ExecSpec(cmd=["sh", "-c", script]))
+    assert (code, out) == (0, b"started\n")
+    assert time.monotonic() - began < 60  # not the sleep's 4711 s
+    _run(driver, cid, ExecSpec(cmd=["sh", "-c", "kill $(pidof sleep)"], user="0:0"))
+
+
+def test_close_stops_a_reader_from_another_thread(
+    workspace: Workspace, driver: DockerDriver
+) -> None:
+    cid = workspace.container_id
+    exec_id = driver.exec_create(cid, ExecSpec(cmd=["sh", "-c", "echo up; exec sleep 4712"]))
+    output = driver.exec_stream(exec_id)
+    got: list[tuple[int, bytes]] = []
+    reader = threading.Thread(target=lambda: got.extend(output))
+    reader.start()
+    deadline = time.monotonic() + 30
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert got == [(1, b"up\n")]
+    output.close()
+    reader.join(timeout=30)
+    assert not reader.is_alive()
+    state = driver.exec_inspect(exec_id)
+    assert state.running and state.pid > 0
+    os.kill(state.pid, signal.SIGTERM)
+    assert driver.exec_wait(exec_id, timeout_s=30).exit_code == 128 + signal.SIGTERM
+
+
+def test_an_exec_nobody_waits_for_does_not_keep_its_container_from_stopping(
+    driver: DockerDriver,
+) -> None:
+    # An ended exec's process stays a zombie until its status is taken, and its
+    # container's first process cannot finish exiting until then.
+    container = docker.from_env().containers.run(
+        "devbench/busybox:latest",
+        ["sleep", "3600"],
+        init=True,
+        detach=True,
+        labels={"devbench.instance": TEST_INSTANCE},
+    )
+    try:
+        exec_id = driver.exec_create(container.id, ExecSpec(cmd=["sleep", "4713"]))
+        driver.exec_stream(exec_id).close()  # started, never read, never waited for
+        container.kill()
+        assert container.wait(timeout=60)["StatusCode"] == 137
+        assert driver.exec_wait(exec_id).exit_code == 137
+    finally:
+        container.remove(force=True)
+
+
+def test_the_engine_runs_what_runc_does_not(
+    workspace: Workspace, driver: DockerDriver, settings: Any
+) -> None:
+    cid = workspace.container_id
+    by_name = driver.exec_create(cid, ExecSpec(cmd=["true"], user="nobody"))
+    assert not by_name.startswith("runc-")
+    tty = driver.exec_open_tty(cid, ExecSpec(cmd=["sh"]))
+    try:
+        assert not tty.id.startswith("runc-")
+    finally:
+        tty.close()
+    settings.DEVBENCH_RUNC_EXECS = False
+    assert not driver.exec_create(cid, ExecSpec(cmd=["true"])).startswith("runc-")
+    with pytest.raises(Exception, match="No such exec instance"):
+        driver.exec_inspect("runc-" + "0" * 32)
+
+
+def test_an_exec_run_through_the_platform_is_started_by_runc(
+    running_workspace: Workspace, actor: Any
+) -> None:
+    result = exec_run(actor=actor, workspace=running_workspace, cmd=["sh", "-c", "echo hi; exit 4"])
+    assert (result.status, result.exit_code, result.stdout) == ("completed", 4, "hi\n")
+    assert Exec.objects.get(public_id=result.exec_id).engine_exec_id.startswith("runc-")
+    failed = exec_run(actor=actor, workspace=running_workspace, cmd=["pwd"], cwd="/no/such/dir")
+    assert (failed.status, failed.error_code) == ("failed", "exec_start_failed")
+    assert "chdir" in failed.error
