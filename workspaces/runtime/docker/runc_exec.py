@@ -185,6 +185,7 @@ def _with_env(base: list[str], extra: dict[str, str]) -> list[str]:
 # The engine's exit code for an exec it could not start (``ContainerExecStart``).
 START_FAILED_CODE: Final = 126
 _PR_SET_CHILD_SUBREAPER: Final = 36
+_ORPHAN_SCAN_S: Final = 1.0
 _RUNC_START_S: Final = 60.0  # runc --detach returns once the process runs
 _subreaper_lock = threading.Lock()
 _subreaper = False
@@ -330,7 +331,11 @@ class _Reaper:
     An ended process stays a zombie until its parent (this process) takes its status,
     and a container's first process does not finish exiting while a zombie of its
     namespace is left: the engine could not stop the container. So no exec waits for
-    a caller to ask for its status: one thread polls them all."""
+    a caller to ask for its status: one thread polls them all. It also takes, once a
+    second, the status of any other container process that has become this process's
+    child: one whose runc-starting process ended before it (this process being the
+    nearest subreaper above). Processes of this host's own namespace are left to
+    whoever started them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -349,13 +354,14 @@ class _Reaper:
         os.write(self._wake_write, b"x")
 
     def _run(self) -> None:
+        next_scan = time.monotonic() + _ORPHAN_SCAN_S
         while True:
             poller = select.poll()
             poller.register(self._wake_read, select.POLLIN)
             with self._lock:
                 for fd in self._execs:
                     poller.register(fd, select.POLLIN)
-            for fd, _ in poller.poll():
+            for fd, _ in poller.poll(max(0.0, next_scan - time.monotonic()) * 1000):
                 if fd == self._wake_read:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_read, 4096)
@@ -367,6 +373,40 @@ class _Reaper:
                     ended.reap()
                 except Exception:  # never let one exec stop the reaping of the others
                     logger.exception("reaping exec %s failed", ended.id)
+            if time.monotonic() >= next_scan:
+                with self._lock:
+                    known = {e.pid for e in self._execs.values()}
+                _reap_orphans(known)
+                next_scan = time.monotonic() + _ORPHAN_SCAN_S
+
+
+def _reap_orphans(known: set[int]) -> None:
+    """Take the status of ended children of this process that ran in a container's pid
+    namespace and are not execs it is waiting for."""
+    for child in _children():
+        if child in known:
+            continue
+        try:
+            stat = _read_text(f"/proc/{child}/stat")
+            if stat.rsplit(")", 1)[1].split()[0] != "Z":
+                continue
+            nspid = next(
+                line for line in _read_text(f"/proc/{child}/status").splitlines()
+                if line.startswith("NSpid:")
+            )  # fmt: skip
+            if len(nspid.split()) > 2:  # "NSpid:", this namespace's pid, the container's...
+                os.waitpid(child, os.WNOHANG)
+        except (OSError, StopIteration, IndexError):
+            continue
+
+
+def _children() -> list[int]:
+    pids: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):
+                pids += [int(pid) for pid in _read_text(f"/proc/self/task/{task}/children").split()]
+    return pids
 
 
 _reaper = _Reaper()
@@ -378,8 +418,10 @@ class RuncExecOutput(ExecOutput):
     def __init__(self, started: _Exec, stdout: int, stderr: int) -> None:
         self._exec = started
         self._streams = {stdout: STREAM_STDOUT, stderr: STREAM_STDERR}
-        # The process's end, seen by this reader (its own descriptor: the exec closes its).
-        self._exited = os.dup(started.pidfd) if started.pidfd is not None else None
+        # The process's end, seen by this reader (its own descriptor: the exec closes its);
+        # None: it has ended already (or never started).
+        with started.lock:
+            self._exited = os.dup(started.pidfd) if started.pidfd is not None else None
         self._wake_read, self._wake_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._lock = threading.Lock()
         self._reading = self._closed = self._released = False
@@ -403,8 +445,10 @@ class RuncExecOutput(ExecOutput):
         for fd in (*self._streams, self._wake_read):
             poller.register(fd, select.POLLIN)
         deadline: float | None = None
-        if self._exited is not None:  # (None: runc could not start it; its reason to read)
+        if self._exited is not None:
             poller.register(self._exited, select.POLLIN)
+        else:
+            deadline = time.monotonic() + OUTPUT_AFTER_EXIT_S
         open_pipes = set(self._streams)
         while open_pipes and not self._closed:
             wait_ms = None if deadline is None else max(0.0, deadline - time.monotonic()) * 1000
