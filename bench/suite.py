@@ -247,7 +247,9 @@ class Bench:
         self.http = httpx.Client(
             base_url=self.base, headers={"Authorization": f"Bearer {self.token}"}, timeout=300
         )
-        self.raw = docker.APIClient(version="auto")
+        # As many pooled connections as the widest raw row has calls in flight (20): the
+        # default 10 would make the raw side reconnect.
+        self.raw = docker.APIClient(version="auto", max_pool_size=32)
         self.memory: dict[str, float] = {}
         self.workspaces: list[str] = []
 

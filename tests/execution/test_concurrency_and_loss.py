@@ -96,7 +96,9 @@ def test_a_worker_killed_mid_exec_leaves_it_lost_with_its_output(
         victim = start_worker("victim")  # the only worker on this node's queue
     Workspace.objects.filter(pk=running_workspace.pk).update(node=node)
     running_workspace.refresh_from_db()
-    script = 'i=0; while :; do echo "line $i"; i=$((i+1)); sleep 0.05; done'
+    # A writer, and a process that writes nothing: with its reader gone, the writer may
+    # die at its next write (a broken pipe); the silent one keeps running.
+    script = 'sleep 4321 & i=0; while :; do echo "line $i"; i=$((i+1)); sleep 0.05; done'
     exec_ = exec_start(actor=actor, workspace=running_workspace, cmd=["sh", "-c", script])
     wait_for(lambda: ExecChunk.objects.filter(exec=exec_).count() >= 5, what="output")
 
@@ -128,9 +130,12 @@ def test_a_worker_killed_mid_exec_leaves_it_lost_with_its_output(
     assert exec_reconcile(senders=SENDERS, stale_after_s=3).lost == []  # exactly one terminal state
 
     # The orphaned processes die once a worker serves the node again (the kill task waited).
-    assert leftovers(running_workspace, 'echo "line')
+    assert leftovers(running_workspace, "sleep 4321")
     with override_settings(DEVBENCH_NODE=node):
         start_worker("victim2")
-    wait_for(lambda: not leftovers(running_workspace, 'echo "line'), what="the orphans to die")
+    wait_for(
+        lambda: not any(leftovers(running_workspace, n) for n in ('echo "line', "sleep 4321")),
+        what="the orphans to die",
+    )
     # Back on this process's node: the fixture's kill needs no worker of the victim node.
     Workspace.objects.filter(pk=running_workspace.pk).update(node=settings.DEVBENCH_NODE)

@@ -199,6 +199,7 @@ def test_an_exec_nobody_waits_for_does_not_keep_its_container_from_stopping(
         ["sleep", "3600"],
         init=True,
         detach=True,
+        network_mode="none",
         labels={"devbench.instance": TEST_INSTANCE},
     )
     try:

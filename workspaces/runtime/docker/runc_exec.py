@@ -233,7 +233,14 @@ class _Exec:
             fcntl.fcntl(out_write, _F_SETPIPE_SZ, _PIPE_BYTES)
         workdir = tempfile.mkdtemp(prefix="devbench-exec-")
         try:
-            self.pid = self._run_runc(workdir, out_write, err_write)
+            # The reaper leaves this process's container children alone until the new one
+            # is known to it: it is one of them from runc's exit on.
+            with _reaper.starting():
+                self.pid = self._run_runc(workdir, out_write, err_write)
+                if self.pid:
+                    # Its child now: its end is seen, and its status taken, here.
+                    self.pidfd = self._open_pidfd()
+                    _reaper.watch(self)
         except BaseException:
             for fd in (out_read, err_read):
                 os.close(fd)
@@ -243,14 +250,20 @@ class _Exec:
             os.close(err_write)
             shutil.rmtree(workdir, ignore_errors=True)
         self.started = True
-        if self.pid:
-            # Its child now (runc has exited): its end is seen, and its status taken, here.
-            self.pidfd = os.pidfd_open(self.pid)
-            _reaper.watch(self)
-        else:
+        if not self.pid:
             self.exit_code = START_FAILED_CODE
             self.ended.set()
         return out_read, err_read
+
+    def _open_pidfd(self) -> int:
+        try:
+            return os.pidfd_open(self.pid)
+        except OSError as exc:
+            raise EngineRefused(
+                f"The exec's process {self.pid} could not be watched: {exc.strerror or exc}",
+                engine_status=500,
+                container_id=self.container.container_id,
+            ) from exc
 
     def _run_runc(self, workdir: str, stdout: int, stderr: int) -> int:
         """Run ``runc exec --detach``: the process's pid, or 0 if runc could not start it
@@ -342,6 +355,17 @@ class _Reaper:
         self._execs: dict[int, _Exec] = {}  # by a descriptor of its own (a dup of its pidfd)
         self._wake_read, self._wake_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._thread: threading.Thread | None = None
+        self._starts = 0  # execs between runc's start and their watch
+
+    @contextlib.contextmanager
+    def starting(self) -> Iterator[None]:
+        with self._lock:
+            self._starts += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._starts -= 1
 
     def watch(self, started: _Exec) -> None:
         assert started.pidfd is not None
@@ -375,8 +399,8 @@ class _Reaper:
                     logger.exception("reaping exec %s failed", ended.id)
             if time.monotonic() >= next_scan:
                 with self._lock:
-                    known = {e.pid for e in self._execs.values()}
-                _reap_orphans(known)
+                    if not self._starts:
+                        _reap_orphans({e.pid for e in self._execs.values()})
                 next_scan = time.monotonic() + _ORPHAN_SCAN_S
 
 
