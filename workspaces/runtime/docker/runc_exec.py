@@ -204,6 +204,18 @@ def _become_subreaper() -> None:
         _subreaper = True
 
 
+def _wait_exit(child: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """``child.wait(timeout_s)``, told of the exit by the kernel: ``Popen.wait`` with a
+    timeout polls, sleeping up to 50 ms between looks (~15 ms late for a 25 ms runc)."""
+    pidfd = os.pidfd_open(child.pid)
+    try:
+        if not select.select([pidfd], [], [], timeout_s)[0]:
+            raise subprocess.TimeoutExpired(child.args, timeout_s)
+    finally:
+        os.close(pidfd)
+    child.wait()
+
+
 def _status_code(info: os.waitid_result) -> int:
     if info.si_code == os.CLD_EXITED:
         return info.si_status
@@ -285,7 +297,7 @@ class _Exec:
                 start_new_session=True,
                 env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
             )
-            runc.wait(_RUNC_START_S)
+            _wait_exit(runc, _RUNC_START_S)
         except subprocess.TimeoutExpired as exc:
             runc.kill()
             runc.wait()
