@@ -166,10 +166,10 @@ def exec_process(container: RuncContainer, spec: ExecSpec) -> dict[str, Any] | N
         process["cwd"] = spec.workdir
     if spec.user:
         uid, _, gid = spec.user.partition(":")
-        if not uid.isdigit() or not (gid.isdigit() or gid == ""):
-            return None
+        if not (uid.isdigit() and gid.isdigit()):
+            return None  # a name, or no group: the engine looks them up in the image
         # The engine makes an explicit group the only supplementary one too.
-        process["user"] = {"uid": int(uid), "gid": int(gid or 0), "additionalGids": [int(gid or 0)]}
+        process["user"] = {"uid": int(uid), "gid": int(gid), "additionalGids": [int(gid)]}
     process["env"] = _with_env(list(process.get("env") or []), spec.env)
     return process
 
@@ -568,9 +568,15 @@ class RuncExecs:
             raise self._unknown(exec_id)
         try:
             stdout, stderr = prepared.start()
-        except BaseException:
+        except BaseException as exc:
             with self._lock:
                 self._started.pop(exec_id, None)
+            if isinstance(exc, OSError):
+                raise EngineRefused(
+                    f"The exec could not be started: {exc.strerror or exc}",
+                    engine_status=500,
+                    container_id=prepared.container.container_id,
+                ) from exc
             raise
         return RuncExecOutput(prepared, stdout, stderr)
 
