@@ -19,6 +19,7 @@ from typing import Any
 
 import docker
 import pytest
+from django.db import connections
 
 from execution.models import Exec
 from execution.services import exec_run
@@ -58,6 +59,8 @@ def workspace(
     with django_db_blocker.unblock():
         workspace_kill(actor=actor, workspace=spawned, force=True)
         tenant.delete()
+        # Not left open for the tests after these, which may run without the database.
+        connections.close_all()
 
 
 @pytest.fixture
