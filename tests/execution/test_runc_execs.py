@@ -39,6 +39,7 @@ for k in Uid Gid Groups CapInh CapPrm CapEff CapBnd CapAmb NoNewPrivs Seccomp Se
   grep "^$k:" /proc/self/status
 done
 cat /proc/self/cgroup /proc/self/limits /proc/self/oom_score_adj
+echo "nice $(cut -d' ' -f19 /proc/$$/stat)"
 for n in cgroup ipc mnt net pid uts user; do echo "$n $(readlink /proc/self/ns/$n)"; done
 pwd
 env | sort
