@@ -21,6 +21,7 @@ import docker
 import pytest
 from django.db import connections
 
+from core.errors import EngineRefused
 from execution.models import Exec
 from execution.services import exec_run
 from tenants.principal import system_principal
@@ -30,6 +31,7 @@ from workspaces.models import Workspace
 from workspaces.runtime import get_driver
 from workspaces.runtime.base import ExecSpec
 from workspaces.runtime.docker import DockerDriver
+from workspaces.runtime.docker.runc_exec import RuncContainer, RuncExecs
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
@@ -242,3 +244,21 @@ def test_an_exec_run_through_the_platform_is_started_by_runc(
     failed = exec_run(actor=actor, workspace=running_workspace, cmd=["pwd"], cwd="/no/such/dir")
     assert (failed.status, failed.error_code) == ("failed", "exec_start_failed")
     assert "chdir" in failed.error
+
+
+def test_a_runc_that_cannot_run_is_an_engine_error_for_the_caller() -> None:
+    missing = RuncContainer(
+        container_id="0" * 64,
+        pid=1,
+        binary="/nonexistent/runc",
+        root="/nonexistent",
+        systemd_cgroup=False,
+        process={"args": ["true"], "env": [], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+    )
+    execs = RuncExecs()
+    exec_id = execs.create(missing, ExecSpec(cmd=["true"]))
+    assert exec_id is not None
+    with pytest.raises(EngineRefused, match="The exec could not be started: No such file"):
+        execs.stream(exec_id)
+    with pytest.raises(EngineRefused, match="No such exec instance"):
+        execs.state(exec_id)

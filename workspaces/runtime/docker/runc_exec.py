@@ -236,6 +236,13 @@ class _Exec:
         self.lock = threading.Lock()
         self.ended = threading.Event()
 
+    def failed(self, what: str, exc: Exception) -> EngineRefused:
+        """An error for the caller: ``what`` went wrong on this side of the engine."""
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return EngineRefused(
+            f"{what}: {reason}", engine_status=500, container_id=self.container.container_id
+        )
+
     def start(self) -> tuple[int, int]:
         """Start the process; the read ends of its stdout and stderr pipes."""
         _become_subreaper()
@@ -271,11 +278,7 @@ class _Exec:
         try:
             return os.pidfd_open(self.pid)
         except OSError as exc:
-            raise EngineRefused(
-                f"The exec's process {self.pid} could not be watched: {exc.strerror or exc}",
-                engine_status=500,
-                container_id=self.container.container_id,
-            ) from exc
+            raise self.failed(f"The exec's process {self.pid} could not be watched", exc) from exc
 
     def _run_runc(self, workdir: str, stdout: int, stderr: int) -> int:
         """Run ``runc exec --detach``: the process's pid, or 0 if runc could not start it
@@ -303,21 +306,13 @@ class _Exec:
             runc.wait()
             raise EngineTimeout(f"runc did not start the exec within {_RUNC_START_S:g} s.") from exc
         except OSError as exc:
-            raise EngineRefused(
-                f"The exec could not be started: {exc.strerror or exc}",
-                engine_status=500,
-                container_id=self.container.container_id,
-            ) from exc
+            raise self.failed("The exec could not be started", exc) from exc
         if runc.returncode != 0:
             return 0
         try:
             return int(_read_text(pid_path).strip())
         except (OSError, ValueError) as exc:
-            raise EngineRefused(
-                "runc started the exec but did not say its process id.",
-                engine_status=500,
-                container_id=self.container.container_id,
-            ) from exc
+            raise self.failed("runc started the exec but did not say its process id", exc) from exc
 
     def state(self, wait_s: float | None) -> ExecState:
         if wait_s and self.pidfd is not None:
@@ -572,11 +567,7 @@ class RuncExecs:
             with self._lock:
                 self._started.pop(exec_id, None)
             if isinstance(exc, OSError):
-                raise EngineRefused(
-                    f"The exec could not be started: {exc.strerror or exc}",
-                    engine_status=500,
-                    container_id=prepared.container.container_id,
-                ) from exc
+                raise prepared.failed("The exec could not be started", exc) from exc
             raise
         return RuncExecOutput(prepared, stdout, stderr)
 
