@@ -19,13 +19,11 @@ from typing import Any
 
 import docker
 import pytest
-from django.db import connections
 
 from core.errors import EngineRefused
 from execution.models import Exec
 from execution.services import exec_run
-from tenants.principal import system_principal
-from tests.factories import TenantFactory
+from tests.module_workspace import module_workspace
 from tests.processes import TEST_INSTANCE
 from workspaces.models import Workspace
 from workspaces.runtime import get_driver
@@ -52,18 +50,8 @@ env | sort
 def workspace(
     django_db_setup: Any, django_db_blocker: Any, celery_worker_process: Any
 ) -> Iterator[Workspace]:
-    from workspaces.services import workspace_kill, workspace_spawn
-
-    with django_db_blocker.unblock():
-        tenant = TenantFactory()
-        actor = system_principal(tenant)
-        spawned = workspace_spawn(actor=actor, image="devbench/busybox:latest", wait=True)
-    yield spawned
-    with django_db_blocker.unblock():
-        workspace_kill(actor=actor, workspace=spawned, force=True)
-        tenant.delete()
-        # Not left open for the tests after these, which may run without the database.
-        connections.close_all()
+    with module_workspace(django_db_blocker) as (_, _, spawned):
+        yield spawned
 
 
 @pytest.fixture

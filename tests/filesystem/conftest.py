@@ -13,8 +13,8 @@ from typing import Any
 import docker
 import pytest
 
-from tenants.principal import Principal, system_principal
-from tests.factories import TenantFactory
+from tenants.principal import Principal
+from tests.module_workspace import module_workspace
 from tests.nodes.agent_checks import TOKEN
 from workspaces.models import Workspace
 from workspaces.runtime import get_driver
@@ -55,18 +55,8 @@ class FsEnv:
 def fs_env(
     django_db_setup: Any, django_db_blocker: Any, celery_worker_process: Any
 ) -> Iterator[FsEnv]:
-    from workspaces.services import workspace_kill, workspace_spawn
-
-    with django_db_blocker.unblock():
-        tenant = TenantFactory()
-        actor = system_principal(tenant)
-        workspace = workspace_spawn(actor=actor, image="devbench/busybox:latest", wait=True)
-    yield FsEnv(tenant=tenant, actor=actor, workspace=workspace)
-    with django_db_blocker.unblock():
-        workspace.refresh_from_db()
-        if workspace.status != "removed":
-            workspace_kill(actor=actor, workspace=workspace, force=True)
-        tenant.delete()
+    with module_workspace(django_db_blocker) as (tenant, actor, workspace):
+        yield FsEnv(tenant=tenant, actor=actor, workspace=workspace)
 
 
 @pytest.fixture
