@@ -12,7 +12,8 @@ database no other worker listens on (``BENCH_REDIS_URL``, default db 5).
 Rows (ours | the raw engine doing the same work, same run, alternating):
 * control reads: ``wrk`` at 1 / 4 / 16 / 50 connections on ``/healthz``,
   ``GET /workspaces/{id}``, ``GET /workspaces``, ``GET /execs/{id}`` and
-  ``GET .../files/stat``; one read row again while 20 exec writers run;
+  ``GET .../files/stat``; one read row again while 20 exec writers run (that row
+  alone: ``--rows writers``);
 * exec round trip of ``true`` / ``echo hi`` over REST and MCP | docker-py
   ``exec_create`` + ``exec_start`` + ``exec_inspect``; execs per second with
   20 in flight | docker-py 20-wide;
@@ -894,6 +895,7 @@ class Bench:
         rows = set(self.args.rows.split(","))
         if "reads" in rows:
             self.control_reads(ws, exec_["exec_id"], "/workspace/hello.txt", f"/workspace/{deep}")
+        if "reads" in rows or "writers" in rows:
             self.reads_under_writes(ws)
         if "execs" in rows:
             self.execs(ws)

@@ -11,6 +11,7 @@ Every variable is listed in README.md ("Configuration").
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from pathlib import Path
 
@@ -526,6 +527,13 @@ DEVBENCH_EXEC_REDISPATCH_AFTER_S = env_int("DEVBENCH_EXEC_REDISPATCH_AFTER_S", 1
 # with runc itself, as the engine would (workspaces/runtime/docker/runc_exec.py); false:
 # the engine starts every exec.
 DEVBENCH_RUNC_EXECS = env_bool("DEVBENCH_RUNC_EXECS", True)
+# How many of those runc starts run at once per process, on threads at a low CPU weight
+# (workspaces/runtime/docker/runc_starts.py): half the usable cores, at least one.
+DEVBENCH_RUNC_STARTS = env_int("DEVBENCH_RUNC_STARTS", max(1, len(os.sched_getaffinity(0)) // 2))
+if DEVBENCH_RUNC_STARTS < 1:
+    raise ImproperlyConfigured(
+        f"DEVBENCH_RUNC_STARTS must be at least 1, got {DEVBENCH_RUNC_STARTS}"
+    )
 # Runners a node worker starts at once when handed them through its agent, besides its
 # Celery pool (execution/hand_off.py); more go through the queue. 0: always the queue.
 DEVBENCH_EXEC_HAND_OFF_RUNNERS = env_int("DEVBENCH_EXEC_HAND_OFF_RUNNERS", 24)

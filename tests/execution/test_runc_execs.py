@@ -9,12 +9,14 @@ The real engine, runc and workspace; the engine's exec of the same spec is the r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -30,6 +32,13 @@ from workspaces.runtime import get_driver
 from workspaces.runtime.base import ExecSpec
 from workspaces.runtime.docker import DockerDriver
 from workspaces.runtime.docker.runc_exec import RuncContainer, RuncExecs
+from workspaces.runtime.docker.runc_starts import (
+    CPU_SHARES,
+    GROUP_NAME,
+    RuncStarts,
+    _v1_cpu_cgroup,
+    low_weight_group,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
@@ -250,3 +259,114 @@ def test_a_runc_that_cannot_run_is_an_engine_error_for_the_caller() -> None:
         execs.stream(exec_id)
     with pytest.raises(EngineRefused, match="No such exec instance"):
         execs.state(exec_id)
+
+
+# A runc that notes where it runs and whether another start overlaps it, then runs runc.
+RUNC_WRAPPER = """#!/bin/sh
+notes={notes}
+grep -E '^[0-9]+:([a-z,]*,)?cpu(,[a-z,]*)?:' /proc/self/cgroup >> "$notes/cgroups"
+mkdir "$notes/starting" 2>/dev/null || echo overlap >> "$notes/overlaps"
+sleep 0.2
+{runc} "$@"
+code=$?
+rmdir "$notes/starting" 2>/dev/null
+exit $code
+"""
+
+
+def _noting_runc(container: RuncContainer, notes: Any) -> RuncContainer:
+    wrapper = notes / "runc"
+    wrapper.write_text(RUNC_WRAPPER.format(notes=notes, runc=container.binary))
+    wrapper.chmod(0o755)
+    return dataclasses.replace(container, binary=str(wrapper))
+
+
+def _start_at_once(execs: RuncExecs, container: RuncContainer, count: int) -> list[bytes]:
+    """Start ``count`` execs of ``echo n`` from as many threads at once; their outputs."""
+    outputs: list[bytes] = [b""] * count
+
+    def run(n: int) -> None:
+        exec_id = execs.create(container, ExecSpec(cmd=["echo", str(n)]))
+        assert exec_id is not None
+        outputs[n] = b"".join(data for _, data in execs.stream(exec_id))
+        assert execs.state(exec_id, wait_s=30).exit_code == 0
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outputs
+
+
+def test_runc_starts_one_at_a_time_at_a_low_cpu_weight(
+    workspace: Workspace, driver: DockerDriver, tmp_path: Any
+) -> None:
+    container = driver._runc_container(workspace.container_id)
+    assert container is not None
+    noting = _noting_runc(container, tmp_path)
+    outputs = _start_at_once(RuncExecs(RuncStarts(1)), noting, 3)
+    assert outputs == [b"0\n", b"1\n", b"2\n"]
+    assert not (tmp_path / "overlaps").exists()
+    cgroups = (tmp_path / "cgroups").read_text().splitlines()
+    assert len(cgroups) == 3
+    group = low_weight_group()
+    # This machine has the cgroup v1 cpu controller: each runc ran in the low-weight group.
+    assert group is not None and group.endswith("/" + GROUP_NAME)
+    assert Path(group, "cpu.shares").read_text().strip() == str(CPU_SHARES)
+    assert all(line.endswith("/" + GROUP_NAME) for line in cgroups), cgroups
+    # Only the start threads moved: the rest of this process stays where it was.
+    assert GROUP_NAME not in Path("/proc/self/cgroup").read_text()
+
+
+def test_more_start_threads_start_execs_side_by_side(
+    workspace: Workspace, driver: DockerDriver, tmp_path: Any
+) -> None:
+    container = driver._runc_container(workspace.container_id)
+    assert container is not None
+    outputs = _start_at_once(RuncExecs(RuncStarts(3)), _noting_runc(container, tmp_path), 3)
+    assert outputs == [b"0\n", b"1\n", b"2\n"]
+    assert (tmp_path / "overlaps").exists()
+
+
+def test_runc_starts_need_a_thread() -> None:
+    with pytest.raises(ValueError, match="at least one thread, got 0"):
+        RuncStarts(0)
+
+
+@pytest.mark.parametrize(
+    ("proc_cgroup", "mountinfo", "expected"),
+    [
+        # cpu and cpuacct mounted together; cpuset is not cpu
+        (
+            "5:cpuset:/x\n4:cpu,cpuacct:/system.slice/w.service\n0::/\n",
+            "30 25 0:27 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset\n"
+            "31 25 0:28 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n",
+            "/sys/fs/cgroup/cpu,cpuacct/system.slice/w.service",
+        ),
+        # the root cgroup
+        (
+            "3:cpu:/\n",
+            "31 25 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n",
+            "/sys/fs/cgroup/cpu",
+        ),
+        # a hierarchy mounted from below its root (a container's view)
+        (
+            "3:cpu:/docker/abc/inner\n",
+            "31 25 0:28 /docker/abc /sys/fs/cgroup/cpu ro - cgroup cgroup rw,cpu\n",
+            "/sys/fs/cgroup/cpu/inner",
+        ),
+        # cgroup v2 only: no v1 cpu hierarchy
+        (
+            "0::/system.slice/w.service\n",
+            "29 24 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+            None,
+        ),
+        # a cpu cgroup but its hierarchy not mounted here
+        ("3:cpu:/a\n", "29 24 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n", None),
+    ],
+)
+def test_the_cpu_cgroup_of_this_process_is_found_from_proc(
+    proc_cgroup: str, mountinfo: str, expected: str | None
+) -> None:
+    assert _v1_cpu_cgroup(proc_cgroup, mountinfo) == expected

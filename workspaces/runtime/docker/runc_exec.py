@@ -28,6 +28,9 @@ pipes any more, or 2 s after the exec's own process ended, as the engine ends it
 An exec runc cannot start (a working directory or program that does not exist, say)
 ends as the engine's does: no process, exit code 126, runc's reason as its output.
 
+runc runs on a few threads of this process at a low CPU weight (runc_starts.py), so
+that starting execs does not take the machine from the web tier's requests.
+
 Anything else is the engine's: a tty or stdin, a user given by name, a container
 that is not runc's (gVisor), not running or not on this host, a process that is
 not root here (``create`` answers None).
@@ -61,6 +64,7 @@ from workspaces.runtime.base import (
     ExecSpec,
     ExecState,
 )
+from workspaces.runtime.docker.runc_starts import RuncStarts, default_starts
 
 logger = logging.getLogger(__name__)
 
@@ -243,8 +247,9 @@ class _Exec:
             f"{what}: {reason}", engine_status=500, container_id=self.container.container_id
         )
 
-    def start(self) -> tuple[int, int]:
-        """Start the process; the read ends of its stdout and stderr pipes."""
+    def start(self, starts: RuncStarts) -> tuple[int, int]:
+        """Start the process (runc on one of ``starts``' threads); the read ends of its
+        stdout and stderr pipes."""
         _become_subreaper()
         out_read, out_write = os.pipe2(os.O_CLOEXEC)
         err_read, err_write = os.pipe2(os.O_CLOEXEC)
@@ -255,7 +260,7 @@ class _Exec:
             # The reaper leaves this process's container children alone until the new one
             # is known to it: it is one of them from runc's exit on.
             with _reaper.starting():
-                self.pid = self._run_runc(workdir, out_write, err_write)
+                self.pid = starts.run(lambda: self._run_runc(workdir, out_write, err_write))
                 if self.pid:
                     # Its child now: its end is seen, and its status taken, here.
                     self.pidfd = self._open_pidfd()
@@ -533,7 +538,8 @@ class RuncExecOutput(ExecOutput):
 class RuncExecs:
     """The execs this process started with runc, by id (``runc-`` and 32 hex digits)."""
 
-    def __init__(self) -> None:
+    def __init__(self, starts: RuncStarts | None = None) -> None:
+        self._starts = starts  # None: this process's (runc_starts.default_starts)
         self._lock = threading.Lock()
         self._prepared: OrderedDict[str, _Exec] = OrderedDict()
         self._started: dict[str, _Exec] = {}
@@ -562,7 +568,7 @@ class RuncExecs:
         if prepared is None:
             raise self._unknown(exec_id)
         try:
-            stdout, stderr = prepared.start()
+            stdout, stderr = prepared.start(self._starts or default_starts())
         except BaseException as exc:
             with self._lock:
                 self._started.pop(exec_id, None)
