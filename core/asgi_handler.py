@@ -19,10 +19,13 @@ ahead of the socket (:func:`_read_ahead`): Django's handler would first read a
 synchronous iterator to its end into a list on its one shared thread, so a 64 MiB
 download was held in memory whole, and only sent once it had all been read.
 
-Threads: two pools per process. Quick reads (:func:`is_quick_read`: a GET of the
+Threads: three pools per process. Quick reads (:func:`is_quick_read`: a GET of the
 REST API that only reads the database, no wait, no engine) run on
-``DEVBENCH_WEB_QUICK_THREADS`` threads (default 3); everything else on
-``DEVBENCH_WEB_THREADS`` (default 200). A request that waits (an exec long-poll,
+``DEVBENCH_WEB_QUICK_THREADS`` threads (default 3); file metadata reads
+(:func:`is_engine_read`: fs stat and list, answered by the workspace's node) on
+``DEVBENCH_WEB_ENGINE_READ_THREADS`` (default 3), which overflow to the large pool
+while a node that stopped answering holds them all (``core.engine_read_pool``);
+everything else on ``DEVBENCH_WEB_THREADS`` (default 200). A request that waits (an exec long-poll,
 ``wait: true``) holds a thread for its wait, so the large pool bounds how many
 such waits one web process serves at once; more queue for a thread.
 
@@ -42,7 +45,7 @@ import contextvars
 import re
 import threading
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
@@ -55,13 +58,16 @@ from django.http import FileResponse, HttpRequest, HttpResponseBase, StreamingHt
 from django.urls import ResolverMatch, set_script_prefix
 
 from core import resolved_paths, streamed_body
+from core.engine_read_pool import EngineReadPool
 
-_pools: dict[str, ThreadPoolExecutor] = {}
+_pools: dict[str, Executor] = {}
 _pools_lock = threading.Lock()
 
 # REST reads that call the engine (files, archives, stats) or several nodes (system status):
 # they may take as long as an engine, so they run with the writes.
 _ENGINE_BOUND = re.compile(r"/(files|archive|stats)(/|$)|^/api/v1/system/")
+# Of those, the file metadata reads: a node answers them in a millisecond or two.
+_ENGINE_READ = re.compile(r"^/api/v1/workspaces/[^/]+/files/(stat|list)$")
 
 
 # Authorization headers whose verification reads only the database (API tokens: the
@@ -76,22 +82,30 @@ def register_quick_credential(header_prefix: bytes) -> None:
         _quick_credentials.append(header_prefix)
 
 
-def is_quick_read(scope: dict[str, Any]) -> bool:
-    """A GET of the REST API that only reads the database: no wait (no query naming one,
-    nor a percent-encoded query, which could spell one), no engine call, a credential
-    checked against the database. tests/test_asgi_handler.py lists every one of them."""
-    path: str = scope["path"]
+def _api_read(scope: dict[str, Any]) -> bool:
+    """A GET of the REST API without a wait (no query naming one, nor a percent-encoded
+    query, which could spell one), with a credential checked against the database."""
     query: bytes = scope.get("query_string", b"")
     if not (
         scope["method"] in ("GET", "HEAD")
-        and path.startswith("/api/v1/")
+        and scope["path"].startswith("/api/v1/")
         and b"wait" not in query
         and b"%" not in query
-        and _ENGINE_BOUND.search(path) is None
     ):
         return False
     authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
     return authorization.startswith(tuple(_quick_credentials))
+
+
+def is_quick_read(scope: dict[str, Any]) -> bool:
+    """An API read (:func:`_api_read`) that only reads the database: no engine call.
+    tests/test_asgi_handler.py lists every one of them."""
+    return _ENGINE_BOUND.search(scope["path"]) is None and _api_read(scope)
+
+
+def is_engine_read(scope: dict[str, Any]) -> bool:
+    """An API read of a file's or a directory's metadata (fs stat, fs list)."""
+    return _ENGINE_READ.match(scope["path"]) is not None and _api_read(scope)
 
 
 async def _read_ahead(
@@ -131,7 +145,24 @@ def _executor(quick: bool) -> ThreadPoolExecutor:
         if kind not in _pools:
             size = settings.DEVBENCH_WEB_QUICK_THREADS if quick else settings.DEVBENCH_WEB_THREADS
             _pools[kind] = ThreadPoolExecutor(max_workers=int(size), thread_name_prefix=kind)
-        return _pools[kind]
+        return cast(ThreadPoolExecutor, _pools[kind])
+
+
+def _engine_reads() -> EngineReadPool:
+    with _pools_lock:
+        if "engine-read" not in _pools:
+            _pools["engine-read"] = EngineReadPool(
+                int(settings.DEVBENCH_WEB_ENGINE_READ_THREADS), lambda: _executor(False)
+            )
+        return cast(EngineReadPool, _pools["engine-read"])
+
+
+def _pool_for(scope: dict[str, Any]) -> Executor:
+    if is_quick_read(scope):
+        return _executor(True)
+    if is_engine_read(scope):
+        return _engine_reads()
+    return _executor(False)
 
 
 class OneHopASGIHandler(ASGIHandler):
@@ -152,7 +183,7 @@ class OneHopASGIHandler(ASGIHandler):
             context = contextvars.copy_context()
             loop = asyncio.get_running_loop()
             response = await loop.run_in_executor(
-                _executor(is_quick_read(scope)), context.run, self._respond, scope, body_file
+                _pool_for(scope), context.run, self._respond, scope, body_file
             )
             if isinstance(response, StreamingHttpResponse) and not response.is_async:
                 chunks = cast(Iterator[bytes], response.streaming_content)

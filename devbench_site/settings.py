@@ -516,6 +516,9 @@ DEVBENCH_TOKEN_CACHE_S = env_int("DEVBENCH_TOKEN_CACHE_S", 5)
 DEVBENCH_WEB_THREADS = env_int("DEVBENCH_WEB_THREADS", 200)
 # Threads per web process for quick reads (database-only REST GETs): core/asgi_handler.py.
 DEVBENCH_WEB_QUICK_THREADS = env_int("DEVBENCH_WEB_QUICK_THREADS", 3)
+# Threads per web process for file metadata reads (fs stat and list, answered by the
+# workspace's node); they overflow to the large pool while a stuck node holds them all.
+DEVBENCH_WEB_ENGINE_READ_THREADS = env_int("DEVBENCH_WEB_ENGINE_READ_THREADS", 3)
 # A large file upload is read by its view while it arrives (core/streamed_body.py); it
 # fails with request_body_incomplete when no part of it arrives for this long.
 DEVBENCH_UPLOAD_STALL_S = env_int("DEVBENCH_UPLOAD_STALL_S", 60)

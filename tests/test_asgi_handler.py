@@ -18,7 +18,7 @@ from django.test import override_settings
 from django.urls import Resolver404, path
 
 from core import asgi_handler
-from core.asgi_handler import OneHopASGIHandler, is_quick_read
+from core.asgi_handler import OneHopASGIHandler, is_engine_read, is_quick_read
 from tenants.tokens import TOKEN_PREFIX
 
 
@@ -141,6 +141,34 @@ def test_every_quick_read_is_listed() -> None:
     assert not is_quick_read(_scope("/api/v1/execs/e", []))
     assert not is_quick_read(_scope("/api/v1/workspaces", token, method="POST"))
     assert not is_quick_read(_scope("/t/acme/workspaces/", token))
+
+
+# The GETs that run on the engine-read pool: answered by a node in a millisecond or two.
+ENGINE_READS = {"/api/v1/workspaces/{ref}/files/stat", "/api/v1/workspaces/{ref}/files/list"}
+
+
+def test_every_engine_read_is_listed() -> None:
+    from devbench_site.api import api
+
+    schema = api.get_openapi_schema(path_prefix="/api/v1/")
+    gets = [path for path, ops in schema["paths"].items() if "get" in ops]
+    token = [(b"authorization", f"Bearer {TOKEN_PREFIX}abcdefgh_secret".encode())]
+    engine_reads = {
+        path
+        for path in gets
+        if is_engine_read(_scope(path.replace("{", "").replace("}", ""), token))
+    }
+    assert engine_reads == ENGINE_READS
+    stat = "/api/v1/workspaces/w/files/stat"
+    assert is_engine_read(_scope(stat, token, query=b"path=/workspace/a"))
+    assert asgi_handler._pool_for(_scope(stat, token)) is asgi_handler._engine_reads()
+    # A file's content, an archive, a wait, a write, an OIDC token: the large pool.
+    assert not is_engine_read(_scope("/api/v1/workspaces/w/files", token))
+    assert not is_engine_read(_scope("/api/v1/workspaces/w/archive", token))
+    assert not is_engine_read(_scope(stat, token, query=b"wait_s=3"))
+    assert not is_engine_read(_scope(stat, token, method="POST"))
+    assert not is_engine_read(_scope(stat, [(b"authorization", b"Bearer eyJ.x.y")]))
+    assert asgi_handler._pool_for(_scope(stat, [])) is asgi_handler._executor(False)
 
 
 @pytest.mark.django_db(transaction=True)
