@@ -143,8 +143,9 @@ def workspace_group(public_id: str) -> str:
 
 
 def workspace_changed(workspace: Workspace, *, status: str) -> None:
-    """Wake the spawns waiting on ``workspace`` (call after the change is committed); a
-    lost message only costs them latency: they re-read the row every second."""
+    """Wake the spawns waiting on ``workspace``: call only once the change to ``status`` is
+    committed (a waiter takes the message for the row's state); a lost message only
+    costs them latency: they re-read the row every second."""
     notify.publish_group(
         workspace_group(workspace.public_id), {"type": "workspace.event", "status": status}
     )

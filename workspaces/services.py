@@ -440,12 +440,18 @@ def workspace_error(*, workspace: Workspace) -> DevBenchError:
     )
 
 
+def _announces_left_creating(message: dict[str, Any]) -> bool:
+    status = message.get("status")
+    return isinstance(status, str) and status != WorkspaceStatus.CREATING
+
+
 def workspace_wait_running(*, workspace: Workspace, timeout_s: float | None = None) -> Workspace:
     """Wait until the worker has finished with the row; works across processes.
 
     Woken by the worker's message when the row leaves ``creating``
     (``provisioning.workspace_changed``), not by polling it; the row is re-read at
-    least every second all the same, so a lost message costs latency only.
+    least every second all the same, so a lost message costs latency only. The message
+    is sent once its status is committed, so it ends the wait without a read of its own.
     """
     timeout = settings.DEVBENCH_SPAWN_WAIT_S if timeout_s is None else timeout_s
     rows = Workspace.objects.filter(pk=workspace.pk)
@@ -454,7 +460,11 @@ def workspace_wait_running(*, workspace: Workspace, timeout_s: float | None = No
         return rows.values_list("status", flat=True).first() != WorkspaceStatus.CREATING
 
     if not notify.wait_for_group(
-        workspace_group(workspace.public_id), left_creating, timeout_s=timeout
+        workspace_group(workspace.public_id),
+        left_creating,
+        timeout_s=timeout,
+        ends_on=_announces_left_creating,
+        check_first=False,  # it is read once subscribed: one read, not two
     ):
         raise SpawnTimeout(
             f"Workspace '{workspace}' is still being created after {timeout:g} s; it will "
