@@ -101,12 +101,21 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def _ensure_database(url: str) -> None:
+def _ensure_database(url: str, *, fresh: bool = False) -> None:
+    """Create the benchmark's database if missing; ``fresh``: drop it first, whatever
+    is connected to it (it is the benchmark's own)."""
     import psycopg
 
     name = url.rsplit("/", 1)[1]
+    if fresh and not name.startswith("devbench_bench"):
+        raise SystemExit(
+            f"BENCH_DATABASE_URL names {name!r}: every run drops and creates its database, "
+            "so it must be one of the benchmark's own (a name starting devbench_bench)."
+        )
     admin_url = url.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin_url, autocommit=True) as conn:
+        if fresh:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{name}"')

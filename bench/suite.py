@@ -6,7 +6,7 @@
 (``bench/run`` installs ``wrk`` when missing, then runs this file.) Production
 mode: PostgreSQL, Redis, a Celery worker and the web server (``scripts/serve``
 when the repository has it, else one daphne) are started here; the database
-``devbench_bench`` is created and migrated if missing. Give it a Redis
+``devbench_bench`` is created anew (dropped first) and migrated for every run. Give it a Redis
 database no other worker listens on (``BENCH_REDIS_URL``, default db 5).
 
 Rows (ours | the raw engine doing the same work, same run, alternating):
@@ -213,7 +213,9 @@ class Bench:
 
         self.args = args
         (ROOT / "var").mkdir(exist_ok=True)
-        _ensure_database(ENV["DATABASE_URL"])
+        # An empty database for every run, as on a new machine: no run inherits the
+        # output earlier runs stored (3.4 GB after a day of runs).
+        _ensure_database(ENV["DATABASE_URL"], fresh=True)
         django.setup()
         from django.core.management import call_command
 
