@@ -513,12 +513,12 @@ DEVBENCH_EXEC_HEARTBEAT_S = env_int("DEVBENCH_EXEC_HEARTBEAT_S", 2)
 DEVBENCH_TOKEN_CACHE_S = env_int("DEVBENCH_TOKEN_CACHE_S", 5)
 # Threads per web process that run requests (core/asgi_handler.py); a waiting request
 # (exec long-poll, wait: true) holds one while it waits.
-DEVBENCH_WEB_THREADS = env_int("DEVBENCH_WEB_THREADS", 200)
+DEVBENCH_WEB_THREADS = env_int("DEVBENCH_WEB_THREADS", 200, minimum=1)
 # Threads per web process for quick reads (database-only REST GETs): core/asgi_handler.py.
-DEVBENCH_WEB_QUICK_THREADS = env_int("DEVBENCH_WEB_QUICK_THREADS", 3)
+DEVBENCH_WEB_QUICK_THREADS = env_int("DEVBENCH_WEB_QUICK_THREADS", 3, minimum=1)
 # Threads per web process for file metadata reads (fs stat and list, answered by the
 # workspace's node); they overflow to the large pool while a stuck node holds them all.
-DEVBENCH_WEB_ENGINE_READ_THREADS = env_int("DEVBENCH_WEB_ENGINE_READ_THREADS", 3)
+DEVBENCH_WEB_ENGINE_READ_THREADS = env_int("DEVBENCH_WEB_ENGINE_READ_THREADS", 3, minimum=1)
 # A large file upload is read by its view while it arrives (core/streamed_body.py); it
 # fails with request_body_incomplete when no part of it arrives for this long.
 DEVBENCH_UPLOAD_STALL_S = env_int("DEVBENCH_UPLOAD_STALL_S", 60)
@@ -532,11 +532,9 @@ DEVBENCH_EXEC_REDISPATCH_AFTER_S = env_int("DEVBENCH_EXEC_REDISPATCH_AFTER_S", 1
 DEVBENCH_RUNC_EXECS = env_bool("DEVBENCH_RUNC_EXECS", True)
 # How many of those runc starts run at once per process, on threads at a low CPU weight
 # (workspaces/runtime/docker/runc_starts.py): half the usable cores, at least one.
-DEVBENCH_RUNC_STARTS = env_int("DEVBENCH_RUNC_STARTS", max(1, len(os.sched_getaffinity(0)) // 2))
-if DEVBENCH_RUNC_STARTS < 1:
-    raise ImproperlyConfigured(
-        f"DEVBENCH_RUNC_STARTS must be at least 1, got {DEVBENCH_RUNC_STARTS}"
-    )
+DEVBENCH_RUNC_STARTS = env_int(
+    "DEVBENCH_RUNC_STARTS", max(1, len(os.sched_getaffinity(0)) // 2), minimum=1
+)
 # Runners a node worker starts at once when handed them through its agent, besides its
 # Celery pool (execution/hand_off.py); more go through the queue. 0: always the queue.
 DEVBENCH_EXEC_HAND_OFF_RUNNERS = env_int("DEVBENCH_EXEC_HAND_OFF_RUNNERS", 24)

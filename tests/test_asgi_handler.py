@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -115,18 +116,20 @@ QUICK_READS = {
 }
 
 
-def test_every_quick_read_is_listed() -> None:
+def _api_gets_where(
+    kind: Callable[[dict[str, Any]], bool], headers: list[tuple[bytes, bytes]]
+) -> set[str]:
+    """The REST API's GET paths (from its schema) whose requests ``kind`` accepts."""
     from devbench_site.api import api
 
     schema = api.get_openapi_schema(path_prefix="/api/v1/")
     gets = [path for path, ops in schema["paths"].items() if "get" in ops]
+    return {p for p in gets if kind(_scope(p.replace("{", "").replace("}", ""), headers))}
+
+
+def test_every_quick_read_is_listed() -> None:
     token = [(b"authorization", f"Bearer {TOKEN_PREFIX}abcdefgh_secret".encode())]
-    quick = {
-        path
-        for path in gets
-        if is_quick_read(_scope(path.replace("{", "").replace("}", ""), token))
-    }
-    assert quick == QUICK_READS
+    assert _api_gets_where(is_quick_read, token) == QUICK_READS
     # Engine-bound reads are not quick, nor is a wait, nor a write, nor a page.
     engine_bound = ["/api/v1/workspaces/w/stats", "/api/v1/workspaces/w/files/stat",
                     "/api/v1/workspaces/w/archive", "/api/v1/system/status"]  # fmt: skip
@@ -148,17 +151,8 @@ ENGINE_READS = {"/api/v1/workspaces/{ref}/files/stat", "/api/v1/workspaces/{ref}
 
 
 def test_every_engine_read_is_listed() -> None:
-    from devbench_site.api import api
-
-    schema = api.get_openapi_schema(path_prefix="/api/v1/")
-    gets = [path for path, ops in schema["paths"].items() if "get" in ops]
     token = [(b"authorization", f"Bearer {TOKEN_PREFIX}abcdefgh_secret".encode())]
-    engine_reads = {
-        path
-        for path in gets
-        if is_engine_read(_scope(path.replace("{", "").replace("}", ""), token))
-    }
-    assert engine_reads == ENGINE_READS
+    assert _api_gets_where(is_engine_read, token) == ENGINE_READS
     stat = "/api/v1/workspaces/w/files/stat"
     assert is_engine_read(_scope(stat, token, query=b"path=/workspace/a"))
     assert asgi_handler._pool_for(_scope(stat, token)) is asgi_handler._engine_reads()

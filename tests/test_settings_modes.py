@@ -91,6 +91,14 @@ def test_production_check_deploy_is_clean():
         ({"REDIS_URL": ""}, "both DATABASE_URL and REDIS_URL"),
         ({"DEBUG": "maybe"}, "boolean"),
         ({"DATABASE_PREPARED_STATEMENTS": "sometimes"}, "DATABASE_PREPARED_STATEMENTS"),
+        # A pool of no threads would fail every request given to it, not the start.
+        (
+            {"DEVBENCH_WEB_ENGINE_READ_THREADS": "0"},
+            "DEVBENCH_WEB_ENGINE_READ_THREADS must be at least 1, got 0",
+        ),
+        ({"DEVBENCH_WEB_QUICK_THREADS": "-1"}, "DEVBENCH_WEB_QUICK_THREADS must be at least 1"),
+        ({"DEVBENCH_RUNC_STARTS": "0"}, "DEVBENCH_RUNC_STARTS must be at least 1, got 0"),
+        ({"DEVBENCH_WEB_THREADS": "many"}, "DEVBENCH_WEB_THREADS must be an integer"),
     ],
 )
 def test_production_refuses_insecure_or_broken_configuration(overrides, message):
