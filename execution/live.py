@@ -35,8 +35,18 @@ FOLLOW = "exec_output"
 KEEP_BYTES = 2 * 1024 * 1024
 # ... and at most this many chunks (output in many tiny chunks: a line at a time).
 KEEP_CHUNKS = 4096
-# A batch sent to a watcher holds at most this much (then the next one).
+# Output a follower has not been given yet is kept longer, up to these bounds: a burst
+# (8 MiB in ~40 ms) outruns any watcher by more than KEEP_BYTES, and each watcher then
+# read the rest back from the database, a megabyte at a time, in the web process (a
+# stream's time up by a fifth or more; bench/README.md). Past them, the gap as before.
+FOLLOWED_KEEP_BYTES = 16 * 1024 * 1024
+FOLLOWED_KEEP_CHUNKS = 4 * KEEP_CHUNKS
+# A batch sent to a watcher holds at most this much (then the next one)...
 BATCH_BYTES = 1024 * 1024
+# ... but a follow's first batches are smaller, doubling up to it: a watcher sees nothing
+# of a batch until all of it has crossed to the web process, and a first megabyte held
+# its first byte back by ~5 ms (bench/README.md).
+FIRST_BATCH_BYTES = 64 * 1024
 # A quiet follow sends an empty piece this often: a watcher that left is noticed.
 KEEPALIVE_S = 5.0
 CHUNK = struct.Struct(">QBI")
@@ -50,30 +60,65 @@ class LiveOutput:
     Chunks come numbered one after another (the runner's seq), so the chunk after a
     follower's seq is found by subtraction, not a scan."""
 
-    def __init__(self, keep_bytes: int = KEEP_BYTES, keep_chunks: int = KEEP_CHUNKS) -> None:
+    def __init__(
+        self,
+        keep_bytes: int = KEEP_BYTES,
+        keep_chunks: int = KEEP_CHUNKS,
+        *,
+        followed_bytes: int = FOLLOWED_KEEP_BYTES,
+        followed_chunks: int = FOLLOWED_KEEP_CHUNKS,
+    ) -> None:
         self._keep_bytes = keep_bytes
         self._keep_chunks = keep_chunks
+        self._followed_bytes = max(keep_bytes, followed_bytes)
+        self._followed_chunks = max(keep_chunks, followed_chunks)
         self._changed = threading.Condition()
         self._chunks: list[Chunk] = []
         self._head = 0  # index of the oldest chunk kept; those before it are let go
         self._bytes = 0
         self._ended = False
+        # Each follower's seq: what it has been given (it asks for what comes after).
+        self._given: dict[object, int] = {}
 
     def add(self, chunks: Sequence[Chunk]) -> None:
         with self._changed:
             for chunk in chunks:
                 self._chunks.append(chunk)
                 self._bytes += len(chunk[2])
-            # The newest chunk stays even if it alone is larger than the bound.
-            while len(self._chunks) - self._head > 1 and (
-                self._bytes > self._keep_bytes or len(self._chunks) - self._head > self._keep_chunks
-            ):
-                self._bytes -= len(self._chunks[self._head][2])
-                self._head += 1
-            if self._head > self._keep_chunks:  # now and then, not on every add
-                del self._chunks[: self._head]
-                self._head = 0
+            self._trim()
             self._changed.notify_all()
+
+    def join(self, follower: object, after_seq: int) -> None:
+        """``follower`` reads from ``after_seq`` on: what it has not been given is kept
+        longer (up to the followed bounds) until it leaves (:meth:`leave`)."""
+        with self._changed:
+            self._given[follower] = after_seq
+
+    def leave(self, follower: object) -> None:
+        with self._changed:
+            self._given.pop(follower, None)
+            self._trim()
+
+    def _trim(self) -> None:
+        """Let the oldest chunks go past the bounds; the newest stays even if it alone is
+        larger than them."""
+        behind = min(self._given.values(), default=None)
+        while (kept := len(self._chunks) - self._head) > 1 and (
+            self._bytes > self._keep_bytes or kept > self._keep_chunks
+        ):
+            oldest_seq, _, oldest = self._chunks[self._head]
+            if (
+                behind is not None
+                and oldest_seq > behind
+                and self._bytes <= self._followed_bytes
+                and kept <= self._followed_chunks
+            ):
+                break  # a follower has yet to be given it
+            self._bytes -= len(oldest)
+            self._head += 1
+        if self._head > self._keep_chunks:  # now and then, not on every add
+            del self._chunks[: self._head]
+            self._head = 0
 
     def end(self) -> None:
         with self._changed:
@@ -86,12 +131,22 @@ class LiveOutput:
             self._changed.notify_all()
 
     def after(
-        self, seq: int, *, timeout_s: float, stop: threading.Event | None = None
+        self,
+        seq: int,
+        *,
+        timeout_s: float,
+        stop: threading.Event | None = None,
+        follower: object = None,
+        max_bytes: int | None = None,
     ) -> tuple[list[Chunk], bool]:
-        """Chunks after ``seq`` (up to BATCH_BYTES; those no longer kept are skipped),
-        waiting up to ``timeout_s`` for one (or ``stop``); and whether the output has
-        ended with them."""
+        """Chunks after ``seq`` (up to ``max_bytes``, BATCH_BYTES by default, and at least
+        one; those no longer kept are skipped), waiting up to ``timeout_s`` for one (or
+        ``stop``); and whether the output has ended with them. A ``follower`` that joined
+        has been given everything up to ``seq``."""
         with self._changed:
+            if follower in self._given and self._given[follower] < seq:
+                self._given[follower] = seq
+                self._trim()
             self._changed.wait_for(
                 lambda: (
                     self._ended
@@ -108,7 +163,7 @@ class LiveOutput:
                 start += min(kept, max(0, seq + 1 - self._chunks[self._head][0]))
             for index in range(start, len(self._chunks)):
                 chunk = self._chunks[index]
-                if batch and size + len(chunk[2]) > BATCH_BYTES:
+                if batch and size + len(chunk[2]) > (max_bytes or BATCH_BYTES):
                     return batch, False
                 batch.append(chunk)
                 size += len(chunk[2])
@@ -159,12 +214,23 @@ def decode(piece: bytes) -> list[list[Any]]:
     return chunks
 
 
-def _pieces(output: LiveOutput, after_seq: int, stop: threading.Event) -> Iterator[bytes]:
+def _pieces(
+    output: LiveOutput, after_seq: int, stop: threading.Event, follower: object
+) -> Iterator[bytes]:
     seq = after_seq
+    batch_bytes = FIRST_BATCH_BYTES
     while not stop.is_set():
-        chunks, ended = output.after(seq, timeout_s=KEEPALIVE_S, stop=stop)
+        # Asked once the previous piece is on its way: that piece has been given.
+        chunks, ended = output.after(
+            seq,
+            timeout_s=KEEPALIVE_S,
+            stop=stop,
+            follower=follower,
+            max_bytes=min(batch_bytes, BATCH_BYTES),
+        )
         if chunks:
             seq = chunks[-1][0]
+            batch_bytes *= 2
             yield encode(chunks)
         elif not ended:
             yield b""  # keep-alive
@@ -178,13 +244,15 @@ class _Following:
     def __init__(self, output: LiveOutput, after_seq: int) -> None:
         self._output = output
         self._stop = threading.Event()
-        self._pieces = _pieces(output, after_seq, self._stop)
+        output.join(self, after_seq)
+        self._pieces = _pieces(output, after_seq, self._stop, self)
 
     def __iter__(self) -> Iterator[bytes]:
         return self._pieces
 
     def close(self) -> None:
         self._stop.set()
+        self._output.leave(self)
         self._output.wake()
 
 

@@ -38,6 +38,37 @@ def test_what_is_kept_is_bounded_and_a_follower_behind_it_gets_a_gap() -> None:
     assert [c[0] for c in chunks] == [4]
 
 
+def test_what_a_follower_has_not_been_given_is_kept_longer_up_to_its_own_bound() -> None:
+    output = live.LiveOutput(keep_bytes=10, keep_chunks=100, followed_bytes=30)
+    follower = object()
+    output.join(follower, 0)
+    output.add([_chunk(seq) for seq in range(1, 7)])  # 24 bytes: none given yet, all kept
+    chunks, _ = output.after(0, timeout_s=0, follower=follower)
+    assert [c[0] for c in chunks] == [1, 2, 3, 4, 5, 6]
+    output.add([_chunk(7), _chunk(8)])  # 32 bytes, past the follower's bound: 1 goes
+    assert [c[0] for c in output.after(0, timeout_s=0)[0]] == [2, 3, 4, 5, 6, 7, 8]
+    output.after(5, timeout_s=0, follower=follower)  # given up to 5: those before go
+    assert [c[0] for c in output.after(0, timeout_s=0)[0]] == [6, 7, 8]
+    output.leave(follower)  # nobody behind: back to the plain bound
+    assert [c[0] for c in output.after(0, timeout_s=0)[0]] == [7, 8]
+
+
+def test_a_follower_that_stays_behind_does_not_hold_output_past_the_plain_bound() -> None:
+    output = live.LiveOutput(keep_bytes=8, keep_chunks=100, followed_bytes=16)
+    slow, fast = object(), object()
+    output.join(slow, 0)
+    output.join(fast, 0)
+    for seq in range(1, 11):
+        output.add([_chunk(seq)])
+        output.after(seq, timeout_s=0, follower=fast)
+    # The slow one holds the followed bound (16 bytes), no more: it has a gap to fill.
+    chunks, _ = output.after(0, timeout_s=0, follower=slow)
+    assert [c[0] for c in chunks] == [7, 8, 9, 10]
+    output.after(10, timeout_s=0, follower=slow)
+    output.add([_chunk(11)])
+    assert [c[0] for c in output.after(0, timeout_s=0)[0]] == [10, 11]
+
+
 def test_output_in_many_tiny_chunks_is_bounded_by_their_number_too() -> None:
     output = live.LiveOutput(keep_bytes=10**9, keep_chunks=100)
     for seq in range(1, 1001):  # let go 100 at a time, now and then for good
