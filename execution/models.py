@@ -142,7 +142,7 @@ class Exec(models.Model):
 
 
 class ExecChunk(models.Model):
-    """A run of output of one stream, at most 64 KiB; ``seq`` counts from 1 per exec."""
+    """A run of output of one stream, at most 256 KiB; ``seq`` counts from 1 per exec."""
 
     # No index of its own: the unique (exec, seq) below serves every lookup by exec.
     exec = models.ForeignKey(Exec, on_delete=models.CASCADE, related_name="chunks", db_index=False)

@@ -244,7 +244,7 @@ def chunk_rows(exec_pk: int, chunks: list[tuple[int, int, bytes]]) -> list[ExecC
 def insert_chunks(rows: list[ExecChunk]) -> None:
     """Insert chunk rows; on PostgreSQL with binary parameters in one pipelined batch.
 
-    Django's default client-side binding would spell every byte of a 64 KiB
+    Django's default client-side binding would spell every byte of a
     chunk out as an escaped literal in the SQL text, which the server must parse.
     """
     if connection.vendor != "postgresql":

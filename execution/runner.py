@@ -27,7 +27,7 @@ from django.conf import settings
 from core import metrics
 from core.errors import DevBenchError
 from execution import live, notify, state
-from execution.coalesce import MAX_DELAY_S, Coalescer
+from execution.coalesce import MAX_DELAY_S, Coalescer, chunk_bytes_for
 from execution.drain import drain_deadline
 from execution.models import Exec, ExecChunk, ExecStatus, Stream
 from execution.persist import OutputStore
@@ -45,7 +45,7 @@ from workspaces.runtime.base import (
 
 logger = logging.getLogger(__name__)
 
-# Output already waiting in the reader is taken together (several ≤64 KiB chunks) up to
+# Output already waiting in the reader is taken together (several chunks) up to
 # this much, or until its oldest byte is due, before it is handed on: fewer messages
 # and commits, no added latency.
 STORE_BATCH_BYTES = 1024 * 1024
@@ -125,7 +125,10 @@ class ExecRunner:
         cap = exec_.tenant.policy.exec_output_cap_bytes
         self.live = notify.live_output()
         self.store = OutputStore(exec_, cap=cap, threaded=self.live)
-        self.coalescer = Coalescer(max_delay_s=LIVE_FLUSH_S if self.live else MAX_DELAY_S)
+        self.coalescer = Coalescer(
+            max_bytes=chunk_bytes_for(cap),
+            max_delay_s=LIVE_FLUSH_S if self.live else MAX_DELAY_S,
+        )
         self.next_seq = 1
         self.produced: dict[int, int] = {Stream.STDOUT: 0, Stream.STDERR: 0}
         # The output as stored, per stream, while it stays within KEEP_OUTPUT_BYTES.

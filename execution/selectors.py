@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from core.pagination import Page, PageQuery, paginate
-from core.prepared import PreparedGet, PreparedList
+from core.prepared import PreparedGet
 from core.validation import escape_unstorable, is_line
 from execution.coalesce import encode
 from execution.errors import ExecNotFound
@@ -80,31 +81,47 @@ def exec_messages_after(
     """Stored chunks with seq > ``after_seq`` in order, up to ``max_bytes`` (at least one)."""
     messages: list[ExecMessage] = []
     total = 0
-    # Chunks are at most 64 KiB: fetch a bounded number of rows per query.
-    limit = max(1, max_bytes // (16 * 1024))
     cursor = after_seq
+    rows_at_most = _FIRST_ROWS
     while True:
-        # Read on every poll: compiled once (core.prepared).
-        rows = _CHUNKS_AFTER.rows(limit=limit, exec_id=exec_pk, seq=cursor)
-        for chunk in rows:
-            raw = bytes(chunk.data)
-            if messages and total + len(raw) > max_bytes:
-                return messages
-            messages.append(exec_message(seq=chunk.seq, stream=chunk.stream, data=raw))
+        rows = _chunks_within(
+            exec_pk, cursor, budget=max_bytes - total, rows_at_most=rows_at_most, first=not messages
+        )
+        for seq, stream, data in rows:
+            raw = bytes(data)
+            messages.append(exec_message(seq=seq, stream=stream, data=raw))
             total += len(raw)
-            cursor = chunk.seq
-        if len(rows) < limit:
-            return messages
+            cursor = seq
+        if len(rows) < rows_at_most:
+            return messages  # the budget is spent, or the output
+        # All of them fit: output in small chunks (lines). Larger steps from now on.
+        rows_at_most = min(rows_at_most * 4, _MAX_ROWS)
 
 
-_CHUNKS_AFTER = PreparedList(
-    ExecChunk,
-    "exec_id",
-    "seq",
-    build=lambda qs, value: qs.filter(exec_id=value["exec_id"], seq__gt=value["seq"]).order_by(
-        "seq"
-    ),
-)
+# A query of chunks looks at this many rows first, then four times as many at each step.
+_FIRST_ROWS = 64
+_MAX_ROWS = 4096
+
+
+def _chunks_within(
+    exec_pk: int, after_seq: int, *, budget: int, rows_at_most: int, first: bool
+) -> list[tuple[int, int, bytes]]:
+    """``(seq, stream, data)`` of the chunks after ``after_seq``, in order, among the next
+    ``rows_at_most``, while their sizes add up to at most ``budget`` (``first``: the first
+    chunk whatever its size). The database adds the sizes up (a chunk's length is known
+    without reading its data): no chunk is fetched only to be left out, as a fixed number
+    of rows was, up to four times what a batch holds."""
+    table = connection.ops.quote_name(ExecChunk._meta.db_table)
+    sql = (
+        "SELECT seq, stream, data FROM ("  # noqa: S608 (the table's name, quoted)
+        "SELECT seq, stream, data, SUM(LENGTH(data)) OVER (ORDER BY seq) AS upto, "
+        "ROW_NUMBER() OVER (ORDER BY seq) AS n "
+        f"FROM {table} WHERE exec_id = %s AND seq > %s ORDER BY seq LIMIT %s"
+        ") AS next_chunks WHERE upto <= %s OR (n = 1 AND %s) ORDER BY seq"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [exec_pk, after_seq, rows_at_most, budget, first])
+        return [(int(seq), int(stream), data) for seq, stream, data in cursor.fetchall()]
 
 
 def exec_output(*, exec_pk: int) -> tuple[bytes, bytes]:

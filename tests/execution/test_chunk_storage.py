@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from execution.models import Exec, ExecChunk
-from execution.selectors import exec_get
+from execution.selectors import exec_get, exec_messages_after
 from tenants.principal import system_principal
 from tests.factories import ExecFactory, TenantFactory, WorkspaceFactory
 from workspaces.models import Workspace
@@ -86,3 +86,42 @@ def test_a_tenant_grown_since_the_last_analyze_still_has_its_exec_found_in_one_r
     scans = [n for n in nodes(plan["Plan"]) if "Index Name" in n or "Scan" in n["Node Type"]]
     assert scans and all(n.get("Rows Removed by Filter", 0) == 0 for n in scans), scans
     assert all(n["Node Type"] != "Seq Scan" for n in scans), scans
+
+
+@pytest.mark.django_db
+def test_a_batch_of_stored_output_holds_what_its_budget_allows_and_at_least_one_chunk(
+    tenant: Any,
+) -> None:
+    exec_ = ExecFactory(workspace__tenant=tenant)
+    sizes = [300, 300, 300, 5000, 10]
+    ExecChunk.objects.bulk_create(
+        ExecChunk(exec=exec_, seq=seq, stream=1, data=bytes([96 + seq]) * size)
+        for seq, size in enumerate(sizes, start=1)
+    )
+
+    def batch(after_seq: int) -> list[int]:
+        found = exec_messages_after(exec_pk=exec_.pk, after_seq=after_seq, max_bytes=700)
+        return [m.seq for m in found]
+
+    assert batch(0) == [1, 2]  # a third chunk would be 900 bytes
+    assert batch(2) == [3]
+    assert batch(3) == [4]  # larger than the budget alone: still one
+    assert batch(4) == [5]
+    assert batch(5) == []
+    first = exec_messages_after(exec_pk=exec_.pk, after_seq=0, max_bytes=700)[0]
+    assert first.data == "a" * 300 and first.stream == "stdout"
+
+
+@pytest.mark.django_db
+def test_output_in_many_small_chunks_comes_whole_within_one_batch(tenant: Any) -> None:
+    exec_ = ExecFactory(workspace__tenant=tenant)
+    ExecChunk.objects.bulk_create(
+        ExecChunk(exec=exec_, seq=seq, stream=1 + seq % 2, data=b"line %05d\n" % seq)
+        for seq in range(1, 6001)
+    )
+    found = exec_messages_after(exec_pk=exec_.pk, after_seq=0)  # 60 KB: one batch
+    assert [m.seq for m in found] == list(range(1, 6001))
+    assert found[-1].data == "line 06000\n" and found[-1].stream == "stdout"
+    # A budget reached mid-way stops it there, in the step it is reached in.
+    found = exec_messages_after(exec_pk=exec_.pk, after_seq=100, max_bytes=11 * 2000)
+    assert [m.seq for m in found] == list(range(101, 2101))

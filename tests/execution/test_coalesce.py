@@ -5,7 +5,15 @@ import base64
 from hypothesis import given
 from hypothesis import strategies as st
 
-from execution.coalesce import Coalescer, encode, incomplete_tail, split_points
+from execution.coalesce import (
+    MAX_CHUNK_BYTES,
+    MIN_CHUNK_BYTES,
+    Coalescer,
+    chunk_bytes_for,
+    encode,
+    incomplete_tail,
+    split_points,
+)
 
 OUT, ERR = 1, 2
 
@@ -138,3 +146,9 @@ def test_utf8_text_cut_anywhere_arrives_as_valid_utf8_chunks(pieces):
     assert b"".join(d for _, d in chunks) == data
     for _, chunk in chunks:
         assert encode(chunk)[1] == "utf-8"
+
+
+def test_a_chunk_is_at_most_a_quarter_of_the_output_cap():
+    assert chunk_bytes_for(16 * 1024 * 1024) == MAX_CHUNK_BYTES
+    assert chunk_bytes_for(200_000) == 50_000  # the tail kept: more than 150,000 bytes
+    assert chunk_bytes_for(100) == MIN_CHUNK_BYTES
