@@ -17,20 +17,16 @@ Only the four rows' own columns travel, as JSON; a row that does not decode
 from __future__ import annotations
 
 import logging
-from datetime import datetime
-from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import DEFAULT_DB_ALIAS, models
 
+from core.model_json import row_dump, row_load
 from execution.models import Exec
 from tenants.models import Tenant, TenantPolicy
 from workspaces.models import Workspace
 
 logger = logging.getLogger(__name__)
-
-M = TypeVar("M", bound=models.Model)
 
 _POLICY = Tenant.policy.related  # the reverse one-to-one: tenant -> policy
 
@@ -45,10 +41,10 @@ def runner_row(exec_: Exec) -> dict[str, Any] | None:
         return None
     try:
         return {
-            "exec": _dump(exec_),
-            "workspace": _dump(exec_.workspace),
-            "tenant": _dump(tenant),
-            "policy": _dump(tenant.policy),
+            "exec": row_dump(exec_),
+            "workspace": row_dump(exec_.workspace),
+            "tenant": row_dump(tenant),
+            "policy": row_dump(tenant.policy),
         }
     except TypeError as exc:  # a column JSON cannot carry: the runner reads the rows itself
         logger.warning("exec %s: no row for its runner (%s)", exec_.public_id, exc)
@@ -59,10 +55,10 @@ def runner_exec(row: dict[str, Any], *, exec_pk: int) -> Exec | None:
     """The exec ``runner_row`` made ``row`` of, as the runner's query would return it;
     None if the row does not decode or is not exec ``exec_pk``'s."""
     try:
-        exec_ = _load(Exec, row["exec"])
-        workspace = _load(Workspace, row["workspace"])
-        tenant = _load(Tenant, row["tenant"])
-        policy = _load(TenantPolicy, row["policy"])
+        exec_ = row_load(Exec, row["exec"])
+        workspace = row_load(Workspace, row["workspace"])
+        tenant = row_load(Tenant, row["tenant"])
+        policy = row_load(TenantPolicy, row["policy"])
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
         logger.warning("exec %s: the handed-off row does not decode (%r); loading it", exec_pk, exc)
         return None
@@ -80,31 +76,3 @@ def runner_exec(row: dict[str, Any], *, exec_pk: int) -> Exec | None:
     _POLICY.set_cached_value(tenant, policy)
     TenantPolicy.tenant.field.set_cached_value(policy, tenant)
     return exec_
-
-
-def _dump(instance: models.Model) -> dict[str, Any]:
-    return {
-        field.attname: _json_value(getattr(instance, field.attname))
-        for field in instance._meta.concrete_fields
-    }
-
-
-_JSON_TYPES = (str, int, float, bool, type(None), list, dict)
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, _JSON_TYPES):
-        return value
-    raise TypeError(f"{type(value).__name__} is not carried as JSON")
-
-
-def _load(model: type[M], data: Any) -> M:
-    if not isinstance(data, dict):
-        raise TypeError(f"{model.__name__}: not an object")
-    fields = model._meta.concrete_fields
-    values = [field.to_python(data[field.attname]) for field in fields]
-    return model.from_db(DEFAULT_DB_ALIAS, [field.attname for field in fields], values)

@@ -156,3 +156,10 @@ class MembershipRuleFactory(ModelFactory[MembershipRule]):
     tenant = factory.SubFactory(TenantFactory)
     provider_id = "corp"
     value = factory.Sequence(lambda n: f"group-{n}")
+
+
+def columns_of(instance: Any) -> dict[str, Any]:
+    """A row's own columns (by attribute name), to compare rows built two ways."""
+    return {
+        field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields
+    }

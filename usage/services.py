@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -59,6 +59,33 @@ def usage_run_sync(*, workspace: Workspace, at: datetime | None = None) -> None:
                     )
             except IntegrityError:
                 pass  # another process opened it at the same moment
+
+
+def usage_run_opened_sql(changed: str, status: str) -> str:
+    """PostgreSQL: two CTEs (``run_closed``, ``run_opened``, to follow the caller's, each
+    returning a row per run it wrote) that do what :func:`usage_run_sync` does for each
+    workspace of ``changed`` (a CTE with ``id``, ``tenant_id`` and ``at``) that has just
+    been set to ``status``, in the statement that set it: any open run of another state
+    closed at ``at``, one of the status's state opened unless it is.
+
+    One statement cannot do both to one workspace: the run the first closes is still
+    open to the second (one snapshot), whose insert then meets it in the unique index of
+    open runs and does nothing. So a workspace that had a run of another state open (a
+    row re-provisioned, never a new one) ends with none: the caller then calls
+    usage_run_sync. A run opened at the same moment by another process is a conflict
+    nothing is done about, as usage_run_sync's IntegrityError."""
+    state = _RUN_STATE[status]
+    table = connection.ops.quote_name(WorkspaceRun._meta.db_table)
+    wanted = f"'{state.value}'"  # one of the enumeration's own values, not input
+    return (
+        f"run_closed AS (UPDATE {table} SET ended_at = GREATEST(c.at, {table}.started_at) "  # noqa: S608
+        f"FROM {changed} c WHERE {table}.workspace_id = c.id AND {table}.ended_at IS NULL "
+        f"AND {table}.state <> {wanted} RETURNING 1), "
+        f"run_opened AS (INSERT INTO {table} (tenant_id, workspace_id, state, started_at) "
+        f"SELECT c.tenant_id, c.id, {wanted}, c.at FROM {changed} c WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {table} o WHERE o.workspace_id = c.id AND o.ended_at IS NULL "
+        f"AND o.state = {wanted}) ON CONFLICT DO NOTHING RETURNING 1)"
+    )
 
 
 def _add(tenant_id: int, day: date, **increments: float) -> None:

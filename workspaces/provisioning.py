@@ -10,9 +10,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from core import metrics
@@ -29,12 +32,12 @@ from execution import notify
 from tenants.audit import audit_record
 from tenants.models import AuditEvent, TenantPolicy
 from tenants.principal import system_principal
-from tenants.selectors import tenant_policy_get
-from usage.services import usage_run_sync
+from usage.services import usage_run_opened_sql, usage_run_sync
 from workspaces.models import Attachment, Workspace, WorkspaceStatus
 from workspaces.nodes import node_hand_off, workspace_driver
+from workspaces.provision_row import provision_row, provision_workspace
 from workspaces.runtime.base import LABEL_INSTANCE, LABEL_WORKSPACE, ContainerInfo, PullProgress
-from workspaces.spec import container_spec, engine_name, workspace_labels
+from workspaces.spec import container_spec, engine_name
 
 logger = logging.getLogger(__name__)
 
@@ -142,40 +145,116 @@ def workspace_group(public_id: str) -> str:
     return f"workspace.{public_id}"
 
 
-def workspace_changed(workspace: Workspace, *, status: str) -> None:
+def workspace_changed(
+    workspace: Workspace,
+    *,
+    status: str,
+    row: dict[str, Any] | None = None,
+    updated_at: datetime | None = None,
+) -> None:
     """Wake the spawns waiting on ``workspace``: call only once the change to ``status`` is
     committed (a waiter takes the message for the row's state); a lost message only
-    costs them latency: they re-read the row every second."""
-    notify.publish_group(
-        workspace_group(workspace.public_id), {"type": "workspace.event", "status": status}
-    )
+    costs them latency: they re-read the row every second. ``row``: the other fields that
+    change wrote (with ``updated_at``), which a waiter then needs not read."""
+    message: dict[str, Any] = {"type": "workspace.event", "status": status}
+    if row is not None and updated_at is not None:
+        message["row"] = {**row, "updated_at": updated_at.isoformat()}
+    notify.publish_group(workspace_group(workspace.public_id), message)
 
 
-def workspace_provision_enqueue(*, workspace: Workspace) -> None:
+def workspace_provision_enqueue(
+    *, workspace: Workspace, policy: TenantPolicy | None = None
+) -> None:
     """Have the workspace's node provision it (call once the row is committed): handed to
     its worker directly through its agent, without the broker's round trip, or, when the
     worker does not take it, queued as a task on the node's queue.
 
     Provisioning is safe to run twice, and a row left ``creating`` by a worker that died
-    is provisioned again by reconciliation, as after a lost task."""
+    is provisioned again by reconciliation, as after a lost task. With the tenant's
+    ``policy`` (as the spawn read it), the worker is handed the rows it would load
+    (``provision_row``)."""
     from workspaces.tasks import PROVISION, workspace_provision_task
 
-    if node_hand_off(workspace.node, PROVISION, {"workspace_pk": workspace.pk}):
+    args: dict[str, Any] = {"workspace_pk": workspace.pk}
+    row = provision_row(workspace, policy) if policy is not None else None
+    if row is not None:
+        args["row"] = row
+    if node_hand_off(workspace.node, PROVISION, args):
         return
     workspace_provision_task.apply_async(args=[workspace.pk], queue=node_queue(workspace.node))
 
 
-def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Workspace | None:
+def _mark_running(workspace: Workspace, *, container_id: str, now: datetime) -> bool:
+    """Mark the row running (if it is still creating) with its open usage run; False if
+    it was not creating any more. The run opens with the status, before anyone can see
+    the row running: a pause that follows at once (its caller is woken next) would
+    otherwise open its paused run first, and the running time before it would go
+    unmetered. On PostgreSQL one statement (one round trip, not ten)."""
+    values: dict[str, Any] = {
+        "status": WorkspaceStatus.RUNNING,
+        "progress": {},
+        "container_id": container_id,
+        "error_code": "",
+        "status_message": "",
+        "ready_s": (now - workspace.created_at).total_seconds(),
+        "updated_at": now,
+    }
+    rows = Workspace.all_objects.filter(pk=workspace.pk, status=WorkspaceStatus.CREATING)
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            running = bool(rows.update(**values))
+            if running:
+                usage_run_sync(workspace=workspace, at=now)
+        return running
+    meta = Workspace._meta
+    columns, params = [], []
+    for name, value in values.items():
+        field = meta.get_field(name)
+        assert isinstance(field, Field)
+        columns.append(f"{connection.ops.quote_name(str(field.column))} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    sql = (
+        f"WITH changed AS (UPDATE {connection.ops.quote_name(meta.db_table)} "  # noqa: S608
+        f"SET {', '.join(columns)} WHERE id = %s AND status = %s "
+        "RETURNING id, tenant_id, %s::timestamptz AS at), "
+        + usage_run_opened_sql("changed", WorkspaceStatus.RUNNING)
+        + " SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM run_closed), "
+        "(SELECT count(*) FROM run_opened)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, workspace.pk, WorkspaceStatus.CREATING, now])
+        marked, closed, opened = cursor.fetchone() or (0, 0, 0)
+    if marked and closed and not opened:
+        usage_run_sync(workspace=workspace, at=now)  # the run it closed kept it from opening
+    return bool(marked)
+
+
+def _provision_load(workspace_id: int, row: dict[str, Any] | None) -> Workspace | None:
+    """The workspace with its tenant and the policy in force: handed over, or in one read."""
+    workspace = provision_workspace(row, workspace_pk=workspace_id) if row is not None else None
+    if workspace is not None:
+        return workspace
+    return (
+        Workspace.all_objects.select_related("tenant", "tenant__policy")
+        .filter(pk=workspace_id)
+        .first()
+    )
+
+
+def workspace_provision(
+    *, workspace_id: int, final_attempt: bool = True, row: dict[str, Any] | None = None
+) -> Workspace | None:
     """Engine work of a spawn: volume, container, start; the row ends running or error.
 
     Safe to run twice (tasks are acked late) and safe against a kill that lands
     while it runs: the final state change only applies to a row still
-    ``creating``, and whatever was built for a row that is not is removed.
+    ``creating``, and whatever was built for a row that is not is removed. ``row``:
+    the rows as its spawn had them (``provision_row``), instead of reading them.
     """
-    workspace = Workspace.all_objects.select_related("tenant").filter(pk=workspace_id).first()
+    workspace = _provision_load(workspace_id, row)
     if workspace is None or workspace.status != WorkspaceStatus.CREATING:
         return workspace
-    policy = tenant_policy_get(tenant=workspace.tenant)
+    policy = workspace.tenant.policy
     driver = workspace_driver(workspace)
     rows = Workspace.all_objects.filter(pk=workspace.pk, status=WorkspaceStatus.CREATING)
     if not workspace.volume_name:  # rows made before spawns named their volume
@@ -185,7 +264,7 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
     try:
         if not workspace.image_id:
             _pull_image(workspace, policy)
-        driver.volume_create(workspace.volume_name, workspace_labels(workspace))
+        # The volume (labelled) is made by the container's create (``container_spec``).
         container = _create_or_adopt_container(workspace, policy)
         container_id = container.id
         if not container.running:
@@ -229,22 +308,7 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
         workspace.refresh_from_db()
         return workspace
     now = timezone.now()
-    # The running span opens in the transaction that marks the row running, before
-    # anyone can see it running: a pause that follows at once (its caller woken below)
-    # would otherwise open its paused span first, and the running time before it
-    # would go unmetered.
-    with transaction.atomic():
-        running = rows.update(
-            status=WorkspaceStatus.RUNNING,
-            progress={},
-            container_id=container_id,
-            error_code="",
-            status_message="",
-            ready_s=(now - workspace.created_at).total_seconds(),
-            updated_at=now,
-        )
-        if running:
-            usage_run_sync(workspace=workspace, at=now)
+    running = _mark_running(workspace, container_id=container_id, now=now)
     if not running:
         workspace.refresh_from_db()
         if workspace.status == WorkspaceStatus.RUNNING and workspace.container_id == container_id:
@@ -254,7 +318,18 @@ def workspace_provision(*, workspace_id: int, final_attempt: bool = True) -> Wor
             workspace=workspace, container_id=container_id, volume=not workspace.persistent
         )
         return workspace
-    workspace_changed(workspace, status=WorkspaceStatus.RUNNING)
+    workspace_changed(
+        workspace,
+        status=WorkspaceStatus.RUNNING,
+        row={
+            "container_id": container_id,
+            "ready_s": (now - workspace.created_at).total_seconds(),
+            # Written earlier by this run (a pull, a row from before volumes were named).
+            "image_id": workspace.image_id,
+            "volume_name": workspace.volume_name,
+        },
+        updated_at=now,
+    )
     workspace.refresh_from_db()
     logger.info(
         "workspace %s is running on node %s",

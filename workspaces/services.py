@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -160,7 +160,9 @@ def _workspace_create(
             )
             workspace.volume_name = f"{engine_name(workspace)}-data"
             workspace.save(force_insert=True)
-            transaction.on_commit(lambda: workspace_provision_enqueue(workspace=workspace))
+            transaction.on_commit(
+                lambda: workspace_provision_enqueue(workspace=workspace, policy=locked)
+            )
             return workspace, True
     except IntegrityError:
         # Only reachable without the lock's protection (e.g. a key row committed by
@@ -445,25 +447,52 @@ def _announces_left_creating(message: dict[str, Any]) -> bool:
     return isinstance(status, str) and status != WorkspaceStatus.CREATING
 
 
+def _took_running(workspace: Workspace, message: dict[str, Any]) -> bool:
+    """Whether ``message`` said the worker made the row running and carried what it
+    wrote (``provisioning.workspace_changed``), now set on ``workspace``: no read."""
+    row = message.get("row")
+    if message.get("status") != WorkspaceStatus.RUNNING or not isinstance(row, dict):
+        return False
+    try:
+        container_id, ready_s = str(row["container_id"]), float(row["ready_s"])
+        image_id, volume_name = str(row["image_id"]), str(row["volume_name"])
+        updated_at = datetime.fromisoformat(str(row["updated_at"]))
+    except (KeyError, TypeError, ValueError):
+        return False
+    workspace.status, workspace.container_id = WorkspaceStatus.RUNNING, container_id
+    workspace.ready_s, workspace.updated_at = ready_s, updated_at
+    workspace.image_id, workspace.volume_name = image_id, volume_name
+    workspace.progress, workspace.error_code, workspace.status_message = {}, "", ""
+    return True
+
+
 def workspace_wait_running(*, workspace: Workspace, timeout_s: float | None = None) -> Workspace:
     """Wait until the worker has finished with the row; works across processes.
 
     Woken by the worker's message when the row leaves ``creating``
     (``provisioning.workspace_changed``), not by polling it; the row is re-read at
     least every second all the same, so a lost message costs latency only. The message
-    is sent once its status is committed, so it ends the wait without a read of its own.
+    is sent once its status is committed, so it ends the wait without a read of its own,
+    and a running one carries what the worker wrote: the answer is not read either.
     """
     timeout = settings.DEVBENCH_SPAWN_WAIT_S if timeout_s is None else timeout_s
     rows = Workspace.objects.filter(pk=workspace.pk)
+    announced: dict[str, Any] = {}
 
     def left_creating() -> bool:
         return rows.values_list("status", flat=True).first() != WorkspaceStatus.CREATING
+
+    def announces_left_creating(message: dict[str, Any]) -> bool:
+        if not _announces_left_creating(message):
+            return False
+        announced.update(message)
+        return True
 
     if not notify.wait_for_group(
         workspace_group(workspace.public_id),
         left_creating,
         timeout_s=timeout,
-        ends_on=_announces_left_creating,
+        ends_on=announces_left_creating,
         check_first=False,  # it is read once subscribed: one read, not two
     ):
         raise SpawnTimeout(
@@ -471,7 +500,8 @@ def workspace_wait_running(*, workspace: Workspace, timeout_s: float | None = No
             "come up later (poll it) or end in error.",
             workspace_id=workspace.public_id,
         )
-    workspace.refresh_from_db()
+    if not _took_running(workspace, announced):
+        workspace.refresh_from_db()
     if workspace.status == WorkspaceStatus.ERROR:
         raise workspace_error(workspace=workspace)
     workspace_require_running(workspace=workspace)  # killed while it was being created

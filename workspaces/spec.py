@@ -45,7 +45,13 @@ def container_spec(workspace: Workspace, policy: TenantPolicy) -> ContainerSpec:
         command=KEEPER[1:],
         user=WORKSPACE_USER,
         working_dir=WORKSPACE_ROOT,
-        mounts=(VolumeMount(source=workspace.volume_name, target=WORKSPACE_ROOT),),
+        mounts=(
+            VolumeMount(
+                source=workspace.volume_name,
+                target=WORKSPACE_ROOT,
+                volume_labels=workspace_labels(workspace),
+            ),
+        ),
         memory_bytes=memory_mb * 1024 * 1024,
         nano_cpus=int(cpus * 1_000_000_000),
         pids_limit=int(limits.get("pids", policy.pids_limit)),

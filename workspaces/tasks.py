@@ -55,14 +55,17 @@ def _take_provision(args: dict[str, Any]) -> bool:
     workspace_pk = args.get("workspace_pk")
     if not isinstance(workspace_pk, int) or isinstance(workspace_pk, bool):
         raise ValueError("workspace_pk must be an integer.")
+    row = args.get("row")
+    if row is not None and not isinstance(row, dict):
+        raise ValueError("row must be an object.")
     return PROVISIONS.start(
-        lambda: _provision_handed_off(workspace_pk), name=f"provision-hand-off-{workspace_pk}"
+        lambda: _provision_handed_off(workspace_pk, row), name=f"provision-hand-off-{workspace_pk}"
     )
 
 
-def _provision_handed_off(workspace_pk: int) -> None:
+def _provision_handed_off(workspace_pk: int, row: dict[str, Any] | None = None) -> None:
     try:
-        workspace_provision(workspace_id=workspace_pk, final_attempt=False)
+        workspace_provision(workspace_id=workspace_pk, final_attempt=False, row=row)
     except _TRANSIENT as exc:
         # The engine did not answer: the task takes over, with its retries and back-off.
         node = Workspace.all_objects.filter(pk=workspace_pk).values_list("node", flat=True).first()

@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import models
 from django.test import TestCase
 from django.utils import timezone
 
@@ -20,15 +19,9 @@ from execution.models import Exec, ExecStatus
 from execution.runner_row import runner_exec, runner_row
 from execution.state import Senders
 from tenants.models import TenantPolicy
-from tests.factories import ExecFactory, WorkspaceFactory
+from tests.factories import ExecFactory, WorkspaceFactory, columns_of
 
 pytestmark = pytest.mark.django_db
-
-
-def _fields(instance: models.Model) -> dict[str, Any]:
-    return {
-        field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields
-    }
 
 
 def _started_exec(actor: Any, tenant: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Exec, Any]:
@@ -82,9 +75,9 @@ def test_the_handed_off_row_decodes_to_what_the_runner_would_load(
         (built_policy, loaded.tenant.policy),
     ]
     for mine, theirs in pairs:
-        assert _fields(mine) == _fields(theirs)
-        assert {k: type(v) for k, v in _fields(mine).items()} == {
-            k: type(v) for k, v in _fields(theirs).items()
+        assert columns_of(mine) == columns_of(theirs)
+        assert {k: type(v) for k, v in columns_of(mine).items()} == {
+            k: type(v) for k, v in columns_of(theirs).items()
         }
         assert not mine._state.adding and mine._state.db == "default"
     assert built.status == ExecStatus.STARTING

@@ -160,7 +160,7 @@ def test_running_time_is_metered_from_the_start_even_if_paused_at_once(
     monkeypatch.setattr(tasks.workspace_provision_task, "apply_async", lambda **kw: None)
     workspace = workspace_spawn(actor=actor, image="devbench/busybox:latest", wait=False)
 
-    def woken_and_paused_at_once(woken: Workspace, *, status: str) -> None:
+    def woken_and_paused_at_once(woken: Workspace, *, status: str, **_: Any) -> None:
         # What a caller woken by this message does first: pause, metered as pauses are.
         paused_at = timezone.now()
         Workspace.objects.filter(pk=woken.pk).update(status="paused", updated_at=paused_at)

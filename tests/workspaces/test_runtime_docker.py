@@ -31,6 +31,22 @@ def _spec(name: str, **overrides) -> ContainerSpec:
     return ContainerSpec(**base)
 
 
+def test_a_volume_mount_creates_its_labelled_volume_with_the_container(driver):
+    name = f"drv-{uuid.uuid4().hex[:8]}"
+    volume = f"{name}-vol"
+    labels = {LABEL_INSTANCE: settings.DEVBENCH_INSTANCE, "devbench.test": name}
+    mount = VolumeMount(source=volume, target="/workspace", volume_labels=labels)
+    info = driver.create(_spec(name, mounts=(mount,)))
+    try:
+        assert [v.name for v in driver.volume_list_by_labels({"devbench.test": name})] == [volume]
+        driver.start(info.id)
+        assert driver.inspect(info.id).running
+    finally:
+        driver.remove(info.id, force=True)
+        driver.volume_remove(volume)
+    assert driver.volume_list_by_labels({"devbench.test": name}) == []
+
+
 def test_create_start_inspect_list_remove(driver):
     name = f"drv-{uuid.uuid4().hex[:8]}"
     volume = f"{name}-vol"

@@ -308,6 +308,14 @@ def test_the_waiting_spawn_is_woken_by_the_worker_not_by_rereading(
         return real(group, counted, timeout_s=timeout_s, **options)
 
     monkeypatch.setattr(notify, "wait_for_group", counting)
+    refreshed: list[int] = []
+    refresh = Workspace.refresh_from_db
+
+    def recorded_refresh(self: Workspace, *args: Any, **kwargs: Any) -> None:
+        refreshed.append(self.pk)
+        refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(Workspace, "refresh_from_db", recorded_refresh)
     done: list[Workspace] = []
     waiter = threading.Thread(
         target=lambda: done.append(workspace_spawn(actor=actor, image=BUSYBOX, wait_timeout_s=300))
@@ -319,5 +327,10 @@ def test_the_waiting_spawn_is_woken_by_the_worker_not_by_rereading(
     kill_after.append(workspace)
     assert workspace.status == WorkspaceStatus.RUNNING
     # Read once subscribed, and not again: the worker's message, sent once the row is
-    # committed running, says so (then the row is read whole for the answer).
+    # committed running, says so and carries what it wrote: the answer is not read again.
     assert checks == [f"workspace.{workspace.public_id}"]
+    assert refreshed == []
+    stored = Workspace.objects.get(pk=workspace.pk)
+    for field in ("status", "container_id", "ready_s", "updated_at", "image_id", "volume_name"):
+        assert getattr(workspace, field) == getattr(stored, field), field
+    assert workspace.container_id and workspace.progress == {} and workspace.error_code == ""

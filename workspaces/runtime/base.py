@@ -41,6 +41,9 @@ class VolumeMount:
     source: str  # volume name
     target: str  # path inside the container
     read_only: bool = False
+    # A volume that does not exist yet is made by the container's create, with these
+    # labels: one engine call fewer than creating it first.
+    volume_labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

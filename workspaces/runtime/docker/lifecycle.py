@@ -84,7 +84,13 @@ class DockerLifecycle(RuntimeLifecycle):
             security_opt=list(spec.security_opt),
             init=spec.init,
             mounts=[
-                Mount(target=m.target, source=m.source, type="volume", read_only=m.read_only)
+                Mount(
+                    target=m.target,
+                    source=m.source,
+                    type="volume",
+                    read_only=m.read_only,
+                    labels=m.volume_labels or None,
+                )
                 for m in spec.mounts
             ],
             restart_policy={"Name": spec.restart_policy} if spec.restart_policy else None,
