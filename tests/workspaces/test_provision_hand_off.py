@@ -81,6 +81,14 @@ def test_the_enqueue_hands_off_first_and_queues_what_is_not_taken(
     provisioning.workspace_provision_enqueue(workspace=workspace)
     assert handed == [(workspace.node, tasks.PROVISION, {"workspace_pk": workspace.pk})]
     assert queued == []
+    # With the policy the spawn read, the worker is handed the rows it would load.
+    handed.clear()
+    loaded = Workspace.all_objects.select_related("tenant", "tenant__policy").get(pk=workspace.pk)
+    provisioning.workspace_provision_enqueue(workspace=loaded, policy=loaded.tenant.policy)
+    [(_, _, args)] = handed
+    assert args["workspace_pk"] == workspace.pk
+    assert args["row"]["workspace"]["id"] == workspace.pk
+    assert args["row"]["policy"]["tenant_id"] == workspace.tenant_id
     taken["answer"] = False
     provisioning.workspace_provision_enqueue(workspace=workspace)
     assert queued == [{"args": [workspace.pk], "queue": f"node.{workspace.node}"}]
@@ -92,7 +100,7 @@ def test_hand_offs_are_bounded_refused_while_draining_and_checked(
     started: list[int] = []
     release = threading.Event()
 
-    def provision(*, workspace_id: int, final_attempt: bool) -> None:
+    def provision(*, workspace_id: int, final_attempt: bool, row: Any = None) -> None:
         started.append(workspace_id)
         release.wait(30)
 
@@ -108,7 +116,13 @@ def test_hand_offs_are_bounded_refused_while_draining_and_checked(
     finally:
         drain_reset()
     assert started == [1]
-    for bad in ({}, {"workspace_pk": "1"}, {"workspace_pk": True}, {"workspace_pk": None}):
+    for bad in (
+        {},
+        {"workspace_pk": "1"},
+        {"workspace_pk": True},
+        {"workspace_pk": None},
+        {"workspace_pk": 4, "row": "not an object"},
+    ):
         with pytest.raises(ValueError):
             tasks._take_provision(bad)
 
@@ -120,7 +134,7 @@ def test_an_engine_that_does_not_answer_leaves_it_to_the_task(
     workspace = _spawn_unprovisioned(actor, monkeypatch)
     queued.clear()
 
-    def engine_down(*, workspace_id: int, final_attempt: bool) -> None:
+    def engine_down(*, workspace_id: int, final_attempt: bool, row: Any = None) -> None:
         assert final_attempt is False
         raise EngineUnavailable("no engine")
 
