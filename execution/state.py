@@ -19,10 +19,11 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from django.db import connection, transaction
-from django.db.models import Field, Max, Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from core import metrics
+from core.model_sql import column_assignments
 from core.prepared import PreparedGet
 from core.queues import node_queue
 from execution import notify
@@ -307,13 +308,7 @@ def _end_in_one_statement(
 
 def _assignments(values: dict[str, Any]) -> tuple[list[str], list[Any]]:
     """``column = %s`` for each of the exec's fields in ``values``, and their parameters."""
-    columns, params = [], []
-    for name, value in values.items():
-        field = Exec._meta.get_field(name)
-        assert isinstance(field, Field)
-        columns.append(f"{field.column} = %s")
-        params.append(field.get_db_prep_save(value, connection))
-    return columns, params
+    return column_assignments(Exec, values)
 
 
 def heartbeat(exec_pk: int, values: dict[str, Any]) -> bool:

@@ -15,7 +15,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Field
 from django.utils import timezone
 
 from core import metrics
@@ -27,6 +26,7 @@ from core.errors import (
     EngineTimeout,
     EngineUnavailable,
 )
+from core.model_sql import column_assignments
 from core.queues import node_queue
 from execution import notify
 from tenants.audit import audit_record
@@ -206,15 +206,9 @@ def _mark_running(workspace: Workspace, *, container_id: str, now: datetime) -> 
             if running:
                 usage_run_sync(workspace=workspace, at=now)
         return running
-    meta = Workspace._meta
-    columns, params = [], []
-    for name, value in values.items():
-        field = meta.get_field(name)
-        assert isinstance(field, Field)
-        columns.append(f"{connection.ops.quote_name(str(field.column))} = %s")
-        params.append(field.get_db_prep_save(value, connection))
+    columns, params = column_assignments(Workspace, values)
     sql = (
-        f"WITH changed AS (UPDATE {connection.ops.quote_name(meta.db_table)} "  # noqa: S608
+        f"WITH changed AS (UPDATE {connection.ops.quote_name(Workspace._meta.db_table)} "  # noqa: S608
         f"SET {', '.join(columns)} WHERE id = %s AND status = %s "
         "RETURNING id, tenant_id, %s::timestamptz AS at), "
         + usage_run_opened_sql("changed", WorkspaceStatus.RUNNING)
